@@ -1,0 +1,164 @@
+"""Configs are (nested) dataclasses, loaded from YAML with ``yaml.safe_load`` and
+overridden from the command line as ``dotted.key=value``.
+
+An unknown key is an error that names it (and the file it came from); a value of the
+wrong type is an error that names the key. Values given on the command line are parsed
+with ``yaml.safe_load`` too, so ``lr=1e-5``, ``lora=true`` and ``layers=[1,2]`` work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit its dataclass."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, annotation: Any, key: str, where: str) -> Any:
+    """Check ``value`` against ``annotation`` (a small subset of typing), converting ints to floats."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: {key}: bad value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {key}: {value!r} is not one of {list(args)}")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+        return from_dict(annotation, value, where=where, prefix=f"{key}.")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {key}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, f"{key}[{i}]", where) for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        try:  # yaml reads "1e-5" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(annotation, type):
+        if annotation is not bool and isinstance(value, bool):
+            raise ConfigError(f"{where}: {key}: expected {annotation.__name__}, got {value!r}")
+        if not isinstance(value, annotation):
+            raise ConfigError(
+                f"{where}: {key}: expected {annotation.__name__}, got {type(value).__name__} {value!r}"
+            )
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+    types_ = _field_types(cls)
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}; "
+            f"known keys: {', '.join(prefix + k for k in types_)}"
+        )
+    kwargs = {k: _coerce(v, types_[k], prefix + k, where) for k, v in data.items()}
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err
+    return obj
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain data (what ``save_config`` writes)."""
+    return dataclasses.asdict(config)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}`` (values parsed by yaml.safe_load)."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: empty key")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is set both as a value and a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return tree
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> T:
+    """Defaults of ``cls`` <- ``defaults`` <- YAML file ``path`` <- command-line ``overrides``."""
+    data: dict[str, Any] = dict(defaults or {})
+    where = "config"
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config: {err}") from err
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
+        data = _merge(data, loaded or {})
+    if overrides:
+        data = _merge(data, parse_overrides(overrides))
+        where = f"{where} + command-line overrides" if path else "command-line overrides"
+    return from_dict(cls, data, where=where)
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the config as YAML (``load_config`` reads it back to an equal object)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")

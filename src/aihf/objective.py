@@ -1,0 +1,315 @@
+"""Every loss of METHOD.md as a pure tensor function, and nothing else.
+
+Each function takes tensors of per-example quantities (rewards, or per-sequence
+log-probabilities), returns a scalar loss to *minimise* (the negative of the
+objective METHOD.md maximises), and carries its formula and the section of
+``shared/METHOD.md`` it comes from. Trainers in ``aihf.lm`` and ``aihf.control``
+only gather those quantities; the math lives here.
+
+Notation: ``sigma`` is the logistic function, ``r`` an explicit reward
+(a reward model's output for language models, a sum of r(s, a) for control),
+``log pi`` a per-sequence log-probability, ``h`` the DPO log-ratio difference
+    h = [log pi(y_w|x) - log pi_ref(y_w|x)] - [log pi(y_l|x) - log pi_ref(y_l|x)].
+Every batch mean is over the leading dimension.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+DemoForm = Literal["linear", "logistic"]
+PreferenceForm = Literal["sigmoid", "ipo"]
+
+__all__ = [
+    "token_logprobs",
+    "sequence_logprobs",
+    "bradley_terry_loss",
+    "demonstration_reward_loss",
+    "aihf_reward_loss",
+    "dpo_log_ratio_margin",
+    "preference_loss",
+    "dpo_loss",
+    "ipo_loss",
+    "aihf_dpo_loss",
+    "spin_loss",
+    "self_play_aihf_loss",
+]
+
+
+def _check_weights(w_demo: float, w_pref: float) -> None:
+    if w_demo < 0 or w_pref < 0:
+        raise ValueError(f"weights must be >= 0, got w_demo={w_demo}, w_pref={w_pref}")
+    if w_demo == 0 and w_pref == 0:
+        raise ValueError("w_demo and w_pref are both 0: the objective is empty")
+
+
+def _check_beta(beta: float) -> None:
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+
+
+# --------------------------------------------------------------------------- log-probs
+
+
+def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each next token under a causal LM.
+
+    ``out[b, t] = log softmax(logits[b, t]) [input_ids[b, t + 1]]`` for t < T - 1, i.e. the
+    logits at position t predict token t + 1. Shape (B, T - 1), float32 (computed in
+    float32 whatever the logits' dtype, through a fused cross-entropy, so the
+    (B, T, V) log-softmax is never stored).
+    """
+    shifted = logits[:, :-1, :]
+    targets = input_ids[:, 1:]
+    nll = F.cross_entropy(
+        shifted.reshape(-1, shifted.size(-1)).float(), targets.reshape(-1), reduction="none"
+    )
+    return -nll.view(targets.shape)
+
+
+def sequence_logprobs(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    loss_mask: torch.Tensor,
+    average: bool = False,
+) -> torch.Tensor:
+    """Per-sequence log-probability of the response tokens, log pi(y|x).
+
+    ``loss_mask[b, t] = 1`` where token t of row b belongs to the response (prompt and
+    padding are 0). Returns, shape (B,),
+        sum:  log pi(y|x) = sum_t mask[t] * log pi(token_t | tokens_<t)
+        mean: the same sum divided by the number of response tokens (token-mean).
+    The sum is the sequence likelihood of METHOD.md sections 2 and 4; the token-mean is
+    the length-normalised variant (used by IPO in trl, and an option for AIHF-DPO's
+    supervised term).
+    """
+    if logits.shape[:2] != input_ids.shape or input_ids.shape != loss_mask.shape:
+        raise ValueError(
+            f"shape mismatch: logits {tuple(logits.shape)}, input_ids "
+            f"{tuple(input_ids.shape)}, loss_mask {tuple(loss_mask.shape)}"
+        )
+    mask = loss_mask[:, 1:].to(torch.float32)
+    total = (token_logprobs(logits, input_ids) * mask).sum(-1)
+    if not average:
+        return total
+    return total / mask.sum(-1).clamp(min=1.0)
+
+
+# --------------------------------------------------------------- explicit reward (Alg. 1)
+
+
+def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry reward-model loss (METHOD.md section 2, case w_D = 0; RLHF's reward model).
+
+        l_BT = -mean log sigma( r(x, y_w) - r(x, y_l) )
+    """
+    return -F.logsigmoid(reward_chosen - reward_rejected).mean()
+
+
+def demonstration_reward_loss(
+    reward_demo: torch.Tensor, reward_policy: torch.Tensor, form: DemoForm = "linear"
+) -> torch.Tensor:
+    """Maximum-likelihood IRL term on demonstrations (METHOD.md section 3, step 3).
+
+        linear:   l_D = -mean( r(x, y_E) - r(x, y) ),  y ~ pi_k(.|x)
+        logistic: l_D = -mean log sigma( r(x, y_E) - r(x, y) )   (*derived* from the authors' code)
+
+    The linear form's gradient is beta times the exact gradient of the demonstration
+    log-likelihood, since grad log pi_theta(y_E|x) = (1/beta)[grad r(x,y_E) - E_pi grad r(x,y)];
+    it is unbounded, so regularise the reward with it (``reward_l2`` of ``aihf_reward_loss``).
+    """
+    diff = reward_demo - reward_policy
+    if form == "linear":
+        return -diff.mean()
+    if form == "logistic":
+        return -F.logsigmoid(diff).mean()
+    raise ValueError(f"unknown demonstration form {form!r}: use 'linear' or 'logistic'")
+
+
+def aihf_reward_loss(
+    reward_demo: torch.Tensor | None,
+    reward_policy: torch.Tensor | None,
+    reward_chosen: torch.Tensor | None,
+    reward_rejected: torch.Tensor | None,
+    w_demo: float = 1.0,
+    w_pref: float = 1.0,
+    demo_form: DemoForm = "linear",
+    reward_l2: float = 0.0,
+) -> torch.Tensor:
+    """The AIHF reward loss of Algorithm 1, step 3 (METHOD.md section 3).
+
+        l_R = w_D * l_D( r(x, y_E), r(x, y) ) + w_P * l_BT( r(x, y_w), r(x, y_l) )
+              + reward_l2 * mean( r^2 over every reward in the batch )
+
+    with l_D from ``demonstration_reward_loss`` and l_BT from ``bradley_terry_loss``. Its
+    negative gradient is the ascent direction g of METHOD.md section 3:
+        g = w_D [grad r(x,y_E) - grad r(x,y)] + w_P (1 - sigma(r_w - r_l)) [grad r_w - grad r_l].
+    Reductions: w_D = 0 is the Bradley-Terry loss (RLHF's reward model); w_P = 0 is
+    maximum-likelihood IRL from demonstrations only (ML-IRL). A term whose weight is 0
+    may be passed as None.
+    """
+    _check_weights(w_demo, w_pref)
+    loss = torch.zeros(())
+    used: list[torch.Tensor] = []
+    if w_demo > 0:
+        if reward_demo is None or reward_policy is None:
+            raise ValueError("w_demo > 0 needs reward_demo and reward_policy")
+        loss = loss.to(reward_demo) + w_demo * demonstration_reward_loss(
+            reward_demo, reward_policy, demo_form
+        )
+        used += [reward_demo, reward_policy]
+    if w_pref > 0:
+        if reward_chosen is None or reward_rejected is None:
+            raise ValueError("w_pref > 0 needs reward_chosen and reward_rejected")
+        loss = loss.to(reward_chosen) + w_pref * bradley_terry_loss(reward_chosen, reward_rejected)
+        used += [reward_chosen, reward_rejected]
+    if reward_l2 > 0:
+        loss = loss + reward_l2 * torch.cat([r.reshape(-1) for r in used]).pow(2).mean()
+    return loss
+
+
+# ------------------------------------------------------- implicit reward (section 4)
+
+
+def dpo_log_ratio_margin(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+) -> torch.Tensor:
+    """h = [log pi(y_w|x) - log pi_ref(y_w|x)] - [log pi(y_l|x) - log pi_ref(y_l|x)] (METHOD.md section 4).
+
+    beta * h is the difference of implicit rewards r = beta log(pi / pi_ref).
+    """
+    return (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+
+
+def preference_loss(margin: torch.Tensor, beta: float, form: PreferenceForm = "sigmoid") -> torch.Tensor:
+    """Loss on a log-ratio margin h (METHOD.md section 4).
+
+        sigmoid (DPO): -mean log sigma(beta * h)
+        ipo     (IPO):  mean (h - 1 / (2 beta))^2
+    """
+    _check_beta(beta)
+    if form == "sigmoid":
+        return -F.logsigmoid(beta * margin).mean()
+    if form == "ipo":
+        return (margin - 1.0 / (2.0 * beta)).pow(2).mean()
+    raise ValueError(f"unknown preference form {form!r}: use 'sigmoid' or 'ipo'")
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """DPO (METHOD.md section 5): -mean log sigma( beta * h ), h from ``dpo_log_ratio_margin``."""
+    margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
+    return preference_loss(margin, beta, "sigmoid")
+
+
+def ipo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """IPO (METHOD.md sections 4-5): mean (h - 1/(2 beta))^2, h from ``dpo_log_ratio_margin``.
+
+    trl computes h from token-mean log-probs for IPO; pass those to match it.
+    """
+    margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
+    return preference_loss(margin, beta, "ipo")
+
+
+def aihf_dpo_loss(
+    policy_demo: torch.Tensor | None,
+    policy_chosen: torch.Tensor | None,
+    policy_rejected: torch.Tensor | None,
+    reference_chosen: torch.Tensor | None,
+    reference_rejected: torch.Tensor | None,
+    beta: float,
+    w_demo: float = 1.0,
+    w_pref: float = 1.0,
+    preference_form: PreferenceForm = "sigmoid",
+) -> torch.Tensor:
+    """AIHF-DPO (METHOD.md section 4, *derived*): supervised likelihood plus DPO.
+
+        l = -w_D * mean log pi(y_E|x) + w_P * preference_loss(h, beta)
+
+    ``policy_demo`` is log pi(y_E|x) per demonstration, summed or token-mean over the
+    response as the caller chooses (``sequence_logprobs(average=...)``); the engine's
+    default is the token-mean, which keeps the term's scale independent of length.
+    Reduction: w_D = 0 is DPO (or IPO with ``preference_form='ipo'``).
+    """
+    _check_weights(w_demo, w_pref)
+    loss = torch.zeros(())
+    if w_demo > 0:
+        if policy_demo is None:
+            raise ValueError("w_demo > 0 needs policy_demo")
+        loss = loss.to(policy_demo) - w_demo * policy_demo.mean()
+    if w_pref > 0:
+        if any(t is None for t in (policy_chosen, policy_rejected, reference_chosen, reference_rejected)):
+            raise ValueError("w_pref > 0 needs policy and reference log-probs of chosen and rejected")
+        margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
+        loss = loss.to(margin) + w_pref * preference_loss(margin, beta, preference_form)
+    return loss
+
+
+def spin_loss(
+    policy_demo: torch.Tensor,
+    policy_generated: torch.Tensor,
+    iterate_demo: torch.Tensor,
+    iterate_generated: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """SPIN (METHOD.md section 5): DPO with the demonstration as the winner, a sample y' of
+    the current iterate pi_t as the loser, and pi_t as the reference.
+
+        l = -mean log sigma( beta * [ log pi(y_E|x)/pi_t(y_E|x) - log pi(y'|x)/pi_t(y'|x) ] )
+    """
+    return dpo_loss(policy_demo, policy_generated, iterate_demo, iterate_generated, beta)
+
+
+def self_play_aihf_loss(
+    policy_demo: torch.Tensor | None,
+    policy_generated: torch.Tensor | None,
+    iterate_demo: torch.Tensor | None,
+    iterate_generated: torch.Tensor | None,
+    policy_chosen: torch.Tensor | None,
+    policy_rejected: torch.Tensor | None,
+    iterate_chosen: torch.Tensor | None,
+    iterate_rejected: torch.Tensor | None,
+    beta: float,
+    w_demo: float = 1.0,
+    w_pref: float = 1.0,
+    preference_form: PreferenceForm = "sigmoid",
+) -> torch.Tensor:
+    """Self-Play-AIHF (METHOD.md section 4, *derived*).
+
+        l = w_D * spin_loss(pi; y_E vs y' ~ pi_t; reference pi_t)
+          + w_P * preference_loss(h with reference pi_t, beta)
+
+    pi_t is the current iterate (frozen within a round; it advances when the round's
+    responses y' are regenerated). Reduction: w_P = 0 is SPIN.
+    """
+    _check_weights(w_demo, w_pref)
+    loss = torch.zeros(())
+    if w_demo > 0:
+        if any(t is None for t in (policy_demo, policy_generated, iterate_demo, iterate_generated)):
+            raise ValueError("w_demo > 0 needs policy and iterate log-probs of demonstrations and samples")
+        loss = loss.to(policy_demo) + w_demo * spin_loss(
+            policy_demo, policy_generated, iterate_demo, iterate_generated, beta
+        )
+    if w_pref > 0:
+        if any(t is None for t in (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected)):
+            raise ValueError("w_pref > 0 needs policy and iterate log-probs of chosen and rejected")
+        margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, iterate_chosen, iterate_rejected)
+        loss = loss.to(margin) + w_pref * preference_loss(margin, beta, preference_form)
+    return loss

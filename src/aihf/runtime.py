@@ -1,0 +1,112 @@
+"""What every training loop needs and no library gives in this form: seeding, RNG state
+capture without pickle, atomic checkpoint directories, and a guard against NaN losses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a loss (or gradient norm) is NaN or infinite: training stops here."""
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def check_finite(value: float | torch.Tensor, what: str, step: int) -> float:
+    """Return ``value`` as a float, or stop training with a message naming what and when."""
+    number = float(value.detach().float().item()) if isinstance(value, torch.Tensor) else float(value)
+    if not math.isfinite(number):
+        raise NonFiniteLossError(
+            f"{what} is {number} at step {step}: training stopped before the update, so the "
+            "last checkpoint is intact. Lower the learning rate, enable gradient clipping, "
+            "or check the inputs of this batch."
+        )
+    return number
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Write a directory atomically: yield a temporary sibling, then swap it into place.
+
+    A crash while writing leaves the previous ``path`` (if any) untouched; readers never see
+    a half-written checkpoint.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every RNG's state as (tensors for safetensors, plain data for JSON): no pickle."""
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = state
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    tensors["numpy_keys"] = torch.from_numpy(np.asarray(np_keys, dtype=np.int64))
+    py_version, py_state, py_gauss = random.getstate()
+    meta = {
+        "numpy": [np_kind, int(np_pos), int(np_has_gauss), float(np_gauss)],
+        "python": [py_version, list(py_state), py_gauss],
+    }
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` captured."""
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    np_kind, np_pos, np_has_gauss, np_gauss = meta["numpy"]
+    keys = tensors["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state((np_kind, keys, np_pos, np_has_gauss, np_gauss))
+    py_version, py_state, py_gauss = meta["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+
+
+def save_rng_state(directory: str | Path, name: str = "rng") -> None:
+    """Write the RNG states as ``name.safetensors`` + ``name.json`` in ``directory``."""
+    tensors, meta = rng_state()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(Path(directory) / f"{name}.safetensors"))
+    (Path(directory) / f"{name}.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def load_rng_state(directory: str | Path, name: str = "rng") -> None:
+    """Restore the RNG states written by ``save_rng_state``."""
+    tensors = load_file(str(Path(directory) / f"{name}.safetensors"))
+    meta = json.loads((Path(directory) / f"{name}.json").read_text(encoding="utf-8"))
+    set_rng_state(tensors, meta)
