@@ -1,0 +1,24 @@
+"""Data layer: records, validation with file/row/field errors, readers and writers.
+
+Language (METHOD.md section 1): :class:`Demonstration` and :class:`Preference` records,
+read from JSONL, Parquet, a ``datasets.Dataset`` or a list of dicts. Control:
+:class:`Trajectory`, :class:`SegmentPreference` and the array sets :class:`TransitionSet`
+and :class:`SegmentPreferenceSet` (``.npz`` without pickle). Every bad input raises
+:class:`DataError` naming the source, the row and the field.
+"""
+
+from aihf.data.errors import DataError
+from aihf.data.records import ROLES, Demonstration, Message, Preference
+from aihf.data.trajectories import SegmentPreference, SegmentPreferenceSet, Trajectory, TransitionSet
+
+__all__ = [
+    "ROLES",
+    "DataError",
+    "Demonstration",
+    "Message",
+    "Preference",
+    "SegmentPreference",
+    "SegmentPreferenceSet",
+    "Trajectory",
+    "TransitionSet",
+]

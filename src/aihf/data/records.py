@@ -1,0 +1,164 @@
+"""Language records: :class:`Demonstration` (x, y_E) and :class:`Preference` (x, y_w, y_l).
+
+METHOD.md section 1 (Data). Two forms, one representation each after construction:
+
+* plain text: ``prompt`` is a ``str``;
+* chat: ``prompt`` is a ``tuple`` of :class:`Message` (roles ``system``/``user``/
+  ``assistant``), ending with a ``user`` turn. ``is_chat`` tells the two apart, and
+  :meth:`prompt_messages` / :meth:`conversation` give the ``list[dict]`` that
+  ``tokenizer.apply_chat_template`` takes.
+
+Responses (``response``, ``chosen``, ``rejected``) are always a ``str``: the assistant's
+content. The constructors also accept an assistant message dict
+(``{"role": "assistant", "content": ...}``) or a list holding exactly one assistant
+message, and reduce it to its content. Prompts and responses must be non-empty after
+stripping whitespace; ``chosen`` must differ from ``rejected`` (exact string equality).
+Constructors raise :class:`~aihf.data.errors.DataError` naming the field, e.g.
+``prompt[1].role``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+from aihf.data.errors import DataError
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn. ``role`` is one of :data:`ROLES`; ``content`` is non-empty text."""
+
+    role: str
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+Prompt = Union[str, tuple[Message, ...]]
+
+
+def _text(value: Any, field: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"{what} must be a string, got {type(value).__name__}", field=field)
+    if not value.strip():
+        raise DataError(f"{what} is empty or whitespace only", field=field)
+    return value
+
+
+def to_message(value: Any, field: str) -> Message:
+    """A :class:`Message` from a ``{"role", "content"}`` mapping (extra keys such as ``name`` are ignored)."""
+    if isinstance(value, Message):
+        value = value.as_dict()
+    if not isinstance(value, Mapping):
+        raise DataError(f"a chat message must be a mapping with 'role' and 'content', got {type(value).__name__}", field=field)
+    for key in ("role", "content"):
+        if key not in value:
+            raise DataError(f"chat message has no '{key}'", field=f"{field}.{key}")
+    role = value["role"]
+    if role not in ROLES:
+        raise DataError(f"unknown role {role!r}; expected one of {list(ROLES)}", field=f"{field}.role")
+    return Message(role, _text(value["content"], f"{field}.content", "message content"))
+
+
+def to_messages(value: Any, field: str) -> tuple[Message, ...]:
+    """A non-empty tuple of messages from a list of message mappings."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        raise DataError(f"chat messages must be a list, got {type(value).__name__}", field=field)
+    messages = tuple(to_message(m, f"{field}[{i}]") for i, m in enumerate(value))
+    if not messages:
+        raise DataError("chat message list is empty", field=field)
+    return messages
+
+
+def to_prompt(value: Any, field: str = "prompt") -> Prompt:
+    """A plain prompt (non-empty ``str``) or a chat prompt (messages ending with a user turn)."""
+    if isinstance(value, str):
+        return _text(value, field, "prompt")
+    if isinstance(value, (list, tuple)):
+        messages = to_messages(value, field)
+        if messages[-1].role != "user":
+            raise DataError(
+                f"a chat prompt must end with a user turn, got {messages[-1].role!r}",
+                field=f"{field}[{len(messages) - 1}].role",
+            )
+        return messages
+    raise DataError(f"prompt must be a string or a list of chat messages, got {type(value).__name__}", field=field)
+
+
+def to_response(value: Any, field: str = "response") -> str:
+    """The assistant's text from a ``str``, an assistant message, or a list of one assistant message."""
+    if isinstance(value, str):
+        return _text(value, field, field)
+    if isinstance(value, (list, tuple)):
+        messages = to_messages(value, field)
+        if len(messages) != 1:
+            raise DataError(f"a response must be one assistant message, got {len(messages)} messages", field=field)
+        value, field = messages[0], f"{field}[0]"
+    if isinstance(value, (Mapping, Message)):
+        message = to_message(value, field)
+        if message.role != "assistant":
+            raise DataError(f"a response message must have role 'assistant', got {message.role!r}", field=f"{field}.role")
+        return message.content
+    raise DataError(f"{field} must be a string or an assistant message, got {type(value).__name__}", field=field)
+
+
+@dataclass(frozen=True)
+class _Prompted:
+    prompt: Prompt
+
+    @property
+    def is_chat(self) -> bool:
+        """True when the prompt is a message list (apply the tokenizer's chat template)."""
+        return not isinstance(self.prompt, str)
+
+    def prompt_messages(self) -> list[dict[str, str]]:
+        """The prompt as chat messages; a plain prompt becomes one user turn."""
+        if isinstance(self.prompt, str):
+            return [{"role": "user", "content": self.prompt}]
+        return [m.as_dict() for m in self.prompt]
+
+    def conversation(self, response: str) -> list[dict[str, str]]:
+        """Prompt messages followed by ``response`` as the assistant turn."""
+        return [*self.prompt_messages(), {"role": "assistant", "content": response}]
+
+    def _prompt_json(self) -> str | list[dict[str, str]]:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt_messages()
+
+
+@dataclass(frozen=True)
+class Demonstration(_Prompted):
+    """A prompt x and an expert response y_E (METHOD.md section 1)."""
+
+    response: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompt", to_prompt(self.prompt))
+        object.__setattr__(self, "response", to_response(self.response, "response"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"prompt", "response"}`` with a chat prompt as a list of message dicts (JSON-ready)."""
+        return {"prompt": self._prompt_json(), "response": self.response}
+
+
+@dataclass(frozen=True)
+class Preference(_Prompted):
+    """A prompt x, a preferred response y_w (``chosen``) and a dispreferred y_l (``rejected``)."""
+
+    chosen: str
+    rejected: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompt", to_prompt(self.prompt))
+        object.__setattr__(self, "chosen", to_response(self.chosen, "chosen"))
+        object.__setattr__(self, "rejected", to_response(self.rejected, "rejected"))
+        if self.chosen == self.rejected:
+            raise DataError("chosen is identical to rejected", field="chosen")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"prompt", "chosen", "rejected"}`` with a chat prompt as a list of message dicts."""
+        return {"prompt": self._prompt_json(), "chosen": self.chosen, "rejected": self.rejected}

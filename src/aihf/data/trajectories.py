@@ -1,0 +1,234 @@
+"""Control records (METHOD.md section 1): trajectories, segment preferences, and array sets.
+
+* :class:`Trajectory`: ``observations`` [T, obs_dim], ``actions`` [T, act_dim], optional
+  ``rewards`` [T] (float) and ``terminals`` [T] (bool), T >= 1.
+* :class:`SegmentPreference`: two segments of equal length and dims, preferred first.
+* :class:`TransitionSet`: demonstration transitions, ``observations`` [N, obs_dim] and
+  ``actions`` [N, act_dim].
+* :class:`SegmentPreferenceSet`: ``obs_w``/``act_w`` (preferred) and ``obs_l``/``act_l``
+  (rejected), each [N, L, dim].
+
+Every float array is stored as a read-only ``float32`` copy; integer and bool inputs are
+cast, anything else (strings, objects, complex) is an error, and so is NaN or inf. Sets
+are saved as compressed ``.npz`` holding exactly the arrays above and loaded with
+``allow_pickle=False``. Errors are :class:`~aihf.data.errors.DataError` whose ``field``
+is the array name and whose ``row`` is the 0-based position along the first axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from aihf.data.errors import DataError
+
+S = TypeVar("S", bound="_ArraySet")
+
+
+def _array(value: Any, field: str, rank: int, dtype: type = np.float32) -> np.ndarray:
+    """A read-only copy of ``value`` with ``rank`` dims, numeric, finite, at least one row."""
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"cannot be read as an array ({err})", field=field) from None
+    if not (np.issubdtype(raw.dtype, np.number) or raw.dtype == np.bool_) or np.iscomplexobj(raw):
+        raise DataError(f"expected a real numeric array, got dtype {raw.dtype}", field=field)
+    if raw.ndim != rank:
+        raise DataError(f"expected {rank} dims, got shape {raw.shape}", field=field)
+    if raw.shape[0] == 0:
+        raise DataError("is empty (first dim is 0)", field=field)
+    array = np.array(raw, dtype=dtype)
+    if dtype is not np.bool_:
+        bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError("contains NaN or inf", field=field, row=row)
+    array.setflags(write=False)
+    return array
+
+
+def _same_length(arrays: dict[str, np.ndarray | None], axis: int = 0) -> None:
+    """All given arrays agree on ``shape[axis]``; the first one sets the expected size."""
+    present = {k: v for k, v in arrays.items() if v is not None}
+    (ref_name, ref), *rest = present.items()
+    for name, array in rest:
+        if array.shape[axis] != ref.shape[axis]:
+            raise DataError(
+                f"has {array.shape[axis]} along axis {axis}, but {ref_name} has {ref.shape[axis]}", field=name
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """A trajectory or segment: ``observations`` [T, obs_dim], ``actions`` [T, act_dim]."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray | None = None
+    terminals: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("observations", _array(self.observations, "observations", 2))
+        set_("actions", _array(self.actions, "actions", 2))
+        if self.rewards is not None:
+            set_("rewards", _array(self.rewards, "rewards", 1))
+        if self.terminals is not None:
+            set_("terminals", _array(self.terminals, "terminals", 1, dtype=np.bool_))
+        _same_length(
+            {"observations": self.observations, "actions": self.actions, "rewards": self.rewards, "terminals": self.terminals}
+        )
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.actions.shape[1]
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentPreference:
+    """Two equal-length segments; ``preferred`` (tau_w) is preferred over ``rejected`` (tau_l)."""
+
+    preferred: Trajectory
+    rejected: Trajectory
+
+    def __post_init__(self) -> None:
+        w, l = self.preferred, self.rejected
+        if len(w) != len(l):
+            raise DataError(f"segment has length {len(l)}, but the preferred one has {len(w)}", field="rejected")
+        if (w.obs_dim, w.act_dim) != (l.obs_dim, l.act_dim):
+            raise DataError(
+                f"segment has (obs_dim, act_dim) = {(l.obs_dim, l.act_dim)}, "
+                f"but the preferred one has {(w.obs_dim, w.act_dim)}",
+                field="rejected",
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class _ArraySet:
+    """Shared validation and ``.npz`` I/O for sets of same-shaped arrays (first axis = item)."""
+
+    RANK: ClassVar[int]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _array(getattr(self, f.name), f.name, self.RANK))
+        self._check()
+
+    def _check(self) -> None:
+        _same_length(self._arrays())
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __len__(self) -> int:
+        return len(getattr(self, dataclasses.fields(self)[0].name))
+
+    def save(self, path: str | Path) -> None:
+        """Write the arrays to a compressed ``.npz`` (no pickle)."""
+        np.savez_compressed(Path(path), **self._arrays())
+
+    @classmethod
+    def load(cls: type[S], path: str | Path) -> S:
+        """Read a set saved by :meth:`save`; errors name the file and the array."""
+        source = str(path)
+        names = [f.name for f in dataclasses.fields(cls)]
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                unknown = sorted(set(npz.files) - set(names))
+                if unknown:
+                    raise DataError(f"unknown array; {cls.__name__} holds {names}", field=unknown[0])
+                missing = [n for n in names if n not in npz.files]
+                if missing:
+                    raise DataError("array is missing", field=missing[0])
+                arrays = {}
+                for name in names:
+                    try:
+                        arrays[name] = npz[name]
+                    except ValueError as err:  # object arrays need pickle: refused
+                        raise DataError(f"cannot be loaded without pickle ({err})", field=name) from None
+            return cls(**arrays)
+        except DataError as err:
+            raise err.at(source=source) from None
+        except (OSError, ValueError) as err:
+            raise DataError(f"not a readable .npz file ({err})", source=source) from None
+
+
+@dataclass(frozen=True, eq=False)
+class TransitionSet(_ArraySet):
+    """Demonstration transitions: ``observations`` [N, obs_dim], ``actions`` [N, act_dim]."""
+
+    RANK: ClassVar[int] = 2
+    observations: np.ndarray
+    actions: np.ndarray
+
+    @classmethod
+    def from_trajectories(cls, trajectories: Sequence[Trajectory]) -> TransitionSet:
+        """Concatenate trajectories; their dims must agree (``row`` = the trajectory index)."""
+        _check_dims(trajectories, "trajectories")
+        return cls(
+            np.concatenate([t.observations for t in trajectories]),
+            np.concatenate([t.actions for t in trajectories]),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentPreferenceSet(_ArraySet):
+    """N segment pairs of length L: ``obs_w``, ``act_w`` (preferred), ``obs_l``, ``act_l`` (rejected)."""
+
+    RANK: ClassVar[int] = 3
+    obs_w: np.ndarray
+    act_w: np.ndarray
+    obs_l: np.ndarray
+    act_l: np.ndarray
+
+    def _check(self) -> None:
+        super()._check()
+        _same_length(self._arrays(), axis=1)  # segment length L
+        _same_length({"obs_w": self.obs_w, "obs_l": self.obs_l}, axis=2)
+        _same_length({"act_w": self.act_w, "act_l": self.act_l}, axis=2)
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[SegmentPreference]) -> SegmentPreferenceSet:
+        """Stack segment pairs; lengths and dims must agree across pairs (``row`` = pair index)."""
+        if not pairs:
+            raise DataError("no segment pairs", field="pairs")
+        _check_dims([p.preferred for p in pairs], "pairs")
+        length = len(pairs[0].preferred)
+        for i, pair in enumerate(pairs):
+            if len(pair.preferred) != length:
+                raise DataError(f"segment length {len(pair.preferred)} differs from pair 0's {length}", field="pairs", row=i)
+        stack = lambda side, name: np.stack([getattr(getattr(p, side), name) for p in pairs])  # noqa: E731
+        return cls(
+            stack("preferred", "observations"),
+            stack("preferred", "actions"),
+            stack("rejected", "observations"),
+            stack("rejected", "actions"),
+        )
+
+    def __getitem__(self, i: int) -> SegmentPreference:
+        return SegmentPreference(Trajectory(self.obs_w[i], self.act_w[i]), Trajectory(self.obs_l[i], self.act_l[i]))
+
+
+def _check_dims(trajectories: Sequence[Trajectory], field: str) -> None:
+    if not trajectories:
+        raise DataError(f"no {field}", field=field)
+    first = trajectories[0]
+    for i, t in enumerate(trajectories):
+        if (t.obs_dim, t.act_dim) != (first.obs_dim, first.act_dim):
+            raise DataError(
+                f"(obs_dim, act_dim) = {(t.obs_dim, t.act_dim)} differs from {(first.obs_dim, first.act_dim)} at 0",
+                field=field,
+                row=i,
+            )
