@@ -1,0 +1,291 @@
+"""A problem whose true reward is known: AIHF Algorithm 1 against its one-data-kind reductions.
+
+Setting (a contextual bandit, the smallest instance of METHOD.md section 2):
+- each prompt x has K candidate responses y with features phi(x, y) in R^d;
+- the true reward is r*(x, y) = theta* . phi(x, y), the reference policy pi_ref is uniform;
+- the demonstrator is the soft-optimal policy pi*(y|x) ∝ pi_ref(y|x) exp(r*(x,y) / beta)
+  (its "temperature" can be raised to make low-quality demonstrations);
+- preferences compare two uniformly drawn responses, labelled by Bradley-Terry on r*.
+
+The learner fits a linear reward r_theta = theta . phi with Algorithm 1 (METHOD.md
+section 3): a policy step (a few exact-expectation gradient steps of a tabular softmax
+policy on E_pi[r_theta] - beta KL(pi || pi_ref)), then a reward step on demonstrations
+versus samples of the current policy plus preferences, through
+``objective.aihf_reward_loss``. Methods differ only in (w_demo, w_pref): AIHF (1, 1),
+ML-IRL (1, 0) and the RLHF reward model (0, 1).
+
+Evaluation is on prompts never seen in training: the normalised return of the policy the
+learned reward induces, (J(pi_theta) - J(pi_ref)) / (J(pi*) - J(pi_ref)) with J the
+expected true reward, and the correlation of learned and true rewards after removing each
+prompt's mean (a reward is identified only up to a per-prompt constant).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from aihf.objective import aihf_reward_loss
+from aihf.runtime import check_finite, set_seed
+
+METHODS: dict[str, tuple[float, float]] = {
+    "aihf": (1.0, 1.0),
+    "ml-irl": (1.0, 0.0),
+    "rlhf-reward": (0.0, 1.0),
+}
+
+
+@dataclass
+class ToySetting:
+    """One data regime: how many demonstrations and preferences, and how good the demonstrator is."""
+
+    name: str
+    num_demonstrations: int
+    num_preferences: int
+    demo_temperature: float = 1.0  # demonstrator is pi_ref * exp(r* / (beta * T)): T > 1 is worse
+
+
+@dataclass
+class ToyConfig:
+    """Sizes and optimisation settings of the toy experiment."""
+
+    num_prompts: int = 200
+    num_eval_prompts: int = 200
+    num_responses: int = 8
+    feature_dim: int = 8
+    beta: float = 0.5
+    iterations: int = 300
+    policy_steps: int = 5
+    policy_lr: float = 1.0
+    reward_lr: float = 0.05
+    batch_size: int = 32
+    reward_l2: float = 1e-3
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    settings: list[ToySetting] = field(
+        default_factory=lambda: [
+            ToySetting("balanced", 200, 200),
+            ToySetting("few-preferences", 200, 10),
+            ToySetting("low-quality-demos", 200, 200, demo_temperature=8.0),
+        ]
+    )
+
+
+@dataclass
+class ToyProblem:
+    """Features, true reward and data of one seed and setting."""
+
+    features: torch.Tensor  # (P, K, d), training prompts
+    eval_features: torch.Tensor  # (P_eval, K, d), held-out prompts
+    true_theta: torch.Tensor  # (d,)
+    demo_prompts: torch.Tensor  # (N_D,)
+    demo_responses: torch.Tensor  # (N_D,)
+    pref_prompts: torch.Tensor  # (N_P,)
+    pref_chosen: torch.Tensor  # (N_P,)
+    pref_rejected: torch.Tensor  # (N_P,)
+
+
+def soft_optimal_policy(rewards: torch.Tensor, beta: float) -> torch.Tensor:
+    """pi(y|x) ∝ pi_ref(y|x) exp(r(x,y)/beta) with uniform pi_ref (METHOD.md section 2)."""
+    return torch.softmax(rewards / beta, dim=-1)
+
+
+def make_problem(config: ToyConfig, setting: ToySetting, seed: int) -> ToyProblem:
+    """Draw features, the true reward, demonstrations and Bradley-Terry-labelled preferences."""
+    gen = torch.Generator().manual_seed(seed)
+    k, d = config.num_responses, config.feature_dim
+    features = torch.randn(config.num_prompts, k, d, generator=gen, dtype=torch.float64)
+    eval_features = torch.randn(config.num_eval_prompts, k, d, generator=gen, dtype=torch.float64)
+    true_theta = torch.randn(d, generator=gen, dtype=torch.float64)
+    true_rewards = features @ true_theta
+
+    demo_prompts = torch.randint(config.num_prompts, (setting.num_demonstrations,), generator=gen)
+    demonstrator = soft_optimal_policy(true_rewards / setting.demo_temperature, config.beta)
+    demo_responses = torch.multinomial(demonstrator[demo_prompts], 1, generator=gen).squeeze(-1)
+
+    pref_prompts = torch.randint(config.num_prompts, (setting.num_preferences,), generator=gen)
+    first = torch.randint(k, (setting.num_preferences,), generator=gen)
+    second = (first + torch.randint(1, k, (setting.num_preferences,), generator=gen)) % k
+    margin = true_rewards[pref_prompts, first] - true_rewards[pref_prompts, second]
+    first_wins = torch.rand(setting.num_preferences, generator=gen, dtype=torch.float64) < torch.sigmoid(margin)
+    return ToyProblem(
+        features=features,
+        eval_features=eval_features,
+        true_theta=true_theta,
+        demo_prompts=demo_prompts,
+        demo_responses=demo_responses,
+        pref_prompts=pref_prompts,
+        pref_chosen=torch.where(first_wins, first, second),
+        pref_rejected=torch.where(first_wins, second, first),
+    )
+
+
+def policy_step(
+    logits: torch.Tensor, rewards: torch.Tensor, beta: float, steps: int, lr: float
+) -> torch.Tensor:
+    """A few gradient-ascent steps on E_pi[r] - beta KL(pi || pi_ref) (Algorithm 1, step 1).
+
+    Tabular softmax policy, uniform pi_ref, exact expectations; the ascent direction in the
+    logits is pi * (a - E_pi a) with a = r - beta (log pi - log pi_ref).
+    """
+    log_ref = -math.log(logits.size(-1))
+    for _ in range(steps):
+        log_pi = torch.log_softmax(logits, -1)
+        pi = log_pi.exp()
+        advantage = rewards - beta * (log_pi - log_ref)
+        logits = logits + lr * pi * (advantage - (pi * advantage).sum(-1, keepdim=True))
+    return logits
+
+
+def normalised_return(theta: torch.Tensor, problem: ToyProblem, beta: float) -> float:
+    """(J(pi_theta) - J(pi_ref)) / (J(pi*) - J(pi_ref)) on held-out prompts (1 = the expert's)."""
+    true = problem.eval_features @ problem.true_theta
+    learned = problem.eval_features @ theta
+    value = lambda policy: float((policy * true).sum(-1).mean())  # noqa: E731
+    reference = float(true.mean())
+    expert = value(soft_optimal_policy(true, beta))
+    return (value(soft_optimal_policy(learned, beta)) - reference) / (expert - reference)
+
+
+def reward_correlation(theta: torch.Tensor, problem: ToyProblem) -> float:
+    """Pearson correlation of learned and true rewards on held-out prompts, per-prompt centred."""
+    true = problem.eval_features @ problem.true_theta
+    learned = problem.eval_features @ theta
+    true = (true - true.mean(-1, keepdim=True)).flatten()
+    learned = (learned - learned.mean(-1, keepdim=True)).flatten()
+    return float(torch.corrcoef(torch.stack([true, learned]))[0, 1])
+
+
+def fit_reward(
+    problem: ToyProblem, config: ToyConfig, w_demo: float, w_pref: float, seed: int
+) -> tuple[torch.Tensor, list[float]]:
+    """Algorithm 1 (METHOD.md section 3) on the toy problem; returns theta and the loss curve."""
+    set_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 10_000)
+    theta = torch.zeros(config.feature_dim, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([theta], lr=config.reward_lr)
+    logits = torch.zeros(config.num_prompts, config.num_responses, dtype=torch.float64)
+    losses = []
+    for step in range(config.iterations):
+        with torch.no_grad():
+            rewards = problem.features @ theta
+            logits = policy_step(logits, rewards, config.beta, config.policy_steps, config.policy_lr)
+        demo = torch.randint(len(problem.demo_prompts), (config.batch_size,), generator=gen)
+        pref = torch.randint(len(problem.pref_prompts), (config.batch_size,), generator=gen)
+        prompts = problem.demo_prompts[demo]
+        sampled = torch.multinomial(torch.softmax(logits[prompts], -1), 1, generator=gen).squeeze(-1)
+        reward = lambda p, y: problem.features[p, y] @ theta  # noqa: E731
+        loss = aihf_reward_loss(
+            reward(prompts, problem.demo_responses[demo]) if w_demo else None,
+            reward(prompts, sampled) if w_demo else None,
+            reward(problem.pref_prompts[pref], problem.pref_chosen[pref]) if w_pref else None,
+            reward(problem.pref_prompts[pref], problem.pref_rejected[pref]) if w_pref else None,
+            w_demo=w_demo,
+            w_pref=w_pref,
+            reward_l2=config.reward_l2,
+        )
+        losses.append(check_finite(loss, "toy reward loss", step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return theta.detach(), losses
+
+
+def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Every method on every setting and seed; returns (and optionally writes) the results."""
+    results: dict = {"config": asdict(config), "settings": {}}
+    jobs = [(s, m, seed) for s in config.settings for m in METHODS for seed in config.seeds]
+    bar = tqdm(jobs, desc="toy AIHF", unit="run", disable=not progress)
+    for setting, method, seed in bar:
+        bar.set_postfix_str(f"{setting.name}/{method}/seed {seed}")
+        problem = make_problem(config, setting, seed)
+        w_demo, w_pref = METHODS[method]
+        theta, losses = fit_reward(problem, config, w_demo, w_pref, seed)
+        entry = results["settings"].setdefault(setting.name, {}).setdefault(method, {"runs": []})
+        entry["runs"].append(
+            {
+                "seed": seed,
+                "normalised_return": normalised_return(theta, problem, config.beta),
+                "reward_correlation": reward_correlation(theta, problem),
+                "final_loss": losses[-1],
+            }
+        )
+    for methods in results["settings"].values():
+        for entry in methods.values():
+            for metric in ("normalised_return", "reward_correlation"):
+                entry[metric] = mean_interval([run[metric] for run in entry["runs"]])
+    if output_dir is not None:
+        write_outputs(results, Path(output_dir))
+    return results
+
+
+def mean_interval(values: list[float]) -> dict[str, float]:
+    """Mean and the half-width of a 95% Student-t interval over seeds."""
+    from scipy import stats
+
+    array = np.asarray(values, dtype=np.float64)
+    if len(array) < 2:
+        return {"mean": float(array.mean()), "ci95": float("nan"), "n": len(array)}
+    half = stats.t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / math.sqrt(len(array))
+    return {"mean": float(array.mean()), "ci95": float(half), "n": len(array)}
+
+
+def results_table(results: dict) -> str:
+    """A markdown table: one row per setting and method."""
+    lines = [
+        "| setting | method | normalised return (1 = expert) | reward correlation |",
+        "|---|---|---|---|",
+    ]
+    for setting, methods in results["settings"].items():
+        for method, entry in methods.items():
+            ret, cor = entry["normalised_return"], entry["reward_correlation"]
+            lines.append(
+                f"| {setting} | {method} | {ret['mean']:.3f} ± {ret['ci95']:.3f} "
+                f"| {cor['mean']:.3f} ± {cor['ci95']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def write_outputs(results: dict, output_dir: Path) -> dict[str, Path]:
+    """results.json, results.md and a bar chart (PNG) of the normalised return."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": output_dir / "results.json",
+        "table": output_dir / "results.md",
+        "plot": output_dir / "normalised_return.png",
+    }
+    paths["json"].write_text(json.dumps(results, indent=2), encoding="utf-8")
+    paths["table"].write_text(results_table(results) + "\n", encoding="utf-8")
+    settings = list(results["settings"])
+    methods = list(METHODS)
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, method in enumerate(methods):
+        stats_ = [results["settings"][s][method]["normalised_return"] for s in settings]
+        ax.bar(
+            np.arange(len(settings)) + i * width,
+            [s["mean"] for s in stats_],
+            width,
+            yerr=[s["ci95"] for s in stats_],
+            capsize=3,
+            label=method,
+        )
+    ax.set_xticks(np.arange(len(settings)) + width * (len(methods) - 1) / 2, settings)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_ylabel("normalised return on held-out prompts")
+    ax.set_title("Toy problem: reward learned from demonstrations and/or preferences")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(paths["plot"], dpi=120)
+    plt.close(fig)
+    return paths
