@@ -8,12 +8,15 @@ and :class:`SegmentPreferenceSet` (``.npz`` without pickle). Every bad input rai
 """
 
 from aihf.data.errors import DataError
+from aihf.data.readers import ReadReport, Records, read_demonstrations, read_preferences, write_jsonl
 from aihf.data.records import ROLES, Demonstration, Message, Preference
 from aihf.data.trajectories import SegmentPreference, SegmentPreferenceSet, Trajectory, TransitionSet
 
 __all__ = [
     "ROLES",
     "DataError",
+    "ReadReport",
+    "Records",
     "Demonstration",
     "Message",
     "Preference",
@@ -21,4 +24,7 @@ __all__ = [
     "SegmentPreferenceSet",
     "Trajectory",
     "TransitionSet",
+    "read_demonstrations",
+    "read_preferences",
+    "write_jsonl",
 ]
