@@ -1,0 +1,243 @@
+"""Language data: records, readers (JSONL, Parquet, datasets), bad inputs, filtering report."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aihf.data import DataError, Demonstration, Message, Preference, read_demonstrations, read_preferences, write_jsonl
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
+GOOD_PREF = {"prompt": "p", "chosen": "good", "rejected": "bad"}
+GOOD_DEMO = {"prompt": "p", "response": "r"}
+
+
+def jsonl(tmp_path: Path, *lines: str | bytes | dict, name: str = "data.jsonl") -> Path:
+    """A JSONL file of the given lines (dicts are JSON-encoded; bytes are written as is)."""
+    path = tmp_path / name
+    with open(path, "wb") as f:
+        for line in lines:
+            if isinstance(line, dict):
+                line = json.dumps(line)
+            f.write(line if isinstance(line, bytes) else line.encode() + b"\n")
+    return path
+
+
+def messages(*pairs: str) -> list[dict[str, str]]:
+    roles = [pairs[i] for i in range(0, len(pairs), 2)]
+    return [{"role": r, "content": c} for r, c in zip(roles, pairs[1::2])]
+
+
+# (id, reader, lines, kwargs, line, field, reason regex)
+BAD_JSONL = [
+    ("missing field", read_preferences, [GOOD_PREF, {"prompt": "p", "chosen": "c"}], {}, 2, "rejected", r"missing"),
+    ("null field", read_demonstrations, [{"prompt": "p", "response": None}], {}, 1, "response", r"missing \(null\)"),
+    ("int prompt", read_demonstrations, [GOOD_DEMO, GOOD_DEMO, {"prompt": 7, "response": "r"}], {}, 3, "prompt",
+     r"prompt must be a string or a list of chat messages, got int"),
+    ("list response of text", read_demonstrations, [{"prompt": "p", "response": ["a"]}], {}, 1, "response[0]",
+     r"a chat message must be a mapping"),
+    ("whitespace chosen", read_preferences, [{"prompt": "p", "chosen": " \n\t", "rejected": "b"}], {}, 1, "chosen",
+     r"chosen is empty or whitespace only"),
+    ("empty prompt", read_preferences, [GOOD_PREF, {"prompt": "", "chosen": "a", "rejected": "b"}], {}, 2, "prompt",
+     r"prompt is empty"),
+    ("chosen == rejected", read_preferences, [GOOD_PREF] * 6 + [{"prompt": "p", "chosen": "x", "rejected": "x"}], {},
+     7, "chosen", r"chosen is identical to rejected"),
+    ("message without role", read_demonstrations, [{"prompt": [{"content": "hi"}], "response": "r"}], {}, 1,
+     "prompt[0].role", r"chat message has no 'role'"),
+    ("message without content", read_preferences,
+     [{"prompt": [{"role": "user", "content": "q"}, {"role": "assistant"}, {"role": "user", "content": "q"}],
+       "chosen": "a", "rejected": "b"}], {}, 1, "prompt[1].content", r"chat message has no 'content'"),
+    ("unknown role", read_demonstrations, [{"prompt": [{"role": "human", "content": "q"}], "response": "r"}], {}, 1,
+     "prompt[0].role", r"unknown role 'human'"),
+    ("messages not a list", read_demonstrations, [{"messages": {"role": "user", "content": "q"}}], {}, 1, "messages",
+     r"chat messages must be a list, got dict"),
+    ("empty messages", read_demonstrations, [{"messages": []}], {}, 1, "messages", r"chat message list is empty"),
+    ("conversation without assistant end", read_demonstrations, [{"messages": messages("user", "q", "user", "q2")}],
+     {}, 1, "messages[1].role", r"a conversation must end with the assistant's response"),
+    ("prompt ends with assistant", read_preferences,
+     [{"prompt": messages("user", "q", "assistant", "a"), "chosen": "x", "rejected": "y"}], {}, 1, "prompt[1].role",
+     r"a chat prompt must end with a user turn, got 'assistant'"),
+    ("response with user role", read_preferences, [{"prompt": "q", "chosen": {"role": "user", "content": "x"},
+                                                     "rejected": "y"}], {}, 1, "chosen.role", r"a response message must have role 'assistant', got 'user'"),
+    ("conversations that differ early", read_preferences,
+     [{"chosen": messages("user", "q", "assistant", "a", "user", "q2", "assistant", "b"),
+       "rejected": messages("user", "q", "assistant", "z", "user", "q2", "assistant", "c")}], {}, 1, "chosen",
+     r"after the 1 messages shared .* 3 messages are left"),
+    ("HH text without shared prompt", read_preferences, [{"chosen": "one", "rejected": "two"}], {}, 1, "prompt",
+     r"missing, and 'chosen'/'rejected' share no text ending in"),
+    ("unknown field, strict", read_demonstrations, [{"prompt": "p", "response": "r", "score": 1}], {"strict": True}, 1,
+     "score", r"unknown field"),
+    ("invalid UTF-8", read_demonstrations, [GOOD_DEMO, b'{"prompt": "caf\xe9", "response": "r"}\n'], {}, 2, None,
+     r"invalid UTF-8 at byte 15"),
+    ("truncated JSON", read_demonstrations, [GOOD_DEMO, b'{"prompt": "p", "resp'], {}, 2, None,
+     r"invalid JSON: .*truncated\?"),
+    ("invalid JSON", read_demonstrations, ["{'prompt': 'p'}"], {}, 1, None, r"invalid JSON: Expecting property name"),
+    ("line not an object", read_preferences, [GOOD_PREF, "", '["p", "a", "b"]'], {}, 3, None,
+     r"a JSONL line must be a JSON object, got list"),
+    ("custom column missing", read_preferences, [GOOD_PREF], {"chosen_field": "better"}, 1, "better", r"missing"),
+]
+
+
+@pytest.mark.parametrize("reader, lines, kwargs, line, field, reason",
+                         [case[1:] for case in BAD_JSONL], ids=[case[0] for case in BAD_JSONL])
+def test_bad_jsonl_names_file_line_field(tmp_path, reader, lines, kwargs, line, field, reason):
+    path = jsonl(tmp_path, *lines)
+    where = f"{re.escape(str(path))}, line {line}" + (f", field '{re.escape(field)}'" if field else "")
+    with pytest.raises(DataError, match=f"^{where}: {reason}") as info:
+        reader(path, **kwargs)
+    err = info.value
+    assert (err.source, err.row, err.row_kind, err.field) == (str(path), line, "line", field)
+    assert isinstance(err, ValueError)
+
+
+def test_error_message_format(tmp_path):
+    path = jsonl(tmp_path, *[GOOD_PREF] * 6, {"prompt": "p", "chosen": "x", "rejected": "x"}, name="prefs.jsonl")
+    with pytest.raises(DataError) as info:
+        read_preferences(path)
+    assert str(info.value) == f"{path}, line 7, field 'chosen': chosen is identical to rejected"
+
+
+def test_empty_file_and_unsupported_sources(tmp_path):
+    for content in (b"", b"\n  \n"):
+        path = tmp_path / "empty.jsonl"
+        path.write_bytes(content)
+        with pytest.raises(DataError, match=f"^{re.escape(str(path))}: no rows: the source is empty") as info:
+            read_demonstrations(path)
+        assert (info.value.source, info.value.row, info.value.field) == (str(path), None, None)
+    with pytest.raises(DataError, match=r"unsupported file type '\.csv'"):
+        read_demonstrations(tmp_path / "x.csv")
+    with pytest.raises(DataError, match="unsupported source of type int"):
+        read_demonstrations(3)
+    with pytest.raises(DataError, match=r"^<list>, index 1 \(0-based\): a row must be a mapping, got str"):
+        read_demonstrations([GOOD_DEMO, "prompt"])
+
+
+def test_parquet_and_dataset_errors_use_zero_based_index(tmp_path):
+    rows = [GOOD_PREF, GOOD_PREF, {"prompt": "p", "chosen": "same", "rejected": "same"}]
+    path = tmp_path / "prefs.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, index 2 \(0-based\), field 'chosen': chosen is identical") as info:
+        read_preferences(path)
+    assert (info.value.row, info.value.row_kind) == (2, "index")
+    dataset = datasets.Dataset.from_list(rows, info=datasets.DatasetInfo(dataset_name="toy_prefs"))
+    with pytest.raises(DataError, match=r"^dataset 'toy_prefs', index 2 \(0-based\), field 'chosen'") as info:
+        read_preferences(dataset)
+    assert info.value.source == "dataset 'toy_prefs'"
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(bad))}: not a readable Parquet file"):
+        read_preferences(bad)
+
+
+def test_records_normalise_chat_and_responses():
+    demo = Demonstration(CHAT, {"role": "assistant", "content": "Paris."})
+    assert demo.is_chat and demo.response == "Paris."
+    assert demo.prompt == (Message("system", "Be brief."), Message("user", "Capital of France?"))
+    assert demo.conversation(demo.response) == [*CHAT, {"role": "assistant", "content": "Paris."}]
+    assert Demonstration(CHAT, [{"role": "assistant", "content": "Paris."}]) == demo
+    plain = Preference("2+2?", "4", "5")
+    assert not plain.is_chat and plain.prompt_messages() == [{"role": "user", "content": "2+2?"}]
+    assert hash(demo) == hash(Demonstration(tuple(CHAT), "Paris."))
+    with pytest.raises(DataError, match="^field 'response': a response must be one assistant message, got 2"):
+        Demonstration("q", messages("assistant", "a", "assistant", "b"))
+
+
+def sample_records():
+    demos = [Demonstration("Say hi", "hi"), Demonstration("Ünïcode ✓", "ok ✓"), Demonstration(CHAT, "Paris.")]
+    prefs = [Preference("Say hi", "hi", "no"), Preference(CHAT, "Paris.", "Lyon.")]
+    return demos, prefs
+
+
+def test_jsonl_round_trip(tmp_path):
+    demos, prefs = sample_records()
+    assert write_jsonl(demos, tmp_path / "d.jsonl") == 3
+    write_jsonl(prefs, tmp_path / "p.jsonl")
+    assert read_demonstrations(tmp_path / "d.jsonl") == demos
+    assert read_preferences(tmp_path / "p.jsonl") == prefs
+
+
+def test_parquet_and_dataset_round_trip(tmp_path):
+    demos, prefs = sample_records()
+    for records, reader in ((demos[:2], read_demonstrations), (prefs[1:], read_preferences)):
+        path = tmp_path / f"{reader.__name__}.parquet"  # one prompt type per column
+        pq.write_table(pa.Table.from_pylist([r.to_dict() for r in records]), path)
+        assert reader(path) == records
+        assert reader(datasets.Dataset.from_list([r.to_dict() for r in records])) == records
+        assert reader([r.to_dict() for r in records]) == records
+
+
+def test_ultrachat_messages_form_and_custom_fields():
+    row = {"prompt": "ignored", "prompt_id": "x1", "messages": [*CHAT, {"role": "assistant", "content": "Paris."}]}
+    assert read_demonstrations([row]) == [Demonstration(CHAT, "Paris.")]
+    renamed = [{"instruction": "Say hi", "output": "hi"}]
+    assert read_demonstrations(renamed, prompt_field="instruction", response_field="output") == [
+        Demonstration("Say hi", "hi")
+    ]
+
+
+def test_ultrafeedback_conversations_split_on_shared_prefix():
+    history = messages("user", "q1", "assistant", "a1", "user", "q2")
+    row = {
+        "prompt": "q1",
+        "chosen": [*history, {"role": "assistant", "content": "good"}],
+        "rejected": [*history, {"role": "assistant", "content": "bad"}],
+        "score_chosen": 8.0,
+    }
+    (pref,) = read_preferences([row])
+    assert pref == Preference(history, "good", "bad")
+    assert pref.prompt_messages() == history
+
+
+def test_hh_text_split_on_last_shared_assistant_marker():
+    prompt = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke.\n\nAssistant:"
+    row = {"chosen": prompt + " Why did the chicken cross the road?", "rejected": prompt + " No."}
+    (pref,) = read_preferences([row])
+    assert (pref.prompt, pref.chosen, pref.rejected) == (prompt, " Why did the chicken cross the road?", " No.")
+    # Responses that share their first words still split at the marker, not mid-response.
+    (pref,) = read_preferences([{"chosen": prompt + " Sure, here", "rejected": prompt + " Sure, no"}])
+    assert pref.prompt == prompt and pref.chosen == " Sure, here"
+
+
+def test_skip_dedupe_and_max_chars_report_every_drop(tmp_path, caplog):
+    path = jsonl(
+        tmp_path,
+        GOOD_DEMO,
+        {"prompt": "p", "response": "r", "meta": 1},  # duplicate record (metadata ignored)
+        {"prompt": "p", "response": " "},
+        {"prompt": 3, "response": "r"},
+        b"{broken\n",
+        {"prompt": "p", "response": "x" * 50},
+        {"prompt": "q", "response": "r"},
+    )
+    with caplog.at_level("WARNING", logger="aihf.data"):
+        records = read_demonstrations(path, on_error="skip", dedupe=True, max_chars=20)
+    assert records == [Demonstration("p", "r"), Demonstration("q", "r")]
+    report = records.report
+    assert (report.rows, report.kept) == (7, 2)
+    assert dict(report.dropped) == {
+        "duplicate": 1,
+        "invalid field 'response'": 1,
+        "invalid field 'prompt'": 1,
+        "invalid row": 1,
+        "longer than max_chars": 1,
+    }
+    assert report.examples[0] == f"{path}, line 2: duplicate of an earlier record"
+    assert "read 7 rows, kept 2" in caplog.text and "1 duplicate" in caplog.text
+    # Strict by default: the same file raises at the first bad row.
+    with pytest.raises(DataError, match=r"line 3, field 'response'"):
+        read_demonstrations(path)
+    with pytest.raises(DataError, match=r"no rows left after filtering"):
+        read_demonstrations(path, on_error="skip", max_chars=1)
+    with pytest.raises(ValueError, match="on_error"):
+        read_demonstrations(path, on_error="ignore")
+
+
+def test_clean_read_has_empty_report():
+    records = read_preferences([GOOD_PREF, GOOD_PREF])
+    assert len(records) == 2 and records.report.kept == 2 and not records.report.dropped
