@@ -74,6 +74,8 @@ def _read(
 ) -> Records[R]:
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if max_chars is not None and max_chars < 1:
+        raise ValueError(f"max_chars must be a positive number of characters, got {max_chars}")
     rows = open_rows(source)
     report = ReadReport(rows.name)
     kept: list[R] = []
@@ -109,7 +111,8 @@ def _read(
     if report.rows == 0:
         raise DataError("no rows: the source is empty", source=rows.name)
     if not kept:
-        raise DataError(f"no rows left after filtering ({report.summary()}); first: {report.examples[:1]}", source=rows.name)
+        reason = f"no rows left after filtering ({report.summary()}); e.g. {report.examples[0]}"
+        raise DataError(reason, source=rows.name)
     if report.dropped:
         logger.warning("%s; e.g. %s", report.summary(), report.examples[0])
     else:
@@ -158,7 +161,9 @@ def read_preferences(
     whose shared prefix becomes the prompt. Options as in :func:`read_demonstrations`;
     ``max_chars`` applies to the prompt plus the longer response.
     """
-    parse = partial(preference_from_row, prompt=prompt_field, chosen=chosen_field, rejected=rejected_field, strict=strict)
+    parse = partial(
+        preference_from_row, prompt=prompt_field, chosen=chosen_field, rejected=rejected_field, strict=strict
+    )
     return _read(source, parse, on_error, dedupe, max_chars)
 
 

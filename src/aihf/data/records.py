@@ -11,8 +11,8 @@ METHOD.md section 1 (Data). Two forms, one representation each after constructio
 Responses (``response``, ``chosen``, ``rejected``) are always a ``str``: the assistant's
 content. The constructors also accept an assistant message dict
 (``{"role": "assistant", "content": ...}``) or a list holding exactly one assistant
-message, and reduce it to its content. Prompts and responses must be non-empty after
-stripping whitespace; ``chosen`` must differ from ``rejected`` (exact string equality).
+message, and reduce it to its content. Text is kept exactly as given (never stripped),
+but must not be empty or whitespace only; ``chosen`` must differ from ``rejected`` (exact string equality).
 Constructors raise :class:`~aihf.data.errors.DataError` naming the field, e.g.
 ``prompt[1].role``.
 """
@@ -55,7 +55,9 @@ def to_message(value: Any, field: str) -> Message:
     if isinstance(value, Message):
         value = value.as_dict()
     if not isinstance(value, Mapping):
-        raise DataError(f"a chat message must be a mapping with 'role' and 'content', got {type(value).__name__}", field=field)
+        raise DataError(
+            f"a chat message must be a mapping with 'role' and 'content', got {type(value).__name__}", field=field
+        )
     for key in ("role", "content"):
         if key not in value:
             raise DataError(f"chat message has no '{key}'", field=f"{field}.{key}")
@@ -102,7 +104,9 @@ def to_response(value: Any, field: str = "response") -> str:
     if isinstance(value, (Mapping, Message)):
         message = to_message(value, field)
         if message.role != "assistant":
-            raise DataError(f"a response message must have role 'assistant', got {message.role!r}", field=f"{field}.role")
+            raise DataError(
+                f"a response message must have role 'assistant', got {message.role!r}", field=f"{field}.role"
+            )
         return message.content
     raise DataError(f"{field} must be a string or an assistant message, got {type(value).__name__}", field=field)
 

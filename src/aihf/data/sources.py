@@ -16,14 +16,17 @@ whether to raise or skip it).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    import datasets
 
 from aihf.data.errors import DataError, RowKind
 
-Source = Union[str, Path, Iterable[Mapping[str, Any]]]
+Source = Union[str, Path, Sequence[Mapping[str, Any]], "datasets.Dataset", "datasets.IterableDataset"]
 RowValue = Union[dict, DataError]
 
 

@@ -73,16 +73,19 @@ class Trajectory:
     terminals: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("observations", _array(self.observations, "observations", 2))
-        set_("actions", _array(self.actions, "actions", 2))
-        if self.rewards is not None:
-            set_("rewards", _array(self.rewards, "rewards", 1))
-        if self.terminals is not None:
-            set_("terminals", _array(self.terminals, "terminals", 1, dtype=np.bool_))
-        _same_length(
-            {"observations": self.observations, "actions": self.actions, "rewards": self.rewards, "terminals": self.terminals}
-        )
+        specs = {
+            "observations": (2, np.float32),
+            "actions": (2, np.float32),
+            "rewards": (1, np.float32),
+            "terminals": (1, np.bool_),
+        }
+        arrays = {}
+        for name, (rank, dtype) in specs.items():
+            value = getattr(self, name)
+            if value is not None or name in ("observations", "actions"):
+                arrays[name] = _array(value, name, rank, dtype)
+                object.__setattr__(self, name, arrays[name])
+        _same_length(arrays)
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -208,13 +211,14 @@ class SegmentPreferenceSet(_ArraySet):
         length = len(pairs[0].preferred)
         for i, pair in enumerate(pairs):
             if len(pair.preferred) != length:
-                raise DataError(f"segment length {len(pair.preferred)} differs from pair 0's {length}", field="pairs", row=i)
-        stack = lambda side, name: np.stack([getattr(getattr(p, side), name) for p in pairs])  # noqa: E731
+                raise DataError(
+                    f"segment length {len(pair.preferred)} differs from pair 0's {length}", field="pairs", row=i
+                )
         return cls(
-            stack("preferred", "observations"),
-            stack("preferred", "actions"),
-            stack("rejected", "observations"),
-            stack("rejected", "actions"),
+            np.stack([p.preferred.observations for p in pairs]),
+            np.stack([p.preferred.actions for p in pairs]),
+            np.stack([p.rejected.observations for p in pairs]),
+            np.stack([p.rejected.actions for p in pairs]),
         )
 
     def __getitem__(self, i: int) -> SegmentPreference:
@@ -228,7 +232,7 @@ def _check_dims(trajectories: Sequence[Trajectory], field: str) -> None:
     for i, t in enumerate(trajectories):
         if (t.obs_dim, t.act_dim) != (first.obs_dim, first.act_dim):
             raise DataError(
-                f"(obs_dim, act_dim) = {(t.obs_dim, t.act_dim)} differs from {(first.obs_dim, first.act_dim)} at 0",
+                f"(obs_dim, act_dim) = {(t.obs_dim, t.act_dim)} differs from item 0's {(first.obs_dim, first.act_dim)}",
                 field=field,
                 row=i,
             )
