@@ -211,6 +211,8 @@ def test_skip_dedupe_and_max_chars_report_every_drop(tmp_path, caplog):
         {"prompt": "p", "response": "r", "meta": 1},  # duplicate record (metadata ignored)
         {"prompt": "p", "response": " "},
         {"prompt": 3, "response": "r"},
+        {"prompt": [{"role": "user", "content": "q"}, {"role": "bot", "content": "q"}], "response": "r"},
+        {"prompt": [{"role": "bot", "content": "q"}], "response": "r"},
         b"{broken\n",
         {"prompt": "p", "response": "x" * 50},
         {"prompt": "q", "response": "r"},
@@ -219,16 +221,17 @@ def test_skip_dedupe_and_max_chars_report_every_drop(tmp_path, caplog):
         records = read_demonstrations(path, on_error="skip", dedupe=True, max_chars=20)
     assert records == [Demonstration("p", "r"), Demonstration("q", "r")]
     report = records.report
-    assert (report.rows, report.kept) == (7, 2)
+    assert (report.rows, report.kept) == (9, 2)
     assert dict(report.dropped) == {
         "duplicate": 1,
         "invalid field 'response'": 1,
         "invalid field 'prompt'": 1,
+        "invalid field 'prompt[].role'": 2,
         "invalid row": 1,
         "longer than max_chars": 1,
     }
     assert report.examples[0] == f"{path}, line 2: duplicate of an earlier record"
-    assert "read 7 rows, kept 2" in caplog.text and "1 duplicate" in caplog.text
+    assert "read 9 rows, kept 2" in caplog.text and "1 duplicate" in caplog.text
     # Strict by default: the same file raises at the first bad row.
     with pytest.raises(DataError, match=r"line 3, field 'response'"):
         read_demonstrations(path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ MAX_EXAMPLES = 5
 @dataclass
 class ReadReport:
     """What a read kept and dropped. ``dropped`` maps a reason to a count; reasons are
-    ``"invalid field 'F'"`` / ``"invalid row"`` (with ``on_error="skip"``), ``"duplicate"``
-    and ``"longer than max_chars"``. ``examples`` keeps the first few error messages."""
+    ``"invalid field 'F'"`` (list indices in F shown as ``[]``) and ``"invalid row"`` (with
+    ``on_error="skip"``), ``"duplicate"`` and ``"longer than max_chars"``. ``examples``
+    keeps the first few messages (DataError format)."""
 
     source: str
     rows: int = 0
@@ -96,7 +98,8 @@ def _read(
             err = err.at(source=rows.name, row=row, row_kind=rows.row_kind)
             if on_error == "raise":
                 raise err from None
-            drop(f"invalid field '{err.field}'" if err.field else "invalid row", str(err))
+            column = re.sub(r"\[\d+\]", "[]", err.field) if err.field else None  # one key per column
+            drop(f"invalid field '{column}'" if column else "invalid row", str(err))
             continue
         where = partial(DataError, source=rows.name, row=row, row_kind=rows.row_kind)
         if max_chars is not None and _chars(record) > max_chars:
