@@ -1,0 +1,161 @@
+"""Records -> token ids -> padded tensors with loss masks.
+
+A sequence is a pair ``(prompt_ids, response_ids)``. The loss mask marks the response
+tokens only (prompt and padding are 0), which is what ``objective.sequence_logprobs``
+needs to return log pi(y|x) (METHOD.md sections 2 and 4).
+
+* Plain text: the prompt is tokenised with the tokenizer's own special tokens (a BOS if
+  it adds one), the response without, and the EOS token is appended to the response so
+  that the policy learns to stop.
+* Chat: prompt messages go through ``tokenizer.apply_chat_template(...,
+  add_generation_prompt=True)``; the response is what the template adds after that
+  prefix when the assistant turn is appended (so it includes the template's end-of-turn
+  tokens).
+* Truncation: a prompt longer than ``max_prompt_length`` keeps its *last* tokens (the
+  part next to the response); a sequence longer than ``max_length`` loses the end of its
+  response. Every truncation is counted in :class:`TruncationStats` and reported by the
+  trainer; nothing is cut silently.
+
+Preference pairs are laid out as ``[chosen_1..chosen_B, rejected_1..rejected_B]`` so one
+forward pass scores both halves (:func:`collate`), and the trainer concatenates every
+sequence a step needs (demonstrations, samples, pairs) into one batch the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from aihf.data import Demonstration, Preference
+
+Sequence = tuple[list[int], list[int]]  # (prompt ids, response ids)
+
+
+@dataclass
+class TruncationStats:
+    """How many prompts and responses were cut, out of how many sequences encoded."""
+
+    sequences: int = 0
+    prompts_truncated: int = 0
+    responses_truncated: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"{self.prompts_truncated} of {self.sequences} prompts and "
+            f"{self.responses_truncated} of {self.sequences} responses truncated"
+        )
+
+
+@dataclass
+class Encoder:
+    """Tokenises prompts and responses for one tokenizer and one pair of length limits."""
+
+    tokenizer: object
+    max_length: int = 512
+    max_prompt_length: int = 256
+    stats: TruncationStats = field(default_factory=TruncationStats)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_prompt_length < self.max_length:
+            raise ValueError(
+                f"need 0 < max_prompt_length < max_length, got {self.max_prompt_length} and {self.max_length}"
+            )
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token first")
+
+    def prompt(self, record: Demonstration | Preference) -> list[int]:
+        """Token ids of the prompt (chat template with the generation prompt for chat records)."""
+        if record.is_chat:
+            ids = self.tokenizer.apply_chat_template(
+                record.prompt_messages(), add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        else:
+            ids = self.tokenizer(record.prompt).input_ids
+        return list(ids)
+
+    def response(self, record: Demonstration | Preference, prompt_ids: list[int], text: str) -> list[int]:
+        """Token ids of ``text`` as the answer to ``record``'s prompt (EOS or end-of-turn included)."""
+        if record.is_chat:
+            full = list(
+                self.tokenizer.apply_chat_template(
+                    record.conversation(text), tokenize=True, return_dict=False
+                )
+            )
+            if full[: len(prompt_ids)] != prompt_ids:
+                raise ValueError(
+                    "the chat template does not render the prompt as a prefix of the conversation; "
+                    "it cannot be used to mask the prompt"
+                )
+            return full[len(prompt_ids) :]
+        ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        eos = self.tokenizer.eos_token_id
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        return ids
+
+    def fit(self, prompt_ids: list[int], response_ids: list[int]) -> Sequence:
+        """Apply the length limits to one sequence, counting what was cut."""
+        self.stats.sequences += 1
+        if len(prompt_ids) > self.max_prompt_length:
+            prompt_ids = prompt_ids[-self.max_prompt_length :]
+            self.stats.prompts_truncated += 1
+        room = self.max_length - len(prompt_ids)
+        if len(response_ids) > room:
+            response_ids = response_ids[:room]
+            self.stats.responses_truncated += 1
+        return prompt_ids, response_ids
+
+    def demonstration(self, record: Demonstration) -> Sequence:
+        prompt = self.prompt(record)
+        return self.fit(prompt, self.response(record, prompt, record.response))
+
+    def preference(self, record: Preference) -> tuple[Sequence, Sequence]:
+        """(prompt + chosen, prompt + rejected), each within the limits."""
+        prompt = self.prompt(record)
+        return (
+            self.fit(prompt, self.response(record, prompt, record.chosen)),
+            self.fit(prompt, self.response(record, prompt, record.rejected)),
+        )
+
+    def truncate_prompt(self, prompt_ids: list[int]) -> list[int]:
+        """A prompt alone (for generation), cut like :meth:`fit` cuts it (not counted again)."""
+        return prompt_ids[-self.max_prompt_length :]
+
+
+@dataclass
+class SequenceBatch:
+    """Right-padded sequences: ``input_ids``, ``attention_mask`` and ``loss_mask``, each (B, T)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor
+
+    def to(self, device: torch.device | str) -> SequenceBatch:
+        return SequenceBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask)))
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def collate(sequences: list[Sequence], pad_id: int, pad_to_multiple_of: int = 1) -> SequenceBatch:
+    """Pad ``(prompt, response)`` pairs on the right into one batch.
+
+    ``loss_mask[b, t] = 1`` exactly on the response tokens of row b. Right padding keeps
+    the positions of real tokens at 0..n-1 and, under causal attention, leaves their
+    logits unchanged by the padding.
+    """
+    if not sequences:
+        raise ValueError("collate needs at least one sequence")
+    lengths = [len(p) + len(r) for p, r in sequences]
+    width = max(lengths)
+    width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ((prompt, response), n) in enumerate(zip(sequences, lengths)):
+        input_ids[row, :n] = torch.tensor(prompt + response, dtype=torch.long)
+        attention_mask[row, :n] = 1
+        loss_mask[row, len(prompt) : n] = 1
+    return SequenceBatch(input_ids, attention_mask, loss_mask)

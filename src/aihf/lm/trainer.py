@@ -1,0 +1,417 @@
+"""The one training loop every language-model method runs (docs/lm_engine.md).
+
+A method (``aihf.lm.methods``) says which modules it trains and how one micro-batch of
+record indices becomes a loss; this loop does everything else, the same way for all:
+
+* data order: each data kind (demonstrations, preferences) is an endless stream of
+  seeded permutations; optimizer step s, accumulation slot a, process p reads global
+  micro-batch g = (s * accumulation + a) * processes + p. The order is a pure function of
+  (seed, step), so resuming needs only the step, and 2 processes x 1 accumulation read the
+  same micro-batches as 1 process x 2 accumulations;
+* rounds: a method with ``steps_per_round`` recomputes its frozen quantities (reference
+  log-probs, self-play samples) when a round starts; methods without rounds compute them
+  once;
+* accelerate: devices, mixed precision, DDP / FSDP / DeepSpeed (configs/accelerate/),
+  gradient accumulation (``accelerator.accumulate``), gradient clipping;
+* a NaN guard (``runtime.check_finite`` on the loss, all processes agreeing, before its
+  backward pass, and on the gradient norm before the optimizer step);
+* checkpoints written atomically (``runtime.atomic_directory``), safetensors + JSON only
+  (no pickle): weights, optimizer, scheduler, every process's RNG states, the method's
+  round state and the step;
+* TensorBoard logs, a tqdm bar (rate, ETA), periodic evaluation on held-out records.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from aihf import runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopConfig:
+    """Settings of the training loop, shared by every method."""
+
+    output_dir: str = "runs/lm"
+    seed: int = 0
+    max_steps: int = 100
+    micro_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-5
+    reward_learning_rate: float | None = None
+    weight_decay: float = 0.0
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    eval_every: int = 0
+    save_every: int = 0
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    log_with: Literal["tensorboard", "none"] = "tensorboard"
+    resume_from: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "micro_batch_size", "gradient_accumulation_steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+class Method(Protocol):
+    """What the loop needs from a method (``aihf.lm.methods`` implements it)."""
+
+    name: str
+    models: dict[str, torch.nn.Module]  # trainable modules by name; the loop replaces them with prepared ones
+    steps_per_round: int | None  # None: one round for the whole run
+
+    def bind(self, accelerator: Accelerator) -> None: ...
+    def data_sizes(self, split: str) -> dict[str, int]: ...
+    def start_round(self, round_index: int, seed: int) -> None: ...
+    def loss(self, indices: dict[str, list[int]], split: str, seed: int) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def round_state(self) -> dict[str, torch.Tensor]: ...
+    def load_round_state(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+class IndexStream:
+    """Record indices 0..n-1 as an endless sequence of seeded permutations (one per epoch)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        if n < 1:
+            raise ValueError("an index stream needs at least one record")
+        self.n, self.seed = n, seed
+
+    @functools.lru_cache(maxsize=4)
+    def _epoch(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=generator).tolist()
+
+    def take(self, micro_batch: int, size: int) -> list[int]:
+        """Indices of global micro-batch ``micro_batch`` (positions [g*size, (g+1)*size))."""
+        start = micro_batch * size
+        return [self._epoch(pos // self.n)[pos % self.n] for pos in range(start, start + size)]
+
+
+def _mix(*parts: int) -> int:
+    """A 63-bit seed from integers (for per-micro-batch sampling seeds)."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value ^ (part + 0x632BE59BD9B4E019 + (value << 6) + (value >> 2))) & (2**63 - 1)
+    return value
+
+
+# ----------------------------------------------------------------------- safetensors I/O
+
+
+def save_state_dict(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write a state dict as safetensors; tensors sharing storage (tied weights) are stored once.
+
+    Aliases go into the file's metadata (``{"aliases": {name: stored name}}``).
+    """
+    stored: dict[str, torch.Tensor] = {}
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    aliases: dict[str, str] = {}
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key in seen:
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+            stored[name] = tensor.detach().cpu().contiguous()
+    save_file(stored, str(path), metadata={"aliases": json.dumps(aliases)})
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read what ``save_state_dict`` wrote, aliases restored."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        aliases = json.loads((handle.metadata() or {}).get("aliases", "{}"))
+    state = load_file(str(path))
+    for name, target in aliases.items():
+        state[name] = state[target]
+    return state
+
+
+def _optimizer_save(optimizer: torch.optim.Optimizer, directory: Path) -> None:
+    state = optimizer.state_dict()
+    tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                meta["state"].setdefault(str(index), {})[key] = value
+    save_file(tensors, str(directory / "optimizer.safetensors"))
+    (directory / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _optimizer_load(optimizer: torch.optim.Optimizer, directory: Path) -> None:
+    meta = json.loads((directory / "optimizer.json").read_text(encoding="utf-8"))
+    state: dict[int, dict] = {}
+    for name, tensor in load_file(str(directory / "optimizer.safetensors")).items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = tensor
+    for index, entries in meta["state"].items():
+        state.setdefault(int(index), {}).update(entries)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The checkpoint with the highest step under ``output_dir/checkpoints``, if any."""
+    found = sorted(Path(output_dir, "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    return found[-1] if found else None
+
+
+# --------------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    """Per-step training logs, evaluation logs, and where the final weights are."""
+
+    history: list[dict[str, float]]
+    evaluations: list[dict[str, float]]
+    output_dir: Path
+
+
+def _schedule(kind: str, warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        if kind == "linear":
+            return max(0.0, 1.0 - progress)
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return factor
+
+
+class Trainer:
+    """Runs a :class:`Method` for ``config.max_steps`` optimizer steps."""
+
+    def __init__(self, method: Method, config: LoopConfig, accelerator: Accelerator | None = None) -> None:
+        self.method, self.config = method, config
+        self.output_dir = Path(config.output_dir)
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            log_with=None if config.log_with == "none" else config.log_with,
+            project_dir=str(self.output_dir),
+            step_scheduler_with_optimizer=False,
+        )
+        acc = self.accelerator
+        runtime.set_seed(config.seed)
+        names = list(method.models)
+        prepared = acc.prepare(*(method.models[n] for n in names))
+        prepared = prepared if isinstance(prepared, tuple) else (prepared,)
+        groups = []
+        for name, module in zip(names, prepared):
+            method.models[name] = module
+            lr = config.reward_learning_rate if name == "reward" and config.reward_learning_rate else config.learning_rate
+            params = [p for p in module.parameters() if p.requires_grad]
+            groups.append({"params": params, "lr": lr, "name": name})
+        self.optimizer = acc.prepare(torch.optim.AdamW(groups, weight_decay=config.weight_decay))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _schedule(config.lr_scheduler, config.warmup_steps, config.max_steps)
+        )
+        method.bind(acc)
+        self.streams = {
+            kind: IndexStream(n, config.seed + offset)
+            for offset, (kind, n) in enumerate(sorted(method.data_sizes("train").items()))
+        }
+        self.step, self.round = 0, -1
+        self.history: list[dict[str, float]] = []
+        self.evaluations: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ one optimizer step
+
+    def _micro_batch(self, slot: int) -> tuple[dict[str, list[int]], int]:
+        acc, cfg = self.accelerator, self.config
+        g = (self.step * cfg.gradient_accumulation_steps + slot) * acc.num_processes + acc.process_index
+        indices = {kind: stream.take(g, cfg.micro_batch_size) for kind, stream in self.streams.items()}
+        return indices, _mix(cfg.seed, g)
+
+    def _train_step(self) -> dict[str, float]:
+        acc, cfg = self.accelerator, self.config
+        modules = list(self.method.models.values())
+        sums: dict[str, float] = {}
+        for slot in range(cfg.gradient_accumulation_steps):
+            indices, seed = self._micro_batch(slot)
+            with acc.accumulate(*modules):
+                loss, metrics = self.method.loss(indices, "train", seed)
+                shared = acc.reduce(loss.detach().float().reshape(1), "mean")
+                runtime.check_finite(shared, f"the {self.method.name} loss", self.step + 1)
+                acc.backward(loss)
+            for key, value in {"loss": float(shared), **metrics}.items():
+                sums[key] = sums.get(key, 0.0) + value / cfg.gradient_accumulation_steps
+        if cfg.max_grad_norm is not None:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
+            if norm is not None:
+                sums["grad_norm"] = runtime.check_finite(norm, "the gradient norm", self.step + 1)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        metrics = {k: v for k, v in sums.items() if k == "loss" or k == "grad_norm"}
+        others = {k: v for k, v in sums.items() if k not in metrics}
+        if others:  # method metrics are per-process means: average them over processes too
+            keys = sorted(others)
+            values = acc.reduce(torch.tensor([others[k] for k in keys], device=acc.device), "mean")
+            metrics.update(zip(keys, values.tolist()))
+        for group in self.optimizer.param_groups:
+            metrics[f"lr/{group.get('name', 'all')}"] = group["lr"]
+        return metrics
+
+    # ------------------------------------------------------------------------- evaluation
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss and method metrics over the held-out records (each process a share)."""
+        acc, size = self.accelerator, self.config.micro_batch_size
+        sizes = self.method.data_sizes("eval")
+        if not sizes:
+            return {}
+        batches = max(math.ceil(n / size) for n in sizes.values())
+        totals: dict[str, float] = {}
+        count = 0
+        for b in range(acc.process_index, batches, acc.num_processes):
+            indices = {kind: [(b * size + i) % n for i in range(size)] for kind, n in sizes.items()}
+            loss, metrics = self.method.loss(indices, "eval", _mix(self.config.seed, -1 - b))
+            for key, value in {"loss": float(loss), **metrics}.items():
+                totals[key] = totals.get(key, 0.0) + value
+            count += 1
+        keys = sorted(set(totals) | {"loss"})
+        packed = torch.tensor([totals.get(k, 0.0) for k in keys] + [count], device=acc.device, dtype=torch.float64)
+        packed = acc.reduce(packed, "sum")
+        result = {f"eval/{k}": v / max(1.0, float(packed[-1])) for k, v in zip(keys, packed[:-1].tolist())}
+        result["step"] = self.step
+        return result
+
+    # ----------------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step-N`` atomically (main process writes; all take part)."""
+        acc = self.accelerator
+        weights = {name: acc.get_state_dict(module) for name, module in self.method.models.items()}
+        rng = gather_object([runtime.rng_state()])
+        round_state = self.method.round_state()
+        path = self.output_dir / "checkpoints" / f"step-{self.step:07d}"
+        if acc.is_main_process:
+            with runtime.atomic_directory(path) as tmp:
+                for name, state in weights.items():
+                    save_state_dict(state, tmp / f"{name}.safetensors")
+                _optimizer_save(self.optimizer, tmp)
+                (tmp / "scheduler.json").write_text(json.dumps(self.scheduler.state_dict()), encoding="utf-8")
+                for rank, (tensors, meta) in enumerate(rng):
+                    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / f"rng-{rank}.safetensors"))
+                    (tmp / f"rng-{rank}.json").write_text(json.dumps(meta), encoding="utf-8")
+                save_file({k: v.contiguous() for k, v in round_state.items()}, str(tmp / "round.safetensors"))
+                state = {
+                    "step": self.step,
+                    "round": self.round,
+                    "method": self.method.name,
+                    "processes": acc.num_processes,
+                    "history": self.history,
+                    "evaluations": self.evaluations,
+                    "config": asdict(self.config),
+                }
+                (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+            old = sorted(path.parent.glob("step-*"))[: -self.config.keep_checkpoints]
+            for stale in old if self.config.keep_checkpoints > 0 else []:
+                shutil.rmtree(stale)
+        acc.wait_for_everyone()
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore everything ``save_checkpoint`` wrote; the next step is the one after it."""
+        path = Path(path)
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        if state["method"] != self.method.name:
+            raise ValueError(f"{path} is a {state['method']!r} checkpoint, not {self.method.name!r}")
+        for name, module in self.method.models.items():
+            self.accelerator.unwrap_model(module).load_state_dict(load_state_dict(path / f"{name}.safetensors"))
+        _optimizer_load(self.optimizer, path)
+        self.scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text(encoding="utf-8")))
+        rank = self.accelerator.process_index if state["processes"] == self.accelerator.num_processes else 0
+        runtime.load_rng_state(path, f"rng-{rank}")
+        self.method.load_round_state(load_file(str(path / "round.safetensors")))
+        self.step, self.round = state["step"], state["round"]
+        self.history, self.evaluations = state["history"], state["evaluations"]
+
+    # ------------------------------------------------------------------------------- fit
+
+    def fit(self) -> TrainResult:
+        """Train to ``max_steps`` (resuming first if ``resume_from`` is set) and return the logs."""
+        acc, cfg, method = self.accelerator, self.config, self.method
+        if cfg.resume_from:
+            path = latest_checkpoint(cfg.output_dir) if cfg.resume_from == "latest" else Path(cfg.resume_from)
+            if path is None:
+                raise FileNotFoundError(f"resume_from='latest' but {cfg.output_dir}/checkpoints has no checkpoint")
+            self.load_checkpoint(path)
+            log.info("resumed from %s at step %d", path, self.step)
+        if cfg.log_with != "none":
+            acc.init_trackers(method.name)
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc=method.name,
+            disable=not (cfg.progress and acc.is_local_main_process),
+            dynamic_ncols=True,
+        )
+        for module in method.models.values():
+            module.train()
+        while self.step < cfg.max_steps:
+            round_index = self.step // method.steps_per_round if method.steps_per_round else 0
+            if round_index != self.round:
+                method.start_round(round_index, _mix(cfg.seed, 7, round_index))
+                self.round = round_index
+            metrics = self._train_step()
+            self.step += 1
+            metrics["step"] = self.step
+            self.history.append(metrics)
+            if self.step % cfg.log_every == 0:
+                acc.log({k: v for k, v in metrics.items() if k != "step"}, step=self.step)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+            bar.update(1)
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                self._evaluate_and_log()
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self.save_checkpoint()
+        bar.close()
+        if cfg.save_every and self.step % cfg.save_every != 0:
+            self.save_checkpoint()
+        if cfg.eval_every and self.step % cfg.eval_every != 0:
+            self._evaluate_and_log()
+        acc.end_training()
+        return TrainResult(self.history, self.evaluations, self.output_dir)
+
+    def _evaluate_and_log(self) -> None:
+        result = self.evaluate()
+        if result:
+            self.evaluations.append(result)
+            self.accelerator.log({k: v for k, v in result.items() if k != "step"}, step=self.step)
+            if self.accelerator.is_main_process:
+                log.info("step %d: %s", self.step, {k: round(v, 4) for k, v in result.items()})
