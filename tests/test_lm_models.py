@@ -22,6 +22,16 @@ from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 TEXTS = ["the movie was great", "the movie was terrible . i hated it", "hello"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these models are tiny, and on a shared 2-core machine two
+    spinning threads made generation 40x slower (measured 6.5 s vs 0.17 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _pad(token_lists, pad_id, side):
     width = max(len(t) for t in token_lists)
     ids = torch.full((len(token_lists), width), pad_id)
@@ -84,7 +94,8 @@ def test_tiny_causal_lm_is_deterministic_per_seed_and_leaves_global_rng_alone():
 def test_load_causal_lm_tiny_dtype_padding_and_checkpointing():
     model, tokenizer = load_causal_lm("tiny", dtype="bfloat16", padding_side="left", gradient_checkpointing=True)
     assert model.dtype == torch.bfloat16 and tokenizer.padding_side == "left"
-    assert model.is_gradient_checkpointing and model.config.use_cache is False
+    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
+    assert model.config.use_cache is False
     with pytest.raises(ValueError, match="dtype"):
         load_causal_lm("tiny", dtype="float64")
 

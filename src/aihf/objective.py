@@ -59,13 +59,15 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tenso
 
     ``out[b, t] = log softmax(logits[b, t]) [input_ids[b, t + 1]]`` for t < T - 1, i.e. the
     logits at position t predict token t + 1. Shape (B, T - 1), float32 (computed in
-    float32 whatever the logits' dtype, through a fused cross-entropy, so the
-    (B, T, V) log-softmax is never stored).
+    float32 for half-precision or float32 logits, float64 for float64 logits: upcast,
+    never downcast; through a fused cross-entropy, so the (B, T, V) log-softmax is
+    never stored).
     """
     shifted = logits[:, :-1, :]
     targets = input_ids[:, 1:]
+    dtype = torch.promote_types(logits.dtype, torch.float32)
     nll = F.cross_entropy(
-        shifted.reshape(-1, shifted.size(-1)).float(), targets.reshape(-1), reduction="none"
+        shifted.reshape(-1, shifted.size(-1)).to(dtype), targets.reshape(-1), reduction="none"
     )
     return -nll.view(targets.shape)
 

@@ -161,6 +161,14 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, padding_side: PaddingS
     return tokenizer
 
 
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Non-reentrant activation (gradient) checkpointing, under either of transformers' names."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _load_pretrained_pair(
     name_or_path: str | Path, dtype: torch.dtype, trust_remote_code: bool, model_class: Any
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -204,7 +212,7 @@ def load_causal_lm(
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
         model.config.use_cache = False
     if device is not None:
         model.to(device)
