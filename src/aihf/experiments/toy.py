@@ -8,8 +8,8 @@ Setting (a contextual bandit, the smallest instance of METHOD.md section 2):
 - preferences compare two uniformly drawn responses, labelled by Bradley-Terry on r*.
 
 The learner fits a linear reward r_theta = theta . phi with Algorithm 1 (METHOD.md
-section 3): a policy step (a few exact-expectation gradient steps of a tabular softmax
-policy on E_pi[r_theta] - beta KL(pi || pi_ref)), then a reward step on demonstrations
+section 3): a policy step (a few natural-gradient steps of a tabular softmax policy on
+E_pi[r_theta] - beta KL(pi || pi_ref)), then a reward step on demonstrations
 versus samples of the current policy plus preferences, through
 ``objective.aihf_reward_loss``. Methods differ only in (w_demo, w_pref): AIHF (1, 1),
 ML-IRL (1, 0) and the RLHF reward model (0, 1).
@@ -61,8 +61,8 @@ class ToyConfig:
     feature_dim: int = 8
     beta: float = 0.5
     iterations: int = 300
-    policy_steps: int = 5
-    policy_lr: float = 1.0
+    policy_steps: int = 2
+    policy_rate: float = 0.2
     reward_lr: float = 0.05
     batch_size: int = 32
     reward_l2: float = 1e-3
@@ -126,19 +126,20 @@ def make_problem(config: ToyConfig, setting: ToySetting, seed: int) -> ToyProble
 
 
 def policy_step(
-    logits: torch.Tensor, rewards: torch.Tensor, beta: float, steps: int, lr: float
+    logits: torch.Tensor, rewards: torch.Tensor, beta: float, steps: int, rate: float
 ) -> torch.Tensor:
-    """A few gradient-ascent steps on E_pi[r] - beta KL(pi || pi_ref) (Algorithm 1, step 1).
+    """A few policy updates toward argmax E_pi[r] - beta KL(pi || pi_ref) (Algorithm 1, step 1).
 
-    Tabular softmax policy, uniform pi_ref, exact expectations; the ascent direction in the
-    logits is pi * (a - E_pi a) with a = r - beta (log pi - log pi_ref).
+    Tabular softmax policy, uniform pi_ref, exact expectations. Each update is the
+    entropy-regularised natural policy gradient step (Cen et al., 2021) with step size
+    ``rate`` in (0, 1]:  logits <- (1 - rate) * logits + rate * (r / beta + log pi_ref),
+    which contracts toward the soft-optimal policy's logits by (1 - rate) per step.
     """
-    log_ref = -math.log(logits.size(-1))
+    if not 0 < rate <= 1:
+        raise ValueError(f"policy rate must be in (0, 1], got {rate}")
+    target = rewards / beta - math.log(logits.size(-1))
     for _ in range(steps):
-        log_pi = torch.log_softmax(logits, -1)
-        pi = log_pi.exp()
-        advantage = rewards - beta * (log_pi - log_ref)
-        logits = logits + lr * pi * (advantage - (pi * advantage).sum(-1, keepdim=True))
+        logits = (1 - rate) * logits + rate * target
     return logits
 
 
@@ -174,7 +175,7 @@ def fit_reward(
     for step in range(config.iterations):
         with torch.no_grad():
             rewards = problem.features @ theta
-            logits = policy_step(logits, rewards, config.beta, config.policy_steps, config.policy_lr)
+            logits = policy_step(logits, rewards, config.beta, config.policy_steps, config.policy_rate)
         demo = torch.randint(len(problem.demo_prompts), (config.batch_size,), generator=gen)
         pref = torch.randint(len(problem.pref_prompts), (config.batch_size,), generator=gen)
         prompts = problem.demo_prompts[demo]
