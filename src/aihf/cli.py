@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from aihf.config import ConfigError
+from aihf.data import DataError
 
 EXPERIMENTS = {
     "toy": "a contextual bandit whose true reward is known: AIHF against ML-IRL and the RLHF reward model",
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_imdb(args.preset, str(output_dir), args.overrides)
     except ConfigError as err:
         print(f"aihf: config error: {err}", file=sys.stderr)
+        return 2
+    except DataError as err:
+        print(f"aihf: data error: {err}", file=sys.stderr)
         return 2
 
 
