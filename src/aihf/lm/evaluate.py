@@ -1,0 +1,114 @@
+"""``aihf eval``: score a trained policy (or reward model) on held-out data.
+
+For a policy pi with reference pi_ref, on held-out preferences:
+    implicit reward        r(x, y) = beta * [log pi(y|x) - log pi_ref(y|x)]     (METHOD.md section 4)
+    preference accuracy    mean 1[ r(x, y_w) > r(x, y_l) ]
+    reward margin          mean ( r(x, y_w) - r(x, y_l) )
+Without a reference, r = log pi(y|x) (the ranking a likelihood model implies).
+For a reward model (a directory written by ``RewardModel.save``), r is its output.
+On held-out demonstrations: the mean per-sequence log-likelihood log pi(y_E|x) (sum over
+response tokens) and its token mean, and the perplexity exp(-token mean).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from aihf import objective
+from aihf.lm.batching import Encoder, Sequence, collate
+from aihf.lm.models import RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model
+
+
+@torch.no_grad()
+def sequence_scores(
+    model, sequences: list[Sequence], pad_id: int, batch_size: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of response-token log-probs, number of response tokens) per sequence, in batches.
+
+    With a :class:`RewardModel` the first tensor is its reward and the second is ones.
+    """
+    device = next(model.parameters()).device
+    totals, counts = [], []
+    for start in range(0, len(sequences), batch_size):
+        batch = collate(sequences[start : start + batch_size], pad_id).to(device)
+        if isinstance(model, RewardModel):
+            totals.append(model(batch.input_ids, batch.attention_mask).float())
+            counts.append(torch.ones_like(totals[-1]))
+            continue
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        totals.append(objective.sequence_logprobs(logits, batch.input_ids, batch.loss_mask))
+        counts.append(batch.loss_mask[:, 1:].sum(-1).clamp(min=1).float())
+    return torch.cat(totals).cpu(), torch.cat(counts).cpu()
+
+
+def preference_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
+    """Accuracy (ties count half) and mean margin of rewards of chosen over rejected."""
+    margin = chosen - rejected
+    accuracy = ((margin > 0).float() + 0.5 * (margin == 0).float()).mean()
+    return {"preference_accuracy": float(accuracy), "reward_margin": float(margin.mean()), "pairs": len(margin)}
+
+
+def demonstration_metrics(total: torch.Tensor, counts: torch.Tensor) -> dict[str, float]:
+    """Mean log-likelihood (sum and token-mean) of demonstrations and the token perplexity."""
+    token_mean = float(total.sum() / counts.sum())
+    return {
+        "demo_logprob_sum": float(total.mean()),
+        "demo_logprob_token_mean": token_mean,
+        "demo_perplexity": math.exp(-token_mean),
+        "demonstrations": len(total),
+    }
+
+
+def evaluate(
+    model_path: str,
+    preferences=None,
+    demonstrations=None,
+    reference_path: str | None = None,
+    beta: float = 0.1,
+    max_length: int = 512,
+    max_prompt_length: int = 256,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """The metrics of this module's docstring for a policy or reward model at ``model_path``."""
+    from aihf.data import read_demonstrations, read_preferences
+
+    if preferences is None and demonstrations is None:
+        raise ValueError("give held-out preferences, demonstrations or both")
+    is_reward = is_saved_reward_model(model_path)
+    model, tokenizer = (load_reward_model if is_reward else load_causal_lm)(model_path)
+    model.eval()
+    encoder = Encoder(tokenizer, max_length=max_length, max_prompt_length=max_prompt_length)
+    pad = tokenizer.pad_token_id
+    metrics: dict[str, float] = {}
+    if preferences is not None:
+        pairs = [encoder.preference(p) for p in read_preferences(preferences)]
+        sequences = [c for c, _ in pairs] + [r for _, r in pairs]
+        scores, _ = sequence_scores(model, sequences, pad, batch_size)
+        if reference_path is not None and not is_reward:
+            reference, _ = load_causal_lm(reference_path)
+            scores = beta * (scores - sequence_scores(reference.eval(), sequences, pad, batch_size)[0])
+        metrics.update(preference_metrics(scores[: len(pairs)], scores[len(pairs) :]))
+    if demonstrations is not None:
+        if is_reward:
+            raise ValueError("a reward model has no likelihood: demonstrations need a policy")
+        sequences = [encoder.demonstration(d) for d in read_demonstrations(demonstrations)]
+        metrics.update(demonstration_metrics(*sequence_scores(model, sequences, pad, batch_size)))
+    metrics["truncated_sequences"] = encoder.stats.prompts_truncated + encoder.stats.responses_truncated
+    return metrics
+
+
+def evaluate_from_cli(args: argparse.Namespace) -> int:
+    """Entry point of ``aihf eval``."""
+    metrics = evaluate(args.model, args.preferences, args.demonstrations, args.reference, args.beta)
+    width = max(len(k) for k in metrics)
+    for key, value in metrics.items():
+        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if args.output:
+        Path(args.output).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        print(f"metrics written to {args.output}")
+    return 0
