@@ -166,19 +166,25 @@ def test_smollm2_missing_package_is_a_clear_error(monkeypatch):
 def test_smollm2_converts_once_then_loads_fast(tmp_path, monkeypatch):
     import time
 
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     monkeypatch.setenv("AIHF_CACHE", str(tmp_path))
     model, tokenizer = load_causal_lm("smollm2-135m")
     cached = tmp_path / models._SMOLLM2_CACHE_NAME
-    assert (cached / "model.safetensors").is_file()
+    assert (cached / "model.safetensors").is_file() and not list(cached.glob("*.gguf"))
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token_id is not None
     start = time.perf_counter()
     again, _ = load_causal_lm("smollm2-135m")
     assert time.perf_counter() - start < 10
-    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+2?"}], add_generation_prompt=True)
-    ids = prompt["input_ids"] if isinstance(prompt, dict) or hasattr(prompt, "keys") else prompt
-    out = again.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False)
-    assert "4" in tokenizer.decode(out[0, len(ids) :])
+    gguf = models.smollm2_gguf_path()
+    original = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    original_tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    for key, value in original.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+2?"}], add_generation_prompt=True, tokenize=False)
+    assert tokenizer(text).input_ids == original_tokenizer(text).input_ids
+    ids = torch.tensor([tokenizer(text).input_ids])
+    assert torch.equal(again(ids).logits, original(ids).logits)
 
 
 # --------------------------------------------------------------------------- LoRA, reference

@@ -1,0 +1,243 @@
+"""Tokens/s and peak memory of one DPO-style training step: trl's DPOTrainer vs aihf's loop.
+
+Contenders (same random GPT-NeoX, same tokenizer, same preference pairs, same optimizer
+settings, same CPU, one run):
+  trl            trl DPOTrainer, fp32 and no gradient checkpointing like aihf's loop here;
+                 reference model passed explicitly (a frozen copy), its forward pass runs
+                 inside every step (trl's default)
+  trl-precompute the same with precompute_ref_log_probs=True (reference pass once, before
+                 training, outside the timed steps)
+  trl-defaults   trl's own defaults: bf16 autocast and gradient checkpointing on (DPOConfig
+                 turns both on unless told otherwise), reference pass inside every step
+  aihf-dpo       aihf.lm.trainer.Trainer + ImplicitRewardMethod("dpo"): reference log-probs
+                 computed once per round with the policy itself (no copy), outside the timed steps
+  aihf-aihf-dpo  the same loop with "aihf-dpo": each step also trains on as many demonstrations
+                 as preference pairs (supervised term), so it moves 1.5x the tokens of a DPO step
+
+Each contender runs in its own subprocess, so memory figures do not mix. Measured per
+process: the median wall time of the timed steps (after warm-up steps), the policy's real
+(non-padding) training tokens per step (counted by a forward hook on the policy in train
+mode), and memory on CPU as RSS: ``peak`` is ru_maxrss (the process's high-water mark, which
+includes imports and set-up), ``growth`` is ru_maxrss at the end minus the RSS measured
+after the policy and data were built (so it counts a reference copy, optimizer state,
+dataset processing and activations). tracemalloc is not used: it does not see torch's
+tensor allocations.
+
+    python bench/bench_dpo_step.py                      # tiny model, all contenders
+    python bench/bench_dpo_step.py --hidden 256 --layers 4 --response-words 56
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONTENDERS = ("trl", "trl-precompute", "trl-defaults", "aihf-dpo", "aihf-aihf-dpo")
+POSITIVE = "great wonderful amazing brilliant fantastic beautiful perfect superb delightful charming moving fun".split()
+NEGATIVE = "terrible awful horrible boring dull bad poor weak stupid silly mess bland".split()
+TOPICS = "movie film story plot acting script music ending cast director scene show".split()
+
+
+def make_records(n: int, prompt_words: int, response_words: int) -> list[dict[str, str]]:
+    """Deterministic synthetic (prompt, chosen, rejected, demonstration) texts of fixed word counts."""
+    records = []
+    for i in range(n):
+        topic = [TOPICS[(i + j) % len(TOPICS)] for j in range(prompt_words - 2)]
+        prompt = "review : " + " ".join(topic)
+        chosen = " " + " ".join(POSITIVE[(i * 7 + j) % len(POSITIVE)] for j in range(response_words))
+        rejected = " " + " ".join(NEGATIVE[(i * 5 + j) % len(NEGATIVE)] for j in range(response_words))
+        demo = " " + " ".join(POSITIVE[(i * 3 + j) % len(POSITIVE)] for j in range(response_words))
+        records.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "demonstration": demo})
+    return records
+
+
+def rss_mib() -> float:
+    """Current resident set size of this process (Linux /proc)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class TokenCounter:
+    """Counts real tokens of every forward pass of ``model`` while it is in train mode."""
+
+    def __init__(self, model) -> None:
+        self.tokens = 0
+        model.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs) -> None:
+        if not module.training:
+            return
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+
+
+def run_trl(args, tokenizer, policy, records, variant: str) -> tuple[list[float], int]:
+    import copy
+
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_step_begin(self, *_, **__) -> None:
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *_, **__) -> None:
+            self.times.append(time.perf_counter() - self.start)
+
+    timer, counter = StepTimer(), TokenCounter(policy)
+    reference = copy.deepcopy(policy).eval().requires_grad_(False)  # see RESOURCES.md: needed for a config-built model
+    with tempfile.TemporaryDirectory() as out:
+        config = DPOConfig(
+            output_dir=out,
+            per_device_train_batch_size=args.pairs,
+            max_steps=args.warmup + args.steps,
+            learning_rate=args.lr,
+            beta=0.1,
+            max_grad_norm=1.0,
+            max_length=args.max_length,
+            optim="adamw_torch",
+            lr_scheduler_type="constant",
+            precompute_ref_log_probs=variant == "trl-precompute",
+            gradient_checkpointing=variant == "trl-defaults",
+            bf16=variant == "trl-defaults",
+            use_cpu=True,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=10**6,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            seed=0,
+        )
+        data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in records])
+        trainer = DPOTrainer(
+            model=policy, ref_model=reference, args=config, train_dataset=data,
+            processing_class=tokenizer, callbacks=[timer],
+        )
+        trainer.train()
+    steps = args.warmup + args.steps
+    return timer.times[args.warmup :], counter.tokens // steps
+
+
+def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[float], int]:
+    from accelerate import Accelerator
+
+    from aihf.data import Demonstration, Preference
+    from aihf.lm.batching import Encoder
+    from aihf.lm.methods import ImplicitRewardMethod, MethodConfig
+    from aihf.lm.trainer import LoopConfig, Trainer
+
+    prefs = [Preference(prompt=r["prompt"], chosen=r["chosen"], rejected=r["rejected"]) for r in records]
+    demos = [Demonstration(prompt=r["prompt"], response=r["demonstration"]) for r in records]
+    encoder = Encoder(tokenizer, max_length=args.max_length, max_prompt_length=args.max_length // 2)
+    method = ImplicitRewardMethod(
+        method_name, MethodConfig(beta=0.1), tokenizer, encoder, policy,
+        {"train": demos if method_name == "aihf-dpo" else []}, {"train": prefs},
+    )
+    counter = TokenCounter(policy)
+    with tempfile.TemporaryDirectory() as out:
+        loop = LoopConfig(
+            output_dir=out, max_steps=args.warmup + args.steps, micro_batch_size=args.pairs,
+            learning_rate=args.lr, max_grad_norm=1.0, log_with="none", progress=False, seed=0,
+        )
+        trainer = Trainer(method, loop, Accelerator(cpu=True))
+        method.start_round(0, seed=0)  # reference log-probs, as Trainer.fit does before step 1
+        policy.train()
+        times = []
+        for _ in range(args.warmup + args.steps):
+            start = time.perf_counter()
+            trainer._train_step()  # the body of Trainer.fit's loop, timed alone
+            times.append(time.perf_counter() - start)
+            trainer.step += 1
+    return times[args.warmup :], counter.tokens // (args.warmup + args.steps)
+
+
+def worker(args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    policy = tiny_causal_lm(tokenizer, seed=0, hidden_size=args.hidden, num_hidden_layers=args.layers,
+                            intermediate_size=4 * args.hidden)
+    records = make_records(args.pairs * (args.warmup + args.steps), args.prompt_words, args.response_words)
+    baseline = rss_mib()
+    if args.worker.startswith("trl"):
+        times, tokens = run_trl(args, tokenizer, policy, records, args.worker)
+    else:
+        times, tokens = run_aihf(args, tokenizer, policy, records, args.worker.removeprefix("aihf-"))
+    step = statistics.median(times)
+    return {
+        "contender": args.worker,
+        "step_s_median": step,
+        "tokens_per_step": tokens,
+        "tokens_per_s": tokens / step,
+        "pairs_per_s": args.pairs / step,
+        "peak_rss_mib": peak_rss_mib(),
+        "growth_mib": peak_rss_mib() - baseline,
+        "parameters": sum(p.numel() for p in policy.parameters()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--pairs", type=int, default=8, help="preference pairs per step")
+    parser.add_argument("--prompt-words", type=int, default=8)
+    parser.add_argument("--response-words", type=int, default=24)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    rows, load_before = [], os.getloadavg()[0]
+    for name in args.contenders.split(","):
+        command = [sys.executable, __file__, *sys.argv[1:], "--worker", name]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            sys.exit(f"{name} failed:\n{done.stderr[-4000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, torch threads {args.threads}; {rows[0]['parameters']:,} parameters; "
+          f"{args.pairs} pairs/step; load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+    print("| contender | step (median) | tokens/step | tokens/s | pairs/s | peak RSS | RSS growth |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['contender']} | {r['step_s_median'] * 1000:.1f} ms | {r['tokens_per_step']} | "
+              f"{r['tokens_per_s']:,.0f} | {r['pairs_per_s']:.1f} | {r['peak_rss_mib']:.0f} MiB | {r['growth_mib']:.0f} MiB |")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {**vars(args), "json": str(args.json)}, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
