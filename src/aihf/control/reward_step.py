@@ -1,0 +1,87 @@
+"""Algorithm 1, steps 2-3 for control (METHOD.md section 3): one reward update.
+
+For a minibatch of demonstration transitions (s_E, a_E), transitions (s, a) of the current
+policy pi_k, and segment pairs (tau_w, tau_l) with r(tau) = sum_t r(s_t, a_t), minimise
+
+    l_R = w_D * l_D( r(s_E, a_E), r(s, a) ) + w_P * l_BT( r(tau_w), r(tau_l) ) + l2 * mean r^2
+
+with ``objective.aihf_reward_loss``. With the linear l_D its negative gradient is
+    g = w_D [grad r(s_E,a_E) - grad r(s,a)] + w_P (1 - sigma(r(tau_w) - r(tau_l))) [grad r(tau_w) - grad r(tau_l)]
+(batch means). w_D = 0 is RLHF's reward model, w_P = 0 is ML-IRL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aihf.control.reward_net import RewardNet
+from aihf.data import SegmentPreferenceSet, TransitionSet
+from aihf.objective import DemoForm, aihf_reward_loss
+from aihf.runtime import check_finite
+
+
+@dataclass
+class RewardStepConfig:
+    """Weights and batch sizes of the reward step (METHOD.md sections 2-3)."""
+
+    w_demo: float = 1.0
+    w_pref: float = 1.0
+    demo_form: DemoForm = "linear"
+    reward_l2: float = 0.01
+    lr: float = 1e-4
+    demo_batch: int = 256
+    pref_batch: int = 64
+
+
+class RewardLearner:
+    """Holds r_theta, its Adam optimiser and the two data sets; ``step`` is one reward update."""
+
+    def __init__(self, net: RewardNet, cfg: RewardStepConfig, demos: TransitionSet | None,
+                 prefs: SegmentPreferenceSet | None, rng: np.random.Generator):
+        if cfg.w_demo > 0 and demos is None:
+            raise ValueError("w_demo > 0 needs demonstrations")
+        if cfg.w_pref > 0 and prefs is None:
+            raise ValueError("w_pref > 0 needs preferences")
+        self.net, self.cfg, self.rng = net, cfg, rng
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        self.demos = _tensors(demos, ("observations", "actions"))
+        self.prefs = _tensors(prefs, ("obs_w", "act_w", "obs_l", "act_l"))
+        self.updates = 0
+
+    def _draw(self, arrays: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+        n = len(next(iter(arrays.values())))
+        idx = torch.as_tensor(self.rng.integers(0, n, size=size))
+        return {k: v[idx] for k, v in arrays.items()}
+
+    def loss(self, policy_obs: torch.Tensor | None, policy_act: torch.Tensor | None) -> torch.Tensor:
+        """l_R on a fresh minibatch; ``policy_*`` are samples of pi_k (needed when w_demo > 0)."""
+        cfg = self.cfg
+        r_demo = r_pol = r_w = r_l = None
+        if cfg.w_demo > 0:
+            d = self._draw(self.demos, cfg.demo_batch)
+            r_demo = self.net(d["observations"], d["actions"])
+            r_pol = self.net(policy_obs, policy_act)
+        if cfg.w_pref > 0:
+            p = self._draw(self.prefs, cfg.pref_batch)
+            r_w = self.net.segment_reward(p["obs_w"], p["act_w"])
+            r_l = self.net.segment_reward(p["obs_l"], p["act_l"])
+        return aihf_reward_loss(r_demo, r_pol, r_w, r_l, cfg.w_demo, cfg.w_pref, cfg.demo_form, cfg.reward_l2)
+
+    def step(self, policy_obs: torch.Tensor | None = None, policy_act: torch.Tensor | None = None) -> float:
+        """One Adam step on l_R; returns its value (NaN/inf raises before the update)."""
+        loss = self.loss(policy_obs, policy_act)
+        value = check_finite(loss, "reward loss", self.updates)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
+        return value
+
+
+def _tensors(data, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    if data is None:
+        return {}
+    return {n: torch.tensor(np.asarray(getattr(data, n))) for n in names}

@@ -1,0 +1,164 @@
+"""Control world: relabelling, the reward step's gradient, Algorithm 1 on a task with a known
+expert, determinism, and exact save/load. Tiny nets and budgets (about a minute in all)."""
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from aihf.control.algorithm import LoopConfig, SACConfig, method_reward_config, train_method
+from aihf.control.bc import BCConfig, bc_actor, train_bc
+from aihf.control.policy_io import load_policy, save_policy
+from aihf.control.preferences import SegmentPool, bradley_terry_pairs
+from aihf.control.relabel import RelabelledReplayBuffer
+from aihf.control.reward_net import RewardNet
+from aihf.control.reward_step import RewardLearner, RewardStepConfig
+from aihf.control.rollout import run_episode
+from aihf.control.toy import ContextTarget, toy_data
+
+
+def _tiny_loop(total_steps: int) -> LoopConfig:
+    return LoopConfig(
+        total_steps=total_steps, reward_every=10, reward_updates=5, eval_every=total_steps, eval_episodes=10,
+        reward_hidden=[32, 32],
+        sac=SACConfig(net_arch=[32, 32], learning_starts=200, batch_size=64, buffer_size=5000),
+        reward=RewardStepConfig(lr=1e-3, demo_batch=64, pref_batch=16),
+    )
+
+
+def _filled_buffer(reward_fn, shift=0.0, n=50):
+    obs_space = spaces.Box(-1, 1, (3,), np.float32)
+    act_space = spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32))
+    buf = RelabelledReplayBuffer(100, obs_space, act_space, device="cpu", reward_fn=reward_fn, reward_shift=shift)
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        buf.add(rng.uniform(-1, 1, (1, 3)), rng.uniform(-1, 1, (1, 3)), rng.uniform(-1, 1, (1, 2)),
+                np.array([7.0]), np.array([False]), [{}])
+    return buf
+
+
+def test_relabelling_uses_the_current_reward_net():
+    net = RewardNet(3, 2, (8, 8))
+    buf = _filled_buffer(net, shift=0.5)
+    np.random.seed(1)
+    batch = buf.sample(16)
+    env_act = buf.env_actions(batch.actions)
+    # buffer actions in [-1, 1] are mapped back to the box [(-2, 0), (2, 1)]
+    assert torch.all(env_act[:, 0].abs() <= 2) and torch.all((env_act[:, 1] >= 0) & (env_act[:, 1] <= 1))
+    with torch.no_grad():
+        expected = net(batch.observations, env_act) + 0.5
+    torch.testing.assert_close(batch.rewards.squeeze(1), expected)
+    assert not torch.allclose(batch.rewards, torch.full_like(batch.rewards, 7.0))  # stored reward unused
+    with torch.no_grad():
+        net.mlp[-1].bias += 3.0  # change the net: the same draw must now be 3 higher
+    np.random.seed(1)
+    again = buf.sample(16)
+    torch.testing.assert_close(again.rewards, batch.rewards + 3.0)
+    assert _filled_buffer(None).sample(4).rewards.eq(7.0).all()  # no reward_fn: true rewards
+
+
+def test_reward_step_gradient_is_method_g():
+    """-grad l_R == g of METHOD.md section 3 (linear demonstration form, no L2)."""
+    torch.manual_seed(0)
+    net = RewardNet(3, 2, (8, 8))
+    rng = np.random.default_rng(0)
+    demos_obs, demos_act = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    from aihf.data import SegmentPreferenceSet, TransitionSet
+
+    demos = TransitionSet(demos_obs, demos_act)
+    prefs = SegmentPreferenceSet(*(rng.normal(size=(5, 4, d)) for d in (3, 2, 3, 2)))
+    w_d, w_p = 0.7, 1.3
+    cfg = RewardStepConfig(w_demo=w_d, w_pref=w_p, reward_l2=0.0, demo_batch=4, pref_batch=3)
+    learner = RewardLearner(net, cfg, demos, prefs, np.random.default_rng(5))
+    pol_obs, pol_act = torch.randn(4, 3), torch.randn(4, 2)
+    learner.loss(pol_obs, pol_act).backward()
+    got = torch.cat([p.grad.flatten() for p in net.parameters()])
+
+    draw = np.random.default_rng(5)  # the learner's draws: demonstrations first, then pairs
+    d_idx, p_idx = draw.integers(0, 6, 4), draw.integers(0, 5, 3)
+    t = lambda x: torch.tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
+
+    def grad(scalar):
+        net.zero_grad()
+        scalar.backward()
+        return torch.cat([p.grad.flatten() for p in net.parameters()])
+
+    g = w_d * (grad(net(t(demos_obs[d_idx]), t(demos_act[d_idx])).mean()) - grad(net(pol_obs, pol_act).mean()))
+    for i in p_idx:
+        r_w = net.segment_reward(t(prefs.obs_w[i : i + 1]), t(prefs.act_w[i : i + 1]))
+        r_l = net.segment_reward(t(prefs.obs_l[i : i + 1]), t(prefs.act_l[i : i + 1]))
+        coeff = 1 - torch.sigmoid(r_w - r_l).item()
+        g += w_p * coeff * (grad(r_w.sum()) - grad(r_l.sum())) / len(p_idx)
+    torch.testing.assert_close(-got, g)
+
+
+def test_method_weights_are_the_special_cases():
+    base = RewardStepConfig(w_demo=1.0, w_pref=2.0)
+    assert method_reward_config("aihf", base) == base
+    assert method_reward_config("ml_irl", base).w_pref == 0.0
+    assert method_reward_config("rlhf", base).w_demo == 0.0
+    with pytest.raises(ValueError):
+        method_reward_config("sac_true", base)
+
+
+def test_bradley_terry_pairs_follow_returns():
+    rng = np.random.default_rng(0)
+    returns = np.arange(100, dtype=np.float64)
+    sharp = bradley_terry_pairs(returns, 500, temperature=1e-3, rng=rng)
+    assert (returns[sharp[:, 0]] > returns[sharp[:, 1]]).all()
+    noisy = bradley_terry_pairs(returns, 4000, temperature=1e4, rng=rng)
+    assert 0.45 < (returns[noisy[:, 0]] > returns[noisy[:, 1]]).mean() < 0.55
+    pool = SegmentPool(rng.normal(size=(100, 4, 3)), rng.normal(size=(100, 4, 2)), returns, np.zeros(100, np.int64))
+    prefs = pool.preferences(sharp[:7])
+    assert prefs.obs_w.shape == (7, 4, 3) and np.array_equal(prefs.act_l[2], pool.act[sharp[2, 1]].astype(np.float32))
+
+
+def test_aihf_beats_single_source_learners_with_degraded_data():
+    """ContextTarget (expert a = 0.8 c_0): a poor demonstrator (a = 0.2 c_0) and only 10
+    preference pairs. Demonstrations alone imitate the poor demonstrator; 10 pairs alone say
+    'more action along c_0 is better' without saying where to stop; together they do better."""
+    demos, prefs = toy_data(n_demos=200, demo_slope=0.2, n_prefs=10, seed=0)
+    cfg = _tiny_loop(1000)
+    final = {
+        m: train_method(m, cfg, "ContextTarget", 0, demos, prefs, env=ContextTarget(), eval_env=ContextTarget()).returns[-1]
+        for m in ("aihf", "ml_irl", "rlhf")
+    }
+    assert final["aihf"] > final["ml_irl"] + 0.2, final
+    assert final["aihf"] > final["rlhf"] + 0.2, final
+
+
+def test_seeded_runs_are_identical(tmp_path):
+    demos, prefs = toy_data(n_demos=50, demo_slope=0.5, n_prefs=20, seed=1)
+    cfg = _tiny_loop(300)
+    runs = [train_method("aihf", cfg, "ContextTarget", 3, demos, prefs, out_dir=tmp_path / str(i),
+                         env=ContextTarget(), eval_env=ContextTarget()) for i in range(2)]
+    assert runs[0].returns == runs[1].returns and runs[0].reward_losses == runs[1].reward_losses
+    a, b = RewardNet.load(tmp_path / "0" / "reward_net.safetensors"), RewardNet.load(tmp_path / "1" / "reward_net.safetensors")
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_reward_net_and_policy_save_and_load_exactly(tmp_path):
+    from stable_baselines3 import SAC
+
+    net = RewardNet(2, 1, (16, 16))
+    net.save(tmp_path / "r.safetensors")
+    back = RewardNet.load(tmp_path / "r.safetensors")
+    x, a = torch.randn(9, 2), torch.randn(9, 1)
+    assert torch.equal(net(x, a), back(x, a)) and back.hidden == (16, 16)
+
+    env = ContextTarget()
+    model = SAC("MlpPolicy", env, policy_kwargs={"net_arch": [16]}, buffer_size=1, seed=0, device="cpu")
+    save_policy(model.policy, tmp_path / "p.safetensors", {"net_arch": [16]})
+    loaded = load_policy(tmp_path / "p.safetensors", env)
+    for k, v in model.policy.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    obs = np.random.default_rng(0).uniform(-1, 1, (5, 2)).astype(np.float32)
+    assert np.array_equal(model.policy.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_behaviour_cloning_recovers_a_linear_demonstrator():
+    demos, _ = toy_data(n_demos=500, demo_slope=0.8, n_prefs=1, seed=0)
+    policy = train_bc(demos, BCConfig(hidden=[32], updates=800), seed=0)
+    episode = run_episode(bc_actor(policy, np.array([-1.0]), np.array([1.0])), ContextTarget(), seed=0)
+    assert episode.ret > -0.2  # the zero policy earns about -4.3, the expert 0
