@@ -1,0 +1,151 @@
+"""Demonstrations D and preferences P from responses scored by the gold reward.
+
+METHOD.md section 6: prompts of the build split are answered by each SFT checkpoint; the
+high-reward answers become demonstrations, and pairs of answers labelled by the gold
+reward become preferences. Everything here works on plain (prompt, response, gold)
+triples, so it is testable without a model:
+
+* prompts are shuffled (seeded) and dealt out: the first ones with two distinct responses
+  go to preferences, all the others to the demonstration pool, so D and P never share a
+  prompt;
+* a preference compares two distinct responses to one prompt, drawn at random; the first
+  wins with the Bradley-Terry probability sigma(r_a - r_b) of the gold rewards;
+* each pool prompt offers its best response; these are ranked by gold reward, the top
+  ``demo_skip_top`` fraction is skipped (0 = the best demonstrations; 0.5 = demonstrations
+  from the median down, the low-quality regime) and the next ``num_demonstrations`` are D.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+import numpy as np
+
+from aihf.data import Demonstration, Preference
+
+
+@dataclass(frozen=True)
+class ScoredResponse:
+    """A response to a prompt with its gold reward."""
+
+    prompt: str
+    response: str
+    gold: float
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """One data regime: how many demonstrations and preferences, and how good the demonstrations are."""
+
+    name: str = "balanced"
+    num_demonstrations: int = 1000
+    num_preferences: int = 1000
+    demo_skip_top: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_demonstrations < 0 or self.num_preferences < 0:
+            raise ValueError(
+                f"counts must be >= 0, got {self.num_demonstrations} demonstrations "
+                f"and {self.num_preferences} preferences"
+            )
+        if not 0 <= self.demo_skip_top < 1:
+            raise ValueError(f"demo_skip_top must be in [0, 1), got {self.demo_skip_top}")
+
+
+@dataclass(frozen=True)
+class RatioSweep:
+    """Settings that split one budget of ``total`` records between D and P in several ratios."""
+
+    total: int = 2000
+    demo_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+    def settings(self, base: BuildConfig) -> list[BuildConfig]:
+        """``base`` with (round(f * total), total - that) records, named ``ratio-<f>``, for each fraction f."""
+        out = []
+        for fraction in self.demo_fractions:
+            if not 0 <= fraction <= 1:
+                raise ValueError(f"demo fractions must be in [0, 1], got {fraction}")
+            demos = round(fraction * self.total)
+            out.append(
+                replace(base, name=f"ratio-{fraction:g}", num_demonstrations=demos, num_preferences=self.total - demos)
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class BuiltData:
+    """D, P and a report of what went into them."""
+
+    demonstrations: list[Demonstration]
+    preferences: list[Preference]
+    report: dict[str, float]
+
+
+def bradley_terry_first_wins(gold_a: np.ndarray, gold_b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Boolean array: a beats b with probability sigma(r_a - r_b) (Bradley-Terry on the gold reward)."""
+    margin = np.asarray(gold_a, dtype=np.float64) - np.asarray(gold_b, dtype=np.float64)
+    return rng.random(margin.shape) < 1.0 / (1.0 + np.exp(-margin))
+
+
+def group_by_prompt(samples: Iterable[ScoredResponse]) -> list[list[ScoredResponse]]:
+    """Responses grouped by prompt (prompts in first-seen order), repeated response texts dropped."""
+    groups: dict[str, dict[str, ScoredResponse]] = {}
+    for sample in samples:
+        groups.setdefault(sample.prompt, {}).setdefault(sample.response, sample)
+    return [list(group.values()) for group in groups.values()]
+
+
+def label_pairs(groups: list[list[ScoredResponse]], rng: np.random.Generator) -> list[Preference]:
+    """One Bradley-Terry-labelled pair of distinct responses per group (each group has >= 2)."""
+    pairs = [tuple(rng.choice(len(group), size=2, replace=False)) for group in groups]
+    first = [group[i] for group, (i, _) in zip(groups, pairs)]
+    second = [group[j] for group, (_, j) in zip(groups, pairs)]
+    wins = bradley_terry_first_wins(np.array([s.gold for s in first]), np.array([s.gold for s in second]), rng)
+    return [
+        Preference(a.prompt, a.response, b.response) if won else Preference(a.prompt, b.response, a.response)
+        for a, b, won in zip(first, second, wins)
+    ]
+
+
+def pick_demonstrations(groups: list[list[ScoredResponse]], count: int, skip_top: float) -> list[ScoredResponse]:
+    """Each group's best response, ranked by gold; skip the top ``skip_top`` fraction, take ``count``."""
+    best = sorted((max(group, key=lambda s: s.gold) for group in groups), key=lambda s: -s.gold)
+    start = round(skip_top * len(best))
+    if start + count > len(best):
+        raise ValueError(
+            f"{count} demonstrations after skipping the top {start} need {start + count} prompts in the pool, "
+            f"only {len(best)} are left"
+        )
+    return best[start : start + count]
+
+
+def build_datasets(samples: Iterable[ScoredResponse], config: BuildConfig) -> BuiltData:
+    """D and P for one setting (see the module docstring), with a report of their gold rewards."""
+    groups = group_by_prompt(samples)
+    rng = np.random.default_rng([config.seed, 0xB1D])
+    shuffled = [groups[i] for i in rng.permutation(len(groups))]
+    pairable = [i for i, group in enumerate(shuffled) if len(group) >= 2][: config.num_preferences]
+    if len(pairable) < config.num_preferences:
+        raise ValueError(
+            f"{config.num_preferences} preferences need as many prompts with two distinct responses, "
+            f"only {len(pairable)} have them"
+        )
+    taken = set(pairable)
+    preferences = label_pairs([shuffled[i] for i in pairable], rng)
+    pool = [group for i, group in enumerate(shuffled) if i not in taken]
+    demos = pick_demonstrations(pool, config.num_demonstrations, config.demo_skip_top)
+    gold_of = {(s.prompt, s.response): s.gold for group in groups for s in group}
+    report = {
+        "prompts": len(groups),
+        "responses": sum(len(group) for group in groups),
+        "mean_gold_all": float(np.mean([s.gold for group in groups for s in group])) if groups else float("nan"),
+        "mean_gold_demonstrations": float(np.mean([s.gold for s in demos])) if demos else float("nan"),
+        "preferences_agreeing_with_gold": (
+            float(np.mean([gold_of[p.prompt, p.chosen] > gold_of[p.prompt, p.rejected] for p in preferences]))
+            if preferences
+            else float("nan")
+        ),
+    }
+    return BuiltData([Demonstration(s.prompt, s.response) for s in demos], preferences, report)

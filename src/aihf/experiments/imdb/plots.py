@@ -1,0 +1,111 @@
+"""Results of the IMDb experiment as a markdown table and figures.
+
+The results dict has the toy experiment's layout:
+``results["settings"][setting][method][metric] = {"mean", "ci95", "n"}`` for each metric of
+:data:`aihf.experiments.imdb.metrics.METRICS` (plus the per-seed ``"runs"``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from aihf.experiments.imdb.metrics import METRICS
+
+LABELS = {
+    "gold_reward": "gold reward",
+    "judge": "judge (VADER compound)",
+    "kl": "KL(pi || pi_SFT)",
+    "win_rate": "win rate vs SFT",
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _cell(stat: dict[str, float]) -> str:
+    if math.isnan(stat["ci95"]):
+        return f"{stat['mean']:.3f}"
+    return f"{stat['mean']:.3f} ± {stat['ci95']:.3f}"
+
+
+def results_table(results: dict) -> str:
+    """A markdown table: one row per setting and method, one column per metric (mean ± 95% CI)."""
+    lines = [
+        "| setting | method | " + " | ".join(LABELS[m] for m in METRICS) + " |",
+        "|---|---|" + "---|" * len(METRICS),
+    ]
+    for setting, methods in results["settings"].items():
+        for method, entry in methods.items():
+            lines.append(f"| {setting} | {method} | " + " | ".join(_cell(entry[m]) for m in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def plot_reward_vs_kl(results: dict, path: str | Path) -> Path:
+    """One panel per setting: each method's mean gold reward against its KL to SFT, with 95% CI bars."""
+    plt = _pyplot()
+    settings = list(results["settings"])
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 4), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        for method, entry in results["settings"][setting].items():
+            kl, gold = entry["kl"], entry["gold_reward"]
+            ax.errorbar(
+                kl["mean"], gold["mean"], xerr=np.nan_to_num(kl["ci95"]), yerr=np.nan_to_num(gold["ci95"]),
+                fmt="o", capsize=3, label=method,
+            )
+        ax.set_xlabel(LABELS["kl"])
+        ax.set_ylabel(LABELS["gold_reward"])
+        ax.set_title(setting)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_metric_bars(results: dict, metric: str, path: str | Path) -> Path:
+    """Grouped bars of one metric: settings on the x axis, one bar per method, 95% CI error bars."""
+    plt = _pyplot()
+    settings = list(results["settings"])
+    methods = list(dict.fromkeys(m for s in settings for m in results["settings"][s]))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(settings) * len(methods) / 2), 4))
+    for i, method in enumerate(methods):
+        stats = [results["settings"][s].get(method, {}).get(metric) for s in settings]
+        ax.bar(
+            np.arange(len(settings)) + i * width,
+            [s["mean"] if s else np.nan for s in stats],
+            width,
+            yerr=[np.nan_to_num(s["ci95"]) if s else 0.0 for s in stats],
+            capsize=3,
+            label=method,
+        )
+    ax.set_xticks(np.arange(len(settings)) + width * (len(methods) - 1) / 2, settings)
+    ax.set_ylabel(LABELS.get(metric, metric))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_outputs(results: dict, output_dir: str | Path) -> dict[str, Path]:
+    """results.json, results.md, reward_vs_kl.png and <metric>.png for each metric."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": output_dir / "results.json", "table": output_dir / "results.md"}
+    paths["json"].write_text(json.dumps(results, indent=2), encoding="utf-8")
+    paths["table"].write_text(results_table(results) + "\n", encoding="utf-8")
+    paths["reward_vs_kl"] = plot_reward_vs_kl(results, output_dir / "reward_vs_kl.png")
+    for metric in METRICS:
+        paths[metric] = plot_metric_bars(results, metric, output_dir / f"{metric}.png")
+    return paths

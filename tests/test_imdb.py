@@ -1,0 +1,290 @@
+"""IMDb setting's building blocks: split, prompts, gold reward, judge, data building, metrics, plots."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aihf.experiments.imdb import builders, data, gold, metrics, plots
+from aihf.experiments.imdb.builders import BuildConfig, RatioSweep, ScoredResponse
+from aihf.experiments.imdb.judge import VaderJudge
+from aihf.experiments.toy import mean_interval
+
+
+@pytest.fixture(scope="module")
+def reviews():
+    return data.load_reviews()
+
+
+# ------------------------------------------------------------------------------- data
+
+
+def test_reviews_are_the_25k_imdb_rows_without_html(reviews):
+    assert len(reviews) == 25_000
+    assert sorted(np.bincount(reviews.labels)) == [12_500, 12_500]
+    assert not any("<br" in text for text in reviews.texts[:2000])
+    assert data.clean_text("Good.<br /><br />Really &amp; truly") == "Good. Really & truly"
+
+
+def test_split_is_deterministic_saved_and_reloaded(reviews, tmp_path):
+    config, prompt_config = data.SplitConfig(seed=3, eval_prompts=500), data.PromptConfig()
+    split = data.make_split(reviews, config, prompt_config)
+    assert split == data.make_split(reviews, config, prompt_config)
+    other_seed = data.SplitConfig(seed=4, eval_prompts=500)
+    assert split.sft != data.make_split(reviews, other_seed, prompt_config).sft
+
+    path = tmp_path / "split.json"
+    assert data.load_or_make_split(path, reviews, config, prompt_config) == split  # made and saved
+    assert data.Split.load(path) == split
+    assert data.load_or_make_split(path, reviews, config, prompt_config) == split  # reloaded
+    with pytest.raises(ValueError, match="was made with"):
+        data.load_or_make_split(path, reviews, other_seed, prompt_config)
+    with pytest.raises(ValueError, match="was made with"):
+        data.load_or_make_split(path, reviews, config, data.PromptConfig(max_words=6))
+    other_source = data.Reviews(reviews.texts, reviews.labels, "0" * 64)
+    with pytest.raises(ValueError, match="another review file"):
+        data.load_or_make_split(path, other_source, config, prompt_config)
+
+
+def test_split_subsets_are_disjoint_and_eval_prompts_never_seen_in_training(reviews):
+    prompt_config = data.PromptConfig()
+    split = data.make_split(reviews, data.SplitConfig(eval_prompts=1000), prompt_config)
+    parts = {name: set(indices) for name, indices in split.subsets().items()}
+    assert {name: len(p) for name, p in parts.items()} == {
+        "sft": 7500, "build": 10_000, "train_prompts": 6500, "eval_prompts": 1000,
+    }
+    names = list(parts)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not parts[a] & parts[b], (a, b)
+    assert set.union(*parts.values()) == set(range(len(reviews)))
+    text = lambda name: set(data.prompts(reviews, split.subsets()[name], prompt_config, seed=0))  # noqa: E731
+    eval_texts = text("eval_prompts")
+    assert len(eval_texts) == 1000
+    for name in ("sft", "build", "train_prompts"):
+        assert not eval_texts & text(name), name
+def test_prompts_and_sft_demonstrations(reviews):
+    cfg = data.PromptConfig(min_words=2, max_words=8, response_words=10)
+    indices = list(range(200))
+    prompts = data.prompts(reviews, indices, cfg, seed=0)
+    assert prompts == data.prompts(reviews, indices, cfg, seed=0)
+    assert {len(p.split()) for p in prompts} == set(range(2, 9))
+    demos = data.sft_demonstrations(reviews, indices, cfg, seed=0)
+    for i, prompt, demo in zip(indices, prompts, demos):
+        assert demo.prompt == prompt
+        rest = len(reviews.texts[i].split()) - len(prompt.split())
+        assert demo.response.startswith(" ") and len(demo.response.split()) == min(10, rest)
+        assert reviews.texts[i].startswith(demo.prompt + demo.response)
+
+
+# ------------------------------------------------------------------------------- gold
+
+
+@pytest.fixture(scope="module")
+def small_gold(reviews, tmp_path_factory):
+    """Unigram gold fitted on 3,000 reviews (the real one: 20,000 reviews, bigrams; docs/imdb.md)."""
+    config = gold.GoldConfig(max_train=3000, max_heldout=1000, ngram_max=1, max_features=None)
+    cache = tmp_path_factory.mktemp("cache")
+    return gold.load_gold(reviews, config, cache_dir=cache), config, cache
+
+
+def test_gold_accuracy_on_heldout_reviews(reviews, small_gold):
+    scorer, config, _ = small_gold
+    train, heldout = gold.gold_split(len(reviews), config)
+    assert not set(train) & set(heldout) and len(heldout) == scorer.num_heldout == 1000
+    # measured 0.869 for this subset fit (0.904 for the full fit); a lower bound with slack
+    assert scorer.heldout_accuracy >= 0.84
+    assert scorer.heldout_accuracy == gold.accuracy_of(
+        scorer, [reviews.texts[i] for i in heldout], reviews.labels[heldout]
+    )
+    good, bad = scorer.score(["a wonderful, moving film, I loved it", "a dull, awful waste of time"])
+    assert good > 0 > bad
+
+
+def test_gold_cache_round_trip_gives_identical_scores(reviews, small_gold, monkeypatch):
+    scorer, config, cache = small_gold
+    directory = gold.gold_cache_dir(config, reviews.source_sha256, cache)
+    assert {p.name for p in directory.iterdir()} == {"gold.json", "gold.npz"}
+    monkeypatch.setattr(gold, "fit_gold", lambda *a: pytest.fail("the cached scorer was refitted"))
+    again = gold.load_gold(reviews, config, cache_dir=cache)
+    texts = list(reviews.texts[:300]) + ["", "great"]
+    np.testing.assert_array_equal(again.score(texts), scorer.score(texts))
+    assert again.heldout_accuracy == scorer.heldout_accuracy
+
+
+def test_gold_cache_dir_follows_aihf_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIHF_CACHE", str(tmp_path))
+    assert gold.gold_cache_dir(gold.GoldConfig(), "abc").parent == tmp_path
+    assert gold.GoldConfig().key("abc") != gold.GoldConfig(C=1.0).key("abc") != gold.GoldConfig().key("abd")
+
+
+def test_gold_scorer_matches_scikit_learn_pipeline():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    words = ["good", "great", "fine", "bad", "awful", "poor", "plot", "actor", "film", "the"]
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=rng.integers(3, 12))) for _ in range(200)]
+    count = lambda text, group: sum(text.split().count(w) for w in group)  # noqa: E731
+    labels = np.array([count(t, words[:3]) > count(t, words[3:6]) for t in texts], dtype=np.int64)
+    fake = data.Reviews(tuple(texts), labels, "f" * 64)
+    config = gold.GoldConfig(min_df=1, max_features=None, heldout_fraction=0.25)
+    scorer = gold.fit_gold(fake, config)
+    train, _ = gold.gold_split(len(fake), config)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    features = vectorizer.fit_transform([texts[i] for i in train])
+    classifier = LogisticRegression(C=config.C, max_iter=2000).fit(features, labels[train])
+    probe = texts + ["good good good film", "awful", "unseen words only"]
+    expected = classifier.decision_function(vectorizer.transform(probe))
+    np.testing.assert_allclose(scorer.score(probe), expected, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------- judge
+
+
+def test_vader_judge_orders_sentiment():
+    judge = VaderJudge()
+    scores = judge.score(["This movie was wonderful, I loved every minute.", "A boring, awful mess. I hated it."])
+    assert scores.dtype == np.float64 and scores.shape == (2,)
+    assert scores[0] > 0.5 > -0.5 > scores[1]
+
+
+# ---------------------------------------------------------------------------- builders
+
+
+def test_bradley_terry_labelling_statistics():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    assert builders.bradley_terry_first_wins(np.full(n, 10.0), np.zeros(n), rng).mean() > 0.999
+    assert builders.bradley_terry_first_wins(np.zeros(n), np.full(n, 10.0), rng).mean() < 0.001
+    assert abs(builders.bradley_terry_first_wins(np.zeros(n), np.zeros(n), rng).mean() - 0.5) < 0.015
+    sigma1 = 1 / (1 + math.exp(-1))
+    assert abs(builders.bradley_terry_first_wins(np.ones(n), np.zeros(n), rng).mean() - sigma1) < 0.015
+
+
+def _samples(num_prompts, per_prompt, seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        ScoredResponse(f"prompt {p}", f" response {p}.{k}", float(rng.normal()))
+        for p in range(num_prompts)
+        for k in range(per_prompt)
+    ]
+
+
+def test_build_datasets_counts_disjoint_prompts_and_quality():
+    samples = _samples(300, 3) + [ScoredResponse("prompt 0", " response 0.0", 0.0)]  # a repeat is dropped
+    config = BuildConfig(num_demonstrations=100, num_preferences=120, seed=1)
+    built = builders.build_datasets(samples, config)
+    assert len(built.demonstrations) == 100 and len(built.preferences) == 120
+    assert built.report["prompts"] == 300 and built.report["responses"] == 900
+    assert not {d.prompt for d in built.demonstrations} & {p.prompt for p in built.preferences}
+    assert built == builders.build_datasets(samples, config)
+    gold_of = {(s.prompt, s.response): s.gold for s in samples[:900]}
+    demo_gold = [gold_of[d.prompt, d.response] for d in built.demonstrations]
+    best_of_prompt: dict[str, float] = {}
+    for (prompt, _), value in gold_of.items():
+        best_of_prompt[prompt] = max(best_of_prompt.get(prompt, -math.inf), value)
+    preference_prompts = {p.prompt for p in built.preferences}
+    pool_best = sorted((v for p, v in best_of_prompt.items() if p not in preference_prompts), reverse=True)
+    assert len(pool_best) == 180 and sorted(demo_gold, reverse=True) == pool_best[:100]
+    # same seed and preference count: same pool; skip its top 90 (half), take the next 50
+    low_config = BuildConfig(num_demonstrations=50, num_preferences=120, demo_skip_top=0.5, seed=1)
+    low = builders.build_datasets(samples, low_config)
+    assert sorted((gold_of[d.prompt, d.response] for d in low.demonstrations), reverse=True) == pool_best[90:140]
+    assert low.report["mean_gold_demonstrations"] < built.report["mean_gold_demonstrations"]
+    with pytest.raises(ValueError, match="prompts with two distinct responses"):
+        builders.build_datasets(_samples(10, 2), BuildConfig(num_preferences=11, num_demonstrations=0))
+    with pytest.raises(ValueError, match="only 5 are left"):
+        builders.build_datasets(_samples(10, 2), BuildConfig(num_preferences=5, num_demonstrations=6))
+
+
+def test_preferences_follow_the_gold_reward_when_gaps_are_large():
+    samples = [ScoredResponse(f"p{i}", r, g) for i in range(500) for r, g in ((" good", 8.0), (" bad", -8.0))]
+    built = builders.build_datasets(samples, BuildConfig(num_demonstrations=0, num_preferences=500))
+    assert all(p.chosen == " good" for p in built.preferences)
+    assert built.report["preferences_agreeing_with_gold"] == 1.0
+
+
+def test_ratio_sweep_settings():
+    settings = RatioSweep(total=1000, demo_fractions=(0.1, 0.5)).settings(BuildConfig(demo_skip_top=0.2))
+    assert [(s.name, s.num_demonstrations, s.num_preferences, s.demo_skip_top) for s in settings] == [
+        ("ratio-0.1", 100, 900, 0.2), ("ratio-0.5", 500, 500, 0.2),
+    ]
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_win_rate_counts_ties_as_half():
+    assert metrics.win_rate([1.0, 2.0, 3.0, 0.0], [0.0, 2.0, 4.0, -1.0]) == (1 + 0.5 + 0 + 1) / 4
+    with pytest.raises(ValueError):
+        metrics.win_rate([1.0], [1.0, 2.0])
+
+
+class _BigramLM(torch.nn.Module):
+    """logits at position t = table[token t]: log pi(y|x) is a sum of table log-softmax entries."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.tensor(table, dtype=torch.float32))
+
+    @property
+    def device(self):
+        return self.table.device
+
+    def forward(self, input_ids, attention_mask):
+        return type("Out", (), {"logits": self.table[input_ids]})
+
+
+def test_kl_to_reference_against_hand_computation():
+    policy_table = [[0.0, 1.0, 2.0], [2.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    ref_table = [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [3.0, 0.0, 1.0]]
+    samples = [([0], [1, 2]), ([1, 2], [0]), ([2], [2, 2, 1])]
+
+    def logp(table, prompt, response):
+        tokens, total = prompt + response, 0.0
+        for t in range(len(prompt), len(tokens)):
+            row = table[tokens[t - 1]]
+            total += row[tokens[t]] - math.log(sum(math.exp(v) for v in row))
+        return total
+
+    expected = np.mean([logp(policy_table, p, r) - logp(ref_table, p, r) for p, r in samples])
+    policy, reference = _BigramLM(policy_table), _BigramLM(ref_table)
+    for batch_size in (1, 2, 16):  # padding and batching change nothing
+        kl = metrics.kl_to_reference(policy, reference, samples, pad_id=0, batch_size=batch_size)
+        assert kl == pytest.approx(expected, abs=1e-5)
+    assert metrics.kl_to_reference(policy, policy, samples, pad_id=0) == 0.0
+
+
+def test_generation_metrics_and_summaries():
+    run = metrics.generation_metrics(np.array([1.0, 3.0]), np.array([0.5, -0.1]), np.array([2.0, 3.0]), kl=0.7)
+    assert run == pytest.approx({"gold_reward": 2.0, "judge": 0.2, "kl": 0.7, "win_rate": 0.25})
+    runs = [{"gold_reward": v, "judge": 0.0, "kl": 1.0, "win_rate": 0.5} for v in (1.0, 2.0, 3.0)]
+    summary = metrics.summarise_runs(runs)
+    # mean 2, sample sd 1, t_{0.975, 2} = 4.302653: half-width 4.302653 / sqrt(3)
+    assert summary["gold_reward"]["mean"] == 2.0
+    assert summary["gold_reward"]["ci95"] == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+    assert summary["kl"] == mean_interval([1.0, 1.0, 1.0])
+
+
+# ------------------------------------------------------------------------------- plots
+
+
+def test_write_outputs(tmp_path):
+    stat = lambda m, c: {"mean": m, "ci95": c, "n": 3}  # noqa: E731
+    entry = lambda g: {  # noqa: E731
+        "runs": [],
+        "gold_reward": stat(g, 0.1),
+        "judge": stat(0.2, 0.05),
+        "kl": stat(1.5, float("nan")),
+        "win_rate": stat(0.6, 0.02),
+    }
+    results = {
+        "settings": {"balanced": {"aihf": entry(1.25), "dpo": entry(0.5)}, "few-preferences": {"aihf": entry(1.0)}}
+    }
+    paths = plots.write_outputs(results, tmp_path)
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
+    table = paths["table"].read_text().splitlines()
+    assert len(table) == 2 + 3
+    assert table[2].startswith("| balanced | aihf | 1.250 ± 0.100 | 0.200 ± 0.050 | 1.500 | 0.600 ± 0.020 |")
