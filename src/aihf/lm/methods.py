@@ -339,6 +339,13 @@ class ExplicitRewardMethod(_Records):
         if self.sampling and policy is None:
             raise ValueError(f"{name!r} samples from a policy: pass one")
 
+    def bind(self, accelerator: Accelerator) -> None:
+        """Move the frozen models (reference, a fixed reward model) to the training device."""
+        super().bind(accelerator)
+        for model in (self.reward_model, self.policy, self.reference_model):
+            if isinstance(model, torch.nn.Module) and model not in self.models.values():
+                model.to(accelerator.device)
+
     def start_round(self, round_index: int, seed: int) -> None:
         """Nothing is frozen per round: samples are drawn fresh at every step."""
 

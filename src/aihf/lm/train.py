@@ -1,0 +1,193 @@
+"""``aihf train METHOD``: the config dataclasses and the entry point that wires a method
+(``aihf.lm.methods``) to the loop (``aihf.lm.trainer``).
+
+    aihf train dpo --config configs/lm/dpo-tiny.yaml loop.max_steps=200 method.beta=0.05
+
+A config has four sections: ``model`` (what to load), ``data`` (files, lengths),
+``method`` (beta, weights, sampling: ``MethodConfig``) and ``loop`` (optimisation,
+checkpoints, logging: ``LoopConfig``). ``rlhf`` runs two stages through the same loop:
+the ``reward`` method into ``output_dir/reward`` (unless ``model.reward_model`` names a
+saved reward model), then the RLOO policy stage into ``output_dir/policy``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aihf.config import ConfigError, load_config, save_config
+from aihf.data import DataError, read_demonstrations, read_preferences
+from aihf.lm.batching import Encoder
+from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
+from aihf.lm.models import LoraSettings, RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model, reference_model
+from aihf.lm.trainer import LoopConfig, Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+METHODS: dict[str, str] = {name: recipe.description for name, recipe in RECIPES.items()}
+
+
+@dataclass
+class ModelConfig:
+    """The policy (and reward model) to start from."""
+
+    name_or_path: str = "tiny"
+    dtype: str = "float32"
+    gradient_checkpointing: bool = False
+    lora: LoraSettings | None = None
+    trust_remote_code: bool = False
+    reward_model: str | None = None  # a RewardModel.save directory or a causal LM; None: the policy's body
+
+
+@dataclass
+class DataConfig:
+    """Record files (JSONL, Parquet) and token limits."""
+
+    demonstrations: str | None = None
+    preferences: str | None = None
+    eval_demonstrations: str | None = None
+    eval_preferences: str | None = None
+    eval_fraction: float = 0.0  # held out of the training files when no eval file is given
+    max_length: int = 512
+    max_prompt_length: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``aihf train`` reads."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    reward_stage_steps: int | None = None  # rlhf: steps of the reward stage (None: loop.max_steps)
+
+
+def _split(records: list, fraction: float, seed: int) -> tuple[list, list]:
+    if not fraction or not records:
+        return list(records), []
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, round(fraction * len(records)))
+    return [records[i] for i in order[cut:]], [records[i] for i in order[:cut]]
+
+
+def read_data(config: TrainConfig, name: str) -> tuple[dict[str, list], dict[str, list]]:
+    """({split: demonstrations}, {split: preferences}) for the data kinds ``name`` uses."""
+    recipe, data, seed = RECIPES[name], config.data, config.loop.seed
+    kinds = (
+        ("demonstrations", recipe.uses_demos, data.demonstrations, data.eval_demonstrations, read_demonstrations),
+        ("preferences", recipe.uses_prefs, data.preferences, data.eval_preferences, read_preferences),
+    )
+    out: list[dict[str, list]] = []
+    for kind, used, train_path, eval_path, read in kinds:
+        if not used:
+            if train_path:
+                log.warning("method %s does not use %s: %s is ignored", name, kind, train_path)
+            out.append({})
+            continue
+        if not train_path:
+            raise ConfigError(f"method {name!r} needs data.{kind}")
+        train = list(read(train_path))
+        held = list(read(eval_path)) if eval_path else []
+        if not eval_path:
+            train, held = _split(train, data.eval_fraction, seed)
+        out.append({"train": train, "eval": held})
+    return out[0], out[1]
+
+
+def _reward_model(config: TrainConfig, policy_source: str):
+    source = config.model.reward_model or policy_source
+    model, _ = load_reward_model(source, config.model.dtype, config.model.trust_remote_code, seed=config.loop.seed)
+    return model
+
+
+def build_method(name: str, config: TrainConfig, reward_model: RewardModel | None = None):
+    """(method, tokenizer) ready for ``Trainer``: models loaded, records read and encoded."""
+    if name not in RECIPES:
+        raise ConfigError(f"unknown method {name!r}; choose from {', '.join(RECIPES)}")
+    recipe, mc = RECIPES[name], config.model
+    policy, tokenizer = load_causal_lm(
+        mc.name_or_path, mc.dtype, mc.gradient_checkpointing, mc.lora, mc.trust_remote_code
+    )
+    demos, prefs = read_data(config, name)
+    encoder = Encoder(tokenizer, config.data.max_length, config.data.max_prompt_length)
+    if recipe.reward == "implicit":
+        method = ImplicitRewardMethod(name, config.method, tokenizer, encoder, policy, demos, prefs)
+    else:
+        reward = reward_model or _reward_model(config, mc.name_or_path)
+        method = ExplicitRewardMethod(
+            name, config.method, tokenizer, encoder, demos, prefs, reward,
+            policy=policy if (recipe.train_policy or recipe.demo_term == "irl") else None,
+            reference=reference_model(policy) if recipe.train_policy else None,
+        )
+    stats = encoder.stats
+    if stats.prompts_truncated or stats.responses_truncated:
+        log.warning("data.max_length=%d, data.max_prompt_length=%d: %s", config.data.max_length,
+                    config.data.max_prompt_length, stats.summary())
+    return method, tokenizer
+
+
+def _save_final(trainer: Trainer, tokenizer, directory: Path) -> None:
+    """Trained models for later use: the policy as ``save_pretrained`` (safetensors), the
+    reward model as ``RewardModel.save``; both with the tokenizer."""
+    acc = trainer.accelerator
+    states = {name: acc.get_state_dict(module) for name, module in trainer.method.models.items()}
+    if not acc.is_main_process:
+        return
+    for name, module in trainer.method.models.items():
+        model = acc.unwrap_model(module)
+        if name == "reward":
+            model.save(directory / "reward", tokenizer)
+        else:
+            model.save_pretrained(directory / name, state_dict=states[name], safe_serialization=True)
+            tokenizer.save_pretrained(directory / name)
+
+
+def train(name: str, config: TrainConfig) -> TrainResult:
+    """Run method ``name``; weights end up in ``loop.output_dir/final``."""
+    if name == "rlhf" and not (config.model.reward_model and is_saved_reward_model(config.model.reward_model)):
+        stage = copy.deepcopy(config)
+        stage.loop.output_dir = str(Path(config.loop.output_dir) / "reward")
+        stage.loop.max_steps = config.reward_stage_steps or config.loop.max_steps
+        train("reward", stage)
+        config = copy.deepcopy(config)
+        config.model.reward_model = str(Path(stage.loop.output_dir) / "final" / "reward")
+        config.loop.output_dir = str(Path(config.loop.output_dir) / "policy")
+    method, tokenizer = build_method(name, config)
+    trainer = Trainer(method, config.loop)
+    if trainer.accelerator.is_main_process:
+        Path(config.loop.output_dir).mkdir(parents=True, exist_ok=True)
+        save_config(config, Path(config.loop.output_dir) / "config.yaml")
+    result = trainer.fit()
+    _save_final(trainer, tokenizer, Path(config.loop.output_dir) / "final")
+    return result
+
+
+def train_from_cli(method: str, config_path: str | None, overrides: list[str]) -> int:
+    """``aihf train METHOD --config FILE key=value ...``; returns the exit status."""
+    if method not in METHODS:
+        print(f"aihf: unknown method {method!r}; choose from {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(TrainConfig, config_path, overrides)
+        result = train(method, config)
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        print(f"aihf: {err}", file=sys.stderr)
+        return 2
+    last = result.history[-1] if result.history else {}
+    print(f"{method}: {len(result.history)} steps, final loss {last.get('loss', float('nan')):.4f}; "
+          f"weights in {result.output_dir / 'final'}")
+    return 0
+
+
+__all__ = ["METHODS", "ModelConfig", "DataConfig", "TrainConfig", "build_method", "train", "train_from_cli"]

@@ -1,0 +1,230 @@
+"""The language-model engine: batching, log-probs, and the one training loop (resume,
+determinism, NaN guard, checkpoint format, two processes under accelerate).
+
+Everything runs on tiny random GPT-NeoX models (``aihf.lm.tiny``), no hub. The synthetic
+task defined here (prompts "review: the X was", right answer " great", wrong answer
+" terrible") is shared with tests/test_lm_methods.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from aihf import objective
+from aihf.data import Demonstration, Preference
+from aihf.lm.batching import Encoder, collate
+from aihf.lm.methods import ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
+from aihf.lm.models import RewardModel, reference_model
+from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
+from aihf.lm.trainer import LoopConfig, Trainer, latest_checkpoint
+from aihf.runtime import NonFiniteLossError
+
+SUBJECTS = ["movie", "film", "acting", "story", "music", "plot", "script", "cast"]
+HELD_OUT = ["ending", "scene"]
+GOOD, BAD = " great", " terrible"
+
+
+def task(subjects=SUBJECTS):
+    """(demonstrations, preferences) of the synthetic task for ``subjects``."""
+    demos = [Demonstration(f"review: the {s} was", GOOD) for s in subjects]
+    prefs = [Preference(f"review: the {s} was", GOOD, BAD) for s in subjects]
+    return demos, prefs
+
+
+def data():
+    (demos, prefs), (eval_demos, eval_prefs) = task(), task(HELD_OUT)
+    return {"train": demos, "eval": eval_demos}, {"train": prefs, "eval": eval_prefs}
+
+
+def loop(tmp_path: Path, **overrides) -> LoopConfig:
+    fields = dict(output_dir=str(tmp_path), max_steps=4, micro_batch_size=4, learning_rate=3e-3,
+                  log_with="none", progress=False, max_grad_norm=1.0)
+    fields.update(overrides)
+    return LoopConfig(**fields)
+
+
+def make_method(name: str, tokenizer=None, policy=None, reward=None, config: MethodConfig | None = None):
+    """A method of the synthetic task on fresh tiny models (or the given ones)."""
+    tokenizer = tokenizer or tiny_tokenizer()
+    policy = policy if policy is not None else tiny_causal_lm(tokenizer)
+    config = config or MethodConfig(max_new_tokens=3, steps_per_round=2, rloo_k=4)
+    encoder = Encoder(tokenizer, max_length=24, max_prompt_length=12)
+    demos, prefs = data()
+    if name in ("reward", "rlhf", "aihf"):
+        reward = reward if reward is not None else RewardModel(tiny_causal_lm(tokenizer, seed=1).base_model)
+        return ExplicitRewardMethod(
+            name, config, tokenizer, encoder, demos, prefs, reward,
+            policy=policy if name != "reward" else None,
+            reference=reference_model(policy) if name != "reward" else None,
+        )
+    return ImplicitRewardMethod(name, config, tokenizer, encoder, policy, demos, prefs)
+
+
+@torch.no_grad()
+def answer_margin(policy, tokenizer, subjects=SUBJECTS + HELD_OUT) -> float:
+    """Mean over prompts of log pi(" great"|x) - log pi(" terrible"|x): 0 at chance."""
+    encoder = Encoder(tokenizer, max_length=24, max_prompt_length=12)
+    _, prefs = task(subjects)
+    pairs = [encoder.preference(p) for p in prefs]
+    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], tokenizer.pad_token_id)
+    was_training = policy.training
+    policy.eval()
+    logits = policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    policy.train(was_training)
+    logps = objective.sequence_logprobs(logits, batch.input_ids, batch.loss_mask)
+    good, bad = logps.chunk(2)
+    return float((good - bad).mean())
+
+
+# -------------------------------------------------------------------------------- batching
+
+
+def test_batch_masks_prompt_and_padding_and_appends_eos():
+    tok = tiny_tokenizer()
+    enc = Encoder(tok, max_length=24, max_prompt_length=12)
+    prompt, response = enc.demonstration(Demonstration("review: the movie was", GOOD))
+    assert response[-1] == tok.eos_token_id and tok.decode(response[:-1]) == GOOD
+    short = enc.demonstration(Demonstration("hi", " ok"))
+    batch = collate([(prompt, response), short], tok.pad_token_id)
+    row0 = len(prompt) + len(response)
+    assert batch.loss_mask[0].tolist() == [0] * len(prompt) + [1] * len(response)
+    assert batch.loss_mask[1, : len(short[0])].sum() == 0
+    assert batch.loss_mask[1].sum() == len(short[1])
+    assert batch.attention_mask[1].sum() == len(short[0]) + len(short[1]) < row0
+    assert (batch.input_ids[1][batch.attention_mask[1] == 0] == tok.pad_token_id).all()
+
+
+def test_chat_records_use_the_template_and_mask_the_prompt():
+    tok = tiny_tokenizer()
+    enc = Encoder(tok, max_length=64, max_prompt_length=32)
+    record = Demonstration([{"role": "user", "content": "review: the movie was"}], GOOD)
+    prompt, response = enc.demonstration(record)
+    full = tok.apply_chat_template(record.conversation(GOOD), tokenize=True, return_dict=False)
+    assert prompt + response == list(full)
+    assert tok.decode(prompt).endswith("<|im_start|>assistant\n")
+    assert tok.decode(response).startswith(GOOD) and "<|im_end|>" in tok.decode(response)
+
+
+def test_truncation_is_counted_not_silent():
+    tok = tiny_tokenizer()
+    enc = Encoder(tok, max_length=10, max_prompt_length=4)
+    long_prompt = "review: " + "the movie was great and " * 4
+    prompt, response = enc.demonstration(Demonstration(long_prompt, " the film was terrible and the plot was bad"))
+    assert len(prompt) == 4 and len(prompt) + len(response) == 10
+    assert prompt == list(tok(long_prompt).input_ids)[-4:]  # the end of the prompt is kept
+    enc.demonstration(Demonstration("hi", " ok"))
+    assert (enc.stats.sequences, enc.stats.prompts_truncated, enc.stats.responses_truncated) == (2, 1, 1)
+    assert "1 of 2 prompts" in enc.stats.summary()
+
+
+def test_batched_logprobs_match_a_token_by_token_loop():
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok)
+    enc = Encoder(tok, max_length=24, max_prompt_length=12)
+    _, prefs = task(SUBJECTS[:3])
+    seqs = [s for p in prefs for s in enc.preference(p)]
+    batch = collate(seqs, tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        batched = objective.sequence_logprobs(logits, batch.input_ids, batch.loss_mask)
+        for row, (prompt, response) in enumerate(seqs):
+            expected = 0.0
+            for t, token in enumerate(response):
+                prefix = torch.tensor([prompt + response[:t]])
+                expected += torch.log_softmax(model(input_ids=prefix).logits[0, -1], -1)[token].item()
+            assert batched[row].item() == pytest.approx(expected, rel=1e-5, abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------ loop
+
+
+def _losses(result) -> list[float]:
+    return [h["loss"] for h in result.history]
+
+
+def test_same_seed_same_result(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        method = make_method("aihf-dpo")
+        result = Trainer(method, loop(tmp_path / name, max_steps=3)).fit()
+        runs.append((_losses(result), method.models["policy"].state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(v, runs[1][1][k]) for k, v in runs[0][1].items())
+    other = Trainer(make_method("aihf-dpo"), loop(tmp_path / "c", max_steps=3, seed=1)).fit()
+    assert _losses(other) != runs[0][0]  # the seed matters (data order)
+
+
+@pytest.mark.parametrize("name", ["self-play-aihf", "aihf"])
+def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, name):
+    """Round state (reference log-probs, self-play samples), optimizer, scheduler, RNG and
+    data position all come back: steps 3-4 after resuming from step 2 equal the original."""
+    config = dict(max_steps=4, save_every=2, keep_checkpoints=0, lr_scheduler="linear", warmup_steps=1,
+                  log_with="tensorboard")
+    full = Trainer(make_method(name), loop(tmp_path / "full", **config)).fit()
+    checkpoint = tmp_path / "full" / "checkpoints" / "step-0000002"
+    files = sorted(p.name for p in checkpoint.iterdir())
+    assert all(f.endswith((".safetensors", ".json")) for f in files), files
+    assert list((tmp_path / "full").rglob("events.out.tfevents*"))
+    resumed = Trainer(make_method(name), loop(tmp_path / "full", resume_from=str(checkpoint), **config)).fit()
+    assert len(resumed.history) == 4
+    torch.testing.assert_close(_losses(resumed)[2:], _losses(full)[2:], rtol=1e-5, atol=1e-7)
+    assert latest_checkpoint(tmp_path / "full").name == "step-0000004"
+
+
+def test_nan_loss_stops_before_the_update_with_a_message(tmp_path):
+    tok = tiny_tokenizer()
+    policy = tiny_causal_lm(tok)
+    with torch.no_grad():
+        policy.gpt_neox.final_layer_norm.weight[0] = float("nan")
+    trainer = Trainer(make_method("sft", tok, policy), loop(tmp_path, save_every=1))
+    with pytest.raises(NonFiniteLossError, match="sft loss is nan at step 1"):
+        trainer.fit()
+    assert latest_checkpoint(tmp_path) is None
+
+
+def test_evaluation_runs_on_held_out_records(tmp_path):
+    result = Trainer(make_method("dpo"), loop(tmp_path, max_steps=2, eval_every=1)).fit()
+    assert [e["step"] for e in result.evaluations] == [1, 2]
+    assert {"eval/loss", "eval/pref_accuracy", "eval/pref_margin"} <= set(result.evaluations[0])
+
+
+TWO_PROCESS_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import torch
+torch.set_num_threads(1)
+from test_lm_engine import make_method, loop
+from aihf.lm.trainer import Trainer
+from pathlib import Path
+result = Trainer(make_method("aihf-dpo"), loop(Path({out!r}), max_steps=3, micro_batch_size=2,
+                 gradient_accumulation_steps={accum})).fit()
+state = __import__("accelerate").PartialState()
+assert state.num_processes == 2 and state.backend == "gloo", (state.num_processes, state.backend)
+if state.is_main_process:
+    Path({out!r}).mkdir(parents=True, exist_ok=True)
+    Path({out!r}, "losses.json").write_text(json.dumps([h["loss"] for h in result.history]))
+"""
+
+
+def test_two_processes_match_one_process_with_twice_the_accumulation(tmp_path):
+    """DDP over gloo on the CPU: 2 processes x 1 micro-batch == 1 process x 2 micro-batches."""
+    tests = str(Path(__file__).parent)
+    one = Trainer(make_method("aihf-dpo"), loop(tmp_path / "one", max_steps=3, micro_batch_size=2,
+                                                gradient_accumulation_steps=2)).fit()
+    script = tmp_path / "two.py"
+    script.write_text(TWO_PROCESS_SCRIPT.format(tests=tests, out=str(tmp_path / "two"), accum=1))
+    # torchrun sets the process-group environment; accelerate reads it and uses gloo on the CPU
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(script)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[:4000]
+    two = json.loads((tmp_path / "two" / "losses.json").read_text())
+    torch.testing.assert_close(two, _losses(one), rtol=1e-4, atol=1e-6)
