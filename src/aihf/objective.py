@@ -251,6 +251,7 @@ def aihf_dpo_loss(
     Reduction: w_D = 0 is DPO (or IPO with ``preference_form='ipo'``).
     """
     _check_weights(w_demo, w_pref)
+    _check_beta(beta)
     loss = torch.zeros(())
     if w_demo > 0:
         if policy_demo is None:
@@ -315,3 +316,54 @@ def self_play_aihf_loss(
         margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, iterate_chosen, iterate_rejected)
         loss = loss.to(margin) + w_pref * preference_loss(margin, beta, preference_form)
     return loss
+
+
+# ------------------------------------------- policy step of Algorithm 1 (section 3, step 1)
+
+
+def kl_penalized_reward(
+    reward: torch.Tensor, policy_logprobs: torch.Tensor, reference_logprobs: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
+    """Reward of a sample minus its KL penalty (METHOD.md sections 2-3, the inner problem).
+
+        R(x, y) = r(x, y) - kl_coef * [ log pi(y|x) - log pi_ref(y|x) ],   y ~ pi(.|x)
+
+    The bracket is the single-sample estimate of KL(pi(.|x) || pi_ref(.|x)), so
+    E_y[R] = E_y[r] - kl_coef * KL: maximising it is the KL-regularised problem whose
+    solution is pi_theta of section 2 (with kl_coef = beta). Returned detached: R is a
+    constant weight in the policy-gradient loss.
+    """
+    if kl_coef < 0:
+        raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
+    return (reward - kl_coef * (policy_logprobs - reference_logprobs)).detach()
+
+
+def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """REINFORCE leave-one-out advantages (Ahmadian et al. 2024; METHOD.md section 3, step 1).
+
+    ``rewards`` has shape (B * k,), prompt-major: rows i*k .. i*k + k - 1 are the k samples
+    of prompt i. For sample j of a prompt,
+        A_j = R_j - (1 / (k - 1)) * sum_{l != j} R_l  =  k / (k - 1) * (R_j - mean_l R_l)
+    The baseline uses only the other samples, so it is independent of y_j and the
+    gradient estimate stays unbiased without a value network.
+    """
+    if k < 2:
+        raise ValueError(f"RLOO needs k >= 2 samples per prompt, got {k}")
+    if rewards.numel() % k:
+        raise ValueError(f"{rewards.numel()} rewards are not a whole number of groups of k={k}")
+    grouped = rewards.detach().view(-1, k)
+    return ((grouped - grouped.mean(-1, keepdim=True)) * (k / (k - 1))).reshape(-1)
+
+
+def policy_gradient_loss(policy_logprobs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """On-policy REINFORCE loss (METHOD.md section 3, step 1).
+
+        l_pi = -mean( A(x, y) * log pi(y|x) ),   y ~ pi(.|x), A held constant
+
+    Its gradient is the policy-gradient estimate -E[A grad log pi(y|x)] of the
+    KL-regularised objective when A comes from ``rloo_advantages(kl_penalized_reward(...))``.
+    """
+    return -(advantages.detach() * policy_logprobs).mean()
+
+
+__all__ += ["kl_penalized_reward", "rloo_advantages", "policy_gradient_loss"]
