@@ -207,10 +207,12 @@ def test_preferences_follow_the_gold_reward_when_gaps_are_large():
 
 
 def test_ratio_sweep_settings():
-    settings = RatioSweep(total=1000, demo_fractions=(0.1, 0.5)).settings(BuildConfig(demo_skip_top=0.2))
+    settings = RatioSweep(total=1000, demo_fractions=(0.1, 0.5), demo_skip_top=0.2).settings()
     assert [(s.name, s.num_demonstrations, s.num_preferences, s.demo_skip_top) for s in settings] == [
         ("ratio-0.1", 100, 900, 0.2), ("ratio-0.5", 500, 500, 0.2),
     ]
+    with pytest.raises(ValueError, match="demo_fractions"):
+        RatioSweep(demo_fractions=(0.5, 1.5))
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -288,3 +290,25 @@ def test_write_outputs(tmp_path):
     table = paths["table"].read_text().splitlines()
     assert len(table) == 2 + 3
     assert table[2].startswith("| balanced | aihf | 1.250 ± 0.100 | 0.200 ± 0.050 | 1.500 | 0.600 ± 0.020 |")
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def test_presets_load_with_overrides():
+    from aihf.config import ConfigError
+    from aihf.experiments.imdb import presets
+
+    assert {"balanced", "few-preferences", "low-quality-demos", "ratio-sweep"} <= set(presets.preset_names())
+    for name in presets.preset_names():
+        assert presets.load_preset(name).all_settings()
+    balanced = presets.load_preset("balanced", ["split.seed=7", "settings=[{name: b, num_preferences: 10}]"])
+    assert balanced.split.seed == 7
+    assert [(s.name, s.num_demonstrations, s.num_preferences) for s in balanced.all_settings()] == [("b", 1000, 10)]
+    sweep = presets.load_preset("ratio-sweep").all_settings()
+    assert [s.num_demonstrations + s.num_preferences for s in sweep] == [2000] * 5
+    assert presets.load_preset("low-quality-demos").all_settings()[0].demo_skip_top == 0.5
+    with pytest.raises(ConfigError, match="unknown IMDb preset"):
+        presets.load_preset("no-such-preset")
+    with pytest.raises(ConfigError, match="unknown key"):
+        presets.load_preset("balanced", ["gold.bogus=1"])

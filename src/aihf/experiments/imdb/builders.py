@@ -17,7 +17,7 @@ triples, so it is testable without a model:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -60,18 +60,26 @@ class RatioSweep:
 
     total: int = 2000
     demo_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
+    demo_skip_top: float = 0.0
+    seed: int = 0
 
-    def settings(self, base: BuildConfig) -> list[BuildConfig]:
-        """``base`` with (round(f * total), total - that) records, named ``ratio-<f>``, for each fraction f."""
-        out = []
-        for fraction in self.demo_fractions:
-            if not 0 <= fraction <= 1:
-                raise ValueError(f"demo fractions must be in [0, 1], got {fraction}")
-            demos = round(fraction * self.total)
-            out.append(
-                replace(base, name=f"ratio-{fraction:g}", num_demonstrations=demos, num_preferences=self.total - demos)
+    def __post_init__(self) -> None:
+        bad = [f for f in self.demo_fractions if not 0 <= f <= 1]
+        if bad or not self.demo_fractions:
+            raise ValueError(f"demo_fractions must be a non-empty list of numbers in [0, 1], got {self.demo_fractions}")
+
+    def settings(self) -> list[BuildConfig]:
+        """(round(f * total), total - that) demonstrations and preferences, named ``ratio-<f>``, for each f."""
+        return [
+            BuildConfig(
+                name=f"ratio-{fraction:g}",
+                num_demonstrations=round(fraction * self.total),
+                num_preferences=self.total - round(fraction * self.total),
+                demo_skip_top=self.demo_skip_top,
+                seed=self.seed,
             )
-        return out
+            for fraction in self.demo_fractions
+        ]
 
 
 @dataclass(frozen=True)
