@@ -50,7 +50,8 @@ class RelabelledReplayBuffer(ReplayBuffer):
         if self.reward_fn is None:
             return batch
         with torch.no_grad():
-            rewards = self.reward_fn(batch.observations, self.env_actions(batch.actions)) + self.reward_shift
+            obs, act = batch.observations.float(), self.env_actions(batch.actions.float())
+            rewards = self.reward_fn(obs, act) + self.reward_shift
         return batch._replace(rewards=rewards.reshape(-1, 1).to(batch.rewards.dtype))
 
     def recent(self, n: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +60,6 @@ class RelabelledReplayBuffer(ReplayBuffer):
         size = self.buffer_size if self.full else self.pos
         n = min(n, size)
         inds = (self.pos - 1 - np.random.randint(0, n, size=batch_size)) % self.buffer_size
-        obs = self.to_torch(self.observations[inds, 0, :])
-        act = self.to_torch(self.actions[inds, 0, :])
+        obs = self.to_torch(self.observations[inds, 0, :]).float()
+        act = self.to_torch(self.actions[inds, 0, :]).float()
         return obs, self.env_actions(act)

@@ -1,0 +1,37 @@
+"""Make data/mujoco/<env>/ from the expert checkpoints of scripts/make_mujoco_experts.py.
+
+    python scripts/make_mujoco_data.py --env Hopper-v5 --checkpoints runs/experts/Hopper-v5/checkpoints \
+        --out data/mujoco/Hopper-v5
+
+See src/aihf/control/expert_data.py for the files and their meaning.
+"""
+
+import argparse
+import json
+import sys
+
+import torch
+
+from aihf.control.expert_data import DataConfig, make_data
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="Hopper-v5")
+    p.add_argument("--checkpoints", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--segments-per-checkpoint", type=int, default=150)
+    p.add_argument("--low-checkpoint", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    cfg = DataConfig(env=args.env, seed=args.seed, segments_per_checkpoint=args.segments_per_checkpoint,
+                     low_checkpoint=args.low_checkpoint)
+    record = make_data(cfg, args.checkpoints, args.out)
+    record["command"] = " ".join(["python", *sys.argv])
+    (__import__("pathlib").Path(args.out) / "provenance.json").write_text(json.dumps(record, indent=2))
+    print(json.dumps({k: v for k, v in record.items() if k != "demonstrator_returns"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The shipped MuJoCo data (METHOD.md sections 1 and 6), made from the SAC expert of
+``expert.py`` and its intermediate checkpoints, and read back for experiments.
+
+Files in ``data/mujoco/<env>/``:
+  demos.npz          10k expert transitions (TransitionSet), deterministic expert actions
+  demos_low.npz      10k transitions from an early checkpoint (low-quality demonstrations)
+  segments.npz       a pool of segments (``preferences.SegmentPool``) from every checkpoint,
+                     sampling actions stochastically so the pool spans many qualities
+  prefs.npz          (winner, loser) pool indices, Bradley-Terry labelled on the true
+                     segment return; the unbalanced presets take a prefix of it
+  provenance.json    checkpoints used, returns, sizes, seeds, the command
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from aihf.control.policy_io import load_policy
+from aihf.control.preferences import SegmentPool, bradley_terry_pairs, load_pairs
+from aihf.control.rollout import policy_actor, run_episode
+from aihf.data import SegmentPreferenceSet, TransitionSet
+
+
+@dataclass
+class DataConfig:
+    env: str = "Hopper-v5"
+    seed: int = 0
+    n_demos: int = 10_000
+    segment_len: int = 25
+    segments_per_checkpoint: int = 150
+    n_prefs: int = 20_000
+    rel_temperature: float = 0.1  # Bradley-Terry temperature = rel_temperature * std(segment returns)
+    low_checkpoint: int = 2  # index (sorted by step) of the checkpoint giving demos_low
+
+
+def _transitions(policy, env: gym.Env, n: int, seed: int, deterministic: bool) -> tuple[TransitionSet, list[float]]:
+    """First ``n`` transitions of consecutive episodes, and those episodes' true returns."""
+    obs, act, returns = [], [], []
+    episode = 0
+    while sum(len(o) for o in obs) < n:
+        ep = run_episode(policy_actor(policy, deterministic), env, seed + episode)
+        obs.append(ep.obs), act.append(ep.actions), returns.append(ep.ret)
+        episode += 1
+    return TransitionSet(np.concatenate(obs)[:n], np.concatenate(act)[:n]), returns
+
+
+def _segments(policy, env: gym.Env, count: int, length: int, seed: int, rng: np.random.Generator):
+    """``count`` random segments of ``length`` steps from stochastic episodes of ``policy``."""
+    obs, act, ret = [], [], []
+    episode = 0
+    while len(obs) < count:
+        ep = run_episode(policy_actor(policy, deterministic=False), env, seed + episode)
+        episode += 1
+        n_cut = min(len(ep.obs) // length, count - len(obs))
+        starts = rng.choice(len(ep.obs) - length + 1, size=n_cut, replace=False) if n_cut else []
+        for s in starts:
+            obs.append(ep.obs[s : s + length]), act.append(ep.actions[s : s + length])
+            ret.append(float(ep.rewards[s : s + length].sum()))
+    return obs, act, ret
+
+
+def make_data(cfg: DataConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> dict:
+    """Roll out the checkpoints in ``checkpoint_dir`` (``step_*.safetensors``) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    env = gym.make(cfg.env)
+    rng = np.random.default_rng(cfg.seed)
+    paths = sorted(Path(checkpoint_dir).glob("step_*.safetensors"))
+    if len(paths) <= cfg.low_checkpoint:
+        raise ValueError(f"{checkpoint_dir}: need more than {cfg.low_checkpoint} checkpoints, found {len(paths)}")
+    policies = [load_policy(p, env) for p in paths]
+    demos, demo_returns = _transitions(policies[-1], env, cfg.n_demos, cfg.seed, deterministic=True)
+    low, low_returns = _transitions(policies[cfg.low_checkpoint], env, cfg.n_demos, cfg.seed + 5000, deterministic=True)
+    demos.save(out / "demos.npz")
+    low.save(out / "demos_low.npz")
+    obs, act, ret, src = [], [], [], []
+    for i, policy in enumerate(policies):
+        o, a, r = _segments(policy, env, cfg.segments_per_checkpoint, cfg.segment_len, cfg.seed + 100_000 * (i + 1), rng)
+        obs += o
+        act += a
+        ret += r
+        src += [i] * len(o)
+    pool = SegmentPool(np.asarray(obs, np.float32), np.asarray(act, np.float32), np.asarray(ret), np.asarray(src))
+    pool.save(out / "segments.npz")
+    temperature = cfg.rel_temperature * float(np.std(pool.returns))
+    pairs = bradley_terry_pairs(pool.returns, cfg.n_prefs, temperature, rng)
+    np.savez_compressed(out / "prefs.npz", pairs=pairs)
+    agree = float(np.mean(pool.returns[pairs[:, 0]] > pool.returns[pairs[:, 1]]))
+    record = {
+        "config": asdict(cfg), "checkpoints": [p.name for p in paths],
+        "demonstrator_checkpoint": paths[-1].name, "demonstrator_return_mean": float(np.mean(demo_returns)),
+        "demonstrator_returns": demo_returns, "low_checkpoint": paths[cfg.low_checkpoint].name,
+        "low_return_mean": float(np.mean(low_returns)), "bt_temperature": temperature,
+        "pref_label_agrees_with_true_return": agree,
+        "segment_return_by_checkpoint": {paths[i].name: float(np.mean(pool.returns[pool.source == i]))
+                                         for i in range(len(paths))},
+        "sizes": {"demos": len(demos), "demos_low": len(low), "segments": len(pool.returns), "prefs": len(pairs)},
+    }
+    (out / "provenance.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def load_data(data_dir: str | Path, demos: str = "demos", n_demos: int | None = None,
+              n_prefs: int | None = None) -> tuple[TransitionSet, SegmentPreferenceSet]:
+    """Demonstrations (``demos`` = "demos" or "demos_low", first ``n_demos``) and the first
+    ``n_prefs`` preference pairs from a ``make_data`` directory."""
+    d = Path(data_dir)
+    transitions = TransitionSet.load(d / f"{demos}.npz")
+    if n_demos is not None:
+        transitions = TransitionSet(transitions.observations[:n_demos], transitions.actions[:n_demos])
+    pairs = load_pairs(d / "prefs.npz")
+    return transitions, SegmentPool.load(d / "segments.npz").preferences(pairs[:n_prefs])
+
+
+def demonstrator_return(data_dir: str | Path) -> float:
+    """The mean true return of the expert episodes behind ``demos.npz`` (the normaliser)."""
+    return json.loads((Path(data_dir) / "provenance.json").read_text())["demonstrator_return_mean"]

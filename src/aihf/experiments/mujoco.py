@@ -1,0 +1,175 @@
+"""The MuJoCo setting (METHOD.md section 6): AIHF (Algorithm 1 with SAC) against RLHF, ML-IRL,
+behaviour cloning and a true-reward SAC, on the shipped expert data, equal budgets.
+
+    aihf experiment mujoco --env Hopper-v5 --preset quick [key=value ...]
+
+Presets are YAML files in ``configs/mujoco/`` (``MujocoConfig`` fields). Writes to the output
+directory: ``config.yaml``, ``results.json`` (every curve), ``results.md`` (the table),
+``curves.png`` (true return vs. environment steps, mean and std over seeds, normalised by the
+demonstrator's return), and per run ``runs/<method>/seed<k>/`` with TensorBoard logs
+(``tb/``), ``policy.safetensors`` and ``reward_net.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aihf.config import load_config, save_config
+from aihf.control.algorithm import METHODS, LoopConfig, train_method
+from aihf.control.bc import BCConfig, bc_actor, train_bc
+from aihf.control.expert_data import demonstrator_return, load_data
+from aihf.control.rollout import run_episode
+
+REPO = Path(__file__).resolve().parents[3]
+PRESETS = REPO / "configs" / "mujoco"
+ALL_METHODS = (*METHODS, "bc")
+
+
+@dataclass
+class MujocoConfig:
+    """One MuJoCo experiment: methods x seeds on one data setting, the same loop budget for all."""
+
+    env: str = "Hopper-v5"
+    data_dir: str | None = None  # default: data/mujoco/<env> in the repository
+    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    demos: Literal["demos", "demos_low"] = "demos"
+    n_demos: int = 10_000
+    n_prefs: int = 20_000
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    bc: BCConfig = field(default_factory=BCConfig)
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(ALL_METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {list(ALL_METHODS)}")
+        if not self.seeds:
+            raise ValueError("seeds is empty")
+
+
+def _bc_result(cfg: MujocoConfig, demos, seed: int) -> dict:
+    env = gym.make(cfg.env)
+    t0 = time.time()
+    policy = train_bc(demos, cfg.bc, seed)
+    act = bc_actor(policy, env.action_space.low, env.action_space.high)
+    returns = [run_episode(act, env, 1_000_000 + 1000 * seed + i).ret for i in range(cfg.loop.eval_episodes)]
+    return {"steps": [cfg.loop.total_steps], "returns": [float(np.mean(returns))], "stds": [float(np.std(returns))],
+            "wall_s": time.time() - t0}
+
+
+def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
+    """Run every method and seed; write results, table and plot; return the results dict."""
+    torch.set_num_threads(cfg.torch_threads)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else REPO / "data" / "mujoco" / cfg.env
+    demos, prefs = load_data(data_dir, cfg.demos, cfg.n_demos, cfg.n_prefs)
+    expert = demonstrator_return(data_dir)
+    rl_methods = [m for m in cfg.methods if m != "bc"]
+    runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
+    with tqdm(total=len(rl_methods) * len(cfg.seeds) * cfg.loop.total_steps, unit="step",
+              desc="env steps", dynamic_ncols=True, mininterval=2.0) as bar:
+        for seed in cfg.seeds:
+            for method in cfg.methods:
+                bar.set_postfix_str(f"{method} seed {seed}")
+                if method == "bc":
+                    runs[method].append(_bc_result(cfg, demos, seed))
+                    continue
+                result = train_method(method, cfg.loop, cfg.env, seed, demos, prefs,
+                                      out_dir=out / "runs" / method / f"seed{seed}", progress=bar)
+                runs[method].append({"steps": result.steps, "returns": result.returns,
+                                     "stds": result.stds, "wall_s": result.wall_s})
+    results = {"env": cfg.env, "data_dir": str(data_dir), "demos": cfg.demos, "n_demos": len(demos),
+               "n_prefs": len(prefs), "demonstrator_return": expert, "total_steps": cfg.loop.total_steps,
+               "seeds": cfg.seeds, "summary": summarise(runs, expert), "runs": runs}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(results_table(results))
+    plot_curves(results, out / "curves.png")
+    return results
+
+
+def summarise(runs: dict[str, list[dict]], expert: float) -> dict[str, dict]:
+    """Per method: final true return (mean, std over seeds), normalised by ``expert``, wall time."""
+    summary = {}
+    for method, seed_runs in runs.items():
+        final = np.array([r["returns"][-1] for r in seed_runs])
+        summary[method] = {"final_return_mean": float(final.mean()), "final_return_std": float(final.std()),
+                           "normalised_mean": float(final.mean() / expert),
+                           "normalised_std": float(final.std() / abs(expert)),
+                           "wall_s_mean": float(np.mean([r["wall_s"] for r in seed_runs]))}
+    return summary
+
+
+def results_table(results: dict) -> str:
+    lines = [
+        f"# {results['env']}: true return after {results['total_steps']} environment steps",
+        "",
+        f"Demonstrations: {results['n_demos']} transitions ({results['demos']}); preferences: "
+        f"{results['n_prefs']} segment pairs; seeds {results['seeds']}; demonstrator return "
+        f"{results['demonstrator_return']:.1f} (= 1.0 normalised). Mean +- std over seeds.",
+        "",
+        "| method | final return | normalised | wall s / seed |",
+        "|---|---|---|---|",
+    ]
+    for method, s in results["summary"].items():
+        lines.append(f"| {method} | {s['final_return_mean']:.1f} +- {s['final_return_std']:.1f} | "
+                     f"{s['normalised_mean']:.3f} +- {s['normalised_std']:.3f} | {s['wall_s_mean']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: dict, path: Path) -> None:
+    """Normalised true return vs. environment steps; BC and the demonstrator as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    expert = results["demonstrator_return"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, seed_runs in results["runs"].items():
+        if method == "bc":
+            ax.axhline(np.mean([r["returns"][-1] for r in seed_runs]) / expert, ls=":", color="gray", label="bc")
+            continue
+        steps = seed_runs[0]["steps"]
+        curves = np.array([r["returns"] for r in seed_runs]) / expert
+        mean, std = curves.mean(0), curves.std(0)
+        ax.plot(steps, mean, marker="o", label=method)
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.axhline(1.0, ls="--", color="black", label="demonstrator")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("true return / demonstrator return")
+    ax.set_title(f"{results['env']} ({results['demos']}, {results['n_prefs']} prefs, {len(results['seeds'])} seeds)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_from_cli(env: str, preset: str, output_dir: str | None, overrides: list[str]) -> int:
+    """``aihf experiment mujoco --env ENV --preset NAME [key=value ...]``: preset NAME is
+    ``configs/mujoco/NAME.yaml`` or a path to a YAML file."""
+    path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS / f"{preset}.yaml"
+    if not path.exists():
+        names = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+        print(f"aihf: no MuJoCo preset {preset!r}; presets: {', '.join(names)}")
+        return 2
+    cfg = load_config(MujocoConfig, path, overrides, defaults={"env": env})
+    out = Path(output_dir) if output_dir else REPO / "outputs" / f"mujoco-{cfg.env}-{path.stem}"
+    start = time.time()
+    results = run(cfg, out)
+    print(results_table(results))
+    print(f"{len(cfg.methods)} methods x {len(cfg.seeds)} seeds in {time.time() - start:.0f} s")
+    print(f"results: {out / 'results.json'}\ntable:   {out / 'results.md'}\nplot:    {out / 'curves.png'}")
+    print(f"tensorboard --logdir {out / 'runs'}")
+    return 0
