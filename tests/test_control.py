@@ -162,3 +162,32 @@ def test_behaviour_cloning_recovers_a_linear_demonstrator():
     policy = train_bc(demos, BCConfig(hidden=[32], updates=800), seed=0)
     episode = run_episode(bc_actor(policy, np.array([-1.0]), np.array([1.0])), ContextTarget(), seed=0)
     assert episode.ret > -0.2  # the zero policy earns about -4.3, the expert 0
+
+
+def test_experiment_runner_writes_table_plot_and_runs(tmp_path):
+    import json
+
+    import yaml
+
+    from aihf.control.toy import write_toy_data_dir
+    from aihf.experiments.mujoco import run_from_cli
+
+    write_toy_data_dir(tmp_path / "data", demo_slope=0.5, n_prefs=50)
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump({
+        "seeds": [0], "n_prefs": 20, "demos": "demos_low",
+        "loop": {"total_steps": 300, "eval_every": 150, "eval_episodes": 2, "reward_hidden": [8],
+                 "sac": {"net_arch": [8], "learning_starts": 100, "batch_size": 16, "buffer_size": 300}},
+        "bc": {"hidden": [8], "updates": 10},
+    }))
+    out = tmp_path / "out"
+    code = run_from_cli("aihf/ContextTarget-v0", str(preset), str(out), [f"data_dir={tmp_path / 'data'}"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["summary"]) == {"aihf", "ml_irl", "rlhf", "bc", "sac_true"}
+    assert results["n_prefs"] == 20 and results["demos"] == "demos_low"
+    assert results["runs"]["aihf"][0]["steps"] == [150, 300]
+    assert (out / "curves.png").stat().st_size > 0 and "| aihf |" in (out / "results.md").read_text()
+    assert (out / "runs" / "aihf" / "seed0" / "reward_net.safetensors").exists()
+    assert any((out / "runs" / "aihf" / "seed0" / "tb").rglob("events.out.tfevents*"))
+    assert run_from_cli("aihf/ContextTarget-v0", "no-such-preset", str(out), []) == 2

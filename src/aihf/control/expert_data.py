@@ -66,8 +66,6 @@ def _segments(policy, env: gym.Env, count: int, length: int, seed: int, rng: np.
 
 def make_data(cfg: DataConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> dict:
     """Roll out the checkpoints in ``checkpoint_dir`` (``step_*.safetensors``) into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     env = gym.make(cfg.env)
     rng = np.random.default_rng(cfg.seed)
     paths = sorted(Path(checkpoint_dir).glob("step_*.safetensors"))
@@ -76,8 +74,6 @@ def make_data(cfg: DataConfig, checkpoint_dir: str | Path, out_dir: str | Path) 
     policies = [load_policy(p, env) for p in paths]
     demos, demo_returns = _transitions(policies[-1], env, cfg.n_demos, cfg.seed, deterministic=True)
     low, low_returns = _transitions(policies[cfg.low_checkpoint], env, cfg.n_demos, cfg.seed + 5000, deterministic=True)
-    demos.save(out / "demos.npz")
-    low.save(out / "demos_low.npz")
     obs, act, ret, src = [], [], [], []
     for i, policy in enumerate(policies):
         o, a, r = _segments(policy, env, cfg.segments_per_checkpoint, cfg.segment_len, cfg.seed + 100_000 * (i + 1), rng)
@@ -86,10 +82,8 @@ def make_data(cfg: DataConfig, checkpoint_dir: str | Path, out_dir: str | Path) 
         ret += r
         src += [i] * len(o)
     pool = SegmentPool(np.asarray(obs, np.float32), np.asarray(act, np.float32), np.asarray(ret), np.asarray(src))
-    pool.save(out / "segments.npz")
     temperature = cfg.rel_temperature * float(np.std(pool.returns))
     pairs = bradley_terry_pairs(pool.returns, cfg.n_prefs, temperature, rng)
-    np.savez_compressed(out / "prefs.npz", pairs=pairs)
     agree = float(np.mean(pool.returns[pairs[:, 0]] > pool.returns[pairs[:, 1]]))
     record = {
         "config": asdict(cfg), "checkpoints": [p.name for p in paths],
@@ -101,8 +95,21 @@ def make_data(cfg: DataConfig, checkpoint_dir: str | Path, out_dir: str | Path) 
                                          for i in range(len(paths))},
         "sizes": {"demos": len(demos), "demos_low": len(low), "segments": len(pool.returns), "prefs": len(pairs)},
     }
-    (out / "provenance.json").write_text(json.dumps(record, indent=2))
+    write_data_dir(out_dir, demos, low, pool, pairs, record)
     return record
+
+
+def write_data_dir(out: str | Path, demos: TransitionSet, demos_low: TransitionSet, pool: SegmentPool,
+                   pairs: np.ndarray, provenance: dict) -> None:
+    """Write the files that ``load_data`` reads; ``provenance`` must hold
+    ``demonstrator_return_mean`` (the normaliser of the experiments)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    demos.save(out / "demos.npz")
+    demos_low.save(out / "demos_low.npz")
+    pool.save(out / "segments.npz")
+    np.savez_compressed(out / "prefs.npz", pairs=pairs)
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2))
 
 
 def load_data(data_dir: str | Path, demos: str = "demos", n_demos: int | None = None,

@@ -43,12 +43,8 @@ def expert_action(obs: np.ndarray) -> np.ndarray:
     return np.array([SLOPE * obs[0]], np.float32)
 
 
-def toy_data(n_demos: int, demo_slope: float, n_prefs: int, segment_len: int = 5,
-             temperature: float = 1.0, seed: int = 0):
-    """Data for ``ContextTarget``: demonstrations a = demo_slope * c_0 (the expert's 0.8 when
-    demo_slope = 0.8; lower is a worse demonstrator) and ``n_prefs`` segment preferences
-    between segments of uniformly random actions, labelled by ``bradley_terry_pairs``.
-    Returns (TransitionSet, SegmentPreferenceSet)."""
+
+def _toy_parts(n_demos: int, demo_slope: float, n_prefs: int, segment_len: int, temperature: float, seed: int):
     from aihf.control.preferences import SegmentPool, bradley_terry_pairs
     from aihf.data import TransitionSet
 
@@ -60,4 +56,26 @@ def toy_data(n_demos: int, demo_slope: float, n_prefs: int, segment_len: int = 5
     seg_act = rng.uniform(-1, 1, (n_seg, segment_len, 1)).astype(np.float32)
     returns = -((seg_act[..., 0] - SLOPE * seg_obs[..., 0]) ** 2).sum(axis=1)
     pool = SegmentPool(seg_obs, seg_act, returns, np.zeros(n_seg, np.int64))
-    return demos, pool.preferences(bradley_terry_pairs(returns, n_prefs, temperature, rng))
+    return demos, pool, bradley_terry_pairs(returns, n_prefs, temperature, rng)
+
+
+def toy_data(n_demos: int, demo_slope: float, n_prefs: int, segment_len: int = 5,
+             temperature: float = 1.0, seed: int = 0):
+    """Data for ``ContextTarget``: demonstrations a = demo_slope * c_0 (the expert's 0.8 when
+    demo_slope = 0.8; lower is a worse demonstrator) and ``n_prefs`` segment preferences
+    between segments of uniformly random actions, labelled by ``bradley_terry_pairs``.
+    Returns (TransitionSet, SegmentPreferenceSet)."""
+    demos, pool, pairs = _toy_parts(n_demos, demo_slope, n_prefs, segment_len, temperature, seed)
+    return demos, pool.preferences(pairs)
+
+
+def write_toy_data_dir(path, n_demos: int = 1000, demo_slope: float = 0.8, low_slope: float = 0.2,
+                       n_prefs: int = 500, horizon: int = 20, seed: int = 0) -> None:
+    """A data directory for ``aihf/ContextTarget-v0`` in the layout of ``expert_data``; the
+    demonstrator's return is the exact -(demo_slope - 0.8)^2 * horizon / 3 (E[c_0^2] = 1/3)."""
+    from aihf.control.expert_data import write_data_dir
+
+    demos, pool, pairs = _toy_parts(n_demos, demo_slope, n_prefs, 5, 1.0, seed)
+    low, _, _ = _toy_parts(n_demos, low_slope, 1, 5, 1.0, seed + 1)
+    expert = -((demo_slope - SLOPE) ** 2) * horizon / 3
+    write_data_dir(path, demos, low, pool, pairs, {"demonstrator_return_mean": expert, "toy": True})
