@@ -1,0 +1,162 @@
+"""Every method learns the synthetic task of tests/test_lm_engine.py and trains exactly the
+weights it should: every trainable tensor moves, every frozen one (reference, a fixed
+reward model, an unused policy) stays bit-identical.
+
+The right answer is known: after "review: the X was", " great" (demonstrated, preferred)
+and not " terrible" (rejected). ``answer_margin`` = mean log pi(great|x) - log pi(terrible|x)
+is about 0 at the start; each test asks for a margin of several nats (a probability ratio
+in the tens or hundreds) within a few dozen steps. The RL methods start from a policy that
+says " great" and " terrible" about equally often (SFT on both), as RLHF starts from SFT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_lm_engine import SUBJECTS, answer_margin, data, loop, make_method
+
+from aihf.data import Demonstration
+from aihf.lm.batching import Encoder, collate
+from aihf.lm.methods import RECIPES, MethodConfig
+from aihf.lm.models import RewardModel
+from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
+from aihf.lm.trainer import Trainer
+
+
+def snapshot(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# Every reward loss depends on reward differences only (Bradley-Terry, and r(x, y_E) - r(x, y)):
+# adding a constant to all rewards changes nothing, so the weights that only add a constant,
+# the head's bias and the bias of the last layer norm (which feeds the linear head), get no
+# gradient. Any change to them would be round-off amplified by Adam.
+REWARD_OFFSETS = {"head.bias", "backbone.final_layer_norm.bias"}
+
+
+def assert_all_changed(before: dict, module, what: str, exempt: set[str] = frozenset()) -> None:
+    after = module.state_dict()
+    same = [k for k, v in before.items() if k not in exempt and torch.equal(v, after[k])]
+    assert not same, f"{what}: these weights did not change: {same}"
+
+
+def assert_unchanged(before: dict, module, what: str) -> None:
+    after = module.state_dict()
+    moved = [k for k, v in before.items() if not torch.equal(v, after[k])]
+    assert not moved, f"{what}: these frozen weights changed: {moved}"
+
+
+@torch.no_grad()
+def reward_gap(reward, tokenizer) -> float:
+    """Mean r(x, great) - r(x, terrible) over the training and held-out prompts."""
+    _, prefs = data()
+    encoder = Encoder(tokenizer, max_length=24, max_prompt_length=12)
+    pairs = [encoder.preference(p) for split in prefs.values() for p in split]
+    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], tokenizer.pad_token_id)
+    good, bad = reward(batch.input_ids, batch.attention_mask).chunk(2)
+    return float((good - bad).mean())
+
+
+def test_every_method_has_a_recipe_and_a_test():
+    assert set(RECIPES) == {"sft", "reward", "rlhf", "dpo", "ipo", "spin", "aihf", "aihf-dpo", "self-play-aihf"}
+
+
+# ------------------------------------------------------------------- implicit-reward methods
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "min_margin"),
+    [
+        ("sft", 15, 4.0),
+        ("dpo", 15, 4.0),
+        ("ipo", 15, 3.0),  # IPO's target margin is 1 / (2 beta) = 5 nats: it stops there
+        ("aihf-dpo", 15, 4.0),
+        ("spin", 15, 4.0),
+        ("self-play-aihf", 15, 4.0),
+    ],
+)
+def test_implicit_reward_method_learns_the_right_answer(tmp_path, name, steps, min_margin):
+    tok = tiny_tokenizer()
+    policy = tiny_causal_lm(tok)
+    start, before = answer_margin(policy, tok), snapshot(policy)
+    assert abs(start) < 1.0
+    config = MethodConfig(beta=0.1, max_new_tokens=3, steps_per_round=5)
+    result = Trainer(make_method(name, tok, policy, config=config), loop(tmp_path, max_steps=steps, eval_every=steps)).fit()
+    assert_all_changed(before, policy, name)
+    margin = answer_margin(policy, tok)
+    assert margin > min_margin, f"{name}: margin {start:.2f} -> {margin:.2f}"
+    assert result.evaluations and all(torch.isfinite(torch.tensor(v)) for v in result.evaluations[-1].values())
+    if RECIPES[name].pref_term:
+        assert result.evaluations[-1]["eval/pref_accuracy"] == 1.0
+
+
+def test_self_play_reference_is_the_previous_iterate(tmp_path):
+    """At the first step of every round the policy equals pi_t, so the SPIN loss is log 2."""
+    result = Trainer(
+        make_method("spin", config=MethodConfig(max_new_tokens=3, steps_per_round=3)),
+        loop(tmp_path, max_steps=7),
+    ).fit()
+    losses = [h["loss"] for h in result.history]
+    for step in (0, 3, 6):
+        assert losses[step] == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-5)
+    assert all(abs(losses[s] - 0.6931) > 1e-3 for s in (1, 2, 4, 5))
+
+
+# ------------------------------------------------------------------- explicit-reward methods
+
+
+@pytest.fixture(scope="module")
+def undecided_policy(tmp_path_factory):
+    """Weights of a policy that answers " great" or " terrible" about equally often."""
+    tok = tiny_tokenizer()
+    policy = tiny_causal_lm(tok)
+    both = [Demonstration(f"review: the {s} was", a) for s in SUBJECTS for a in (" great", " terrible")]
+    method = make_method("sft", tok, policy)
+    method.demos["train"] = [method.encoder.demonstration(d) for d in both]
+    Trainer(method, loop(tmp_path_factory.mktemp("warm"), max_steps=30, micro_batch_size=8)).fit()
+    assert abs(answer_margin(policy, tok)) < 1.0
+    return snapshot(policy)
+
+
+def test_reward_model_learns_the_preferences(tmp_path):
+    tok = tiny_tokenizer()
+    reward = RewardModel(tiny_causal_lm(tok, seed=1).base_model)
+    before = snapshot(reward)
+    result = Trainer(make_method("reward", tok, reward=reward), loop(tmp_path, max_steps=12, eval_every=12)).fit()
+    assert_all_changed(before, reward, "reward", exempt=REWARD_OFFSETS)
+    assert reward_gap(reward, tok) > 3.0
+    assert result.evaluations[-1]["eval/reward_accuracy"] == 1.0
+
+
+def test_rlhf_raises_the_right_answer_with_a_frozen_reward(tmp_path, undecided_policy):
+    tok = tiny_tokenizer()
+    reward = RewardModel(tiny_causal_lm(tok, seed=1).base_model)
+    Trainer(make_method("reward", tok, reward=reward), loop(tmp_path / "reward", max_steps=8)).fit()
+    policy = tiny_causal_lm(tok)
+    policy.load_state_dict(undecided_policy)
+    method = make_method("rlhf", tok, policy, reward, MethodConfig(max_new_tokens=3, rloo_k=4, kl_coef=0.05))
+    frozen_reward, frozen_reference, before = snapshot(reward), snapshot(method.reference_model), snapshot(policy)
+    Trainer(method, loop(tmp_path / "policy", max_steps=15)).fit()
+    assert_all_changed(before, policy, "rlhf policy")
+    assert_unchanged(frozen_reward, reward, "rlhf reward model")
+    assert_unchanged(frozen_reference, method.reference_model, "rlhf reference")
+    assert answer_margin(policy, tok) > 2.0
+
+
+def test_aihf_learns_reward_and_policy_jointly(tmp_path, undecided_policy):
+    tok = tiny_tokenizer()
+    policy = tiny_causal_lm(tok)
+    policy.load_state_dict(undecided_policy)
+    reward = RewardModel(tiny_causal_lm(tok, seed=1).base_model)
+    method = make_method("aihf", tok, policy, reward, MethodConfig(max_new_tokens=3, rloo_k=4, kl_coef=0.05))
+    frozen_reference, policy_before, reward_before = snapshot(method.reference_model), snapshot(policy), snapshot(reward)
+    # two time scales: the reward moves faster than the policy (reward_learning_rate)
+    result = Trainer(method, loop(tmp_path, max_steps=15, eval_every=15, reward_learning_rate=1e-2)).fit()
+    assert_all_changed(policy_before, policy, "aihf policy")
+    assert_all_changed(reward_before, reward, "aihf reward model", exempt=REWARD_OFFSETS)
+    assert_unchanged(frozen_reference, method.reference_model, "aihf reference")
+    assert reward_gap(reward, tok) > 1.0
+    assert answer_margin(policy, tok) > 2.0
+    assert result.evaluations[-1]["eval/reward_accuracy"] == 1.0
