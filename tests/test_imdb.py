@@ -1,5 +1,6 @@
 """IMDb setting's building blocks: split, prompts, gold reward, judge, data building, metrics, plots."""
 
+import json
 import math
 
 import numpy as np
@@ -312,3 +313,40 @@ def test_presets_load_with_overrides():
         presets.load_preset("no-such-preset")
     with pytest.raises(ConfigError, match="unknown key"):
         presets.load_preset("balanced", ["gold.bogus=1"])
+    with pytest.raises(ConfigError, match="methods must be"):
+        presets.load_preset("balanced", ["methods=[reward]"])
+
+
+# ---------------------------------------------------------------------------- pipeline
+
+
+def test_pipeline_runs_end_to_end_with_the_tiny_model(small_gold, tmp_path, monkeypatch):
+    from aihf.experiments.imdb import pipeline, run_from_cli
+    from aihf.experiments.imdb.presets import load_preset
+
+    _, _, cache = small_gold  # the tiny preset's gold settings: reuse the fitted scorer
+    monkeypatch.setenv("AIHF_CACHE", str(cache))
+    out = tmp_path / "run"
+    overrides = ["methods=[aihf-dpo,aihf]", "seeds=[0]"]
+    assert run_from_cli("tiny", str(out), overrides) == 0
+    results = json.loads((out / "results.json").read_text())
+    table = results["settings"]["tiny"]
+    assert list(table) == ["pi_sft", "aihf-dpo", "aihf"]
+    for entry in table.values():
+        assert set(metrics.METRICS) <= set(entry) and len(entry["runs"]) == 1
+        assert all(math.isfinite(entry[m]["mean"]) for m in metrics.METRICS)
+    assert table["pi_sft"]["kl"]["mean"] == 0.0 and table["pi_sft"]["win_rate"]["mean"] == 0.5
+    assert results["data"]["tiny"]["prompts"] == 12
+    split = data.Split.load(out / "split.json")
+    assert len(split.eval_prompts) == 100
+    for name in ("results.md", "reward_vs_kl.png", "settings/tiny/demonstrations.jsonl", "build_samples.jsonl"):
+        assert (out / name).is_file(), name
+
+    # stages whose outputs exist are not run again (an interrupted run resumes)
+    config = load_preset("tiny", overrides)
+    monkeypatch.setattr(pipeline, "train", lambda *a: pytest.fail("a finished stage was trained again"))
+    monkeypatch.setattr(pipeline, "answer", lambda *a: pytest.fail("the build prompts were answered again"))
+    run_dir = out / "runs" / "tiny" / "aihf" / "seed-0"
+    assert pipeline.train_stage(config, "aihf", "tiny", run_dir, 0, None, None) == run_dir / "final" / "policy"
+    samples = pipeline.sample_build(config, None, split, [], None, out)
+    assert len(samples) == results["data"]["tiny"]["responses"]

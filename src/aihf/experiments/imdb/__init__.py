@@ -5,5 +5,22 @@
 * :mod:`.judge`: an independent judge (VADER) for evaluation only;
 * :mod:`.builders`: demonstrations and Bradley-Terry-labelled preferences from scored responses;
 * :mod:`.metrics`: gold reward, judge score, KL to SFT, win rate, summaries over seeds;
-* :mod:`.plots`: results table and figures.
+* :mod:`.plots`: results table and figures;
+* :mod:`.presets`: the config dataclass and the YAML presets of ``configs/imdb/``;
+* :mod:`.sampling`: answers of a saved policy, as token ids and text;
+* :mod:`.pipeline`: everything end to end; :func:`run_from_cli` is ``aihf experiment imdb``.
 """
+
+
+def run_from_cli(preset: str, output_dir: str, overrides: list[str]) -> int:
+    """``aihf experiment imdb --preset NAME``: see :func:`aihf.experiments.imdb.pipeline.run_from_cli`.
+
+    Imported on call, so that the data, gold and metric modules load without torch's
+    model stack.
+    """
+    from aihf.experiments.imdb.pipeline import run_from_cli as run
+
+    return run(preset, output_dir, overrides)
+
+
+__all__ = ["run_from_cli"]

@@ -14,19 +14,66 @@ from aihf.config import ConfigError, load_config
 from aihf.experiments.imdb.builders import BuildConfig, RatioSweep
 from aihf.experiments.imdb.data import PromptConfig, SplitConfig
 from aihf.experiments.imdb.gold import GoldConfig
+from aihf.lm.methods import RECIPES, MethodConfig
+from aihf.lm.trainer import LoopConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[4] / "configs" / "imdb"
+PAPER_METHODS = ["rlhf", "dpo", "ipo", "spin", "aihf-dpo", "self-play-aihf", "aihf"]
+
+
+@dataclass
+class ModelSection:
+    """The base model SFT starts from, and the token limits of every stage."""
+
+    name_or_path: str = "smollm2-135m"
+    dtype: str = "float32"
+    max_length: int = 96
+    max_prompt_length: int = 24
+
+
+@dataclass
+class SftSection:
+    """SFT on the SFT split: one stage per checkpoint, each continuing from the previous one.
+
+    Every checkpoint answers the build prompts (METHOD.md section 6); the last is pi_SFT,
+    the start and the reference of every method.
+    """
+
+    stage_steps: list[int] = field(default_factory=lambda: [300, 300])
+    num_reviews: int | None = None  # None: the whole SFT split
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(micro_batch_size=8, learning_rate=5e-5))
+
+    def __post_init__(self) -> None:
+        if not self.stage_steps or min(self.stage_steps) < 1:
+            raise ValueError(f"stage_steps must be a non-empty list of positive step counts, got {self.stage_steps}")
+
+
+@dataclass
+class GenerationSection:
+    """How many prompts are answered, and how long the answers are (temperature 1 throughout)."""
+
+    num_build_prompts: int | None = 3000  # None: the whole build split
+    num_eval_prompts: int | None = None  # None: every evaluation prompt of the split
+    max_new_tokens: int = 48
+    batch_size: int = 16
 
 
 @dataclass
 class ImdbConfig:
-    """Split, prompts, gold reward and the data regimes (settings) to build D and P for."""
+    """Everything one IMDb run reads: data, gold reward, SFT, the settings, the methods and seeds."""
 
     split: SplitConfig = field(default_factory=SplitConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
     gold: GoldConfig = field(default_factory=GoldConfig)
     settings: list[BuildConfig] = field(default_factory=lambda: [BuildConfig()])
     ratio_sweep: RatioSweep | None = None
+    model: ModelSection = field(default_factory=ModelSection)
+    sft: SftSection = field(default_factory=SftSection)
+    generation: GenerationSection = field(default_factory=GenerationSection)
+    methods: list[str] = field(default_factory=lambda: list(PAPER_METHODS))
+    method: MethodConfig = field(default_factory=lambda: MethodConfig(steps_per_round=100, max_new_tokens=48))
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=300, micro_batch_size=8))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.all_settings()]
@@ -34,6 +81,11 @@ class ImdbConfig:
             raise ValueError(f"setting names must be unique, got {names}")
         if not names:
             raise ValueError("no settings: give `settings` or `ratio_sweep`")
+        known = sorted(name for name, recipe in RECIPES.items() if recipe.train_policy)
+        if not self.methods or any(m not in known for m in self.methods):
+            raise ValueError(f"methods must be a non-empty list of {known}, got {self.methods}")
+        if not self.seeds:
+            raise ValueError("seeds is empty")
 
     def all_settings(self) -> list[BuildConfig]:
         """``settings`` followed by the ratio sweep's settings (if any)."""

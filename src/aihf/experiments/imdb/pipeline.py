@@ -1,0 +1,207 @@
+"""The IMDb experiment end to end (METHOD.md section 6).
+
+    aihf experiment imdb --preset balanced --output-dir outputs/imdb seeds=[0]
+
+1. split (saved as ``split.json``), gold reward (cached, ``gold.py``);
+2. SFT on the SFT split, one stage per checkpoint (``sft/stage-<i>``); the last is pi_SFT;
+3. every SFT checkpoint answers the build prompts; the answers get gold rewards
+   (``build_samples.jsonl``);
+4. per setting: D and P from those answers (``settings/<name>/``);
+5. per setting, method and seed: the method trains from pi_SFT through ``aihf.lm.train``
+   (``runs/<setting>/<method>/seed-<s>/``), then answers the held-out evaluation prompts,
+   scored by gold reward, judge, KL to pi_SFT and win rate against pi_SFT's answers;
+   pi_SFT itself is the row ``pi_sft``;
+6. ``results.json``, ``results.md`` and the figures (``plots.py``).
+
+A stage whose outputs exist is not run again, so an interrupted run resumes where it
+stopped. The methods' RL prompts are the prompts of D (AIHF) or P (RLHF), as
+``aihf.lm.methods`` defines them; the split's training prompts are saved for methods that
+take a prompt set of their own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from aihf.config import ConfigError, save_config
+from aihf.data import DataError, write_jsonl
+from aihf.experiments.imdb import data
+from aihf.experiments.imdb.builders import ScoredResponse, build_datasets
+from aihf.experiments.imdb.gold import GoldScorer, load_gold
+from aihf.experiments.imdb.judge import VaderJudge
+from aihf.experiments.imdb.metrics import generation_metrics, kl_to_reference, summarise_runs
+from aihf.experiments.imdb.plots import write_outputs
+from aihf.experiments.imdb.presets import ImdbConfig, load_preset
+from aihf.experiments.imdb.sampling import Generations, generate
+from aihf.lm.methods import RECIPES
+from aihf.lm.models import load_causal_lm
+from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, train
+
+log = logging.getLogger(__name__)
+BASELINE = "pi_sft"
+
+
+def final_policy(run_dir: Path, method: str) -> Path:
+    """Where ``aihf.lm.train.train`` leaves a method's trained policy (RLHF trains it in a second stage)."""
+    return run_dir / ("policy" if method == "rlhf" else "") / "final" / "policy"
+
+
+def train_stage(
+    config: ImdbConfig, method: str, start: str, run_dir: Path, seed: int, demos: Path | None, prefs: Path | None,
+    loop=None,
+) -> Path:
+    """Train ``method`` from the policy at ``start`` on the record files it uses; returns the final policy's directory."""
+    done = final_policy(run_dir, method)
+    if (done / "config.json").is_file():
+        log.info("%s: already trained in %s", method, done)
+        return done
+    model, recipe = config.model, RECIPES[method]
+    train_config = TrainConfig(
+        model=ModelConfig(name_or_path=start, dtype=model.dtype),
+        data=DataConfig(
+            demonstrations=str(demos) if demos and recipe.uses_demos else None,
+            preferences=str(prefs) if prefs and recipe.uses_prefs else None,
+            max_length=model.max_length,
+            max_prompt_length=model.max_prompt_length,
+        ),
+        method=copy.deepcopy(config.method),
+        loop=replace(loop or config.loop, output_dir=str(run_dir), seed=seed),
+    )
+    train(method, train_config)
+    return done
+
+
+def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: Path) -> list[Path]:
+    """SFT stages on the SFT split's demonstrations; the checkpoints' policy directories, pi_SFT last."""
+    indices = split.sft[: config.sft.num_reviews]
+    demos = data.sft_demonstrations(reviews, indices, config.prompts, split.config.seed)
+    path = out / "sft" / "demonstrations.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(demos, path)
+    start, checkpoints = config.model.name_or_path, []
+    for stage, steps in enumerate(config.sft.stage_steps):
+        loop = replace(config.sft.loop, max_steps=steps)
+        stage_dir = out / "sft" / f"stage-{stage}"
+        checkpoints.append(train_stage(config, "sft", start, stage_dir, config.sft.loop.seed, path, None, loop))
+        start = str(checkpoints[-1])
+    return checkpoints
+
+
+def answer(config: ImdbConfig, model, tokenizer, prompts: list[str], seed: int) -> Generations:
+    """One temperature-1 answer per prompt, with the run's lengths and batch size."""
+    gen = config.generation
+    return generate(model, tokenizer, prompts, gen.max_new_tokens, config.model.max_prompt_length, seed, gen.batch_size)
+
+
+def sample_build(
+    config: ImdbConfig, reviews: data.Reviews, split: data.Split, checkpoints: list[Path], gold: GoldScorer, out: Path
+) -> list[ScoredResponse]:
+    """Every SFT checkpoint's answer to each build prompt, with its gold reward (empty answers dropped)."""
+    path = out / "build_samples.jsonl"
+    if path.is_file():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        return [ScoredResponse(**row) for row in rows]
+    indices = split.build[: config.generation.num_build_prompts]
+    prompts = data.prompts(reviews, indices, config.prompts, split.config.seed)
+    samples = []
+    for i, checkpoint in enumerate(checkpoints):
+        answers = answer(config, *load_causal_lm(checkpoint, config.model.dtype), prompts, seed=i)
+        rewards = gold.score(answers.texts())
+        samples += [
+            ScoredResponse(p, r, float(g)) for p, r, g in zip(prompts, answers.responses, rewards) if r.strip()
+        ]
+    path.write_text("".join(json.dumps(asdict(s)) + "\n" for s in samples), encoding="utf-8")
+    return samples
+
+
+class Evaluator:
+    """Scores policies on the evaluation prompts against pi_SFT's answers to them (one set per seed)."""
+
+    def __init__(self, config: ImdbConfig, pi_sft: Path, prompts: list[str], gold: GoldScorer, judge: VaderJudge):
+        self.config, self.prompts, self.gold, self.judge = config, prompts, gold, judge
+        self.sft_model, self.tokenizer = load_causal_lm(pi_sft, config.model.dtype)
+        self.sft_model.eval()
+        self.baselines = {seed: answer(config, self.sft_model, self.tokenizer, prompts, seed) for seed in config.seeds}
+
+    def score(self, model, answers: Generations, seed: int) -> dict[str, float]:
+        """Gold reward, judge score, KL to pi_SFT (from ``answers``, samples of ``model``) and win rate."""
+        kl = kl_to_reference(
+            model, self.sft_model, answers.sequences, self.tokenizer.pad_token_id, self.config.generation.batch_size
+        )
+        texts = answers.texts()
+        baseline = self.gold.score(self.baselines[seed].texts())
+        return generation_metrics(self.gold.score(texts), self.judge.score(texts), baseline, kl)
+
+    def baseline_runs(self) -> list[dict[str, float]]:
+        """pi_SFT's own row: its KL is 0 and its win rate against itself 1/2 by construction."""
+        return [{"seed": s, **self.score(self.sft_model, self.baselines[s], s)} for s in self.config.seeds]
+
+    def policy_run(self, policy_dir: Path, seed: int) -> dict[str, float]:
+        """The saved policy's metrics with its answers drawn from ``seed``."""
+        model, _ = load_causal_lm(policy_dir, self.config.model.dtype)
+        model.eval()
+        return {"seed": seed, **self.score(model, answer(self.config, model, self.tokenizer, self.prompts, seed), seed)}
+
+
+def run(config: ImdbConfig, output_dir: str | Path) -> dict:
+    """The whole experiment (see the module docstring); returns the results dict and writes the outputs."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    reviews = data.load_reviews()
+    split = data.load_or_make_split(out / "split.json", reviews, config.split, config.prompts)
+    gold, judge = load_gold(reviews, config.gold), VaderJudge()
+    checkpoints = run_sft(config, reviews, split, out)
+    pi_sft = checkpoints[-1]
+    samples = sample_build(config, reviews, split, checkpoints, gold, out)
+    eval_prompts = data.prompts(
+        reviews, split.eval_prompts[: config.generation.num_eval_prompts], config.prompts, split.config.seed
+    )
+    evaluator = Evaluator(config, pi_sft, eval_prompts, gold, judge)
+    baseline_runs = evaluator.baseline_runs()
+    results: dict = {
+        "config": asdict(config), "gold_heldout_accuracy": gold.heldout_accuracy, "data": {}, "settings": {},
+    }
+    for setting in config.all_settings():
+        built = build_datasets(samples, setting)
+        folder = out / "settings" / setting.name
+        folder.mkdir(parents=True, exist_ok=True)
+        demos = folder / "demonstrations.jsonl" if built.demonstrations else None
+        prefs = folder / "preferences.jsonl" if built.preferences else None
+        for path, records in ((demos, built.demonstrations), (prefs, built.preferences)):
+            if path:
+                write_jsonl(records, path)
+        (folder / "report.json").write_text(json.dumps(built.report, indent=2), encoding="utf-8")
+        methods = {BASELINE: {"runs": baseline_runs}}
+        for method in config.methods:
+            runs = []
+            for seed in config.seeds:
+                run_dir = out / "runs" / setting.name / method / f"seed-{seed}"
+                policy = train_stage(config, method, str(pi_sft), run_dir, seed, demos, prefs)
+                runs.append(evaluator.policy_run(policy, seed))
+            methods[method] = {"runs": runs}
+        for entry in methods.values():
+            entry.update(summarise_runs(entry["runs"]))
+        results["data"][setting.name] = built.report
+        results["settings"][setting.name] = methods
+    write_outputs(results, out)
+    return results
+
+
+def run_from_cli(preset: str, output_dir: str, overrides: list[str]) -> int:
+    """``aihf experiment imdb --preset NAME [key=value ...]``; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_preset(preset, overrides)
+        results = run(config, output_dir)
+    except (ConfigError, DataError, FileNotFoundError, ImportError) as err:
+        print(f"aihf: {err}", file=sys.stderr)
+        return 2
+    print(f"IMDb ({preset}): results in {output_dir}/results.md")
+    print(f"gold reward held-out accuracy {results['gold_heldout_accuracy']:.3f}")
+    return 0

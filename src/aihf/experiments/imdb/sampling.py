@@ -1,0 +1,39 @@
+"""Responses of a saved policy to text prompts, as token ids (for log-probs) and text (for scoring).
+
+Prompts are tokenised as ``aihf.lm.batching.Encoder`` tokenises a plain-text prompt (the
+tokenizer's own special tokens, the last ``max_prompt_length`` tokens kept), so a response
+sampled here is scored under the same conditioning the methods train with. Sampling is
+from the full distribution at temperature 1 (``aihf.lm.generation``), so the samples also
+serve the KL estimate of :func:`aihf.experiments.imdb.metrics.kl_to_reference`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aihf.lm.batching import Sequence as TokenSequence
+from aihf.lm.generation import HFSampler
+
+
+@dataclass(frozen=True)
+class Generations:
+    """Per prompt: the (prompt ids, response ids) sample and the response's decoded text."""
+
+    prompts: list[str]
+    sequences: list[TokenSequence]
+    responses: list[str]
+
+    def texts(self) -> list[str]:
+        """Prompt + response, the text the gold reward and the judge score."""
+        return [prompt + response for prompt, response in zip(self.prompts, self.responses)]
+
+
+def generate(
+    model, tokenizer, prompts: list[str], max_new_tokens: int, max_prompt_length: int, seed: int, batch_size: int
+) -> Generations:
+    """One response y ~ model(.|x) per prompt, reproducible from ``seed``."""
+    prompt_ids = [list(tokenizer(p).input_ids)[-max_prompt_length:] for p in prompts]
+    sampler = HFSampler(model, tokenizer, batch_size=batch_size)
+    responses = sampler.generate(prompt_ids, max_new_tokens, temperature=1.0, seed=seed)
+    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    return Generations(list(prompts), list(zip(prompt_ids, responses)), texts)
