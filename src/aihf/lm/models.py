@@ -199,7 +199,8 @@ def load_causal_lm(
     ``name_or_path``: a hub name or local directory (safetensors weights only; pickled
     ``.bin`` checkpoints are refused), ``"smollm2-135m"`` (the packaged SmolLM2-135M-Instruct,
     converted from GGUF to safetensors once into ``aihf_cache_dir()``), or ``"tiny"`` (a
-    random GPT-NeoX, see ``aihf.lm.tiny``). The tokenizer gets eos as pad if it has no pad
+    random GPT-NeoX, see ``aihf.lm.tiny``); the short names win over a local directory of
+    the same name (write ``./tiny`` for that). The tokenizer gets eos as pad if it has no pad
     token and ``padding_side`` (right for training batches; the samplers left-pad by
     themselves). The model's ``config.pad_token_id`` is set to the tokenizer's.
     Gradient checkpointing uses the non-reentrant variant and turns the KV cache off.
