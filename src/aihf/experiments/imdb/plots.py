@@ -2,7 +2,8 @@
 
 The results dict has the toy experiment's layout:
 ``results["settings"][setting][method][metric] = {"mean", "ci95", "n"}`` for each metric of
-:data:`aihf.experiments.imdb.metrics.METRICS` (plus the per-seed ``"runs"``).
+:data:`aihf.experiments.imdb.metrics.METRICS` (plus the per-seed ``"runs"``), and
+optionally ``results["judge"]["name"]`` for the judge axis label.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aihf.experiments.imdb.metrics import METRICS
 
 LABELS = {
     "gold_reward": "gold reward",
-    "judge": "judge (VADER compound)",
+    "judge": "judge score",
     "kl": "KL(pi || pi_SFT)",
     "win_rate": "win rate vs SFT",
 }
@@ -32,6 +33,12 @@ def _pyplot():
     return plt
 
 
+def label(results: dict, metric: str) -> str:
+    """The metric's axis or column label; the judge's names the judge when the results say which."""
+    judge = results.get("judge", {}).get("name")
+    return f"judge score ({judge})" if metric == "judge" and judge else LABELS[metric]
+
+
 def _cell(stat: dict[str, float]) -> str:
     if math.isnan(stat["ci95"]):
         return f"{stat['mean']:.3f}"
@@ -41,7 +48,7 @@ def _cell(stat: dict[str, float]) -> str:
 def results_table(results: dict) -> str:
     """A markdown table: one row per setting and method, one column per metric (mean ± 95% CI)."""
     lines = [
-        "| setting | method | " + " | ".join(LABELS[m] for m in METRICS) + " |",
+        "| setting | method | " + " | ".join(label(results, m) for m in METRICS) + " |",
         "|---|---|" + "---|" * len(METRICS),
     ]
     for setting, methods in results["settings"].items():
@@ -90,7 +97,7 @@ def plot_metric_bars(results: dict, metric: str, path: str | Path) -> Path:
             label=method,
         )
     ax.set_xticks(np.arange(len(settings)) + width * (len(methods) - 1) / 2, settings)
-    ax.set_ylabel(LABELS.get(metric, metric))
+    ax.set_ylabel(label(results, metric))
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -8,12 +8,14 @@ come last (``aihf.config.load_config``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 from pathlib import Path
 
 from aihf.config import ConfigError, load_config
 from aihf.experiments.imdb.builders import BuildConfig, RatioSweep
 from aihf.experiments.imdb.data import PromptConfig, SplitConfig
 from aihf.experiments.imdb.gold import GoldConfig
+from aihf.experiments.imdb.judge import MiniLMJudgeConfig
 from aihf.lm.methods import RECIPES, MethodConfig
 from aihf.lm.trainer import LoopConfig
 
@@ -65,6 +67,8 @@ class ImdbConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
     gold: GoldConfig = field(default_factory=GoldConfig)
+    judge: Literal["vader", "minilm"] = "vader"
+    minilm: MiniLMJudgeConfig = field(default_factory=MiniLMJudgeConfig)
     settings: list[BuildConfig] = field(default_factory=lambda: [BuildConfig()])
     ratio_sweep: RatioSweep | None = None
     model: ModelSection = field(default_factory=ModelSection)
