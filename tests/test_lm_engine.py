@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -204,7 +206,7 @@ from test_lm_engine import make_method, loop
 from aihf.lm.trainer import Trainer
 from pathlib import Path
 result = Trainer(make_method("aihf-dpo"), loop(Path({out!r}), max_steps=3, micro_batch_size=2,
-                 gradient_accumulation_steps={accum})).fit()
+                 gradient_accumulation_steps={accum}, save_every=3)).fit()
 state = __import__("accelerate").PartialState()
 assert state.num_processes == 2 and state.backend == "gloo", (state.num_processes, state.backend)
 if state.is_main_process:
@@ -214,7 +216,8 @@ if state.is_main_process:
 
 
 def test_two_processes_match_one_process_with_twice_the_accumulation(tmp_path):
-    """DDP over gloo on the CPU: 2 processes x 1 micro-batch == 1 process x 2 micro-batches."""
+    """DDP over gloo on the CPU: 2 processes x 1 micro-batch == 1 process x 2 micro-batches,
+    and both processes write their RNG states into the one atomic checkpoint."""
     tests = str(Path(__file__).parent)
     one = Trainer(make_method("aihf-dpo"), loop(tmp_path / "one", max_steps=3, micro_batch_size=2,
                                                 gradient_accumulation_steps=2)).fit()
@@ -222,9 +225,20 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(tmp_path):
     script.write_text(TWO_PROCESS_SCRIPT.format(tests=tests, out=str(tmp_path / "two"), accum=1))
     # torchrun sets the process-group environment; accelerate reads it and uses gloo on the CPU
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           str(script)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[:4000]
+    with socket.socket() as probe:  # a free port: concurrent test runs must not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), str(script)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers, nothing left behind
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stdout[-2000:] + stderr[:4000]
     two = json.loads((tmp_path / "two" / "losses.json").read_text())
+    saved = {p.name for p in (tmp_path / "two" / "checkpoints" / "step-0000003").iterdir()}
+    assert {"rng-0.safetensors", "rng-1.safetensors", "policy.safetensors", "optimizer.safetensors"} <= saved
     torch.testing.assert_close(two, _losses(one), rtol=1e-4, atol=1e-6)

@@ -22,12 +22,13 @@ data terms are on. So there are two method classes, both driven by the one loop 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
+from accelerate.utils import DistributedType, gather_object
 
 from aihf import objective
 from aihf.data import Demonstration, Preference
@@ -165,11 +166,34 @@ class _Records:
         total = objective.sequence_logprobs(logits, batch.input_ids, batch.loss_mask)
         return total, batch.loss_mask[:, 1:].sum(-1).clamp(min=1).to(total.dtype)
 
+    @contextlib.contextmanager
+    def _full_weights(self, model):
+        """The unwrapped model with all its weights present, for ``generate``.
+
+        DDP / one device: the model itself. DeepSpeed ZeRO-3: the shards are gathered for
+        the duration (as trl does for generation). FSDP: refused, with the alternative.
+        """
+        acc = self.accelerator
+        plugin = acc.state.deepspeed_plugin
+        if acc.distributed_type == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3:
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(model.parameters())):
+                yield acc.unwrap_model(model)
+        elif acc.distributed_type == DistributedType.FSDP:
+            raise NotImplementedError(
+                f"{self.name!r} samples from the policy, which aihf does not do under FSDP yet: "
+                "use configs/accelerate/ddp.yaml or deepspeed-zero3.yaml for the sampling methods"
+            )
+        else:
+            yield acc.unwrap_model(model)
+
     def sample(self, model, prompts: list[list[int]], seed: int) -> list[Sequence]:
         """(prompt, y) with y ~ model(.|prompt), one per prompt, reproducible from ``seed``."""
         cfg = self.config
-        sampler = HFSampler(self.accelerator.unwrap_model(model), self.tokenizer)
-        responses = sampler.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
+        with self._full_weights(model) as full:
+            sampler = HFSampler(full, self.tokenizer)
+            responses = sampler.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
         return list(zip(prompts, responses))
 
     def sharded(self, count: int, chunk: int, compute) -> list:

@@ -129,10 +129,6 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
             policy=policy if (recipe.train_policy or recipe.demo_term == "irl") else None,
             reference=reference_model(policy) if recipe.train_policy else None,
         )
-    stats = encoder.stats
-    if stats.prompts_truncated or stats.responses_truncated:
-        log.warning("data.max_length=%d, data.max_prompt_length=%d: %s", config.data.max_length,
-                    config.data.max_prompt_length, stats.summary())
     return method, tokenizer
 
 

@@ -23,6 +23,7 @@ record indices becomes a loss; this loop does everything else, the same way for 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -34,11 +35,12 @@ from typing import Literal, Protocol
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
+from accelerate.utils import DistributedType, broadcast_object_list
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from aihf import runtime
+from aihf.lm.batching import TruncationStats
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class LoopConfig:
     lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None  # None: accelerate launch's setting
     eval_every: int = 0
     save_every: int = 0
     keep_checkpoints: int = 2
@@ -81,6 +83,7 @@ class Method(Protocol):
     name: str
     models: dict[str, torch.nn.Module]  # trainable modules by name; the loop replaces them with prepared ones
     steps_per_round: int | None  # None: one round for the whole run
+    truncation: TruncationStats  # what encoding the records cut (reported, never silent)
 
     def bind(self, accelerator: Accelerator) -> None: ...
     def data_sizes(self, split: str) -> dict[str, int]: ...
@@ -153,7 +156,8 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _optimizer_save(optimizer: torch.optim.Optimizer, directory: Path) -> None:
+def _optimizer_save(optimizer: torch.optim.Optimizer, directory: Path, name: str) -> None:
+    """Optimizer state as ``name.safetensors`` (tensors, keyed "param_index.key") + ``name.json`` (the rest)."""
     state = optimizer.state_dict()
     tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
     for index, entries in state["state"].items():
@@ -162,14 +166,14 @@ def _optimizer_save(optimizer: torch.optim.Optimizer, directory: Path) -> None:
                 tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
             else:
                 meta["state"].setdefault(str(index), {})[key] = value
-    save_file(tensors, str(directory / "optimizer.safetensors"))
-    (directory / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
+    save_file(tensors, str(directory / f"{name}.safetensors"))
+    (directory / f"{name}.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
-def _optimizer_load(optimizer: torch.optim.Optimizer, directory: Path) -> None:
-    meta = json.loads((directory / "optimizer.json").read_text(encoding="utf-8"))
+def _optimizer_load(optimizer: torch.optim.Optimizer, directory: Path, name: str) -> None:
+    meta = json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
     state: dict[int, dict] = {}
-    for name, tensor in load_file(str(directory / "optimizer.safetensors")).items():
+    for name, tensor in load_file(str(directory / f"{name}.safetensors")).items():
         index, key = name.split(".", 1)
         state.setdefault(int(index), {})[key] = tensor
     for index, entries in meta["state"].items():
@@ -223,6 +227,7 @@ class Trainer:
             step_scheduler_with_optimizer=False,
         )
         acc = self.accelerator
+        acc.gradient_accumulation_steps = config.gradient_accumulation_steps
         runtime.set_seed(config.seed)
         names = list(method.models)
         prepared = acc.prepare(*(method.models[n] for n in names))
@@ -238,6 +243,9 @@ class Trainer:
             self.optimizer, _schedule(config.lr_scheduler, config.warmup_steps, config.max_steps)
         )
         method.bind(acc)
+        cut = method.truncation
+        if cut.prompts_truncated or cut.responses_truncated:
+            log.warning("%s: %s (raise data.max_length / data.max_prompt_length to keep them)", method.name, cut.summary())
         self.streams = {
             kind: IndexStream(n, config.seed + offset)
             for offset, (kind, n) in enumerate(sorted(method.data_sizes("train").items()))
@@ -312,51 +320,72 @@ class Trainer:
 
     # ----------------------------------------------------------------------- checkpoints
 
+    def _optimizer_layout(self) -> str:
+        """How optimizer states are saved: one file, one per process (FSDP shards), or not
+        at all (DeepSpeed, whose own format is pickle: resuming restarts Adam's moments)."""
+        kind = self.accelerator.distributed_type
+        return {DistributedType.FSDP: "per-process", DistributedType.DEEPSPEED: "none"}.get(kind, "single")
+
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step-N`` atomically (main process writes; all take part)."""
+        """Write ``checkpoints/step-N`` atomically: the main process owns the temporary
+        directory, every process writes its own RNG states (and FSDP optimizer shard) into
+        it, and the directory is swapped into place once all have finished."""
         acc = self.accelerator
         weights = {name: acc.get_state_dict(module) for name, module in self.method.models.items()}
-        rng = gather_object([runtime.rng_state()])
         round_state = self.method.round_state()
+        layout = self._optimizer_layout()
         path = self.output_dir / "checkpoints" / f"step-{self.step:07d}"
-        if acc.is_main_process:
-            with runtime.atomic_directory(path) as tmp:
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(runtime.atomic_directory(path)) if acc.is_main_process else None
+            tmp = Path(broadcast_object_list([tmp])[0])
+            runtime.save_rng_state(tmp, f"rng-{acc.process_index}")
+            if layout == "per-process":
+                _optimizer_save(self.optimizer, tmp, f"optimizer-{acc.process_index}")
+            acc.wait_for_everyone()
+            if acc.is_main_process:
                 for name, state in weights.items():
                     save_state_dict(state, tmp / f"{name}.safetensors")
-                _optimizer_save(self.optimizer, tmp)
+                if layout == "single":
+                    _optimizer_save(self.optimizer, tmp, "optimizer")
                 (tmp / "scheduler.json").write_text(json.dumps(self.scheduler.state_dict()), encoding="utf-8")
-                for rank, (tensors, meta) in enumerate(rng):
-                    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / f"rng-{rank}.safetensors"))
-                    (tmp / f"rng-{rank}.json").write_text(json.dumps(meta), encoding="utf-8")
                 save_file({k: v.contiguous() for k, v in round_state.items()}, str(tmp / "round.safetensors"))
                 state = {
                     "step": self.step,
                     "round": self.round,
                     "method": self.method.name,
                     "processes": acc.num_processes,
+                    "optimizer": layout,
+                    "truncation": asdict(self.method.truncation),
                     "history": self.history,
                     "evaluations": self.evaluations,
                     "config": asdict(self.config),
                 }
                 (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-            old = sorted(path.parent.glob("step-*"))[: -self.config.keep_checkpoints]
-            for stale in old if self.config.keep_checkpoints > 0 else []:
+        if acc.is_main_process and self.config.keep_checkpoints > 0:
+            for stale in sorted(path.parent.glob("step-*"))[: -self.config.keep_checkpoints]:
                 shutil.rmtree(stale)
         acc.wait_for_everyone()
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore everything ``save_checkpoint`` wrote; the next step is the one after it."""
-        path = Path(path)
+        path, acc = Path(path), self.accelerator
         state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         if state["method"] != self.method.name:
             raise ValueError(f"{path} is a {state['method']!r} checkpoint, not {self.method.name!r}")
+        same_world = state["processes"] == acc.num_processes
         for name, module in self.method.models.items():
-            self.accelerator.unwrap_model(module).load_state_dict(load_state_dict(path / f"{name}.safetensors"))
-        _optimizer_load(self.optimizer, path)
+            acc.unwrap_model(module).load_state_dict(load_state_dict(path / f"{name}.safetensors"))
+        layout = state["optimizer"]
+        if layout == "single":
+            _optimizer_load(self.optimizer, path, "optimizer")
+        elif layout == "per-process" and same_world:
+            _optimizer_load(self.optimizer, path, f"optimizer-{acc.process_index}")
+        else:
+            log.warning("%s holds no optimizer state for this run (%s, %d processes): Adam restarts from zero",
+                        path, layout, state["processes"])
         self.scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text(encoding="utf-8")))
-        rank = self.accelerator.process_index if state["processes"] == self.accelerator.num_processes else 0
-        runtime.load_rng_state(path, f"rng-{rank}")
+        runtime.load_rng_state(path, f"rng-{acc.process_index if same_world else 0}")
         self.method.load_round_state(load_file(str(path / "round.safetensors")))
         self.step, self.round = state["step"], state["round"]
         self.history, self.evaluations = state["history"], state["evaluations"]

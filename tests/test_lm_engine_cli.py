@@ -1,0 +1,63 @@
+"""``aihf train METHOD --config FILE key=value``: config files, overrides, errors, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from accelerate.state import AcceleratorState
+from test_lm_engine import task
+
+from aihf.cli import main
+from aihf.data import write_jsonl
+from aihf.lm.models import RewardModel, load_causal_lm
+from aihf.lm.train import METHODS, TrainConfig, train_from_cli
+from aihf.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _files(tmp_path: Path) -> list[str]:
+    demos, prefs = task()
+    write_jsonl(demos, tmp_path / "demos.jsonl")
+    write_jsonl(prefs, tmp_path / "prefs.jsonl")
+    return [f"data.demonstrations={tmp_path / 'demos.jsonl'}", f"data.preferences={tmp_path / 'prefs.jsonl'}",
+            "data.eval_fraction=0.25", "data.max_length=24", "data.max_prompt_length=12",
+            "loop.log_with=none", "loop.progress=false", "loop.micro_batch_size=2", "loop.learning_rate=3e-3"]
+
+
+def test_every_shipped_lm_config_loads():
+    for path in sorted((REPO / "configs" / "lm").glob("*.yaml")):
+        load_config(TrainConfig, path)
+    assert set(METHODS) >= {"sft", "reward", "rlhf", "dpo", "ipo", "spin", "aihf", "aihf-dpo", "self-play-aihf"}
+
+
+def test_cli_trains_and_writes_loadable_weights(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = _files(tmp_path) + [f"loop.output_dir={out}", "loop.max_steps=2", "loop.save_every=2",
+                               "loop.eval_every=2", "loop.mixed_precision=bf16"]
+    # overrides before --config: argparse cannot take them after it (reported to cli.py's owner)
+    try:
+        assert main(["train", "aihf-dpo", *args, "--config", str(REPO / "configs/lm/tiny.yaml")]) == 0
+    finally:  # accelerate keeps mixed precision in a process-wide singleton: do not leak bf16
+        AcceleratorState._reset_state()
+    assert "aihf-dpo: 2 steps" in capsys.readouterr().out
+    assert yaml.safe_load((out / "config.yaml").read_text())["method"]["w_demo"] == 1.0
+    load_causal_lm(out / "final" / "policy")  # safetensors, with its tokenizer
+
+
+def test_rlhf_runs_its_two_stages(tmp_path):
+    out = tmp_path / "run"
+    args = _files(tmp_path) + [f"loop.output_dir={out}", "loop.max_steps=2", "reward_stage_steps=2",
+                               "method.max_new_tokens=3", "method.rloo_k=2"]
+    assert train_from_cli("rlhf", None, args) == 0
+    RewardModel.load(out / "reward" / "final" / "reward")
+    assert (out / "policy" / "final" / "policy" / "model.safetensors").is_file()
+
+
+def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys):
+    assert train_from_cli("dpo", None, _files(tmp_path) + ["loop.max_stepz=3"]) == 2
+    assert "loop.max_stepz" in capsys.readouterr().err
+    assert train_from_cli("dpo", None, ["loop.log_with=none"]) == 2
+    assert "needs data.preferences" in capsys.readouterr().err
+    assert train_from_cli("ppo", None, []) == 2
