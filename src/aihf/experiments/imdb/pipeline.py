@@ -33,7 +33,7 @@ import yaml
 from aihf.config import ConfigError, save_config, to_dict
 from aihf.data import DataError, write_jsonl
 from aihf.experiments.imdb import data
-from aihf.experiments.imdb.builders import ScoredResponse, build_datasets
+from aihf.experiments.imdb.builders import BuildConfig, ScoredResponse, build_datasets
 from aihf.experiments.imdb.gold import GoldScorer, load_gold
 from aihf.experiments.imdb.judge import Judge, make_judge
 from aihf.experiments.imdb.metrics import generation_metrics, kl_to_reference, summarise_runs
@@ -121,6 +121,21 @@ def sample_build(
     return samples
 
 
+def write_setting_data(
+    samples: list[ScoredResponse], setting: BuildConfig, folder: Path
+) -> tuple[dict[str, float], Path | None, Path | None]:
+    """D and P of one setting as JSONL in ``folder`` (with ``report.json``); (report, D file, P file)."""
+    built = build_datasets(samples, setting)
+    folder.mkdir(parents=True, exist_ok=True)
+    demos = folder / "demonstrations.jsonl" if built.demonstrations else None
+    prefs = folder / "preferences.jsonl" if built.preferences else None
+    for path, records in ((demos, built.demonstrations), (prefs, built.preferences)):
+        if path:
+            write_jsonl(records, path)
+    (folder / "report.json").write_text(json.dumps(built.report, indent=2), encoding="utf-8")
+    return built.report, demos, prefs
+
+
 class Evaluator:
     """Scores policies on the evaluation prompts against pi_SFT's answers to them (one set per seed)."""
 
@@ -193,15 +208,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
         "settings": {},
     }
     for setting in config.all_settings():
-        built = build_datasets(samples, setting)
-        folder = out / "settings" / setting.name
-        folder.mkdir(parents=True, exist_ok=True)
-        demos = folder / "demonstrations.jsonl" if built.demonstrations else None
-        prefs = folder / "preferences.jsonl" if built.preferences else None
-        for path, records in ((demos, built.demonstrations), (prefs, built.preferences)):
-            if path:
-                write_jsonl(records, path)
-        (folder / "report.json").write_text(json.dumps(built.report, indent=2), encoding="utf-8")
+        report, demos, prefs = write_setting_data(samples, setting, out / "settings" / setting.name)
         methods = {BASELINE: {"runs": baseline_runs}}
         for method in config.methods:
             runs = []
@@ -212,7 +219,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
             methods[method] = {"runs": runs}
         for entry in methods.values():
             entry.update(summarise_runs(entry["runs"]))
-        results["data"][setting.name] = built.report
+        results["data"][setting.name] = report
         results["settings"][setting.name] = methods
     write_outputs(results, out)
     return results
