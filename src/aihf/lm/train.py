@@ -104,31 +104,36 @@ def read_data(config: TrainConfig, name: str) -> tuple[dict[str, list], dict[str
     return out[0], out[1]
 
 
-def _reward_model(config: TrainConfig, policy_source: str):
-    source = config.model.reward_model or policy_source
-    model, _ = load_reward_model(source, config.model.dtype, config.model.trust_remote_code, seed=config.loop.seed)
-    return model
-
-
 def build_method(name: str, config: TrainConfig, reward_model: RewardModel | None = None):
     """(method, tokenizer) ready for ``Trainer``: models loaded, records read and encoded."""
     if name not in RECIPES:
         raise ConfigError(f"unknown method {name!r}; choose from {', '.join(RECIPES)}")
     recipe, mc = RECIPES[name], config.model
-    policy, tokenizer = load_causal_lm(
-        mc.name_or_path, mc.dtype, mc.gradient_checkpointing, mc.lora, mc.trust_remote_code
-    )
     demos, prefs = read_data(config, name)
-    encoder = Encoder(tokenizer, config.data.max_length, config.data.max_prompt_length)
-    if recipe.reward == "implicit":
-        method = ImplicitRewardMethod(name, config.method, tokenizer, encoder, policy, demos, prefs)
-    else:
-        reward = reward_model or _reward_model(config, mc.name_or_path)
-        method = ExplicitRewardMethod(
-            name, config.method, tokenizer, encoder, demos, prefs, reward,
-            policy=policy if (recipe.train_policy or recipe.demo_term == "irl") else None,
-            reference=reference_model(policy) if recipe.train_policy else None,
+    needs_policy = recipe.train_policy or recipe.demo_term == "irl"
+    policy = tokenizer = None
+    if needs_policy:
+        policy, tokenizer = load_causal_lm(
+            mc.name_or_path, mc.dtype, mc.gradient_checkpointing, mc.lora, mc.trust_remote_code
         )
+    if recipe.reward == "implicit":
+        encoder = Encoder(tokenizer, config.data.max_length, config.data.max_prompt_length)
+        return ImplicitRewardMethod(name, config.method, tokenizer, encoder, policy, demos, prefs), tokenizer
+    if reward_model is None:
+        reward_model, reward_tokenizer = load_reward_model(
+            mc.reward_model or mc.name_or_path, mc.dtype, mc.trust_remote_code, seed=config.loop.seed
+        )
+        if tokenizer is not None and tokenizer.get_vocab() != reward_tokenizer.get_vocab():
+            raise ConfigError(
+                f"model.reward_model {mc.reward_model!r} has another tokenizer than the policy "
+                f"{mc.name_or_path!r}: the reward model scores the policy's tokens, so they must share one"
+            )
+        tokenizer = tokenizer or reward_tokenizer
+    encoder = Encoder(tokenizer, config.data.max_length, config.data.max_prompt_length)
+    method = ExplicitRewardMethod(
+        name, config.method, tokenizer, encoder, demos, prefs, reward_model,
+        policy=policy, reference=reference_model(policy) if recipe.train_policy else None,
+    )
     return method, tokenizer
 
 
