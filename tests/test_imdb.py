@@ -116,8 +116,11 @@ def test_gold_cache_round_trip_gives_identical_scores(reviews, small_gold, monke
 
 def test_gold_cache_dir_follows_aihf_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("AIHF_CACHE", str(tmp_path))
-    assert gold.gold_cache_dir(gold.GoldConfig(), "abc").parent == tmp_path
-    assert gold.GoldConfig().key("abc") != gold.GoldConfig(C=1.0).key("abc") != gold.GoldConfig().key("abd")
+    where = lambda config, source: gold.gold_cache_dir(config, source)  # noqa: E731
+    assert where(gold.GoldConfig(), "abc").parent == tmp_path
+    assert where(gold.GoldConfig(), "abc") == where(gold.GoldConfig(), "abc")
+    variants = {where(gold.GoldConfig(), "abc"), where(gold.GoldConfig(C=1.0), "abc"), where(gold.GoldConfig(), "abd")}
+    assert len(variants) == 3
 
 
 def test_gold_scorer_matches_scikit_learn_pipeline():

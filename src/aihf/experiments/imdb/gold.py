@@ -14,16 +14,15 @@ l2 normalisation and a dot product, all on sparse matrices for a whole batch at 
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from aihf.experiments.imdb.cache import cached_scorer_dir
 from aihf.experiments.imdb.data import Reviews
-from aihf.lm.models import aihf_cache_dir
 from aihf.runtime import atomic_directory
 
 _META = "gold.json"
@@ -47,11 +46,6 @@ class GoldConfig:
     def __post_init__(self) -> None:
         if not 0 < self.heldout_fraction < 1:
             raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
-
-    def key(self, source_sha256: str) -> str:
-        """A short hash of these settings and the review file: the cache folder's name."""
-        blob = json.dumps({"config": asdict(self), "source": source_sha256, "format": _FORMAT}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,9 +168,8 @@ def accuracy_of(scorer: GoldScorer, texts: Sequence[str], labels: np.ndarray) ->
 
 
 def gold_cache_dir(config: GoldConfig, source_sha256: str, cache_dir: str | Path | None = None) -> Path:
-    """``<cache>/imdb-gold-<key>``: the cache is ``cache_dir``, else ``$AIHF_CACHE``, else ``~/.cache/aihf``."""
-    root = Path(cache_dir) if cache_dir is not None else aihf_cache_dir()
-    return root / f"imdb-gold-{config.key(source_sha256)}"
+    """``<cache>/imdb-gold-<hash>`` (``cache.cached_scorer_dir``)."""
+    return cached_scorer_dir("imdb-gold", config, source_sha256, _FORMAT, cache_dir)
 
 
 def load_gold(reviews: Reviews, config: GoldConfig, cache_dir: str | Path | None = None) -> GoldScorer:

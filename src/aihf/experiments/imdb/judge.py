@@ -13,17 +13,16 @@ from real sentiment. Two judges:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, Sequence
 
 import numpy as np
 
+from aihf.experiments.imdb.cache import cached_scorer_dir
 from aihf.experiments.imdb.data import Reviews
-from aihf.lm.models import aihf_cache_dir
 from aihf.runtime import atomic_directory
 
 _FORMAT = 1
@@ -66,11 +65,6 @@ class MiniLMJudgeConfig:
     max_tokens: int = 128
     C: float = 1.0
     batch_size: int = 32
-
-    def key(self, source_sha256: str) -> str:
-        """A short hash of these settings and the review file: the cache folder's name."""
-        blob = json.dumps({"config": asdict(self), "source": source_sha256, "format": _FORMAT}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class MiniLMEncoder:
@@ -152,8 +146,7 @@ def load_minilm_judge(
     reviews: Reviews, config: MiniLMJudgeConfig, cache_dir: str | Path | None = None
 ) -> tuple[MiniLMJudge, dict[str, float]]:
     """The cached judge (head as ``.npz``, report as JSON, no pickle), fitted on first use."""
-    root = Path(cache_dir) if cache_dir is not None else aihf_cache_dir()
-    directory = root / f"imdb-judge-minilm-{config.key(reviews.source_sha256)}"
+    directory = cached_scorer_dir("imdb-judge-minilm", config, reviews.source_sha256, _FORMAT, cache_dir)
     if not (directory / "judge.json").is_file():
         judge, report = fit_minilm_judge(reviews, config)
         with atomic_directory(directory) as tmp:
