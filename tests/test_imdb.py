@@ -167,8 +167,10 @@ def test_minilm_judge_fits_caches_and_orders_sentiment(tmp_path, monkeypatch):
     fitted, report = judge.load_minilm_judge(reviews, config, cache_dir=tmp_path)
     assert report["num_train"] == 40 and report["heldout_accuracy"] >= 0.8
     monkeypatch.setattr(judge, "fit_minilm_judge", lambda *a: pytest.fail("the cached head was refitted"))
-    cached, again = judge.load_minilm_judge(reviews, config, cache_dir=tmp_path)
-    assert again == report
+    monkeypatch.setenv("AIHF_CACHE", str(tmp_path))
+    cached, again = judge.make_judge("minilm", reviews, config)
+    assert again == report and cached.name == "minilm"
+    assert judge.make_judge("vader", reviews, config)[1] == {}
     probe = ["An utterly delightful, moving picture.", "A dreadful, boring waste of film."]
     np.testing.assert_allclose(cached.score(probe), fitted.score(probe), rtol=0, atol=1e-12)
     assert fitted.score(probe)[0] > 0 > fitted.score(probe)[1]
