@@ -36,10 +36,11 @@ def test_cli_trains_and_writes_loadable_weights(tmp_path, capsys):
     out = tmp_path / "run"
     args = _files(tmp_path) + [f"loop.output_dir={out}", "loop.max_steps=2", "loop.save_every=2",
                                "loop.eval_every=2", "loop.mixed_precision=bf16"]
-    # overrides before --config: argparse cannot take them after it (reported to cli.py's owner)
-    try:
+    # accelerate keeps mixed precision in a process-wide singleton: start clean, leak no bf16
+    AcceleratorState._reset_state()
+    try:  # overrides before --config: argparse cannot take them after it (reported to cli.py's owner)
         assert main(["train", "aihf-dpo", *args, "--config", str(REPO / "configs/lm/tiny.yaml")]) == 0
-    finally:  # accelerate keeps mixed precision in a process-wide singleton: do not leak bf16
+    finally:
         AcceleratorState._reset_state()
     assert "aihf-dpo: 2 steps" in capsys.readouterr().out
     assert yaml.safe_load((out / "config.yaml").read_text())["method"]["w_demo"] == 1.0
