@@ -17,6 +17,7 @@ import pytest
 import torch
 from test_lm_engine import SUBJECTS, answer_margin, data, loop, make_method
 
+from aihf import objective
 from aihf.data import Demonstration
 from aihf.lm.batching import Encoder, collate
 from aihf.lm.methods import RECIPES, MethodConfig
@@ -160,3 +161,32 @@ def test_aihf_learns_reward_and_policy_jointly(tmp_path, undecided_policy):
     assert reward_gap(reward, tok) > 1.0
     assert answer_margin(policy, tok) > 2.0
     assert result.evaluations[-1]["eval/reward_accuracy"] == 1.0
+
+
+# ------------------------------------------------------------------ the RLOO policy step
+
+
+def test_rloo_advantage_is_reward_minus_the_mean_of_the_others():
+    rewards = torch.tensor([1.0, 2.0, 6.0, -1.0, 0.0, 4.0])
+    advantages = objective.rloo_advantages(rewards, k=3)
+    for group in range(2):
+        r = rewards[group * 3 : group * 3 + 3]
+        for j in range(3):
+            others = torch.cat([r[:j], r[j + 1 :]])
+            assert advantages[group * 3 + j].item() == pytest.approx((r[j] - others.mean()).item())
+    with pytest.raises(ValueError, match="k >= 2"):
+        objective.rloo_advantages(rewards, k=1)
+    with pytest.raises(ValueError, match="whole number"):
+        objective.rloo_advantages(rewards, k=4)
+
+
+def test_kl_penalised_reinforce_gradient():
+    logp = torch.tensor([-1.0, -2.0, -3.0, -4.0], requires_grad=True)
+    reference = torch.tensor([-1.5, -2.0, -2.0, -4.0])
+    reward = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    penalised = objective.kl_penalized_reward(reward, logp, reference, kl_coef=0.5)
+    torch.testing.assert_close(penalised, torch.tensor([0.75, 0.0, 0.5, 1.0]))
+    assert not penalised.requires_grad
+    advantages = objective.rloo_advantages(penalised, k=2)
+    objective.policy_gradient_loss(logp, advantages).backward()
+    torch.testing.assert_close(logp.grad, -advantages / 4)
