@@ -60,6 +60,18 @@ def test_responses_stop_after_eos_and_keep_it(tiny):
     assert cut[0][-1] == stop and len(cut[0]) <= 4
 
 
+def test_pad_equal_to_eos_is_cut_like_eos(tiny):
+    model, _, prompts = tiny
+    tokenizer = load_causal_lm("tiny")[1]
+    greedy = HFSampler(model, tokenizer).generate(prompts, max_new_tokens=10, temperature=0)
+    stop = greedy[1][2]
+    tokenizer.add_special_tokens({"pad_token": tokenizer.convert_ids_to_tokens(stop)})
+    tokenizer.eos_token = tokenizer.pad_token  # as in SmolLM2: pad = eos
+    cut = HFSampler(model, tokenizer).generate(prompts, max_new_tokens=10, temperature=0)
+    for full, short in zip(greedy, cut):
+        assert short == (full[: full.index(stop) + 1] if stop in full else full)
+
+
 def test_seed_reproducibility(tiny):
     model, tokenizer, prompts = tiny
     sampler = HFSampler(model, tokenizer)

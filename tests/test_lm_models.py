@@ -1,7 +1,5 @@
 """Model loading, tiny fixtures, LoRA, reference models and the reward model."""
 
-import os
-
 import pytest
 import torch
 
@@ -201,6 +199,15 @@ def test_lora_leaves_only_adapters_trainable():
     assert names and all("query_key_value" in n for n in names)
 
 
+def test_lora_with_activation_checkpointing_trains():
+    model, tokenizer = load_causal_lm("tiny", gradient_checkpointing=True, lora=LoraSettings(r=4, dropout=0.0))
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for _ in range(2):
+        _train_step(model, tokenizer)
+    after = dict(model.named_parameters())
+    assert any(not torch.equal(v, after[n]) for n, v in before.items() if "lora_A" in n)
+
+
 def test_reference_copy_is_frozen_and_unchanged_by_policy_update():
     policy, tokenizer = load_causal_lm("tiny")
     reference = reference_model(policy)
@@ -241,9 +248,23 @@ def test_padding_helpers():
         last_token_index(torch.tensor([[0, 0]]))
 
 
+def _gpt2_reward_model(tokenizer):
+    """A reward model on GPT-2, whose absolute position embeddings make left padding
+    visible unless position ids come from the attention mask (RoPE models are blind to it)."""
+    from transformers import GPT2Config, GPT2Model
+
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return RewardModel(GPT2Model(config).eval())
+
+
+@pytest.mark.parametrize("backbone", ["gpt-neox", "gpt2"])
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_reward_is_read_at_last_real_token_for_either_padding(side):
+def test_reward_is_read_at_last_real_token_for_either_padding(side, backbone):
     reward_model, tokenizer = load_reward_model("tiny")
+    if backbone == "gpt2":
+        reward_model = _gpt2_reward_model(tokenizer)
     token_lists = [tokenizer(t).input_ids for t in TEXTS]
     ids, mask = _pad(token_lists, tokenizer.pad_token_id, side)
     with torch.no_grad():
