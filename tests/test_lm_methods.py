@@ -190,3 +190,17 @@ def test_kl_penalised_reinforce_gradient():
     advantages = objective.rloo_advantages(penalised, k=2)
     objective.policy_gradient_loss(logp, advantages).backward()
     torch.testing.assert_close(logp.grad, -advantages / 4)
+
+
+def test_lora_policy_trains_only_its_adapters(tmp_path):
+    """With LoRA the base weights are frozen: DPO moves the adapters and nothing else."""
+    from aihf.lm.models import LoraSettings, apply_lora
+
+    tok = tiny_tokenizer()
+    policy = apply_lora(tiny_causal_lm(tok), LoraSettings(r=4, alpha=8, dropout=0.0))
+    before = snapshot(policy)
+    Trainer(make_method("dpo", tok, policy), loop(tmp_path, max_steps=3)).fit()
+    adapters = {k for k in before if "lora_" in k}
+    assert adapters
+    assert_all_changed({k: before[k] for k in adapters}, policy, "LoRA adapters")
+    assert_unchanged({k: v for k, v in before.items() if k not in adapters}, policy, "LoRA base")
