@@ -29,19 +29,23 @@ from aihf.data import SegmentPreferenceSet, TransitionSet
 
 
 class StepClock:
-    """Counts env steps (``update``) and times those after ``start``."""
+    """Counts env steps (``update``) and times those after ``start``, in wall-clock and in
+    this process's CPU time (the latter is robust to other processes on a shared machine)."""
 
     def __init__(self, start: int):
-        self.start, self.n, self.t_start, self.t_end = start, 0, None, None
+        self.start, self.n = start, 0
+        self.t_start = self.t_end = self.c_start = self.c_end = 0.0
 
     def update(self, k: int = 1) -> None:
         self.n += k
         if self.n == self.start:
-            self.t_start = time.perf_counter()
-        self.t_end = time.perf_counter()
+            self.t_start, self.c_start = time.perf_counter(), time.process_time()
+        self.t_end, self.c_end = time.perf_counter(), time.process_time()
 
-    def rate(self) -> float:
-        return (self.n - self.start) / (self.t_end - self.t_start)
+    def rate(self) -> tuple[float, float]:
+        """(steps per wall-clock second, steps per CPU second)."""
+        n = self.n - self.start
+        return n / (self.t_end - self.t_start), n / (self.c_end - self.c_start)
 
 
 class _ClockCallback(BaseCallback):
@@ -54,7 +58,7 @@ class _ClockCallback(BaseCallback):
         return True
 
 
-def plain_sac(env_id: str, cfg: SACConfig, steps: int, seed: int) -> float:
+def plain_sac(env_id: str, cfg: SACConfig, steps: int, seed: int) -> tuple[float, float]:
     s = cfg
     model = SAC("MlpPolicy", gym.make(env_id), learning_rate=s.learning_rate, buffer_size=s.buffer_size,
                 learning_starts=s.learning_starts, batch_size=s.batch_size, train_freq=s.train_freq,
@@ -65,7 +69,7 @@ def plain_sac(env_id: str, cfg: SACConfig, steps: int, seed: int) -> float:
     return clock.rate()
 
 
-def aihf_loop(env_id: str, loop: LoopConfig, seed: int, demos, prefs) -> float:
+def aihf_loop(env_id: str, loop: LoopConfig, seed: int, demos, prefs) -> tuple[float, float]:
     clock = StepClock(loop.sac.learning_starts)
     train_method("aihf", loop, env_id, seed, demos, prefs, progress=clock)
     return clock.rate()
@@ -95,13 +99,17 @@ def main() -> None:
     for i in range(args.repeats):
         sac_rates.append(plain_sac(args.env, sac, args.steps, seed=i))
         aihf_rates.append(aihf_loop(args.env, loop, i, demos, prefs))
-        print(f"repeat {i}: SAC {sac_rates[-1]:.1f} steps/s, AIHF {aihf_rates[-1]:.1f} steps/s", flush=True)
-    sac_med, aihf_med = float(np.median(sac_rates)), float(np.median(aihf_rates))
+        print(f"repeat {i}: SAC {sac_rates[-1][0]:.1f} steps/s ({sac_rates[-1][1]:.1f} per CPU s), "
+              f"AIHF {aihf_rates[-1][0]:.1f} steps/s ({aihf_rates[-1][1]:.1f} per CPU s)", flush=True)
+    (sac_wall, sac_cpu), (aihf_wall, aihf_cpu) = np.median(sac_rates, axis=0), np.median(aihf_rates, axis=0)
     print(json.dumps({
         "env": args.env, "steps": args.steps, "learning_starts": args.learning_starts, "repeats": args.repeats,
         "net_arch": args.net_arch, "reward_every": args.reward_every, "reward_updates": args.reward_updates,
-        "threads": args.threads, "sac_steps_per_s": round(sac_med, 1), "aihf_steps_per_s": round(aihf_med, 1),
-        "aihf_overhead": round(sac_med / aihf_med - 1, 3), "cpu": platform.processor() or platform.machine(),
+        "sac_steps_per_s": round(float(sac_wall), 1), "aihf_steps_per_s": round(float(aihf_wall), 1),
+        "sac_steps_per_cpu_s": round(float(sac_cpu), 1), "aihf_steps_per_cpu_s": round(float(aihf_cpu), 1),
+        "aihf_overhead_cpu": round(float(sac_cpu / aihf_cpu - 1), 3),
+        "aihf_overhead_wall": round(float(sac_wall / aihf_wall - 1), 3),
+        "threads": args.threads, "cpu": platform.processor() or platform.machine(),
     }))
 
 
