@@ -65,7 +65,7 @@ def clean_text(text: str) -> str:
     return " ".join(html.unescape(_TAG.sub(" ", text)).split())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Reviews:
     """The IMDb training reviews, cleaned, in file order: ``texts[i]`` has sentiment ``labels[i]`` (1 = positive)."""
 
