@@ -305,12 +305,17 @@ class Trainer:
         batches = max(math.ceil(n / size) for n in sizes.values())
         totals: dict[str, float] = {}
         count = 0
+        modules = list(self.method.models.values())
+        for module in modules:  # no dropout while evaluating
+            module.eval()
         for b in range(acc.process_index, batches, acc.num_processes):
             indices = {kind: [(b * size + i) % n for i in range(size)] for kind, n in sizes.items()}
             loss, metrics = self.method.loss(indices, "eval", _mix(self.config.seed, -1 - b))
             for key, value in {"loss": float(loss), **metrics}.items():
                 totals[key] = totals.get(key, 0.0) + value
             count += 1
+        for module in modules:
+            module.train()
         keys = sorted(set(totals) | {"loss"})
         packed = torch.tensor([totals.get(k, 0.0) for k in keys] + [count], device=acc.device, dtype=torch.float64)
         packed = acc.reduce(packed, "sum")
