@@ -197,12 +197,13 @@ class _Records:
         return list(zip(prompts, responses))
 
     def sharded(self, count: int, chunk: int, compute) -> list:
-        """``compute(indices)`` over 0..count-1 in chunks, split across processes, results gathered in order."""
+        """``compute(indices)`` over the chunks [c * chunk, (c + 1) * chunk) of 0..count-1, chunk c
+        on process c mod processes, results gathered in order. The chunks (their padding and
+        their sampling seeds) are the same whatever the number of processes."""
         acc = self.accelerator
-        mine = list(range(acc.process_index, count, acc.num_processes))
         pairs = []
-        for start in range(0, len(mine), chunk):
-            indices = mine[start : start + chunk]
+        for start in range(acc.process_index * chunk, count, acc.num_processes * chunk):
+            indices = list(range(start, min(start + chunk, count)))
             pairs += list(zip(indices, compute(indices)))
         ordered = [None] * count
         for index, value in gather_object(pairs):
