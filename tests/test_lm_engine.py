@@ -205,40 +205,50 @@ torch.set_num_threads(1)
 from test_lm_engine import make_method, loop
 from aihf.lm.trainer import Trainer
 from pathlib import Path
-result = Trainer(make_method("aihf-dpo"), loop(Path({out!r}), max_steps=3, micro_batch_size=2,
-                 gradient_accumulation_steps={accum}, save_every=3)).fit()
+result = Trainer(make_method("self-play-aihf"), loop(Path({out!r}), max_steps=3, micro_batch_size=2,
+                 gradient_accumulation_steps={accum}, save_every=3, eval_every=3)).fit()
 state = __import__("accelerate").PartialState()
 assert state.num_processes == 2 and state.backend == "gloo", (state.num_processes, state.backend)
 if state.is_main_process:
     Path({out!r}).mkdir(parents=True, exist_ok=True)
-    Path({out!r}, "losses.json").write_text(json.dumps([h["loss"] for h in result.history]))
+    Path({out!r}, "losses.json").write_text(json.dumps([h["loss"] for h in result.history] + [result.evaluations[-1]["eval/loss"]]))
 """
 
 
 def test_two_processes_match_one_process_with_twice_the_accumulation(tmp_path):
     """DDP over gloo on the CPU: 2 processes x 1 micro-batch == 1 process x 2 micro-batches,
-    and both processes write their RNG states into the one atomic checkpoint."""
+    for Self-Play-AIHF (sharded sampling and reference log-probs at each round, a round change
+    at step 2) and its held-out evaluation (one batch for two processes); both processes
+    write their RNG states into the one atomic checkpoint."""
     tests = str(Path(__file__).parent)
-    one = Trainer(make_method("aihf-dpo"), loop(tmp_path / "one", max_steps=3, micro_batch_size=2,
-                                                gradient_accumulation_steps=2)).fit()
+    one = Trainer(make_method("self-play-aihf"), loop(tmp_path / "one", max_steps=3, micro_batch_size=2,
+                                                      gradient_accumulation_steps=2, eval_every=3)).fit()
     script = tmp_path / "two.py"
     script.write_text(TWO_PROCESS_SCRIPT.format(tests=tests, out=str(tmp_path / "two"), accum=1))
-    # torchrun sets the process-group environment; accelerate reads it and uses gloo on the CPU
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true"}
+    # The environment torchrun would set, one process per rank (no launcher agent in between,
+    # so a rank that fails is seen here with its own exit code and output); accelerate reads it
+    # and uses gloo on the CPU.
     with socket.socket() as probe:  # a free port: concurrent test runs must not collide
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), str(script)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    common = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true",
+              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    logs = [tmp_path / f"rank{r}.log" for r in range(2)]  # files, not pipes: a full pipe blocks a rank
+    ranks = []
+    for r, log in enumerate(logs):
+        with log.open("w") as out:
+            ranks.append(subprocess.Popen([sys.executable, str(script)], env={**common, "RANK": str(r), "LOCAL_RANK": str(r)},
+                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
     try:
-        stdout, stderr = proc.communicate(timeout=240)
+        for rank in ranks:
+            rank.wait(timeout=240)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers, nothing left behind
-        stdout, stderr = proc.communicate()
-    assert proc.returncode == 0, stdout[-2000:] + stderr[:4000]
+        for rank in ranks:
+            os.killpg(rank.pid, signal.SIGKILL)  # nothing left behind
+            rank.wait()
+    for r, (rank, log) in enumerate(zip(ranks, logs)):
+        assert rank.returncode == 0, f"rank {r} exited with {rank.returncode}:\n{log.read_text()[-4000:]}"
     two = json.loads((tmp_path / "two" / "losses.json").read_text())
     saved = {p.name for p in (tmp_path / "two" / "checkpoints" / "step-0000003").iterdir()}
     assert {"rng-0.safetensors", "rng-1.safetensors", "policy.safetensors", "optimizer.safetensors"} <= saved
-    torch.testing.assert_close(two, _losses(one), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(two, _losses(one) + [one.evaluations[-1]["eval/loss"]], rtol=1e-4, atol=1e-6)

@@ -23,6 +23,7 @@ data terms are on. So there are two method classes, both driven by the one loop 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -198,13 +199,22 @@ class _Records:
 
     def sharded(self, count: int, chunk: int, compute) -> list:
         """``compute(indices)`` over the chunks [c * chunk, (c + 1) * chunk) of 0..count-1, chunk c
-        on process c mod processes, results gathered in order. The chunks (their padding and
-        their sampling seeds) are the same whatever the number of processes."""
+        on process c mod processes, results gathered in order.
+
+        The chunks (their padding and sampling seeds) are the same whatever the number of
+        processes. Every process makes the same number of ``compute`` calls (one with no
+        chunk left repeats the last chunk and drops the result), because a forward pass
+        through a DDP / FSDP / ZeRO-3 model is a collective operation.
+        """
         acc = self.accelerator
+        chunks = math.ceil(count / chunk)
         pairs = []
-        for start in range(acc.process_index * chunk, count, acc.num_processes * chunk):
-            indices = list(range(start, min(start + chunk, count)))
-            pairs += list(zip(indices, compute(indices)))
+        for turn in range(math.ceil(chunks / acc.num_processes)):
+            c = turn * acc.num_processes + acc.process_index
+            indices = list(range(min(c, chunks - 1) * chunk, min((min(c, chunks - 1) + 1) * chunk, count)))
+            values = compute(indices)
+            if c < chunks:
+                pairs += list(zip(indices, values))
         ordered = [None] * count
         for index, value in gather_object(pairs):
             ordered[index] = value

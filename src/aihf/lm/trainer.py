@@ -308,15 +308,20 @@ class Trainer:
         modules = list(self.method.models.values())
         for module in modules:  # no dropout while evaluating
             module.eval()
-        for b in range(acc.process_index, batches, acc.num_processes):
+        # every process runs the same number of batches (a forward pass through a DDP, FSDP
+        # or ZeRO-3 model is a collective); a process with none left repeats the last, unweighted
+        for turn in range(math.ceil(batches / acc.num_processes)):
+            b = turn * acc.num_processes + acc.process_index
+            real = b < batches
+            b = min(b, batches - 1)
             indices = {kind: [(b * size + i) % n for i in range(size)] for kind, n in sizes.items()}
             loss, metrics = self.method.loss(indices, "eval", _mix(self.config.seed, -1 - b))
             for key, value in {"loss": float(loss), **metrics}.items():
-                totals[key] = totals.get(key, 0.0) + value
-            count += 1
+                totals[key] = totals.get(key, 0.0) + (value if real else 0.0)
+            count += real
         for module in modules:
             module.train()
-        keys = sorted(set(totals) | {"loss"})
+        keys = sorted(totals)
         packed = torch.tensor([totals.get(k, 0.0) for k in keys] + [count], device=acc.device, dtype=torch.float64)
         packed = acc.reduce(packed, "sum")
         result = {f"eval/{k}": v / max(1.0, float(packed[-1])) for k, v in zip(keys, packed[:-1].tolist())}
