@@ -278,8 +278,10 @@ class Trainer:
         if cfg.max_grad_norm is not None:
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
-            if norm is not None:
+            if norm is not None and acc.scaler is None:
                 sums["grad_norm"] = runtime.check_finite(norm, "the gradient norm", self.step + 1)
+            elif norm is not None:  # fp16: the loss scaler skips steps with inf gradients by design
+                sums["grad_norm"] = float(norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
