@@ -29,6 +29,13 @@ tensor allocations.
 
     python bench/bench_dpo_step.py                      # tiny model, all contenders
     python bench/bench_dpo_step.py --hidden 256 --layers 4 --response-words 56
+    python bench/bench_dpo_step.py --device cuda --arch pythia-1b --mixed-precision bf16 \
+        --prompt-words 40 --response-words 150 --max-length 512 --repeats 1
+
+On CUDA the clocks synchronise the device first, the table's memory columns are
+``torch.cuda.max_memory_allocated`` (peak) and that peak minus the memory allocated after
+set-up (growth), and ``--mixed-precision bf16`` runs both libraries under bf16 autocast
+with float32 master weights (trl's ``bf16=True``, accelerate's ``mixed_precision="bf16"``).
 """
 
 from __future__ import annotations
@@ -46,6 +53,11 @@ import time
 from pathlib import Path
 
 CONTENDERS = ("trl", "trl-precompute", "trl-defaults", "aihf-dpo", "aihf-aihf-dpo")
+ARCHS = {  # GPTNeoXConfig fields of the named Pythia architectures (random weights)
+    "pythia-160m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, vocab_size=50304),
+    "pythia-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=8, intermediate_size=8192, vocab_size=50304),
+}
+CUDA = False  # set by the worker when --device cuda
 POSITIVE = "great wonderful amazing brilliant fantastic beautiful perfect superb delightful charming moving fun".split()
 NEGATIVE = "terrible awful horrible boring dull bad poor weak stupid silly mess bland".split()
 TOPICS = "movie film story plot acting script music ending cast director scene show".split()
@@ -65,7 +77,11 @@ def make_records(n: int, prompt_words: int, response_words: int) -> list[dict[st
 
 
 def rss_mib() -> float:
-    """Current resident set size of this process (Linux /proc)."""
+    """Current resident set size of this process (Linux /proc); on CUDA, allocated device memory."""
+    if CUDA:
+        import torch
+
+        return torch.cuda.memory_allocated() / 2**20
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
             if line.startswith("VmRSS:"):
@@ -74,11 +90,19 @@ def rss_mib() -> float:
 
 
 def peak_rss_mib() -> float:
+    if CUDA:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def clocks() -> tuple[float, float]:
     """(wall, CPU) clock readings; CPU time is this process's user + system time."""
+    if CUDA:
+        import torch
+
+        torch.cuda.synchronize()
     return time.perf_counter(), time.process_time()
 
 
@@ -134,8 +158,8 @@ def run_trl(args, tokenizer, policy, records, variant: str) -> tuple[list[tuple[
             lr_scheduler_type="constant",
             precompute_ref_log_probs=variant == "trl-precompute",
             gradient_checkpointing=variant == "trl-defaults",
-            bf16=variant == "trl-defaults",
-            use_cpu=True,
+            bf16=variant == "trl-defaults" or args.mixed_precision == "bf16",
+            use_cpu=args.device == "cpu",
             report_to="none",
             save_strategy="no",
             logging_steps=10**6,
@@ -174,7 +198,7 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
             output_dir=out, max_steps=args.warmup + args.steps, micro_batch_size=args.pairs,
             learning_rate=args.lr, max_grad_norm=1.0, log_with="none", progress=False, seed=0,
         )
-        trainer = Trainer(method, loop, Accelerator(cpu=True))
+        trainer = Trainer(method, loop, Accelerator(cpu=args.device == "cpu", mixed_precision=args.mixed_precision))
         method.start_round(0, seed=0)  # reference log-probs, as Trainer.fit does before step 1
         policy.train()
         times = []
@@ -187,8 +211,10 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
 
 
 def worker(args) -> dict:
+    global CUDA
     import torch
 
+    CUDA = args.device == "cuda"
     torch.set_num_threads(args.threads)
     # Every contender imports both stacks before the RSS baseline, so imports count alike.
     import datasets  # noqa: F401
@@ -199,8 +225,10 @@ def worker(args) -> dict:
     from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    policy = tiny_causal_lm(tokenizer, seed=0, hidden_size=args.hidden, num_hidden_layers=args.layers,
-                            intermediate_size=4 * args.hidden)
+    shape = ARCHS[args.arch] if args.arch else dict(
+        hidden_size=args.hidden, num_hidden_layers=args.layers, intermediate_size=4 * args.hidden
+    )
+    policy = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(args.device)
     records = make_records(args.pairs * (args.warmup + args.steps), args.prompt_words, args.response_words)
     baseline = rss_mib()
     if args.worker.startswith("trl"):
@@ -235,6 +263,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--arch", choices=sorted(ARCHS), help="a Pythia architecture instead of --hidden/--layers")
+    parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender; the fastest is reported")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
@@ -257,8 +288,9 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, torch threads {args.threads}; {rows[0]['parameters']:,} parameters; "
           f"best of {args.repeats} runs of {args.steps} timed steps; "
           f"{args.pairs} pairs/step; load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+    memory = "CUDA allocated" if args.device == "cuda" else "RSS"
     print("| contender | step CPU time | step wall time | tokens/step | tokens per CPU-s | tokens/s (wall) "
-          "| peak RSS | RSS growth |")
+          f"| peak {memory} | {memory} growth |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['contender']} | {r['step_cpu_s_median'] * 1000:.1f} ms | {r['step_s_median'] * 1000:.1f} ms | "
