@@ -62,3 +62,8 @@ def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys):
     assert train_from_cli("dpo", None, ["loop.log_with=none"]) == 2
     assert "needs data.preferences" in capsys.readouterr().err
     assert train_from_cli("ppo", None, []) == 2
+
+
+def test_self_play_without_rounds_is_a_config_error(tmp_path, capsys):
+    assert train_from_cli("spin", None, _files(tmp_path)) == 2
+    assert "method.steps_per_round" in capsys.readouterr().err

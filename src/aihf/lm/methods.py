@@ -32,6 +32,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object
 
 from aihf import objective
+from aihf.config import ConfigError
 from aihf.data import Demonstration, Preference
 from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate
 from aihf.lm.generation import HFSampler
@@ -239,7 +240,7 @@ class ImplicitRewardMethod(_Records):
         self_play = self.recipe.demo_term == "self-play"
         self.steps_per_round = (config.steps_per_round or 1) if self_play else None
         if self_play and config.steps_per_round is None:
-            raise ValueError(f"{name!r} regenerates its samples every round: set method.steps_per_round")
+            raise ConfigError(f"{name!r} regenerates its samples every round: set method.steps_per_round")
         self.needs_reference = self.recipe.pref_term or self_play
         self.form = self.recipe.preference_form or config.preference_form
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
