@@ -128,8 +128,25 @@ def _run_toy(config_path: str | None, overrides: list[str], output_dir: Path) ->
     return 0
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse, letting ``key=value`` overrides stand before or after the options.
+
+    argparse alone rejects positionals that follow an option once a ``nargs="*"``
+    positional has been filled (``train dpo --config f.yaml lr=1``); those are collected here.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    late = [item for item in extra if "=" in item and not item.startswith("-")]
+    unknown = [item for item in extra if item not in late]
+    if unknown or (late and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or late)}")
+    if late:
+        args.overrides = [*args.overrides, *late]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         if args.command == "train":
             return _lazy("aihf.lm.train", "train_from_cli")(args.method, args.config, args.overrides)

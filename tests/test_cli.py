@@ -1,0 +1,64 @@
+"""The aihf command: help, argument layout, overrides in any position, errors."""
+
+import pytest
+
+from aihf.cli import build_parser, main, parse_args
+
+
+def test_help_documents_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("train", "eval", "experiment", "quickstart"):
+        assert command in out
+
+
+def test_train_help_lists_the_methods(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for method in ("sft", "reward", "rlhf", "dpo", "ipo", "spin", "aihf", "aihf-dpo", "self-play-aihf"):
+        assert f"\n  {method} " in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "dpo", "--config", "c.yaml", "loop.max_steps=3", "method.beta=0.2"],
+        ["train", "dpo", "loop.max_steps=3", "--config", "c.yaml", "method.beta=0.2"],
+        ["train", "dpo", "loop.max_steps=3", "method.beta=0.2", "--config", "c.yaml"],
+    ],
+)
+def test_overrides_may_stand_anywhere(argv):
+    args = parse_args(argv)
+    assert args.method == "dpo" and args.config == "c.yaml"
+    assert args.overrides == ["loop.max_steps=3", "method.beta=0.2"]
+
+
+def test_unknown_options_are_errors(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["train", "dpo", "--confg", "c.yaml"])
+    assert exit_.value.code == 2 and "--confg" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["quickstart", "a=b"])
+
+
+def test_experiment_layout():
+    args = parse_args(["experiment", "mujoco", "--env", "Walker2d-v5", "--preset", "quick", "loop.total_steps=10"])
+    assert (args.setting, args.env, args.preset, args.overrides) == ("mujoco", "Walker2d-v5", "quick", ["loop.total_steps=10"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["experiment", "atari"])
+
+
+def test_toy_config_error_exits_2_and_names_the_key(tmp_path, capsys):
+    assert main(["experiment", "toy", "--output-dir", str(tmp_path), "iterationz=3"]) == 2
+    assert "unknown key(s) iterationz" in capsys.readouterr().err
+
+
+def test_toy_experiment_from_the_command_line(tmp_path, capsys):
+    settings = "settings=[{name: s, num_demonstrations: 20, num_preferences: 20}]"
+    assert main(["experiment", "toy", "--output-dir", str(tmp_path), "iterations=20", "seeds=[0]", settings]) == 0
+    out = capsys.readouterr().out
+    assert "| s | aihf |" in out and str(tmp_path / "normalised_return.png") in out
+    assert (tmp_path / "results.json").is_file()
