@@ -11,7 +11,6 @@ says " great" and " terrible" about equally often (SFT on both), as RLHF starts 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
