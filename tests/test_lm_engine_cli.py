@@ -52,8 +52,12 @@ def test_rlhf_runs_its_two_stages(tmp_path):
     args = _files(tmp_path) + [f"loop.output_dir={out}", "loop.max_steps=2", "reward_stage_steps=2",
                                "method.max_new_tokens=3", "method.rloo_k=2"]
     assert train_from_cli("rlhf", None, args) == 0
-    RewardModel.load(out / "reward" / "final" / "reward")
+    reward = out / "reward" / "final" / "reward"
+    RewardModel.load(reward)
     assert (out / "policy" / "final" / "policy" / "model.safetensors").is_file()
+    written = {p: p.stat().st_mtime_ns for p in reward.iterdir()}
+    assert train_from_cli("rlhf", None, args) == 0  # a finished reward stage is reused
+    assert {p: p.stat().st_mtime_ns for p in reward.iterdir()} == written
 
 
 def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys):

@@ -154,14 +154,23 @@ def _save_final(trainer: Trainer, tokenizer, directory: Path) -> None:
 
 
 def train(name: str, config: TrainConfig) -> TrainResult:
-    """Run method ``name``; weights end up in ``loop.output_dir/final``."""
+    """Run method ``name``; weights end up in ``loop.output_dir/final``.
+
+    ``rlhf`` first trains ``reward`` into ``output_dir/reward`` (skipped when that stage has
+    finished before, or when ``model.reward_model`` is a saved reward model), then its
+    policy stage into ``output_dir/policy``.
+    """
     if name == "rlhf" and not (config.model.reward_model and is_saved_reward_model(config.model.reward_model)):
         stage = copy.deepcopy(config)
         stage.loop.output_dir = str(Path(config.loop.output_dir) / "reward")
         stage.loop.max_steps = config.reward_stage_steps or config.loop.max_steps
-        train("reward", stage)
+        trained = Path(stage.loop.output_dir) / "final" / "reward"
+        if is_saved_reward_model(trained):
+            log.info("rlhf: reusing the reward model of a finished reward stage, %s", trained)
+        else:
+            train("reward", stage)
         config = copy.deepcopy(config)
-        config.model.reward_model = str(Path(stage.loop.output_dir) / "final" / "reward")
+        config.model.reward_model = str(trained)
         config.loop.output_dir = str(Path(config.loop.output_dir) / "policy")
     method, tokenizer = build_method(name, config)
     trainer = Trainer(method, config.loop)
