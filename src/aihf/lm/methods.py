@@ -282,17 +282,15 @@ class ImplicitRewardMethod(_Records):
         state = {f"reference.{k}": v for k, v in self.reference.items()}
         for split, seqs in self.generated.items():
             state[f"generated.{split}.lengths"] = torch.tensor([len(r) for _, r in seqs], dtype=torch.long)
-            state[f"generated.{split}.tokens"] = torch.tensor([t for _, r in seqs for t in r], dtype=torch.long)
+            state[f"generated.{split}.tokens"] = torch.cat([torch.tensor(r, dtype=torch.long) for _, r in seqs])
         return state
 
     def load_round_state(self, tensors: dict[str, torch.Tensor]) -> None:
         self.reference = {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
         for split in self.demos:
             if f"generated.{split}.lengths" in tensors:
-                flat = tensors[f"generated.{split}.tokens"].tolist()
-                ends = tensors[f"generated.{split}.lengths"].cumsum(0).tolist()
-                starts = [0, *ends[:-1]]
-                self.generated[split] = [(d[0], flat[s:e]) for d, s, e in zip(self.demos[split], starts, ends)]
+                responses = torch.split(tensors[f"generated.{split}.tokens"], tensors[f"generated.{split}.lengths"].tolist())
+                self.generated[split] = [(d[0], r.tolist()) for d, r in zip(self.demos[split], responses)]
 
     # ------------------------------------------------------------------------------- loss
 
