@@ -9,6 +9,7 @@ See src/aihf/control/expert_data.py for the files and their meaning.
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -29,7 +30,7 @@ def main() -> None:
                      low_checkpoint=args.low_checkpoint)
     record = make_data(cfg, args.checkpoints, args.out)
     record["command"] = " ".join(["python", *sys.argv])
-    (__import__("pathlib").Path(args.out) / "provenance.json").write_text(json.dumps(record, indent=2))
+    (Path(args.out) / "provenance.json").write_text(json.dumps(record, indent=2))
     print(json.dumps({k: v for k, v in record.items() if k != "demonstrator_returns"}, indent=2))
 
 
