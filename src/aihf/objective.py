@@ -203,6 +203,15 @@ def preference_loss(margin: torch.Tensor, beta: float, form: PreferenceForm = "s
     raise ValueError(f"unknown preference form {form!r}: use 'sigmoid' or 'ipo'")
 
 
+def _preference_term(
+    logps: tuple[torch.Tensor | None, ...], beta: float, form: PreferenceForm, reference_name: str
+) -> torch.Tensor:
+    """``preference_loss`` on (policy chosen, policy rejected, reference chosen, reference rejected)."""
+    if any(t is None for t in logps):
+        raise ValueError(f"w_pref > 0 needs policy and {reference_name} log-probs of chosen and rejected")
+    return preference_loss(dpo_log_ratio_margin(*logps), beta, form)
+
+
 def dpo_loss(
     policy_chosen: torch.Tensor,
     policy_rejected: torch.Tensor,
@@ -258,10 +267,10 @@ def aihf_dpo_loss(
             raise ValueError("w_demo > 0 needs policy_demo")
         loss = loss.to(policy_demo) - w_demo * policy_demo.mean()
     if w_pref > 0:
-        if any(t is None for t in (policy_chosen, policy_rejected, reference_chosen, reference_rejected)):
-            raise ValueError("w_pref > 0 needs policy and reference log-probs of chosen and rejected")
-        margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
-        loss = loss.to(margin) + w_pref * preference_loss(margin, beta, preference_form)
+        term = _preference_term(
+            (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference_form, "reference"
+        )
+        loss = loss.to(term) + w_pref * term
     return loss
 
 
@@ -311,10 +320,10 @@ def self_play_aihf_loss(
             policy_demo, policy_generated, iterate_demo, iterate_generated, beta
         )
     if w_pref > 0:
-        if any(t is None for t in (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected)):
-            raise ValueError("w_pref > 0 needs policy and iterate log-probs of chosen and rejected")
-        margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, iterate_chosen, iterate_rejected)
-        loss = loss.to(margin) + w_pref * preference_loss(margin, beta, preference_form)
+        term = _preference_term(
+            (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference_form, "iterate"
+        )
+        loss = loss.to(term) + w_pref * term
     return loss
 
 
