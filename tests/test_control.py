@@ -17,15 +17,6 @@ from aihf.control.rollout import run_episode
 from aihf.control.toy import ContextTarget, toy_data
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny nets run fastest on one thread; two spin-waiting threads crawl on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tiny_loop(total_steps: int) -> LoopConfig:
     return LoopConfig(
         total_steps=total_steps, reward_every=10, reward_updates=5, eval_every=total_steps, eval_episodes=10,

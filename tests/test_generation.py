@@ -11,16 +11,6 @@ from aihf.lm.models import load_causal_lm
 PROMPTS = ["the movie was", "hello", "i loved this movie because it was"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a shared 2-core machine two
-    spinning threads made generation 40x slower (measured 6.5 s vs 0.17 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     model, tokenizer = load_causal_lm("tiny")

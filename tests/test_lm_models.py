@@ -20,16 +20,6 @@ from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 TEXTS = ["the movie was great", "the movie was terrible . i hated it", "hello"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a shared 2-core machine two
-    spinning threads made generation 40x slower (measured 6.5 s vs 0.17 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pad(token_lists, pad_id, side):
     width = max(len(t) for t in token_lists)
     ids = torch.full((len(token_lists), width), pad_id)
