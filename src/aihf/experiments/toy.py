@@ -270,7 +270,7 @@ def write_outputs(results: dict, output_dir: Path) -> dict[str, Path]:
     settings = list(results["settings"])
     methods = list(METHODS)
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.4))
     for i, method in enumerate(methods):
         stats_ = [results["settings"][s][method]["normalised_return"] for s in settings]
         ax.bar(
@@ -285,7 +285,7 @@ def write_outputs(results: dict, output_dir: Path) -> dict[str, Path]:
     ax.axhline(1.0, color="black", lw=0.8, ls="--")
     ax.set_ylabel("normalised return on held-out prompts")
     ax.set_title("Toy problem: reward learned from demonstrations and/or preferences")
-    ax.legend()
+    ax.legend(ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     fig.tight_layout()
     fig.savefig(paths["plot"], dpi=120)
     plt.close(fig)
