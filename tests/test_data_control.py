@@ -101,3 +101,11 @@ def test_bad_npz_files_name_file_and_array(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(DataError, match=f"^{where}: not a readable .npz file"):
         TransitionSet.load(path)
+
+
+@pytest.mark.parametrize("terminals, row", [([0, 2, 1], 1), ([0.0, 1.0, float("nan")], 2)])
+def test_terminals_must_be_zero_one_or_bool(terminals, row):
+    with pytest.raises(DataError, match="expected 0/1 or booleans") as err:
+        Trajectory(np.zeros((3, 2)), np.zeros((3, 1)), terminals=terminals)
+    assert err.value.field == "terminals" and err.value.row == row
+    assert Trajectory(np.zeros((3, 2)), np.zeros((3, 1)), terminals=[True, False, True]).terminals.tolist() == [True, False, True]

@@ -42,6 +42,11 @@ def _array(value: Any, field: str, rank: int, dtype: type = np.float32) -> np.nd
         raise DataError(f"expected {rank} dims, got shape {raw.shape}", field=field)
     if raw.shape[0] == 0:
         raise DataError("is empty (first dim is 0)", field=field)
+    if dtype is np.bool_ and raw.dtype != np.bool_:
+        flat = raw.reshape(len(raw), -1)
+        bad = ~np.isin(flat, (0, 1)).all(axis=1)
+        if bad.any():
+            raise DataError("expected 0/1 or booleans", field=field, row=int(np.argmax(bad)))
     array = np.array(raw, dtype=dtype)
     if dtype is not np.bool_:
         bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
