@@ -10,7 +10,7 @@ import torch
 from aihf.experiments.imdb import builders, data, gold, metrics, plots
 from aihf.experiments.imdb.builders import BuildConfig, RatioSweep, ScoredResponse
 from aihf.experiments.imdb.judge import VaderJudge
-from aihf.experiments.toy import mean_interval
+from aihf.eval.stats import mean_interval
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from aihf.control.algorithm import METHODS, LoopConfig, train_method
 from aihf.control.bc import BCConfig, bc_actor, train_bc
 from aihf.control.expert_data import demonstrator_return, load_data
 from aihf.control.rollout import run_episode
+from aihf.eval.stats import mean_interval
 
 REPO = Path(__file__).resolve().parents[3]
 PRESETS = REPO / "configs" / "mujoco"
@@ -100,13 +101,15 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
 
 
 def summarise(runs: dict[str, list[dict]], expert: float) -> dict[str, dict]:
-    """Per method: final true return (mean, std over seeds), normalised by ``expert``, wall time."""
+    """Per method: final true return (mean, std and 95% t-interval over seeds), normalised by
+    ``expert``, and wall time."""
     summary = {}
     for method, seed_runs in runs.items():
         final = np.array([r["returns"][-1] for r in seed_runs])
         summary[method] = {"final_return_mean": float(final.mean()), "final_return_std": float(final.std()),
                            "normalised_mean": float(final.mean() / expert),
                            "normalised_std": float(final.std() / abs(expert)),
+                           "normalised_ci95": mean_interval(list(final / expert))["ci95"],
                            "wall_s_mean": float(np.mean([r["wall_s"] for r in seed_runs]))}
     return summary
 
@@ -117,14 +120,16 @@ def results_table(results: dict) -> str:
         "",
         f"Demonstrations: {results['n_demos']} transitions ({results['demos']}); preferences: "
         f"{results['n_prefs']} segment pairs; seeds {results['seeds']}; demonstrator return "
-        f"{results['demonstrator_return']:.1f} (= 1.0 normalised). Mean +- std over seeds.",
+        f"{results['demonstrator_return']:.1f} (= 1.0 normalised). Mean +- std over seeds; "
+        "the last column is the half-width of the 95% Student-t interval of the normalised return.",
         "",
-        "| method | final return | normalised | wall s / seed |",
-        "|---|---|---|---|",
+        "| method | final return | normalised | wall s / seed | normalised 95% CI |",
+        "|---|---|---|---|---|",
     ]
     for method, s in results["summary"].items():
         lines.append(f"| {method} | {s['final_return_mean']:.1f} +- {s['final_return_std']:.1f} | "
-                     f"{s['normalised_mean']:.3f} +- {s['normalised_std']:.3f} | {s['wall_s_mean']:.0f} |")
+                     f"{s['normalised_mean']:.3f} +- {s['normalised_std']:.3f} | {s['wall_s_mean']:.0f} | "
+                     f"± {s['normalised_ci95']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

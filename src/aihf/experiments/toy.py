@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aihf.eval.stats import mean_interval
 from aihf.objective import aihf_reward_loss
 from aihf.runtime import check_finite, set_seed
 
@@ -223,17 +224,6 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
     if output_dir is not None:
         write_outputs(results, Path(output_dir))
     return results
-
-
-def mean_interval(values: list[float]) -> dict[str, float]:
-    """Mean and the half-width of a 95% Student-t interval over seeds."""
-    from scipy import stats
-
-    array = np.asarray(values, dtype=np.float64)
-    if len(array) < 2:
-        return {"mean": float(array.mean()), "ci95": float("nan"), "n": len(array)}
-    half = stats.t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / math.sqrt(len(array))
-    return {"mean": float(array.mean()), "ci95": float(half), "n": len(array)}
 
 
 def results_table(results: dict) -> str:

@@ -10,7 +10,7 @@
   gold reward than the SFT policy's response to the same prompt, ties counting one half.
 
 Over seeds, each metric is reported as a mean and the half-width of a 95% Student-t
-interval (:func:`aihf.experiments.toy.mean_interval`).
+interval (:func:`aihf.eval.stats.mean_interval`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from aihf.experiments.toy import mean_interval
+from aihf.eval.stats import mean_interval
 from aihf.lm.batching import Sequence as TokenSequence
 from aihf.lm.batching import collate
 from aihf.objective import sequence_logprobs

@@ -1,0 +1,18 @@
+"""Seed summaries: the 95% Student-t interval against tabulated quantiles."""
+
+import math
+
+import pytest
+
+from aihf.eval.stats import mean_interval
+
+
+def test_three_seeds_use_t_with_two_degrees_of_freedom():
+    out = mean_interval([1.0, 2.0, 3.0])  # s = 1, t_{0.975, 2} = 4.302653 (tables)
+    assert out["mean"] == 2.0 and out["n"] == 3
+    assert out["ci95"] == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+
+
+def test_single_seed_has_no_interval():
+    out = mean_interval([0.5])
+    assert out["mean"] == 0.5 and math.isnan(out["ci95"])
