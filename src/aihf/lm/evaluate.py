@@ -30,9 +30,11 @@ def sequence_scores(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of response-token log-probs, number of response tokens) per sequence, in batches.
 
-    With a :class:`RewardModel` the first tensor is its reward and the second is ones.
+    With a :class:`RewardModel` the first tensor is its reward and the second is ones. ``model``
+    may be anything with ``.device`` that returns ``.logits`` (e.g. an ``AdapterDisabledReference``);
+    put it in eval mode first.
     """
-    device = next(model.parameters()).device
+    device = model.device if hasattr(model, "device") else next(model.parameters()).device
     totals, counts = [], []
     for start in range(0, len(sequences), batch_size):
         batch = collate(sequences[start : start + batch_size], pad_id).to(device)

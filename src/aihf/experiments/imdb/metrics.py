@@ -18,12 +18,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from aihf.eval.stats import mean_interval
 from aihf.lm.batching import Sequence as TokenSequence
-from aihf.lm.batching import collate
-from aihf.objective import sequence_logprobs
+from aihf.lm.evaluate import sequence_scores
 
 METRICS = ("gold_reward", "judge", "kl", "win_rate")
 
@@ -36,29 +34,18 @@ def win_rate(method_gold: Sequence[float], sft_gold: Sequence[float]) -> float:
     return float(np.mean((method > sft) + 0.5 * (method == sft)))
 
 
-@torch.no_grad()
-def response_logprobs(model, sequences: list[TokenSequence], pad_id: int, batch_size: int = 16) -> torch.Tensor:
-    """log model(y|x), summed over response tokens, for each (prompt ids, response ids); float32 on the CPU.
-
-    ``model`` is a causal LM (or ``lm.models.AdapterDisabledReference``): it has ``.device`` and
-    returns ``.logits`` for ``input_ids``/``attention_mask``; put it in eval mode first (no dropout).
-    """
-    out = []
-    for start in range(0, len(sequences), batch_size):
-        batch = collate(sequences[start : start + batch_size], pad_id).to(model.device)
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        out.append(sequence_logprobs(logits, batch.input_ids, batch.loss_mask).float().cpu())
-    return torch.cat(out)
-
-
 def kl_to_reference(
     policy, reference, samples: list[TokenSequence], pad_id: int, batch_size: int = 16
 ) -> float:
-    """KL(pi || pi_ref) estimated from ``samples`` of the policy: mean of log pi - log pi_ref per sequence."""
+    """KL(pi || pi_ref) estimated from ``samples`` of the policy: mean of log pi - log pi_ref per sequence.
+
+    Both models in eval mode; log-probs summed over response tokens (``lm.evaluate.sequence_scores``).
+    """
     if not samples:
         raise ValueError("the KL estimate needs at least one sample")
-    log_ratio = response_logprobs(policy, samples, pad_id, batch_size) - response_logprobs(
-        reference, samples, pad_id, batch_size
+    log_ratio = (
+        sequence_scores(policy, samples, pad_id, batch_size)[0]
+        - sequence_scores(reference, samples, pad_id, batch_size)[0]
     )
     return float(log_ratio.mean())
 
