@@ -72,7 +72,18 @@ def test_reward_model_directory(saved, tmp_path):
     reward_model = RewardModel.from_causal_lm(tiny_causal_lm(tokenizer, seed=2), seed=3)
     reward_model.save(tmp_path / "rm", tokenizer)
     metrics = evaluate(str(tmp_path / "rm"), preferences=root / "prefs.jsonl")
-    assert metrics["pairs"] == 3 and 0.0 <= metrics["preference_accuracy"] <= 1.0
+    reloaded = RewardModel.load(tmp_path / "rm").eval()
+
+    def reward(prompt, response):  # one unpadded sequence at a time, EOS appended as the encoder does
+        ids = tokenizer(prompt).input_ids + tokenizer(response, add_special_tokens=False).input_ids
+        ids = torch.tensor([ids + [tokenizer.eos_token_id]])
+        with torch.no_grad():
+            return float(reloaded(ids, torch.ones_like(ids)))
+
+    margins = [reward(p.prompt, p.chosen) - reward(p.prompt, p.rejected) for p in prefs]
+    assert metrics["pairs"] == 3
+    assert metrics["reward_margin"] == pytest.approx(sum(margins) / 3, abs=1e-5)
+    assert metrics["preference_accuracy"] == pytest.approx(sum(m > 0 for m in margins) / 3)
     with pytest.raises(ValueError, match="no likelihood"):
         evaluate(str(tmp_path / "rm"), demonstrations=root / "demos.jsonl")
 
