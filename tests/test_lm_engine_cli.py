@@ -38,8 +38,8 @@ def test_cli_trains_and_writes_loadable_weights(tmp_path, capsys):
                                "loop.eval_every=2", "loop.mixed_precision=bf16"]
     # accelerate keeps mixed precision in a process-wide singleton: start clean, leak no bf16
     AcceleratorState._reset_state()
-    try:  # overrides before --config: argparse cannot take them after it (reported to cli.py's owner)
-        assert main(["train", "aihf-dpo", *args, "--config", str(REPO / "configs/lm/tiny.yaml")]) == 0
+    try:  # overrides after --config, as the README writes them
+        assert main(["train", "aihf-dpo", "--config", str(REPO / "configs/lm/tiny.yaml"), *args]) == 0
     finally:
         AcceleratorState._reset_state()
     assert "aihf-dpo: 2 steps" in capsys.readouterr().out
