@@ -1,4 +1,6 @@
-"""Language data: records, readers (JSONL, Parquet, datasets), bad inputs, filtering report."""
+"""Language data: records, readers (JSONL, Parquet, datasets), bad inputs, filtering report.
+
+Prompt-only records (the RL prompt set, ``read_prompts``) go through the same reader."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aihf.data import DataError, Demonstration, Message, Preference, read_demonstrations, read_preferences, write_jsonl
+from aihf.data import (
+    DataError, Demonstration, Message, Preference, PromptRecord, read_demonstrations, read_preferences, read_prompts,
+    write_jsonl,
+)
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
 GOOD_PREF = {"prompt": "p", "chosen": "good", "rejected": "bad"}
@@ -81,6 +86,17 @@ BAD_JSONL = [
     ("line not an object", read_preferences, [GOOD_PREF, "", '["p", "a", "b"]'], {}, 3, None,
      r"a JSONL line must be a JSON object, got list"),
     ("custom column missing", read_preferences, [GOOD_PREF], {"chosen_field": "better"}, 1, "better", r"missing"),
+    ("prompt row without prompt", read_prompts, [{"prompt": "p"}, {"text": "p"}], {}, 2, "prompt",
+     r"missing \(a prompt row needs 'prompt'\)"),
+    ("null prompt", read_prompts, [{"prompt": None}], {}, 1, "prompt", r"missing \(null\)"),
+    ("prompt not text", read_prompts, [{"prompt": 7}], {}, 1, "prompt",
+     r"prompt must be a string or a list of chat messages, got int"),
+    ("prompt-set chat ends with assistant", read_prompts, [{"prompt": messages("user", "q", "assistant", "a")}], {},
+     1, "prompt[1].role", r"a chat prompt must end with a user turn, got 'assistant'"),
+    ("prompt-set message without content", read_prompts, [{"query": [{"role": "user"}]}], {"prompt_field": "query"},
+     1, "query[0].content", r"chat message has no 'content'"),
+    ("prompt row with a response, strict", read_prompts, [GOOD_DEMO], {"strict": True}, 1, "response",
+     r"unknown field \(strict=True reads only \['prompt'\]\)"),
 ]
 
 
@@ -244,3 +260,23 @@ def test_skip_dedupe_and_max_chars_report_every_drop(tmp_path, caplog):
 def test_clean_read_has_empty_report():
     records = read_preferences([GOOD_PREF, GOOD_PREF])
     assert len(records) == 2 and records.report.kept == 2 and not records.report.dropped
+
+
+def test_prompts_read_plain_and_chat_and_ignore_response_columns(tmp_path, caplog):
+    rows = [{"prompt": "Say hi", "response": "hi"}, {"prompt": CHAT, "chosen": "a", "rejected": "b"}, {"prompt": "Say hi"},
+            {"prompt": " "}, {"prompt": "x" * 30}]
+    with caplog.at_level("WARNING", logger="aihf.data"):
+        records = read_prompts(rows, on_error="skip", dedupe=True, max_chars=28)  # CHAT: 27
+    assert records == [PromptRecord("Say hi"), PromptRecord(CHAT)]
+    assert records[1].is_chat and records[1].prompt_messages() == CHAT and not records[0].is_chat
+    assert dict(records.report.dropped) == {"duplicate": 1, "invalid field 'prompt'": 1, "longer than max_chars": 1}
+    assert "read 5 rows, kept 2" in caplog.text
+    assert PromptRecord("Say hi") != Demonstration("Say hi", "hi")  # a prompt is not a demonstration
+    with pytest.raises(DataError, match="^field 'prompt': prompt is empty"):
+        PromptRecord("")
+    assert write_jsonl(records, tmp_path / "prompts.jsonl") == 2
+    assert read_prompts(tmp_path / "prompts.jsonl") == records
+    path = tmp_path / "prompts.parquet"
+    pq.write_table(pa.Table.from_pylist([{"prompt": "a"}, {"prompt": "b"}, {"prompt": ""}]), path)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, index 2 \(0-based\), field 'prompt': prompt is empty"):
+        read_prompts(path)

@@ -1,5 +1,5 @@
 """Read and write language records: :func:`read_demonstrations`, :func:`read_preferences`,
-:func:`write_jsonl`.
+:func:`read_prompts`, :func:`write_jsonl`.
 
 Sources and row numbering: :mod:`aihf.data.sources`. Accepted row layouts (plain,
 chat ``messages``, UltraFeedback and HH conversations): :mod:`aihf.data.rows`.
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, Union
 
 from aihf.data.errors import DataError
-from aihf.data.records import Demonstration, Preference
-from aihf.data.rows import demonstration_from_row, preference_from_row
+from aihf.data.records import Demonstration, Preference, PromptRecord
+from aihf.data.rows import demonstration_from_row, preference_from_row, prompt_from_row
 from aihf.data.sources import Source, open_rows
 
 logger = logging.getLogger("aihf.data")
-R = TypeVar("R", Demonstration, Preference)
+R = TypeVar("R", Demonstration, Preference, PromptRecord)
 OnError = Literal["raise", "skip"]
 MAX_EXAMPLES = 5
 
@@ -60,11 +60,16 @@ class Records(list, Generic[R]):
         self.report = report
 
 
-def _chars(record: Demonstration | Preference) -> int:
-    """Prompt characters (message contents summed) plus the longest response's."""
+def _chars(record: Demonstration | Preference | PromptRecord) -> int:
+    """Prompt characters (message contents summed) plus the longest response's (none for a prompt record)."""
     prompt = record.prompt if isinstance(record.prompt, str) else "".join(m.content for m in record.prompt)
-    responses = [record.response] if isinstance(record, Demonstration) else [record.chosen, record.rejected]
-    return len(prompt) + max(map(len, responses))
+    if isinstance(record, Demonstration):
+        responses = [record.response]
+    elif isinstance(record, Preference):
+        responses = [record.chosen, record.rejected]
+    else:
+        responses = []
+    return len(prompt) + max(map(len, responses), default=0)
 
 
 def _read(
@@ -170,11 +175,30 @@ def read_preferences(
     return _read(source, parse, on_error, dedupe, max_chars)
 
 
-def write_jsonl(records: Iterable[Union[Demonstration, Preference]], path: str | Path) -> int:
+def read_prompts(
+    source: Source,
+    *,
+    prompt_field: str = "prompt",
+    strict: bool = False,
+    on_error: OnError = "raise",
+    dedupe: bool = False,
+    max_chars: int | None = None,
+) -> Records[PromptRecord]:
+    """Prompts x alone (the RL prompt set, METHOD.md section 6) from the same sources.
+
+    Rows are ``{prompt}``, the prompt a string or chat messages ending with a user turn (as
+    for demonstrations); other columns are metadata unless ``strict``, so demonstration and
+    preference files read as prompts too. Options as in :func:`read_demonstrations`;
+    ``max_chars`` applies to the prompt.
+    """
+    return _read(source, partial(prompt_from_row, prompt=prompt_field, strict=strict), on_error, dedupe, max_chars)
+
+
+def write_jsonl(records: Iterable[Union[Demonstration, Preference, PromptRecord]], path: str | Path) -> int:
     """Write records as JSONL (UTF-8, one ``record.to_dict()`` per line); returns the count.
 
-    The output reads back with :func:`read_demonstrations` / :func:`read_preferences` into
-    equal records.
+    The output reads back with :func:`read_demonstrations` / :func:`read_preferences` /
+    :func:`read_prompts` into equal records.
     """
     count = 0
     with open(path, "w", encoding="utf-8") as f:

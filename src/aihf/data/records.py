@@ -1,4 +1,5 @@
-"""Language records: :class:`Demonstration` (x, y_E) and :class:`Preference` (x, y_w, y_l).
+"""Language records: :class:`Demonstration` (x, y_E), :class:`Preference` (x, y_w, y_l) and
+:class:`PromptRecord` (x alone: a prompt of the RL prompt set, METHOD.md section 6).
 
 METHOD.md section 1 (Data). Two forms, one representation each after construction:
 
@@ -132,6 +133,22 @@ class _Prompted:
 
     def _prompt_json(self) -> str | list[dict[str, str]]:
         return self.prompt if isinstance(self.prompt, str) else self.prompt_messages()
+
+
+@dataclass(frozen=True)
+class PromptRecord(_Prompted):
+    """A prompt x alone: the RL methods sample y ~ pi(.|x) on it (METHOD.md sections 3 and 6).
+
+    ``prompt`` is a :data:`Prompt` (plain text or chat messages ending with a user turn),
+    validated as a demonstration's or preference's prompt is.
+    """
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompt", to_prompt(self.prompt))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"prompt"}`` with a chat prompt as a list of message dicts (JSON-ready)."""
+        return {"prompt": self._prompt_json()}
 
 
 @dataclass(frozen=True)

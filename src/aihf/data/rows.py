@@ -17,6 +17,10 @@ Preference rows:
   the responses are the rest (keeping HH's leading space);
 * otherwise ``{prompt, chosen, rejected}`` as for demonstrations.
 
+Prompt rows (the RL prompt set): ``{prompt}``, the prompt a ``str`` or a message list
+ending with a user turn. Other columns (e.g. a demonstration's ``response``) are
+metadata, so a demonstration or ``{prompt, chosen, rejected}`` file also reads as prompts.
+
 Column names are configurable. Other columns are metadata and ignored, unless
 ``strict=True``, which makes any column not read an error. Errors name the column the
 bad value came from (e.g. ``messages[3].role``), never the record's internal field.
@@ -29,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aihf.data.errors import DataError
-from aihf.data.records import Demonstration, Message, Preference, to_messages
+from aihf.data.records import Demonstration, Message, Preference, PromptRecord, to_messages
 
 R = TypeVar("R")
 HH_ASSISTANT = "\n\nAssistant:"
@@ -88,6 +92,12 @@ def demonstration_from_row(
         Demonstration, {"prompt": messages, "response": f"{messages}[{last}]"},
         prompt=turns[:last], response=turns[last],
     )
+
+
+def prompt_from_row(row: Mapping[str, Any], *, prompt: str = "prompt", strict: bool = False) -> PromptRecord:
+    """A :class:`PromptRecord` from a ``{prompt}`` row."""
+    _check_columns(row, {prompt}, strict)
+    return _build(PromptRecord, {"prompt": prompt}, prompt=_get(row, prompt, f" (a prompt row needs '{prompt}')"))
 
 
 def _split_conversations(chosen: tuple[Message, ...], rejected: tuple[Message, ...]) -> int:

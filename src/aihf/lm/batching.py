@@ -11,10 +11,13 @@ needs to return log pi(y|x) (METHOD.md sections 2 and 4).
   add_generation_prompt=True)``; the response is what the template adds after that
   prefix when the assistant turn is appended (so it includes the template's end-of-turn
   tokens).
+* Prompt records (the RL prompt set) are encoded to their prompt ids alone, as the
+  prompt of a demonstration is.
 * Truncation: a prompt longer than ``max_prompt_length`` keeps its *last* tokens (the
   part next to the response); a sequence longer than ``max_length`` loses the end of its
-  response. Every truncation is counted in :class:`TruncationStats` and reported by the
-  trainer; nothing is cut silently.
+  response. Every truncation is counted in :class:`TruncationStats` (a prompt record
+  counts as a sequence with no response) and reported by the trainer; nothing is cut
+  silently.
 
 Preference pairs are laid out as ``[chosen_1..chosen_B, rejected_1..rejected_B]`` so one
 forward pass scores both halves (:func:`collate`), and the trainer concatenates every
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aihf.data import Demonstration, Preference
+from aihf.data import Demonstration, Preference, PromptRecord
 
 Sequence = tuple[list[int], list[int]]  # (prompt ids, response ids)
 
@@ -64,7 +67,7 @@ class Encoder:
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token first")
 
-    def prompt(self, record: Demonstration | Preference) -> list[int]:
+    def prompt(self, record: Demonstration | Preference | PromptRecord) -> list[int]:
         """Token ids of the prompt (chat template with the generation prompt for chat records)."""
         if record.is_chat:
             ids = self.tokenizer.apply_chat_template(
@@ -117,6 +120,10 @@ class Encoder:
             self.fit(prompt, self.response(record, prompt, record.chosen)),
             self.fit(prompt, self.response(record, prompt, record.rejected)),
         )
+
+    def prompt_record(self, record: PromptRecord) -> list[int]:
+        """The prompt ids of a prompt-only record (to sample on), cut and counted as :meth:`fit` does."""
+        return self.fit(self.prompt(record), [])[0]
 
     def truncate_prompt(self, prompt_ids: list[int]) -> list[int]:
         """A prompt alone (for generation), cut like :meth:`fit` cuts it (not counted again)."""

@@ -14,8 +14,11 @@ data terms are on. So there are two method classes, both driven by the one loop 
   reference copy is kept in memory, and nothing is recomputed per epoch.
 * :class:`ExplicitRewardMethod` samples k responses per prompt from the policy and, in
   one step, updates the policy with RLOO on the KL-penalised reward (``aihf.lm.rl``) and
-  the reward model with ``objective.aihf_reward_loss`` on demonstrations versus those
-  same samples plus preferences.
+  the reward model with ``objective.aihf_reward_loss`` on demonstrations versus samples
+  y ~ pi_k on their prompts, plus preferences. The RL prompts are the demonstrations'
+  (AIHF) or the preferences' (RLHF) unless a separate prompt set is given (``data.prompts``,
+  METHOD.md section 6); then the policy step samples on it, and AIHF's reward step draws
+  one y ~ pi_k per demonstration on the demonstration's own prompt.
 
 ``RECIPES`` maps each method name to its switches; ``MethodConfig`` holds the numbers.
 """
@@ -33,7 +36,7 @@ from accelerate.utils import DistributedType, gather_object
 
 from aihf import objective
 from aihf.config import ConfigError
-from aihf.data import Demonstration, Preference
+from aihf.data import Demonstration, Preference, PromptRecord
 from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate
 from aihf.lm.generation import HFSampler
 from aihf.lm.rl import rloo_step
@@ -81,15 +84,37 @@ class Recipe:
     preference_form: Literal["sigmoid", "ipo"] | None = None  # None: MethodConfig.preference_form
     train_policy: bool = True
     train_reward: bool = False
-    rl_prompts: Literal["demo", "pref", "none"] = "none"
+    rl_prompts: Literal["demo", "pref", "none"] = "none"  # where RL samples are drawn without a prompt set
+
+    @property
+    def uses_prompts(self) -> bool:
+        """Whether a prompt set (``data.prompts``) can replace ``rl_prompts`` (the RL methods)."""
+        return self.rl_prompts != "none"
+
+    def rl_source(self, prompt_set: bool = False) -> Literal["demo", "pref", "prompt", "none"]:
+        """Which records' prompts the policy step samples on: the prompt set when given."""
+        return "prompt" if prompt_set and self.uses_prompts else self.rl_prompts
+
+    def kinds(self, prompt_set: bool = False) -> frozenset[str]:
+        """The record kinds the method reads: ``demo``, ``pref``, ``prompt``."""
+        source = self.rl_source(prompt_set)
+        return frozenset(
+            kind for kind, used in (
+                ("demo", self.demo_term != "none" or source == "demo"),
+                ("pref", self.pref_term or source == "pref"),
+                ("prompt", source == "prompt"),
+            ) if used
+        )
 
     @property
     def uses_demos(self) -> bool:
-        return self.demo_term != "none" or self.rl_prompts == "demo"
+        """Reads demonstrations when no prompt set is given."""
+        return "demo" in self.kinds()
 
     @property
     def uses_prefs(self) -> bool:
-        return self.pref_term or self.rl_prompts == "pref"
+        """Reads preferences when no prompt set is given."""
+        return "pref" in self.kinds()
 
 
 RECIPES: dict[str, Recipe] = {
@@ -118,7 +143,11 @@ RECIPES: dict[str, Recipe] = {
 
 
 class _Records:
-    """Encoded records of both splits, their prompts, and the shared helpers of the methods."""
+    """Encoded records of both splits, their prompts, and the shared helpers of the methods.
+
+    ``prompts`` (optional, RL methods only) is the prompt set: given, it is where the policy
+    step samples (``rl_source == "prompt"``), and RLHF then needs no preferences.
+    """
 
     def __init__(
         self,
@@ -128,20 +157,31 @@ class _Records:
         encoder: Encoder,
         demonstrations: dict[str, list[Demonstration]],
         preferences: dict[str, list[Preference]],
+        prompts: dict[str, list[PromptRecord]] | None = None,
     ) -> None:
         self.name, self.config, self.tokenizer, self.encoder = name, config, tokenizer, encoder
         self.recipe = RECIPES[name]
-        if self.recipe.uses_demos and not demonstrations.get("train"):
+        prompts = prompts or {}
+        if any(prompts.values()) and not self.recipe.uses_prompts:
+            raise ValueError(f"method {name!r} samples on no prompts: it takes no prompt set")
+        if prompts.get("eval") and not prompts.get("train"):
+            raise ValueError("eval prompts need training prompts")
+        self.rl_source = self.recipe.rl_source(prompt_set=bool(prompts.get("train")))
+        kinds = self.recipe.kinds(prompt_set=self.rl_source == "prompt")
+        if "demo" in kinds and not demonstrations.get("train"):
             raise ValueError(f"method {name!r} needs demonstrations")
-        if self.recipe.uses_prefs and not preferences.get("train"):
+        if "pref" in kinds and not preferences.get("train"):
             raise ValueError(f"method {name!r} needs preferences")
         self.demos: dict[str, list[Sequence]] = {}
         self.pairs: dict[str, list[tuple[Sequence, Sequence]]] = {}
+        self.prompts: dict[str, list[list[int]]] = {}  # prompt ids of the prompt set
         for split in ("train", "eval"):
-            if self.recipe.uses_demos and demonstrations.get(split):
+            if "demo" in kinds and demonstrations.get(split):
                 self.demos[split] = [encoder.demonstration(r) for r in demonstrations[split]]
-            if self.recipe.uses_prefs and preferences.get(split):
+            if "pref" in kinds and preferences.get(split):
                 self.pairs[split] = [encoder.preference(r) for r in preferences[split]]
+            if "prompt" in kinds and prompts.get(split):
+                self.prompts[split] = [encoder.prompt_record(r) for r in prompts[split]]
         self.accelerator: Accelerator | None = None
 
     @property
@@ -157,6 +197,8 @@ class _Records:
             sizes["demo"] = len(self.demos[split])
         if split in self.pairs:
             sizes["pref"] = len(self.pairs[split])
+        if split in self.prompts:
+            sizes["prompt"] = len(self.prompts[split])
         return sizes
 
     def logps(self, model, sequences: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -341,20 +383,26 @@ class ImplicitRewardMethod(_Records):
 class ExplicitRewardMethod(_Records):
     """Reward model and/or RL policy: ``reward``, ``rlhf``'s policy stage, ``aihf`` (METHOD.md section 3).
 
-    One step of Algorithm 1 per micro-batch: draw k responses y ~ pi_k for each prompt
-    (the demonstrations' prompts for AIHF, the preferences' for RLHF), score
-    [y_E, y, y_w, y_l] with r_theta_k in one forward pass, then
-      policy step: RLOO on R = r_theta_k(x, y) - kl_coef * log(pi/pi_ref)(y|x) (``aihf.lm.rl``);
-      reward step: ``objective.aihf_reward_loss`` on r(x, y_E) vs r(x, y) and r(x, y_w) vs r(x, y_l).
-    Both use the same samples, and each loss only reaches its own model's parameters, so
-    one backward pass and one optimizer step (two parameter groups) perform both updates.
+    One step of Algorithm 1 per micro-batch. Sample, in one ``generate`` call: k responses
+    y ~ pi_k for each RL prompt x (the prompt set's when one is given, METHOD.md section 6;
+    otherwise the demonstrations' for AIHF, the preferences' for RLHF), and, for AIHF with
+    a prompt set, one y ~ pi_k(.|x) per demonstration (x, y_E) on its own prompt (step 2).
+    Score [y_E, samples, y_w, y_l] with r_theta_k in one forward pass, then
+      policy step: RLOO on R = r_theta_k(x, y) - kl_coef * log(pi/pi_ref)(y|x) over the k
+        samples of each RL prompt (``aihf.lm.rl``);
+      reward step: ``objective.aihf_reward_loss`` on r(x, y_E) vs r(x, y) and r(x, y_w) vs
+        r(x, y_l), i.e. l_R = -w_D mean(r(x, y_E) - r(x, y)) - w_P mean(log sigma(r_w - r_l))
+        (or the logistic demonstration term), where each y_E is paired with the k RL samples
+        of its prompt (no prompt set: r(x, y_E) repeated k times) or with its one sample.
+    Each loss only reaches its own model's parameters, so one backward pass and one
+    optimizer step (two parameter groups) perform both updates.
     """
 
     def __init__(
         self, name: str, config: MethodConfig, tokenizer, encoder: Encoder, demonstrations, preferences,
-        reward_model, policy=None, reference=None,
+        reward_model, policy=None, reference=None, prompts=None,
     ) -> None:
-        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences)
+        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences, prompts)
         recipe = self.recipe
         if recipe.reward != "explicit":
             raise ValueError(f"{name!r} is not an explicit-reward method")
@@ -396,41 +444,55 @@ class ExplicitRewardMethod(_Records):
         with torch.set_grad_enabled(grad), acc.autocast():
             return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).float()
 
+    def _rl_prompts(self, indices: dict[str, list[int]], split: str) -> list[list[int]]:
+        """The prompt ids the policy step samples on: the micro-batch of ``rl_source`` records."""
+        chosen = indices.get(self.rl_source, [])
+        if self.rl_source == "prompt":
+            return [self.prompts[split][i] for i in chosen]
+        if self.rl_source == "demo":
+            return [self.demos[split][i][0] for i in chosen]
+        return [self.pairs[split][i][0][0] for i in chosen]  # "pref": the prompt of the chosen sequence
+
     def loss(self, indices: dict[str, list[int]], split: str, seed: int) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, recipe, k = self.config, self.recipe, self.config.rloo_k
         demo_idx, pref_idx = indices.get("demo", []), indices.get("pref", [])
         demos = [self.demos[split][i] for i in demo_idx] if recipe.demo_term == "irl" else []
         pairs = [self.pairs[split][i] for i in pref_idx] if recipe.pref_term else []
-        samples: list[Sequence] = []
+        rl_prompts: list[list[int]] = []  # k samples each, for RLOO (and the demonstration term without a prompt set)
+        demo_prompts: list[list[int]] = []  # with a prompt set: one sample per demonstration, on its prompt
         if self.sampling:
-            source = [self.demos[split][i] for i in demo_idx] if recipe.rl_prompts == "demo" else [
-                self.pairs[split][i][0] for i in pref_idx
-            ]
-            prompts = [prompt for prompt, _ in source for _ in range(k)]
-            samples = self.sample(self.models.get("policy", self.policy), prompts, seed)
+            rl_prompts = [prompt for prompt in self._rl_prompts(indices, split) for _ in range(k)]
+            if self.rl_source == "prompt":
+                demo_prompts = [prompt for prompt, _ in demos]
+        queries = rl_prompts + demo_prompts
+        samples = self.sample(self.models.get("policy", self.policy), queries, seed) if queries else []
         seqs = demos + samples + [p[0] for p in pairs] + [p[1] for p in pairs]
         rewards = self._rewards(seqs, grad=recipe.train_reward and torch.is_grad_enabled())
         r_demo, r_samples, r_chosen, r_rejected = torch.split(rewards, [len(demos), len(samples), len(pairs), len(pairs)])
+        r_rl, r_own = torch.split(r_samples, [len(rl_prompts), len(demo_prompts)])
+        # the samples each demonstration is compared with: its own one, or the k of its prompt
+        r_demo_paired, r_demo_samples = (r_demo, r_own) if demo_prompts else (r_demo.repeat_interleave(k), r_rl)
         metrics: dict[str, float] = {}
         loss = rewards.new_zeros(())
         if pairs:
             metrics["reward_accuracy"] = float((r_chosen > r_rejected).float().mean())
-        if samples:
-            metrics["reward_samples"] = float(r_samples.detach().mean())
+        if rl_prompts:
+            metrics["reward_samples"] = float(r_rl.detach().mean())
         if demos:
-            metrics["reward_demo_minus_samples"] = float((r_demo.detach().mean() - r_samples.detach().mean()))
+            metrics["reward_demo_minus_samples"] = float((r_demo.detach().mean() - r_demo_samples.detach().mean()))
         if recipe.train_reward:
             w_demo = cfg.w_demo if demos else 0.0
             w_pref = cfg.w_pref if pairs else 0.0
             loss = loss + objective.aihf_reward_loss(
-                r_demo.repeat_interleave(k) if demos else None, r_samples if demos else None,
+                r_demo_paired if demos else None, r_demo_samples if demos else None,
                 r_chosen if pairs else None, r_rejected if pairs else None,
                 w_demo, w_pref, cfg.demo_form, cfg.reward_l2,
             )
-        if recipe.train_policy:
+        if recipe.train_policy and rl_prompts:
+            rl_samples = samples[: len(rl_prompts)]
             policy_loss, rl_metrics = rloo_step(
-                lambda model: self.logps(model, samples)[0],
-                self.models["policy"], self.reference_model, r_samples.detach(), k, cfg.kl_coef,
+                lambda model: self.logps(model, rl_samples)[0],
+                self.models["policy"], self.reference_model, r_rl.detach(), k, cfg.kl_coef,
             )
             loss = loss + policy_loss
             metrics.update(rl_metrics)

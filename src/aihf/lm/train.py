@@ -8,6 +8,10 @@ A config has four sections: ``model`` (what to load), ``data`` (files, lengths),
 checkpoints, logging: ``LoopConfig``). ``rlhf`` runs two stages through the same loop:
 the ``reward`` method into ``output_dir/reward`` (unless ``model.reward_model`` names a
 saved reward model), then the RLOO policy stage into ``output_dir/policy``.
+
+``data.prompts`` is the RL prompt set (METHOD.md section 6): ``rlhf``'s policy stage and
+``aihf`` sample their RLOO responses on it instead of on the preferences' /
+demonstrations' prompts; the other methods (and ``rlhf``'s reward stage) ignore it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aihf.config import ConfigError, load_config, save_config
-from aihf.data import DataError, read_demonstrations, read_preferences
+from aihf.data import DataError, read_demonstrations, read_preferences, read_prompts
 from aihf.lm.batching import Encoder
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
 from aihf.lm.models import LoraSettings, RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model, reference_model
@@ -45,12 +49,19 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Record files (JSONL, Parquet) and token limits."""
+    """Record files (JSONL, Parquet) and token limits.
+
+    ``prompts``: the RL prompt set (rows with a ``prompt``; ``read_prompts``), where
+    ``rlhf``'s policy stage and ``aihf`` draw their RLOO samples (METHOD.md section 6).
+    Unset, they sample on the preferences' (``rlhf``) or demonstrations' (``aihf``) prompts.
+    """
 
     demonstrations: str | None = None
     preferences: str | None = None
+    prompts: str | None = None
     eval_demonstrations: str | None = None
     eval_preferences: str | None = None
+    eval_prompts: str | None = None
     eval_fraction: float = 0.0  # held out of the training files when no eval file is given
     max_length: int = 512
     max_prompt_length: int = 256
@@ -80,18 +91,27 @@ def _split(records: list, fraction: float, seed: int) -> tuple[list, list]:
     return [records[i] for i in order[cut:]], [records[i] for i in order[:cut]]
 
 
-def read_data(config: TrainConfig, name: str) -> tuple[dict[str, list], dict[str, list]]:
-    """({split: demonstrations}, {split: preferences}) for the data kinds ``name`` uses."""
+def read_data(config: TrainConfig, name: str) -> tuple[dict[str, list], dict[str, list], dict[str, list]]:
+    """({split: demonstrations}, {split: preferences}, {split: prompts}) for the data kinds
+    ``name`` uses; a kind it does not use is ``{}`` (and a file given for it is ignored
+    with a warning). With ``data.prompts``, ``rlhf`` reads no preferences (its policy stage
+    samples on the prompts)."""
     recipe, data, seed = RECIPES[name], config.data, config.loop.seed
+    if data.eval_prompts and not data.prompts:
+        raise ConfigError("data.eval_prompts is set but data.prompts is not")
+    prompt_set = bool(data.prompts) and recipe.uses_prompts
+    used = recipe.kinds(prompt_set)
     kinds = (
-        ("demonstrations", recipe.uses_demos, data.demonstrations, data.eval_demonstrations, read_demonstrations),
-        ("preferences", recipe.uses_prefs, data.preferences, data.eval_preferences, read_preferences),
+        ("demonstrations", "demo" in used, data.demonstrations, data.eval_demonstrations, read_demonstrations),
+        ("preferences", "pref" in used, data.preferences, data.eval_preferences, read_preferences),
+        ("prompts", "prompt" in used, data.prompts, data.eval_prompts, read_prompts),
     )
     out: list[dict[str, list]] = []
-    for kind, used, train_path, eval_path, read in kinds:
-        if not used:
-            if train_path:
-                log.warning("method %s does not use %s: %s is ignored", name, kind, train_path)
+    for kind, uses, train_path, eval_path, read in kinds:
+        if not uses:
+            for path in (train_path, eval_path):
+                if path:
+                    log.warning("method %s does not use %s: %s is ignored", name, kind, path)
             out.append({})
             continue
         if not train_path:
@@ -101,7 +121,7 @@ def read_data(config: TrainConfig, name: str) -> tuple[dict[str, list], dict[str
         if not eval_path:
             train, held = _split(train, data.eval_fraction, seed)
         out.append({"train": train, "eval": held})
-    return out[0], out[1]
+    return out[0], out[1], out[2]
 
 
 def build_method(name: str, config: TrainConfig, reward_model: RewardModel | None = None):
@@ -109,7 +129,7 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
     if name not in RECIPES:
         raise ConfigError(f"unknown method {name!r}; choose from {', '.join(RECIPES)}")
     recipe, mc = RECIPES[name], config.model
-    demos, prefs = read_data(config, name)
+    demos, prefs, prompts = read_data(config, name)
     needs_policy = recipe.train_policy or recipe.demo_term == "irl"
     policy = tokenizer = None
     if needs_policy:
@@ -132,7 +152,7 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
     encoder = Encoder(tokenizer, config.data.max_length, config.data.max_prompt_length)
     method = ExplicitRewardMethod(
         name, config.method, tokenizer, encoder, demos, prefs, reward_model,
-        policy=policy, reference=reference_model(policy) if recipe.train_policy else None,
+        policy=policy, reference=reference_model(policy) if recipe.train_policy else None, prompts=prompts,
     )
     return method, tokenizer
 
@@ -158,10 +178,12 @@ def train(name: str, config: TrainConfig) -> TrainResult:
 
     ``rlhf`` first trains ``reward`` into ``output_dir/reward`` (skipped when that stage has
     finished before, or when ``model.reward_model`` is a saved reward model), then its
-    policy stage into ``output_dir/policy``.
+    policy stage into ``output_dir/policy``. The reward stage reads no prompt set; with
+    one, the policy stage reads no preferences.
     """
     if name == "rlhf" and not (config.model.reward_model and is_saved_reward_model(config.model.reward_model)):
         stage = copy.deepcopy(config)
+        stage.data.prompts = stage.data.eval_prompts = None
         stage.loop.output_dir = str(Path(config.loop.output_dir) / "reward")
         stage.loop.max_steps = config.reward_stage_steps or config.loop.max_steps
         trained = Path(stage.loop.output_dir) / "final" / "reward"
@@ -171,6 +193,8 @@ def train(name: str, config: TrainConfig) -> TrainResult:
             train("reward", stage)
         config = copy.deepcopy(config)
         config.model.reward_model = str(trained)
+        if config.data.prompts:  # the preferences served the reward stage
+            config.data.preferences = config.data.eval_preferences = None
         config.loop.output_dir = str(Path(config.loop.output_dir) / "policy")
     method, tokenizer = build_method(name, config)
     trainer = Trainer(method, config.loop)

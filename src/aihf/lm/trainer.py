@@ -3,11 +3,11 @@
 A method (``aihf.lm.methods``) says which modules it trains and how one micro-batch of
 record indices becomes a loss; this loop does everything else, the same way for all:
 
-* data order: each data kind (demonstrations, preferences) is an endless stream of
-  seeded permutations; optimizer step s, accumulation slot a, process p reads global
-  micro-batch g = (s * accumulation + a) * processes + p. The order is a pure function of
-  (seed, step), so resuming needs only the step, and 2 processes x 1 accumulation read the
-  same micro-batches as 1 process x 2 accumulations;
+* data order: each data kind (demonstrations, preferences, the RL prompt set) is an
+  endless stream of seeded permutations; optimizer step s, accumulation slot a, process p
+  reads global micro-batch g = (s * accumulation + a) * processes + p. The order is a pure
+  function of (seed, step), so resuming needs only the step, and 2 processes x 1
+  accumulation read the same micro-batches as 1 process x 2 accumulations;
 * rounds: a method with ``steps_per_round`` recomputes its frozen quantities (reference
   log-probs, self-play samples) when a round starts; methods without rounds compute them
   once;
