@@ -41,7 +41,7 @@ def test_unknown_options_are_errors(capsys):
         parse_args(["train", "dpo", "--confg", "c.yaml"])
     assert exit_.value.code == 2 and "--confg" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        parse_args(["quickstart", "a=b"])
+        parse_args(["eval", "--model", "m", "a=b"])  # eval takes no overrides
 
 
 def test_experiment_layout():

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from aihf.experiments.imdb import builders, data, gold, metrics, plots
 from aihf.experiments.imdb.builders import BuildConfig, RatioSweep, ScoredResponse
@@ -65,6 +66,18 @@ def test_split_subsets_are_disjoint_and_eval_prompts_never_seen_in_training(revi
     assert len(eval_texts) == 1000
     for name in ("sft", "build", "train_prompts"):
         assert not eval_texts & text(name), name
+def test_rl_and_validation_prompts_split_the_training_prompts(reviews):
+    split = data.make_split(reviews, data.SplitConfig(eval_prompts=1000), data.PromptConfig())
+    rl, validation = data.prompt_subsets(reviews, split, 200, None)
+    assert (len(rl), len(validation)) == (6300, 200)
+    assert set(rl) | set(validation) == set(split.train_prompts) and not set(rl) & set(validation)
+    assert data.prompt_subsets(reviews, split, 200, 50) == (rl[:50], validation)
+    text = lambda indices: set(data.prompts(reviews, indices, split.prompt_config, seed=0))  # noqa: E731
+    assert len(text(validation)) == 200 and not text(validation) & text(rl + split.sft + split.build)
+    with pytest.raises(ValueError, match="num_validation_prompts"):
+        data.prompt_subsets(reviews, split, 6500, None)
+
+
 def test_prompts_and_sft_demonstrations(reviews):
     cfg = data.PromptConfig(min_words=2, max_words=8, response_words=10)
     indices = list(range(200))
@@ -350,7 +363,7 @@ def test_presets_load_with_overrides(tmp_path):
 # ---------------------------------------------------------------------------- pipeline
 
 
-def test_pipeline_runs_end_to_end_with_the_tiny_model(small_gold, tmp_path, monkeypatch):
+def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_path, monkeypatch):
     from aihf.experiments.imdb import pipeline, run_from_cli
     from aihf.experiments.imdb.presets import load_preset
 
@@ -372,6 +385,25 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(small_gold, tmp_path, monk
     for name in ("results.md", "reward_vs_kl.png", "settings/tiny/demonstrations.jsonl", "build_samples.jsonl"):
         assert (out / name).is_file(), name
 
+    # the RL methods sample on the training prompts (never validation or test prompts); the others take none
+    from aihf.data import read_prompts
+
+    rl_prompts = {r.prompt for r in read_prompts(out / "train_prompts.jsonl")}
+    rl_indices, validation = data.prompt_subsets(reviews, split, 200, None)
+    assert rl_prompts == set(data.prompts(reviews, rl_indices, split.prompt_config, 0))
+    assert not rl_prompts & set(data.prompts(reviews, split.eval_prompts + validation, split.prompt_config, 0))
+    saved = lambda method: yaml.safe_load((out / "runs" / "tiny" / method / "seed-0" / "config.yaml").read_text())  # noqa: E731
+    assert saved("aihf")["data"]["prompts"] == str(out / "train_prompts.jsonl")
+    assert saved("aihf-dpo")["data"]["prompts"] is None
+
+    # every evaluation answer is kept with its scores, and the first few are readable side by side
+    answers = [json.loads(line) for line in (out / "generations" / "tiny" / "aihf-seed-0.jsonl").read_text().splitlines()]
+    eval_texts = data.prompts(reviews, split.eval_prompts[:6], split.prompt_config, 0)
+    assert [a["prompt"] for a in answers] == eval_texts
+    assert np.mean([a["gold_reward"] for a in answers]) == pytest.approx(table["aihf"]["gold_reward"]["mean"])
+    samples = (out / "generations" / "tiny" / "samples.md").read_text()
+    assert all(f"**{name}**" in samples for name in table) and repr(eval_texts[0]) in samples
+
     # stages whose outputs exist are not run again (an interrupted run resumes)
     config = load_preset("tiny", overrides)
     monkeypatch.setattr(pipeline, "train", lambda *a: pytest.fail("a finished stage was trained again"))
@@ -382,3 +414,50 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(small_gold, tmp_path, monk
     assert len(samples) == results["data"]["tiny"]["responses"]
     pipeline.claim_output_dir(out, load_preset("tiny", ["seeds=[0,1]"]))  # more seeds: the same run
     assert run_from_cli("tiny", str(out), ["generation.max_new_tokens=9"]) == 2  # other settings: refused
+
+
+def test_scratch_base_model_is_built_once_deterministically_and_loads(tmp_path):
+    from aihf.experiments.imdb.base import ScratchModelConfig, build_scratch_base
+    from aihf.lm.models import load_causal_lm
+
+    texts = ["the movie was great and the acting was superb", "a dull, awful waste of time"] * 50
+    config = ScratchModelConfig(vocab_size=300, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    a = build_scratch_base(config, texts, tmp_path / "a")
+    b = build_scratch_base(config, texts, tmp_path / "b")
+    (model_a, tok_a), (model_b, tok_b) = load_causal_lm(a), load_causal_lm(b)
+    assert len(tok_a) == 300 and tok_a.get_vocab() == tok_b.get_vocab()
+    assert tok_a.decode(tok_a("the movie was great").input_ids) == "the movie was great"
+    assert model_a.config.hidden_size == 16 and model_a.config.tie_word_embeddings
+    for x, y in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left behind
+    mtime = (a / "model.safetensors").stat().st_mtime_ns
+    assert build_scratch_base(config, [], a) == a and (a / "model.safetensors").stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        ScratchModelConfig(hidden_size=30, num_heads=4)
+
+
+def test_quickstart_runs_end_to_end_at_a_tiny_size(small_gold, tmp_path, monkeypatch, capsys):
+    """``aihf quickstart``'s own code path (preset, scratch model, summary) with tiny sizes."""
+    from aihf.cli import main
+
+    _, _, cache = small_gold
+    monkeypatch.setenv("AIHF_CACHE", str(cache))
+    tiny = [
+        "gold.max_train=3000", "gold.max_heldout=1000", "gold.ngram_max=1", "gold.max_features=null",
+        "model.scratch.vocab_size=400", "model.scratch.hidden_size=16", "model.scratch.num_layers=1",
+        "model.scratch.intermediate_size=32", "sft.num_reviews=64", "sft.stage_steps=[2,2]",
+        "settings=[{name: small, num_demonstrations: 4, num_preferences: 4}]",
+        "generation.num_build_prompts=12", "generation.num_eval_prompts=5", "generation.max_new_tokens=6",
+        "loop.max_steps=2", "loop.micro_batch_size=2", "seeds=[0,1]",
+    ]
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--output-dir", str(out), *tiny]) == 0
+    printed = capsys.readouterr().out
+    for line in ("before: pi_sft", "after: dpo", "after: aihf-dpo", f"plot: {out / 'reward_vs_kl.png'}"):
+        assert line in printed, line
+    assert (out / "reward_vs_kl.png").is_file() and (out / "base" / "model.safetensors").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["model"]["name_or_path"] == "scratch"
+    assert [len(e["runs"]) for e in results["settings"]["small"].values()] == [2, 2, 2]
+    assert main(["quickstart", "--output-dir", str(out), "model.scratch.bogus=1"]) == 2

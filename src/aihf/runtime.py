@@ -31,6 +31,14 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def mix_seeds(*parts: int) -> int:
+    """A 63-bit seed from integers: distinct streams (per micro-batch, per sampling batch) of one run seed."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value ^ (part + 0x632BE59BD9B4E019 + (value << 6) + (value >> 2))) & (2**63 - 1)
+    return value
+
+
 def check_finite(value: float | torch.Tensor, what: str, step: int) -> float:
     """Return ``value`` as a float, or stop training with a message naming what and when."""
     number = float(value.detach().float().item()) if isinstance(value, torch.Tensor) else float(value)

@@ -1,5 +1,7 @@
-"""Tiny, deterministic, hub-free language-model fixtures for tests and CPU benchmarks.
+"""Small, deterministic, hub-free language models built locally: test fixtures, CPU
+benchmarks, and the from-scratch base model of the IMDb quick start.
 
+``train_tokenizer(lines, vocab_size)`` trains a byte-level BPE tokenizer on any corpus.
 ``tiny_tokenizer()`` trains a byte-level BPE tokenizer locally (``tokenizers``, no
 download) on the small English corpus below: the common words of the synthetic tasks
 ("the movie was great", "terrible", chat turns) become one token each (with their leading
@@ -15,7 +17,7 @@ Special tokens: ``<|pad|>`` (pad, distinct from eos so that padding bugs show),
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -80,32 +82,32 @@ def _corpus() -> list[str]:
     return lines
 
 
-@functools.lru_cache(maxsize=1)
-def _tokenizer_json() -> str:
-    """Train the BPE once per process (about 0.1 s) and keep its JSON serialisation."""
+def _bpe_json(lines: Iterable[str], vocab_size: int) -> str:
+    """A byte-level BPE with ``SPECIAL_TOKENS`` first, trained on ``lines``, as JSON."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(lines, trainer=trainer)
     return tok.to_str()
 
 
-def tiny_tokenizer(padding_side: Literal["left", "right"] = "right") -> PreTrainedTokenizerFast:
-    """A fresh, deterministic tokenizer (pad/bos/eos set, ChatML-like chat template).
+@functools.lru_cache(maxsize=1)
+def _tokenizer_json() -> str:
+    """Train the tiny BPE once per process (about 0.1 s) and keep its JSON serialisation."""
+    return _bpe_json(_corpus(), VOCAB_SIZE)
 
-    Each call returns a new object (callers may change its padding side freely); the BPE
-    training itself is cached per process.
-    """
+
+def _fast_tokenizer(tokenizer_json: str, padding_side: str) -> PreTrainedTokenizerFast:
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     return PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_tokenizer_json()),
+        tokenizer_object=Tokenizer.from_str(tokenizer_json),
         pad_token=PAD,
         bos_token=BOS,
         eos_token=EOS,
@@ -114,6 +116,25 @@ def tiny_tokenizer(padding_side: Literal["left", "right"] = "right") -> PreTrain
         padding_side=padding_side,
         model_max_length=512,
     )
+
+
+def tiny_tokenizer(padding_side: Literal["left", "right"] = "right") -> PreTrainedTokenizerFast:
+    """A fresh, deterministic tokenizer (pad/bos/eos set, ChatML-like chat template).
+
+    Each call returns a new object (callers may change its padding side freely); the BPE
+    training itself is cached per process.
+    """
+    return _fast_tokenizer(_tokenizer_json(), padding_side)
+
+
+def train_tokenizer(
+    lines: Iterable[str], vocab_size: int, padding_side: Literal["left", "right"] = "right"
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on ``lines``: the special tokens, padding and chat
+    template of :func:`tiny_tokenizer`, ``vocab_size`` entries (deterministic for the same lines)."""
+    if vocab_size <= len(SPECIAL_TOKENS) + 256:
+        raise ValueError(f"vocab_size must exceed the 256 bytes and {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+    return _fast_tokenizer(_bpe_json(lines, vocab_size), padding_side)
 
 
 def tiny_causal_lm(tokenizer: PreTrainedTokenizerFast, seed: int = 0, **overrides: Any) -> GPTNeoXForCausalLM:

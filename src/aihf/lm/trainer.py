@@ -115,14 +115,6 @@ class IndexStream:
         return [self._epoch(pos // self.n)[pos % self.n] for pos in range(start, start + size)]
 
 
-def _mix(*parts: int) -> int:
-    """A 63-bit seed from integers (for per-micro-batch sampling seeds)."""
-    value = 0x9E3779B97F4A7C15
-    for part in parts:
-        value = (value ^ (part + 0x632BE59BD9B4E019 + (value << 6) + (value >> 2))) & (2**63 - 1)
-    return value
-
-
 # ----------------------------------------------------------------------- safetensors I/O
 
 
@@ -260,7 +252,7 @@ class Trainer:
         acc, cfg = self.accelerator, self.config
         g = (self.step * cfg.gradient_accumulation_steps + slot) * acc.num_processes + acc.process_index
         indices = {kind: stream.take(g, cfg.micro_batch_size) for kind, stream in self.streams.items()}
-        return indices, _mix(cfg.seed, g)
+        return indices, runtime.mix_seeds(cfg.seed, g)
 
     def _train_step(self) -> dict[str, float]:
         acc, cfg = self.accelerator, self.config
@@ -317,7 +309,7 @@ class Trainer:
             real = b < batches
             b = min(b, batches - 1)
             indices = {kind: [(b * size + i) % n for i in range(size)] for kind, n in sizes.items()}
-            loss, metrics = self.method.loss(indices, "eval", _mix(self.config.seed, -1 - b))
+            loss, metrics = self.method.loss(indices, "eval", runtime.mix_seeds(self.config.seed, -1 - b))
             for key, value in {"loss": float(loss), **metrics}.items():
                 totals[key] = totals.get(key, 0.0) + (value if real else 0.0)
             count += real
@@ -427,7 +419,7 @@ class Trainer:
         while self.step < cfg.max_steps:
             round_index = self.step // method.steps_per_round if method.steps_per_round else 0
             if round_index != self.round:
-                method.start_round(round_index, _mix(cfg.seed, 7, round_index))
+                method.start_round(round_index, runtime.mix_seeds(cfg.seed, 7, round_index))
                 self.round = round_index
             metrics = self._train_step()
             self.step += 1

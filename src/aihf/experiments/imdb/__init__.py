@@ -8,7 +8,9 @@
 * :mod:`.plots`: results table and figures;
 * :mod:`.presets`: the config dataclass and the YAML presets of ``configs/imdb/``;
 * :mod:`.sampling`: answers of a saved policy, as token ids and text;
-* :mod:`.pipeline`: everything end to end; :func:`run_from_cli` is ``aihf experiment imdb``.
+* :mod:`.base`: a small base model built from scratch on the SFT split (no hub needed);
+* :mod:`.pipeline`: everything end to end; :func:`run_from_cli` is ``aihf experiment imdb``;
+* :mod:`.quickstart`: ``aihf quickstart``, the pipeline at its quickstart preset.
 """
 
 
@@ -23,4 +25,11 @@ def run_from_cli(preset: str, output_dir: str, overrides: list[str]) -> int:
     return run(preset, output_dir, overrides)
 
 
-__all__ = ["run_from_cli"]
+def run_quickstart(output_dir: str, overrides: list[str]) -> int:
+    """``aihf quickstart``: see :func:`aihf.experiments.imdb.quickstart.run_quickstart` (imported on call)."""
+    from aihf.experiments.imdb.quickstart import run_quickstart as run
+
+    return run(output_dir, overrides)
+
+
+__all__ = ["run_from_cli", "run_quickstart"]

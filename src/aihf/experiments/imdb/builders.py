@@ -148,6 +148,8 @@ def build_datasets(samples: Iterable[ScoredResponse], config: BuildConfig) -> Bu
     report = {
         "prompts": len(groups),
         "responses": sum(len(group) for group in groups),
+        "demonstrations": len(demos),
+        "preferences": len(preferences),
         "mean_gold_all": float(np.mean([s.gold for group in groups for s in group])) if groups else float("nan"),
         "mean_gold_demonstrations": float(np.mean([s.gold for s in demos])) if demos else float("nan"),
         "preferences_agreeing_with_gold": (

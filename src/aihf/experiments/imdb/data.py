@@ -238,6 +238,29 @@ def make_split(reviews: Reviews, config: SplitConfig, prompt_config: PromptConfi
     )
 
 
+def prompt_subsets(
+    reviews: Reviews, split: Split, num_validation: int, num_train: int | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(RL training prompts, validation prompts) from the split's training prompts.
+
+    Validation prompts are the last ``num_validation`` training prompts whose text opens no
+    other review (the rule of the test prompts, so no training prompt repeats one); the RL
+    prompts are at most ``num_train`` of the rest, in split order.
+    """
+    texts = prompts(reviews, range(len(reviews)), split.prompt_config, split.config.seed)
+    occurrences = Counter(texts)
+    unique = [i for i in split.train_prompts if occurrences[texts[i]] == 1]
+    if not 0 < num_validation < len(unique):
+        raise ValueError(
+            f"num_validation_prompts={num_validation}: the split has {len(unique)} usable validation prompts "
+            f"among {len(split.train_prompts)} training prompts and must keep some for training"
+        )
+    validation = tuple(unique[len(unique) - num_validation :])
+    held_out = set(validation)
+    rl = tuple(i for i in split.train_prompts if i not in held_out)
+    return rl[:num_train], validation
+
+
 def load_or_make_split(path: str | Path, reviews: Reviews, config: SplitConfig, prompt_config: PromptConfig) -> Split:
     """The split saved at ``path``; made and saved there first if there is none.
 

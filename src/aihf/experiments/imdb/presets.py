@@ -12,6 +12,7 @@ from typing import Literal
 from pathlib import Path
 
 from aihf.config import ConfigError, load_config
+from aihf.experiments.imdb.base import ScratchModelConfig
 from aihf.experiments.imdb.builders import BuildConfig, RatioSweep
 from aihf.experiments.imdb.data import PromptConfig, SplitConfig
 from aihf.experiments.imdb.gold import GoldConfig
@@ -25,10 +26,15 @@ PAPER_METHODS = ["rlhf", "dpo", "ipo", "spin", "aihf-dpo", "self-play-aihf", "ai
 
 @dataclass
 class ModelSection:
-    """The base model SFT starts from, and the token limits of every stage."""
+    """The base model SFT starts from, and the token limits of every stage.
+
+    ``name_or_path`` is anything ``aihf.lm.models.load_causal_lm`` loads, or ``"scratch"``:
+    a small GPT-NeoX with the ``scratch`` sizes, built on the SFT split (``base.py``).
+    """
 
     name_or_path: str = "smollm2-135m"
     dtype: str = "float32"
+    scratch: ScratchModelConfig = field(default_factory=ScratchModelConfig)
     max_length: int = 96
     max_prompt_length: int = 24
 
@@ -52,12 +58,26 @@ class SftSection:
 
 @dataclass
 class GenerationSection:
-    """How many prompts are answered, and how long the answers are (temperature 1 throughout)."""
+    """How many prompts are answered, and how long the answers are (temperature 1 throughout).
+
+    The split's training prompts are cut into validation prompts (the last
+    ``num_validation_prompts``) and the RL prompts of the methods that sample (the first
+    ``num_train_prompts`` of the rest). Runs that choose settings (learning rates, beta)
+    evaluate on the validation prompts (``evaluate_on: validation``); reported results on
+    the held-out test prompts, which no choice has seen.
+    """
 
     num_build_prompts: int | None = 3000  # None: the whole build split
     num_eval_prompts: int | None = None  # None: every evaluation prompt of the split
+    num_train_prompts: int | None = None  # RL prompts of rlhf/aihf; None: every training prompt left
+    num_validation_prompts: int = 200  # taken from the training prompts, never trained on
+    evaluate_on: Literal["test", "validation"] = "test"  # "validation" for tuning runs
     max_new_tokens: int = 48
     batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.num_validation_prompts < 1:
+            raise ValueError(f"num_validation_prompts must be >= 1, got {self.num_validation_prompts}")
 
 
 @dataclass

@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aihf.lm.batching import Sequence as TokenSequence
+from tqdm.auto import tqdm
+
 from aihf.lm.generation import HFSampler
+from aihf.runtime import mix_seeds
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,17 @@ class Generations:
 
 
 def generate(
-    model, tokenizer, prompts: list[str], max_new_tokens: int, max_prompt_length: int, seed: int, batch_size: int
+    model, tokenizer, prompts: list[str], max_new_tokens: int, max_prompt_length: int, seed: int, batch_size: int,
+    description: str = "sampling",
 ) -> Generations:
-    """One response y ~ model(.|x) per prompt, reproducible from ``seed``."""
+    """One response y ~ model(.|x) per prompt, reproducible from ``seed`` (batch b draws from
+    the seed mixed with b), with a progress bar named ``description``."""
     prompt_ids = [list(tokenizer(p).input_ids)[-max_prompt_length:] for p in prompts]
-    sampler = HFSampler(model, tokenizer, batch_size=batch_size)
-    responses = sampler.generate(prompt_ids, max_new_tokens, temperature=1.0, seed=seed)
+    sampler = HFSampler(model, tokenizer)
+    responses: list[list[int]] = []
+    for start in tqdm(range(0, len(prompt_ids), batch_size), desc=description, unit="batch", leave=False):
+        batch = prompt_ids[start : start + batch_size]
+        seed_b = mix_seeds(seed, start // batch_size)
+        responses += sampler.generate(batch, max_new_tokens, temperature=1.0, seed=seed_b)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
     return Generations(list(prompts), list(zip(prompt_ids, responses)), texts)
