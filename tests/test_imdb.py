@@ -296,6 +296,25 @@ def test_kl_to_reference_against_hand_computation():
         kl = metrics.kl_to_reference(policy, reference, samples, pad_id=0, batch_size=batch_size)
         assert kl == pytest.approx(expected, abs=1e-5)
     assert metrics.kl_to_reference(policy, policy, samples, pad_id=0) == 0.0
+    # bfloat16 weights (a bf16 run on a GPU): log-probs still come out in float32
+    from aihf.lm.evaluate import sequence_scores
+
+    policy16, reference16 = policy.to(torch.bfloat16), reference.to(torch.bfloat16)
+    assert sequence_scores(policy16, samples, pad_id=0)[0].dtype == torch.float32
+    assert metrics.kl_to_reference(policy16, reference16, samples, pad_id=0) == pytest.approx(expected, abs=0.05)
+
+
+def test_sampling_and_kl_with_a_bfloat16_model():
+    from aihf.experiments.imdb.sampling import generate
+    from aihf.lm.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm("tiny", "bfloat16", device="cpu")
+    model.eval()
+    answers = generate(model, tokenizer, ["a good film", "the plot was", "bad"], 6, 8, seed=0, batch_size=2)
+    assert len(answers.responses) == 3 and all(len(response) <= 6 for _, response in answers.sequences)
+    again = generate(model, tokenizer, ["a good film", "the plot was", "bad"], 6, 8, seed=0, batch_size=2)
+    assert again.sequences == answers.sequences  # per-batch seeds: reproducible
+    assert metrics.kl_to_reference(model, model, answers.sequences, tokenizer.pad_token_id) == 0.0
 
 
 def test_generation_metrics_and_summaries():
@@ -360,6 +379,28 @@ def test_presets_load_with_overrides(tmp_path):
         presets.load_preset("balanced", ["methods=[reward]"])
 
 
+def test_model_device_is_validated_and_resolved(monkeypatch):
+    from aihf.config import ConfigError
+    from aihf.experiments.imdb.presets import ModelSection, load_preset
+
+    for device in ("auto", "cpu", "cuda", "cuda:1"):
+        assert load_preset("tiny", [f"model.device={device}"]).model.device == device
+    assert load_preset("tiny").model.device == "auto"
+    for bad in ("gpu", "mps", "CPU", "cuda:", "cuda:x", "cuda:0:1", "cpu "):
+        with pytest.raises(ConfigError, match="model.device must be auto, cpu, cuda or cuda:N"):
+            load_preset("tiny", [f"model.device={bad!r}"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ModelSection().torch_device() == "cpu" and ModelSection(device="cpu").torch_device() == "cpu"
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        ModelSection(device="cuda:0").torch_device()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert ModelSection().torch_device() == "cuda" and ModelSection(device="cuda:1").torch_device() == "cuda:1"
+    assert ModelSection(device="cpu").torch_device() == "cpu"
+    with pytest.raises(ConfigError, match="sees 2 CUDA device"):
+        ModelSection(device="cuda:2").torch_device()
+
+
 # ---------------------------------------------------------------------------- pipeline
 
 
@@ -370,8 +411,19 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     _, _, cache = small_gold  # the tiny preset's gold settings: reuse the fitted scorer
     monkeypatch.setenv("AIHF_CACHE", str(cache))
     out = tmp_path / "run"
-    overrides = ["methods=[aihf-dpo,aihf]", "seeds=[0]"]
+    overrides = ["methods=[aihf-dpo,aihf]", "seeds=[0]", "model.device=cpu"]
+    devices = set()  # where every model that samples or is scored for KL sits
+
+    def recorded(function, *models):
+        def wrapper(*args, **kwargs):
+            devices.update(str(args[i].device) for i in models)
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(pipeline, "generate", recorded(pipeline.generate, 0))
+    monkeypatch.setattr(pipeline, "kl_to_reference", recorded(pipeline.kl_to_reference, 0, 1))
     assert run_from_cli("tiny", str(out), overrides) == 0
+    assert devices == {"cpu"}
     results = json.loads((out / "results.json").read_text())
     table = results["settings"]["tiny"]
     assert list(table) == ["pi_sft", "aihf-dpo", "aihf"]
@@ -412,7 +464,7 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     assert pipeline.train_stage(config, "aihf", "tiny", run_dir, 0, None, None) == run_dir / "final" / "policy"
     samples = pipeline.sample_build(config, None, split, [], None, out)
     assert len(samples) == results["data"]["tiny"]["responses"]
-    pipeline.claim_output_dir(out, load_preset("tiny", ["seeds=[0,1]"]))  # more seeds: the same run
+    pipeline.claim_output_dir(out, load_preset("tiny", ["seeds=[0,1]"]))  # more seeds, device auto: the same run
     assert run_from_cli("tiny", str(out), ["generation.max_new_tokens=9"]) == 2  # other settings: refused
 
 

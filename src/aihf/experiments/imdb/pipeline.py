@@ -121,9 +121,10 @@ def sample_build(
         return [ScoredResponse(**row) for row in rows]
     indices = split.build[: config.generation.num_build_prompts]
     prompts = data.prompts(reviews, indices, config.prompts, split.config.seed)
-    samples = []
+    samples, device = [], config.model.torch_device()
+    log.info("build sampling on %s", device)
     for i, checkpoint in enumerate(checkpoints):
-        model, tokenizer = load_causal_lm(checkpoint, config.model.dtype)
+        model, tokenizer = load_causal_lm(checkpoint, config.model.dtype, device=device)
         answers = answer(config, model, tokenizer, prompts, i, f"SFT checkpoint {i + 1}/{len(checkpoints)} answers build prompts")
         rewards = gold.score(answers.texts())
         samples += [
@@ -171,12 +172,15 @@ class Evaluator:
     """Scores policies on the evaluation prompts against pi_SFT's answers to them (one set per seed).
 
     Every scored answer is kept in ``generations[(name, seed)]`` as ``{"prompt", "response",
-    "gold_reward", "judge"}`` rows, for the sample files the run writes.
+    "gold_reward", "judge"}`` rows, for the sample files the run writes. pi_SFT and each
+    policy sample and score on ``model.device`` (``self.device``).
     """
 
     def __init__(self, config: ImdbConfig, pi_sft: Path, prompts: list[str], gold: GoldScorer, judge: Judge):
         self.config, self.prompts, self.gold, self.judge = config, prompts, gold, judge
-        self.sft_model, self.tokenizer = load_causal_lm(pi_sft, config.model.dtype)
+        self.device = config.model.torch_device()
+        log.info("evaluation sampling and KL on %s", self.device)
+        self.sft_model, self.tokenizer = load_causal_lm(pi_sft, config.model.dtype, device=self.device)
         self.sft_model.eval()
         self.baselines = {
             seed: answer(config, self.sft_model, self.tokenizer, prompts, seed, f"pi_SFT answers eval prompts (seed {seed})")
@@ -204,7 +208,7 @@ class Evaluator:
 
     def policy_run(self, name: str, policy_dir: Path, seed: int) -> dict[str, float]:
         """The saved policy's metrics with its answers drawn from ``seed``."""
-        model, _ = load_causal_lm(policy_dir, self.config.model.dtype)
+        model, _ = load_causal_lm(policy_dir, self.config.model.dtype, device=self.device)
         model.eval()
         answers = answer(self.config, model, self.tokenizer, self.prompts, seed, f"{name} seed {seed} answers eval prompts")
         return {"seed": seed, **self.score(name, model, answers, seed)}
@@ -236,12 +240,16 @@ def claim_output_dir(out: Path, config: ImdbConfig) -> None:
     """Write ``config.yaml`` into ``out``; refuse a directory that holds a run with other settings.
 
     Finished stages are reused by path, so only ``methods`` and ``seeds`` (which add or
-    select runs in their own folders) may change between runs into one directory.
+    select runs in their own folders) and ``model.device`` (where the rest is sampled) may
+    change between runs into one directory.
     """
     saved = out / "config.yaml"
     if saved.is_file():
         old = yaml.safe_load(saved.read_text(encoding="utf-8"))
         new = json.loads(json.dumps(to_dict(config)))
+        for tree in (old, new):  # runs saved before model.device existed have none
+            if isinstance(tree.get("model"), dict):
+                tree["model"].pop("device", None)
         changed = sorted(k for k in new if k not in ("methods", "seeds") and old.get(k) != new[k])
         if changed:
             raise ConfigError(

@@ -7,6 +7,7 @@ come last (``aihf.config.load_config``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 from pathlib import Path
@@ -21,6 +22,7 @@ from aihf.lm.methods import RECIPES, MethodConfig
 from aihf.lm.trainer import LoopConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[4] / "configs" / "imdb"
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 PAPER_METHODS = ["rlhf", "dpo", "ipo", "spin", "aihf-dpo", "self-play-aihf", "aihf"]
 
 
@@ -30,13 +32,38 @@ class ModelSection:
 
     ``name_or_path`` is anything ``aihf.lm.models.load_causal_lm`` loads, or ``"scratch"``:
     a small GPT-NeoX with the ``scratch`` sizes, built on the SFT split (``base.py``).
+
+    ``device`` is where the pipeline's own sampling (build answers, evaluation answers) and
+    KL log-probs run: ``"auto"`` (CUDA when ``torch.cuda.is_available()``, else the CPU),
+    ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Training goes through accelerate, which picks
+    the device itself (CUDA when present; ``CUDA_VISIBLE_DEVICES=`` keeps it on the CPU).
+    Samples drawn on a GPU differ from the CPU's (other random streams), not in distribution.
     """
 
     name_or_path: str = "smollm2-135m"
     dtype: str = "float32"
+    device: str = "auto"
     scratch: ScratchModelConfig = field(default_factory=ScratchModelConfig)
     max_length: int = 96
     max_prompt_length: int = 24
+
+    def __post_init__(self) -> None:
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ValueError(f"model.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def torch_device(self) -> str:
+        """``device`` with ``"auto"`` resolved; ConfigError if it names CUDA and none is available."""
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise ConfigError(f"model.device is {self.device!r} but torch sees no CUDA device (use auto or cpu)")
+            index = int(self.device.partition(":")[2] or 0)
+            if index >= torch.cuda.device_count():
+                raise ConfigError(f"model.device is {self.device!r} but torch sees {torch.cuda.device_count()} CUDA device(s)")
+        return self.device
 
 
 @dataclass
