@@ -295,7 +295,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
         results["data"][setting.name] = report
         results["settings"][setting.name] = methods
         evaluator.write_generations(out / "generations" / setting.name)
-    write_outputs(results, out)
+        write_outputs(results, out)  # after each setting: a long run shows what it has so far
     return results
 
 
