@@ -204,7 +204,7 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
         times = []
         for _ in range(args.warmup + args.steps):
             start = clocks()
-            trainer._train_step()  # the body of Trainer.fit's loop, timed alone
+            trainer.train_step()  # the body of Trainer.fit's loop, timed alone
             times.append(elapsed(start))
             trainer.step += 1
     return times[args.warmup :], counter.tokens // (args.warmup + args.steps)

@@ -254,7 +254,13 @@ class Trainer:
         indices = {kind: stream.take(g, cfg.micro_batch_size) for kind, stream in self.streams.items()}
         return indices, runtime.mix_seeds(cfg.seed, g)
 
-    def _train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step at the current ``self.step``: its micro-batches (accumulated), the
+        NaN guard, clipping, the optimizer and scheduler steps; returns the step's metrics.
+
+        The body of :meth:`fit`'s loop, without the step counter, rounds, logging or
+        checkpoints (the benchmarks time it alone).
+        """
         acc, cfg = self.accelerator, self.config
         modules = list(self.method.models.values())
         sums: dict[str, float] = {}
@@ -421,7 +427,7 @@ class Trainer:
             if round_index != self.round:
                 method.start_round(round_index, runtime.mix_seeds(cfg.seed, 7, round_index))
                 self.round = round_index
-            metrics = self._train_step()
+            metrics = self.train_step()
             self.step += 1
             metrics["step"] = self.step
             self.history.append(metrics)
