@@ -351,6 +351,16 @@ def test_write_outputs(tmp_path):
     assert table[0] == "| setting | method | gold reward | judge score (vader) | KL(pi || pi_SFT) | win rate vs SFT |"
     assert table[2].startswith("| balanced | aihf | 1.250 ± 0.100 | 0.200 ± 0.050 | 1.500 | 0.600 ± 0.020 |")
 
+    # runs that recorded their training losses add a second table: means over seeds
+    results["settings"]["balanced"]["dpo"]["runs"] = [
+        {"train_loss_first": 0.7, "train_loss_last": 0.2}, {"train_loss_first": 0.6, "train_loss_last": 0.4},
+    ]
+    table = plots.write_outputs(results, tmp_path)["table"].read_text().splitlines()
+    assert table[-3:] == [
+        "| setting | method | training loss, first 10 steps | last 10 steps |", "|---|---|---|---|",
+        "| balanced | dpo | 0.6500 | 0.3000 |",
+    ]
+
 
 # ----------------------------------------------------------------------------- presets
 
@@ -431,6 +441,10 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
         assert set(metrics.METRICS) <= set(entry) and len(entry["runs"]) == 1
         assert all(math.isfinite(entry[m]["mean"]) for m in metrics.METRICS)
     assert table["pi_sft"]["kl"]["mean"] == 0.0 and table["pi_sft"]["win_rate"]["mean"] == 0.5
+    history = json.loads((out / "runs" / "tiny" / "aihf-dpo" / "seed-0" / "metrics.json").read_text())["history"]
+    assert [step["step"] for step in history] == [1, 2]
+    assert table["aihf-dpo"]["runs"][0]["train_loss_first"] == pytest.approx((history[0]["loss"] + history[1]["loss"]) / 2)
+    assert table["aihf-dpo"]["runs"][0]["train_loss_last"] == table["aihf-dpo"]["runs"][0]["train_loss_first"]
     assert results["data"]["tiny"]["prompts"] == 12 and results["judge"] == {"name": "vader"}
     split = data.Split.load(out / "split.json")
     assert len(split.eval_prompts) == 100

@@ -177,6 +177,8 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, name):
     resumed = Trainer(make_method(name), loop(tmp_path / "full", resume_from=str(checkpoint), **config)).fit()
     assert len(resumed.history) == 4
     torch.testing.assert_close(_losses(resumed)[2:], _losses(full)[2:], rtol=1e-5, atol=1e-7)
+    saved = json.loads((tmp_path / "full" / "metrics.json").read_text())  # the resumed run's, all 4 steps
+    assert [h["step"] for h in saved["history"]] == [1, 2, 3, 4] and saved["history"] == resumed.history
     assert latest_checkpoint(tmp_path / "full").name == "step-0000004"
 
 

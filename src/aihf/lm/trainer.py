@@ -18,7 +18,8 @@ record indices becomes a loss; this loop does everything else, the same way for 
 * checkpoints written atomically (``runtime.atomic_directory``), safetensors + JSON only
   (no pickle): weights, optimizer, scheduler, every process's RNG states, the method's
   round state and the step;
-* TensorBoard logs, a tqdm bar (rate, ETA), periodic evaluation on held-out records.
+* TensorBoard logs, a tqdm bar (rate, ETA), periodic evaluation on held-out records, and
+  ``metrics.json`` (every step's metrics and every evaluation) at the end of a run.
 """
 
 from __future__ import annotations
@@ -445,7 +446,19 @@ class Trainer:
         if cfg.eval_every and self.step % cfg.eval_every != 0:
             self._evaluate_and_log()
         acc.end_training()
+        if acc.is_main_process:
+            self.write_metrics()
         return TrainResult(self.history, self.evaluations, self.output_dir)
+
+    def write_metrics(self) -> Path:
+        """``output_dir/metrics.json``: every step's training metrics and every evaluation, the
+        whole run's (a resumed run's history comes back from its checkpoint), whatever the tracker."""
+        path = self.output_dir / "metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"history": self.history, "evaluations": self.evaluations}), encoding="utf-8")
+        tmp.replace(path)
+        return path
 
     def _evaluate_and_log(self) -> None:
         result = self.evaluate()

@@ -57,6 +57,21 @@ def final_policy(run_dir: Path, method: str) -> Path:
     return run_dir / ("policy" if method == "rlhf" else "") / "final" / "policy"
 
 
+def training_losses(policy_dir: Path, window: int = 10) -> dict[str, float]:
+    """Mean training loss over the first and the last ``window`` steps of the stage that wrote
+    ``policy_dir`` (its ``metrics.json``); empty if the stage kept none."""
+    path = policy_dir.parent.parent / "metrics.json"
+    if not path.is_file():
+        return {}
+    losses = [step["loss"] for step in json.loads(path.read_text(encoding="utf-8"))["history"]]
+    if not losses:
+        return {}
+    return {
+        "train_loss_first": sum(losses[:window]) / len(losses[:window]),
+        "train_loss_last": sum(losses[-window:]) / len(losses[-window:]),
+    }
+
+
 def train_stage(
     config: ImdbConfig, method: str, start: str, run_dir: Path, seed: int, demos: Path | None, prefs: Path | None,
     loop=None, prompts: Path | None = None,
@@ -288,7 +303,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
             for seed in config.seeds:
                 run_dir = out / "runs" / setting.name / method / f"seed-{seed}"
                 policy = train_stage(config, method, str(pi_sft), run_dir, seed, demos, prefs, prompts=rl_prompts)
-                runs.append(evaluator.policy_run(method, policy, seed))
+                runs.append({**evaluator.policy_run(method, policy, seed), **training_losses(policy)})
             methods[method] = {"runs": runs}
         for entry in methods.values():
             entry.update(summarise_runs(entry["runs"]))

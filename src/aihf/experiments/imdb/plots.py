@@ -57,6 +57,19 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def loss_table(results: dict) -> str:
+    """Mean training loss over the first and last 10 steps (mean over seeds), for runs that recorded it."""
+    lines = ["| setting | method | training loss, first 10 steps | last 10 steps |", "|---|---|---|---|"]
+    for setting, methods in results["settings"].items():
+        for method, entry in methods.items():
+            runs = [run for run in entry["runs"] if "train_loss_last" in run]
+            if runs:
+                first = np.mean([run["train_loss_first"] for run in runs])
+                last = np.mean([run["train_loss_last"] for run in runs])
+                lines.append(f"| {setting} | {method} | {first:.4f} | {last:.4f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def plot_reward_vs_kl(results: dict, path: str | Path) -> Path:
     """One panel per setting: each method's mean gold reward against its KL to SFT, with 95% CI bars."""
     plt = _pyplot()
@@ -106,12 +119,13 @@ def plot_metric_bars(results: dict, metric: str, path: str | Path) -> Path:
 
 
 def write_outputs(results: dict, output_dir: str | Path) -> dict[str, Path]:
-    """results.json, results.md, reward_vs_kl.png and <metric>.png for each metric."""
+    """results.json, results.md (the metrics, then the training losses), reward_vs_kl.png and <metric>.png for each metric."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": output_dir / "results.json", "table": output_dir / "results.md"}
     paths["json"].write_text(json.dumps(results, indent=2), encoding="utf-8")
-    paths["table"].write_text(results_table(results) + "\n", encoding="utf-8")
+    losses = loss_table(results)
+    paths["table"].write_text(results_table(results) + "\n" + (f"\n{losses}\n" if losses else ""), encoding="utf-8")
     paths["reward_vs_kl"] = plot_reward_vs_kl(results, output_dir / "reward_vs_kl.png")
     for metric in METRICS:
         paths[metric] = plot_metric_bars(results, metric, output_dir / f"{metric}.png")
