@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -414,7 +415,7 @@ def test_model_device_is_validated_and_resolved(monkeypatch):
 # ---------------------------------------------------------------------------- pipeline
 
 
-def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_path, monkeypatch):
+def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_path, monkeypatch, capsys):
     from aihf.experiments.imdb import pipeline, run_from_cli
     from aihf.experiments.imdb.presets import load_preset
 
@@ -478,6 +479,12 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     assert pipeline.train_stage(config, "aihf", "tiny", run_dir, 0, None, None) == run_dir / "final" / "policy"
     samples = pipeline.sample_build(config, None, split, [], None, out)
     assert len(samples) == results["data"]["tiny"]["responses"]
+    # a setting the build answers cannot fill stops before any evaluation or training, naming the setting
+    too_many = ["settings=[{name: fine, num_demonstrations: 2, num_preferences: 2}, {name: huge, num_demonstrations: 500, num_preferences: 2}]"]
+    shutil.copytree(out / "sft", tmp_path / "big" / "sft")  # finished SFT and build answers are reused
+    shutil.copy(out / "build_samples.jsonl", tmp_path / "big")
+    assert run_from_cli("tiny", str(tmp_path / "big"), [*overrides, *too_many]) == 2
+    assert "setting 'huge'" in capsys.readouterr().err and not (tmp_path / "big" / "runs").exists()
     pipeline.claim_output_dir(out, load_preset("tiny", ["seeds=[0,1]"]))  # more seeds, device auto: the same run
     assert run_from_cli("tiny", str(out), ["generation.max_new_tokens=9"]) == 2  # other settings: refused
 

@@ -171,8 +171,16 @@ def evaluation_prompts(config: ImdbConfig, reviews: data.Reviews, split: data.Sp
 def write_setting_data(
     samples: list[ScoredResponse], setting: BuildConfig, folder: Path
 ) -> tuple[dict[str, float], Path | None, Path | None]:
-    """D and P of one setting as JSONL in ``folder`` (with ``report.json``); (report, D file, P file)."""
-    built = build_datasets(samples, setting)
+    """D and P of one setting as JSONL in ``folder`` (with ``report.json``); (report, D file, P file).
+
+    A setting that the build answers cannot fill is a ConfigError naming it.
+    """
+    try:
+        built = build_datasets(samples, setting)
+    except ValueError as err:
+        raise ConfigError(
+            f"setting {setting.name!r}: {err}; raise generation.num_build_prompts or lower its counts"
+        ) from err
     folder.mkdir(parents=True, exist_ok=True)
     demos = folder / "demonstrations.jsonl" if built.demonstrations else None
     prefs = folder / "preferences.jsonl" if built.preferences else None
@@ -285,6 +293,11 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     checkpoints = run_sft(config, reviews, split, out)
     pi_sft = checkpoints[-1]
     samples = sample_build(config, reviews, split, checkpoints, gold, out)
+    # every setting's D and P first: a setting the build answers cannot fill fails before any training
+    built = {
+        setting.name: write_setting_data(samples, setting, out / "settings" / setting.name)
+        for setting in config.all_settings()
+    }
     rl_prompts = write_rl_prompts(config, reviews, split, out / "train_prompts.jsonl")
     evaluator = Evaluator(config, pi_sft, evaluation_prompts(config, reviews, split), gold, judge)
     baseline_runs = evaluator.baseline_runs()
@@ -296,7 +309,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
         "settings": {},
     }
     for setting in config.all_settings():
-        report, demos, prefs = write_setting_data(samples, setting, out / "settings" / setting.name)
+        report, demos, prefs = built[setting.name]
         methods = {BASELINE: {"runs": baseline_runs}}
         for method in config.methods:
             runs = []
