@@ -39,10 +39,11 @@ def label(results: dict, metric: str) -> str:
     return f"judge score ({judge})" if metric == "judge" and judge else LABELS[metric]
 
 
-def _cell(stat: dict[str, float]) -> str:
+def format_stat(stat: dict[str, float], digits: int = 3) -> str:
+    """``mean ± ci95`` (just the mean when there is no interval, as for one seed)."""
     if math.isnan(stat["ci95"]):
-        return f"{stat['mean']:.3f}"
-    return f"{stat['mean']:.3f} ± {stat['ci95']:.3f}"
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['ci95']:.{digits}f}"
 
 
 def results_table(results: dict) -> str:
@@ -53,7 +54,7 @@ def results_table(results: dict) -> str:
     ]
     for setting, methods in results["settings"].items():
         for method, entry in methods.items():
-            lines.append(f"| {setting} | {method} | " + " | ".join(_cell(entry[m]) for m in METRICS) + " |")
+            lines.append(f"| {setting} | {method} | " + " | ".join(format_stat(entry[m]) for m in METRICS) + " |")
     return "\n".join(lines)
 
 

@@ -10,7 +10,6 @@ each method's metrics next to pi_SFT's (before) and names the files written.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -19,15 +18,10 @@ from aihf.config import ConfigError
 from aihf.data import DataError
 from aihf.experiments.imdb.metrics import METRICS
 from aihf.experiments.imdb.pipeline import BASELINE, run
-from aihf.experiments.imdb.plots import label
+from aihf.experiments.imdb.plots import format_stat, label
 from aihf.experiments.imdb.presets import load_preset
 
 PRESET = "quickstart"
-
-
-def _cell(stat: dict[str, float]) -> str:
-    interval = "" if math.isnan(stat["ci95"]) else f" ± {stat['ci95']:.2f}"
-    return f"{stat['mean']:.2f}{interval}"
 
 
 def before_after(results: dict) -> str:
@@ -35,8 +29,8 @@ def before_after(results: dict) -> str:
     header = ["", *(label(results, metric) for metric in METRICS)]
     lines = []
     for setting, methods in results["settings"].items():
-        rows = [[f"before: {BASELINE}", *(_cell(methods[BASELINE][m]) for m in METRICS)]]
-        rows += [[f"after: {name}", *(_cell(entry[m]) for m in METRICS)] for name, entry in methods.items() if name != BASELINE]
+        rows = [[f"before: {BASELINE}", *(format_stat(methods[BASELINE][m], 2) for m in METRICS)]]
+        rows += [[f"after: {name}", *(format_stat(entry[m], 2) for m in METRICS)] for name, entry in methods.items() if name != BASELINE]
         widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
         lines.append(f"setting {setting!r} ({results['data'][setting]['demonstrations']} demonstrations, "
                      f"{results['data'][setting]['preferences']} preferences):")
