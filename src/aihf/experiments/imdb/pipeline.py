@@ -209,6 +209,7 @@ class Evaluator:
             seed: answer(config, self.sft_model, self.tokenizer, prompts, seed, f"pi_SFT answers eval prompts (seed {seed})")
             for seed in config.seeds
         }
+        self.baseline_gold = {seed: gold.score(answers.texts()) for seed, answers in self.baselines.items()}
         self.generations: dict[tuple[str, int], list[dict]] = {}
 
     def score(self, name: str, model, answers: Generations, seed: int) -> dict[str, float]:
@@ -222,8 +223,7 @@ class Evaluator:
             {"prompt": p, "response": r, "gold_reward": float(g), "judge": float(j)}
             for p, r, g, j in zip(answers.prompts, answers.responses, gold, judged)
         ]
-        baseline = self.gold.score(self.baselines[seed].texts())
-        return generation_metrics(gold, judged, baseline, kl)
+        return generation_metrics(gold, judged, self.baseline_gold[seed], kl)
 
     def baseline_runs(self) -> list[dict[str, float]]:
         """pi_SFT's own row: its KL is 0 and its win rate against itself 1/2 by construction."""
