@@ -207,6 +207,14 @@ class Split:
         )
 
 
+def unrepeated_prompts(reviews: Reviews, indices: Iterable[int], config: PromptConfig, seed: int) -> list[int]:
+    """The reviews among ``indices`` whose prompt text opens no other review (in order): a
+    prompt held out for evaluation or validation must not repeat a training prompt's text."""
+    texts = prompts(reviews, range(len(reviews)), config, seed)
+    occurrences = Counter(texts)
+    return [i for i in indices if occurrences[texts[i]] == 1]
+
+
 def make_split(reviews: Reviews, config: SplitConfig, prompt_config: PromptConfig) -> Split:
     """One seeded permutation of the reviews cut into SFT / build / prompts; evaluation prompts carved from the last.
 
@@ -218,9 +226,7 @@ def make_split(reviews: Reviews, config: SplitConfig, prompt_config: PromptConfi
     n_sft = round(config.sft_fraction * n)
     n_build = round(config.build_fraction * n)
     prompt_part = order[n_sft + n_build :]
-    texts = prompts(reviews, range(n), prompt_config, config.seed)
-    occurrences = Counter(texts)
-    evaluation = [i for i in prompt_part if occurrences[texts[i]] == 1][: config.eval_prompts]
+    evaluation = unrepeated_prompts(reviews, prompt_part, prompt_config, config.seed)[: config.eval_prompts]
     if len(evaluation) < config.eval_prompts or len(evaluation) == len(prompt_part):
         raise ValueError(
             f"eval_prompts={config.eval_prompts}: the {len(prompt_part)} prompt reviews have "
@@ -247,9 +253,7 @@ def prompt_subsets(
     other review (the rule of the test prompts, so no training prompt repeats one); the RL
     prompts are at most ``num_train`` of the rest, in split order.
     """
-    texts = prompts(reviews, range(len(reviews)), split.prompt_config, split.config.seed)
-    occurrences = Counter(texts)
-    unique = [i for i in split.train_prompts if occurrences[texts[i]] == 1]
+    unique = unrepeated_prompts(reviews, split.train_prompts, split.prompt_config, split.config.seed)
     if not 0 < num_validation < len(unique):
         raise ValueError(
             f"num_validation_prompts={num_validation}: the split has {len(unique)} usable validation prompts "

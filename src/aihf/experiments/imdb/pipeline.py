@@ -149,23 +149,17 @@ def sample_build(
     return samples
 
 
-def write_rl_prompts(config: ImdbConfig, reviews: data.Reviews, split: data.Split, path: Path) -> Path:
-    """The RL methods' prompts (the split's training prompts less the validation ones) as JSONL."""
-    gen = config.generation
-    indices, _ = data.prompt_subsets(reviews, split, gen.num_validation_prompts, gen.num_train_prompts)
+def write_rl_prompts(config: ImdbConfig, reviews: data.Reviews, split: data.Split, indices: tuple[int, ...], path: Path) -> Path:
+    """The RL methods' prompts (``indices``: the split's training prompts less the validation ones) as JSONL."""
     records = [PromptRecord(p) for p in data.prompts(reviews, indices, config.prompts, split.config.seed)]
     write_jsonl(records, path)
     return path
 
 
-def evaluation_prompts(config: ImdbConfig, reviews: data.Reviews, split: data.Split) -> list[str]:
-    """The held-out test prompts, or the validation prompts for a tuning run (``evaluate_on``)."""
-    gen = config.generation
-    if gen.evaluate_on == "validation":
-        _, indices = data.prompt_subsets(reviews, split, gen.num_validation_prompts, gen.num_train_prompts)
-    else:
-        indices = split.eval_prompts
-    return data.prompts(reviews, indices[: gen.num_eval_prompts], config.prompts, split.config.seed)
+def evaluation_prompts(config: ImdbConfig, reviews: data.Reviews, split: data.Split, validation: tuple[int, ...]) -> list[str]:
+    """The held-out test prompts, or the ``validation`` prompts for a tuning run (``evaluate_on``)."""
+    indices = validation if config.generation.evaluate_on == "validation" else split.eval_prompts
+    return data.prompts(reviews, indices[: config.generation.num_eval_prompts], config.prompts, split.config.seed)
 
 
 def write_setting_data(
@@ -298,8 +292,10 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
         setting.name: write_setting_data(samples, setting, out / "settings" / setting.name)
         for setting in config.all_settings()
     }
-    rl_prompts = write_rl_prompts(config, reviews, split, out / "train_prompts.jsonl")
-    evaluator = Evaluator(config, pi_sft, evaluation_prompts(config, reviews, split), gold, judge)
+    gen = config.generation
+    rl_indices, validation = data.prompt_subsets(reviews, split, gen.num_validation_prompts, gen.num_train_prompts)
+    rl_prompts = write_rl_prompts(config, reviews, split, rl_indices, out / "train_prompts.jsonl")
+    evaluator = Evaluator(config, pi_sft, evaluation_prompts(config, reviews, split, validation), gold, judge)
     baseline_runs = evaluator.baseline_runs()
     results: dict = {
         "config": asdict(config),

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aihf.lm.batching import Sequence as TokenSequence
 from tqdm.auto import tqdm
 
+from aihf.lm.batching import Sequence as TokenSequence
 from aihf.lm.generation import HFSampler
 from aihf.runtime import mix_seeds
 
