@@ -149,14 +149,18 @@ def sample_build(
     return samples
 
 
-def write_rl_prompts(config: ImdbConfig, reviews: data.Reviews, split: data.Split, indices: tuple[int, ...], path: Path) -> Path:
+def write_rl_prompts(
+    config: ImdbConfig, reviews: data.Reviews, split: data.Split, indices: tuple[int, ...], path: Path
+) -> Path:
     """The RL methods' prompts (``indices``: the split's training prompts less the validation ones) as JSONL."""
     records = [PromptRecord(p) for p in data.prompts(reviews, indices, config.prompts, split.config.seed)]
     write_jsonl(records, path)
     return path
 
 
-def evaluation_prompts(config: ImdbConfig, reviews: data.Reviews, split: data.Split, validation: tuple[int, ...]) -> list[str]:
+def evaluation_prompts(
+    config: ImdbConfig, reviews: data.Reviews, split: data.Split, validation: tuple[int, ...]
+) -> list[str]:
     """The held-out test prompts, or the ``validation`` prompts for a tuning run (``evaluate_on``)."""
     indices = validation if config.generation.evaluate_on == "validation" else split.eval_prompts
     return data.prompts(reviews, indices[: config.generation.num_eval_prompts], config.prompts, split.config.seed)
