@@ -56,9 +56,9 @@ def record_sampling(method: ExplicitRewardMethod) -> list[tuple[str, dict[str, l
     calls: list = []
     loss, sample = method.loss, method.sample
 
-    def recording_loss(indices, split, seed):
+    def recording_loss(indices, split, seed, *phase):
         calls.append((split, {k: list(v) for k, v in indices.items()}, []))
-        return loss(indices, split, seed)
+        return loss(indices, split, seed, *phase)
 
     def recording_sample(model, prompt_ids, seed):
         calls[-1][2].extend(list(p) for p in prompt_ids)
@@ -143,7 +143,7 @@ def test_aihf_with_a_prompt_set_learns_reward_and_policy(tmp_path, undecided_pol
     policy = tiny_causal_lm(tok)
     policy.load_state_dict(undecided_policy)
     reward = RewardModel(tiny_causal_lm(tok, seed=1).base_model)
-    method = make_rl_method("aihf", tok, policy, reward, MethodConfig(max_new_tokens=3, rloo_k=4, kl_coef=0.05))
+    method = make_rl_method("aihf", tok, policy, reward, MethodConfig(max_new_tokens=3, rloo_k=4, beta=0.05))
     frozen_reference, policy_before, reward_before = snapshot(method.reference_model), snapshot(policy), snapshot(reward)
     # The reward step now sees one sample per demonstration (not k): it follows the policy
     # more slowly, and at the policy rate of test_aihf_learns_reward_and_policy_jointly
@@ -159,7 +159,7 @@ def test_aihf_with_a_prompt_set_learns_reward_and_policy(tmp_path, undecided_pol
     assert answer_margin(policy, tok, PROMPT_SUBJECTS) > 2.0  # the prompts the policy step saw
     assert answer_margin(policy, tok) > 2.0  # and the demonstrations' subjects
     evaluation = result.evaluations[-1]
-    assert evaluation["eval/reward_accuracy"] == 1.0 and {"eval/kl", "eval/reward_samples"} <= set(evaluation)
+    assert evaluation["eval/reward_accuracy"] == 1.0 and {"eval/kl", "eval/reward_raw_mean"} <= set(evaluation)
 
 
 def test_resumed_run_with_a_prompt_set_reproduces_the_uninterrupted_run(tmp_path):

@@ -80,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--model", required=True, help="trained policy (directory or hub name)")
     evaluate.add_argument("--reference", help="reference policy for implicit rewards (default: none)")
-    evaluate.add_argument("--beta", type=float, default=0.1, help="beta of the implicit reward (default 0.1)")
+    evaluate.add_argument(
+        "--beta", type=float, default=None,
+        help="beta of the implicit reward (default: method.beta of the run that wrote --model, "
+        "read from its config.yaml; 0.1 when there is none)",
+    )
     evaluate.add_argument("--preferences", help="held-out preferences (JSONL or Parquet)")
     evaluate.add_argument("--demonstrations", help="held-out demonstrations (JSONL or Parquet)")
     evaluate.add_argument("--output", help="write the metrics as JSON here")

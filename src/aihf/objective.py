@@ -1,4 +1,4 @@
-"""Every loss of METHOD.md as a pure tensor function, and nothing else.
+"""Every loss of METHOD.md as a pure tensor function, and the one dataclass of its numbers.
 
 Each function takes tensors of per-example quantities (rewards, or per-sequence
 log-probabilities), returns a scalar loss to *minimise* (the negative of the
@@ -11,10 +11,19 @@ Notation: ``sigma`` is the logistic function, ``r`` an explicit reward
 ``log pi`` a per-sequence log-probability, ``h`` the DPO log-ratio difference
     h = [log pi(y_w|x) - log pi_ref(y_w|x)] - [log pi(y_l|x) - log pi_ref(y_l|x)].
 Every batch mean is over the leading dimension.
+
+:class:`ObjectiveConfig` holds the numbers of section 2 (beta, w_D, w_P and the forms of
+the two terms) for both worlds: ``aihf.lm.methods.MethodConfig`` (the ``method`` section
+of a language-model config) and ``aihf.control.reward_step.RewardStepConfig`` extend it,
+so ``beta`` is the same quantity everywhere: the KL coefficient of the RL policy step
+(RLHF, Algorithm 1), the scale of the implicit reward (DPO and the single-stage variants)
+and the entropy temperature of SAC in control.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -24,6 +33,7 @@ DemoForm = Literal["linear", "logistic"]
 PreferenceForm = Literal["sigmoid", "ipo"]
 
 __all__ = [
+    "ObjectiveConfig",
     "token_logprobs",
     "sequence_logprobs",
     "bradley_terry_loss",
@@ -37,6 +47,33 @@ __all__ = [
     "spin_loss",
     "self_play_aihf_loss",
 ]
+
+
+@dataclass
+class ObjectiveConfig:
+    """The numbers of METHOD.md section 2, shared by every method of both worlds.
+
+    ``beta``: the KL (control: entropy) coefficient of the inner problem
+    max_pi E[r] - beta KL(pi || pi_ref), hence also the scale of the implicit reward
+    r = beta log(pi / pi_ref). ``w_demo`` / ``w_pref``: the weights w_D, w_P of the two
+    likelihoods. ``demo_form``: the demonstration term of the explicit reward step
+    (section 3: ``linear`` is the exact ML-IRL gradient, ``logistic`` the bounded form of
+    the authors' code). ``preference_form``: Bradley-Terry/DPO (``sigmoid``) or IPO.
+    """
+
+    beta: float = 0.1
+    w_demo: float = 1.0
+    w_pref: float = 1.0
+    demo_form: DemoForm = "logistic"
+    preference_form: PreferenceForm = "sigmoid"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.beta) and self.beta > 0):
+            raise ValueError(f"beta must be a finite number > 0, got {self.beta}")
+        for name in ("w_demo", "w_pref"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
 def _check_weights(w_demo: float, w_pref: float) -> None:
@@ -331,20 +368,20 @@ def self_play_aihf_loss(
 
 
 def kl_penalized_reward(
-    reward: torch.Tensor, policy_logprobs: torch.Tensor, reference_logprobs: torch.Tensor, kl_coef: float
+    reward: torch.Tensor, policy_logprobs: torch.Tensor, reference_logprobs: torch.Tensor, beta: float
 ) -> torch.Tensor:
     """Reward of a sample minus its KL penalty (METHOD.md sections 2-3, the inner problem).
 
-        R(x, y) = r(x, y) - kl_coef * [ log pi(y|x) - log pi_ref(y|x) ],   y ~ pi(.|x)
+        R(x, y) = r(x, y) - beta * [ log pi(y|x) - log pi_ref(y|x) ],   y ~ pi(.|x)
 
     The bracket is the single-sample estimate of KL(pi(.|x) || pi_ref(.|x)), so
-    E_y[R] = E_y[r] - kl_coef * KL: maximising it is the KL-regularised problem whose
-    solution is pi_theta of section 2 (with kl_coef = beta). Returned detached: R is a
-    constant weight in the policy-gradient loss.
+    E_y[R] = E_y[r] - beta * KL: maximising it is the KL-regularised problem whose
+    solution is pi_theta of section 2. Returned detached: R is a constant weight in the
+    policy-gradient loss.
     """
-    if kl_coef < 0:
-        raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
-    return (reward - kl_coef * (policy_logprobs - reference_logprobs)).detach()
+    if not beta >= 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    return (reward - beta * (policy_logprobs - reference_logprobs)).detach()
 
 
 def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:

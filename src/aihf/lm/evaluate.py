@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 
 import torch
+import yaml
 
 from aihf import objective
 from aihf.lm.batching import Encoder, Sequence, collate
@@ -104,9 +105,25 @@ def evaluate(
     return metrics
 
 
+def run_beta(model_path: str | Path) -> float | None:
+    """``method.beta`` of the ``aihf train`` run whose final model is ``model_path``
+    (``RUN/final/policy`` -> ``RUN/config.yaml``), or None when there is no such config."""
+    config = Path(model_path).resolve().parent.parent / "config.yaml"
+    if not config.is_file():
+        return None
+    loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    beta = (loaded.get("method") or {}).get("beta") if isinstance(loaded, dict) else None
+    return float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None
+
+
 def evaluate_from_cli(args: argparse.Namespace) -> int:
     """Entry point of ``aihf eval``."""
-    metrics = evaluate(args.model, args.preferences, args.demonstrations, args.reference, args.beta)
+    beta = args.beta
+    if beta is None:
+        beta = run_beta(args.model)
+        print(f"beta {beta} (from the run's config.yaml)" if beta is not None else "beta 0.1 (no run config found)")
+        beta = 0.1 if beta is None else beta
+    metrics = evaluate(args.model, args.preferences, args.demonstrations, args.reference, beta)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")

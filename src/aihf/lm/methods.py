@@ -26,6 +26,8 @@ data terms are on. So there are two method classes, both driven by the one loop 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -39,38 +41,79 @@ from aihf.config import ConfigError
 from aihf.data import Demonstration, Preference, PromptRecord
 from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate
 from aihf.lm.generation import HFSampler
-from aihf.lm.rl import rloo_step
+from aihf.lm.rl import RewardScaler, rloo_step
+from aihf.objective import ObjectiveConfig
+
+log = logging.getLogger(__name__)
 
 Split = Literal["train", "eval"]
 
 
 @dataclass
-class MethodConfig:
-    """The numbers of the objective (METHOD.md sections 2-4) and of sampling."""
+class MethodConfig(ObjectiveConfig):
+    """The ``method`` section: the objective's numbers (``ObjectiveConfig``: beta, w_demo,
+    w_pref, demo_form, preference_form; METHOD.md section 2), sampling, and the schedule of
+    the explicit-reward methods (section 3).
 
-    beta: float = 0.1
-    w_demo: float = 1.0
-    w_pref: float = 1.0
-    preference_form: Literal["sigmoid", "ipo"] = "sigmoid"
+    ``beta`` is the KL coefficient of the RL policy step (``rlhf``, ``aihf``) as much as the
+    scale of the implicit reward (``dpo`` ... ``self-play-aihf``). A setting the chosen
+    method does not read is reported when the run starts (``Recipe.ignored``).
+
+    Algorithm 1 (``aihf``): ``schedule: alternating`` is METHOD.md section 3's single loop,
+    one policy step and one reward step per optimizer step (the form with the convergence
+    guarantee). ``schedule: rounds`` is the authors' practice: ``rounds`` rounds, each of
+    ``samples_per_demo`` fresh y ~ pi_k per demonstration prompt, ``reward_epochs`` passes
+    of reward steps over those (y_E, y) pairs and the preferences, then
+    ``policy_steps_per_round`` RLOO steps on the frozen reward. ``reward_init``: ``body``
+    (a new head on ``model.reward_model`` or the policy's body) or ``preferences`` (a
+    preference-only stage 0 that the run trains first, ``reward_stage_steps``).
+    ``reward_frozen_layers`` freezes the embeddings and the lowest n blocks of the reward
+    body. Policy steps scale rewards by their running mean / std (``reward_normalize``)
+    and clip them to +-``reward_clip`` (``aihf.lm.rl.RewardScaler``).
+    """
+
     demo_average: bool = True
-    demo_form: Literal["linear", "logistic"] = "logistic"
     reward_l2: float = 0.0
     rloo_k: int = 4
-    kl_coef: float = 0.05
     steps_per_round: int | None = None
     max_new_tokens: int = 64
     temperature: float = 1.0
     top_p: float = 1.0
+    schedule: Literal["alternating", "rounds"] = "alternating"
+    rounds: int = 4
+    samples_per_demo: int = 1
+    reward_epochs: int = 1
+    policy_steps_per_round: int = 50
+    reward_init: Literal["body", "preferences"] = "body"
+    reward_frozen_layers: int = 0
+    reward_normalize: bool = True
+    reward_clip: float | None = 5.0
 
     def __post_init__(self) -> None:
-        if self.beta <= 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.w_demo < 0 or self.w_pref < 0:
-            raise ValueError("w_demo and w_pref must be >= 0")
+        super().__post_init__()
         if self.rloo_k < 2:
             raise ValueError(f"rloo_k must be >= 2 (leave-one-out needs another sample), got {self.rloo_k}")
         if self.steps_per_round is not None and self.steps_per_round < 1:
             raise ValueError(f"steps_per_round must be >= 1 or null, got {self.steps_per_round}")
+        for name in ("max_new_tokens", "rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.reward_frozen_layers < 0:
+            raise ValueError(f"reward_frozen_layers must be >= 0, got {self.reward_frozen_layers}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not (math.isfinite(self.reward_l2) and self.reward_l2 >= 0):
+            raise ValueError(f"reward_l2 must be a finite number >= 0, got {self.reward_l2}")
+        if self.reward_clip is not None and not (math.isfinite(self.reward_clip) and self.reward_clip > 0):
+            raise ValueError(f"reward_clip must be a finite number > 0 or null, got {self.reward_clip}")
+
+
+SAMPLING = ("max_new_tokens", "temperature", "top_p")
+REWARD_FIT = ("w_pref", "reward_l2", "reward_frozen_layers")
+POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
+ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
 
 
 @dataclass(frozen=True)
@@ -85,6 +128,20 @@ class Recipe:
     train_policy: bool = True
     train_reward: bool = False
     rl_prompts: Literal["demo", "pref", "none"] = "none"  # where RL samples are drawn without a prompt set
+    settings: tuple[str, ...] = ()  # the MethodConfig fields the method reads
+
+    def ignored(self, config: MethodConfig) -> list[str]:
+        """``key=value`` of the settings that differ from their defaults but that this method
+        does not read (e.g. ``w_demo`` for DPO, ``rounds`` with the alternating schedule)."""
+        default = MethodConfig()
+        read = set(self.settings)
+        if config.schedule != "rounds":
+            read -= set(ROUNDS)
+        return [
+            f"{f.name}={getattr(config, f.name)!r}"
+            for f in dataclasses.fields(config)
+            if f.name not in read and getattr(config, f.name) != getattr(default, f.name)
+        ]
 
     @property
     def uses_prompts(self) -> bool:
@@ -118,28 +175,55 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "sft": Recipe("supervised likelihood on demonstrations (METHOD.md 5)", "implicit", "likelihood", False),
+    "sft": Recipe(
+        "supervised likelihood on demonstrations (METHOD.md 5)", "implicit", "likelihood", False,
+        settings=("w_demo", "demo_average"),
+    ),
     "reward": Recipe(
         "Bradley-Terry reward model on preferences (METHOD.md 2, w_D = 0)",
-        "explicit", "none", True, train_policy=False, train_reward=True,
+        "explicit", "none", True, train_policy=False, train_reward=True, settings=REWARD_FIT,
     ),
     "rlhf": Recipe(
         "RLHF: reward model, then RLOO with a KL penalty to the reference (METHOD.md 5)",
-        "explicit", "none", False, rl_prompts="pref",
+        "explicit", "none", False, rl_prompts="pref", settings=REWARD_FIT + POLICY_RL,
     ),
-    "dpo": Recipe("DPO on preferences (METHOD.md 4-5)", "implicit", "none", True, "sigmoid"),
-    "ipo": Recipe("IPO on preferences (METHOD.md 4-5)", "implicit", "none", True, "ipo"),
-    "spin": Recipe("SPIN: self-play on demonstrations, reference = previous iterate (METHOD.md 5)", "implicit", "self-play", False),
+    "dpo": Recipe("DPO on preferences (METHOD.md 4-5)", "implicit", "none", True, "sigmoid", settings=("beta", "w_pref")),
+    "ipo": Recipe("IPO on preferences (METHOD.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref")),
+    "spin": Recipe(
+        "SPIN: self-play on demonstrations, reference = previous iterate (METHOD.md 5)", "implicit", "self-play", False,
+        settings=("beta", "w_demo", "steps_per_round", *SAMPLING),
+    ),
     "aihf": Recipe(
         "AIHF Algorithm 1: RLOO policy step + reward step on demonstrations vs samples and preferences (METHOD.md 3)",
         "explicit", "irl", True, train_reward=True, rl_prompts="demo",
+        settings=(*REWARD_FIT, *POLICY_RL, "w_demo", "demo_form", "schedule", *ROUNDS, "reward_init"),
     ),
-    "aihf-dpo": Recipe("AIHF-DPO: supervised likelihood + DPO, one stage (METHOD.md 4)", "implicit", "likelihood", True),
+    "aihf-dpo": Recipe(
+        "AIHF-DPO: supervised likelihood + DPO, one stage (METHOD.md 4)", "implicit", "likelihood", True,
+        settings=("beta", "w_demo", "w_pref", "preference_form", "demo_average"),
+    ),
     "self-play-aihf": Recipe(
         "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (METHOD.md 4)",
         "implicit", "self-play", True,
+        settings=("beta", "w_demo", "w_pref", "preference_form", "steps_per_round", *SAMPLING),
     ),
 }
+
+ALL_MODELS = frozenset({"policy", "reward"})
+
+
+def _pack(responses: list[list[int]], key: str) -> dict[str, torch.Tensor]:
+    """Response token ids as two tensors (lengths, flat tokens), for a safetensors checkpoint."""
+    return {
+        f"{key}.lengths": torch.tensor([len(r) for r in responses], dtype=torch.long),
+        f"{key}.tokens": torch.tensor([t for r in responses for t in r], dtype=torch.long),
+    }
+
+
+def _unpack(tensors: dict[str, torch.Tensor], key: str) -> list[list[int]] | None:
+    if f"{key}.lengths" not in tensors:
+        return None
+    return [r.tolist() for r in torch.split(tensors[f"{key}.tokens"], tensors[f"{key}.lengths"].tolist())]
 
 
 class _Records:
@@ -183,6 +267,10 @@ class _Records:
             if "prompt" in kinds and prompts.get(split):
                 self.prompts[split] = [encoder.prompt_record(r) for r in prompts[split]]
         self.accelerator: Accelerator | None = None
+        # the schedule, as the trainer reads it (``plan`` may set them from the batch size)
+        self.steps_per_round: int | None = None  # None: one round for the whole run
+        self.total_steps: int | None = None  # None: loop.max_steps
+        self.evaluate_each_round = False
 
     @property
     def truncation(self) -> TruncationStats:
@@ -190,6 +278,43 @@ class _Records:
 
     def bind(self, accelerator: Accelerator) -> None:
         self.accelerator = accelerator
+
+    def plan(self, records_per_step: int) -> None:
+        """Fix the schedule once the trainer knows how many records of each kind one optimizer
+        step reads (micro-batch x accumulation x processes). Only ``rounds`` needs it."""
+
+    def phase(self, step: int) -> frozenset[str]:
+        """The models that optimizer step ``step`` updates (all of them, but for ``rounds``)."""
+        return ALL_MODELS
+
+    def scored_form(self, sequence: Sequence) -> Sequence:
+        """A sequence as it is scored when it is compared with a policy sample: the response
+        cut to ``max_new_tokens`` (the policy's cap) and to ``data.max_length``.
+
+        A policy sample carries EOS only when the policy emitted it before the cap; a record
+        carries one only when it ``finished`` (``Encoder.response``). Cut here at the same
+        cap, a demonstration and a sample with the same tokens are the same sequence, so no
+        reward can tell them apart by their length or their end (METHOD.md section 3).
+        """
+        prompt, response = sequence
+        room = min(self.config.max_new_tokens, self.encoder.max_length - len(prompt))
+        return prompt, response[:room]
+
+    def compared_demonstrations(self) -> None:
+        """Put the demonstrations into :meth:`scored_form` (the methods that compare them with
+        samples: SPIN, Self-Play-AIHF, AIHF), saying how many the policy's cap shortened."""
+        cut = 0
+        for split, seqs in self.demos.items():
+            formed = [self.scored_form(seq) for seq in seqs]
+            cut += sum(len(a[1]) != len(b[1]) for a, b in zip(seqs, formed))
+            self.demos[split] = formed
+        if cut:
+            total = sum(len(seqs) for seqs in self.demos.values())
+            log.warning(
+                "%s: %d of %d demonstrations are longer than method.max_new_tokens=%d and are compared "
+                "with the policy's samples cut there, as a sample would be (raise max_new_tokens to keep them)",
+                self.name, cut, total, self.config.max_new_tokens,
+            )
 
     def data_sizes(self, split: str) -> dict[str, int]:
         sizes = {}
@@ -233,12 +358,18 @@ class _Records:
             yield acc.unwrap_model(model)
 
     def sample(self, model, prompts: list[list[int]], seed: int) -> list[Sequence]:
-        """(prompt, y) with y ~ model(.|prompt), one per prompt, reproducible from ``seed``."""
+        """(prompt, y) with y ~ model(.|prompt), one per prompt, reproducible from ``seed``, in
+        :meth:`scored_form` (EOS kept only when the model emitted it)."""
         cfg = self.config
         with self._full_weights(model) as full:
             sampler = HFSampler(full, self.tokenizer)
             responses = sampler.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
-        return list(zip(prompts, responses))
+        return [self.scored_form(pair) for pair in zip(prompts, responses)]
+
+    def sample_all(self, model, prompts: list[list[int]], seed: int, chunk: int = 8) -> list[Sequence]:
+        """One sample per prompt for a whole list (a round's samples), chunked over processes;
+        chunk c draws with seed ``seed ^ (c * chunk + 1)`` whatever the number of processes."""
+        return self.sharded(len(prompts), chunk, lambda idx: self.sample(model, [prompts[i] for i in idx], seed ^ (idx[0] + 1)))
 
     def sharded(self, count: int, chunk: int, compute) -> list:
         """``compute(indices)`` over the chunks [c * chunk, (c + 1) * chunk) of 0..count-1, chunk c
@@ -283,6 +414,8 @@ class ImplicitRewardMethod(_Records):
         self.steps_per_round = (config.steps_per_round or 1) if self_play else None
         if self_play and config.steps_per_round is None:
             raise ConfigError(f"{name!r} regenerates its samples every round: set method.steps_per_round")
+        if self_play:
+            self.compared_demonstrations()
         self.needs_reference = self.recipe.pref_term or self_play
         self.form = self.recipe.preference_form or config.preference_form
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
@@ -302,11 +435,7 @@ class ImplicitRewardMethod(_Records):
         for split in ("train", "eval"):
             if self.recipe.demo_term == "self-play" and split in self.demos:
                 demos = self.demos[split]
-                self.generated[split] = self.sharded(
-                    len(demos),
-                    chunk,
-                    lambda idx: self.sample(policy, [demos[i][0] for i in idx], seed ^ (idx[0] + 1)),
-                )
+                self.generated[split] = self.sample_all(policy, [prompt for prompt, _ in demos], seed, chunk)
                 self._reference_logps(policy, f"{split}.demo", demos, chunk)
                 self._reference_logps(policy, f"{split}.generated", self.generated[split], chunk)
             if self.recipe.pref_term and split in self.pairs:
@@ -323,20 +452,21 @@ class ImplicitRewardMethod(_Records):
         """Reference log-probs and self-play samples (flat token ids + lengths), for checkpoints."""
         state = {f"reference.{k}": v for k, v in self.reference.items()}
         for split, seqs in self.generated.items():
-            state[f"generated.{split}.lengths"] = torch.tensor([len(r) for _, r in seqs], dtype=torch.long)
-            state[f"generated.{split}.tokens"] = torch.cat([torch.tensor(r, dtype=torch.long) for _, r in seqs])
+            state.update(_pack([r for _, r in seqs], f"generated.{split}"))
         return state
 
     def load_round_state(self, tensors: dict[str, torch.Tensor]) -> None:
         self.reference = {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
         for split in self.demos:
-            if f"generated.{split}.lengths" in tensors:
-                responses = torch.split(tensors[f"generated.{split}.tokens"], tensors[f"generated.{split}.lengths"].tolist())
-                self.generated[split] = [(d[0], r.tolist()) for d, r in zip(self.demos[split], responses)]
+            responses = _unpack(tensors, f"generated.{split}")
+            if responses is not None:
+                self.generated[split] = [(d[0], r) for d, r in zip(self.demos[split], responses)]
 
     # ------------------------------------------------------------------------------- loss
 
-    def loss(self, indices: dict[str, list[int]], split: str, seed: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, indices: dict[str, list[int]], split: str, seed: int, phase: frozenset[str] = ALL_MODELS
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, recipe = self.config, self.recipe
         demo_idx, pref_idx = indices.get("demo", []), indices.get("pref", [])
         seqs = [self.demos[split][i] for i in demo_idx]
@@ -383,19 +513,22 @@ class ImplicitRewardMethod(_Records):
 class ExplicitRewardMethod(_Records):
     """Reward model and/or RL policy: ``reward``, ``rlhf``'s policy stage, ``aihf`` (METHOD.md section 3).
 
-    One step of Algorithm 1 per micro-batch. Sample, in one ``generate`` call: k responses
-    y ~ pi_k for each RL prompt x (the prompt set's when one is given, METHOD.md section 6;
-    otherwise the demonstrations' for AIHF, the preferences' for RLHF), and, for AIHF with
-    a prompt set, one y ~ pi_k(.|x) per demonstration (x, y_E) on its own prompt (step 2).
-    Score [y_E, samples, y_w, y_l] with r_theta_k in one forward pass, then
-      policy step: RLOO on R = r_theta_k(x, y) - kl_coef * log(pi/pi_ref)(y|x) over the k
-        samples of each RL prompt (``aihf.lm.rl``);
-      reward step: ``objective.aihf_reward_loss`` on r(x, y_E) vs r(x, y) and r(x, y_w) vs
-        r(x, y_l), i.e. l_R = -w_D mean(r(x, y_E) - r(x, y)) - w_P mean(log sigma(r_w - r_l))
-        (or the logistic demonstration term), where each y_E is paired with the k RL samples
-        of its prompt (no prompt set: r(x, y_E) repeated k times) or with its one sample.
-    Each loss only reaches its own model's parameters, so one backward pass and one
-    optimizer step (two parameter groups) perform both updates.
+    Algorithm 1 on one page (:meth:`loss`): for each optimizer step,
+      sample (step 2): y ~ pi_k, k per RL prompt (the prompt set's when one is given,
+        METHOD.md section 6; otherwise the demonstrations' for AIHF, the preferences' for
+        RLHF), and the samples each demonstration (x, y_E) is compared with: the k RL
+        samples of its prompt (no prompt set), one fresh y ~ pi_k(.|x) (prompt set), or,
+        with ``schedule: rounds``, the ``samples_per_demo`` drawn for it when the round began;
+      score every sequence with r_theta_k in one forward pass (demonstrations in
+        :meth:`scored_form`, the samples' form);
+      policy step (step 1, :meth:`policy_step`): RLOO on the scaled reward minus
+        beta * log(pi/pi_ref) over the k samples of each RL prompt (``aihf.lm.rl``);
+      reward step (step 3, :meth:`reward_step`): ``objective.aihf_reward_loss``,
+        l_R = w_D l_D(r(x, y_E), r(x, y)) + w_P l_BT(r(x, y_w), r(x, y_l)).
+    ``schedule: alternating`` takes both steps at every optimizer step; ``rounds`` splits
+    each round into reward steps then policy steps (:meth:`phase`). Each loss reaches only
+    its own model's parameters, and the trainer clips and steps each model's parameter
+    group with its own learning rate and gradient clip.
     """
 
     def __init__(
@@ -406,7 +539,6 @@ class ExplicitRewardMethod(_Records):
         recipe = self.recipe
         if recipe.reward != "explicit":
             raise ValueError(f"{name!r} is not an explicit-reward method")
-        self.steps_per_round = None
         self.models = {}
         if recipe.train_policy:
             if policy is None or reference is None:
@@ -420,6 +552,12 @@ class ExplicitRewardMethod(_Records):
         self.sampling = recipe.train_policy or (recipe.train_reward and recipe.demo_term == "irl")
         if self.sampling and policy is None:
             raise ValueError(f"{name!r} samples from a policy: pass one")
+        if recipe.demo_term == "irl":
+            self.compared_demonstrations()
+        self.schedule = config.schedule if recipe.demo_term == "irl" else "alternating"
+        self.reward_steps = 0  # rounds: the reward steps that open each round
+        self.round_samples: list[Sequence] = []  # rounds: samples_per_demo y ~ pi_k per training demonstration
+        self.scaler = RewardScaler(config.reward_normalize, config.reward_clip)
 
     def bind(self, accelerator: Accelerator) -> None:
         """Move the frozen models (reference, a fixed reward model) to the training device."""
@@ -428,14 +566,58 @@ class ExplicitRewardMethod(_Records):
             if isinstance(model, torch.nn.Module) and model not in self.models.values():
                 model.to(accelerator.device)
 
+    # ---------------------------------------------------------------------------- schedule
+
+    def plan(self, records_per_step: int) -> None:
+        """``rounds``: each round is R = ceil(reward_epochs * max(|D|, |P|) / records_per_step)
+        reward steps, then ``policy_steps_per_round`` policy steps; the run is ``rounds`` rounds."""
+        if self.schedule != "rounds":
+            return
+        cfg, sizes = self.config, self.data_sizes("train")
+        largest = max(sizes.get("demo", 0), sizes.get("pref", 0))
+        self.reward_steps = math.ceil(cfg.reward_epochs * largest / records_per_step)
+        self.steps_per_round = self.reward_steps + cfg.policy_steps_per_round
+        self.total_steps = cfg.rounds * self.steps_per_round
+        self.evaluate_each_round = True
+        log.info(
+            "%s: %d rounds of %d reward steps + %d policy steps = %d optimizer steps (loop.max_steps is not used)",
+            self.name, cfg.rounds, self.reward_steps, cfg.policy_steps_per_round, self.total_steps,
+        )
+
+    def phase(self, step: int) -> frozenset[str]:
+        if self.schedule != "rounds":
+            return ALL_MODELS
+        return frozenset({"reward"}) if step % self.steps_per_round < self.reward_steps else frozenset({"policy"})
+
+    @torch.no_grad()
     def start_round(self, round_index: int, seed: int) -> None:
-        """Nothing is frozen per round: samples are drawn fresh at every step."""
+        """``rounds``: draw the round's samples, ``samples_per_demo`` per training demonstration
+        prompt from pi_k (step 2), and restart the reward scaler (the reward is new)."""
+        if self.schedule != "rounds":
+            return
+        prompts = [prompt for prompt, _ in self.demos["train"] for _ in range(self.config.samples_per_demo)]
+        policy = self.models["policy"]
+        was_training = policy.training
+        policy.eval()
+        self.round_samples = self.sample_all(policy, prompts, seed)
+        policy.train(was_training)
+        self.scaler.reset()
 
     def round_state(self) -> dict[str, torch.Tensor]:
-        return {}
+        state = {"scaler": self.scaler.state()}
+        if self.round_samples:
+            state.update(_pack([r for _, r in self.round_samples], "round_samples"))
+        return state
 
     def load_round_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """No round state to restore."""
+        if "scaler" in tensors:
+            self.scaler.load_state(tensors["scaler"])
+        responses = _unpack(tensors, "round_samples")
+        if responses is not None:
+            prompts = [prompt for prompt, _ in self.demos["train"] for _ in range(self.config.samples_per_demo)]
+            self.round_samples = list(zip(prompts, responses))
+
+    # ------------------------------------------------------------------------ the two steps
 
     def _rewards(self, sequences: list[Sequence], grad: bool) -> torch.Tensor:
         acc = self.accelerator
@@ -453,47 +635,67 @@ class ExplicitRewardMethod(_Records):
             return [self.demos[split][i][0] for i in chosen]
         return [self.pairs[split][i][0][0] for i in chosen]  # "pref": the prompt of the chosen sequence
 
-    def loss(self, indices: dict[str, list[int]], split: str, seed: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def policy_step(self, samples: list[Sequence], rewards: torch.Tensor, split: str) -> tuple[torch.Tensor, dict[str, float]]:
+        """Step 1: RLOO on the scaled rewards r'(x, y) (``RewardScaler``, updated with the
+        training rewards of all processes) minus beta * log(pi/pi_ref)(y|x)."""
+        rewards = rewards.detach()
+        if split == "train":
+            self.scaler.update(self.accelerator.gather(rewards))
+        loss, metrics = rloo_step(
+            lambda model: self.logps(model, samples)[0],
+            self.models["policy"], self.reference_model, self.scaler(rewards), self.config.rloo_k, self.config.beta,
+        )
+        metrics.update(reward_raw_mean=float(rewards.mean()), reward_raw_std=float(rewards.std(unbiased=False)))
+        return loss, metrics
+
+    def reward_step(self, r_demo, r_compared, r_chosen, r_rejected) -> torch.Tensor:
+        """Step 3: l_R on r(x, y_E) vs the samples it is compared with, and r(x, y_w) vs r(x, y_l)."""
+        cfg = self.config
+        return objective.aihf_reward_loss(
+            r_demo, r_compared, r_chosen, r_rejected,
+            cfg.w_demo if r_demo is not None else 0.0, cfg.w_pref if r_chosen is not None else 0.0,
+            cfg.demo_form, cfg.reward_l2,
+        )
+
+    def loss(
+        self, indices: dict[str, list[int]], split: str, seed: int, phase: frozenset[str] = ALL_MODELS
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, recipe, k = self.config, self.recipe, self.config.rloo_k
-        demo_idx, pref_idx = indices.get("demo", []), indices.get("pref", [])
-        demos = [self.demos[split][i] for i in demo_idx] if recipe.demo_term == "irl" else []
-        pairs = [self.pairs[split][i] for i in pref_idx] if recipe.pref_term else []
-        rl_prompts: list[list[int]] = []  # k samples each, for RLOO (and the demonstration term without a prompt set)
-        demo_prompts: list[list[int]] = []  # with a prompt set: one sample per demonstration, on its prompt
-        if self.sampling:
-            rl_prompts = [prompt for prompt in self._rl_prompts(indices, split) for _ in range(k)]
-            if self.rl_source == "prompt":
-                demo_prompts = [prompt for prompt, _ in demos]
-        queries = rl_prompts + demo_prompts
+        reward_phase, policy_phase = "reward" in phase, "policy" in phase and recipe.train_policy
+        demo_idx = indices.get("demo", []) if recipe.demo_term == "irl" and reward_phase else []
+        pref_idx = indices.get("pref", []) if recipe.pref_term and reward_phase else []
+        demos = [self.demos[split][i] for i in demo_idx]
+        pairs = [self.pairs[split][i] for i in pref_idx]
+        # step 2: what each demonstration is compared with
+        from_round = bool(demos) and self.schedule == "rounds" and split == "train"
+        from_rl = bool(demos) and not from_round and self.rl_source == "demo"
+        s = cfg.samples_per_demo
+        round_cmp = [self.round_samples[i * s + j] for i in demo_idx for j in range(s)] if from_round else []
+        rl_prompts = [p for p in self._rl_prompts(indices, split) for _ in range(k)] if policy_phase or from_rl else []
+        own_prompts = [prompt for prompt, _ in demos] if demos and not (from_round or from_rl) else []
+        queries = rl_prompts + own_prompts
         samples = self.sample(self.models.get("policy", self.policy), queries, seed) if queries else []
-        seqs = demos + samples + [p[0] for p in pairs] + [p[1] for p in pairs]
-        rewards = self._rewards(seqs, grad=recipe.train_reward and torch.is_grad_enabled())
-        r_demo, r_samples, r_chosen, r_rejected = torch.split(rewards, [len(demos), len(samples), len(pairs), len(pairs)])
-        r_rl, r_own = torch.split(r_samples, [len(rl_prompts), len(demo_prompts)])
-        # the samples each demonstration is compared with: its own one, or the k of its prompt
-        r_demo_paired, r_demo_samples = (r_demo, r_own) if demo_prompts else (r_demo.repeat_interleave(k), r_rl)
+        # one forward pass of r_theta_k over everything this step scores
+        seqs = demos + samples + round_cmp + [p[0] for p in pairs] + [p[1] for p in pairs]
+        rewards = self._rewards(seqs, grad=recipe.train_reward and reward_phase and torch.is_grad_enabled())
+        r_demo, r_rl, r_own, r_round, r_chosen, r_rejected = torch.split(
+            rewards, [len(demos), len(rl_prompts), len(own_prompts), len(round_cmp), len(pairs), len(pairs)]
+        )
+        repeat = s if from_round else k if from_rl else 1
+        r_compared = r_round if from_round else r_rl if from_rl else r_own
         metrics: dict[str, float] = {}
         loss = rewards.new_zeros(())
         if pairs:
             metrics["reward_accuracy"] = float((r_chosen > r_rejected).float().mean())
-        if rl_prompts:
-            metrics["reward_samples"] = float(r_rl.detach().mean())
         if demos:
-            metrics["reward_demo_minus_samples"] = float((r_demo.detach().mean() - r_demo_samples.detach().mean()))
-        if recipe.train_reward:
-            w_demo = cfg.w_demo if demos else 0.0
-            w_pref = cfg.w_pref if pairs else 0.0
-            loss = loss + objective.aihf_reward_loss(
-                r_demo_paired if demos else None, r_demo_samples if demos else None,
+            metrics["reward_demo_minus_samples"] = float(r_demo.detach().mean() - r_compared.detach().mean())
+        if recipe.train_reward and reward_phase:
+            loss = loss + self.reward_step(
+                r_demo.repeat_interleave(repeat) if demos else None, r_compared if demos else None,
                 r_chosen if pairs else None, r_rejected if pairs else None,
-                w_demo, w_pref, cfg.demo_form, cfg.reward_l2,
             )
-        if recipe.train_policy and rl_prompts:
-            rl_samples = samples[: len(rl_prompts)]
-            policy_loss, rl_metrics = rloo_step(
-                lambda model: self.logps(model, rl_samples)[0],
-                self.models["policy"], self.reference_model, r_rl.detach(), k, cfg.kl_coef,
-            )
+        if policy_phase and rl_prompts:
+            policy_loss, rl_metrics = self.policy_step(samples[: len(rl_prompts)], r_rl, split)
             loss = loss + policy_loss
             metrics.update(rl_metrics)
         return loss, metrics

@@ -325,6 +325,26 @@ class RewardModel(nn.Module):
         last = hidden[rows, last_token_index(attention_mask)]
         return self.head(last.to(self.head.weight.dtype)).squeeze(-1)
 
+    def freeze_lower_layers(self, count: int) -> int:
+        """Freeze the input embeddings and the lowest ``count`` transformer blocks of the body
+        (the AIHF authors' reward training freezes the lower layers); returns how many
+        parameters were frozen. The blocks are the body's one ``ModuleList`` of
+        ``num_hidden_layers`` entries (``layers`` of GPT-NeoX / Llama, ``h`` of GPT-2)."""
+        if count <= 0:
+            return 0
+        depth = self.backbone.config.get_text_config().num_hidden_layers
+        stacks = [m for m in self.backbone.modules() if isinstance(m, nn.ModuleList) and len(m) == depth]
+        if len(stacks) != 1:
+            raise ValueError(f"cannot find the {depth} transformer blocks of {type(self.backbone).__name__} to freeze")
+        if count > depth:
+            raise ValueError(f"reward_frozen_layers={count} but the reward body has {depth} layers")
+        frozen = [*self.backbone.get_input_embeddings().parameters()]
+        for block in stacks[0][:count]:
+            frozen += list(block.parameters())
+        for param in frozen:
+            param.requires_grad_(False)
+        return sum(p.numel() for p in frozen)
+
     def save(self, directory: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
         """Write body (``save_pretrained``, safetensors), head (safetensors) and a JSON
         marker atomically into ``directory``; the tokenizer too when given."""

@@ -7,7 +7,9 @@ A config has four sections: ``model`` (what to load), ``data`` (files, lengths),
 ``method`` (beta, weights, sampling: ``MethodConfig``) and ``loop`` (optimisation,
 checkpoints, logging: ``LoopConfig``). ``rlhf`` runs two stages through the same loop:
 the ``reward`` method into ``output_dir/reward`` (unless ``model.reward_model`` names a
-saved reward model), then the RLOO policy stage into ``output_dir/policy``.
+saved reward model), then the RLOO policy stage into ``output_dir/policy``. ``aihf`` with
+``method.reward_init: preferences`` trains the same preference-only stage 0 first and
+starts its reward from it (the AIHF authors' round 0).
 
 ``data.prompts`` is the RL prompt set (METHOD.md section 6): ``rlhf``'s policy stage and
 ``aihf`` sample their RLOO responses on it instead of on the preferences' /
@@ -79,7 +81,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    reward_stage_steps: int | None = None  # rlhf: steps of the reward stage (None: loop.max_steps)
+    reward_stage_steps: int | None = None  # rlhf, aihf's stage 0: steps of the reward stage (None: loop.max_steps)
 
 
 def _split(records: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -143,6 +145,10 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
         reward_model, reward_tokenizer = load_reward_model(
             mc.reward_model or mc.name_or_path, mc.dtype, mc.trust_remote_code, seed=config.loop.seed
         )
+        if recipe.train_reward and config.method.reward_frozen_layers:
+            frozen = reward_model.freeze_lower_layers(config.method.reward_frozen_layers)
+            log.info("%s: the reward body's embeddings and lowest %d layers are frozen (%d parameters)",
+                     name, config.method.reward_frozen_layers, frozen)
         if tokenizer is not None and tokenizer.get_vocab() != reward_tokenizer.get_vocab():
             raise ConfigError(
                 f"model.reward_model {mc.reward_model!r} has another tokenizer than the policy "
@@ -173,29 +179,44 @@ def _save_final(trainer: Trainer, tokenizer, directory: Path) -> None:
             tokenizer.save_pretrained(directory / name)
 
 
-def train(name: str, config: TrainConfig) -> TrainResult:
+def _reward_stage(config: TrainConfig) -> Path:
+    """Train the preference-only ``reward`` method into ``output_dir/reward`` (skipped when
+    that stage has finished before) and return the saved reward model's directory. It reads
+    no prompt set and runs ``reward_stage_steps`` steps (default ``loop.max_steps``)."""
+    stage = copy.deepcopy(config)
+    stage.data.prompts = stage.data.eval_prompts = None
+    stage.loop.output_dir = str(Path(config.loop.output_dir) / "reward")
+    stage.loop.max_steps = config.reward_stage_steps or config.loop.max_steps
+    trained = Path(stage.loop.output_dir) / "final" / "reward"
+    if is_saved_reward_model(trained):
+        log.info("reusing the reward model of a finished reward stage, %s", trained)
+    else:
+        train("reward", stage, report_ignored=False)
+    return trained
+
+
+def train(name: str, config: TrainConfig, report_ignored: bool = True) -> TrainResult:
     """Run method ``name``; weights end up in ``loop.output_dir/final``.
 
     ``rlhf`` first trains ``reward`` into ``output_dir/reward`` (skipped when that stage has
     finished before, or when ``model.reward_model`` is a saved reward model), then its
     policy stage into ``output_dir/policy``. The reward stage reads no prompt set; with
-    one, the policy stage reads no preferences.
+    one, the policy stage reads no preferences. ``aihf`` with ``method.reward_init:
+    preferences`` (and no ``model.reward_model``) trains the same stage 0 first and warm
+    starts its reward from it. Settings the method does not read are logged as a warning.
     """
-    if name == "rlhf" and not (config.model.reward_model and is_saved_reward_model(config.model.reward_model)):
-        stage = copy.deepcopy(config)
-        stage.data.prompts = stage.data.eval_prompts = None
-        stage.loop.output_dir = str(Path(config.loop.output_dir) / "reward")
-        stage.loop.max_steps = config.reward_stage_steps or config.loop.max_steps
-        trained = Path(stage.loop.output_dir) / "final" / "reward"
-        if is_saved_reward_model(trained):
-            log.info("rlhf: reusing the reward model of a finished reward stage, %s", trained)
-        else:
-            train("reward", stage)
+    if report_ignored and (ignored := RECIPES[name].ignored(config.method)):
+        log.warning("method %s does not read method.%s: ignored", name, ", method.".join(ignored))
+    given = bool(config.model.reward_model) and is_saved_reward_model(config.model.reward_model)
+    if name == "rlhf" and not given:
         config = copy.deepcopy(config)
-        config.model.reward_model = str(trained)
+        config.model.reward_model = str(_reward_stage(config))
         if config.data.prompts:  # the preferences served the reward stage
             config.data.preferences = config.data.eval_preferences = None
         config.loop.output_dir = str(Path(config.loop.output_dir) / "policy")
+    elif name == "aihf" and config.method.reward_init == "preferences" and not config.model.reward_model:
+        config = copy.deepcopy(config)
+        config.model.reward_model = str(_reward_stage(config))  # the joint run stays in output_dir
     method, tokenizer = build_method(name, config)
     trainer = Trainer(method, config.loop)
     if trainer.accelerator.is_main_process:

@@ -9,8 +9,12 @@ record indices becomes a loss; this loop does everything else, the same way for 
   function of (seed, step), so resuming needs only the step, and 2 processes x 1
   accumulation read the same micro-batches as 1 process x 2 accumulations;
 * rounds: a method with ``steps_per_round`` recomputes its frozen quantities (reference
-  log-probs, self-play samples) when a round starts; methods without rounds compute them
-  once;
+  log-probs, self-play samples, Algorithm 1's round samples) when a round starts; methods
+  without rounds compute them once. A method may fix its schedule from the batch size
+  (``plan``: Algorithm 1's ``rounds`` sets the steps per round and the run's length) and
+  update only some of its models at a step (``phase``: reward steps, then policy steps);
+* one AdamW, one parameter group per trained model (``policy``, ``reward``), each with its
+  own learning rate and gradient clip (``reward_learning_rate``, ``reward_max_grad_norm``);
 * accelerate: devices, mixed precision, DDP / FSDP / DeepSpeed (configs/accelerate/),
   gradient accumulation (``accelerator.accumulate``), gradient clipping;
 * a NaN guard (``runtime.check_finite`` on the loss, all processes agreeing, before its
@@ -56,11 +60,12 @@ class LoopConfig:
     micro_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-5
-    reward_learning_rate: float | None = None
+    reward_learning_rate: float | None = None  # None: learning_rate
     weight_decay: float = 0.0
     lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
+    reward_max_grad_norm: float | None = None  # None: max_grad_norm
     mixed_precision: Literal["no", "fp16", "bf16"] | None = None  # None: accelerate launch's setting
     eval_every: int = 0
     save_every: int = 0
@@ -84,12 +89,18 @@ class Method(Protocol):
     name: str
     models: dict[str, torch.nn.Module]  # trainable modules by name; the loop replaces them with prepared ones
     steps_per_round: int | None  # None: one round for the whole run
+    total_steps: int | None  # None: loop.max_steps
+    evaluate_each_round: bool  # evaluate on the held-out records after every round
     truncation: TruncationStats  # what encoding the records cut (reported, never silent)
 
     def bind(self, accelerator: Accelerator) -> None: ...
+    def plan(self, records_per_step: int) -> None: ...
+    def phase(self, step: int) -> frozenset[str]: ...
     def data_sizes(self, split: str) -> dict[str, int]: ...
     def start_round(self, round_index: int, seed: int) -> None: ...
-    def loss(self, indices: dict[str, list[int]], split: str, seed: int) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def loss(
+        self, indices: dict[str, list[int]], split: str, seed: int, phase: frozenset[str] = ...
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
     def round_state(self) -> dict[str, torch.Tensor]: ...
     def load_round_state(self, tensors: dict[str, torch.Tensor]) -> None: ...
 
@@ -228,14 +239,18 @@ class Trainer:
         groups = []
         for name, module in zip(names, prepared):
             method.models[name] = module
-            lr = config.reward_learning_rate if name == "reward" and config.reward_learning_rate else config.learning_rate
+            reward = name == "reward"
+            lr = config.reward_learning_rate if reward and config.reward_learning_rate else config.learning_rate
+            clip = config.reward_max_grad_norm if reward and config.reward_max_grad_norm is not None else config.max_grad_norm
             params = [p for p in module.parameters() if p.requires_grad]
-            groups.append({"params": params, "lr": lr, "name": name})
+            groups.append({"params": params, "lr": lr, "name": name, "max_grad_norm": clip})
         self.optimizer = acc.prepare(torch.optim.AdamW(groups, weight_decay=config.weight_decay))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _schedule(config.lr_scheduler, config.warmup_steps, config.max_steps)
-        )
         method.bind(acc)
+        method.plan(config.micro_batch_size * config.gradient_accumulation_steps * acc.num_processes)
+        self.max_steps = method.total_steps or config.max_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _schedule(config.lr_scheduler, config.warmup_steps, self.max_steps)
+        )
         cut = method.truncation
         if cut.prompts_truncated or cut.responses_truncated:
             log.warning("%s: %s (raise data.max_length / data.max_prompt_length to keep them)", method.name, cut.summary())
@@ -264,27 +279,30 @@ class Trainer:
         """
         acc, cfg = self.accelerator, self.config
         modules = list(self.method.models.values())
+        phase = self.method.phase(self.step)
         sums: dict[str, float] = {}
         for slot in range(cfg.gradient_accumulation_steps):
             indices, seed = self._micro_batch(slot)
             with acc.accumulate(*modules):
-                loss, metrics = self.method.loss(indices, "train", seed)
+                loss, metrics = self.method.loss(indices, "train", seed, phase)
                 shared = acc.reduce(loss.detach().float().reshape(1), "mean")
                 runtime.check_finite(shared, f"the {self.method.name} loss", self.step + 1)
                 acc.backward(loss)
             for key, value in {"loss": float(shared), **metrics}.items():
                 sums[key] = sums.get(key, 0.0) + value / cfg.gradient_accumulation_steps
-        if cfg.max_grad_norm is not None:
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
+        for group in self.optimizer.param_groups:  # each model its own clip; a model outside the phase has no gradient
+            name = group.get("name", "all")
+            if group["max_grad_norm"] is None or name not in phase:
+                continue
+            norm = acc.clip_grad_norm_(group["params"], group["max_grad_norm"])
             if norm is not None and acc.scaler is None:
-                sums["grad_norm"] = runtime.check_finite(norm, "the gradient norm", self.step + 1)
+                sums[f"grad_norm/{name}"] = runtime.check_finite(norm, f"the {name} gradient norm", self.step + 1)
             elif norm is not None:  # fp16: the loss scaler skips steps with inf gradients by design
-                sums["grad_norm"] = float(norm)
+                sums[f"grad_norm/{name}"] = float(norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        metrics = {k: v for k, v in sums.items() if k == "loss" or k == "grad_norm"}
+        metrics = {k: v for k, v in sums.items() if k == "loss" or k.startswith("grad_norm/")}
         others = {k: v for k, v in sums.items() if k not in metrics}
         if others:  # method metrics are per-process means: average them over processes too
             keys = sorted(others)
@@ -327,6 +345,7 @@ class Trainer:
         packed = acc.reduce(packed, "sum")
         result = {f"eval/{k}": v / max(1.0, float(packed[-1])) for k, v in zip(keys, packed[:-1].tolist())}
         result["step"] = self.step
+        result["round"] = self.round
         return result
 
     # ----------------------------------------------------------------------- checkpoints
@@ -415,7 +434,7 @@ class Trainer:
         if cfg.log_with != "none":
             acc.init_trackers(method.name)
         bar = tqdm(
-            total=cfg.max_steps,
+            total=self.max_steps,
             initial=self.step,
             desc=method.name,
             disable=not (cfg.progress and acc.is_local_main_process),
@@ -423,7 +442,7 @@ class Trainer:
         )
         for module in method.models.values():
             module.train()
-        while self.step < cfg.max_steps:
+        while self.step < self.max_steps:
             round_index = self.step // method.steps_per_round if method.steps_per_round else 0
             if round_index != self.round:
                 method.start_round(round_index, runtime.mix_seeds(cfg.seed, 7, round_index))
@@ -436,14 +455,16 @@ class Trainer:
                 acc.log({k: v for k, v in metrics.items() if k != "step"}, step=self.step)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
             bar.update(1)
-            if cfg.eval_every and self.step % cfg.eval_every == 0:
+            round_end = bool(method.steps_per_round) and self.step % method.steps_per_round == 0
+            if (cfg.eval_every and self.step % cfg.eval_every == 0) or (method.evaluate_each_round and round_end):
                 self._evaluate_and_log()
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save_checkpoint()
         bar.close()
         if cfg.save_every and self.step % cfg.save_every != 0:
             self.save_checkpoint()
-        if cfg.eval_every and self.step % cfg.eval_every != 0:
+        evaluated = self.evaluations and self.evaluations[-1]["step"] == self.step
+        if cfg.eval_every and not evaluated:
             self._evaluate_and_log()
         acc.end_training()
         if acc.is_main_process:
@@ -464,6 +485,6 @@ class Trainer:
         result = self.evaluate()
         if result:
             self.evaluations.append(result)
-            self.accelerator.log({k: v for k, v in result.items() if k != "step"}, step=self.step)
+            self.accelerator.log({k: v for k, v in result.items() if k not in ("step", "round")}, step=self.step)
             if self.accelerator.is_main_process:
                 log.info("step %d: %s", self.step, {k: round(v, 4) for k, v in result.items()})
