@@ -97,6 +97,16 @@ BAD_JSONL = [
      1, "query[0].content", r"chat message has no 'content'"),
     ("prompt row with a response, strict", read_prompts, [GOOD_DEMO], {"strict": True}, 1, "response",
      r"unknown field \(strict=True reads only \['prompt'\]\)"),
+    ("finished not a boolean", read_demonstrations, [GOOD_DEMO, {**GOOD_DEMO, "finished": "false"}], {}, 2,
+     "finished", r"finished must be true or false, got str"),
+    ("finished as 0", read_demonstrations, [{"messages": messages("user", "q", "assistant", "a"), "finished": 0}],
+     {}, 1, "finished", r"finished must be true or false, got int"),
+    ("chosen_finished not a boolean", read_preferences, [{**GOOD_PREF, "chosen_finished": 1}], {}, 1,
+     "chosen_finished", r"chosen_finished must be true or false, got int"),
+    ("rejected_finished not a boolean", read_preferences,
+     [GOOD_PREF, {"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: b",
+                  "rejected_finished": "no"}], {}, 2, "rejected_finished",
+     r"rejected_finished must be true or false, got str"),
 ]
 
 
@@ -176,6 +186,41 @@ def test_jsonl_round_trip(tmp_path):
     write_jsonl(prefs, tmp_path / "p.jsonl")
     assert read_demonstrations(tmp_path / "d.jsonl") == demos
     assert read_preferences(tmp_path / "p.jsonl") == prefs
+
+
+def test_finished_flags_read_write_and_default_to_true(tmp_path):
+    cut = Demonstration("Say hi", "hi the", finished=False)
+    pref = Preference(CHAT, "Paris.", "Lyon is", rejected_finished=False)
+    assert Demonstration("Say hi", "hi").finished and Preference("q", "a", "b").chosen_finished
+    assert cut != Demonstration("Say hi", "hi the")  # the flag is part of the record
+    # written only when false, so files of finished responses are unchanged
+    assert Demonstration("Say hi", "hi").to_dict() == {"prompt": "Say hi", "response": "hi"}
+    assert cut.to_dict() == {"prompt": "Say hi", "response": "hi the", "finished": False}
+    assert pref.to_dict()["rejected_finished"] is False and "chosen_finished" not in pref.to_dict()
+    demos, prefs = [cut, Demonstration("q", "a")], [pref, Preference("q", "a", "b", chosen_finished=False)]
+    write_jsonl(demos, tmp_path / "d.jsonl")
+    write_jsonl(prefs, tmp_path / "p.jsonl")
+    assert read_demonstrations(tmp_path / "d.jsonl", strict=True) == demos
+    assert read_preferences(tmp_path / "p.jsonl", strict=True) == prefs
+    # Parquet / datasets: a column missing from some rows reads as null there, which means true
+    for records, reader in ((demos, read_demonstrations), (prefs[1:], read_preferences)):
+        path = tmp_path / f"{reader.__name__}.parquet"
+        pq.write_table(pa.Table.from_pylist([r.to_dict() for r in records]), path)
+        assert reader(path) == records
+        assert reader(datasets.Dataset.from_list([r.to_dict() for r in records])) == records
+    # every row layout takes the flags
+    conversation = {"messages": [*CHAT, {"role": "assistant", "content": "Paris"}], "finished": False}
+    assert read_demonstrations([conversation]) == [Demonstration(CHAT, "Paris", finished=False)]
+    history = messages("user", "q1")
+    ultrafeedback = {"chosen": [*history, {"role": "assistant", "content": "good"}],
+                     "rejected": [*history, {"role": "assistant", "content": "bad"}], "chosen_finished": False}
+    assert read_preferences([ultrafeedback], strict=True) == [Preference(history, "good", "bad", chosen_finished=False)]
+    hh = {"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: b",
+          "rejected_finished": False, "chosen_finished": None}
+    (read,) = read_preferences([hh])
+    assert (read.chosen_finished, read.rejected_finished) == (True, False)
+    with pytest.raises(DataError, match="^field 'finished': finished must be true or false, got str"):
+        Demonstration("q", "a", finished="yes")
 
 
 def test_parquet_and_dataset_round_trip(tmp_path):

@@ -92,7 +92,9 @@ def test_batch_masks_prompt_and_padding_and_appends_eos():
     tok = tiny_tokenizer()
     enc = Encoder(tok, max_length=24, max_prompt_length=12)
     prompt, response = enc.demonstration(Demonstration("review: the movie was", GOOD))
-    assert response[-1] == tok.eos_token_id and tok.decode(response[:-1]) == GOOD
+    assert response[-1] == tok.eos_token_id and tok.decode(response[:-1]) == GOOD  # finished: EOS appended
+    _, cut = enc.demonstration(Demonstration("review: the movie was", GOOD, finished=False))
+    assert cut == response[:-1]  # cut at a length cap: no EOS
     short = enc.demonstration(Demonstration("hi", " ok"))
     batch = collate([(prompt, response), short], tok.pad_token_id)
     row0 = len(prompt) + len(response)
@@ -112,6 +114,38 @@ def test_chat_records_use_the_template_and_mask_the_prompt():
     assert prompt + response == list(full)
     assert tok.decode(prompt).endswith("<|im_start|>assistant\n")
     assert tok.decode(response).startswith(GOOD) and "<|im_end|>" in tok.decode(response)
+
+
+def test_unfinished_responses_get_no_eos_or_end_of_turn():
+    """A response cut at a length cap (``finished=False``) is encoded as a sample cut there:
+    the text's tokens and nothing after them; a finished one keeps EOS / end-of-turn."""
+    tok = tiny_tokenizer()
+    enc = Encoder(tok, max_length=64, max_prompt_length=32)
+    text = " great and the acting was"
+    plain = tok(text, add_special_tokens=False).input_ids
+    prompt, cut = enc.demonstration(Demonstration("review: the movie was", text, finished=False))
+    assert cut == plain and tok.eos_token_id not in cut
+    assert enc.demonstration(Demonstration("review: the movie was", text))[1] == plain + [tok.eos_token_id]
+    assert prompt == enc.demonstration(Demonstration("review: the movie was", text))[0]
+
+    chat_prompt = [{"role": "user", "content": "review: the movie was"}]
+    prompt, finished = enc.demonstration(Demonstration(chat_prompt, text))
+    _, unfinished = enc.demonstration(Demonstration(chat_prompt, text, finished=False))
+    # the template's continuation of the generation prompt, less its end-of-turn tokens
+    assert unfinished == plain and finished[: len(unfinished)] == unfinished
+    assert tok.convert_ids_to_tokens(finished[len(unfinished):]) == ["<|im_end|>", "Ċ"]
+    assert "<|im_end|>" not in tok.decode(unfinished) and tok.eos_token_id not in unfinished
+    full = tok.apply_chat_template(Demonstration(chat_prompt, text).conversation(text), tokenize=True, return_dict=False)
+    assert prompt + finished == list(full)
+
+    # preferences: each side follows its own flag
+    for record in (Preference("review: the movie was", GOOD, BAD + " and", rejected_finished=False),
+                   Preference(chat_prompt, GOOD, BAD + " and", rejected_finished=False)):
+        (_, chosen), (_, rejected) = enc.preference(record)
+        assert chosen[-1] == tok.eos_token_id or tok.convert_ids_to_tokens(chosen[-2:]) == ["<|im_end|>", "Ċ"]
+        assert rejected == tok(BAD + " and", add_special_tokens=False).input_ids
+    (_, chosen), (_, rejected) = enc.preference(Preference("x", GOOD, BAD, chosen_finished=False))
+    assert chosen == tok(GOOD, add_special_tokens=False).input_ids and rejected[-1] == tok.eos_token_id
 
 
 def test_truncation_is_counted_not_silent():

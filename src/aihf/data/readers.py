@@ -140,7 +140,9 @@ def read_demonstrations(
     max_chars: int | None = None,
 ) -> Records[Demonstration]:
     """Demonstrations (x, y_E) from a ``.jsonl``/``.parquet`` path, a ``datasets.Dataset`` or
-    a list of dicts. Rows are ``{prompt, response}`` or ``{messages}`` (UltraChat).
+    a list of dicts. Rows are ``{prompt, response}`` or ``{messages}`` (UltraChat), with an
+    optional boolean ``finished`` (default true; false: the response was cut at a length cap
+    and is encoded without EOS).
 
     ``strict``: unknown columns are errors (default: ignored as metadata). ``on_error="skip"``
     drops bad rows instead of raising; ``dedupe`` drops exact repeats; ``max_chars`` drops
@@ -166,7 +168,8 @@ def read_preferences(
 ) -> Records[Preference]:
     """Preferences (x, y_w, y_l) from the same sources. Rows are ``{prompt, chosen, rejected}``
     or full conversations in ``chosen``/``rejected`` (UltraFeedback message lists, or HH text)
-    whose shared prefix becomes the prompt. Options as in :func:`read_demonstrations`;
+    whose shared prefix becomes the prompt, with optional booleans ``chosen_finished`` /
+    ``rejected_finished`` (default true, as ``finished`` for demonstrations). Options as in :func:`read_demonstrations`;
     ``max_chars`` applies to the prompt plus the longer response.
     """
     parse = partial(

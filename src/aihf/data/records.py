@@ -14,6 +14,12 @@ content. The constructors also accept an assistant message dict
 (``{"role": "assistant", "content": ...}``) or a list holding exactly one assistant
 message, and reduce it to its content. Text is kept exactly as given (never stripped),
 but must not be empty or whitespace only; ``chosen`` must differ from ``rejected`` (exact string equality).
+
+Each response also says whether it *finished*: ``Demonstration.finished``,
+``Preference.chosen_finished`` and ``Preference.rejected_finished`` (``bool``, default
+``True``). ``False`` means the response was cut at a length cap (e.g. a sample that hit
+``max_new_tokens``): it is encoded without EOS / end-of-turn
+(:meth:`aihf.lm.batching.Encoder.response`), as a policy sample cut at the same cap is.
 Constructors raise :class:`~aihf.data.errors.DataError` naming the field, e.g.
 ``prompt[1].role``.
 """
@@ -112,6 +118,15 @@ def to_response(value: Any, field: str = "response") -> str:
     raise DataError(f"{field} must be a string or an assistant message, got {type(value).__name__}", field=field)
 
 
+def to_flag(value: Any, field: str) -> bool:
+    """A ``bool`` (a NumPy boolean is accepted too); anything else, 0 and 1 included, is an error."""
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):  # numpy.bool_
+        value = value.item()
+    if not isinstance(value, bool):
+        raise DataError(f"{field} must be true or false, got {type(value).__name__}", field=field)
+    return value
+
+
 @dataclass(frozen=True)
 class _Prompted:
     prompt: Prompt
@@ -153,33 +168,56 @@ class PromptRecord(_Prompted):
 
 @dataclass(frozen=True)
 class Demonstration(_Prompted):
-    """A prompt x and an expert response y_E (METHOD.md section 1)."""
+    """A prompt x and an expert response y_E (METHOD.md section 1).
+
+    ``finished=False``: the response was cut at a length cap and carries no EOS.
+    """
 
     response: str
+    finished: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt", to_prompt(self.prompt))
         object.__setattr__(self, "response", to_response(self.response, "response"))
+        object.__setattr__(self, "finished", to_flag(self.finished, "finished"))
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"prompt", "response"}`` with a chat prompt as a list of message dicts (JSON-ready)."""
-        return {"prompt": self._prompt_json(), "response": self.response}
+        """``{"prompt", "response"}`` with a chat prompt as a list of message dicts (JSON-ready);
+        ``"finished": false`` is added only for an unfinished response."""
+        row: dict[str, Any] = {"prompt": self._prompt_json(), "response": self.response}
+        if not self.finished:
+            row["finished"] = False
+        return row
 
 
 @dataclass(frozen=True)
 class Preference(_Prompted):
-    """A prompt x, a preferred response y_w (``chosen``) and a dispreferred y_l (``rejected``)."""
+    """A prompt x, a preferred response y_w (``chosen``) and a dispreferred y_l (``rejected``).
+
+    ``chosen_finished`` / ``rejected_finished`` ``False``: that response was cut at a length
+    cap and carries no EOS.
+    """
 
     chosen: str
     rejected: str
+    chosen_finished: bool = True
+    rejected_finished: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt", to_prompt(self.prompt))
         object.__setattr__(self, "chosen", to_response(self.chosen, "chosen"))
         object.__setattr__(self, "rejected", to_response(self.rejected, "rejected"))
+        for name in ("chosen_finished", "rejected_finished"):
+            object.__setattr__(self, name, to_flag(getattr(self, name), name))
         if self.chosen == self.rejected:
             raise DataError("chosen is identical to rejected", field="chosen")
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"prompt", "chosen", "rejected"}`` with a chat prompt as a list of message dicts."""
-        return {"prompt": self._prompt_json(), "chosen": self.chosen, "rejected": self.rejected}
+        """``{"prompt", "chosen", "rejected"}`` with a chat prompt as a list of message dicts;
+        ``"chosen_finished": false`` / ``"rejected_finished": false`` are added only for an
+        unfinished response."""
+        row: dict[str, Any] = {"prompt": self._prompt_json(), "chosen": self.chosen, "rejected": self.rejected}
+        for name in ("chosen_finished", "rejected_finished"):
+            if not getattr(self, name):
+                row[name] = False
+        return row

@@ -17,6 +17,12 @@ Preference rows:
   the responses are the rest (keeping HH's leading space);
 * otherwise ``{prompt, chosen, rejected}`` as for demonstrations.
 
+Whether a response finished (see :mod:`aihf.data.records`): optional boolean columns
+``finished`` (demonstration rows, either layout) and ``chosen_finished`` /
+``rejected_finished`` (preference rows, every layout). Absent or null means ``true`` (the
+response ended on its own and is encoded with EOS / end-of-turn); ``false`` means it was
+cut at a length cap and is encoded without. Any other value is an error naming the column.
+
 Prompt rows (the RL prompt set): ``{prompt}``, the prompt a ``str`` or a message list
 ending with a user turn. Other columns (e.g. a demonstration's ``response``) are
 metadata, so a demonstration or ``{prompt, chosen, rejected}`` file also reads as prompts.
@@ -37,6 +43,8 @@ from aihf.data.records import Demonstration, Message, Preference, PromptRecord, 
 
 R = TypeVar("R")
 HH_ASSISTANT = "\n\nAssistant:"
+FINISHED = "finished"
+PREFERENCE_FINISHED = ("chosen_finished", "rejected_finished")
 
 
 def _get(row: Mapping[str, Any], column: str, hint: str = "") -> Any:
@@ -50,6 +58,11 @@ def _check_columns(row: Mapping[str, Any], used: set[str], strict: bool) -> None
     unknown = sorted(set(row) - used)
     if strict and unknown:
         raise DataError(f"unknown field (strict=True reads only {sorted(used)})", field=unknown[0])
+
+
+def _flags(row: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The finished flags present (and not null) in ``row``; checked by the record."""
+    return {name: row[name] for name in names if row.get(name) is not None}
 
 
 def _build(make: Callable[..., R], columns: dict[str, str], **values: Any) -> R:
@@ -73,14 +86,15 @@ def demonstration_from_row(
     strict: bool = False,
 ) -> Demonstration:
     """A :class:`Demonstration` from a ``{prompt, response}`` or a ``{messages}`` row."""
+    flags = _flags(row, (FINISHED,))
     if response in row or messages not in row:
-        _check_columns(row, {prompt, response}, strict)
+        _check_columns(row, {prompt, response, FINISHED}, strict)
         hint = f" (a demonstration needs '{prompt}' and '{response}', or '{messages}')"
         return _build(
             Demonstration, {"prompt": prompt, "response": response},
-            prompt=_get(row, prompt, hint), response=_get(row, response, hint),
+            prompt=_get(row, prompt, hint), response=_get(row, response, hint), **flags,
         )
-    _check_columns(row, {messages}, strict)
+    _check_columns(row, {messages, FINISHED}, strict)
     turns = to_messages(_get(row, messages), messages)
     last = len(turns) - 1
     if last == 0 or turns[last].role != "assistant":
@@ -90,7 +104,7 @@ def demonstration_from_row(
         )
     return _build(
         Demonstration, {"prompt": messages, "response": f"{messages}[{last}]"},
-        prompt=turns[:last], response=turns[last],
+        prompt=turns[:last], response=turns[last], **flags,
     )
 
 
@@ -130,9 +144,10 @@ def preference_from_row(
 ) -> Preference:
     """A :class:`Preference` from a ``{prompt, chosen, rejected}`` row or two full conversations."""
     y_w, y_l = _get(row, chosen), _get(row, rejected)
+    flags, flag_columns = _flags(row, PREFERENCE_FINISHED), set(PREFERENCE_FINISHED)
     conversation = any(isinstance(y, (list, tuple)) and len(y) > 1 for y in (y_w, y_l))
     if conversation:
-        _check_columns(row, {chosen, rejected} | ({prompt} if prompt in row else set()), strict)
+        _check_columns(row, {chosen, rejected} | flag_columns | ({prompt} if prompt in row else set()), strict)
         y_w, y_l = to_messages(y_w, chosen), to_messages(y_l, rejected)
         shared = _split_conversations(y_w, y_l)
         for column, turns in ((chosen, y_w), (rejected, y_l)):
@@ -144,9 +159,9 @@ def preference_from_row(
                 )
         return _build(
             Preference, {"prompt": chosen, "chosen": f"{chosen}[{shared}]", "rejected": f"{rejected}[{shared}]"},
-            prompt=y_w[:shared], chosen=y_w[shared], rejected=y_l[shared],
+            prompt=y_w[:shared], chosen=y_w[shared], rejected=y_l[shared], **flags,
         )
-    _check_columns(row, {prompt, chosen, rejected}, strict)
+    _check_columns(row, {prompt, chosen, rejected} | flag_columns, strict)
     if row.get(prompt) is None and isinstance(y_w, str) and isinstance(y_l, str):
         shared = _split_hh(y_w, y_l)
         if shared == 0:
@@ -156,9 +171,9 @@ def preference_from_row(
             )
         return _build(
             Preference, {"prompt": chosen, "chosen": chosen, "rejected": rejected},
-            prompt=y_w[:shared], chosen=y_w[shared:], rejected=y_l[shared:],
+            prompt=y_w[:shared], chosen=y_w[shared:], rejected=y_l[shared:], **flags,
         )
     return _build(
         Preference, {"prompt": prompt, "chosen": chosen, "rejected": rejected},
-        prompt=_get(row, prompt), chosen=y_w, rejected=y_l,
+        prompt=_get(row, prompt), chosen=y_w, rejected=y_l, **flags,
     )

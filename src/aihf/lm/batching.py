@@ -5,12 +5,19 @@ tokens only (prompt and padding are 0), which is what ``objective.sequence_logpr
 needs to return log pi(y|x) (METHOD.md sections 2 and 4).
 
 * Plain text: the prompt is tokenised with the tokenizer's own special tokens (a BOS if
-  it adds one), the response without, and the EOS token is appended to the response so
-  that the policy learns to stop.
+  it adds one), the response without, and the EOS token is appended to a *finished*
+  response so that the policy learns to stop.
 * Chat: prompt messages go through ``tokenizer.apply_chat_template(...,
-  add_generation_prompt=True)``; the response is what the template adds after that
+  add_generation_prompt=True)``; a finished response is what the template adds after that
   prefix when the assistant turn is appended (so it includes the template's end-of-turn
   tokens).
+* An unfinished response (``Demonstration.finished`` / ``Preference.chosen_finished`` /
+  ``rejected_finished`` false: cut at a length cap) gets no EOS and no end-of-turn: it is
+  the text tokenised without special tokens, plain or chat alike, which is what a model
+  cut off after the prompt (or the generation prompt) would have produced. So a
+  demonstration or preference response cut at ``max_new_tokens`` looks like a policy
+  sample cut there, and the last token does not tell them apart. (A chat template that
+  trims or rewrites the content renders a finished response differently from this.)
 * Prompt records (the RL prompt set) are encoded to their prompt ids alone, as the
   prompt of a demonstration is.
 * Truncation: a prompt longer than ``max_prompt_length`` keeps its *last* tokens (the
@@ -77,8 +84,13 @@ class Encoder:
             ids = self.tokenizer(record.prompt).input_ids
         return list(ids)
 
-    def response(self, record: Demonstration | Preference, prompt_ids: list[int], text: str) -> list[int]:
-        """Token ids of ``text`` as the answer to ``record``'s prompt (EOS or end-of-turn included)."""
+    def response(
+        self, record: Demonstration | Preference, prompt_ids: list[int], text: str, finished: bool = True
+    ) -> list[int]:
+        """Token ids of ``text`` as the answer to ``record``'s prompt: EOS or end-of-turn
+        included if ``finished``, neither if not (the text alone, without special tokens)."""
+        if not finished:
+            return list(self.tokenizer(text, add_special_tokens=False).input_ids)
         if record.is_chat:
             full = list(
                 self.tokenizer.apply_chat_template(
@@ -111,14 +123,14 @@ class Encoder:
 
     def demonstration(self, record: Demonstration) -> Sequence:
         prompt = self.prompt(record)
-        return self.fit(prompt, self.response(record, prompt, record.response))
+        return self.fit(prompt, self.response(record, prompt, record.response, record.finished))
 
     def preference(self, record: Preference) -> tuple[Sequence, Sequence]:
-        """(prompt + chosen, prompt + rejected), each within the limits."""
+        """(prompt + chosen, prompt + rejected), each within the limits and with its own finished flag."""
         prompt = self.prompt(record)
         return (
-            self.fit(prompt, self.response(record, prompt, record.chosen)),
-            self.fit(prompt, self.response(record, prompt, record.rejected)),
+            self.fit(prompt, self.response(record, prompt, record.chosen, record.chosen_finished)),
+            self.fit(prompt, self.response(record, prompt, record.rejected, record.rejected_finished)),
         )
 
     def prompt_record(self, record: PromptRecord) -> list[int]:
