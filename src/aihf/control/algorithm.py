@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -40,7 +41,9 @@ METHODS = ("aihf", "ml_irl", "rlhf", "sac_true")
 
 @dataclass
 class SACConfig:
-    """SB3 SAC settings of the policy step."""
+    """SB3 SAC settings of the policy step. ``ent_coef``: None (default) fixes SAC's entropy
+    temperature at the objective's ``reward.beta``; ``"auto"`` lets SB3 tune it (then beta
+    no longer weighs the entropy, and the run says so); a number sets it directly."""
 
     net_arch: list[int] = field(default_factory=lambda: [256, 256])
     learning_rate: float = 3e-4
@@ -49,6 +52,7 @@ class SACConfig:
     buffer_size: int = 100_000
     train_freq: int = 1
     gradient_steps: int = 1
+    ent_coef: float | Literal["auto"] | None = None
 
 
 @dataclass
@@ -65,6 +69,15 @@ class LoopConfig:
     eval_episodes: int = 10
     sac: SACConfig = field(default_factory=SACConfig)
     reward: RewardStepConfig = field(default_factory=RewardStepConfig)
+
+
+def entropy_temperature(cfg: LoopConfig) -> float | str:
+    """SAC's ``ent_coef``: the objective's beta unless ``sac.ent_coef`` sets it (or ``"auto"``)."""
+    if cfg.sac.ent_coef is None:
+        return cfg.reward.beta
+    if cfg.sac.ent_coef != "auto" and not cfg.sac.ent_coef > 0:
+        raise ValueError(f"sac.ent_coef must be > 0, 'auto' or null, got {cfg.sac.ent_coef}")
+    return cfg.sac.ent_coef
 
 
 def method_reward_config(method: str, base: RewardStepConfig) -> RewardStepConfig:
@@ -150,7 +163,7 @@ def train_method(method: str, cfg: LoopConfig, env_id: str, seed: int,
         pre_losses = [learner.step() for _ in range(n_alternating)]
     s = cfg.sac
     model = SAC(
-        "MlpPolicy", env, learning_rate=s.learning_rate, buffer_size=s.buffer_size,
+        "MlpPolicy", env, ent_coef=entropy_temperature(cfg), learning_rate=s.learning_rate, buffer_size=s.buffer_size,
         learning_starts=s.learning_starts, batch_size=s.batch_size, train_freq=s.train_freq,
         gradient_steps=s.gradient_steps, policy_kwargs={"net_arch": s.net_arch},
         replay_buffer_class=RelabelledReplayBuffer,

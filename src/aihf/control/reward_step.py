@@ -19,16 +19,22 @@ import torch
 
 from aihf.control.reward_net import RewardNet
 from aihf.data import SegmentPreferenceSet, TransitionSet
-from aihf.objective import DemoForm, aihf_reward_loss
+from aihf.objective import DemoForm, ObjectiveConfig, aihf_reward_loss
 from aihf.runtime import check_finite
 
 
 @dataclass
-class RewardStepConfig:
-    """Weights and batch sizes of the reward step (METHOD.md sections 2-3)."""
+class RewardStepConfig(ObjectiveConfig):
+    """The objective (``ObjectiveConfig``, shared with the language-model methods: METHOD.md
+    section 2) and the reward step's optimiser and batch sizes (section 3).
 
-    w_demo: float = 1.0
-    w_pref: float = 1.0
+    ``beta`` is the entropy temperature of the SAC policy step (the inner problem
+    max E[sum r] + beta H(pi) is section 2's with a uniform pi_ref); 0.2 is ML-IRL's fixed
+    temperature for MuJoCo. The control demonstration term defaults to the exact
+    (``linear``) ML-IRL form.
+    """
+
+    beta: float = 0.2
     demo_form: DemoForm = "linear"
     reward_l2: float = 0.01
     lr: float = 1e-4
