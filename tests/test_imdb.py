@@ -206,14 +206,14 @@ def test_bradley_terry_labelling_statistics():
 def _samples(num_prompts, per_prompt, seed=0):
     rng = np.random.default_rng(seed)
     return [
-        ScoredResponse(f"prompt {p}", f" response {p}.{k}", float(rng.normal()))
+        ScoredResponse(f"prompt {p}", f" response {p}.{k}", float(rng.normal()), finished=(p + k) % 3 == 0)
         for p in range(num_prompts)
         for k in range(per_prompt)
     ]
 
 
 def test_build_datasets_counts_disjoint_prompts_and_quality():
-    samples = _samples(300, 3) + [ScoredResponse("prompt 0", " response 0.0", 0.0)]  # a repeat is dropped
+    samples = _samples(300, 3) + [ScoredResponse("prompt 0", " response 0.0", 0.0, True)]  # a repeat is dropped
     config = BuildConfig(num_demonstrations=100, num_preferences=120, seed=1)
     built = builders.build_datasets(samples, config)
     assert len(built.demonstrations) == 100 and len(built.preferences) == 120
@@ -239,8 +239,24 @@ def test_build_datasets_counts_disjoint_prompts_and_quality():
         builders.build_datasets(_samples(10, 2), BuildConfig(num_preferences=5, num_demonstrations=6))
 
 
+def test_built_records_keep_whether_each_answer_finished():
+    samples = _samples(300, 3)
+    finished = {(s.prompt, s.response): s.finished for s in samples}
+    built = builders.build_datasets(samples, BuildConfig(num_demonstrations=100, num_preferences=120, seed=1))
+    assert [d.finished for d in built.demonstrations] == [finished[d.prompt, d.response] for d in built.demonstrations]
+    for p in built.preferences:
+        assert (p.chosen_finished, p.rejected_finished) == (finished[p.prompt, p.chosen], finished[p.prompt, p.rejected])
+    flags = lambda values: float(np.mean(list(values)))  # noqa: E731
+    assert built.report["finished_all"] == flags(finished.values()) == pytest.approx(1 / 3)
+    assert built.report["finished_demonstrations"] == flags(d.finished for d in built.demonstrations)
+    assert built.report["finished_chosen"] == flags(p.chosen_finished for p in built.preferences)
+    assert built.report["finished_rejected"] == flags(p.rejected_finished for p in built.preferences)
+    assert 0 < built.report["finished_chosen"] < 1 and 0 < built.report["finished_rejected"] < 1
+    assert any(not d.finished for d in built.demonstrations) and any(d.finished for d in built.demonstrations)
+
+
 def test_preferences_follow_the_gold_reward_when_gaps_are_large():
-    samples = [ScoredResponse(f"p{i}", r, g) for i in range(500) for r, g in ((" good", 8.0), (" bad", -8.0))]
+    samples = [ScoredResponse(f"p{i}", r, g, True) for i in range(500) for r, g in ((" good", 8.0), (" bad", -8.0))]
     built = builders.build_datasets(samples, BuildConfig(num_demonstrations=0, num_preferences=500))
     assert all(p.chosen == " good" for p in built.preferences)
     assert built.report["preferences_agreeing_with_gold"] == 1.0
@@ -315,6 +331,11 @@ def test_sampling_and_kl_with_a_bfloat16_model():
     assert len(answers.responses) == 3 and all(len(response) <= 6 for _, response in answers.sequences)
     again = generate(model, tokenizer, ["a good film", "the plot was", "bad"], 6, 8, seed=0, batch_size=2)
     assert again.sequences == answers.sequences  # per-batch seeds: reproducible
+    eos = {tokenizer.eos_token_id, *([model.generation_config.eos_token_id] if model.generation_config.eos_token_id is not None else [])}
+    assert answers.finished == [bool(r) and r[-1] in eos for _, r in answers.sequences]
+    assert all(len(r) == 6 for (_, r), done in zip(answers.sequences, answers.finished) if not done)
+    for (_, ids), text, done, same in zip(answers.sequences, answers.responses, answers.finished, answers.round_trips):
+        assert same == (tokenizer(text, add_special_tokens=False).input_ids == (ids[:-1] if done else ids))
     assert metrics.kl_to_reference(model, model, answers.sequences, tokenizer.pad_token_id) == 0.0
 
 
@@ -452,6 +473,27 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     for name in ("results.md", "reward_vs_kl.png", "settings/tiny/demonstrations.jsonl", "build_samples.jsonl"):
         assert (out / name).is_file(), name
 
+    # whether each build answer finished reaches the written D and P files, and the reports
+    from aihf.data import read_demonstrations, read_preferences
+
+    rows = [json.loads(line) for line in (out / "build_samples.jsonl").read_text().splitlines()]
+    assert rows and all(isinstance(row["finished"], bool) for row in rows)
+    finished = {(row["prompt"], row["response"]): row["finished"] for row in rows}
+    demos = read_demonstrations(out / "settings" / "tiny" / "demonstrations.jsonl")
+    prefs = read_preferences(out / "settings" / "tiny" / "preferences.jsonl")
+    assert [d.finished for d in demos] == [finished[d.prompt, d.response] for d in demos]
+    assert [(p.chosen_finished, p.rejected_finished) for p in prefs] == [
+        (finished[p.prompt, p.chosen], finished[p.prompt, p.rejected]) for p in prefs
+    ]
+    report = json.loads((out / "settings" / "tiny" / "report.json").read_text())
+    assert report["finished_demonstrations"] == np.mean([d.finished for d in demos])
+    assert report["finished_chosen"] == np.mean([p.chosen_finished for p in prefs])
+    assert report["finished_rejected"] == np.mean([p.rejected_finished for p in prefs])
+    build = json.loads((out / "build_report.json").read_text())
+    assert build["answers"] == len(rows) and build["finished"] == np.mean(list(row["finished"] for row in rows))
+    assert 0 <= build["response_ids_round_trip"] <= 1
+    assert report["response_ids_round_trip"] == build["response_ids_round_trip"] == results["data"]["tiny"]["response_ids_round_trip"]
+
     # the RL methods sample on the training prompts (never validation or test prompts); the others take none
     from aihf.data import read_prompts
 
@@ -479,10 +521,21 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     assert pipeline.train_stage(config, "aihf", "tiny", run_dir, 0, None, None) == run_dir / "final" / "policy"
     samples = pipeline.sample_build(config, None, split, [], None, out)
     assert len(samples) == results["data"]["tiny"]["responses"]
+    # build answers saved before they recorded 'finished' are refused, not used as if finished
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "build_samples.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in row.items() if k != "finished"}) + "\n" for row in rows)
+    )
+    from aihf.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"build_samples.jsonl, line 1: no boolean 'finished'.*stale"):
+        pipeline.sample_build(config, None, split, [], None, stale)
     # a setting the build answers cannot fill stops before any evaluation or training, naming the setting
     too_many = ["settings=[{name: fine, num_demonstrations: 2, num_preferences: 2}, {name: huge, num_demonstrations: 500, num_preferences: 2}]"]
     shutil.copytree(out / "sft", tmp_path / "big" / "sft")  # finished SFT and build answers are reused
     shutil.copy(out / "build_samples.jsonl", tmp_path / "big")
+    shutil.copy(out / "build_report.json", tmp_path / "big")
     assert run_from_cli("tiny", str(tmp_path / "big"), [*overrides, *too_many]) == 2
     assert "setting 'huge'" in capsys.readouterr().err and not (tmp_path / "big" / "runs").exists()
     pipeline.claim_output_dir(out, load_preset("tiny", ["seeds=[0,1]"]))  # more seeds, device auto: the same run

@@ -13,6 +13,12 @@ triples, so it is testable without a model:
 * each pool prompt offers its best response; these are ranked by gold reward, the top
   ``demo_skip_top`` fraction is skipped (0 = the best demonstrations; 0.5 = demonstrations
   from the median down, the low-quality regime) and the next ``num_demonstrations`` are D.
+
+Every response carries whether it finished (the model emitted eos before
+``max_new_tokens``); the records keep it (``Demonstration.finished``,
+``Preference.chosen_finished`` / ``rejected_finished``), so an answer cut at the cap is
+trained on without eos, as the policy's own samples cut there are. The report gives the
+share of finished responses among the demonstrations, the chosen and the rejected.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ from aihf.data import Demonstration, Preference
 
 @dataclass(frozen=True)
 class ScoredResponse:
-    """A response to a prompt with its gold reward."""
+    """A response to a prompt with its gold reward, and whether it finished (ended with eos
+    before the token cap; ``False``: cut at ``max_new_tokens``)."""
 
     prompt: str
     response: str
     gold: float
+    finished: bool
 
 
 @dataclass(frozen=True)
@@ -111,10 +119,13 @@ def label_pairs(groups: list[list[ScoredResponse]], rng: np.random.Generator) ->
     first = [group[i] for group, (i, _) in zip(groups, pairs)]
     second = [group[j] for group, (_, j) in zip(groups, pairs)]
     wins = bradley_terry_first_wins(np.array([s.gold for s in first]), np.array([s.gold for s in second]), rng)
-    return [
-        Preference(a.prompt, a.response, b.response) if won else Preference(a.prompt, b.response, a.response)
-        for a, b, won in zip(first, second, wins)
-    ]
+    def pair(chosen: ScoredResponse, rejected: ScoredResponse) -> Preference:
+        return Preference(
+            chosen.prompt, chosen.response, rejected.response,
+            chosen_finished=chosen.finished, rejected_finished=rejected.finished,
+        )
+
+    return [pair(a, b) if won else pair(b, a) for a, b, won in zip(first, second, wins)]
 
 
 def pick_demonstrations(groups: list[list[ScoredResponse]], count: int, skip_top: float) -> list[ScoredResponse]:
@@ -145,6 +156,7 @@ def build_datasets(samples: Iterable[ScoredResponse], config: BuildConfig) -> Bu
     pool = [group for i, group in enumerate(shuffled) if i not in taken]
     demos = pick_demonstrations(pool, config.num_demonstrations, config.demo_skip_top)
     gold_of = {(s.prompt, s.response): s.gold for group in groups for s in group}
+    share = lambda flags: float(np.mean(flags)) if len(flags) else float("nan")  # noqa: E731
     report = {
         "prompts": len(groups),
         "responses": sum(len(group) for group in groups),
@@ -157,5 +169,10 @@ def build_datasets(samples: Iterable[ScoredResponse], config: BuildConfig) -> Bu
             if preferences
             else float("nan")
         ),
+        "finished_all": share([s.finished for group in groups for s in group]),
+        "finished_demonstrations": share([s.finished for s in demos]),
+        "finished_chosen": share([p.chosen_finished for p in preferences]),
+        "finished_rejected": share([p.rejected_finished for p in preferences]),
     }
-    return BuiltData([Demonstration(s.prompt, s.response) for s in demos], preferences, report)
+    demonstrations = [Demonstration(s.prompt, s.response, finished=s.finished) for s in demos]
+    return BuiltData(demonstrations, preferences, report)

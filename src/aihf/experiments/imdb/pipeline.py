@@ -6,8 +6,9 @@
 2. SFT on the SFT split, one stage per checkpoint (``sft/stage-<i>``), the last is pi_SFT;
    it starts from ``model.name_or_path``, or from a small model built on that split
    (``model.name_or_path: scratch``, ``base.py``, saved in ``base/``);
-3. every SFT checkpoint answers the build prompts; the answers get gold rewards
-   (``build_samples.jsonl``);
+3. every SFT checkpoint answers the build prompts; the answers get gold rewards and say
+   whether they finished (``build_samples.jsonl``; shares of finished and of round-tripping
+   answers in ``build_report.json``);
 4. per setting: D and P from those answers (``settings/<name>/``);
 5. per setting, method and seed: the method trains from pi_SFT through ``aihf.lm.train``
    (``runs/<setting>/<method>/seed-<s>/``), then answers the held-out test prompts,
@@ -126,27 +127,67 @@ def answer(config: ImdbConfig, model, tokenizer, prompts: list[str], seed: int, 
     )
 
 
+def read_build_samples(path: Path) -> list[ScoredResponse]:
+    """The build answers saved by :func:`sample_build`.
+
+    A file from before the answers recorded whether they finished is refused (ConfigError),
+    not patched: its demonstrations and preferences encoded answers cut at
+    ``max_new_tokens`` as if they had ended with eos, and the runs trained on them (which a
+    resumed run would reuse) are stale with it.
+    """
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row.get("finished"), bool):
+            raise ConfigError(
+                f"{path}, line {number}: no boolean 'finished': the build answers were saved before they recorded "
+                "whether they ended with eos or were cut at max_new_tokens, so the settings and runs made from "
+                "them are stale; choose a new output directory (or delete build_samples.jsonl, settings/ and runs/)"
+            )
+    return [ScoredResponse(**row) for row in rows]
+
+
 def sample_build(
     config: ImdbConfig, reviews: data.Reviews, split: data.Split, checkpoints: list[Path], gold: GoldScorer, out: Path
 ) -> list[ScoredResponse]:
-    """Every SFT checkpoint's answer to each build prompt, with its gold reward (empty answers dropped)."""
-    path = out / "build_samples.jsonl"
+    """Every SFT checkpoint's answer to each build prompt, with its gold reward and whether it
+    finished (empty answers dropped).
+
+    ``build_report.json`` gives the answers kept, the share that finished and the share whose
+    ids round-trip (decoded text re-encoded as training encodes it gives the sampled ids).
+    """
+    path, report_path = out / "build_samples.jsonl", out / "build_report.json"
     if path.is_file():
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        return [ScoredResponse(**row) for row in rows]
+        return read_build_samples(path)
     indices = split.build[: config.generation.num_build_prompts]
     prompts = data.prompts(reviews, indices, config.prompts, split.config.seed)
-    samples, device = [], config.model.torch_device()
+    samples, round_trips, device = [], [], config.model.torch_device()
     log.info("build sampling on %s", device)
     for i, checkpoint in enumerate(checkpoints):
         model, tokenizer = load_causal_lm(checkpoint, config.model.dtype, device=device)
         answers = answer(config, model, tokenizer, prompts, i, f"SFT checkpoint {i + 1}/{len(checkpoints)} answers build prompts")
         rewards = gold.score(answers.texts())
-        samples += [
-            ScoredResponse(p, r, float(g)) for p, r, g in zip(prompts, answers.responses, rewards) if r.strip()
-        ]
+        for p, r, g, done, same in zip(prompts, answers.responses, rewards, answers.finished, answers.round_trips):
+            if r.strip():
+                samples.append(ScoredResponse(p, r, float(g), done))
+                round_trips.append(same)
+    report = {
+        "answers": len(samples),
+        "finished": sum(s.finished for s in samples) / len(samples) if samples else float("nan"),
+        "response_ids_round_trip": sum(round_trips) / len(round_trips) if round_trips else float("nan"),
+    }
+    log.info("build answers: %s", report)
+    report_path.write_text(json.dumps(report, indent=2), encoding="utf-8")  # before the file that marks the stage done
     path.write_text("".join(json.dumps(asdict(s)) + "\n" for s in samples), encoding="utf-8")
     return samples
+
+
+def build_report(out: Path) -> dict[str, float]:
+    """``build_report.json`` of :func:`sample_build` (empty, with a warning, if it is missing)."""
+    path = out / "build_report.json"
+    if not path.is_file():
+        log.warning("%s is missing: the settings' reports go without the build answers' round-trip share", path)
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_rl_prompts(
@@ -167,10 +208,13 @@ def evaluation_prompts(
 
 
 def write_setting_data(
-    samples: list[ScoredResponse], setting: BuildConfig, folder: Path
+    samples: list[ScoredResponse], setting: BuildConfig, folder: Path, build: dict[str, float] | None = None
 ) -> tuple[dict[str, float], Path | None, Path | None]:
     """D and P of one setting as JSONL in ``folder`` (with ``report.json``); (report, D file, P file).
 
+    The report is :func:`~aihf.experiments.imdb.builders.build_datasets`'s (shares of
+    finished demonstrations, chosen and rejected responses included) with the build
+    answers' ``response_ids_round_trip`` share from ``build`` (:func:`build_report`).
     A setting that the build answers cannot fill is a ConfigError naming it.
     """
     try:
@@ -179,6 +223,8 @@ def write_setting_data(
         raise ConfigError(
             f"setting {setting.name!r}: {err}; raise generation.num_build_prompts or lower its counts"
         ) from err
+    if build and "response_ids_round_trip" in build:
+        built.report["response_ids_round_trip"] = build["response_ids_round_trip"]
     folder.mkdir(parents=True, exist_ok=True)
     demos = folder / "demonstrations.jsonl" if built.demonstrations else None
     prefs = folder / "preferences.jsonl" if built.preferences else None
@@ -292,8 +338,9 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     pi_sft = checkpoints[-1]
     samples = sample_build(config, reviews, split, checkpoints, gold, out)
     # every setting's D and P first: a setting the build answers cannot fill fails before any training
+    build = build_report(out)
     built = {
-        setting.name: write_setting_data(samples, setting, out / "settings" / setting.name)
+        setting.name: write_setting_data(samples, setting, out / "settings" / setting.name, build)
         for setting in config.all_settings()
     }
     gen = config.generation

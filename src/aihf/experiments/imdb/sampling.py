@@ -5,6 +5,11 @@ tokenizer's own special tokens, the last ``max_prompt_length`` tokens kept), so 
 sampled here is scored under the same conditioning the methods train with. Sampling is
 from the full distribution at temperature 1 (``aihf.lm.generation``), so the samples also
 serve the KL estimate of :func:`aihf.experiments.imdb.metrics.kl_to_reference`.
+
+Each answer records whether it *finished* (its ids end with an eos id: the model stopped
+before ``max_new_tokens``) and whether its ids *round-trip*: whether the decoded text,
+re-encoded as the training data encodes a response (``tokenizer(text,
+add_special_tokens=False)``, plus eos when finished), gives back the sampled ids.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from aihf.runtime import mix_seeds
 
 @dataclass(frozen=True)
 class Generations:
-    """Per prompt: the (prompt ids, response ids) sample and the response's decoded text."""
+    """Per prompt: the (prompt ids, response ids) sample, the response's decoded text, whether
+    it finished (ends with eos) and whether its text re-encodes to its ids (see the module docstring)."""
 
     prompts: list[str]
     sequences: list[TokenSequence]
     responses: list[str]
+    finished: list[bool]
+    round_trips: list[bool]
 
     def texts(self) -> list[str]:
         """Prompt + response, the text the gold reward and the judge score."""
@@ -45,4 +53,9 @@ def generate(
         seed_b = mix_seeds(seed, start // batch_size)
         responses += sampler.generate(batch, max_new_tokens, temperature=1.0, seed=seed_b)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-    return Generations(list(prompts), list(zip(prompt_ids, responses)), texts)
+    finished = [bool(ids) and ids[-1] in sampler.eos_ids for ids in responses]
+    round_trips = [
+        list(tokenizer(text, add_special_tokens=False).input_ids) == (ids[:-1] if done else ids)
+        for text, ids, done in zip(texts, responses, finished)
+    ]
+    return Generations(list(prompts), list(zip(prompt_ids, responses)), texts, finished, round_trips)
