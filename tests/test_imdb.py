@@ -54,27 +54,55 @@ def test_split_subsets_are_disjoint_and_eval_prompts_never_seen_in_training(revi
     prompt_config = data.PromptConfig()
     split = data.make_split(reviews, data.SplitConfig(eval_prompts=1000), prompt_config)
     parts = {name: set(indices) for name, indices in split.subsets().items()}
+    unique = data.unique_reviews(reviews)  # 98 reviews repeat an earlier review's text: in no subset
+    assert len(unique) == 24_902 and len({reviews.texts[i] for i in unique}) == len(unique)
     assert {name: len(p) for name, p in parts.items()} == {
-        "sft": 7500, "build": 10_000, "train_prompts": 6500, "eval_prompts": 1000,
+        "sft": 7471, "build": 9961, "train_prompts": 6470, "eval_prompts": 1000,
     }
     names = list(parts)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert not parts[a] & parts[b], (a, b)
-    assert set.union(*parts.values()) == set(range(len(reviews)))
+    assert set.union(*parts.values()) == set(unique)
     text = lambda name: set(data.prompts(reviews, split.subsets()[name], prompt_config, seed=0))  # noqa: E731
     eval_texts = text("eval_prompts")
     assert len(eval_texts) == 1000
     for name in ("sft", "build", "train_prompts"):
         assert not eval_texts & text(name), name
+    # no evaluation prompt is a word-prefix of a training-side review (whose continuation training saw)
+    training_side = [reviews.texts[i] for name in ("sft", "build", "train_prompts") for i in split.subsets()[name]]
+    assert not opened(eval_texts, training_side)
+
+
+def opened(prompts, texts):
+    """The prompts that are a word-prefix of one of ``texts`` (the whole text included)."""
+    return {p for p in prompts for t in texts if t == p or t.startswith(p + " ")} if len(prompts) < 50 else {
+        p for p in prompts if p in {" ".join(t.split()[:k]) for t in texts for k in range(1, 9)}
+    }
+
+
+def test_unrepeated_prompts_open_no_other_review():
+    # prompt lengths drawn with seed 0 for 6 reviews; "If ever" opens review 1 without being its prompt
+    texts = ("If ever a film was long", "If ever there was a film it is this one", "Great fun from start to end",
+             "Great fun from start to end", "Dull", "A film")
+    fake = data.Reviews(texts, np.zeros(len(texts), dtype=np.int64), "a" * 64)
+    config = data.PromptConfig(min_words=2, max_words=2, response_words=5)
+    prompts = data.prompts(fake, range(len(texts)), config, seed=0)
+    assert prompts == ["If ever", "If ever", "Great fun", "Great fun", "Dull", "A"]
+    assert data.unique_reviews(fake) == [0, 1, 2, 4, 5]
+    # "If ever" opens two reviews; "Great fun" opens one review text (repeated once: counted once);
+    # "A" (a one-word review's prompt) opens "A film" only
+    assert data.unrepeated_prompts(fake, range(len(texts)), config, seed=0) == [2, 3, 4, 5]
+    assert opened({"If ever"}, texts[1:]) == {"If ever"}
 def test_rl_and_validation_prompts_split_the_training_prompts(reviews):
     split = data.make_split(reviews, data.SplitConfig(eval_prompts=1000), data.PromptConfig())
     rl, validation = data.prompt_subsets(reviews, split, 200, None)
-    assert (len(rl), len(validation)) == (6300, 200)
+    assert (len(rl), len(validation)) == (6270, 200)
     assert set(rl) | set(validation) == set(split.train_prompts) and not set(rl) & set(validation)
     assert data.prompt_subsets(reviews, split, 200, 50) == (rl[:50], validation)
     text = lambda indices: set(data.prompts(reviews, indices, split.prompt_config, seed=0))  # noqa: E731
     assert len(text(validation)) == 200 and not text(validation) & text(rl + split.sft + split.build)
+    assert not opened(text(validation), [reviews.texts[i] for i in rl + split.sft + split.build])
     with pytest.raises(ValueError, match="num_validation_prompts"):
         data.prompt_subsets(reviews, split, 6500, None)
 
@@ -518,7 +546,8 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     monkeypatch.setattr(pipeline, "train", lambda *a: pytest.fail("a finished stage was trained again"))
     monkeypatch.setattr(pipeline, "answer", lambda *a: pytest.fail("the build prompts were answered again"))
     run_dir = out / "runs" / "tiny" / "aihf" / "seed-0"
-    assert pipeline.train_stage(config, "aihf", "tiny", run_dir, 0, None, None) == run_dir / "final" / "policy"
+    spec = next(spec for spec in config.runs() if spec.name == "aihf")
+    assert pipeline.train_stage(config, spec, "tiny", run_dir, 0, None, None) == run_dir / "final" / "policy"
     samples = pipeline.sample_build(config, None, split, [], None, out)
     assert len(samples) == results["data"]["tiny"]["responses"]
     # build answers saved before they recorded 'finished' are refused, not used as if finished

@@ -43,7 +43,7 @@ from aihf.experiments.imdb.gold import GoldScorer, load_gold
 from aihf.experiments.imdb.judge import Judge, make_judge
 from aihf.experiments.imdb.metrics import generation_metrics, kl_to_reference, summarise_runs
 from aihf.experiments.imdb.plots import write_outputs
-from aihf.experiments.imdb.presets import ImdbConfig, load_preset
+from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
 from aihf.lm.methods import RECIPES
 from aihf.lm.models import load_causal_lm
@@ -74,14 +74,16 @@ def training_losses(policy_dir: Path, window: int = 10) -> dict[str, float]:
 
 
 def train_stage(
-    config: ImdbConfig, method: str, start: str, run_dir: Path, seed: int, demos: Path | None, prefs: Path | None,
-    loop=None, prompts: Path | None = None,
+    config: ImdbConfig, spec: RunSpec, start: str, run_dir: Path, seed: int, demos: Path | None, prefs: Path | None,
+    prompts: Path | None = None,
 ) -> Path:
-    """Train ``method`` from the policy at ``start`` on the record files it uses (the RL methods
-    sample on ``prompts``); returns its final policy's folder."""
+    """Train ``spec`` (a recipe with its method and loop sections) from the policy at ``start``
+    on the record files it uses (the RL methods sample on ``prompts``); returns its final
+    policy's folder."""
+    method = spec.recipe
     done = final_policy(run_dir, method)
     if (done / "config.json").is_file():
-        log.info("%s: already trained in %s", method, done)
+        log.info("%s: already trained in %s", spec.name, done)
         return done
     model, recipe = config.model, RECIPES[method]
     train_config = TrainConfig(
@@ -93,10 +95,10 @@ def train_stage(
             max_length=model.max_length,
             max_prompt_length=model.max_prompt_length,
         ),
-        method=copy.deepcopy(config.method),
-        loop=replace(loop or config.loop, output_dir=str(run_dir), seed=seed),
+        method=copy.deepcopy(spec.method),
+        loop=replace(spec.loop, output_dir=str(run_dir), seed=seed),
     )
-    train(method, train_config)
+    train(method, train_config, report_ignored=False)  # one method section serves every method of the run
     return done
 
 
@@ -112,9 +114,9 @@ def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: P
         texts = (demo.prompt + demo.response for demo in demos)
         start = str(build_scratch_base(config.model.scratch, texts, out / "base"))
     for stage, steps in enumerate(config.sft.stage_steps):
-        loop = replace(config.sft.loop, max_steps=steps)
+        spec = RunSpec("sft", "sft", config.method, replace(config.sft.loop, max_steps=steps))
         stage_dir = out / "sft" / f"stage-{stage}"
-        checkpoints.append(train_stage(config, "sft", start, stage_dir, config.sft.loop.seed, path, None, loop))
+        checkpoints.append(train_stage(config, spec, start, stage_dir, config.sft.loop.seed, path, None))
         start = str(checkpoints[-1])
     return checkpoints
 
@@ -358,13 +360,13 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     for setting in config.all_settings():
         report, demos, prefs = built[setting.name]
         methods = {BASELINE: {"runs": baseline_runs}}
-        for method in config.methods:
+        for spec in config.setting_runs(setting.name):
             runs = []
             for seed in config.seeds:
-                run_dir = out / "runs" / setting.name / method / f"seed-{seed}"
-                policy = train_stage(config, method, str(pi_sft), run_dir, seed, demos, prefs, prompts=rl_prompts)
-                runs.append({**evaluator.policy_run(method, policy, seed), **training_losses(policy)})
-            methods[method] = {"runs": runs}
+                run_dir = out / "runs" / setting.name / spec.name / f"seed-{seed}"
+                policy = train_stage(config, spec, str(pi_sft), run_dir, seed, demos, prefs, prompts=rl_prompts)
+                runs.append({**evaluator.policy_run(spec.name, policy, seed), **training_losses(policy)})
+            methods[spec.name] = {"runs": runs, "spec": config.spec_overrides(spec)}
         for entry in methods.values():
             entry.update(summarise_runs(entry["runs"]))
         results["data"][setting.name] = report

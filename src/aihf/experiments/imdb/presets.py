@@ -3,16 +3,27 @@
 A preset is ``configs/imdb/<name>.yaml`` in the source checkout (or any YAML path); it
 overrides :class:`ImdbConfig`'s defaults, and command-line ``dotted.key=value`` overrides
 come last (``aihf.config.load_config``).
+
+Runs: every entry of ``methods`` is a method (a recipe name) or a named ``variant``
+(``{recipe, method: {...}, loop: {...}}``: a recipe with its own overrides of the
+``method`` and ``loop`` sections, e.g. AIHF's Algorithm 1 with ``schedule: rounds``, or the
+values a tuning run chose). ``grid`` expands an entry into one run per combination of the
+listed values (``{"dpo": {"loop.learning_rate": [1e-4, 3e-4]}}`` -> runs
+``dpo@learning_rate=0.0001`` and ``dpo@learning_rate=0.0003``), for tuning on the
+validation prompts (``generation.evaluate_on: validation``). :meth:`ImdbConfig.runs` lists
+them as :class:`RunSpec`.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
-from aihf.config import ConfigError, load_config
+from aihf.config import ConfigError, from_dict, load_config
 from aihf.experiments.imdb.base import ScratchModelConfig
 from aihf.experiments.imdb.builders import BuildConfig, RatioSweep
 from aihf.experiments.imdb.data import PromptConfig, SplitConfig
@@ -107,6 +118,29 @@ class GenerationSection:
             raise ValueError(f"num_validation_prompts must be >= 1, got {self.num_validation_prompts}")
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One trained entry of a run: its name (a folder and a results row), its recipe, and its
+    ``method`` and ``loop`` sections after the variant's and the grid point's overrides."""
+
+    name: str
+    recipe: str
+    method: MethodConfig
+    loop: LoopConfig
+
+
+def _override(section: Any, cls: type, changes: dict[str, Any], where: str) -> Any:
+    """``section`` (a dataclass) with ``changes`` merged in, checked as ``cls``."""
+    merged = asdict(section)
+    for key, value in changes.items():
+        merged[key] = value
+    return from_dict(cls, merged, where=where)
+
+
+def _grid_value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 @dataclass
 class ImdbConfig:
     """Everything one IMDb run reads: data, gold reward, SFT, the settings, the methods and seeds."""
@@ -122,6 +156,9 @@ class ImdbConfig:
     sft: SftSection = field(default_factory=SftSection)
     generation: GenerationSection = field(default_factory=GenerationSection)
     methods: list[str] = field(default_factory=lambda: list(PAPER_METHODS))
+    variants: dict[str, dict] = field(default_factory=dict)  # name -> {recipe, method: {...}, loop: {...}}
+    grid: dict[str, dict] = field(default_factory=dict)  # methods entry -> {"method.KEY" | "loop.KEY": [values]}
+    setting_variants: dict[str, dict] = field(default_factory=dict)  # setting -> its own variants (replace methods)
     method: MethodConfig = field(default_factory=lambda: MethodConfig(steps_per_round=100, max_new_tokens=48))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=300, micro_batch_size=8))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -133,10 +170,78 @@ class ImdbConfig:
         if not names:
             raise ValueError("no settings: give `settings` or `ratio_sweep`")
         known = sorted(name for name, recipe in RECIPES.items() if recipe.train_policy)
-        if not self.methods or any(m not in known for m in self.methods):
-            raise ValueError(f"methods must be a non-empty list of {known}, got {self.methods}")
+        unknown = [m for m in self.methods if m not in known and m not in self.variants]
+        if not self.methods or unknown:
+            raise ValueError(f"methods must be a non-empty list of {known} or variant names, got {self.methods}")
         if not self.seeds:
             raise ValueError("seeds is empty")
+        unknown_settings = sorted(set(self.setting_variants) - set(names))
+        if unknown_settings:
+            raise ValueError(f"setting_variants names no setting: {unknown_settings} (settings: {names})")
+        try:
+            for name in names:
+                self.setting_runs(name)
+        except ConfigError as err:
+            raise ValueError(str(err)) from err
+
+    def setting_runs(self, setting: str) -> list[RunSpec]:
+        """The runs of one setting: its own ``setting_variants`` (e.g. values chosen on the
+        validation prompts for it, ``tuning.tuned_preset``) or else :meth:`runs`."""
+        if setting in self.setting_variants:
+            return self.with_variants(self.setting_variants[setting]).runs()
+        return self.runs()
+
+    def spec_overrides(self, spec: RunSpec) -> dict[str, Any]:
+        """``spec`` as a variant of this config: its recipe and the method / loop fields it changes."""
+        changed = {}
+        for section, base in (("method", self.method), ("loop", self.loop)):
+            mine, theirs = asdict(getattr(spec, section)), asdict(base)
+            changed[section] = {k: v for k, v in mine.items() if v != theirs[k]}
+        return {"recipe": spec.recipe, **changed}
+
+    def runs(self) -> list[RunSpec]:
+        """Every entry of ``methods`` as a :class:`RunSpec`, grid entries expanded (in order)."""
+        specs = []
+        for name in self.methods:
+            variant = dict(self.variants.get(name, {}))
+            extra = set(variant) - {"recipe", "method", "loop"}
+            if extra:
+                raise ConfigError(f"variants.{name}: unknown key(s) {sorted(extra)}; use recipe, method, loop")
+            recipe = variant.get("recipe", name)
+            if recipe not in RECIPES or not RECIPES[recipe].train_policy:
+                raise ConfigError(f"variants.{name}.recipe: {recipe!r} is not a method that trains a policy")
+            method = _override(self.method, MethodConfig, variant.get("method") or {}, f"variants.{name}.method")
+            loop = _override(self.loop, LoopConfig, variant.get("loop") or {}, f"variants.{name}.loop")
+            axes = self.grid.get(name, {})
+            for key, values in axes.items():
+                if key.partition(".")[0] not in ("method", "loop") or not isinstance(values, list) or not values:
+                    raise ConfigError(f"grid.{name}: {key!r} must be method.KEY or loop.KEY with a non-empty list")
+            for point in itertools.product(*axes.values()):
+                changes: dict[str, dict[str, Any]] = {"method": {}, "loop": {}}
+                for key, value in zip(axes, point):
+                    section, _, field_name = key.partition(".")
+                    changes[section][field_name] = value
+                built = {
+                    "method": _override(method, MethodConfig, changes["method"], f"grid.{name}"),
+                    "loop": _override(loop, LoopConfig, changes["loop"], f"grid.{name}"),
+                }
+                label = ",".join(
+                    f"{key.partition('.')[2]}={_grid_value(getattr(built[key.partition('.')[0]], key.partition('.')[2]))}"
+                    for key in axes
+                )
+                specs.append(RunSpec(f"{name}@{label}" if label else name, recipe, built["method"], built["loop"]))
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"run names repeat: {names}")
+        return specs
+
+    def with_variants(self, variants: dict[str, dict]) -> "ImdbConfig":
+        """A copy whose ``methods`` are ``variants``' names, run with those variants and no grid."""
+        out = copy.deepcopy(self)
+        out.variants, out.grid, out.methods = copy.deepcopy(variants), {}, list(variants)
+        out.setting_variants = {}
+        out.__post_init__()
+        return out
 
     def all_settings(self) -> list[BuildConfig]:
         """``settings`` followed by the ratio sweep's settings (if any)."""

@@ -1,0 +1,83 @@
+"""Choosing each method's settings on the validation prompts, for a fair comparison.
+
+A tuning run is an IMDb run with a ``grid`` (``presets.ImdbConfig.runs``), one seed, and
+``generation.evaluate_on: validation``: its results hold, per setting, one row per grid
+point (``dpo@learning_rate=0.0003``) with the overrides that made it (``spec``). For each
+setting and each ``methods`` entry, :func:`choose` takes the grid point with the highest
+mean gold reward on the validation prompts; :func:`tuned_preset` writes a preset that runs
+every setting with its own chosen values (``setting_variants``), on the test prompts, over
+the seeds given. The test prompts and seeds of that run are never seen by the choice.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CRITERION = "gold_reward"
+
+
+def base_name(run_name: str) -> str:
+    """``dpo@learning_rate=0.0003`` -> ``dpo``."""
+    return run_name.partition("@")[0]
+
+
+def choose(results: dict[str, Any], criterion: str = CRITERION) -> dict[str, dict[str, dict[str, Any]]]:
+    """{setting: {methods entry: {"run", "value", "spec"}}}: per setting and entry, the grid
+    point with the highest mean ``criterion`` (ties: the first in grid order)."""
+    chosen: dict[str, dict[str, dict[str, Any]]] = {}
+    if results.get("config", {}).get("generation", {}).get("evaluate_on") != "validation":
+        raise ValueError("choose settings on a run that evaluated on the validation prompts (generation.evaluate_on)")
+    for setting, rows in results["settings"].items():
+        best: dict[str, dict[str, Any]] = {}
+        for run_name, entry in rows.items():
+            if "spec" not in entry:  # pi_SFT's row
+                continue
+            value = entry[criterion]["mean"]
+            name = base_name(run_name)
+            if name not in best or value > best[name]["value"]:
+                best[name] = {"run": run_name, "value": value, "spec": entry["spec"]}
+        chosen[setting] = best
+    return chosen
+
+
+def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
+    """The tuning run's config as a test preset: no grid, the test prompts, ``seeds``, and per
+    setting the chosen variants (named like the ``methods`` entries they came from)."""
+    preset = copy.deepcopy(tuning_config)
+    preset["grid"] = {}
+    preset["generation"]["evaluate_on"] = "test"
+    preset["seeds"] = list(seeds)
+    preset["setting_variants"] = {
+        setting: {name: copy.deepcopy(pick["spec"]) for name, pick in picks.items()} for setting, picks in chosen.items()
+    }
+    return preset
+
+
+def chosen_table(chosen: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """A markdown table of the choice: setting, method, chosen grid point, validation gold reward."""
+    lines = ["| setting | method | chosen | validation gold reward |", "|---|---|---|---|"]
+    for setting, picks in chosen.items():
+        for name, pick in picks.items():
+            point = pick["run"].partition("@")[2] or "(no grid)"
+            lines.append(f"| {setting} | {name} | {point} | {pick['value']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_choice(results_path: str | Path, out_preset: str | Path, seeds: list[int]) -> dict[str, Any]:
+    """Read a tuning run's results.json, write the tuned preset YAML and ``chosen.md`` beside it."""
+    import json
+
+    results = json.loads(Path(results_path).read_text(encoding="utf-8"))
+    chosen = choose(results)
+    preset = tuned_preset(results["config"], chosen, seeds)
+    out = Path(out_preset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Written by aihf.experiments.imdb.tuning.write_choice from {results_path}: each method's\n" \
+             f"# values chosen on the validation prompts (highest mean {CRITERION}); test prompts, seeds {seeds}.\n"
+    out.write_text(header + yaml.safe_dump(preset, sort_keys=False), encoding="utf-8")
+    out.with_suffix(".md").write_text(chosen_table(chosen), encoding="utf-8")
+    return preset

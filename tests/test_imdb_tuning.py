@@ -1,0 +1,82 @@
+"""IMDb runs as variants and grids, and the choice of each method's values on validation
+prompts (aihf.experiments.imdb.presets, aihf.experiments.imdb.tuning)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from aihf.config import ConfigError, from_dict
+from aihf.experiments.imdb import tuning
+from aihf.experiments.imdb.presets import ImdbConfig, load_preset
+
+GRID = [
+    "methods=[dpo, aihf-rounds, rlhf]",
+    "variants={aihf-rounds: {recipe: aihf, method: {schedule: rounds, rounds: 2}}}",
+    "grid={dpo: {loop.learning_rate: [1e-4, 3e-4], loop.max_steps: [50, 150]}, aihf-rounds: {method.beta: [0.05, 0.2]}}",
+]
+
+
+def test_grid_expands_variants_into_named_runs():
+    config = load_preset("tiny", GRID)
+    runs = config.runs()
+    assert [r.name for r in runs] == [
+        "dpo@learning_rate=0.0001,max_steps=50", "dpo@learning_rate=0.0001,max_steps=150",
+        "dpo@learning_rate=0.0003,max_steps=50", "dpo@learning_rate=0.0003,max_steps=150",
+        "aihf-rounds@beta=0.05", "aihf-rounds@beta=0.2", "rlhf",
+    ]
+    rounds = runs[5]
+    assert (rounds.recipe, rounds.method.schedule, rounds.method.rounds, rounds.method.beta) == ("aihf", "rounds", 2, 0.2)
+    assert runs[2].loop.learning_rate == 0.0003 and runs[2].loop.max_steps == 50
+    assert runs[-1].method == config.method and runs[-1].loop == config.loop  # no overrides
+    assert config.spec_overrides(runs[5]) == {"recipe": "aihf", "method": {"schedule": "rounds", "rounds": 2, "beta": 0.2}, "loop": {}}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["methods=[nope]"], "variant names"),
+        (["methods=[v]", "variants={v: {recipe: reward}}"], "not a method that trains a policy"),
+        (["methods=[v]", "variants={v: {recipe: dpo, extra: 1}}"], "unknown key"),
+        (["methods=[dpo]", "grid={dpo: {learning_rate: [1]}}"], "method.KEY or loop.KEY"),
+        (["methods=[dpo]", "grid={dpo: {method.nope: [1]}}"], "nope"),
+        (["methods=[dpo]", "grid={dpo: {method.beta: [-1.0]}}"], "beta"),
+        (["setting_variants={elsewhere: {}}"], "names no setting"),
+    ],
+)
+def test_bad_variants_and_grids_are_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_preset("tiny", overrides)
+
+
+def _results(config: ImdbConfig, gold: dict[str, float], evaluate_on: str = "validation") -> dict:
+    rows = {"sft": {"runs": [], "gold_reward": {"mean": 0.0}}}
+    for spec in config.runs():
+        rows[spec.name] = {"gold_reward": {"mean": gold[spec.name]}, "spec": config.spec_overrides(spec)}
+    as_dict = json.loads(json.dumps(__import__("dataclasses").asdict(config)))
+    as_dict["generation"]["evaluate_on"] = evaluate_on
+    return {"config": as_dict, "settings": {"tiny": rows}}
+
+
+def test_choice_takes_the_best_validation_gold_and_makes_a_test_preset(tmp_path):
+    config = load_preset("tiny", GRID)
+    names = [r.name for r in config.runs()]
+    gold = dict(zip(names, [0.1, 0.3, 0.7, 0.2, 0.5, 0.4, 0.0]))
+    results = _results(config, gold)
+    chosen = tuning.choose(results)
+    assert {k: v["run"] for k, v in chosen["tiny"].items()} == {
+        "dpo": "dpo@learning_rate=0.0003,max_steps=50", "aihf-rounds": "aihf-rounds@beta=0.05", "rlhf": "rlhf",
+    }
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    tuning.write_choice(tmp_path / "results.json", tmp_path / "tuned.yaml", seeds=[0, 1, 2])
+    tuned = from_dict(ImdbConfig, yaml.safe_load((tmp_path / "tuned.yaml").read_text()))
+    assert tuned.generation.evaluate_on == "test" and tuned.seeds == [0, 1, 2] and not tuned.grid
+    runs = {r.name: r for r in tuned.setting_runs("tiny")}
+    assert list(runs) == ["dpo", "aihf-rounds", "rlhf"]
+    assert (runs["dpo"].loop.learning_rate, runs["dpo"].loop.max_steps) == (0.0003, 50)
+    assert (runs["aihf-rounds"].method.schedule, runs["aihf-rounds"].method.beta) == ("rounds", 0.05)
+    assert "| tiny | dpo | learning_rate=0.0003,max_steps=50 | 0.700 |" in (tmp_path / "tuned.md").read_text()
+    with pytest.raises(ValueError, match="validation"):
+        tuning.choose(_results(config, gold, evaluate_on="test"))
