@@ -48,6 +48,11 @@ def test_split_is_deterministic_saved_and_reloaded(reviews, tmp_path):
     other_source = data.Reviews(reviews.texts, reviews.labels, "0" * 64)
     with pytest.raises(ValueError, match="another review file"):
         data.load_or_make_split(path, other_source, config, prompt_config)
+    saved = json.loads(path.read_text())
+    assert saved.pop("rules") == data.SPLIT_RULES
+    path.write_text(json.dumps(saved))  # a split made before duplicates were dropped: refused, not reused
+    with pytest.raises(ValueError, match="made by split rules 1, not 2"):
+        data.load_or_make_split(path, reviews, config, prompt_config)
 
 
 def test_split_subsets_are_disjoint_and_eval_prompts_never_seen_in_training(reviews):
@@ -76,9 +81,8 @@ def test_split_subsets_are_disjoint_and_eval_prompts_never_seen_in_training(revi
 
 def opened(prompts, texts):
     """The prompts that are a word-prefix of one of ``texts`` (the whole text included)."""
-    return {p for p in prompts for t in texts if t == p or t.startswith(p + " ")} if len(prompts) < 50 else {
-        p for p in prompts if p in {" ".join(t.split()[:k]) for t in texts for k in range(1, 9)}
-    }
+    openings = {" ".join(t.split()[:k]) for t in texts for k in range(1, 9)}  # prompts have at most 8 words
+    return {p for p in prompts if p in openings}
 
 
 def test_unrepeated_prompts_open_no_other_review():
@@ -242,35 +246,56 @@ def _samples(num_prompts, per_prompt, seed=0):
 
 def test_build_datasets_counts_disjoint_prompts_and_quality():
     samples = _samples(300, 3) + [ScoredResponse("prompt 0", " response 0.0", 0.0, True)]  # a repeat is dropped
-    config = BuildConfig(num_demonstrations=100, num_preferences=120, seed=1)
+    config = BuildConfig(num_demonstrations=100, num_preferences=80, seed=1)
     built = builders.build_datasets(samples, config)
-    assert len(built.demonstrations) == 100 and len(built.preferences) == 120
+    assert len(built.demonstrations) == 100 and len(built.preferences) == 80
     assert built.report["prompts"] == 300 and built.report["responses"] == 900
     assert not {d.prompt for d in built.demonstrations} & {p.prompt for p in built.preferences}
     assert built == builders.build_datasets(samples, config)
     gold_of = {(s.prompt, s.response): s.gold for s in samples[:900]}
-    demo_gold = [gold_of[d.prompt, d.response] for d in built.demonstrations]
     best_of_prompt: dict[str, float] = {}
     for (prompt, _), value in gold_of.items():
         best_of_prompt[prompt] = max(best_of_prompt.get(prompt, -math.inf), value)
-    preference_prompts = {p.prompt for p in built.preferences}
-    pool_best = sorted((v for p, v in best_of_prompt.items() if p not in preference_prompts), reverse=True)
-    assert len(pool_best) == 180 and sorted(demo_gold, reverse=True) == pool_best[:100]
-    # same seed and preference count: same pool; skip its top 90 (half), take the next 50
-    low_config = BuildConfig(num_demonstrations=50, num_preferences=120, demo_skip_top=0.5, seed=1)
-    low = builders.build_datasets(samples, low_config)
-    assert sorted((gold_of[d.prompt, d.response] for d in low.demonstrations), reverse=True) == pool_best[90:140]
+    demo_gold = [gold_of[d.prompt, d.response] for d in built.demonstrations]
+    assert demo_gold == [best_of_prompt[d.prompt] for d in built.demonstrations]  # each prompt's best answer
+    # the pool is 2 x 100 prompts: skip its top half and take the next 100, the pool's bottom half
+    low = builders.build_datasets(samples, BuildConfig(num_demonstrations=100, num_preferences=80, demo_skip_top=0.5, seed=1))
+    low_gold = [gold_of[d.prompt, d.response] for d in low.demonstrations]
+    assert not {d.prompt for d in built.demonstrations} & {d.prompt for d in low.demonstrations}
+    assert min(demo_gold) >= max(low_gold) and low.preferences == built.preferences
+    assert not {d.prompt for d in low.demonstrations} & {p.prompt for p in built.preferences}
     assert low.report["mean_gold_demonstrations"] < built.report["mean_gold_demonstrations"]
-    with pytest.raises(ValueError, match="prompts with two distinct responses"):
-        builders.build_datasets(_samples(10, 2), BuildConfig(num_preferences=11, num_demonstrations=0))
+    with pytest.raises(ValueError, match="prompts with two distinct responses, only 6 of the 6 prompts left"):
+        builders.build_datasets(_samples(10, 2), BuildConfig(num_preferences=7, num_demonstrations=2))
+    with pytest.raises(ValueError, match="a demonstration pool of 12 prompts .* only 10 were answered"):
+        builders.build_datasets(_samples(10, 2), BuildConfig(num_preferences=0, num_demonstrations=6))
     with pytest.raises(ValueError, match="only 5 are left"):
-        builders.build_datasets(_samples(10, 2), BuildConfig(num_preferences=5, num_demonstrations=6))
+        builders.build_datasets(_samples(10, 2), BuildConfig(num_demonstrations=5, demo_pool_factor=1, demo_skip_top=0.2, num_preferences=0))
+    with pytest.raises(ValueError, match="demo_pool_factor must be >= 1"):
+        BuildConfig(demo_pool_factor=0.5)
+
+
+def test_demonstrations_do_not_depend_on_the_number_of_preferences():
+    """balanced and few-preferences (same demonstration options) get the very same D."""
+    from aihf.experiments.imdb.presets import load_preset
+
+    (balanced,), (few,) = load_preset("balanced").settings, load_preset("few-preferences").settings
+    assert (balanced.num_demonstrations, balanced.demo_skip_top) == (few.num_demonstrations, few.demo_skip_top)
+    assert few.num_preferences < balanced.num_preferences
+    samples = _samples(3000, 2, seed=4)
+    a, b = builders.build_datasets(samples, balanced), builders.build_datasets(samples, few)
+    assert a.demonstrations == b.demonstrations and len(a.demonstrations) == 1000
+    assert a.report["mean_gold_demonstrations"] == b.report["mean_gold_demonstrations"]
+    assert len(b.preferences) == few.num_preferences and {p.prompt for p in b.preferences} <= {p.prompt for p in a.preferences}
+    # the ratio sweep's settings differ in num_demonstrations; each still gets a pool of 2 x its count
+    for setting in load_preset("ratio-sweep").all_settings():
+        assert setting.demo_pool == 2 * setting.num_demonstrations
 
 
 def test_built_records_keep_whether_each_answer_finished():
     samples = _samples(300, 3)
     finished = {(s.prompt, s.response): s.finished for s in samples}
-    built = builders.build_datasets(samples, BuildConfig(num_demonstrations=100, num_preferences=120, seed=1))
+    built = builders.build_datasets(samples, BuildConfig(num_demonstrations=100, num_preferences=80, seed=1))
     assert [d.finished for d in built.demonstrations] == [finished[d.prompt, d.response] for d in built.demonstrations]
     for p in built.preferences:
         assert (p.chosen_finished, p.rejected_finished) == (finished[p.prompt, p.chosen], finished[p.prompt, p.rejected])

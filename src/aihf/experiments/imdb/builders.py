@@ -5,9 +5,13 @@ high-reward answers become demonstrations, and pairs of answers labelled by the 
 reward become preferences. Everything here works on plain (prompt, response, gold)
 triples, so it is testable without a model:
 
-* prompts are shuffled (seeded) and dealt out: the first ones with two distinct responses
-  go to preferences, all the others to the demonstration pool, so D and P never share a
-  prompt;
+* prompts are shuffled (seeded) and dealt out: the first ``demo_pool_factor *
+  num_demonstrations`` form the demonstration pool, and the first ``num_preferences`` of
+  the rest with two distinct responses give the preferences, so D and P never share a
+  prompt, and the demonstrations depend on the demonstration options alone: settings with
+  the same ``num_demonstrations``, ``demo_skip_top``, ``demo_pool_factor`` and seed get the
+  same D whatever their number of preferences (dealing the preferences first would give a
+  setting with fewer preferences a larger pool, hence better demonstrations);
 * a preference compares two distinct responses to one prompt, drawn at random; the first
   wins with the Bradley-Terry probability sigma(r_a - r_b) of the gold rewards;
 * each pool prompt offers its best response; these are ranked by gold reward, the top
@@ -50,6 +54,7 @@ class BuildConfig:
     num_demonstrations: int = 1000
     num_preferences: int = 1000
     demo_skip_top: float = 0.0
+    demo_pool_factor: float = 2.0  # pool = this x num_demonstrations prompts, ranked by their best answer
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -60,6 +65,13 @@ class BuildConfig:
             )
         if not 0 <= self.demo_skip_top < 1:
             raise ValueError(f"demo_skip_top must be in [0, 1), got {self.demo_skip_top}")
+        if self.demo_pool_factor < 1:
+            raise ValueError(f"demo_pool_factor must be >= 1, got {self.demo_pool_factor}")
+
+    @property
+    def demo_pool(self) -> int:
+        """Prompts in the demonstration pool: ``round(demo_pool_factor * num_demonstrations)``."""
+        return round(self.demo_pool_factor * self.num_demonstrations)
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class RatioSweep:
     total: int = 2000
     demo_fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 0.9])
     demo_skip_top: float = 0.0
+    demo_pool_factor: float = 2.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -84,6 +97,7 @@ class RatioSweep:
                 num_demonstrations=round(fraction * self.total),
                 num_preferences=self.total - round(fraction * self.total),
                 demo_skip_top=self.demo_skip_top,
+                demo_pool_factor=self.demo_pool_factor,
                 seed=self.seed,
             )
             for fraction in self.demo_fractions
@@ -135,7 +149,7 @@ def pick_demonstrations(groups: list[list[ScoredResponse]], count: int, skip_top
     if start + count > len(best):
         raise ValueError(
             f"{count} demonstrations after skipping the top {start} need {start + count} prompts in the pool, "
-            f"only {len(best)} are left"
+            f"only {len(best)} are left (raise demo_pool_factor)"
         )
     return best[start : start + count]
 
@@ -145,15 +159,20 @@ def build_datasets(samples: Iterable[ScoredResponse], config: BuildConfig) -> Bu
     groups = group_by_prompt(samples)
     rng = np.random.default_rng([config.seed, 0xB1D])
     shuffled = [groups[i] for i in rng.permutation(len(groups))]
-    pairable = [i for i, group in enumerate(shuffled) if len(group) >= 2][: config.num_preferences]
+    size = config.demo_pool
+    if size > len(shuffled):
+        raise ValueError(
+            f"a demonstration pool of {size} prompts (demo_pool_factor {config.demo_pool_factor:g} x "
+            f"{config.num_demonstrations} demonstrations) needs {size} prompts, only {len(shuffled)} were answered"
+        )
+    pool, rest = shuffled[:size], shuffled[size:]
+    pairable = [group for group in rest if len(group) >= 2][: config.num_preferences]
     if len(pairable) < config.num_preferences:
         raise ValueError(
             f"{config.num_preferences} preferences need as many prompts with two distinct responses, "
-            f"only {len(pairable)} have them"
+            f"only {len(pairable)} of the {len(rest)} prompts left after the demonstration pool of {size} have them"
         )
-    taken = set(pairable)
-    preferences = label_pairs([shuffled[i] for i in pairable], rng)
-    pool = [group for i, group in enumerate(shuffled) if i not in taken]
+    preferences = label_pairs(pairable, rng)
     demos = pick_demonstrations(pool, config.num_demonstrations, config.demo_skip_top)
     gold_of = {(s.prompt, s.response): s.gold for group in groups for s in group}
     share = lambda flags: float(np.mean(flags)) if len(flags) else float("nan")  # noqa: E731

