@@ -72,6 +72,19 @@ def test_a_demonstration_and_a_sample_with_the_same_text_are_the_same_sequence(f
     assert rewards[0] == rewards[1]
 
 
+def test_a_sample_tokenised_oddly_is_scored_as_its_text_encodes():
+    """" great" sampled as the two tokens " g" + "reat" is re-encoded to the one token a
+    demonstration " great" gets, before the reward model reads it."""
+    tok = tiny_tokenizer()
+    method = make_method("aihf", tok, config=MethodConfig(max_new_tokens=4, rloo_k=4))
+    vocab = tok.get_vocab()
+    demo = method.demos["train"][0]  # " great", finished
+    odd = (demo[0], [vocab["Ġg"], vocab["reat"], tok.eos_token_id])
+    assert odd != demo and tok.decode(odd[1][:-1]) == " great"
+    assert method.canonical_form(odd) == demo
+    assert method.canonical_form((demo[0], [vocab["Ġg"], vocab["reat"]])) == (demo[0], demo[1][:-1])  # cut: no EOS
+
+
 def test_unfinished_records_end_without_eos():
     """A record that says its response was cut (``finished=False``) is encoded without EOS."""
     tok = tiny_tokenizer()
