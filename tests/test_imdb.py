@@ -520,7 +520,27 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     assert [step["step"] for step in history] == [1, 2]
     assert table["aihf-dpo"]["runs"][0]["train_loss_first"] == pytest.approx((history[0]["loss"] + history[1]["loss"]) / 2)
     assert table["aihf-dpo"]["runs"][0]["train_loss_last"] == table["aihf-dpo"]["runs"][0]["train_loss_first"]
-    assert results["data"]["tiny"]["prompts"] == 12 and results["judge"] == {"name": "vader"}
+    assert results["data"]["tiny"]["prompts"] == 16 and results["judge"] == {"name": "vader"}
+    # the held-out pairs: written, never trained on, and every run's reward scored on them
+    held = (out / "settings" / "tiny" / "eval_preferences.jsonl").read_text().splitlines()
+    trained = (out / "settings" / "tiny" / "preferences.jsonl").read_text().splitlines()
+    assert len(held) == 2 and not {json.loads(r)["prompt"] for r in held} & {json.loads(r)["prompt"] for r in trained}
+    assert all("heldout_pref_accuracy" in entry for name, entry in table.items() if name != "pi_sft")
+    # AIHF's: its saved reward model, scored pair by pair on the held-out file
+    from aihf.data import read_preferences
+    from aihf.lm.batching import Encoder, collate
+    from aihf.lm.models import load_reward_model
+
+    reward, tok = load_reward_model(out / "runs" / "tiny" / "aihf" / "seed-0" / "final" / "reward")
+    encoder = Encoder(tok, max_length=48, max_prompt_length=16)
+    wins = []
+    for pair in read_preferences(out / "settings" / "tiny" / "eval_preferences.jsonl"):
+        with torch.no_grad():
+            r = [reward(*(lambda b: (b.input_ids, b.attention_mask))(collate([seq], tok.pad_token_id))).item()
+                 for seq in encoder.preference(pair)]
+        wins.append(1.0 if r[0] > r[1] else 0.5 if r[0] == r[1] else 0.0)
+    assert table["aihf"]["heldout_pref_accuracy"]["mean"] == pytest.approx(np.mean(wins))
+    assert "held-out preference accuracy" in (out / "results.md").read_text()
     split = data.Split.load(out / "split.json")
     assert len(split.eval_prompts) == 100
     for name in ("results.md", "reward_vs_kl.png", "settings/tiny/demonstrations.jsonl", "build_samples.jsonl"):

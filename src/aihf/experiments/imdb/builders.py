@@ -14,6 +14,8 @@ triples, so it is testable without a model:
   setting with fewer preferences a larger pool, hence better demonstrations);
 * a preference compares two distinct responses to one prompt, drawn at random; the first
   wins with the Bradley-Terry probability sigma(r_a - r_b) of the gold rewards;
+* ``num_eval_preferences`` held-out pairs come from the last pairable prompts (never
+  training data): the reward models' held-out preference accuracy is measured on them;
 * each pool prompt offers its best response; these are ranked by gold reward, the top
   ``demo_skip_top`` fraction is skipped (0 = the best demonstrations; 0.5 = demonstrations
   from the median down, the low-quality regime) and the next ``num_demonstrations`` are D.
@@ -55,9 +57,12 @@ class BuildConfig:
     num_preferences: int = 1000
     demo_skip_top: float = 0.0
     demo_pool_factor: float = 2.0  # pool = this x num_demonstrations prompts, ranked by their best answer
+    num_eval_preferences: int = 0  # held-out pairs (the last pairable prompts) for the reward models' accuracy
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.num_eval_preferences < 0:
+            raise ValueError(f"num_eval_preferences must be >= 0, got {self.num_eval_preferences}")
         if self.num_demonstrations < 0 or self.num_preferences < 0:
             raise ValueError(
                 f"counts must be >= 0, got {self.num_demonstrations} demonstrations "
@@ -111,6 +116,7 @@ class BuiltData:
     demonstrations: list[Demonstration]
     preferences: list[Preference]
     report: dict[str, float]
+    eval_preferences: list[Preference] = field(default_factory=list)
 
 
 def bradley_terry_first_wins(gold_a: np.ndarray, gold_b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -166,13 +172,17 @@ def build_datasets(samples: Iterable[ScoredResponse], config: BuildConfig) -> Bu
             f"{config.num_demonstrations} demonstrations) needs {size} prompts, only {len(shuffled)} were answered"
         )
     pool, rest = shuffled[:size], shuffled[size:]
-    pairable = [group for group in rest if len(group) >= 2][: config.num_preferences]
-    if len(pairable) < config.num_preferences:
+    pairable = [group for group in rest if len(group) >= 2]
+    held = config.num_eval_preferences
+    if len(pairable) < config.num_preferences + held:
         raise ValueError(
-            f"{config.num_preferences} preferences need as many prompts with two distinct responses, "
-            f"only {len(pairable)} of the {len(rest)} prompts left after the demonstration pool of {size} have them"
+            f"{config.num_preferences} preferences and {held} held-out ones need as many prompts with two distinct "
+            f"responses, only {len(pairable)} of the {len(rest)} prompts left after the demonstration pool of {size} have them"
         )
-    preferences = label_pairs(pairable, rng)
+    preferences = label_pairs(pairable[: config.num_preferences], rng)
+    # held-out pairs from the far end, labelled with their own stream: the same for every
+    # setting with this pool, and no change to P
+    eval_preferences = label_pairs(pairable[len(pairable) - held :], np.random.default_rng([config.seed, 0xE7A1])) if held else []
     demos = pick_demonstrations(pool, config.num_demonstrations, config.demo_skip_top)
     gold_of = {(s.prompt, s.response): s.gold for group in groups for s in group}
     share = lambda flags: float(np.mean(flags)) if len(flags) else float("nan")  # noqa: E731
@@ -194,4 +204,5 @@ def build_datasets(samples: Iterable[ScoredResponse], config: BuildConfig) -> Bu
         "finished_rejected": share([p.rejected_finished for p in preferences]),
     }
     demonstrations = [Demonstration(s.prompt, s.response, finished=s.finished) for s in demos]
-    return BuiltData(demonstrations, preferences, report)
+    report["eval_preferences"] = len(eval_preferences)
+    return BuiltData(demonstrations, preferences, report, eval_preferences)

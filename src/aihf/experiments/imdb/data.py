@@ -140,11 +140,16 @@ def prompts(reviews: Reviews, indices: Iterable[int], config: PromptConfig, seed
 def sft_demonstrations(
     reviews: Reviews, indices: Iterable[int], config: PromptConfig, seed: int
 ) -> list[Demonstration]:
-    """Demonstration(prompt, rest of the review cut to ``response_words`` words) for each index."""
+    """Demonstration(prompt, rest of the review cut to ``response_words`` words) for each index;
+    ``finished`` only when the review ends there (a cut review carries no EOS, so SFT does
+    not teach the policy to stop in mid-review)."""
     lengths = prompt_lengths(len(reviews), config, seed)
-    return [
-        Demonstration(*cut_review(reviews.texts[i], int(lengths[i]), config.response_words)) for i in indices
-    ]
+    out = []
+    for i in indices:
+        prompt, response = cut_review(reviews.texts[i], int(lengths[i]), config.response_words)
+        ended = len(prompt.split()) + len(response.split()) >= len(reviews.texts[i].split())
+        out.append(Demonstration(prompt, response, finished=ended))
+    return out
 
 
 # ----------------------------------------------------------------------------- the split

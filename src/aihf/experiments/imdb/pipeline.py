@@ -29,7 +29,7 @@ import copy
 import json
 import logging
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -75,7 +75,7 @@ def training_losses(policy_dir: Path, window: int = 10) -> dict[str, float]:
 
 def train_stage(
     config: ImdbConfig, spec: RunSpec, start: str, run_dir: Path, seed: int, demos: Path | None, prefs: Path | None,
-    prompts: Path | None = None,
+    prompts: Path | None = None, eval_prefs: Path | None = None,
 ) -> Path:
     """Train ``spec`` (a recipe with its method and loop sections) from the policy at ``start``
     on the record files it uses (the RL methods sample on ``prompts``); returns its final
@@ -91,6 +91,7 @@ def train_stage(
         data=DataConfig(
             demonstrations=str(demos) if demos and recipe.uses_demos else None,
             preferences=str(prefs) if prefs and recipe.uses_prefs else None,
+            eval_preferences=str(eval_prefs) if eval_prefs and prefs and recipe.uses_prefs else None,
             prompts=str(prompts) if prompts and recipe.uses_prompts else None,
             max_length=model.max_length,
             max_prompt_length=model.max_prompt_length,
@@ -100,6 +101,22 @@ def train_stage(
     )
     train(method, train_config, report_ignored=False)  # one method section serves every method of the run
     return done
+
+
+def heldout_accuracy(config: ImdbConfig, spec: RunSpec, run_dir: Path, policy: Path, pi_sft: Path, eval_prefs: Path) -> float:
+    """Preference accuracy on the held-out pairs of the run's reward: the reward model of
+    RLHF (its reward stage) and of AIHF's Algorithm 1 (the joint reward at the end), the
+    implicit reward beta log(pi / pi_SFT) of every other method."""
+    from aihf.lm.evaluate import evaluate
+
+    lengths = dict(max_length=config.model.max_length, max_prompt_length=config.model.max_prompt_length)
+    recipe = RECIPES[spec.recipe]
+    if recipe.reward == "explicit":
+        reward = run_dir / "reward" / "final" / "reward" if spec.recipe == "rlhf" else run_dir / "final" / "reward"
+        return evaluate(str(reward), preferences=str(eval_prefs), **lengths)["preference_accuracy"]
+    return evaluate(str(policy), preferences=str(eval_prefs), reference_path=str(pi_sft), beta=spec.method.beta, **lengths)[
+        "preference_accuracy"
+    ]
 
 
 def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: Path) -> list[Path]:
@@ -209,10 +226,20 @@ def evaluation_prompts(
     return data.prompts(reviews, indices[: config.generation.num_eval_prompts], config.prompts, split.config.seed)
 
 
+@dataclass(frozen=True)
+class SettingData:
+    """The files of one setting: D, P and the held-out preferences (None when empty), and the build report."""
+
+    report: dict[str, float]
+    demonstrations: Path | None
+    preferences: Path | None
+    eval_preferences: Path | None
+
+
 def write_setting_data(
     samples: list[ScoredResponse], setting: BuildConfig, folder: Path, build: dict[str, float] | None = None
-) -> tuple[dict[str, float], Path | None, Path | None]:
-    """D and P of one setting as JSONL in ``folder`` (with ``report.json``); (report, D file, P file).
+) -> SettingData:
+    """D, P and the held-out preferences of one setting as JSONL in ``folder`` (with ``report.json``).
 
     The report is :func:`~aihf.experiments.imdb.builders.build_datasets`'s (shares of
     finished demonstrations, chosen and rejected responses included) with the build
@@ -228,13 +255,14 @@ def write_setting_data(
     if build and "response_ids_round_trip" in build:
         built.report["response_ids_round_trip"] = build["response_ids_round_trip"]
     folder.mkdir(parents=True, exist_ok=True)
-    demos = folder / "demonstrations.jsonl" if built.demonstrations else None
-    prefs = folder / "preferences.jsonl" if built.preferences else None
-    for path, records in ((demos, built.demonstrations), (prefs, built.preferences)):
-        if path:
-            write_jsonl(records, path)
+    files = {}
+    for name, records in (("demonstrations", built.demonstrations), ("preferences", built.preferences),
+                          ("eval_preferences", built.eval_preferences)):
+        files[name] = folder / f"{name}.jsonl" if records else None
+        if records:
+            write_jsonl(records, files[name])
     (folder / "report.json").write_text(json.dumps(built.report, indent=2), encoding="utf-8")
-    return built.report, demos, prefs
+    return SettingData(built.report, **files)
 
 
 class Evaluator:
@@ -358,17 +386,28 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
         "settings": {},
     }
     for setting in config.all_settings():
-        report, demos, prefs = built[setting.name]
+        data_files = built[setting.name]
+        report, demos, prefs = data_files.report, data_files.demonstrations, data_files.preferences
         methods = {BASELINE: {"runs": baseline_runs}}
         for spec in config.setting_runs(setting.name):
             runs = []
             for seed in config.seeds:
                 run_dir = out / "runs" / setting.name / spec.name / f"seed-{seed}"
-                policy = train_stage(config, spec, str(pi_sft), run_dir, seed, demos, prefs, prompts=rl_prompts)
-                runs.append({**evaluator.policy_run(spec.name, policy, seed), **training_losses(policy)})
+                policy = train_stage(
+                    config, spec, str(pi_sft), run_dir, seed, demos, prefs, prompts=rl_prompts,
+                    eval_prefs=data_files.eval_preferences,
+                )
+                row = {**evaluator.policy_run(spec.name, policy, seed), **training_losses(policy)}
+                if data_files.eval_preferences:
+                    row["heldout_pref_accuracy"] = heldout_accuracy(
+                        config, spec, run_dir, policy, pi_sft, data_files.eval_preferences
+                    )
+                runs.append(row)
             methods[spec.name] = {"runs": runs, "spec": config.spec_overrides(spec)}
         for entry in methods.values():
             entry.update(summarise_runs(entry["runs"]))
+            if entry["runs"] and all("heldout_pref_accuracy" in run for run in entry["runs"]):
+                entry.update(summarise_runs(entry["runs"], ["heldout_pref_accuracy"]))
         results["data"][setting.name] = report
         results["settings"][setting.name] = methods
         evaluator.write_generations(out / "generations" / setting.name)

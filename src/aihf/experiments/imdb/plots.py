@@ -71,6 +71,17 @@ def loss_table(results: dict) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def accuracy_table(results: dict) -> str:
+    """Held-out preference accuracy of each run's reward (the reward model of RLHF and AIHF's
+    Algorithm 1, the implicit reward beta log(pi/pi_SFT) of the others), mean ± 95% CI."""
+    lines = ["| setting | method | held-out preference accuracy of its reward |", "|---|---|---|"]
+    for setting, methods in results["settings"].items():
+        for method, entry in methods.items():
+            if "heldout_pref_accuracy" in entry:
+                lines.append(f"| {setting} | {method} | {format_stat(entry['heldout_pref_accuracy'])} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def plot_reward_vs_kl(results: dict, path: str | Path) -> Path:
     """One panel per setting: each method's mean gold reward against its KL to SFT, with 95% CI bars."""
     plt = _pyplot()
@@ -120,13 +131,13 @@ def plot_metric_bars(results: dict, metric: str, path: str | Path) -> Path:
 
 
 def write_outputs(results: dict, output_dir: str | Path) -> dict[str, Path]:
-    """results.json, results.md (the metrics, then the training losses), reward_vs_kl.png and <metric>.png for each metric."""
+    """results.json, results.md (the metrics, the rewards' held-out accuracy, the training losses), reward_vs_kl.png and <metric>.png for each metric."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": output_dir / "results.json", "table": output_dir / "results.md"}
     paths["json"].write_text(json.dumps(results, indent=2), encoding="utf-8")
-    losses = loss_table(results)
-    paths["table"].write_text(results_table(results) + "\n" + (f"\n{losses}\n" if losses else ""), encoding="utf-8")
+    extra = [table for table in (accuracy_table(results), loss_table(results)) if table]
+    paths["table"].write_text(results_table(results) + "\n" + "".join(f"\n{table}\n" for table in extra), encoding="utf-8")
     paths["reward_vs_kl"] = plot_reward_vs_kl(results, output_dir / "reward_vs_kl.png")
     for metric in METRICS:
         paths[metric] = plot_metric_bars(results, metric, output_dir / f"{metric}.png")
