@@ -80,3 +80,20 @@ def test_choice_takes_the_best_validation_gold_and_makes_a_test_preset(tmp_path)
     assert "| tiny | dpo | learning_rate=0.0003,max_steps=50 | 0.700 |" in (tmp_path / "tuned.md").read_text()
     with pytest.raises(ValueError, match="validation"):
         tuning.choose(_results(config, gold, evaluate_on="test"))
+
+
+def test_a_finished_run_is_reused_only_for_its_own_variant(tmp_path):
+    from aihf.experiments.imdb import pipeline
+
+    config = load_preset("tiny", ["methods=[dpo]"])
+    spec = config.runs()[0]
+    run_dir = tmp_path / "runs" / "tiny" / "dpo" / "seed-0"
+    (run_dir / "final" / "policy").mkdir(parents=True)
+    (run_dir / "final" / "policy" / "config.json").write_text("{}")
+    saved = {"method": __import__("dataclasses").asdict(spec.method), "loop": __import__("dataclasses").asdict(spec.loop)}
+    saved["loop"]["output_dir"] = str(run_dir)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert pipeline.train_stage(config, spec, "tiny", run_dir, 0, None, None) == run_dir / "final" / "policy"
+    other = load_preset("tiny", ["methods=[dpo]", "variants={dpo: {method: {beta: 0.5}}}"]).runs()[0]
+    with pytest.raises(ConfigError, match="method.beta"):
+        pipeline.train_stage(config, other, "tiny", run_dir, 0, None, None)

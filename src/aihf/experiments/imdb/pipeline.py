@@ -53,6 +53,29 @@ log = logging.getLogger(__name__)
 BASELINE = "pi_sft"
 
 
+RUN_SELECTION = ("methods", "seeds", "variants", "grid", "setting_variants")
+
+
+def reuse_check(spec: RunSpec, policy_dir: Path) -> None:
+    """A finished run whose policy is ``policy_dir`` is reused only if its stage was trained with
+    ``spec``'s method and loop sections (a variant redefined under its old name is a
+    ConfigError, not a stale row)."""
+    run_dir = policy_dir.parent.parent
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    new = json.loads(json.dumps({"method": asdict(spec.method), "loop": asdict(spec.loop)}))
+    ignore = {"output_dir", "seed", "resume_from", "progress"}
+    differs = [
+        f"{section}.{key}" for section in ("method", "loop") for key in new[section]
+        if key not in ignore and old.get(section, {}).get(key) != new[section][key]
+    ]
+    if differs:
+        raise ConfigError(f"{run_dir} was trained with other {', '.join(differs)} than run {spec.name!r}: "
+                          "give the variant a new name or remove that folder")
+
+
 def final_policy(run_dir: Path, method: str) -> Path:
     """Where ``aihf.lm.train.train`` leaves a method's trained policy (RLHF trains it in a second stage)."""
     return run_dir / ("policy" if method == "rlhf" else "") / "final" / "policy"
@@ -83,6 +106,7 @@ def train_stage(
     method = spec.recipe
     done = final_policy(run_dir, method)
     if (done / "config.json").is_file():
+        reuse_check(spec, done)
         log.info("%s: already trained in %s", spec.name, done)
         return done
     model, recipe = config.model, RECIPES[method]
@@ -336,9 +360,10 @@ class Evaluator:
 def claim_output_dir(out: Path, config: ImdbConfig) -> None:
     """Write ``config.yaml`` into ``out``; refuse a directory that holds a run with other settings.
 
-    Finished stages are reused by path, so only ``methods`` and ``seeds`` (which add or
-    select runs in their own folders) and ``model.device`` (where the rest is sampled) may
-    change between runs into one directory.
+    Finished stages are reused by path, so only the keys that add or select runs in their
+    own folders (``RUN_SELECTION``: ``methods``, ``seeds``, ``variants``, ``grid``,
+    ``setting_variants``; a reused run is checked against its variant, ``reuse_check``) and
+    ``model.device`` (where the rest is sampled) may change between runs into one directory.
     """
     saved = out / "config.yaml"
     if saved.is_file():
@@ -347,7 +372,7 @@ def claim_output_dir(out: Path, config: ImdbConfig) -> None:
         for tree in (old, new):  # runs saved before model.device existed have none
             if isinstance(tree.get("model"), dict):
                 tree["model"].pop("device", None)
-        changed = sorted(k for k in new if k not in ("methods", "seeds") and old.get(k) != new[k])
+        changed = sorted(k for k in new if k not in RUN_SELECTION and old.get(k) != new[k])
         if changed:
             raise ConfigError(
                 f"{out} holds a run made with other {', '.join(changed)}: choose another output directory"
