@@ -541,6 +541,8 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
         wins.append(1.0 if r[0] > r[1] else 0.5 if r[0] == r[1] else 0.0)
     assert table["aihf"]["heldout_pref_accuracy"]["mean"] == pytest.approx(np.mean(wins))
     assert "held-out preference accuracy" in (out / "results.md").read_text()
+    saved = json.loads((out / "runs" / "tiny" / "aihf" / "seed-0" / "evaluation.json").read_text())
+    assert saved["row"] == table["aihf"]["runs"][0] and len(saved["generations"]) == 6  # kept for a resumed run
     split = data.Split.load(out / "split.json")
     assert len(split.eval_prompts) == 100
     for name in ("results.md", "reward_vs_kl.png", "settings/tiny/demonstrations.jsonl", "build_samples.jsonl"):

@@ -143,6 +143,29 @@ def heldout_accuracy(config: ImdbConfig, spec: RunSpec, run_dir: Path, policy: P
     ]
 
 
+def evaluate_run(
+    config: ImdbConfig, evaluator: "Evaluator", spec: RunSpec, run_dir: Path, policy: Path, seed: int,
+    pi_sft: Path, data_files: "SettingData",
+) -> dict[str, float]:
+    """One trained run's results row (evaluation metrics, training losses, held-out preference
+    accuracy), kept in ``run_dir/evaluation.json`` with its scored answers so that a resumed
+    experiment does not evaluate it again (the file names the evaluation prompts it used)."""
+    path = run_dir / "evaluation.json"
+    key = {"evaluate_on": config.generation.evaluate_on, "prompts": evaluator.prompts}
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            evaluator.generations[(spec.name, seed)] = saved["generations"]
+            return saved["row"]
+    row = {**evaluator.policy_run(spec.name, policy, seed), **training_losses(policy)}
+    if data_files.eval_preferences:
+        row["heldout_pref_accuracy"] = heldout_accuracy(config, spec, run_dir, policy, pi_sft, data_files.eval_preferences)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"key": key, "row": row, "generations": evaluator.generations[(spec.name, seed)]}), encoding="utf-8")
+    tmp.replace(path)
+    return row
+
+
 def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: Path) -> list[Path]:
     """SFT stages on the SFT split's demonstrations; the checkpoints' policy directories, pi_SFT last."""
     indices = split.sft[: config.sft.num_reviews]
@@ -422,12 +445,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
                     config, spec, str(pi_sft), run_dir, seed, demos, prefs, prompts=rl_prompts,
                     eval_prefs=data_files.eval_preferences,
                 )
-                row = {**evaluator.policy_run(spec.name, policy, seed), **training_losses(policy)}
-                if data_files.eval_preferences:
-                    row["heldout_pref_accuracy"] = heldout_accuracy(
-                        config, spec, run_dir, policy, pi_sft, data_files.eval_preferences
-                    )
-                runs.append(row)
+                runs.append(evaluate_run(config, evaluator, spec, run_dir, policy, seed, pi_sft, data_files))
             methods[spec.name] = {"runs": runs, "spec": config.spec_overrides(spec)}
         for entry in methods.values():
             entry.update(summarise_runs(entry["runs"]))
