@@ -70,7 +70,7 @@ def test_choice_takes_the_best_validation_gold_and_makes_a_test_preset(tmp_path)
         "dpo": "dpo@learning_rate=0.0003,max_steps=50", "aihf-rounds": "aihf-rounds@beta=0.05", "rlhf": "rlhf",
     }
     (tmp_path / "results.json").write_text(json.dumps(results))
-    tuning.write_choice(tmp_path / "results.json", tmp_path / "tuned.yaml", seeds=[0, 1, 2])
+    tuning.write_choice([tmp_path / "results.json"], tmp_path / "tuned.yaml", seeds=[0, 1, 2])
     tuned = from_dict(ImdbConfig, yaml.safe_load((tmp_path / "tuned.yaml").read_text()))
     assert tuned.generation.evaluate_on == "test" and tuned.seeds == [0, 1, 2] and not tuned.grid
     runs = {r.name: r for r in tuned.setting_runs("tiny")}
@@ -97,3 +97,19 @@ def test_a_finished_run_is_reused_only_for_its_own_variant(tmp_path):
     other = load_preset("tiny", ["methods=[dpo]", "variants={dpo: {method: {beta: 0.5}}}"]).runs()[0]
     with pytest.raises(ConfigError, match="method.beta"):
         pipeline.train_stage(config, other, "tiny", run_dir, 0, None, None)
+
+
+def test_tuning_runs_of_different_settings_merge():
+    config = load_preset("tiny", GRID)
+    gold = {r.name: 0.1 for r in config.runs()}
+    first, second = _results(config, gold), _results(config, gold)
+    second["settings"] = {"other": second["settings"].pop("tiny")}
+    second["config"]["settings"] = [{**second["config"]["settings"][0], "name": "other"}]
+    merged = tuning.merge_runs([first, second])
+    assert list(merged["settings"]) == ["tiny", "other"] and [s["name"] for s in merged["config"]["settings"]] == ["tiny", "other"]
+    with pytest.raises(ValueError, match="tuned twice"):
+        tuning.merge_runs([first, first])
+    third = _results(config, gold)
+    third["config"]["seeds"] = [5]
+    with pytest.raises(ValueError, match="different configs"):
+        tuning.merge_runs([first, third])

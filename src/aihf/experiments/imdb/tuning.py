@@ -67,17 +67,39 @@ def chosen_table(chosen: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_choice(results_path: str | Path, out_preset: str | Path, seeds: list[int]) -> dict[str, Any]:
-    """Read a tuning run's results.json, write the tuned preset YAML and ``chosen.md`` beside it."""
+def merge_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tuning runs of different settings (e.g. one process per setting) as one results dict:
+    their configs must agree but for ``settings``, whose lists are joined in order."""
+    if not results:
+        raise ValueError("no results to merge")
+    merged = copy.deepcopy(results[0])
+    strip = lambda config: {k: v for k, v in config.items() if k != "settings"}  # noqa: E731
+    for other in results[1:]:
+        if strip(other["config"]) != strip(merged["config"]):
+            raise ValueError("tuning runs made with different configs (other than settings) cannot be merged")
+        clash = set(other["settings"]) & set(merged["settings"])
+        if clash:
+            raise ValueError(f"settings tuned twice: {sorted(clash)}")
+        merged["config"]["settings"] += other["config"]["settings"]
+        merged["settings"].update(other["settings"])
+    return merged
+
+
+def write_choice(results_paths: list[str | Path], out_preset: str | Path, seeds: list[int]) -> dict[str, Any]:
+    """Read tuning runs' results.json files, write the tuned preset YAML and the choice as a
+    markdown table beside it (``.md``)."""
     import json
 
-    results = json.loads(Path(results_path).read_text(encoding="utf-8"))
+    results = merge_runs([json.loads(Path(path).read_text(encoding="utf-8")) for path in results_paths])
     chosen = choose(results)
     preset = tuned_preset(results["config"], chosen, seeds)
     out = Path(out_preset)
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = f"# Written by aihf.experiments.imdb.tuning.write_choice from {results_path}: each method's\n" \
-             f"# values chosen on the validation prompts (highest mean {CRITERION}); test prompts, seeds {seeds}.\n"
+    sources = ", ".join(str(path) for path in results_paths)
+    header = (
+        f"# Written by aihf.experiments.imdb.tuning.write_choice from {sources}: each method's values\n"
+        f"# chosen on the validation prompts (highest mean {CRITERION}); test prompts, seeds {seeds}.\n"
+    )
     out.write_text(header + yaml.safe_dump(preset, sort_keys=False), encoding="utf-8")
     out.with_suffix(".md").write_text(chosen_table(chosen), encoding="utf-8")
     return preset
