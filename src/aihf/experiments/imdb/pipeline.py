@@ -166,6 +166,15 @@ def evaluate_run(
     return row
 
 
+def summarised(entry: dict) -> dict:
+    """A results entry with the mean ± 95% interval over its runs of every metric (and of the
+    held-out preference accuracy when every run has one)."""
+    entry.update(summarise_runs(entry["runs"]))
+    if entry["runs"] and all("heldout_pref_accuracy" in run for run in entry["runs"]):
+        entry.update(summarise_runs(entry["runs"], ["heldout_pref_accuracy"]))
+    return entry
+
+
 def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: Path) -> list[Path]:
     """SFT stages on the SFT split's demonstrations; the checkpoints' policy directories, pi_SFT last."""
     indices = split.sft[: config.sft.num_reviews]
@@ -436,7 +445,9 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     for setting in config.all_settings():
         data_files = built[setting.name]
         report, demos, prefs = data_files.report, data_files.demonstrations, data_files.preferences
-        methods = {BASELINE: {"runs": baseline_runs}}
+        methods = {BASELINE: summarised({"runs": baseline_runs})}
+        results["data"][setting.name] = report
+        results["settings"][setting.name] = methods
         for spec in config.setting_runs(setting.name):
             runs = []
             for seed in config.seeds:
@@ -446,15 +457,10 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
                     eval_prefs=data_files.eval_preferences,
                 )
                 runs.append(evaluate_run(config, evaluator, spec, run_dir, policy, seed, pi_sft, data_files))
-            methods[spec.name] = {"runs": runs, "spec": config.spec_overrides(spec)}
-        for entry in methods.values():
-            entry.update(summarise_runs(entry["runs"]))
-            if entry["runs"] and all("heldout_pref_accuracy" in run for run in entry["runs"]):
-                entry.update(summarise_runs(entry["runs"], ["heldout_pref_accuracy"]))
-        results["data"][setting.name] = report
-        results["settings"][setting.name] = methods
+            methods[spec.name] = summarised({"runs": runs, "spec": config.spec_overrides(spec)})
+            write_outputs(results, out)  # after each method: a long run shows what it has so far
         evaluator.write_generations(out / "generations" / setting.name)
-        write_outputs(results, out)  # after each setting: a long run shows what it has so far
+        write_outputs(results, out)
     return results
 
 
