@@ -123,6 +123,11 @@ def test_prompts_and_sft_demonstrations(reviews):
         rest = len(reviews.texts[i].split()) - len(prompt.split())
         assert demo.response.startswith(" ") and len(demo.response.split()) == min(10, rest)
         assert reviews.texts[i].startswith(demo.prompt + demo.response)
+        assert demo.finished == (rest <= 10)  # EOS only where the review ends
+    short = data.Reviews(("one two three", "a b c d e f g h i j k l m n o p q r s t u v w x y z"), np.array([1, 0]), "test")
+    whole, cut = data.sft_demonstrations(short, [0, 1], cfg, seed=0)
+    assert whole.finished and (whole.prompt + whole.response) == "one two three"
+    assert not cut.finished and len(cut.response.split()) == 10
 
 
 # ------------------------------------------------------------------------------- gold
@@ -290,6 +295,19 @@ def test_demonstrations_do_not_depend_on_the_number_of_preferences():
     # the ratio sweep's settings differ in num_demonstrations; each still gets a pool of 2 x its count
     for setting in load_preset("ratio-sweep").all_settings():
         assert setting.demo_pool == 2 * setting.num_demonstrations
+
+
+def test_held_out_preferences_change_nothing_else_and_are_shared_across_settings():
+    samples = _samples(700, 2, seed=5)
+    plain = builders.build_datasets(samples, BuildConfig(num_demonstrations=100, num_preferences=300, seed=1))
+    held = builders.build_datasets(samples, BuildConfig(num_demonstrations=100, num_preferences=300, num_eval_preferences=50, seed=1))
+    fewer = builders.build_datasets(samples, BuildConfig(num_demonstrations=100, num_preferences=30, num_eval_preferences=50, seed=1))
+    assert held.demonstrations == plain.demonstrations and held.preferences == plain.preferences
+    assert len(held.eval_preferences) == 50 and held.eval_preferences == fewer.eval_preferences
+    used = {r.prompt for r in held.preferences} | {d.prompt for d in held.demonstrations}
+    assert not used & {p.prompt for p in held.eval_preferences}
+    with pytest.raises(ValueError, match="held-out"):
+        builders.build_datasets(samples, BuildConfig(num_demonstrations=100, num_preferences=300, num_eval_preferences=400, seed=1))
 
 
 def test_built_records_keep_whether_each_answer_finished():
