@@ -113,3 +113,24 @@ def test_tuning_runs_of_different_settings_merge():
     third["config"]["seeds"] = [5]
     with pytest.raises(ValueError, match="different configs"):
         tuning.merge_runs([first, third])
+
+
+def test_a_finished_unit_is_skipped_from_its_result_file_alone(tmp_path):
+    """A grid unit whose evaluation.json names the same prompts and pi_SFT is finished, even
+    without its weights (committed raw results let the next session skip it)."""
+    from types import SimpleNamespace
+
+    from aihf.experiments.imdb import pipeline
+
+    config = load_preset("tiny", ["methods=[dpo]"])
+    spec = config.runs()[0]
+    run_dir = tmp_path / "dpo" / "seed-0"
+    run_dir.mkdir(parents=True)
+    key = {"evaluate_on": "validation", "prompts": ["a", "b"], "pi_sft_sha256": "abc"}
+    row = {"seed": 0, "gold_reward": 0.5}
+    (run_dir / "evaluation.json").write_text(json.dumps({"key": key, "row": row, "generations": [{"prompt": "a"}]}))
+    evaluator = SimpleNamespace(generations={})
+    assert pipeline.finished_unit(evaluator, spec, run_dir, 0, key) == row
+    assert evaluator.generations[(spec.name, 0)] == [{"prompt": "a"}]
+    assert pipeline.finished_unit(evaluator, spec, run_dir, 0, {**key, "pi_sft_sha256": "other"}) is None
+    assert pipeline.finished_unit(evaluator, spec, tmp_path / "none", 0, key) is None

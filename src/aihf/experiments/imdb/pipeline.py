@@ -26,6 +26,7 @@ prompts that tuning runs evaluate on (``generation.evaluate_on``).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import sys
@@ -143,23 +144,41 @@ def heldout_accuracy(config: ImdbConfig, spec: RunSpec, run_dir: Path, policy: P
     ]
 
 
+def unit_key(config: ImdbConfig, evaluator: "Evaluator", pi_sft: Path) -> dict:
+    """What a finished unit's result depends on beyond its own run config: the evaluation
+    prompts and pi_SFT's weights (SHA-256), the start and reference of every run."""
+    digest = hashlib.sha256((pi_sft / "model.safetensors").read_bytes()).hexdigest()
+    return {"evaluate_on": config.generation.evaluate_on, "prompts": evaluator.prompts, "pi_sft_sha256": digest}
+
+
+def finished_unit(evaluator: "Evaluator", spec: RunSpec, run_dir: Path, seed: int, key: dict) -> dict | None:
+    """The results row of a unit (one run, one seed) that has finished before, from its
+    ``evaluation.json``, or None. A unit is finished when that file names the same
+    evaluation prompts and pi_SFT: its weights need not be there (the committed raw results
+    of a tuning grid let a later session skip it), and its stage config, when there, must be
+    the variant's (``reuse_check``)."""
+    path = run_dir / "evaluation.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved.get("key") != key:
+        return None
+    reuse_check(spec, final_policy(run_dir, spec.recipe))
+    evaluator.generations[(spec.name, seed)] = saved["generations"]
+    return saved["row"]
+
+
 def evaluate_run(
     config: ImdbConfig, evaluator: "Evaluator", spec: RunSpec, run_dir: Path, policy: Path, seed: int,
-    pi_sft: Path, data_files: "SettingData",
+    pi_sft: Path, data_files: "SettingData", key: dict,
 ) -> dict[str, float]:
     """One trained run's results row (evaluation metrics, training losses, held-out preference
-    accuracy), kept in ``run_dir/evaluation.json`` with its scored answers so that a resumed
-    experiment does not evaluate it again (the file names the evaluation prompts it used)."""
-    path = run_dir / "evaluation.json"
-    key = {"evaluate_on": config.generation.evaluate_on, "prompts": evaluator.prompts}
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            evaluator.generations[(spec.name, seed)] = saved["generations"]
-            return saved["row"]
+    accuracy), written to ``run_dir/evaluation.json`` with its scored answers and ``key``
+    (:func:`finished_unit` reads it back)."""
     row = {**evaluator.policy_run(spec.name, policy, seed), **training_losses(policy)}
     if data_files.eval_preferences:
         row["heldout_pref_accuracy"] = heldout_accuracy(config, spec, run_dir, policy, pi_sft, data_files.eval_preferences)
+    path = run_dir / "evaluation.json"
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps({"key": key, "row": row, "generations": evaluator.generations[(spec.name, seed)]}), encoding="utf-8")
     tmp.replace(path)
@@ -435,6 +454,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     rl_prompts = write_rl_prompts(config, reviews, split, rl_indices, out / "train_prompts.jsonl")
     evaluator = Evaluator(config, pi_sft, evaluation_prompts(config, reviews, split, validation), gold, judge)
     baseline_runs = evaluator.baseline_runs()
+    key = unit_key(config, evaluator, pi_sft)
     results: dict = {
         "config": asdict(config),
         "gold_heldout_accuracy": gold.heldout_accuracy,
@@ -452,11 +472,14 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
             runs = []
             for seed in config.seeds:
                 run_dir = out / "runs" / setting.name / spec.name / f"seed-{seed}"
-                policy = train_stage(
-                    config, spec, str(pi_sft), run_dir, seed, demos, prefs, prompts=rl_prompts,
-                    eval_prefs=data_files.eval_preferences,
-                )
-                runs.append(evaluate_run(config, evaluator, spec, run_dir, policy, seed, pi_sft, data_files))
+                row = finished_unit(evaluator, spec, run_dir, seed, key)
+                if row is None:
+                    policy = train_stage(
+                        config, spec, str(pi_sft), run_dir, seed, demos, prefs, prompts=rl_prompts,
+                        eval_prefs=data_files.eval_preferences,
+                    )
+                    row = evaluate_run(config, evaluator, spec, run_dir, policy, seed, pi_sft, data_files, key)
+                runs.append(row)
             methods[spec.name] = summarised({"runs": runs, "spec": config.spec_overrides(spec)})
             write_outputs(results, out)  # after each method: a long run shows what it has so far
         evaluator.write_generations(out / "generations" / setting.name)
