@@ -89,30 +89,21 @@ def test_unfinished_records_end_without_eos():
     """A record that says its response was cut (``finished=False``) is encoded without EOS."""
     tok = tiny_tokenizer()
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
-    try:
-        cut = Demonstration("review: the movie was", " great", finished=False)
-    except TypeError:
-        pytest.skip("records have no finished flag yet")
+    cut = Demonstration("review: the movie was", " great", finished=False)
     prompt, response = encoder.demonstration(cut)
     assert response == list(tok(" great", add_special_tokens=False).input_ids)
     _, whole = encoder.demonstration(Demonstration("review: the movie was", " great"))
     assert whole == response + [tok.eos_token_id]
 
 
-def test_samples_are_in_the_scored_form():
+def test_samples_are_in_the_scored_form(tmp_path):
     tok = tiny_tokenizer()
     method = make_method("aihf", tok, config=MethodConfig(max_new_tokens=5, rloo_k=4))
-    method.bind(Trainer(method, loop_config_for_binding()).accelerator)
+    Trainer(method, loop(tmp_path, max_steps=1))  # binds the method to an accelerator
     samples = method.sample(method.policy, [method.demos["train"][0][0]] * 6, seed=3)
     for prompt, response in samples:
         assert len(response) <= 5
         assert tok.eos_token_id not in response[:-1]  # at most a final EOS
-
-
-def loop_config_for_binding():
-    import tempfile
-
-    return loop(tempfile.mkdtemp(), max_steps=1)
 
 
 # ------------------------------------------------------------------------ reward scaler
@@ -330,9 +321,6 @@ def test_aihf_eval_reads_beta_from_the_run(tmp_path):
 def test_preference_records_keep_both_flags_through_the_encoder():
     tok = tiny_tokenizer()
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
-    try:
-        record = Preference("review: the movie was", " great", " terrible", chosen_finished=False)
-    except TypeError:
-        pytest.skip("records have no finished flags yet")
+    record = Preference("review: the movie was", " great", " terrible", chosen_finished=False)
     (_, chosen), (_, rejected) = encoder.preference(record)
     assert chosen[-1] != tok.eos_token_id and rejected[-1] == tok.eos_token_id

@@ -615,13 +615,17 @@ class ExplicitRewardMethod(_Records):
         prompt from pi_k (step 2), and restart the reward scaler (the reward is new)."""
         if self.schedule != "rounds":
             return
-        prompts = [prompt for prompt, _ in self.demos["train"] for _ in range(self.config.samples_per_demo)]
+        prompts = self._round_prompts()
         policy = self.models["policy"]
         was_training = policy.training
         policy.eval()
         self.round_samples = self.sample_all(policy, prompts, seed)
         policy.train(was_training)
         self.scaler.reset()
+
+    def _round_prompts(self) -> list[list[int]]:
+        """Each training demonstration's prompt, ``samples_per_demo`` times (a round's queries)."""
+        return [prompt for prompt, _ in self.demos["train"] for _ in range(self.config.samples_per_demo)]
 
     def round_state(self) -> dict[str, torch.Tensor]:
         state = {"scaler": self.scaler.state()}
@@ -634,8 +638,7 @@ class ExplicitRewardMethod(_Records):
             self.scaler.load_state(tensors["scaler"])
         responses = _unpack(tensors, "round_samples")
         if responses is not None:
-            prompts = [prompt for prompt, _ in self.demos["train"] for _ in range(self.config.samples_per_demo)]
-            self.round_samples = list(zip(prompts, responses))
+            self.round_samples = list(zip(self._round_prompts(), responses))
 
     # ------------------------------------------------------------------------ the two steps
 
