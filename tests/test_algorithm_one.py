@@ -1,4 +1,4 @@
-"""AIHF's Algorithm 1 on language models (METHOD.md section 3): demonstrations and samples
+"""AIHF's Algorithm 1 on language models (docs/method.md section 3): demonstrations and samples
 scored in one form, the ``rounds`` schedule, the reward warm start, the reward scaler, the
 per-model gradient clips, and the settings a method ignores.
 

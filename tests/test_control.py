@@ -58,7 +58,7 @@ def test_relabelling_uses_the_current_reward_net():
 
 
 def test_reward_step_gradient_is_method_g():
-    """-grad l_R == g of METHOD.md section 3 (linear demonstration form, no L2)."""
+    """-grad l_R == g of docs/method.md section 3 (linear demonstration form, no L2)."""
     torch.manual_seed(0)
     net = RewardNet(3, 2, (8, 8))
     rng = np.random.default_rng(0)

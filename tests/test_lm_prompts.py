@@ -1,6 +1,6 @@
-"""The RL prompt set (``data.prompts``, METHOD.md section 6): ``rlhf``'s policy stage and
+"""The RL prompt set (``data.prompts``, docs/method.md section 6): ``rlhf``'s policy stage and
 ``aihf`` sample their RLOO responses on it; AIHF's reward step still samples on the
-demonstrations' own prompts (METHOD.md section 3, step 2); the other methods ignore it.
+demonstrations' own prompts (docs/method.md section 3, step 2); the other methods ignore it.
 
 The synthetic task is the one of tests/test_lm_engine.py; the prompt set asks the same
 question about subjects no demonstration or preference mentions.

@@ -1,9 +1,9 @@
-"""Correctness proof of ``aihf.objective`` (METHOD.md sections 2-5).
+"""Correctness proof of ``aihf.objective`` (docs/method.md sections 2-5).
 
 What is checked, and against what (never against the library's own expression):
   * float64 ``gradcheck`` on every loss and on ``sequence_logprobs`` (finite differences);
   * the reward-step gradient on a linear reward model against the analytic ascent
-    direction g of METHOD.md section 3, computed in numpy;
+    direction g of docs/method.md section 3, computed in numpy;
   * the "exact gradient" claim of section 3 on a discrete problem where pi_theta is
     available in closed form (softmax of log pi_ref + r / beta);
   * the reductions of sections 2, 4 and 5 (bit-exact where they should be);

@@ -23,8 +23,8 @@ from aihf.data import DataError
 
 EXPERIMENTS = {
     "toy": "a contextual bandit whose true reward is known: AIHF against ML-IRL and the RLHF reward model",
-    "imdb": "IMDb sentiment-controlled generation with SmolLM2-135M (METHOD.md section 6)",
-    "mujoco": "MuJoCo control with SAC and an MLP reward (METHOD.md section 6)",
+    "imdb": "IMDb sentiment-controlled generation with SmolLM2-135M (docs/method.md section 6)",
+    "mujoco": "MuJoCo control with SAC and an MLP reward (docs/method.md section 6)",
 }
 
 

@@ -1,9 +1,9 @@
-"""Every loss of METHOD.md as a pure tensor function, and the one dataclass of its numbers.
+"""Every loss of docs/method.md as a pure tensor function, and the one dataclass of its numbers.
 
 Each function takes tensors of per-example quantities (rewards, or per-sequence
 log-probabilities), returns a scalar loss to *minimise* (the negative of the
-objective METHOD.md maximises), and carries its formula and the section of
-``shared/METHOD.md`` it comes from. Trainers in ``aihf.lm`` and ``aihf.control``
+objective docs/method.md maximises), and carries its formula and the section of
+docs/method.md it comes from. Trainers in ``aihf.lm`` and ``aihf.control``
 only gather those quantities; the math lives here.
 
 Notation: ``sigma`` is the logistic function, ``r`` an explicit reward
@@ -51,7 +51,7 @@ __all__ = [
 
 @dataclass
 class ObjectiveConfig:
-    """The numbers of METHOD.md section 2, shared by every method of both worlds.
+    """The numbers of docs/method.md section 2, shared by every method of both worlds.
 
     ``beta``: the KL (control: entropy) coefficient of the inner problem
     max_pi E[r] - beta KL(pi || pi_ref), hence also the scale of the implicit reward
@@ -121,7 +121,7 @@ def sequence_logprobs(
     padding are 0). Returns, shape (B,),
         sum:  log pi(y|x) = sum_t mask[t] * log pi(token_t | tokens_<t)
         mean: the same sum divided by the number of response tokens (token-mean).
-    The sum is the sequence likelihood of METHOD.md sections 2 and 4; the token-mean is
+    The sum is the sequence likelihood of docs/method.md sections 2 and 4; the token-mean is
     the length-normalised variant (used by IPO in trl, and an option for AIHF-DPO's
     supervised term).
     """
@@ -141,7 +141,7 @@ def sequence_logprobs(
 
 
 def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor) -> torch.Tensor:
-    """Bradley-Terry reward-model loss (METHOD.md section 2, case w_D = 0; RLHF's reward model).
+    """Bradley-Terry reward-model loss (docs/method.md section 2, case w_D = 0; RLHF's reward model).
 
         l_BT = -mean log sigma( r(x, y_w) - r(x, y_l) )
     """
@@ -151,7 +151,7 @@ def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tenso
 def demonstration_reward_loss(
     reward_demo: torch.Tensor, reward_policy: torch.Tensor, form: DemoForm = "linear"
 ) -> torch.Tensor:
-    """Maximum-likelihood IRL term on demonstrations (METHOD.md section 3, step 3).
+    """Maximum-likelihood IRL term on demonstrations (docs/method.md section 3, step 3).
 
         linear:   l_D = -mean( r(x, y_E) - r(x, y) ),  y ~ pi_k(.|x)
         logistic: l_D = -mean log sigma( r(x, y_E) - r(x, y) )   (*derived* from the authors' code)
@@ -178,13 +178,13 @@ def aihf_reward_loss(
     demo_form: DemoForm = "linear",
     reward_l2: float = 0.0,
 ) -> torch.Tensor:
-    """The AIHF reward loss of Algorithm 1, step 3 (METHOD.md section 3).
+    """The AIHF reward loss of Algorithm 1, step 3 (docs/method.md section 3).
 
         l_R = w_D * l_D( r(x, y_E), r(x, y) ) + w_P * l_BT( r(x, y_w), r(x, y_l) )
               + reward_l2 * mean( r^2 over every reward in the batch )
 
     with l_D from ``demonstration_reward_loss`` and l_BT from ``bradley_terry_loss``. Its
-    negative gradient is the ascent direction g of METHOD.md section 3:
+    negative gradient is the ascent direction g of docs/method.md section 3:
         g = w_D [grad r(x,y_E) - grad r(x,y)] + w_P (1 - sigma(r_w - r_l)) [grad r_w - grad r_l].
     Reductions: w_D = 0 is the Bradley-Terry loss (RLHF's reward model); w_P = 0 is
     maximum-likelihood IRL from demonstrations only (ML-IRL). A term whose weight is 0
@@ -219,7 +219,7 @@ def dpo_log_ratio_margin(
     reference_chosen: torch.Tensor,
     reference_rejected: torch.Tensor,
 ) -> torch.Tensor:
-    """h = [log pi(y_w|x) - log pi_ref(y_w|x)] - [log pi(y_l|x) - log pi_ref(y_l|x)] (METHOD.md section 4).
+    """h = [log pi(y_w|x) - log pi_ref(y_w|x)] - [log pi(y_l|x) - log pi_ref(y_l|x)] (docs/method.md section 4).
 
     beta * h is the difference of implicit rewards r = beta log(pi / pi_ref).
     """
@@ -227,7 +227,7 @@ def dpo_log_ratio_margin(
 
 
 def preference_loss(margin: torch.Tensor, beta: float, form: PreferenceForm = "sigmoid") -> torch.Tensor:
-    """Loss on a log-ratio margin h (METHOD.md section 4).
+    """Loss on a log-ratio margin h (docs/method.md section 4).
 
         sigmoid (DPO): -mean log sigma(beta * h)
         ipo     (IPO):  mean (h - 1 / (2 beta))^2
@@ -256,7 +256,7 @@ def dpo_loss(
     reference_rejected: torch.Tensor,
     beta: float,
 ) -> torch.Tensor:
-    """DPO (METHOD.md section 5): -mean log sigma( beta * h ), h from ``dpo_log_ratio_margin``."""
+    """DPO (docs/method.md section 5): -mean log sigma( beta * h ), h from ``dpo_log_ratio_margin``."""
     margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
     return preference_loss(margin, beta, "sigmoid")
 
@@ -268,7 +268,7 @@ def ipo_loss(
     reference_rejected: torch.Tensor,
     beta: float,
 ) -> torch.Tensor:
-    """IPO (METHOD.md sections 4-5): mean (h - 1/(2 beta))^2, h from ``dpo_log_ratio_margin``.
+    """IPO (docs/method.md sections 4-5): mean (h - 1/(2 beta))^2, h from ``dpo_log_ratio_margin``.
 
     trl computes h from token-mean log-probs for IPO; pass those to match it.
     """
@@ -287,7 +287,7 @@ def aihf_dpo_loss(
     w_pref: float = 1.0,
     preference_form: PreferenceForm = "sigmoid",
 ) -> torch.Tensor:
-    """AIHF-DPO (METHOD.md section 4, *derived*): supervised likelihood plus DPO.
+    """AIHF-DPO (docs/method.md section 4, *derived*): supervised likelihood plus DPO.
 
         l = -w_D * mean log pi(y_E|x) + w_P * preference_loss(h, beta)
 
@@ -318,7 +318,7 @@ def spin_loss(
     iterate_generated: torch.Tensor,
     beta: float,
 ) -> torch.Tensor:
-    """SPIN (METHOD.md section 5): DPO with the demonstration as the winner, a sample y' of
+    """SPIN (docs/method.md section 5): DPO with the demonstration as the winner, a sample y' of
     the current iterate pi_t as the loser, and pi_t as the reference.
 
         l = -mean log sigma( beta * [ log pi(y_E|x)/pi_t(y_E|x) - log pi(y'|x)/pi_t(y'|x) ] )
@@ -340,7 +340,7 @@ def self_play_aihf_loss(
     w_pref: float = 1.0,
     preference_form: PreferenceForm = "sigmoid",
 ) -> torch.Tensor:
-    """Self-Play-AIHF (METHOD.md section 4, *derived*).
+    """Self-Play-AIHF (docs/method.md section 4, *derived*).
 
         l = w_D * spin_loss(pi; y_E vs y' ~ pi_t; reference pi_t)
           + w_P * preference_loss(h with reference pi_t, beta)
@@ -370,7 +370,7 @@ def self_play_aihf_loss(
 def kl_penalized_reward(
     reward: torch.Tensor, policy_logprobs: torch.Tensor, reference_logprobs: torch.Tensor, beta: float
 ) -> torch.Tensor:
-    """Reward of a sample minus its KL penalty (METHOD.md sections 2-3, the inner problem).
+    """Reward of a sample minus its KL penalty (docs/method.md sections 2-3, the inner problem).
 
         R(x, y) = r(x, y) - beta * [ log pi(y|x) - log pi_ref(y|x) ],   y ~ pi(.|x)
 
@@ -385,7 +385,7 @@ def kl_penalized_reward(
 
 
 def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
-    """REINFORCE leave-one-out advantages (Ahmadian et al. 2024; METHOD.md section 3, step 1).
+    """REINFORCE leave-one-out advantages (Ahmadian et al. 2024; docs/method.md section 3, step 1).
 
     ``rewards`` has shape (B * k,), prompt-major: rows i*k .. i*k + k - 1 are the k samples
     of prompt i. For sample j of a prompt,
@@ -402,7 +402,7 @@ def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def policy_gradient_loss(policy_logprobs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
-    """On-policy REINFORCE loss (METHOD.md section 3, step 1).
+    """On-policy REINFORCE loss (docs/method.md section 3, step 1).
 
         l_pi = -mean( A(x, y) * log pi(y|x) ),   y ~ pi(.|x), A held constant
 

@@ -1,4 +1,4 @@
-"""Control world (METHOD.md sections 3, 5, 6): reward net, SAC with relabelled rewards,
+"""Control world (docs/method.md sections 3, 5, 6): reward net, SAC with relabelled rewards,
 Algorithm 1 and its baselines, expert data. Registers the toy task ``aihf/ContextTarget-v0``
 (``aihf.control.toy``) with gymnasium."""
 

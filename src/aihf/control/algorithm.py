@@ -1,5 +1,5 @@
-"""Algorithm 1 with SAC as the policy step (METHOD.md section 3), and the baselines that share
-its loop (METHOD.md section 5, "Control").
+"""Algorithm 1 with SAC as the policy step (docs/method.md section 3), and the baselines that share
+its loop (docs/method.md section 5, "Control").
 
 One SB3 ``SAC.learn`` call runs the whole loop. Its replay buffer relabels every sampled
 minibatch with the current r_theta (``relabel.RelabelledReplayBuffer``); a callback does,
@@ -81,7 +81,7 @@ def entropy_temperature(cfg: LoopConfig) -> float | str:
 
 
 def method_reward_config(method: str, base: RewardStepConfig) -> RewardStepConfig:
-    """The reward-step weights each method uses (METHOD.md section 2's special cases)."""
+    """The reward-step weights each method uses (docs/method.md section 2's special cases)."""
     if method == "aihf":
         return base
     if method == "ml_irl":

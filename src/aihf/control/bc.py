@@ -1,4 +1,4 @@
-"""Behaviour cloning (METHOD.md section 5, "Control"): a Gaussian policy fitted to the
+"""Behaviour cloning (docs/method.md section 5, "Control"): a Gaussian policy fitted to the
 demonstrations by maximum likelihood,
 
     min_phi  -mean_{(s, a) in D} log N( a ; mu_phi(s), diag(exp(2 log_std)) ),

@@ -1,4 +1,4 @@
-"""The shipped MuJoCo data (METHOD.md sections 1 and 6), made from the SAC expert of
+"""The shipped MuJoCo data (docs/method.md sections 1 and 6), made from the SAC expert of
 ``expert.py`` and its intermediate checkpoints, and read back for experiments.
 
 Files in ``data/mujoco/<env>/``:

@@ -1,7 +1,7 @@
-"""Synthetic preference labels on trajectory segments (METHOD.md section 1, control data).
+"""Synthetic preference labels on trajectory segments (docs/method.md section 1, control data).
 
 A pair of segments (tau_a, tau_b) with true returns R_a, R_b is labelled by sampling the
-Bradley-Terry model of METHOD.md section 2 on the true return:
+Bradley-Terry model of docs/method.md section 2 on the true return:
     P(tau_a preferred) = sigma( (R_a - R_b) / temperature )
 (temperature -> 0: the higher-return segment always wins; large: labels are coin flips).
 Segments live in a pool; a preference is a pair of pool indices (winner, loser), so many

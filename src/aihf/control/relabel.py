@@ -2,14 +2,14 @@
 
 SB3's ``SAC.train`` draws every minibatch through ``replay_buffer.sample``; this subclass
 replaces the stored (true) rewards of that minibatch with ``r_theta(s, a) + shift``
-computed at sampling time, so each SAC update of Algorithm 1's policy step (METHOD.md
+computed at sampling time, so each SAC update of Algorithm 1's policy step (docs/method.md
 section 3, step 1) uses the reward of the latest reward step, never a stale one.
 
 The buffer stores SAC's actions rescaled to [-1, 1]; the reward net sees environment
 actions, so they are mapped back with the action space's bounds.
 
 ``shift``: the data cannot pin down the reward's level (adding a constant to every
-r(s, a) leaves both terms of METHOD.md section 2 unchanged for equal-length segments and
+r(s, a) leaves both terms of docs/method.md section 2 unchanged for equal-length segments and
 transition batches), but in environments that end early (Hopper falls) the sign of the
 reward decides whether the policy wants to survive. ``shift`` is that free level, the same
 for every learned-reward method.

@@ -1,7 +1,7 @@
 """The control reward r_theta(s, a): an MLP on the concatenated state and action
-(METHOD.md section 6: hidden sizes (64, 64), ReLU; trained with Adam, lr 1e-4).
+(docs/method.md section 6: hidden sizes (64, 64), ReLU; trained with Adam, lr 1e-4).
 
-A segment's reward is the sum of r_theta(s_t, a_t) over its steps (METHOD.md section 2,
+A segment's reward is the sum of r_theta(s_t, a_t) over its steps (docs/method.md section 2,
 "Control"); ``segment_reward`` computes it for a batch of segments.
 """
 

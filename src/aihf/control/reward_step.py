@@ -1,4 +1,4 @@
-"""Algorithm 1, steps 2-3 for control (METHOD.md section 3): one reward update.
+"""Algorithm 1, steps 2-3 for control (docs/method.md section 3): one reward update.
 
 For a minibatch of demonstration transitions (s_E, a_E), transitions (s, a) of the current
 policy pi_k, and segment pairs (tau_w, tau_l) with r(tau) = sum_t r(s_t, a_t), minimise
@@ -25,7 +25,7 @@ from aihf.runtime import check_finite
 
 @dataclass
 class RewardStepConfig(ObjectiveConfig):
-    """The objective (``ObjectiveConfig``, shared with the language-model methods: METHOD.md
+    """The objective (``ObjectiveConfig``, shared with the language-model methods: docs/method.md
     section 2) and the reward step's optimiser and batch sizes (section 3).
 
     ``beta`` is the entropy temperature of the SAC policy step (the inner problem

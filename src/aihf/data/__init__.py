@@ -1,6 +1,6 @@
 """Data layer: records, validation with file/row/field errors, readers and writers.
 
-Language (METHOD.md section 1): :class:`Demonstration` and :class:`Preference` records,
+Language (docs/method.md section 1): :class:`Demonstration` and :class:`Preference` records,
 and :class:`PromptRecord` (a prompt alone: the RL prompt set of section 6), read from
 JSONL, Parquet, a ``datasets.Dataset`` or a list of dicts. Control:
 :class:`Trajectory`, :class:`SegmentPreference` and the array sets :class:`TransitionSet`

@@ -187,7 +187,7 @@ def read_prompts(
     dedupe: bool = False,
     max_chars: int | None = None,
 ) -> Records[PromptRecord]:
-    """Prompts x alone (the RL prompt set, METHOD.md section 6) from the same sources.
+    """Prompts x alone (the RL prompt set, docs/method.md section 6) from the same sources.
 
     Rows are ``{prompt}``, the prompt a string or chat messages ending with a user turn (as
     for demonstrations); other columns are metadata unless ``strict``, so demonstration and

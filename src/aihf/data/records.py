@@ -1,7 +1,7 @@
 """Language records: :class:`Demonstration` (x, y_E), :class:`Preference` (x, y_w, y_l) and
-:class:`PromptRecord` (x alone: a prompt of the RL prompt set, METHOD.md section 6).
+:class:`PromptRecord` (x alone: a prompt of the RL prompt set, docs/method.md section 6).
 
-METHOD.md section 1 (Data). Two forms, one representation each after construction:
+docs/method.md section 1 (Data). Two forms, one representation each after construction:
 
 * plain text: ``prompt`` is a ``str``;
 * chat: ``prompt`` is a ``tuple`` of :class:`Message` (roles ``system``/``user``/
@@ -152,7 +152,7 @@ class _Prompted:
 
 @dataclass(frozen=True)
 class PromptRecord(_Prompted):
-    """A prompt x alone: the RL methods sample y ~ pi(.|x) on it (METHOD.md sections 3 and 6).
+    """A prompt x alone: the RL methods sample y ~ pi(.|x) on it (docs/method.md sections 3 and 6).
 
     ``prompt`` is a :data:`Prompt` (plain text or chat messages ending with a user turn),
     validated as a demonstration's or preference's prompt is.
@@ -168,7 +168,7 @@ class PromptRecord(_Prompted):
 
 @dataclass(frozen=True)
 class Demonstration(_Prompted):
-    """A prompt x and an expert response y_E (METHOD.md section 1).
+    """A prompt x and an expert response y_E (docs/method.md section 1).
 
     ``finished=False``: the response was cut at a length cap and carries no EOS.
     """

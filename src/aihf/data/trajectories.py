@@ -1,4 +1,4 @@
-"""Control records (METHOD.md section 1): trajectories, segment preferences, and array sets.
+"""Control records (docs/method.md section 1): trajectories, segment preferences, and array sets.
 
 * :class:`Trajectory`: ``observations`` [T, obs_dim], ``actions`` [T, act_dim], optional
   ``rewards`` [T] (float) and ``terminals`` [T] (bool), T >= 1.

@@ -1,4 +1,4 @@
-"""The MuJoCo setting (METHOD.md section 6): AIHF (Algorithm 1 with SAC) against RLHF, ML-IRL,
+"""The MuJoCo setting (docs/method.md section 6): AIHF (Algorithm 1 with SAC) against RLHF, ML-IRL,
 behaviour cloning and a true-reward SAC, on the shipped expert data, equal budgets.
 
     aihf experiment mujoco --env Hopper-v5 --preset quick [key=value ...]

@@ -1,13 +1,13 @@
 """A problem whose true reward is known: AIHF Algorithm 1 against its one-data-kind reductions.
 
-Setting (a contextual bandit, the smallest instance of METHOD.md section 2):
+Setting (a contextual bandit, the smallest instance of docs/method.md section 2):
 - each prompt x has K candidate responses y with features phi(x, y) in R^d;
 - the true reward is r*(x, y) = theta* . phi(x, y), the reference policy pi_ref is uniform;
 - the demonstrator is the soft-optimal policy pi*(y|x) ∝ pi_ref(y|x) exp(r*(x,y) / beta)
   (its "temperature" can be raised to make low-quality demonstrations);
 - preferences compare two uniformly drawn responses, labelled by Bradley-Terry on r*.
 
-The learner fits a linear reward r_theta = theta . phi with Algorithm 1 (METHOD.md
+The learner fits a linear reward r_theta = theta . phi with Algorithm 1 (docs/method.md
 section 3): a policy step (a few natural-gradient steps of a tabular softmax policy on
 E_pi[r_theta] - beta KL(pi || pi_ref)), then a reward step on demonstrations
 versus samples of the current policy plus preferences, through
@@ -92,7 +92,7 @@ class ToyProblem:
 
 
 def soft_optimal_policy(rewards: torch.Tensor, beta: float) -> torch.Tensor:
-    """pi(y|x) ∝ pi_ref(y|x) exp(r(x,y)/beta) with uniform pi_ref (METHOD.md section 2)."""
+    """pi(y|x) ∝ pi_ref(y|x) exp(r(x,y)/beta) with uniform pi_ref (docs/method.md section 2)."""
     return torch.softmax(rewards / beta, dim=-1)
 
 
@@ -166,7 +166,7 @@ def reward_correlation(theta: torch.Tensor, problem: ToyProblem) -> float:
 def fit_reward(
     problem: ToyProblem, config: ToyConfig, w_demo: float, w_pref: float, seed: int
 ) -> tuple[torch.Tensor, list[float]]:
-    """Algorithm 1 (METHOD.md section 3) on the toy problem; returns theta and the loss curve."""
+    """Algorithm 1 (docs/method.md section 3) on the toy problem; returns theta and the loss curve."""
     set_seed(seed)
     gen = torch.Generator().manual_seed(seed + 10_000)
     theta = torch.zeros(config.feature_dim, dtype=torch.float64, requires_grad=True)

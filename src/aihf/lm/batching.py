@@ -2,7 +2,7 @@
 
 A sequence is a pair ``(prompt_ids, response_ids)``. The loss mask marks the response
 tokens only (prompt and padding are 0), which is what ``objective.sequence_logprobs``
-needs to return log pi(y|x) (METHOD.md sections 2 and 4).
+needs to return log pi(y|x) (docs/method.md sections 2 and 4).
 
 * Plain text: the prompt is tokenised with the tokenizer's own special tokens (a BOS if
   it adds one), the response without, and the EOS token is appended to a *finished*

@@ -1,7 +1,7 @@
 """``aihf eval``: score a trained policy (or reward model) on held-out data.
 
 For a policy pi with reference pi_ref, on held-out preferences:
-    implicit reward        r(x, y) = beta * [log pi(y|x) - log pi_ref(y|x)]     (METHOD.md section 4)
+    implicit reward        r(x, y) = beta * [log pi(y|x) - log pi_ref(y|x)]     (docs/method.md section 4)
     preference accuracy    mean 1[ r(x, y_w) > r(x, y_l) ]
     reward margin          mean ( r(x, y_w) - r(x, y_l) )
 Without a reference, r = log pi(y|x) (the ranking a likelihood model implies).

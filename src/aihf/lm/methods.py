@@ -1,6 +1,6 @@
 """Every language-model method as a named configuration (a :class:`Recipe`) of two losses.
 
-METHOD.md's objective has two switches that matter for the code: whether the reward is
+docs/method.md's objective has two switches that matter for the code: whether the reward is
 *implicit*, r = beta * log(pi / pi_ref) (section 4: SFT, DPO, IPO, AIHF-DPO, SPIN,
 Self-Play-AIHF), or *explicit*, a reward model r_theta trained with the policy
 (section 3: the reward model of RLHF, RLHF's policy step, AIHF's Algorithm 1); and which
@@ -17,7 +17,7 @@ data terms are on. So there are two method classes, both driven by the one loop 
   the reward model with ``objective.aihf_reward_loss`` on demonstrations versus samples
   y ~ pi_k on their prompts, plus preferences. The RL prompts are the demonstrations'
   (AIHF) or the preferences' (RLHF) unless a separate prompt set is given (``data.prompts``,
-  METHOD.md section 6); then the policy step samples on it, and AIHF's reward step draws
+  docs/method.md section 6); then the policy step samples on it, and AIHF's reward step draws
   one y ~ pi_k per demonstration on the demonstration's own prompt.
 
 ``RECIPES`` maps each method name to its switches; ``MethodConfig`` holds the numbers.
@@ -52,14 +52,14 @@ Split = Literal["train", "eval"]
 @dataclass
 class MethodConfig(ObjectiveConfig):
     """The ``method`` section: the objective's numbers (``ObjectiveConfig``: beta, w_demo,
-    w_pref, demo_form, preference_form; METHOD.md section 2), sampling, and the schedule of
+    w_pref, demo_form, preference_form; docs/method.md section 2), sampling, and the schedule of
     the explicit-reward methods (section 3).
 
     ``beta`` is the KL coefficient of the RL policy step (``rlhf``, ``aihf``) as much as the
     scale of the implicit reward (``dpo`` ... ``self-play-aihf``). A setting the chosen
     method does not read is reported when the run starts (``Recipe.ignored``).
 
-    Algorithm 1 (``aihf``): ``schedule: alternating`` is METHOD.md section 3's single loop,
+    Algorithm 1 (``aihf``): ``schedule: alternating`` is docs/method.md section 3's single loop,
     one policy step and one reward step per optimizer step (the form with the convergence
     guarantee). ``schedule: rounds`` is the authors' practice: ``rounds`` rounds, each of
     ``samples_per_demo`` fresh y ~ pi_k per demonstration prompt, ``reward_epochs`` passes
@@ -176,34 +176,34 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "sft": Recipe(
-        "supervised likelihood on demonstrations (METHOD.md 5)", "implicit", "likelihood", False,
+        "supervised likelihood on demonstrations (docs/method.md 5)", "implicit", "likelihood", False,
         settings=("w_demo", "demo_average"),
     ),
     "reward": Recipe(
-        "Bradley-Terry reward model on preferences (METHOD.md 2, w_D = 0)",
+        "Bradley-Terry reward model on preferences (docs/method.md 2, w_D = 0)",
         "explicit", "none", True, train_policy=False, train_reward=True, settings=REWARD_FIT,
     ),
     "rlhf": Recipe(
-        "RLHF: reward model, then RLOO with a KL penalty to the reference (METHOD.md 5)",
+        "RLHF: reward model, then RLOO with a KL penalty to the reference (docs/method.md 5)",
         "explicit", "none", False, rl_prompts="pref", settings=REWARD_FIT + POLICY_RL,
     ),
-    "dpo": Recipe("DPO on preferences (METHOD.md 4-5)", "implicit", "none", True, "sigmoid", settings=("beta", "w_pref")),
-    "ipo": Recipe("IPO on preferences (METHOD.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref")),
+    "dpo": Recipe("DPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "sigmoid", settings=("beta", "w_pref")),
+    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref")),
     "spin": Recipe(
-        "SPIN: self-play on demonstrations, reference = previous iterate (METHOD.md 5)", "implicit", "self-play", False,
+        "SPIN: self-play on demonstrations, reference = previous iterate (docs/method.md 5)", "implicit", "self-play", False,
         settings=("beta", "w_demo", "steps_per_round", *SAMPLING),
     ),
     "aihf": Recipe(
-        "AIHF Algorithm 1: RLOO policy step + reward step on demonstrations vs samples and preferences (METHOD.md 3)",
+        "AIHF Algorithm 1: RLOO policy step + reward step on demonstrations vs samples and preferences (docs/method.md 3)",
         "explicit", "irl", True, train_reward=True, rl_prompts="demo",
         settings=(*REWARD_FIT, *POLICY_RL, "w_demo", "demo_form", "schedule", *ROUNDS, "reward_init"),
     ),
     "aihf-dpo": Recipe(
-        "AIHF-DPO: supervised likelihood + DPO, one stage (METHOD.md 4)", "implicit", "likelihood", True,
+        "AIHF-DPO: supervised likelihood + DPO, one stage (docs/method.md 4)", "implicit", "likelihood", True,
         settings=("beta", "w_demo", "w_pref", "preference_form", "demo_average"),
     ),
     "self-play-aihf": Recipe(
-        "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (METHOD.md 4)",
+        "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (docs/method.md 4)",
         "implicit", "self-play", True,
         settings=("beta", "w_demo", "w_pref", "preference_form", "steps_per_round", *SAMPLING),
     ),
@@ -294,7 +294,7 @@ class _Records:
         A policy sample carries EOS only when the policy emitted it before the cap; a record
         carries one only when it ``finished`` (``Encoder.response``). Cut here at the same
         cap, a demonstration and a sample with the same tokens are the same sequence, so no
-        reward can tell them apart by their length or their end (METHOD.md section 3).
+        reward can tell them apart by their length or their end (docs/method.md section 3).
         """
         prompt, response = sequence
         room = min(self.config.max_new_tokens, self.encoder.max_length - len(prompt))
@@ -416,7 +416,7 @@ class _Records:
 
 
 class ImplicitRewardMethod(_Records):
-    """Policy-only methods: SFT, DPO, IPO, AIHF-DPO, SPIN, Self-Play-AIHF (METHOD.md sections 4-5).
+    """Policy-only methods: SFT, DPO, IPO, AIHF-DPO, SPIN, Self-Play-AIHF (docs/method.md sections 4-5).
 
     Per micro-batch, one forward pass over [demonstrations, (samples y'), chosen, rejected]
     gives the sequence log-probs; the loss is ``objective.aihf_dpo_loss`` (SFT, DPO, IPO,
@@ -445,7 +445,7 @@ class ImplicitRewardMethod(_Records):
 
     @torch.no_grad()
     def start_round(self, round_index: int, seed: int) -> None:
-        """Freeze the current policy as the reference of this round (METHOD.md section 4)."""
+        """Freeze the current policy as the reference of this round (docs/method.md section 4)."""
         if not self.needs_reference:
             return
         policy = self.models["policy"]
@@ -531,11 +531,11 @@ class ImplicitRewardMethod(_Records):
 
 
 class ExplicitRewardMethod(_Records):
-    """Reward model and/or RL policy: ``reward``, ``rlhf``'s policy stage, ``aihf`` (METHOD.md section 3).
+    """Reward model and/or RL policy: ``reward``, ``rlhf``'s policy stage, ``aihf`` (docs/method.md section 3).
 
     Algorithm 1 on one page (:meth:`loss`): for each optimizer step,
       sample (step 2): y ~ pi_k, k per RL prompt (the prompt set's when one is given,
-        METHOD.md section 6; otherwise the demonstrations' for AIHF, the preferences' for
+        docs/method.md section 6; otherwise the demonstrations' for AIHF, the preferences' for
         RLHF), and the samples each demonstration (x, y_E) is compared with: the k RL
         samples of its prompt (no prompt set), one fresh y ~ pi_k(.|x) (prompt set), or,
         with ``schedule: rounds``, the ``samples_per_demo`` drawn for it when the round began;

@@ -4,10 +4,10 @@
 packaged SmolLM2-135M-Instruct (``"smollm2-135m"``) or the tiny random test model
 (``"tiny"``). Tokenizers always come back with a pad token and an explicit padding side.
 
-The reference model of the implicit-reward methods (METHOD.md section 4) is either a frozen
+The reference model of the implicit-reward methods (docs/method.md section 4) is either a frozen
 deep copy of the policy or, for a LoRA policy, the policy itself with its adapters switched
 off (no second copy of the weights). ``RewardModel`` is the explicit reward r_theta of
-Algorithm 1 (METHOD.md section 3): a causal-LM body and a scalar head read at the last real
+Algorithm 1 (docs/method.md section 3): a causal-LM body and a scalar head read at the last real
 token of each sequence.
 """
 
@@ -293,7 +293,7 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 class RewardModel(nn.Module):
     """r_theta(x, y): a causal-LM body and a linear head on the hidden state of the last
-    real token (METHOD.md section 3). ``forward(input_ids, attention_mask) -> (B,)``.
+    real token (docs/method.md section 3). ``forward(input_ids, attention_mask) -> (B,)``.
 
     The head is kept in float32 whatever the body's dtype. Position ids are computed from
     the attention mask, so left- and right-padded batches give the unpadded rewards.

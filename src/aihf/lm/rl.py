@@ -1,4 +1,4 @@
-"""The policy step of Algorithm 1 (METHOD.md section 3, step 1): RLOO with a KL penalty,
+"""The policy step of Algorithm 1 (docs/method.md section 3, step 1): RLOO with a KL penalty,
 on rewards put on a fixed scale first.
 
 For each prompt x, k responses y_1..y_k ~ pi(.|x) have been drawn and scored by the
@@ -88,7 +88,7 @@ def rloo_step(
     ``sequence_logps(model)`` returns log pi(y|x) of the samples under ``model`` (summed
     over response tokens, shape (B * k,)); it is called with the policy (with gradient)
     and with the frozen reference (without). ``rewards`` are the (scaled) r(x, y), held
-    constant; ``beta`` is the KL coefficient (METHOD.md section 2).
+    constant; ``beta`` is the KL coefficient (docs/method.md section 2).
     """
     logp = sequence_logps(policy)
     with torch.no_grad():

@@ -11,7 +11,7 @@ saved reward model), then the RLOO policy stage into ``output_dir/policy``. ``ai
 ``method.reward_init: preferences`` trains the same preference-only stage 0 first and
 starts its reward from it (the AIHF authors' round 0).
 
-``data.prompts`` is the RL prompt set (METHOD.md section 6): ``rlhf``'s policy stage and
+``data.prompts`` is the RL prompt set (docs/method.md section 6): ``rlhf``'s policy stage and
 ``aihf`` sample their RLOO responses on it instead of on the preferences' /
 demonstrations' prompts; the other methods (and ``rlhf``'s reward stage) ignore it.
 """
@@ -54,7 +54,7 @@ class DataConfig:
     """Record files (JSONL, Parquet) and token limits.
 
     ``prompts``: the RL prompt set (rows with a ``prompt``; ``read_prompts``), where
-    ``rlhf``'s policy stage and ``aihf`` draw their RLOO samples (METHOD.md section 6).
+    ``rlhf``'s policy stage and ``aihf`` draw their RLOO samples (docs/method.md section 6).
     Unset, they sample on the preferences' (``rlhf``) or demonstrations' (``aihf``) prompts.
     """
 

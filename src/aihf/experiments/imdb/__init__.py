@@ -1,4 +1,4 @@
-"""IMDb sentiment-controlled generation (METHOD.md section 6), in small parts.
+"""IMDb sentiment-controlled generation (docs/method.md section 6), in small parts.
 
 * :mod:`.data`: the reviews, the fixed saved split, prompts and SFT demonstrations;
 * :mod:`.gold`: the gold reward (TF-IDF + logistic regression, cached without pickle);

@@ -1,6 +1,6 @@
 """Demonstrations D and preferences P from responses scored by the gold reward.
 
-METHOD.md section 6: prompts of the build split are answered by each SFT checkpoint; the
+docs/method.md section 6: prompts of the build split are answered by each SFT checkpoint; the
 high-reward answers become demonstrations, and pairs of answers labelled by the gold
 reward become preferences. Everything here works on plain (prompt, response, gold)
 triples, so it is testable without a model:

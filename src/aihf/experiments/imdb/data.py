@@ -1,6 +1,6 @@
 """IMDb reviews, the experiment's fixed split, and prompts cut from the reviews.
 
-METHOD.md section 6: SFT on 30% of the training reviews, 40% whose prompts are answered by
+docs/method.md section 6: SFT on 30% of the training reviews, 40% whose prompts are answered by
 the SFT checkpoints to build demonstrations and preferences, and 30% of prompts for the
 methods' training; the evaluation prompts are carved from that last 30% and never appear
 in training: neither their reviews nor their prompt texts. Reviews that repeat an earlier

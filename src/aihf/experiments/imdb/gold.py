@@ -1,6 +1,6 @@
 """The gold reward: a sentiment classifier trained on the IMDb labels.
 
-The gold reward of a text is the classifier's logit for "positive" (METHOD.md section 6
+The gold reward of a text is the classifier's logit for "positive" (docs/method.md section 6
 uses a sentiment classifier as the ground truth that labels preferences and scores the
 policies). It is TF-IDF features (word uni- and bigrams, sublinear term frequency, l2
 normalised rows) with a logistic regression, fitted with scikit-learn on a seeded part of

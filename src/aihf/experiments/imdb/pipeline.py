@@ -1,4 +1,4 @@
-"""The IMDb experiment end to end (METHOD.md section 6).
+"""The IMDb experiment end to end (docs/method.md section 6).
 
     aihf experiment imdb --preset balanced --output-dir outputs/imdb seeds=[0]
 
@@ -19,7 +19,7 @@
 
 A stage whose outputs exist is not run again, so an interrupted run resumes where it
 stopped. The RL methods (RLHF's policy stage, AIHF's policy step) sample on the split's
-training prompts (``train_prompts.jsonl``, METHOD.md section 6), less the validation
+training prompts (``train_prompts.jsonl``, docs/method.md section 6), less the validation
 prompts that tuning runs evaluate on (``generation.evaluate_on``).
 """
 

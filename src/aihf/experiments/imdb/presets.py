@@ -81,7 +81,7 @@ class ModelSection:
 class SftSection:
     """SFT on the SFT split: one stage per checkpoint, each continuing from the previous one.
 
-    Every checkpoint answers the build prompts (METHOD.md section 6); the last is pi_SFT,
+    Every checkpoint answers the build prompts (docs/method.md section 6); the last is pi_SFT,
     the start and the reference of every method.
     """
 
