@@ -42,7 +42,22 @@ def messages(*pairs: str) -> list[dict[str, str]]:
 # (id, reader, lines, kwargs, line, field, reason regex)
 BAD_JSONL = [
     ("missing field", read_preferences, [GOOD_PREF, {"prompt": "p", "chosen": "c"}], {}, 2, "rejected", r"missing"),
-    ("null field", read_demonstrations, [{"prompt": "p", "response": None}], {}, 1, "response", r"missing \(null\)"),
+    ("null field", read_demonstrations, [{"prompt": "p", "response": None}], {}, 1, "response", r"response is null"),
+    ("null demonstration prompt", read_demonstrations, [GOOD_DEMO, {"prompt": None, "response": "r"}], {}, 2, "prompt",
+     r"prompt is null \(a demonstration needs"),
+    ("null preference prompt with HH texts", read_preferences,
+     [{"prompt": None, "chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: b"}], {}, 1,
+     "prompt", r"prompt is null \(a preference row needs a text or chat prompt in 'prompt'; for full texts .* leave"),
+    ("null preference prompt", read_preferences, [GOOD_PREF, {**GOOD_PREF, "prompt": None}], {}, 2, "prompt",
+     r"prompt is null"),
+    ("missing field names the fields there", read_demonstrations, [{"text": "p", "label": 1}], {}, 1, "prompt",
+     r"missing \(a demonstration needs .*\); the row's fields are \['label', 'text'\]$"),
+    ("number response", read_demonstrations, [{"prompt": "p", "response": 3.5}], {}, 1, "response",
+     r"response must be a string or an assistant message, got float"),
+    ("list of text as chosen", read_preferences, [{"prompt": "p", "chosen": ["a", "b"], "rejected": "c"}], {}, 1,
+     "chosen[0]", r"a chat message must be a mapping"),
+    ("empty response", read_demonstrations, [{"prompt": "p", "response": ""}], {}, 1, "response",
+     r"response is empty or whitespace only"),
     ("int prompt", read_demonstrations, [GOOD_DEMO, GOOD_DEMO, {"prompt": 7, "response": "r"}], {}, 3, "prompt",
      r"prompt must be a string or a list of chat messages, got int"),
     ("list response of text", read_demonstrations, [{"prompt": "p", "response": ["a"]}], {}, 1, "response[0]",
@@ -74,8 +89,24 @@ BAD_JSONL = [
      [{"chosen": messages("user", "q", "assistant", "a", "user", "q2", "assistant", "b"),
        "rejected": messages("user", "q", "assistant", "z", "user", "q2", "assistant", "c")}], {}, 1, "chosen",
      r"after the 1 messages shared .* 3 messages are left"),
-    ("HH text without shared prompt", read_preferences, [{"chosen": "one", "rejected": "two"}], {}, 1, "prompt",
+    ("HH text without shared prompt", read_preferences,
+     [{"chosen": "\n\nHuman: a\n\nAssistant: x", "rejected": "\n\nHuman: b\n\nAssistant: y"}], {}, 1, "prompt",
      r"missing, and 'chosen'/'rejected' share no text ending in"),
+    ("implicit prompt, no shared text", read_preferences, [{"chosen": "one", "rejected": "two"}], {}, 1, "prompt",
+     r"missing, and 'chosen'/'rejected' share no leading text to take as the prompt \(implicit prompt"),
+    ("implicit prompt, shared part of a word only", read_preferences, [{"chosen": "Paris is", "rejected": "Pisa is"}],
+     {}, 1, "prompt", r"missing, and 'chosen'/'rejected' share no leading text"),
+    ("implicit prompt, whitespace only", read_preferences, [{"chosen": " \n yes", "rejected": " \n no"}], {}, 1,
+     "prompt", r"missing, and 'chosen'/'rejected' share no leading text"),
+    ("implicit prompt, rejected is a prefix", read_preferences, [{"chosen": "Q? Yes, sure.", "rejected": "Q? Yes"}],
+     {}, 1, "rejected", r"'rejected' is a prefix of 'chosen': with no 'prompt' column .* give a 'prompt' column"),
+    ("implicit prompt, chosen is a prefix", read_preferences, [GOOD_PREF, {"chosen": "Q? A", "rejected": "Q? A or B"}],
+     {}, 2, "chosen", r"'chosen' is a prefix of 'rejected'"),
+    ("implicit prompt, identical texts", read_preferences, [{"chosen": "Q? A", "rejected": "Q? A"}], {}, 1, "chosen",
+     r"chosen is identical to rejected"),
+    ("implicit prompt, chosen not text", read_preferences, [{"chosen": {"role": "assistant", "content": "a"},
+                                                             "rejected": "Q? b"}], {}, 1, "prompt",
+     r"missing \(a preference row needs 'prompt' unless 'chosen' and 'rejected' are both full texts"),
     ("unknown field, strict", read_demonstrations, [{"prompt": "p", "response": "r", "score": 1}], {"strict": True}, 1,
      "score", r"unknown field"),
     ("invalid UTF-8", read_demonstrations, [GOOD_DEMO, b'{"prompt": "caf\xe9", "response": "r"}\n'], {}, 2, None,
@@ -88,7 +119,7 @@ BAD_JSONL = [
     ("custom column missing", read_preferences, [GOOD_PREF], {"chosen_field": "better"}, 1, "better", r"missing"),
     ("prompt row without prompt", read_prompts, [{"prompt": "p"}, {"text": "p"}], {}, 2, "prompt",
      r"missing \(a prompt row needs 'prompt'\)"),
-    ("null prompt", read_prompts, [{"prompt": None}], {}, 1, "prompt", r"missing \(null\)"),
+    ("null prompt", read_prompts, [{"prompt": None}], {}, 1, "prompt", r"prompt is null \(a prompt row needs 'prompt'\)"),
     ("prompt not text", read_prompts, [{"prompt": 7}], {}, 1, "prompt",
      r"prompt must be a string or a list of chat messages, got int"),
     ("prompt-set chat ends with assistant", read_prompts, [{"prompt": messages("user", "q", "assistant", "a")}], {},
@@ -263,6 +294,103 @@ def test_hh_text_split_on_last_shared_assistant_marker():
     # Responses that share their first words still split at the marker, not mid-response.
     (pref,) = read_preferences([{"chosen": prompt + " Sure, here", "rejected": prompt + " Sure, no"}])
     assert pref.prompt == prompt and pref.chosen == " Sure, here"
+
+
+@pytest.mark.parametrize(
+    "chosen, rejected, prompt",
+    [
+        ("The sky is blue.", "The sky is green.", "The sky is"),  # as trl: the space goes to the responses
+        ("Capital of Italy? Paris", "Capital of Italy? Pisa", "Capital of Italy?"),  # trl: "Capital of Italy? P"
+        ("answer: 42", "answer: 47", "answer:"),
+        ("It is 4.", "It is 45", "It is"),  # parted where one text goes on with the word
+        ("Question?\nYes", "Question?\nNo", "Question?\n"),
+        ("Say hi. hi", "Say hi. no", "Say hi."),
+        ("User: hi\nAssistant: hello", "User: hi\nAssistant: bye", "User: hi\nAssistant:"),
+    ],
+)
+def test_implicit_prompt_is_the_shared_start(tmp_path, chosen, rejected, prompt):
+    """trl's standard implicit-prompt preference format: full texts, no prompt column."""
+    (pref,) = read_preferences([{"chosen": chosen, "rejected": rejected}])
+    assert (pref.prompt, pref.prompt + pref.chosen, pref.prompt + pref.rejected) == (prompt, chosen, rejected)
+    path = tmp_path / "prefs.parquet"
+    pq.write_table(pa.Table.from_pylist([{"chosen": chosen, "rejected": rejected, "score": 1.0}]), path)
+    assert read_preferences(path, strict=False) == [pref]
+
+
+def test_hh_conversations_keep_the_hh_split():
+    """Texts holding HH turns split at the last shared marker, not at the common prefix."""
+    prompt = "\n\nHuman: Name a colour.\n\nAssistant:"
+    (pref,) = read_preferences([{"chosen": prompt + " Blue, like the sky", "rejected": prompt + " Blue cheese"}])
+    assert (pref.prompt, pref.chosen, pref.rejected) == (prompt, " Blue, like the sky", " Blue cheese")
+
+
+def test_compressed_jsonl_is_read_directly(tmp_path):
+    import bz2
+    import gzip
+    import lzma
+
+    text = (json.dumps(GOOD_DEMO) + "\n\n" + json.dumps({"prompt": "q", "response": "r"}) + "\n").encode()
+    for suffix, compress in ((".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress)):
+        path = tmp_path / f"demos.jsonl{suffix}"
+        path.write_bytes(compress(text))
+        assert read_demonstrations(path) == [Demonstration("p", "r"), Demonstration("q", "r")]
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(gzip.compress(text + b'{"prompt": 3, "response": "r"}\n'))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(bad))}, line 4, field 'prompt'"):
+        read_demonstrations(bad)
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes(gzip.compress(text * 200)[:-40])
+    with pytest.raises(DataError, match=rf"^{re.escape(str(truncated))}: cannot decompress the gzip data after line \d+ "
+                                        r"\(.*\): truncated or not gzip\?"):
+        read_demonstrations(truncated)
+    plain = tmp_path / "plain.jsonl.gz"
+    plain.write_bytes(text)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(plain))}: is named \.gz but is not gzip-compressed "
+                                        r"\(it looks like plain JSON text: name it \.jsonl\)"):
+        read_demonstrations(plain)
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"\x1f\x8b\x08\x00rest", r"looks like a gzip-compressed file, not JSONL text; decompress it or name it "
+                                 r"\.jsonl\.gz \(read directly\)"),
+        (b"BZh91AY&SY", r"looks like a bzip2-compressed file, .* name it \.jsonl\.bz2"),
+        (b"\xfd7zXZ\x00\x00", r"looks like an xz-compressed file, .* name it \.jsonl\.xz"),
+        (b"(\xb5/\xfd\x00", r"looks like a zstd-compressed file, not JSONL text; decompress it to \.jsonl"),
+        (b"PK\x03\x04\x14\x00", r"looks like a zip archive, not JSONL text; decompress it"),
+        (b"PAR1\x15\x04", r"looks like a Parquet file, not JSONL text; name it \.parquet"),
+    ],
+    ids=["gzip", "bzip2", "xz", "zstd", "zip", "parquet"],
+)
+def test_binary_file_named_jsonl_says_what_it_is(tmp_path, content, reason):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))}: {reason}") as info:
+        read_preferences(path)
+    assert (info.value.source, info.value.row, info.value.field) == (str(path), None, None)
+
+
+def test_missing_files_directories_and_misnamed_parquet(tmp_path):
+    for name in ("missing.jsonl", "missing.parquet", "missing.jsonl.gz"):
+        with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / name))}: no such file$"):
+            read_demonstrations(tmp_path / name)
+    for path in (tmp_path, tmp_path / "shards.parquet"):
+        path.mkdir(exist_ok=True)
+        with pytest.raises(DataError, match=f"^{re.escape(str(path))}: is a directory, not a data file"):
+            read_demonstrations(path)
+    misnamed = jsonl(tmp_path, GOOD_DEMO, name="demos.parquet")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(misnamed))}: not a readable Parquet file .*; it looks like JSON "
+                                        r"text: name it \.jsonl$"):
+        read_demonstrations(misnamed)
+
+
+def test_parquet_with_other_columns_names_the_columns(tmp_path):
+    path = tmp_path / "reviews.parquet"
+    pq.write_table(pa.Table.from_pylist([{"text": "great", "label": 1}]), path)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, index 0 \(0-based\), field 'chosen': missing; "
+                                        r"the row's fields are \['label', 'text'\]$"):
+        read_preferences(path)
 
 
 def test_skip_dedupe_and_max_chars_report_every_drop(tmp_path, caplog):

@@ -139,8 +139,8 @@ def read_demonstrations(
     dedupe: bool = False,
     max_chars: int | None = None,
 ) -> Records[Demonstration]:
-    """Demonstrations (x, y_E) from a ``.jsonl``/``.parquet`` path, a ``datasets.Dataset`` or
-    a list of dicts. Rows are ``{prompt, response}`` or ``{messages}`` (UltraChat), with an
+    """Demonstrations (x, y_E) from a ``.jsonl`` (or ``.jsonl.gz``/``.bz2``/``.xz``) or
+    ``.parquet`` path, a ``datasets.Dataset`` or a list of dicts. Rows are ``{prompt, response}`` or ``{messages}`` (UltraChat), with an
     optional boolean ``finished`` (default true; false: the response was cut at a length cap
     and is encoded without EOS).
 
@@ -167,8 +167,9 @@ def read_preferences(
     max_chars: int | None = None,
 ) -> Records[Preference]:
     """Preferences (x, y_w, y_l) from the same sources. Rows are ``{prompt, chosen, rejected}``
-    or full conversations in ``chosen``/``rejected`` (UltraFeedback message lists, or HH text)
-    whose shared prefix becomes the prompt, with optional booleans ``chosen_finished`` /
+    or, with no ``prompt`` column, full conversations or texts in ``chosen``/``rejected``
+    (UltraFeedback message lists, HH text, or trl's implicit-prompt texts) whose shared
+    start becomes the prompt (:mod:`aihf.data.rows`), with optional booleans ``chosen_finished`` /
     ``rejected_finished`` (default true, as ``finished`` for demonstrations). Options as in :func:`read_demonstrations`;
     ``max_chars`` applies to the prompt plus the longer response.
     """

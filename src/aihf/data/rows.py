@@ -12,10 +12,20 @@ Preference rows:
 * ``chosen``/``rejected`` are conversations (message lists, UltraFeedback-binarized):
   the longest shared prefix is the prompt, and each must then have exactly one assistant
   message left. A ``prompt`` column is ignored (the conversations carry it);
-* ``chosen``/``rejected`` are strings and there is no ``prompt`` column (Anthropic-HH):
-  the prompt is the shared text up to and including the last ``"\\n\\nAssistant:"``;
-  the responses are the rest (keeping HH's leading space);
-* otherwise ``{prompt, chosen, rejected}`` as for demonstrations.
+* ``chosen``/``rejected`` are strings, there is no ``prompt`` column, and both hold an
+  ``"\\n\\nAssistant:"`` turn (Anthropic-HH conversations): the prompt is the shared text up
+  to and including the last shared ``"\\n\\nAssistant:"``; the responses are the rest
+  (keeping HH's leading space);
+* ``chosen``/``rejected`` are strings and there is no ``prompt`` column (trl's standard
+  "implicit prompt" format): the prompt is their longest common prefix, as trl's
+  ``extract_prompt`` takes it, with one difference: where the texts part in the middle of
+  a word (``"... is Paris"`` / ``"... is Pisa"``) the prompt ends before that word, so no
+  word is cut in two. A space just before the split goes to the responses (as in trl).
+  No shared text, or one text being a prefix of the other (nothing left of it to compare),
+  is an error: give a ``prompt`` column;
+* otherwise ``{prompt, chosen, rejected}`` as for demonstrations. A ``prompt`` column that
+  is null is an error (it does not fall back to the implicit-prompt layouts): leave the
+  column out for those.
 
 Whether a response finished (see :mod:`aihf.data.records`): optional boolean columns
 ``finished`` (demonstration rows, either layout) and ``chosen_finished`` /
@@ -48,9 +58,12 @@ PREFERENCE_FINISHED = ("chosen_finished", "rejected_finished")
 
 
 def _get(row: Mapping[str, Any], column: str, hint: str = "") -> Any:
-    value = row.get(column)
+    if column not in row:
+        fields = f"; the row's fields are {sorted(map(str, row))}" if row else ""
+        raise DataError(f"missing{hint}{fields}", field=column)
+    value = row[column]
     if value is None:
-        raise DataError(f"missing{' (null)' if column in row else ''}{hint}", field=column)
+        raise DataError(f"{column} is null{hint}", field=column)
     return value
 
 
@@ -125,13 +138,38 @@ def _split_conversations(chosen: tuple[Message, ...], rejected: tuple[Message, .
 
 def _split_hh(chosen: str, rejected: str) -> int:
     """Length of the shared HH prompt, up to and including the last shared ``HH_ASSISTANT``."""
-    shared = 0
-    for a, b in zip(chosen, rejected):
-        if a != b:
-            break
-        shared += 1
+    shared = _common_prefix(chosen, rejected)
     cut = chosen.rfind(HH_ASSISTANT, 0, shared)
     return cut + len(HH_ASSISTANT) if cut >= 0 else 0
+
+
+def _common_prefix(a: str, b: str) -> int:
+    limit = min(len(a), len(b))
+    shared = 0
+    while shared < limit and a[shared] == b[shared]:
+        shared += 1
+    return shared
+
+
+def _word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _split_implicit(chosen: str, rejected: str) -> int:
+    """Length of the implicit prompt of two full texts (trl's ``extract_prompt``, word-safe).
+
+    The longest common prefix; if the texts part inside a word, cut before that word; then
+    a space just before the cut goes to the responses. Equal to ``min(len)`` when one text
+    is a prefix of the other (the caller refuses it)."""
+    shared = _common_prefix(chosen, rejected)
+    if shared == min(len(chosen), len(rejected)):
+        return shared
+    if shared and _word(chosen[shared - 1]) and (_word(chosen[shared]) or _word(rejected[shared])):
+        while shared and _word(chosen[shared - 1]):
+            shared -= 1
+    if shared and chosen[shared - 1] == " ":
+        shared -= 1
+    return shared
 
 
 def preference_from_row(
@@ -162,18 +200,43 @@ def preference_from_row(
             prompt=y_w[:shared], chosen=y_w[shared], rejected=y_l[shared], **flags,
         )
     _check_columns(row, {prompt, chosen, rejected} | flag_columns, strict)
-    if row.get(prompt) is None and isinstance(y_w, str) and isinstance(y_l, str):
+    if prompt in row or not (isinstance(y_w, str) and isinstance(y_l, str)):
+        hint = (
+            f" (a preference row needs a text or chat prompt in '{prompt}'; for full texts in "
+            f"'{chosen}'/'{rejected}' with the prompt inside them, leave the '{prompt}' column out)"
+            if prompt in row
+            else f" (a preference row needs '{prompt}' unless '{chosen}' and '{rejected}' are both full texts "
+            "or conversations that hold it)"
+        )
+        return _build(
+            Preference, {"prompt": prompt, "chosen": chosen, "rejected": rejected},
+            prompt=_get(row, prompt, hint), chosen=y_w, rejected=y_l, **flags,
+        )
+    if HH_ASSISTANT in y_w and HH_ASSISTANT in y_l:  # Anthropic-HH conversations
         shared = _split_hh(y_w, y_l)
         if shared == 0:
             raise DataError(
                 f"missing, and '{chosen}'/'{rejected}' share no text ending in {HH_ASSISTANT!r} to split off",
                 field=prompt,
             )
-        return _build(
-            Preference, {"prompt": chosen, "chosen": chosen, "rejected": rejected},
-            prompt=y_w[:shared], chosen=y_w[shared:], rejected=y_l[shared:], **flags,
-        )
+    else:  # trl's implicit prompt: the shared start of two full texts
+        shared = _split_implicit(y_w, y_l)
+        if y_w == y_l:
+            raise DataError(f"{chosen} is identical to {rejected}", field=chosen)
+        if shared == min(len(y_w), len(y_l)):
+            short, long = (chosen, rejected) if len(y_w) < len(y_l) else (rejected, chosen)
+            raise DataError(
+                f"'{short}' is a prefix of '{long}': with no '{prompt}' column the shared text is the prompt "
+                f"(implicit prompt), which leaves nothing of '{short}'; give a '{prompt}' column",
+                field=short,
+            )
+        if not y_w[:shared].strip():
+            raise DataError(
+                f"missing, and '{chosen}'/'{rejected}' share no leading text to take as the prompt "
+                f"(implicit prompt: their common start, whole words only); give a '{prompt}' column",
+                field=prompt,
+            )
     return _build(
-        Preference, {"prompt": prompt, "chosen": chosen, "rejected": rejected},
-        prompt=_get(row, prompt), chosen=y_w, rejected=y_l, **flags,
+        Preference, {"prompt": chosen, "chosen": chosen, "rejected": rejected},
+        prompt=y_w[:shared], chosen=y_w[shared:], rejected=y_l[shared:], **flags,
     )
