@@ -17,9 +17,9 @@ import torch
 from test_lm_engine import SUBJECTS, answer_margin, data, loop, make_method
 
 from aihf import objective
-from aihf.data import Demonstration
+from aihf.data import Demonstration, Preference
 from aihf.lm.batching import Encoder, collate
-from aihf.lm.methods import RECIPES, MethodConfig
+from aihf.lm.methods import RECIPES, ImplicitRewardMethod, MethodConfig
 from aihf.lm.models import RewardModel
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 from aihf.lm.trainer import Trainer
@@ -203,3 +203,121 @@ def test_lora_policy_trains_only_its_adapters(tmp_path):
     assert adapters
     assert_all_changed({k: before[k] for k in adapters}, policy, "LoRA adapters")
     assert_unchanged({k: v for k, v in before.items() if k not in adapters}, policy, "LoRA base")
+
+
+# ------------------------------------------------------------- IPO against trl (issue 13)
+
+
+class _FusedHead(torch.nn.Module):
+    """A causal LM behind trl's fused-LM-head contract (see tests/test_objective.py
+    ``_FakeFusedLM``): per-token log-probs of the next-token labels, 0 where the label is -100."""
+
+    is_gradient_checkpointing = False
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, labels=None, fused_lm_head=False, **kwargs):
+        import types
+
+        assert fused_lm_head and labels is not None
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        target = labels[:, 1:]
+        valid = target != -100
+        tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1).masked_fill(~valid, 0.0)
+        zeros = torch.zeros_like(tok)
+        return types.SimpleNamespace(
+            log_probs=tok, entropy=zeros, mean_logits=zeros, is_top1=torch.zeros_like(valid), aux_loss=None
+        )
+
+
+# responses of different lengths on purpose: the summed and the token-mean forms differ only then
+IPO_PAIRS = [
+    Preference("review: the movie was", " great", " terrible and the plot was dull"),
+    Preference("review: the film was", " great fun from start to end", " terrible"),
+    Preference("review: the cast was", " great", " bad"),
+    Preference("review: the story was", " great and moving", " terrible, slow and long"),
+]
+
+
+def _ipo_at_a_moved_policy(tmp_path, ipo_average: bool, beta: float):
+    """(our ``ipo`` loss and policy gradient, trl's loss and gradient, the summed-form loss by
+    hand) at a policy moved away from its reference, on ``IPO_PAIRS``."""
+    from test_objective import trl_dpo_loss
+
+    tok = tiny_tokenizer()
+    policy, reference, twin = tiny_causal_lm(tok), tiny_causal_lm(tok), tiny_causal_lm(tok)
+    encoder = Encoder(tok, max_length=24, max_prompt_length=12)
+    config = MethodConfig(beta=beta, ipo_average=ipo_average)
+    method = ImplicitRewardMethod("ipo", config, tok, encoder, policy, {}, {"train": IPO_PAIRS})
+    Trainer(method, loop(tmp_path))  # binds the method to an accelerator
+    method.start_round(0, seed=0)  # log pi_ref of every record, with the policy as it starts
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # move the policy: h != 0
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    twin.load_state_dict(policy.state_dict())
+    policy.train(), twin.train()
+
+    ours, _ = method.loss({"pref": list(range(len(IPO_PAIRS)))}, "train", seed=0)
+    ours.backward()
+    pairs = [encoder.preference(p) for p in IPO_PAIRS]
+    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], tok.pad_token_id)
+    lengths = batch.loss_mask[:, 1:].sum(-1)
+    assert len(set(lengths.tolist())) > 2, "the responses should differ in length"
+    theirs = trl_dpo_loss(
+        "ipo", beta, _FusedHead(twin), _FusedHead(reference.eval()), batch.input_ids, batch.loss_mask,
+        attention_mask=batch.attention_mask,
+    )
+    theirs.backward()
+    with torch.no_grad():  # the IPO paper's formula on summed log-probs
+        logps = [
+            objective.sequence_logprobs(m(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits,
+                                        batch.input_ids, batch.loss_mask).double()
+            for m in (twin, reference)
+        ]
+        (pc, pr), (rc, rr) = logps[0].chunk(2), logps[1].chunk(2)
+        h = (pc - rc) - (pr - rr)
+        paper = float(((h - 1.0 / (2.0 * beta)) ** 2).mean())
+    grads = {n: p.grad for n, p in policy.named_parameters()}
+    trl_grads = {n: p.grad for n, p in twin.named_parameters()}
+    return float(ours.detach()), grads, float(theirs.detach()), trl_grads, paper
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0])
+def test_ipo_average_reproduces_trl_ipo_loss_and_gradient(tmp_path, beta):
+    """``aihf train ipo method.ipo_average=true`` is trl's DPOTrainer(loss_type="ipo"): same
+    loss and same gradient on every policy weight, on real (tiny) models with responses of
+    different lengths; the default (summed) form is the IPO paper's formula and not trl's."""
+    pytest.importorskip("trl")
+    ours, grads, theirs, trl_grads, paper = _ipo_at_a_moved_policy(tmp_path / "avg", True, beta)
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert ours != pytest.approx(paper, rel=1e-2)
+    for name, grad in grads.items():
+        scale = float(trl_grads[name].abs().max())
+        torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-5 * max(scale, 1e-3), msg=name)
+    assert max(float(g.abs().max()) for g in grads.values()) > 1e-3  # a gradient that can disagree
+
+    summed, summed_grads, theirs_again, _, paper_again = _ipo_at_a_moved_policy(tmp_path / "sum", False, beta)
+    assert theirs_again == pytest.approx(theirs, rel=1e-6)  # the same point
+    assert summed == pytest.approx(paper_again, rel=1e-5)  # the default is the IPO paper's formula
+    assert summed != pytest.approx(theirs, rel=1e-2)
+    assert any(not torch.allclose(summed_grads[n], trl_grads[n], rtol=1e-2, atol=1e-6) for n in grads)
+
+
+def test_ipo_average_is_read_by_the_ipo_forms_only():
+    """``ipo_average`` is a setting of ipo, aihf-dpo and self-play-aihf (it acts with the ipo
+    form) and is reported as ignored for dpo."""
+    config = MethodConfig(ipo_average=True)
+    assert "ipo_average=True" in RECIPES["dpo"].ignored(config)
+    for name in ("ipo", "aihf-dpo", "self-play-aihf"):
+        assert "ipo_average=True" not in RECIPES[name].ignored(config)
+    tok = tiny_tokenizer()
+    encoder = Encoder(tok, max_length=24, max_prompt_length=12)
+    make = lambda name, **kw: ImplicitRewardMethod(  # noqa: E731
+        name, MethodConfig(ipo_average=True, **kw), tok, encoder, tiny_causal_lm(tok), *data()
+    )
+    assert make("ipo").ipo_average and make("aihf-dpo", preference_form="ipo").ipo_average
+    assert not make("dpo").ipo_average and not make("aihf-dpo").ipo_average

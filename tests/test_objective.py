@@ -478,12 +478,22 @@ class _FakeFusedLM(torch.nn.Module):
 
 
 def _trl_loss(loss_type: str, beta: float, policy_logits, ref_logits, ids, completion_mask):
-    """Run trl's real ``DPOTrainer._compute_loss`` on a minimal trainer-like ``self``."""
+    """Run trl's real ``DPOTrainer._compute_loss`` on fixed logits."""
+    policy, ref = _FakeFusedLM(policy_logits), _FakeFusedLM(ref_logits)
+    policy._ids = ref._ids = ids
+    return trl_dpo_loss(loss_type, beta, policy, ref, ids, completion_mask)
+
+
+def trl_dpo_loss(loss_type: str, beta: float, policy, ref, ids, completion_mask, attention_mask=None):
+    """Run trl's real ``DPOTrainer._compute_loss`` on a minimal trainer-like ``self``.
+
+    ``policy`` and ``ref`` follow trl's fused-LM-head contract (``_FakeFusedLM``'s
+    docstring); the batch is trl's layout, [chosen rows; rejected rows]. Also used by
+    tests/test_lm_methods.py on real tiny models.
+    """
     pytest.importorskip("trl")
     from trl.trainer.dpo_trainer import DPOTrainer
 
-    policy, ref = _FakeFusedLM(policy_logits), _FakeFusedLM(ref_logits)
-    policy._ids = ref._ids = ids
     policy.train()
     fake_self = types.SimpleNamespace(
         model=policy,
@@ -507,7 +517,7 @@ def _trl_loss(loss_type: str, beta: float, policy_logits, ref_logits, ids, compl
     )
     inputs = {
         "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
+        "attention_mask": torch.ones_like(ids) if attention_mask is None else attention_mask,
         "completion_mask": completion_mask,
     }
     return DPOTrainer._compute_loss(fake_self, policy, inputs, return_outputs=False)
@@ -560,6 +570,29 @@ def test_ipo_matches_trl_ipo(beta):
     # summed log-probs would NOT match (the lengths differ across rows): the test can fail
     ps, rs = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
     assert obj.ipo_loss(ps[0], ps[1], rs[0], rs[1], beta).item() != pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5, 2.0])
+def test_ipo_gradient_matches_trl_ipo(beta):
+    """The gradient with respect to the policy's logits, too: trl's loss.backward() against
+    ours on token-mean log-probs (``MethodConfig.ipo_average``), float64, every logit."""
+    pytest.importorskip("trl")
+    pol, ref, ids, cm = _pair_batch(seed=70 + int(beta * 10))
+    theirs_in = pol.clone().requires_grad_(True)
+    _trl_loss("ipo", beta, theirs_in, ref, ids, cm).backward()
+    ours_in = pol.clone().requires_grad_(True)
+    (pc, pr), (rc, rr) = (
+        obj.sequence_logprobs(ours_in, ids, cm, average=True).chunk(2),
+        obj.sequence_logprobs(ref, ids, cm, average=True).chunk(2),
+    )
+    obj.ipo_loss(pc, pr, rc, rr, beta).backward()
+    assert theirs_in.grad is not None and theirs_in.grad.abs().max() > 1e-3
+    torch.testing.assert_close(ours_in.grad, theirs_in.grad, rtol=1e-10, atol=1e-13)
+    # the summed form's gradient is another one (lengths differ across rows)
+    summed_in = pol.clone().requires_grad_(True)
+    (sc, sr), (tc, tr) = obj.sequence_logprobs(summed_in, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
+    obj.ipo_loss(sc, sr, tc, tr, beta).backward()
+    assert not torch.allclose(summed_in.grad, theirs_in.grad, rtol=1e-3, atol=1e-6)
 
 
 # ====================================================== 6. sequence_logprobs vs a loop

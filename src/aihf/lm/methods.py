@@ -59,6 +59,13 @@ class MethodConfig(ObjectiveConfig):
     scale of the implicit reward (``dpo`` ... ``self-play-aihf``). A setting the chosen
     method does not read is reported when the run starts (``Recipe.ignored``).
 
+    ``ipo_average`` (read with ``preference_form: ipo``: ``ipo``, and ``aihf-dpo`` /
+    ``self-play-aihf`` in that form): IPO's squared loss on h built from per-token averages,
+    each sequence's log-ratio divided by its number of response tokens, as trl's
+    ``DPOTrainer(loss_type="ipo")`` computes it. The default sums over tokens, the IPO
+    paper's formula. The two give the same loss at the first step from the reference
+    (h = 0) and different gradients, so the runs part (docs/method.md section 4).
+
     Algorithm 1 (``aihf``): ``schedule: alternating`` is docs/method.md section 3's single loop,
     one policy step and one reward step per optimizer step (the form with the convergence
     guarantee). ``schedule: rounds`` is the authors' practice: ``rounds`` rounds, each of
@@ -73,6 +80,7 @@ class MethodConfig(ObjectiveConfig):
     """
 
     demo_average: bool = True
+    ipo_average: bool = False
     reward_l2: float = 0.0
     rloo_k: int = 4
     steps_per_round: int | None = None
@@ -188,7 +196,7 @@ RECIPES: dict[str, Recipe] = {
         "explicit", "none", False, rl_prompts="pref", settings=REWARD_FIT + POLICY_RL,
     ),
     "dpo": Recipe("DPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "sigmoid", settings=("beta", "w_pref")),
-    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref")),
+    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average")),
     "spin": Recipe(
         "SPIN: self-play on demonstrations, reference = previous iterate (docs/method.md 5)", "implicit", "self-play", False,
         settings=("beta", "w_demo", "steps_per_round", *SAMPLING),
@@ -200,12 +208,12 @@ RECIPES: dict[str, Recipe] = {
     ),
     "aihf-dpo": Recipe(
         "AIHF-DPO: supervised likelihood + DPO, one stage (docs/method.md 4)", "implicit", "likelihood", True,
-        settings=("beta", "w_demo", "w_pref", "preference_form", "demo_average"),
+        settings=("beta", "w_demo", "w_pref", "preference_form", "demo_average", "ipo_average"),
     ),
     "self-play-aihf": Recipe(
         "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (docs/method.md 4)",
         "implicit", "self-play", True,
-        settings=("beta", "w_demo", "w_pref", "preference_form", "steps_per_round", *SAMPLING),
+        settings=("beta", "w_demo", "w_pref", "preference_form", "ipo_average", "steps_per_round", *SAMPLING),
     ),
 }
 
@@ -438,6 +446,7 @@ class ImplicitRewardMethod(_Records):
             self.compared_demonstrations()
         self.needs_reference = self.recipe.pref_term or self_play
         self.form = self.recipe.preference_form or config.preference_form
+        self.ipo_average = config.ipo_average and self.form == "ipo"
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
         self.generated: dict[str, list[Sequence]] = {}  # split -> (prompt, y') per demonstration
 
@@ -509,6 +518,9 @@ class ImplicitRewardMethod(_Records):
         metrics: dict[str, float] = {}
         if recipe.pref_term:
             ref_w, ref_l = reference("chosen", pref_idx), reference("rejected", pref_idx)
+            if self.ipo_average and n_pref:  # trl's IPO: each log-ratio per response token
+                n_w, n_l = count[-2 * n_pref : -n_pref], count[-n_pref:]
+                chosen, rejected, ref_w, ref_l = chosen / n_w, rejected / n_l, ref_w / n_w, ref_l / n_l
             margin = objective.dpo_log_ratio_margin(chosen, rejected, ref_w, ref_l).detach()
             metrics["pref_accuracy"] = float((margin > 0).float().mean())
             metrics["pref_margin"] = float(cfg.beta * margin.mean())
