@@ -4,13 +4,15 @@ Language (docs/method.md section 1): :class:`Demonstration` and :class:`Preferen
 and :class:`PromptRecord` (a prompt alone: the RL prompt set of section 6), read from
 JSONL, Parquet, a ``datasets.Dataset`` or a list of dicts. Control:
 :class:`Trajectory`, :class:`SegmentPreference` and the array sets :class:`TransitionSet`
-and :class:`SegmentPreferenceSet` (``.npz`` without pickle). Every bad input raises
+and :class:`SegmentPreferenceSet` (``.npz`` without pickle). :func:`split_without_leaks`
+holds out an eval split with exact duplicates dropped or kept on one side. Every bad input raises
 :class:`DataError` naming the source, the row and the field.
 """
 
 from aihf.data.errors import DataError
 from aihf.data.readers import ReadReport, Records, read_demonstrations, read_preferences, read_prompts, write_jsonl
 from aihf.data.records import ROLES, Demonstration, Message, Preference, PromptRecord
+from aihf.data.split import SplitReport, record_key, split_without_leaks
 from aihf.data.trajectories import SegmentPreference, SegmentPreferenceSet, Trajectory, TransitionSet
 
 __all__ = [
@@ -24,10 +26,13 @@ __all__ = [
     "PromptRecord",
     "SegmentPreference",
     "SegmentPreferenceSet",
+    "SplitReport",
     "Trajectory",
     "TransitionSet",
     "read_demonstrations",
     "read_preferences",
     "read_prompts",
+    "record_key",
+    "split_without_leaks",
     "write_jsonl",
 ]

@@ -27,6 +27,7 @@ from aihf.data.errors import DataError
 from aihf.data.records import Demonstration, Preference, PromptRecord
 from aihf.data.rows import demonstration_from_row, preference_from_row, prompt_from_row
 from aihf.data.sources import Source, open_rows
+from aihf.data.split import record_key
 
 logger = logging.getLogger("aihf.data")
 R = TypeVar("R", Demonstration, Preference, PromptRecord)
@@ -86,7 +87,7 @@ def _read(
     rows = open_rows(source)
     report = ReadReport(rows.name)
     kept: list[R] = []
-    seen: set[R] = set()
+    seen: set = set()
 
     def drop(reason: str, message: str) -> None:
         report.dropped[reason] += 1
@@ -109,11 +110,11 @@ def _read(
         where = partial(DataError, source=rows.name, row=row, row_kind=rows.row_kind)
         if max_chars is not None and _chars(record) > max_chars:
             drop("longer than max_chars", str(where(f"{_chars(record)} characters > max_chars={max_chars}")))
-        elif dedupe and record in seen:
+        elif dedupe and record_key(record) in seen:
             drop("duplicate", str(where("duplicate of an earlier record")))
         else:
             if dedupe:
-                seen.add(record)
+                seen.add(record_key(record))
             kept.append(record)
     report.kept = len(kept)
     if report.rows == 0:
@@ -145,7 +146,8 @@ def read_demonstrations(
     and is encoded without EOS).
 
     ``strict``: unknown columns are errors (default: ignored as metadata). ``on_error="skip"``
-    drops bad rows instead of raising; ``dedupe`` drops exact repeats; ``max_chars`` drops
+    drops bad rows instead of raising; ``dedupe`` drops exact repeats (same prompt and
+    response texts, :func:`aihf.data.split.record_key`); ``max_chars`` drops
     records whose prompt plus response is longer (characters, not tokens). Drops are counted
     in ``result.report``.
     """
