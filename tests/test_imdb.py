@@ -441,7 +441,7 @@ def test_write_outputs(tmp_path):
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     table = paths["table"].read_text().splitlines()
     assert len(table) == 2 + 3
-    assert table[0] == "| setting | method | gold reward | judge score (vader) | KL(pi || pi_SFT) | win rate vs SFT |"
+    assert table[0] == "| setting | method | gold reward | judge score (vader) | KL to pi_SFT | win rate vs SFT |"
     assert table[2].startswith("| balanced | aihf | 1.250 ± 0.100 | 0.200 ± 0.050 | 1.500 | 0.600 ± 0.020 |")
 
     # runs that recorded their training losses add a second table: means over seeds

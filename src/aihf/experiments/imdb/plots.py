@@ -19,7 +19,7 @@ from aihf.experiments.imdb.metrics import METRICS
 LABELS = {
     "gold_reward": "gold reward",
     "judge": "judge score",
-    "kl": "KL(pi || pi_SFT)",
+    "kl": "KL to pi_SFT",  # no "||": a pipe in a markdown table cell splits the cell
     "win_rate": "win rate vs SFT",
 }
 
