@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 
@@ -58,6 +59,11 @@ def main() -> None:
         state["units"] += 1
     (dest / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
     print(f"{state['units']} finished units exported to {dest}")
+    exported = "\n".join(str(p) for p in dest.rglob("*") if p.is_file())
+    ignored = subprocess.run(["git", "check-ignore", "--stdin"], input=exported, capture_output=True, text=True,
+                             cwd=dest).stdout.split()
+    if ignored:  # an export that git would not commit continues nothing
+        raise SystemExit(f"{len(ignored)} exported files are ignored by git, e.g. {ignored[0]}: fix .gitignore")
 
 
 if __name__ == "__main__":

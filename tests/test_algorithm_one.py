@@ -9,6 +9,8 @@ response is known (1 for " great", 0 for " terrible").
 
 from __future__ import annotations
 
+import json
+
 import logging
 import math
 
@@ -232,8 +234,8 @@ def test_preference_stage_zero_trains_first_and_the_joint_reward_starts_from_it(
     train("aihf", config)
     stage = tmp_path / "run" / "reward"
     assert (stage / "metrics.json").is_file() and (tmp_path / "run" / "final" / "policy" / "config.json").is_file()
-    saved_config = (tmp_path / "run" / "config.yaml").read_text()
-    assert str(stage / "final" / "reward") in saved_config  # the joint run's reward_model is stage 0's
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["reward_model"] == str(stage / "final" / "reward")  # the joint run's reward started from stage 0
     stage_zero, _ = load_reward_model(stage / "final" / "reward")
     assert reward_gap(stage_zero, tiny_tokenizer()) > 0.5  # it learned the preferences
 

@@ -60,14 +60,16 @@ def test_rlhf_runs_its_two_stages(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in reward.iterdir()} == written
 
 
-def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys):
-    assert train_from_cli("dpo", None, _files(tmp_path) + ["loop.max_stepz=3"]) == 2
+def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "dpo", *_files(tmp_path), "loop.max_stepz=3"]) == 2
     assert "loop.max_stepz" in capsys.readouterr().err
-    assert train_from_cli("dpo", None, ["loop.log_with=none"]) == 2
+    assert main(["train", "dpo", "loop.log_with=none"]) == 2
     assert "needs data.preferences" in capsys.readouterr().err
-    assert train_from_cli("ppo", None, []) == 2
+    assert main(["train", "ppo"]) == 2
+    assert not (tmp_path / "runs").exists()  # nothing claimed for a run that cannot start
 
 
 def test_self_play_without_rounds_is_a_config_error(tmp_path, capsys):
-    assert train_from_cli("spin", None, _files(tmp_path)) == 2
+    assert main(["train", "spin", *_files(tmp_path), f"loop.output_dir={tmp_path / 'spin'}"]) == 2
     assert "method.steps_per_round" in capsys.readouterr().err

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'aihf COMMAND --help' for a command's options. "
         "Overrides take the form dotted.key=value (values are YAML).",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (default: one line)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("method", help="the method to train with")
     train.add_argument("--config", help="YAML config file (see configs/lm/)")
+    train.add_argument("--output-dir", help="the run folder (loop.output_dir; default runs/METHOD-HASH)")
+    train.add_argument(
+        "--overwrite", action="store_true",
+        help="replace a run folder that holds another run (default: refuse; the same run resumes)",
+    )
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
     evaluate = commands.add_parser(
@@ -152,29 +158,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        train = _lazy("aihf.lm.train", "train_from_cli")
+        return train(args.method, args.config, args.overrides, args.output_dir, args.overwrite)
+    if args.command == "eval":
+        return _lazy("aihf.lm.evaluate", "evaluate_from_cli")(args)
+    if args.command == "quickstart":
+        return _lazy("aihf.experiments.imdb", "run_quickstart")(args.output_dir, args.overrides)
+    output_dir = Path(args.output_dir or f"outputs/{args.setting}-{args.preset}")
+    if args.setting == "toy":
+        return _run_toy(args.config, args.overrides, output_dir)
+    if args.setting == "mujoco":
+        run_mujoco = _lazy("aihf.experiments.mujoco", "run_from_cli")
+        return run_mujoco(args.env, args.preset, str(output_dir), args.overrides)
+    run_imdb = _lazy("aihf.experiments.imdb", "run_from_cli")
+    return run_imdb(args.preset, str(output_dir), args.overrides)
+
+
+def _os_error(err: OSError) -> str:
+    """``PATH: reason`` for a failed file operation (permission, a folder where a file was
+    expected, a full disk), without the traceback."""
+    where = " -> ".join(str(p) for p in (err.filename, err.filename2) if p)
+    reason = err.strerror or str(err)
+    return f"{where}: {reason}" if where else reason
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an expected failure (config, data, run folder, file system, NaN, Ctrl-C)
+    ends in one line on stderr and a non-zero status (``--debug``: the traceback too)."""
+    from aihf.runtime import NonFiniteLossError, TrainingInterrupted
+
     args = parse_args(argv)
     try:
-        if args.command == "train":
-            return _lazy("aihf.lm.train", "train_from_cli")(args.method, args.config, args.overrides)
-        if args.command == "eval":
-            return _lazy("aihf.lm.evaluate", "evaluate_from_cli")(args)
-        if args.command == "quickstart":
-            return _lazy("aihf.experiments.imdb", "run_quickstart")(args.output_dir, args.overrides)
-        output_dir = Path(args.output_dir or f"outputs/{args.setting}-{args.preset}")
-        if args.setting == "toy":
-            return _run_toy(args.config, args.overrides, output_dir)
-        if args.setting == "mujoco":
-            run_mujoco = _lazy("aihf.experiments.mujoco", "run_from_cli")
-            return run_mujoco(args.env, args.preset, str(output_dir), args.overrides)
-        run_imdb = _lazy("aihf.experiments.imdb", "run_from_cli")
-        return run_imdb(args.preset, str(output_dir), args.overrides)
-    except ConfigError as err:
-        print(f"aihf: config error: {err}", file=sys.stderr)
-        return 2
-    except DataError as err:
-        print(f"aihf: data error: {err}", file=sys.stderr)
-        return 2
+        return _dispatch(args)
+    except Exception as err:
+        if args.debug:
+            raise
+        if isinstance(err, ConfigError):
+            message, status = f"config error: {err}", 2
+        elif isinstance(err, DataError):
+            message, status = f"data error: {err}", 2
+        elif isinstance(err, NonFiniteLossError):
+            message, status = f"training stopped: {err}", 1
+        elif isinstance(err, TrainingInterrupted):
+            message, status = str(err), 130
+        elif isinstance(err, OSError):
+            message, status = _os_error(err), 1
+        else:
+            raise
+        print(f"aihf: {message}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("aihf: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -4,11 +4,19 @@ overridden from the command line as ``dotted.key=value``.
 An unknown key is an error that names it (and the file it came from); a value of the
 wrong type is an error that names the key. Values given on the command line are parsed
 with ``yaml.safe_load`` too, so ``lr=1e-5``, ``lora=true`` and ``layers=[1,2]`` work.
+
+Values are validated in one place: every config dataclass derives from :class:`Settings`,
+whose ``__post_init__`` runs :func:`check_settings`: no float anywhere is NaN or
+infinite, and each field declared with :func:`setting` lies in its bounds. A class adds
+its cross-field rules (``max_prompt_length < max_length``) in its own ``__post_init__``
+after ``super().__post_init__()``; every message starts with the field's name, and
+``from_dict`` puts the section in front of it (``loop.learning_rate must be > 0``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -21,6 +29,54 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override that does not fit its dataclass."""
+
+
+_BOUNDS = (("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
+           ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b))
+
+
+def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, help: str = "",
+            ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None) -> Any:
+    """A dataclass field with its help text and numeric bounds (``None`` stays allowed where
+    the type admits it): ``warmup_steps: int = setting(0, ge=0, help="...")``."""
+    bounds = {name: bound for name, bound in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if bound is not None}
+    metadata = {"help": help, "bounds": bounds}
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
+def check_settings(config: Any) -> None:
+    """Raise ValueError naming the first field that is not finite or is out of its bounds."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if _non_finite(value):
+            raise ValueError(f"{f.name} must be finite, got {value!r}")
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        for name, symbol, holds in _BOUNDS:
+            bound = f.metadata.get("bounds", {}).get(name)
+            if bound is not None and not holds(value, bound):
+                raise ValueError(f"{f.name} must be {symbol} {bound}, got {value}")
+
+
+@dataclasses.dataclass
+class Settings:
+    """Base of every config dataclass: values are checked when the object is made."""
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -95,8 +151,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", prefix:
     kwargs = {k: _coerce(v, types_[k], prefix + k, where) for k, v in data.items()}
     try:
         obj = cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from err
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # messages start with the field's name
+        raise ConfigError(f"{where}: {prefix}{err}") from err
     return obj
 
 
@@ -120,7 +178,11 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is set both as a value and a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:  # e.g. a tag such as !!python/object, which safe_load refuses
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"override {item!r}: not a plain YAML value ({problem})") from err
     return tree
 
 

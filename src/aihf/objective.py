@@ -22,12 +22,13 @@ and the entropy temperature of SAC in control.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+
+from aihf.config import Settings, setting
 
 DemoForm = Literal["linear", "logistic"]
 PreferenceForm = Literal["sigmoid", "ipo"]
@@ -50,7 +51,7 @@ __all__ = [
 
 
 @dataclass
-class ObjectiveConfig:
+class ObjectiveConfig(Settings):
     """The numbers of docs/method.md section 2, shared by every method of both worlds.
 
     ``beta``: the KL (control: entropy) coefficient of the inner problem
@@ -61,19 +62,11 @@ class ObjectiveConfig:
     the authors' code). ``preference_form``: Bradley-Terry/DPO (``sigmoid``) or IPO.
     """
 
-    beta: float = 0.1
-    w_demo: float = 1.0
-    w_pref: float = 1.0
-    demo_form: DemoForm = "logistic"
-    preference_form: PreferenceForm = "sigmoid"
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta must be a finite number > 0, got {self.beta}")
-        for name in ("w_demo", "w_pref"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    beta: float = setting(0.1, gt=0, help="KL (control: entropy) coefficient; the implicit reward's scale")
+    w_demo: float = setting(1.0, ge=0, help="weight w_D of the demonstration likelihood")
+    w_pref: float = setting(1.0, ge=0, help="weight w_P of the preference likelihood")
+    demo_form: DemoForm = setting("logistic", help="explicit reward step's demonstration term: linear or logistic")
+    preference_form: PreferenceForm = setting("sigmoid", help="preference term: sigmoid (Bradley-Terry / DPO) or ipo")
 
 
 def _check_weights(w_demo: float, w_pref: float) -> None:

@@ -19,7 +19,11 @@ from safetensors.torch import load_file, save_file
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised when a loss (or gradient norm) is NaN or infinite: training stops here."""
+    """Raised when a loss, a gradient norm or a weight is NaN or infinite: training stops here."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training, with where the last checkpoint is and how the run continues."""
 
 
 def set_seed(seed: int) -> None:
@@ -44,9 +48,8 @@ def check_finite(value: float | torch.Tensor, what: str, step: int) -> float:
     number = float(value.detach().float().item()) if isinstance(value, torch.Tensor) else float(value)
     if not math.isfinite(number):
         raise NonFiniteLossError(
-            f"{what} is {number} at step {step}: training stopped before the update, so the "
-            "last checkpoint is intact. Lower the learning rate, enable gradient clipping, "
-            "or check the inputs of this batch."
+            f"{what} is {number} at step {step}: training stopped before the update (lower the "
+            "learning rate, enable gradient clipping, or check the inputs of this batch)"
         )
     return number
 

@@ -37,7 +37,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object
 
 from aihf import objective
-from aihf.config import ConfigError
+from aihf.config import ConfigError, setting
 from aihf.data import Demonstration, Preference, PromptRecord
 from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate
 from aihf.lm.generation import HFSampler
@@ -79,43 +79,23 @@ class MethodConfig(ObjectiveConfig):
     and clip them to +-``reward_clip`` (``aihf.lm.rl.RewardScaler``).
     """
 
-    demo_average: bool = True
-    ipo_average: bool = False
-    reward_l2: float = 0.0
-    rloo_k: int = 4
-    steps_per_round: int | None = None
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    schedule: Literal["alternating", "rounds"] = "alternating"
-    rounds: int = 4
-    samples_per_demo: int = 1
-    reward_epochs: int = 1
-    policy_steps_per_round: int = 50
-    reward_init: Literal["body", "preferences"] = "body"
-    reward_frozen_layers: int = 0
-    reward_normalize: bool = True
-    reward_clip: float | None = 5.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.rloo_k < 2:
-            raise ValueError(f"rloo_k must be >= 2 (leave-one-out needs another sample), got {self.rloo_k}")
-        if self.steps_per_round is not None and self.steps_per_round < 1:
-            raise ValueError(f"steps_per_round must be >= 1 or null, got {self.steps_per_round}")
-        for name in ("max_new_tokens", "rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.reward_frozen_layers < 0:
-            raise ValueError(f"reward_frozen_layers must be >= 0, got {self.reward_frozen_layers}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not (math.isfinite(self.reward_l2) and self.reward_l2 >= 0):
-            raise ValueError(f"reward_l2 must be a finite number >= 0, got {self.reward_l2}")
-        if self.reward_clip is not None and not (math.isfinite(self.reward_clip) and self.reward_clip > 0):
-            raise ValueError(f"reward_clip must be a finite number > 0 or null, got {self.reward_clip}")
+    demo_average: bool = setting(True, help="AIHF's demonstration term averages over demonstrations (False: sums)")
+    ipo_average: bool = setting(False, help="IPO on token-mean log-ratios, as trl's loss_type='ipo' (False: summed, the IPO paper's formula)")
+    reward_l2: float = setting(0.0, ge=0, help="L2 penalty on the explicit reward's outputs")
+    rloo_k: int = setting(4, ge=2, help="RLOO samples per prompt (leave-one-out needs another sample)")
+    steps_per_round: int | None = setting(None, ge=1, help="steps between recomputed reference quantities; None: one round")
+    max_new_tokens: int = setting(64, ge=1, help="tokens sampled per response")
+    temperature: float = setting(1.0, gt=0, help="sampling temperature")
+    top_p: float = setting(1.0, gt=0, le=1, help="nucleus sampling mass")
+    schedule: Literal["alternating", "rounds"] = setting("alternating", help="Algorithm 1's schedule (aihf)")
+    rounds: int = setting(4, ge=1, help="rounds of the rounds schedule")
+    samples_per_demo: int = setting(1, ge=1, help="fresh samples per demonstration prompt and round")
+    reward_epochs: int = setting(1, ge=1, help="passes of reward steps per round")
+    policy_steps_per_round: int = setting(50, ge=1, help="RLOO steps per round on the frozen reward")
+    reward_init: Literal["body", "preferences"] = setting("body", help="a new head on the body, or a preference-only stage 0")
+    reward_frozen_layers: int = setting(0, ge=0, help="embeddings and lowest n blocks of the reward body frozen")
+    reward_normalize: bool = setting(True, help="scale rewards by their running mean / std in the policy step")
+    reward_clip: float | None = setting(5.0, gt=0, help="clip scaled rewards to +-reward_clip; None: no clip")
 
 
 SAMPLING = ("max_new_tokens", "temperature", "top_p")

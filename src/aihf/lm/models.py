@@ -34,6 +34,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from aihf.config import Settings, setting
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 from aihf.runtime import atomic_directory
 
@@ -121,13 +122,13 @@ def smollm2_safetensors_dir() -> Path:
 
 
 @dataclass
-class LoraSettings:
+class LoraSettings(Settings):
     """LoRA adapters (peft). ``target_modules=None`` adapts every linear layer but the head."""
 
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: list[str] | None = None
+    r: int = setting(8, ge=1, help="adapter rank")
+    alpha: int = setting(16, gt=0, help="scale alpha (the update is scaled by alpha / r)")
+    dropout: float = setting(0.05, ge=0, lt=1, help="dropout on the adapter's input")
+    target_modules: list[str] | None = setting(None, help="module names to adapt; None: every linear layer but the head")
 
     def peft_config(self, task_type: str = "CAUSAL_LM") -> Any:
         """This setting as a ``peft.LoraConfig``."""

@@ -18,19 +18,27 @@ demonstrations' prompts; the other methods (and ``rlhf``'s reward stage) ignore 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import json
 import logging
+import math
 import random
-import sys
 from dataclasses import dataclass, field
+from typing import Literal
 from pathlib import Path
 
-from aihf.config import ConfigError, load_config, save_config
-from aihf.data import DataError, read_demonstrations, read_preferences, read_prompts
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
+
+from aihf import run_folder, runtime
+from aihf.config import ConfigError, Settings, load_config, setting
+from aihf.data import read_demonstrations, read_preferences, read_prompts
 from aihf.lm.batching import Encoder
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
 from aihf.lm.models import LoraSettings, RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model, reference_model
-from aihf.lm.trainer import LoopConfig, Trainer, TrainResult
+from aihf.lm.trainer import LoopConfig, Trainer, TrainResult, latest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +46,21 @@ METHODS: dict[str, str] = {name: recipe.description for name, recipe in RECIPES.
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Settings):
     """The policy (and reward model) to start from."""
 
-    name_or_path: str = "tiny"
-    dtype: str = "float32"
-    gradient_checkpointing: bool = False
-    lora: LoraSettings | None = None
-    trust_remote_code: bool = False
-    reward_model: str | None = None  # a RewardModel.save directory or a causal LM; None: the policy's body
+    name_or_path: str = setting("tiny", help="hub name or local folder (safetensors), smollm2-135m, or tiny")
+    dtype: Literal["float32", "bfloat16", "float16"] = setting("float32", help="weights' dtype")
+    gradient_checkpointing: bool = setting(False, help="recompute activations in the backward pass")
+    lora: LoraSettings | None = setting(None, help="LoRA adapters (peft); None: full fine-tuning")
+    trust_remote_code: bool = setting(False, help="run a hub model's own code (off: only transformers' classes)")
+    reward_model: str | None = setting(
+        None, help="a RewardModel.save folder or a causal LM to start the reward from; None: the policy's body"
+    )
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Settings):
     """Record files (JSONL, Parquet) and token limits.
 
     ``prompts``: the RL prompt set (rows with a ``prompt``; ``read_prompts``), where
@@ -64,24 +74,25 @@ class DataConfig:
     eval_demonstrations: str | None = None
     eval_preferences: str | None = None
     eval_prompts: str | None = None
-    eval_fraction: float = 0.0  # held out of the training files when no eval file is given
-    max_length: int = 512
-    max_prompt_length: int = 256
+    eval_fraction: float = setting(0.0, ge=0, lt=1, help="held out of the training files when no eval file is given")
+    max_length: int = setting(512, ge=2, help="tokens of prompt + response")
+    max_prompt_length: int = setting(256, ge=1, help="tokens of the prompt (kept from its end)")
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        super().__post_init__()
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """Everything ``aihf train`` reads."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    reward_stage_steps: int | None = None  # rlhf, aihf's stage 0: steps of the reward stage (None: loop.max_steps)
+    reward_stage_steps: int | None = setting(None, ge=1, help="rlhf, aihf's stage 0: steps of the reward stage; None: loop.max_steps")
 
 
 def _split(records: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -93,35 +104,46 @@ def _split(records: list, fraction: float, seed: int) -> tuple[list, list]:
     return [records[i] for i in order[cut:]], [records[i] for i in order[:cut]]
 
 
+def _data_kinds(config: TrainConfig, name: str) -> list[tuple[str, bool, str | None, str | None]]:
+    """(kind, used by ``name``, training file, eval file) per data kind; a missing file that
+    the method needs is a ConfigError (checked before any long work)."""
+    recipe, data = RECIPES[name], config.data
+    if data.eval_prompts and not data.prompts:
+        raise ConfigError("data.eval_prompts is set but data.prompts is not")
+    used = recipe.kinds(bool(data.prompts) and recipe.uses_prompts)
+    kinds = [
+        ("demonstrations", "demo" in used, data.demonstrations, data.eval_demonstrations),
+        ("preferences", "pref" in used, data.preferences, data.eval_preferences),
+        ("prompts", "prompt" in used, data.prompts, data.eval_prompts),
+    ]
+    for kind, uses, train_path, eval_path in kinds:
+        if uses and not train_path:
+            raise ConfigError(f"method {name!r} needs data.{kind}")
+        for path in (train_path, eval_path) if uses else ():
+            if path and not Path(path).is_file():
+                raise ConfigError(f"data.{kind if path == train_path else 'eval_' + kind}: {path} is not a file")
+    return kinds
+
+
 def read_data(config: TrainConfig, name: str) -> tuple[dict[str, list], dict[str, list], dict[str, list]]:
     """({split: demonstrations}, {split: preferences}, {split: prompts}) for the data kinds
     ``name`` uses; a kind it does not use is ``{}`` (and a file given for it is ignored
     with a warning). With ``data.prompts``, ``rlhf`` reads no preferences (its policy stage
     samples on the prompts)."""
-    recipe, data, seed = RECIPES[name], config.data, config.loop.seed
-    if data.eval_prompts and not data.prompts:
-        raise ConfigError("data.eval_prompts is set but data.prompts is not")
-    prompt_set = bool(data.prompts) and recipe.uses_prompts
-    used = recipe.kinds(prompt_set)
-    kinds = (
-        ("demonstrations", "demo" in used, data.demonstrations, data.eval_demonstrations, read_demonstrations),
-        ("preferences", "pref" in used, data.preferences, data.eval_preferences, read_preferences),
-        ("prompts", "prompt" in used, data.prompts, data.eval_prompts, read_prompts),
-    )
+    readers = {"demonstrations": read_demonstrations, "preferences": read_preferences, "prompts": read_prompts}
     out: list[dict[str, list]] = []
-    for kind, uses, train_path, eval_path, read in kinds:
+    for kind, uses, train_path, eval_path in _data_kinds(config, name):
         if not uses:
             for path in (train_path, eval_path):
                 if path:
                     log.warning("method %s does not use %s: %s is ignored", name, kind, path)
             out.append({})
             continue
-        if not train_path:
-            raise ConfigError(f"method {name!r} needs data.{kind}")
+        read = readers[kind]
         train = list(read(train_path))
         held = list(read(eval_path)) if eval_path else []
         if not eval_path:
-            train, held = _split(train, data.eval_fraction, seed)
+            train, held = _split(train, config.data.eval_fraction, config.loop.seed)
         out.append({"train": train, "eval": held})
     return out[0], out[1], out[2]
 
@@ -164,84 +186,144 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
 
 
 def _save_final(trainer: Trainer, tokenizer, directory: Path) -> None:
-    """Trained models for later use: the policy as ``save_pretrained`` (safetensors), the
+    """Trained models for later use, written atomically (a full disk leaves the previous
+    ``final/`` or none, never a half): the policy as ``save_pretrained`` (safetensors), the
     reward model as ``RewardModel.save``; both with the tokenizer."""
     acc = trainer.accelerator
     states = {name: acc.get_state_dict(module) for name, module in trainer.method.models.items()}
     if not acc.is_main_process:
         return
-    for name, module in trainer.method.models.items():
-        model = acc.unwrap_model(module)
-        if name == "reward":
-            model.save(directory / "reward", tokenizer)
-        else:
-            model.save_pretrained(directory / name, state_dict=states[name], safe_serialization=True)
-            tokenizer.save_pretrained(directory / name)
+    with runtime.atomic_directory(directory) as tmp:
+        for name, module in trainer.method.models.items():
+            model = acc.unwrap_model(module)
+            if name == "reward":
+                model.save(tmp / "reward", tokenizer)
+            else:
+                model.save_pretrained(tmp / name, state_dict=states[name], safe_serialization=True)
+                tokenizer.save_pretrained(tmp / name)
 
 
-def _reward_stage(config: TrainConfig) -> Path:
-    """Train the preference-only ``reward`` method into ``output_dir/reward`` (skipped when
-    that stage has finished before) and return the saved reward model's directory. It reads
-    no prompt set and runs ``reward_stage_steps`` steps (default ``loop.max_steps``)."""
+def _reward_stage(config: TrainConfig, overwrite: bool) -> Path:
+    """Train the preference-only ``reward`` method into ``output_dir/reward`` (a finished stage
+    of the same config is reused: ``resume_from=auto``) and return the saved reward model's
+    directory. It reads no prompt set and runs ``reward_stage_steps`` steps (default
+    ``loop.max_steps``)."""
     stage = copy.deepcopy(config)
     stage.data.prompts = stage.data.eval_prompts = None
     stage.loop.output_dir = str(Path(config.loop.output_dir) / "reward")
     stage.loop.max_steps = config.reward_stage_steps or config.loop.max_steps
-    trained = Path(stage.loop.output_dir) / "final" / "reward"
-    if is_saved_reward_model(trained):
-        log.info("reusing the reward model of a finished reward stage, %s", trained)
-    else:
-        train("reward", stage, report_ignored=False)
-    return trained
+    train("reward", stage, report_ignored=False, overwrite=overwrite)
+    return Path(stage.loop.output_dir) / "final" / "reward"
 
 
-def train(name: str, config: TrainConfig, report_ignored: bool = True) -> TrainResult:
-    """Run method ``name``; weights end up in ``loop.output_dir/final``.
+def checkpoint_bytes(method) -> int:
+    """Disk a checkpoint of ``method`` takes: every model's weights plus AdamW's two float32
+    moments of each trainable parameter (what ``Trainer.save_checkpoint`` writes)."""
+    total = 0
+    for module in method.models.values():
+        for p in module.parameters():
+            total += p.numel() * p.element_size() + (8 * p.numel() if p.requires_grad else 0)
+    return total
 
-    ``rlhf`` first trains ``reward`` into ``output_dir/reward`` (skipped when that stage has
-    finished before, or when ``model.reward_model`` is a saved reward model), then its
-    policy stage into ``output_dir/policy``. The reward stage reads no prompt set; with
-    one, the policy stage reads no preferences. ``aihf`` with ``method.reward_init:
-    preferences`` (and no ``model.reward_model``) trains the same stage 0 first and warm
-    starts its reward from it. Settings the method does not read are logged as a warning.
-    """
-    if report_ignored and (ignored := RECIPES[name].ignored(config.method)):
-        log.warning("method %s does not read method.%s: ignored", name, ", method.".join(ignored))
-    given = bool(config.model.reward_model) and is_saved_reward_model(config.model.reward_model)
-    if name == "rlhf" and not given:
-        config = copy.deepcopy(config)
-        config.model.reward_model = str(_reward_stage(config))
-        if config.data.prompts:  # the preferences served the reward stage
-            config.data.preferences = config.data.eval_preferences = None
-        config.loop.output_dir = str(Path(config.loop.output_dir) / "policy")
-    elif name == "aihf" and config.method.reward_init == "preferences" and not config.model.reward_model:
-        config = copy.deepcopy(config)
-        config.model.reward_model = str(_reward_stage(config))  # the joint run stays in output_dir
+
+def _fit(name: str, config: TrainConfig, plan: run_folder.Plan) -> TrainResult:
+    """One stage in ``config.loop.output_dir``: build, check the disk, train (resuming as
+    ``plan`` says), save ``final/`` atomically."""
     method, tokenizer = build_method(name, config)
-    trainer = Trainer(method, config.loop)
-    if trainer.accelerator.is_main_process:
-        Path(config.loop.output_dir).mkdir(parents=True, exist_ok=True)
-        save_config(config, Path(config.loop.output_dir) / "config.yaml")
+    loop = config.loop
+    checkpoints = (loop.keep_checkpoints or math.ceil(loop.max_steps / loop.save_every)) + 1 if loop.save_every else 0
+    final = sum(p.numel() * p.element_size() for m in method.models.values() for p in m.parameters())
+    run_folder.check_free_space(Path(loop.output_dir), checkpoints * checkpoint_bytes(method) + final)
+    loop = dataclasses.replace(loop, resume_from=str(plan.checkpoint) if plan.action == "resume" else None)
+    trainer = Trainer(method, loop)
     result = trainer.fit()
-    _save_final(trainer, tokenizer, Path(config.loop.output_dir) / "final")
+    _save_final(trainer, tokenizer, Path(loop.output_dir) / "final")
     return result
 
 
-def train_from_cli(method: str, config_path: str | None, overrides: list[str]) -> int:
-    """``aihf train METHOD --config FILE key=value ...``; returns the exit status."""
+def _finished_result(folder: Path, record: dict) -> TrainResult:
+    result_dir = Path(record.get("result_dir") or folder)
+    metrics = json.loads((result_dir / "metrics.json").read_text(encoding="utf-8"))
+    log.info("%s holds this run, finished at step %s: nothing to train (its final weights are in %s)",
+             folder, record.get("step"), result_dir / "final")
+    return TrainResult(metrics["history"], metrics["evaluations"], result_dir)
+
+
+def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite: bool = False) -> TrainResult:
+    """Run method ``name`` in its run folder ``loop.output_dir`` (default
+    ``runs/METHOD-HASH``); weights end up in ``<result folder>/final``.
+
+    The folder is claimed first (``aihf.run_folder``: lock, record, refusal of another run
+    unless ``overwrite``, ``resume_from=auto``: a checkpoint of this run is resumed and a
+    finished run is returned as it is). ``rlhf`` first trains ``reward`` into
+    ``output_dir/reward`` (unless ``model.reward_model`` is a saved reward model), then its
+    policy stage into ``output_dir/policy`` (the result folder). The reward stage reads no
+    prompt set; with one, the policy stage reads no preferences. ``aihf`` with
+    ``method.reward_init: preferences`` (and no ``model.reward_model``) trains the same
+    stage 0 first and warm starts its reward from it. Settings the method does not read
+    are logged as a warning.
+    """
+    if name not in RECIPES:
+        raise ConfigError(f"unknown method {name!r}; choose from {', '.join(RECIPES)}")
+    if report_ignored and (ignored := RECIPES[name].ignored(config.method)):
+        log.warning("method %s does not read method.%s: ignored", name, ", method.".join(ignored))
+    _data_kinds(config, name)  # a missing file fails before the folder is claimed
+    if config.loop.output_dir is None:
+        config = copy.deepcopy(config)
+        config.loop.output_dir = run_folder.default_output_dir(name, config)
+    folder = Path(config.loop.output_dir)
+    state = PartialState()
+    with run_folder.locked(folder) if state.is_main_process else contextlib.nullcontext():
+        plan = None
+        if state.is_main_process:
+            run_folder.remove_dead_writers_files(folder)
+            plan = run_folder.plan(folder, name, config, overwrite, latest_checkpoint(folder))
+            if plan.action == "finished":
+                return _finished_result(folder, run_folder.read_record(folder))
+            run_folder.write_record(folder, name, config, state.num_processes, "running")
+            log.info("%s: %s in %s, %d process(es)%s", name, plan.action, folder, state.num_processes,
+                     f" from {plan.checkpoint}" if plan.checkpoint else "")
+        plan = broadcast_object_list([plan])[0] if state.num_processes > 1 else plan
+        if plan.action == "finished":
+            return _finished_result(folder, run_folder.read_record(folder))
+        given = bool(config.model.reward_model) and is_saved_reward_model(config.model.reward_model)
+        stage = config
+        if name == "rlhf" and not given:
+            stage = copy.deepcopy(config)
+            stage.model.reward_model = str(_reward_stage(config, overwrite))
+            if stage.data.prompts:  # the preferences served the reward stage
+                stage.data.preferences = stage.data.eval_preferences = None
+            stage.loop.output_dir = str(folder / "policy")
+            result = train(name, stage, report_ignored=False, overwrite=overwrite)
+        elif name == "aihf" and config.method.reward_init == "preferences" and not config.model.reward_model:
+            stage = copy.deepcopy(config)
+            stage.model.reward_model = str(_reward_stage(config, overwrite))  # the joint run stays in output_dir
+            result = _fit(name, stage, plan)
+        else:
+            result = _fit(name, config, plan)
+        if state.is_main_process:
+            run_folder.write_record(folder, name, config, state.num_processes, "finished", step=len(result.history),
+                                    result_dir=str(result.output_dir), reward_model=stage.model.reward_model)
+    return result
+
+
+def train_from_cli(method: str, config_path: str | None, overrides: list[str],
+                   output_dir: str | None = None, overwrite: bool = False) -> int:
+    """``aihf train METHOD --config FILE key=value ...``; returns the exit status (errors
+    propagate to ``aihf.cli``, which prints them as one line)."""
     if method not in METHODS:
-        print(f"aihf: unknown method {method!r}; choose from {', '.join(METHODS)}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(TrainConfig, config_path, overrides)
-        result = train(method, config)
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        print(f"aihf: {err}", file=sys.stderr)
-        return 2
+    config = load_config(TrainConfig, config_path, overrides)
+    if output_dir is not None:
+        config.loop.output_dir = output_dir
+    if config_path is None and config.model.name_or_path == "tiny":
+        log.warning("no --config and no model.name_or_path: training the random tiny model (aihf.lm.tiny)")
+    result = train(method, config, overwrite=overwrite)
     last = result.history[-1] if result.history else {}
+    trained = "policy" if RECIPES[method].train_policy else "reward"
     print(f"{method}: {len(result.history)} steps, final loss {last.get('loss', float('nan')):.4f}; "
-          f"weights in {result.output_dir / 'final'}")
+          f"{'policy' if trained == 'policy' else 'reward model'} in {result.output_dir / 'final' / trained}")
     return 0
 
 

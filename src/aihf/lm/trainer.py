@@ -44,43 +44,40 @@ from accelerate.utils import DistributedType, broadcast_object_list
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from aihf import runtime
+from aihf import run_folder, runtime
+from aihf.config import ConfigError, Settings, setting
 from aihf.lm.batching import TruncationStats
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class LoopConfig:
+class LoopConfig(Settings):
     """Settings of the training loop, shared by every method."""
 
-    output_dir: str = "runs/lm"
-    seed: int = 0
-    max_steps: int = 100
-    micro_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-5
-    reward_learning_rate: float | None = None  # None: learning_rate
-    weight_decay: float = 0.0
-    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: int = 0
-    max_grad_norm: float | None = 1.0
-    reward_max_grad_norm: float | None = None  # None: max_grad_norm
-    mixed_precision: Literal["no", "fp16", "bf16"] | None = None  # None: accelerate launch's setting
-    eval_every: int = 0
-    save_every: int = 0
-    keep_checkpoints: int = 2
-    log_every: int = 1
-    log_with: Literal["tensorboard", "none"] = "tensorboard"
-    resume_from: str | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "micro_batch_size", "gradient_accumulation_steps", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+    output_dir: str | None = setting(None, help="run folder; None: runs/METHOD-HASH (run_folder.default_output_dir)")
+    seed: int = setting(0, ge=0, help="seed of data order, sampling and initialisation")
+    max_steps: int = setting(100, ge=1, help="optimizer steps of the run")
+    micro_batch_size: int = setting(4, ge=1, help="records of each data kind per micro-batch and process")
+    gradient_accumulation_steps: int = setting(1, ge=1, help="micro-batches per optimizer step")
+    learning_rate: float = setting(1e-5, gt=0, help="AdamW learning rate (the policy's)")
+    reward_learning_rate: float | None = setting(None, gt=0, help="the reward model's learning rate; None: learning_rate")
+    weight_decay: float = setting(0.0, ge=0, help="AdamW weight decay")
+    lr_scheduler: Literal["constant", "linear", "cosine"] = setting("constant", help="learning-rate schedule after warm-up")
+    warmup_steps: int = setting(0, ge=0, help="linear warm-up steps")
+    max_grad_norm: float | None = setting(1.0, gt=0, help="gradient clip (global norm per model); None: no clipping")
+    reward_max_grad_norm: float | None = setting(None, gt=0, help="the reward model's clip; None: max_grad_norm")
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = setting(None, help="None: accelerate launch's setting")
+    eval_every: int = setting(0, ge=0, help="evaluate on held-out records every n steps; 0: only at the end")
+    save_every: int = setting(0, ge=0, help="write a checkpoint every n steps (and at the end); 0: never")
+    keep_checkpoints: int = setting(2, ge=0, help="checkpoints kept (oldest removed); 0: all")
+    log_every: int = setting(1, ge=1, help="log training metrics every n steps")
+    log_with: Literal["tensorboard", "none"] = setting("tensorboard", help="tracker")
+    resume_from: str | None = setting(
+        "auto", help="auto: resume when the run folder holds a checkpoint of this run, start otherwise; "
+        "latest: the newest checkpoint (error if none); a checkpoint folder; None: always start afresh"
+    )
+    progress: bool = setting(True, help="show a progress bar")
 
 
 class Method(Protocol):
@@ -221,6 +218,8 @@ class Trainer:
     """Runs a :class:`Method` for ``config.max_steps`` optimizer steps."""
 
     def __init__(self, method: Method, config: LoopConfig, accelerator: Accelerator | None = None) -> None:
+        if config.output_dir is None:
+            raise ValueError("loop.output_dir is None: give the Trainer a folder (aihf.lm.train.train chooses one)")
         self.method, self.config = method, config
         self.output_dir = Path(config.output_dir)
         self.accelerator = accelerator or Accelerator(
@@ -362,6 +361,11 @@ class Trainer:
         it, and the directory is swapped into place once all have finished."""
         acc = self.accelerator
         weights = {name: acc.get_state_dict(module) for name, module in self.method.models.items()}
+        for name, state in weights.items():  # a checkpoint never holds NaN or inf weights
+            bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+            if bad is not None:
+                raise runtime.NonFiniteLossError(f"the {name} weight {bad} is not finite after step {self.step}: "
+                                                 "no checkpoint was written")
         round_state = self.method.round_state()
         layout = self._optimizer_layout()
         path = self.output_dir / "checkpoints" / f"step-{self.step:07d}"
@@ -402,7 +406,11 @@ class Trainer:
         path, acc = Path(path), self.accelerator
         state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         if state["method"] != self.method.name:
-            raise ValueError(f"{path} is a {state['method']!r} checkpoint, not {self.method.name!r}")
+            raise ConfigError(f"{path} is a {state['method']!r} checkpoint, not {self.method.name!r}")
+        changed = run_folder.differences({"loop": state["config"]}, {"loop": asdict(self.config)})
+        if changed:
+            raise ConfigError(f"{path} was written by a run with other loop settings ({'; '.join(changed)}): "
+                              "resume it with its own settings or start a new run")
         same_world = state["processes"] == acc.num_processes
         for name, module in self.method.models.items():
             acc.unwrap_model(module).load_state_dict(load_state_dict(path / f"{name}.safetensors"))
@@ -423,14 +431,38 @@ class Trainer:
     # ------------------------------------------------------------------------------- fit
 
     def fit(self) -> TrainResult:
-        """Train to ``max_steps`` (resuming first if ``resume_from`` is set) and return the logs."""
-        acc, cfg, method = self.accelerator, self.config, self.method
+        """Train to ``max_steps`` and return the logs; resume first as ``resume_from`` says
+        (``auto``: the newest checkpoint in ``output_dir`` if any; ``latest``: it, or an error;
+        a path; ``None``: start). A NaN stop or Ctrl-C ends in one message saying where the
+        last checkpoint is (:class:`runtime.NonFiniteLossError`, :class:`runtime.TrainingInterrupted`)."""
+        cfg = self.config
         if cfg.resume_from:
-            path = latest_checkpoint(cfg.output_dir) if cfg.resume_from == "latest" else Path(cfg.resume_from)
-            if path is None:
-                raise FileNotFoundError(f"resume_from='latest' but {cfg.output_dir}/checkpoints has no checkpoint")
-            self.load_checkpoint(path)
-            log.info("resumed from %s at step %d", path, self.step)
+            path = latest_checkpoint(cfg.output_dir) if cfg.resume_from in ("auto", "latest") else Path(cfg.resume_from)
+            if path is None and cfg.resume_from == "latest":
+                raise ConfigError(f"loop.resume_from=latest but {cfg.output_dir}/checkpoints holds no checkpoint")
+            if path is not None:
+                self.load_checkpoint(path)
+                log.info("resumed from %s at step %d", path, self.step)
+        try:
+            return self._fit()
+        except runtime.NonFiniteLossError as err:
+            raise runtime.NonFiniteLossError(f"{err}. {self._last_checkpoint_note()}") from None
+        except KeyboardInterrupt:
+            raise runtime.TrainingInterrupted(
+                f"interrupted at step {self.step} of {self.max_steps}. {self._last_checkpoint_note()}"
+            ) from None
+
+    def _last_checkpoint_note(self) -> str:
+        path = latest_checkpoint(self.output_dir)
+        if path is None:
+            return ("No checkpoint was written (loop.save_every=0 or none reached): the same command "
+                    "starts the run again")
+        step = int(path.name.split("-")[1])
+        return (f"The last checkpoint is {path} (step {step}, weights checked finite when written); "
+                "the same command continues from it (loop.resume_from=auto)")
+
+    def _fit(self) -> TrainResult:
+        acc, cfg, method = self.accelerator, self.config, self.method
         if cfg.log_with != "none":
             acc.init_trackers(method.name)
         bar = tqdm(

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from aihf import run_folder
 from aihf.config import ConfigError, save_config, to_dict
 from aihf.data import DataError, PromptRecord, write_jsonl
 from aihf.experiments.imdb import data
@@ -67,7 +68,7 @@ def reuse_check(spec: RunSpec, policy_dir: Path) -> None:
         return
     old = yaml.safe_load(saved.read_text(encoding="utf-8"))
     new = json.loads(json.dumps({"method": asdict(spec.method), "loop": asdict(spec.loop)}))
-    ignore = {"output_dir", "seed", "resume_from", "progress"}
+    ignore = {"output_dir", "seed", "resume_from", "progress"}  # a unit's own, or no effect on its steps
     differs = [
         f"{section}.{key}" for section in ("method", "loop") for key in new[section]
         if key not in ignore and old.get(section, {}).get(key) != new[section][key]
@@ -124,7 +125,9 @@ def train_stage(
         method=copy.deepcopy(spec.method),
         loop=replace(spec.loop, output_dir=str(run_dir), seed=seed),
     )
-    train(method, train_config, report_ignored=False)  # one method section serves every method of the run
+    # one method section serves every method of the run; an unfinished unit's folder is this
+    # unit's to replace (a finished one was reused above), or to resume when it is the same run
+    train(method, train_config, report_ignored=False, overwrite=True)
     return done
 
 
@@ -413,21 +416,19 @@ def claim_output_dir(out: Path, config: ImdbConfig) -> None:
 
     Finished stages are reused by path, so only the keys that add or select runs in their
     own folders (``RUN_SELECTION``: ``methods``, ``seeds``, ``variants``, ``grid``,
-    ``setting_variants``; a reused run is checked against its variant, ``reuse_check``) and
-    ``model.device`` (where the rest is sampled) may change between runs into one directory.
+    ``setting_variants``; a reused run is checked against its variant, ``reuse_check``),
+    ``model.device`` (where the rest is sampled) and the loop keys that do not change a
+    run's steps (output folder, resumption, progress bar) may change between runs into one
+    directory.
     """
     saved = out / "config.yaml"
     if saved.is_file():
         old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-        new = json.loads(json.dumps(to_dict(config)))
-        for tree in (old, new):  # runs saved before model.device existed have none
-            if isinstance(tree.get("model"), dict):
-                tree["model"].pop("device", None)
-        changed = sorted(k for k in new if k not in RUN_SELECTION and old.get(k) != new[k])
+        may_change = (*RUN_SELECTION, "model.device", "loop.output_dir", "loop.resume_from", "loop.progress")
+        changed = run_folder.differences(old, to_dict(config), may_change)
         if changed:
-            raise ConfigError(
-                f"{out} holds a run made with other {', '.join(changed)}: choose another output directory"
-            )
+            raise ConfigError(f"{out} holds a run made with other settings ({'; '.join(changed[:6])}): "
+                              "choose another output directory")
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, saved)
 
