@@ -109,3 +109,140 @@ def test_terminals_must_be_zero_one_or_bool(terminals, row):
         Trajectory(np.zeros((3, 2)), np.zeros((3, 1)), terminals=terminals)
     assert err.value.field == "terminals" and err.value.row == row
     assert Trajectory(np.zeros((3, 2)), np.zeros((3, 1)), terminals=[True, False, True]).terminals.tolist() == [True, False, True]
+
+
+# --- segments.npz / prefs.npz (control.preferences, control.expert_data): issue 12 item 4 ---
+
+def pool_arrays(n: int = 6, length: int = 4) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"obs": rng.normal(size=(n, length, 3)).astype(np.float32), "act": rng.normal(size=(n, length, 2)).astype(np.float32),
+            "returns": rng.normal(size=n), "source": np.arange(n, dtype=np.int64) % 2}
+
+
+def data_dir(tmp_path, pool: dict | None = None, pairs=None):
+    """A make_data directory: demos.npz, segments.npz, prefs.npz, provenance.json."""
+    import json
+
+    TransitionSet(np.zeros((5, 3)), np.zeros((5, 2))).save(tmp_path / "demos.npz")
+    np.savez_compressed(tmp_path / "segments.npz", **(pool if pool is not None else pool_arrays()))
+    np.savez_compressed(tmp_path / "prefs.npz", pairs=np.array([[0, 1], [2, 3], [4, 5]]) if pairs is None else pairs)
+    (tmp_path / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 10.0}))
+    return tmp_path
+
+
+def test_good_data_dir_loads(tmp_path):
+    from aihf.control.expert_data import demonstrator_return, load_data
+
+    demos, prefs = load_data(data_dir(tmp_path), n_prefs=2)
+    assert len(demos) == 5 and len(prefs) == 2 and demonstrator_return(tmp_path) == 10.0
+    np.testing.assert_array_equal(prefs.obs_l[1], pool_arrays()["obs"][3])
+
+
+def _load(tmp_path):
+    from aihf.control.expert_data import load_data
+
+    return load_data(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "pool, pairs, file, row, field, reason",
+    [
+        ({**pool_arrays(), "obs": np.array([{"x": 1}] * 6, dtype=object)}, None, "segments.npz", None, "obs",
+         r"cannot be loaded without pickle: an object array"),
+        (None, np.array([[0, 1], [{"x": 1}, 2]], dtype=object), "prefs.npz", None, "pairs",
+         r"cannot be loaded without pickle"),
+        (None, np.array([[0.0, 1.0], [2.0, 3.0]]), "prefs.npz", None, "pairs",
+         r"pair indices must be integers, got dtype float64"),
+        (None, np.array([[0, 1], [2, 3], [5, 6]]), "prefs.npz", 2, "pairs",
+         r"pair \[5, 6\] refers to a segment outside the pool's 6 \(indices 0 to 5\)"),
+        (None, np.array([[0, 1], [-1, 3]]), "prefs.npz", 1, "pairs", r"pair \[-1, 3\] refers to a segment outside"),
+        (None, np.array([[0, 1], [3, 3]]), "prefs.npz", 1, "pairs", r"pair compares segment 3 with itself"),
+        (None, np.array([0, 1, 2]), "prefs.npz", None, "pairs", r"expected shape \[N, 2\]"),
+        (None, np.zeros((0, 2), dtype=np.int64), "prefs.npz", None, "pairs", r"no pairs"),
+        ({**pool_arrays(), "obs": np.where(np.arange(6)[:, None, None] == 4, np.nan, pool_arrays()["obs"])}, None,
+         "segments.npz", 4, "obs", r"contains NaN or inf"),
+        ({**pool_arrays(), "returns": np.array([0.0, 1, 2, np.inf, 4, 5])}, None, "segments.npz", 3, "returns",
+         r"contains NaN or inf"),
+        ({**pool_arrays(), "act": pool_arrays()["act"][:5]}, None, "segments.npz", None, "act",
+         r"has 5 along axis 0, but obs has 6"),
+        ({**pool_arrays(), "act": pool_arrays()["act"][:, :3]}, None, "segments.npz", None, "act",
+         r"has 3 along axis 1, but obs has 4"),
+        ({**pool_arrays(), "source": np.zeros(6)}, None, "segments.npz", None, "source",
+         r"expected integer policy indices, got dtype float64"),
+        ({k: v for k, v in pool_arrays().items() if k != "returns"}, None, "segments.npz", None, "returns",
+         r"array is missing; the file holds \['act', 'obs', 'source'\]"),
+        ({**pool_arrays(), "obs": np.array([["a"] * 3] * 6)}, None, "segments.npz", None, "obs",
+         r"expected a real numeric array, got dtype <U1"),
+    ],
+    ids=["object segments", "object pairs", "float pairs", "pair beyond pool", "negative pair", "self pair",
+         "pairs rank", "no pairs", "nan segment", "inf return", "segment count", "segment length", "float source",
+         "missing array", "string segments"],
+)
+def test_bad_segment_and_pair_files_name_file_row_field(tmp_path, pool, pairs, file, row, field, reason):
+    data_dir(tmp_path, pool, pairs)
+    path = tmp_path / file
+    where = re.escape(str(path)) + ("" if row is None else rf", index {row} \(0-based\)") + f", field '{field}'"
+    with pytest.raises(DataError, match=f"^{where}: {reason}") as info:
+        _load(tmp_path)
+    assert (info.value.source, info.value.row, info.value.field) == (str(path), row, field)
+
+
+def test_unreadable_npz_files_name_the_file(tmp_path):
+    from aihf.control.preferences import SegmentPool, load_pairs
+
+    missing = tmp_path / "segments.npz"
+    with pytest.raises(DataError, match=f"^{re.escape(str(missing))}: no such file$"):
+        SegmentPool.load(missing)
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(DataError, match=r"dir\.npz: is a directory, not an \.npz file$"):
+        TransitionSet.load(tmp_path / "dir.npz")
+    npy = tmp_path / "prefs.npz"
+    with open(npy, "wb") as f:
+        np.save(f, np.zeros((3, 2), dtype=np.int64))
+    with pytest.raises(DataError, match=r"prefs\.npz: is a single \.npy array \(shape \(3, 2\)\), not an \.npz archive"):
+        load_pairs(npy)
+    import pickle
+
+    pickled = tmp_path / "pickled.npz"
+    pickled.write_bytes(pickle.dumps({"pairs": [[0, 1]]}))
+    with pytest.raises(DataError, match=r"pickled\.npz: not a readable \.npz file: neither a zip archive .* which is "
+                                        r"refused\)$"):
+        load_pairs(pickled)
+    truncated = tmp_path / "cut.npz"
+    np.savez_compressed(truncated, **pool_arrays(200))
+    truncated.write_bytes(truncated.read_bytes()[:-200])
+    with pytest.raises(DataError, match=r"cut\.npz(: not a readable \.npz file|, field '\w+': cannot be read)"):
+        SegmentPool.load(truncated)
+
+
+def test_in_memory_pool_and_pairs_are_checked():
+    from aihf.control.preferences import SegmentPool
+
+    pool = SegmentPool(**pool_arrays())
+    assert len(pool) == 6 and pool.returns.dtype == np.float64  # values kept as given
+    with pytest.raises(DataError, match=r"^index 1 \(0-based\), field 'pairs': pair \[0, 9\] refers to a segment"):
+        pool.preferences(np.array([[0, 1], [0, 9]]))
+    with pytest.raises(DataError, match=r"^field 'pairs': pair indices must be integers"):
+        pool.preferences(np.array([[0.0, 1.0]]))
+
+
+def test_provenance_errors_name_the_file(tmp_path):
+    from aihf.control.expert_data import demonstrator_return
+
+    with pytest.raises(DataError, match=r"provenance\.json: no such file"):
+        demonstrator_return(tmp_path)
+    (tmp_path / "provenance.json").write_text('{"demonstrator_return_mean": "high"}')
+    with pytest.raises(DataError, match=r"provenance\.json, field 'demonstrator_return_mean': expected a finite number"):
+        demonstrator_return(tmp_path)
+    (tmp_path / "provenance.json").write_text("{oops")
+    with pytest.raises(DataError, match=r"provenance\.json: not a readable JSON object"):
+        demonstrator_return(tmp_path)
+
+
+def test_asking_for_more_pairs_than_the_file_holds_warns(tmp_path, caplog):
+    from aihf.control.expert_data import load_data
+
+    with caplog.at_level("WARNING", logger="aihf.control.expert_data"):
+        demos, prefs = load_data(data_dir(tmp_path), n_demos=50, n_prefs=10)
+    assert (len(demos), len(prefs)) == (5, 3)
+    assert "n_prefs=10 asked, but the file holds 3 pairs" in caplog.text and "n_demos=50 asked" in caplog.text

@@ -14,6 +14,8 @@ Files in ``data/mujoco/<env>/``:
 from __future__ import annotations
 
 import json
+import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +25,9 @@ import numpy as np
 from aihf.control.policy_io import load_policy
 from aihf.control.preferences import SegmentPool, bradley_terry_pairs, load_pairs
 from aihf.control.rollout import policy_actor, run_episode
-from aihf.data import SegmentPreferenceSet, TransitionSet
+from aihf.data import DataError, SegmentPreferenceSet, TransitionSet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,15 +119,33 @@ def write_data_dir(out: str | Path, demos: TransitionSet, demos_low: TransitionS
 def load_data(data_dir: str | Path, demos: str = "demos", n_demos: int | None = None,
               n_prefs: int | None = None) -> tuple[TransitionSet, SegmentPreferenceSet]:
     """Demonstrations (``demos`` = "demos" or "demos_low", first ``n_demos``) and the first
-    ``n_prefs`` preference pairs from a ``make_data`` directory."""
+    ``n_prefs`` preference pairs from a ``make_data`` directory (fewer, with a warning, when
+    the files hold fewer). Bad files or values are ``DataError`` naming the file, the row
+    (transition, segment or pair index) and the array."""
     d = Path(data_dir)
     transitions = TransitionSet.load(d / f"{demos}.npz")
     if n_demos is not None:
+        if n_demos > len(transitions):
+            log.warning("%s: n_demos=%d asked, but the file holds %d transitions: using all %d",
+                        d / f"{demos}.npz", n_demos, len(transitions), len(transitions))
         transitions = TransitionSet(transitions.observations[:n_demos], transitions.actions[:n_demos])
-    pairs = load_pairs(d / "prefs.npz")
-    return transitions, SegmentPool.load(d / "segments.npz").preferences(pairs[:n_prefs])
+    pool = SegmentPool.load(d / "segments.npz")
+    pairs = load_pairs(d / "prefs.npz", n_segments=len(pool))
+    if n_prefs is not None and n_prefs > len(pairs):
+        log.warning("%s: n_prefs=%d asked, but the file holds %d pairs: using all %d",
+                    d / "prefs.npz", n_prefs, len(pairs), len(pairs))
+    return transitions, pool.preferences(pairs[:n_prefs])
 
 
 def demonstrator_return(data_dir: str | Path) -> float:
     """The mean true return of the expert episodes behind ``demos.npz`` (the normaliser)."""
-    return json.loads((Path(data_dir) / "provenance.json").read_text())["demonstrator_return_mean"]
+    path = Path(data_dir) / "provenance.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("demonstrator_return_mean")
+    except FileNotFoundError:
+        raise DataError("no such file", source=str(path)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise DataError(f"not a readable JSON object ({err})", source=str(path)) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"expected a finite number, got {value!r}", source=str(path), field="demonstrator_return_mean")
+    return float(value)

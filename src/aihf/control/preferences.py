@@ -7,6 +7,11 @@ Bradley-Terry model of docs/method.md section 2 on the true return:
 Segments live in a pool; a preference is a pair of pool indices (winner, loser), so many
 pairs share storage. ``SegmentPool.preferences`` turns pairs into the data layer's
 ``SegmentPreferenceSet``.
+
+Files (``expert_data``): ``segments.npz`` holds the pool (``obs``, ``act``, ``returns``,
+``source``) and ``prefs.npz`` the ``pairs``; both are read without pickle
+(``aihf.data.trajectories.load_npz``) and checked, so a bad value is a ``DataError``
+naming the file, the segment or pair index (``row``) and the array (``field``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from aihf.data import DataError, SegmentPreferenceSet
+from aihf.data.trajectories import _array, _same_length, load_npz
+
+POOL_ARRAYS = ("obs", "act", "returns", "source")
 
 
 def bradley_terry_pairs(returns: np.ndarray, n_pairs: int, temperature: float,
@@ -33,20 +41,61 @@ def bradley_terry_pairs(returns: np.ndarray, n_pairs: int, temperature: float,
     return np.stack([np.where(a_wins, a, b), np.where(a_wins, b, a)], axis=1).astype(np.int64)
 
 
+def check_pairs(pairs: np.ndarray, n_segments: int | None = None) -> np.ndarray:
+    """``pairs`` as given, checked: integer (winner, loser) indices of shape [N, 2], N >= 1,
+    each in ``[0, n_segments)`` (when given) and naming two different segments. Errors
+    are ``DataError`` with ``field='pairs'`` and ``row`` the pair index."""
+    pairs = np.asarray(pairs)
+    if not np.issubdtype(pairs.dtype, np.integer):
+        raise DataError(f"pair indices must be integers, got dtype {pairs.dtype}", field="pairs")
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise DataError(f"expected shape [N, 2] (winner, loser segment indices), got {pairs.shape}", field="pairs")
+    if len(pairs) == 0:
+        raise DataError("no pairs (the array is empty)", field="pairs")
+    if n_segments is not None:
+        bad = ((pairs < 0) | (pairs >= n_segments)).any(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(
+                f"pair {pairs[row].tolist()} refers to a segment outside the pool's {n_segments} "
+                f"(indices 0 to {n_segments - 1})",
+                field="pairs", row=row,
+            )
+    same = pairs[:, 0] == pairs[:, 1]
+    if same.any():
+        row = int(np.argmax(same))
+        raise DataError(f"pair compares segment {int(pairs[row, 0])} with itself", field="pairs", row=row)
+    return pairs
+
+
 @dataclass(frozen=True)
 class SegmentPool:
     """Segments ``obs`` [S, L, obs_dim], ``act`` [S, L, act_dim], their true ``returns`` [S]
-    and the index of the policy that produced each (``source`` [S])."""
+    and the index of the policy that produced each (``source`` [S], integers).
+
+    Checked on construction (values kept as given, no copies): real numeric, finite, these
+    ranks, agreeing sizes; errors are ``DataError`` with ``field`` the array and ``row`` the
+    segment index."""
 
     obs: np.ndarray
     act: np.ndarray
     returns: np.ndarray
     source: np.ndarray
 
+    def __post_init__(self) -> None:
+        for name, rank in (("obs", 3), ("act", 3), ("returns", 1), ("source", 1)):
+            object.__setattr__(self, name, _array(getattr(self, name), name, rank, dtype=None))
+        if not np.issubdtype(self.source.dtype, np.integer):
+            raise DataError(f"expected integer policy indices, got dtype {self.source.dtype}", field="source")
+        _same_length({name: getattr(self, name) for name in POOL_ARRAYS})
+        _same_length({"obs": self.obs, "act": self.act}, axis=1)
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
     def preferences(self, pairs: np.ndarray) -> SegmentPreferenceSet:
-        """The ``SegmentPreferenceSet`` of (winner, loser) index ``pairs``."""
-        if pairs.min() < 0 or pairs.max() >= len(self.obs):
-            raise DataError(f"pair index out of range [0, {len(self.obs)})", field="pairs")
+        """The ``SegmentPreferenceSet`` of (winner, loser) index ``pairs`` (checked by :func:`check_pairs`)."""
+        pairs = check_pairs(pairs, len(self))
         w, l = pairs[:, 0], pairs[:, 1]
         return SegmentPreferenceSet(self.obs[w], self.act[w], self.obs[l], self.act[l])
 
@@ -55,11 +104,19 @@ class SegmentPool:
 
     @classmethod
     def load(cls, path: str | Path) -> "SegmentPool":
-        with np.load(path, allow_pickle=False) as f:
-            return cls(f["obs"], f["act"], f["returns"], f["source"])
+        """Read a pool saved by :meth:`save`; errors name the file, the segment and the array."""
+        arrays = load_npz(path, POOL_ARRAYS, what="a segment pool")
+        try:
+            return cls(**arrays)
+        except DataError as err:
+            raise err.at(source=str(path)) from None
 
 
-def load_pairs(path: str | Path) -> np.ndarray:
-    """(winner, loser) index pairs saved with ``np.savez_compressed(path, pairs=...)``."""
-    with np.load(path, allow_pickle=False) as f:
-        return f["pairs"]
+def load_pairs(path: str | Path, n_segments: int | None = None) -> np.ndarray:
+    """(winner, loser) index pairs saved with ``np.savez_compressed(path, pairs=...)``, checked
+    by :func:`check_pairs` (against a pool of ``n_segments`` when given); errors name the file."""
+    pairs = load_npz(path, ["pairs"], what="a preference file")["pairs"]
+    try:
+        return check_pairs(pairs, n_segments)
+    except DataError as err:
+        raise err.at(source=str(path)) from None

@@ -11,13 +11,16 @@
 Every float array is stored as a read-only ``float32`` copy; integer and bool inputs are
 cast, anything else (strings, objects, complex) is an error, and so is NaN or inf. Sets
 are saved as compressed ``.npz`` holding exactly the arrays above and loaded with
-``allow_pickle=False``. Errors are :class:`~aihf.data.errors.DataError` whose ``field``
-is the array name and whose ``row`` is the 0-based position along the first axis.
+``allow_pickle=False`` (:func:`load_npz`, which other ``.npz`` readers share). Errors are
+:class:`~aihf.data.errors.DataError` whose ``field`` is the array name and whose ``row``
+is the 0-based position along the first axis; a loaded file's errors name the file too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +33,25 @@ from aihf.data.errors import DataError
 S = TypeVar("S", bound="_ArraySet")
 
 
-def _array(value: Any, field: str, rank: int, dtype: type = np.float32) -> np.ndarray:
-    """A read-only copy of ``value`` with ``rank`` dims, numeric, finite, at least one row."""
+def _array(value: Any, field: str, rank: int, dtype: type | None = np.float32) -> np.ndarray:
+    """A read-only copy of ``value`` with ``rank`` dims, numeric, finite, at least one row.
+
+    ``dtype=None``: checked the same way but returned as given (``np.asarray``, no copy)."""
     try:
         raw = np.asarray(value)
     except (TypeError, ValueError) as err:
         raise DataError(f"cannot be read as an array ({err})", field=field) from None
     if not (np.issubdtype(raw.dtype, np.number) or raw.dtype == np.bool_) or np.iscomplexobj(raw):
         raise DataError(f"expected a real numeric array, got dtype {raw.dtype}", field=field)
+    if dtype is None:
+        if raw.ndim != rank:
+            raise DataError(f"expected {rank} dims, got shape {raw.shape}", field=field)
+        if raw.shape[0] == 0:
+            raise DataError("is empty (first dim is 0)", field=field)
+        bad = ~np.isfinite(raw.reshape(len(raw), -1)).all(axis=1)
+        if bad.any():
+            raise DataError("contains NaN or inf", field=field, row=int(np.argmax(bad)))
+        return raw
     if raw.ndim != rank:
         raise DataError(f"expected {rank} dims, got shape {raw.shape}", field=field)
     if raw.shape[0] == 0:
@@ -123,6 +137,60 @@ class SegmentPreference:
             )
 
 
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def load_npz(path: str | Path, names: Sequence[str], *, exact: bool = False, what: str = "the file") -> dict[str, np.ndarray]:
+    """The arrays ``names`` of an ``.npz`` file, read with ``allow_pickle=False``.
+
+    Every failure is a :class:`DataError` naming the file (and the array where there is
+    one): a missing file, a directory, a file that is not an ``.npz`` archive (a pickle, a
+    single ``.npy`` array, garbage), a missing array, an object array (it would need
+    pickle: refused, never loaded), an unreadable member. ``exact``: other arrays in the
+    file are errors too (else ignored). Values are not checked here.
+    """
+    source = str(path)
+    path = Path(path)
+    if not path.exists():
+        raise DataError("no such file", source=source)
+    if path.is_dir():
+        raise DataError("is a directory, not an .npz file", source=source)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except NPZ_ERRORS as err:
+        if "pickle" in str(err).lower():  # neither a zip archive nor .npy: numpy's last resort is pickle
+            raise DataError(
+                "not a readable .npz file: neither a zip archive of arrays nor a .npy array "
+                "(numpy would read it as a pickle, which is refused)", source=source,
+            ) from None
+        raise DataError(f"not a readable .npz file ({err})", source=source) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(
+            f"is a single .npy array (shape {getattr(npz, 'shape', '?')}), not an .npz archive of named arrays "
+            f"{list(names)}", source=source,
+        )
+    with npz:
+        unknown = sorted(set(npz.files) - set(names))
+        if exact and unknown:
+            raise DataError(f"unknown array; {what} holds {list(names)}", source=source, field=unknown[0])
+        missing = [n for n in names if n not in npz.files]
+        if missing:
+            raise DataError(f"array is missing; the file holds {sorted(npz.files)}", source=source, field=missing[0])
+        arrays = {}
+        for name in names:
+            try:
+                arrays[name] = npz[name]
+            except ValueError as err:  # object arrays need pickle: refused
+                raise DataError(
+                    f"cannot be loaded without pickle: an object array, never unpickled here ({err}); "
+                    "save it as a numeric array",
+                    source=source, field=name,
+                ) from None
+            except NPZ_ERRORS as err:
+                raise DataError(f"cannot be read ({err})", source=source, field=name) from None
+    return arrays
+
+
 @dataclass(frozen=True, eq=False)
 class _ArraySet:
     """Shared validation and ``.npz`` I/O for sets of same-shaped arrays (first axis = item)."""
@@ -150,27 +218,11 @@ class _ArraySet:
     @classmethod
     def load(cls: type[S], path: str | Path) -> S:
         """Read a set saved by :meth:`save`; errors name the file and the array."""
-        source = str(path)
-        names = [f.name for f in dataclasses.fields(cls)]
+        arrays = load_npz(path, [f.name for f in dataclasses.fields(cls)], exact=True, what=cls.__name__)
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                unknown = sorted(set(npz.files) - set(names))
-                if unknown:
-                    raise DataError(f"unknown array; {cls.__name__} holds {names}", field=unknown[0])
-                missing = [n for n in names if n not in npz.files]
-                if missing:
-                    raise DataError("array is missing", field=missing[0])
-                arrays = {}
-                for name in names:
-                    try:
-                        arrays[name] = npz[name]
-                    except ValueError as err:  # object arrays need pickle: refused
-                        raise DataError(f"cannot be loaded without pickle ({err})", field=name) from None
             return cls(**arrays)
         except DataError as err:
-            raise err.at(source=source) from None
-        except (OSError, ValueError) as err:
-            raise DataError(f"not a readable .npz file ({err})", source=source) from None
+            raise err.at(source=str(path)) from None
 
 
 @dataclass(frozen=True, eq=False)
