@@ -224,3 +224,43 @@ def test_temporary_folders_of_killed_saves_are_removed_at_start(tmp_path):
         path.mkdir(parents=True)
     train("dpo", config(tmp_path, f"loop.output_dir={out}", "loop.max_steps=1"))
     assert not any(p.exists() for p in stale) and live.exists()
+
+
+# ------------------------------------------------------------------------------ item 6
+
+
+@pytest.mark.parametrize("dedupe", [True, False])
+def test_duplicated_rows_are_counted_and_never_on_both_sides_of_the_split(tmp_path, dedupe, caplog):
+    from aihf.data import Preference, write_jsonl
+    from aihf.lm.train import read_data
+
+    rows = [Preference(f"review: the {s} was", " great", " terrible") for s in ("movie", "plot", "cast", "score")]
+    write_jsonl(rows * 3, tmp_path / "prefs.jsonl")  # every row three times
+    cfg = load_config(TrainConfig, None, [f"data.preferences={tmp_path / 'prefs.jsonl'}", "data.eval_fraction=0.25",
+                                          f"data.dedupe={str(dedupe).lower()}"])
+    with caplog.at_level("INFO"):
+        _, prefs, _ = read_data(cfg, "dpo")
+    assert "8" in caplog.text and "duplicate" in caplog.text  # 8 copies beyond the first of each row
+    train_prompts = {p.prompt for p in prefs["train"]}
+    assert prefs["eval"] and not train_prompts & {p.prompt for p in prefs["eval"]}
+    assert len(prefs["train"]) + len(prefs["eval"]) == (4 if dedupe else 12)
+
+
+def test_eval_names_the_loadable_folder_and_refuses_pickles_in_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    train("dpo", config(tmp_path, f"loop.output_dir={out}", "loop.max_steps=1"))
+    capsys.readouterr()
+    for given in (out / "final", out):
+        assert main(["eval", "--model", str(given)]) == 2
+        err = capsys.readouterr().err
+        assert f"the trained model is {out / 'final' / 'policy'}" in err and len(err.strip().splitlines()) == 1
+    assert main(["eval", "--model", str(tmp_path / "missing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (pickled / name).write_bytes((out / "final" / "policy" / name).read_bytes())
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded: pickles are refused")
+    status = main(["eval", "--model", str(pickled), "--preferences", str(tmp_path / "prefs.jsonl")])
+    err = capsys.readouterr().err
+    assert status != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

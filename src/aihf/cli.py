@@ -180,7 +180,7 @@ def _os_error(err: OSError) -> str:
     """``PATH: reason`` for a failed file operation (permission, a folder where a file was
     expected, a full disk), without the traceback."""
     where = " -> ".join(str(p) for p in (err.filename, err.filename2) if p)
-    reason = err.strerror or str(err)
+    reason = err.strerror or (str(err).strip().splitlines() or [type(err).__name__])[0]
     return f"{where}: {reason}" if where else reason
 
 

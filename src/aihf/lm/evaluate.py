@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from aihf import objective
+from aihf.config import ConfigError
 from aihf.lm.batching import Encoder, Sequence, collate
 from aihf.lm.models import RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model
 
@@ -116,8 +117,32 @@ def run_beta(model_path: str | Path) -> float | None:
     return float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None
 
 
+def check_model_path(model: str) -> None:
+    """A local ``--model`` must be a loadable folder: a run's ``final/`` (which holds ``policy/``
+    and ``reward/``) or a run folder is named as such, with the folder to give instead."""
+    path = Path(model)
+    if not path.exists():
+        if path.is_absolute() or model.startswith((".", "runs/", "outputs/")):
+            raise ConfigError(f"--model {model}: no such folder")
+        return  # a hub name
+    if not path.is_dir():
+        raise ConfigError(f"--model {model}: not a folder")
+    if (path / "config.json").is_file() or is_saved_reward_model(path):
+        return
+    for inner in ("policy", "final/policy", "policy/final/policy", "reward", "final/reward"):
+        if (path / inner / "config.json").is_file() or is_saved_reward_model(path / inner):
+            raise ConfigError(f"--model {model}: a run's folder, not a model; the trained model is {path / inner}")
+    raise ConfigError(f"--model {model}: no config.json (not a saved model folder)")
+
+
 def evaluate_from_cli(args: argparse.Namespace) -> int:
     """Entry point of ``aihf eval``."""
+    check_model_path(args.model)
+    for flag, value in (("--preferences", args.preferences), ("--demonstrations", args.demonstrations)):
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{flag} {value}: no such file")
+    if args.reference:
+        check_model_path(args.reference)
     beta = args.beta
     if beta is None:
         beta = run_beta(args.model)

@@ -79,7 +79,7 @@ class MethodConfig(ObjectiveConfig):
     and clip them to +-``reward_clip`` (``aihf.lm.rl.RewardScaler``).
     """
 
-    demo_average: bool = setting(True, help="AIHF's demonstration term averages over demonstrations (False: sums)")
+    demo_average: bool = setting(True, help="the supervised demonstration term (sft, aihf-dpo) is a per-token mean of log pi (False: the sum)")
     ipo_average: bool = setting(False, help="IPO on token-mean log-ratios, as trl's loss_type='ipo' (False: summed, the IPO paper's formula)")
     reward_l2: float = setting(0.0, ge=0, help="L2 penalty on the explicit reward's outputs")
     rloo_k: int = setting(4, ge=2, help="RLOO samples per prompt (leave-one-out needs another sample)")

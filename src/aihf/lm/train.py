@@ -24,7 +24,6 @@ import dataclasses
 import json
 import logging
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Literal
 from pathlib import Path
@@ -34,7 +33,7 @@ from accelerate.utils import broadcast_object_list
 
 from aihf import run_folder, runtime
 from aihf.config import ConfigError, Settings, load_config, setting
-from aihf.data import read_demonstrations, read_preferences, read_prompts
+from aihf.data import read_demonstrations, read_preferences, read_prompts, split_without_leaks
 from aihf.lm.batching import Encoder
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
 from aihf.lm.models import LoraSettings, RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model, reference_model
@@ -75,6 +74,8 @@ class DataConfig(Settings):
     eval_preferences: str | None = None
     eval_prompts: str | None = None
     eval_fraction: float = setting(0.0, ge=0, lt=1, help="held out of the training files when no eval file is given")
+    dedupe: bool = setting(True, help="drop exact duplicate records (counted in the log); False: keep them, "
+                           "every copy on one side of the train/eval split")
     max_length: int = setting(512, ge=2, help="tokens of prompt + response")
     max_prompt_length: int = setting(256, ge=1, help="tokens of the prompt (kept from its end)")
 
@@ -93,15 +94,6 @@ class TrainConfig(Settings):
     method: MethodConfig = field(default_factory=MethodConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     reward_stage_steps: int | None = setting(None, ge=1, help="rlhf, aihf's stage 0: steps of the reward stage; None: loop.max_steps")
-
-
-def _split(records: list, fraction: float, seed: int) -> tuple[list, list]:
-    if not fraction or not records:
-        return list(records), []
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    cut = max(1, round(fraction * len(records)))
-    return [records[i] for i in order[cut:]], [records[i] for i in order[:cut]]
 
 
 def _data_kinds(config: TrainConfig, name: str) -> list[tuple[str, bool, str | None, str | None]]:
@@ -140,10 +132,10 @@ def read_data(config: TrainConfig, name: str) -> tuple[dict[str, list], dict[str
             out.append({})
             continue
         read = readers[kind]
-        train = list(read(train_path))
-        held = list(read(eval_path)) if eval_path else []
-        if not eval_path:
-            train, held = _split(train, config.data.eval_fraction, config.loop.seed)
+        train, held, _ = split_without_leaks(
+            read(train_path), config.data.eval_fraction, config.loop.seed, dedupe=config.data.dedupe,
+            eval_records=read(eval_path) if eval_path else None, name=train_path,
+        )
         out.append({"train": train, "eval": held})
     return out[0], out[1], out[2]
 
