@@ -108,7 +108,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, RowValue]]:
         yield from _lines(f)
 
 
-def _compressed_jsonl(path: Path, suffix: str) -> Iterator[tuple[int, RowValue]]:
+def _compressed_jsonl(path: Path, suffix: str, name: str) -> Iterator[tuple[int, RowValue]]:
     kind, opener = COMPRESSED[suffix]
     line = 0
     try:
@@ -118,10 +118,10 @@ def _compressed_jsonl(path: Path, suffix: str) -> Iterator[tuple[int, RowValue]]
     except DECOMPRESS_ERRORS as err:
         after = f" after line {line}" if line else ""
         raise DataError(f"cannot decompress the {kind} data{after} ({err}): truncated or not {kind}?",
-                        source=str(path)) from None
+                        source=name) from None
 
 
-def _parquet(path: Path) -> Iterator[tuple[int, RowValue]]:
+def _parquet(path: Path, name: str) -> Iterator[tuple[int, RowValue]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -129,7 +129,7 @@ def _parquet(path: Path) -> Iterator[tuple[int, RowValue]]:
         file = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
         hint = _json_hint(path)
-        raise DataError(f"not a readable Parquet file ({err}){hint}", source=str(path)) from None
+        raise DataError(f"not a readable Parquet file ({err}){hint}", source=name) from None
     index = 0
     try:
         for batch in file.iter_batches():
@@ -137,7 +137,7 @@ def _parquet(path: Path) -> Iterator[tuple[int, RowValue]]:
                 yield index, row
                 index += 1
     except (pa.ArrowException, OSError) as err:
-        raise DataError(f"cannot read the Parquet data after {index} rows ({err})", source=str(path)) from None
+        raise DataError(f"cannot read the Parquet data after {index} rows ({err})", source=name) from None
 
 
 def _json_hint(path: Path) -> str:
@@ -149,43 +149,43 @@ def _json_hint(path: Path) -> str:
     return "; it looks like JSON text: name it .jsonl" if head[:1] in (b"{", b"[") else ""
 
 
-def _check_file(path: Path) -> bytes:
-    """The first bytes of ``path``, after checking it is a readable file."""
+def _check_file(path: Path, name: str) -> bytes:
+    """The first bytes of ``path``, after checking it is a readable file (errors name it ``name``)."""
     if not path.exists():
-        raise DataError("no such file", source=str(path))
+        raise DataError("no such file", source=name)
     if path.is_dir():
         raise DataError(
             "is a directory, not a data file (for a datasets.save_to_disk directory, pass "
             "datasets.load_from_disk(path) instead)",
-            source=str(path),
+            source=name,
         )
     try:
         with open(path, "rb") as f:
             return f.read(8)
     except OSError as err:
-        raise DataError(f"cannot be read ({err.strerror or err})", source=str(path)) from None
+        raise DataError(f"cannot be read ({err.strerror or err})", source=name) from None
 
 
 def _path_rows(path: Path, name: str) -> Rows:
     suffixes = [s.lower() for s in path.suffixes[-2:]]
     if path.is_dir():
-        _check_file(path)
+        _check_file(path, name)
     if suffixes[-1:] == [".jsonl"]:
-        hint = _sniff(_check_file(path))
+        hint = _sniff(_check_file(path, name))
         if hint:
             raise DataError(hint, source=name)
         return Rows(name, "line", _jsonl(path))
     if len(suffixes) == 2 and suffixes[0] == ".jsonl" and suffixes[1] in COMPRESSED:
-        head = _check_file(path)
+        head = _check_file(path, name)
         kind = COMPRESSED[suffixes[1]][0]
         magic = next(m for m, _, suffix in MAGIC if suffix == ".jsonl" + suffixes[1])
-        if not head.startswith(magic):
+        if head and not head.startswith(magic):  # an empty file reads as no rows
             plain = " (it looks like plain JSON text: name it .jsonl)" if _json_hint(path) else ""
             raise DataError(f"is named {suffixes[1]} but is not {kind}-compressed{plain}", source=name)
-        return Rows(name, "line", _compressed_jsonl(path, suffixes[1]))
+        return Rows(name, "line", _compressed_jsonl(path, suffixes[1], name))
     if suffixes[-1:] == [".parquet"]:
-        _check_file(path)
-        return Rows(name, "index", _parquet(path))
+        _check_file(path, name)
+        return Rows(name, "index", _parquet(path, name))
     shown = "".join(path.suffixes[-2:]) if suffixes[-1:] and suffixes[-1] in COMPRESSED else path.suffix
     raise DataError(
         f"unsupported file type {shown!r}; expected .jsonl, .jsonl.gz, .jsonl.bz2, .jsonl.xz or .parquet",
