@@ -22,6 +22,29 @@ def test_train_help_lists_the_methods(capsys):
         assert f"\n  {method} " in out
 
 
+def test_train_help_documents_every_config_key_with_its_default(capsys):
+    from aihf.config import describe
+    from aihf.lm.train import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    keys = describe(TrainConfig)
+    assert len(keys) > 50
+    for key, default, text in keys:
+        assert f"  {key} " in out, key
+    assert "loop.learning_rate" in out and "1.0e-05" in out and "AdamW learning rate" in out
+    assert all(text for key, _, text in keys if key.startswith(("loop.", "method.", "model."))), "a key without help"
+
+
+def test_version_and_a_suggestion_for_a_mistyped_key(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("aihf ")
+    assert main(["train", "dpo", "loop.max_stepz=3"]) == 2
+    assert "did you mean loop.max_steps?" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv",
     [

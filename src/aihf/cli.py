@@ -28,6 +28,15 @@ EXPERIMENTS = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aihf")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def _lazy(module: str, attribute: str):
     """Import ``module.attribute`` or explain which part of aihf is missing."""
     try:
@@ -41,12 +50,20 @@ def _lazy(module: str, attribute: str):
         ) from err
 
 
-def _method_help() -> str:
+def _train_help() -> str:
+    """The methods and every config key of ``aihf train`` with its default and help."""
     try:
-        from aihf.lm.train import METHODS
+        from aihf.config import describe
+        from aihf.lm.train import METHODS, TrainConfig
     except ImportError:
         return ""
-    return "methods:\n" + "\n".join(f"  {name:16s} {text}" for name, text in METHODS.items())
+    keys = describe(TrainConfig)
+    width = max(len(key) for key, _, _ in keys)
+    lines = ["methods:", *(f"  {name:16s} {text}" for name, text in METHODS.items()), "",
+             "config keys (--config FILE.yaml sections, or key=value; default, then meaning):"]
+    for key, default, text in keys:
+        lines.append(f"  {key:{width}s}  {default}" + (f"\n  {'':{width}s}    {text}" if text else ""))
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Overrides take the form dotted.key=value (values are YAML).",
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (default: one line)")
+    parser.add_argument("--version", action="version", version=f"aihf {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
@@ -66,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a language model with one method (sft, reward, rlhf, dpo, ipo, spin, aihf, aihf-dpo, self-play-aihf)",
         description="Train a language model with one method; each method is a named "
         "configuration of the same accelerate training loop.",
-        epilog=_method_help(),
+        epilog=_train_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("method", help="the method to train with")

@@ -16,6 +16,7 @@ after ``super().__post_init__()``; every message starts with the field's name, a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -144,9 +145,11 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", prefix:
     types_ = _field_types(cls)
     unknown = sorted(set(data) - set(types_))
     if unknown:
+        guesses = [m for k in unknown for m in difflib.get_close_matches(k, list(types_), n=1, cutoff=0.6)]
+        hint = f"; did you mean {', '.join(prefix + g for g in guesses)}?" if guesses else ""
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}; "
-            f"known keys: {', '.join(prefix + k for k in types_)}"
+            f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}{hint} "
+            f"(known keys: {', '.join(prefix + k for k in types_)})"
         )
     kwargs = {k: _coerce(v, types_[k], prefix + k, where) for k, v in data.items()}
     try:
@@ -156,6 +159,30 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", prefix:
     except (TypeError, ValueError) as err:  # messages start with the field's name
         raise ConfigError(f"{where}: {prefix}{err}") from err
     return obj
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(dotted key, default, help)`` of every leaf setting of config dataclass ``cls``
+    (nested sections recursed), for ``--help``."""
+    rows: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        annotation = hints[f.name]
+        if dataclasses.is_dataclass(annotation):
+            rows += describe(annotation, f"{prefix}{f.name}.")
+            continue
+        optional_section = [a for a in typing.get_args(annotation) if dataclasses.is_dataclass(a)]
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
+        shown = "null" if default is None else yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+        rows.append((prefix + f.name, shown, f.metadata.get("help", "")))
+        if optional_section:  # e.g. model.lora: null, or a section with these keys
+            rows += describe(optional_section[0], f"{prefix}{f.name}.")
+    return rows
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -67,12 +67,12 @@ class DataConfig(Settings):
     Unset, they sample on the preferences' (``rlhf``) or demonstrations' (``aihf``) prompts.
     """
 
-    demonstrations: str | None = None
-    preferences: str | None = None
-    prompts: str | None = None
-    eval_demonstrations: str | None = None
-    eval_preferences: str | None = None
-    eval_prompts: str | None = None
+    demonstrations: str | None = setting(None, help="demonstrations file (JSONL / Parquet: prompt, response)")
+    preferences: str | None = setting(None, help="preferences file (prompt, chosen, rejected; or trl's implicit prompt)")
+    prompts: str | None = setting(None, help="RL prompt set (rows with a prompt) for rlhf's policy stage and aihf")
+    eval_demonstrations: str | None = setting(None, help="held-out demonstrations")
+    eval_preferences: str | None = setting(None, help="held-out preferences")
+    eval_prompts: str | None = setting(None, help="held-out RL prompts (needs data.prompts)")
     eval_fraction: float = setting(0.0, ge=0, lt=1, help="held out of the training files when no eval file is given")
     dedupe: bool = setting(True, help="drop exact duplicate records (counted in the log); False: keep them, "
                            "every copy on one side of the train/eval split")
