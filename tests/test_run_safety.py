@@ -264,3 +264,18 @@ def test_eval_names_the_loadable_folder_and_refuses_pickles_in_one_line(tmp_path
     status = main(["eval", "--model", str(pickled), "--preferences", str(tmp_path / "prefs.jsonl")])
     err = capsys.readouterr().err
     assert status != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_final_models_carry_a_model_card_and_are_readable_by_the_group(tmp_path):
+    out = tmp_path / "run"
+    old = os.umask(0o022)
+    try:
+        train("aihf-dpo", config(tmp_path, f"loop.output_dir={out}", "loop.max_steps=2", "loop.save_every=2"))
+    finally:
+        os.umask(old)
+    card = (out / "final" / "policy" / "README.md").read_text()
+    assert "# aihf-dpo: policy" in card and "base_model: tiny" in card and "| train/loss |" in card
+    assert "beta: 0.1" in card and str(tmp_path / "demos.jsonl") in card
+    assert f'from_pretrained("{out / "final" / "policy"}")' in card
+    for folder in (out / "final" / "policy", out / "checkpoints" / "step-0000002"):
+        assert all(f.stat().st_mode & 0o777 == 0o644 for f in folder.iterdir()), folder

@@ -72,12 +72,23 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _readable_as_umask_allows(tmp)
     old = path.with_name(f".{path.name}.old-{os.getpid()}")
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
     if old.exists():
         shutil.rmtree(old)
+
+
+def _readable_as_umask_allows(directory: Path) -> None:
+    """Give every file under ``directory`` the mode a plain ``open`` would (0666 minus the
+    umask): safetensors writes its files 0600, which hides weights from the user's group."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for file in directory.rglob("*"):
+        if file.is_file():
+            os.chmod(file, 0o666 & ~umask)
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

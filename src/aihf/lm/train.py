@@ -36,6 +36,7 @@ from aihf.config import ConfigError, Settings, load_config, setting
 from aihf.data import read_demonstrations, read_preferences, read_prompts, split_without_leaks
 from aihf.lm.batching import Encoder
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
+from aihf.lm.model_card import model_card
 from aihf.lm.models import LoraSettings, RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model, reference_model
 from aihf.lm.trainer import LoopConfig, Trainer, TrainResult, latest_checkpoint
 
@@ -177,22 +178,24 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
     return method, tokenizer
 
 
-def _save_final(trainer: Trainer, tokenizer, directory: Path) -> None:
+def _save_final(trainer: Trainer, tokenizer, directory: Path, name: str, config: TrainConfig) -> None:
     """Trained models for later use, written atomically (a full disk leaves the previous
     ``final/`` or none, never a half): the policy as ``save_pretrained`` (safetensors), the
-    reward model as ``RewardModel.save``; both with the tokenizer."""
+    reward model as ``RewardModel.save``; both with the tokenizer and a model card."""
     acc = trainer.accelerator
     states = {name: acc.get_state_dict(module) for name, module in trainer.method.models.items()}
     if not acc.is_main_process:
         return
     with runtime.atomic_directory(directory) as tmp:
-        for name, module in trainer.method.models.items():
+        for kind, module in trainer.method.models.items():
             model = acc.unwrap_model(module)
-            if name == "reward":
+            if kind == "reward":
                 model.save(tmp / "reward", tokenizer)
             else:
-                model.save_pretrained(tmp / name, state_dict=states[name], safe_serialization=True)
-                tokenizer.save_pretrained(tmp / name)
+                model.save_pretrained(tmp / kind, state_dict=states[kind], safe_serialization=True)
+                tokenizer.save_pretrained(tmp / kind)
+            card = model_card(name, kind, config, trainer.history, trainer.evaluations, str(directory / kind))
+            (tmp / kind / "README.md").write_text(card, encoding="utf-8")
 
 
 def _reward_stage(config: TrainConfig, overwrite: bool) -> Path:
@@ -229,7 +232,7 @@ def _fit(name: str, config: TrainConfig, plan: run_folder.Plan) -> TrainResult:
     loop = dataclasses.replace(loop, resume_from=str(plan.checkpoint) if plan.action == "resume" else None)
     trainer = Trainer(method, loop)
     result = trainer.fit()
-    _save_final(trainer, tokenizer, Path(loop.output_dir) / "final")
+    _save_final(trainer, tokenizer, Path(loop.output_dir) / "final", name, config)
     return result
 
 
