@@ -87,17 +87,23 @@ def test_reversed_preferences_stay_on_one_side():
         assert not {r.prompt for r in train} & {r.prompt for r in held}
 
 
-def test_eval_file_overlap_is_dropped_from_training(caplog):
+def test_eval_file_overlap_is_counted_and_dropped_on_request(caplog):
     train_records, eval_records = demos(10), demos(13)[8:] + [demos(13)[12]]  # 8, 9 overlap; 12 twice
     with caplog.at_level("WARNING", logger="aihf.data"):
         train, held, report = split_without_leaks(train_records, 0.5, 0, eval_records=eval_records)
-    assert train == train_records[:8] and held == demos(13)[8:]
+    assert train == train_records and held == demos(13)[8:]  # fraction ignored; eval copies dropped
     assert (report.overlap, report.eval_duplicates) == (2, 1)
-    assert "2 training records are also in the eval file (dropped from training)" in caplog.text
+    assert "2 training records are also in the eval file (kept in both)" in caplog.text
+    train, held, report = split_without_leaks(train_records, 0.0, 0, eval_records=eval_records, drop_overlap=True)
+    assert train == train_records[:8] and held == demos(13)[8:]
+    assert "2 training records are also in the eval file (dropped from training)" in report.summary()
     train, held, report = split_without_leaks(train_records, 0.0, 0, eval_records=eval_records, dedupe=False)
     assert train == train_records and held == eval_records and report.overlap == 2
-    with pytest.raises(DataError, match="every training record is also in the eval file"):
-        split_without_leaks(demos(2), 0.0, 0, eval_records=demos(3))
+    # the same file as both: allowed, and said
+    train, held, report = split_without_leaks(demos(3), 0.0, 0, eval_records=demos(3))
+    assert (len(train), len(held), report.overlap) == (3, 3, 3)
+    with pytest.raises(DataError, match="every one of the 2 training records is also in the eval file"):
+        split_without_leaks(demos(2), 0.0, 0, eval_records=demos(3), drop_overlap=True)
 
 
 def test_too_few_records_to_hold_out_is_an_error():

@@ -63,8 +63,8 @@ class SplitReport:
     first of each record; ``dropped``: copies removed (``duplicates`` with ``dedupe``, else 0);
     ``reversed``: preferences whose reversed pair is also present (kept, kept together);
     ``eval_records`` / ``eval_duplicates`` / ``overlap``: with an eval file, its records, the
-    copies within it, and the training records that are also in it (removed from training
-    with ``dedupe``, else kept); ``train`` / ``held``: the sizes returned.
+    copies within it, and the training records that are also in it (``overlap_dropped``:
+    whether they were removed from training); ``train`` / ``held``: the sizes returned.
     """
 
     source: str
@@ -78,6 +78,7 @@ class SplitReport:
     eval_records: int | None = None
     eval_duplicates: int = 0
     overlap: int = 0
+    overlap_dropped: bool = False
 
     @property
     def clean(self) -> bool:
@@ -95,7 +96,7 @@ class SplitReport:
                          + (f" ({'dropped' if self.dedupe else 'kept'})" if self.eval_duplicates else ""))
             if self.overlap:
                 parts.append(f"{self.overlap} training records are also in the eval file "
-                             f"({'dropped from training' if self.dedupe else 'kept: data.dedupe is false'})")
+                             f"({'dropped from training' if self.overlap_dropped else 'kept in both'})")
         parts.append(f"train {self.train}, eval {self.held}")
         return "; ".join(parts)
 
@@ -128,6 +129,7 @@ def split_without_leaks(
     *,
     dedupe: bool = True,
     eval_records: Sequence[R] | None = None,
+    drop_overlap: bool = False,
     name: str | None = None,
 ) -> tuple[list[R], list[R], SplitReport]:
     """``(train, held, report)``: ``records`` split into training and eval records with no
@@ -142,9 +144,10 @@ def split_without_leaks(
     reached, so the eval side can be slightly larger than ``fraction``.
 
     ``eval_records`` (an eval file's records): nothing is split off (``fraction`` is ignored);
-    the eval records are returned as ``held`` (deduplicated with ``dedupe``), and training
-    records that are also in them (same group) are dropped from ``train`` with ``dedupe``, or
-    kept with a warning without it.
+    the eval records are returned as ``held`` and the training records as ``train`` (each
+    deduplicated with ``dedupe``). Training records that are also in the eval file (same
+    group) are counted and logged as a warning: both files were chosen, so they are kept,
+    unless ``drop_overlap=True``, which drops them from ``train``.
 
     ``name`` names the source in the log and errors (default: the ``Records`` report's
     source, else ``"records"``). Raises :class:`DataError` if the held-out part would leave
@@ -164,10 +167,14 @@ def split_without_leaks(
         report.eval_records = len(eval_records)
         held_groups = {_group_key(r) for r in held}
         in_eval = [r for r in pool if _group_key(r) in held_groups]
-        report.overlap = len(in_eval)
-        train = [r for r in pool if _group_key(r) not in held_groups] if dedupe else pool
+        report.overlap, report.overlap_dropped = len(in_eval), drop_overlap
+        train = [r for r in pool if _group_key(r) not in held_groups] if drop_overlap else pool
         if not train:
-            raise DataError(f"every training record is also in the eval file ({report.summary()})", source=source)
+            raise DataError(
+                f"every one of the {len(pool)} training records is also in the eval file "
+                f"({len(eval_records)} records): nothing left to train on with drop_overlap=True",
+                source=source,
+            )
     elif not fraction or not pool:
         train, held = list(pool), []
     else:
