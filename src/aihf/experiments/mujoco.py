@@ -3,7 +3,8 @@ behaviour cloning and a true-reward SAC, on the shipped expert data, equal budge
 
     aihf experiment mujoco --env Hopper-v5 --preset quick [key=value ...]
 
-Presets are YAML files in ``configs/mujoco/`` (``MujocoConfig`` fields). Writes to the output
+Presets are YAML files in ``configs/mujoco/`` (``MujocoConfig`` fields), shipped in the package
+with the expert data of ``data/mujoco/`` (``aihf.shipped``). Writes to the output
 directory: ``config.yaml``, ``results.json`` (every curve), ``results.md`` (the table),
 ``curves.png`` (true return vs. environment steps, mean and std over seeds, normalised by the
 demonstrator's return), and per run ``runs/<method>/seed<k>/`` with TensorBoard logs
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aihf import shipped
 from aihf.config import load_config, save_config
 from aihf.control.algorithm import METHODS, LoopConfig, train_method
 from aihf.control.bc import BCConfig, bc_actor, train_bc
@@ -30,8 +32,7 @@ from aihf.control.expert_data import demonstrator_return, load_data
 from aihf.control.rollout import run_episode
 from aihf.eval.stats import mean_interval
 
-REPO = Path(__file__).resolve().parents[3]
-PRESETS = REPO / "configs" / "mujoco"
+PRESET_GROUP = "mujoco"  # configs/mujoco/ of the installed package
 ALL_METHODS = (*METHODS, "bc")
 
 
@@ -40,7 +41,7 @@ class MujocoConfig:
     """One MuJoCo experiment: methods x seeds on one data setting, the same loop budget for all."""
 
     env: str = "Hopper-v5"
-    data_dir: str | None = None  # default: data/mujoco/<env> in the repository
+    data_dir: str | None = None  # default: the shipped data/mujoco/<env> (aihf.shipped.mujoco_data_dir)
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     demos: Literal["demos", "demos_low"] = "demos"
@@ -74,7 +75,7 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    data_dir = Path(cfg.data_dir) if cfg.data_dir else REPO / "data" / "mujoco" / cfg.env
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else shipped.mujoco_data_dir(cfg.env)
     demos, prefs = load_data(data_dir, cfg.demos, cfg.n_demos, cfg.n_prefs)
     expert = demonstrator_return(data_dir)
     rl_methods = [m for m in cfg.methods if m != "bc"]
@@ -163,14 +164,15 @@ def plot_curves(results: dict, path: Path) -> None:
 
 def run_from_cli(env: str, preset: str, output_dir: str | None, overrides: list[str]) -> int:
     """``aihf experiment mujoco --env ENV --preset NAME [key=value ...]``: preset NAME is
-    ``configs/mujoco/NAME.yaml`` or a path to a YAML file."""
-    path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS / f"{preset}.yaml"
-    if not path.exists():
-        names = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+    the shipped ``configs/mujoco/NAME.yaml`` or a path to a YAML file. ``output_dir`` defaults
+    to ``outputs/mujoco-ENV-NAME`` in the working directory."""
+    path = Path(preset) if shipped.is_path(preset) else shipped.config_file(PRESET_GROUP, preset)
+    if path is None or not path.exists():
+        names = shipped.config_names(PRESET_GROUP)
         print(f"aihf: no MuJoCo preset {preset!r}; presets: {', '.join(names)}")
         return 2
     cfg = load_config(MujocoConfig, path, overrides, defaults={"env": env})
-    out = Path(output_dir) if output_dir else REPO / "outputs" / f"mujoco-{cfg.env}-{path.stem}"
+    out = Path(output_dir) if output_dir else Path("outputs") / f"mujoco-{cfg.env}-{path.stem}"
     start = time.time()
     results = run(cfg, out)
     print(results_table(results))

@@ -1,7 +1,8 @@
 """The IMDb experiment's settings as one dataclass, and its named YAML presets.
 
-A preset is ``configs/imdb/<name>.yaml`` in the source checkout (or any YAML path); it
-overrides :class:`ImdbConfig`'s defaults, and command-line ``dotted.key=value`` overrides
+A preset is a name, ``configs/imdb/<name>.yaml`` as shipped in the package (``aihf.shipped``:
+the repository's ``configs/`` is package data, so a wheel has it too), or a path to a YAML
+file; it overrides :class:`ImdbConfig`'s defaults, and command-line ``dotted.key=value`` overrides
 come last (``aihf.config.load_config``).
 
 Runs: every entry of ``methods`` is a method (a recipe name) or a named ``variant``
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from aihf import shipped
 from aihf.config import ConfigError, from_dict, load_config
 from aihf.experiments.imdb.base import ScratchModelConfig
 from aihf.experiments.imdb.builders import BuildConfig, RatioSweep
@@ -32,7 +34,7 @@ from aihf.experiments.imdb.judge import MiniLMJudgeConfig
 from aihf.lm.methods import RECIPES, MethodConfig
 from aihf.lm.trainer import LoopConfig
 
-PRESET_DIR = Path(__file__).resolve().parents[4] / "configs" / "imdb"
+PRESET_GROUP = "imdb"  # configs/imdb/ of the installed package
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 PAPER_METHODS = ["rlhf", "dpo", "ipo", "spin", "aihf-dpo", "self-play-aihf", "aihf"]
 
@@ -251,16 +253,17 @@ class ImdbConfig:
 
 
 def preset_names() -> list[str]:
-    """Names of the presets in ``configs/imdb/``."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    """Names of the shipped presets (``configs/imdb/``)."""
+    return shipped.config_names(PRESET_GROUP)
 
 
 def preset_path(preset: str) -> Path:
-    """``configs/imdb/<preset>.yaml``, or ``preset`` itself when it is a path to a YAML file."""
-    if preset.endswith((".yaml", ".yml")):
+    """The shipped ``configs/imdb/<preset>.yaml``, or ``preset`` itself when it is a path to a
+    YAML file (``.yaml`` / ``.yml``; relative to the working directory)."""
+    if shipped.is_path(preset):
         return Path(preset)
-    path = PRESET_DIR / f"{preset}.yaml"
-    if not path.is_file():
+    path = shipped.config_file(PRESET_GROUP, preset)
+    if path is None:
         raise ConfigError(f"unknown IMDb preset {preset!r}; known presets: {', '.join(preset_names()) or 'none'}")
     return path
 
