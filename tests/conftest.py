@@ -1,6 +1,14 @@
-"""Test-wide settings: no hub access, one torch thread."""
+"""Test-wide settings: no hub access, one torch thread; the two test tiers.
+
+Tiers (markers registered in pyproject.toml): ``e2e`` marks a test that runs a whole
+experiment, a CLI training run or a wheel install (seconds each); ``slow`` the long runs
+left out by default; every other test is marked ``unit`` here, so ``python -m pytest -m unit``
+runs the fast tier and the default ``python -m pytest`` runs unit + e2e.
+"""
 
 import os
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -9,3 +17,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)  # 2-core machines: a second thread mostly adds contention
+
+NOT_UNIT = ("e2e", "slow")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in NOT_UNIT):
+            item.add_marker(pytest.mark.unit)

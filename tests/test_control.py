@@ -113,6 +113,7 @@ def test_bradley_terry_pairs_follow_returns():
     assert prefs.obs_w.shape == (7, 4, 3) and np.array_equal(prefs.act_l[2], pool.act[sharp[2, 1]].astype(np.float32))
 
 
+@pytest.mark.e2e
 def test_aihf_beats_single_source_learners_with_degraded_data():
     """ContextTarget (expert a = 0.8 c_0): a poor demonstrator (a = 0.2 c_0) and only 10
     preference pairs. Demonstrations alone imitate the poor demonstrator; 10 pairs alone say
@@ -164,6 +165,7 @@ def test_behaviour_cloning_recovers_a_linear_demonstrator():
     assert episode.ret > -0.2  # the zero policy earns about -4.3, the expert 0
 
 
+@pytest.mark.e2e
 def test_experiment_runner_writes_table_plot_and_runs(tmp_path):
     import json
 

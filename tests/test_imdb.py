@@ -507,6 +507,7 @@ def test_model_device_is_validated_and_resolved(monkeypatch):
 # ---------------------------------------------------------------------------- pipeline
 
 
+@pytest.mark.e2e
 def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_path, monkeypatch, capsys):
     from aihf.experiments.imdb import pipeline, run_from_cli
     from aihf.experiments.imdb.presets import load_preset
@@ -657,6 +658,7 @@ def test_scratch_base_model_is_built_once_deterministically_and_loads(tmp_path):
         ScratchModelConfig(hidden_size=30, num_heads=4)
 
 
+@pytest.mark.e2e
 def test_quickstart_runs_end_to_end_at_a_tiny_size(small_gold, tmp_path, monkeypatch, capsys):
     """``aihf quickstart``'s own code path (preset, scratch model, summary) with tiny sizes."""
     from aihf.cli import main

@@ -251,6 +251,7 @@ if state.is_main_process:
 """
 
 
+@pytest.mark.e2e
 def test_two_processes_match_one_process_with_twice_the_accumulation(tmp_path):
     """DDP over gloo on the CPU: 2 processes x 1 micro-batch == 1 process x 2 micro-batches,
     for Self-Play-AIHF (sharded sampling and reference log-probs at each round, a round change

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from accelerate.state import AcceleratorState
 from test_lm_engine import task
@@ -32,6 +33,7 @@ def test_every_shipped_lm_config_loads():
     assert set(METHODS) >= {"sft", "reward", "rlhf", "dpo", "ipo", "spin", "aihf", "aihf-dpo", "self-play-aihf"}
 
 
+@pytest.mark.e2e
 def test_cli_trains_and_writes_loadable_weights(tmp_path, capsys):
     out = tmp_path / "run"
     args = _files(tmp_path) + [f"loop.output_dir={out}", "loop.max_steps=2", "loop.save_every=2",
@@ -47,6 +49,7 @@ def test_cli_trains_and_writes_loadable_weights(tmp_path, capsys):
     load_causal_lm(out / "final" / "policy")  # safetensors, with its tokenizer
 
 
+@pytest.mark.e2e
 def test_rlhf_runs_its_two_stages(tmp_path):
     out = tmp_path / "run"
     args = _files(tmp_path) + [f"loop.output_dir={out}", "loop.max_steps=2", "reward_stage_steps=2",

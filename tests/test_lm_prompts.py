@@ -210,6 +210,7 @@ def test_read_data_splits_prompts_and_rlhf_reads_no_preferences_with_them(tmp_pa
         read_data(config, "aihf")
 
 
+@pytest.mark.e2e
 def test_rlhf_stages_with_a_prompt_set(tmp_path, caplog):
     data_config = _data_files(tmp_path)
     out = tmp_path / "run"

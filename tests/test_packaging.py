@@ -112,6 +112,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory):
     """A fresh venv holding only the wheel built from this checkout, and a working folder outside it."""
+    from importlib.metadata import version
+
+    assert int(version("setuptools").split(".")[0]) >= 77, "the build needs setuptools>=77: pip install -e '.[tests]'"
     root = tmp_path_factory.mktemp("wheel")
     source = root / "source"  # a copy: the build writes build/ and *.egg-info next to its sources
     source.mkdir()

@@ -31,6 +31,7 @@ def test_expert_scores_one_and_reference_zero():
     assert normalised_return(torch.zeros_like(problem.true_theta), problem, config.beta) == pytest.approx(0.0)
 
 
+@pytest.mark.e2e
 def test_aihf_wins_where_one_data_kind_is_degraded(tmp_path):
     config = ToyConfig(
         num_prompts=100,
