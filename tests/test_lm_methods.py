@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 from test_lm_engine import SUBJECTS, answer_margin, data, loop, make_method
+from test_objective import fused_lm_output
 
 from aihf import objective
 from aihf.data import Demonstration, Preference
@@ -219,18 +220,9 @@ class _FusedHead(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask=None, labels=None, fused_lm_head=False, **kwargs):
-        import types
-
         assert fused_lm_head and labels is not None
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        target = labels[:, 1:]
-        valid = target != -100
-        tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1).masked_fill(~valid, 0.0)
-        zeros = torch.zeros_like(tok)
-        return types.SimpleNamespace(
-            log_probs=tok, entropy=zeros, mean_logits=zeros, is_top1=torch.zeros_like(valid), aux_loss=None
-        )
+        return fused_lm_output(logits.float(), labels)
 
 
 # responses of different lengths on purpose: the summed and the token-mean forms differ only then

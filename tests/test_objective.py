@@ -450,6 +450,19 @@ def test_preference_direction():
 # =============================================================== 5. agreement with trl
 
 
+def fused_lm_output(logits: torch.Tensor, labels: torch.Tensor) -> types.SimpleNamespace:
+    """What a trl fused-LM-head model returns (``FusedCausalLMOutput``): per-token log-probs of
+    the next-token labels from ``logits``, zero where the label is -100."""
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)
+    target = labels[:, 1:]
+    valid = target != -100
+    tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1).masked_fill(~valid, 0.0)
+    zeros = torch.zeros_like(tok)
+    return types.SimpleNamespace(
+        log_probs=tok, entropy=zeros, mean_logits=zeros, is_top1=torch.zeros_like(valid), aux_loss=None
+    )
+
+
 class _FakeFusedLM(torch.nn.Module):
     """The smallest stand-in for a trl fused-LM-head model.
 
@@ -467,14 +480,7 @@ class _FakeFusedLM(torch.nn.Module):
     def forward(self, input_ids, labels=None, fused_lm_head=False, **kwargs):
         assert fused_lm_head and labels is not None
         assert torch.equal(input_ids, self._ids), "trl passed other input_ids"
-        logp = torch.log_softmax(self.logits[:, :-1].double(), dim=-1)
-        tgt = labels[:, 1:]
-        valid = tgt != -100
-        tok = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1).masked_fill(~valid, 0.0)
-        zeros = torch.zeros_like(tok)
-        return types.SimpleNamespace(
-            log_probs=tok, entropy=zeros, mean_logits=zeros, is_top1=torch.zeros_like(valid), aux_loss=None
-        )
+        return fused_lm_output(self.logits.double(), labels)
 
 
 def _trl_loss(loss_type: str, beta: float, policy_logits, ref_logits, ids, completion_mask):
