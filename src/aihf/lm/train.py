@@ -244,6 +244,30 @@ def _finished_result(folder: Path, record: dict) -> TrainResult:
     return TrainResult(metrics["history"], metrics["evaluations"], result_dir)
 
 
+def _claim(folder: Path, name: str, config: TrainConfig, overwrite: bool, state: PartialState,
+           held: contextlib.ExitStack) -> run_folder.Plan:
+    """The main process takes the folder's lock (held until ``held`` closes), removes dead
+    writers' files, plans and records the run; every process gets that plan, or raises the
+    main process's refusal (so no process waits on a collective the others never reach)."""
+    decided: run_folder.Plan | run_folder.RunFolderError | None = None
+    if state.is_main_process:
+        try:
+            held.enter_context(run_folder.locked(folder))
+            run_folder.remove_dead_writers_files(folder)
+            decided = run_folder.plan(folder, name, config, overwrite, latest_checkpoint(folder))
+            if decided.action != "finished":
+                run_folder.write_record(folder, name, config, state.num_processes, "running")
+                log.info("%s: %s in %s, %d process(es)%s", name, decided.action, folder, state.num_processes,
+                         f" from {decided.checkpoint}" if decided.checkpoint else "")
+        except run_folder.RunFolderError as err:
+            decided = err
+    if state.num_processes > 1:
+        decided = broadcast_object_list([decided])[0]
+    if isinstance(decided, run_folder.RunFolderError):
+        raise decided
+    return decided
+
+
 def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite: bool = False) -> TrainResult:
     """Run method ``name`` in its run folder ``loop.output_dir`` (default
     ``runs/METHOD-HASH``); weights end up in ``<result folder>/final``.
@@ -268,17 +292,8 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
         config.loop.output_dir = run_folder.default_output_dir(name, config)
     folder = Path(config.loop.output_dir)
     state = PartialState()
-    with run_folder.locked(folder) if state.is_main_process else contextlib.nullcontext():
-        plan = None
-        if state.is_main_process:
-            run_folder.remove_dead_writers_files(folder)
-            plan = run_folder.plan(folder, name, config, overwrite, latest_checkpoint(folder))
-            if plan.action == "finished":
-                return _finished_result(folder, run_folder.read_record(folder))
-            run_folder.write_record(folder, name, config, state.num_processes, "running")
-            log.info("%s: %s in %s, %d process(es)%s", name, plan.action, folder, state.num_processes,
-                     f" from {plan.checkpoint}" if plan.checkpoint else "")
-        plan = broadcast_object_list([plan])[0] if state.num_processes > 1 else plan
+    with contextlib.ExitStack() as held:
+        plan = _claim(folder, name, config, overwrite, state, held)
         if plan.action == "finished":
             return _finished_result(folder, run_folder.read_record(folder))
         given = bool(config.model.reward_model) and is_saved_reward_model(config.model.reward_model)
