@@ -634,6 +634,11 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     assert run_from_cli("tiny", str(tmp_path / "big"), [*overrides, *too_many]) == 2
     assert "setting 'huge'" in capsys.readouterr().err and not (tmp_path / "big" / "runs").exists()
     pipeline.claim_output_dir(out, load_preset("tiny", ["seeds=[0,1]"]))  # more seeds, device auto: the same run
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["method"]["ipo_average"]  # a directory made before the setting existed ...
+    saved["sft"]["loop"]["output_dir"] = "runs/lm"  # ... and with another SFT loop folder
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    pipeline.claim_output_dir(out, load_preset("tiny"))  # still the same run
     assert run_from_cli("tiny", str(out), ["generation.max_new_tokens=9"]) == 2  # other settings: refused
 
 

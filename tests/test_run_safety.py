@@ -111,6 +111,31 @@ def test_a_fresh_run_into_a_folder_of_another_run_is_refused_unless_overwrite(tm
     assert json.loads((out / "run.json").read_text())["config"]["loop"]["seed"] == 1
 
 
+def test_a_setting_added_since_a_run_was_made_counts_only_off_its_default():
+    old = {"method": {"beta": 0.1}, "loop": {"seed": 0}}  # written before method.ipo_average existed
+    defaults = {"method": {"beta": 0.1, "ipo_average": False}, "loop": {"seed": 0}}
+    same = {"method": {"beta": 0.1, "ipo_average": False}, "loop": {"seed": 0}}
+    assert run_folder.differences(old, same, defaults=defaults) == []
+    assert run_folder.differences(old, same) == ["method.ipo_average: None -> False"]  # without defaults: a change
+    changed = {"method": {"beta": 0.1, "ipo_average": True}, "loop": {"seed": 0}}
+    assert run_folder.differences(old, changed, defaults=defaults) == ["method.ipo_average: None -> True"]
+    # a key the old run had is compared as it was, default or not
+    assert run_folder.differences({"method": {"beta": 0.2}}, {"method": {"beta": 0.1}}, defaults=defaults) == [
+        "method.beta: 0.2 -> 0.1"]
+
+
+def test_a_run_folder_of_an_older_version_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = (f"loop.output_dir={out}", "loop.max_steps=2", "loop.save_every=2")
+    first = train("dpo", config(tmp_path, *args))
+    record = json.loads((out / "run.json").read_text())
+    del record["config"]["method"]["ipo_average"]  # as aihf wrote it before the setting existed
+    (out / "run.json").write_text(json.dumps(record))
+    assert train("dpo", config(tmp_path, *args)).history == first.history
+    with pytest.raises(run_folder.RunFolderError, match=r"method.ipo_average: None -> True"):
+        train("dpo", config(tmp_path, *args, "method.ipo_average=true"))
+
+
 def test_the_same_command_resumes_and_reproduces_the_uninterrupted_run(tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     train("dpo", config(tmp_path, f"loop.output_dir={whole}", "loop.max_steps=4", "loop.save_every=2"))

@@ -68,13 +68,20 @@ def _plain(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(data))
 
 
-def differences(old: dict[str, Any], new: dict[str, Any], may_change: tuple[str, ...] = MAY_CHANGE) -> list[str]:
+def differences(old: dict[str, Any], new: dict[str, Any], may_change: tuple[str, ...] = MAY_CHANGE,
+                defaults: Any = None) -> list[str]:
     """``key: old -> new`` for every leaf of two config trees that differs, outside ``may_change``
-    (keys, or sections whose every key may change)."""
+    (keys, or sections whose every key may change).
+
+    With ``defaults`` (a config tree of default values), a key that ``old`` lacks and ``new``
+    holds at its default is no difference: a setting added to the code after the old run was
+    made, at the value that keeps what the old code did."""
     a, b = _flat(_plain(old)), _flat(_plain(new))
+    base = _flat(_plain(defaults)) if defaults is not None else {}
     free = lambda key: any(key == m or key.startswith(m + ".") for m in may_change)  # noqa: E731
+    added_at_default = lambda key: key not in a and key in base and b.get(key) == base[key]  # noqa: E731
     return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in sorted(set(a) | set(b))
-            if not free(key) and a.get(key) != b.get(key)]
+            if not free(key) and a.get(key) != b.get(key) and not added_at_default(key)]
 
 
 def default_output_dir(method: str, config: Any) -> str:
@@ -198,7 +205,7 @@ def plan(folder: Path, method: str, config: Any, overwrite: bool = False,
         changed = [f"outputs but no {RECORD}: an older aihf's or another tool's"]
     else:
         changed = ([f"method: {record.get('method')!r} -> {method!r}"] if record.get("method") != method else [])
-        changed += differences(record.get("config", {}), _plain(config))
+        changed += differences(record.get("config", {}), _plain(config), defaults=type(config)())
     if changed or (resume_from is None and holds_outputs(folder)):
         if not overwrite:
             what = ("another run (" + "; ".join(changed[:6]) + (" ..." if len(changed) > 6 else "") + ")") if changed \

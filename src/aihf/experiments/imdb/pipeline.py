@@ -417,15 +417,17 @@ def claim_output_dir(out: Path, config: ImdbConfig) -> None:
     Finished stages are reused by path, so only the keys that add or select runs in their
     own folders (``RUN_SELECTION``: ``methods``, ``seeds``, ``variants``, ``grid``,
     ``setting_variants``; a reused run is checked against its variant, ``reuse_check``),
-    ``model.device`` (where the rest is sampled) and the loop keys that do not change a
-    run's steps (output folder, resumption, progress bar) may change between runs into one
-    directory.
+    ``model.device`` (where the rest is sampled) and the keys of the training and SFT loops that
+    do not change a run's steps (output folder, resumption, progress bar) may change between
+    runs into one directory, and so may a setting that the directory's config lacks (added to
+    the code since) when it is at its default.
     """
     saved = out / "config.yaml"
     if saved.is_file():
         old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-        may_change = (*RUN_SELECTION, "model.device", "loop.output_dir", "loop.resume_from", "loop.progress")
-        changed = run_folder.differences(old, to_dict(config), may_change)
+        loop_free = ("output_dir", "resume_from", "progress")
+        may_change = (*RUN_SELECTION, "model.device", *(f"{loop}.{key}" for loop in ("loop", "sft.loop") for key in loop_free))
+        changed = run_folder.differences(old, to_dict(config), may_change, defaults=to_dict(ImdbConfig()))
         if changed:
             raise ConfigError(f"{out} holds a run made with other settings ({'; '.join(changed[:6])}): "
                               "choose another output directory")
