@@ -18,20 +18,20 @@ them as :class:`RunSpec`.
 from __future__ import annotations
 
 import copy
-import itertools
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from aihf import shipped
-from aihf.config import ConfigError, from_dict, load_config
+from aihf.config import ConfigError, load_config
 from aihf.experiments.imdb.base import ScratchModelConfig
 from aihf.experiments.imdb.builders import BuildConfig, RatioSweep
 from aihf.experiments.imdb.data import PromptConfig, SplitConfig
 from aihf.experiments.imdb.gold import GoldConfig
 from aihf.experiments.imdb.judge import MiniLMJudgeConfig
-from aihf.lm.methods import RECIPES, MethodConfig
+from aihf.experiments.runs import RunSpec, check_methods, expand_runs, spec_overrides
+from aihf.lm.methods import MethodConfig
 from aihf.lm.trainer import LoopConfig
 
 PRESET_GROUP = "imdb"  # configs/imdb/ of the installed package
@@ -122,29 +122,6 @@ class GenerationSection:
             raise ValueError(f"num_validation_prompts must be >= 1, got {self.num_validation_prompts}")
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One trained entry of a run: its name (a folder and a results row), its recipe, and its
-    ``method`` and ``loop`` sections after the variant's and the grid point's overrides."""
-
-    name: str
-    recipe: str
-    method: MethodConfig
-    loop: LoopConfig
-
-
-def _override(section: Any, cls: type, changes: dict[str, Any], where: str) -> Any:
-    """``section`` (a dataclass) with ``changes`` merged in, checked as ``cls``."""
-    merged = asdict(section)
-    for key, value in changes.items():
-        merged[key] = value
-    return from_dict(cls, merged, where=where)
-
-
-def _grid_value(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 @dataclass
 class ImdbConfig:
     """Everything one IMDb run reads: data, gold reward, SFT, the settings, the methods and seeds."""
@@ -173,10 +150,7 @@ class ImdbConfig:
             raise ValueError(f"setting names must be unique, got {names}")
         if not names:
             raise ValueError("no settings: give `settings` or `ratio_sweep`")
-        known = sorted(name for name, recipe in RECIPES.items() if recipe.train_policy)
-        unknown = [m for m in self.methods if m not in known and m not in self.variants]
-        if not self.methods or unknown:
-            raise ValueError(f"methods must be a non-empty list of {known} or variant names, got {self.methods}")
+        check_methods(self.methods, self.variants)
         if not self.seeds:
             raise ValueError("seeds is empty")
         unknown_settings = sorted(set(self.setting_variants) - set(names))
@@ -197,47 +171,12 @@ class ImdbConfig:
 
     def spec_overrides(self, spec: RunSpec) -> dict[str, Any]:
         """``spec`` as a variant of this config: its recipe and the method / loop fields it changes."""
-        changed = {}
-        for section, base in (("method", self.method), ("loop", self.loop)):
-            mine, theirs = asdict(getattr(spec, section)), asdict(base)
-            changed[section] = {k: v for k, v in mine.items() if v != theirs[k]}
-        return {"recipe": spec.recipe, **changed}
+        return spec_overrides(spec, self.method, self.loop)
 
     def runs(self) -> list[RunSpec]:
-        """Every entry of ``methods`` as a :class:`RunSpec`, grid entries expanded (in order)."""
-        specs = []
-        for name in self.methods:
-            variant = dict(self.variants.get(name, {}))
-            extra = set(variant) - {"recipe", "method", "loop"}
-            if extra:
-                raise ConfigError(f"variants.{name}: unknown key(s) {sorted(extra)}; use recipe, method, loop")
-            recipe = variant.get("recipe", name)
-            if recipe not in RECIPES or not RECIPES[recipe].train_policy:
-                raise ConfigError(f"variants.{name}.recipe: {recipe!r} is not a method that trains a policy")
-            method = _override(self.method, MethodConfig, variant.get("method") or {}, f"variants.{name}.method")
-            loop = _override(self.loop, LoopConfig, variant.get("loop") or {}, f"variants.{name}.loop")
-            axes = self.grid.get(name, {})
-            for key, values in axes.items():
-                if key.partition(".")[0] not in ("method", "loop") or not isinstance(values, list) or not values:
-                    raise ConfigError(f"grid.{name}: {key!r} must be method.KEY or loop.KEY with a non-empty list")
-            for point in itertools.product(*axes.values()):
-                changes: dict[str, dict[str, Any]] = {"method": {}, "loop": {}}
-                for key, value in zip(axes, point):
-                    section, _, field_name = key.partition(".")
-                    changes[section][field_name] = value
-                built = {
-                    "method": _override(method, MethodConfig, changes["method"], f"grid.{name}"),
-                    "loop": _override(loop, LoopConfig, changes["loop"], f"grid.{name}"),
-                }
-                label = ",".join(
-                    f"{key.partition('.')[2]}={_grid_value(getattr(built[key.partition('.')[0]], key.partition('.')[2]))}"
-                    for key in axes
-                )
-                specs.append(RunSpec(f"{name}@{label}" if label else name, recipe, built["method"], built["loop"]))
-        names = [spec.name for spec in specs]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"run names repeat: {names}")
-        return specs
+        """Every entry of ``methods`` as a :class:`RunSpec`, grid entries expanded (in order;
+        ``aihf.experiments.runs.expand_runs``)."""
+        return expand_runs(self.methods, self.variants, self.grid, self.method, self.loop)
 
     def with_variants(self, variants: dict[str, dict]) -> "ImdbConfig":
         """A copy whose ``methods`` are ``variants``' names, run with those variants and no grid."""
