@@ -26,3 +26,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if not any(item.get_closest_marker(name) for name in NOT_UNIT):
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture
+def figure_texts(monkeypatch):
+    """Every text drawn on each figure saved during the test (titles, labels, legends): the
+    dict maps the file name to its texts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    texts: dict[str, list[str]] = {}
+    save = Figure.savefig
+
+    def recording(fig, path, *args, **kwargs):
+        texts[os.path.basename(str(path))] = [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording)
+    return texts

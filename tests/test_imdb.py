@@ -424,7 +424,7 @@ def test_generation_metrics_and_summaries():
 # ------------------------------------------------------------------------------- plots
 
 
-def test_write_outputs(tmp_path):
+def test_write_outputs(tmp_path, figure_texts):
     stat = lambda m, c: {"mean": m, "ci95": c, "n": 3}  # noqa: E731
     entry = lambda g: {  # noqa: E731
         "runs": [],
@@ -443,6 +443,14 @@ def test_write_outputs(tmp_path):
     assert len(table) == 2 + 3
     assert table[0] == "| setting | method | gold reward | judge score (vader) | KL to pi_SFT | win rate vs SFT |"
     assert table[2].startswith("| balanced | aihf | 1.250 ± 0.100 | 0.200 ± 0.050 | 1.500 | 0.600 ± 0.020 |")
+    # every plot says what its error bars are; each bar chart has a title naming its metric
+    bars = "error bars: 95% t-interval over 3 seeds"
+    assert any(bars in text for text in figure_texts["reward_vs_kl.png"])
+    for metric in metrics.METRICS:
+        assert f"{plots.label(results, metric)} per setting and method\n{bars}" in figure_texts[f"{metric}.png"]
+    results["settings"]["balanced"]["dpo"]["gold_reward"]["n"] = 2
+    plots.write_outputs(results, tmp_path)
+    assert any(text.endswith("\nerror bars: 95% t-interval over 2-3 seeds") for text in figure_texts["gold_reward.png"])
 
     # runs that recorded their training losses add a second table: means over seeds
     results["settings"]["balanced"]["dpo"]["runs"] = [
@@ -680,7 +688,13 @@ def test_quickstart_runs_end_to_end_at_a_tiny_size(small_gold, tmp_path, monkeyp
     ]
     out = tmp_path / "qs"
     assert main(["quickstart", "--output-dir", str(out), *tiny]) == 0
-    printed = capsys.readouterr().out
+    printed, logged = capsys.readouterr()
+    # each warning once (SFT's two stages and every seed cut the same records), no library noise
+    warnings = [line for line in logged.splitlines() if line.startswith("WARNING")]
+    assert any("sft: " in line and "truncated" in line for line in warnings)
+    assert len(warnings) == len(set(warnings)), warnings
+    assert "LOAD REPORT" not in logged and "Loading weights" not in logged and "Writing model shards" not in logged
+    assert "IMDb sentiment, dpo, aihf-dpo from pi_SFT, 2 seeds" in printed
     for line in ("before: pi_sft", "after: dpo", "after: aihf-dpo", f"plot: {out / 'reward_vs_kl.png'}"):
         assert line in printed, line
     assert (out / "reward_vs_kl.png").is_file() and (out / "base" / "model.safetensors").is_file()

@@ -16,3 +16,11 @@ def test_three_seeds_use_t_with_two_degrees_of_freedom():
 def test_single_seed_has_no_interval():
     out = mean_interval([0.5])
     assert out["mean"] == 0.5 and math.isnan(out["ci95"])
+
+
+def test_interval_caption_names_the_interval_and_the_seeds():
+    from aihf.eval.stats import interval_caption
+
+    assert interval_caption([3, 3]) == "error bars: 95% t-interval over 3 seeds"
+    assert interval_caption([2, 3]) == "error bars: 95% t-interval over 2-3 seeds"
+    assert interval_caption([1]) == "error bars: none (1 seed)"

@@ -32,7 +32,7 @@ def test_expert_scores_one_and_reference_zero():
 
 
 @pytest.mark.e2e
-def test_aihf_wins_where_one_data_kind_is_degraded(tmp_path):
+def test_aihf_wins_where_one_data_kind_is_degraded(tmp_path, figure_texts):
     config = ToyConfig(
         num_prompts=100,
         num_eval_prompts=100,
@@ -53,4 +53,5 @@ def test_aihf_wins_where_one_data_kind_is_degraded(tmp_path):
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["settings"]["balanced"]["aihf"]["normalised_return"]["n"] == 2
     assert (tmp_path / "normalised_return.png").stat().st_size > 10_000
+    assert any(text.endswith("\nerror bars: 95% t-interval over 2 seeds") for text in figure_texts["normalised_return.png"])
     assert "| few-preferences | aihf |" in (tmp_path / "results.md").read_text()

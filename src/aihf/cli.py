@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_toy(config_path: str | None, overrides: list[str], output_dir: Path) -> int:
     from aihf.config import load_config
-    from aihf.experiments.toy import ToyConfig, results_table, run
+    from aihf.experiments.toy import METHODS, ToyConfig, results_table, run
+    from aihf.logs import count
 
     config = load_config(ToyConfig, config_path, overrides)
     start = time.perf_counter()
@@ -150,7 +151,8 @@ def _run_toy(config_path: str | None, overrides: list[str], output_dir: Path) ->
     print()
     print(results_table(results))
     print(
-        f"\n{len(config.settings)} settings x 3 methods x {len(config.seeds)} seeds in "
+        f"\n{count(len(config.settings), 'setting')} x {count(len(METHODS), 'method')} x "
+        f"{count(len(config.seeds), 'seed')} in "
         f"{time.perf_counter() - start:.0f} s; normalised return: 1 = the soft-optimal expert, "
         "0 = the uniform reference policy; intervals are 95% over seeds."
     )

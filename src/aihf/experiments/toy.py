@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aihf.eval.stats import mean_interval
+from aihf.eval.stats import interval_caption, mean_interval
 from aihf.objective import aihf_reward_loss
 from aihf.runtime import check_finite, set_seed
 
@@ -274,7 +274,9 @@ def write_outputs(results: dict, output_dir: Path) -> dict[str, Path]:
     ax.set_xticks(np.arange(len(settings)) + width * (len(methods) - 1) / 2, settings)
     ax.axhline(1.0, color="black", lw=0.8, ls="--")
     ax.set_ylabel("normalised return on held-out prompts")
-    ax.set_title("Toy problem: reward learned from demonstrations and/or preferences")
+    seeds = [e["normalised_return"]["n"] for m in results["settings"].values() for e in m.values()]
+    ax.set_title("Toy problem: reward learned from demonstrations and/or preferences\n"
+                 f"{interval_caption(seeds)}", fontsize=10)
     ax.legend(ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     fig.tight_layout()
     fig.savefig(paths["plot"], dpi=120)

@@ -31,7 +31,7 @@ from pathlib import Path
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
-from aihf import run_folder, runtime
+from aihf import logs, run_folder, runtime
 from aihf.config import ConfigError, Settings, load_config, setting
 from aihf.data import read_demonstrations, read_preferences, read_prompts, split_without_leaks
 from aihf.lm.batching import Encoder
@@ -323,7 +323,7 @@ def train_from_cli(method: str, config_path: str | None, overrides: list[str],
     propagate to ``aihf.cli``, which prints them as one line)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup(logging.INFO)
     config = load_config(TrainConfig, config_path, overrides)
     if output_dir is not None:
         config.loop.output_dir = output_dir

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from aihf import run_folder
+from aihf import logs, run_folder
 from aihf.config import ConfigError, save_config, to_dict
 from aihf.data import DataError, PromptRecord, write_jsonl
 from aihf.experiments.imdb import data
@@ -492,7 +492,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
 
 def run_from_cli(preset: str, output_dir: str, overrides: list[str]) -> int:
     """``aihf experiment imdb --preset NAME [key=value ...]``; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup(logging.INFO)
     try:
         config = load_preset(preset, overrides)
         results = run(config, output_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aihf.eval.stats import interval_caption
 from aihf.experiments.imdb.metrics import METRICS
 
 LABELS = {
@@ -82,8 +83,15 @@ def accuracy_table(results: dict) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def _seed_counts(results: dict, *metrics: str) -> list[int]:
+    """The number of seeds behind each plotted statistic (its ``n``)."""
+    return [entry[m]["n"] for methods in results["settings"].values() for entry in methods.values()
+            for m in metrics if m in entry]
+
+
 def plot_reward_vs_kl(results: dict, path: str | Path) -> Path:
-    """One panel per setting: each method's mean gold reward against its KL to SFT, with 95% CI bars."""
+    """One panel per setting: each method's mean gold reward against its KL to SFT, with 95% CI
+    bars; the figure's title says what the bars are."""
     plt = _pyplot()
     settings = list(results["settings"])
     fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 4), squeeze=False)
@@ -98,6 +106,8 @@ def plot_reward_vs_kl(results: dict, path: str | Path) -> Path:
         ax.set_ylabel(LABELS["gold_reward"])
         ax.set_title(setting)
         ax.legend(fontsize=8)
+    caption = interval_caption(_seed_counts(results, "kl", "gold_reward"))
+    fig.suptitle(f"{LABELS['gold_reward']} against {LABELS['kl']} ({caption})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -105,7 +115,8 @@ def plot_reward_vs_kl(results: dict, path: str | Path) -> Path:
 
 
 def plot_metric_bars(results: dict, metric: str, path: str | Path) -> Path:
-    """Grouped bars of one metric: settings on the x axis, one bar per method, 95% CI error bars."""
+    """Grouped bars of one metric: settings on the x axis, one bar per method, 95% CI error
+    bars; the title names the metric and says what the bars are."""
     plt = _pyplot()
     settings = list(results["settings"])
     methods = list(dict.fromkeys(m for s in settings for m in results["settings"][s]))
@@ -123,6 +134,8 @@ def plot_metric_bars(results: dict, metric: str, path: str | Path) -> Path:
         )
     ax.set_xticks(np.arange(len(settings)) + width * (len(methods) - 1) / 2, settings)
     ax.set_ylabel(label(results, metric))
+    ax.set_title(f"{label(results, metric)} per setting and method\n{interval_caption(_seed_counts(results, metric))}",
+                 fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from aihf import logs
 from aihf.config import ConfigError
 from aihf.data import DataError
 from aihf.experiments.imdb.metrics import METRICS
@@ -41,15 +42,12 @@ def before_after(results: dict) -> str:
 
 def run_quickstart(output_dir: str, overrides: list[str]) -> int:
     """Run the quickstart preset (with ``overrides``) into ``output_dir`` and print the summary."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # per-file "Loading weights" bars; the stages keep theirs
+    logs.setup(logging.WARNING)
     start = time.perf_counter()
     try:
         config = load_preset(PRESET, overrides)
         print(f"aihf quickstart: IMDb sentiment, {', '.join(config.methods)} from pi_SFT, "
-              f"{len(config.seeds)} seeds, outputs in {output_dir}/", flush=True)
+              f"{logs.count(len(config.seeds), 'seed')}, outputs in {output_dir}/", flush=True)
         results = run(config, output_dir)
     except (ConfigError, DataError, FileNotFoundError, ImportError) as err:
         print(f"aihf: {err}", file=sys.stderr)
