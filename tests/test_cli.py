@@ -1,8 +1,12 @@
 """The aihf command: help, argument layout, overrides in any position, errors."""
 
+from pathlib import Path
+
 import pytest
 
 from aihf.cli import build_parser, main, parse_args
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_help_documents_every_command(capsys):
@@ -65,6 +69,34 @@ def test_unknown_options_are_errors(capsys):
     assert exit_.value.code == 2 and "--confg" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_args(["eval", "--model", "m", "a=b"])  # eval takes no overrides
+
+
+def test_experiment_help_lists_each_settings_presets_and_the_mujoco_environments(capsys):
+    from aihf import shipped
+
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    out = capsys.readouterr().out
+    assert shipped.config_names("imdb") and shipped.config_names("mujoco")
+    assert f"  imdb     {', '.join(shipped.config_names('imdb'))}\n" in out
+    assert f"  mujoco   {', '.join(shipped.config_names('mujoco'))}\n" in out
+    envs = sorted(p.parent.name for p in (REPO / "data" / "mujoco").glob("*/demos.npz"))
+    assert envs == ["HalfCheetah-v5", "Hopper-v5"] and f"--env (mujoco): {', '.join(envs)} " in out
+
+
+def test_train_config_is_a_file_or_a_shipped_name(tmp_path, monkeypatch, capsys):
+    from aihf import shipped
+
+    monkeypatch.chdir(tmp_path)
+    assert shipped.find_config("lm", "tiny") == REPO / "configs" / "lm" / "tiny.yaml"
+    assert shipped.find_config("lm", "mine.yaml") == Path("mine.yaml")  # a path, even one not there yet
+    (tmp_path / "plain").write_text("loop: {max_steps: 1}\n")
+    assert shipped.find_config("lm", "plain") == Path("plain")  # a file without the suffix
+    assert shipped.find_config("lm", "nosuch") is None
+    assert main(["train", "dpo", "--config", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aihf: config error: --config nosuch: no such file") and "tiny" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_experiment_layout():

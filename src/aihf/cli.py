@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from aihf import shipped
 from aihf.config import ConfigError
 from aihf.data import DataError
 
@@ -66,6 +67,26 @@ def _train_help() -> str:
     return "\n".join(lines)
 
 
+def _shipped_names(group: str) -> list[str]:
+    """The shipped configs of ``configs/<group>/`` (none when aihf's package data is missing)."""
+    try:
+        return shipped.config_names(group)
+    except FileNotFoundError:
+        return []
+
+
+def _experiment_help() -> str:
+    """Each setting's shipped presets and the environments of the shipped MuJoCo data."""
+    lines = ["presets (--preset NAME, the shipped configs/SETTING/NAME.yaml; or a YAML file of yours):"]
+    lines += [f"  {name:8s} {', '.join(_shipped_names(name))}" for name in EXPERIMENTS if _shipped_names(name)]
+    try:
+        envs = ", ".join(shipped.mujoco_envs())
+    except FileNotFoundError:
+        envs = "none installed"
+    lines.append(f"--env (mujoco): {envs} (the shipped expert data; another environment needs data_dir=DIR)")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aihf",
@@ -88,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("method", help="the method to train with")
-    train.add_argument("--config", help="YAML config file (see configs/lm/)")
+    train.add_argument("--config", help="a YAML config file, or the name of one aihf ships (configs/lm/: "
+                       f"{', '.join(_shipped_names('lm'))})")
     train.add_argument("--output-dir", help="the run folder (loop.output_dir; default runs/METHOD-HASH)")
     train.add_argument(
         "--overwrite", action="store_true",
@@ -118,11 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a paper setting end to end: results table, plots, samples",
         description="Run a setting of the paper on equal budgets for every method.\n\n"
         + "\n".join(f"  {name:8s} {text}" for name, text in EXPERIMENTS.items()),
+        epilog=_experiment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     experiment.add_argument("setting", choices=sorted(EXPERIMENTS))
     experiment.add_argument("--preset", default="quick", help="named size/data regime (default: quick)")
-    experiment.add_argument("--env", default="Hopper-v5", help="gymnasium environment (mujoco only)")
+    experiment.add_argument("--env", default="Hopper-v5", help="gymnasium environment (mujoco only; see below)")
     experiment.add_argument("--config", help="YAML config file (toy only; presets cover the others)")
     experiment.add_argument("--output-dir", help="where results go (default: outputs/SETTING-PRESET)")
     experiment.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")

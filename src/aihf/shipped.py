@@ -57,6 +57,22 @@ def config_file(group: str, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def find_config(group: str, name: str) -> Path | None:
+    """A ``--config`` / ``--preset`` argument as a file: ``name`` itself when it ends in
+    ``.yaml`` / ``.yml``, else the shipped ``configs/<group>/<name>.yaml``, else ``name`` as a
+    path when such a file exists (one without the suffix); None when it is none of these."""
+    if is_path(name):
+        return Path(name)
+    found = config_file(group, name)
+    return found if found is not None or not Path(name).is_file() else Path(name)
+
+
+def mujoco_envs() -> list[str]:
+    """The environments the shipped MuJoCo data covers (the folders of ``data/mujoco/``)."""
+    root = _package_folder(MUJOCO_DATA)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.npz")))
+
+
 def mujoco_data_dir(env: str) -> Path:
     """The shipped MuJoCo data of one environment (``data/mujoco/<env>/``)."""
     return _package_folder(MUJOCO_DATA) / env

@@ -31,7 +31,7 @@ from pathlib import Path
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
-from aihf import logs, run_folder, runtime
+from aihf import logs, run_folder, runtime, shipped
 from aihf.config import ConfigError, Settings, load_config, setting
 from aihf.data import read_demonstrations, read_preferences, read_prompts, split_without_leaks
 from aihf.lm.batching import Encoder
@@ -43,6 +43,7 @@ from aihf.lm.trainer import LoopConfig, Trainer, TrainResult, latest_checkpoint
 log = logging.getLogger(__name__)
 
 METHODS: dict[str, str] = {name: recipe.description for name, recipe in RECIPES.items()}
+CONFIG_GROUP = "lm"  # --config NAME: the shipped configs/lm/NAME.yaml
 
 
 @dataclass
@@ -320,11 +321,18 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
 def train_from_cli(method: str, config_path: str | None, overrides: list[str],
                    output_dir: str | None = None, overwrite: bool = False) -> int:
     """``aihf train METHOD --config FILE key=value ...``; returns the exit status (errors
-    propagate to ``aihf.cli``, which prints them as one line)."""
+    propagate to ``aihf.cli``, which prints them as one line). ``config_path`` is a YAML file
+    or the name of a shipped ``configs/lm/`` config (``tiny``), as for experiment presets."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     logs.setup(logging.INFO)
-    config = load_config(TrainConfig, config_path, overrides)
+    path = None
+    if config_path is not None:
+        path = shipped.find_config(CONFIG_GROUP, config_path)
+        if path is None:
+            raise ConfigError(f"--config {config_path}: no such file, nor a shipped config of that name "
+                              f"(configs/lm: {', '.join(shipped.config_names(CONFIG_GROUP))})")
+    config = load_config(TrainConfig, path, overrides)
     if output_dir is not None:
         config.loop.output_dir = output_dir
     if config_path is None and config.model.name_or_path == "tiny":
