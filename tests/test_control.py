@@ -1,6 +1,8 @@
 """Control world: relabelling, the reward step's gradient, Algorithm 1 on a task with a known
 expert, determinism, and exact save/load. Tiny nets and budgets (about a minute in all)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -193,3 +195,146 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path):
     assert (out / "runs" / "aihf" / "seed0" / "reward_net.safetensors").exists()
     assert any((out / "runs" / "aihf" / "seed0" / "tb").rglob("events.out.tfevents*"))
     assert run_from_cli("aihf/ContextTarget-v0", "no-such-preset", str(out), []) == 2
+
+
+def _ml_irl_loop(total_steps: int, iteration_steps: int, trajectories: int = 3) -> LoopConfig:
+    return LoopConfig(
+        total_steps=total_steps, schedule="ml_irl", iteration_steps=iteration_steps,
+        trajectories_per_iteration=trajectories, reward_updates=2, eval_every=total_steps, eval_episodes=5,
+        reward_hidden=[32, 32], reward_clamp=10.0,
+        sac=SACConfig(net_arch=[32, 32], learning_starts=100, batch_size=64, buffer_size=5000),
+        reward=RewardStepConfig(lr=1e-3, weight_decay=1e-6, demo_batch=64, pref_batch=None),
+    )
+
+
+def test_ml_irl_reward_steps_use_the_current_policys_fresh_trajectories_and_every_demonstration(monkeypatch):
+    import aihf.control.algorithm as algorithm
+    import aihf.control.reward_step as reward_step
+
+    demos, prefs = toy_data(n_demos=70, demo_slope=0.8, n_prefs=12, seed=0)
+    collected, losses_seen = [], []
+    real_trajectories, real_loss = algorithm.policy_trajectories, reward_step.aihf_reward_loss
+
+    def spy_trajectories(policy, env, n, seed):
+        episodes = real_trajectories(policy, env, n, seed)
+        collected.append({"episodes": episodes, "seed": seed, "actor": {k: v.clone() for k, v in policy.state_dict().items()}})
+        return episodes
+
+    def spy_loss(r_demo, r_pol, r_w, r_l, *args):
+        losses_seen.append((r_demo.shape[0], r_pol.shape[0], r_w.shape[0]))
+        return real_loss(r_demo, r_pol, r_w, r_l, *args)
+
+    steps_seen = []
+    real_step = RewardLearner.step
+
+    def spy_step(self, obs=None, act=None):
+        steps_seen.append((obs.clone(), act.clone()))
+        return real_step(self, obs, act)
+
+    monkeypatch.setattr(algorithm, "policy_trajectories", spy_trajectories)
+    monkeypatch.setattr(reward_step, "aihf_reward_loss", spy_loss)
+    monkeypatch.setattr(RewardLearner, "step", spy_step)
+    cfg = _ml_irl_loop(total_steps=500, iteration_steps=200)  # iterations of 200, 200 and 100 steps
+    result = train_method("aihf", cfg, "ContextTarget", 0, demos, prefs, env=ContextTarget(), eval_env=ContextTarget())
+    assert cfg.iterations() == 3 and len(collected) == 3 and len(steps_seen) == 3 * cfg.reward_updates
+    assert result.steps == [500] and len(result.reward_losses) == 6
+    for k, batch in enumerate(collected):
+        obs = torch.as_tensor(np.concatenate([e.obs for e in batch["episodes"]]))
+        act = torch.as_tensor(np.concatenate([e.actions for e in batch["episodes"]]))
+        assert obs.shape[0] == 3 * ContextTarget().horizon  # whole episodes, three of them
+        for step_obs, step_act in steps_seen[2 * k: 2 * k + 2]:  # exactly this iteration's fresh samples
+            assert torch.equal(step_obs, obs) and torch.equal(step_act, act)
+        if k:  # the policy that rolled them out is the one SAC trained since the last iteration
+            assert any(not torch.equal(v, collected[k - 1]["actor"][n]) for n, v in batch["actor"].items())
+    assert len({c["seed"] for c in collected}) == 3  # fresh episodes every iteration
+    # every demonstration (70, not demo_batch = 64), every policy transition, every pair (pref_batch null)
+    assert set(losses_seen) == {(70, 60, 12)}
+
+
+def test_the_reward_clamp_bounds_every_reward_and_stops_its_gradient(tmp_path):
+    net = RewardNet(3, 2, (8,), clamp=1.5)
+    with torch.no_grad():
+        net.mlp[-1].weight.mul_(1e4)
+        net.mlp[-1].bias.fill_(-3.0)
+    obs, act = torch.randn(200, 3) * 10, torch.randn(200, 2) * 10
+    r = net(obs, act)
+    assert r.abs().max() <= 1.5 and (r.abs() == 1.5).any()
+    outside = net.mlp(torch.cat([obs, act], -1)).squeeze(-1).abs() > 1.5
+    r[outside].sum().backward()  # a clamped output gives no gradient
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in net.parameters())
+    buf = _filled_buffer(net, shift=0.25)
+    assert (buf.sample(32).rewards - 0.25).abs().max() <= 1.5 + 1e-6
+    net.save(tmp_path / "r.safetensors")
+    back = RewardNet.load(tmp_path / "r.safetensors")
+    assert back.clamp == 1.5 and torch.equal(back(obs, act), net(obs, act))
+    with pytest.raises(ValueError, match="clamp"):
+        RewardNet(3, 2, clamp=0.0)
+
+
+def test_control_settings_are_checked_when_made():
+    from aihf.config import ConfigError, from_dict
+
+    with pytest.raises(ValueError, match="iteration_steps must be > 0"):
+        LoopConfig(iteration_steps=0)
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        RewardStepConfig(weight_decay=-1.0)
+    with pytest.raises(ValueError, match="learning_rate must be finite"):
+        SACConfig(learning_rate=float("nan"))
+    with pytest.raises(ConfigError, match="loop.schedule"):
+        from_dict(LoopConfig, {"schedule": "rounds"}, where="test", prefix="loop.")
+    assert SACConfig(ent_coef="auto").ent_coef == "auto"
+
+
+@pytest.mark.e2e
+def test_ml_irl_schedule_learns_the_task_with_a_known_expert():
+    """ContextTarget: playing 0 earns about -4.3 over the 20 steps, uniform random actions
+    about -10.9, the expert 0. Twelve iterations of 100 SAC steps, 10 reward steps each."""
+    demos, prefs = toy_data(n_demos=300, demo_slope=0.8, n_prefs=50, seed=0)
+    cfg = replace(_ml_irl_loop(total_steps=1200, iteration_steps=100, trajectories=5), reward_updates=10)
+    cfg = replace(cfg, reward=replace(cfg.reward, lr=1e-2))
+    for method in ("aihf", "ml_irl"):
+        returns = train_method(method, cfg, "ContextTarget", 1, demos, prefs, env=ContextTarget(), eval_env=ContextTarget()).returns
+        assert returns[-1] > -1.0, (method, returns)
+
+
+def test_ml_irl_schedule_runs_are_seeded():
+    demos, prefs = toy_data(n_demos=50, demo_slope=0.5, n_prefs=20, seed=1)
+    cfg = _ml_irl_loop(total_steps=300, iteration_steps=100)
+    runs = [train_method("aihf", cfg, "ContextTarget", 3, demos, prefs, env=ContextTarget(), eval_env=ContextTarget())
+            for _ in range(2)]
+    assert runs[0].returns == runs[1].returns and runs[0].reward_losses == runs[1].reward_losses
+    assert len(runs[0].reward_losses) == 3 * cfg.reward_updates
+
+
+@pytest.mark.e2e
+def test_experiment_runs_are_a_resumable_grid(tmp_path):
+    import json
+
+    import yaml
+
+    from aihf.control.toy import write_toy_data_dir
+    from aihf.experiments.mujoco import run_from_cli
+
+    write_toy_data_dir(tmp_path / "data", demo_slope=0.5, n_prefs=50)
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump({
+        "methods": ["aihf", "bc"], "seeds": [0], "n_prefs": 20,
+        "loop": {"total_steps": 200, "schedule": "ml_irl", "iteration_steps": 100, "trajectories_per_iteration": 2,
+                 "eval_every": 100, "eval_episodes": 2, "reward_hidden": [8], "reward_clamp": 10.0,
+                 "sac": {"net_arch": [8], "learning_starts": 50, "batch_size": 16, "buffer_size": 300}},
+        "bc": {"hidden": [8], "updates": 10},
+    }))
+    out, data = tmp_path / "out", f"data_dir={tmp_path / 'data'}"
+    assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(out), [data]) == 0
+    first = out / "runs" / "aihf" / "seed0" / "result.json"
+    stamp, before = first.stat().st_mtime_ns, json.loads((out / "results.json").read_text())
+    assert before["schedule"] == "ml_irl" and before["reward_shift"] == 0.0
+    # another seed: seed 0 is reused as it was, seed 1 trained; the table holds both
+    assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(out), [data, "seeds=[0,1]"]) == 0
+    after = json.loads((out / "results.json").read_text())
+    assert first.stat().st_mtime_ns == stamp and after["runs"]["aihf"][0] == before["runs"]["aihf"][0]
+    assert len(after["runs"]["aihf"]) == 2 and (out / "runs" / "bc" / "seed1" / "result.json").exists()
+    # other settings: the run is trained again, not reused
+    assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(out), [data, "loop.reward_updates=2"]) == 0
+    assert first.stat().st_mtime_ns != stamp
+    assert not list((out / "runs" / "aihf").glob(".*"))  # nothing half-written left

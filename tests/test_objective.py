@@ -355,6 +355,16 @@ def test_reduction_w_pref_zero_is_ml_irl(form):
     assert demo.item() == pytest.approx(expected, rel=1e-12)
 
 
+def test_linear_demo_term_takes_batches_of_different_sizes_as_ml_irl_does():
+    d, p = _rand(ND, seed=3, grad=True), _rand(ND + 5, seed=4, grad=True)
+    loss = obj.demonstration_reward_loss(d, p, "linear")
+    assert loss.item() == pytest.approx(-(_np(d).mean() - _np(p).mean()), rel=1e-12)
+    loss.backward()  # every demonstration pulls up by 1/|D|, every sample down by 1/|samples|
+    assert torch.allclose(d.grad, torch.full_like(d, -1.0 / ND)) and torch.allclose(p.grad, torch.full_like(p, 1.0 / (ND + 5)))
+    with pytest.raises(ValueError, match="pairs each demonstration"):
+        obj.demonstration_reward_loss(d, p, "logistic")
+
+
 def test_aihf_reward_loss_is_weighted_sum():
     d, p = (_rand(ND, seed=s, grad=False) for s in (3, 4))
     c, r = (_rand(NP_, seed=s, grad=False) for s in (1, 2))

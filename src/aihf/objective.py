@@ -152,7 +152,17 @@ def demonstration_reward_loss(
     The linear form's gradient is beta times the exact gradient of the demonstration
     log-likelihood, since grad log pi_theta(y_E|x) = (1/beta)[grad r(x,y_E) - E_pi grad r(x,y)];
     it is unbounded, so regularise the reward with it (``reward_l2`` of ``aihf_reward_loss``).
+
+    The two batches may differ in size only in the linear form, which then reads
+    l_D = -( mean r(x, y_E) - mean r(x, y) ): every demonstration against every policy
+    sample, as ML-IRL's full-batch control step has it (equal sizes give the same value).
+    The logistic form pairs each demonstration with one sample.
     """
+    if reward_demo.shape != reward_policy.shape:
+        if form == "linear":
+            return -(reward_demo.mean() - reward_policy.mean())
+        raise ValueError(f"the {form!r} demonstration term pairs each demonstration with one policy sample; "
+                         f"got {tuple(reward_demo.shape)} and {tuple(reward_policy.shape)} rewards")
     diff = reward_demo - reward_policy
     if form == "linear":
         return -diff.mean()

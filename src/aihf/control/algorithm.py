@@ -1,12 +1,23 @@
 """Algorithm 1 with SAC as the policy step (docs/method.md section 3), and the baselines that share
 its loop (docs/method.md section 5, "Control").
 
-One SB3 ``SAC.learn`` call runs the whole loop. Its replay buffer relabels every sampled
-minibatch with the current r_theta (``relabel.RelabelledReplayBuffer``); a callback does,
-every ``reward_every`` environment steps (= K SAC updates with train_freq = gradient_steps
-= 1), ``reward_updates`` reward steps on demonstrations vs. the latest policy transitions
-plus segment preferences (``reward_step.RewardLearner``), and evaluates the true return
-every ``eval_every`` steps.
+SAC's replay buffer relabels every sampled minibatch with the current r_theta
+(``relabel.RelabelledReplayBuffer``), so each SAC update uses the latest reward. Two schedules
+(``LoopConfig.schedule``) decide when the reward steps (``reward_step.RewardLearner``) happen:
+
+``alternating`` (docs/method.md section 3's single loop)
+    one SB3 ``SAC.learn`` call; a callback does, every ``reward_every`` environment steps
+    (= K SAC updates with train_freq = gradient_steps = 1), ``reward_updates`` reward steps
+    on demonstrations vs. transitions drawn from the last ``policy_window`` replay entries,
+    plus segment preferences.
+``ml_irl`` (the schedule of ML-IRL's public MuJoCo code)
+    per outer iteration: SAC trains ``iteration_steps`` environment steps on the current
+    reward (buffer kept); then ``trajectories_per_iteration`` fresh trajectories of the
+    current (stochastic) policy are rolled out; then ``reward_updates`` full-batch reward
+    steps: every demonstration against every transition of those trajectories (the linear
+    form is mean r(policy) - mean r(expert)), plus ``pref_batch`` segment pairs (all when null).
+
+Both evaluate the true return every ``eval_every`` steps.
 
 Methods (``METHODS``), all on the same loop and budget:
   aihf     w_D = w_P = 1, reward and policy updated alternately (Algorithm 1)
@@ -18,66 +29,83 @@ Methods (``METHODS``), all on the same loop and budget:
 
 from __future__ import annotations
 
+import logging
+import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
+from aihf.config import Settings, setting
 from aihf.control.policy_io import save_policy
 from aihf.control.relabel import RelabelledReplayBuffer
 from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
-from aihf.control.rollout import evaluate_policy_return
+from aihf.control.rollout import Episode, evaluate_policy_return, policy_actor, run_episode
 from aihf.data import SegmentPreferenceSet, TransitionSet
 from aihf.runtime import set_seed
 
+log = logging.getLogger(__name__)
+
 METHODS = ("aihf", "ml_irl", "rlhf", "sac_true")
+Schedule = Literal["alternating", "ml_irl"]
 
 
 @dataclass
-class SACConfig:
+class SACConfig(Settings):
     """SB3 SAC settings of the policy step. ``ent_coef``: None (default) fixes SAC's entropy
     temperature at the objective's ``reward.beta``; ``"auto"`` lets SB3 tune it (then beta
     no longer weighs the entropy, and the run says so); a number sets it directly."""
 
-    net_arch: list[int] = field(default_factory=lambda: [256, 256])
-    learning_rate: float = 3e-4
-    batch_size: int = 256
-    learning_starts: int = 1000
-    buffer_size: int = 100_000
-    train_freq: int = 1
-    gradient_steps: int = 1
-    ent_coef: float | Literal["auto"] | None = None
+    net_arch: list[int] = setting(factory=lambda: [256, 256], help="hidden sizes of actor and critics")
+    learning_rate: float = setting(3e-4, gt=0, help="Adam learning rate of actor, critics (and temperature)")
+    batch_size: int = setting(256, gt=0, help="transitions per SAC update")
+    learning_starts: int = setting(1000, ge=0, help="environment steps of random actions before the first update")
+    buffer_size: int = setting(100_000, gt=0, help="replay buffer capacity")
+    train_freq: int = setting(1, gt=0, help="environment steps between update rounds")
+    gradient_steps: int = setting(1, gt=0, help="SAC updates per round")
+    ent_coef: float | Literal["auto"] | None = setting(None, gt=0, help="entropy temperature: null = reward.beta, 'auto' = tuned")
 
 
 @dataclass
-class LoopConfig:
+class LoopConfig(Settings):
     """Budget and schedule of one run of Algorithm 1 (or a baseline on the same loop)."""
 
-    total_steps: int = 20_000
-    reward_every: int = 100
-    reward_updates: int = 1
-    policy_window: int = 5_000
-    reward_hidden: list[int] = field(default_factory=lambda: [64, 64])
-    reward_shift: float = 0.0
-    eval_every: int = 5_000
-    eval_episodes: int = 10
-    sac: SACConfig = field(default_factory=SACConfig)
-    reward: RewardStepConfig = field(default_factory=RewardStepConfig)
+    total_steps: int = setting(20_000, gt=0, help="environment steps of the policy step (the budget)")
+    schedule: Schedule = setting("alternating", help="when reward steps happen: alternating | ml_irl (module docstring)")
+    reward_every: int = setting(100, gt=0, help="alternating: environment steps between reward updates")
+    reward_updates: int = setting(1, gt=0, help="reward steps per reward update (alternating) or per iteration (ml_irl)")
+    policy_window: int = setting(5_000, gt=0, help="alternating: policy samples come from the last N replay entries")
+    iteration_steps: int = setting(5_000, gt=0, help="ml_irl: SAC environment steps per outer iteration")
+    trajectories_per_iteration: int = setting(10, gt=0, help="ml_irl: fresh trajectories of the current policy per reward update")
+    reward_hidden: list[int] = setting(factory=lambda: [64, 64], help="hidden sizes of the reward MLP")
+    reward_clamp: float | None = setting(None, gt=0, help="reward output clamped to [-c, c] (ML-IRL: 10); null: unbounded")
+    reward_shift: float = setting(0.0, help="constant added to every learned reward in SAC's updates (reported when not 0)")
+    eval_every: int = setting(5_000, gt=0, help="environment steps between true-return evaluations")
+    eval_episodes: int = setting(10, gt=0, help="episodes per evaluation (deterministic policy)")
+    sac: SACConfig = setting(factory=SACConfig, help="SAC settings")
+    reward: RewardStepConfig = setting(factory=RewardStepConfig, help="objective and reward optimiser")
+
+    def iterations(self) -> int:
+        """ml_irl: outer iterations, the last one shorter when ``iteration_steps`` does not divide the budget."""
+        return math.ceil(self.total_steps / self.iteration_steps)
+
+    def reward_update_count(self) -> int:
+        """Reward steps an alternating method makes in one run (RLHF's stage 1 makes as many)."""
+        if self.schedule == "ml_irl":
+            return self.iterations() * self.reward_updates
+        return max(self.total_steps - self.sac.learning_starts, 0) // self.reward_every * self.reward_updates
 
 
 def entropy_temperature(cfg: LoopConfig) -> float | str:
     """SAC's ``ent_coef``: the objective's beta unless ``sac.ent_coef`` sets it (or ``"auto"``)."""
-    if cfg.sac.ent_coef is None:
-        return cfg.reward.beta
-    if cfg.sac.ent_coef != "auto" and not cfg.sac.ent_coef > 0:
-        raise ValueError(f"sac.ent_coef must be > 0, 'auto' or null, got {cfg.sac.ent_coef}")
-    return cfg.sac.ent_coef
+    return cfg.reward.beta if cfg.sac.ent_coef is None else cfg.sac.ent_coef
 
 
 def method_reward_config(method: str, base: RewardStepConfig) -> RewardStepConfig:
@@ -125,7 +153,7 @@ class _AlgorithmOneCallback(BaseCallback):
         if (self.alternate and t >= self.cfg.sac.learning_starts and t % self.cfg.reward_every == 0):
             buffer: RelabelledReplayBuffer = self.model.replay_buffer
             for _ in range(self.cfg.reward_updates):
-                obs, act = buffer.recent(self.cfg.policy_window, self.learner.cfg.demo_batch)
+                obs, act = buffer.recent(self.cfg.policy_window, self.learner.cfg.demo_batch or self.cfg.policy_window)
                 self.result.reward_losses.append(self.learner.step(obs, act))
             self.logger.record("reward/loss", self.result.reward_losses[-1])
         if t % self.cfg.eval_every == 0:
@@ -133,6 +161,30 @@ class _AlgorithmOneCallback(BaseCallback):
         if self.progress is not None:
             self.progress.update(1)
         return True
+
+
+def policy_trajectories(policy, env: gym.Env, n: int, seed: int) -> list[Episode]:
+    """``n`` episodes of ``policy`` acting stochastically (as it explores), env reset with
+    seeds seed, seed+1, ...: the current policy's samples of the ml_irl reward step."""
+    act = policy_actor(policy, deterministic=False)
+    return [run_episode(act, env, seed + i) for i in range(n)]
+
+
+def _ml_irl_iterations(model: SAC, cfg: LoopConfig, learner: RewardLearner, callback: "_AlgorithmOneCallback",
+                       collect_env: gym.Env, seed: int, method: str) -> None:
+    """The ml_irl schedule (module docstring): SAC for ``iteration_steps``, then fresh
+    trajectories of the current policy, then ``reward_updates`` full-batch reward steps."""
+    for k in range(cfg.iterations()):
+        steps = min(cfg.iteration_steps, cfg.total_steps - model.num_timesteps)
+        model.learn(steps, callback=callback, tb_log_name=method, reset_num_timesteps=k == 0)
+        episodes = policy_trajectories(model.policy, collect_env, cfg.trajectories_per_iteration,
+                                       seed=10_000_000 + 100_000 * seed + k * cfg.trajectories_per_iteration)
+        obs = torch.as_tensor(np.concatenate([e.obs for e in episodes]))
+        act = torch.as_tensor(np.concatenate([e.actions for e in episodes]))
+        for _ in range(cfg.reward_updates):
+            callback.result.reward_losses.append(learner.step(obs, act))
+        model.logger.record("reward/loss", callback.result.reward_losses[-1])
+        model.logger.record("reward/policy_sample_return", float(np.mean([e.ret for e in episodes])))
 
 
 def train_method(method: str, cfg: LoopConfig, env_id: str, seed: int,
@@ -150,17 +202,21 @@ def train_method(method: str, cfg: LoopConfig, env_id: str, seed: int,
     set_seed(seed)
     env = env if env is not None else gym.make(env_id)
     eval_env = eval_env if eval_env is not None else gym.make(env_id)
+    alternate = method in ("aihf", "ml_irl")
     learner = None
     if method != "sac_true":
-        net = RewardNet(env.observation_space.shape[0], env.action_space.shape[0], tuple(cfg.reward_hidden))
-        learner = RewardLearner(net, method_reward_config(method, cfg.reward), demos, prefs,
-                                np.random.default_rng(seed))
-    alternate = method in ("aihf", "ml_irl")
+        net = RewardNet(env.observation_space.shape[0], env.action_space.shape[0], tuple(cfg.reward_hidden),
+                        cfg.reward_clamp)
+        reward_cfg = method_reward_config(method, cfg.reward)
+        if cfg.schedule == "ml_irl" and alternate:
+            reward_cfg = replace(reward_cfg, demo_batch=None)  # ML-IRL's full expert batch
+        learner = RewardLearner(net, reward_cfg, demos, prefs, np.random.default_rng(seed))
+        if cfg.reward_shift:
+            log.warning("%s: every learned reward is shifted by reward_shift=%g in SAC's updates", method, cfg.reward_shift)
     t0 = time.time()
     pre_losses = []
     if method == "rlhf":
-        n_alternating = max(cfg.total_steps - cfg.sac.learning_starts, 0) // cfg.reward_every * cfg.reward_updates
-        pre_losses = [learner.step() for _ in range(n_alternating)]
+        pre_losses = [learner.step() for _ in range(cfg.reward_update_count())]
     s = cfg.sac
     model = SAC(
         "MlpPolicy", env, ent_coef=entropy_temperature(cfg), learning_rate=s.learning_rate, buffer_size=s.buffer_size,
@@ -170,8 +226,11 @@ def train_method(method: str, cfg: LoopConfig, env_id: str, seed: int,
         replay_buffer_kwargs={"reward_fn": learner.net if learner else None, "reward_shift": cfg.reward_shift},
         tensorboard_log=str(Path(out_dir) / "tb") if out_dir else None, seed=seed, device="cpu", verbose=0,
     )
-    callback = _AlgorithmOneCallback(cfg, learner, alternate, eval_env, seed, progress)
-    model.learn(cfg.total_steps, callback=callback, tb_log_name=method)
+    callback = _AlgorithmOneCallback(cfg, learner, alternate and cfg.schedule == "alternating", eval_env, seed, progress)
+    if alternate and cfg.schedule == "ml_irl":
+        _ml_irl_iterations(model, cfg, learner, callback, eval_env, seed, method)
+    else:
+        model.learn(cfg.total_steps, callback=callback, tb_log_name=method)
     if not callback.result.steps or callback.result.steps[-1] != model.num_timesteps:
         callback.evaluate()
     result = callback.result

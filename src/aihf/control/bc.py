@@ -9,22 +9,25 @@ to the action bounds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from aihf.config import Settings, setting
 from aihf.data import TransitionSet
 from aihf.runtime import check_finite
 
 
 @dataclass
-class BCConfig:
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
-    lr: float = 1e-3
-    batch_size: int = 256
-    updates: int = 5_000
+class BCConfig(Settings):
+    """Behaviour cloning's network and optimiser."""
+
+    hidden: list[int] = setting(factory=lambda: [256, 256], help="hidden sizes of mu_phi")
+    lr: float = setting(1e-3, gt=0, help="Adam learning rate")
+    batch_size: int = setting(256, gt=0, help="demonstration transitions per update")
+    updates: int = setting(5_000, gt=0, help="Adam updates")
 
 
 class GaussianPolicy(nn.Module):

@@ -1,5 +1,6 @@
 """The control reward r_theta(s, a): an MLP on the concatenated state and action
-(docs/method.md section 6: hidden sizes (64, 64), ReLU; trained with Adam, lr 1e-4).
+(docs/method.md section 6: hidden sizes (64, 64), ReLU; trained with Adam, lr 1e-4),
+optionally clamped to [-c, c] as ML-IRL's reward for MuJoCo is (c = 10).
 
 A segment's reward is the sum of r_theta(s_t, a_t) over its steps (docs/method.md section 2,
 "Control"); ``segment_reward`` computes it for a batch of segments.
@@ -16,11 +17,15 @@ from torch import nn
 
 
 class RewardNet(nn.Module):
-    """r_theta(s, a) = MLP([s; a]) -> scalar, ReLU between hidden layers."""
+    """r_theta(s, a) = clamp(MLP([s; a]), -c, c) -> scalar, ReLU between hidden layers;
+    ``clamp`` c = None leaves the output unbounded. Outside [-c, c] the gradient is zero, so
+    a reward step cannot push a clamped output further."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64)):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64), clamp: float | None = None):
         super().__init__()
-        self.obs_dim, self.act_dim, self.hidden = obs_dim, act_dim, tuple(hidden)
+        if clamp is not None and not clamp > 0:
+            raise ValueError(f"reward clamp must be > 0 or None, got {clamp}")
+        self.obs_dim, self.act_dim, self.hidden, self.clamp = obs_dim, act_dim, tuple(hidden), clamp
         sizes = [obs_dim + act_dim, *hidden]
         layers: list[nn.Module] = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -30,7 +35,8 @@ class RewardNet(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """r(s, a) for tensors [..., obs_dim] and [..., act_dim]; returns shape [...]."""
-        return self.mlp(torch.cat([obs, act], dim=-1)).squeeze(-1)
+        out = self.mlp(torch.cat([obs, act], dim=-1)).squeeze(-1)
+        return out if self.clamp is None else out.clamp(-self.clamp, self.clamp)
 
     def segment_reward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """r(tau) = sum_t r(s_t, a_t) for segments [N, L, dim]; returns shape [N]."""
@@ -38,7 +44,7 @@ class RewardNet(nn.Module):
 
     def save(self, path: str | Path) -> None:
         """Weights to safetensors, with the sizes needed by ``load`` as metadata."""
-        meta = {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden)}
+        meta = {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden), "clamp": self.clamp}
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(path), metadata={"reward_net": json.dumps(meta)})
 
@@ -48,6 +54,6 @@ class RewardNet(nn.Module):
 
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads(f.metadata()["reward_net"])
-        net = cls(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]))
+        net = cls(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), meta.get("clamp"))
         net.load_state_dict(load_file(str(path)))
         return net

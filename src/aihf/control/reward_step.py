@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aihf.config import setting
 from aihf.control.reward_net import RewardNet
 from aihf.data import SegmentPreferenceSet, TransitionSet
 from aihf.objective import DemoForm, ObjectiveConfig, aihf_reward_loss
@@ -31,15 +32,18 @@ class RewardStepConfig(ObjectiveConfig):
     ``beta`` is the entropy temperature of the SAC policy step (the inner problem
     max E[sum r] + beta H(pi) is section 2's with a uniform pi_ref); 0.2 is ML-IRL's fixed
     temperature for MuJoCo. The control demonstration term defaults to the exact
-    (``linear``) ML-IRL form.
+    (``linear``) ML-IRL form. ``weight_decay`` is Adam's L2 term (``torch.optim.Adam``'s,
+    as ML-IRL's reward optimiser has it); ML-IRL's loss is T = 1000 times this mean-per-step
+    form, so its weight decay 1e-3 weighs as 1e-6 does here.
     """
 
-    beta: float = 0.2
-    demo_form: DemoForm = "linear"
-    reward_l2: float = 0.01
-    lr: float = 1e-4
-    demo_batch: int = 256
-    pref_batch: int = 64
+    beta: float = setting(0.2, gt=0, help="SAC's entropy temperature (and the objective's beta)")
+    demo_form: DemoForm = setting("linear", help="demonstration term: linear (ML-IRL's exact gradient) or logistic")
+    reward_l2: float = setting(0.01, ge=0, help="penalty l2 * mean r^2 on the rewards of the batch")
+    lr: float = setting(1e-4, gt=0, help="Adam learning rate of the reward net")
+    weight_decay: float = setting(0.0, ge=0, help="Adam's L2 weight decay of the reward net")
+    demo_batch: int | None = setting(256, gt=0, help="demonstration transitions per reward step (null: all)")
+    pref_batch: int | None = setting(64, gt=0, help="segment pairs per reward step (null: all)")
 
 
 class RewardLearner:
@@ -52,12 +56,15 @@ class RewardLearner:
         if cfg.w_pref > 0 and prefs is None:
             raise ValueError("w_pref > 0 needs preferences")
         self.net, self.cfg, self.rng = net, cfg, rng
-        self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.demos = _tensors(demos, ("observations", "actions"))
         self.prefs = _tensors(prefs, ("obs_w", "act_w", "obs_l", "act_l"))
         self.updates = 0
 
-    def _draw(self, arrays: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+    def _draw(self, arrays: dict[str, torch.Tensor], size: int | None) -> dict[str, torch.Tensor]:
+        """``size`` rows drawn with replacement; ``None``: every row, in order (a full batch)."""
+        if size is None:
+            return arrays
         n = len(next(iter(arrays.values())))
         idx = torch.as_tensor(self.rng.integers(0, n, size=size))
         return {k: v[idx] for k, v in arrays.items()}

@@ -8,14 +8,20 @@ with the expert data of ``data/mujoco/`` (``aihf.shipped``). Writes to the outpu
 directory: ``config.yaml``, ``results.json`` (every curve), ``results.md`` (the table),
 ``curves.png`` (true return vs. environment steps, mean and std over seeds, normalised by the
 demonstrator's return), and per run ``runs/<method>/seed<k>/`` with TensorBoard logs
-(``tb/``), ``policy.safetensors`` and ``reward_net.safetensors``.
+(``tb/``), ``policy.safetensors``, ``reward_net.safetensors`` and ``result.json``.
+
+The runs are a resumable grid: each run's folder is written atomically, ``result.json`` last,
+and a run whose ``result.json`` was made with the same settings (``unit_key``) is reused,
+so an interrupted experiment continues where it stopped and more seeds or methods can be
+added to a finished one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -25,38 +31,63 @@ import torch
 from tqdm import tqdm
 
 from aihf import shipped
-from aihf.config import load_config, save_config
+from aihf.config import Settings, load_config, save_config, setting
 from aihf.control.algorithm import METHODS, LoopConfig, train_method
 from aihf.control.bc import BCConfig, bc_actor, train_bc
 from aihf.control.expert_data import demonstrator_return, load_data
 from aihf.control.rollout import run_episode
 from aihf.eval.stats import mean_interval
+from aihf.runtime import atomic_directory, package_versions
+
+log = logging.getLogger(__name__)
 
 PRESET_GROUP = "mujoco"  # configs/mujoco/ of the installed package
+RESULT = "result.json"  # in each run's folder: its curve, and the settings it was made with
 ALL_METHODS = (*METHODS, "bc")
 
 
 @dataclass
-class MujocoConfig:
+class MujocoConfig(Settings):
     """One MuJoCo experiment: methods x seeds on one data setting, the same loop budget for all."""
 
-    env: str = "Hopper-v5"
-    data_dir: str | None = None  # default: the shipped data/mujoco/<env> (aihf.shipped.mujoco_data_dir)
-    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    demos: Literal["demos", "demos_low"] = "demos"
-    n_demos: int = 10_000
-    n_prefs: int = 20_000
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    bc: BCConfig = field(default_factory=BCConfig)
-    torch_threads: int = 1
+    env: str = setting("Hopper-v5", help="gymnasium environment id")
+    data_dir: str | None = setting(None, help="expert data folder (null: the shipped data/mujoco/<env>)")
+    methods: list[str] = setting(factory=lambda: list(ALL_METHODS), help=f"methods to run, of {ALL_METHODS}")
+    seeds: list[int] = setting(factory=lambda: [0, 1, 2], help="one run per method and seed")
+    demos: Literal["demos", "demos_low"] = setting("demos", help="demonstration file: expert or low-quality")
+    n_demos: int = setting(10_000, gt=0, help="demonstration transitions used")
+    n_prefs: int = setting(20_000, gt=0, help="segment preference pairs used")
+    loop: LoopConfig = setting(factory=LoopConfig, help="budget and schedule")
+    bc: BCConfig = setting(factory=BCConfig, help="behaviour cloning")
+    torch_threads: int = setting(1, gt=0, help="torch intra-op threads per process")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = sorted(set(self.methods) - set(ALL_METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; choose from {list(ALL_METHODS)}")
         if not self.seeds:
             raise ValueError("seeds is empty")
+
+
+def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
+    """What makes a run (method x seed) what it is: a finished run whose ``result.json`` holds
+    the same key is reused; ``methods``, ``seeds`` and ``torch_threads`` may change."""
+    settings = asdict(cfg.bc) if method == "bc" else asdict(cfg.loop)
+    return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env, "data_dir": str(data_dir),
+                                  "demos": cfg.demos, "n_demos": cfg.n_demos, "n_prefs": cfg.n_prefs,
+                                  "settings": settings}))
+
+
+def _finished(folder: Path, key: dict) -> dict | None:
+    path = folder / RESULT
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved.get("key") == key:
+        return saved["result"]
+    log.warning("%s was made with other settings: the run is trained again", path)
+    return None
 
 
 def _bc_result(cfg: MujocoConfig, demos, seed: int) -> dict:
@@ -78,27 +109,42 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
     data_dir = Path(cfg.data_dir) if cfg.data_dir else shipped.mujoco_data_dir(cfg.env)
     demos, prefs = load_data(data_dir, cfg.demos, cfg.n_demos, cfg.n_prefs)
     expert = demonstrator_return(data_dir)
-    rl_methods = [m for m in cfg.methods if m != "bc"]
     runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
-    with tqdm(total=len(rl_methods) * len(cfg.seeds) * cfg.loop.total_steps, unit="step",
+    units = [(seed, method, out / "runs" / method / f"seed{seed}") for seed in cfg.seeds for method in cfg.methods]
+    done = {(seed, method): _finished(folder, unit_key(cfg, method, seed, data_dir)) for seed, method, folder in units}
+    to_train = [u for u in units if done[u[:2]] is None and u[1] != "bc"]
+    if len(to_train) < len(units):
+        log.info("%d of %d runs finished before: reused from their result.json", sum(r is not None for r in done.values()), len(units))
+    with tqdm(total=len(to_train) * cfg.loop.total_steps, unit="step",
               desc="env steps", dynamic_ncols=True, mininterval=2.0) as bar:
-        for seed in cfg.seeds:
-            for method in cfg.methods:
+        for seed, method, folder in units:
+            result = done[seed, method]
+            if result is None:
                 bar.set_postfix_str(f"{method} seed {seed}")
-                if method == "bc":
-                    runs[method].append(_bc_result(cfg, demos, seed))
-                    continue
-                result = train_method(method, cfg.loop, cfg.env, seed, demos, prefs,
-                                      out_dir=out / "runs" / method / f"seed{seed}", progress=bar)
-                runs[method].append({"steps": result.steps, "returns": result.returns,
-                                     "stds": result.stds, "wall_s": result.wall_s})
-    results = {"env": cfg.env, "data_dir": str(data_dir), "demos": cfg.demos, "n_demos": len(demos),
+                result = _train_unit(cfg, method, seed, demos, prefs, folder, data_dir, bar)
+            runs[method].append(result)
+    results = {"versions": package_versions(), "env": cfg.env, "data_dir": str(data_dir), "demos": cfg.demos, "n_demos": len(demos),
                "n_prefs": len(prefs), "demonstrator_return": expert, "total_steps": cfg.loop.total_steps,
+               "schedule": cfg.loop.schedule, "reward_shift": cfg.loop.reward_shift,
                "seeds": cfg.seeds, "summary": summarise(runs, expert), "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(results_table(results))
     plot_curves(results, out / "curves.png")
     return results
+
+
+def _train_unit(cfg: MujocoConfig, method: str, seed: int, demos, prefs, folder: Path, data_dir: Path, bar) -> dict:
+    """Train one run into ``folder`` atomically; its ``result.json`` (written last) marks it finished."""
+    with atomic_directory(folder) as tmp:
+        if method == "bc":
+            result = _bc_result(cfg, demos, seed)
+        else:
+            run_result = train_method(method, cfg.loop, cfg.env, seed, demos, prefs, out_dir=tmp, progress=bar)
+            result = {"steps": run_result.steps, "returns": run_result.returns, "stds": run_result.stds,
+                      "wall_s": run_result.wall_s}
+        record = {"key": unit_key(cfg, method, seed, data_dir), "result": result}
+        (tmp / RESULT).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return result
 
 
 def summarise(runs: dict[str, list[dict]], expert: float) -> dict[str, dict]:
@@ -120,7 +166,8 @@ def results_table(results: dict) -> str:
         f"# {results['env']}: true return after {results['total_steps']} environment steps",
         "",
         f"Demonstrations: {results['n_demos']} transitions ({results['demos']}); preferences: "
-        f"{results['n_prefs']} segment pairs; seeds {results['seeds']}; demonstrator return "
+        f"{results['n_prefs']} segment pairs; seeds {results['seeds']}; schedule {results['schedule']}; "
+        f"learned rewards shifted by {results['reward_shift']:g}; demonstrator return "
         f"{results['demonstrator_return']:.1f} (= 1.0 normalised). Mean +- std over seeds; "
         "the last column is the half-width of the 95% Student-t interval of the normalised return.",
         "",
