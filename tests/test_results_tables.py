@@ -117,7 +117,7 @@ def test_mujoco_results_table_is_rectangular():
     }
     results = {
         "env": "Hopper-v5", "total_steps": 1000, "n_demos": 10000, "demos": "demos", "n_prefs": 200,
-        "seeds": [0, 1, 2], "demonstrator_return": 581.0, "summary": summarise(runs, 581.0),
+        "seeds": [0, 1, 2], "schedule": "ml_irl", "reward_shift": 0.0, "demonstrator_return": 581.0, "summary": summarise(runs, 581.0),
     }
     text = results_table(results)
     assert len(markdown_tables(text)) == 1 and not ragged_rows(text)
