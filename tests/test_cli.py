@@ -1,10 +1,12 @@
 """The aihf command: help, argument layout, overrides in any position, errors."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 from aihf.cli import build_parser, main, parse_args
+from aihf.runtime import package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,4 +118,6 @@ def test_toy_experiment_from_the_command_line(tmp_path, capsys):
     assert main(["experiment", "toy", "--output-dir", str(tmp_path), "iterations=20", "seeds=[0]", settings]) == 0
     out = capsys.readouterr().out
     assert "| s | aihf |" in out and str(tmp_path / "normalised_return.png") in out
+    assert "1 setting x 3 methods x 1 seed in" in out
+    assert json.loads((tmp_path / "results.json").read_text())["versions"] == package_versions()
     assert (tmp_path / "results.json").is_file()

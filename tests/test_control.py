@@ -175,6 +175,7 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path):
 
     from aihf.control.toy import write_toy_data_dir
     from aihf.experiments.mujoco import run_from_cli
+    from aihf.runtime import package_versions
 
     write_toy_data_dir(tmp_path / "data", demo_slope=0.5, n_prefs=50)
     preset = tmp_path / "tiny.yaml"
@@ -190,6 +191,7 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == {"aihf", "ml_irl", "rlhf", "bc", "sac_true"}
     assert results["n_prefs"] == 20 and results["demos"] == "demos_low"
+    assert results["versions"] == package_versions()
     assert results["runs"]["aihf"][0]["steps"] == [150, 300]
     assert (out / "curves.png").stat().st_size > 0 and "| aihf |" in (out / "results.md").read_text()
     assert (out / "runs" / "aihf" / "seed0" / "reward_net.safetensors").exists()

@@ -13,6 +13,7 @@ from aihf.experiments.imdb import builders, data, gold, metrics, plots
 from aihf.experiments.imdb.builders import BuildConfig, RatioSweep, ScoredResponse
 from aihf.experiments.imdb.judge import VaderJudge
 from aihf.eval.stats import mean_interval
+from aihf.runtime import package_versions
 
 
 @pytest.fixture(scope="module")
@@ -548,6 +549,7 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     assert table["aihf-dpo"]["runs"][0]["train_loss_first"] == pytest.approx((history[0]["loss"] + history[1]["loss"]) / 2)
     assert table["aihf-dpo"]["runs"][0]["train_loss_last"] == table["aihf-dpo"]["runs"][0]["train_loss_first"]
     assert results["data"]["tiny"]["prompts"] == 16 and results["judge"] == {"name": "vader"}
+    assert results["versions"] == package_versions() and results["versions"]["scikit-learn"]
     # the held-out pairs: written, never trained on, and every run's reward scored on them
     held = (out / "settings" / "tiny" / "eval_preferences.jsonl").read_text().splitlines()
     trained = (out / "settings" / "tiny" / "preferences.jsonl").read_text().splitlines()

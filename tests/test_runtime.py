@@ -8,6 +8,7 @@ import torch
 
 from aihf.runtime import (
     NonFiniteLossError,
+    package_versions,
     atomic_directory,
     check_finite,
     load_rng_state,
@@ -18,6 +19,16 @@ from aihf.runtime import (
 
 def _draw():
     return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_package_versions_name_python_and_what_the_results_depend_on():
+    import sys
+    from importlib.metadata import version
+
+    versions = package_versions()
+    assert versions["python"] == sys.version.split()[0]
+    for name in ("aihf", "torch", "transformers", "tokenizers", "accelerate", "numpy", "scikit-learn"):
+        assert versions[name] == version(name), name
 
 
 def test_set_seed_repeats():

