@@ -26,6 +26,8 @@ EXPERIMENTS = {
     "toy": "a contextual bandit whose true reward is known: AIHF against ML-IRL and the RLHF reward model",
     "imdb": "IMDb sentiment-controlled generation with SmolLM2-135M (docs/method.md section 6)",
     "mujoco": "MuJoCo control with SAC and an MLP reward (docs/method.md section 6)",
+    "hh": "Anthropic-HH dialogue with Pythia 160M-2.8B (docs/hh.md)",
+    "ultra": "UltraFeedback + UltraChat at 7B on DeepSpeed ZeRO-3 (docs/ultra.md)",
 }
 
 
@@ -148,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--env", default="Hopper-v5", help="gymnasium environment (mujoco only; see below)")
     experiment.add_argument("--config", help="YAML config file (toy only; presets cover the others)")
     experiment.add_argument("--output-dir", help="where results go (default: outputs/SETTING-PRESET)")
+    experiment.add_argument("--dry-run", action="store_true", help="hh, ultra: print the stages, data sizes, "
+                            "launch command and a memory and time estimate; load nothing")
     experiment.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
     quickstart = commands.add_parser(
@@ -215,6 +219,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.setting == "mujoco":
         run_mujoco = _lazy("aihf.experiments.mujoco", "run_from_cli")
         return run_mujoco(args.env, args.preset, str(output_dir), args.overrides)
+    if args.setting in ("hh", "ultra"):
+        return _lazy(f"aihf.experiments.dialogue.{args.setting}", "run_from_cli")(
+            args.preset, str(output_dir), args.overrides, args.dry_run)
     run_imdb = _lazy("aihf.experiments.imdb", "run_from_cli")
     return run_imdb(args.preset, str(output_dir), args.overrides)
 

@@ -1,0 +1,176 @@
+"""What the dialogue experiments (Anthropic-HH, UltraFeedback) share: their model and
+evaluation sections, the base model, and the loop that trains and scores every run.
+
+The training and scoring of one unit (setting, run, seed) is the IMDb experiment's
+(``aihf.experiments.imdb.pipeline``: ``train_stage``, ``finished_unit``, ``evaluate_run``,
+``summarised`` with this experiment's metrics), so a unit's folder, its reuse rules and its ``evaluation.json`` are the same.
+
+Several processes (``torchrun`` or ``accelerate launch`` running the whole experiment): every
+process runs every training stage (a collective operation); the main process alone writes
+the data files (the others read them after it, :func:`main_first`) and samples and scores the
+evaluation, while the others go on to the next training stage, which waits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import yaml
+
+from aihf import run_folder
+from aihf.config import ConfigError, Settings, save_config, setting, to_dict
+from aihf.experiments.dialogue.evaluation import METRICS, Evaluator, SamplingSection
+from aihf.experiments.dialogue.outputs import write_outputs
+from aihf.experiments.imdb.base import SCRATCH, ScratchModelConfig, build_scratch_base
+from aihf.experiments.imdb.metrics import summarise_runs
+from aihf.experiments.imdb.pipeline import evaluate_run, finished_unit, train_stage
+from aihf.experiments.runs import RunSpec
+
+log = logging.getLogger(__name__)
+# keys that add or select runs (each in its own folder), or do not change a run's steps
+MAY_CHANGE = ("methods", "seeds", "variants", "grid", "model.device", "hardware", "evaluation.batch_size",
+              *(f"{loop}.{key}" for loop in ("loop", "sft.loop") for key in ("output_dir", "resume_from", "progress")))
+
+
+@dataclass
+class ModelSection(Settings):
+    """The policy every stage starts from, and the token limits of every stage.
+
+    ``name_or_path``: a hub name, a local ``save_pretrained`` folder, or ``scratch`` (a small
+    GPT-NeoX with a BPE tokenizer trained on the experiment's training texts, ``scratch``
+    sizes; ``aihf.experiments.imdb.base``). ``device``: where the evaluation samples
+    (``auto``: CUDA when there is one); training goes through accelerate.
+    """
+
+    name_or_path: str = setting("EleutherAI/pythia-1b", help="hub name, local folder or scratch")
+    dtype: Literal["float32", "bfloat16", "float16"] = setting("bfloat16", help="weights' dtype")
+    device: str = setting("auto", help="where evaluation samples: auto, cpu, cuda, cuda:N")
+    max_length: int = setting(512, ge=2, help="tokens of prompt + response")
+    max_prompt_length: int = setting(256, ge=1, help="tokens of the prompt (kept from its end)")
+    scratch: ScratchModelConfig = field(default_factory=ScratchModelConfig)
+
+    def torch_device(self) -> str:
+        """``device`` with ``auto`` resolved (the main process's own GPU under a launcher)."""
+        import torch
+        from accelerate import PartialState
+
+        if self.device != "auto":
+            return self.device
+        return f"cuda:{PartialState().local_process_index}" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class EvalSection(Settings):
+    """The held-out evaluation: prompts answered, answer length, batch size, held-out pairs."""
+
+    num_prompts: int = setting(500, ge=1, help="held-out test prompts each policy answers")
+    num_preferences: int = setting(500, ge=0, help="held-out test pairs scored by each run's reward")
+    max_new_tokens: int = setting(128, ge=1, help="tokens of an evaluation answer")
+    batch_size: int = setting(16, ge=1, help="prompts per sampling batch")
+
+
+def sampling(model: ModelSection, evaluation: EvalSection) -> SamplingSection:
+    return SamplingSection(evaluation.max_new_tokens, evaluation.batch_size, model.max_length,
+                           model.max_prompt_length, model.dtype, model.torch_device())
+
+
+def base_model(model: ModelSection, texts: Iterator[str], out: Path) -> str:
+    """``model.name_or_path``, or the scratch model built on ``texts`` into ``out/base``."""
+    if model.name_or_path != SCRATCH:
+        return model.name_or_path
+    with main_first():
+        return str(build_scratch_base(model.scratch, texts, out / "base"))
+
+
+def is_main() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+@contextlib.contextmanager
+def main_first():
+    """The main process runs the block first (writing a stage's files); the others then run
+    it (finding the files and reading them)."""
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        yield
+
+
+def claim_output_dir(out: Path, config, defaults) -> None:
+    """Write ``config.yaml`` into ``out`` (main process); refuse a directory holding a run made
+    with other settings, outside those that only add or select runs (:data:`MAY_CHANGE`) or
+    a setting the saved config lacks that is at its default (``defaults``)."""
+    if not is_main():
+        return
+    saved = out / "config.yaml"
+    if saved.is_file():
+        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        changed = run_folder.differences(old, to_dict(config), MAY_CHANGE, defaults=to_dict(defaults))
+        if changed:
+            raise ConfigError(f"{out} holds a run made with other settings ({'; '.join(changed[:6])}): "
+                              "choose another output directory")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, saved)
+
+
+def unit_key(evaluator: Evaluator, baseline: Path) -> dict:
+    """What a finished unit's result depends on beyond its own run: the evaluation prompts,
+    the judge and the baseline's weights (SHA-256)."""
+    digest = hashlib.sha256((baseline / "model.safetensors").read_bytes()).hexdigest()
+    return {"prompts": evaluator.texts, "judge": evaluator.judge.name, "baseline_sha256": digest}
+
+
+@dataclass(frozen=True)
+class SettingFiles:
+    """One setting's record files (None when empty): D, P, the RL prompts, held-out pairs."""
+
+    demonstrations: Path | None
+    preferences: Path | None
+    prompts: Path | None
+    eval_preferences: Path | None
+
+
+def train_and_evaluate(config, setting_name: str, runs: list[RunSpec], start: Path, files: SettingFiles,
+                       evaluator: Evaluator | None, key: dict | None, out: Path, entries: dict) -> None:
+    """Train every run of one setting and seed from ``start`` (``config.model`` gives the
+    lengths) and score it; ``entries[run name]`` gets its summarised results. The evaluation
+    (``evaluator``, main process only) is skipped where it is None."""
+    for spec in runs:
+        rows = []
+        for seed in config.seeds:
+            run_dir = out / "runs" / setting_name / spec.name / f"seed-{seed}"
+            row = finished_unit(evaluator, spec, run_dir, seed, key) if evaluator else None
+            if row is None:
+                policy = train_stage(config, spec, str(start), run_dir, seed, files.demonstrations, files.preferences,
+                                     prompts=files.prompts, eval_prefs=files.eval_preferences)
+                if evaluator is None:
+                    continue
+                row = evaluate_run(config, evaluator, spec, run_dir, policy, seed, start, files, key)
+            rows.append(row)
+        if evaluator is not None:
+            entries[spec.name] = summarised({"runs": rows, "spec": spec.recipe})
+    if evaluator is not None:
+        evaluator.write_generations(out / "generations" / setting_name)
+
+
+def summarised(entry: dict) -> dict:
+    """A results entry with the mean ± 95% interval over its runs of every metric (and of the
+    held-out preference accuracy when every run has one)."""
+    runs = entry["runs"]
+    entry.update(summarise_runs(runs, METRICS))
+    if runs and all("heldout_pref_accuracy" in run for run in runs):
+        entry.update(summarise_runs(runs, ["heldout_pref_accuracy"]))
+    return entry
+
+
+def save_results(results: dict, out: Path) -> None:
+    """The results files (main process)."""
+    if is_main():
+        write_outputs(results, out)

@@ -1,0 +1,164 @@
+"""`aihf experiment hh`: the fixture's row format, the D/P split rule, the hub's offline
+error, the dry run's estimate and accelerate check, and the fixture preset end to end."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+
+import pytest
+
+from aihf.config import ConfigError
+from aihf.data import read_preferences
+from aihf.experiments.dialogue import estimate, fixtures, hh
+from aihf.experiments.dialogue.fixtures import FixtureSection, KeywordScorer, write_fixture
+
+
+def test_hh_fixture_rows_have_the_hub_format_and_split_at_the_last_assistant_turn(tmp_path):
+    rows = fixtures.hh_rows(30, seed=3)
+    assert rows == fixtures.hh_rows(30, seed=3) and rows != fixtures.hh_rows(30, seed=4)
+    assert all(set(row) == {"chosen", "rejected"} for row in rows)
+    assert all(row["chosen"].startswith("\n\nHuman: ") and row["rejected"].startswith("\n\nHuman: ") for row in rows)
+    assert any(row["chosen"].count("\n\nAssistant:") == 2 for row in rows)  # an earlier exchange in the prompt
+    files = write_fixture(FixtureSection(kind="hh", train_rows=30, test_rows=6), tmp_path)
+    with gzip.open(files["train"], "rt") as handle:
+        assert [json.loads(line) for line in handle] == fixtures.hh_rows(30, seed=0)
+    prefs = read_preferences(files["train"])
+    for row, pref in zip(fixtures.hh_rows(30, seed=0), prefs):
+        assert pref.prompt.endswith("\n\nAssistant:") and row["chosen"] == pref.prompt + pref.chosen
+        assert pref.chosen.startswith(" ") and "\n\nHuman:" not in pref.chosen
+
+
+def test_keyword_scorer_counts_helpful_minus_unhelpful_words():
+    scores = KeywordScorer().score(["x", "y"], ["Sure, here is how: first a, then b. Glad to help.", "No idea, whatever."])
+    assert scores == [6.0, -3.0]
+
+
+def test_split_is_seeded_disjoint_and_keeps_d_when_p_shrinks():
+    paper = hh.HHSetting(name="a", num_demonstrations=10)
+    few = hh.HHSetting(name="b", num_demonstrations=10, num_preferences=5)
+    rows = hh.split_setting(paper, 50, seed=1)
+    assert len(rows.demonstrations) == 10 and len(rows.preferences) == 40
+    assert not set(rows.demonstrations) & set(rows.preferences)
+    assert sorted(rows.demonstrations + rows.preferences) == list(range(50))
+    assert hh.split_setting(paper, 50, seed=1) == rows and hh.split_setting(paper, 50, seed=2) != rows
+    smaller = hh.split_setting(few, 50, seed=1)
+    assert smaller.demonstrations == rows.demonstrations and smaller.preferences == rows.preferences[:5]
+    with pytest.raises(ConfigError, match="leave no preferences"):
+        hh.split_setting(hh.HHSetting(num_demonstrations=50), 50, seed=1)
+
+
+def test_top_reward_selection_takes_the_highest_scored_rows_ties_in_seeded_order():
+    scores = [float(i % 7) for i in range(40)]  # rows 6, 13, 20, 27, 34 score 6
+    rows = hh.split_setting(hh.HHSetting(num_demonstrations=5, selection="top-reward"), 40, seed=0, scores=scores)
+    assert sorted(rows.demonstrations) == [6, 13, 20, 27, 34]
+    three = hh.split_setting(hh.HHSetting(num_demonstrations=3, selection="top-reward"), 40, seed=0, scores=scores)
+    assert three.demonstrations == rows.demonstrations[:3]
+    random_rows = hh.split_setting(hh.HHSetting(num_demonstrations=5), 40, seed=0, scores=scores)
+    assert sum(scores[i] for i in random_rows.demonstrations) < 30
+
+
+def test_selection_scores_come_from_the_selector_and_are_cached(tmp_path):
+    config = hh.load_preset("fixture")
+    train = read_preferences(write_fixture(config.data.fixture, tmp_path / "data")["train"])
+    scores = hh.selection_scores(config, list(train), tmp_path)
+    assert scores == KeywordScorer().score([], [p.chosen for p in train])
+    assert json.loads((tmp_path / "selection_scores.json").read_text()) == scores
+
+
+def test_low_quality_setting_takes_the_rejected_responses_and_rl_prompts_are_ps(tmp_path):
+    train = list(read_preferences(fixtures.hh_rows(20, seed=0)))
+    setting = hh.HHSetting(name="low", num_demonstrations=4, demo_response="rejected")
+    rows = hh.split_setting(setting, 20, seed=0)
+    files = hh.write_setting(setting, rows, train, None, tmp_path)
+    demos = [json.loads(line) for line in files.demonstrations.read_text().splitlines()]
+    assert [d["response"] for d in demos] == [train[i].rejected for i in rows.demonstrations]
+    prompts = {json.loads(line)["prompt"] for line in files.prompts.read_text().splitlines()}
+    assert prompts == {train[i].prompt for i in rows.preferences}
+    assert json.loads((tmp_path / "report.json").read_text())["demonstrations"] == 4
+
+
+def test_the_unreachable_hub_is_one_line_naming_the_files_to_place(tmp_path, capsys, monkeypatch):
+    from aihf.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["experiment", "hh", "--preset", "pythia-160m", "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "hub is unreachable" in err
+    for key in ("data.train=FILE", "data.test=FILE", "model.name_or_path=DIR", "judge.name_or_path=DIR"):
+        assert key in err
+    assert "Anthropic/hh-rlhf" in err and "EleutherAI/pythia-160m" in err
+
+
+def test_dry_run_prints_stages_sizes_command_and_estimate_without_loading(capsys, monkeypatch):
+    from aihf.cli import main
+
+    monkeypatch.setattr(hh, "run", lambda *a, **k: pytest.fail("the dry run must not run"))
+    assert main(["experiment", "hh", "--preset", "pythia-1b", "--dry-run", "--output-dir", "o"]) == 0
+    out = capsys.readouterr().out
+    assert "train pairs (SFT on every chosen) 160,800" in out and "paper: P 150,800" in out
+    assert "sft (sft) x1: 1,257 steps" in out  # ceil(160,800 / (8 x 2 x 8))
+    assert "paper/rlhf/reward (reward)" in out and "paper/aihf (aihf)" in out and "paper/demo-sft (sft)" in out
+    assert "launch: accelerate launch --config_file configs/accelerate/ddp.yaml -m aihf.cli experiment hh --preset pythia-1b" in out
+    assert "MULTI_GPU, 8 processes" in out and "estimates" in out
+
+
+def test_memory_estimate_follows_its_formula():
+    shape = estimate.Shape(params=1_000_000, layers=2, hidden=8, vocab=10)
+    hardware = estimate.HardwareSection(gpus=4)
+    config = hh.HHConfig()
+    work = estimate.workload("dpo", config.method, config.loop, 0, 4)
+    assert (work.sequences, work.trained, work.frozen) == (16, 1, 0)
+    expected = 1_000_000 * 8 + 16 * 512 * (34 * 2 * 8 + 4 * 10)
+    assert estimate.memory_gib(shape, work, 512, hardware) * 2**30 == pytest.approx(expected)
+    zero3 = estimate.HardwareSection(gpus=4, zero3=True)
+    assert estimate.memory_gib(shape, work, 512, zero3) * 2**30 == pytest.approx(1_000_000 * 16 / 4 + 16 * 512 * 584)
+    aihf = estimate.workload("aihf", config.method, config.loop, 0, 4)
+    assert (aihf.trained, aihf.frozen) == (2, 1)
+
+
+def test_dry_run_refuses_an_accelerate_config_that_does_not_match(tmp_path):
+    bad = tmp_path / "ddp.yaml"
+    bad.write_text("distributed_type: MULTI_GPU\nnum_processes: 4\nmixed_precision: bf16\n")
+    config = hh.load_preset("pythia-1b", [f"hardware.accelerate_config={bad}"])
+    with pytest.raises(ConfigError, match="num_processes 4 but hardware.gpus is 8"):
+        hh.dry_run(config, "pythia-1b", "o", [])
+    bad.write_text("distributed_type: MULTI_GPU\nnum_processes: 8\nmixed_precision: bf16\nnot_a_key: 1\n")
+    with pytest.raises(ConfigError, match="accelerate cannot read it"):
+        hh.dry_run(config, "pythia-1b", "o", [])
+
+
+@pytest.mark.e2e
+def test_fixture_preset_runs_every_stage_end_to_end_and_resumes(tmp_path, capsys):
+    from aihf.cli import main
+
+    out = tmp_path / "hh"
+    assert main(["experiment", "hh", "--preset", "fixture", "--output-dir", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    table = results["settings"]["paper"]
+    assert list(table) == ["pi_sft", "demo-sft", *hh.PAPER_METHODS]
+    for name, entry in table.items():
+        assert all(math.isfinite(entry[m]["mean"]) for m in ("judge", "kl", "win_rate")), name
+        assert name == "pi_sft" or 0 <= entry["heldout_pref_accuracy"]["mean"] <= 1
+    assert table["pi_sft"]["kl"]["mean"] == 0.0 and table["pi_sft"]["win_rate"]["mean"] == 0.5
+    assert results["judge"] == {"name": "keywords"}
+    data = results["data"]["paper"]
+    assert (data["demonstrations"], data["preferences"], data["selection"]) == (24, 96, "random")
+    # pi_SFT: sft.epochs 12 = ceil(12 x 120 / 16) steps on every chosen response; demo-SFT on D alone
+    sft = json.loads((out / "sft" / "metrics.json").read_text())["history"]
+    assert len(sft) == 90
+    assert len((out / "sft" / "demonstrations.jsonl").read_text().splitlines()) == 120
+    demo_sft = json.loads((out / "runs" / "paper" / "demo-sft" / "seed-0" / "metrics.json").read_text())["history"]
+    assert len(demo_sft) == math.ceil(24 / 16)  # sft.demo_epochs 1
+    # the SFT-ed scratch model answers in the fixture's words: pi_SFT is scored above zero
+    assert table["pi_sft"]["judge"]["mean"] > 0
+    samples = (out / "generations" / "paper" / "samples.md").read_text()
+    assert "**aihf**" in samples and "Human:" in samples
+    assert {"results.md", "judge_vs_kl.png", "judge.png", "kl.png", "win_rate.png"} <= {p.name for p in out.iterdir()}
+    # a second run reuses every stage: nothing is trained or written again
+    weights = out / "runs" / "paper" / "dpo" / "seed-0" / "final" / "policy" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    assert main(["experiment", "hh", "--preset", "fixture", "--output-dir", str(out)]) == 0
+    assert weights.stat().st_mtime_ns == stamp
+    assert json.loads((out / "results.json").read_text())["settings"]["paper"]["dpo"]["runs"] == table["dpo"]["runs"]
