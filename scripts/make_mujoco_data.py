@@ -24,10 +24,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--segments-per-checkpoint", type=int, default=150)
     p.add_argument("--low-checkpoint", type=int, default=2)
+    p.add_argument("--segment-len", type=int, default=25, help="steps per segment (the longest)")
+    p.add_argument("--min-segment-len", type=int, default=None,
+                   help="shortest segment: a segment may end where its episode ends (default: all --segment-len)")
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = DataConfig(env=args.env, seed=args.seed, segments_per_checkpoint=args.segments_per_checkpoint,
-                     low_checkpoint=args.low_checkpoint)
+                     low_checkpoint=args.low_checkpoint, segment_len=args.segment_len,
+                     min_segment_len=args.min_segment_len)
     record = make_data(cfg, args.checkpoints, args.out)
     record["command"] = " ".join(["python", *sys.argv])
     (Path(args.out) / "provenance.json").write_text(json.dumps(record, indent=2))

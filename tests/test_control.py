@@ -340,3 +340,65 @@ def test_experiment_runs_are_a_resumable_grid(tmp_path):
     assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(out), [data, "loop.reward_updates=2"]) == 0
     assert first.stat().st_mtime_ns != stamp
     assert not list((out / "runs" / "aihf").glob(".*"))  # nothing half-written left
+
+
+class _ConstantPolicy:
+    """An SB3-like policy that plays ``value`` (whatever ``deterministic``)."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def predict(self, obs, deterministic=True):
+        return np.array([self.value], np.float32), None
+
+
+def test_segments_can_end_where_their_episode_ends():
+    from aihf.control.expert_data import _segments
+
+    env, rng = ContextTarget(horizon=7), np.random.default_rng(0)
+    obs, act, ret, lengths = _segments(_ConstantPolicy(0.3), env, 40, 5, seed=0, rng=rng, min_length=2)
+    assert len(obs) == 40 and set(lengths) <= {2, 3, 4, 5} and min(lengths) < 5
+    for o, a, r, n in zip(obs, act, ret, lengths):
+        assert o.shape == (5, 2) and not o[n:].any() and not a[n:].any()  # zero padding after the real steps
+        assert r == pytest.approx(float(-((a[:n, 0] - 0.8 * o[:n, 0]) ** 2).sum()), rel=1e-5)  # true return of those steps
+    fixed = _segments(_ConstantPolicy(0.3), env, 10, 5, seed=0, rng=np.random.default_rng(0))
+    assert set(fixed[3]) == {5}
+
+
+def test_between_checkpoint_share_is_the_law_of_total_variance():
+    from aihf.control.expert_data import between_checkpoint_share
+
+    rng = np.random.default_rng(0)
+    source = np.repeat(np.arange(4), [10, 20, 30, 40])
+    returns = rng.normal(size=100) + 3.0 * source
+    means = np.array([returns[source == i].mean() for i in range(4)])
+    counts = np.bincount(source)
+    expected = (counts * (means - returns.mean()) ** 2).sum() / (returns.size * returns.var())
+    assert between_checkpoint_share(returns, source) == pytest.approx(expected, rel=1e-12)
+    assert between_checkpoint_share(np.full(6, 2.0), np.arange(6) % 2) == 0.0
+
+
+def test_padding_never_counts_in_a_segments_reward():
+    from aihf.data import SegmentPreferenceSet
+
+    rng = np.random.default_rng(0)
+    obs_w, obs_l = rng.normal(size=(6, 4, 2)), rng.normal(size=(6, 4, 2))
+    act_w, act_l = rng.normal(size=(6, 4, 1)), rng.normal(size=(6, 4, 1))
+    len_w, len_l = np.array([4, 3, 2, 4, 1, 4]), np.array([2, 4, 4, 3, 4, 1])
+    noisy_w, noisy_l = obs_w.copy(), obs_l.copy()
+    for i in range(6):  # other values in the padding
+        noisy_w[i, len_w[i]:], noisy_l[i, len_l[i]:] = 99.0, -99.0
+    cfg = RewardStepConfig(w_demo=0.0, pref_batch=None, reward_l2=0.0)
+    losses = []
+    for ow, ol in ((obs_w, obs_l), (noisy_w, noisy_l)):
+        torch.manual_seed(0)
+        prefs = SegmentPreferenceSet(ow, act_w, ol, act_l, len_w=len_w, len_l=len_l)
+        losses.append(RewardLearner(RewardNet(2, 1, (8,)), cfg, None, prefs, np.random.default_rng(0)).loss(None, None))
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
+    net = RewardNet(2, 1, (8,))
+    t = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        by_step = net(t(obs_w), t(act_w))
+        expected = torch.stack([by_step[i, : len_w[i]].sum() for i in range(6)])
+        got = net.segment_reward(t(obs_w), t(act_w), t(SegmentPreferenceSet(obs_w, act_w, obs_l, act_l, len_w=len_w, len_l=len_l).mask_w()))
+    torch.testing.assert_close(got, expected)

@@ -52,12 +52,8 @@ def test_bad_trajectory(kwargs, row, field, reason):
 
 
 def test_segment_pairs_must_match():
-    with pytest.raises(DataError, match=r"^field 'rejected': segment has length 5, but the preferred one has 4"):
-        SegmentPreference(traj(4), traj(5))
     with pytest.raises(DataError, match=r"^field 'rejected': segment has \(obs_dim, act_dim\) = \(3, 1\)"):
         SegmentPreference(traj(4), traj(4, act=1))
-    with pytest.raises(DataError, match=r"^index 2 \(0-based\), field 'pairs': segment length 6 differs from pair 0's 4"):
-        SegmentPreferenceSet.from_pairs([pair(4), pair(4, seed=1), pair(6)])
     with pytest.raises(DataError, match=r"^index 1 \(0-based\), field 'trajectories': \(obs_dim, act_dim\) = \(5, 2\)"):
         TransitionSet.from_trajectories([traj(), traj(obs=5)])
     with pytest.raises(DataError, match=r"^field 'act_l': has 3 along axis 2, but act_w has 2"):
@@ -246,3 +242,27 @@ def test_asking_for_more_pairs_than_the_file_holds_warns(tmp_path, caplog):
         demos, prefs = load_data(data_dir(tmp_path), n_demos=50, n_prefs=10)
     assert (len(demos), len(prefs)) == (5, 3)
     assert "n_prefs=10 asked, but the file holds 3 pairs" in caplog.text and "n_demos=50 asked" in caplog.text
+
+
+def test_segments_of_different_lengths_are_padded_and_masked(tmp_path):
+    """Segments may end where their episode ends (a fall): the set pads them with zeros to
+    the longest, keeps each real length, and gives it back whole, padding dropped."""
+    pairs = [SegmentPreference(traj(4), traj(2, seed=1)), SegmentPreference(traj(3, seed=2), traj(4, seed=3))]
+    prefs = SegmentPreferenceSet.from_pairs(pairs)
+    assert prefs.obs_w.shape == (2, 4, 3) and prefs.len_w.tolist() == [4, 3] and prefs.len_l.tolist() == [2, 4]
+    assert prefs.mask_l().tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]] and not prefs.obs_l[0, 2:].any()
+    np.testing.assert_array_equal(prefs[0].rejected.actions, pairs[0].rejected.actions)
+    prefs.save(tmp_path / "p.npz")
+    back = SegmentPreferenceSet.load(tmp_path / "p.npz")
+    assert back.len_l.tolist() == [2, 4] and len(back[1].preferred) == 3
+    same = SegmentPreferenceSet.from_pairs([pair(4), pair(4, seed=1)])  # equal lengths: no length arrays
+    assert same.len_w is None and same.mask_w().all()
+    same.save(tmp_path / "s.npz")
+    assert SegmentPreferenceSet.load(tmp_path / "s.npz").len_l is None
+    z = np.zeros((2, 4, 3))
+    with pytest.raises(DataError, match=r"^index 1 \(0-based\), field 'len_l': length 5 is outside \[1, 4\]"):
+        SegmentPreferenceSet(z, z[..., :2], z, z[..., :2], len_w=np.array([4, 4]), len_l=np.array([4, 5]))
+    with pytest.raises(DataError, match=r"field 'len_w': expected integer segment lengths"):
+        SegmentPreferenceSet(z, z[..., :2], z, z[..., :2], len_w=np.array([4.0, 4.0]), len_l=np.array([4, 4]))
+    with pytest.raises(DataError, match=r"field 'len_l': len_w and len_l come together"):
+        SegmentPreferenceSet(z, z[..., :2], z, z[..., :2], len_w=np.array([4, 4]))

@@ -5,7 +5,9 @@ Files in ``data/mujoco/<env>/``:
   demos.npz          10k expert transitions (TransitionSet), deterministic expert actions
   demos_low.npz      10k transitions from an early checkpoint (low-quality demonstrations)
   segments.npz       a pool of segments (``preferences.SegmentPool``) from every checkpoint,
-                     sampling actions stochastically so the pool spans many qualities
+                     sampling actions stochastically so the pool spans many qualities;
+                     with ``min_segment_len`` < ``segment_len`` a segment may end where its
+                     episode ends (a fall shows as a short, low-return segment)
   prefs.npz          (winner, loser) pool indices, Bradley-Terry labelled on the true
                      segment return; the unbalanced presets take a prefix of it
   provenance.json    checkpoints used, returns, sizes, seeds, the command
@@ -22,6 +24,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from aihf.config import Settings, setting
 from aihf.control.policy_io import load_policy
 from aihf.control.preferences import SegmentPool, bradley_terry_pairs, load_pairs
 from aihf.control.rollout import policy_actor, run_episode
@@ -31,15 +34,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class DataConfig:
-    env: str = "Hopper-v5"
-    seed: int = 0
-    n_demos: int = 10_000
-    segment_len: int = 25
-    segments_per_checkpoint: int = 150
-    n_prefs: int = 20_000
-    rel_temperature: float = 0.1  # Bradley-Terry temperature = rel_temperature * std(segment returns)
-    low_checkpoint: int = 2  # index (sorted by step) of the checkpoint giving demos_low
+class DataConfig(Settings):
+    """What ``make_data`` rolls out of an expert's checkpoints."""
+
+    env: str = setting("Hopper-v5", help="gymnasium environment id")
+    seed: int = setting(0, help="seed of episodes, segment starts and labels")
+    n_demos: int = setting(10_000, gt=0, help="demonstration transitions (each file)")
+    segment_len: int = setting(25, gt=0, help="steps per segment (the longest, with min_segment_len)")
+    min_segment_len: int | None = setting(None, gt=0, help="shortest segment: starts range so that a segment "
+                                          "may end where its episode ends (null: every segment is segment_len)")
+    segments_per_checkpoint: int = setting(150, gt=0, help="segments drawn from each checkpoint")
+    n_prefs: int = setting(20_000, gt=0, help="labelled pairs")
+    rel_temperature: float = setting(0.1, gt=0, help="Bradley-Terry temperature = this x std(segment returns)")
+    low_checkpoint: int = setting(2, ge=0, help="index (sorted by step) of the checkpoint giving demos_low")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.min_segment_len is not None and self.min_segment_len > self.segment_len:
+            raise ValueError(f"min_segment_len ({self.min_segment_len}) must be <= segment_len ({self.segment_len})")
 
 
 def _transitions(policy, env: gym.Env, n: int, seed: int, deterministic: bool) -> tuple[TransitionSet, list[float]]:
@@ -53,19 +65,40 @@ def _transitions(policy, env: gym.Env, n: int, seed: int, deterministic: bool) -
     return TransitionSet(np.concatenate(obs)[:n], np.concatenate(act)[:n]), returns
 
 
-def _segments(policy, env: gym.Env, count: int, length: int, seed: int, rng: np.random.Generator):
-    """``count`` random segments of ``length`` steps from stochastic episodes of ``policy``."""
-    obs, act, ret = [], [], []
+def _segments(policy, env: gym.Env, count: int, length: int, seed: int, rng: np.random.Generator,
+              min_length: int | None = None):
+    """``count`` random segments of ``policy``'s stochastic episodes, padded with zeros to
+    ``length`` steps, with their true returns and real lengths. A segment starts at a step
+    drawn (without repeats within an episode) from those that leave at least ``min_length``
+    steps (default ``length``), so with ``min_length < length`` the last ones end where the
+    episode ends."""
+    min_length = length if min_length is None else min_length
+    obs, act, ret, lengths = [], [], [], []
     episode = 0
     while len(obs) < count:
         ep = run_episode(policy_actor(policy, deterministic=False), env, seed + episode)
         episode += 1
-        n_cut = min(len(ep.obs) // length, count - len(obs))
-        starts = rng.choice(len(ep.obs) - length + 1, size=n_cut, replace=False) if n_cut else []
+        n_starts = len(ep.obs) - min_length + 1  # starts that leave at least min_length steps
+        per_episode = len(ep.obs) // length if min_length == length else max(len(ep.obs) // length, 1)
+        n_cut = min(per_episode, n_starts, count - len(obs))
+        starts = rng.choice(n_starts, size=n_cut, replace=False) if n_cut > 0 else []
         for s in starts:
-            obs.append(ep.obs[s : s + length]), act.append(ep.actions[s : s + length])
-            ret.append(float(ep.rewards[s : s + length].sum()))
-    return obs, act, ret
+            n = min(length, len(ep.obs) - s)
+            obs.append(np.pad(ep.obs[s : s + n], ((0, length - n), (0, 0))))
+            act.append(np.pad(ep.actions[s : s + n], ((0, length - n), (0, 0))))
+            ret.append(float(ep.rewards[s : s + n].sum()))
+            lengths.append(n)
+    return obs, act, ret, lengths
+
+
+def between_checkpoint_share(returns: np.ndarray, source: np.ndarray) -> float:
+    """The share of the pool's return variance that lies between checkpoints (law of total
+    variance: sum_i n_i (mean_i - mean)^2 / sum_j (R_j - mean)^2); 1 means every checkpoint's
+    segments have one return, 0 that checkpoints do not differ on average."""
+    total = float(((returns - returns.mean()) ** 2).sum())
+    groups = [returns[source == i] for i in np.unique(source)]
+    between = sum(len(g) * (g.mean() - returns.mean()) ** 2 for g in groups)
+    return float(between / total) if total > 0 else 0.0
 
 
 def make_data(cfg: DataConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> dict:
@@ -78,23 +111,31 @@ def make_data(cfg: DataConfig, checkpoint_dir: str | Path, out_dir: str | Path) 
     policies = [load_policy(p, env) for p in paths]
     demos, demo_returns = _transitions(policies[-1], env, cfg.n_demos, cfg.seed, deterministic=True)
     low, low_returns = _transitions(policies[cfg.low_checkpoint], env, cfg.n_demos, cfg.seed + 5000, deterministic=True)
-    obs, act, ret, src = [], [], [], []
+    obs, act, ret, src, lengths = [], [], [], [], []
     for i, policy in enumerate(policies):
-        o, a, r = _segments(policy, env, cfg.segments_per_checkpoint, cfg.segment_len, cfg.seed + 100_000 * (i + 1), rng)
+        o, a, r, n = _segments(policy, env, cfg.segments_per_checkpoint, cfg.segment_len, cfg.seed + 100_000 * (i + 1),
+                               rng, cfg.min_segment_len)
         obs += o
         act += a
         ret += r
         src += [i] * len(o)
-    pool = SegmentPool(np.asarray(obs, np.float32), np.asarray(act, np.float32), np.asarray(ret), np.asarray(src))
+        lengths += n
+    variable = cfg.min_segment_len is not None and cfg.min_segment_len < cfg.segment_len
+    pool = SegmentPool(np.asarray(obs, np.float32), np.asarray(act, np.float32), np.asarray(ret), np.asarray(src),
+                       np.asarray(lengths) if variable else None)
     temperature = cfg.rel_temperature * float(np.std(pool.returns))
     pairs = bradley_terry_pairs(pool.returns, cfg.n_prefs, temperature, rng)
     agree = float(np.mean(pool.returns[pairs[:, 0]] > pool.returns[pairs[:, 1]]))
+    cross = pool.source[pairs[:, 0]] != pool.source[pairs[:, 1]]
     record = {
         "config": asdict(cfg), "checkpoints": [p.name for p in paths],
         "demonstrator_checkpoint": paths[-1].name, "demonstrator_return_mean": float(np.mean(demo_returns)),
         "demonstrator_returns": demo_returns, "low_checkpoint": paths[cfg.low_checkpoint].name,
         "low_return_mean": float(np.mean(low_returns)), "bt_temperature": temperature,
         "pref_label_agrees_with_true_return": agree,
+        "pref_pairs_across_checkpoints": float(cross.mean()),
+        "between_checkpoint_share_of_return_variance": between_checkpoint_share(pool.returns, pool.source),
+        "segment_length_mean": float(np.mean(lengths)), "segment_length_min": int(np.min(lengths)),
         "segment_return_by_checkpoint": {paths[i].name: float(np.mean(pool.returns[pool.source == i]))
                                          for i in range(len(paths))},
         "sizes": {"demos": len(demos), "demos_low": len(low), "segments": len(pool.returns), "prefs": len(pairs)},

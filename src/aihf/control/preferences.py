@@ -9,7 +9,7 @@ pairs share storage. ``SegmentPool.preferences`` turns pairs into the data layer
 ``SegmentPreferenceSet``.
 
 Files (``expert_data``): ``segments.npz`` holds the pool (``obs``, ``act``, ``returns``,
-``source``) and ``prefs.npz`` the ``pairs``; both are read without pickle
+``source``, and ``lengths`` when segments end early) and ``prefs.npz`` the ``pairs``; both are read without pickle
 (``aihf.data.trajectories.load_npz``) and checked, so a bad value is a ``DataError``
 naming the file, the segment or pair index (``row``) and the array (``field``).
 """
@@ -25,6 +25,7 @@ from aihf.data import DataError, SegmentPreferenceSet
 from aihf.data.trajectories import _array, _same_length, load_npz
 
 POOL_ARRAYS = ("obs", "act", "returns", "source")
+OPTIONAL_POOL_ARRAYS = ("lengths",)
 
 
 def bradley_terry_pairs(returns: np.ndarray, n_pairs: int, temperature: float,
@@ -70,8 +71,10 @@ def check_pairs(pairs: np.ndarray, n_segments: int | None = None) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SegmentPool:
-    """Segments ``obs`` [S, L, obs_dim], ``act`` [S, L, act_dim], their true ``returns`` [S]
-    and the index of the policy that produced each (``source`` [S], integers).
+    """Segments ``obs`` [S, L, obs_dim], ``act`` [S, L, act_dim], their true ``returns`` [S],
+    the index of the policy that produced each (``source`` [S], integers) and, for segments
+    that may end early (where their episode ended), their real ``lengths`` [S] in [1, L]
+    (padding after; None: every segment has all L steps).
 
     Checked on construction (values kept as given, no copies): real numeric, finite, these
     ranks, agreeing sizes; errors are ``DataError`` with ``field`` the array and ``row`` the
@@ -81,14 +84,25 @@ class SegmentPool:
     act: np.ndarray
     returns: np.ndarray
     source: np.ndarray
+    lengths: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name, rank in (("obs", 3), ("act", 3), ("returns", 1), ("source", 1)):
-            object.__setattr__(self, name, _array(getattr(self, name), name, rank, dtype=None))
-        if not np.issubdtype(self.source.dtype, np.integer):
-            raise DataError(f"expected integer policy indices, got dtype {self.source.dtype}", field="source")
-        _same_length({name: getattr(self, name) for name in POOL_ARRAYS})
+        ranks = (("obs", 3), ("act", 3), ("returns", 1), ("source", 1), ("lengths", 1))
+        for name, rank in ranks:
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _array(getattr(self, name), name, rank, dtype=None))
+        for name, what in (("source", "policy indices"), ("lengths", "segment lengths")):
+            value = getattr(self, name)
+            if value is not None and not np.issubdtype(value.dtype, np.integer):
+                raise DataError(f"expected integer {what}, got dtype {value.dtype}", field=name)
+        _same_length({name: getattr(self, name) for name in (*POOL_ARRAYS, *OPTIONAL_POOL_ARRAYS)})
         _same_length({"obs": self.obs, "act": self.act}, axis=1)
+        if self.lengths is not None:
+            bad = (self.lengths < 1) | (self.lengths > self.obs.shape[1])
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise DataError(f"length {int(self.lengths[row])} is outside [1, {self.obs.shape[1]}]",
+                                field="lengths", row=row)
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -97,15 +111,17 @@ class SegmentPool:
         """The ``SegmentPreferenceSet`` of (winner, loser) index ``pairs`` (checked by :func:`check_pairs`)."""
         pairs = check_pairs(pairs, len(self))
         w, l = pairs[:, 0], pairs[:, 1]
-        return SegmentPreferenceSet(self.obs[w], self.act[w], self.obs[l], self.act[l])
+        lengths = {} if self.lengths is None else {"len_w": self.lengths[w], "len_l": self.lengths[l]}
+        return SegmentPreferenceSet(self.obs[w], self.act[w], self.obs[l], self.act[l], **lengths)
 
     def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, obs=self.obs, act=self.act, returns=self.returns, source=self.source)
+        lengths = {} if self.lengths is None else {"lengths": self.lengths}
+        np.savez_compressed(path, obs=self.obs, act=self.act, returns=self.returns, source=self.source, **lengths)
 
     @classmethod
     def load(cls, path: str | Path) -> "SegmentPool":
         """Read a pool saved by :meth:`save`; errors name the file, the segment and the array."""
-        arrays = load_npz(path, POOL_ARRAYS, what="a segment pool")
+        arrays = load_npz(path, POOL_ARRAYS, what="a segment pool", optional=OPTIONAL_POOL_ARRAYS)
         try:
             return cls(**arrays)
         except DataError as err:

@@ -38,9 +38,11 @@ class RewardNet(nn.Module):
         out = self.mlp(torch.cat([obs, act], dim=-1)).squeeze(-1)
         return out if self.clamp is None else out.clamp(-self.clamp, self.clamp)
 
-    def segment_reward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """r(tau) = sum_t r(s_t, a_t) for segments [N, L, dim]; returns shape [N]."""
-        return self(obs, act).sum(dim=-1)
+    def segment_reward(self, obs: torch.Tensor, act: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """r(tau) = sum_t m_t r(s_t, a_t) for segments [N, L, dim]; ``mask`` m [N, L] is 1 on a
+        segment's real steps and 0 on its padding (None: every step counts); returns shape [N]."""
+        rewards = self(obs, act)
+        return (rewards if mask is None else rewards * mask).sum(dim=-1)
 
     def save(self, path: str | Path) -> None:
         """Weights to safetensors, with the sizes needed by ``load`` as metadata."""

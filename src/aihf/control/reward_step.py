@@ -1,7 +1,8 @@
 """Algorithm 1, steps 2-3 for control (docs/method.md section 3): one reward update.
 
 For a minibatch of demonstration transitions (s_E, a_E), transitions (s, a) of the current
-policy pi_k, and segment pairs (tau_w, tau_l) with r(tau) = sum_t r(s_t, a_t), minimise
+policy pi_k, and segment pairs (tau_w, tau_l) with r(tau) = sum_t r(s_t, a_t) over each
+segment's real steps (segments may end early, where their episode ended), minimise
 
     l_R = w_D * l_D( r(s_E, a_E), r(s, a) ) + w_P * l_BT( r(tau_w), r(tau_l) ) + l2 * mean r^2
 
@@ -57,8 +58,10 @@ class RewardLearner:
             raise ValueError("w_pref > 0 needs preferences")
         self.net, self.cfg, self.rng = net, cfg, rng
         self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.demos = _tensors(demos, ("observations", "actions"))
-        self.prefs = _tensors(prefs, ("obs_w", "act_w", "obs_l", "act_l"))
+        self.demos = {} if demos is None else _tensors(observations=demos.observations, actions=demos.actions)
+        self.prefs = {} if prefs is None else _tensors(
+            obs_w=prefs.obs_w, act_w=prefs.act_w, mask_w=prefs.mask_w(),
+            obs_l=prefs.obs_l, act_l=prefs.act_l, mask_l=prefs.mask_l())
         self.updates = 0
 
     def _draw(self, arrays: dict[str, torch.Tensor], size: int | None) -> dict[str, torch.Tensor]:
@@ -79,8 +82,8 @@ class RewardLearner:
             r_pol = self.net(policy_obs, policy_act)
         if cfg.w_pref > 0:
             p = self._draw(self.prefs, cfg.pref_batch)
-            r_w = self.net.segment_reward(p["obs_w"], p["act_w"])
-            r_l = self.net.segment_reward(p["obs_l"], p["act_l"])
+            r_w = self.net.segment_reward(p["obs_w"], p["act_w"], p["mask_w"])
+            r_l = self.net.segment_reward(p["obs_l"], p["act_l"], p["mask_l"])
         return aihf_reward_loss(r_demo, r_pol, r_w, r_l, cfg.w_demo, cfg.w_pref, cfg.demo_form, cfg.reward_l2)
 
     def step(self, policy_obs: torch.Tensor | None = None, policy_act: torch.Tensor | None = None) -> float:
@@ -94,7 +97,5 @@ class RewardLearner:
         return value
 
 
-def _tensors(data, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    if data is None:
-        return {}
-    return {n: torch.tensor(np.asarray(getattr(data, n))) for n in names}
+def _tensors(**arrays: np.ndarray) -> dict[str, torch.Tensor]:
+    return {name: torch.tensor(np.asarray(array)) for name, array in arrays.items()}

@@ -2,11 +2,13 @@
 
 * :class:`Trajectory`: ``observations`` [T, obs_dim], ``actions`` [T, act_dim], optional
   ``rewards`` [T] (float) and ``terminals`` [T] (bool), T >= 1.
-* :class:`SegmentPreference`: two segments of equal length and dims, preferred first.
+* :class:`SegmentPreference`: two segments of equal dims, preferred first; their lengths
+  may differ (a segment may end where its episode ends).
 * :class:`TransitionSet`: demonstration transitions, ``observations`` [N, obs_dim] and
   ``actions`` [N, act_dim].
 * :class:`SegmentPreferenceSet`: ``obs_w``/``act_w`` (preferred) and ``obs_l``/``act_l``
-  (rejected), each [N, L, dim].
+  (rejected), each [N, L, dim], and optionally ``len_w``/``len_l`` [N]: how many of the L
+  steps are real (the rest is padding); absent, every segment has all L steps.
 
 Every float array is stored as a read-only ``float32`` copy; integer and bool inputs are
 cast, anything else (strings, objects, complex) is an error, and so is NaN or inf. Sets
@@ -120,15 +122,14 @@ class Trajectory:
 
 @dataclass(frozen=True, eq=False)
 class SegmentPreference:
-    """Two equal-length segments; ``preferred`` (tau_w) is preferred over ``rejected`` (tau_l)."""
+    """Two segments of the same dims (lengths may differ); ``preferred`` (tau_w) is preferred
+    over ``rejected`` (tau_l)."""
 
     preferred: Trajectory
     rejected: Trajectory
 
     def __post_init__(self) -> None:
         w, l = self.preferred, self.rejected
-        if len(w) != len(l):
-            raise DataError(f"segment has length {len(l)}, but the preferred one has {len(w)}", field="rejected")
         if (w.obs_dim, w.act_dim) != (l.obs_dim, l.act_dim):
             raise DataError(
                 f"segment has (obs_dim, act_dim) = {(l.obs_dim, l.act_dim)}, "
@@ -140,8 +141,10 @@ class SegmentPreference:
 NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
-def load_npz(path: str | Path, names: Sequence[str], *, exact: bool = False, what: str = "the file") -> dict[str, np.ndarray]:
-    """The arrays ``names`` of an ``.npz`` file, read with ``allow_pickle=False``.
+def load_npz(path: str | Path, names: Sequence[str], *, exact: bool = False, what: str = "the file",
+             optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The arrays ``names`` (and those of ``optional`` that the file holds) of an ``.npz``
+    file, read with ``allow_pickle=False``.
 
     Every failure is a :class:`DataError` naming the file (and the array where there is
     one): a missing file, a directory, a file that is not an ``.npz`` archive (a pickle, a
@@ -170,14 +173,14 @@ def load_npz(path: str | Path, names: Sequence[str], *, exact: bool = False, wha
             f"{list(names)}", source=source,
         )
     with npz:
-        unknown = sorted(set(npz.files) - set(names))
+        unknown = sorted(set(npz.files) - set(names) - set(optional))
         if exact and unknown:
-            raise DataError(f"unknown array; {what} holds {list(names)}", source=source, field=unknown[0])
+            raise DataError(f"unknown array; {what} holds {[*names, *optional]}", source=source, field=unknown[0])
         missing = [n for n in names if n not in npz.files]
         if missing:
             raise DataError(f"array is missing; the file holds {sorted(npz.files)}", source=source, field=missing[0])
         arrays = {}
-        for name in names:
+        for name in [*names, *(n for n in optional if n in npz.files)]:
             try:
                 arrays[name] = npz[name]
             except ValueError as err:  # object arrays need pickle: refused
@@ -193,20 +196,30 @@ def load_npz(path: str | Path, names: Sequence[str], *, exact: bool = False, wha
 
 @dataclass(frozen=True, eq=False)
 class _ArraySet:
-    """Shared validation and ``.npz`` I/O for sets of same-shaped arrays (first axis = item)."""
+    """Shared validation and ``.npz`` I/O for sets of same-shaped arrays (first axis = item).
+
+    ``OPTIONAL``: fields that may be None, with their rank; present, they are checked as
+    numeric arrays and kept as given (their own rules are the subclass's ``_check``)."""
 
     RANK: ClassVar[int]
+    OPTIONAL: ClassVar[dict[str, int]] = {}
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _array(getattr(self, f.name), f.name, self.RANK))
+            value = getattr(self, f.name)
+            if f.name in self.OPTIONAL:
+                if value is not None:
+                    object.__setattr__(self, f.name, _array(value, f.name, self.OPTIONAL[f.name], dtype=None))
+                continue
+            object.__setattr__(self, f.name, _array(value, f.name, self.RANK))
         self._check()
 
     def _check(self) -> None:
         _same_length(self._arrays())
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The arrays present (an optional field left None is absent)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
 
     def __len__(self) -> int:
         return len(getattr(self, dataclasses.fields(self)[0].name))
@@ -218,7 +231,8 @@ class _ArraySet:
     @classmethod
     def load(cls: type[S], path: str | Path) -> S:
         """Read a set saved by :meth:`save`; errors name the file and the array."""
-        arrays = load_npz(path, [f.name for f in dataclasses.fields(cls)], exact=True, what=cls.__name__)
+        required = [f.name for f in dataclasses.fields(cls) if f.name not in cls.OPTIONAL]
+        arrays = load_npz(path, required, exact=True, what=cls.__name__, optional=list(cls.OPTIONAL))
         try:
             return cls(**arrays)
         except DataError as err:
@@ -245,41 +259,76 @@ class TransitionSet(_ArraySet):
 
 @dataclass(frozen=True, eq=False)
 class SegmentPreferenceSet(_ArraySet):
-    """N segment pairs of length L: ``obs_w``, ``act_w`` (preferred), ``obs_l``, ``act_l`` (rejected)."""
+    """N segment pairs padded to length L: ``obs_w``, ``act_w`` (preferred), ``obs_l``,
+    ``act_l`` (rejected), and optionally the real lengths ``len_w``, ``len_l`` (integers in
+    [1, L]; steps from there on are padding, which no reward counts: ``mask_w`` / ``mask_l``)."""
 
     RANK: ClassVar[int] = 3
+    OPTIONAL: ClassVar[dict[str, int]] = {"len_w": 1, "len_l": 1}
     obs_w: np.ndarray
     act_w: np.ndarray
     obs_l: np.ndarray
     act_l: np.ndarray
+    len_w: np.ndarray | None = None
+    len_l: np.ndarray | None = None
 
     def _check(self) -> None:
         super()._check()
-        _same_length(self._arrays(), axis=1)  # segment length L
+        _same_length({k: getattr(self, k) for k in ("obs_w", "act_w", "obs_l", "act_l")}, axis=1)  # L
         _same_length({"obs_w": self.obs_w, "obs_l": self.obs_l}, axis=2)
         _same_length({"act_w": self.act_w, "act_l": self.act_l}, axis=2)
+        if (self.len_w is None) != (self.len_l is None):
+            raise DataError("len_w and len_l come together (or neither)", field="len_l" if self.len_w is not None else "len_w")
+        for name in ("len_w", "len_l"):
+            lengths = getattr(self, name)
+            if lengths is None:
+                continue
+            if not np.issubdtype(lengths.dtype, np.integer):
+                raise DataError(f"expected integer segment lengths, got dtype {lengths.dtype}", field=name)
+            bad = (lengths < 1) | (lengths > self.obs_w.shape[1])
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise DataError(f"length {int(lengths[row])} is outside [1, {self.obs_w.shape[1]}]", field=name, row=row)
+
+    def mask_w(self) -> np.ndarray:
+        """[N, L] float32: 1 for the preferred segments' real steps, 0 for padding."""
+        return _mask(self.len_w, self.obs_w.shape[:2])
+
+    def mask_l(self) -> np.ndarray:
+        """[N, L] float32: 1 for the rejected segments' real steps, 0 for padding."""
+        return _mask(self.len_l, self.obs_l.shape[:2])
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[SegmentPreference]) -> SegmentPreferenceSet:
-        """Stack segment pairs; lengths and dims must agree across pairs (``row`` = pair index)."""
+        """Stack segment pairs (dims must agree: ``row`` = pair index), padded with zeros to
+        the longest segment; lengths are kept when they differ."""
         if not pairs:
             raise DataError("no segment pairs", field="pairs")
         _check_dims([p.preferred for p in pairs], "pairs")
-        length = len(pairs[0].preferred)
-        for i, pair in enumerate(pairs):
-            if len(pair.preferred) != length:
-                raise DataError(
-                    f"segment length {len(pair.preferred)} differs from pair 0's {length}", field="pairs", row=i
-                )
-        return cls(
-            np.stack([p.preferred.observations for p in pairs]),
-            np.stack([p.preferred.actions for p in pairs]),
-            np.stack([p.rejected.observations for p in pairs]),
-            np.stack([p.rejected.actions for p in pairs]),
-        )
+        segments = [t for p in pairs for t in (p.preferred, p.rejected)]
+        longest = max(len(t) for t in segments)
+
+        def padded(trajectories: list[Trajectory], name: str) -> np.ndarray:
+            return np.stack([np.pad(getattr(t, name), ((0, longest - len(t)), (0, 0))) for t in trajectories])
+
+        w, l = [p.preferred for p in pairs], [p.rejected for p in pairs]
+        lengths = {}
+        if any(len(t) != longest for t in segments):
+            lengths = {"len_w": np.array([len(t) for t in w]), "len_l": np.array([len(t) for t in l])}
+        return cls(padded(w, "observations"), padded(w, "actions"), padded(l, "observations"), padded(l, "actions"),
+                   **lengths)
 
     def __getitem__(self, i: int) -> SegmentPreference:
-        return SegmentPreference(Trajectory(self.obs_w[i], self.act_w[i]), Trajectory(self.obs_l[i], self.act_l[i]))
+        n_w = self.obs_w.shape[1] if self.len_w is None else int(self.len_w[i])
+        n_l = self.obs_l.shape[1] if self.len_l is None else int(self.len_l[i])
+        return SegmentPreference(Trajectory(self.obs_w[i, :n_w], self.act_w[i, :n_w]),
+                                 Trajectory(self.obs_l[i, :n_l], self.act_l[i, :n_l]))
+
+
+def _mask(lengths: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    if lengths is None:
+        return np.ones(shape, np.float32)
+    return (np.arange(shape[1])[None, :] < lengths[:, None]).astype(np.float32)
 
 
 def _check_dims(trajectories: Sequence[Trajectory], field: str) -> None:
