@@ -241,7 +241,7 @@ def test_ml_irl_reward_steps_use_the_current_policys_fresh_trajectories_and_ever
     assert cfg.iterations() == 3 and len(collected) == 3 and len(steps_seen) == 3 * cfg.reward_updates
     assert result.steps == [500] and len(result.reward_losses) == 6
     for k, batch in enumerate(collected):
-        obs = torch.as_tensor(np.concatenate([e.obs for e in batch["episodes"]]))
+        obs = torch.as_tensor(np.concatenate([e.observations for e in batch["episodes"]]))
         act = torch.as_tensor(np.concatenate([e.actions for e in batch["episodes"]]))
         assert obs.shape[0] == 3 * ContextTarget().horizon  # whole episodes, three of them
         for step_obs, step_act in steps_seen[2 * k: 2 * k + 2]:  # exactly this iteration's fresh samples
@@ -402,3 +402,15 @@ def test_padding_never_counts_in_a_segments_reward():
         expected = torch.stack([by_step[i, : len_w[i]].sum() for i in range(6)])
         got = net.segment_reward(t(obs_w), t(act_w), t(SegmentPreferenceSet(obs_w, act_w, obs_l, act_l, len_w=len_w, len_l=len_l).mask_w()))
     torch.testing.assert_close(got, expected)
+
+
+def test_an_episode_is_a_trajectory_that_says_how_it_ended():
+    import gymnasium as gym
+
+    from aihf.data import Trajectory
+
+    timed_out = run_episode(lambda obs: np.array([0.0], np.float32), ContextTarget(horizon=6), seed=0)
+    assert isinstance(timed_out, Trajectory) and len(timed_out) == 6 and not timed_out.terminals.any()
+    fell = run_episode(lambda obs: np.ones(3, np.float32), gym.make("Hopper-v5"), seed=0)  # full torque: it falls
+    assert len(fell) < 1000 and fell.terminals[-1] and not fell.terminals[:-1].any()
+    assert fell.ret == pytest.approx(float(fell.rewards.sum()))

@@ -47,8 +47,8 @@ from aihf.control.policy_io import save_policy
 from aihf.control.relabel import RelabelledReplayBuffer
 from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
-from aihf.control.rollout import Episode, evaluate_policy_return, policy_actor, run_episode
-from aihf.data import SegmentPreferenceSet, TransitionSet
+from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
+from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet
 from aihf.runtime import set_seed
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class _AlgorithmOneCallback(BaseCallback):
         return True
 
 
-def policy_trajectories(policy, env: gym.Env, n: int, seed: int) -> list[Episode]:
+def policy_trajectories(policy, env: gym.Env, n: int, seed: int) -> list[Trajectory]:
     """``n`` episodes of ``policy`` acting stochastically (as it explores), env reset with
     seeds seed, seed+1, ...: the current policy's samples of the ml_irl reward step."""
     act = policy_actor(policy, deterministic=False)
@@ -179,8 +179,8 @@ def _ml_irl_iterations(model: SAC, cfg: LoopConfig, learner: RewardLearner, call
         model.learn(steps, callback=callback, tb_log_name=method, reset_num_timesteps=k == 0)
         episodes = policy_trajectories(model.policy, collect_env, cfg.trajectories_per_iteration,
                                        seed=10_000_000 + 100_000 * seed + k * cfg.trajectories_per_iteration)
-        obs = torch.as_tensor(np.concatenate([e.obs for e in episodes]))
-        act = torch.as_tensor(np.concatenate([e.actions for e in episodes]))
+        samples = TransitionSet.from_trajectories(episodes)
+        obs, act = torch.tensor(samples.observations), torch.tensor(samples.actions)  # copies: the set is read-only
         for _ in range(cfg.reward_updates):
             callback.result.reward_losses.append(learner.step(obs, act))
         model.logger.record("reward/loss", callback.result.reward_losses[-1])

@@ -56,13 +56,11 @@ class DataConfig(Settings):
 
 def _transitions(policy, env: gym.Env, n: int, seed: int, deterministic: bool) -> tuple[TransitionSet, list[float]]:
     """First ``n`` transitions of consecutive episodes, and those episodes' true returns."""
-    obs, act, returns = [], [], []
-    episode = 0
-    while sum(len(o) for o in obs) < n:
-        ep = run_episode(policy_actor(policy, deterministic), env, seed + episode)
-        obs.append(ep.obs), act.append(ep.actions), returns.append(ep.ret)
-        episode += 1
-    return TransitionSet(np.concatenate(obs)[:n], np.concatenate(act)[:n]), returns
+    episodes = []
+    while sum(len(e) for e in episodes) < n:
+        episodes.append(run_episode(policy_actor(policy, deterministic), env, seed + len(episodes)))
+    every = TransitionSet.from_trajectories(episodes)
+    return TransitionSet(every.observations[:n], every.actions[:n]), [e.ret for e in episodes]
 
 
 def _segments(policy, env: gym.Env, count: int, length: int, seed: int, rng: np.random.Generator,
@@ -78,13 +76,13 @@ def _segments(policy, env: gym.Env, count: int, length: int, seed: int, rng: np.
     while len(obs) < count:
         ep = run_episode(policy_actor(policy, deterministic=False), env, seed + episode)
         episode += 1
-        n_starts = len(ep.obs) - min_length + 1  # starts that leave at least min_length steps
-        per_episode = len(ep.obs) // length if min_length == length else max(len(ep.obs) // length, 1)
+        n_starts = len(ep) - min_length + 1  # starts that leave at least min_length steps
+        per_episode = len(ep) // length if min_length == length else max(len(ep) // length, 1)
         n_cut = min(per_episode, n_starts, count - len(obs))
         starts = rng.choice(n_starts, size=n_cut, replace=False) if n_cut > 0 else []
         for s in starts:
-            n = min(length, len(ep.obs) - s)
-            obs.append(np.pad(ep.obs[s : s + n], ((0, length - n), (0, 0))))
+            n = min(length, len(ep) - s)
+            obs.append(np.pad(ep.observations[s : s + n], ((0, length - n), (0, 0))))
             act.append(np.pad(ep.actions[s : s + n], ((0, length - n), (0, 0))))
             ret.append(float(ep.rewards[s : s + n].sum()))
             lengths.append(n)

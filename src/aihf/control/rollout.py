@@ -1,29 +1,16 @@
-"""Rolling out policies in gymnasium environments: episodes, returns, transitions."""
+"""Rolling out policies in gymnasium environments: episodes (as the data layer's
+``Trajectory``, one representation of a trajectory for data and rollouts), returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import gymnasium as gym
 import numpy as np
 
+from aihf.data import Trajectory
+
 Act = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass
-class Episode:
-    """One episode: observations s_t, actions a_t, true rewards r_t (t = 0..T-1), and whether
-    it ended by termination (not truncation)."""
-
-    obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    terminated: bool
-
-    @property
-    def ret(self) -> float:
-        return float(self.rewards.sum())
 
 
 def policy_actor(policy, deterministic: bool = True) -> Act:
@@ -31,8 +18,10 @@ def policy_actor(policy, deterministic: bool = True) -> Act:
     return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
 
 
-def run_episode(act: Act, env: gym.Env, seed: int | None = None) -> Episode:
-    """Roll out one episode of ``act`` in ``env`` (reset with ``seed``)."""
+def run_episode(act: Act, env: gym.Env, seed: int | None = None) -> Trajectory:
+    """Roll out one episode of ``act`` in ``env`` (reset with ``seed``): observations s_t,
+    actions a_t, true rewards r_t (t = 0..T-1) and ``terminals``, true only at the last step
+    of an episode that ended by termination (a fall), not by truncation (a time limit)."""
     obs, _ = env.reset(seed=seed)
     observations, actions, rewards = [], [], []
     while True:
@@ -42,8 +31,10 @@ def run_episode(act: Act, env: gym.Env, seed: int | None = None) -> Episode:
         obs, reward, terminated, truncated, _ = env.step(action)
         rewards.append(reward)
         if terminated or truncated:
-            return Episode(np.asarray(observations, np.float32), np.asarray(actions, np.float32),
-                           np.asarray(rewards, np.float32), bool(terminated))
+            terminals = np.zeros(len(rewards), bool)
+            terminals[-1] = terminated
+            return Trajectory(np.asarray(observations, np.float32), np.asarray(actions, np.float32),
+                              np.asarray(rewards, np.float32), terminals)
 
 
 def evaluate_policy_return(policy, env: gym.Env, episodes: int, seed: int,

@@ -112,6 +112,13 @@ class Trajectory:
         return len(self.observations)
 
     @property
+    def ret(self) -> float:
+        """The return sum_t r_t (needs ``rewards``)."""
+        if self.rewards is None:
+            raise ValueError("this trajectory has no rewards")
+        return float(self.rewards.sum())
+
+    @property
     def obs_dim(self) -> int:
         return self.observations.shape[1]
 
