@@ -23,7 +23,7 @@ import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
-from aihf.control.algorithm import LoopConfig, SACConfig, train_method
+from aihf.control.algorithm import ControlLoopConfig, SACConfig, train_method
 from aihf.control.reward_step import RewardStepConfig
 from aihf.data import SegmentPreferenceSet, TransitionSet
 
@@ -69,7 +69,7 @@ def plain_sac(env_id: str, cfg: SACConfig, steps: int, seed: int) -> tuple[float
     return clock.rate()
 
 
-def aihf_loop(env_id: str, loop: LoopConfig, seed: int, demos, prefs) -> tuple[float, float]:
+def aihf_loop(env_id: str, loop: ControlLoopConfig, seed: int, demos, prefs) -> tuple[float, float]:
     clock = StepClock(loop.sac.learning_starts)
     train_method("aihf", loop, env_id, seed, demos, prefs, progress=clock)
     return clock.rate()
@@ -93,7 +93,7 @@ def main() -> None:
     demos = TransitionSet(rng.normal(size=(10_000, obs_dim)), rng.uniform(-1, 1, (10_000, act_dim)))
     prefs = SegmentPreferenceSet(*(rng.normal(size=(20_000, 25, d)) for d in (obs_dim, act_dim, obs_dim, act_dim)))
     sac = SACConfig(net_arch=args.net_arch, learning_starts=args.learning_starts, buffer_size=args.steps)
-    loop = LoopConfig(total_steps=args.steps, reward_every=args.reward_every, reward_updates=args.reward_updates,
+    loop = ControlLoopConfig(total_steps=args.steps, reward_every=args.reward_every, reward_updates=args.reward_updates,
                       eval_every=10 * args.steps, sac=sac, reward=RewardStepConfig())
     sac_rates, aihf_rates = [], []
     for i in range(args.repeats):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from aihf.control.expert_data import DataConfig, make_data
+from aihf.control.expert_data import ExpertDataConfig, make_data
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
                    help="shortest segment: a segment may end where its episode ends (default: all --segment-len)")
     args = p.parse_args()
     torch.set_num_threads(1)
-    cfg = DataConfig(env=args.env, seed=args.seed, segments_per_checkpoint=args.segments_per_checkpoint,
+    cfg = ExpertDataConfig(env=args.env, seed=args.seed, segments_per_checkpoint=args.segments_per_checkpoint,
                      low_checkpoint=args.low_checkpoint, segment_len=args.segment_len,
                      min_segment_len=args.min_segment_len)
     record = make_data(cfg, args.checkpoints, args.out)

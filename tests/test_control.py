@@ -8,7 +8,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from aihf.control.algorithm import LoopConfig, SACConfig, method_reward_config, train_method
+from aihf.control.algorithm import ControlLoopConfig, SACConfig, method_reward_config, train_method
 from aihf.control.bc import BCConfig, bc_actor, train_bc
 from aihf.control.policy_io import load_policy, save_policy
 from aihf.control.preferences import SegmentPool, bradley_terry_pairs
@@ -19,8 +19,8 @@ from aihf.control.rollout import run_episode
 from aihf.control.toy import ContextTarget, toy_data
 
 
-def _tiny_loop(total_steps: int) -> LoopConfig:
-    return LoopConfig(
+def _tiny_loop(total_steps: int) -> ControlLoopConfig:
+    return ControlLoopConfig(
         total_steps=total_steps, reward_every=10, reward_updates=5, eval_every=total_steps, eval_episodes=10,
         reward_hidden=[32, 32],
         sac=SACConfig(net_arch=[32, 32], learning_starts=200, batch_size=64, buffer_size=5000),
@@ -199,8 +199,8 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path):
     assert run_from_cli("aihf/ContextTarget-v0", "no-such-preset", str(out), []) == 2
 
 
-def _ml_irl_loop(total_steps: int, iteration_steps: int, trajectories: int = 3) -> LoopConfig:
-    return LoopConfig(
+def _ml_irl_loop(total_steps: int, iteration_steps: int, trajectories: int = 3) -> ControlLoopConfig:
+    return ControlLoopConfig(
         total_steps=total_steps, schedule="ml_irl", iteration_steps=iteration_steps,
         trajectories_per_iteration=trajectories, reward_updates=2, eval_every=total_steps, eval_episodes=5,
         reward_hidden=[32, 32], reward_clamp=10.0,
@@ -277,13 +277,13 @@ def test_control_settings_are_checked_when_made():
     from aihf.config import ConfigError, from_dict
 
     with pytest.raises(ValueError, match="iteration_steps must be > 0"):
-        LoopConfig(iteration_steps=0)
+        ControlLoopConfig(iteration_steps=0)
     with pytest.raises(ValueError, match="weight_decay must be >= 0"):
         RewardStepConfig(weight_decay=-1.0)
     with pytest.raises(ValueError, match="learning_rate must be finite"):
         SACConfig(learning_rate=float("nan"))
     with pytest.raises(ConfigError, match="loop.schedule"):
-        from_dict(LoopConfig, {"schedule": "rounds"}, where="test", prefix="loop.")
+        from_dict(ControlLoopConfig, {"schedule": "rounds"}, where="test", prefix="loop.")
     assert SACConfig(ent_coef="auto").ent_coef == "auto"
 
 

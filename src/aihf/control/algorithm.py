@@ -3,7 +3,7 @@ its loop (docs/method.md section 5, "Control").
 
 SAC's replay buffer relabels every sampled minibatch with the current r_theta
 (``relabel.RelabelledReplayBuffer``), so each SAC update uses the latest reward. Two schedules
-(``LoopConfig.schedule``) decide when the reward steps (``reward_step.RewardLearner``) happen:
+(``ControlLoopConfig.schedule``) decide when the reward steps (``reward_step.RewardLearner``) happen:
 
 ``alternating`` (docs/method.md section 3's single loop)
     one SB3 ``SAC.learn`` call; a callback does, every ``reward_every`` environment steps
@@ -19,7 +19,7 @@ SAC's replay buffer relabels every sampled minibatch with the current r_theta
 
 Both evaluate the true return every ``eval_every`` steps.
 
-Methods (``METHODS``), all on the same loop and budget:
+Methods (``CONTROL_METHODS``), all on the same loop and budget:
   aihf     w_D = w_P = 1, reward and policy updated alternately (Algorithm 1)
   ml_irl   w_P = 0 (demonstrations only), alternating
   rlhf     w_D = 0: the reward is fitted on preferences first (as many reward updates as the
@@ -53,7 +53,7 @@ from aihf.runtime import set_seed
 
 log = logging.getLogger(__name__)
 
-METHODS = ("aihf", "ml_irl", "rlhf", "sac_true")
+CONTROL_METHODS = ("aihf", "ml_irl", "rlhf", "sac_true")
 Schedule = Literal["alternating", "ml_irl"]
 
 
@@ -74,7 +74,7 @@ class SACConfig(Settings):
 
 
 @dataclass
-class LoopConfig(Settings):
+class ControlLoopConfig(Settings):
     """Budget and schedule of one run of Algorithm 1 (or a baseline on the same loop)."""
 
     total_steps: int = setting(20_000, gt=0, help="environment steps of the policy step (the budget)")
@@ -103,7 +103,7 @@ class LoopConfig(Settings):
         return max(self.total_steps - self.sac.learning_starts, 0) // self.reward_every * self.reward_updates
 
 
-def entropy_temperature(cfg: LoopConfig) -> float | str:
+def entropy_temperature(cfg: ControlLoopConfig) -> float | str:
     """SAC's ``ent_coef``: the objective's beta unless ``sac.ent_coef`` sets it (or ``"auto"``)."""
     return cfg.reward.beta if cfg.sac.ent_coef is None else cfg.sac.ent_coef
 
@@ -116,7 +116,7 @@ def method_reward_config(method: str, base: RewardStepConfig) -> RewardStepConfi
         return replace(base, w_pref=0.0)
     if method == "rlhf":
         return replace(base, w_demo=0.0)
-    raise ValueError(f"method {method!r} has no learned reward; methods: {METHODS}")
+    raise ValueError(f"method {method!r} has no learned reward; methods: {CONTROL_METHODS}")
 
 
 @dataclass
@@ -133,7 +133,7 @@ class RunResult:
 class _AlgorithmOneCallback(BaseCallback):
     """Reward steps every ``reward_every`` env steps (alternating methods) and evaluations."""
 
-    def __init__(self, cfg: LoopConfig, learner: RewardLearner | None, alternate: bool,
+    def __init__(self, cfg: ControlLoopConfig, learner: RewardLearner | None, alternate: bool,
                  eval_env: gym.Env, seed: int, progress=None):
         super().__init__()
         self.cfg, self.learner, self.alternate = cfg, learner, alternate
@@ -170,7 +170,7 @@ def policy_trajectories(policy, env: gym.Env, n: int, seed: int) -> list[Traject
     return [run_episode(act, env, seed + i) for i in range(n)]
 
 
-def _ml_irl_iterations(model: SAC, cfg: LoopConfig, learner: RewardLearner, callback: "_AlgorithmOneCallback",
+def _ml_irl_iterations(model: SAC, cfg: ControlLoopConfig, learner: RewardLearner, callback: "_AlgorithmOneCallback",
                        collect_env: gym.Env, seed: int, method: str) -> None:
     """The ml_irl schedule (module docstring): SAC for ``iteration_steps``, then fresh
     trajectories of the current policy, then ``reward_updates`` full-batch reward steps."""
@@ -187,18 +187,18 @@ def _ml_irl_iterations(model: SAC, cfg: LoopConfig, learner: RewardLearner, call
         model.logger.record("reward/policy_sample_return", float(np.mean([e.ret for e in episodes])))
 
 
-def train_method(method: str, cfg: LoopConfig, env_id: str, seed: int,
+def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,
                  demos: TransitionSet | None, prefs: SegmentPreferenceSet | None,
                  out_dir: str | Path | None = None, progress=None,
                  env: gym.Env | None = None, eval_env: gym.Env | None = None) -> RunResult:
-    """Train ``method`` (one of ``METHODS``) for ``cfg.total_steps`` env steps with ``seed``.
+    """Train ``method`` (one of ``CONTROL_METHODS``) for ``cfg.total_steps`` env steps with ``seed``.
 
     Writes, when ``out_dir`` is given, ``policy.safetensors``, ``reward_net.safetensors``
     (learned-reward methods) and TensorBoard logs under ``out_dir/tb``. ``env`` and
     ``eval_env`` default to ``gym.make(env_id)``.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    if method not in CONTROL_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {CONTROL_METHODS}")
     set_seed(seed)
     env = env if env is not None else gym.make(env_id)
     eval_env = eval_env if eval_env is not None else gym.make(env_id)

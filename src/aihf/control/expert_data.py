@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class DataConfig(Settings):
+class ExpertDataConfig(Settings):
     """What ``make_data`` rolls out of an expert's checkpoints."""
 
     env: str = setting("Hopper-v5", help="gymnasium environment id")
@@ -99,7 +99,7 @@ def between_checkpoint_share(returns: np.ndarray, source: np.ndarray) -> float:
     return float(between / total) if total > 0 else 0.0
 
 
-def make_data(cfg: DataConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> dict:
+def make_data(cfg: ExpertDataConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> dict:
     """Roll out the checkpoints in ``checkpoint_dir`` (``step_*.safetensors``) into ``out_dir``."""
     env = gym.make(cfg.env)
     rng = np.random.default_rng(cfg.seed)

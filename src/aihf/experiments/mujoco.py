@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from aihf import shipped
 from aihf.config import Settings, load_config, save_config, setting
-from aihf.control.algorithm import METHODS, LoopConfig, train_method
+from aihf.control.algorithm import CONTROL_METHODS, ControlLoopConfig, train_method
 from aihf.control.bc import BCConfig, bc_actor, train_bc
 from aihf.control.expert_data import demonstrator_return, load_data
 from aihf.control.rollout import run_episode
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 PRESET_GROUP = "mujoco"  # configs/mujoco/ of the installed package
 RESULT = "result.json"  # in each run's folder: its curve, and the settings it was made with
-ALL_METHODS = (*METHODS, "bc")
+ALL_METHODS = (*CONTROL_METHODS, "bc")
 
 
 @dataclass
@@ -57,7 +57,7 @@ class MujocoConfig(Settings):
     demos: Literal["demos", "demos_low"] = setting("demos", help="demonstration file: expert or low-quality")
     n_demos: int = setting(10_000, gt=0, help="demonstration transitions used")
     n_prefs: int = setting(20_000, gt=0, help="segment preference pairs used")
-    loop: LoopConfig = setting(factory=LoopConfig, help="budget and schedule")
+    loop: ControlLoopConfig = setting(factory=ControlLoopConfig, help="budget and schedule")
     bc: BCConfig = setting(factory=BCConfig, help="behaviour cloning")
     torch_threads: int = setting(1, gt=0, help="torch intra-op threads per process")
 
