@@ -498,7 +498,8 @@ class Trainer:
         evaluated = self.evaluations and self.evaluations[-1]["step"] == self.step
         if cfg.eval_every and not evaluated:
             self._evaluate_and_log()
-        acc.end_training()
+        for tracker in acc.trackers:  # not acc.end_training(): it destroys the process group, which the
+            tracker.finish()  # next stage of the same processes needs (rlhf's policy stage, an experiment's runs)
         if acc.is_main_process:
             self.write_metrics()
         return TrainResult(self.history, self.evaluations, self.output_dir)
