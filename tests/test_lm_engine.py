@@ -9,10 +9,6 @@ task defined here (prompts "review: the X was", right answer " great", wrong ans
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from aihf.lm.models import RewardModel, reference_model
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 from aihf.lm.trainer import LoopConfig, Trainer, latest_checkpoint
 from aihf.runtime import NonFiniteLossError
+from ranks import run_ranks
 
 SUBJECTS = ["movie", "film", "acting", "story", "music", "plot", "script", "cast"]
 HELD_OUT = ["ending", "scene"]
@@ -262,29 +259,7 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(tmp_path):
                                                       gradient_accumulation_steps=2, eval_every=3)).fit()
     script = tmp_path / "two.py"
     script.write_text(TWO_PROCESS_SCRIPT.format(tests=tests, out=str(tmp_path / "two"), accum=1))
-    # The environment torchrun would set, one process per rank (no launcher agent in between,
-    # so a rank that fails is seen here with its own exit code and output); accelerate reads it
-    # and uses gloo on the CPU.
-    with socket.socket() as probe:  # a free port: concurrent test runs must not collide
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    common = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true",
-              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
-    logs = [tmp_path / f"rank{r}.log" for r in range(2)]  # files, not pipes: a full pipe blocks a rank
-    ranks = []
-    for r, log in enumerate(logs):
-        with log.open("w") as out:
-            ranks.append(subprocess.Popen([sys.executable, str(script)], env={**common, "RANK": str(r), "LOCAL_RANK": str(r)},
-                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-    try:
-        for rank in ranks:
-            rank.wait(timeout=240)
-    except subprocess.TimeoutExpired:
-        for rank in ranks:
-            os.killpg(rank.pid, signal.SIGKILL)  # nothing left behind
-            rank.wait()
-    for r, (rank, log) in enumerate(zip(ranks, logs)):
-        assert rank.returncode == 0, f"rank {r} exited with {rank.returncode}:\n{log.read_text()[-4000:]}"
+    run_ranks([sys.executable, str(script)], tmp_path, timeout=240)
     two = json.loads((tmp_path / "two" / "losses.json").read_text())
     saved = {p.name for p in (tmp_path / "two" / "checkpoints" / "step-0000003").iterdir()}
     assert {"rng-0.safetensors", "rng-1.safetensors", "policy.safetensors", "optimizer.safetensors"} <= saved

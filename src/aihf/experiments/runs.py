@@ -12,10 +12,10 @@ and ``dpo@learning_rate=0.0003``).
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from aihf.config import ConfigError, from_dict
+from aihf.config import ConfigError, Settings, from_dict
 from aihf.lm.methods import RECIPES, MethodConfig
 from aihf.lm.trainer import LoopConfig
 
@@ -98,3 +98,27 @@ def spec_overrides(spec: RunSpec, method: MethodConfig, loop: LoopConfig) -> dic
         mine, theirs = asdict(getattr(spec, section)), asdict(base)
         changed[section] = {k: v for k, v in mine.items() if v != theirs[k]}
     return {"recipe": spec.recipe, **changed}
+
+
+@dataclass
+class RunSelection(Settings):
+    """The run-selecting part of an experiment's config: ``methods`` (recipes or variant
+    names), ``variants``, ``grid``, the shared ``method`` and ``loop`` sections and ``seeds``.
+    A config class derives from it and redefines the defaults it needs."""
+
+    methods: list[str] = field(default_factory=lambda: ["dpo"])
+    variants: dict[str, dict] = field(default_factory=dict)
+    grid: dict[str, dict] = field(default_factory=dict)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_methods(self.methods, self.variants)
+        if not self.seeds:
+            raise ValueError("seeds is empty")
+
+    def runs(self) -> list[RunSpec]:
+        """Every entry of ``methods`` as a :class:`RunSpec` (:func:`expand_runs`)."""
+        return expand_runs(self.methods, self.variants, self.grid, self.method, self.loop)

@@ -13,6 +13,7 @@ from aihf import shipped
 from aihf.config import ConfigError
 from aihf.experiments.dialogue import estimate
 from aihf.lm.methods import RECIPES, MethodConfig
+from aihf.experiments.runs import RunSpec
 from aihf.lm.trainer import LoopConfig
 
 CONFIGS_PREFIX = "configs/"
@@ -30,6 +31,19 @@ class Stage:
     loop: LoopConfig
     times: int = 1
     num_demos: int = 0
+
+
+def run_stages(name: str, spec: RunSpec, records: int, demos: int, times: int, processes: int) -> list[Stage]:
+    """The stages of one run: RLHF's reward stage first; Algorithm 1's rounds as their steps."""
+    method, loop = spec.method, spec.loop
+    steps = loop.max_steps
+    if spec.recipe == "aihf" and method.schedule == "rounds":
+        reward_steps = epochs_to_steps(records, method.reward_epochs, loop, processes)
+        steps = method.rounds * (method.policy_steps_per_round + reward_steps)
+    out = [Stage(name, spec.recipe, steps, method, loop, times, demos)]
+    if spec.recipe == "rlhf":
+        out.insert(0, Stage(f"{name}/reward", "reward", loop.max_steps, method, loop, times))
+    return out
 
 
 def accelerate_config_path(name: str) -> Path:
@@ -122,6 +136,20 @@ def report(title: str, stages: list[Stage], sizes: dict[str, int], command: str,
     lines.append(f"total: ~{estimate.hours(total + sampling)}; peak ~{peak:.3g} GiB per GPU (estimates)")
     lines.append(f"launch: {command}")
     return "\n".join(lines)
+
+
+def dry_run_text(title: str, experiment: str, preset: str, output_dir: str, overrides: list[str], config,
+                 plan: list[Stage], sizes: dict[str, int], policies: int, test_prompts: int) -> str:
+    """The dry run of an experiment whose ``config`` has ``model``, ``evaluation`` and
+    ``hardware`` sections: the accelerate config's check, then :func:`report`."""
+    hardware, evaluation = config.hardware, config.evaluation
+    checked = check_accelerate_config(hardware, plan, config.model.dtype)
+    shape = estimate.model_shape(config.model.name_or_path, config.model.scratch)
+    command = launch_command(hardware, experiment, preset, output_dir, overrides)
+    answers = (policies, min(evaluation.num_prompts, test_prompts), evaluation.batch_size, evaluation.max_new_tokens)
+    text = report(f"{title} ({preset})", plan, sizes, command, shape, config.model.max_length, config.model.dtype,
+                  hardware, answers)
+    return "\n".join([text, *checked])
 
 
 def epochs_to_steps(records: int, epochs: float, loop: LoopConfig, processes: int) -> int:

@@ -34,19 +34,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from accelerate import PartialState
 
 from aihf.config import ConfigError, Settings, load_config, setting
-from aihf.data import Demonstration, Preference, PromptRecord, read_preferences, write_jsonl
+from aihf.data import Demonstration, Preference, read_preferences, write_jsonl
 from aihf.experiments.dialogue import stages
-from aihf.experiments.dialogue.dryrun import Stage, check_accelerate_config, epochs_to_steps, launch_command, report
-from aihf.experiments.dialogue.estimate import HardwareSection, model_shape
-from aihf.experiments.dialogue.evaluation import Evaluator
+from aihf.experiments.dialogue.dryrun import Stage, dry_run_text, run_stages
+from aihf.experiments.dialogue.estimate import HardwareSection
 from aihf.experiments.dialogue.fixtures import FixtureSection, write_fixture
 from aihf.experiments.dialogue.hub import Need, resolve
 from aihf.experiments.dialogue.judge import JudgeSection, make_judge, prompt_text
 from aihf.experiments.dialogue.presets import load_group_preset
-from aihf.experiments.runs import RunSpec, check_methods, expand_runs
+from aihf.experiments.runs import RunSelection, RunSpec
 from aihf.lm.methods import MethodConfig
 from aihf.lm.trainer import LoopConfig
 
@@ -92,7 +90,7 @@ class HHSft(Settings):
 
 
 @dataclass
-class HHConfig(Settings):
+class HHConfig(RunSelection):
     """Everything one HH run reads; the defaults are the Pythia-1B run of ``configs/hh/pythia-1b.yaml``
     on 8 GPUs, which the data-regime presets (balanced, few-preferences, low-quality-demos) keep."""
 
@@ -105,25 +103,16 @@ class HHConfig(Settings):
     evaluation: stages.EvalSection = field(default_factory=lambda: stages.EvalSection(batch_size=32))
     hardware: HardwareSection = field(default_factory=HardwareSection)
     methods: list[str] = field(default_factory=lambda: list(PAPER_METHODS))
-    variants: dict[str, dict] = field(default_factory=dict)
-    grid: dict[str, dict] = field(default_factory=dict)
     method: MethodConfig = field(default_factory=lambda: MethodConfig(max_new_tokens=128, steps_per_round=500))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
         max_steps=2000, micro_batch_size=8, gradient_accumulation_steps=2, learning_rate=1e-6, reward_learning_rate=5e-6,
         lr_scheduler="cosine", warmup_steps=100, save_every=500))
-    seeds: list[int] = field(default_factory=lambda: [0])
 
     def __post_init__(self) -> None:
         super().__post_init__()
         names = [s.name for s in self.settings]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"settings must have unique names, got {names}")
-        check_methods(self.methods, self.variants)
-        if not self.seeds:
-            raise ValueError("seeds is empty")
-
-    def runs(self) -> list[RunSpec]:
-        return expand_runs(self.methods, self.variants, self.grid, self.method, self.loop)
 
 
 def load_preset(preset: str, overrides: list[str] | None = None) -> HHConfig:
@@ -211,43 +200,24 @@ def split_setting(setting_: HHSetting, n: int, seed: int, scores: list[float] | 
 
 def write_setting(setting_: HHSetting, rows: SplitRows, train: list[Preference], eval_prefs: Path | None,
                   folder: Path) -> stages.SettingFiles:
-    """D, P and the RL prompts (P's distinct prompts) of one setting as JSONL in ``folder``, with ``report.json``."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """D (each row's ``demo_response``), P and the RL prompts of one setting in ``folder``."""
     demos = [Demonstration(train[i].prompt, getattr(train[i], setting_.demo_response)) for i in rows.demonstrations]
-    prefs = [train[i] for i in rows.preferences]
-    prompts = list({json.dumps(p.to_dict()["prompt"]): PromptRecord(p.prompt) for p in prefs}.values())
-    files = {"demonstrations": folder / "demonstrations.jsonl", "preferences": folder / "preferences.jsonl",
-             "prompts": folder / "prompts.jsonl"}
-    for (name, path), records in zip(files.items(), (demos, prefs, prompts)):
-        write_jsonl(records, path)
-    report = {"demonstrations": len(demos), "preferences": len(prefs), "rl_prompts": len(prompts),
-              "selection": setting_.selection, "demo_response": setting_.demo_response}
-    (folder / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return stages.SettingFiles(files["demonstrations"], files["preferences"], files["prompts"], eval_prefs)
-
-
-def eval_prompts(test: list[Preference], count: int) -> list[PromptRecord]:
-    """The first ``count`` distinct prompts of the test split."""
-    seen: dict[str, PromptRecord] = {}
-    for pref in test:
-        seen.setdefault(json.dumps(pref.to_dict()["prompt"]), PromptRecord(pref.prompt))
-        if len(seen) == count:
-            break
-    return list(seen.values())
+    report = {"selection": setting_.selection, "demo_response": setting_.demo_response}
+    return stages.write_setting_files(folder, demos, [train[i] for i in rows.preferences], eval_prefs, report)
 
 
 # ------------------------------------------------------------------------------ pipeline
 
 
 def sft_spec(config: HHConfig, name: str, records: int, epochs: float, processes: int) -> RunSpec:
-    """SFT for ``epochs`` over ``records`` on ``processes`` processes, with the SFT loop."""
-    steps = epochs_to_steps(records, epochs, config.sft.loop, processes)
-    return RunSpec(name, "sft", config.method, replace(config.sft.loop, max_steps=steps))
+    """SFT with the SFT loop for ``epochs`` over ``records``."""
+    return stages.sft_run(name, records, epochs, config.method, config.sft.loop, processes)
 
 
 def run(config: HHConfig, output_dir: str | Path) -> dict:
     """The whole experiment (module docstring); returns the results dict (main process) and writes the outputs."""
     out = Path(output_dir)
+    processes = stages.process_state().num_processes
     with stages.main_first():
         stages.claim_output_dir(out, config, HHConfig())
     train, test = read_splits(config, out)
@@ -261,7 +231,6 @@ def run(config: HHConfig, output_dir: str | Path) -> dict:
         if config.evaluation.num_preferences and not eval_file.is_file():
             write_jsonl(test[: config.evaluation.num_preferences], eval_file)
     start = stages.base_model(config.model, (d.prompt + d.response for d in sft_demos), out)
-    processes = PartialState().num_processes
     pi_sft = stages.train_stage(config, sft_spec(config, "sft", len(sft_demos), config.sft.epochs, processes), start,
                                 out / "sft", config.sft.loop.seed, sft_file, None)
     scores = None
@@ -274,14 +243,10 @@ def run(config: HHConfig, output_dir: str | Path) -> dict:
             rows = split_setting(s, len(train), config.data.seed, scores)
             files[s.name] = write_setting(s, rows, train, eval_file if config.evaluation.num_preferences else None,
                                           out / "settings" / s.name)
-    evaluator = key = None
+    evaluator, key = stages.main_evaluator(config, pi_sft, BASELINE, test)
     results: dict = {"config": asdict(config), "data": {}, "settings": {}}
-    if stages.is_main():
-        judge = make_judge(config.judge, config.model.torch_device())
-        prompts = eval_prompts(test, config.evaluation.num_prompts)
-        evaluator = Evaluator(pi_sft, BASELINE, prompts, judge, stages.sampling(config.model, config.evaluation), config.seeds)
-        key = stages.unit_key(evaluator, pi_sft)
-        results["judge"] = {"name": judge.name}
+    if evaluator:
+        results["judge"] = {"name": evaluator.judge.name}
         baseline = stages.summarised({"runs": evaluator.baseline_runs()})
     for s in config.settings:
         report = json.loads((out / "settings" / s.name / "report.json").read_text(encoding="utf-8"))
@@ -325,48 +290,18 @@ def plan(config: HHConfig, train_rows: int, processes: int) -> list[Stage]:
     return stages_
 
 
-def run_stages(name: str, spec: RunSpec, records: int, demos: int, times: int, processes: int) -> list[Stage]:
-    """The stages of one run: RLHF's reward stage first; Algorithm 1's rounds as their steps."""
-    method, loop = spec.method, spec.loop
-    steps = loop.max_steps
-    if spec.recipe == "aihf" and method.schedule == "rounds":
-        reward_steps = epochs_to_steps(records, method.reward_epochs, loop, processes)
-        steps = method.rounds * (method.policy_steps_per_round + reward_steps)
-    out = [Stage(name, spec.recipe, steps, method, loop, times, demos)]
-    if spec.recipe == "rlhf":
-        out.insert(0, Stage(f"{name}/reward", "reward", loop.max_steps, method, loop, times))
-    return out
-
-
 def dry_run(config: HHConfig, preset: str, output_dir: str, overrides: list[str]) -> str:
     """The dry run's report (:func:`aihf.experiments.dialogue.dryrun.report`) and the accelerate config's check."""
-    hardware = config.hardware
     train_rows, test_rows = split_rows(config, "train"), split_rows(config, "test")
-    stages_ = plan(config, train_rows, hardware.gpus)
-    checked = check_accelerate_config(hardware, stages_, config.model.dtype)
+    stages_ = plan(config, train_rows, config.hardware.gpus)
     sizes = {"train pairs (SFT on every chosen)": train_rows, "test pairs": test_rows}
     for s in config.settings:
         sizes[f"{s.name}: D ({s.selection}, {s.demo_response})"] = s.num_demonstrations
         sizes[f"{s.name}: P"] = min(s.num_preferences or train_rows, train_rows - s.num_demonstrations)
     policies = (1 + len(config.settings) * (1 + len(config.runs()))) * len(config.seeds)
-    evaluation = (policies, min(config.evaluation.num_prompts, test_rows), config.evaluation.batch_size,
-                  config.evaluation.max_new_tokens)
-    shape = model_shape(config.model.name_or_path, config.model.scratch)
-    command = launch_command(hardware, "hh", preset, output_dir, overrides)
-    text = report(f"HH ({preset})", stages_, sizes, command, shape, config.model.max_length, config.model.dtype,
-                  hardware, evaluation)
-    return "\n".join([text, *checked])
+    return dry_run_text("HH", "hh", preset, output_dir, overrides, config, stages_, sizes, policies, test_rows)
 
 
 def run_from_cli(preset: str, output_dir: str, overrides: list[str], dry: bool = False) -> int:
-    """``aihf experiment hh --preset NAME [--dry-run] [key=value ...]``; errors propagate to
-    ``aihf.cli``, which prints them as one line."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = load_preset(preset, overrides)
-    if dry:
-        print(dry_run(config, preset, output_dir, overrides))
-        return 0
-    run(config, output_dir)
-    if stages.is_main():
-        print(f"HH ({preset}): results in {output_dir}/results.md")
-    return 0
+    """``aihf experiment hh --preset NAME [--dry-run] [key=value ...]`` (``stages.run_from_cli``)."""
+    return stages.run_from_cli("HH", load_preset, run, dry_run, preset, output_dir, overrides, dry)

@@ -15,21 +15,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Literal
 
 import yaml
 
-from aihf import run_folder
+from aihf import logs, run_folder
 from aihf.config import ConfigError, Settings, save_config, setting, to_dict
+from aihf.data import PromptRecord, write_jsonl
+from aihf.experiments.dialogue.dryrun import epochs_to_steps
 from aihf.experiments.dialogue.evaluation import METRICS, Evaluator, SamplingSection
+from aihf.experiments.dialogue.judge import make_judge
 from aihf.experiments.dialogue.outputs import write_outputs
 from aihf.experiments.imdb.base import SCRATCH, ScratchModelConfig, build_scratch_base
 from aihf.experiments.imdb.metrics import summarise_runs
 from aihf.experiments.imdb.pipeline import evaluate_run, finished_unit, train_stage
 from aihf.experiments.runs import RunSpec
+from aihf.lm.methods import MethodConfig
+from aihf.lm.trainer import LoopConfig
 
 log = logging.getLogger(__name__)
 # keys that add or select runs (each in its own folder), or do not change a run's steps
@@ -87,10 +93,19 @@ def base_model(model: ModelSection, texts: Iterator[str], out: Path) -> str:
         return str(build_scratch_base(model.scratch, texts, out / "base"))
 
 
-def is_main() -> bool:
+def process_state():
+    """accelerate's process state, made with the CPU flag of ``ACCELERATE_USE_CPU``. Called
+    first by each experiment: ``PartialState()`` alone ignores the flag and, under torchrun on
+    a CPU, makes a one-process state in every rank (the state is a singleton: every later
+    ``PartialState()``, the training loop's included, gets this one)."""
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    return PartialState().is_main_process
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def is_main() -> bool:
+    return process_state().is_main_process
 
 
 @contextlib.contextmanager
@@ -120,6 +135,18 @@ def claim_output_dir(out: Path, config, defaults) -> None:
     save_config(config, saved)
 
 
+def main_evaluator(config, baseline: Path, name: str, test: list) -> tuple[Evaluator | None, dict | None]:
+    """On the main process: the evaluator of ``config.judge`` on the first
+    ``config.evaluation.num_prompts`` distinct prompts of ``test`` against the policy
+    ``baseline`` (a results row ``name``), and the units' key (:func:`unit_key`); elsewhere (None, None)."""
+    if not is_main():
+        return None, None
+    judge = make_judge(config.judge, config.model.torch_device())
+    prompts = distinct_prompts(test, config.evaluation.num_prompts)
+    evaluator = Evaluator(baseline, name, prompts, judge, sampling(config.model, config.evaluation), config.seeds)
+    return evaluator, unit_key(evaluator, baseline)
+
+
 def unit_key(evaluator: Evaluator, baseline: Path) -> dict:
     """What a finished unit's result depends on beyond its own run: the evaluation prompts,
     the judge and the baseline's weights (SHA-256)."""
@@ -135,6 +162,35 @@ class SettingFiles:
     preferences: Path | None
     prompts: Path | None
     eval_preferences: Path | None
+
+
+def distinct_prompts(records, count: int | None = None) -> list[PromptRecord]:
+    """The distinct prompts of ``records`` in order (the first ``count``)."""
+    seen: dict[str, PromptRecord] = {}
+    for record in records:
+        seen.setdefault(json.dumps(record.to_dict()["prompt"]), PromptRecord(record.prompt))
+        if count is not None and len(seen) == count:
+            break
+    return list(seen.values())
+
+
+def write_setting_files(folder: Path, demos: list, prefs: list, eval_prefs: Path | None, report: dict) -> SettingFiles:
+    """D, P and the RL prompts (P's distinct prompts) of one setting as JSONL in ``folder``,
+    and ``report.json`` (``report`` with the three counts)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    prompts = distinct_prompts(prefs)
+    files = {"demonstrations": folder / "demonstrations.jsonl", "preferences": folder / "preferences.jsonl",
+             "prompts": folder / "prompts.jsonl"}
+    for path, records in zip(files.values(), (demos, prefs, prompts)):
+        write_jsonl(records, path)
+    report = {"demonstrations": len(demos), "preferences": len(prefs), "rl_prompts": len(prompts), **report}
+    (folder / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return SettingFiles(files["demonstrations"], files["preferences"], files["prompts"], eval_prefs)
+
+
+def sft_run(name: str, records: int, epochs: float, method: MethodConfig, loop: LoopConfig, processes: int) -> RunSpec:
+    """SFT for ``epochs`` passes over ``records`` on ``processes`` processes, as a run."""
+    return RunSpec(name, "sft", method, replace(loop, max_steps=epochs_to_steps(records, epochs, loop, processes)))
 
 
 def train_and_evaluate(config, setting_name: str, runs: list[RunSpec], start: Path, files: SettingFiles,
@@ -174,3 +230,18 @@ def save_results(results: dict, out: Path) -> None:
     """The results files (main process)."""
     if is_main():
         write_outputs(results, out)
+
+
+def run_from_cli(title: str, load, run, dry_run, preset: str, output_dir: str, overrides: list[str], dry: bool) -> int:
+    """``aihf experiment hh|ultra``: load the preset (``load``), then print the dry run
+    (``dry_run``) or run the experiment (``run``); errors propagate to ``aihf.cli``, which
+    prints them as one line."""
+    logs.setup(logging.INFO)
+    config = load(preset, overrides)
+    if dry:
+        print(dry_run(config, preset, output_dir, overrides))
+        return 0
+    run(config, output_dir)
+    if is_main():
+        print(f"{title} ({preset}): results in {output_dir}/results.md")
+    return 0
