@@ -162,3 +162,21 @@ def test_fixture_preset_runs_every_stage_end_to_end_and_resumes(tmp_path, capsys
     assert main(["experiment", "hh", "--preset", "fixture", "--output-dir", str(out)]) == 0
     assert weights.stat().st_mtime_ns == stamp
     assert json.loads((out / "results.json").read_text())["settings"]["paper"]["dpo"]["runs"] == table["dpo"]["runs"]
+
+
+def test_time_estimate_follows_its_formula():
+    shape = estimate.Shape(params=10**9, layers=2, hidden=8, vocab=10)
+    config = hh.HHConfig()  # micro-batch 8, accumulation 2, rloo_k 4, max_new_tokens 128
+    hardware = estimate.HardwareSection(gpus=8, tflops=1000.0, utilization=0.5, bandwidth_tb_s=2.0, decode_step_s=0.01)
+    dpo = estimate.workload("dpo", config.method, config.loop, 0, 8)
+    flops = 6 * 10**9 * 16 * 512 * 2  # 6 P x 16 sequences x 512 tokens x 2 micro-batches
+    assert estimate.step_seconds(shape, dpo, 512, 128, config.loop, hardware) == pytest.approx(flops / 5e14)
+    rlhf = estimate.workload("rlhf", config.method, config.loop, 0, 8)
+    assert (rlhf.sequences, rlhf.trained, rlhf.frozen, rlhf.generate_calls) == (32, 1, 2, 2.0)
+    flops = (6 + 2 * 2) * 10**9 * 32 * 512 * 2
+    decode = 2 * 128 * max(2e9 / 2e12, 0.01)  # 2 generate calls of 128 steps, each bound by the floor
+    assert estimate.step_seconds(shape, rlhf, 512, 128, config.loop, hardware) == pytest.approx(flops / 5e14 + decode)
+    zero3 = estimate.HardwareSection(gpus=8, tflops=1000.0, utilization=0.5, bandwidth_tb_s=2.0, decode_step_s=0.01,
+                                     interconnect_gb_s=100.0, zero3=True)
+    gathered = 2 * 128 * (0.01 + 2e9 / 1e11)  # ZeRO-3 gathers the 2 GB of weights at each decoding step
+    assert estimate.step_seconds(shape, rlhf, 512, 128, config.loop, zero3) == pytest.approx(flops / 5e14 + gathered)

@@ -16,8 +16,10 @@ bf16), G GPUs (Z = G under ZeRO-3, else 1), per GPU:
 
 Time: a training step costs 6 P tokens FLOPs (plus 2 P tokens for a frozen forward pass)
 at ``hardware.utilization`` of the GPUs' peak ``tflops``; sampling is bound by reading the
-weights once per decoding step: ``max_new_tokens`` steps of P b / bandwidth seconds per
-generate call (G times that under ZeRO-3, which gathers every layer on every step).
+weights once per decoding step: ``max_new_tokens`` steps of max(P b / bandwidth,
+``decode_step_s``) seconds per generate call (HF generate's measured per-step time is the
+floor for small models), plus P b / interconnect under ZeRO-3, which gathers every layer
+on every step.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class HardwareSection(Settings):
     tflops: float = setting(989.0, gt=0, help="peak dense bf16 TFLOP/s of one GPU (H100 SXM: 989)")
     bandwidth_tb_s: float = setting(3.35, gt=0, help="memory bandwidth of one GPU in TB/s (H100 SXM: 3.35)")
     utilization: float = setting(0.35, gt=0, le=1, help="share of peak FLOP/s a training step reaches")
+    interconnect_gb_s: float = setting(450.0, gt=0, help="GB/s one GPU receives from the others (ZeRO-3's gathers; "
+                                       "H100 NVLink: 450 each way)")
+    decode_step_s: float = setting(0.0145, gt=0, help="the least time of one decoding step of HF generate: "
+                                   "64 x 256 tokens at 4.4k tokens/s on an H200, Pythia-1B size (docs/benchmarks.md)")
     accelerate_config: str = setting("configs/accelerate/ddp.yaml", help="accelerate launch --config_file")
     zero3: bool = setting(False, help="DeepSpeed ZeRO-3 shards weights, gradients and optimizer state")
 
@@ -123,20 +129,26 @@ def memory_gib(shape: Shape, work: Workload, max_length: int, hardware: Hardware
     return (states + work.sequences * max_length * per_token) / GIB
 
 
+def decode_step(shape: Shape, hardware: HardwareSection, weight_bytes: int = 2) -> float:
+    """Seconds of one decoding step on one GPU: max(P b / bandwidth, ``decode_step_s``)."""
+    return max(shape.params * weight_bytes / (hardware.bandwidth_tb_s * 1e12), hardware.decode_step_s)
+
+
 def step_seconds(shape: Shape, work: Workload, max_length: int, max_new_tokens: int, loop: LoopConfig,
                  hardware: HardwareSection, weight_bytes: int = 2) -> float:
     """Seconds of one optimizer step (module docstring)."""
     tokens = work.sequences * max_length * loop.gradient_accumulation_steps
     flops = (6 * work.trained + 2 * work.frozen) * shape.params * tokens
     train = flops / (hardware.tflops * 1e12 * hardware.utilization)
-    decode = shape.params * weight_bytes / (hardware.bandwidth_tb_s * 1e12) * (hardware.gpus if hardware.zero3 else 1)
+    gather = shape.params * weight_bytes / (hardware.interconnect_gb_s * 1e9) if hardware.zero3 else 0.0
+    decode = decode_step(shape, hardware, weight_bytes) + gather
     return train + work.generate_calls * max_new_tokens * decode
 
 
 def sampling_seconds(shape: Shape, answers: int, batch_size: int, max_new_tokens: int, hardware: HardwareSection,
                      weight_bytes: int = 2) -> float:
     """Seconds to draw ``answers`` answers on one GPU (the evaluation: weights not sharded)."""
-    return math.ceil(answers / batch_size) * max_new_tokens * shape.params * weight_bytes / (hardware.bandwidth_tb_s * 1e12)
+    return math.ceil(answers / batch_size) * max_new_tokens * decode_step(shape, hardware, weight_bytes)
 
 
 def hours(seconds: float) -> str:
