@@ -13,10 +13,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# one torch thread (2-core machines: a second thread mostly adds contention), also for the
+# commands the tests run through aihf.cli.main, which sets torch's threads unless this is set
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-torch.set_num_threads(1)  # 2-core machines: a second thread mostly adds contention
+torch.set_num_threads(1)
 
 NOT_UNIT = ("e2e", "slow")
 

@@ -1,6 +1,8 @@
 """Seeding, RNG capture without pickle, atomic checkpoint directories, the NaN guard."""
 
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,12 +10,14 @@ import torch
 
 from aihf.runtime import (
     NonFiniteLossError,
+    available_cores,
     package_versions,
     atomic_directory,
     check_finite,
     load_rng_state,
     save_rng_state,
     set_seed,
+    set_torch_threads,
 )
 
 
@@ -29,6 +33,43 @@ def test_package_versions_name_python_and_what_the_results_depend_on():
     assert versions["python"] == sys.version.split()[0]
     for name in ("aihf", "torch", "transformers", "tokenizers", "accelerate", "numpy", "scikit-learn"):
         assert versions[name] == version(name), name
+
+
+def test_available_cores_are_the_affinity_mask_capped_by_a_cgroup_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    cpu_max = tmp_path / "cpu.max"
+    assert available_cores(cpu_max) == 4  # no cgroup file
+    cpu_max.write_text("max 100000\n")
+    assert available_cores(cpu_max) == 4
+    cpu_max.write_text("150000 100000\n")  # 1.5 cores of quota: 2 threads
+    assert available_cores(cpu_max) == 2
+    cpu_max.write_text("20000 100000\n")
+    assert available_cores(cpu_max) == 1
+
+
+def test_torch_threads_share_the_available_cores_unless_omp_num_threads_is_set(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
+    monkeypatch.setattr("aihf.runtime.CGROUP_CPU_MAX", Path("/nonexistent/cpu.max"))
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_torch_threads() is None and torch.get_num_threads() == before
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        assert set_torch_threads() == 6 and torch.get_num_threads() == 6
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 processes on this machine: 1 thread each
+        assert set_torch_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_every_command_sets_the_threads_first(monkeypatch, tmp_path, capsys):
+    from aihf import cli
+
+    calls = []
+    monkeypatch.setattr("aihf.runtime.set_torch_threads", lambda: calls.append(True))
+    assert cli.main(["experiment", "toy", "--output-dir", str(tmp_path), "iterationz=3"]) == 2
+    assert calls == [True]
 
 
 def test_set_seed_repeats():

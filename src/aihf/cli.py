@@ -237,9 +237,10 @@ def _os_error(err: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; an expected failure (config, data, run folder, file system, NaN, Ctrl-C)
     ends in one line on stderr and a non-zero status (``--debug``: the traceback too)."""
-    from aihf.runtime import NonFiniteLossError, TrainingInterrupted
+    from aihf.runtime import NonFiniteLossError, TrainingInterrupted, set_torch_threads
 
     args = parse_args(argv)
+    set_torch_threads()  # the cores this process may use, unless OMP_NUM_THREADS says otherwise
     try:
         return _dispatch(args)
     except Exception as err:

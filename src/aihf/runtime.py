@@ -1,6 +1,6 @@
 """What every training loop needs and no library gives in this form: seeding, RNG state
-capture without pickle, atomic checkpoint directories, a guard against NaN losses, and the
-package versions a run records.
+capture without pickle, atomic checkpoint directories, a guard against NaN losses, torch's
+thread count from the cores the process may use, and the package versions a run records.
 """
 
 from __future__ import annotations
@@ -46,6 +46,37 @@ class NonFiniteLossError(FloatingPointError):
 
 class TrainingInterrupted(Exception):
     """Ctrl-C during training, with where the last checkpoint is and how the run continues."""
+
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2 CPU quota: "QUOTA PERIOD" or "max PERIOD"
+
+
+def available_cores(cpu_max: Path | None = None) -> int:
+    """The cores this process may run on: its CPU affinity mask (``os.sched_getaffinity``;
+    ``os.cpu_count()`` where there is none), capped by a cgroup v2 CPU quota, ceil(QUOTA / PERIOD)
+    cores, when the container sets one. Not how many are idle: other processes still share them."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = (cpu_max or CGROUP_CPU_MAX).read_text().split()[:2]
+        return min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 file, or "max": no quota
+        return cores
+
+
+def set_torch_threads() -> int | None:
+    """Set torch's intra-op threads to the cores available to each process on this machine,
+    ``max(1, available_cores() // LOCAL_WORLD_SIZE)`` (``accelerate launch`` / ``torchrun`` set
+    LOCAL_WORLD_SIZE; 1 otherwise), so that processes do not oversubscribe the cores they share.
+    Left alone (returns None) when the user set ``OMP_NUM_THREADS``; returns the count set."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    threads = max(1, available_cores() // processes)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def set_seed(seed: int) -> None:
