@@ -75,7 +75,8 @@ from pathlib import Path
 
 import torch
 
-from aihf.experiments.imdb import data, pipeline, plots
+from aihf.eval import plots
+from aihf.experiments.imdb import data, pipeline
 
 preset, out_dir, timings, overrides = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4:]
 t0 = time.perf_counter()

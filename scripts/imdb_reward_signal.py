@@ -19,8 +19,8 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from aihf.eval.gold import GoldConfig, load_gold
 from aihf.experiments.imdb import data
-from aihf.experiments.imdb.gold import GoldConfig, load_gold
 
 
 def main() -> None:

@@ -9,10 +9,12 @@ import pytest
 import torch
 import yaml
 
-from aihf.experiments.imdb import builders, data, gold, metrics, plots
-from aihf.experiments.imdb.builders import BuildConfig, RatioSweep, ScoredResponse
-from aihf.experiments.imdb.judge import VaderJudge
+from aihf.data import builders
+from aihf.data.builders import BuildConfig, RatioSweep, ScoredResponse
+from aihf.eval import gold, metrics, plots
+from aihf.eval.judge import VaderJudge
 from aihf.eval.stats import mean_interval
+from aihf.experiments.imdb import data
 from aihf.runtime import package_versions
 
 
@@ -207,7 +209,7 @@ def test_vader_judge_orders_sentiment():
 
 
 def test_minilm_judge_fits_caches_and_orders_sentiment(tmp_path, monkeypatch):
-    from aihf.experiments.imdb import judge
+    from aihf.eval import judge
 
     subjects = ["The film", "This movie", "The acting", "The story", "The ending", "The script"]
     good = ["wonderful", "brilliant", "delightful", "moving", "superb"]
@@ -229,16 +231,6 @@ def test_minilm_judge_fits_caches_and_orders_sentiment(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------- builders
-
-
-def test_bradley_terry_labelling_statistics():
-    rng = np.random.default_rng(0)
-    n = 20_000
-    assert builders.bradley_terry_first_wins(np.full(n, 10.0), np.zeros(n), rng).mean() > 0.999
-    assert builders.bradley_terry_first_wins(np.zeros(n), np.full(n, 10.0), rng).mean() < 0.001
-    assert abs(builders.bradley_terry_first_wins(np.zeros(n), np.zeros(n), rng).mean() - 0.5) < 0.015
-    sigma1 = 1 / (1 + math.exp(-1))
-    assert abs(builders.bradley_terry_first_wins(np.ones(n), np.zeros(n), rng).mean() - sigma1) < 0.015
 
 
 def _samples(num_prompts, per_prompt, seed=0):

@@ -36,6 +36,19 @@ def test_pyproject_names_every_package_and_maps_the_shipped_folders():
         assert not (REPO / "src" / Path(*package.split("."))).exists(), f"a second copy of {folder} under src/"
 
 
+def test_evaluation_and_the_dataset_builders_have_one_home_each():
+    """What the experiments share to judge a policy is aihf.eval, the D/P builders aihf.data
+    (docs/architecture.md); the IMDb experiment's old module paths are gone, not re-exported."""
+    from importlib.util import find_spec
+
+    for module in ("eval.gold", "eval.judge", "eval.metrics", "eval.plots", "eval.cache", "eval.stats",
+                   "data.builders", "experiments.bandit", "control.toy"):
+        assert find_spec(f"aihf.{module}") is not None, module
+    for module in ("gold", "judge", "metrics", "plots", "cache", "builders"):
+        assert find_spec(f"aihf.experiments.imdb.{module}") is None, module
+    assert find_spec("aihf.experiments.toy") is None  # control.toy is the only toy.py
+
+
 def test_the_installed_package_reads_the_repository_folders():
     """In this (editable) install the package data is the checkout's configs/ and data/mujoco/ themselves."""
     assert shipped.config_dir("imdb") == REPO / "configs" / "imdb"

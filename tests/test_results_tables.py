@@ -73,8 +73,8 @@ def _stat(mean: float, ci95: float = 0.1) -> dict[str, float]:
 
 def test_imdb_results_md_tables_are_rectangular(tmp_path):
     pytest.importorskip("matplotlib")
-    from aihf.experiments.imdb import plots
-    from aihf.experiments.imdb.metrics import METRICS
+    from aihf.eval import plots
+    from aihf.eval.metrics import METRICS
 
     def entry(gold: float, recorded: bool) -> dict:
         runs = [{"train_loss_first": 0.7, "train_loss_last": 0.3}] * 2 if recorded else []
@@ -99,7 +99,7 @@ def test_imdb_results_md_tables_are_rectangular(tmp_path):
 
 
 def test_toy_results_table_is_rectangular():
-    from aihf.experiments.toy import results_table
+    from aihf.experiments.bandit import results_table
 
     entry = {"normalised_return": _stat(0.8), "reward_correlation": _stat(0.6, math.nan)}
     text = results_table({"settings": {"balanced": {"aihf": entry, "ml-irl": entry}, "few": {"rlhf": entry}}})

@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_toy(config_path: str | None, overrides: list[str], output_dir: Path) -> int:
     from aihf.config import load_config
-    from aihf.experiments.toy import METHODS, ToyConfig, results_table, run
+    from aihf.experiments.bandit import METHODS, ToyConfig, results_table, run
     from aihf.logs import count
 
     config = load_config(ToyConfig, config_path, overrides)

@@ -5,7 +5,7 @@ Per policy and seed, on the held-out prompts (docs/method.md section 6):
 * judge reward: the mean score of the judge (:mod:`.judge`) on the policy's answers;
 * win rate against the baseline (pi_SFT for HH, the base model for UltraFeedback): the share
   of prompts whose answer the judge scores above the baseline's answer to the same prompt,
-  ties one half (``aihf.experiments.imdb.metrics.win_rate``);
+  ties one half (``aihf.eval.metrics.win_rate``);
 * KL(pi || pi_base): mean over prompts of log pi(y|x) - log pi_base(y|x) on samples y ~ pi,
   summed over response tokens (``kl_to_reference``; unbiased for temperature-1 sampling).
 
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from aihf.data import PromptRecord
 from aihf.experiments.dialogue.judge import Judge, prompt_text
-from aihf.experiments.imdb.metrics import kl_to_reference, win_rate
+from aihf.eval.metrics import kl_to_reference, win_rate
 from aihf.lm.batching import Encoder
 from aihf.lm.batching import Sequence as TokenSequence
 from aihf.lm.generation import HFSampler

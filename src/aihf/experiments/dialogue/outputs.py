@@ -4,7 +4,7 @@ Layout as the IMDb experiment's: ``results["settings"][setting][method][metric] 
 {"mean", "ci95", "n"}`` for the metrics of :data:`aihf.experiments.dialogue.evaluation.METRICS`
 (judge reward, KL to the baseline, win rate against it) with the per-seed ``"runs"``, and
 ``results["judge"]["name"]``. The held-out preference accuracy and training-loss tables and
-the bar charts are the IMDb experiment's (``aihf.experiments.imdb.plots``).
+the bar charts are the IMDb experiment's (``aihf.eval.plots``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from aihf.experiments.dialogue.evaluation import METRICS
-from aihf.experiments.imdb.plots import _pyplot, accuracy_table, format_stat, label, loss_table, plot_metric_bars
+from aihf.eval.plots import _pyplot, accuracy_table, format_stat, label, loss_table, plot_metric_bars
 
 
 def results_table(results: dict) -> str:

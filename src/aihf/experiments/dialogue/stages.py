@@ -31,7 +31,7 @@ from aihf.experiments.dialogue.evaluation import METRICS, Evaluator, SamplingSec
 from aihf.experiments.dialogue.judge import make_judge
 from aihf.experiments.dialogue.outputs import write_outputs
 from aihf.experiments.imdb.base import SCRATCH, ScratchModelConfig, build_scratch_base
-from aihf.experiments.imdb.metrics import summarise_runs
+from aihf.eval.metrics import summarise_runs
 from aihf.experiments.imdb.pipeline import evaluate_run, finished_unit, train_stage
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import MethodConfig

@@ -1,16 +1,16 @@
 """IMDb sentiment-controlled generation (docs/method.md section 6), in small parts.
 
 * :mod:`.data`: the reviews, the fixed saved split, prompts and SFT demonstrations;
-* :mod:`.gold`: the gold reward (TF-IDF + logistic regression, cached without pickle);
-* :mod:`.judge`: an independent judge (VADER) for evaluation only;
-* :mod:`.builders`: demonstrations and Bradley-Terry-labelled preferences from scored responses;
-* :mod:`.metrics`: gold reward, judge score, KL to SFT, win rate, summaries over seeds;
-* :mod:`.plots`: results table and figures;
 * :mod:`.presets`: the config dataclass and the YAML presets of ``configs/imdb/``;
 * :mod:`.sampling`: answers of a saved policy, as token ids and text;
 * :mod:`.base`: a small base model built from scratch on the SFT split (no hub needed);
 * :mod:`.pipeline`: everything end to end; :func:`run_from_cli` is ``aihf experiment imdb``;
 * :mod:`.quickstart`: ``aihf quickstart``, the pipeline at its quickstart preset.
+
+What other experiments share lives outside: the gold reward, the judges, the metrics (KL,
+win rate, summaries over seeds) and the results tables and figures in :mod:`aihf.eval`;
+demonstrations and Bradley-Terry-labelled preferences from scored responses in
+:mod:`aihf.data.builders`.
 """
 
 

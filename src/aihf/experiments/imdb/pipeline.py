@@ -38,13 +38,13 @@ import yaml
 from aihf import logs, run_folder
 from aihf.config import ConfigError, save_config, to_dict
 from aihf.data import DataError, PromptRecord, write_jsonl
+from aihf.data.builders import BuildConfig, ScoredResponse, build_datasets
+from aihf.eval.gold import GoldScorer, load_gold
+from aihf.eval.judge import Judge, make_judge
+from aihf.eval.metrics import generation_metrics, kl_to_reference, summarise_runs
+from aihf.eval.plots import write_outputs
 from aihf.experiments.imdb import data
 from aihf.experiments.imdb.base import SCRATCH, build_scratch_base
-from aihf.experiments.imdb.builders import BuildConfig, ScoredResponse, build_datasets
-from aihf.experiments.imdb.gold import GoldScorer, load_gold
-from aihf.experiments.imdb.judge import Judge, make_judge
-from aihf.experiments.imdb.metrics import generation_metrics, kl_to_reference, summarise_runs
-from aihf.experiments.imdb.plots import write_outputs
 from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
 from aihf.lm.methods import RECIPES
@@ -320,7 +320,7 @@ def write_setting_data(
 ) -> SettingData:
     """D, P and the held-out preferences of one setting as JSONL in ``folder`` (with ``report.json``).
 
-    The report is :func:`~aihf.experiments.imdb.builders.build_datasets`'s (shares of
+    The report is :func:`~aihf.data.builders.build_datasets`'s (shares of
     finished demonstrations, chosen and rejected responses included) with the build
     answers' ``response_ids_round_trip`` share from ``build`` (:func:`build_report`).
     A setting that the build answers cannot fill is a ConfigError naming it.

@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 from aihf import shipped
 from aihf.config import ConfigError, load_config
+from aihf.data.builders import BuildConfig, RatioSweep
+from aihf.eval.gold import GoldConfig
+from aihf.eval.judge import MiniLMJudgeConfig
 from aihf.experiments.imdb.base import ScratchModelConfig
-from aihf.experiments.imdb.builders import BuildConfig, RatioSweep
 from aihf.experiments.imdb.data import PromptConfig, SplitConfig
-from aihf.experiments.imdb.gold import GoldConfig
-from aihf.experiments.imdb.judge import MiniLMJudgeConfig
 from aihf.experiments.runs import RunSpec, check_methods, expand_runs, spec_overrides
 from aihf.lm.methods import MethodConfig
 from aihf.lm.trainer import LoopConfig

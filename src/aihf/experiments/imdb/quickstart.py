@@ -17,9 +17,9 @@ from pathlib import Path
 from aihf import logs
 from aihf.config import ConfigError
 from aihf.data import DataError
-from aihf.experiments.imdb.metrics import METRICS
+from aihf.eval.metrics import METRICS
+from aihf.eval.plots import format_stat, label
 from aihf.experiments.imdb.pipeline import BASELINE, run
-from aihf.experiments.imdb.plots import format_stat, label
 from aihf.experiments.imdb.presets import load_preset
 
 PRESET = "quickstart"

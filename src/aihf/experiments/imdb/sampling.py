@@ -4,7 +4,7 @@ Prompts are tokenised as ``aihf.lm.batching.Encoder`` tokenises a plain-text pro
 tokenizer's own special tokens, the last ``max_prompt_length`` tokens kept), so a response
 sampled here is scored under the same conditioning the methods train with. Sampling is
 from the full distribution at temperature 1 (``aihf.lm.generation``), so the samples also
-serve the KL estimate of :func:`aihf.experiments.imdb.metrics.kl_to_reference`.
+serve the KL estimate of :func:`aihf.eval.metrics.kl_to_reference`.
 
 Each answer records whether it *finished* (its ids end with an eos id: the model stopped
 before ``max_new_tokens``) and whether its ids *round-trip*: whether the decoded text,

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aihf.data.builders import bradley_terry_first_wins
 from aihf.eval.stats import interval_caption, mean_interval
 from aihf.objective import aihf_reward_loss
 from aihf.runtime import check_finite, package_versions, set_seed
@@ -112,8 +113,10 @@ def make_problem(config: ToyConfig, setting: ToySetting, seed: int) -> ToyProble
     pref_prompts = torch.randint(config.num_prompts, (setting.num_preferences,), generator=gen)
     first = torch.randint(k, (setting.num_preferences,), generator=gen)
     second = (first + torch.randint(1, k, (setting.num_preferences,), generator=gen)) % k
-    margin = true_rewards[pref_prompts, first] - true_rewards[pref_prompts, second]
-    first_wins = torch.rand(setting.num_preferences, generator=gen, dtype=torch.float64) < torch.sigmoid(margin)
+    draws = torch.rand(setting.num_preferences, generator=gen, dtype=torch.float64)
+    first_wins = torch.from_numpy(bradley_terry_first_wins(
+        true_rewards[pref_prompts, first].numpy(), true_rewards[pref_prompts, second].numpy(), draws.numpy()
+    ))
     return ToyProblem(
         features=features,
         eval_features=eval_features,

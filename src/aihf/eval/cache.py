@@ -1,8 +1,10 @@
-"""Where the fitted scorers (gold reward, MiniLM judge) are cached, and under which name.
+"""What the fitted scorers (gold reward, MiniLM judge) are fitted on, where they are cached,
+and under which name.
 
 A cached scorer lives in ``<root>/<prefix>-<key>/``: the root is ``cache_dir`` if given,
 else ``$AIHF_CACHE``, else ``~/.cache/aihf``; the key hashes the scorer's settings, the
-review file's SHA-256 and the on-disk format version, so changing any of them fits anew.
+source file's SHA-256 (:class:`LabelledTexts`) and the on-disk format version, so changing
+any of them fits anew.
 """
 
 from __future__ import annotations
@@ -11,9 +13,20 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence
+
+import numpy as np
 
 from aihf.lm.models import aihf_cache_dir
+
+
+class LabelledTexts(Protocol):
+    """Texts with a binary label each (1 = positive), from one source file: what a gold reward
+    or a judge is fitted on (the IMDb experiment's ``Reviews``)."""
+
+    texts: Sequence[str]
+    labels: np.ndarray  # int64, texts[i] has label labels[i]
+    source_sha256: str  # of the file the texts came from: part of the cache key
 
 
 def cached_scorer_dir(

@@ -1,8 +1,9 @@
-"""Results of the IMDb experiment as a markdown table and figures.
+"""Results of a language-model experiment (IMDb; the dialogue experiments' bar charts) as
+markdown tables and figures.
 
 The results dict has the toy experiment's layout:
 ``results["settings"][setting][method][metric] = {"mean", "ci95", "n"}`` for each metric of
-:data:`aihf.experiments.imdb.metrics.METRICS` (plus the per-seed ``"runs"``), and
+:data:`aihf.eval.metrics.METRICS` (plus the per-seed ``"runs"``), and
 optionally ``results["judge"]["name"]`` for the judge axis label.
 """
 
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aihf.eval.metrics import METRICS
 from aihf.eval.stats import interval_caption
-from aihf.experiments.imdb.metrics import METRICS
 
 LABELS = {
     "gold_reward": "gold reward",

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from aihf.experiments.toy import (
+from aihf.experiments.bandit import (
     ToyConfig,
     ToySetting,
     make_problem,

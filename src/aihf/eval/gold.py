@@ -1,4 +1,5 @@
-"""The gold reward: a sentiment classifier trained on the IMDb labels.
+"""The gold reward: a sentiment classifier trained on labelled texts (the IMDb labels in the
+IMDb experiment; :class:`aihf.eval.cache.LabelledTexts`).
 
 The gold reward of a text is the classifier's logit for "positive" (docs/method.md section 6
 uses a sentiment classifier as the ground truth that labels preferences and scores the
@@ -21,8 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from aihf.experiments.imdb.cache import cached_scorer_dir
-from aihf.experiments.imdb.data import Reviews
+from aihf.eval.cache import LabelledTexts, cached_scorer_dir
 from aihf.runtime import atomic_directory
 
 _META = "gold.json"
@@ -130,7 +130,7 @@ def gold_split(num_reviews: int, config: GoldConfig) -> tuple[np.ndarray, np.nda
     return train[: config.max_train], heldout[: config.max_heldout]
 
 
-def fit_gold(reviews: Reviews, config: GoldConfig) -> GoldScorer:
+def fit_gold(reviews: LabelledTexts, config: GoldConfig) -> GoldScorer:
     """Fit TF-IDF + logistic regression on the fit part; measure accuracy on the held-out part."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -172,7 +172,7 @@ def gold_cache_dir(config: GoldConfig, source_sha256: str, cache_dir: str | Path
     return cached_scorer_dir("imdb-gold", config, source_sha256, _FORMAT, cache_dir)
 
 
-def load_gold(reviews: Reviews, config: GoldConfig, cache_dir: str | Path | None = None) -> GoldScorer:
+def load_gold(reviews: LabelledTexts, config: GoldConfig, cache_dir: str | Path | None = None) -> GoldScorer:
     """The cached scorer for these reviews and settings, fitted and cached (atomically) on first use."""
     directory = gold_cache_dir(config, reviews.source_sha256, cache_dir)
     if not (directory / _META).is_file():

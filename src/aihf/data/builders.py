@@ -1,4 +1,5 @@
-"""Demonstrations D and preferences P from responses scored by the gold reward.
+"""Demonstrations D and preferences P from responses scored by a gold reward, and the
+Bradley-Terry labelling every synthetic preference of aihf uses.
 
 docs/method.md section 6: prompts of the build split are answered by each SFT checkpoint; the
 high-reward answers become demonstrations, and pairs of answers labelled by the gold
@@ -13,7 +14,8 @@ triples, so it is testable without a model:
   same D whatever their number of preferences (dealing the preferences first would give a
   setting with fewer preferences a larger pool, hence better demonstrations);
 * a preference compares two distinct responses to one prompt, drawn at random; the first
-  wins with the Bradley-Terry probability sigma(r_a - r_b) of the gold rewards;
+  wins with the Bradley-Terry probability sigma(r_a - r_b) of the gold rewards
+  (:func:`bradley_terry_first_wins`, also the toy bandit's labels);
 * ``num_eval_preferences`` held-out pairs come from the last pairable prompts (never
   training data): the reward models' held-out preference accuracy is measured on them;
 * each pool prompt offers its best response; these are ranked by gold reward, the top
@@ -119,10 +121,19 @@ class BuiltData:
     eval_preferences: list[Preference] = field(default_factory=list)
 
 
-def bradley_terry_first_wins(gold_a: np.ndarray, gold_b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Boolean array: a beats b with probability sigma(r_a - r_b) (Bradley-Terry on the gold reward)."""
-    margin = np.asarray(gold_a, dtype=np.float64) - np.asarray(gold_b, dtype=np.float64)
-    return rng.random(margin.shape) < 1.0 / (1.0 + np.exp(-margin))
+def bradley_terry_first_wins(reward_a, reward_b, draws, temperature: float = 1.0) -> np.ndarray:
+    """Bradley-Terry labels (docs/method.md section 2): whether a beats b, pair by pair, with
+
+        P(a > b) = sigmoid((r_a - r_b) / temperature),
+
+    decided by the caller's uniform ``draws`` in [0, 1): a wins where ``draws < P(a > b)``.
+    The draws come from the caller's generator (numpy or torch), so a labelling keeps its
+    random stream. The sigmoid is 0.5 * (1 + tanh(z / 2)), which does not overflow. Arrays
+    (or tensors) of one shape; returns a boolean array."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    margin = (np.asarray(reward_a, dtype=np.float64) - np.asarray(reward_b, dtype=np.float64)) / temperature
+    return np.asarray(draws, dtype=np.float64) < 0.5 * (1.0 + np.tanh(0.5 * margin))
 
 
 def group_by_prompt(samples: Iterable[ScoredResponse]) -> list[list[ScoredResponse]]:
@@ -138,7 +149,7 @@ def label_pairs(groups: list[list[ScoredResponse]], rng: np.random.Generator) ->
     pairs = [tuple(rng.choice(len(group), size=2, replace=False)) for group in groups]
     first = [group[i] for group, (i, _) in zip(groups, pairs)]
     second = [group[j] for group, (_, j) in zip(groups, pairs)]
-    wins = bradley_terry_first_wins(np.array([s.gold for s in first]), np.array([s.gold for s in second]), rng)
+    wins = bradley_terry_first_wins([s.gold for s in first], [s.gold for s in second], rng.random(len(groups)))
     def pair(chosen: ScoredResponse, rejected: ScoredResponse) -> Preference:
         return Preference(
             chosen.prompt, chosen.response, rejected.response,

@@ -1,7 +1,7 @@
 """Evaluation of one policy on the held-out prompts, and summaries over seeds.
 
 * gold reward: mean gold reward of the generations (prompt + response);
-* judge: mean score of the independent judge (:mod:`aihf.experiments.imdb.judge`);
+* judge: mean score of the independent judge (:mod:`aihf.eval.judge`);
 * KL(pi || pi_SFT): the Monte Carlo estimate mean_i [log pi(y_i|x_i) - log pi_SFT(y_i|x_i)]
   over samples y_i ~ pi(.|x_i), each log-prob summed over the response tokens
   (``objective.sequence_logprobs``). It is unbiased only for samples from pi itself:

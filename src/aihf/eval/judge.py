@@ -21,8 +21,7 @@ from typing import Literal, Protocol, Sequence
 
 import numpy as np
 
-from aihf.experiments.imdb.cache import cached_scorer_dir
-from aihf.experiments.imdb.data import Reviews
+from aihf.eval.cache import LabelledTexts, cached_scorer_dir
 from aihf.runtime import atomic_directory
 
 _FORMAT = 1
@@ -127,7 +126,7 @@ def minilm_dir() -> Path:
     return Path(str(folder))
 
 
-def fit_minilm_judge(reviews: Reviews, config: MiniLMJudgeConfig) -> tuple[MiniLMJudge, dict[str, float]]:
+def fit_minilm_judge(reviews: LabelledTexts, config: MiniLMJudgeConfig) -> tuple[MiniLMJudge, dict[str, float]]:
     """Fit the head on ``num_train`` reviews; (judge, {"heldout_accuracy", "num_train", "num_heldout"})."""
     from sklearn.linear_model import LogisticRegression
 
@@ -143,7 +142,7 @@ def fit_minilm_judge(reviews: Reviews, config: MiniLMJudgeConfig) -> tuple[MiniL
 
 
 def load_minilm_judge(
-    reviews: Reviews, config: MiniLMJudgeConfig, cache_dir: str | Path | None = None
+    reviews: LabelledTexts, config: MiniLMJudgeConfig, cache_dir: str | Path | None = None
 ) -> tuple[MiniLMJudge, dict[str, float]]:
     """The cached judge (head as ``.npz``, report as JSON, no pickle), fitted on first use."""
     directory = cached_scorer_dir("imdb-judge-minilm", config, reviews.source_sha256, _FORMAT, cache_dir)
@@ -161,7 +160,7 @@ def load_minilm_judge(
 
 
 def make_judge(
-    kind: Literal["vader", "minilm"], reviews: Reviews, minilm: MiniLMJudgeConfig
+    kind: Literal["vader", "minilm"], reviews: LabelledTexts, minilm: MiniLMJudgeConfig
 ) -> tuple[Judge, dict[str, float]]:
     """The judge of that kind and its report (the MiniLM head's held-out accuracy; nothing for VADER)."""
     if kind == "vader":
