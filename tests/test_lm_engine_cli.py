@@ -77,3 +77,20 @@ def test_config_errors_name_the_key_and_exit_2(tmp_path, capsys, monkeypatch):
 def test_self_play_without_rounds_is_a_config_error(tmp_path, capsys):
     assert main(["train", "spin", *_files(tmp_path), f"loop.output_dir={tmp_path / 'spin'}"]) == 2
     assert "method.steps_per_round" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_rlhf_runs_as_two_cpu_processes(tmp_path):
+    """The command docs/lm_engine.md gives for 2 CPU processes: both ranks share one process
+    group (before, each torchrun rank on a CPU made a one-process state and the second took
+    the run folder's lock as another run), through both of rlhf's stages."""
+    import sys
+
+    from ranks import run_ranks
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "aihf.cli", "train", "rlhf", *_files(tmp_path), f"loop.output_dir={out}",
+            "loop.max_steps=2", "method.rloo_k=2", "method.max_new_tokens=4"]
+    logs = run_ranks(argv, tmp_path)
+    assert "rlhf: start in" in logs[0].read_text() and "2 process(es)" in logs[0].read_text()
+    assert (out / "policy" / "final" / "policy" / "model.safetensors").is_file()

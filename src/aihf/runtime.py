@@ -79,6 +79,18 @@ def set_torch_threads() -> int | None:
     return threads
 
 
+def process_state():
+    """accelerate's process state, made with the CPU flag of ``ACCELERATE_USE_CPU``.
+
+    ``PartialState()`` alone ignores that flag and, on a CPU under torchrun, gives every rank
+    a one-process state (each then believes it is the main process). The state is a
+    singleton: made here first, every later ``PartialState()`` or ``Accelerator`` shares it."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and every CUDA device)."""
     random.seed(seed)

@@ -292,7 +292,7 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
         config = copy.deepcopy(config)
         config.loop.output_dir = run_folder.default_output_dir(name, config)
     folder = Path(config.loop.output_dir)
-    state = PartialState()
+    state = runtime.process_state()
     with contextlib.ExitStack() as held:
         plan = _claim(folder, name, config, overwrite, state, held)
         if plan.action == "finished":

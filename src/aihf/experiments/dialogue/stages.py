@@ -23,7 +23,7 @@ from typing import Iterator, Literal
 
 import yaml
 
-from aihf import logs, run_folder
+from aihf import logs, run_folder, runtime
 from aihf.config import ConfigError, Settings, save_config, setting, to_dict
 from aihf.data import PromptRecord, write_jsonl
 from aihf.experiments.dialogue.dryrun import epochs_to_steps
@@ -94,14 +94,9 @@ def base_model(model: ModelSection, texts: Iterator[str], out: Path) -> str:
 
 
 def process_state():
-    """accelerate's process state, made with the CPU flag of ``ACCELERATE_USE_CPU``. Called
-    first by each experiment: ``PartialState()`` alone ignores the flag and, under torchrun on
-    a CPU, makes a one-process state in every rank (the state is a singleton: every later
-    ``PartialState()``, the training loop's included, gets this one)."""
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    """accelerate's process state (``aihf.runtime.process_state``: torchrun ranks on a CPU
+    included); each experiment makes it first."""
+    return runtime.process_state()
 
 
 def is_main() -> bool:
