@@ -52,7 +52,7 @@ def test_evaluation_and_the_dataset_builders_have_one_home_each():
 def test_the_installed_package_reads_the_repository_folders():
     """In this (editable) install the package data is the checkout's configs/ and data/mujoco/ themselves."""
     assert shipped.config_dir("imdb") == REPO / "configs" / "imdb"
-    for group in ("imdb", "mujoco", "lm", "accelerate"):
+    for group in ("imdb", "mujoco", "lm", "accelerate", "hh", "ultra"):
         assert shipped.config_names(group) == sorted(p.stem for p in (REPO / "configs" / group).glob("*.yaml")), group
     assert shipped.mujoco_data_dir("Hopper-v5") == REPO / "data" / "mujoco" / "Hopper-v5"
     assert shipped.config_file("imdb", "no-such-preset") is None
@@ -85,6 +85,7 @@ import aihf
 from aihf import shipped
 from aihf.config import load_config
 from aihf.control.expert_data import demonstrator_return, load_data
+from aihf.experiments.dialogue import hh, ultra
 from aihf.experiments.imdb.presets import load_preset, preset_names
 from aihf.experiments.mujoco import MujocoConfig
 from aihf.lm.train import TrainConfig
@@ -96,7 +97,7 @@ checkout = [repo, repo / "src", repo / "configs", repo / "data"]
 assert not any(Path(p or ".").resolve().is_relative_to(c) for p in sys.path for c in checkout[1:])
 assert repo not in [Path(p or ".").resolve() for p in sys.path], sys.path
 names = {}
-for group in ("imdb", "mujoco", "lm", "accelerate"):
+for group in ("imdb", "mujoco", "lm", "accelerate", "hh", "ultra"):
     folder = shipped.config_dir(group)
     assert folder.resolve().is_relative_to(venv), folder
     names[group] = shipped.config_names(group)
@@ -109,6 +110,10 @@ for name in names["lm"]:
     load_config(TrainConfig, shipped.config_file("lm", name))
 for name in names["accelerate"]:
     assert isinstance(yaml.safe_load(shipped.config_file("accelerate", name).read_text()), dict)
+for name in names["hh"]:
+    hh.load_preset(name)
+for name in names["ultra"]:
+    ultra.load_preset(name)
 for env in ("Hopper-v5", "HalfCheetah-v5"):
     data = shipped.mujoco_data_dir(env)
     demos, prefs = load_data(data, "demos_low", n_demos=100, n_prefs=100)
@@ -165,7 +170,7 @@ def test_the_wheel_loads_every_shipped_config_and_data_file_outside_the_checkout
     done = subprocess.run([venv / "bin" / "python", script, str(venv), str(REPO)], cwd=work, env=_clean_env(),
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    for group in ("imdb", "mujoco", "lm", "accelerate"):
+    for group in ("imdb", "mujoco", "lm", "accelerate", "hh", "ultra"):
         assert f"'{group}': {shipped.config_names(group)}" in done.stdout, group
     # the commands find their presets: the errors below are about the overrides and the name given
     aihf = str(venv / "bin" / "aihf")
