@@ -155,7 +155,7 @@ def test_fixture_preset_runs_every_stage_end_to_end_and_resumes(tmp_path, capsys
     assert table["pi_sft"]["judge"]["mean"] > 0
     samples = (out / "generations" / "paper" / "samples.md").read_text()
     assert "**aihf**" in samples and "Human:" in samples
-    assert {"results.md", "judge_vs_kl.png", "judge.png", "kl.png", "win_rate.png"} <= {p.name for p in out.iterdir()}
+    assert {"results.md", "reward_vs_kl.png", "judge.png", "kl.png", "win_rate.png"} <= {p.name for p in out.iterdir()}
     # a second run reuses every stage: nothing is trained or written again
     weights = out / "runs" / "paper" / "dpo" / "seed-0" / "final" / "policy" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns

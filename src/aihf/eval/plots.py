@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -48,15 +49,15 @@ def format_stat(stat: dict[str, float], digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['ci95']:.{digits}f}"
 
 
-def results_table(results: dict) -> str:
+def results_table(results: dict, metrics: Sequence[str] = METRICS) -> str:
     """A markdown table: one row per setting and method, one column per metric (mean ± 95% CI)."""
     lines = [
-        "| setting | method | " + " | ".join(label(results, m) for m in METRICS) + " |",
-        "|---|---|" + "---|" * len(METRICS),
+        "| setting | method | " + " | ".join(label(results, m) for m in metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
     ]
     for setting, methods in results["settings"].items():
         for method, entry in methods.items():
-            lines.append(f"| {setting} | {method} | " + " | ".join(format_stat(entry[m]) for m in METRICS) + " |")
+            lines.append(f"| {setting} | {method} | " + " | ".join(format_stat(entry[m]) for m in metrics) + " |")
     return "\n".join(lines)
 
 
@@ -90,25 +91,26 @@ def _seed_counts(results: dict, *metrics: str) -> list[int]:
             for m in metrics if m in entry]
 
 
-def plot_reward_vs_kl(results: dict, path: str | Path) -> Path:
-    """One panel per setting: each method's mean gold reward against its KL to SFT, with 95% CI
-    bars; the figure's title says what the bars are."""
+def plot_reward_vs_kl(results: dict, path: str | Path, reward: str = "gold_reward") -> Path:
+    """One panel per setting: each method's mean ``reward`` metric (the gold reward; the judge's
+    for the dialogue experiments) against its KL to SFT, with 95% CI bars; the figure's title
+    says what the bars are."""
     plt = _pyplot()
     settings = list(results["settings"])
     fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 4), squeeze=False)
     for ax, setting in zip(axes[0], settings):
         for method, entry in results["settings"][setting].items():
-            kl, gold = entry["kl"], entry["gold_reward"]
+            kl, gold = entry["kl"], entry[reward]
             ax.errorbar(
                 kl["mean"], gold["mean"], xerr=np.nan_to_num(kl["ci95"]), yerr=np.nan_to_num(gold["ci95"]),
                 fmt="o", capsize=3, label=method,
             )
         ax.set_xlabel(LABELS["kl"])
-        ax.set_ylabel(LABELS["gold_reward"])
+        ax.set_ylabel(label(results, reward))
         ax.set_title(setting)
         ax.legend(fontsize=8)
-    caption = interval_caption(_seed_counts(results, "kl", "gold_reward"))
-    fig.suptitle(f"{LABELS['gold_reward']} against {LABELS['kl']} ({caption})", fontsize=10)
+    caption = interval_caption(_seed_counts(results, "kl", reward))
+    fig.suptitle(f"{label(results, reward)} against {LABELS['kl']} ({caption})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -144,15 +146,18 @@ def plot_metric_bars(results: dict, metric: str, path: str | Path) -> Path:
     return Path(path)
 
 
-def write_outputs(results: dict, output_dir: str | Path) -> dict[str, Path]:
-    """results.json, results.md (the metrics, the rewards' held-out accuracy, the training losses), reward_vs_kl.png and <metric>.png for each metric."""
+def write_outputs(results: dict, output_dir: str | Path, metrics: Sequence[str] = METRICS,
+                  reward: str = "gold_reward") -> dict[str, Path]:
+    """results.json, results.md (the metrics, the rewards' held-out accuracy, the training losses),
+    reward_vs_kl.png (``reward`` against KL) and <metric>.png for each metric."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": output_dir / "results.json", "table": output_dir / "results.md"}
     paths["json"].write_text(json.dumps(results, indent=2), encoding="utf-8")
     extra = [table for table in (accuracy_table(results), loss_table(results)) if table]
-    paths["table"].write_text(results_table(results) + "\n" + "".join(f"\n{table}\n" for table in extra), encoding="utf-8")
-    paths["reward_vs_kl"] = plot_reward_vs_kl(results, output_dir / "reward_vs_kl.png")
-    for metric in METRICS:
+    metrics_table = results_table(results, metrics)
+    paths["table"].write_text(metrics_table + "\n" + "".join(f"\n{table}\n" for table in extra), encoding="utf-8")
+    paths["reward_vs_kl"] = plot_reward_vs_kl(results, output_dir / "reward_vs_kl.png", reward)
+    for metric in metrics:
         paths[metric] = plot_metric_bars(results, metric, output_dir / f"{metric}.png")
     return paths

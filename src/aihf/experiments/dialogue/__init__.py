@@ -6,7 +6,6 @@
 * :mod:`.hub`: hub datasets and models or their local copies, one-line error offline;
 * :mod:`.judge`: the evaluation's reward model (no method trains on it);
 * :mod:`.evaluation`: judge reward, KL and win rate against a baseline policy;
-* :mod:`.outputs`: results.json, results.md and figures;
 * :mod:`.stages`: the shared sections, the base model and the train-and-score loop;
 * :mod:`.estimate`, :mod:`.dryrun`: ``--dry-run``'s memory and time estimate and the
   accelerate config check;

@@ -29,9 +29,9 @@ from aihf.data import PromptRecord, write_jsonl
 from aihf.experiments.dialogue.dryrun import epochs_to_steps
 from aihf.experiments.dialogue.evaluation import METRICS, Evaluator, SamplingSection
 from aihf.experiments.dialogue.judge import make_judge
-from aihf.experiments.dialogue.outputs import write_outputs
 from aihf.experiments.imdb.base import SCRATCH, ScratchModelConfig, build_scratch_base
 from aihf.eval.metrics import summarise_runs
+from aihf.eval.plots import write_outputs
 from aihf.experiments.imdb.pipeline import evaluate_run, finished_unit, train_stage
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import MethodConfig
@@ -222,9 +222,10 @@ def summarised(entry: dict) -> dict:
 
 
 def save_results(results: dict, out: Path) -> None:
-    """The results files (main process)."""
+    """The results files (main process): ``aihf.eval.plots.write_outputs`` with this
+    experiment's metrics, the judge's reward against KL in ``reward_vs_kl.png``."""
     if is_main():
-        write_outputs(results, out)
+        write_outputs(results, out, METRICS, reward="judge")
 
 
 def run_from_cli(title: str, load, run, dry_run, preset: str, output_dir: str, overrides: list[str], dry: bool) -> int:
