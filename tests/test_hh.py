@@ -21,7 +21,7 @@ def test_hh_fixture_rows_have_the_hub_format_and_split_at_the_last_assistant_tur
     assert all(set(row) == {"chosen", "rejected"} for row in rows)
     assert all(row["chosen"].startswith("\n\nHuman: ") and row["rejected"].startswith("\n\nHuman: ") for row in rows)
     assert any(row["chosen"].count("\n\nAssistant:") == 2 for row in rows)  # an earlier exchange in the prompt
-    files = write_fixture(FixtureSection(kind="hh", train_rows=30, test_rows=6), tmp_path)
+    files = write_fixture(FixtureSection(train_rows=30, test_rows=6), "hh", tmp_path)
     with gzip.open(files["train"], "rt") as handle:
         assert [json.loads(line) for line in handle] == fixtures.hh_rows(30, seed=0)
     prefs = read_preferences(files["train"])
@@ -61,7 +61,7 @@ def test_top_reward_selection_takes_the_highest_scored_rows_ties_in_seeded_order
 
 def test_selection_scores_come_from_the_selector_and_are_cached(tmp_path):
     config = hh.load_preset("fixture")
-    train = read_preferences(write_fixture(config.data.fixture, tmp_path / "data")["train"])
+    train = read_preferences(write_fixture(config.data.fixture, "hh", tmp_path / "data")["train"])
     scores = hh.selection_scores(config, list(train), tmp_path)
     assert scores == KeywordScorer().score([], [p.chosen for p in train])
     assert json.loads((tmp_path / "selection_scores.json").read_text()) == scores
@@ -102,6 +102,7 @@ def test_dry_run_prints_stages_sizes_command_and_estimate_without_loading(capsys
     assert "paper/rlhf/reward (reward)" in out and "paper/aihf (aihf)" in out and "paper/demo-sft (sft)" in out
     assert "launch: accelerate launch --config_file configs/accelerate/ddp.yaml -m aihf.cli experiment hh --preset pythia-1b" in out
     assert "MULTI_GPU, 8 processes" in out and "estimates" in out
+    assert "the evaluation's baseline, 1.88 GiB more" in out  # Pythia-1B's 1.01e9 bf16 weights
 
 
 def test_memory_estimate_follows_its_formula():
@@ -180,3 +181,15 @@ def test_time_estimate_follows_its_formula():
                                      interconnect_gb_s=100.0, zero3=True)
     gathered = 2 * 128 * (0.01 + 2e9 / 1e11)  # ZeRO-3 gathers the 2 GB of weights at each decoding step
     assert estimate.step_seconds(shape, rlhf, 512, 128, config.loop, zero3) == pytest.approx(flops / 5e14 + gathered)
+
+
+def test_a_missing_local_file_is_named_not_fetched(tmp_path):
+    from aihf.experiments.dialogue.hub import Need, resolve
+
+    missing = str(tmp_path / "train.jsonl.gz")
+    with pytest.raises(ConfigError, match=f"data.train: {missing} is not a file"):
+        resolve([Need("data.train", "dataset", missing, "train")])
+    there = tmp_path / "test.jsonl"
+    there.write_text("")
+    assert resolve([Need("data.test", "dataset", str(there), "test"), Need("model.name_or_path", "model", "scratch")]) == {
+        "data.test": str(there), "model.name_or_path": "scratch"}

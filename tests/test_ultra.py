@@ -27,7 +27,7 @@ def test_ultra_fixture_rows_have_the_hub_formats(tmp_path):
     chats = fixtures.ultrachat_rows(12, seed=0)
     assert all(set(row) == {"prompt", "prompt_id", "messages"} and row["messages"][-1]["role"] == "assistant" for row in chats)
     assert any(len(row["messages"]) == 4 for row in chats)
-    files = write_fixture(FixtureSection(kind="ultra", train_rows=12, test_rows=4), tmp_path)
+    files = write_fixture(FixtureSection(train_rows=12, test_rows=4), "ultra", tmp_path)
     assert set(files) == {"train_prefs", "test_prefs", "train_sft", "test_sft"}
     records = read_preferences(files["train_prefs"])
     assert [r.chosen for r in records] == [row["chosen"][1]["content"] for row in prefs]

@@ -133,7 +133,8 @@ def report(title: str, stages: list[Stage], sizes: dict[str, int], command: str,
     policies, prompts, batch, new_tokens = evaluation
     sampling = policies * estimate.sampling_seconds(shape, prompts, batch, new_tokens, hardware, weight_bytes)
     lines.append(f"  evaluation: {policies} policy answer sets of {prompts} prompts, ~{estimate.hours(sampling)}")
-    lines.append(f"total: ~{estimate.hours(total + sampling)}; peak ~{peak:.3g} GiB per GPU (estimates)")
+    lines.append(f"total: ~{estimate.hours(total + sampling)}; peak ~{peak:.3g} GiB per GPU (estimates); the main "
+                 f"process's GPU also holds the evaluation's baseline, {shape.params * weight_bytes / estimate.GIB:.3g} GiB more")
     lines.append(f"launch: {command}")
     return "\n".join(lines)
 

@@ -111,7 +111,6 @@ def ultrachat_rows(count: int, seed: int) -> list[dict]:
 class FixtureSection(Settings):
     """Sizes of the generated files (``data.fixture``); None: the preset reads real data."""
 
-    kind: Literal["hh", "ultra"] = setting("hh", help="hh: Anthropic/hh-rlhf rows; ultra: UltraFeedback + UltraChat rows")
     train_rows: int = setting(160, ge=4, help="training rows of each file")
     test_rows: int = setting(40, ge=2, help="test rows of each file")
     label_noise: float = setting(0.1, ge=0, le=1, help="share of pairs whose chosen is the unhelpful answer")
@@ -127,12 +126,13 @@ def _write_jsonl_gz(rows: list[dict], path: Path) -> str:
     return str(path)
 
 
-def write_fixture(config: FixtureSection, folder: Path) -> dict[str, str]:
+def write_fixture(config: FixtureSection, kind: Literal["hh", "ultra"], folder: Path) -> dict[str, str]:
     """Write the fixture's files into ``folder`` (as the hub's splits: ``<split>.jsonl.gz``)
-    and return ``{split: path}``: ``train``/``test`` (hh) or ``train_prefs``, ``test_prefs``,
-    ``train_sft``, ``test_sft`` (ultra). Test rows come from another stream of the seed."""
+    and return ``{split: path}``: ``train``/``test`` (Anthropic/hh-rlhf rows) or
+    ``train_prefs``, ``test_prefs``, ``train_sft``, ``test_sft`` (UltraFeedback and UltraChat
+    rows). Test rows come from another stream of the seed."""
     n, m, noise, seed = config.train_rows, config.test_rows, config.label_noise, config.seed
-    if config.kind == "hh":
+    if kind == "hh":
         files = {"train": hh_rows(n, seed, noise), "test": hh_rows(m, seed + 1, noise)}
     else:
         files = {

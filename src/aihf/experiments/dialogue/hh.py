@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -140,7 +140,7 @@ def read_splits(config: HHConfig, out: Path) -> tuple[list[Preference], list[Pre
     """(train, test) preferences: the fixture's generated files, local copies or hub splits."""
     if config.data.fixture is not None:
         with stages.main_first():
-            files = write_fixture(replace(config.data.fixture, kind="hh"), out / "data")
+            files = write_fixture(config.data.fixture, "hh", out / "data")
         sources = {"data.train": files["train"], "data.test": files["test"]}
     else:
         sources = resolve(needs(config))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -134,7 +134,7 @@ def read_data(config: UltraConfig, out: Path) -> tuple[list, list, list]:
     data = config.data
     if data.fixture is not None:
         with stages.main_first():
-            files = write_fixture(replace(data.fixture, kind="ultra"), out / "data")
+            files = write_fixture(data.fixture, "ultra", out / "data")
         sources = {"data.preferences": files["train_prefs"], "data.demonstrations": files["train_sft"],
                    "data.test": files["test_prefs"]}
     else:
