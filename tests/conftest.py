@@ -24,6 +24,22 @@ torch.set_num_threads(1)
 NOT_UNIT = ("e2e", "slow")
 
 
+@pytest.fixture(autouse=True)
+def _commands_leave_no_console_handler():
+    """A command run in a test (aihf.cli.main) installs aihf.logs' stderr handler on the root
+    logger; take it off afterwards, so that later tests' stderr holds only their own output."""
+    import logging
+
+    from aihf.logs import Console
+
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if isinstance(h, Console)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m
 def pytest_collection_modifyitems(config, items):
     for item in items:

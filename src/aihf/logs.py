@@ -35,7 +35,7 @@ class OncePerCommand(logging.Filter):
         return True
 
 
-class _Console(logging.StreamHandler):
+class Console(logging.StreamHandler):
     """A handler on ``sys.stderr`` as it is when each record is written (a redirected or
     captured stream included)."""
 
@@ -59,9 +59,9 @@ def setup(level: int = logging.INFO) -> None:
 
     Called again (a second command in one process), it forgets the messages already shown."""
     root = logging.getLogger()
-    console = next((h for h in root.handlers if isinstance(h, _Console)), None)
+    console = next((h for h in root.handlers if isinstance(h, Console)), None)
     if console is None:
-        console = _Console()
+        console = Console()
         root.addHandler(console)
     console.once.seen.clear()
     root.setLevel(level)
