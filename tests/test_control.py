@@ -168,7 +168,7 @@ def test_behaviour_cloning_recovers_a_linear_demonstrator():
 
 
 @pytest.mark.e2e
-def test_experiment_runner_writes_table_plot_and_runs(tmp_path):
+def test_experiment_runner_writes_table_plot_and_runs(tmp_path, figure_texts, capsys):
     import json
 
     import yaml
@@ -192,6 +192,8 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path):
     assert set(results["summary"]) == {"aihf", "ml_irl", "rlhf", "bc", "sac_true"}
     assert results["n_prefs"] == 20 and results["demos"] == "demos_low"
     assert results["versions"] == package_versions()
+    assert "mean over 1 seed; shaded: ± 1 standard deviation over seeds" in "\n".join(figure_texts["curves.png"])
+    assert "5 methods x 1 seed in" in capsys.readouterr().out
     assert results["runs"]["aihf"][0]["steps"] == [150, 300]
     assert (out / "curves.png").stat().st_size > 0 and "| aihf |" in (out / "results.md").read_text()
     assert (out / "runs" / "aihf" / "seed0" / "reward_net.safetensors").exists()

@@ -37,6 +37,7 @@ from aihf.control.bc import BCConfig, bc_actor, train_bc
 from aihf.control.expert_data import demonstrator_return, load_data
 from aihf.control.rollout import run_episode
 from aihf.eval.stats import mean_interval
+from aihf.logs import count
 from aihf.runtime import atomic_directory, package_versions
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,9 @@ def plot_curves(results: dict, path: Path) -> None:
     ax.axhline(1.0, ls="--", color="black", label="demonstrator")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("true return / demonstrator return")
-    ax.set_title(f"{results['env']} ({results['demos']}, {results['n_prefs']} prefs, {len(results['seeds'])} seeds)")
+    seeds = count(len(results["seeds"]), "seed")
+    ax.set_title(f"{results['env']} ({results['demos']}, {results['n_prefs']} prefs)\n"
+                 f"mean over {seeds}; shaded: ± 1 standard deviation over seeds", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -223,7 +226,7 @@ def run_from_cli(env: str, preset: str, output_dir: str | None, overrides: list[
     start = time.time()
     results = run(cfg, out)
     print(results_table(results))
-    print(f"{len(cfg.methods)} methods x {len(cfg.seeds)} seeds in {time.time() - start:.0f} s")
+    print(f"{count(len(cfg.methods), 'method')} x {count(len(cfg.seeds), 'seed')} in {time.time() - start:.0f} s")
     print(f"results: {out / 'results.json'}\ntable:   {out / 'results.md'}\nplot:    {out / 'curves.png'}")
     print(f"tensorboard --logdir {out / 'runs'}")
     return 0
