@@ -144,6 +144,7 @@ def test_fixture_preset_runs_every_stage_end_to_end_and_resumes(tmp_path, capsys
         assert name == "pi_sft" or 0 <= entry["heldout_pref_accuracy"]["mean"] <= 1
     assert table["pi_sft"]["kl"]["mean"] == 0.0 and table["pi_sft"]["win_rate"]["mean"] == 0.5
     assert results["judge"] == {"name": "keywords"}
+    assert results["config"]["data"]["on_error"] == "raise"
     data = results["data"]["paper"]
     assert (data["demonstrations"], data["preferences"], data["selection"]) == (24, 96, "random")
     # pi_SFT: sft.epochs 12 = ceil(12 x 120 / 16) steps on every chosen response; demo-SFT on D alone

@@ -34,7 +34,8 @@ class JudgeSection(Settings):
     kind: Literal["sequence-classifier", "keywords"] = setting("sequence-classifier", help="reward model or fixture scorer")
     name_or_path: str = setting("OpenAssistant/reward-model-deberta-v3-large-v2", help="hub name or local folder")
     dtype: Literal["float32", "bfloat16", "float16"] = setting("float32", help="the judge's weights' dtype")
-    max_length: int = setting(1024, ge=8, help="tokens of prompt + response given to the judge")
+    max_length: int = setting(512, ge=8, help="tokens of prompt + response given to the judge (the default "
+                              "judge, a DeBERTa-v3, was trained on 512)")
     batch_size: int = setting(16, ge=1, help="answers scored per forward pass")
     trust_remote_code: bool = setting(False, help="run the judge's own code from the hub")
 
