@@ -106,16 +106,23 @@ def _losses(folder: Path) -> list[float]:
     return [step["loss"] for step in json.loads((folder / "metrics.json").read_text())["history"]]
 
 
+def _two_ranks(out: Path, folder: Path, *overrides: str) -> list[Path]:
+    """The fixture preset as 2 gloo ranks with accumulation 1 (the logs of the ranks)."""
+    command = [sys.executable, "-m", "aihf.cli", "experiment", "ultra", "--preset", "fixture", "--output-dir", str(out),
+               "loop.gradient_accumulation_steps=1", "sft.loop.gradient_accumulation_steps=1", *overrides]
+    return run_ranks(command, folder)
+
+
 @pytest.mark.e2e
 def test_two_cpu_processes_match_one_with_twice_the_accumulation(one_process, tmp_path):
-    """The whole experiment as 2 gloo processes (``ranks.run_ranks``) with accumulation 1: every stage whose batches are records (SFT, RLHF's reward
-    stage, DPO, IPO, SPIN, AIHF-DPO, Self-Play-AIHF, with their sharded self-play samples)
-    has the one-process losses. The RLOO stages (RLHF's policy stage, AIHF) draw their
-    samples per process from other random streams, so theirs differ (docs/ultra.md)."""
+    """The whole experiment as 2 gloo processes (``ranks.run_ranks``) with accumulation 1:
+    SFT, RLHF's reward stage, DPO, IPO, SPIN, AIHF-DPO and Self-Play-AIHF (with their sharded
+    self-play samples) have the one-process losses. The RLOO stages (RLHF's policy stage,
+    AIHF) scale rewards by running statistics that each process keeps of its own rewards
+    (``aihf.lm.rl.RewardScaler``), so theirs differ; without the scaling they match too
+    (:func:`test_rloo_stages_match_across_processes_without_reward_scaling`)."""
     out = tmp_path / "two"
-    command = [sys.executable, "-m", "aihf.cli", "experiment", "ultra", "--preset", "fixture", "--output-dir", str(out),
-               "loop.gradient_accumulation_steps=1", "sft.loop.gradient_accumulation_steps=1"]
-    logs = run_ranks(command, tmp_path)
+    logs = _two_ranks(out, tmp_path)
     assert "2 process(es)" in logs[0].read_text()
     runs = Path("runs") / "ultra"
     stages = [Path("sft"), runs / "rlhf" / "seed-0" / "reward",
@@ -124,3 +131,19 @@ def test_two_cpu_processes_match_one_with_twice_the_accumulation(one_process, tm
         assert _losses(out / stage) == pytest.approx(_losses(one_process / stage), rel=1e-5, abs=1e-6), stage
     assert json.loads((out / "results.json").read_text())["settings"]["ultra"]["base"]["runs"] == \
         json.loads((one_process / "results.json").read_text())["settings"]["ultra"]["base"]["runs"]
+
+
+@pytest.mark.slow
+def test_rloo_stages_match_across_processes_without_reward_scaling(tmp_path):
+    """RLHF's policy stage and AIHF with ``method.reward_normalize=false``: 2 processes give the
+    one-process losses (the micro-batches' records and sampling seeds do not depend on the
+    process count); with the scaling on, its per-process statistics make them differ."""
+    from aihf.cli import main
+
+    overrides = ["methods=[rlhf,aihf]", "method.reward_normalize=false"]
+    one = tmp_path / "one"
+    assert main(["experiment", "ultra", "--preset", "fixture", "--output-dir", str(one), *overrides]) == 0
+    two = tmp_path / "two"
+    _two_ranks(two, tmp_path, *overrides)
+    for stage in (Path("runs/ultra/rlhf/seed-0/policy"), Path("runs/ultra/aihf/seed-0")):
+        assert _losses(two / stage) == pytest.approx(_losses(one / stage), rel=1e-5, abs=1e-6), stage
