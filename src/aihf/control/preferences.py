@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from aihf.data import DataError, SegmentPreferenceSet
+from aihf.data.builders import bradley_terry_first_wins
 from aihf.data.trajectories import _array, _same_length, load_npz
 
 POOL_ARRAYS = ("obs", "act", "returns", "source")
@@ -37,8 +38,7 @@ def bradley_terry_pairs(returns: np.ndarray, n_pairs: int, temperature: float,
     n = len(returns)
     a = rng.integers(0, n, size=n_pairs)
     b = (a + rng.integers(1, n, size=n_pairs)) % n  # b != a
-    p_a = 0.5 * (1.0 + np.tanh(0.5 * (returns[a] - returns[b]) / temperature))  # sigma, overflow-free
-    a_wins = rng.random(n_pairs) < p_a
+    a_wins = bradley_terry_first_wins(returns[a], returns[b], rng.random(n_pairs), temperature)
     return np.stack([np.where(a_wins, a, b), np.where(a_wins, b, a)], axis=1).astype(np.int64)
 
 
