@@ -9,12 +9,13 @@ import subprocess
 from pathlib import Path
 
 
-def run_ranks(argv: list[str], folder: Path, processes: int = 2, timeout: float = 300) -> list[Path]:
+def run_ranks(argv: list[str], folder: Path, processes: int = 2, timeout: float = 300,
+              expect: int | None = 0) -> list[Path]:
     """Run ``argv`` once per rank with the environment torchrun would set (one process per
     rank, no launcher agent in between, so a rank that fails is seen here with its own exit
     code and output); accelerate reads it and uses gloo on the CPU. Returns each rank's log
-    (files, not pipes: a full pipe blocks a rank); a rank that fails or outlives ``timeout``
-    fails the test with its log's end."""
+    (files, not pipes: a full pipe blocks a rank); a rank that outlives ``timeout``, or whose
+    exit status is not ``expect`` (None: any status), fails the test with its log's end."""
     with socket.socket() as probe:  # a free port: concurrent test runs must not collide
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -35,5 +36,7 @@ def run_ranks(argv: list[str], folder: Path, processes: int = 2, timeout: float 
             os.killpg(rank.pid, signal.SIGKILL)  # nothing left behind
             rank.wait()
     for r, (rank, log) in enumerate(zip(ranks, logs)):
-        assert rank.returncode == 0, f"rank {r} exited with {rank.returncode}:\n{log.read_text()[-4000:]}"
+        assert rank.returncode >= 0, f"rank {r} was killed (timeout {timeout} s):\n{log.read_text()[-4000:]}"
+        assert expect is None or rank.returncode == expect, \
+            f"rank {r} exited with {rank.returncode}:\n{log.read_text()[-4000:]}"
     return logs

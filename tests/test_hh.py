@@ -11,7 +11,7 @@ import pytest
 
 from aihf.config import ConfigError
 from aihf.data import read_preferences
-from aihf.experiments.dialogue import estimate, fixtures, hh
+from aihf.experiments.dialogue import estimate, fixtures, hh, stages
 from aihf.experiments.dialogue.fixtures import FixtureSection, KeywordScorer, write_fixture
 
 
@@ -71,7 +71,8 @@ def test_low_quality_setting_takes_the_rejected_responses_and_rl_prompts_are_ps(
     train = list(read_preferences(fixtures.hh_rows(20, seed=0)))
     setting = hh.HHSetting(name="low", num_demonstrations=4, demo_response="rejected")
     rows = hh.split_setting(setting, 20, seed=0)
-    files = hh.write_setting(setting, rows, train, None, tmp_path)
+    files = stages.setting_files(tmp_path, None)
+    hh.write_setting(setting, rows, train, files)
     demos = [json.loads(line) for line in files.demonstrations.read_text().splitlines()]
     assert [d["response"] for d in demos] == [train[i].rejected for i in rows.demonstrations]
     prompts = {json.loads(line)["prompt"] for line in files.prompts.read_text().splitlines()}

@@ -106,11 +106,11 @@ def _losses(folder: Path) -> list[float]:
     return [step["loss"] for step in json.loads((folder / "metrics.json").read_text())["history"]]
 
 
-def _two_ranks(out: Path, folder: Path, *overrides: str) -> list[Path]:
+def _two_ranks(out: Path, folder: Path, *overrides: str, expect: int | None = 0) -> list[Path]:
     """The fixture preset as 2 gloo ranks with accumulation 1 (the logs of the ranks)."""
     command = [sys.executable, "-m", "aihf.cli", "experiment", "ultra", "--preset", "fixture", "--output-dir", str(out),
                "loop.gradient_accumulation_steps=1", "sft.loop.gradient_accumulation_steps=1", *overrides]
-    return run_ranks(command, folder)
+    return run_ranks(command, folder, timeout=120 if expect is None else 300, expect=expect)
 
 
 @pytest.mark.e2e
@@ -147,3 +147,15 @@ def test_rloo_stages_match_across_processes_without_reward_scaling(tmp_path):
     _two_ranks(two, tmp_path, *overrides)
     for stage in (Path("runs/ultra/rlhf/seed-0/policy"), Path("runs/ultra/aihf/seed-0")):
         assert _losses(two / stage) == pytest.approx(_losses(one / stage), rel=1e-5, abs=1e-6), stage
+
+
+@pytest.mark.e2e
+def test_a_refusal_on_the_main_process_ends_every_rank(tmp_path):
+    """The main process refuses the output folder (it holds a run with other settings): it
+    prints the one-line error, the other rank exits too instead of waiting for it."""
+    out = tmp_path / "two"
+    out.mkdir()
+    (out / "config.yaml").write_text("seeds: [0]\nmodel: {max_length: 7}\n")
+    logs = _two_ranks(out, tmp_path, expect=None)
+    assert "holds a run made with other settings" in logs[0].read_text()
+    assert "Traceback" not in logs[1].read_text()

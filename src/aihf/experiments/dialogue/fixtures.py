@@ -117,29 +117,37 @@ class FixtureSection(Settings):
     seed: int = setting(0, ge=0, help="seed of the generator")
 
 
-def _write_jsonl_gz(rows: list[dict], path: Path) -> str:
+def _write_jsonl_gz(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in rows)
     tmp.replace(path)
-    return str(path)
+
+
+SPLITS = {"hh": ("train", "test"), "ultra": ("train_prefs", "test_prefs", "train_sft", "test_sft")}
+
+
+def fixture_paths(kind: Literal["hh", "ultra"], folder: Path) -> dict[str, str]:
+    """``{split: folder/<split>.jsonl.gz}``: the files :func:`write_fixture` writes, named as the
+    hub's splits: ``train``/``test`` (Anthropic/hh-rlhf rows) or ``train_prefs``, ``test_prefs``,
+    ``train_sft``, ``test_sft`` (UltraFeedback and UltraChat rows)."""
+    return {split: str(folder / f"{split}.jsonl.gz") for split in SPLITS[kind]}
 
 
 def write_fixture(config: FixtureSection, kind: Literal["hh", "ultra"], folder: Path) -> dict[str, str]:
-    """Write the fixture's files into ``folder`` (as the hub's splits: ``<split>.jsonl.gz``)
-    and return ``{split: path}``: ``train``/``test`` (Anthropic/hh-rlhf rows) or
-    ``train_prefs``, ``test_prefs``, ``train_sft``, ``test_sft`` (UltraFeedback and UltraChat
-    rows). Test rows come from another stream of the seed."""
+    """Write the fixture's files (:func:`fixture_paths`) and return their paths. Test rows
+    come from another stream of the seed."""
     n, m, noise, seed = config.train_rows, config.test_rows, config.label_noise, config.seed
     if kind == "hh":
-        files = {"train": hh_rows(n, seed, noise), "test": hh_rows(m, seed + 1, noise)}
+        rows = [hh_rows(n, seed, noise), hh_rows(m, seed + 1, noise)]
     else:
-        files = {
-            "train_prefs": ultrafeedback_rows(n, seed, noise), "test_prefs": ultrafeedback_rows(m, seed + 1, noise),
-            "train_sft": ultrachat_rows(n, seed + 2), "test_sft": ultrachat_rows(m, seed + 3),
-        }
-    return {split: _write_jsonl_gz(rows, folder / f"{split}.jsonl.gz") for split, rows in files.items()}
+        rows = [ultrafeedback_rows(n, seed, noise), ultrafeedback_rows(m, seed + 1, noise),
+                ultrachat_rows(n, seed + 2), ultrachat_rows(m, seed + 3)]
+    paths = fixture_paths(kind, folder)
+    for path, split_rows in zip(paths.values(), rows):
+        _write_jsonl_gz(split_rows, Path(path))
+    return paths
 
 
 class KeywordScorer:

@@ -40,7 +40,7 @@ from aihf.data import Demonstration, Preference, read_preferences, write_jsonl
 from aihf.experiments.dialogue import stages
 from aihf.experiments.dialogue.dryrun import Stage, dry_run_text, run_stages
 from aihf.experiments.dialogue.estimate import HardwareSection
-from aihf.experiments.dialogue.fixtures import FixtureSection, write_fixture
+from aihf.experiments.dialogue.fixtures import FixtureSection, fixture_paths, write_fixture
 from aihf.experiments.dialogue.hub import Need, resolve
 from aihf.experiments.dialogue.judge import JudgeSection, make_judge, prompt_text
 from aihf.experiments.dialogue.presets import load_group_preset
@@ -139,8 +139,8 @@ def needs(config: HHConfig) -> list[Need]:
 def read_splits(config: HHConfig, out: Path) -> tuple[list[Preference], list[Preference]]:
     """(train, test) preferences: the fixture's generated files, local copies or hub splits."""
     if config.data.fixture is not None:
-        with stages.main_first():
-            files = write_fixture(config.data.fixture, "hh", out / "data")
+        stages.on_main(lambda: write_fixture(config.data.fixture, "hh", out / "data"))
+        files = fixture_paths("hh", out / "data")
         sources = {"data.train": files["train"], "data.test": files["test"]}
     else:
         sources = resolve(needs(config))
@@ -152,16 +152,19 @@ def read_splits(config: HHConfig, out: Path) -> tuple[list[Preference], list[Pre
 
 
 def selection_scores(config: HHConfig, train: list[Preference], out: Path) -> list[float]:
-    """The ``selector``'s reward of every train row's chosen response, cached in ``selection_scores.json``."""
+    """The ``selector``'s reward of every train row's chosen response, scored by the main
+    process and cached in ``selection_scores.json`` (reused while it has one score per row)."""
     path = out / "selection_scores.json"
-    if path.is_file():
-        scores = json.loads(path.read_text(encoding="utf-8"))
-        if len(scores) == len(train):
-            return scores
-    scorer = make_judge(config.selector, config.model.torch_device())
-    scores = scorer.score([prompt_text(p) for p in train], [p.chosen for p in train])
-    path.write_text(json.dumps(scores), encoding="utf-8")
-    return scores
+
+    def score() -> None:
+        if path.is_file() and len(json.loads(path.read_text(encoding="utf-8"))) == len(train):
+            return
+        scorer = make_judge(config.selector, config.model.torch_device())
+        path.write_text(json.dumps(scorer.score([prompt_text(p) for p in train], [p.chosen for p in train])),
+                        encoding="utf-8")
+
+    stages.on_main(score)
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -198,12 +201,11 @@ def split_setting(setting_: HHSetting, n: int, seed: int, scores: list[float] | 
     return SplitRows(demos, rest[: setting_.num_preferences] if setting_.num_preferences else rest)
 
 
-def write_setting(setting_: HHSetting, rows: SplitRows, train: list[Preference], eval_prefs: Path | None,
-                  folder: Path) -> stages.SettingFiles:
-    """D (each row's ``demo_response``), P and the RL prompts of one setting in ``folder``."""
+def write_setting(setting_: HHSetting, rows: SplitRows, train: list[Preference], files: stages.SettingFiles) -> None:
+    """D (each row's ``demo_response``), P and the RL prompts of one setting (``files``)."""
     demos = [Demonstration(train[i].prompt, getattr(train[i], setting_.demo_response)) for i in rows.demonstrations]
     report = {"selection": setting_.selection, "demo_response": setting_.demo_response}
-    return stages.write_setting_files(folder, demos, [train[i] for i in rows.preferences], eval_prefs, report)
+    stages.write_setting_files(files, demos, [train[i] for i in rows.preferences], report)
 
 
 # ------------------------------------------------------------------------------ pipeline
@@ -214,35 +216,33 @@ def sft_spec(config: HHConfig, name: str, records: int, epochs: float, processes
     return stages.sft_run(name, records, epochs, config.method, config.sft.loop, processes)
 
 
+def write_first_files(sft_file: Path, sft_demos: list[Demonstration], eval_file: Path | None,
+                      eval_prefs: list[Preference]) -> None:
+    """The SFT stage's demonstrations and the held-out pairs, unless a run wrote them before."""
+    if not sft_file.is_file():
+        sft_file.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(sft_demos, sft_file)
+    if eval_file is not None and not eval_file.is_file():
+        write_jsonl(eval_prefs, eval_file)
+
+
 def run(config: HHConfig, output_dir: str | Path) -> dict:
     """The whole experiment (module docstring); returns the results dict (main process) and writes the outputs."""
     out = Path(output_dir)
     processes = stages.process_state().num_processes
-    with stages.main_first():
-        stages.claim_output_dir(out, config, HHConfig())
+    stages.on_main(lambda: stages.claim_output_dir(out, config, HHConfig()))
     train, test = read_splits(config, out)
     sft_demos = [Demonstration(p.prompt, p.chosen) for p in train]
     sft_file = out / "sft" / "demonstrations.jsonl"
-    with stages.main_first():
-        if not sft_file.is_file():
-            sft_file.parent.mkdir(parents=True, exist_ok=True)
-            write_jsonl(sft_demos, sft_file)
-        eval_file = out / "eval_preferences.jsonl"
-        if config.evaluation.num_preferences and not eval_file.is_file():
-            write_jsonl(test[: config.evaluation.num_preferences], eval_file)
+    eval_file = out / "eval_preferences.jsonl" if config.evaluation.num_preferences else None
+    stages.on_main(lambda: write_first_files(sft_file, sft_demos, eval_file, test[: config.evaluation.num_preferences]))
     start = stages.base_model(config.model, (d.prompt + d.response for d in sft_demos), out)
     pi_sft = stages.train_stage(config, sft_spec(config, "sft", len(sft_demos), config.sft.epochs, processes), start,
                                 out / "sft", config.sft.loop.seed, sft_file, None)
-    scores = None
-    if any(s.selection == "top-reward" for s in config.settings):
-        with stages.main_first():
-            scores = selection_scores(config, train, out)
-    files = {}
-    with stages.main_first():
-        for s in config.settings:
-            rows = split_setting(s, len(train), config.data.seed, scores)
-            files[s.name] = write_setting(s, rows, train, eval_file if config.evaluation.num_preferences else None,
-                                          out / "settings" / s.name)
+    scores = selection_scores(config, train, out) if any(s.selection == "top-reward" for s in config.settings) else None
+    files = {s.name: stages.setting_files(out / "settings" / s.name, eval_file) for s in config.settings}
+    stages.on_main(lambda: [write_setting(s, split_setting(s, len(train), config.data.seed, scores), train, files[s.name])
+                            for s in config.settings])
     evaluator, key = stages.main_evaluator(config, pi_sft, BASELINE, test)
     results: dict = {"config": asdict(config), "data": {}, "settings": {}}
     if evaluator:

@@ -13,7 +13,6 @@ evaluation, while the others go on to the next training stage, which waits for i
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -86,11 +85,11 @@ def sampling(model: ModelSection, evaluation: EvalSection) -> SamplingSection:
 
 
 def base_model(model: ModelSection, texts: Iterator[str], out: Path) -> str:
-    """``model.name_or_path``, or the scratch model built on ``texts`` into ``out/base``."""
+    """``model.name_or_path``, or the scratch model built on ``texts`` into ``out/base`` (main process)."""
     if model.name_or_path != SCRATCH:
         return model.name_or_path
-    with main_first():
-        return str(build_scratch_base(model.scratch, texts, out / "base"))
+    on_main(lambda: build_scratch_base(model.scratch, texts, out / "base"))
+    return str(out / "base")
 
 
 def process_state():
@@ -103,22 +102,31 @@ def is_main() -> bool:
     return process_state().is_main_process
 
 
-@contextlib.contextmanager
-def main_first():
-    """The main process runs the block first (writing a stage's files); the others then run
-    it (finding the files and reading them)."""
-    from accelerate import PartialState
+def on_main(write) -> None:
+    """Run ``write()`` (a stage's files) on the main process alone; every process waits
+    until it has, so the files are complete when any process reads them. If it fails, the
+    main process raises the error (the command's one line) and the others exit quietly,
+    instead of waiting for it in the next collective."""
+    state = process_state()
+    failed: BaseException | None = None
+    if state.is_main_process:
+        try:
+            write()
+        except Exception as err:  # noqa: BLE001 - re-raised below, after the others know
+            failed = err
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
 
-    with PartialState().main_process_first():
-        yield
+        if broadcast_object_list([failed is not None])[0] and not state.is_main_process:
+            raise SystemExit(1)
+    if failed is not None:
+        raise failed
 
 
 def claim_output_dir(out: Path, config, defaults) -> None:
-    """Write ``config.yaml`` into ``out`` (main process); refuse a directory holding a run made
+    """Write ``config.yaml`` into ``out``; refuse a directory holding a run made
     with other settings, outside those that only add or select runs (:data:`MAY_CHANGE`) or
     a setting the saved config lacks that is at its default (``defaults``)."""
-    if not is_main():
-        return
     saved = out / "config.yaml"
     if saved.is_file():
         old = yaml.safe_load(saved.read_text(encoding="utf-8"))
@@ -169,18 +177,20 @@ def distinct_prompts(records, count: int | None = None) -> list[PromptRecord]:
     return list(seen.values())
 
 
-def write_setting_files(folder: Path, demos: list, prefs: list, eval_prefs: Path | None, report: dict) -> SettingFiles:
-    """D, P and the RL prompts (P's distinct prompts) of one setting as JSONL in ``folder``,
-    and ``report.json`` (``report`` with the three counts)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def setting_files(folder: Path, eval_prefs: Path | None) -> SettingFiles:
+    """Where one setting's D, P and RL prompts are (:func:`write_setting_files`) in ``folder``."""
+    return SettingFiles(folder / "demonstrations.jsonl", folder / "preferences.jsonl", folder / "prompts.jsonl", eval_prefs)
+
+
+def write_setting_files(files: SettingFiles, demos: list, prefs: list, report: dict) -> None:
+    """D, P and the RL prompts (P's distinct prompts) of one setting as JSONL, and
+    ``report.json`` beside them (``report`` with the three counts)."""
+    files.demonstrations.parent.mkdir(parents=True, exist_ok=True)
     prompts = distinct_prompts(prefs)
-    files = {"demonstrations": folder / "demonstrations.jsonl", "preferences": folder / "preferences.jsonl",
-             "prompts": folder / "prompts.jsonl"}
-    for path, records in zip(files.values(), (demos, prefs, prompts)):
+    for path, records in zip((files.demonstrations, files.preferences, files.prompts), (demos, prefs, prompts)):
         write_jsonl(records, path)
     report = {"demonstrations": len(demos), "preferences": len(prefs), "rl_prompts": len(prompts), **report}
-    (folder / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return SettingFiles(files["demonstrations"], files["preferences"], files["prompts"], eval_prefs)
+    (files.demonstrations.parent / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
 
 
 def sft_run(name: str, records: int, epochs: float, method: MethodConfig, loop: LoopConfig, processes: int) -> RunSpec:

@@ -39,7 +39,7 @@ from aihf.data import read_demonstrations, read_preferences, write_jsonl
 from aihf.experiments.dialogue import stages
 from aihf.experiments.dialogue.dryrun import Stage, dry_run_text, run_stages
 from aihf.experiments.dialogue.estimate import HardwareSection
-from aihf.experiments.dialogue.fixtures import FixtureSection, write_fixture
+from aihf.experiments.dialogue.fixtures import FixtureSection, fixture_paths, write_fixture
 from aihf.experiments.dialogue.hub import Need, resolve
 from aihf.experiments.dialogue.judge import JudgeSection
 from aihf.experiments.dialogue.presets import load_group_preset
@@ -133,8 +133,8 @@ def read_data(config: UltraConfig, out: Path) -> tuple[list, list, list]:
     """(D, P, held-out pairs): the fixture's generated files, local copies or hub splits."""
     data = config.data
     if data.fixture is not None:
-        with stages.main_first():
-            files = write_fixture(data.fixture, "ultra", out / "data")
+        stages.on_main(lambda: write_fixture(data.fixture, "ultra", out / "data"))
+        files = fixture_paths("ultra", out / "data")
         sources = {"data.preferences": files["train_prefs"], "data.demonstrations": files["train_sft"],
                    "data.test": files["test_prefs"]}
     else:
@@ -152,15 +152,18 @@ def run(config: UltraConfig, output_dir: str | Path) -> dict:
     """The whole experiment (module docstring); returns the results dict (main process) and writes the outputs."""
     out = Path(output_dir)
     processes = stages.process_state().num_processes
-    with stages.main_first():
-        stages.claim_output_dir(out, config, UltraConfig())
+    stages.on_main(lambda: stages.claim_output_dir(out, config, UltraConfig()))
     demos, prefs, test = read_data(config, out)
-    eval_file = out / "eval_preferences.jsonl"
+    eval_file = out / "eval_preferences.jsonl" if config.evaluation.num_preferences else None
     folder = out / "settings" / SETTING
-    with stages.main_first():
-        if config.evaluation.num_preferences and not eval_file.is_file():
+    files = stages.setting_files(folder, eval_file)
+
+    def write() -> None:
+        if eval_file is not None:
             write_jsonl(test[: config.evaluation.num_preferences], eval_file)
-        files = stages.write_setting_files(folder, demos, prefs, eval_file if config.evaluation.num_preferences else None, {})
+        stages.write_setting_files(files, demos, prefs, {})
+
+    stages.on_main(write)
     texts = (" ".join(m["content"] for m in d.conversation(d.response)) for d in demos)
     start = Path(stages.base_model(config.model, texts, out))
     if config.sft.epochs > 0:
