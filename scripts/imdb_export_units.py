@@ -7,7 +7,8 @@ Copies results.json / results.md / config.yaml / split.json / build_report.json,
 setting's report.json, and per finished unit (run x seed with an ``evaluation.json``) that
 file, its stage config(s) and, when the run kept one, its evaluations (``metrics.json``'s
 per-round diagnostics) as ``diagnostics.json``; and writes ``state.json`` with the SHA-256 of
-pi_SFT's weights and of the build answers. Weights are not copied. To continue: copy the
+pi_SFT's weights and of the build answers, and the package versions of the exporting
+environment (pi_SFT depends on them: constraints.txt pins them). Weights are not copied. To continue: copy the
 exported folder to a run folder and run the same command; the base, SFT and build stages
 are recomputed there and must give the same pi_SFT (``state.json``): a unit is skipped
 only when its ``evaluation.json`` names that pi_SFT (``pipeline.finished_unit``).
@@ -19,6 +20,8 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+
+from aihf.runtime import package_versions
 
 
 def sha256(path: Path) -> str:
@@ -39,7 +42,8 @@ def main() -> None:
         (dest / report.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(report, dest / report.relative_to(src))
     pi_sft = max(src.glob("sft/stage-*/final/policy/model.safetensors"), key=lambda f: int(f.parts[-4].split("-")[1]))
-    state = {"pi_sft_sha256": sha256(pi_sft), "build_samples_sha256": sha256(src / "build_samples.jsonl"), "units": 0}
+    state = {"pi_sft_sha256": sha256(pi_sft), "build_samples_sha256": sha256(src / "build_samples.jsonl"), "units": 0,
+             "versions": package_versions()}  # pi_SFT depends on them: a continuation needs the same
     for evaluation in sorted(src.glob("runs/*/*/seed-*/evaluation.json")):
         unit = evaluation.parent
         out = dest / unit.relative_to(src)

@@ -1,5 +1,6 @@
 """IMDb setting's building blocks: split, prompts, gold reward, judge, data building, metrics, plots."""
 
+import hashlib
 import json
 import math
 import shutil
@@ -566,6 +567,18 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     assert saved["row"] == table["aihf"]["runs"][0] and len(saved["generations"]) == 6  # kept for a resumed run
     split = data.Split.load(out / "split.json")
     assert len(split.eval_prompts) == 100
+    # the committable export of the run (scripts/imdb_export_units.py): pi_SFT's hash and the versions it came from
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "imdb_export_units.py"
+    subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "export")], check=True, capture_output=True)
+    state = json.loads((tmp_path / "export" / "state.json").read_text())
+    pi_sft_weights = out / "sft" / "stage-1" / "final" / "policy" / "model.safetensors"
+    assert state["pi_sft_sha256"] == hashlib.sha256(pi_sft_weights.read_bytes()).hexdigest()
+    assert state["versions"] == package_versions() and state["units"] == 2
+    assert (tmp_path / "export" / "runs" / "tiny" / "aihf" / "seed-0" / "evaluation.json").is_file()
     for name in ("results.md", "reward_vs_kl.png", "settings/tiny/demonstrations.jsonl", "build_samples.jsonl"):
         assert (out / name).is_file(), name
 
