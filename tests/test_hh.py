@@ -120,6 +120,14 @@ def test_memory_estimate_follows_its_formula():
     assert (aihf.trained, aihf.frozen) == (2, 1)
 
 
+def test_the_launch_command_quotes_overrides_for_the_shell():
+    from aihf.experiments.dialogue.dryrun import launch_command
+
+    command = launch_command(hh.HHConfig().hardware, "hh", "pythia-1b", "out dir", ["grid={dpo: {loop.seed: [1]}}"])
+    assert command.endswith("experiment hh --preset pythia-1b --output-dir 'out dir' 'grid={dpo: {loop.seed: [1]}}'")
+    assert command.startswith("accelerate launch --config_file configs/accelerate/ddp.yaml -m aihf.cli ")
+
+
 def test_dry_run_refuses_an_accelerate_config_that_does_not_match(tmp_path):
     bad = tmp_path / "ddp.yaml"
     bad.write_text("distributed_type: MULTI_GPU\nnum_processes: 4\nmixed_precision: bf16\n")
@@ -195,3 +203,34 @@ def test_a_missing_local_file_is_named_not_fetched(tmp_path):
     there.write_text("")
     assert resolve([Need("data.test", "dataset", str(there), "test"), Need("model.name_or_path", "model", "scratch")]) == {
         "data.test": str(there), "model.name_or_path": "scratch"}
+
+
+def test_hold_out_is_seeded_disjoint_and_keeps_order():
+    rows = list(range(30))
+    kept, held = stages.hold_out(rows, 5, seed=0)
+    assert len(held) == 5 and sorted(kept + held) == rows and kept == sorted(kept) and held == sorted(held)
+    assert stages.hold_out(rows, 5, seed=0) == (kept, held) and stages.hold_out(rows, 5, seed=1) != (kept, held)
+    assert stages.hold_out(rows, 0, seed=0) == (rows, [])
+    with pytest.raises(ConfigError, match="leaves none"):
+        stages.hold_out(rows, 30, seed=0)
+    with pytest.raises(ConfigError, match="on: validation needs num_validation > 0"):
+        hh.load_preset("fixture", ["evaluation.on=validation"])
+
+
+@pytest.mark.e2e
+def test_tuning_runs_are_scored_on_validation_prompts_no_stage_trains_on(tmp_path):
+    from aihf.cli import main
+
+    out = tmp_path / "hh"
+    overrides = ["methods=[dpo]", "evaluation.num_validation=10", "evaluation.on=validation"]
+    assert main(["experiment", "hh", "--preset", "fixture", "--output-dir", str(out), *overrides]) == 0
+    config = hh.load_preset("fixture", overrides)
+    train = list(read_preferences(fixtures.hh_rows(120, seed=0)))
+    _, validation = stages.hold_out(train, 10, config.data.seed)
+    scored = {row["prompt"] for row in map(json.loads, (out / "generations" / "paper" / "dpo-seed-0.jsonl").open())}
+    # the 10 held-out rows are in no stage: SFT reads the other 110 rows, D and P share them out
+    lines = {name: (out / name).read_text().splitlines() for name in
+             ("sft/demonstrations.jsonl", "settings/paper/demonstrations.jsonl", "settings/paper/preferences.jsonl")}
+    assert [len(rows) for rows in lines.values()] == [110, 24, 86]
+    assert scored == {p.prompt for p in stages.distinct_prompts(validation, config.evaluation.num_prompts)}
+    assert len(json.loads((out / "results.json").read_text())["settings"]["paper"]["dpo"]["runs"]) == 1

@@ -6,6 +6,7 @@ accelerate config the launch command names.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,7 +163,7 @@ def epochs_to_steps(records: int, epochs: float, loop: LoopConfig, processes: in
 def launch_command(hardware: estimate.HardwareSection, experiment: str, preset: str, output_dir: str,
                    overrides: list[str]) -> str:
     """The command that runs the experiment on ``hardware.gpus`` GPUs (or plainly on one)."""
-    args = " ".join([f"experiment {experiment} --preset {preset} --output-dir {output_dir}", *overrides])
+    args = shlex.join(["experiment", experiment, "--preset", preset, "--output-dir", output_dir, *overrides])
     if not uses_launcher(hardware):
         return f"aihf {args}"
     return f"accelerate launch --config_file {hardware.accelerate_config} -m aihf.cli {args}"

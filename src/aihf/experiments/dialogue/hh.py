@@ -17,7 +17,8 @@
 4. per setting and seed, ``demo-sft`` (pi_SFT SFT-ed on D alone for ``sft.demo_epochs``
    epochs: the paper's "demonstration-SFT" model) and every run of ``methods`` from pi_SFT;
 5. evaluation on held-out test prompts (the first ``evaluation.num_prompts`` distinct prompts
-   of the test split): the judge's reward (a reward model no method trains on, ``judge``),
+   of the test split; tuning runs: of ``evaluation.num_validation`` train rows held out of
+   every stage, ``evaluation.on: validation``): the judge's reward (a reward model no method trains on, ``judge``),
    KL to pi_SFT and the win rate against pi_SFT; each run's reward scored on the first
    ``evaluation.num_preferences`` test pairs;
 6. ``results.json``, ``results.md``, figures and ``generations/<setting>/samples.md``.
@@ -232,6 +233,7 @@ def run(config: HHConfig, output_dir: str | Path) -> dict:
     processes = stages.process_state().num_processes
     stages.on_main(lambda: stages.claim_output_dir(out, config, HHConfig()))
     train, test = read_splits(config, out)
+    train, validation = stages.hold_out(train, config.evaluation.num_validation, config.data.seed)
     sft_demos = [Demonstration(p.prompt, p.chosen) for p in train]
     sft_file = out / "sft" / "demonstrations.jsonl"
     eval_file = out / "eval_preferences.jsonl" if config.evaluation.num_preferences else None
@@ -243,7 +245,7 @@ def run(config: HHConfig, output_dir: str | Path) -> dict:
     files = {s.name: stages.setting_files(out / "settings" / s.name, eval_file) for s in config.settings}
     stages.on_main(lambda: [write_setting(s, split_setting(s, len(train), config.data.seed, scores), train, files[s.name])
                             for s in config.settings])
-    evaluator, key = stages.main_evaluator(config, pi_sft, BASELINE, test)
+    evaluator, key = stages.main_evaluator(config, pi_sft, BASELINE, test, validation)
     results: dict = {"config": asdict(config), "data": {}, "settings": {}}
     if evaluator:
         results["judge"] = {"name": evaluator.judge.name}
@@ -292,7 +294,7 @@ def plan(config: HHConfig, train_rows: int, processes: int) -> list[Stage]:
 
 def dry_run(config: HHConfig, preset: str, output_dir: str, overrides: list[str]) -> str:
     """The dry run's report (:func:`aihf.experiments.dialogue.dryrun.report`) and the accelerate config's check."""
-    train_rows, test_rows = split_rows(config, "train"), split_rows(config, "test")
+    train_rows, test_rows = split_rows(config, "train") - config.evaluation.num_validation, split_rows(config, "test")
     stages_ = plan(config, train_rows, config.hardware.gpus)
     sizes = {"train pairs (SFT on every chosen)": train_rows, "test pairs": test_rows}
     for s in config.settings:

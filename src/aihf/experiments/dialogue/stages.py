@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Literal
@@ -23,6 +24,7 @@ from typing import Iterator, Literal
 import yaml
 
 from aihf import logs, run_folder, runtime
+from aihf.runtime import mix_seeds
 from aihf.config import ConfigError, Settings, save_config, setting, to_dict
 from aihf.data import PromptRecord, write_jsonl
 from aihf.experiments.dialogue.dryrun import epochs_to_steps
@@ -71,12 +73,34 @@ class ModelSection(Settings):
 
 @dataclass
 class EvalSection(Settings):
-    """The held-out evaluation: prompts answered, answer length, batch size, held-out pairs."""
+    """The held-out evaluation: prompts answered, answer length, batch size, held-out pairs.
 
-    num_prompts: int = setting(500, ge=1, help="held-out test prompts each policy answers")
+    Tuning runs (learning rates, beta, weights) are scored on validation prompts instead of
+    the test prompts (``on: validation``): the prompts of ``num_validation`` training rows
+    held out of every stage (:func:`hold_out`). A reported run keeps the same
+    ``num_validation`` (the same training data) with ``on: test``.
+    """
+
+    num_prompts: int = setting(500, ge=1, help="held-out prompts each policy answers")
     num_preferences: int = setting(500, ge=0, help="held-out test pairs scored by each run's reward")
     max_new_tokens: int = setting(128, ge=1, help="tokens of an evaluation answer")
     batch_size: int = setting(16, ge=1, help="prompts per sampling batch")
+    num_validation: int = setting(0, ge=0, help="training rows held out of every stage for validation prompts")
+    on: Literal["test", "validation"] = setting("test", help="score on the test prompts, or the validation prompts (tuning)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.on == "validation" and not self.num_validation:
+            raise ValueError("on: validation needs num_validation > 0 (the training rows held out for it)")
+
+
+def hold_out(records: list, count: int, seed: int) -> tuple[list, list]:
+    """(kept, held out): ``count`` of ``records`` chosen by a seeded draw (from ``seed`` mixed
+    with 1, apart from the D/P order), both in their original order."""
+    if count >= len(records):
+        raise ConfigError(f"evaluation.num_validation {count} leaves none of the {len(records)} training rows")
+    held = set(random.Random(mix_seeds(seed, 1)).sample(range(len(records)), count))
+    return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
 
 
 def sampling(model: ModelSection, evaluation: EvalSection) -> SamplingSection:
@@ -138,14 +162,16 @@ def claim_output_dir(out: Path, config, defaults) -> None:
     save_config(config, saved)
 
 
-def main_evaluator(config, baseline: Path, name: str, test: list) -> tuple[Evaluator | None, dict | None]:
+def main_evaluator(config, baseline: Path, name: str, test: list, validation: list) -> tuple[Evaluator | None, dict | None]:
     """On the main process: the evaluator of ``config.judge`` on the first
-    ``config.evaluation.num_prompts`` distinct prompts of ``test`` against the policy
-    ``baseline`` (a results row ``name``), and the units' key (:func:`unit_key`); elsewhere (None, None)."""
+    ``config.evaluation.num_prompts`` distinct prompts of ``test`` (or of the held-out
+    ``validation`` rows, ``evaluation.on``) against the policy ``baseline`` (a results row
+    ``name``), and the units' key (:func:`unit_key`); elsewhere (None, None)."""
     if not is_main():
         return None, None
     judge = make_judge(config.judge, config.model.torch_device())
-    prompts = distinct_prompts(test, config.evaluation.num_prompts)
+    rows = validation if config.evaluation.on == "validation" else test
+    prompts = distinct_prompts(rows, config.evaluation.num_prompts)
     evaluator = Evaluator(baseline, name, prompts, judge, sampling(config.model, config.evaluation), config.seeds)
     return evaluator, unit_key(evaluator, baseline)
 

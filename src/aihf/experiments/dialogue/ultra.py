@@ -18,7 +18,8 @@
    beta log(pi / pi_base), or RLHF's reward model) on ``evaluation.num_preferences`` test
    pairs; on the first ``evaluation.num_prompts`` distinct test prompts the judge's reward
    (``judge``, a reward model no method trains on), KL to the base and the win rate against
-   the base's answers;
+   the base's answers (tuning runs: on the prompts of ``evaluation.num_validation`` rows of P
+   held out of training, ``evaluation.on: validation``);
 5. ``results.json``, ``results.md``, figures, ``generations/<setting>/samples.md``.
 
 Benchmarks are the user's tools, run on a saved policy (docs/ultra.md has the commands):
@@ -154,6 +155,7 @@ def run(config: UltraConfig, output_dir: str | Path) -> dict:
     processes = stages.process_state().num_processes
     stages.on_main(lambda: stages.claim_output_dir(out, config, UltraConfig()))
     demos, prefs, test = read_data(config, out)
+    prefs, validation = stages.hold_out(prefs, config.evaluation.num_validation, config.data.seed)
     eval_file = out / "eval_preferences.jsonl" if config.evaluation.num_preferences else None
     folder = out / "settings" / SETTING
     files = stages.setting_files(folder, eval_file)
@@ -169,7 +171,7 @@ def run(config: UltraConfig, output_dir: str | Path) -> dict:
     if config.sft.epochs > 0:
         spec = stages.sft_run("sft", len(demos), config.sft.epochs, config.method, config.sft.loop, processes)
         start = stages.train_stage(config, spec, str(start), out / "sft", config.sft.loop.seed, files.demonstrations, None)
-    evaluator, key = stages.main_evaluator(config, start, BASELINE, test)
+    evaluator, key = stages.main_evaluator(config, start, BASELINE, test, validation)
     results: dict = {"config": asdict(config), "data": {}, "settings": {}}
     if evaluator:
         results["judge"] = {"name": evaluator.judge.name}
@@ -200,7 +202,7 @@ def split_rows(config: UltraConfig, key: Literal["preferences", "demonstrations"
 def dry_run(config: UltraConfig, preset: str, output_dir: str, overrides: list[str]) -> str:
     """The dry run's report and the accelerate config's check (ZeRO-3 for the 7B preset)."""
     hardware, data = config.hardware, config.data
-    prefs = min(split_rows(config, "preferences"), data.num_preferences or 10**12)
+    prefs = min(split_rows(config, "preferences"), data.num_preferences or 10**12) - config.evaluation.num_validation
     demos = min(split_rows(config, "demonstrations"), data.num_demonstrations or 10**12)
     test = split_rows(config, "test")
     plan: list[Stage] = []
