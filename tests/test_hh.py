@@ -219,10 +219,12 @@ def test_hold_out_is_seeded_disjoint_and_keeps_order():
 
 @pytest.mark.e2e
 def test_tuning_runs_are_scored_on_validation_prompts_no_stage_trains_on(tmp_path):
+    """With a top-reward setting too: D is the rows the selector scores highest."""
     from aihf.cli import main
 
     out = tmp_path / "hh"
-    overrides = ["methods=[dpo]", "evaluation.num_validation=10", "evaluation.on=validation"]
+    overrides = ["methods=[dpo]", "evaluation.num_validation=10", "evaluation.on=validation",
+                 "settings=[{name: paper, num_demonstrations: 24, selection: top-reward}]"]
     assert main(["experiment", "hh", "--preset", "fixture", "--output-dir", str(out), *overrides]) == 0
     config = hh.load_preset("fixture", overrides)
     train = list(read_preferences(fixtures.hh_rows(120, seed=0)))
@@ -234,3 +236,8 @@ def test_tuning_runs_are_scored_on_validation_prompts_no_stage_trains_on(tmp_pat
     assert [len(rows) for rows in lines.values()] == [110, 24, 86]
     assert scored == {p.prompt for p in stages.distinct_prompts(validation, config.evaluation.num_prompts)}
     assert len(json.loads((out / "results.json").read_text())["settings"]["paper"]["dpo"]["runs"]) == 1
+    kept = stages.hold_out(train, 10, config.data.seed)[0]
+    scores = json.loads((out / "selection_scores.json").read_text())
+    assert scores == KeywordScorer().score([], [p.chosen for p in kept])
+    demos = [json.loads(line)["response"] for line in lines["settings/paper/demonstrations.jsonl"]]
+    assert sorted(KeywordScorer().score([], demos)) == sorted(scores, reverse=True)[:24]

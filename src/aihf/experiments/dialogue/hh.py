@@ -238,10 +238,10 @@ def run(config: HHConfig, output_dir: str | Path) -> dict:
     sft_file = out / "sft" / "demonstrations.jsonl"
     eval_file = out / "eval_preferences.jsonl" if config.evaluation.num_preferences else None
     stages.on_main(lambda: write_first_files(sft_file, sft_demos, eval_file, test[: config.evaluation.num_preferences]))
+    scores = selection_scores(config, train, out) if any(s.selection == "top-reward" for s in config.settings) else None
     start = stages.base_model(config.model, (d.prompt + d.response for d in sft_demos), out)
     pi_sft = stages.train_stage(config, sft_spec(config, "sft", len(sft_demos), config.sft.epochs, processes), start,
                                 out / "sft", config.sft.loop.seed, sft_file, None)
-    scores = selection_scores(config, train, out) if any(s.selection == "top-reward" for s in config.settings) else None
     files = {s.name: stages.setting_files(out / "settings" / s.name, eval_file) for s in config.settings}
     stages.on_main(lambda: [write_setting(s, split_setting(s, len(train), config.data.seed, scores), train, files[s.name])
                             for s in config.settings])
