@@ -624,7 +624,9 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
 
     # stages whose outputs exist are not run again (an interrupted run resumes)
     config = load_preset("tiny", overrides)
-    monkeypatch.setattr(pipeline, "train", lambda *a: pytest.fail("a finished stage was trained again"))
+    from aihf.experiments import units
+
+    monkeypatch.setattr(units, "train", lambda *a: pytest.fail("a finished stage was trained again"))
     monkeypatch.setattr(pipeline, "answer", lambda *a: pytest.fail("the build prompts were answered again"))
     run_dir = out / "runs" / "tiny" / "aihf" / "seed-0"
     spec = next(spec for spec in config.runs() if spec.name == "aihf")

@@ -2,7 +2,7 @@
 evaluation sections, the base model, and the loop that trains and scores every run.
 
 The training and scoring of one unit (setting, run, seed) is the IMDb experiment's
-(``aihf.experiments.imdb.pipeline``: ``train_stage``, ``finished_unit``, ``evaluate_run``,
+(``aihf.experiments.units``: ``train_stage``, ``finished_unit``, ``evaluate_run``;
 ``summarised`` with this experiment's metrics), so a unit's folder, its reuse rules and its ``evaluation.json`` are the same.
 
 Several processes (``torchrun`` or ``accelerate launch`` running the whole experiment): every
@@ -33,7 +33,7 @@ from aihf.experiments.dialogue.judge import make_judge
 from aihf.experiments.imdb.base import SCRATCH, ScratchModelConfig, build_scratch_base
 from aihf.eval.metrics import summarise_runs
 from aihf.eval.plots import write_outputs
-from aihf.experiments.imdb.pipeline import evaluate_run, finished_unit, train_stage
+from aihf.experiments.units import evaluate_run, finished_unit, train_stage
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import MethodConfig
 from aihf.lm.trainer import LoopConfig

@@ -25,7 +25,6 @@ prompts that tuning runs evaluate on (``generation.evaluate_on``).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -47,9 +46,8 @@ from aihf.experiments.imdb import data
 from aihf.experiments.imdb.base import SCRATCH, build_scratch_base
 from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
-from aihf.lm.methods import RECIPES
+from aihf.experiments.units import evaluate_run, finished_unit, train_stage
 from aihf.lm.models import load_causal_lm
-from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, train
 from aihf.runtime import package_versions
 
 log = logging.getLogger(__name__)
@@ -59,134 +57,11 @@ BASELINE = "pi_sft"
 RUN_SELECTION = ("methods", "seeds", "variants", "grid", "setting_variants")
 
 
-def reuse_check(spec: RunSpec, policy_dir: Path) -> None:
-    """A finished run whose policy is ``policy_dir`` is reused only if its stage was trained with
-    ``spec``'s method and loop sections (a variant redefined under its old name is a
-    ConfigError, not a stale row)."""
-    run_dir = policy_dir.parent.parent
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        return
-    old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-    new = json.loads(json.dumps({"method": asdict(spec.method), "loop": asdict(spec.loop)}))
-    ignore = {"output_dir", "seed", "resume_from", "progress"}  # a unit's own, or no effect on its steps
-    differs = [
-        f"{section}.{key}" for section in ("method", "loop") for key in new[section]
-        if key not in ignore and old.get(section, {}).get(key) != new[section][key]
-    ]
-    if differs:
-        raise ConfigError(f"{run_dir} was trained with other {', '.join(differs)} than run {spec.name!r}: "
-                          "give the variant a new name or remove that folder")
-
-
-def final_policy(run_dir: Path, method: str) -> Path:
-    """Where ``aihf.lm.train.train`` leaves a method's trained policy (RLHF trains it in a second stage)."""
-    return run_dir / ("policy" if method == "rlhf" else "") / "final" / "policy"
-
-
-def training_losses(policy_dir: Path, window: int = 10) -> dict[str, float]:
-    """Mean training loss over the first and the last ``window`` steps of the stage that wrote
-    ``policy_dir`` (its ``metrics.json``); empty if the stage kept none."""
-    path = policy_dir.parent.parent / "metrics.json"
-    if not path.is_file():
-        return {}
-    losses = [step["loss"] for step in json.loads(path.read_text(encoding="utf-8"))["history"]]
-    if not losses:
-        return {}
-    return {
-        "train_loss_first": sum(losses[:window]) / len(losses[:window]),
-        "train_loss_last": sum(losses[-window:]) / len(losses[-window:]),
-    }
-
-
-def train_stage(
-    config: ImdbConfig, spec: RunSpec, start: str, run_dir: Path, seed: int, demos: Path | None, prefs: Path | None,
-    prompts: Path | None = None, eval_prefs: Path | None = None,
-) -> Path:
-    """Train ``spec`` (a recipe with its method and loop sections) from the policy at ``start``
-    on the record files it uses (the RL methods sample on ``prompts``); returns its final
-    policy's folder."""
-    method = spec.recipe
-    done = final_policy(run_dir, method)
-    if (done / "config.json").is_file():
-        reuse_check(spec, done)
-        log.info("%s: already trained in %s", spec.name, done)
-        return done
-    model, recipe = config.model, RECIPES[method]
-    train_config = TrainConfig(
-        model=ModelConfig(name_or_path=start, dtype=model.dtype),
-        data=DataConfig(
-            demonstrations=str(demos) if demos and recipe.uses_demos else None,
-            preferences=str(prefs) if prefs and recipe.uses_prefs else None,
-            eval_preferences=str(eval_prefs) if eval_prefs and prefs and recipe.uses_prefs else None,
-            prompts=str(prompts) if prompts and recipe.uses_prompts else None,
-            max_length=model.max_length,
-            max_prompt_length=model.max_prompt_length,
-        ),
-        method=copy.deepcopy(spec.method),
-        loop=replace(spec.loop, output_dir=str(run_dir), seed=seed),
-    )
-    # one method section serves every method of the run; an unfinished unit's folder is this
-    # unit's to replace (a finished one was reused above), or to resume when it is the same run
-    train(method, train_config, report_ignored=False, overwrite=True)
-    return done
-
-
-def heldout_accuracy(config: ImdbConfig, spec: RunSpec, run_dir: Path, policy: Path, pi_sft: Path, eval_prefs: Path) -> float:
-    """Preference accuracy on the held-out pairs of the run's reward: the reward model of
-    RLHF (its reward stage) and of AIHF's Algorithm 1 (the joint reward at the end), the
-    implicit reward beta log(pi / pi_SFT) of every other method."""
-    from aihf.lm.evaluate import evaluate
-
-    lengths = dict(max_length=config.model.max_length, max_prompt_length=config.model.max_prompt_length)
-    recipe = RECIPES[spec.recipe]
-    if recipe.reward == "explicit":
-        reward = run_dir / "reward" / "final" / "reward" if spec.recipe == "rlhf" else run_dir / "final" / "reward"
-        return evaluate(str(reward), preferences=str(eval_prefs), **lengths)["preference_accuracy"]
-    return evaluate(str(policy), preferences=str(eval_prefs), reference_path=str(pi_sft), beta=spec.method.beta, **lengths)[
-        "preference_accuracy"
-    ]
-
-
 def unit_key(config: ImdbConfig, evaluator: "Evaluator", pi_sft: Path) -> dict:
     """What a finished unit's result depends on beyond its own run config: the evaluation
     prompts and pi_SFT's weights (SHA-256), the start and reference of every run."""
     digest = hashlib.sha256((pi_sft / "model.safetensors").read_bytes()).hexdigest()
     return {"evaluate_on": config.generation.evaluate_on, "prompts": evaluator.prompts, "pi_sft_sha256": digest}
-
-
-def finished_unit(evaluator: "Evaluator", spec: RunSpec, run_dir: Path, seed: int, key: dict) -> dict | None:
-    """The results row of a unit (one run, one seed) that has finished before, from its
-    ``evaluation.json``, or None. A unit is finished when that file names the same
-    evaluation prompts and pi_SFT: its weights need not be there (the committed raw results
-    of a tuning grid let a later session skip it), and its stage config, when there, must be
-    the variant's (``reuse_check``)."""
-    path = run_dir / "evaluation.json"
-    if not path.is_file():
-        return None
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    if saved.get("key") != key:
-        return None
-    reuse_check(spec, final_policy(run_dir, spec.recipe))
-    evaluator.generations[(spec.name, seed)] = saved["generations"]
-    return saved["row"]
-
-
-def evaluate_run(
-    config: ImdbConfig, evaluator: "Evaluator", spec: RunSpec, run_dir: Path, policy: Path, seed: int,
-    pi_sft: Path, data_files: "SettingData", key: dict,
-) -> dict[str, float]:
-    """One trained run's results row (evaluation metrics, training losses, held-out preference
-    accuracy), written to ``run_dir/evaluation.json`` with its scored answers and ``key``
-    (:func:`finished_unit` reads it back)."""
-    row = {**evaluator.policy_run(spec.name, policy, seed), **training_losses(policy)}
-    if data_files.eval_preferences:
-        row["heldout_pref_accuracy"] = heldout_accuracy(config, spec, run_dir, policy, pi_sft, data_files.eval_preferences)
-    path = run_dir / "evaluation.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"key": key, "row": row, "generations": evaluator.generations[(spec.name, seed)]}), encoding="utf-8")
-    tmp.replace(path)
-    return row
 
 
 def summarised(entry: dict) -> dict:
@@ -417,7 +292,7 @@ def claim_output_dir(out: Path, config: ImdbConfig) -> None:
 
     Finished stages are reused by path, so only the keys that add or select runs in their
     own folders (``RUN_SELECTION``: ``methods``, ``seeds``, ``variants``, ``grid``,
-    ``setting_variants``; a reused run is checked against its variant, ``reuse_check``),
+    ``setting_variants``; a reused run is checked against its variant, ``units.reuse_check``),
     ``model.device`` (where the rest is sampled) and the keys of the training and SFT loops that
     do not change a run's steps (output folder, resumption, progress bar) may change between
     runs into one directory, and so may a setting that the directory's config lacks (added to
