@@ -119,37 +119,20 @@ def _two_ranks(out: Path, folder: Path, *overrides: str, expect: int | None = 0)
 @pytest.mark.e2e
 def test_two_cpu_processes_match_one_with_twice_the_accumulation(one_process, tmp_path):
     """The whole experiment as 2 gloo processes (``ranks.run_ranks``) with accumulation 1:
-    SFT, RLHF's reward stage, DPO, IPO, SPIN, AIHF-DPO and Self-Play-AIHF (with their sharded
-    self-play samples) have the one-process losses. The RLOO stages (RLHF's policy stage,
-    AIHF) scale rewards by running statistics that each process keeps of its own rewards
-    (``aihf.lm.rl.RewardScaler``), so theirs differ; without the scaling they match too
-    (:func:`test_rloo_stages_match_across_processes_without_reward_scaling`)."""
+    every stage has the one-process losses: SFT, RLHF's reward and policy stages, DPO, IPO,
+    SPIN, AIHF-DPO, Self-Play-AIHF (with their sharded self-play samples) and AIHF, whose RLOO
+    steps scale rewards by running statistics folded in rank order, as one process folds its
+    micro-batches in turn (``ExplicitRewardMethod._scaled_in_rank_order``)."""
     out = tmp_path / "two"
     logs = _two_ranks(out, tmp_path)
     assert "2 process(es)" in logs[0].read_text()
     runs = Path("runs") / "ultra"
-    stages = [Path("sft"), runs / "rlhf" / "seed-0" / "reward",
-              *(runs / m / "seed-0" for m in ("dpo", "ipo", "spin", "aihf-dpo", "self-play-aihf"))]
+    stages = [Path("sft"), runs / "rlhf" / "seed-0" / "reward", runs / "rlhf" / "seed-0" / "policy",
+              *(runs / m / "seed-0" for m in ("dpo", "ipo", "spin", "aihf-dpo", "self-play-aihf", "aihf"))]
     for stage in stages:
         assert _losses(out / stage) == pytest.approx(_losses(one_process / stage), rel=1e-5, abs=1e-6), stage
     assert json.loads((out / "results.json").read_text())["settings"]["ultra"]["base"]["runs"] == \
         json.loads((one_process / "results.json").read_text())["settings"]["ultra"]["base"]["runs"]
-
-
-@pytest.mark.slow
-def test_rloo_stages_match_across_processes_without_reward_scaling(tmp_path):
-    """RLHF's policy stage and AIHF with ``method.reward_normalize=false``: 2 processes give the
-    one-process losses (the micro-batches' records and sampling seeds do not depend on the
-    process count); with the scaling on, its per-process statistics make them differ."""
-    from aihf.cli import main
-
-    overrides = ["methods=[rlhf,aihf]", "method.reward_normalize=false"]
-    one = tmp_path / "one"
-    assert main(["experiment", "ultra", "--preset", "fixture", "--output-dir", str(one), *overrides]) == 0
-    two = tmp_path / "two"
-    _two_ranks(two, tmp_path, *overrides)
-    for stage in (Path("runs/ultra/rlhf/seed-0/policy"), Path("runs/ultra/aihf/seed-0")):
-        assert _losses(two / stage) == pytest.approx(_losses(one / stage), rel=1e-5, abs=1e-6), stage
 
 
 @pytest.mark.e2e

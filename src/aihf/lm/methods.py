@@ -655,14 +655,26 @@ class ExplicitRewardMethod(_Records):
         """Step 1: RLOO on the scaled rewards r'(x, y) (``RewardScaler``, updated with the
         training rewards of all processes) minus beta * log(pi/pi_ref)(y|x)."""
         rewards = rewards.detach()
-        if split == "train":
-            self.scaler.update(self.accelerator.gather(rewards))
+        scaled = self._scaled_in_rank_order(rewards) if split == "train" else self.scaler(rewards)
         loss, metrics = rloo_step(
             lambda model: self.logps(model, samples)[0],
-            self.models["policy"], self.reference_model, self.scaler(rewards), self.config.rloo_k, self.config.beta,
+            self.models["policy"], self.reference_model, scaled, self.config.rloo_k, self.config.beta,
         )
         metrics.update(reward_raw_mean=float(rewards.mean()), reward_raw_std=float(rewards.std(unbiased=False)))
         return loss, metrics
+
+    def _scaled_in_rank_order(self, rewards: torch.Tensor) -> torch.Tensor:
+        """This process's training rewards, scaled after every process's rewards are folded into
+        the scaler in rank order, this one's with the statistics up to its own rank: the numbers
+        of one process taking the ranks' micro-batches one after another (gradient accumulation),
+        and the same statistics on every process afterwards."""
+        acc = self.accelerator
+        scaled = rewards
+        for rank, chunk in enumerate(acc.gather(rewards).reshape(acc.num_processes, -1)):
+            self.scaler.update(chunk)
+            if rank == acc.process_index:
+                scaled = self.scaler(rewards)
+        return scaled
 
     def reward_step(self, r_demo, r_compared, r_chosen, r_rejected) -> torch.Tensor:
         """Step 3: l_R on r(x, y_E) vs the samples it is compared with, and r(x, y_w) vs r(x, y_l)."""
