@@ -63,6 +63,25 @@ def test_torch_threads_share_the_available_cores_unless_omp_num_threads_is_set(m
         torch.set_num_threads(before)
 
 
+def test_a_busy_machine_is_named_with_what_to_do(monkeypatch, caplog):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr("aihf.runtime.CGROUP_CPU_MAX", Path("/nonexistent/cpu.max"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    try:
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.4, 0.3, 0.2))
+        with caplog.at_level("WARNING", logger="aihf.runtime"):
+            assert set_torch_threads() == 2
+        assert not caplog.records
+        monkeypatch.setattr(os, "getloadavg", lambda: (5.7, 5.0, 4.0))
+        with caplog.at_level("WARNING", logger="aihf.runtime"):
+            assert set_torch_threads() == 2  # the count stays what the cores give: a result must not depend on the load
+        assert "load average 5.7 on 2 cores" in caplog.text and "OMP_NUM_THREADS=1" in caplog.text
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_every_command_sets_the_threads_first(monkeypatch, tmp_path, capsys):
     from aihf import cli
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -18,6 +19,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
 
 
 # What a result depends on, recorded with it (run.json, every experiment's results.json); the
@@ -74,8 +77,14 @@ def set_torch_threads() -> int | None:
     if os.environ.get("OMP_NUM_THREADS"):
         return None
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    threads = max(1, available_cores() // processes)
+    cores = available_cores()
+    threads = max(1, cores // processes)
     torch.set_num_threads(threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if threads > 1 and load >= cores:  # the cores are taken: threads that wait on each other spin
+        log.warning("this machine is busy (load average %.1f on %d cores): %d torch threads per process will "
+                    "wait on each other; OMP_NUM_THREADS=1 may run several times faster (results differ in the "
+                    "last digits with the thread count)", load, cores, threads)
     return threads
 
 
