@@ -141,7 +141,8 @@ def test_code_version_names_the_checkouts_commit_and_whether_it_is_dirty(tmp_pat
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=Path(runtime.__file__).parents[2]).stdout.strip()
     assert version is not None and version["commit"] == head and isinstance(version["dirty"], bool)
+    assert runtime.package_versions()["aihf_commit"] == head + ("+dirty" if version["dirty"] else "")
     fake = tmp_path / "site-packages" / "aihf" / "runtime.py"  # installed from a wheel: no checkout
     fake.parent.mkdir(parents=True)
     monkeypatch.setattr(runtime, "__file__", str(fake))
-    assert runtime.code_version() is None
+    assert runtime.code_version() is None and "aihf_commit" not in runtime.package_versions()

@@ -52,13 +52,18 @@ def code_version() -> dict[str, Any] | None:
 
 
 def package_versions() -> dict[str, str]:
-    """``{"python": ..., package: version}`` for each of :data:`RECORDED_PACKAGES` installed."""
+    """``{"python": ..., package: version}`` for each of :data:`RECORDED_PACKAGES` installed,
+    and ``aihf_commit`` (``SHA``, or ``SHA+dirty`` when tracked files differ from it) when aihf
+    runs from a git checkout (:func:`code_version`): what every results.json and run.json records."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0]}
     for name in RECORDED_PACKAGES:
         with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
+    code = code_version()
+    if code is not None:
+        out["aihf_commit"] = code["commit"] + ("+dirty" if code["dirty"] else "")
     return out
 
 

@@ -48,7 +48,7 @@ from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage
 from aihf.lm.models import load_causal_lm
-from aihf.runtime import code_version, package_versions
+from aihf.runtime import package_versions
 
 log = logging.getLogger(__name__)
 BASELINE = "pi_sft"
@@ -337,7 +337,6 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     results: dict = {
         "config": asdict(config),
         "versions": package_versions(),
-        "code": code_version(),
         "gold_heldout_accuracy": gold.heldout_accuracy,
         "judge": {"name": judge.name, **judge_report},
         "data": {},
