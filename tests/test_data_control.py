@@ -266,3 +266,13 @@ def test_segments_of_different_lengths_are_padded_and_masked(tmp_path):
         SegmentPreferenceSet(z, z[..., :2], z, z[..., :2], len_w=np.array([4.0, 4.0]), len_l=np.array([4, 4]))
     with pytest.raises(DataError, match=r"field 'len_l': len_w and len_l come together"):
         SegmentPreferenceSet(z, z[..., :2], z, z[..., :2], len_w=np.array([4, 4]))
+
+
+def test_a_pools_segment_lengths_are_checked_as_the_sets_are():
+    from aihf.control.preferences import SegmentPool
+
+    z = np.zeros((3, 4, 2))
+    with pytest.raises(DataError, match=r"^index 2 \(0-based\), field 'lengths': length 0 is outside \[1, 4\]"):
+        SegmentPool(z, z[..., :1], np.zeros(3), np.zeros(3, np.int64), lengths=np.array([4, 2, 0]))
+    pool = SegmentPool(z, z[..., :1], np.zeros(3), np.zeros(3, np.int64), lengths=np.array([4, 2, 1]))
+    assert pool.preferences(np.array([[0, 2]])).len_l.tolist() == [1]

@@ -23,7 +23,7 @@ import numpy as np
 
 from aihf.data import DataError, SegmentPreferenceSet
 from aihf.data.builders import bradley_terry_first_wins
-from aihf.data.trajectories import _array, _same_length, load_npz
+from aihf.data.trajectories import _array, _same_length, check_segment_lengths, load_npz
 
 POOL_ARRAYS = ("obs", "act", "returns", "source")
 OPTIONAL_POOL_ARRAYS = ("lengths",)
@@ -91,18 +91,12 @@ class SegmentPool:
         for name, rank in ranks:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _array(getattr(self, name), name, rank, dtype=None))
-        for name, what in (("source", "policy indices"), ("lengths", "segment lengths")):
-            value = getattr(self, name)
-            if value is not None and not np.issubdtype(value.dtype, np.integer):
-                raise DataError(f"expected integer {what}, got dtype {value.dtype}", field=name)
+        if not np.issubdtype(self.source.dtype, np.integer):
+            raise DataError(f"expected integer policy indices, got dtype {self.source.dtype}", field="source")
         _same_length({name: getattr(self, name) for name in (*POOL_ARRAYS, *OPTIONAL_POOL_ARRAYS)})
         _same_length({"obs": self.obs, "act": self.act}, axis=1)
         if self.lengths is not None:
-            bad = (self.lengths < 1) | (self.lengths > self.obs.shape[1])
-            if bad.any():
-                row = int(np.argmax(bad))
-                raise DataError(f"length {int(self.lengths[row])} is outside [1, {self.obs.shape[1]}]",
-                                field="lengths", row=row)
+            check_segment_lengths(self.lengths, self.obs.shape[1], "lengths")
 
     def __len__(self) -> int:
         return len(self.obs)

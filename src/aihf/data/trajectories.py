@@ -287,15 +287,8 @@ class SegmentPreferenceSet(_ArraySet):
         if (self.len_w is None) != (self.len_l is None):
             raise DataError("len_w and len_l come together (or neither)", field="len_l" if self.len_w is not None else "len_w")
         for name in ("len_w", "len_l"):
-            lengths = getattr(self, name)
-            if lengths is None:
-                continue
-            if not np.issubdtype(lengths.dtype, np.integer):
-                raise DataError(f"expected integer segment lengths, got dtype {lengths.dtype}", field=name)
-            bad = (lengths < 1) | (lengths > self.obs_w.shape[1])
-            if bad.any():
-                row = int(np.argmax(bad))
-                raise DataError(f"length {int(lengths[row])} is outside [1, {self.obs_w.shape[1]}]", field=name, row=row)
+            if getattr(self, name) is not None:
+                check_segment_lengths(getattr(self, name), self.obs_w.shape[1], name)
 
     def mask_w(self) -> np.ndarray:
         """[N, L] float32: 1 for the preferred segments' real steps, 0 for padding."""
@@ -330,6 +323,17 @@ class SegmentPreferenceSet(_ArraySet):
         n_l = self.obs_l.shape[1] if self.len_l is None else int(self.len_l[i])
         return SegmentPreference(Trajectory(self.obs_w[i, :n_w], self.act_w[i, :n_w]),
                                  Trajectory(self.obs_l[i, :n_l], self.act_l[i, :n_l]))
+
+
+def check_segment_lengths(lengths: np.ndarray, longest: int, field: str) -> None:
+    """Real lengths of padded segments: integers in [1, ``longest``]; a DataError names the
+    first bad one (``row``) and ``field``."""
+    if not np.issubdtype(lengths.dtype, np.integer):
+        raise DataError(f"expected integer segment lengths, got dtype {lengths.dtype}", field=field)
+    bad = (lengths < 1) | (lengths > longest)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"length {int(lengths[row])} is outside [1, {longest}]", field=field, row=row)
 
 
 def _mask(lengths: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
