@@ -17,7 +17,6 @@ seed (common random numbers, as in the IMDb experiment).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aihf.data import PromptRecord
-from aihf.experiments.dialogue.judge import Judge, prompt_text
+from aihf.eval.generations import write_generations
 from aihf.eval.metrics import kl_to_reference, win_rate
+from aihf.experiments.dialogue.judge import Judge, prompt_text
 from aihf.lm.batching import Encoder
 from aihf.lm.batching import Sequence as TokenSequence
 from aihf.lm.generation import HFSampler
@@ -112,19 +112,7 @@ class Evaluator:
         """Every scored answer as ``<name>-seed-<s>.jsonl`` and ``samples.md`` (the first
         ``num_samples`` prompts with each policy's first-seed answer and its judge reward);
         the trained policies' answers are then dropped (the baseline's stay)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        for (name, seed), rows in self.generations.items():
-            text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            (folder / f"{name}-seed-{seed}.jsonl").write_text(text, encoding="utf-8")
-        first = self.seeds[0]
-        names = [name for name, seed in self.generations if seed == first]
-        lines = [f"# Sample generations (seed {first}; {self.judge.name} judge reward)\n"]
-        for i, prompt in enumerate(self.texts[:num_samples]):
-            lines.append(f"\n## Prompt {i + 1}\n\n```\n{prompt.strip()}\n```\n\n")
-            for name in names:
-                row = self.generations[(name, first)][i]
-                lines.append(f"- **{name}** ({row['judge']:+.2f}): {' '.join(row['response'].split())}\n")
-        path = folder / "samples.md"
-        path.write_text("".join(lines), encoding="utf-8")
+        path = write_generations(folder, self.generations, self.seeds[0], self.texts,
+                                 f"{self.judge.name} judge reward", ("judge",), num_samples, fenced_prompts=True)
         self.generations = {key: rows for key, rows in self.generations.items() if key[0] == self.baseline_name}
         return path

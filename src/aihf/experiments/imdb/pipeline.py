@@ -40,6 +40,7 @@ from aihf.data import DataError, PromptRecord, write_jsonl
 from aihf.data.builders import BuildConfig, ScoredResponse, build_datasets
 from aihf.eval.gold import GoldScorer, load_gold
 from aihf.eval.judge import Judge, make_judge
+from aihf.eval.generations import write_generations
 from aihf.eval.metrics import generation_metrics, kl_to_reference, summarise_runs
 from aihf.eval.plots import write_outputs
 from aihf.experiments.imdb import data
@@ -268,21 +269,8 @@ class Evaluator:
         """Every scored answer as ``<name>-seed-<s>.jsonl`` in ``folder``, and ``samples.md``: the
         first ``num_samples`` prompts with each policy's first-seed answer and its scores.
         The trained policies' answers are then dropped (pi_SFT's stay for the next setting)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        for (name, seed), rows in self.generations.items():
-            lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            (folder / f"{name}-seed-{seed}.jsonl").write_text(lines, encoding="utf-8")
-        first_seed = self.config.seeds[0]
-        names = [name for name, seed in self.generations if seed == first_seed]
-        text = [f"# Sample generations (seed {first_seed}; gold reward / {self.judge.name} judge)\n"]
-        for i, prompt in enumerate(self.prompts[:num_samples]):
-            text.append(f"\n## Prompt {i + 1}: {prompt!r}\n")
-            for name in names:
-                row = self.generations[(name, first_seed)][i]
-                response = " ".join(row["response"].split()).replace("|", "\\|")
-                text.append(f"- **{name}** ({row['gold_reward']:+.2f} / {row['judge']:+.2f}): {response}\n")
-        path = folder / "samples.md"
-        path.write_text("".join(text), encoding="utf-8")
+        path = write_generations(folder, self.generations, self.config.seeds[0], self.prompts,
+                                 f"gold reward / {self.judge.name} judge", ("gold_reward", "judge"), num_samples)
         self.generations = {key: rows for key, rows in self.generations.items() if key[0] == BASELINE}
         return path
 
