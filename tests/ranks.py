@@ -28,15 +28,19 @@ def run_ranks(argv: list[str], folder: Path, processes: int = 2, timeout: float 
         with log.open("w") as out:
             ranks.append(subprocess.Popen(argv, env={**common, "RANK": str(r), "LOCAL_RANK": str(r)},
                                           stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+    timed_out = False
     try:
         for rank in ranks:
             rank.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        timed_out = True
         for rank in ranks:
             os.killpg(rank.pid, signal.SIGKILL)  # nothing left behind
             rank.wait()
     for r, (rank, log) in enumerate(zip(ranks, logs)):
-        assert rank.returncode >= 0, f"rank {r} was killed (timeout {timeout} s):\n{log.read_text()[-4000:]}"
+        if rank.returncode < 0:
+            why = f"outlived the {timeout} s timeout" if timed_out else f"died of {signal.Signals(-rank.returncode).name}"
+            raise AssertionError(f"rank {r} {why}:\n{log.read_text()[-4000:]}")
         assert expect is None or rank.returncode == expect, \
             f"rank {r} exited with {rank.returncode}:\n{log.read_text()[-4000:]}"
     return logs

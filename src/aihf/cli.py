@@ -237,7 +237,7 @@ def _os_error(err: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; an expected failure (config, data, run folder, file system, NaN, Ctrl-C)
     ends in one line on stderr and a non-zero status (``--debug``: the traceback too)."""
-    from aihf.runtime import NonFiniteLossError, TrainingInterrupted, set_torch_threads
+    from aihf.runtime import NonFiniteLossError, TrainingInterrupted, end_processes, set_torch_threads
 
     args = parse_args(argv)
     set_torch_threads()  # the cores this process may use, unless OMP_NUM_THREADS says otherwise
@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("aihf: interrupted", file=sys.stderr)
         return 130
+    finally:
+        end_processes()
 
 
 if __name__ == "__main__":

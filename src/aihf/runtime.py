@@ -124,6 +124,19 @@ def process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
+def end_processes() -> None:
+    """Destroy the process group of a multi-process run, if one was made, before the
+    interpreter exits. Left to the interpreter's teardown, gloo's threads can be destroyed
+    while they still wait on a peer that has already exited (a rank that stopped on an
+    error the main process raised), and the C++ runtime aborts the process
+    ("terminate called without an active exception") after its one-line error (pytorch issue
+    190489)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and every CUDA device)."""
     random.seed(seed)
