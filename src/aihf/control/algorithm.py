@@ -6,7 +6,7 @@ SAC's replay buffer relabels every sampled minibatch with the current r_theta
 (``ControlLoopConfig.schedule``) decide when the reward steps (``reward_step.RewardLearner``) happen:
 
 ``alternating`` (docs/method.md section 3's single loop)
-    one SB3 ``SAC.learn`` call; a callback does, every ``reward_every`` environment steps
+    one ``SAC.learn`` call; a callback does, every ``reward_every`` environment steps
     (= K SAC updates with train_freq = gradient_steps = 1), ``reward_updates`` reward steps
     on demonstrations vs. transitions drawn from the last ``policy_window`` replay entries,
     plus segment preferences.
@@ -39,7 +39,6 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
 from aihf.config import Settings, setting
@@ -47,6 +46,7 @@ from aihf.control.policy_io import save_policy
 from aihf.control.relabel import RelabelledReplayBuffer
 from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
+from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
 from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet
 from aihf.runtime import set_seed
@@ -59,10 +59,12 @@ Schedule = Literal["alternating", "ml_irl"]
 
 @dataclass
 class SACConfig(Settings):
-    """SB3 SAC settings of the policy step. ``ent_coef``: None (default) fixes SAC's entropy
-    temperature at the objective's ``reward.beta``; ``"auto"`` lets SB3 tune it (then beta
-    no longer weighs the entropy, and the run says so); a number sets it directly."""
+    """SAC settings of the policy step (``backend``: ``sac_backend``). ``ent_coef``: None
+    (default) fixes SAC's entropy temperature at the objective's ``reward.beta``; ``"auto"``
+    lets SAC tune it (then beta no longer weighs the entropy, and the run says so); a number
+    sets it directly."""
 
+    backend: Backend = setting("sb3", help="sb3 (PyTorch) | sbx (JAX, faster; pip install 'aihf[fast]')")
     net_arch: list[int] = setting(factory=lambda: [256, 256], help="hidden sizes of actor and critics")
     learning_rate: float = setting(3e-4, gt=0, help="Adam learning rate of actor, critics (and temperature)")
     batch_size: int = setting(256, gt=0, help="transitions per SAC update")
@@ -170,7 +172,7 @@ def policy_trajectories(policy, env: gym.Env, n: int, seed: int) -> list[Traject
     return [run_episode(act, env, seed + i) for i in range(n)]
 
 
-def _ml_irl_iterations(model: SAC, cfg: ControlLoopConfig, learner: RewardLearner, callback: "_AlgorithmOneCallback",
+def _ml_irl_iterations(model, cfg: ControlLoopConfig, learner: RewardLearner, callback: "_AlgorithmOneCallback",
                        collect_env: gym.Env, seed: int, method: str) -> None:
     """The ml_irl schedule (module docstring): SAC for ``iteration_steps``, then fresh
     trajectories of the current policy, then ``reward_updates`` full-batch reward steps."""
@@ -218,13 +220,13 @@ def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,
     if method == "rlhf":
         pre_losses = [learner.step() for _ in range(cfg.reward_update_count())]
     s = cfg.sac
-    model = SAC(
-        "MlpPolicy", env, ent_coef=entropy_temperature(cfg), learning_rate=s.learning_rate, buffer_size=s.buffer_size,
+    model = make_sac(
+        s.backend, env, ent_coef=entropy_temperature(cfg), learning_rate=s.learning_rate, buffer_size=s.buffer_size,
         learning_starts=s.learning_starts, batch_size=s.batch_size, train_freq=s.train_freq,
         gradient_steps=s.gradient_steps, policy_kwargs={"net_arch": s.net_arch},
         replay_buffer_class=RelabelledReplayBuffer,
         replay_buffer_kwargs={"reward_fn": learner.net if learner else None, "reward_shift": cfg.reward_shift},
-        tensorboard_log=str(Path(out_dir) / "tb") if out_dir else None, seed=seed, device="cpu", verbose=0,
+        tensorboard_log=str(Path(out_dir) / "tb") if out_dir else None, seed=seed, verbose=0,
     )
     callback = _AlgorithmOneCallback(cfg, learner, alternate and cfg.schedule == "alternating", eval_env, seed, progress)
     if alternate and cfg.schedule == "ml_irl":

@@ -1,10 +1,11 @@
-"""Save and load SAC policies as safetensors (no pickle).
+"""Save and load SAC policies as safetensors (no pickle), for either SAC backend.
 
 stable-baselines3's ``.zip`` stores the network weights as torch state dicts read back with
 ``torch.load(weights_only=True)``, but its ``data`` entry holds cloudpickled objects
 (policy class, learning-rate schedule, spaces) that ``SAC.load`` unpickles, and the replay
-buffer is a plain pickle. So shipped policies are the policy's state dict in safetensors
-plus the few plain settings needed to rebuild it (``net_arch``), never an SB3 ``.zip``.
+buffer is a plain pickle (sbx's ``.zip`` likewise). So shipped policies are the policy's
+weights in safetensors (``sac_backend.policy_tensors``) plus the few plain settings needed to
+rebuild it (``net_arch``, and ``backend`` for an sbx policy), never a ``.zip``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from pathlib import Path
 
 import gymnasium as gym
 from safetensors.torch import load_file, save_file
-from stable_baselines3 import SAC
-from stable_baselines3.sac.policies import SACPolicy
+
+from aihf.control.sac_backend import load_policy_tensors, make_sac, policy_backend, policy_tensors
 
 
-def save_policy(policy: SACPolicy, path: str | Path, meta: dict | None = None) -> None:
-    """Write ``policy.state_dict()`` to ``path`` (safetensors) with ``meta`` as string metadata."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    save_file(tensors, str(path), metadata={k: json.dumps(v) for k, v in (meta or {}).items()})
+def save_policy(policy, path: str | Path, meta: dict | None = None) -> None:
+    """Write ``policy``'s weights to ``path`` (safetensors) with ``meta`` and the backend
+    (``"sb3"`` or ``"sbx"``) as string metadata."""
+    meta = {**(meta or {}), "backend": policy_backend(policy)}
+    save_file(policy_tensors(policy), str(path), metadata={k: json.dumps(v) for k, v in meta.items()})
 
 
 def policy_metadata(path: str | Path) -> dict:
@@ -32,15 +34,15 @@ def policy_metadata(path: str | Path) -> dict:
         return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
 
 
-def load_policy(path: str | Path, env: gym.Env) -> SACPolicy:
-    """Rebuild an SB3 SAC policy for ``env`` from a file written by ``save_policy``.
+def load_policy(path: str | Path, env: gym.Env):
+    """Rebuild the SAC policy (SB3's or sbx's, as the file says; SB3 for files that name no
+    backend) for ``env`` from a file written by ``save_policy``.
 
     The file's metadata must hold ``net_arch`` (a list of hidden sizes).
     """
-    net_arch = policy_metadata(path)["net_arch"]
-    model = SAC("MlpPolicy", env, policy_kwargs={"net_arch": net_arch}, device="cpu", buffer_size=1)
-    state = load_file(str(path))
-    model.policy.load_state_dict(state)
+    meta = policy_metadata(path)
+    model = make_sac(meta.get("backend", "sb3"), env, policy_kwargs={"net_arch": meta["net_arch"]}, buffer_size=1)
+    load_policy_tensors(model.policy, load_file(str(path)))
     model.policy.set_training_mode(False)
     return model.policy
 
