@@ -1,18 +1,23 @@
 """Train the SAC experts behind data/mujoco (true reward), resumably.
 
-    nice -n 10 python scripts/make_mujoco_experts.py --env Hopper-v5 --steps 100000 --seed 0 \
-        --out runs/experts/Hopper-v5
+    nice -n 10 python scripts/make_mujoco_experts.py --env Hopper-v5 --steps 1000000 --seed 0 \
+        --backend sbx --batched-updates 32 --out runs/experts/Hopper-v5
 
-Re-running the same command resumes from the last checkpoint. See src/aihf/control/expert.py
-for what is written; provenance.json holds seed, steps, wall time and the evaluated return.
+Re-running the same command resumes from the last checkpoint, and the resumed run is the
+uninterrupted one. See src/aihf/control/expert.py for what is written; provenance.json holds
+seed, steps, wall time and the evaluated return. ``--backend sbx`` needs ``aihf[fast]``.
 """
 
-import argparse
-import json
+import os
 
-import torch
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
-from aihf.control.expert import ExpertConfig, train_expert
+import argparse  # noqa: E402
+import json  # noqa: E402
+
+import torch  # noqa: E402
+
+from aihf.control.expert import ExpertConfig, train_expert  # noqa: E402
 
 
 def main() -> None:
@@ -22,12 +27,16 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--net-arch", type=int, nargs="+", default=[256, 256])
     p.add_argument("--checkpoint-every", type=int, default=10_000)
+    p.add_argument("--learning-starts", type=int, default=5_000)
+    p.add_argument("--backend", choices=["sb3", "sbx"], default="sb3")
+    p.add_argument("--batched-updates", type=int, default=1, help="train_freq = gradient_steps (sbx: 32)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = ExpertConfig(env=args.env, steps=args.steps, seed=args.seed, net_arch=args.net_arch,
-                       checkpoint_every=args.checkpoint_every)
+                       checkpoint_every=args.checkpoint_every, learning_starts=args.learning_starts,
+                       backend=args.backend, batched_updates=args.batched_updates)
     print(json.dumps(train_expert(cfg, args.out), indent=2))
 
 

@@ -1,18 +1,26 @@
 """Train the experts whose rollouts become the MuJoCo data: SAC on the true reward.
 
-Resumable: every ``checkpoint_every`` environment steps the run writes
+Resumable, and a resumed run is the uninterrupted one. At the first round of environment
+steps (SB3's ``collect_rollouts``) that starts at or after every ``checkpoint_every`` steps,
+the run writes
   checkpoints/step_<N>.safetensors   the policy (actor + critics) via ``policy_io.save_policy``
-  resume/model.zip, resume/replay_buffer.pkl   SB3's own format, to continue an interrupted
-                                     run (pickles inside: local only, never shipped)
+  resume/model.zip, resume/replay_buffer.pkl   the backend's own format, to continue an
+                                     interrupted run (pickles inside: local only, never shipped)
+  resume/run_state.json              the environment and random generators (``RunState``)
   progress.jsonl                     one line per finished training episode
 and at the end ``provenance.json`` (seed, steps, wall time, evaluated return, versions).
-Re-running the same command continues from ``resume/`` when it exists.
+Re-running the same command continues from ``resume/`` when it exists
+(``test_a_resumed_expert_run_is_the_uninterrupted_run``). A round's start is the one point
+where SB3's state is whole: the last transition is stored, the last observation kept
+(``_last_obs``, saved with the model) and the updates of the round before are made.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,17 +29,20 @@ import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
-from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 
 from aihf.control.policy_io import save_policy
 from aihf.control.rollout import evaluate_policy_return
+from aihf.control.sac_backend import Backend, make_sac, sac_class
+from aihf.runtime import package_versions
 
 
 @dataclass
 class ExpertConfig:
-    """SAC on the true reward (SB3 defaults except where named)."""
+    """SAC on the true reward (the backend's defaults except where named). ``batched_updates``:
+    ``train_freq = gradient_steps`` (one update per environment step either way; sbx runs
+    them in one compiled call)."""
 
     env: str = "Hopper-v5"
     steps: int = 100_000
@@ -40,14 +51,110 @@ class ExpertConfig:
     learning_starts: int = 5_000
     checkpoint_every: int = 10_000
     eval_episodes: int = 10
+    backend: Backend = "sb3"
+    batched_updates: int = 1
+
+
+class RunState:
+    """What an expert run's next step depends on beside the saved model, as JSON: Python's and
+    NumPy's global generators (the replay buffer samples with ``np.random``), torch's (SB3's
+    policy samples actions with it), sbx's JAX key of the updates (``model.key``: loading
+    the model seeds it again; the policy's own keys are saved with it), the
+    environment's generators (``np_random`` for resets, its action space's for the random
+    actions before ``learning_starts``), its MuJoCo integration state (``mj_getState``:
+    time, positions, velocities, controls and the solver's warm start, so the next step is
+    computed from the same numbers), the time limit's step count and the Monitor's episode
+    so far."""
+
+    @staticmethod
+    def capture(model) -> dict:
+        env = model.get_env().envs[0]
+        base = env.unwrapped
+        state = {
+            "python": _jsonable(random.getstate()),
+            "numpy": _jsonable(np.random.get_state(legacy=False)),
+            "torch": torch.get_rng_state().tolist(),
+            "env_np_random": _jsonable(base.np_random.bit_generator.state),
+            "action_space": _jsonable(env.action_space.np_random.bit_generator.state),
+            "wrappers": {},
+        }
+        if hasattr(model, "key"):  # sbx
+            state["jax_key"] = np.asarray(model.key).tolist()
+        if hasattr(base, "data"):  # a MuJoCo environment
+            import mujoco
+
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION
+            physics = np.empty(mujoco.mj_stateSize(base.model, spec))
+            mujoco.mj_getState(base.model, base.data, physics, spec)
+            state["mujoco"] = physics.tolist()
+        for wrapper in _wrappers(env):
+            if isinstance(wrapper, gym.wrappers.TimeLimit):
+                state["wrappers"]["time_limit_steps"] = wrapper._elapsed_steps
+            if isinstance(wrapper, Monitor):
+                state["wrappers"]["monitor_rewards"] = [float(r) for r in wrapper.rewards]
+        return state
+
+    @staticmethod
+    def restore(state: dict, model) -> None:
+        """Put ``model``'s environment (just reset: its wrappers start an episode) and every
+        generator back where ``state`` was taken."""
+        env = model.get_env().envs[0]
+        if "jax_key" in state:
+            import jax.numpy as jnp
+
+            model.key = jnp.asarray(state["jax_key"], dtype=jnp.uint32)
+        random.setstate(_tuples(state["python"]))
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+        base = env.unwrapped
+        base.np_random.bit_generator.state = state["env_np_random"]
+        env.action_space.np_random.bit_generator.state = state["action_space"]
+        if "mujoco" in state:
+            import mujoco
+
+            mujoco.mj_setState(base.model, base.data, np.asarray(state["mujoco"]), mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(base.model, base.data)
+        for wrapper in _wrappers(env):
+            if isinstance(wrapper, gym.wrappers.TimeLimit):
+                wrapper._elapsed_steps = state["wrappers"]["time_limit_steps"]
+            if isinstance(wrapper, Monitor):
+                wrapper.rewards = list(state["wrappers"]["monitor_rewards"])
+
+
+def _wrappers(env: gym.Env):
+    """``env`` and every wrapper inside it, outermost first."""
+    while True:
+        yield env
+        if not hasattr(env, "env"):
+            return
+        env = env.env
+
+
+def _jsonable(value):
+    """NumPy arrays and tuples inside a generator's state as JSON lists."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _tuples(value):
+    """``random.getstate()``'s nested tuples back from JSON lists."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 class _Checkpointer(BaseCallback):
-    """Writes the policy every ``every`` steps, the resume state, and per-episode returns."""
+    """Writes the policy and the resume state when a round of environment steps starts at or
+    after every ``every`` steps (module docstring), and per-episode returns."""
 
-    def __init__(self, out: Path, every: int, net_arch: list[int], t0: float, elapsed0: float):
+    def __init__(self, out: Path, cfg: ExpertConfig, t0: float, elapsed0: float):
         super().__init__()
-        self.out, self.every, self.net_arch = out, every, net_arch
+        self.out, self.every, self.net_arch = out, cfg.checkpoint_every, cfg.net_arch
         self.t0, self.elapsed0 = t0, elapsed0
 
     def elapsed(self) -> float:
@@ -60,20 +167,48 @@ class _Checkpointer(BaseCallback):
                         "length": int(info["episode"]["l"]), "elapsed_s": round(self.elapsed(), 1)}
                 with open(self.out / "progress.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps(line) + "\n")
-        if self.num_timesteps % self.every == 0:
-            self.save()
         return True
 
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps >= self.due():
+            self.save()
+
+    def due(self) -> int:
+        """The step from which the next checkpoint is due: the first multiple of ``every``
+        after the last checkpoint's step."""
+        done = sorted((self.out / "checkpoints").glob("step_*.safetensors"))
+        last = int(done[-1].stem.split("_")[1]) if done else 0
+        return (last // self.every + 1) * self.every
+
     def save(self) -> None:
+        """The policy checkpoint, then the resume state, which replaces the last one only
+        once it is whole (``resume.new`` renamed; a crash in between leaves ``resume.old``,
+        which ``train_expert`` falls back to)."""
         step = self.num_timesteps
         (self.out / "checkpoints").mkdir(exist_ok=True)
         save_policy(self.model.policy, self.out / "checkpoints" / f"step_{step:07d}.safetensors",
                     {"net_arch": self.net_arch, "step": step})
-        resume = self.out / "resume"
-        resume.mkdir(exist_ok=True)
-        self.model.save(resume / "model.zip")
-        self.model.save_replay_buffer(resume / "replay_buffer.pkl")
-        (resume / "state.json").write_text(json.dumps({"step": step, "elapsed_s": self.elapsed()}))
+        new, current, old = (self.out / name for name in ("resume.new", "resume", "resume.old"))
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir()
+        self.model.save(new / "model.zip")
+        self.model.save_replay_buffer(new / "replay_buffer.pkl")
+        (new / "run_state.json").write_text(json.dumps(RunState.capture(self.model)))
+        (new / "state.json").write_text(json.dumps({"step": step, "elapsed_s": self.elapsed()}))
+        if current.exists():
+            current.rename(old)
+        new.rename(current)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _resume(cfg: ExpertConfig, resume: Path, env: gym.Env):
+    """The model saved in ``resume`` with its environment and generators back where they were."""
+    model = sac_class(cfg.backend).load(resume / "model.zip", env=env, force_reset=False,
+                                         **({"device": "cpu"} if cfg.backend == "sb3" else {}))
+    model.load_replay_buffer(resume / "replay_buffer.pkl")
+    model.get_env().envs[0].reset()  # the wrappers' bookkeeping starts an episode; RunState puts the rest back
+    RunState.restore(json.loads((resume / "run_state.json").read_text()), model)
+    return model
 
 
 def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
@@ -82,35 +217,37 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = Monitor(gym.make(cfg.env))
     resume = out / "resume"
+    if not (resume / "state.json").exists() and (out / "resume.old" / "state.json").exists():
+        (out / "resume.old").rename(resume)  # a crash between the two renames of _Checkpointer.save
     elapsed0 = 0.0
     if (resume / "state.json").exists():
         state = json.loads((resume / "state.json").read_text())
         elapsed0 = state["elapsed_s"]
-        model = SAC.load(resume / "model.zip", env=env, device="cpu")
-        model.load_replay_buffer(resume / "replay_buffer.pkl")
+        model = _resume(cfg, resume, env)
         print(f"resuming {cfg.env} from step {state['step']}", flush=True)
     else:
-        model = SAC("MlpPolicy", env, policy_kwargs={"net_arch": cfg.net_arch},
-                    learning_starts=cfg.learning_starts, buffer_size=max(cfg.steps, 1),
-                    seed=cfg.seed, device="cpu")
+        model = make_sac(cfg.backend, env, policy_kwargs={"net_arch": cfg.net_arch},
+                         learning_starts=cfg.learning_starts, buffer_size=max(cfg.steps, 1),
+                         train_freq=cfg.batched_updates, gradient_steps=cfg.batched_updates, seed=cfg.seed)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    callback = _Checkpointer(out, cfg.checkpoint_every, cfg.net_arch, time.time(), elapsed0)
+    callback = _Checkpointer(out, cfg, time.time(), elapsed0)
     remaining = cfg.steps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=callback, reset_num_timesteps=False)
-    if model.num_timesteps % cfg.checkpoint_every:
-        callback.save()
     train_s = callback.elapsed()
     final = out / "checkpoints" / f"step_{model.num_timesteps:07d}.safetensors"
+    if not final.exists():
+        save_policy(model.policy, final, {"net_arch": cfg.net_arch, "step": model.num_timesteps})
     returns = evaluate_policy_return(model.policy, gym.make(cfg.env), cfg.eval_episodes, seed=10_000 + cfg.seed)
     record = {
         "env": cfg.env, "seed": cfg.seed, "steps": int(model.num_timesteps), "net_arch": cfg.net_arch,
-        "learning_starts": cfg.learning_starts, "algorithm": "SB3 SAC, defaults otherwise",
+        "learning_starts": cfg.learning_starts, "backend": cfg.backend, "batched_updates": cfg.batched_updates,
+        "algorithm": f"SAC ({cfg.backend}), its defaults otherwise",
         "train_wall_s": round(train_s, 1), "final_policy": final.name,
         "eval_episodes": cfg.eval_episodes, "eval_return_mean": float(np.mean(returns)),
         "eval_return_std": float(np.std(returns)), "eval_returns": [float(r) for r in returns],
         "resumed": elapsed0 > 0, "torch_threads": torch.get_num_threads(),
-        "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
+        "versions": {**package_versions(), "stable_baselines3": stable_baselines3.__version__,
                      "gymnasium": gym.__version__, "python": platform.python_version()},
     }
     (out / "provenance.json").write_text(json.dumps(record, indent=2))
