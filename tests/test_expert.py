@@ -24,7 +24,7 @@ def _episodes(folder):
 @pytest.mark.parametrize("backend,batched", [("sb3", 1), ("sbx", 4)])
 def test_a_resumed_expert_run_is_the_uninterrupted_run(tmp_path, monkeypatch, backend, batched):
     cfg = ExpertConfig(env="Hopper-v5", steps=480, seed=0, net_arch=[16], learning_starts=100, checkpoint_every=160,
-                       eval_episodes=2, backend=backend, batched_updates=batched)
+                       eval_episodes=2, backend=backend, batched_updates=batched, buffer_size=1000)
     whole = train_expert(cfg, tmp_path / "whole")
 
     save = expert._Checkpointer.save

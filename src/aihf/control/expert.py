@@ -53,6 +53,7 @@ class ExpertConfig:
     eval_episodes: int = 10
     backend: Backend = "sb3"
     batched_updates: int = 1
+    buffer_size: int = 1_000_000
 
 
 class RunState:
@@ -152,13 +153,19 @@ class _Checkpointer(BaseCallback):
     """Writes the policy and the resume state when a round of environment steps starts at or
     after every ``every`` steps (module docstring), and per-episode returns."""
 
-    def __init__(self, out: Path, cfg: ExpertConfig, t0: float, elapsed0: float):
+    def __init__(self, out: Path, cfg: ExpertConfig, elapsed0: float = 0.0, cpu0: float = 0.0):
         super().__init__()
         self.out, self.every, self.net_arch = out, cfg.checkpoint_every, cfg.net_arch
-        self.t0, self.elapsed0 = t0, elapsed0
+        self.t0, self.elapsed0 = time.time(), elapsed0
+        self.c0, self.cpu0 = time.process_time(), cpu0
 
     def elapsed(self) -> float:
+        """Wall-clock seconds of training so far, over every resumed part."""
         return self.elapsed0 + time.time() - self.t0
+
+    def cpu(self) -> float:
+        """This process's CPU seconds of training so far (all its threads), over every part."""
+        return self.cpu0 + time.process_time() - self.c0
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
@@ -194,7 +201,7 @@ class _Checkpointer(BaseCallback):
         self.model.save(new / "model.zip")
         self.model.save_replay_buffer(new / "replay_buffer.pkl")
         (new / "run_state.json").write_text(json.dumps(RunState.capture(self.model)))
-        (new / "state.json").write_text(json.dumps({"step": step, "elapsed_s": self.elapsed()}))
+        (new / "state.json").write_text(json.dumps({"step": step, "elapsed_s": self.elapsed(), "cpu_s": self.cpu()}))
         if current.exists():
             current.rename(old)
         new.rename(current)
@@ -219,22 +226,21 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
     resume = out / "resume"
     if not (resume / "state.json").exists() and (out / "resume.old" / "state.json").exists():
         (out / "resume.old").rename(resume)  # a crash between the two renames of _Checkpointer.save
-    elapsed0 = 0.0
+    state = {"elapsed_s": 0.0, "cpu_s": 0.0}
     if (resume / "state.json").exists():
         state = json.loads((resume / "state.json").read_text())
-        elapsed0 = state["elapsed_s"]
         model = _resume(cfg, resume, env)
         print(f"resuming {cfg.env} from step {state['step']}", flush=True)
     else:
         model = make_sac(cfg.backend, env, policy_kwargs={"net_arch": cfg.net_arch},
-                         learning_starts=cfg.learning_starts, buffer_size=max(cfg.steps, 1),
+                         learning_starts=cfg.learning_starts, buffer_size=cfg.buffer_size,
                          train_freq=cfg.batched_updates, gradient_steps=cfg.batched_updates, seed=cfg.seed)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    callback = _Checkpointer(out, cfg, time.time(), elapsed0)
+    callback = _Checkpointer(out, cfg, state["elapsed_s"], state.get("cpu_s", 0.0))
     remaining = cfg.steps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=callback, reset_num_timesteps=False)
-    train_s = callback.elapsed()
+    train_s, train_cpu_s = callback.elapsed(), callback.cpu()
     final = out / "checkpoints" / f"step_{model.num_timesteps:07d}.safetensors"
     if not final.exists():
         save_policy(model.policy, final, {"net_arch": cfg.net_arch, "step": model.num_timesteps})
@@ -243,10 +249,11 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
         "env": cfg.env, "seed": cfg.seed, "steps": int(model.num_timesteps), "net_arch": cfg.net_arch,
         "learning_starts": cfg.learning_starts, "backend": cfg.backend, "batched_updates": cfg.batched_updates,
         "algorithm": f"SAC ({cfg.backend}), its defaults otherwise",
-        "train_wall_s": round(train_s, 1), "final_policy": final.name,
+        "buffer_size": cfg.buffer_size, "train_wall_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
+        "final_policy": final.name,
         "eval_episodes": cfg.eval_episodes, "eval_return_mean": float(np.mean(returns)),
         "eval_return_std": float(np.std(returns)), "eval_returns": [float(r) for r in returns],
-        "resumed": elapsed0 > 0, "torch_threads": torch.get_num_threads(),
+        "resumed": state["elapsed_s"] > 0, "torch_threads": torch.get_num_threads(),
         "versions": {**package_versions(), "stable_baselines3": stable_baselines3.__version__,
                      "gymnasium": gym.__version__, "python": platform.python_version()},
     }
