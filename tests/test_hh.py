@@ -216,8 +216,27 @@ def test_hold_out_is_seeded_disjoint_and_keeps_order():
     assert stages.hold_out(rows, 0, seed=0) == (rows, [])
     with pytest.raises(ConfigError, match="leaves none"):
         stages.hold_out(rows, 30, seed=0)
+    kept, held = stages.hold_out(rows, 7, seed=0, key=lambda r: r % 4)  # groups of 8 or 7 rows: one fits
+    assert len({r % 4 for r in held}) == 1 and not {r % 4 for r in held} & {r % 4 for r in kept} and len(held) == 7
+    kept, held = stages.hold_out(rows, 10, seed=3, key=lambda r: r // 2)  # 15 pairs: 5 of them, whole
+    assert len(held) == 10 and not {r // 2 for r in held} & {r // 2 for r in kept}
     with pytest.raises(ConfigError, match="on: validation needs num_validation > 0"):
         hh.load_preset("fixture", ["evaluation.on=validation"])
+
+
+def test_evaluation_prompts_leave_out_every_prompt_a_training_row_has():
+    """A test prompt that opens a training row (in either form: plain text is one user turn)
+    is no evaluation prompt; the rest keep their order, distinct, up to the count."""
+    from aihf.data import Demonstration, Preference
+
+    def pref(prompt):
+        return Preference(prompt, "yes", "no")
+
+    test = [pref("a"), pref("b"), pref("a"), pref("c"), pref([{"role": "user", "content": "d"}]), pref("e"), pref("f")]
+    training = [Demonstration([{"role": "user", "content": "b"}], "ok"), pref("d"), pref("z")]
+    kept, skipped = stages.unseen_prompts(test, training, count=3)
+    assert [p.prompt for p in kept] == ["a", "c", "e"] and skipped == 2
+    assert [p.prompt for p in stages.unseen_prompts(test, [], count=None)[0]][:2] == ["a", "b"]
 
 
 @pytest.mark.e2e
@@ -231,15 +250,16 @@ def test_tuning_runs_are_scored_on_validation_prompts_no_stage_trains_on(tmp_pat
     assert main(["experiment", "hh", "--preset", "fixture", "--output-dir", str(out), *overrides]) == 0
     config = hh.load_preset("fixture", overrides)
     train = list(read_preferences(fixtures.hh_rows(120, seed=0)))
-    _, validation = stages.hold_out(train, 10, config.data.seed)
+    _, validation = stages.hold_out(train, 10, config.data.seed, stages.prompt_key)
     scored = {row["prompt"] for row in map(json.loads, (out / "generations" / "paper" / "dpo-seed-0.jsonl").open())}
     # the 10 held-out rows are in no stage: SFT reads the other 110 rows, D and P share them out
     lines = {name: (out / name).read_text().splitlines() for name in
              ("sft/demonstrations.jsonl", "settings/paper/demonstrations.jsonl", "settings/paper/preferences.jsonl")}
     assert [len(rows) for rows in lines.values()] == [110, 24, 86]
-    assert scored == {p.prompt for p in stages.distinct_prompts(validation, config.evaluation.num_prompts)}
+    kept = stages.hold_out(train, 10, config.data.seed, stages.prompt_key)[0]
+    assert scored == {p.prompt for p in stages.unseen_prompts(validation, kept, config.evaluation.num_prompts)[0]}
+    assert not scored & {p.prompt for p in kept}
     assert len(json.loads((out / "results.json").read_text())["settings"]["paper"]["dpo"]["runs"]) == 1
-    kept = stages.hold_out(train, 10, config.data.seed)[0]
     scores = json.loads((out / "selection_scores.json").read_text())
     assert scores == KeywordScorer().score([], [p.chosen for p in kept])
     demos = [json.loads(line)["response"] for line in lines["settings/paper/demonstrations.jsonl"]]

@@ -25,6 +25,16 @@ def test_a_repeated_message_is_shown_once_per_command(capsys):
     assert capsys.readouterr().err == "WARNING aihf.test_logs: sft: 6 of 32 prompts truncated\n"
 
 
+def test_other_libraries_show_warnings_not_info(capsys):
+    """datasets announces "JAX version ... available" at INFO when JAX is installed (the sbx
+    backend): not a line for the user; a library's warning still is."""
+    logs.setup(logging.INFO)
+    logging.getLogger("datasets").info("JAX version 0.10.2 available.")
+    logging.getLogger("datasets").warning("a library warning")
+    logging.getLogger("aihf.test_logs").info("read 2 rows")
+    assert capsys.readouterr().err.splitlines() == ["WARNING datasets: a library warning", "INFO aihf.test_logs: read 2 rows"]
+
+
 def test_transformers_logs_errors_only_without_progress_bars(monkeypatch):
     from transformers.utils import logging as hf_logging
 

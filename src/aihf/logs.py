@@ -2,9 +2,10 @@
 
 :func:`setup` is called by every command before it works:
 
-* aihf's log records go to stderr as ``LEVEL logger: message``, and a message identical
-  to one already shown in this command (same logger, level and text: the truncation count
-  of the same data, met again by every seed and stage) is not shown again;
+* aihf's log records (``level`` and above; other libraries' from WARNING up, so no "JAX
+  version ... available" from datasets) go to stderr as ``LEVEL logger: message``, and a
+  message identical to one already shown in this command (same logger, level and text: the
+  truncation count of the same data, met again by every seed and stage) is not shown again;
 * transformers logs errors only (its per-load "LOAD REPORT" tables of weights a model class
   does not use, e.g. a causal LM's head when a reward model is read from its checkpoint)
   unless the user set ``TRANSFORMERS_VERBOSITY``; its progress bars ("Loading weights",
@@ -55,7 +56,8 @@ class Console(logging.StreamHandler):
 
 
 def setup(level: int = logging.INFO) -> None:
-    """Route log records at ``level`` and above to stderr, each once, and quiet transformers.
+    """Route aihf's log records at ``level`` and above, other libraries' at WARNING and
+    above, to stderr, each once, and quiet transformers.
 
     Called again (a second command in one process), it forgets the messages already shown."""
     root = logging.getLogger()
@@ -64,7 +66,8 @@ def setup(level: int = logging.INFO) -> None:
         console = Console()
         root.addHandler(console)
     console.once.seen.clear()
-    root.setLevel(level)
+    root.setLevel(max(level, logging.WARNING))
+    logging.getLogger("aihf").setLevel(level)
     from transformers.utils import logging as hf_logging
 
     if "TRANSFORMERS_VERBOSITY" not in os.environ:

@@ -234,7 +234,7 @@ def run(config: HHConfig, output_dir: str | Path) -> dict:
     processes = stages.process_state().num_processes
     stages.on_main(lambda: stages.claim_output_dir(out, config, HHConfig()))
     train, test = read_splits(config, out)
-    train, validation = stages.hold_out(train, config.evaluation.num_validation, config.data.seed)
+    train, validation = stages.hold_out(train, config.evaluation.num_validation, config.data.seed, stages.prompt_key)
     sft_demos = [Demonstration(p.prompt, p.chosen) for p in train]
     sft_file = out / "sft" / "demonstrations.jsonl"
     eval_file = out / "eval_preferences.jsonl" if config.evaluation.num_preferences else None
@@ -246,7 +246,7 @@ def run(config: HHConfig, output_dir: str | Path) -> dict:
     files = {s.name: stages.setting_files(out / "settings" / s.name, eval_file) for s in config.settings}
     stages.on_main(lambda: [write_setting(s, split_setting(s, len(train), config.data.seed, scores), train, files[s.name])
                             for s in config.settings])
-    evaluator, key = stages.main_evaluator(config, pi_sft, BASELINE, test, validation)
+    evaluator, key = stages.main_evaluator(config, pi_sft, BASELINE, test, validation, train)
     results: dict = {"config": asdict(config), "versions": package_versions(), "data": {}, "settings": {}}
     if evaluator:
         results["judge"] = {"name": evaluator.judge.name}

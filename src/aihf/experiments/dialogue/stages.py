@@ -19,7 +19,7 @@ import logging
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterable, Iterator, Literal
 
 import yaml
 
@@ -94,12 +94,30 @@ class EvalSection(Settings):
             raise ValueError("on: validation needs num_validation > 0 (the training rows held out for it)")
 
 
-def hold_out(records: list, count: int, seed: int) -> tuple[list, list]:
+def hold_out(records: list, count: int, seed: int, key=None) -> tuple[list, list]:
     """(kept, held out): ``count`` of ``records`` chosen by a seeded draw (from ``seed`` mixed
-    with 1, apart from the D/P order), both in their original order."""
+    with 1, apart from the D/P order), both in their original order.
+
+    With ``key`` (e.g. :func:`prompt_key`), records sharing a key are held out together, so
+    no held-out prompt stays in training: the groups are drawn in a seeded order and taken
+    while they fit in ``count`` (fewer rows only when no remaining group fits)."""
     if count >= len(records):
         raise ConfigError(f"evaluation.num_validation {count} leaves none of the {len(records)} training rows")
-    held = set(random.Random(mix_seeds(seed, 1)).sample(range(len(records)), count))
+    rng = random.Random(mix_seeds(seed, 1))
+    if key is None:
+        held = set(rng.sample(range(len(records)), count))
+    else:
+        groups: dict[str, list[int]] = {}
+        for i, record in enumerate(records):
+            groups.setdefault(key(record), []).append(i)
+        order = list(groups)
+        rng.shuffle(order)
+        held = set()
+        for name in order:
+            if len(held) + len(groups[name]) <= count:
+                held.update(groups[name])
+            if len(held) == count:
+                break
     return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
 
 
@@ -162,16 +180,25 @@ def claim_output_dir(out: Path, config, defaults) -> None:
     save_config(config, saved)
 
 
-def main_evaluator(config, baseline: Path, name: str, test: list, validation: list) -> tuple[Evaluator | None, dict | None]:
+def main_evaluator(config, baseline: Path, name: str, test: list, validation: list,
+                   training: Iterable) -> tuple[Evaluator | None, dict | None]:
     """On the main process: the evaluator of ``config.judge`` on the first
     ``config.evaluation.num_prompts`` distinct prompts of ``test`` (or of the held-out
-    ``validation`` rows, ``evaluation.on``) against the policy ``baseline`` (a results row
-    ``name``), and the units' key (:func:`unit_key`); elsewhere (None, None)."""
+    ``validation`` rows, ``evaluation.on``) that no ``training`` record has (a prompt seen in
+    training is no test of generalisation: HH repeats first turns across its splits), against
+    the policy ``baseline`` (a results row ``name``), and the units' key (:func:`unit_key`);
+    elsewhere (None, None)."""
     if not is_main():
         return None, None
     judge = make_judge(config.judge, config.model.torch_device())
     rows = validation if config.evaluation.on == "validation" else test
-    prompts = distinct_prompts(rows, config.evaluation.num_prompts)
+    prompts, skipped = unseen_prompts(rows, training, config.evaluation.num_prompts)
+    if not prompts:
+        raise ConfigError(f"evaluation.on={config.evaluation.on}: every one of its {skipped} distinct prompts also "
+                          "opens a training row, so none is left to evaluate on")
+    if skipped:
+        log.info("evaluation: %d distinct %s prompt(s) also open a training row and are left out",
+                 skipped, config.evaluation.on)
     evaluator = Evaluator(baseline, name, prompts, judge, sampling(config.model, config.evaluation), config.seeds)
     return evaluator, unit_key(evaluator, baseline)
 
@@ -193,11 +220,25 @@ class SettingFiles:
     eval_preferences: Path | None
 
 
+def prompt_key(record) -> str:
+    """A prompt's identity across record kinds and formats: its chat messages as JSON (a
+    plain-text prompt is one user turn)."""
+    return json.dumps(record.prompt_messages())
+
+
+def unseen_prompts(rows, training: Iterable, count: int | None = None) -> tuple[list[PromptRecord], int]:
+    """The first ``count`` distinct prompts of ``rows`` that no ``training`` record has, and
+    how many distinct prompts of ``rows`` were left out for it."""
+    seen = {prompt_key(record) for record in training}
+    kept = distinct_prompts((r for r in rows if prompt_key(r) not in seen), count)
+    return kept, len({prompt_key(r) for r in rows} & seen)
+
+
 def distinct_prompts(records, count: int | None = None) -> list[PromptRecord]:
     """The distinct prompts of ``records`` in order (the first ``count``)."""
     seen: dict[str, PromptRecord] = {}
     for record in records:
-        seen.setdefault(json.dumps(record.to_dict()["prompt"]), PromptRecord(record.prompt))
+        seen.setdefault(prompt_key(record), PromptRecord(record.prompt))
         if count is not None and len(seen) == count:
             break
     return list(seen.values())

@@ -156,7 +156,7 @@ def run(config: UltraConfig, output_dir: str | Path) -> dict:
     processes = stages.process_state().num_processes
     stages.on_main(lambda: stages.claim_output_dir(out, config, UltraConfig()))
     demos, prefs, test = read_data(config, out)
-    prefs, validation = stages.hold_out(prefs, config.evaluation.num_validation, config.data.seed)
+    prefs, validation = stages.hold_out(prefs, config.evaluation.num_validation, config.data.seed, stages.prompt_key)
     eval_file = out / "eval_preferences.jsonl" if config.evaluation.num_preferences else None
     folder = out / "settings" / SETTING
     files = stages.setting_files(folder, eval_file)
@@ -172,7 +172,7 @@ def run(config: UltraConfig, output_dir: str | Path) -> dict:
     if config.sft.epochs > 0:
         spec = stages.sft_run("sft", len(demos), config.sft.epochs, config.method, config.sft.loop, processes)
         start = stages.train_stage(config, spec, str(start), out / "sft", config.sft.loop.seed, files.demonstrations, None)
-    evaluator, key = stages.main_evaluator(config, start, BASELINE, test, validation)
+    evaluator, key = stages.main_evaluator(config, start, BASELINE, test, validation, [*demos, *prefs])
     results: dict = {"config": asdict(config), "versions": package_versions(), "data": {}, "settings": {}}
     if evaluator:
         results["judge"] = {"name": evaluator.judge.name}
