@@ -661,7 +661,7 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
 
 
 def test_scratch_base_model_is_built_once_deterministically_and_loads(tmp_path):
-    from aihf.experiments.imdb.base import ScratchModelConfig, build_scratch_base
+    from aihf.lm.scratch import ScratchModelConfig, build_scratch_base
     from aihf.lm.models import load_causal_lm
 
     texts = ["the movie was great and the acting was superb", "a dull, awful waste of time"] * 50

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aihf.config import Settings, setting
-from aihf.experiments.imdb.base import SCRATCH, ScratchModelConfig
+from aihf.lm.scratch import SCRATCH, ScratchModelConfig
 from aihf.lm.methods import RECIPES, MethodConfig
 from aihf.lm.trainer import LoopConfig
 

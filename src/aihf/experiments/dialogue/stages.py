@@ -30,7 +30,7 @@ from aihf.data import PromptRecord, write_jsonl
 from aihf.experiments.dialogue.dryrun import epochs_to_steps
 from aihf.experiments.dialogue.evaluation import METRICS, Evaluator, SamplingSection
 from aihf.experiments.dialogue.judge import make_judge
-from aihf.experiments.imdb.base import SCRATCH, ScratchModelConfig, build_scratch_base
+from aihf.lm.scratch import SCRATCH, ScratchModelConfig, build_scratch_base
 from aihf.eval.metrics import summarise_runs
 from aihf.eval.plots import write_outputs
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage
@@ -50,7 +50,7 @@ class ModelSection(Settings):
 
     ``name_or_path``: a hub name, a local ``save_pretrained`` folder, or ``scratch`` (a small
     GPT-NeoX with a BPE tokenizer trained on the experiment's training texts, ``scratch``
-    sizes; ``aihf.experiments.imdb.base``). ``device``: where the evaluation samples
+    sizes; ``aihf.lm.scratch``). ``device``: where the evaluation samples
     (``auto``: CUDA when there is one); training goes through accelerate.
     """
 

@@ -44,7 +44,7 @@ from aihf.eval.generations import write_generations
 from aihf.eval.metrics import generation_metrics, kl_to_reference, summarise_runs
 from aihf.eval.plots import write_outputs
 from aihf.experiments.imdb import data
-from aihf.experiments.imdb.base import SCRATCH, build_scratch_base
+from aihf.lm.scratch import SCRATCH, build_scratch_base
 from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage

@@ -28,7 +28,7 @@ from aihf.config import ConfigError, load_config
 from aihf.data.builders import BuildConfig, RatioSweep
 from aihf.eval.gold import GoldConfig
 from aihf.eval.judge import MiniLMJudgeConfig
-from aihf.experiments.imdb.base import ScratchModelConfig
+from aihf.lm.scratch import ScratchModelConfig
 from aihf.experiments.imdb.data import PromptConfig, SplitConfig
 from aihf.experiments.runs import RunSpec, check_methods, expand_runs, spec_overrides
 from aihf.lm.methods import MethodConfig

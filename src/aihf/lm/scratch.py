@@ -1,12 +1,13 @@
-"""A base policy built from scratch on the SFT split, for runs without a pretrained model.
+"""A base policy built from scratch on an experiment's SFT texts, for runs without a
+pretrained model (every experiment's ``model.name_or_path: scratch``: IMDb, HH, UltraFeedback).
 
-With ``model.name_or_path: scratch`` the experiment starts from a small GPT-NeoX with random
-weights and a byte-level BPE tokenizer trained on the SFT split's texts (prompt + response
-of each SFT demonstration), so nothing comes from a hub and nothing has to be installed
-beyond the package; SFT on the same split is then its language-model training. On 2 CPU
-cores the default size (1.3M parameters) writes review-like text after about a minute of
-SFT, enough for the gold reward to separate its answers (the quick start's setting); it is
-not a substitute for a pretrained policy.
+The run starts from a small GPT-NeoX with random weights and a byte-level BPE tokenizer
+trained on the SFT split's texts (prompt + response of each SFT demonstration), so nothing
+comes from a hub and nothing has to be installed beyond the package; SFT on the same split
+is then its language-model training. On 2 CPU cores the default size (1.3M parameters)
+writes review-like IMDb text after about a minute of SFT, enough for the gold reward to
+separate its answers (the quick start's setting); it is not a substitute for a pretrained
+policy.
 """
 
 from __future__ import annotations
