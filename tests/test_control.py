@@ -287,6 +287,13 @@ def test_control_settings_are_checked_when_made():
     with pytest.raises(ConfigError, match="loop.schedule"):
         from_dict(ControlLoopConfig, {"schedule": "rounds"}, where="test", prefix="loop.")
     assert SACConfig(ent_coef="auto").ent_coef == "auto"
+    with pytest.raises(ValueError, match=r"multiples of sac.train_freq \(32\)"):
+        ControlLoopConfig(schedule="ml_irl", iteration_steps=5000, total_steps=300_000,
+                          sac=SACConfig(train_freq=32, gradient_steps=32))
+    assert ControlLoopConfig(schedule="ml_irl", iteration_steps=5000, total_steps=300_000,
+                             sac=SACConfig(train_freq=25, gradient_steps=25)).iterations() == 60
+    with pytest.raises(ConfigError, match="loop.sac.backend"):
+        from_dict(SACConfig, {"backend": "jax"}, where="test", prefix="loop.sac.")
 
 
 @pytest.mark.e2e

@@ -94,6 +94,14 @@ class ControlLoopConfig(Settings):
     sac: SACConfig = setting(factory=SACConfig, help="SAC settings")
     reward: RewardStepConfig = setting(factory=RewardStepConfig, help="objective and reward optimiser")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        rounds = self.sac.train_freq
+        if self.schedule == "ml_irl" and (self.iteration_steps % rounds or self.total_steps % rounds):
+            raise ValueError(f"iteration_steps ({self.iteration_steps}) and total_steps ({self.total_steps}) must be "
+                             f"multiples of sac.train_freq ({rounds}): SAC collects whole rounds of train_freq "
+                             "steps, so an iteration would otherwise run past its budget")
+
     def iterations(self) -> int:
         """ml_irl: outer iterations, the last one shorter when ``iteration_steps`` does not divide the budget."""
         return math.ceil(self.total_steps / self.iteration_steps)
