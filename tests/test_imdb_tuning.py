@@ -51,10 +51,12 @@ def test_bad_variants_and_grids_are_config_errors(overrides, message):
         load_preset("tiny", overrides)
 
 
-def _results(config: ImdbConfig, gold: dict[str, float], evaluate_on: str = "validation") -> dict:
-    rows = {"sft": {"runs": [], "gold_reward": {"mean": 0.0}}}
+def _results(config: ImdbConfig, gold: dict[str, float], evaluate_on: str = "validation",
+             kl: dict[str, float] | None = None) -> dict:
+    rows = {"sft": {"runs": [], "gold_reward": {"mean": 0.0}, "kl": {"mean": 0.0}}}
     for spec in config.runs():
-        rows[spec.name] = {"gold_reward": {"mean": gold[spec.name]}, "spec": config.spec_overrides(spec)}
+        rows[spec.name] = {"gold_reward": {"mean": gold[spec.name]}, "kl": {"mean": (kl or {}).get(spec.name, 1.0)},
+                           "spec": config.spec_overrides(spec)}
     as_dict = json.loads(json.dumps(__import__("dataclasses").asdict(config)))
     as_dict["generation"]["evaluate_on"] = evaluate_on
     return {"config": as_dict, "settings": {"tiny": rows}}
@@ -77,9 +79,24 @@ def test_choice_takes_the_best_validation_gold_and_makes_a_test_preset(tmp_path)
     assert list(runs) == ["dpo", "aihf-rounds", "rlhf"]
     assert (runs["dpo"].loop.learning_rate, runs["dpo"].loop.max_steps) == (0.0003, 50)
     assert (runs["aihf-rounds"].method.schedule, runs["aihf-rounds"].method.beta) == ("rounds", 0.05)
-    assert "| tiny | dpo | learning_rate=0.0003,max_steps=50 | 0.700 |" in (tmp_path / "tuned.md").read_text()
+    assert "| tiny | dpo | learning_rate=0.0003,max_steps=50 | 0.700 | 1.00 |" in (tmp_path / "tuned.md").read_text()
     with pytest.raises(ValueError, match="validation"):
         tuning.choose(_results(config, gold, evaluate_on="test"))
+
+
+def test_a_kl_budget_takes_the_best_gold_within_it():
+    """dpo's best point (0.7) is over the budget, so its best within it (0.3) is chosen; rlhf
+    has no point within it, so its lowest-KL point is taken and marked."""
+    config = load_preset("tiny", GRID)
+    names = [r.name for r in config.runs()]
+    gold = dict(zip(names, [0.1, 0.3, 0.7, 0.2, 0.5, 0.4, 0.0]))
+    kl = dict(zip(names, [5.0, 8.0, 40.0, 3.0, 9.0, 12.0, 30.0]))
+    chosen = tuning.choose(_results(config, gold, kl=kl), max_kl=10.0)["tiny"]
+    assert (chosen["dpo"]["value"], chosen["dpo"]["kl"], chosen["dpo"]["within_kl"]) == (0.3, 8.0, True)
+    assert (chosen["aihf-rounds"]["value"], chosen["aihf-rounds"]["kl"]) == (0.5, 9.0)
+    assert (chosen["rlhf"]["kl"], chosen["rlhf"]["within_kl"]) == (30.0, False)
+    assert "none within the KL budget" in tuning.chosen_table({"tiny": chosen})
+    assert tuning.choose(_results(config, gold, kl=kl))["tiny"]["dpo"]["value"] == 0.7  # no budget: the best
 
 
 def test_a_finished_run_is_reused_only_for_its_own_variant(tmp_path):

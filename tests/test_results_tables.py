@@ -126,7 +126,8 @@ def test_mujoco_results_table_is_rectangular():
 def test_tuning_chosen_table_is_rectangular():
     from aihf.experiments.imdb.tuning import chosen_table
 
-    chosen = {"balanced": {"dpo": {"run": "dpo@learning_rate=0.0003", "value": 0.41}, "sft": {"run": "sft", "value": 0.1}}}
+    chosen = {"balanced": {"dpo": {"run": "dpo@learning_rate=0.0003", "value": 0.41, "kl": 3.0, "within_kl": True},
+                           "sft": {"run": "sft", "value": 0.1, "kl": 0.0, "within_kl": False}}}
     text = chosen_table(chosen)
     assert len(markdown_tables(text)) == 1 and not ragged_rows(text)
 

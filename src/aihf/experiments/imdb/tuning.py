@@ -4,7 +4,10 @@ A tuning run is an IMDb run with a ``grid`` (``presets.ImdbConfig.runs``), one s
 ``generation.evaluate_on: validation``: its results hold, per setting, one row per grid
 point (``dpo@learning_rate=0.0003``) with the overrides that made it (``spec``). For each
 setting and each ``methods`` entry, :func:`choose` takes the grid point with the highest
-mean gold reward on the validation prompts; :func:`tuned_preset` writes a preset that runs
+mean gold reward on the validation prompts, among those whose mean KL to pi_SFT is at most
+``max_kl`` when one is given (so that methods are compared at a like KL, not each at the
+KL its best gold reward happened to need: a method with no point within the budget is
+reported with its lowest-KL point, marked); :func:`tuned_preset` writes a preset that runs
 every setting with its own chosen values (``setting_variants``), on the test prompts, over
 the seeds given. The test prompts and seeds of that run are never seen by the choice.
 """
@@ -18,6 +21,7 @@ from typing import Any
 import yaml
 
 CRITERION = "gold_reward"
+KL = "kl"
 
 
 def base_name(run_name: str) -> str:
@@ -25,21 +29,27 @@ def base_name(run_name: str) -> str:
     return run_name.partition("@")[0]
 
 
-def choose(results: dict[str, Any], criterion: str = CRITERION) -> dict[str, dict[str, dict[str, Any]]]:
-    """{setting: {methods entry: {"run", "value", "spec"}}}: per setting and entry, the grid
-    point with the highest mean ``criterion`` (ties: the first in grid order)."""
+def choose(results: dict[str, Any], criterion: str = CRITERION,
+           max_kl: float | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """{setting: {methods entry: {"run", "value", "kl", "within_kl", "spec"}}}: per setting and
+    entry, the grid point with the highest mean ``criterion`` (ties: the first in grid order)
+    among those with mean KL <= ``max_kl`` (all when None); an entry with no such point
+    gets its lowest-KL point, with ``within_kl`` False."""
     chosen: dict[str, dict[str, dict[str, Any]]] = {}
     if results.get("config", {}).get("generation", {}).get("evaluate_on") != "validation":
         raise ValueError("choose settings on a run that evaluated on the validation prompts (generation.evaluate_on)")
     for setting, rows in results["settings"].items():
-        best: dict[str, dict[str, Any]] = {}
+        points: dict[str, list[dict[str, Any]]] = {}
         for run_name, entry in rows.items():
             if "spec" not in entry:  # pi_SFT's row
                 continue
-            value = entry[criterion]["mean"]
-            name = base_name(run_name)
-            if name not in best or value > best[name]["value"]:
-                best[name] = {"run": run_name, "value": value, "spec": entry["spec"]}
+            points.setdefault(base_name(run_name), []).append(
+                {"run": run_name, "value": entry[criterion]["mean"], "kl": entry[KL]["mean"], "spec": entry["spec"]})
+        best: dict[str, dict[str, Any]] = {}
+        for name, candidates in points.items():
+            allowed = [c for c in candidates if max_kl is None or c["kl"] <= max_kl]
+            pick = max(allowed, key=lambda c: c["value"]) if allowed else min(candidates, key=lambda c: c["kl"])
+            best[name] = {**pick, "within_kl": bool(allowed)}
         chosen[setting] = best
     return chosen
 
@@ -58,12 +68,14 @@ def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict
 
 
 def chosen_table(chosen: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """A markdown table of the choice: setting, method, chosen grid point, validation gold reward."""
-    lines = ["| setting | method | chosen | validation gold reward |", "|---|---|---|---|"]
+    """A markdown table of the choice: setting, method, chosen grid point, validation gold
+    reward and KL (a point outside the KL budget, the lowest-KL one, marked)."""
+    lines = ["| setting | method | chosen | validation gold reward | validation KL |", "|---|---|---|---|---|"]
     for setting, picks in chosen.items():
         for name, pick in picks.items():
             point = pick["run"].partition("@")[2] or "(no grid)"
-            lines.append(f"| {setting} | {name} | {point} | {pick['value']:.3f} |")
+            mark = "" if pick["within_kl"] else " (none within the KL budget: its lowest-KL point)"
+            lines.append(f"| {setting} | {name} | {point}{mark} | {pick['value']:.3f} | {pick['kl']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -85,20 +97,22 @@ def merge_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def write_choice(results_paths: list[str | Path], out_preset: str | Path, seeds: list[int]) -> dict[str, Any]:
+def write_choice(results_paths: list[str | Path], out_preset: str | Path, seeds: list[int],
+                 max_kl: float | None = None) -> dict[str, Any]:
     """Read tuning runs' results.json files, write the tuned preset YAML and the choice as a
-    markdown table beside it (``.md``)."""
+    markdown table beside it (``.md``), choosing within the KL budget ``max_kl`` if given."""
     import json
 
     results = merge_runs([json.loads(Path(path).read_text(encoding="utf-8")) for path in results_paths])
-    chosen = choose(results)
+    chosen = choose(results, max_kl=max_kl)
     preset = tuned_preset(results["config"], chosen, seeds)
     out = Path(out_preset)
     out.parent.mkdir(parents=True, exist_ok=True)
     sources = ", ".join(str(path) for path in results_paths)
     header = (
         f"# Written by aihf.experiments.imdb.tuning.write_choice from {sources}: each method's values\n"
-        f"# chosen on the validation prompts (highest mean {CRITERION}); test prompts, seeds {seeds}.\n"
+        f"# chosen on the validation prompts (highest mean {CRITERION}"
+        f"{'' if max_kl is None else f' with mean KL <= {max_kl}'}); test prompts, seeds {seeds}.\n"
     )
     out.write_text(header + yaml.safe_dump(preset, sort_keys=False), encoding="utf-8")
     out.with_suffix(".md").write_text(chosen_table(chosen), encoding="utf-8")
