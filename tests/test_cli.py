@@ -121,3 +121,9 @@ def test_toy_experiment_from_the_command_line(tmp_path, capsys):
     assert "1 setting x 3 methods x 1 seed in" in out
     assert json.loads((tmp_path / "results.json").read_text())["versions"] == package_versions()
     assert (tmp_path / "results.json").is_file()
+
+
+@pytest.mark.parametrize("setting", ["toy", "imdb", "mujoco"])
+def test_dry_run_where_there_is_none_is_an_error_not_a_training_run(setting, tmp_path, capsys):
+    assert main(["experiment", setting, "--preset", "quick", "--dry-run", "--output-dir", str(tmp_path / "o")]) == 2
+    assert "--dry-run is for hh and ultra" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -213,6 +213,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _lazy("aihf.lm.evaluate", "evaluate_from_cli")(args)
     if args.command == "quickstart":
         return _lazy("aihf.experiments.imdb", "run_quickstart")(args.output_dir, args.overrides)
+    if args.dry_run and args.setting not in ("hh", "ultra"):
+        raise ConfigError(f"--dry-run is for hh and ultra; 'experiment {args.setting}' has none (it would train)")
     output_dir = Path(args.output_dir or f"outputs/{args.setting}-{args.preset}")
     if args.setting == "toy":
         return _run_toy(args.config, args.overrides, output_dir)
