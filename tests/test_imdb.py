@@ -697,7 +697,13 @@ def test_quickstart_runs_end_to_end_at_a_tiny_size(small_gold, tmp_path, monkeyp
         "loop.max_steps=2", "loop.micro_batch_size=2", "seeds=[0,1]",
     ]
     out = tmp_path / "qs"
-    assert main(["quickstart", "--output-dir", str(out), *tiny]) == 0
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert main(["quickstart", "--output-dir", str(out), *tiny]) == 0
+        assert torch.get_num_threads() == 2  # the preset's threads, whatever the machine's cores
+    finally:
+        torch.set_num_threads(before)
     printed, logged = capsys.readouterr()
     # each warning once (SFT's two stages and every seed cut the same records), no library noise
     warnings = [line for line in logged.splitlines() if line.startswith("WARNING")]
@@ -709,6 +715,6 @@ def test_quickstart_runs_end_to_end_at_a_tiny_size(small_gold, tmp_path, monkeyp
         assert line in printed, line
     assert (out / "reward_vs_kl.png").is_file() and (out / "base" / "model.safetensors").is_file()
     results = json.loads((out / "results.json").read_text())
-    assert results["config"]["model"]["name_or_path"] == "scratch"
+    assert results["config"]["model"]["name_or_path"] == "scratch" and results["config"]["threads"] == 2
     assert [len(e["runs"]) for e in results["settings"]["small"].values()] == [2, 2, 2]
     assert main(["quickstart", "--output-dir", str(out), "model.scratch.bogus=1"]) == 2

@@ -59,6 +59,9 @@ def test_torch_threads_share_the_available_cores_unless_omp_num_threads_is_set(m
         assert set_torch_threads() == 6 and torch.get_num_threads() == 6
         monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 processes on this machine: 1 thread each
         assert set_torch_threads() == 1 and torch.get_num_threads() == 1
+        assert set_torch_threads(3) == 3 and torch.get_num_threads() == 3  # a preset's threads
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_torch_threads(3) is None and torch.get_num_threads() == 3  # the user's variable wins
     finally:
         torch.set_num_threads(before)
 

@@ -93,13 +93,18 @@ def available_cores(cpu_max: Path | None = None) -> int:
         return cores
 
 
-def set_torch_threads() -> int | None:
-    """Set torch's intra-op threads to the cores available to each process on this machine,
+def set_torch_threads(count: int | None = None) -> int | None:
+    """Set torch's intra-op threads to ``count`` (a preset's ``threads``: its documented
+    numbers were made with that many, and a float sum's order, so its last digits, moves with
+    it), else to the cores available to each process on this machine,
     ``max(1, available_cores() // LOCAL_WORLD_SIZE)`` (``accelerate launch`` / ``torchrun`` set
     LOCAL_WORLD_SIZE; 1 otherwise), so that processes do not oversubscribe the cores they share.
     Left alone (returns None) when the user set ``OMP_NUM_THREADS``; returns the count set."""
     if os.environ.get("OMP_NUM_THREADS"):
         return None
+    if count is not None:
+        torch.set_num_threads(count)
+        return count
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     cores = available_cores()
     threads = max(1, cores // processes)

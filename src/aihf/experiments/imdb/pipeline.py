@@ -49,7 +49,7 @@ from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage
 from aihf.lm.models import load_causal_lm
-from aihf.runtime import package_versions
+from aihf.runtime import package_versions, set_torch_threads
 
 log = logging.getLogger(__name__)
 BASELINE = "pi_sft"
@@ -303,6 +303,8 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     """The whole experiment (see the module docstring); returns the results dict and writes the outputs."""
     out = Path(output_dir)
     claim_output_dir(out, config)
+    if config.threads is not None:
+        set_torch_threads(config.threads)
     reviews = data.load_reviews()
     split = data.load_or_make_split(out / "split.json", reviews, config.split, config.prompts)
     gold = load_gold(reviews, config.gold)

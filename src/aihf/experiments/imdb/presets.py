@@ -143,8 +143,11 @@ class ImdbConfig:
     method: MethodConfig = field(default_factory=lambda: MethodConfig(steps_per_round=100, max_new_tokens=48))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=300, micro_batch_size=8))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    threads: int | None = None  # torch threads (None: the machine's cores); OMP_NUM_THREADS overrides it
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
         names = [s.name for s in self.all_settings()]
         if len(set(names)) != len(names):
             raise ValueError(f"setting names must be unique, got {names}")
