@@ -122,7 +122,14 @@ def test_two_cpu_processes_match_one_with_twice_the_accumulation(one_process, tm
     every stage has the one-process losses: SFT, RLHF's reward and policy stages, DPO, IPO,
     SPIN, AIHF-DPO, Self-Play-AIHF (with their sharded self-play samples) and AIHF, whose RLOO
     steps scale rewards by running statistics folded in rank order, as one process folds its
-    micro-batches in turn (``ExplicitRewardMethod._scaled_in_rank_order``)."""
+    micro-batches in turn (``ExplicitRewardMethod._scaled_in_rank_order``).
+
+    The first step's loss (no update yet: the sharding, the forward passes and the loss
+    reductions) agrees to 1e-5; later steps to 1e-4, because an all-reduce sums gradients in
+    another order than accumulation does (float32 differences near 1e-7), and Adam's first
+    update, lr * g / (|g| + eps), turns such differences in coordinates with tiny gradients into
+    parameter changes of order lr. Measured: AIHF's second step (rewards from a reward model one
+    Adam step old) differs by 1.5e-5; every other stage by at most 1.1e-6."""
     out = tmp_path / "two"
     logs = _two_ranks(out, tmp_path)
     assert "2 process(es)" in logs[0].read_text()
@@ -130,7 +137,10 @@ def test_two_cpu_processes_match_one_with_twice_the_accumulation(one_process, tm
     stages = [Path("sft"), runs / "rlhf" / "seed-0" / "reward", runs / "rlhf" / "seed-0" / "policy",
               *(runs / m / "seed-0" for m in ("dpo", "ipo", "spin", "aihf-dpo", "self-play-aihf", "aihf"))]
     for stage in stages:
-        assert _losses(out / stage) == pytest.approx(_losses(one_process / stage), rel=1e-5, abs=1e-6), stage
+        first, *later = _losses(out / stage)
+        expected_first, *expected_later = _losses(one_process / stage)
+        assert first == pytest.approx(expected_first, rel=1e-5, abs=1e-6), stage
+        assert later == pytest.approx(expected_later, rel=1e-4, abs=1e-6), stage
     assert json.loads((out / "results.json").read_text())["settings"]["ultra"]["base"]["runs"] == \
         json.loads((one_process / "results.json").read_text())["settings"]["ultra"]["base"]["runs"]
 
