@@ -122,13 +122,15 @@ def test_tuning_runs_of_different_settings_merge():
     first, second = _results(config, gold), _results(config, gold)
     second["settings"] = {"other": second["settings"].pop("tiny")}
     second["config"]["settings"] = [{**second["config"]["settings"][0], "name": "other"}]
+    second["config"]["methods"] = second["config"]["methods"][::-1]  # another training order, the same methods
     merged = tuning.merge_runs([first, second])
+    assert merged["config"]["methods"] == first["config"]["methods"]
     assert list(merged["settings"]) == ["tiny", "other"] and [s["name"] for s in merged["config"]["settings"]] == ["tiny", "other"]
     with pytest.raises(ValueError, match="tuned twice"):
         tuning.merge_runs([first, first])
     third = _results(config, gold)
     third["config"]["seeds"] = [5]
-    with pytest.raises(ValueError, match="different configs"):
+    with pytest.raises(ValueError, match="different configs .* differ in seeds"):
         tuning.merge_runs([first, third])
 
 

@@ -81,14 +81,21 @@ def chosen_table(chosen: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 def merge_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Tuning runs of different settings (e.g. one process per setting) as one results dict:
-    their configs must agree but for ``settings``, whose lists are joined in order."""
+    their configs must agree but for ``settings``, whose lists are joined in order, and the
+    order of ``methods`` (the order a run trains them in; the first run's order is kept)."""
     if not results:
         raise ValueError("no results to merge")
     merged = copy.deepcopy(results[0])
-    strip = lambda config: {k: v for k, v in config.items() if k != "settings"}  # noqa: E731
+
+    def comparable(config: dict[str, Any]) -> dict[str, Any]:
+        return {k: sorted(v) if k == "methods" else v for k, v in config.items() if k != "settings"}
+
     for other in results[1:]:
-        if strip(other["config"]) != strip(merged["config"]):
-            raise ValueError("tuning runs made with different configs (other than settings) cannot be merged")
+        difference = sorted(k for k in comparable(other["config"]).keys() | comparable(merged["config"]).keys()
+                            if comparable(other["config"]).get(k) != comparable(merged["config"]).get(k))
+        if difference:
+            raise ValueError(f"tuning runs made with different configs (other than settings) cannot be merged: "
+                             f"they differ in {', '.join(difference)}")
         clash = set(other["settings"]) & set(merged["settings"])
         if clash:
             raise ValueError(f"settings tuned twice: {sorted(clash)}")
