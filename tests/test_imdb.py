@@ -482,6 +482,11 @@ def test_presets_load_with_overrides(tmp_path):
         presets.load_preset("balanced", ["gold.bogus=1"])
     with pytest.raises(ConfigError, match="methods must be"):
         presets.load_preset("balanced", ["methods=[reward]"])
+    two = ["settings=[{name: a}, {name: b}]", "setting_variants={a: {dpo: {method: {beta: 0.5}}}}"]
+    assert [s.name for s in presets.load_preset("balanced", [*two, "run_settings=[b]"]).settings_to_run()] == ["b"]
+    assert [s.name for s in presets.load_preset("balanced", two).settings_to_run()] == ["a", "b"]
+    with pytest.raises(ConfigError, match="run_settings must name distinct settings"):
+        presets.load_preset("balanced", [*two, "run_settings=[c]"])
 
 
 def test_model_device_is_validated_and_resolved(monkeypatch):

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 BASELINE = "pi_sft"
 
 
-RUN_SELECTION = ("methods", "seeds", "variants", "grid", "setting_variants")
+RUN_SELECTION = ("methods", "seeds", "variants", "grid", "setting_variants", "run_settings")
 
 
 def unit_key(config: ImdbConfig, evaluator: "Evaluator", pi_sft: Path) -> dict:
@@ -280,7 +280,7 @@ def claim_output_dir(out: Path, config: ImdbConfig) -> None:
 
     Finished stages are reused by path, so only the keys that add or select runs in their
     own folders (``RUN_SELECTION``: ``methods``, ``seeds``, ``variants``, ``grid``,
-    ``setting_variants``; a reused run is checked against its variant, ``units.reuse_check``),
+    ``setting_variants``, ``run_settings``; a reused run is checked against its variant, ``units.reuse_check``),
     ``model.device`` (where the rest is sampled) and the keys of the training and SFT loops that
     do not change a run's steps (output folder, resumption, progress bar) may change between
     runs into one directory, and so may a setting that the directory's config lacks (added to
@@ -316,7 +316,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     build = build_report(out)
     built = {
         setting.name: write_setting_data(samples, setting, out / "settings" / setting.name, build)
-        for setting in config.all_settings()
+        for setting in config.settings_to_run()
     }
     gen = config.generation
     rl_indices, validation = data.prompt_subsets(reviews, split, gen.num_validation_prompts, gen.num_train_prompts)
@@ -332,7 +332,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
         "data": {},
         "settings": {},
     }
-    for setting in config.all_settings():
+    for setting in config.settings_to_run():
         data_files = built[setting.name]
         report, demos, prefs = data_files.report, data_files.demonstrations, data_files.preferences
         methods = {BASELINE: summarised({"runs": baseline_runs})}

@@ -144,6 +144,9 @@ class ImdbConfig:
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=300, micro_batch_size=8))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     threads: int | None = None  # torch threads (None: the machine's cores); OMP_NUM_THREADS overrides it
+    # the names of the settings to run, in order (None: every one): a preset's settings one per
+    # process (`run_settings=[balanced]`), each into its own output folder or one after another into one
+    run_settings: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -159,6 +162,11 @@ class ImdbConfig:
         unknown_settings = sorted(set(self.setting_variants) - set(names))
         if unknown_settings:
             raise ValueError(f"setting_variants names no setting: {unknown_settings} (settings: {names})")
+        if self.run_settings is not None:
+            unknown_runs = [name for name in self.run_settings if name not in names]
+            if unknown_runs or not self.run_settings or len(set(self.run_settings)) != len(self.run_settings):
+                raise ValueError(f"run_settings must name distinct settings of the config, got {self.run_settings} "
+                                 f"(settings: {names})")
         try:
             for name in names:
                 self.setting_runs(name)
@@ -192,6 +200,13 @@ class ImdbConfig:
     def all_settings(self) -> list[BuildConfig]:
         """``settings`` followed by the ratio sweep's settings (if any)."""
         return [*self.settings, *(self.ratio_sweep.settings() if self.ratio_sweep else [])]
+
+    def settings_to_run(self) -> list[BuildConfig]:
+        """The settings this run trains and evaluates: ``run_settings`` in its order, or all."""
+        if self.run_settings is None:
+            return self.all_settings()
+        by_name = {setting.name: setting for setting in self.all_settings()}
+        return [by_name[name] for name in self.run_settings]
 
 
 def preset_names() -> list[str]:

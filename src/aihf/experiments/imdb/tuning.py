@@ -59,6 +59,7 @@ def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict
     setting the chosen variants (named like the ``methods`` entries they came from)."""
     preset = copy.deepcopy(tuning_config)
     preset["grid"] = {}
+    preset["run_settings"] = None
     preset["generation"]["evaluate_on"] = "test"
     preset["seeds"] = list(seeds)
     preset["setting_variants"] = {
@@ -81,14 +82,14 @@ def chosen_table(chosen: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 def merge_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Tuning runs of different settings (e.g. one process per setting) as one results dict:
-    their configs must agree but for ``settings``, whose lists are joined in order, and the
-    order of ``methods`` (the order a run trains them in; the first run's order is kept)."""
+    their configs must agree but for ``settings``, whose lists are joined in order, ``run_settings``
+    and the order of ``methods`` (the order a run trains them in; the first run's order is kept)."""
     if not results:
         raise ValueError("no results to merge")
     merged = copy.deepcopy(results[0])
 
     def comparable(config: dict[str, Any]) -> dict[str, Any]:
-        return {k: sorted(v) if k == "methods" else v for k, v in config.items() if k != "settings"}
+        return {k: sorted(v) if k == "methods" else v for k, v in config.items() if k not in ("settings", "run_settings")}
 
     for other in results[1:]:
         difference = sorted(k for k in comparable(other["config"]).keys() | comparable(merged["config"]).keys()
@@ -99,7 +100,8 @@ def merge_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
         clash = set(other["settings"]) & set(merged["settings"])
         if clash:
             raise ValueError(f"settings tuned twice: {sorted(clash)}")
-        merged["config"]["settings"] += other["config"]["settings"]
+        known = {setting["name"] for setting in merged["config"]["settings"]}
+        merged["config"]["settings"] += [s for s in other["config"]["settings"] if s["name"] not in known]
         merged["settings"].update(other["settings"])
     return merged
 
