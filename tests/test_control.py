@@ -201,6 +201,19 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path, figure_texts, ca
     assert run_from_cli("aihf/ContextTarget-v0", "no-such-preset", str(out), []) == 2
 
 
+def test_every_shipped_mujoco_preset_loads_and_the_paper_scale_one_runs_sac_on_sbx():
+    from aihf import shipped
+    from aihf.config import load_config
+    from aihf.experiments.mujoco import PRESET_GROUP, MujocoConfig
+
+    names = shipped.config_names(PRESET_GROUP)
+    configs = {name: load_config(MujocoConfig, shipped.config_file(PRESET_GROUP, name), [], defaults={"env": "Hopper-v5"})
+               for name in names}
+    paper = configs["paper"].loop
+    assert (paper.sac.backend, paper.sac.train_freq, paper.sac.gradient_steps) == ("sbx", 25, 25)
+    assert paper.iteration_steps % paper.sac.train_freq == 0 and paper.total_steps % paper.sac.train_freq == 0
+
+
 def _ml_irl_loop(total_steps: int, iteration_steps: int, trajectories: int = 3) -> ControlLoopConfig:
     return ControlLoopConfig(
         total_steps=total_steps, schedule="ml_irl", iteration_steps=iteration_steps,
