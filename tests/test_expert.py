@@ -48,3 +48,35 @@ def test_a_resumed_expert_run_is_the_uninterrupted_run(tmp_path, monkeypatch, ba
     for name in names:
         a, b = (load_file(str(tmp_path / run / "checkpoints" / name)) for run in ("whole", "parts"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_checkpoints_are_spread_over_the_range_of_returns():
+    from aihf.control.expert_data import spread_by_return
+
+    assert spread_by_return([0.0, 10.0, 11.0, 12.0, 50.0, 100.0], 3) == [0, 4, 5]
+    assert spread_by_return([5.0, 1.0, 3.0], 2) == [0, 1]  # the worst and the best, in step order
+    assert spread_by_return([4.0, 4.0, 4.0], 2) == [0, 1]  # equal returns: each checkpoint once
+    assert spread_by_return([1.0, 2.0], 5) == [0, 1]
+
+
+@pytest.mark.e2e
+def test_data_from_an_expert_run_draws_segments_from_the_checkpoints_chosen_by_return(tmp_path):
+    """make_data on a short Hopper run's 3 checkpoints, 2 quality levels: every segment comes
+    from the two checkpoints the evaluation chose (the worst and the best), whose evaluated
+    returns are in the provenance with the between-checkpoint share and the label agreement."""
+    from aihf.control.expert_data import ExpertDataConfig, load_data, make_data
+
+    train_expert(ExpertConfig(env="Hopper-v5", steps=480, seed=0, net_arch=[16], learning_starts=100,
+                              checkpoint_every=160, eval_episodes=1, buffer_size=1000), tmp_path / "expert")
+    cfg = ExpertDataConfig(env="Hopper-v5", n_demos=200, segment_len=10, min_segment_len=3, segments_per_checkpoint=12,
+                           n_prefs=40, low_checkpoint=0, quality_levels=2, eval_episodes=2)
+    record = make_data(cfg, tmp_path / "expert" / "checkpoints", tmp_path / "data")
+    returns = list(record["checkpoint_eval_return"].values())
+    assert len(returns) == 3
+    chosen = [returns.index(min(returns)), returns.index(max(returns))]
+    assert record["pool_checkpoints"] == [record["checkpoints"][i] for i in sorted(chosen)]
+    assert list(record["segment_return_by_checkpoint"]) == record["pool_checkpoints"]
+    assert 0.0 <= record["between_checkpoint_share_of_return_variance"] <= 1.0
+    assert 0.5 <= record["pref_label_agrees_with_true_return"] <= 1.0
+    demos, prefs = load_data(tmp_path / "data")
+    assert len(demos) == 200 and len(prefs) == 40 and record["sizes"]["segments"] == 24

@@ -4,7 +4,9 @@
 Files in ``data/mujoco/<env>/``:
   demos.npz          10k expert transitions (TransitionSet), deterministic expert actions
   demos_low.npz      10k transitions from an early checkpoint (low-quality demonstrations)
-  segments.npz       a pool of segments (``preferences.SegmentPool``) from every checkpoint,
+  segments.npz       a pool of segments (``preferences.SegmentPool``) from every checkpoint
+                     (with ``quality_levels``: from that many, chosen by evaluated return
+                     spread from the worst to the best, ``spread_by_return``),
                      sampling actions stochastically so the pool spans many qualities;
                      with ``min_segment_len`` < ``segment_len`` a segment may end where its
                      episode ends (a fall shows as a short, low-return segment)
@@ -27,10 +29,11 @@ import numpy as np
 from aihf.config import Settings, setting
 from aihf.control.policy_io import load_policy
 from aihf.control.preferences import SegmentPool, bradley_terry_pairs, load_pairs
-from aihf.control.rollout import policy_actor, run_episode
+from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
 from aihf.data import DataError, SegmentPreferenceSet, TransitionSet
 
 log = logging.getLogger(__name__)
+EVAL_SEEDS = 10**8  # reset seeds of the checkpoint evaluations: apart from every episode the files hold
 
 
 @dataclass
@@ -47,6 +50,9 @@ class ExpertDataConfig(Settings):
     n_prefs: int = setting(20_000, gt=0, help="labelled pairs")
     rel_temperature: float = setting(0.1, gt=0, help="Bradley-Terry temperature = this x std(segment returns)")
     low_checkpoint: int = setting(2, ge=0, help="index (sorted by step) of the checkpoint giving demos_low")
+    quality_levels: int | None = setting(None, gt=1, help="draw segments from this many checkpoints, chosen by "
+                                         "evaluated return spread evenly from the worst to the best (null: every one)")
+    eval_episodes: int = setting(5, gt=0, help="deterministic episodes per checkpoint when quality_levels chooses")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,6 +105,20 @@ def between_checkpoint_share(returns: np.ndarray, source: np.ndarray) -> float:
     return float(between / total) if total > 0 else 0.0
 
 
+def spread_by_return(returns: list[float], count: int) -> list[int]:
+    """Indices of ``count`` checkpoints whose returns lie nearest to ``count`` evenly spaced
+    levels from the lowest return to the highest (each checkpoint used once, the levels
+    taken in turn), in index order; every index when ``count`` covers them all."""
+    if count >= len(returns):
+        return list(range(len(returns)))
+    values = np.asarray(returns, dtype=float)
+    chosen: list[int] = []
+    for level in np.linspace(values.min(), values.max(), count):
+        free = [i for i in range(len(values)) if i not in chosen]
+        chosen.append(min(free, key=lambda i: (abs(values[i] - level), i)))
+    return sorted(chosen)
+
+
 def make_data(cfg: ExpertDataConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> dict:
     """Roll out the checkpoints in ``checkpoint_dir`` (``step_*.safetensors``) into ``out_dir``."""
     env = gym.make(cfg.env)
@@ -109,9 +129,15 @@ def make_data(cfg: ExpertDataConfig, checkpoint_dir: str | Path, out_dir: str | 
     policies = [load_policy(p, env) for p in paths]
     demos, demo_returns = _transitions(policies[-1], env, cfg.n_demos, cfg.seed, deterministic=True)
     low, low_returns = _transitions(policies[cfg.low_checkpoint], env, cfg.n_demos, cfg.seed + 5000, deterministic=True)
+    evaluated: dict[str, float] = {}
+    pool_indices = list(range(len(paths)))
+    if cfg.quality_levels is not None:
+        evaluated = {p.name: float(np.mean(evaluate_policy_return(policy, env, cfg.eval_episodes, cfg.seed + EVAL_SEEDS)))
+                     for p, policy in zip(paths, policies)}
+        pool_indices = spread_by_return(list(evaluated.values()), cfg.quality_levels)
     obs, act, ret, src, lengths = [], [], [], [], []
-    for i, policy in enumerate(policies):
-        o, a, r, n = _segments(policy, env, cfg.segments_per_checkpoint, cfg.segment_len, cfg.seed + 100_000 * (i + 1),
+    for i in pool_indices:
+        o, a, r, n = _segments(policies[i], env, cfg.segments_per_checkpoint, cfg.segment_len, cfg.seed + 100_000 * (i + 1),
                                rng, cfg.min_segment_len)
         obs += o
         act += a
@@ -135,7 +161,8 @@ def make_data(cfg: ExpertDataConfig, checkpoint_dir: str | Path, out_dir: str | 
         "between_checkpoint_share_of_return_variance": between_checkpoint_share(pool.returns, pool.source),
         "segment_length_mean": float(np.mean(lengths)), "segment_length_min": int(np.min(lengths)),
         "segment_return_by_checkpoint": {paths[i].name: float(np.mean(pool.returns[pool.source == i]))
-                                         for i in range(len(paths))},
+                                         for i in pool_indices},
+        "checkpoint_eval_return": evaluated, "pool_checkpoints": [paths[i].name for i in pool_indices],
         "sizes": {"demos": len(demos), "demos_low": len(low), "segments": len(pool.returns), "prefs": len(pairs)},
     }
     write_data_dir(out_dir, demos, low, pool, pairs, record)
