@@ -149,3 +149,28 @@ def test_code_version_names_the_checkouts_commit_and_whether_it_is_dirty(tmp_pat
     fake.parent.mkdir(parents=True)
     monkeypatch.setattr(runtime, "__file__", str(fake))
     assert runtime.code_version() is None and "aihf_commit" not in runtime.package_versions()
+
+
+def test_processes_wait_in_collectives_for_the_configured_timeout(monkeypatch):
+    """The process group is made with a timeout long enough for an evaluation on the main
+    process (NCCL's default, 10 minutes, would end a 7B run waiting for it); the environment
+    sets it; a bad value is a one-line config error."""
+    from datetime import timedelta
+
+    import accelerate
+
+    from aihf import runtime
+    from aihf.config import ConfigError
+
+    made = {}
+    monkeypatch.setattr(accelerate, "PartialState", lambda **kwargs: made.update(kwargs))
+    monkeypatch.delenv(runtime.COLLECTIVE_TIMEOUT_ENV, raising=False)
+    runtime.process_state()
+    assert made["timeout"] == timedelta(minutes=180)
+    monkeypatch.setenv(runtime.COLLECTIVE_TIMEOUT_ENV, "45")
+    runtime.process_state()
+    assert made["timeout"] == timedelta(minutes=45)
+    for bad in ("soon", "0", "-5"):
+        monkeypatch.setenv(runtime.COLLECTIVE_TIMEOUT_ENV, bad)
+        with pytest.raises(ConfigError, match="AIHF_COLLECTIVE_TIMEOUT_MIN"):
+            runtime.process_state()

@@ -14,12 +14,15 @@ import random
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from aihf.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +120,28 @@ def set_torch_threads(count: int | None = None) -> int | None:
     return threads
 
 
+COLLECTIVE_TIMEOUT_ENV = "AIHF_COLLECTIVE_TIMEOUT_MIN"
+COLLECTIVE_TIMEOUT_MIN = 180.0
+
+
+def collective_timeout() -> timedelta:
+    """How long a process waits in a collective (``AIHF_COLLECTIVE_TIMEOUT_MIN`` minutes,
+    default 180). The experiments evaluate on the main process while the others wait at a
+    broadcast; with a 7B policy that can outlast NCCL's default of 10 minutes, whose
+    watchdog would then end the run."""
+    raw = os.environ.get(COLLECTIVE_TIMEOUT_ENV, "")
+    try:
+        minutes = float(raw) if raw else COLLECTIVE_TIMEOUT_MIN
+    except ValueError:
+        raise ConfigError(f"{COLLECTIVE_TIMEOUT_ENV}={raw!r}: expected minutes, a positive number") from None
+    if not minutes > 0:
+        raise ConfigError(f"{COLLECTIVE_TIMEOUT_ENV}={raw!r}: expected minutes, a positive number")
+    return timedelta(minutes=minutes)
+
+
 def process_state():
-    """accelerate's process state, made with the CPU flag of ``ACCELERATE_USE_CPU``.
+    """accelerate's process state, made with the CPU flag of ``ACCELERATE_USE_CPU`` and the
+    collective timeout of :func:`collective_timeout`.
 
     ``PartialState()`` alone ignores that flag and, on a CPU under torchrun, gives every rank
     a one-process state (each then believes it is the main process). The state is a
@@ -126,7 +149,7 @@ def process_state():
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"), timeout=collective_timeout())
 
 
 def end_processes() -> None:
