@@ -52,7 +52,8 @@ import tempfile
 import time
 from pathlib import Path
 
-CONTENDERS = ("trl", "trl-precompute", "trl-defaults", "aihf-dpo", "aihf-aihf-dpo")
+CONTENDERS = ("trl", "trl-precompute", "trl-defaults", "aihf-dpo", "aihf-aihf-dpo", "aihf-dpo-packed",
+              "aihf-aihf-dpo-packed")  # -packed: model.padding_free
 ARCHS = {  # GPTNeoXConfig fields of the named Pythia architectures (random weights)
     "pythia-160m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, vocab_size=50304),
     "pythia-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=8, intermediate_size=8192, vocab_size=50304),
@@ -63,15 +64,18 @@ NEGATIVE = "terrible awful horrible boring dull bad poor weak stupid silly mess 
 TOPICS = "movie film story plot acting script music ending cast director scene show".split()
 
 
-def make_records(n: int, prompt_words: int, response_words: int) -> list[dict[str, str]]:
-    """Deterministic synthetic (prompt, chosen, rejected, demonstration) texts of fixed word counts."""
+def make_records(n: int, prompt_words: int, response_words: int, spread: float = 0.0) -> list[dict[str, str]]:
+    """Deterministic synthetic (prompt, chosen, rejected, demonstration) texts: responses of
+    ``response_words`` words, or with ``spread`` > 0 of a length that cycles through
+    (1 - spread) x that to that (as real answers differ in length)."""
     records = []
     for i in range(n):
         topic = [TOPICS[(i + j) % len(TOPICS)] for j in range(prompt_words - 2)]
         prompt = "review : " + " ".join(topic)
-        chosen = " " + " ".join(POSITIVE[(i * 7 + j) % len(POSITIVE)] for j in range(response_words))
-        rejected = " " + " ".join(NEGATIVE[(i * 5 + j) % len(NEGATIVE)] for j in range(response_words))
-        demo = " " + " ".join(POSITIVE[(i * 3 + j) % len(POSITIVE)] for j in range(response_words))
+        words = [max(1, round(response_words * (1 - spread * ((i * 7 + k * 3) % 8) / 7))) for k in range(3)]
+        chosen = " " + " ".join(POSITIVE[(i * 7 + j) % len(POSITIVE)] for j in range(words[0]))
+        rejected = " " + " ".join(NEGATIVE[(i * 5 + j) % len(NEGATIVE)] for j in range(words[1]))
+        demo = " " + " ".join(POSITIVE[(i * 3 + j) % len(POSITIVE)] for j in range(words[2]))
         records.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "demonstration": demo})
     return records
 
@@ -124,6 +128,23 @@ class TokenCounter:
         mask = kwargs.get("attention_mask")
         ids = kwargs.get("input_ids", args[0] if args else None)
         self.tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+
+
+class SequenceTokenCounter:
+    """Counts the real tokens (prompt + response) of every sequence ``method.logps`` scores
+    with a model in train mode: a packed batch's filler tokens are not counted, as a padded
+    batch's padding is not by :class:`TokenCounter`."""
+
+    def __init__(self, method) -> None:
+        self.tokens = 0
+        logps = method.logps
+
+        def counted(model, sequences):
+            if model.training:
+                self.tokens += sum(len(prompt) + len(response) for prompt, response in sequences)
+            return logps(model, sequences)
+
+        method.logps = counted
 
 
 def run_trl(args, tokenizer, policy, records, variant: str) -> tuple[list[tuple[float, float]], int]:
@@ -188,11 +209,13 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
     prefs = [Preference(prompt=r["prompt"], chosen=r["chosen"], rejected=r["rejected"]) for r in records]
     demos = [Demonstration(prompt=r["prompt"], response=r["demonstration"]) for r in records]
     encoder = Encoder(tokenizer, max_length=args.max_length, max_prompt_length=args.max_length // 2)
+    packed = method_name.endswith("-packed")
+    method_name = method_name.removesuffix("-packed")
     method = ImplicitRewardMethod(
         method_name, MethodConfig(beta=0.1), tokenizer, encoder, policy,
-        {"train": demos if method_name == "aihf-dpo" else []}, {"train": prefs},
+        {"train": demos if method_name == "aihf-dpo" else []}, {"train": prefs}, padding_free=packed,
     )
-    counter = TokenCounter(policy)
+    counter = SequenceTokenCounter(method)
     with tempfile.TemporaryDirectory() as out:
         loop = LoopConfig(
             output_dir=out, max_steps=args.warmup + args.steps, micro_batch_size=args.pairs,
@@ -229,7 +252,8 @@ def worker(args) -> dict:
         hidden_size=args.hidden, num_hidden_layers=args.layers, intermediate_size=4 * args.hidden
     )
     policy = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(args.device)
-    records = make_records(args.pairs * (args.warmup + args.steps), args.prompt_words, args.response_words)
+    records = make_records(args.pairs * (args.warmup + args.steps), args.prompt_words, args.response_words,
+                           args.response_spread)
     baseline = rss_mib()
     if args.worker.startswith("trl"):
         times, tokens = run_trl(args, tokenizer, policy, records, args.worker)
@@ -256,6 +280,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8, help="preference pairs per step")
     parser.add_argument("--prompt-words", type=int, default=8)
     parser.add_argument("--response-words", type=int, default=24)
+    parser.add_argument("--response-spread", type=float, default=0.0,
+                        help="responses of (1 - this) x --response-words to --response-words words")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)

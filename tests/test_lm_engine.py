@@ -49,13 +49,14 @@ def loop(tmp_path: Path, **overrides) -> LoopConfig:
     return LoopConfig(**fields)
 
 
-def make_method(name: str, tokenizer=None, policy=None, reward=None, config: MethodConfig | None = None):
-    """A method of the synthetic task on fresh tiny models (or the given ones)."""
+def make_method(name: str, tokenizer=None, policy=None, reward=None, config: MethodConfig | None = None, records=None):
+    """A method of the synthetic task (or of ``records``: ({split: demonstrations},
+    {split: preferences})) on fresh tiny models (or the given ones)."""
     tokenizer = tokenizer or tiny_tokenizer()
     policy = policy if policy is not None else tiny_causal_lm(tokenizer)
     config = config or MethodConfig(max_new_tokens=3, steps_per_round=2, rloo_k=4)
     encoder = Encoder(tokenizer, max_length=24, max_prompt_length=12)
-    demos, prefs = data()
+    demos, prefs = records or data()
     if name in ("reward", "rlhf", "aihf"):
         reward = reward if reward is not None else RewardModel(tiny_causal_lm(tokenizer, seed=1).base_model)
         return ExplicitRewardMethod(

@@ -130,6 +130,21 @@ def sequence_logprobs(
     return total / mask.sum(-1).clamp(min=1.0)
 
 
+def packed_sequence_logprobs(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    token_index: torch.Tensor,
+    token_mask: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`sequence_logprobs` (the sum) of sequences packed into rows
+    (``aihf.lm.batching.pack``): the next-token log-probs of the (R, W) rows, flattened, are
+    gathered into the (B, L - 1) layout of the padded batch by ``token_index`` and summed
+    under ``token_mask``, so each sequence's sum runs over the same terms in the same order
+    as with padding. Shape (B,)."""
+    flat = token_logprobs(logits, input_ids).reshape(-1)
+    return (flat[token_index] * token_mask.to(flat.dtype)).sum(-1)
+
+
 # --------------------------------------------------------------- explicit reward (Alg. 1)
 
 

@@ -178,3 +178,63 @@ def collate(sequences: list[Sequence], pad_id: int, pad_to_multiple_of: int = 1)
         attention_mask[row, :n] = 1
         loss_mask[row, len(prompt) : n] = 1
     return SequenceBatch(input_ids, attention_mask, loss_mask)
+
+
+@dataclass
+class PackedBatch:
+    """Sequences packed into rows without padding between them (``model.padding_free``).
+
+    ``input_ids`` and ``position_ids`` are (R, W): each row holds whole sequences one after
+    another, positions restarting at 0 for each, and filler tokens after a row's last
+    sequence (positions continuing it, so they attend only backwards and nothing attends to
+    them). A causal LM of transformers' mask utilities keeps the sequences of a row apart
+    when it is given ``position_ids`` without an ``attention_mask`` (and no cache).
+    ``token_index`` and ``token_mask`` are (B, L - 1) for the B sequences in their given
+    order, L the longest: entry t points into the flattened (R, W - 1) grid of next-token
+    log-probs at the one that predicts token t + 1 of that sequence, and the mask is the
+    padded batch's ``loss_mask[:, 1:]``, so the per-sequence sums are taken in the same
+    layout and order as :func:`collate`'s."""
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    token_index: torch.Tensor
+    token_mask: torch.Tensor
+
+    def to(self, device: torch.device | str) -> PackedBatch:
+        return PackedBatch(*(t.to(device) for t in (self.input_ids, self.position_ids, self.token_index, self.token_mask)))
+
+
+def pack(sequences: list[Sequence], pad_id: int) -> PackedBatch:
+    """Pack ``(prompt, response)`` pairs into rows as wide as the longest sequence, first fit
+    in decreasing length (fewer rows than :func:`collate`'s one per sequence whenever
+    lengths differ; attention then costs W^2 per row instead of per sequence)."""
+    if not sequences:
+        raise ValueError("pack needs at least one sequence")
+    lengths = [len(p) + len(r) for p, r in sequences]
+    width = max(*lengths, 2)
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(sequences)), key=lambda i: (-lengths[i], i)):
+        row = next((r for r, free in enumerate(room) if lengths[i] <= free), None)
+        if row is None:
+            rows.append([])
+            room.append(width)
+            row = len(rows) - 1
+        rows[row].append(i)
+        room[row] -= lengths[i]
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    token_index = torch.zeros((len(sequences), width - 1), dtype=torch.long)
+    token_mask = torch.zeros((len(sequences), width - 1), dtype=torch.long)
+    for r, members in enumerate(rows):
+        offset = 0
+        for i in members:
+            prompt, response = sequences[i]
+            n = lengths[i]
+            input_ids[r, offset : offset + n] = torch.tensor(prompt + response, dtype=torch.long)
+            position_ids[r, offset : offset + n] = torch.arange(n)
+            token_index[i, : n - 1] = r * (width - 1) + offset + torch.arange(n - 1)
+            token_mask[i, max(len(prompt), 1) - 1 : n - 1] = 1
+            offset += n
+        position_ids[r, offset:] = torch.arange(offset, width) - offset + (position_ids[r, offset - 1] + 1)
+    return PackedBatch(input_ids, position_ids, token_index, token_mask)

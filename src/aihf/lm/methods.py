@@ -39,7 +39,7 @@ from accelerate.utils import DistributedType, gather_object
 from aihf import objective
 from aihf.config import ConfigError, setting
 from aihf.data import Demonstration, Preference, PromptRecord
-from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate
+from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate, pack
 from aihf.lm.generation import HFSampler
 from aihf.lm.rl import RewardScaler, rloo_step
 from aihf.objective import ObjectiveConfig
@@ -230,8 +230,10 @@ class _Records:
         demonstrations: dict[str, list[Demonstration]],
         preferences: dict[str, list[Preference]],
         prompts: dict[str, list[PromptRecord]] | None = None,
+        padding_free: bool = False,
     ) -> None:
         self.name, self.config, self.tokenizer, self.encoder = name, config, tokenizer, encoder
+        self.padding_free = padding_free  # log-probs from packed rows (batching.pack), not padded ones
         self.recipe = RECIPES[name]
         prompts = prompts or {}
         if any(prompts.values()) and not self.recipe.uses_prompts:
@@ -335,8 +337,15 @@ class _Records:
         return sizes
 
     def logps(self, model, sequences: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log pi(y|x) summed over response tokens, number of response tokens), one forward pass."""
+        """(log pi(y|x) summed over response tokens, number of response tokens), one forward
+        pass over right-padded rows, or over packed ones with ``padding_free``."""
         acc = self.accelerator
+        if self.padding_free:
+            packed = pack(sequences, self.tokenizer.pad_token_id).to(acc.device)
+            with acc.autocast():
+                logits = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits
+            total = objective.packed_sequence_logprobs(logits, packed.input_ids, packed.token_index, packed.token_mask)
+            return total, packed.token_mask.sum(-1).clamp(min=1).to(total.dtype)
         batch = collate(sequences, self.tokenizer.pad_token_id).to(acc.device)
         with acc.autocast():
             logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
@@ -413,8 +422,9 @@ class ImplicitRewardMethod(_Records):
     with fresh samples y' ~ pi_t).
     """
 
-    def __init__(self, name: str, config: MethodConfig, tokenizer, encoder: Encoder, policy, demonstrations, preferences) -> None:
-        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences)
+    def __init__(self, name: str, config: MethodConfig, tokenizer, encoder: Encoder, policy, demonstrations, preferences,
+                 padding_free: bool = False) -> None:
+        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences, padding_free=padding_free)
         if self.recipe.reward != "implicit":
             raise ValueError(f"{name!r} is not an implicit-reward method")
         self.models = {"policy": policy}
@@ -545,9 +555,9 @@ class ExplicitRewardMethod(_Records):
 
     def __init__(
         self, name: str, config: MethodConfig, tokenizer, encoder: Encoder, demonstrations, preferences,
-        reward_model, policy=None, reference=None, prompts=None,
+        reward_model, policy=None, reference=None, prompts=None, padding_free: bool = False,
     ) -> None:
-        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences, prompts)
+        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences, prompts, padding_free)
         recipe = self.recipe
         if recipe.reward != "explicit":
             raise ValueError(f"{name!r} is not an explicit-reward method")

@@ -275,6 +275,42 @@ def reference_model(policy: nn.Module, share_base: bool = True) -> Any:
 # ---------------------------------------------------------------------------- reward model
 
 
+def check_packing(model: nn.Module, vocab_size: int) -> float:
+    """Refuse ``model.padding_free`` for a model that does not keep packed sequences apart.
+
+    Three sequences of random tokens (a fixed generator), the two short ones packed into one
+    row beside the longest (``batching.pack``), scored padded and packed in eval mode without
+    gradients: a model that sees one packed sequence while scoring the next gives other
+    log-probs. Returns the largest difference;
+    more than 1e-3 (float32) or 5e-2 (half precision) is a ``ConfigError``."""
+    from aihf import objective
+    from aihf.config import ConfigError
+    from aihf.lm.batching import collate, pack
+
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab_size, (15,), generator=generator).tolist()
+    sequences = [(ids[:4], ids[4:8]), (ids[8:10], ids[10:11]), (ids[11:13], ids[13:15])]  # rows: [8], [4, 3]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        padded = collate(sequences, pad_id=0).to(device)
+        alone = objective.sequence_logprobs(
+            model(input_ids=padded.input_ids, attention_mask=padded.attention_mask, use_cache=False).logits,
+            padded.input_ids, padded.loss_mask)
+        packed = pack(sequences, pad_id=0).to(device)
+        together = objective.packed_sequence_logprobs(
+            model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits,
+            packed.input_ids, packed.token_index, packed.token_mask)
+    model.train(was_training)
+    difference = float((alone - together).abs().max())
+    tolerance = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
+    if not difference <= tolerance:
+        raise ConfigError(f"model.padding_free: {type(model).__name__} does not keep sequences packed in one row apart "
+                          f"(log-probs differ by {difference:.3g} from the padded forward pass): set model.padding_free=false")
+    return difference
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted over real tokens only (0 at padding), as HF ``generate`` does.
 

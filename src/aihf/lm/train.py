@@ -37,7 +37,9 @@ from aihf.data import read_demonstrations, read_preferences, read_prompts, split
 from aihf.lm.batching import Encoder
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
 from aihf.lm.model_card import model_card
-from aihf.lm.models import LoraSettings, RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model, reference_model
+from aihf.lm.models import (
+    LoraSettings, RewardModel, check_packing, is_saved_reward_model, load_causal_lm, load_reward_model, reference_model,
+)
 from aihf.lm.trainer import LoopConfig, Trainer, TrainResult, latest_checkpoint
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ class ModelConfig(Settings):
     name_or_path: str = setting("tiny", help="hub name or local folder (safetensors), smollm2-135m, or tiny")
     dtype: Literal["float32", "bfloat16", "float16"] = setting("float32", help="weights' dtype")
     gradient_checkpointing: bool = setting(False, help="recompute activations in the backward pass")
+    padding_free: bool = setting(False, help="pack each batch's sequences into rows without padding (position ids "
+                                 "restart per sequence; checked against the padded forward pass at the start)")
     lora: LoraSettings | None = setting(None, help="LoRA adapters (peft); None: full fine-tuning")
     trust_remote_code: bool = setting(False, help="run a hub model's own code (off: only transformers' classes)")
     reward_model: str | None = setting(
@@ -154,9 +158,13 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
         policy, tokenizer = load_causal_lm(
             mc.name_or_path, mc.dtype, mc.gradient_checkpointing, mc.lora, mc.trust_remote_code
         )
+    if policy is not None and mc.padding_free:
+        log.info("%s: padding-free batches (packed sequences differ from padded ones by %.2g in log-prob)",
+                 name, check_packing(policy, len(tokenizer)))
     if recipe.reward == "implicit":
         encoder = Encoder(tokenizer, config.data.max_length, config.data.max_prompt_length)
-        return ImplicitRewardMethod(name, config.method, tokenizer, encoder, policy, demos, prefs), tokenizer
+        return ImplicitRewardMethod(name, config.method, tokenizer, encoder, policy, demos, prefs,
+                                    padding_free=mc.padding_free), tokenizer
     if reward_model is None:
         reward_model, reward_tokenizer = load_reward_model(
             mc.reward_model or mc.name_or_path, mc.dtype, mc.trust_remote_code, seed=config.loop.seed
@@ -175,6 +183,7 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
     method = ExplicitRewardMethod(
         name, config.method, tokenizer, encoder, demos, prefs, reward_model,
         policy=policy, reference=reference_model(policy) if recipe.train_policy else None, prompts=prompts,
+        padding_free=mc.padding_free and policy is not None,
     )
     return method, tokenizer
 
