@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 
 CONTENDERS = ("trl", "trl-precompute", "trl-defaults", "aihf-dpo", "aihf-aihf-dpo", "aihf-dpo-packed",
-              "aihf-aihf-dpo-packed")  # -packed: model.padding_free
+              "aihf-aihf-dpo-packed", "aihf-dpo-fused", "aihf-dpo-packed-fused")  # model.padding_free, loop.fused_optimizer
 ARCHS = {  # GPTNeoXConfig fields of the named Pythia architectures (random weights)
     "pythia-160m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, vocab_size=50304),
     "pythia-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=8, intermediate_size=8192, vocab_size=50304),
@@ -209,6 +209,8 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
     prefs = [Preference(prompt=r["prompt"], chosen=r["chosen"], rejected=r["rejected"]) for r in records]
     demos = [Demonstration(prompt=r["prompt"], response=r["demonstration"]) for r in records]
     encoder = Encoder(tokenizer, max_length=args.max_length, max_prompt_length=args.max_length // 2)
+    fused = method_name.endswith("-fused")
+    method_name = method_name.removesuffix("-fused")
     packed = method_name.endswith("-packed")
     method_name = method_name.removesuffix("-packed")
     method = ImplicitRewardMethod(
@@ -219,7 +221,7 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
     with tempfile.TemporaryDirectory() as out:
         loop = LoopConfig(
             output_dir=out, max_steps=args.warmup + args.steps, micro_batch_size=args.pairs,
-            learning_rate=args.lr, max_grad_norm=1.0, log_with="none", progress=False, seed=0,
+            learning_rate=args.lr, max_grad_norm=1.0, log_with="none", progress=False, seed=0, fused_optimizer=fused,
         )
         trainer = Trainer(method, loop, Accelerator(cpu=args.device == "cpu", mixed_precision=args.mixed_precision))
         method.start_round(0, seed=0)  # reference log-probs, as Trainer.fit does before step 1

@@ -195,6 +195,20 @@ def test_same_seed_same_result(tmp_path):
     assert _losses(other) != runs[0][0]  # the seed matters (data order)
 
 
+def test_the_fused_optimizer_takes_the_same_steps(tmp_path):
+    """``loop.fused_optimizer``: AdamW's fused kernel makes the default AdamW's updates (the
+    losses agree exactly; weights to 1e-5 after 3 steps of lr 3e-3, 2.4e-6 measured, where
+    coordinates with near-zero gradients turn rounding into Adam-normalised steps)."""
+    runs = []
+    for fused in (False, True):
+        method = make_method("aihf-dpo")
+        result = Trainer(method, loop(tmp_path / str(fused), max_steps=3, fused_optimizer=fused)).fit()
+        runs.append((_losses(result), method.models["policy"].state_dict()))
+    assert runs[1][0] == pytest.approx(runs[0][0], rel=1e-6)
+    for key, value in runs[0][1].items():
+        torch.testing.assert_close(runs[1][1][key], value, rtol=1e-5, atol=1e-5, msg=key)
+
+
 @pytest.mark.parametrize("name", ["self-play-aihf", "aihf"])
 def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, name):
     """Round state (reference log-probs, self-play samples), optimizer, scheduler, RNG and

@@ -63,6 +63,8 @@ class LoopConfig(Settings):
     learning_rate: float = setting(1e-5, gt=0, help="AdamW learning rate (the policy's)")
     reward_learning_rate: float | None = setting(None, gt=0, help="the reward model's learning rate; None: learning_rate")
     weight_decay: float = setting(0.0, ge=0, help="AdamW weight decay")
+    fused_optimizer: bool = setting(False, help="AdamW's fused kernel (one kernel for all parameters' updates; GPU, "
+                                    "and CPU since torch 2.4): the same update, faster")
     lr_scheduler: Literal["constant", "linear", "cosine"] = setting("constant", help="learning-rate schedule after warm-up")
     warmup_steps: int = setting(0, ge=0, help="linear warm-up steps")
     max_grad_norm: float | None = setting(1.0, gt=0, help="gradient clip (global norm per model); None: no clipping")
@@ -243,7 +245,8 @@ class Trainer:
             clip = config.reward_max_grad_norm if reward and config.reward_max_grad_norm is not None else config.max_grad_norm
             params = [p for p in module.parameters() if p.requires_grad]
             groups.append({"params": params, "lr": lr, "name": name, "max_grad_norm": clip})
-        self.optimizer = acc.prepare(torch.optim.AdamW(groups, weight_decay=config.weight_decay))
+        self.optimizer = acc.prepare(
+            torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=config.fused_optimizer or None))
         method.bind(acc)
         method.plan(config.micro_batch_size * config.gradient_accumulation_steps * acc.num_processes)
         self.max_steps = method.total_steps or config.max_steps
