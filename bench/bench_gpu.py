@@ -1,0 +1,239 @@
+"""The GPU measurements of issue 11, as one run: training steps against trl and generation
+against transformers, on the same card, written to ``docs/benchmarks/gpu.json``.
+
+    python bench/bench_gpu.py                              # CUDA: Pythia-160M and -1B architectures
+    python bench/bench_gpu.py --quick --device cpu         # a small model on the CPU: checks the script
+    python bench/bench_gpu.py --render                     # gpu.json -> the table in docs/benchmarks.md
+
+Training steps (``what: "train-step"``): ``bench_dpo_step.py`` runs each contender in its own
+process on random-weight Pythia architectures (no download), the same synthetic pairs,
+batch and precision (bf16 autocast on CUDA): trl's DPOTrainer with and without
+precomputed reference log-probs (``trl``, ``trl-precompute``), aihf's DPO and AIHF-DPO
+(``aihf:dpo``, ``aihf:aihf-dpo``; ``options`` names the aihf settings used, e.g.
+padding-free batches). Generation (``what: "generate"``): transformers' ``generate`` with
+the dynamic and the static KV cache (``hf-dynamic``, ``hf-static``), aihf's ``HFSampler``
+(``aihf:generate``) and, when vllm is installed, ``VLLMSampler`` (``aihf:vllm``); returned
+new tokens per second, sampling at temperature 1. Each record:
+{"card", "date", "model", "what", "impl", "tokens_per_s", "peak_gib", "batch", "seq_len", "options"}.
+Records of other cards or dates already in the file are kept; ``--render`` rewrites the
+table between the ``gpu.json`` markers of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_IMPLS = {"trl": "trl", "trl-precompute": "trl-precompute", "aihf:dpo": "aihf-dpo", "aihf:aihf-dpo": "aihf-aihf-dpo"}
+GENERATE_IMPLS = ("hf-dynamic", "hf-static", "aihf:generate", "aihf:vllm")
+FIELDS = ("card", "date", "model", "what", "impl", "tokens_per_s", "peak_gib", "batch", "seq_len", "options")
+MARKERS = ("<!-- gpu.json: begin (bench/bench_gpu.py --render) -->", "<!-- gpu.json: end -->")
+
+
+def check_record(record: dict) -> dict:
+    """A record of the schema above, or ValueError naming what is wrong."""
+    if set(record) != set(FIELDS):
+        raise ValueError(f"record keys {sorted(record)} are not {sorted(FIELDS)}")
+    allowed = TRAIN_IMPLS if record["what"] == "train-step" else GENERATE_IMPLS if record["what"] == "generate" else None
+    if allowed is None or record["impl"] not in allowed:
+        raise ValueError(f"impl {record['impl']!r} is not one of {list(allowed or [])} for what={record['what']!r}")
+    if not record["tokens_per_s"] > 0 or not record["peak_gib"] >= 0:
+        raise ValueError(f"tokens_per_s and peak_gib must be positive: {record}")
+    return record
+
+
+def card_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def train_records(args, card: str, date: str) -> list[dict]:
+    """One record per (architecture, contender), each contender a ``bench_dpo_step`` run."""
+    records = []
+    for arch in args.archs:
+        shape = ["--hidden", "64", "--layers", "2"] if arch == "tiny" else ["--arch", arch]
+        for impl, contender in TRAIN_IMPLS.items():
+            options = []
+            if impl.startswith("aihf") and args.aihf_options:
+                contender += "-packed-fused" if contender == "aihf-dpo" else "-packed"
+                options = ["model.padding_free"] + (["loop.fused_optimizer"] if impl == "aihf:dpo" else [])
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "row.json"
+                command = [sys.executable, str(ROOT / "bench" / "bench_dpo_step.py"), *shape, "--device", args.device,
+                           "--mixed-precision", "bf16" if args.device == "cuda" else "no",
+                           "--pairs", str(args.pairs), "--prompt-words", str(args.prompt_words),
+                           "--response-words", str(args.response_words), "--response-spread", str(args.response_spread),
+                           "--max-length", str(args.max_length), "--steps", str(args.steps), "--warmup", "3",
+                           "--repeats", "1", "--contenders", contender, "--json", str(out)]
+                done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+                if done.returncode != 0:
+                    print(f"{arch} {impl}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                row = json.loads(out.read_text())["rows"][0]
+            tokens = row["tokens_per_step"]
+            records.append(check_record({
+                "card": card, "date": date, "model": arch, "what": "train-step", "impl": impl,
+                "tokens_per_s": round(row["tokens_per_s"], 1), "peak_gib": round(row["peak_rss_mib"] / 1024, 3),
+                "batch": args.pairs,  # seq_len: mean real tokens of the sequences a step scores (AIHF-DPO: 3 per pair)
+                "seq_len": round(tokens / (args.pairs * (3 if impl == "aihf:aihf-dpo" else 2)), 1),
+                "options": options,
+            }))
+            print(f"{arch:12} {impl:16} {records[-1]['tokens_per_s']:>10,.0f} tokens/s  {records[-1]['peak_gib']:.2f} GiB",
+                  flush=True)
+    return records
+
+
+def generate_records(args, card: str, date: str) -> list[dict]:
+    """One record per (architecture, generation implementation) on random weights."""
+    import importlib.util
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_dpo_step import ARCHS
+
+    from aihf.lm.generation import HFSampler, VLLMSampler
+    from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    records = []
+    for arch in args.archs:
+        shape = dict(hidden_size=64, num_hidden_layers=2, intermediate_size=256) if arch == "tiny" else ARCHS[arch]
+        model = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(args.device)
+        if args.device == "cuda":
+            model = model.to(torch.bfloat16)
+        model.eval()
+        generator = torch.Generator().manual_seed(0)
+        prompts = torch.randint(4, len(tokenizer), (args.gen_batch, args.gen_prompt_tokens), generator=generator).tolist()
+        samplers = {
+            "hf-dynamic": lambda: _raw_generate(model, prompts, args.gen_new_tokens, None),
+            "hf-static": lambda: _raw_generate(model, prompts, args.gen_new_tokens, "static"),
+            "aihf:generate": lambda: HFSampler(model, tokenizer).generate(prompts, args.gen_new_tokens, seed=0),
+        }
+        if importlib.util.find_spec("vllm") is not None and args.device == "cuda":
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                vllm = VLLMSampler(tmp, gpu_memory_utilization=0.5)
+                samplers["aihf:vllm"] = lambda: vllm.generate(prompts, args.gen_new_tokens, seed=0)
+                records += _measure_all(samplers, args, card, date, arch)
+        else:
+            print(f"{arch}: vllm is not installed (or not on CUDA): aihf:vllm not measured", flush=True)
+            records += _measure_all(samplers, args, card, date, arch)
+        del model
+    return records
+
+
+def _raw_generate(model, prompts: list[list[int]], new_tokens: int, cache: str | None) -> list[list[int]]:
+    """transformers' ``generate`` on equal-length prompts, sampling, no eos stop: the new tokens."""
+    import torch
+
+    ids = torch.tensor(prompts, device=model.device)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                         min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=0,
+                         cache_implementation=cache, pad_token_id=0)
+    return out[:, ids.shape[1]:].tolist()
+
+
+def _measure_all(samplers: dict, args, card: str, date: str, arch: str) -> list[dict]:
+    import torch
+
+    records = []
+    for impl, run in samplers.items():
+        run()  # warm-up (compilation, cache allocation)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        best = 0.0
+        for _ in range(args.gen_repeats):
+            start = time.perf_counter()
+            responses = run()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            best = max(best, sum(len(r) for r in responses) / (time.perf_counter() - start))
+        peak = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else 0.0
+        records.append(check_record({
+            "card": card, "date": date, "model": arch, "what": "generate", "impl": impl,
+            "tokens_per_s": round(best, 1), "peak_gib": round(peak, 3), "batch": args.gen_batch,
+            "seq_len": args.gen_prompt_tokens + args.gen_new_tokens, "options": [],
+        }))
+        print(f"{arch:12} {impl:16} {best:>10,.0f} tokens/s", flush=True)
+    return records
+
+
+def render_table(records: list[dict]) -> str:
+    """The records as one markdown table, newest first, with each aihf figure's ratio to
+    its peer on the same card, date and model (trl for training, hf-static for generation)."""
+    peers = {(r["card"], r["date"], r["model"], r["what"], r["impl"]): r["tokens_per_s"] for r in records}
+    lines = ["| card | date | model | what | impl | tokens/s | vs peer | peak GiB | batch | seq len | options |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["date"], r["card"], r["model"], r["what"]), reverse=True):
+        peer = peers.get((r["card"], r["date"], r["model"], r["what"], "trl" if r["what"] == "train-step" else "hf-static"))
+        ratio = f"{r['tokens_per_s'] / peer:.2f}x" if peer and r["impl"].startswith("aihf") else ""
+        lines.append(f"| {r['card']} | {r['date']} | {r['model']} | {r['what']} | {r['impl']} | {r['tokens_per_s']:,.0f} | "
+                     f"{ratio} | {r['peak_gib']:.2f} | {r['batch']} | {r['seq_len']} | {', '.join(r['options'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def render(json_path: Path, markdown: Path) -> None:
+    records = [check_record(r) for r in json.loads(json_path.read_text(encoding="utf-8"))]
+    text = markdown.read_text(encoding="utf-8")
+    begin, end = (text.index(marker) for marker in MARKERS)
+    markdown.write_text(text[: begin + len(MARKERS[0])] + "\n" + render_table(records) + text[end:], encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="default docs/benchmarks/gpu.json (--quick: runs/bench-gpu-quick.json)")
+    parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--render", action="store_true", help="only rewrite the table from --out")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--archs", nargs="+", default=["pythia-160m", "pythia-1b"], help="Pythia architectures, or tiny")
+    parser.add_argument("--quick", action="store_true", help="the tiny model and small sizes (a check of the script)")
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--prompt-words", type=int, default=40)
+    parser.add_argument("--response-words", type=int, default=150)
+    parser.add_argument("--response-spread", type=float, default=0.5, help="responses of many lengths (bench_dpo_step)")
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--aihf-options", action=argparse.BooleanOptionalAction, default=True,
+                        help="aihf with padding-free batches (and the fused AdamW for DPO)")
+    parser.add_argument("--gen-batch", type=int, default=64)
+    parser.add_argument("--gen-prompt-tokens", type=int, default=64)
+    parser.add_argument("--gen-new-tokens", type=int, default=256)
+    parser.add_argument("--gen-repeats", type=int, default=2)
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per training contender")
+    parser.add_argument("--skip", choices=("train", "generate"), action="append", default=[])
+    args = parser.parse_args()
+    args.out = args.out or ROOT / ("runs/bench-gpu-quick.json" if args.quick else "docs/benchmarks/gpu.json")
+    if args.render:
+        render(args.out, args.markdown)
+        return
+    if args.quick:
+        args.archs, args.pairs, args.prompt_words, args.response_words, args.max_length = ["tiny"], 4, 8, 24, 128
+        args.steps, args.gen_batch, args.gen_prompt_tokens, args.gen_new_tokens = 3, 4, 8, 16
+    card, date = card_name(args.device), time.strftime("%Y-%m-%d", time.gmtime())
+    start = time.time()
+    records = [] if "train" in args.skip else train_records(args, card, date)
+    records += [] if "generate" in args.skip else generate_records(args, card, date)
+    kept = []
+    if args.out.is_file():
+        kept = [r for r in json.loads(args.out.read_text(encoding="utf-8")) if (r["card"], r["date"]) != (card, date)]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(kept + records, indent=1) + "\n", encoding="utf-8")
+    print(render_table(records))
+    print(f"{len(records)} records in {time.time() - start:.0f} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

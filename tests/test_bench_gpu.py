@@ -1,0 +1,42 @@
+"""bench/bench_gpu.py's records (issue 11 item 3): the schema is enforced and the table
+shows each aihf figure beside its peer's from the same card, date and model."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import bench_gpu  # noqa: E402
+
+
+def _record(**changes):
+    record = {"card": "NVIDIA H200", "date": "2026-12-03", "model": "pythia-1b", "what": "train-step", "impl": "trl",
+              "tokens_per_s": 40000.0, "peak_gib": 28.0, "batch": 8, "seq_len": 190.0, "options": []}
+    return {**record, **changes}
+
+
+def test_records_outside_the_schema_are_refused():
+    assert bench_gpu.check_record(_record()) == _record()
+    for bad, message in ((_record(impl="hf-static"), "not one of"), (_record(what="eval"), "not one of"),
+                         (_record(tokens_per_s=0.0), "positive"), ({**_record(), "extra": 1}, "keys")):
+        with pytest.raises(ValueError, match=message):
+            bench_gpu.check_record(bad)
+
+
+def test_the_table_gives_aihf_its_ratio_to_the_peer_of_the_same_run(tmp_path):
+    import json
+
+    records = [_record(), _record(impl="aihf:dpo", tokens_per_s=60000.0, options=["model.padding_free"]),
+               _record(what="generate", impl="hf-static", tokens_per_s=10000.0),
+               _record(what="generate", impl="aihf:generate", tokens_per_s=25000.0),
+               _record(date="2026-11-01", impl="aihf:dpo", tokens_per_s=1.0)]  # another run: no peer
+    table = bench_gpu.render_table(records)
+    assert "| aihf:dpo | 60,000 | 1.50x |" in table and "| aihf:generate | 25,000 | 2.50x |" in table
+    assert "| 2026-11-01 | pythia-1b | train-step | aihf:dpo | 1 |  |" in table
+    (tmp_path / "gpu.json").write_text(json.dumps(records))
+    markdown = tmp_path / "benchmarks.md"
+    markdown.write_text(f"before\n{bench_gpu.MARKERS[0]}\nold table\n{bench_gpu.MARKERS[1]}\nafter\n")
+    bench_gpu.render(tmp_path / "gpu.json", markdown)
+    text = markdown.read_text()
+    assert "old table" not in text and table in text and text.startswith("before\n") and text.endswith("after\n")
