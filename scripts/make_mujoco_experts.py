@@ -14,6 +14,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -37,7 +38,11 @@ def main() -> None:
     cfg = ExpertConfig(env=args.env, steps=args.steps, seed=args.seed, net_arch=args.net_arch,
                        checkpoint_every=args.checkpoint_every, learning_starts=args.learning_starts,
                        backend=args.backend, batched_updates=args.batched_updates)
-    print(json.dumps(train_expert(cfg, args.out), indent=2))
+    try:
+        record = train_expert(cfg, args.out)
+    except ValueError as err:  # a folder holding a run with other settings
+        sys.exit(f"make_mujoco_experts: {err}")
+    print(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,30 @@ def test_a_resumed_expert_run_is_the_uninterrupted_run(tmp_path, monkeypatch, ba
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
+@pytest.mark.e2e
+def test_a_run_continues_only_with_its_own_settings_and_may_end_at_a_checkpoint(tmp_path, monkeypatch):
+    """Stopped at step 320 of 480: continuing with another network is refused, naming it;
+    continuing with steps=320 ends the run there, its provenance saying what was planned."""
+    cfg = ExpertConfig(env="Hopper-v5", steps=480, seed=0, net_arch=[16], learning_starts=100, checkpoint_every=160,
+                       eval_episodes=1, buffer_size=1000)
+    save = expert._Checkpointer.save
+
+    def save_then_stop(self):
+        save(self)
+        if self.num_timesteps >= 320:
+            raise _Stop
+    monkeypatch.setattr(expert._Checkpointer, "save", save_then_stop)
+    with pytest.raises(_Stop):
+        train_expert(cfg, tmp_path)
+    monkeypatch.setattr(expert._Checkpointer, "save", save)
+    with pytest.raises(ValueError, match=r"other settings \(net_arch\)"):
+        train_expert(ExpertConfig(**{**cfg.__dict__, "net_arch": [32]}), tmp_path)
+    record = train_expert(ExpertConfig(**{**cfg.__dict__, "steps": 320}), tmp_path)
+    assert record["steps"] == 320 and record["steps_planned_before"] == 480 and record["resumed"]
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 320
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir())[-1] == "step_0000320.safetensors"
+
+
 def test_checkpoints_are_spread_over_the_range_of_returns():
     from aihf.control.expert_data import spread_by_return
 

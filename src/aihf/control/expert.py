@@ -9,7 +9,9 @@ the run writes
   resume/run_state.json              the environment and random generators (``RunState``)
   progress.jsonl                     one line per finished training episode
 and at the end ``provenance.json`` (seed, steps, wall time, evaluated return, versions).
-Re-running the same command continues from ``resume/`` when it exists
+Re-running the same command continues from ``resume/`` when it exists (with other
+settings than ``steps``, ``checkpoint_every`` or ``eval_episodes`` it is refused; a smaller
+``steps`` ends the run at the checkpoint it has reached)
 (``test_a_resumed_expert_run_is_the_uninterrupted_run``). A round's start is the one point
 where SB3's state is whole: the last transition is stored, the last observation kept
 (``_last_obs``, saved with the model) and the updates of the round before are made.
@@ -218,6 +220,21 @@ def _resume(cfg: ExpertConfig, resume: Path, env: gym.Env):
     return model
 
 
+RESUME_MAY_CHANGE = ("steps", "checkpoint_every", "eval_episodes")
+
+
+def _check_resumable(cfg: ExpertConfig, saved: Path) -> int | None:
+    """A run is continued only with its own settings; ``steps`` (the run may be lengthened,
+    or ended at a checkpoint it has passed), ``checkpoint_every`` and ``eval_episodes`` may
+    change. Returns the steps the run was started for when they change (for provenance)."""
+    old = json.loads(saved.read_text())
+    changed = sorted(k for k, v in asdict(cfg).items() if k not in RESUME_MAY_CHANGE and old.get(k) != v)
+    if changed:
+        raise ValueError(f"{saved.parent} holds a run made with other settings ({', '.join(changed)}): "
+                         "give its settings to continue it, or another --out")
+    return old["steps"] if old.get("steps") != cfg.steps else None
+
+
 def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
     """Train (or resume) SAC on ``cfg.env``'s true reward; return the provenance record."""
     out = Path(out_dir)
@@ -227,7 +244,9 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
     if not (resume / "state.json").exists() and (out / "resume.old" / "state.json").exists():
         (out / "resume.old").rename(resume)  # a crash between the two renames of _Checkpointer.save
     state = {"elapsed_s": 0.0, "cpu_s": 0.0}
+    planned = None
     if (resume / "state.json").exists():
+        planned = _check_resumable(cfg, out / "config.json")
         state = json.loads((resume / "state.json").read_text())
         model = _resume(cfg, resume, env)
         print(f"resuming {cfg.env} from step {state['step']}", flush=True)
@@ -235,7 +254,7 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
         model = make_sac(cfg.backend, env, policy_kwargs={"net_arch": cfg.net_arch},
                          learning_starts=cfg.learning_starts, buffer_size=cfg.buffer_size,
                          train_freq=cfg.batched_updates, gradient_steps=cfg.batched_updates, seed=cfg.seed)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     callback = _Checkpointer(out, cfg, state["elapsed_s"], state.get("cpu_s", 0.0))
     remaining = cfg.steps - model.num_timesteps
     if remaining > 0:
@@ -253,7 +272,7 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
         "final_policy": final.name,
         "eval_episodes": cfg.eval_episodes, "eval_return_mean": float(np.mean(returns)),
         "eval_return_std": float(np.std(returns)), "eval_returns": [float(r) for r in returns],
-        "resumed": state["elapsed_s"] > 0, "torch_threads": torch.get_num_threads(),
+        "resumed": state["elapsed_s"] > 0, "steps_planned_before": planned, "torch_threads": torch.get_num_threads(),
         "versions": {**package_versions(), "stable_baselines3": stable_baselines3.__version__,
                      "gymnasium": gym.__version__, "python": platform.python_version()},
     }
