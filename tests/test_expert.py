@@ -20,6 +20,20 @@ def _episodes(folder):
             for line in map(json.loads, (folder / "progress.jsonl").read_text().splitlines())]
 
 
+def _stopped_at_320(cfg: ExpertConfig, out, monkeypatch) -> None:
+    """Run ``cfg`` into ``out`` as a process killed right after its checkpoint at step 320."""
+    save = expert._Checkpointer.save
+
+    def save_then_stop(self):
+        save(self)
+        if self.num_timesteps >= 320:
+            raise _Stop
+    monkeypatch.setattr(expert._Checkpointer, "save", save_then_stop)
+    with pytest.raises(_Stop):
+        train_expert(cfg, out)
+    monkeypatch.setattr(expert._Checkpointer, "save", save)
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("backend,batched", [("sb3", 1), ("sbx", 4)])
 def test_a_resumed_expert_run_is_the_uninterrupted_run(tmp_path, monkeypatch, backend, batched):
@@ -27,16 +41,8 @@ def test_a_resumed_expert_run_is_the_uninterrupted_run(tmp_path, monkeypatch, ba
                        eval_episodes=2, backend=backend, batched_updates=batched, buffer_size=1000)
     whole = train_expert(cfg, tmp_path / "whole")
 
-    save = expert._Checkpointer.save
-    def save_then_stop(self):
-        save(self)
-        if self.num_timesteps >= 320:
-            raise _Stop
-    monkeypatch.setattr(expert._Checkpointer, "save", save_then_stop)
-    with pytest.raises(_Stop):
-        train_expert(cfg, tmp_path / "parts")
+    _stopped_at_320(cfg, tmp_path / "parts", monkeypatch)
     assert json.loads((tmp_path / "parts" / "resume" / "state.json").read_text())["step"] == 320
-    monkeypatch.setattr(expert._Checkpointer, "save", save)
     parts = train_expert(cfg, tmp_path / "parts")
 
     assert parts["resumed"] and not whole["resumed"]
@@ -56,16 +62,7 @@ def test_a_run_continues_only_with_its_own_settings_and_may_end_at_a_checkpoint(
     continuing with steps=320 ends the run there, its provenance saying what was planned."""
     cfg = ExpertConfig(env="Hopper-v5", steps=480, seed=0, net_arch=[16], learning_starts=100, checkpoint_every=160,
                        eval_episodes=1, buffer_size=1000)
-    save = expert._Checkpointer.save
-
-    def save_then_stop(self):
-        save(self)
-        if self.num_timesteps >= 320:
-            raise _Stop
-    monkeypatch.setattr(expert._Checkpointer, "save", save_then_stop)
-    with pytest.raises(_Stop):
-        train_expert(cfg, tmp_path)
-    monkeypatch.setattr(expert._Checkpointer, "save", save)
+    _stopped_at_320(cfg, tmp_path, monkeypatch)
     with pytest.raises(ValueError, match=r"other settings \(net_arch\)"):
         train_expert(ExpertConfig(**{**cfg.__dict__, "net_arch": [32]}), tmp_path)
     record = train_expert(ExpertConfig(**{**cfg.__dict__, "steps": 320}), tmp_path)
