@@ -27,11 +27,14 @@ def test_sequences_are_packed_first_fit_into_fewer_rows_with_the_padded_mask():
     assert torch.equal(packed.token_mask, padded.loss_mask[:, 1:])
     real = sorted(int(t) for t in packed.input_ids.flatten() if t != 0)
     assert real == sorted(t for p, r in SEQUENCES for t in p + r)  # every token once, nothing else but filler
-    for row_ids, row_positions in zip(packed.input_ids.tolist(), packed.position_ids.tolist()):
-        starts = [i for i, position in enumerate(row_positions) if position == 0]
-        assert starts[0] == 0 and all(b > a for a, b in zip(starts, starts[1:]))
-    # each sequence's next-token entries point at its own tokens: token t + 1 follows the logit at t
+    # each sequence's positions restart at 0 where it starts in its row
     width = packed.input_ids.shape[1]
+    for i, (prompt, response) in enumerate(SEQUENCES):
+        row, offset = divmod(int(packed.token_index[i, 0]), width - 1)
+        n = len(prompt) + len(response)
+        assert packed.position_ids[row, offset : offset + n].tolist() == list(range(n))
+        assert packed.input_ids[row, offset : offset + n].tolist() == prompt + response
+    # each sequence's next-token entries point at its own tokens: token t + 1 follows the logit at t
     flat_targets = packed.input_ids[:, 1:].reshape(-1)
     for i, (prompt, response) in enumerate(SEQUENCES):
         n = len(prompt) + len(response)
@@ -109,8 +112,12 @@ def test_every_method_trains_the_same_with_padding_free_batches(tmp_path, monkey
     import aihf.lm.methods as methods
 
     rows = []
-    monkeypatch.setattr(methods, "pack", lambda sequences, pad_id: rows.append(
-        (len(sequences), pack(sequences, pad_id).input_ids.shape[0])) or pack(sequences, pad_id))
+
+    def counted_pack(sequences, pad_id):
+        packed = pack(sequences, pad_id)
+        rows.append((len(sequences), packed.input_ids.shape[0]))
+        return packed
+    monkeypatch.setattr(methods, "pack", counted_pack)
     runs = []
     for layout in ("padded", "packed"):
         method = make_method(name, records=_records_of_many_lengths())
