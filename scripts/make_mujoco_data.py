@@ -1,7 +1,7 @@
 """Make data/mujoco/<env>/ from the expert checkpoints of scripts/make_mujoco_experts.py.
 
     python scripts/make_mujoco_data.py --env Hopper-v5 --checkpoints runs/experts/Hopper-v5/checkpoints \
-        --out data/mujoco/Hopper-v5 [--quality-levels 8 --segment-len 100 --min-segment-len 20]
+        --out data/mujoco/Hopper-v5 [--quality-levels 8 --segment-len 100 --min-segment-len 20 --demonstrator best]
 
 See src/aihf/control/expert_data.py for the files and their meaning.
 """
@@ -29,13 +29,16 @@ def main() -> None:
                    help="shortest segment: a segment may end where its episode ends (default: all --segment-len)")
     p.add_argument("--quality-levels", type=int, default=None,
                    help="segments from this many checkpoints, chosen by evaluated return from the worst to the best")
-    p.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes per checkpoint for that choice")
+    p.add_argument("--eval-episodes", type=int, default=5,
+                   help="deterministic episodes per checkpoint for the choices by evaluated return")
+    p.add_argument("--demonstrator", default="last",
+                   help="checkpoint behind demos.npz: last, best (highest evaluated return) or a file name")
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = ExpertDataConfig(env=args.env, seed=args.seed, segments_per_checkpoint=args.segments_per_checkpoint,
                      low_checkpoint=args.low_checkpoint, segment_len=args.segment_len,
                      min_segment_len=args.min_segment_len, quality_levels=args.quality_levels,
-                     eval_episodes=args.eval_episodes)
+                     eval_episodes=args.eval_episodes, demonstrator=args.demonstrator)
     record = make_data(cfg, args.checkpoints, args.out)
     record["command"] = " ".join(["python", *sys.argv])
     (Path(args.out) / "provenance.json").write_text(json.dumps(record, indent=2))

@@ -2,6 +2,7 @@
 (same checkpoints to the bit, same episodes), on both SAC backends."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,21 +81,35 @@ def test_checkpoints_are_spread_over_the_range_of_returns():
     assert spread_by_return([1.0, 2.0], 5) == [0, 1]
 
 
+def test_the_demonstrator_is_the_last_the_best_or_a_named_checkpoint():
+    from aihf.control.expert_data import _demonstrator_index
+
+    paths = [Path("step_1.safetensors"), Path("step_2.safetensors"), Path("step_3.safetensors")]
+    evaluated = {"step_1.safetensors": 5.0, "step_2.safetensors": 9.0, "step_3.safetensors": 7.0}
+    assert _demonstrator_index("last", paths, evaluated) == 2
+    assert _demonstrator_index("best", paths, evaluated) == 1
+    assert _demonstrator_index("step_1.safetensors", paths, {}) == 0
+    with pytest.raises(ValueError, match="step_9.safetensors.*step_1.safetensors"):
+        _demonstrator_index("step_9.safetensors", paths, {})
+
+
 @pytest.mark.e2e
 def test_data_from_an_expert_run_draws_segments_from_the_checkpoints_chosen_by_return(tmp_path):
     """make_data on a short Hopper run's 3 checkpoints, 2 quality levels: every segment comes
     from the two checkpoints the evaluation chose (the worst and the best), whose evaluated
-    returns are in the provenance with the between-checkpoint share and the label agreement."""
+    returns are in the provenance with the between-checkpoint share and the label agreement;
+    the demonstrations come from the best evaluated checkpoint."""
     from aihf.control.expert_data import ExpertDataConfig, load_data, make_data
 
     train_expert(ExpertConfig(env="Hopper-v5", steps=480, seed=0, net_arch=[16], learning_starts=100,
                               checkpoint_every=160, eval_episodes=1, buffer_size=1000), tmp_path / "expert")
     cfg = ExpertDataConfig(env="Hopper-v5", n_demos=200, segment_len=10, min_segment_len=3, segments_per_checkpoint=12,
-                           n_prefs=40, low_checkpoint=0, quality_levels=2, eval_episodes=2)
+                           n_prefs=40, low_checkpoint=0, quality_levels=2, eval_episodes=2, demonstrator="best")
     record = make_data(cfg, tmp_path / "expert" / "checkpoints", tmp_path / "data")
     returns = list(record["checkpoint_eval_return"].values())
     assert len(returns) == 3
     chosen = [returns.index(min(returns)), returns.index(max(returns))]
+    assert record["demonstrator_checkpoint"] == record["checkpoints"][chosen[1]]
     assert record["pool_checkpoints"] == [record["checkpoints"][i] for i in sorted(chosen)]
     assert list(record["segment_return_by_checkpoint"]) == record["pool_checkpoints"]
     assert 0.0 <= record["between_checkpoint_share_of_return_variance"] <= 1.0

@@ -17,7 +17,9 @@ SAC's replay buffer relabels every sampled minibatch with the current r_theta
     steps: every demonstration against every transition of those trajectories (the linear
     form is mean r(policy) - mean r(expert)), plus ``pref_batch`` segment pairs (all when null).
 
-Both evaluate the true return every ``eval_every`` steps.
+Both evaluate the true return every ``eval_every`` steps. On the ``ml_irl`` schedule every
+method runs SAC in the same outer iterations (RLHF and true-reward SAC without a reward step),
+and a run can write a resume point every ``resume_every`` iterations (``run_checkpoint``).
 
 Methods (``CONTROL_METHODS``), all on the same loop and budget:
   aihf     w_D = w_P = 1, reward and policy updated alternately (Algorithm 1)
@@ -34,7 +36,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -48,6 +50,7 @@ from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
 from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
+from aihf.control.run_checkpoint import ResumePoint
 from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet
 from aihf.runtime import set_seed
 
@@ -90,6 +93,8 @@ class ControlLoopConfig(Settings):
     reward_clamp: float | None = setting(None, gt=0, help="reward output clamped to [-c, c] (ML-IRL: 10); null: unbounded")
     reward_shift: float = setting(0.0, help="constant added to every learned reward in SAC's updates (reported when not 0)")
     eval_every: int = setting(5_000, gt=0, help="environment steps between true-return evaluations")
+    resume_every: int = setting(0, ge=0, help="ml_irl: outer iterations between resume points of a run "
+                                "(run_checkpoint; 0: none); they do not change the run")
     eval_episodes: int = setting(10, gt=0, help="episodes per evaluation (deterministic policy)")
     sac: SACConfig = setting(factory=SACConfig, help="SAC settings")
     reward: RewardStepConfig = setting(factory=RewardStepConfig, help="objective and reward optimiser")
@@ -180,13 +185,21 @@ def policy_trajectories(policy, env: gym.Env, n: int, seed: int) -> list[Traject
     return [run_episode(act, env, seed + i) for i in range(n)]
 
 
-def _ml_irl_iterations(model, cfg: ControlLoopConfig, learner: RewardLearner, callback: "_AlgorithmOneCallback",
-                       collect_env: gym.Env, seed: int, method: str) -> None:
-    """The ml_irl schedule (module docstring): SAC for ``iteration_steps``, then fresh
-    trajectories of the current policy, then ``reward_updates`` full-batch reward steps."""
-    for k in range(cfg.iterations()):
+def _ml_irl_iterations(model, cfg: ControlLoopConfig, learner: RewardLearner | None, callback: "_AlgorithmOneCallback",
+                       collect_env: gym.Env, seed: int, method: str, start: int, resume: ResumePoint | None,
+                       clock: Callable[[], float]) -> None:
+    """The ml_irl schedule (module docstring) from outer iteration ``start``: SAC for
+    ``iteration_steps``, then, for the methods that learn their reward as they go, fresh
+    trajectories of the current policy and ``reward_updates`` full-batch reward steps.
+    RLHF (frozen reward) and SAC on the true reward run the same SAC iterations without the
+    reward step, so every method has the same resume points (``run_checkpoint``)."""
+    for k in range(start, cfg.iterations()):
+        if resume is not None and resume.due(k, start):
+            resume.save(k, model, learner, callback.result, clock())
         steps = min(cfg.iteration_steps, cfg.total_steps - model.num_timesteps)
-        model.learn(steps, callback=callback, tb_log_name=method, reset_num_timesteps=k == 0)
+        model.learn(steps, callback=callback, tb_log_name=method, reset_num_timesteps=model.num_timesteps == 0)
+        if method not in ("aihf", "ml_irl"):
+            continue
         episodes = policy_trajectories(model.policy, collect_env, cfg.trajectories_per_iteration,
                                        seed=10_000_000 + 100_000 * seed + k * cfg.trajectories_per_iteration)
         samples = TransitionSet.from_trajectories(episodes)
@@ -200,55 +213,68 @@ def _ml_irl_iterations(model, cfg: ControlLoopConfig, learner: RewardLearner, ca
 def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,
                  demos: TransitionSet | None, prefs: SegmentPreferenceSet | None,
                  out_dir: str | Path | None = None, progress=None,
-                 env: gym.Env | None = None, eval_env: gym.Env | None = None) -> RunResult:
+                 env: gym.Env | None = None, eval_env: gym.Env | None = None,
+                 resume: ResumePoint | None = None) -> RunResult:
     """Train ``method`` (one of ``CONTROL_METHODS``) for ``cfg.total_steps`` env steps with ``seed``.
 
     Writes, when ``out_dir`` is given, ``policy.safetensors``, ``reward_net.safetensors``
     (learned-reward methods) and TensorBoard logs under ``out_dir/tb``. ``env`` and
-    ``eval_env`` default to ``gym.make(env_id)``.
+    ``eval_env`` default to ``gym.make(env_id)``. ``resume`` (ml_irl schedule): continue from
+    its resume point when it holds one of this run, and write one every ``resume.every``
+    outer iterations (``run_checkpoint``); the caller removes it once the run's results are safe.
     """
     if method not in CONTROL_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {CONTROL_METHODS}")
+    if resume is not None and cfg.schedule != "ml_irl":
+        raise ValueError("resume points exist only on the ml_irl schedule (outer iterations)")
     set_seed(seed)
     env = env if env is not None else gym.make(env_id)
     eval_env = eval_env if eval_env is not None else gym.make(env_id)
-    alternate = method in ("aihf", "ml_irl")
     learner = None
     if method != "sac_true":
         net = RewardNet(env.observation_space.shape[0], env.action_space.shape[0], tuple(cfg.reward_hidden),
                         cfg.reward_clamp)
         reward_cfg = method_reward_config(method, cfg.reward)
-        if cfg.schedule == "ml_irl" and alternate:
+        if cfg.schedule == "ml_irl" and method in ("aihf", "ml_irl"):
             reward_cfg = replace(reward_cfg, demo_batch=None)  # ML-IRL's full expert batch
         learner = RewardLearner(net, reward_cfg, demos, prefs, np.random.default_rng(seed))
         if cfg.reward_shift:
             log.warning("%s: every learned reward is shifted by reward_shift=%g in SAC's updates", method, cfg.reward_shift)
     t0 = time.time()
-    pre_losses = []
-    if method == "rlhf":
-        pre_losses = [learner.step() for _ in range(cfg.reward_update_count())]
-    s = cfg.sac
-    model = make_sac(
-        s.backend, env, ent_coef=entropy_temperature(cfg), learning_rate=s.learning_rate, buffer_size=s.buffer_size,
-        learning_starts=s.learning_starts, batch_size=s.batch_size, train_freq=s.train_freq,
-        gradient_steps=s.gradient_steps, policy_kwargs={"net_arch": s.net_arch},
-        replay_buffer_class=RelabelledReplayBuffer,
-        replay_buffer_kwargs={"reward_fn": learner.net if learner else None, "reward_shift": cfg.reward_shift},
-        tensorboard_log=str(Path(out_dir) / "tb") if out_dir else None, seed=seed, verbose=0,
-    )
-    callback = _AlgorithmOneCallback(cfg, learner, alternate and cfg.schedule == "alternating", eval_env, seed, progress)
-    if alternate and cfg.schedule == "ml_irl":
-        _ml_irl_iterations(model, cfg, learner, callback, eval_env, seed, method)
+    tb_dir = str(Path(out_dir) / "tb") if out_dir else None
+    restored = resume.load(cfg.sac.backend, env, learner, tb_dir) if resume is not None else None
+    alternate = method in ("aihf", "ml_irl") and cfg.schedule == "alternating"
+    callback = _AlgorithmOneCallback(cfg, learner, alternate, eval_env, seed, progress)
+    if restored is None:
+        if method == "rlhf":  # stage 1: the reward on preferences, before SAC
+            callback.result.reward_losses = [learner.step() for _ in range(cfg.reward_update_count())]
+        s = cfg.sac
+        model = make_sac(
+            s.backend, env, ent_coef=entropy_temperature(cfg), learning_rate=s.learning_rate, buffer_size=s.buffer_size,
+            learning_starts=s.learning_starts, batch_size=s.batch_size, train_freq=s.train_freq,
+            gradient_steps=s.gradient_steps, policy_kwargs={"net_arch": s.net_arch},
+            replay_buffer_class=RelabelledReplayBuffer,
+            replay_buffer_kwargs={"reward_fn": learner.net if learner else None, "reward_shift": cfg.reward_shift},
+            tensorboard_log=tb_dir, seed=seed, verbose=0,
+        )
+        start, spent = 0, 0.0
+    else:
+        model, start, spent = restored.model, restored.iteration, restored.wall_s
+        callback.result = RunResult(**restored.result)
+        if progress is not None:
+            progress.update(model.num_timesteps)
+    clock = lambda: spent + time.time() - t0  # noqa: E731 (wall time over every attempt)
+    if cfg.schedule == "ml_irl":
+        _ml_irl_iterations(model, cfg, learner, callback, eval_env, seed, method, start, resume, clock)
     else:
         model.learn(cfg.total_steps, callback=callback, tb_log_name=method)
     if not callback.result.steps or callback.result.steps[-1] != model.num_timesteps:
         callback.evaluate()
     result = callback.result
-    result.reward_losses = pre_losses + result.reward_losses
-    result.wall_s = time.time() - t0
+    result.wall_s = clock()
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        save_policy(model.policy, Path(out_dir) / "policy.safetensors", {"net_arch": s.net_arch})
+        save_policy(model.policy, Path(out_dir) / "policy.safetensors", {"net_arch": cfg.sac.net_arch})
         if learner is not None:
             learner.net.save(Path(out_dir) / "reward_net.safetensors")
     return result

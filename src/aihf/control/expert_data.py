@@ -2,7 +2,8 @@
 ``expert.py`` and its intermediate checkpoints, and read back for experiments.
 
 Files in ``data/mujoco/<env>/``:
-  demos.npz          10k expert transitions (TransitionSet), deterministic expert actions
+  demos.npz          10k expert transitions (TransitionSet), deterministic expert actions, from the
+                     last checkpoint or (``demonstrator``) the best evaluated one or a named one
   demos_low.npz      10k transitions from an early checkpoint (low-quality demonstrations)
   segments.npz       a pool of segments (``preferences.SegmentPool``) from every checkpoint
                      (with ``quality_levels``: from that many, chosen by evaluated return
@@ -52,7 +53,10 @@ class ExpertDataConfig(Settings):
     low_checkpoint: int = setting(2, ge=0, help="index (sorted by step) of the checkpoint giving demos_low")
     quality_levels: int | None = setting(None, gt=1, help="draw segments from this many checkpoints, chosen by "
                                          "evaluated return spread evenly from the worst to the best (null: every one)")
-    eval_episodes: int = setting(5, gt=0, help="deterministic episodes per checkpoint when quality_levels chooses")
+    eval_episodes: int = setting(5, gt=0, help="deterministic episodes per checkpoint when quality_levels or "
+                                 "demonstrator='best' chooses")
+    demonstrator: str = setting("last", help="checkpoint behind demos.npz: 'last', 'best' (the highest evaluated "
+                                "return) or a checkpoint file name such as step_0350016.safetensors")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -119,6 +123,21 @@ def spread_by_return(returns: list[float], count: int) -> list[int]:
     return sorted(chosen)
 
 
+def _demonstrator_index(choice: str, paths: list[Path], evaluated: dict[str, float]) -> int:
+    """Which checkpoint ``ExpertDataConfig.demonstrator`` names: the last, the best evaluated or one by name.
+
+    SAC's deterministic policy can fall in some episodes late in training while an earlier
+    checkpoint does not (Hopper), so the best evaluated checkpoint is not always the last."""
+    if choice == "last":
+        return len(paths) - 1
+    if choice == "best":
+        return max(range(len(paths)), key=lambda i: (evaluated[paths[i].name], i))
+    names = [p.name for p in paths]
+    if choice not in names:
+        raise ValueError(f"demonstrator={choice!r}: not 'last', 'best' or one of the checkpoints {names}")
+    return names.index(choice)
+
+
 def make_data(cfg: ExpertDataConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> dict:
     """Roll out the checkpoints in ``checkpoint_dir`` (``step_*.safetensors``) into ``out_dir``."""
     env = gym.make(cfg.env)
@@ -127,13 +146,15 @@ def make_data(cfg: ExpertDataConfig, checkpoint_dir: str | Path, out_dir: str | 
     if len(paths) <= cfg.low_checkpoint:
         raise ValueError(f"{checkpoint_dir}: need more than {cfg.low_checkpoint} checkpoints, found {len(paths)}")
     policies = [load_policy(p, env) for p in paths]
-    demos, demo_returns = _transitions(policies[-1], env, cfg.n_demos, cfg.seed, deterministic=True)
-    low, low_returns = _transitions(policies[cfg.low_checkpoint], env, cfg.n_demos, cfg.seed + 5000, deterministic=True)
     evaluated: dict[str, float] = {}
-    pool_indices = list(range(len(paths)))
-    if cfg.quality_levels is not None:
+    if cfg.quality_levels is not None or cfg.demonstrator == "best":
         evaluated = {p.name: float(np.mean(evaluate_policy_return(policy, env, cfg.eval_episodes, cfg.seed + EVAL_SEEDS)))
                      for p, policy in zip(paths, policies)}
+    expert = _demonstrator_index(cfg.demonstrator, paths, evaluated)
+    demos, demo_returns = _transitions(policies[expert], env, cfg.n_demos, cfg.seed, deterministic=True)
+    low, low_returns = _transitions(policies[cfg.low_checkpoint], env, cfg.n_demos, cfg.seed + 5000, deterministic=True)
+    pool_indices = list(range(len(paths)))
+    if cfg.quality_levels is not None:
         pool_indices = spread_by_return(list(evaluated.values()), cfg.quality_levels)
     obs, act, ret, src, lengths = [], [], [], [], []
     for i in pool_indices:
@@ -153,7 +174,7 @@ def make_data(cfg: ExpertDataConfig, checkpoint_dir: str | Path, out_dir: str | 
     cross = pool.source[pairs[:, 0]] != pool.source[pairs[:, 1]]
     record = {
         "config": asdict(cfg), "checkpoints": [p.name for p in paths],
-        "demonstrator_checkpoint": paths[-1].name, "demonstrator_return_mean": float(np.mean(demo_returns)),
+        "demonstrator_checkpoint": paths[expert].name, "demonstrator_return_mean": float(np.mean(demo_returns)),
         "demonstrator_returns": demo_returns, "low_checkpoint": paths[cfg.low_checkpoint].name,
         "low_return_mean": float(np.mean(low_returns)), "bt_temperature": temperature,
         "pref_label_agrees_with_true_return": agree,

@@ -13,7 +13,8 @@ demonstrator's return), and per run ``runs/<method>/seed<k>/`` with TensorBoard 
 The runs are a resumable grid: each run's folder is written atomically, ``result.json`` last,
 and a run whose ``result.json`` was made with the same settings (``unit_key``) is reused,
 so an interrupted experiment continues where it stopped and more seeds or methods can be
-added to a finished one.
+added to a finished one. On the ml_irl schedule with ``loop.resume_every`` an interrupted
+run itself continues from its last resume point (``runs/<method>/seed<k>.resume``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from aihf.config import Settings, load_config, save_config, setting
 from aihf.control.algorithm import CONTROL_METHODS, ControlLoopConfig, train_method
 from aihf.control.bc import BCConfig, bc_actor, train_bc
 from aihf.control.expert_data import demonstrator_return, load_data
+from aihf.control.run_checkpoint import ResumePoint
 from aihf.control.rollout import run_episode
 from aihf.eval.stats import mean_interval
 from aihf.logs import count
@@ -73,8 +75,9 @@ class MujocoConfig(Settings):
 
 def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
     """What makes a run (method x seed) what it is: a finished run whose ``result.json`` holds
-    the same key is reused; ``methods``, ``seeds`` and ``torch_threads`` may change."""
-    settings = asdict(cfg.bc) if method == "bc" else asdict(cfg.loop)
+    the same key is reused, and a stopped one continues from a resume point with the same key;
+    ``methods``, ``seeds``, ``torch_threads`` and ``loop.resume_every`` may change."""
+    settings = asdict(cfg.bc) if method == "bc" else {k: v for k, v in asdict(cfg.loop).items() if k != "resume_every"}
     return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env, "data_dir": str(data_dir),
                                   "demos": cfg.demos, "n_demos": cfg.n_demos, "n_prefs": cfg.n_prefs,
                                   "settings": settings}))
@@ -135,16 +138,24 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
 
 
 def _train_unit(cfg: MujocoConfig, method: str, seed: int, demos, prefs, folder: Path, data_dir: Path, bar) -> dict:
-    """Train one run into ``folder`` atomically; its ``result.json`` (written last) marks it finished."""
+    """Train one run into ``folder`` atomically; its ``result.json`` (written last) marks it
+    finished. On the ml_irl schedule with ``loop.resume_every`` the run keeps resume points in
+    ``<folder>.resume`` (continued when the run is started again; removed once it is finished)."""
+    key = unit_key(cfg, method, seed, data_dir)
+    resume = None
+    if method != "bc" and cfg.loop.schedule == "ml_irl" and cfg.loop.resume_every > 0:
+        resume = ResumePoint(folder.with_name(f"{folder.name}.resume"), key, cfg.loop.resume_every)
     with atomic_directory(folder) as tmp:
         if method == "bc":
             result = _bc_result(cfg, demos, seed)
         else:
-            run_result = train_method(method, cfg.loop, cfg.env, seed, demos, prefs, out_dir=tmp, progress=bar)
+            run_result = train_method(method, cfg.loop, cfg.env, seed, demos, prefs, out_dir=tmp, progress=bar,
+                                      resume=resume)
             result = {"steps": run_result.steps, "returns": run_result.returns, "stds": run_result.stds,
                       "wall_s": run_result.wall_s}
-        record = {"key": unit_key(cfg, method, seed, data_dir), "result": result}
-        (tmp / RESULT).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        (tmp / RESULT).write_text(json.dumps({"key": key, "result": result}, indent=1), encoding="utf-8")
+    if resume is not None:
+        resume.clear()
     return result
 
 

@@ -1,0 +1,95 @@
+"""Resume points of control runs on the ml_irl schedule (aihf.control.run_checkpoint): a run
+stopped after a resume point and started again is the uninterrupted run, to the bit, for every
+method and both SAC backends; a resume point of another run is not used."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from aihf import shipped
+from aihf.control.algorithm import ControlLoopConfig, SACConfig, train_method
+from aihf.control.expert_data import load_data
+from aihf.control.reward_step import RewardStepConfig
+from aihf.control.run_checkpoint import ResumePoint
+
+ENV = "Hopper-v5"  # MuJoCo: RunState restores its physics (the toy task keeps state RunState does not know)
+
+
+class Stop(Exception):
+    """Stands for the session that ends mid-run."""
+
+
+def _loop(backend: str) -> ControlLoopConfig:
+    return ControlLoopConfig(
+        total_steps=400, schedule="ml_irl", iteration_steps=100, trajectories_per_iteration=2, reward_updates=2,
+        eval_every=200, eval_episodes=2, reward_hidden=[16], reward_clamp=10.0, resume_every=1,
+        sac=SACConfig(backend=backend, net_arch=[16], learning_starts=50, batch_size=32, buffer_size=1000,
+                      train_freq=10, gradient_steps=10),
+        reward=RewardStepConfig(lr=1e-3, weight_decay=1e-6, pref_batch=8),
+    )
+
+
+@pytest.fixture(scope="module")
+def hopper_data():
+    return load_data(shipped.mujoco_data_dir(ENV), n_demos=200, n_prefs=20)
+
+
+def _run(method, backend, data, folder, out, key=None):
+    resume = ResumePoint(folder, key or {"method": method, "backend": backend}, every=1)
+    return train_method(method, _loop(backend), ENV, 0, *data, out_dir=out, resume=resume)
+
+
+@pytest.mark.parametrize("backend", ["sb3", "sbx"])
+@pytest.mark.parametrize("method", ["aihf", "rlhf", "sac_true"])
+def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(tmp_path, monkeypatch, hopper_data,
+                                                                                method, backend):
+    if backend == "sbx":
+        pytest.importorskip("sbx")
+    whole = _run(method, backend, hopper_data, tmp_path / "whole.resume", tmp_path / "whole")
+    saved_at = []
+    real_save = ResumePoint.save
+
+    def save_then_stop(self, iteration, *args):
+        real_save(self, iteration, *args)
+        saved_at.append(iteration)
+        if iteration == 2:
+            raise Stop
+
+    monkeypatch.setattr(ResumePoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+        _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "first-attempt")
+    assert json.loads((tmp_path / "parts.resume" / "state.json").read_text())["iteration"] == 2
+    monkeypatch.setattr(ResumePoint, "save", real_save)
+    parts = _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "parts")
+    assert saved_at == [1, 2]
+    assert parts.steps == whole.steps == [200, 400]
+    assert parts.returns == whole.returns and parts.stds == whole.stds
+    assert parts.reward_losses == whole.reward_losses
+    for name in ["policy.safetensors"] + ([] if method == "sac_true" else ["reward_net.safetensors"]):
+        a, b = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "parts" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_resume_point_of_another_run_is_removed_and_the_run_starts_over(tmp_path, monkeypatch, hopper_data, caplog):
+    real_save = ResumePoint.save
+
+    def save_then_stop(self, iteration, *args):
+        real_save(self, iteration, *args)
+        raise Stop
+
+    monkeypatch.setattr(ResumePoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+        _run("ml_irl", "sb3", hopper_data, tmp_path / "r", tmp_path / "first", key={"lr": 1})
+    monkeypatch.setattr(ResumePoint, "save", real_save)
+    fresh = _run("ml_irl", "sb3", hopper_data, tmp_path / "fresh.resume", tmp_path / "fresh", key={"lr": 2})
+    other = _run("ml_irl", "sb3", hopper_data, tmp_path / "r", tmp_path / "other", key={"lr": 2})
+    assert "other settings" in caplog.text
+    assert other.returns == fresh.returns and other.reward_losses == fresh.reward_losses
+
+
+def test_resume_points_need_the_ml_irl_schedule(tmp_path, hopper_data):
+    cfg = ControlLoopConfig(total_steps=100, sac=SACConfig(net_arch=[8], learning_starts=50))
+    with pytest.raises(ValueError, match="ml_irl"):
+        train_method("aihf", cfg, ENV, 0, *hopper_data, resume=ResumePoint(tmp_path / "r", {}, 1))
