@@ -60,8 +60,8 @@ def main() -> None:
     print("|---|---|---|")
     for batch in (int(b) for b in args.batch.split(",")):
         prompts = torch.randint(4, len(tokenizer), (batch, args.prompt_tokens), generator=generator).tolist()
-        dynamic = measure(HFSampler(model, tokenizer), prompts, args.new_tokens, args.repeats)
-        static = measure(HFSampler(model, tokenizer, cache_implementation="static"), prompts, args.new_tokens, args.repeats)
+        dynamic = measure(HFSampler(model, tokenizer, cache="dynamic"), prompts, args.new_tokens, args.repeats)
+        static = measure(HFSampler(model, tokenizer, cache="static"), prompts, args.new_tokens, args.repeats)
         print(f"| {batch} | {dynamic:,.0f} | {static:,.0f} |")
 
 

@@ -87,8 +87,22 @@ def test_left_padding_and_chunking_do_not_change_greedy_output(tiny):
 def test_static_cache_matches_dynamic_cache_under_greedy(tiny):
     model, tokenizer, prompts = tiny
     dynamic = HFSampler(model, tokenizer).generate(prompts, 10, temperature=0)
-    static = HFSampler(model, tokenizer, cache_implementation="static").generate(prompts, 10, temperature=0)
+    static = HFSampler(model, tokenizer, cache="static").generate(prompts, 10, temperature=0)
     assert static == dynamic
+
+
+def test_auto_cache_is_static_on_a_gpu_for_a_model_that_compiles_whole_and_dynamic_elsewhere(tiny, monkeypatch):
+    model, tokenizer, _ = tiny
+    assert HFSampler(model, tokenizer).cache_implementation == "dynamic"  # the CPU
+    assert HFSampler(model, tokenizer, cache="static").cache_implementation == "static"
+    monkeypatch.setattr(HFSampler, "device", property(lambda self: torch.device("cuda")))
+    monkeypatch.setattr(type(model), "_can_compile_fullgraph", True, raising=False)
+    assert HFSampler(model, tokenizer).cache_implementation == "static"
+    assert HFSampler(model, tokenizer, cache="dynamic").cache_implementation == "dynamic"
+    monkeypatch.setattr(type(model), "_can_compile_fullgraph", False, raising=False)
+    assert HFSampler(model, tokenizer).cache_implementation == "dynamic"
+    with pytest.raises(ValueError, match="cache must be one of"):
+        HFSampler(model, tokenizer, cache="paged")
 
 
 def test_top_p_and_temperature_change_the_draw_and_mode_is_restored(tiny):

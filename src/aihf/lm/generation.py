@@ -39,6 +39,10 @@ class Sampler(Protocol):
         ...
 
 
+CacheKind = Literal["auto", "static", "dynamic"]
+CACHE_KINDS = ("auto", "static", "dynamic")
+
+
 def cut_at_eos(tokens: Sequence[int], eos_ids: set[int]) -> list[int]:
     """``tokens`` up to and including the first eos (all of them if there is none)."""
     out: list[int] = []
@@ -74,9 +78,12 @@ def _check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> No
 class HFSampler:
     """Batched sampling with transformers' ``generate`` (left padding, attention mask).
 
-    ``cache_implementation="static"`` pre-allocates the KV cache; on a GPU it allows
-    ``torch.compile`` of the decoding step and is ~3x faster at large batch (see
-    docs/benchmarks.md); ``None`` uses the dynamic cache. ``batch_size`` splits a long list
+    ``cache``: ``"static"`` pre-allocates the KV cache, and on a GPU transformers then compiles
+    the decoding step (``torch.compile``; ~3x the dynamic cache's tokens/s at batch 64 on an
+    H200, docs/benchmarks.md); ``"dynamic"`` grows the cache as it goes; ``"auto"`` (default) is
+    static on a GPU for a model that compiles whole (``_can_compile_fullgraph``), else dynamic
+    (on the CPU the compile is not made and the static cache only costs memory). Both give the
+    same tokens under greedy decoding (tests/test_generation.py). ``batch_size`` splits a long list
     of prompts into chunks (``None``: one batch). The model is put in eval mode during
     generation and its previous mode restored.
     """
@@ -85,14 +92,16 @@ class HFSampler:
         self,
         model: Any,
         tokenizer: Any,
-        cache_implementation: Literal["static"] | None = None,
+        cache: CacheKind = "auto",
         batch_size: int | None = None,
     ) -> None:
+        if cache not in CACHE_KINDS:
+            raise ValueError(f"cache must be one of {CACHE_KINDS}, got {cache!r}")
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer needs a pad token (see aihf.lm.models.prepare_tokenizer)")
         self.model = model
         self.tokenizer = tokenizer
-        self.cache_implementation = cache_implementation
+        self.cache = cache
         self.batch_size = batch_size
         eos = getattr(model.generation_config, "eos_token_id", None)
         eos_list = eos if isinstance(eos, list) else [eos]
@@ -103,6 +112,14 @@ class HFSampler:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def cache_implementation(self) -> Literal["static", "dynamic"]:
+        """The KV cache ``generate`` uses: ``cache`` with ``"auto"`` resolved (class docstring)."""
+        if self.cache != "auto":
+            return self.cache
+        on_gpu = self.device.type in ("cuda", "xpu")
+        return "static" if on_gpu and getattr(self.model, "_can_compile_fullgraph", False) else "dynamic"
 
     def _generate_batch(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float, top_p: float) -> list[list[int]]:
         ids, mask = left_pad(prompts, self.tokenizer.pad_token_id, self.device)
@@ -120,7 +137,7 @@ class HFSampler:
             repetition_penalty=1.0,
             no_repeat_ngram_size=0,
             num_beams=1,
-            cache_implementation=self.cache_implementation,
+            cache_implementation=self.cache_implementation if self.cache_implementation == "static" else None,
             **sampling,
         )
         return [cut_at_eos(row, self.eos_ids) for row in out[:, ids.shape[1] :].tolist()]

@@ -40,7 +40,7 @@ from aihf import objective
 from aihf.config import ConfigError, setting
 from aihf.data import Demonstration, Preference, PromptRecord
 from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate, pack
-from aihf.lm.generation import HFSampler
+from aihf.lm.generation import CacheKind, HFSampler
 from aihf.lm.rl import RewardScaler, rloo_step
 from aihf.objective import ObjectiveConfig
 
@@ -87,6 +87,8 @@ class MethodConfig(ObjectiveConfig):
     max_new_tokens: int = setting(64, ge=1, help="tokens sampled per response")
     temperature: float = setting(1.0, gt=0, help="sampling temperature")
     top_p: float = setting(1.0, gt=0, le=1, help="nucleus sampling mass")
+    sampling_cache: CacheKind = setting("auto", help="KV cache of the policy's sampling: auto (static + compiled on "
+                                        "a GPU, dynamic on the CPU), static or dynamic (generation.HFSampler)")
     schedule: Literal["alternating", "rounds"] = setting("alternating", help="Algorithm 1's schedule (aihf)")
     rounds: int = setting(4, ge=1, help="rounds of the rounds schedule")
     samples_per_demo: int = setting(1, ge=1, help="fresh samples per demonstration prompt and round")
@@ -98,7 +100,7 @@ class MethodConfig(ObjectiveConfig):
     reward_clip: float | None = setting(5.0, gt=0, help="clip scaled rewards to +-reward_clip; None: no clip")
 
 
-SAMPLING = ("max_new_tokens", "temperature", "top_p")
+SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache")
 REWARD_FIT = ("w_pref", "reward_l2", "reward_frozen_layers")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
@@ -379,7 +381,7 @@ class _Records:
         :meth:`scored_form` (EOS kept only when the model emitted it)."""
         cfg = self.config
         with self._full_weights(model) as full:
-            sampler = HFSampler(full, self.tokenizer)
+            sampler = HFSampler(full, self.tokenizer, cache=cfg.sampling_cache)
             responses = sampler.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
         return [self.scored_form(pair) for pair in zip(prompts, responses)]
 
