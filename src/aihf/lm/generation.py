@@ -15,6 +15,7 @@ sample is then the quantity the objectives assume. ``temperature=0`` is greedy d
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any, Literal, Protocol, Sequence
 
 import torch
@@ -174,8 +175,10 @@ class VLLMSampler:
     """Sampling with vLLM (``pip install aihf[vllm]``), for large models on GPUs.
 
     vLLM loads the weights itself from ``model_path`` (a ``save_pretrained`` directory with
-    safetensors): after a policy update, save the policy and build a new sampler. Extra
-    keyword arguments go to ``vllm.LLM`` (e.g. ``gpu_memory_utilization``).
+    safetensors). Inside a training loop, ``colocated`` builds the engine in the training
+    process (each process its own, as trl's colocate mode does) and ``load_weights`` pushes
+    the policy's current weights into it after an update, so no save-and-reload is needed.
+    Extra keyword arguments go to ``vllm.LLM`` (e.g. ``gpu_memory_utilization``).
     """
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", seed: int = 0, **llm_kwargs: Any) -> None:
@@ -187,6 +190,35 @@ class VLLMSampler:
         self.llm = vllm.LLM(model=str(model_path), dtype=dtype, seed=seed, trust_remote_code=False, **llm_kwargs)
         eos = self.llm.get_tokenizer().eos_token_id
         self.eos_ids = {int(eos)} if eos is not None else set()
+
+    @classmethod
+    def colocated(cls, model_path: str, process_index: int, local_process_index: int, num_processes: int,
+                  gpu_memory_utilization: float, dtype: str = "bfloat16") -> "VLLMSampler":
+        """An engine in this training process (vLLM's ``external_launcher`` executor, one per
+        process, seeded by the process index), from ``model_path`` (the policy's checkpoint:
+        its weights are replaced by ``load_weights`` before the first sample). Sets the
+        torch.distributed variables vLLM reads when the launcher has not (one process)."""
+        os.environ.setdefault("RANK", str(process_index))
+        os.environ.setdefault("LOCAL_RANK", str(local_process_index))
+        os.environ.setdefault("WORLD_SIZE", str(num_processes))
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29517")
+        return cls(model_path, dtype=dtype, seed=process_index, gpu_memory_utilization=gpu_memory_utilization,
+                   distributed_executor_backend="external_launcher", max_num_batched_tokens=4096)
+
+    def load_weights(self, model: Any) -> None:
+        """Copy ``model``'s current parameters (transformers names) into the engine's model, then
+        drop the prefix cache computed with the old ones (trl's colocate weight sync)."""
+        try:
+            engine_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        except AttributeError as err:
+            raise RuntimeError(
+                f"vLLM {getattr(self._vllm, '__version__', '?')} does not expose its model at "
+                "llm_engine.model_executor.driver_worker.model_runner.model (where trl's colocate mode "
+                "pushes weights): use a vLLM version that trl supports, or method.sampler=hf"
+            ) from err
+        engine_model.load_weights((name, param.data) for name, param in model.named_parameters())
+        self.llm.reset_prefix_cache()
 
     def generate(
         self,

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -40,7 +42,7 @@ from aihf import objective
 from aihf.config import ConfigError, setting
 from aihf.data import Demonstration, Preference, PromptRecord
 from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate, pack
-from aihf.lm.generation import CacheKind, HFSampler
+from aihf.lm.generation import CacheKind, HFSampler, VLLMSampler
 from aihf.lm.rl import RewardScaler, rloo_step
 from aihf.objective import ObjectiveConfig
 
@@ -89,6 +91,9 @@ class MethodConfig(ObjectiveConfig):
     top_p: float = setting(1.0, gt=0, le=1, help="nucleus sampling mass")
     sampling_cache: CacheKind = setting("auto", help="KV cache of the policy's sampling: auto (static + compiled on "
                                         "a GPU, dynamic on the CPU), static or dynamic (generation.HFSampler)")
+    sampler: Literal["hf", "vllm"] = setting("hf", help="the policy's sampling: transformers' generate, or a vLLM "
+                                             "engine in the training process that gets the weights after each update")
+    vllm_memory: float = setting(0.3, gt=0, le=1, help="sampler=vllm: share of the GPU's memory the engine takes")
     schedule: Literal["alternating", "rounds"] = setting("alternating", help="Algorithm 1's schedule (aihf)")
     rounds: int = setting(4, ge=1, help="rounds of the rounds schedule")
     samples_per_demo: int = setting(1, ge=1, help="fresh samples per demonstration prompt and round")
@@ -100,7 +105,7 @@ class MethodConfig(ObjectiveConfig):
     reward_clip: float | None = setting(5.0, gt=0, help="clip scaled rewards to +-reward_clip; None: no clip")
 
 
-SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache")
+SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache", "sampler", "vllm_memory")
 REWARD_FIT = ("w_pref", "reward_l2", "reward_frozen_layers")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
@@ -259,6 +264,7 @@ class _Records:
             if "prompt" in kinds and prompts.get(split):
                 self.prompts[split] = [encoder.prompt_record(r) for r in prompts[split]]
         self.accelerator: Accelerator | None = None
+        self._vllm: VLLMSampler | None = None  # sampler=vllm: built at the first sample
         # the schedule, as the trainer reads it (``plan`` may set them from the batch size)
         self.steps_per_round: int | None = None  # None: one round for the whole run
         self.total_steps: int | None = None  # None: loop.max_steps
@@ -270,6 +276,10 @@ class _Records:
 
     def bind(self, accelerator: Accelerator) -> None:
         self.accelerator = accelerator
+        if self.config.sampler == "vllm" and "sampler" in self.recipe.settings:
+            if importlib.util.find_spec("vllm") is None:
+                raise ConfigError(f"{self.name}: method.sampler=vllm needs vLLM: pip install 'aihf[vllm]' "
+                                  "(or method.sampler=hf)")
 
     def plan(self, records_per_step: int) -> None:
         """Fix the schedule once the trainer knows how many records of each kind one optimizer
@@ -378,12 +388,31 @@ class _Records:
 
     def sample(self, model, prompts: list[list[int]], seed: int) -> list[Sequence]:
         """(prompt, y) with y ~ model(.|prompt), one per prompt, reproducible from ``seed``, in
-        :meth:`scored_form` (EOS kept only when the model emitted it)."""
+        :meth:`scored_form` (EOS kept only when the model emitted it). ``sampler=vllm``: the
+        colocated engine, given the policy's current weights first."""
         cfg = self.config
         with self._full_weights(model) as full:
-            sampler = HFSampler(full, self.tokenizer, cache=cfg.sampling_cache)
+            if cfg.sampler == "vllm":
+                sampler = self._vllm_sampler(full)
+                sampler.load_weights(full)
+            else:
+                sampler = HFSampler(full, self.tokenizer, cache=cfg.sampling_cache)
             responses = sampler.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
         return [self.scored_form(pair) for pair in zip(prompts, responses)]
+
+    def _vllm_sampler(self, policy) -> VLLMSampler:
+        """The colocated vLLM engine, built once from the checkpoint the policy was loaded from
+        (its weights are pushed before every sample, so they need not be current)."""
+        if self._vllm is None:
+            path = getattr(policy, "name_or_path", "") or ""
+            if not (Path(path) / "config.json").is_file():
+                raise ConfigError(f"{self.name}: method.sampler=vllm builds its engine from the policy's checkpoint "
+                                  f"folder, and this policy was not loaded from one ({path!r}): save it with "
+                                  "save_pretrained and load it from there, or use method.sampler=hf")
+            acc = self.accelerator
+            self._vllm = VLLMSampler.colocated(path, acc.process_index, acc.local_process_index, acc.num_processes,
+                                               self.config.vllm_memory)
+        return self._vllm
 
     def sample_all(self, model, prompts: list[list[int]], seed: int, chunk: int = 8) -> list[Sequence]:
         """One sample per prompt for a whole list (a round's samples), chunked over processes;
