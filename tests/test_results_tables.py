@@ -121,6 +121,8 @@ def test_mujoco_results_table_is_rectangular():
     }
     text = results_table(results)
     assert len(markdown_tables(text)) == 1 and not ragged_rows(text)
+    one_seed = {**results, "seeds": [0], "summary": summarise({m: r[:1] for m, r in runs.items()}, 581.0)}
+    assert "none (1 seed)" in results_table(one_seed) and "nan" not in results_table(one_seed)
 
 
 def test_tuning_chosen_table_is_rectangular():

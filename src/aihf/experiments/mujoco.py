@@ -189,8 +189,13 @@ def results_table(results: dict) -> str:
     for method, s in results["summary"].items():
         lines.append(f"| {method} | {s['final_return_mean']:.1f} +- {s['final_return_std']:.1f} | "
                      f"{s['normalised_mean']:.3f} +- {s['normalised_std']:.3f} | {s['wall_s_mean']:.0f} | "
-                     f"± {s['normalised_ci95']:.3f} |")
+                     f"{_half_width(s['normalised_ci95'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _half_width(ci95: float) -> str:
+    """``± 0.123``, or ``none (1 seed)`` where one seed has no interval."""
+    return f"± {ci95:.3f}" if np.isfinite(ci95) else "none (1 seed)"
 
 
 def plot_curves(results: dict, path: Path) -> None:
