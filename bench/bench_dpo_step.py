@@ -13,6 +13,9 @@ settings, same CPU, one run):
                  computed once per round with the policy itself (no copy), outside the timed steps
   aihf-aihf-dpo  the same loop with "aihf-dpo": each step also trains on as many demonstrations
                  as preference pairs (supervised term), so it moves 1.5x the tokens of a DPO step
+  suffixes       -packed (model.padding_free), -fused (loop.fused_optimizer), -chunked
+                 (model.logprob_chunk = --logprob-chunk: log-probs from the hidden states at the
+                 response positions, without the full-vocabulary logits)
 
 Each contender runs in its own subprocess, so memory figures do not mix; the contenders
 run round-robin ``--repeats`` times and the run with the lowest median CPU time per step is
@@ -29,6 +32,8 @@ tensor allocations.
 
     python bench/bench_dpo_step.py                      # tiny model, all contenders
     python bench/bench_dpo_step.py --hidden 256 --layers 4 --response-words 56
+    python bench/bench_dpo_step.py --contenders trl,aihf-dpo,aihf-dpo-chunked --vocab 50304 --prompt-words 40 \
+        --response-words 56 --pairs 8
     python bench/bench_dpo_step.py --device cuda --arch pythia-1b --mixed-precision bf16 \
         --prompt-words 40 --response-words 150 --max-length 512 --repeats 1
 
@@ -53,7 +58,9 @@ import time
 from pathlib import Path
 
 CONTENDERS = ("trl", "trl-precompute", "trl-defaults", "aihf-dpo", "aihf-aihf-dpo", "aihf-dpo-packed",
-              "aihf-aihf-dpo-packed", "aihf-dpo-fused", "aihf-dpo-packed-fused")  # model.padding_free, loop.fused_optimizer
+              "aihf-aihf-dpo-packed", "aihf-dpo-fused", "aihf-dpo-packed-fused", "aihf-dpo-chunked",
+              "aihf-dpo-packed-chunked")  # suffixes: model.padding_free, loop.fused_optimizer, model.logprob_chunk
+OPTIONS = ("packed", "fused", "chunked")
 ARCHS = {  # GPTNeoXConfig fields of the named Pythia architectures (random weights)
     "pythia-160m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, vocab_size=50304),
     "pythia-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=8, intermediate_size=8192, vocab_size=50304),
@@ -209,13 +216,13 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
     prefs = [Preference(prompt=r["prompt"], chosen=r["chosen"], rejected=r["rejected"]) for r in records]
     demos = [Demonstration(prompt=r["prompt"], response=r["demonstration"]) for r in records]
     encoder = Encoder(tokenizer, max_length=args.max_length, max_prompt_length=args.max_length // 2)
-    fused = method_name.endswith("-fused")
-    method_name = method_name.removesuffix("-fused")
-    packed = method_name.endswith("-packed")
-    method_name = method_name.removesuffix("-packed")
+    parts = method_name.split("-")
+    fused, packed, chunked = ("fused" in parts), ("packed" in parts), ("chunked" in parts)
+    method_name = "-".join(part for part in parts if part not in OPTIONS)
     method = ImplicitRewardMethod(
         method_name, MethodConfig(beta=0.1), tokenizer, encoder, policy,
         {"train": demos if method_name == "aihf-dpo" else []}, {"train": prefs}, padding_free=packed,
+        logprob_chunk=args.logprob_chunk if chunked else None,
     )
     counter = SequenceTokenCounter(method)
     with tempfile.TemporaryDirectory() as out:
@@ -251,7 +258,8 @@ def worker(args) -> dict:
 
     tokenizer = tiny_tokenizer()
     shape = ARCHS[args.arch] if args.arch else dict(
-        hidden_size=args.hidden, num_hidden_layers=args.layers, intermediate_size=4 * args.hidden
+        hidden_size=args.hidden, num_hidden_layers=args.layers, intermediate_size=4 * args.hidden,
+        **({"vocab_size": args.vocab} if args.vocab else {}),
     )
     policy = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(args.device)
     records = make_records(args.pairs * (args.warmup + args.steps), args.prompt_words, args.response_words,
@@ -286,6 +294,9 @@ def main() -> None:
                         help="responses of (1 - this) x --response-words to --response-words words")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--vocab", type=int, help="output vocabulary (default: the tiny tokenizer's); a Pythia-sized "
+                        "one (50304) shows the cost of full-vocabulary logits")
+    parser.add_argument("--logprob-chunk", type=int, default=1024, help="model.logprob_chunk of the -chunked contenders")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3)

@@ -123,11 +123,16 @@ def sequence_logprobs(
             f"shape mismatch: logits {tuple(logits.shape)}, input_ids "
             f"{tuple(input_ids.shape)}, loss_mask {tuple(loss_mask.shape)}"
         )
-    mask = loss_mask[:, 1:].to(torch.float32)
-    total = (token_logprobs(logits, input_ids) * mask).sum(-1)
+    total = masked_sequence_sum(token_logprobs(logits, input_ids), loss_mask)
     if not average:
         return total
-    return total / mask.sum(-1).clamp(min=1.0)
+    return total / loss_mask[:, 1:].to(torch.float32).sum(-1).clamp(min=1.0)
+
+
+def masked_sequence_sum(token_lp: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """sum_t loss_mask[b, t + 1] * token_lp[b, t]: per-sequence sums of next-token log-probs
+    (B, T - 1) over the response tokens of a padded batch. Shape (B,)."""
+    return (token_lp * loss_mask[:, 1:].to(torch.float32)).sum(-1)
 
 
 def packed_sequence_logprobs(
@@ -141,8 +146,56 @@ def packed_sequence_logprobs(
     gathered into the (B, L - 1) layout of the padded batch by ``token_index`` and summed
     under ``token_mask``, so each sequence's sum runs over the same terms in the same order
     as with padding. Shape (B,)."""
-    flat = token_logprobs(logits, input_ids).reshape(-1)
+    return packed_sequence_sum(token_logprobs(logits, input_ids), token_index, token_mask)
+
+
+def packed_sequence_sum(token_lp: torch.Tensor, token_index: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """Per-sequence sums of a packed batch's next-token log-probs (R, W - 1), gathered into the
+    padded layout by ``token_index`` under ``token_mask`` (``batching.PackedBatch``). Shape (B,)."""
+    flat = token_lp.reshape(-1)
     return (flat[token_index] * token_mask.to(flat.dtype)).sum(-1)
+
+
+def _chunk_token_logprobs(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+                          bias: torch.Tensor | None) -> torch.Tensor:
+    logits = F.linear(hidden, weight, bias)
+    return -F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), targets, reduction="none")
+
+
+def selected_token_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    input_ids: torch.Tensor,
+    selected: torch.Tensor,
+    chunk: int,
+) -> torch.Tensor:
+    """:func:`token_logprobs` at the ``selected`` positions (a (B, T - 1) bool mask), 0 elsewhere,
+    from the last hidden states (B, T, H) and the output layer (logits = h W^T + b), without the
+    (B, T, V) logits: only the selected positions are scored, ``chunk`` of them at a time, each
+    chunk's logits recomputed in the backward pass (activation checkpointing) instead of kept.
+
+    Peak memory of the output layer: chunk x V logits (float32) instead of B x T x V; compute:
+    the selected positions only (a DPO batch's response tokens, not its prompts and padding).
+    The same fused cross-entropy as :func:`token_logprobs`, so the two agree to round-off.
+    """
+    if selected.shape != (hidden.shape[0], hidden.shape[1] - 1) or input_ids.shape != hidden.shape[:2]:
+        raise ValueError(f"shape mismatch: hidden {tuple(hidden.shape)}, input_ids {tuple(input_ids.shape)}, "
+                         f"selected {tuple(selected.shape)}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    from torch.utils.checkpoint import checkpoint
+
+    rows = hidden[:, :-1][selected]
+    targets = input_ids[:, 1:][selected]
+    parts = [
+        checkpoint(_chunk_token_logprobs, rows[i:i + chunk], targets[i:i + chunk], weight, bias, use_reentrant=False)
+        for i in range(0, rows.shape[0], chunk)
+    ]
+    out = hidden.new_zeros(selected.shape, dtype=torch.promote_types(hidden.dtype, torch.float32))
+    if parts:
+        out = out.masked_scatter(selected, torch.cat(parts).to(out.dtype))
+    return out
 
 
 # --------------------------------------------------------------- explicit reward (Alg. 1)

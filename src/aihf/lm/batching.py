@@ -203,6 +203,13 @@ class PackedBatch:
     def to(self, device: torch.device | str) -> PackedBatch:
         return PackedBatch(*(t.to(device) for t in (self.input_ids, self.position_ids, self.token_index, self.token_mask)))
 
+    def scored_positions(self) -> torch.Tensor:
+        """(R, W - 1) bool: the next-token positions some sequence's sum reads (its response)."""
+        rows, width = self.input_ids.shape
+        selected = torch.zeros(rows * (width - 1), dtype=torch.bool, device=self.input_ids.device)
+        selected[self.token_index[self.token_mask.bool()]] = True
+        return selected.view(rows, width - 1)
+
 
 def pack(sequences: list[Sequence], pad_id: int) -> PackedBatch:
     """Pack ``(prompt, response)`` pairs into rows as wide as the longest sequence, first fit

@@ -43,6 +43,7 @@ from aihf.config import ConfigError, setting
 from aihf.data import Demonstration, Preference, PromptRecord
 from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate, pack
 from aihf.lm.generation import CacheKind, HFSampler, VLLMSampler
+from aihf.lm.models import hidden_states_as_logits
 from aihf.lm.rl import RewardScaler, rloo_step
 from aihf.objective import ObjectiveConfig
 
@@ -238,9 +239,11 @@ class _Records:
         preferences: dict[str, list[Preference]],
         prompts: dict[str, list[PromptRecord]] | None = None,
         padding_free: bool = False,
+        logprob_chunk: int | None = None,
     ) -> None:
         self.name, self.config, self.tokenizer, self.encoder = name, config, tokenizer, encoder
         self.padding_free = padding_free  # log-probs from packed rows (batching.pack), not padded ones
+        self.logprob_chunk = logprob_chunk  # log-probs from hidden states, this many positions at a time
         self.recipe = RECIPES[name]
         prompts = prompts or {}
         if any(prompts.values()) and not self.recipe.uses_prompts:
@@ -276,6 +279,12 @@ class _Records:
 
     def bind(self, accelerator: Accelerator) -> None:
         self.accelerator = accelerator
+        plugin = accelerator.state.deepspeed_plugin
+        sharded = accelerator.distributed_type == DistributedType.FSDP or (
+            accelerator.distributed_type == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3)
+        if self.logprob_chunk and sharded:
+            raise ConfigError("model.logprob_chunk reads the output layer's weight outside the model's forward pass, "
+                              "which FSDP and ZeRO-3 shard: set model.logprob_chunk=null, or use DDP")
         if self.config.sampler == "vllm" and "sampler" in self.recipe.settings:
             if importlib.util.find_spec("vllm") is None:
                 raise ConfigError(f"{self.name}: method.sampler=vllm needs vLLM: pip install 'aihf[vllm]' "
@@ -350,19 +359,29 @@ class _Records:
 
     def logps(self, model, sequences: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor]:
         """(log pi(y|x) summed over response tokens, number of response tokens), one forward
-        pass over right-padded rows, or over packed ones with ``padding_free``."""
+        pass over right-padded rows, or over packed ones with ``padding_free``; with
+        ``logprob_chunk``, scored from the last hidden states at the response positions only,
+        that many at a time, without the full-vocabulary logits (``objective.selected_token_logprobs``)."""
         acc = self.accelerator
         if self.padding_free:
-            packed = pack(sequences, self.tokenizer.pad_token_id).to(acc.device)
-            with acc.autocast():
-                logits = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits
-            total = objective.packed_sequence_logprobs(logits, packed.input_ids, packed.token_index, packed.token_mask)
-            return total, packed.token_mask.sum(-1).clamp(min=1).to(total.dtype)
-        batch = collate(sequences, self.tokenizer.pad_token_id).to(acc.device)
-        with acc.autocast():
-            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-        total = objective.sequence_logprobs(logits, batch.input_ids, batch.loss_mask)
-        return total, batch.loss_mask[:, 1:].sum(-1).clamp(min=1).to(total.dtype)
+            batch = pack(sequences, self.tokenizer.pad_token_id).to(acc.device)
+            inputs = dict(input_ids=batch.input_ids, position_ids=batch.position_ids)
+        else:
+            batch = collate(sequences, self.tokenizer.pad_token_id).to(acc.device)
+            inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        with acc.autocast(), hidden_states_as_logits(model, enabled=bool(self.logprob_chunk)) as head:
+            out = model(**inputs, use_cache=False).logits
+            if head is not None:
+                selected = batch.scored_positions() if self.padding_free else batch.loss_mask[:, 1:].bool()
+                token_lp = objective.selected_token_logprobs(out, head.weight, head.bias, batch.input_ids, selected,
+                                                             self.logprob_chunk)
+        if head is None:
+            token_lp = objective.token_logprobs(out, batch.input_ids)
+        if self.padding_free:
+            total, count = objective.packed_sequence_sum(token_lp, batch.token_index, batch.token_mask), batch.token_mask.sum(-1)
+        else:
+            total, count = objective.masked_sequence_sum(token_lp, batch.loss_mask), batch.loss_mask[:, 1:].sum(-1)
+        return total, count.clamp(min=1).to(total.dtype)
 
     @contextlib.contextmanager
     def _full_weights(self, model):
@@ -454,8 +473,9 @@ class ImplicitRewardMethod(_Records):
     """
 
     def __init__(self, name: str, config: MethodConfig, tokenizer, encoder: Encoder, policy, demonstrations, preferences,
-                 padding_free: bool = False) -> None:
-        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences, padding_free=padding_free)
+                 padding_free: bool = False, logprob_chunk: int | None = None) -> None:
+        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences, padding_free=padding_free,
+                         logprob_chunk=logprob_chunk)
         if self.recipe.reward != "implicit":
             raise ValueError(f"{name!r} is not an implicit-reward method")
         self.models = {"policy": policy}
@@ -587,8 +607,10 @@ class ExplicitRewardMethod(_Records):
     def __init__(
         self, name: str, config: MethodConfig, tokenizer, encoder: Encoder, demonstrations, preferences,
         reward_model, policy=None, reference=None, prompts=None, padding_free: bool = False,
+        logprob_chunk: int | None = None,
     ) -> None:
-        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences, prompts, padding_free)
+        super().__init__(name, config, tokenizer, encoder, demonstrations, preferences, prompts, padding_free,
+                         logprob_chunk)
         recipe = self.recipe
         if recipe.reward != "explicit":
             raise ValueError(f"{name!r} is not an explicit-reward method")

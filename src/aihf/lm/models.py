@@ -13,13 +13,14 @@ token of each sequence.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -308,6 +309,78 @@ def check_packing(model: nn.Module, vocab_size: int) -> float:
     if not difference <= tolerance:
         raise ConfigError(f"model.padding_free: {type(model).__name__} does not keep sequences packed in one row apart "
                           f"(log-probs differ by {difference:.3g} from the padded forward pass): set model.padding_free=false")
+    return difference
+
+
+def output_layer(model: Any) -> nn.Linear:
+    """The causal LM's output layer (logits = h W^T + b) behind any wrapper: DDP's ``module``,
+    an ``AdapterDisabledReference``, a peft model (whose output layer must not be adapted)."""
+    from aihf.config import ConfigError
+
+    inner = model.policy if isinstance(model, AdapterDisabledReference) else model
+    inner = getattr(inner, "module", inner)
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if type(head) is not nn.Linear:
+        raise ConfigError(f"model.logprob_chunk needs a plain linear output layer; {type(inner).__name__} has "
+                          f"{type(head).__name__}: set model.logprob_chunk=null")
+    return head
+
+
+def _identity(hidden: torch.Tensor) -> torch.Tensor:
+    return hidden
+
+
+@contextlib.contextmanager
+def hidden_states_as_logits(model: Any, enabled: bool = True) -> Iterator[nn.Linear | None]:
+    """Within the block the output layer passes its input through, so ``model(...).logits`` holds
+    the last hidden states (B, T, H); yields the output layer, whose weight and bias the caller
+    applies to the positions it needs (``objective.selected_token_logprobs``). The model is
+    still called whole (so DDP's forward and its gradient hooks run as usual); models that
+    change the logits after the output layer are caught by ``check_chunked_logprobs``.
+    ``enabled=False`` changes nothing and yields None."""
+    if not enabled:
+        yield None
+        return
+    head = output_layer(model)
+    head.forward = _identity
+    try:
+        yield head
+    finally:
+        del head.forward
+
+
+def check_chunked_logprobs(model: nn.Module, vocab_size: int, chunk: int) -> float:
+    """Refuse ``model.logprob_chunk`` for a model whose log-probs it does not reproduce.
+
+    Two sequences of random tokens (a fixed generator), scored from the full logits and from the
+    hidden states ``chunk`` positions at a time, in eval mode without gradients; a model that
+    scales or caps its logits after the output layer gives other log-probs. Returns the largest
+    difference; more than 1e-3 (float32) or 5e-2 (half precision) is a ``ConfigError``."""
+    from aihf import objective
+    from aihf.config import ConfigError
+    from aihf.lm.batching import collate
+
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, vocab_size, (11,), generator=generator).tolist()
+    device = next(model.parameters()).device
+    batch = collate([(ids[:3], ids[3:7]), (ids[7:9], ids[9:11])], pad_id=0).to(device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+        full = objective.sequence_logprobs(model(**inputs).logits, batch.input_ids, batch.loss_mask)
+        with hidden_states_as_logits(model) as head:
+            hidden = model(**inputs).logits
+        token_lp = objective.selected_token_logprobs(hidden, head.weight, head.bias, batch.input_ids,
+                                                     batch.loss_mask[:, 1:].bool(), chunk)
+        chunked = objective.masked_sequence_sum(token_lp, batch.loss_mask)
+    model.train(was_training)
+    difference = float((full - chunked).abs().max())
+    tolerance = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
+    if not difference <= tolerance:
+        raise ConfigError(f"model.logprob_chunk: {type(model).__name__}'s log-probs from its hidden states differ by "
+                          f"{difference:.3g} from its logits (it changes them after the output layer): "
+                          "set model.logprob_chunk=null")
     return difference
 
 

@@ -38,7 +38,8 @@ from aihf.lm.batching import Encoder
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
 from aihf.lm.model_card import model_card
 from aihf.lm.models import (
-    LoraSettings, RewardModel, check_packing, is_saved_reward_model, load_causal_lm, load_reward_model, reference_model,
+    LoraSettings, RewardModel, check_chunked_logprobs, check_packing, is_saved_reward_model, load_causal_lm,
+    load_reward_model, reference_model,
 )
 from aihf.lm.trainer import LoopConfig, Trainer, TrainResult, latest_checkpoint
 
@@ -57,6 +58,9 @@ class ModelConfig(Settings):
     gradient_checkpointing: bool = setting(False, help="recompute activations in the backward pass")
     padding_free: bool = setting(False, help="pack each batch's sequences into rows without padding (position ids "
                                  "restart per sequence; checked against the padded forward pass at the start)")
+    logprob_chunk: int | None = setting(None, ge=1, help="score log-probs from the last hidden states, this many "
+                                        "response tokens at a time, without the full-vocabulary logits (checked "
+                                        "against the logits at the start); None: from the logits")
     lora: LoraSettings | None = setting(None, help="LoRA adapters (peft); None: full fine-tuning")
     trust_remote_code: bool = setting(False, help="run a hub model's own code (off: only transformers' classes)")
     reward_model: str | None = setting(
@@ -161,10 +165,14 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
     if policy is not None and mc.padding_free:
         log.info("%s: padding-free batches (packed sequences differ from padded ones by %.2g in log-prob)",
                  name, check_packing(policy, len(tokenizer)))
+    if policy is not None and mc.logprob_chunk:
+        log.info("%s: log-probs from hidden states, %d response tokens at a time (%.2g from the logits' ones)",
+                 name, mc.logprob_chunk, check_chunked_logprobs(policy, len(tokenizer), mc.logprob_chunk))
+    chunk = mc.logprob_chunk if policy is not None else None
     if recipe.reward == "implicit":
         encoder = Encoder(tokenizer, config.data.max_length, config.data.max_prompt_length)
         return ImplicitRewardMethod(name, config.method, tokenizer, encoder, policy, demos, prefs,
-                                    padding_free=mc.padding_free), tokenizer
+                                    padding_free=mc.padding_free, logprob_chunk=chunk), tokenizer
     if reward_model is None:
         reward_model, reward_tokenizer = load_reward_model(
             mc.reward_model or mc.name_or_path, mc.dtype, mc.trust_remote_code, seed=config.loop.seed
@@ -183,7 +191,7 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
     method = ExplicitRewardMethod(
         name, config.method, tokenizer, encoder, demos, prefs, reward_model,
         policy=policy, reference=reference_model(policy) if recipe.train_policy else None, prompts=prompts,
-        padding_free=mc.padding_free and policy is not None,
+        padding_free=mc.padding_free and policy is not None, logprob_chunk=chunk,
     )
     return method, tokenizer
 
