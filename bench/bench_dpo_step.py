@@ -46,6 +46,7 @@ with float32 master weights (trl's ``bf16=True``, accelerate's ``mixed_precision
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -57,10 +58,12 @@ import tempfile
 import time
 from pathlib import Path
 
-CONTENDERS = ("trl", "trl-precompute", "trl-defaults", "aihf-dpo", "aihf-aihf-dpo", "aihf-dpo-packed",
-              "aihf-aihf-dpo-packed", "aihf-dpo-fused", "aihf-dpo-packed-fused", "aihf-dpo-chunked",
-              "aihf-dpo-packed-chunked")  # suffixes: model.padding_free, loop.fused_optimizer, model.logprob_chunk
-OPTIONS = ("packed", "fused", "chunked")
+OPTIONS = ("packed", "fused", "chunked")  # suffixes: model.padding_free, loop.fused_optimizer, model.logprob_chunk
+CONTENDERS = ("trl", "trl-precompute", "trl-defaults") + tuple(
+    "-".join((base, *combo)) for base in ("aihf-dpo", "aihf-aihf-dpo")
+    for n in range(len(OPTIONS) + 1) for combo in itertools.combinations(OPTIONS, n))
+DEFAULT_CONTENDERS = ("trl", "trl-precompute", "trl-defaults", "aihf-dpo", "aihf-aihf-dpo", "aihf-dpo-packed",
+                      "aihf-aihf-dpo-packed", "aihf-dpo-fused", "aihf-dpo-packed-fused")
 ARCHS = {  # GPTNeoXConfig fields of the named Pythia architectures (random weights)
     "pythia-160m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, vocab_size=50304),
     "pythia-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=8, intermediate_size=8192, vocab_size=50304),
@@ -286,7 +289,8 @@ def worker(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+                        help="comma-separated; aihf's take any of the suffixes -packed, -fused, -chunked in that order")
     parser.add_argument("--pairs", type=int, default=8, help="preference pairs per step")
     parser.add_argument("--prompt-words", type=int, default=8)
     parser.add_argument("--response-words", type=int, default=24)

@@ -65,8 +65,9 @@ def train_records(args, card: str, date: str) -> list[dict]:
         for impl, contender in TRAIN_IMPLS.items():
             options = []
             if impl.startswith("aihf") and args.aihf_options:
-                contender += "-packed-fused" if contender == "aihf-dpo" else "-packed"
-                options = ["model.padding_free"] + (["loop.fused_optimizer"] if impl == "aihf:dpo" else [])
+                contender += "-packed-fused-chunked" if contender == "aihf-dpo" else "-packed-chunked"
+                options = ["model.padding_free", "model.logprob_chunk"] + (
+                    ["loop.fused_optimizer"] if impl == "aihf:dpo" else [])
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "row.json"
                 command = [sys.executable, str(ROOT / "bench" / "bench_dpo_step.py"), *shape, "--device", args.device,
@@ -207,7 +208,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--aihf-options", action=argparse.BooleanOptionalAction, default=True,
-                        help="aihf with padding-free batches (and the fused AdamW for DPO)")
+                        help="aihf with padding-free batches, log-probs from hidden states (model.logprob_chunk) "
+                        "and, for DPO, the fused AdamW")
     parser.add_argument("--gen-batch", type=int, default=64)
     parser.add_argument("--gen-prompt-tokens", type=int, default=64)
     parser.add_argument("--gen-new-tokens", type=int, default=256)
