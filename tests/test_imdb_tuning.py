@@ -77,6 +77,9 @@ def test_choice_takes_the_best_validation_gold_and_makes_a_test_preset(tmp_path)
     assert tuned.generation.evaluate_on == "test" and tuned.seeds == [0, 1, 2] and not tuned.grid
     runs = {r.name: r for r in tuned.setting_runs("tiny")}
     assert list(runs) == ["dpo", "aihf-rounds", "rlhf"]
+    # `methods` selects among a setting's variants, in its order; a name without one is listed
+    subset = from_dict(ImdbConfig, {**yaml.safe_load((tmp_path / "tuned.yaml").read_text()), "methods": ["rlhf", "dpo", "ipo"]})
+    assert [r.name for r in subset.setting_runs("tiny")] == ["rlhf", "dpo"] and subset.unvaried_methods("tiny") == ["ipo"]
     assert (runs["dpo"].loop.learning_rate, runs["dpo"].loop.max_steps) == (0.0003, 50)
     assert (runs["aihf-rounds"].method.schedule, runs["aihf-rounds"].method.beta) == ("rounds", 0.05)
     assert "| tiny | dpo | learning_rate=0.0003,max_steps=50 | 0.700 | 1.00 |" in (tmp_path / "tuned.md").read_text()

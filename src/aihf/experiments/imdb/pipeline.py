@@ -338,6 +338,9 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
         methods = {BASELINE: summarised({"runs": baseline_runs})}
         results["data"][setting.name] = report
         results["settings"][setting.name] = methods
+        if config.unvaried_methods(setting.name):
+            log.warning("%s: no variant of %s in setting_variants: not run in this setting",
+                        setting.name, ", ".join(config.unvaried_methods(setting.name)))
         for spec in config.setting_runs(setting.name):
             runs = []
             for seed in config.seeds:

@@ -139,7 +139,7 @@ class ImdbConfig:
     methods: list[str] = field(default_factory=lambda: list(PAPER_METHODS))
     variants: dict[str, dict] = field(default_factory=dict)  # name -> {recipe, method: {...}, loop: {...}}
     grid: dict[str, dict] = field(default_factory=dict)  # methods entry -> {"method.KEY" | "loop.KEY": [values]}
-    setting_variants: dict[str, dict] = field(default_factory=dict)  # setting -> its own variants (replace methods)
+    setting_variants: dict[str, dict] = field(default_factory=dict)  # setting -> its own variants, of which `methods` selects
     method: MethodConfig = field(default_factory=lambda: MethodConfig(steps_per_round=100, max_new_tokens=48))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=300, micro_batch_size=8))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -175,10 +175,18 @@ class ImdbConfig:
 
     def setting_runs(self, setting: str) -> list[RunSpec]:
         """The runs of one setting: its own ``setting_variants`` (e.g. values chosen on the
-        validation prompts for it, ``tuning.tuned_preset``) or else :meth:`runs`."""
+        validation prompts for it, ``tuning.tuned_preset``) that ``methods`` names, in the
+        order of ``methods`` (:meth:`unvaried_methods` lists the names it has no variant for),
+        or else :meth:`runs`."""
         if setting in self.setting_variants:
-            return self.with_variants(self.setting_variants[setting]).runs()
+            variants = self.setting_variants[setting]
+            return self.with_variants({name: variants[name] for name in self.methods if name in variants}).runs()
         return self.runs()
+
+    def unvaried_methods(self, setting: str) -> list[str]:
+        """``methods`` entries that a setting with ``setting_variants`` has no variant for (not run there)."""
+        variants = self.setting_variants.get(setting)
+        return [] if variants is None else [name for name in self.methods if name not in variants]
 
     def spec_overrides(self, spec: RunSpec) -> dict[str, Any]:
         """``spec`` as a variant of this config: its recipe and the method / loop fields it changes."""
