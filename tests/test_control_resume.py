@@ -41,6 +41,7 @@ def _run(method, backend, data, folder, out, key=None):
     return train_method(method, _loop(backend), ENV, 0, *data, out_dir=out, resume=resume)
 
 
+@pytest.mark.e2e  # six short MuJoCo runs, twice each: about a minute
 @pytest.mark.parametrize("backend", ["sb3", "sbx"])
 @pytest.mark.parametrize("method", ["aihf", "rlhf", "sac_true"])
 def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(tmp_path, monkeypatch, hopper_data,
