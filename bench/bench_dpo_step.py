@@ -15,7 +15,9 @@ settings, same CPU, one run):
                  as preference pairs (supervised term), so it moves 1.5x the tokens of a DPO step
   suffixes       -packed (model.padding_free), -fused (loop.fused_optimizer), -chunked
                  (model.logprob_chunk = --logprob-chunk: log-probs from the hidden states at the
-                 response positions, without the full-vocabulary logits)
+                 response positions, without the full-vocabulary logits), -compiled
+                 (model.compile: the body torch.compiled with dynamic shapes; the compilation
+                 falls in the --warmup steps, which are not timed)
 
 Each contender runs in its own subprocess, so memory figures do not mix; the contenders
 run round-robin ``--repeats`` times and the run with the lowest median CPU time per step is
@@ -58,7 +60,8 @@ import tempfile
 import time
 from pathlib import Path
 
-OPTIONS = ("packed", "fused", "chunked")  # suffixes: model.padding_free, loop.fused_optimizer, model.logprob_chunk
+OPTIONS = ("packed", "fused", "chunked", "compiled")  # suffixes: model.padding_free, loop.fused_optimizer,
+#   model.logprob_chunk, model.compile
 CONTENDERS = ("trl", "trl-precompute", "trl-defaults") + tuple(
     "-".join((base, *combo)) for base in ("aihf-dpo", "aihf-aihf-dpo")
     for n in range(len(OPTIONS) + 1) for combo in itertools.combinations(OPTIONS, n))
@@ -221,6 +224,10 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
     encoder = Encoder(tokenizer, max_length=args.max_length, max_prompt_length=args.max_length // 2)
     parts = method_name.split("-")
     fused, packed, chunked = ("fused" in parts), ("packed" in parts), ("chunked" in parts)
+    if "compiled" in parts:
+        from aihf.lm.models import compile_body
+
+        compile_body(policy)
     method_name = "-".join(part for part in parts if part not in OPTIONS)
     method = ImplicitRewardMethod(
         method_name, MethodConfig(beta=0.1), tokenizer, encoder, policy,
@@ -290,7 +297,7 @@ def worker(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
-                        help="comma-separated; aihf's take any of the suffixes -packed, -fused, -chunked in that order")
+                        help="comma-separated; aihf's take any of the suffixes -packed, -fused, -chunked, -compiled in that order")
     parser.add_argument("--pairs", type=int, default=8, help="preference pairs per step")
     parser.add_argument("--prompt-words", type=int, default=8)
     parser.add_argument("--response-words", type=int, default=24)

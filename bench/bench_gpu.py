@@ -68,6 +68,8 @@ def train_records(args, card: str, date: str) -> list[dict]:
                 contender += "-packed-fused-chunked" if contender == "aihf-dpo" else "-packed-chunked"
                 options = ["model.padding_free", "model.logprob_chunk"] + (
                     ["loop.fused_optimizer"] if impl == "aihf:dpo" else [])
+            if impl.startswith("aihf") and args.compile:
+                contender, options = contender + "-compiled", options + ["model.compile"]
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "row.json"
                 command = [sys.executable, str(ROOT / "bench" / "bench_dpo_step.py"), *shape, "--device", args.device,
@@ -210,6 +212,8 @@ def main() -> None:
     parser.add_argument("--aihf-options", action=argparse.BooleanOptionalAction, default=True,
                         help="aihf with padding-free batches, log-probs from hidden states (model.logprob_chunk) "
                         "and, for DPO, the fused AdamW")
+    parser.add_argument("--compile", action="store_true", help="aihf's training steps with model.compile (the "
+                        "compilation falls in the untimed warm-up steps; allow for it in --timeout)")
     parser.add_argument("--gen-batch", type=int, default=64)
     parser.add_argument("--gen-prompt-tokens", type=int, default=64)
     parser.add_argument("--gen-new-tokens", type=int, default=256)

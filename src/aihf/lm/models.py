@@ -224,6 +224,28 @@ def load_causal_lm(
     return model, tokenizer
 
 
+def compile_body(model: Any, backend: str = "inductor") -> nn.Module:
+    """``torch.compile`` the causal LM's transformer body in place, with dynamic shapes (each
+    batch has its own length), and return the body.
+
+    ``nn.Module.compile`` keeps the module and its state-dict keys (checkpoints, ``reference_model``'s
+    deep copy and accelerate's wrapping see the same model), unlike ``torch.compile(model)``'s
+    ``OptimizedModule`` with its ``_orig_mod.`` prefix. The output layer stays eager, so
+    ``hidden_states_as_logits`` can still swap it for the identity; a peft model's body is
+    compiled with its adapters. The first batches pay for the compilation (on a CPU, a minute or
+    more for a small model): worth it on long runs on a GPU (docs/benchmarks.md).
+    """
+    from aihf.config import ConfigError
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = getattr(inner, "base_model", None)
+    if not isinstance(body, nn.Module) or body is inner:
+        raise ConfigError(f"model.compile: {type(inner).__name__} has no transformer body apart from its output "
+                          "layer to compile; set model.compile=false")
+    body.compile(dynamic=True, backend=backend)
+    return body
+
+
 # ------------------------------------------------------------------------------ reference
 
 

@@ -38,8 +38,8 @@ from aihf.lm.batching import Encoder
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
 from aihf.lm.model_card import model_card
 from aihf.lm.models import (
-    LoraSettings, RewardModel, check_chunked_logprobs, check_packing, is_saved_reward_model, load_causal_lm,
-    load_reward_model, reference_model,
+    LoraSettings, RewardModel, check_chunked_logprobs, check_packing, compile_body, is_saved_reward_model,
+    load_causal_lm, load_reward_model, reference_model,
 )
 from aihf.lm.trainer import LoopConfig, Trainer, TrainResult, latest_checkpoint
 
@@ -62,6 +62,10 @@ class ModelConfig(Settings):
                                         "response tokens at a time, without the full-vocabulary logits (checked "
                                         "against the logits at the start); None: from the logits")
     lora: LoraSettings | None = setting(None, help="LoRA adapters (peft); None: full fine-tuning")
+    compile: bool = setting(False, help="torch.compile the policy's transformer body (and its reference copy) "
+                            "with dynamic shapes; the first batches pay for the compilation")
+    compile_backend: str = setting("inductor", help="torch.compile backend of model.compile (inductor; eager or "
+                                   "aot_eager only trace, to find graph breaks)")
     trust_remote_code: bool = setting(False, help="run a hub model's own code (off: only transformers' classes)")
     reward_model: str | None = setting(
         None, help="a RewardModel.save folder or a causal LM to start the reward from; None: the policy's body"
@@ -169,6 +173,9 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
         log.info("%s: log-probs from hidden states, %d response tokens at a time (%.2g from the logits' ones)",
                  name, mc.logprob_chunk, check_chunked_logprobs(policy, len(tokenizer), mc.logprob_chunk))
     chunk = mc.logprob_chunk if policy is not None else None
+    if policy is not None and mc.compile:
+        compile_body(policy, mc.compile_backend)
+        log.info("%s: the policy's body is compiled (torch.compile, backend %s)", name, mc.compile_backend)
     if recipe.reward == "implicit":
         encoder = Encoder(tokenizer, config.data.max_length, config.data.max_prompt_length)
         return ImplicitRewardMethod(name, config.method, tokenizer, encoder, policy, demos, prefs,
