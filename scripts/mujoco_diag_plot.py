@@ -1,0 +1,38 @@
+"""The standing-plateau diagnostics of the `paper` MuJoCo preset (docs/results.md): one curve
+per run folder of docs/results/mujoco-diag/ (each a result.json as the MuJoCo experiment
+writes it), drawn with the experiment's own plot, labelled by method and the reward step's
+learning rate and beta.
+
+    python scripts/mujoco_diag_plot.py docs/results/mujoco-diag
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from aihf.experiments.mujoco import plot_curves
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--data", type=Path, default=Path("data/mujoco/Hopper-v5"),
+                        help="the data the runs used (its provenance.json holds the demonstrator's return)")
+    args = parser.parse_args()
+    runs = {}
+    for path in sorted(args.folder.glob("*/result.json")):
+        record = json.loads(path.read_text())
+        reward = record["key"]["settings"]["reward"]
+        label = f"{record['key']['method']}, reward lr {reward['lr']:g}, beta {reward['beta']:g}"
+        runs[label] = [record["result"]]
+    provenance = json.loads((args.data / "provenance.json").read_text())
+    demonstrator = provenance["demonstrator_return_mean"]
+    results = {"runs": runs, "demonstrator_return": demonstrator, "seeds": [0], "env": record["key"]["env"],
+               "demos": "demos", "n_prefs": record["key"]["n_prefs"]}
+    plot_curves(results, args.folder / "curves.png")
+    print(args.folder / "curves.png")
+
+
+if __name__ == "__main__":
+    main()
