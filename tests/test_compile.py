@@ -46,7 +46,8 @@ def test_a_compiled_policy_trains_as_the_eager_one(tmp_path, name, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_compiled_policy_gives_the_eager_log_probs_and_gradients_packed_or_padded(backend):
+def test_a_compiled_policy_gives_the_eager_log_probs_and_gradients_packed_padded_or_chunked(backend):
+    """The output layer stays eager, so ``model.logprob_chunk`` still swaps it for the identity."""
     from accelerate import Accelerator
     from test_packing import SEQUENCES
 
@@ -55,8 +56,8 @@ def test_a_compiled_policy_gives_the_eager_log_probs_and_gradients_packed_or_pad
     method.bind(Accelerator(cpu=True))
     eager, compiled = tiny_causal_lm(tokenizer), tiny_causal_lm(tokenizer)
     compile_body(compiled, backend)
-    for padding_free in (False, True):
-        method.padding_free = padding_free
+    for padding_free, chunk in ((False, None), (True, None), (False, 3), (True, 3)):
+        method.padding_free, method.logprob_chunk = padding_free, chunk
         results = []
         for model in (eager, compiled):
             model.zero_grad()
