@@ -136,6 +136,7 @@ def test_seeded_runs_are_identical(tmp_path):
     runs = [train_method("aihf", cfg, "ContextTarget", 3, demos, prefs, out_dir=tmp_path / str(i),
                          env=ContextTarget(), eval_env=ContextTarget()) for i in range(2)]
     assert runs[0].returns == runs[1].returns and runs[0].reward_losses == runs[1].reward_losses
+    assert runs[0].reward_diagnostics == runs[1].reward_diagnostics
     a, b = RewardNet.load(tmp_path / "0" / "reward_net.safetensors"), RewardNet.load(tmp_path / "1" / "reward_net.safetensors")
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
@@ -264,6 +265,8 @@ def test_ml_irl_reward_steps_use_the_current_policys_fresh_trajectories_and_ever
         if k:  # the policy that rolled them out is the one SAC trained since the last iteration
             assert any(not torch.equal(v, collected[k - 1]["actor"][n]) for n, v in batch["actor"].items())
     assert len({c["seed"] for c in collected}) == 3  # fresh episodes every iteration
+    assert [d["step"] for d in result.reward_diagnostics] == [200, 400, 500]  # one per reward step's iteration
+    assert all({"demo_mean", "policy_mean", "margin", "pref_train_accuracy"} <= set(d) for d in result.reward_diagnostics)
     # every demonstration (70, not demo_batch = 64), every policy transition, every pair (pref_batch null)
     assert set(losses_seen) == {(70, 60, 12)}
 
@@ -310,6 +313,30 @@ def test_control_settings_are_checked_when_made():
 
 
 @pytest.mark.e2e
+def test_reward_diagnostics_are_the_rewards_means_and_the_pairs_ranked_right():
+    demos, prefs = toy_data(n_demos=40, demo_slope=0.8, n_prefs=30, seed=2)
+    torch.manual_seed(0)
+    net = RewardNet(demos.observations.shape[1], demos.actions.shape[1], (16,))
+    learner = RewardLearner(net, RewardStepConfig(), demos, prefs, np.random.default_rng(0))
+    obs, act = torch.randn(25, demos.observations.shape[1]), torch.randn(25, demos.actions.shape[1])
+    d = learner.diagnostics(obs, act, max_pairs=20)
+    with torch.no_grad():
+        r_demo = torch.stack([net(torch.tensor(o), torch.tensor(a)) for o, a in zip(demos.observations, demos.actions)])
+        r_pol = net(obs, act)
+        right = 0
+        for k in range(20):  # pair by pair, each step's reward summed over the segment's real steps
+            sums = [sum(float(net(torch.tensor(o[t]), torch.tensor(a[t]))) for t in range(len(o)) if m[t])
+                    for o, a, m in ((prefs.obs_w[k], prefs.act_w[k], prefs.mask_w()[k]),
+                                    (prefs.obs_l[k], prefs.act_l[k], prefs.mask_l()[k]))]
+            right += sums[0] > sums[1]
+    assert d["demo_mean"] == pytest.approx(float(r_demo.mean()), rel=1e-5)
+    assert d["demo_std"] == pytest.approx(float(r_demo.std()), rel=1e-4)
+    assert d["policy_mean"] == pytest.approx(float(r_pol.mean()), rel=1e-5)
+    assert d["margin"] == pytest.approx(d["demo_mean"] - d["policy_mean"])
+    assert d["pref_train_accuracy"] == pytest.approx(right / 20)
+    assert learner.updates == 0 and all(p.grad is None for p in net.parameters())  # no step taken
+
+
 def test_ml_irl_schedule_learns_the_task_with_a_known_expert():
     """ContextTarget: playing 0 earns about -4.3 over the 20 steps, uniform random actions
     about -10.9, the expert 0. Twelve iterations of 100 SAC steps, 10 reward steps each."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -136,13 +136,16 @@ def method_reward_config(method: str, base: RewardStepConfig) -> RewardStepConfi
 
 @dataclass
 class RunResult:
-    """Evaluation curve (env steps, mean and std of the true return) and wall time."""
+    """Evaluation curve (env steps, mean and std of the true return), wall time, reward losses
+    and, on the ml_irl schedule, the reward's state after each iteration's reward step
+    (``RewardLearner.diagnostics`` on that iteration's policy trajectories, with its env step)."""
 
     steps: list[int]
     returns: list[float]
     stds: list[float]
     wall_s: float
     reward_losses: list[float]
+    reward_diagnostics: list[dict[str, float]] = field(default_factory=list)
 
 
 class _AlgorithmOneCallback(BaseCallback):
@@ -208,6 +211,10 @@ def _ml_irl_iterations(model, cfg: ControlLoopConfig, learner: RewardLearner | N
             callback.result.reward_losses.append(learner.step(obs, act))
         model.logger.record("reward/loss", callback.result.reward_losses[-1])
         model.logger.record("reward/policy_sample_return", float(np.mean([e.ret for e in episodes])))
+        diagnostics = learner.diagnostics(obs, act)
+        for name, value in diagnostics.items():
+            model.logger.record(f"reward/{name}", value)
+        callback.result.reward_diagnostics.append({"step": int(model.num_timesteps), **diagnostics})
 
 
 def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,

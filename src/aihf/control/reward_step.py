@@ -86,6 +86,26 @@ class RewardLearner:
             r_l = self.net.segment_reward(p["obs_l"], p["act_l"], p["mask_l"])
         return aihf_reward_loss(r_demo, r_pol, r_w, r_l, cfg.w_demo, cfg.w_pref, cfg.demo_form, cfg.reward_l2)
 
+    @torch.no_grad()
+    def diagnostics(self, policy_obs: torch.Tensor, policy_act: torch.Tensor, max_pairs: int = 1000) -> dict[str, float]:
+        """Where the reward stands: mean and sd of r per step on every demonstration transition
+        and on the given policy transitions, their difference (the demonstration-over-policy
+        margin), and the share of the first ``max_pairs`` preference pairs it ranks right
+        (training pairs: a fit diagnostic, not a held-out accuracy). No gradient, no update."""
+        out: dict[str, float] = {}
+        for name, rewards in (("demo", self.net(self.demos["observations"], self.demos["actions"]) if self.demos else None),
+                              ("policy", self.net(policy_obs, policy_act))):
+            if rewards is not None:
+                out[f"{name}_mean"], out[f"{name}_std"] = float(rewards.mean()), float(rewards.std())
+        if "demo_mean" in out:
+            out["margin"] = out["demo_mean"] - out["policy_mean"]
+        if self.prefs:
+            p = {k: v[:max_pairs] for k, v in self.prefs.items()}
+            right = self.net.segment_reward(p["obs_w"], p["act_w"], p["mask_w"]) > self.net.segment_reward(
+                p["obs_l"], p["act_l"], p["mask_l"])
+            out["pref_train_accuracy"] = float(right.float().mean())
+        return out
+
     def step(self, policy_obs: torch.Tensor | None = None, policy_act: torch.Tensor | None = None) -> float:
         """One Adam step on l_R; returns its value (NaN/inf raises before the update)."""
         loss = self.loss(policy_obs, policy_act)

@@ -152,7 +152,7 @@ def _train_unit(cfg: MujocoConfig, method: str, seed: int, demos, prefs, folder:
             run_result = train_method(method, cfg.loop, cfg.env, seed, demos, prefs, out_dir=tmp, progress=bar,
                                       resume=resume)
             result = {"steps": run_result.steps, "returns": run_result.returns, "stds": run_result.stds,
-                      "wall_s": run_result.wall_s}
+                      "wall_s": run_result.wall_s, "reward_diagnostics": run_result.reward_diagnostics}
         (tmp / RESULT).write_text(json.dumps({"key": key, "result": result}, indent=1), encoding="utf-8")
     if resume is not None:
         resume.clear()
