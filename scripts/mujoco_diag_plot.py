@@ -1,7 +1,7 @@
 """The standing-plateau diagnostics of the `paper` MuJoCo preset (docs/results.md): one curve
 per run folder of docs/results/mujoco-diag/ (each a result.json as the MuJoCo experiment
 writes it), drawn with the experiment's own plot, labelled by method and the reward step's
-learning rate and beta.
+learning rate, beta and demo_horizon.
 
     python scripts/mujoco_diag_plot.py docs/results/mujoco-diag
 """
@@ -24,7 +24,8 @@ def main() -> None:
     for path in sorted(args.folder.glob("*/result.json")):
         record = json.loads(path.read_text())
         reward = record["key"]["settings"]["reward"]
-        label = f"{record['key']['method']}, reward lr {reward['lr']:g}, beta {reward['beta']:g}"
+        label = (f"{record['key']['method']}, reward lr {reward['lr']:g}, beta {reward['beta']:g}, "
+                 f"demo_horizon {reward.get('demo_horizon', 1)}")
         runs[label] = [record["result"]]
     provenance = json.loads((args.data / "provenance.json").read_text())
     demonstrator = provenance["demonstrator_return_mean"]

@@ -59,8 +59,10 @@ def test_relabelling_uses_the_current_reward_net():
     assert _filled_buffer(None).sample(4).rewards.eq(7.0).all()  # no reward_fn: true rewards
 
 
-def test_reward_step_gradient_is_method_g():
-    """-grad l_R == g of docs/method.md section 3 (linear demonstration form, no L2)."""
+@pytest.mark.parametrize("horizon", [1, 7])
+def test_reward_step_gradient_is_method_g(horizon):
+    """-grad l_R == g of docs/method.md section 3 (linear demonstration form, no L2), the
+    demonstration term on the scale of ``horizon``-step trajectories (``demo_horizon``)."""
     torch.manual_seed(0)
     net = RewardNet(3, 2, (8, 8))
     rng = np.random.default_rng(0)
@@ -70,7 +72,7 @@ def test_reward_step_gradient_is_method_g():
     demos = TransitionSet(demos_obs, demos_act)
     prefs = SegmentPreferenceSet(*(rng.normal(size=(5, 4, d)) for d in (3, 2, 3, 2)))
     w_d, w_p = 0.7, 1.3
-    cfg = RewardStepConfig(w_demo=w_d, w_pref=w_p, reward_l2=0.0, demo_batch=4, pref_batch=3)
+    cfg = RewardStepConfig(w_demo=w_d, w_pref=w_p, reward_l2=0.0, demo_batch=4, pref_batch=3, demo_horizon=horizon)
     learner = RewardLearner(net, cfg, demos, prefs, np.random.default_rng(5))
     pol_obs, pol_act = torch.randn(4, 3), torch.randn(4, 2)
     learner.loss(pol_obs, pol_act).backward()
@@ -85,7 +87,8 @@ def test_reward_step_gradient_is_method_g():
         scalar.backward()
         return torch.cat([p.grad.flatten() for p in net.parameters()])
 
-    g = w_d * (grad(net(t(demos_obs[d_idx]), t(demos_act[d_idx])).mean()) - grad(net(pol_obs, pol_act).mean()))
+    # per trajectory of `horizon` steps: horizon x the per-step means' difference
+    g = w_d * horizon * (grad(net(t(demos_obs[d_idx]), t(demos_act[d_idx])).mean()) - grad(net(pol_obs, pol_act).mean()))
     for i in p_idx:
         r_w = net.segment_reward(t(prefs.obs_w[i : i + 1]), t(prefs.act_w[i : i + 1]))
         r_l = net.segment_reward(t(prefs.obs_l[i : i + 1]), t(prefs.act_l[i : i + 1]))

@@ -4,10 +4,11 @@ For a minibatch of demonstration transitions (s_E, a_E), transitions (s, a) of t
 policy pi_k, and segment pairs (tau_w, tau_l) with r(tau) = sum_t r(s_t, a_t) over each
 segment's real steps (segments may end early, where their episode ended), minimise
 
-    l_R = w_D * l_D( r(s_E, a_E), r(s, a) ) + w_P * l_BT( r(tau_w), r(tau_l) ) + l2 * mean r^2
+    l_R = w_D * H * l_D( r(s_E, a_E), r(s, a) ) + w_P * l_BT( r(tau_w), r(tau_l) ) + l2 * mean r^2
 
-with ``objective.aihf_reward_loss``. With the linear l_D its negative gradient is
-    g = w_D [grad r(s_E,a_E) - grad r(s,a)] + w_P (1 - sigma(r(tau_w) - r(tau_l))) [grad r(tau_w) - grad r(tau_l)]
+with ``objective.aihf_reward_loss`` (its w_demo = w_D * H; H = ``demo_horizon``, below). With
+the linear l_D its negative gradient is
+    g = w_D H [grad r(s_E,a_E) - grad r(s,a)] + w_P (1 - sigma(r(tau_w) - r(tau_l))) [grad r(tau_w) - grad r(tau_l)]
 (batch means). w_D = 0 is RLHF's reward model, w_P = 0 is ML-IRL.
 """
 
@@ -34,8 +35,17 @@ class RewardStepConfig(ObjectiveConfig):
     max E[sum r] + beta H(pi) is section 2's with a uniform pi_ref); 0.2 is ML-IRL's fixed
     temperature for MuJoCo. The control demonstration term defaults to the exact
     (``linear``) ML-IRL form. ``weight_decay`` is Adam's L2 term (``torch.optim.Adam``'s,
-    as ML-IRL's reward optimiser has it); ML-IRL's loss is T = 1000 times this mean-per-step
-    form, so its weight decay 1e-3 weighs as 1e-6 does here.
+    as ML-IRL's reward optimiser has it).
+
+    ``demo_horizon`` H puts the demonstration term on the scale of a trajectory: l_D is
+    computed on per-step rewards (batch means over transitions) and multiplied by H, so with
+    H = T, the episode length, it is the trajectory log-likelihood's
+    E_E[sum_t r] - E_pi[sum_t r] for T-step episodes (docs/method.md section 2, "Control"),
+    as ML-IRL's code has it (T x the per-step mean). The preference term is already on
+    segment sums. With w_P = 0 the scale changes nothing but Adam's weight decay (Adam is
+    invariant to it); in AIHF it sets how the two terms weigh against each other: H = 1
+    weighs a demonstration step like a whole preference segment (the demonstration term about
+    T times lighter than in the objective with w_D = w_P).
     """
 
     beta: float = setting(0.2, gt=0, help="SAC's entropy temperature (and the objective's beta)")
@@ -45,6 +55,8 @@ class RewardStepConfig(ObjectiveConfig):
     weight_decay: float = setting(0.0, ge=0, help="Adam's L2 weight decay of the reward net")
     demo_batch: int | None = setting(256, gt=0, help="demonstration transitions per reward step (null: all)")
     pref_batch: int | None = setting(64, gt=0, help="segment pairs per reward step (null: all)")
+    demo_horizon: int = setting(1, ge=1, help="the demonstration term times this many steps (the episode length "
+                                "T: trajectory scale, as ML-IRL's code; 1: per step)")
 
 
 class RewardLearner:
@@ -84,7 +96,8 @@ class RewardLearner:
             p = self._draw(self.prefs, cfg.pref_batch)
             r_w = self.net.segment_reward(p["obs_w"], p["act_w"], p["mask_w"])
             r_l = self.net.segment_reward(p["obs_l"], p["act_l"], p["mask_l"])
-        return aihf_reward_loss(r_demo, r_pol, r_w, r_l, cfg.w_demo, cfg.w_pref, cfg.demo_form, cfg.reward_l2)
+        return aihf_reward_loss(r_demo, r_pol, r_w, r_l, cfg.w_demo * cfg.demo_horizon, cfg.w_pref, cfg.demo_form,
+                                cfg.reward_l2)
 
     @torch.no_grad()
     def diagnostics(self, policy_obs: torch.Tensor, policy_act: torch.Tensor, max_pairs: int = 1000) -> dict[str, float]:
