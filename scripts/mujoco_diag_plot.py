@@ -20,17 +20,19 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/mujoco/Hopper-v5"),
                         help="the data the runs used (its provenance.json holds the demonstrator's return)")
     args = parser.parse_args()
+    records = [json.loads(path.read_text()) for path in sorted(args.folder.glob("*/result.json"))]
+    if not records:
+        raise SystemExit(f"no */result.json under {args.folder}")
     runs = {}
-    for path in sorted(args.folder.glob("*/result.json")):
-        record = json.loads(path.read_text())
-        reward = record["key"]["settings"]["reward"]
-        label = (f"{record['key']['method']}, reward lr {reward['lr']:g}, beta {reward['beta']:g}, "
-                 f"demo_horizon {reward.get('demo_horizon', 1)}")
+    for record in records:
+        key, reward = record["key"], record["key"]["settings"]["reward"]
+        label = (f"{key['method']} seed {key['seed']}, reward lr {reward['lr']:g}, beta {reward['beta']:g}, "
+                 f"demo_horizon {reward.get('demo_horizon', 1)}")  # runs from before demo_horizon had 1
         runs[label] = [record["result"]]
-    provenance = json.loads((args.data / "provenance.json").read_text())
-    demonstrator = provenance["demonstrator_return_mean"]
-    results = {"runs": runs, "demonstrator_return": demonstrator, "seeds": [0], "env": record["key"]["env"],
-               "demos": "demos", "n_prefs": record["key"]["n_prefs"]}
+    first = records[0]["key"]
+    demonstrator = json.loads((args.data / "provenance.json").read_text())["demonstrator_return_mean"]
+    results = {"runs": runs, "demonstrator_return": demonstrator, "seeds": [first["seed"]], "env": first["env"],
+               "demos": first["demos"], "n_prefs": first["n_prefs"]}
     plot_curves(results, args.folder / "curves.png")
     print(args.folder / "curves.png")
 

@@ -222,6 +222,12 @@ def _unpack(tensors: dict[str, torch.Tensor], key: str) -> list[list[int]] | Non
     return [r.tolist() for r in torch.split(tensors[f"{key}.tokens"], tensors[f"{key}.lengths"].tolist())]
 
 
+def _zero3(accelerator: Accelerator) -> bool:
+    """Whether DeepSpeed ZeRO-3 shards the weights (each process holds a slice of each)."""
+    plugin = accelerator.state.deepspeed_plugin
+    return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3
+
+
 class _Records:
     """Encoded records of both splits, their prompts, and the shared helpers of the methods.
 
@@ -279,10 +285,7 @@ class _Records:
 
     def bind(self, accelerator: Accelerator) -> None:
         self.accelerator = accelerator
-        plugin = accelerator.state.deepspeed_plugin
-        sharded = accelerator.distributed_type == DistributedType.FSDP or (
-            accelerator.distributed_type == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3)
-        if self.logprob_chunk and sharded:
+        if self.logprob_chunk and (accelerator.distributed_type == DistributedType.FSDP or _zero3(accelerator)):
             raise ConfigError("model.logprob_chunk reads the output layer's weight outside the model's forward pass, "
                               "which FSDP and ZeRO-3 shard: set model.logprob_chunk=null, or use DDP")
         if self.config.sampler == "vllm" and "sampler" in self.recipe.settings:
@@ -391,8 +394,7 @@ class _Records:
         the duration (as trl does for generation). FSDP: refused, with the alternative.
         """
         acc = self.accelerator
-        plugin = acc.state.deepspeed_plugin
-        if acc.distributed_type == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3:
+        if _zero3(acc):
             import deepspeed
 
             with deepspeed.zero.GatheredParameters(list(model.parameters())):
