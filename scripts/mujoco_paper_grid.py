@@ -7,7 +7,10 @@ two processes at a time, resumable.
 One process per (env, setting, seed), `aihf experiment mujoco --preset paper seeds=[s]` into
 `<out>/<env>-<setting>/`: every (method, seed) run writes its own result.json and is reused
 when present, and a stopped run continues from its last resume point (docs/control.md), so
-the grid picks up where it stopped. Units go in the order given (the issue: balanced Hopper
+the grid picks up where it stopped. A run already finished in another setting of the same
+env is copied when its method reads none of the data that differs (true-reward SAC always,
+ML-IRL and BC across preference counts, RLHF across demonstration files), so 30 of an env's
+45 runs are trained, not 45. Units go in the order given (the issue: balanced Hopper
 first), `--workers` of them at once. When every seed of an (env, setting) is finished, one
 more pass with all seeds (every run reused) writes that folder's results.json, results.md
 (95% t-intervals over seeds) and curves.png. `--export DIR` copies those three files of each
@@ -31,11 +34,20 @@ SETTINGS = {  # overrides of the paper preset (configs/mujoco/paper.yaml)
 }
 
 
+def cell(env: str, setting: str) -> str:
+    """The folder name of an (env, setting) cell: ``Hopper-v5-balanced`` (a namespace's ``/`` as ``-``)."""
+    return f"{env.replace('/', '-')}-{setting}"
+
+
 def command(env: str, setting: str, seeds: list[int], out: Path, preset: str = "paper",
             overrides: tuple[str, ...] = ()) -> list[str]:
+    """The unit's command; it copies finished runs from the env's other settings where its
+    method reads none of the data that differs (`reuse_from`, e.g. ML-IRL into few-preferences)."""
     seed_list = "[" + ", ".join(str(s) for s in seeds) + "]"
+    siblings = "[" + ", ".join(str(out / cell(env, other)) for other in SETTINGS if other != setting) + "]"
     return [sys.executable, "-m", "aihf.cli", "experiment", "mujoco", "--env", env, "--preset", preset,
-            "--output-dir", str(out / f"{env}-{setting}"), f"seeds={seed_list}", *SETTINGS[setting], *overrides]
+            "--output-dir", str(out / cell(env, setting)), f"seeds={seed_list}", f"reuse_from={siblings}",
+            *SETTINGS[setting], *overrides]
 
 
 def run_units(units: list[tuple[str, str, int]], out: Path, workers: int, logs: Path, preset: str,
@@ -46,7 +58,7 @@ def run_units(units: list[tuple[str, str, int]], out: Path, workers: int, logs: 
     while pending or running:
         while pending and len(running) < workers:
             env, setting, seed = unit = pending.pop(0)
-            log = open(logs / f"{env}-{setting}-seed{seed}.log", "a", encoding="utf-8")
+            log = open(logs / f"{cell(env, setting)}-seed{seed}.log", "a", encoding="utf-8")
             print(f"start {env} {setting} seed {seed}", flush=True)
             running[unit] = (subprocess.Popen(command(env, setting, [seed], out, preset, overrides), stdout=log, stderr=subprocess.STDOUT), log)
         time.sleep(5)
@@ -91,8 +103,8 @@ def main() -> None:
                 merged = subprocess.run(command(env, setting, args.seeds, args.out, args.preset, overrides),
                                         capture_output=True, text=True)
                 print(f"merged {env} {setting}: exit {merged.returncode}", flush=True)
-            if args.export and (args.out / f"{env}-{setting}").is_dir():
-                export(args.out / f"{env}-{setting}", args.export / f"{env}-{setting}")
+            if args.export and (args.out / cell(env, setting)).is_dir():
+                export(args.out / cell(env, setting), args.export / cell(env, setting))
     failed = [unit for unit, code in codes.items() if code != 0]
     if failed:
         print(f"{len(failed)} unit(s) failed: {failed} (see {args.out / 'logs'})", file=sys.stderr)

@@ -66,3 +66,27 @@ def figure_texts(monkeypatch):
 
     monkeypatch.setattr(Figure, "savefig", recording)
     return texts
+
+
+@pytest.fixture
+def tiny_ml_irl_experiment(tmp_path):
+    """Toy data in ``tmp_path/data`` and a preset file for ``aihf/ContextTarget-v0`` on the
+    ml_irl schedule (200 env steps, 2 iterations, tiny networks) with ``fields`` on top;
+    returns (preset path, the ``data_dir=`` override)."""
+    import yaml
+
+    from aihf.control.toy import write_toy_data_dir
+
+    def make(**fields):
+        write_toy_data_dir(tmp_path / "data", demo_slope=0.5, n_prefs=50)
+        preset = tmp_path / "tiny.yaml"
+        preset.write_text(yaml.safe_dump({
+            "seeds": [0], "n_prefs": 20, **fields,
+            "loop": {"total_steps": 200, "schedule": "ml_irl", "iteration_steps": 100, "trajectories_per_iteration": 2,
+                     "eval_every": 100, "eval_episodes": 2, "reward_hidden": [8], "reward_clamp": 10.0,
+                     "sac": {"net_arch": [8], "learning_starts": 50, "batch_size": 16, "buffer_size": 300}},
+            "bc": {"hidden": [8], "updates": 10},
+        }))
+        return preset, f"data_dir={tmp_path / 'data'}"
+
+    return make

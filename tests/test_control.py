@@ -360,25 +360,66 @@ def test_ml_irl_schedule_runs_are_seeded():
     assert len(runs[0].reward_losses) == 3 * cfg.reward_updates
 
 
+def test_runs_do_not_depend_on_the_data_their_method_does_not_read():
+    """What lets the experiment copy a run across data settings (experiments.mujoco.READS):
+    ML-IRL is the same run with another preference set, RLHF with other demonstrations,
+    true-reward SAC with no data at all; AIHF reads both and differs."""
+    from aihf.experiments.mujoco import DATA_FIELDS, READS
+
+    demos, prefs = toy_data(n_demos=60, demo_slope=0.8, n_prefs=30, seed=0)
+    other_demos, other_prefs = toy_data(n_demos=40, demo_slope=0.2, n_prefs=9, seed=5)
+    cfg = _ml_irl_loop(total_steps=300, iteration_steps=100)
+
+    def run(method, d, p):
+        r = train_method(method, cfg, "ContextTarget", 2, d, p, env=ContextTarget(), eval_env=ContextTarget())
+        return r.returns, r.reward_losses
+
+    assert READS["ml_irl"] == ("demos", "n_demos") and run("ml_irl", demos, prefs) == run("ml_irl", demos, other_prefs)
+    assert READS["rlhf"] == ("n_prefs",) and run("rlhf", demos, prefs) == run("rlhf", other_demos, prefs)
+    assert READS["sac_true"] == () and run("sac_true", demos, prefs) == run("sac_true", None, None)
+    assert READS["aihf"] == DATA_FIELDS and run("aihf", demos, prefs) != run("aihf", demos, other_prefs)
+
+
+def test_a_saved_run_is_the_same_run_up_to_the_data_its_method_does_not_read():
+    from aihf.experiments.mujoco import same_run
+
+    key = {"method": "ml_irl", "seed": 0, "env": "Hopper-v5", "demos": "demos", "n_demos": 10, "n_prefs": 200}
+    assert same_run({**key, "n_prefs": 20_000}, key)
+    assert not same_run({**key, "demos": "demos_low"}, key) and not same_run({**key, "seed": 1}, key)
+    assert not same_run({**key, "method": "aihf", "n_prefs": 20_000}, {**key, "method": "aihf"})
+    assert same_run({**key, "method": "sac_true", "demos": "demos_low", "n_prefs": 1}, {**key, "method": "sac_true"})
+
+
 @pytest.mark.e2e
-def test_experiment_runs_are_a_resumable_grid(tmp_path):
+def test_finished_runs_are_copied_from_another_setting_when_the_method_reads_none_of_the_difference(
+        tmp_path, tiny_ml_irl_experiment):
     import json
 
-    import yaml
-
-    from aihf.control.toy import write_toy_data_dir
     from aihf.experiments.mujoco import run_from_cli
 
-    write_toy_data_dir(tmp_path / "data", demo_slope=0.5, n_prefs=50)
-    preset = tmp_path / "tiny.yaml"
-    preset.write_text(yaml.safe_dump({
-        "methods": ["aihf", "bc"], "seeds": [0], "n_prefs": 20,
-        "loop": {"total_steps": 200, "schedule": "ml_irl", "iteration_steps": 100, "trajectories_per_iteration": 2,
-                 "eval_every": 100, "eval_episodes": 2, "reward_hidden": [8], "reward_clamp": 10.0,
-                 "sac": {"net_arch": [8], "learning_starts": 50, "batch_size": 16, "buffer_size": 300}},
-        "bc": {"hidden": [8], "updates": 10},
-    }))
-    out, data = tmp_path / "out", f"data_dir={tmp_path / 'data'}"
+    preset, data = tiny_ml_irl_experiment(methods=["ml_irl", "rlhf"])
+    balanced, few = tmp_path / "balanced", tmp_path / "few"
+    assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(balanced), [data]) == 0
+    assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(few), [data, "n_prefs=10", f"reuse_from=[{balanced}]"]) == 0
+    source = balanced / "runs" / "ml_irl" / "seed0"
+    copied = json.loads((few / "runs" / "ml_irl" / "seed0" / "result.json").read_text())
+    assert copied["copied_from"] == str(source)
+    assert copied["result"] == json.loads((source / "result.json").read_text())["result"]
+    assert (few / "runs" / "ml_irl" / "seed0" / "reward_net.safetensors").read_bytes() == (
+        source / "reward_net.safetensors").read_bytes()
+    trained = json.loads((few / "runs" / "rlhf" / "seed0" / "result.json").read_text())  # RLHF reads the preferences
+    assert "copied_from" not in trained and trained["key"]["n_prefs"] == 10
+    assert json.loads((few / "results.json").read_text())["runs"]["ml_irl"][0] == copied["result"]
+
+
+@pytest.mark.e2e
+def test_experiment_runs_are_a_resumable_grid(tmp_path, tiny_ml_irl_experiment):
+    import json
+
+    from aihf.experiments.mujoco import run_from_cli
+
+    preset, data = tiny_ml_irl_experiment(methods=["aihf", "bc"])
+    out = tmp_path / "out"
     assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(out), [data]) == 0
     first = out / "runs" / "aihf" / "seed0" / "result.json"
     stamp, before = first.stat().st_mtime_ns, json.loads((out / "results.json").read_text())

@@ -15,12 +15,17 @@ and a run whose ``result.json`` was made with the same settings (``unit_key``) i
 so an interrupted experiment continues where it stopped and more seeds or methods can be
 added to a finished one. On the ml_irl schedule with ``loop.resume_every`` an interrupted
 run itself continues from its last resume point (``runs/<method>/seed<k>.resume``).
+Runs are compared on what their method reads (``READS``): ML-IRL never reads the preferences,
+so ``reuse_from`` lets a few-preferences experiment copy the finished ML-IRL runs of a
+balanced one instead of training the same runs again (likewise RLHF across demonstration
+files, and true-reward SAC across every data setting).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +52,14 @@ log = logging.getLogger(__name__)
 PRESET_GROUP = "mujoco"  # configs/mujoco/ of the installed package
 RESULT = "result.json"  # in each run's folder: its curve, and the settings it was made with
 ALL_METHODS = (*CONTROL_METHODS, "bc")
+DATA_FIELDS = ("demos", "n_demos", "n_prefs")  # the MujocoConfig fields that choose the data
+READS = {  # the data fields each method's training reads (ML-IRL's preference-accuracy diagnostic aside)
+    "aihf": DATA_FIELDS,
+    "ml_irl": ("demos", "n_demos"),
+    "rlhf": ("n_prefs",),
+    "sac_true": (),
+    "bc": ("demos", "n_demos"),
+}
 
 
 @dataclass
@@ -63,6 +76,8 @@ class MujocoConfig(Settings):
     loop: ControlLoopConfig = setting(factory=ControlLoopConfig, help="budget and schedule")
     bc: BCConfig = setting(factory=BCConfig, help="behaviour cloning")
     torch_threads: int = setting(1, gt=0, help="torch intra-op threads per process")
+    reuse_from: list[str] = setting(factory=list, help="other output folders (same env) whose finished runs "
+                                    "are copied here when made with the same settings in all their method reads")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,21 +91,51 @@ class MujocoConfig(Settings):
 def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
     """What makes a run (method x seed) what it is: a finished run whose ``result.json`` holds
     the same key is reused, and a stopped one continues from a resume point with the same key;
-    ``methods``, ``seeds``, ``torch_threads`` and ``loop.resume_every`` may change."""
+    ``methods``, ``seeds``, ``torch_threads``, ``reuse_from`` and ``loop.resume_every`` may change,
+    and data fields the method does not read (``same_run``)."""
     settings = asdict(cfg.bc) if method == "bc" else {k: v for k, v in asdict(cfg.loop).items() if k != "resume_every"}
     return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env, "data_dir": str(data_dir),
                                   "demos": cfg.demos, "n_demos": cfg.n_demos, "n_prefs": cfg.n_prefs,
                                   "settings": settings}))
 
 
-def _finished(folder: Path, key: dict) -> dict | None:
+def same_run(saved: dict, key: dict) -> bool:
+    """Whether a run made with ``saved`` (a ``unit_key``) is the run ``key`` asks for: equal in
+    everything but the data fields its method does not read (``READS``)."""
+    unread = set(DATA_FIELDS) - set(READS.get(key["method"], DATA_FIELDS))
+    return {k: v for k, v in saved.items() if k not in unread} == {k: v for k, v in key.items() if k not in unread}
+
+
+def _finished(folder: Path, key: dict, warn: bool = True) -> dict | None:
     path = folder / RESULT
     if not path.is_file():
         return None
     saved = json.loads(path.read_text(encoding="utf-8"))
-    if saved.get("key") == key:
+    if same_run(saved.get("key", {}), key):
         return saved["result"]
-    log.warning("%s was made with other settings: the run is trained again", path)
+    if warn:
+        log.warning("%s was made with other settings: the run is trained again", path)
+    return None
+
+
+def _reused(folder: Path, key: dict, sources: list[str], warn: bool = True) -> dict | None:
+    """The run ``key`` from ``folder``, or else copied (weights, logs, result.json, which then
+    names its source as ``copied_from``) from the same place in the first of ``sources`` that
+    holds it finished; None when none does."""
+    result = _finished(folder, key, warn)
+    if result is not None:
+        return result
+    relative = folder.relative_to(folder.parents[2])  # runs/<method>/seed<k>
+    for source in sources:
+        origin = Path(source) / relative
+        if origin.resolve() == folder.resolve() or _finished(origin, key, warn=False) is None:
+            continue
+        with atomic_directory(folder) as tmp:
+            shutil.copytree(origin, tmp, dirs_exist_ok=True)
+            saved = json.loads((tmp / RESULT).read_text(encoding="utf-8"))
+            (tmp / RESULT).write_text(json.dumps({**saved, "copied_from": str(origin)}, indent=1), encoding="utf-8")
+        log.info("%s: copied from %s (the same run: %s reads none of the data that differs)", folder, origin, key["method"])
+        return saved["result"]
     return None
 
 
@@ -115,7 +160,8 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
     expert = demonstrator_return(data_dir)
     runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     units = [(seed, method, out / "runs" / method / f"seed{seed}") for seed in cfg.seeds for method in cfg.methods]
-    done = {(seed, method): _finished(folder, unit_key(cfg, method, seed, data_dir)) for seed, method, folder in units}
+    done = {(seed, method): _reused(folder, unit_key(cfg, method, seed, data_dir), cfg.reuse_from)
+            for seed, method, folder in units}
     to_train = [u for u in units if done[u[:2]] is None and u[1] != "bc"]
     if len(to_train) < len(units):
         log.info("%d of %d runs finished before: reused from their result.json", sum(r is not None for r in done.values()), len(units))
@@ -123,6 +169,8 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
               desc="env steps", dynamic_ncols=True, mininterval=2.0) as bar:
         for seed, method, folder in units:
             result = done[seed, method]
+            if result is None:  # again: another process may have finished it in a reuse_from folder meanwhile
+                result = _reused(folder, unit_key(cfg, method, seed, data_dir), cfg.reuse_from, warn=False)
             if result is None:
                 bar.set_postfix_str(f"{method} seed {seed}")
                 result = _train_unit(cfg, method, seed, demos, prefs, folder, data_dir, bar)

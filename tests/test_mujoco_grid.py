@@ -1,0 +1,38 @@
+"""scripts/mujoco_paper_grid.py on the toy environment: every unit runs, the cells are merged
+and exported, and runs whose method reads none of a setting's changed data are copied."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.e2e
+def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path, tiny_ml_irl_experiment):
+    preset, data = tiny_ml_irl_experiment(methods=["ml_irl", "rlhf", "sac_true"])
+    out, export = tmp_path / "grid", tmp_path / "export"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "mujoco_paper_grid.py"), "--envs", "aihf/ContextTarget-v0",
+         "--seeds", "0", "--workers", "1", "--out", str(out), "--export", str(export), "--preset", str(preset),
+         data],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cells = {s: out / f"aihf-ContextTarget-v0-{s}" for s in ("balanced", "low-quality-demos", "few-preferences")}
+
+    def source(setting, method):
+        return json.loads((cells[setting] / "runs" / method / "seed0" / "result.json").read_text()).get("copied_from")
+
+    # balanced first: all trained; low-quality demos: RLHF and SAC copied; few preferences: ML-IRL and SAC
+    assert all(source("balanced", m) is None for m in ("ml_irl", "rlhf", "sac_true"))
+    assert source("low-quality-demos", "ml_irl") is None and source("few-preferences", "rlhf") is None
+    assert source("low-quality-demos", "rlhf") == str(cells["balanced"] / "runs" / "rlhf" / "seed0")
+    assert source("few-preferences", "ml_irl") == str(cells["balanced"] / "runs" / "ml_irl" / "seed0")
+    assert source("few-preferences", "sac_true") is not None and source("low-quality-demos", "sac_true") is not None
+    for setting in cells:
+        exported = export / f"aihf-ContextTarget-v0-{setting}"
+        assert set(json.loads((exported / "results.json").read_text())["summary"]) == {"ml_irl", "rlhf", "sac_true"}
+        assert (exported / "curves.png").is_file() and not list(exported.rglob("*.safetensors"))
