@@ -21,6 +21,7 @@ finished run (the curves of a partly filled cell) to DIR/<env>-<setting>/runs/.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,17 @@ def run_units(units: list[tuple[str, str, int]], out: Path, workers: int, logs: 
     return codes
 
 
+def finished(out: Path, env: str, setting: str, seed: int) -> bool:
+    """Whether every method's run of a unit has its result.json (the runs the preset holds)."""
+    import yaml
+
+    config = out / cell(env, setting) / "config.yaml"
+    if not config.is_file():
+        return False
+    methods = yaml.safe_load(config.read_text(encoding="utf-8"))["methods"]
+    return all((out / cell(env, setting) / "runs" / m / f"seed{seed}" / "result.json").is_file() for m in methods)
+
+
 def export(folder: Path, target: Path) -> None:
     """results.json / .md / curves.png of a merged folder, and every finished run's result.json."""
     target.mkdir(parents=True, exist_ok=True)
@@ -83,6 +95,47 @@ def export(folder: Path, target: Path) -> None:
         shutil.copy2(result, destination / "result.json")
 
 
+def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
+    """``export_dir/status.md``: for every exported cell and method, the finished seeds, each
+    seed's final true return, and their mean normalised by the demonstrator's return with the
+    95% t-interval (none below 2 seeds); runs copied from another setting are marked. Written
+    from the exported result.json files, so no number in it is typed by hand."""
+    from aihf import shipped
+    from aihf.control.expert_data import demonstrator_return
+    from aihf.eval.stats import mean_interval
+    from aihf.experiments.mujoco import ALL_METHODS
+
+    lines = ["# The paper grid: which runs are finished", "",
+             f"Written by `scripts/mujoco_paper_grid.py` from the runs exported here; {len(seeds)} seeds per cell "
+             "planned. Final true return of each finished seed, and the mean normalised by the demonstrator's "
+             "return +- the half-width of the 95% t-interval over the finished seeds. (c): copied from another "
+             "setting, the same run (the method reads none of the data that differs; docs/control.md).", ""]
+    for env in envs:
+        lines += [f"## {env}", "", "| setting | " + " | ".join(ALL_METHODS) + " |", "|---|" + "---|" * len(ALL_METHODS)]
+        for setting in SETTINGS:
+            runs = sorted((export_dir / cell(env, setting)).glob("runs/*/seed*/result.json"))
+            if not runs:
+                continue
+            data_dir = Path(json.loads(runs[0].read_text())["key"]["data_dir"])  # the shipped data on another machine
+            expert = demonstrator_return(data_dir if data_dir.is_dir() else shipped.mujoco_data_dir(env))
+            row = []
+            for method in ALL_METHODS:
+                saved = [json.loads(r.read_text()) for r in runs if r.parent.parent.name == method]
+                if not saved:
+                    row.append("-")
+                    continue
+                finals = [s["result"]["returns"][-1] for s in saved]
+                interval = mean_interval([f / expert for f in finals])
+                half = f" +- {interval['ci95']:.2f}" if len(finals) > 1 else ""
+                seeds_text = ", ".join(f"{f:,.0f}{' (c)' if 'copied_from' in s else ''}" for f, s in zip(finals, saved))
+                row.append(f"{len(finals)}/{len(seeds)}: {interval['mean']:.2f}{half} ({seeds_text})")
+            lines.append(f"| {setting} (demonstrator {expert:,.0f}) | " + " | ".join(row) + " |")
+        lines.append("")
+    path = export_dir / "status.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", nargs="+", default=["Hopper-v5", "HalfCheetah-v5"])
@@ -92,11 +145,16 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/mujoco-paper"))
     p.add_argument("--export", type=Path, help="copy results (no weights) here, e.g. docs/results/mujoco-paper")
     p.add_argument("--preset", default="paper", help="the MuJoCo preset (another one for a smoke run)")
+    p.add_argument("--no-run", action="store_true", help="start no unit: only merge finished cells, export, "
+                   "and write the status (e.g. beside a grid that is running)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="more overrides for every unit")
     args = p.parse_args()
     overrides = tuple(args.overrides)
     units = [(env, setting, seed) for env in args.envs for setting in args.settings for seed in args.seeds]
-    codes = run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides)
+    if args.no_run:
+        codes = {unit: 0 if finished(args.out, *unit) else None for unit in units}
+    else:
+        codes = run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides)
     for env in args.envs:
         for setting in args.settings:
             if all(codes.get((env, setting, seed)) == 0 for seed in args.seeds):
@@ -105,7 +163,9 @@ def main() -> None:
                 print(f"merged {env} {setting}: exit {merged.returncode}", flush=True)
             if args.export and (args.out / cell(env, setting)).is_dir():
                 export(args.out / cell(env, setting), args.export / cell(env, setting))
-    failed = [unit for unit, code in codes.items() if code != 0]
+    if args.export:
+        print(f"status: {write_status(args.export, args.envs, args.seeds)}", flush=True)
+    failed = [unit for unit, code in codes.items() if code not in (0, None)]
     if failed:
         print(f"{len(failed)} unit(s) failed: {failed} (see {args.out / 'logs'})", file=sys.stderr)
         sys.exit(1)

@@ -36,3 +36,16 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
         exported = export / f"aihf-ContextTarget-v0-{setting}"
         assert set(json.loads((exported / "results.json").read_text())["summary"]) == {"ml_irl", "rlhf", "sac_true"}
         assert (exported / "curves.png").is_file() and not list(exported.rglob("*.safetensors"))
+    status = (export / "status.md").read_text()
+    returns = {setting: json.loads((cells[setting] / "results.json").read_text())["summary"] for setting in cells}
+    row = next(line for line in status.splitlines() if line.startswith("| few-preferences"))
+    header = next(line for line in status.splitlines() if line.startswith("| setting"))
+    columns = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+    assert columns["ml_irl"].startswith(f"1/1: {returns['few-preferences']['ml_irl']['normalised_mean']:.2f} (")
+    assert columns["ml_irl"].endswith("(c))") and columns["aihf"] == columns["bc"] == "-"  # neither in this grid
+    # --no-run beside a finished grid: trains nothing, writes the same status
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "mujoco_paper_grid.py"), "--envs", "aihf/ContextTarget-v0",
+         "--seeds", "0", "--no-run", "--out", str(out), "--export", str(export), "--preset", str(preset), data],
+        capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and (export / "status.md").read_text() == status, again.stderr
