@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 SETTINGS = {  # overrides of the paper preset (configs/mujoco/paper.yaml)
     "balanced": [],
     "low-quality-demos": ["demos=demos_low"],
@@ -74,8 +76,6 @@ def run_units(units: list[tuple[str, str, int]], out: Path, workers: int, logs: 
 
 def finished(out: Path, env: str, setting: str, seed: int) -> bool:
     """Whether every method's run of a unit has its result.json (the runs the preset holds)."""
-    import yaml
-
     config = out / cell(env, setting) / "config.yaml"
     if not config.is_file():
         return False
@@ -99,11 +99,12 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
     """``export_dir/status.md``: for every exported cell and method, the finished seeds, each
     seed's final true return, and their mean normalised by the demonstrator's return with the
     95% t-interval (none below 2 seeds); runs copied from another setting are marked. Written
-    from the exported result.json files, so no number in it is typed by hand."""
+    from the exported result.json files, so no number in it is typed by hand. A cell not yet
+    merged gets ``curves-partial.png``: the curves of its finished runs."""
     from aihf import shipped
     from aihf.control.expert_data import demonstrator_return
     from aihf.eval.stats import mean_interval
-    from aihf.experiments.mujoco import ALL_METHODS
+    from aihf.experiments.mujoco import ALL_METHODS, plot_curves
 
     lines = ["# The paper grid: which runs are finished", "",
              f"Written by `scripts/mujoco_paper_grid.py` from the runs exported here; {len(seeds)} seeds per cell "
@@ -116,20 +117,25 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
             runs = sorted((export_dir / cell(env, setting)).glob("runs/*/seed*/result.json"))
             if not runs:
                 continue
-            data_dir = Path(json.loads(runs[0].read_text())["key"]["data_dir"])  # the shipped data on another machine
-            expert = demonstrator_return(data_dir if data_dir.is_dir() else shipped.mujoco_data_dir(env))
-            row = []
+            config = yaml.safe_load((export_dir / cell(env, setting) / "config.yaml").read_text(encoding="utf-8"))
+            expert = demonstrator_return(config["data_dir"] or shipped.mujoco_data_dir(env))
+            row, curves = [], {}
             for method in ALL_METHODS:
                 saved = [json.loads(r.read_text()) for r in runs if r.parent.parent.name == method]
                 if not saved:
                     row.append("-")
                     continue
+                curves[method] = [s["result"] for s in saved]
                 finals = [s["result"]["returns"][-1] for s in saved]
                 interval = mean_interval([f / expert for f in finals])
                 half = f" +- {interval['ci95']:.2f}" if len(finals) > 1 else ""
                 seeds_text = ", ".join(f"{f:,.0f}{' (c)' if 'copied_from' in s else ''}" for f, s in zip(finals, saved))
                 row.append(f"{len(finals)}/{len(seeds)}: {interval['mean']:.2f}{half} ({seeds_text})")
             lines.append(f"| {setting} (demonstrator {expert:,.0f}) | " + " | ".join(row) + " |")
+            if not (export_dir / cell(env, setting) / "results.json").is_file():
+                plot_curves({"env": env, "demos": config["demos"], "n_prefs": config["n_prefs"], "seeds": seeds,
+                             "demonstrator_return": expert, "runs": curves},
+                            export_dir / cell(env, setting) / "curves-partial.png")
         lines.append("")
     path = export_dir / "status.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -205,6 +205,18 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path, figure_texts, ca
     assert run_from_cli("aihf/ContextTarget-v0", "no-such-preset", str(out), []) == 2
 
 
+def test_curves_of_a_partly_finished_cell_say_how_many_seeds_each_method_holds(tmp_path, figure_texts):
+    from aihf.experiments.mujoco import plot_curves
+
+    run = {"steps": [10, 20], "returns": [1.0, 2.0], "stds": [0.1, 0.1]}
+    results = {"env": "Hopper-v5", "demos": "demos", "n_prefs": 200, "seeds": [0, 1, 2], "demonstrator_return": 4.0}
+    plot_curves({**results, "runs": {"aihf": [run], "bc": [run, run]}}, tmp_path / "partial.png")
+    plot_curves({**results, "runs": {"aihf": [run] * 3, "bc": [run] * 3}}, tmp_path / "full.png")
+    partial, full = "\n".join(figure_texts["partial.png"]), figure_texts["full.png"]
+    assert "aihf (1 seed)" in partial and "bc (2 seeds)" in partial and "mean over the finished seeds" in partial
+    assert "aihf" in full and "bc" in full and "mean over 3 seeds" in "\n".join(full)
+
+
 def test_every_shipped_mujoco_preset_loads_and_the_paper_scale_one_runs_sac_on_sbx():
     from aihf import shipped
     from aihf.config import load_config

@@ -247,7 +247,9 @@ def _half_width(ci95: float) -> str:
 
 
 def plot_curves(results: dict, path: Path) -> None:
-    """Normalised true return vs. environment steps; BC and the demonstrator as lines."""
+    """Normalised true return vs. environment steps; BC and the demonstrator as lines. Where
+    a method holds fewer runs than ``results["seeds"]`` (a partly finished grid), each label
+    says how many it holds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,19 +257,21 @@ def plot_curves(results: dict, path: Path) -> None:
 
     expert = results["demonstrator_return"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    uneven = {len(seed_runs) for seed_runs in results["runs"].values()} != {len(results["seeds"])}
     for method, seed_runs in results["runs"].items():
+        label = f"{method} ({count(len(seed_runs), 'seed')})" if uneven else method
         if method == "bc":
-            ax.axhline(np.mean([r["returns"][-1] for r in seed_runs]) / expert, ls=":", color="gray", label="bc")
+            ax.axhline(np.mean([r["returns"][-1] for r in seed_runs]) / expert, ls=":", color="gray", label=label)
             continue
         steps = seed_runs[0]["steps"]
         curves = np.array([r["returns"] for r in seed_runs]) / expert
         mean, std = curves.mean(0), curves.std(0)
-        ax.plot(steps, mean, marker="o", label=method)
+        ax.plot(steps, mean, marker="o", label=label)
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     ax.axhline(1.0, ls="--", color="black", label="demonstrator")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("true return / demonstrator return")
-    seeds = count(len(results["seeds"]), "seed")
+    seeds = "the finished seeds" if uneven else count(len(results["seeds"]), "seed")
     ax.set_title(f"{results['env']} ({results['demos']}, {results['n_prefs']} prefs)\n"
                  f"mean over {seeds}; shaded: ± 1 standard deviation over seeds", fontsize=10)
     ax.legend()
