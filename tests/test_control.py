@@ -97,6 +97,34 @@ def test_reward_step_gradient_is_method_g(horizon):
     torch.testing.assert_close(-got, g)
 
 
+@pytest.mark.parametrize("pref_batch", [None, 7])
+def test_reward_step_on_distinct_segments_equals_both_sides_of_every_pair(pref_batch):
+    """The learner evaluates each distinct segment once (a pool's pairs repeat segments);
+    its loss and gradient equal those of evaluating both sides of every drawn pair."""
+    from aihf.objective import aihf_reward_loss
+
+    demos, prefs = toy_data(n_demos=20, demo_slope=0.5, n_prefs=40, seed=3)  # 40 pairs over a pool of segments
+    assert len(prefs.distinct_segments().obs) < 2 * len(prefs.obs_w)
+    torch.manual_seed(0)
+    net = RewardNet(prefs.obs_w.shape[2], prefs.act_w.shape[2], (8, 8))
+    cfg = RewardStepConfig(w_demo=0.0, w_pref=1.0, reward_l2=0.1, pref_batch=pref_batch)
+    learner = RewardLearner(net, cfg, None, prefs, np.random.default_rng(4))
+    loss = learner.loss(None, None)
+    loss.backward()
+    got = [p.grad.clone() for p in net.parameters()]
+
+    rows = np.arange(40) if pref_batch is None else np.random.default_rng(4).integers(0, 40, pref_batch)
+    t = lambda x: torch.tensor(np.asarray(x)[rows])  # noqa: E731
+    net.zero_grad()
+    r_w = net.segment_reward(t(prefs.obs_w), t(prefs.act_w), t(prefs.mask_w()))
+    r_l = net.segment_reward(t(prefs.obs_l), t(prefs.act_l), t(prefs.mask_l()))
+    expected = aihf_reward_loss(None, None, r_w, r_l, 0.0, 1.0, cfg.demo_form, cfg.reward_l2)
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    for g, p in zip(got, net.parameters()):
+        torch.testing.assert_close(g, p.grad)
+
+
 def test_method_weights_are_the_special_cases():
     base = RewardStepConfig(w_demo=1.0, w_pref=2.0)
     assert method_reward_config("aihf", base) == base

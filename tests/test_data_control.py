@@ -276,3 +276,26 @@ def test_a_pools_segment_lengths_are_checked_as_the_sets_are():
         SegmentPool(z, z[..., :1], np.zeros(3), np.zeros(3, np.int64), lengths=np.array([4, 2, 0]))
     pool = SegmentPool(z, z[..., :1], np.zeros(3), np.zeros(3, np.int64), lengths=np.array([4, 2, 1]))
     assert pool.preferences(np.array([[0, 2]])).len_l.tolist() == [1]
+
+
+def test_distinct_segments_store_each_compared_segment_once():
+    """Pairs drawn from a pool repeat its segments; the distinct form keeps each once and
+    indexes the pairs into it. Equal real steps are one segment whatever the padding holds;
+    the same steps with another length are two."""
+    a, b, c = traj(4, seed=1), traj(4, seed=2), traj(3, seed=3)
+    b_short = Trajectory(b.observations[:2], b.actions[:2])
+    pairs = [SegmentPreference(a, b), SegmentPreference(c, a), SegmentPreference(b, c), SegmentPreference(a, b_short)]
+    prefs = SegmentPreferenceSet.from_pairs(pairs)
+    obs_w = prefs.obs_w.copy()
+    obs_w[1, 3] = 7.0  # pair 1's preferred side is c, 3 steps long: this is padding
+    padded = SegmentPreferenceSet(obs_w, prefs.act_w, prefs.obs_l, prefs.act_l, prefs.len_w, prefs.len_l)
+    for p in (prefs, padded):
+        distinct = p.distinct_segments()
+        # first appearance, preferred sides first: a, c, b (pair 2), then b_short (pair 3's rejected)
+        assert distinct.preferred.tolist() == [0, 1, 2, 0] and distinct.rejected.tolist() == [2, 0, 1, 3]
+        assert distinct.obs.shape == (4, 4, 3) and distinct.mask.sum(axis=1).tolist() == [4, 3, 4, 2]
+        for k, pair in enumerate(pairs):
+            for side, segment in (("preferred", pair.preferred), ("rejected", pair.rejected)):
+                row, steps = getattr(distinct, side)[k], len(segment)
+                np.testing.assert_array_equal(distinct.obs[row, :steps], segment.observations)
+                np.testing.assert_array_equal(distinct.act[row, :steps], segment.actions)

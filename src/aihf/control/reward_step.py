@@ -71,9 +71,11 @@ class RewardLearner:
         self.net, self.cfg, self.rng = net, cfg, rng
         self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.demos = {} if demos is None else _tensors(observations=demos.observations, actions=demos.actions)
-        self.prefs = {} if prefs is None else _tensors(
-            obs_w=prefs.obs_w, act_w=prefs.act_w, mask_w=prefs.mask_w(),
-            obs_l=prefs.obs_l, act_l=prefs.act_l, mask_l=prefs.mask_l())
+        self.segments, self.prefs = {}, {}  # each distinct segment once; pairs as indices into them
+        if prefs is not None:
+            distinct = prefs.distinct_segments()
+            self.segments = _tensors(obs=distinct.obs, act=distinct.act, mask=distinct.mask)
+            self.prefs = _tensors(preferred=distinct.preferred, rejected=distinct.rejected)
         self.updates = 0
 
     def _draw(self, arrays: dict[str, torch.Tensor], size: int | None) -> dict[str, torch.Tensor]:
@@ -93,11 +95,18 @@ class RewardLearner:
             r_demo = self.net(d["observations"], d["actions"])
             r_pol = self.net(policy_obs, policy_act)
         if cfg.w_pref > 0:
-            p = self._draw(self.prefs, cfg.pref_batch)
-            r_w = self.net.segment_reward(p["obs_w"], p["act_w"], p["mask_w"])
-            r_l = self.net.segment_reward(p["obs_l"], p["act_l"], p["mask_l"])
+            r_w, r_l = self._pair_rewards(self._draw(self.prefs, cfg.pref_batch))
         return aihf_reward_loss(r_demo, r_pol, r_w, r_l, cfg.w_demo * cfg.demo_horizon, cfg.w_pref, cfg.demo_form,
                                 cfg.reward_l2)
+
+    def _pair_rewards(self, pairs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """r(tau_w), r(tau_l) of the given pairs, each segment they use evaluated once (the
+        same values and gradient as evaluating both sides of every pair)."""
+        n = len(pairs["preferred"])
+        used, where = torch.unique(torch.cat([pairs["preferred"], pairs["rejected"]]), return_inverse=True)
+        s = self.segments
+        rewards = self.net.segment_reward(s["obs"][used], s["act"][used], s["mask"][used])
+        return rewards[where[:n]], rewards[where[n:]]
 
     @torch.no_grad()
     def diagnostics(self, policy_obs: torch.Tensor, policy_act: torch.Tensor, max_pairs: int = 1000) -> dict[str, float]:
@@ -113,10 +122,8 @@ class RewardLearner:
         if "demo_mean" in out:
             out["margin"] = out["demo_mean"] - out["policy_mean"]
         if self.prefs:
-            p = {k: v[:max_pairs] for k, v in self.prefs.items()}
-            right = self.net.segment_reward(p["obs_w"], p["act_w"], p["mask_w"]) > self.net.segment_reward(
-                p["obs_l"], p["act_l"], p["mask_l"])
-            out["pref_train_accuracy"] = float(right.float().mean())
+            r_w, r_l = self._pair_rewards({k: v[:max_pairs] for k, v in self.prefs.items()})
+            out["pref_train_accuracy"] = float((r_w > r_l).float().mean())
         return out
 
     def step(self, policy_obs: torch.Tensor | None = None, policy_act: torch.Tensor | None = None) -> float:

@@ -21,6 +21,7 @@ is the 0-based position along the first axis; a loaded file's errors name the fi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -264,6 +265,20 @@ class TransitionSet(_ArraySet):
         )
 
 
+@dataclass(frozen=True)
+class DistinctSegments:
+    """A preference set as distinct segments and pairs of indices into them (see
+    ``SegmentPreferenceSet.distinct_segments``): ``obs`` [U, L, obs_dim], ``act`` [U, L,
+    act_dim], ``mask`` [U, L] (1 on real steps), and ``preferred``, ``rejected`` [N]: pair k
+    prefers segment ``preferred[k]`` to segment ``rejected[k]``."""
+
+    obs: np.ndarray
+    act: np.ndarray
+    mask: np.ndarray
+    preferred: np.ndarray
+    rejected: np.ndarray
+
+
 @dataclass(frozen=True, eq=False)
 class SegmentPreferenceSet(_ArraySet):
     """N segment pairs padded to length L: ``obs_w``, ``act_w`` (preferred), ``obs_l``,
@@ -297,6 +312,34 @@ class SegmentPreferenceSet(_ArraySet):
     def mask_l(self) -> np.ndarray:
         """[N, L] float32: 1 for the rejected segments' real steps, 0 for padding."""
         return _mask(self.len_l, self.obs_l.shape[:2])
+
+    def distinct_segments(self) -> DistinctSegments:
+        """The segments the pairs compare, each stored once (pairs drawn from a pool of S
+        segments repeat them: the shipped MuJoCo data compare 1,200 segments in 20,000 pairs).
+        Two sides are the same segment when their lengths and real steps are equal byte for
+        byte (padding is not compared). Order: first appearance, every preferred side
+        (pairs 0..N-1) before the rejected ones."""
+        n, longest = len(self.obs_w), self.obs_w.shape[1]
+        sides = ((self.obs_w, self.act_w, self.len_w), (self.obs_l, self.act_l, self.len_l))
+        first: dict[bytes, int] = {}  # digest of a segment's real steps -> its place among the distinct ones
+        side_of, pair_of, index = [], [], np.empty((2, n), np.int64)
+        for side, (obs, act, lengths) in enumerate(sides):
+            for i in range(n):
+                steps = longest if lengths is None else int(lengths[i])
+                digest = hashlib.blake2b(obs[i, :steps].tobytes() + act[i, :steps].tobytes() + steps.to_bytes(4, "little"),
+                                         digest_size=20).digest()
+                if digest not in first:
+                    first[digest] = len(side_of)
+                    side_of.append(side)
+                    pair_of.append(i)
+                index[side, i] = first[digest]
+        rejected, pair = np.array(side_of, bool), np.array(pair_of, np.int64)
+
+        def gather(w: np.ndarray, l: np.ndarray) -> np.ndarray:
+            return np.where(rejected.reshape(-1, *[1] * (w.ndim - 1)), l[pair], w[pair])
+
+        return DistinctSegments(gather(self.obs_w, self.obs_l), gather(self.act_w, self.act_l),
+                                gather(self.mask_w(), self.mask_l()), index[0], index[1])
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[SegmentPreference]) -> SegmentPreferenceSet:
