@@ -11,7 +11,8 @@ the grid picks up where it stopped. A run already finished in another setting of
 env is copied when its method reads none of the data that differs (true-reward SAC always,
 ML-IRL and BC across preference counts, RLHF across demonstration files), so 30 of an env's
 45 runs are trained, not 45. Units go in the order given (the issue: balanced Hopper
-first), `--workers` of them at once. When every seed of an (env, setting) is finished, one
+first), `--workers` of them at once. When every seed of an (env, setting) is finished (the
+preset's seeds and those asked for, whichever process ran them), one
 more pass with all seeds (every run reused) writes that folder's results.json, results.md
 (95% t-intervals over seeds) and curves.png. `--export DIR` copies those three files of each
 folder (no weights, no resume points) to DIR/<env>-<setting>/, and the result.json of every
@@ -72,6 +73,17 @@ def run_units(units: list[tuple[str, str, int]], out: Path, workers: int, logs: 
                 print(f"end {' '.join(map(str, unit))}: exit {process.returncode}", flush=True)
                 del running[unit]
     return codes
+
+
+def planned_seeds(preset: str, seeds: list[int]) -> list[int]:
+    """The seeds a cell holds when complete: the preset's and those asked for (a grid process
+    may run some of them while another runs the rest)."""
+    from aihf import shipped
+    from aihf.config import load_config
+    from aihf.experiments.mujoco import PRESET_GROUP, MujocoConfig
+
+    path = Path(preset) if shipped.is_path(preset) else shipped.config_file(PRESET_GROUP, preset)
+    return sorted(set(load_config(MujocoConfig, path).seeds) | set(seeds))
 
 
 def finished(out: Path, env: str, setting: str, seed: int) -> bool:
@@ -157,21 +169,19 @@ def main() -> None:
     args = p.parse_args()
     overrides = tuple(args.overrides)
     units = [(env, setting, seed) for env in args.envs for setting in args.settings for seed in args.seeds]
-    if args.no_run:
-        codes = {unit: 0 if finished(args.out, *unit) else None for unit in units}
-    else:
-        codes = run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides)
+    planned = planned_seeds(args.preset, args.seeds)
+    codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides)
     for env in args.envs:
         for setting in args.settings:
-            if all(codes.get((env, setting, seed)) == 0 for seed in args.seeds):
-                merged = subprocess.run(command(env, setting, args.seeds, args.out, args.preset, overrides),
+            if all(finished(args.out, env, setting, seed) for seed in planned):
+                merged = subprocess.run(command(env, setting, planned, args.out, args.preset, overrides),
                                         capture_output=True, text=True)
                 print(f"merged {env} {setting}: exit {merged.returncode}", flush=True)
             if args.export and (args.out / cell(env, setting)).is_dir():
                 export(args.out / cell(env, setting), args.export / cell(env, setting))
     if args.export:
-        print(f"status: {write_status(args.export, args.envs, args.seeds)}", flush=True)
-    failed = [unit for unit, code in codes.items() if code not in (0, None)]
+        print(f"status: {write_status(args.export, args.envs, planned)}", flush=True)
+    failed = [unit for unit, code in codes.items() if code != 0]
     if failed:
         print(f"{len(failed)} unit(s) failed: {failed} (see {args.out / 'logs'})", file=sys.stderr)
         sys.exit(1)

@@ -49,3 +49,31 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
          "--seeds", "0", "--no-run", "--out", str(out), "--export", str(export), "--preset", str(preset), data],
         capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and (export / "status.md").read_text() == status, again.stderr
+
+
+def test_a_cell_is_merged_only_when_every_planned_seed_is_finished(tmp_path, tiny_ml_irl_experiment):
+    """Two grid processes may split a cell's seeds (`--seeds 0 1` and `--seeds 2`): the one that
+    finishes first must not write the cell's table from its own seeds. Here the preset plans
+    seeds 0 and 1 and only seed 0 is finished: no results.json, the status says 1/2, and the
+    partial curves are drawn."""
+    from aihf.config import save_config
+    from aihf.experiments.mujoco import MujocoConfig
+
+    preset, data = tiny_ml_irl_experiment(methods=["ml_irl"], seeds=[0, 1])
+    folder = tmp_path / "grid" / "aihf-ContextTarget-v0-balanced"
+    (folder / "runs" / "ml_irl" / "seed0").mkdir(parents=True)
+    save_config(MujocoConfig(env="aihf/ContextTarget-v0", methods=["ml_irl"], seeds=[0], data_dir=data.split("=", 1)[1]),
+                folder / "config.yaml")
+    curve = {"steps": [100, 200], "returns": [-3.0, -1.0], "stds": [0.5, 0.5], "wall_s": 1.0}
+    (folder / "runs" / "ml_irl" / "seed0" / "result.json").write_text(json.dumps({"key": {}, "result": curve}))
+    export = tmp_path / "export"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "mujoco_paper_grid.py"), "--envs", "aihf/ContextTarget-v0",
+         "--settings", "balanced", "--seeds", "0", "--no-run", "--out", str(tmp_path / "grid"), "--export", str(export),
+         "--preset", str(preset), data],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    exported = export / "aihf-ContextTarget-v0-balanced"
+    assert not (folder / "results.json").exists() and not (exported / "results.json").exists()
+    assert (exported / "curves-partial.png").is_file() and (exported / "runs" / "ml_irl" / "seed0" / "result.json").is_file()
+    assert "| 1/2: " in (export / "status.md").read_text()
