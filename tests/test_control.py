@@ -408,7 +408,7 @@ def test_runs_do_not_depend_on_the_data_their_method_does_not_read():
 
     demos, prefs = toy_data(n_demos=60, demo_slope=0.8, n_prefs=30, seed=0)
     other_demos, other_prefs = toy_data(n_demos=40, demo_slope=0.2, n_prefs=9, seed=5)
-    cfg = _ml_irl_loop(total_steps=300, iteration_steps=100)
+    cfg = _ml_irl_loop(total_steps=200, iteration_steps=100)
 
     def run(method, d, p):
         r = train_method(method, cfg, "ContextTarget", 2, d, p, env=ContextTarget(), eval_env=ContextTarget())

@@ -51,6 +51,7 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
     assert again.returncode == 0 and (export / "status.md").read_text() == status, again.stderr
 
 
+@pytest.mark.e2e
 def test_a_cell_is_merged_only_when_every_planned_seed_is_finished(tmp_path, tiny_ml_irl_experiment):
     """Two grid processes may split a cell's seeds (`--seeds 0 1` and `--seeds 2`): the one that
     finishes first must not write the cell's table from its own seeds. Here the preset plans
