@@ -95,12 +95,20 @@ def finished(out: Path, env: str, setting: str, seed: int) -> bool:
     return all((out / cell(env, setting) / "runs" / m / f"seed{seed}" / "result.json").is_file() for m in methods)
 
 
-def export(folder: Path, target: Path) -> None:
-    """results.json / .md / curves.png of a merged folder, and every finished run's result.json."""
+TABLES = ("results.json", "results.md", "curves.png")  # what `aihf experiment mujoco` writes for the seeds it ran
+
+
+def export(folder: Path, target: Path, complete: bool) -> None:
+    """config.yaml and every finished run's result.json; the cell's tables only when it is
+    ``complete`` (every planned seed merged): each unit's own run writes them for its one
+    seed, and those must not pass for the cell's (a stale copy in ``target`` is removed)."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("results.json", "results.md", "curves.png", "config.yaml"):
-        if (folder / name).is_file():
+    shutil.copy2(folder / "config.yaml", target / "config.yaml")
+    for name in TABLES:
+        if complete:
             shutil.copy2(folder / name, target / name)
+        else:
+            (target / name).unlink(missing_ok=True)
     for result in sorted(folder.glob("runs/*/seed*/result.json")):
         destination = target / "runs" / result.parent.parent.name / result.parent.name
         destination.mkdir(parents=True, exist_ok=True)
@@ -115,8 +123,7 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
     merged gets ``curves-partial.png``: the curves of its finished runs."""
     from aihf import shipped
     from aihf.control.expert_data import demonstrator_return
-    from aihf.eval.stats import mean_interval
-    from aihf.experiments.mujoco import ALL_METHODS, plot_curves
+    from aihf.experiments.mujoco import ALL_METHODS, plot_curves, summarise
 
     lines = ["# The paper grid: which runs are finished", "",
              f"Written by `scripts/mujoco_paper_grid.py` from the runs exported here; {len(seeds)} seeds per cell "
@@ -138,16 +145,19 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
                     row.append("-")
                     continue
                 curves[method] = [s["result"] for s in saved]
-                finals = [s["result"]["returns"][-1] for s in saved]
-                interval = mean_interval([f / expert for f in finals])
-                half = f" +- {interval['ci95']:.2f}" if len(finals) > 1 else ""
-                seeds_text = ", ".join(f"{f:,.0f}{' (c)' if 'copied_from' in s else ''}" for f, s in zip(finals, saved))
-                row.append(f"{len(finals)}/{len(seeds)}: {interval['mean']:.2f}{half} ({seeds_text})")
+                summary = summarise({method: curves[method]}, expert)[method]  # the experiment's own table figures
+                half = f" +- {summary['normalised_ci95']:.2f}" if len(saved) > 1 else ""
+                seeds_text = ", ".join(f"{s['result']['returns'][-1]:,.0f}{' (c)' if 'copied_from' in s else ''}"
+                                       for s in saved)
+                row.append(f"{len(saved)}/{len(seeds)}: {summary['normalised_mean']:.2f}{half} ({seeds_text})")
             lines.append(f"| {setting} (demonstrator {expert:,.0f}) | " + " | ".join(row) + " |")
-            if not (export_dir / cell(env, setting) / "results.json").is_file():
+            partial = export_dir / cell(env, setting) / "curves-partial.png"
+            if (export_dir / cell(env, setting) / "results.json").is_file():  # exported only once complete
+                partial.unlink(missing_ok=True)
+            else:
                 plot_curves({"env": env, "demos": config["demos"], "n_prefs": config["n_prefs"], "seeds": seeds,
                              "demonstrator_return": expert, "runs": curves},
-                            export_dir / cell(env, setting) / "curves-partial.png")
+                            partial)
         lines.append("")
     path = export_dir / "status.md"
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -173,12 +183,14 @@ def main() -> None:
     codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides)
     for env in args.envs:
         for setting in args.settings:
-            if all(finished(args.out, env, setting, seed) for seed in planned):
+            complete = all(finished(args.out, env, setting, seed) for seed in planned)
+            if complete:
                 merged = subprocess.run(command(env, setting, planned, args.out, args.preset, overrides),
                                         capture_output=True, text=True)
                 print(f"merged {env} {setting}: exit {merged.returncode}", flush=True)
+                complete = merged.returncode == 0
             if args.export and (args.out / cell(env, setting)).is_dir():
-                export(args.out / cell(env, setting), args.export / cell(env, setting))
+                export(args.out / cell(env, setting), args.export / cell(env, setting), complete)
     if args.export:
         print(f"status: {write_status(args.export, args.envs, planned)}", flush=True)
     failed = [unit for unit, code in codes.items() if code != 0]

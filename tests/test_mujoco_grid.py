@@ -54,9 +54,10 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
 @pytest.mark.e2e
 def test_a_cell_is_merged_only_when_every_planned_seed_is_finished(tmp_path, tiny_ml_irl_experiment):
     """Two grid processes may split a cell's seeds (`--seeds 0 1` and `--seeds 2`): the one that
-    finishes first must not write the cell's table from its own seeds. Here the preset plans
-    seeds 0 and 1 and only seed 0 is finished: no results.json, the status says 1/2, and the
-    partial curves are drawn."""
+    finishes first must not write the cell's table from its own seeds, and the one-seed tables
+    each unit's own run leaves in the cell must not be exported as the cell's. Here the preset
+    plans seeds 0 and 1 and only seed 0 is finished: nothing merged, no table exported (a stale
+    one removed), the status says 1/2, and the partial curves are drawn."""
     from aihf.config import save_config
     from aihf.experiments.mujoco import MujocoConfig
 
@@ -68,6 +69,10 @@ def test_a_cell_is_merged_only_when_every_planned_seed_is_finished(tmp_path, tin
     curve = {"steps": [100, 200], "returns": [-3.0, -1.0], "stds": [0.5, 0.5], "wall_s": 1.0}
     (folder / "runs" / "ml_irl" / "seed0" / "result.json").write_text(json.dumps({"key": {}, "result": curve}))
     export = tmp_path / "export"
+    stale = export / "aihf-ContextTarget-v0-balanced" / "results.md"  # from an earlier export
+    stale.parent.mkdir(parents=True)
+    for table in (folder / "results.json", folder / "results.md", stale):  # the unit's own run writes its seed's tables
+        table.write_text("{}")
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "mujoco_paper_grid.py"), "--envs", "aihf/ContextTarget-v0",
          "--settings", "balanced", "--seeds", "0", "--no-run", "--out", str(tmp_path / "grid"), "--export", str(export),
@@ -75,6 +80,7 @@ def test_a_cell_is_merged_only_when_every_planned_seed_is_finished(tmp_path, tin
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     exported = export / "aihf-ContextTarget-v0-balanced"
-    assert not (folder / "results.json").exists() and not (exported / "results.json").exists()
+    assert (folder / "results.json").read_text() == "{}", "the cell was merged from one of its two seeds"
+    assert not (exported / "results.json").exists() and not stale.exists()
     assert (exported / "curves-partial.png").is_file() and (exported / "runs" / "ml_irl" / "seed0" / "result.json").is_file()
     assert "| 1/2: " in (export / "status.md").read_text()

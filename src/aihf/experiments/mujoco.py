@@ -102,7 +102,7 @@ def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
 def same_run(saved: dict, key: dict) -> bool:
     """Whether a run made with ``saved`` (a ``unit_key``) is the run ``key`` asks for: equal in
     everything but the data fields its method does not read (``READS``)."""
-    unread = set(DATA_FIELDS) - set(READS.get(key["method"], DATA_FIELDS))
+    unread = set(DATA_FIELDS) - set(READS[key["method"]])
     return {k: v for k, v in saved.items() if k not in unread} == {k: v for k, v in key.items() if k not in unread}
 
 
