@@ -123,12 +123,14 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
     merged gets ``curves-partial.png``: the curves of its finished runs."""
     from aihf import shipped
     from aihf.control.expert_data import demonstrator_return
-    from aihf.experiments.mujoco import ALL_METHODS, plot_curves, summarise
+    from aihf.experiments.mujoco import ALL_METHODS, LATE_EVALUATIONS, plot_curves, summarise
 
     lines = ["# The paper grid: which runs are finished", "",
              f"Written by `scripts/mujoco_paper_grid.py` from the runs exported here; {len(seeds)} seeds per cell "
              "planned. Final true return of each finished seed, and the mean normalised by the demonstrator's "
-             "return +- the half-width of the 95% t-interval over the finished seeds. (c): copied from another "
+             "return +- the half-width of the 95% t-interval over the finished seeds; then the secondary metric "
+             f"(chosen after a run fell at its final evaluation): each seed's mean over its last {LATE_EVALUATIONS} "
+             "evaluations, normalised the same way. (c): copied from another "
              "setting, the same run (the method reads none of the data that differs; docs/control.md).", ""]
     for env in envs:
         lines += [f"## {env}", "", "| setting | " + " | ".join(ALL_METHODS) + " |", "|---|" + "---|" * len(ALL_METHODS)]
@@ -147,9 +149,11 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
                 curves[method] = [s["result"] for s in saved]
                 summary = summarise({method: curves[method]}, expert)[method]  # the experiment's own table figures
                 half = f" +- {summary['normalised_ci95']:.2f}" if len(saved) > 1 else ""
+                late_half = f" +- {summary['late_normalised_ci95']:.2f}" if len(saved) > 1 else ""
                 seeds_text = ", ".join(f"{s['result']['returns'][-1]:,.0f}{' (c)' if 'copied_from' in s else ''}"
                                        for s in saved)
-                row.append(f"{len(saved)}/{len(seeds)}: {summary['normalised_mean']:.2f}{half} ({seeds_text})")
+                row.append(f"{len(saved)}/{len(seeds)}: {summary['normalised_mean']:.2f}{half} ({seeds_text}); "
+                           f"last {LATE_EVALUATIONS}: {summary['late_normalised_mean']:.2f}{late_half}")
             lines.append(f"| {setting} (demonstrator {expert:,.0f}) | " + " | ".join(row) + " |")
             partial = export_dir / cell(env, setting) / "curves-partial.png"
             if (export_dir / cell(env, setting) / "results.json").is_file():  # exported only once complete

@@ -42,7 +42,8 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
     header = next(line for line in status.splitlines() if line.startswith("| setting"))
     columns = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
     assert columns["ml_irl"].startswith(f"1/1: {returns['few-preferences']['ml_irl']['normalised_mean']:.2f} (")
-    assert columns["ml_irl"].endswith("(c))") and columns["aihf"] == columns["bc"] == "-"  # neither in this grid
+    late = returns["few-preferences"]["ml_irl"]["late_normalised_mean"]
+    assert columns["ml_irl"].endswith(f"(c)); last 5: {late:.2f}") and columns["aihf"] == columns["bc"] == "-"  # neither in this grid
     # --no-run beside a finished grid: trains nothing, writes the same status
     again = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "mujoco_paper_grid.py"), "--envs", "aihf/ContextTarget-v0",

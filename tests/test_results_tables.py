@@ -125,6 +125,27 @@ def test_mujoco_results_table_is_rectangular():
     assert "none (1 seed)" in results_table(one_seed) and "nan" not in results_table(one_seed)
 
 
+def test_mujoco_late_metric_is_each_seeds_mean_over_its_last_evaluations():
+    """A run that falls at its final evaluation: the primary metric counts the fall, the
+    secondary one averages the last LATE_EVALUATIONS evaluations of each seed, by hand."""
+    pytest.importorskip("gymnasium")
+    pytest.importorskip("stable_baselines3")
+    from aihf.experiments.mujoco import LATE_EVALUATIONS, summarise
+
+    assert LATE_EVALUATIONS == 5
+    fell = [100.0, 200.0, 3400.0, 3300.0, 3500.0, 3400.0, 200.0]
+    held = [100.0, 200.0, 3000.0, 3100.0, 3200.0, 3300.0, 3400.0]
+    runs = {"aihf": [{"returns": fell, "wall_s": 1.0}, {"returns": held, "wall_s": 1.0}],
+            "bc": [{"returns": [2000.0], "wall_s": 1.0}, {"returns": [1000.0], "wall_s": 1.0}]}
+    s = summarise(runs, expert=1000.0)
+    late_fell, late_held = (3400 + 3300 + 3500 + 3400 + 200) / 5, (3000 + 3100 + 3200 + 3300 + 3400) / 5
+    assert s["aihf"]["normalised_mean"] == pytest.approx((200 + 3400) / 2 / 1000)
+    assert s["aihf"]["late_normalised_mean"] == pytest.approx((late_fell + late_held) / 2 / 1000)
+    # two seeds: t(0.975, 1) * sample std / sqrt(2) = 12.706 * |a - b| / 2
+    assert s["aihf"]["late_normalised_ci95"] == pytest.approx(12.7062 * abs(late_fell - late_held) / 2 / 1000, rel=1e-4)
+    assert s["bc"]["late_normalised_mean"] == s["bc"]["normalised_mean"] == pytest.approx(1.5)
+
+
 def test_tuning_chosen_table_is_rectangular():
     from aihf.experiments.imdb.tuning import chosen_table
 
