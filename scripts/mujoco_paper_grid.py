@@ -117,7 +117,7 @@ def export(folder: Path, target: Path, complete: bool) -> None:
 
 def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
     """``export_dir/status.md``: for every exported cell and method, the finished seeds, each
-    seed's final true return, and their mean normalised by the demonstrator's return with the
+    seed's final true return, and their mean normalised by the expert's return with the
     95% t-interval (none below 2 seeds); runs copied from another setting are marked. Written
     from the exported result.json files, so no number in it is typed by hand. A cell not yet
     merged gets ``curves-partial.png``: the curves of its finished runs."""
@@ -127,8 +127,9 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
 
     lines = ["# The paper grid: which runs are finished", "",
              f"Written by `scripts/mujoco_paper_grid.py` from the runs exported here; {len(seeds)} seeds per cell "
-             "planned. Final true return of each finished seed, and the mean normalised by the demonstrator's "
-             "return +- the half-width of the 95% t-interval over the finished seeds; then the secondary metric "
+             "planned. Final true return of each finished seed, and the mean normalised by the expert's "
+             "return (the demonstrator behind demos.npz, in every setting) +- the half-width of the 95% "
+             "t-interval over the finished seeds; then the secondary metric "
              f"(chosen after a run fell at its final evaluation): each seed's mean over its last {LATE_EVALUATIONS} "
              "evaluations, normalised the same way. (c): copied from another "
              "setting, the same run (the method reads none of the data that differs; docs/control.md).", ""]
@@ -154,7 +155,7 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
                                        for s in saved)
                 row.append(f"{len(saved)}/{len(seeds)}: {summary['normalised_mean']:.2f}{half} ({seeds_text}); "
                            f"last {LATE_EVALUATIONS}: {summary['late_normalised_mean']:.2f}{late_half}")
-            lines.append(f"| {setting} (demonstrator {expert:,.0f}) | " + " | ".join(row) + " |")
+            lines.append(f"| {setting} (expert {expert:,.0f}) | " + " | ".join(row) + " |")
             partial = export_dir / cell(env, setting) / "curves-partial.png"
             if (export_dir / cell(env, setting) / "results.json").is_file():  # exported only once complete
                 partial.unlink(missing_ok=True)

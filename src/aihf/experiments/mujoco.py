@@ -238,8 +238,9 @@ def results_table(results: dict) -> str:
         "",
         f"Demonstrations: {results['n_demos']} transitions ({results['demos']}); preferences: "
         f"{results['n_prefs']} segment pairs; seeds {results['seeds']}; schedule {results['schedule']}; "
-        f"learned rewards shifted by {results['reward_shift']:g}; demonstrator return "
-        f"{results['demonstrator_return']:.1f} (= 1.0 normalised). Mean +- std over seeds; "
+        f"learned rewards shifted by {results['reward_shift']:g}; normalised by the expert's return (the "
+        f"demonstrator behind demos.npz, whichever demonstrations the methods learn from) "
+        f"{results['demonstrator_return']:.1f} = 1.0. Mean +- std over seeds; "
         "95% CI: the half-width of the Student-t interval of the normalised mean over seeds. "
         f"The primary metric is the final return; the last column (secondary, chosen after a run was seen "
         f"to fall at its final evaluation) is each seed's mean over its last {LATE_EVALUATIONS} evaluations.",
@@ -283,9 +284,9 @@ def plot_curves(results: dict, path: Path) -> None:
         mean, std = curves.mean(0), curves.std(0)
         ax.plot(steps, mean, marker="o", label=label)
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-    ax.axhline(1.0, ls="--", color="black", label="demonstrator")
+    ax.axhline(1.0, ls="--", color="black", label="expert (demos.npz)")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("true return / demonstrator return")
+    ax.set_ylabel("true return / expert's return")
     seeds = "the finished seeds" if uneven else count(len(results["seeds"]), "seed")
     ax.set_title(f"{results['env']} ({results['demos']}, {results['n_prefs']} prefs)\n"
                  f"mean over {seeds}; shaded: ± 1 standard deviation over seeds", fontsize=10)
