@@ -128,7 +128,8 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
     lines = ["# The paper grid: which runs are finished", "",
              f"Written by `scripts/mujoco_paper_grid.py` from the runs exported here; {len(seeds)} seeds per cell "
              "planned. Final true return of each finished seed, and the mean normalised by the expert's "
-             "return (the demonstrator behind demos.npz, in every setting) +- the half-width of the 95% "
+             "return (the demonstrator behind demos.npz, in every setting; where a cell learns from other "
+             "demonstrations, their own return follows) +- the half-width of the 95% "
              "t-interval over the finished seeds; then the secondary metric "
              f"(chosen after a run fell at its final evaluation): each seed's mean over its last {LATE_EVALUATIONS} "
              "evaluations, normalised the same way. (c): copied from another "
@@ -140,7 +141,10 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
             if not runs:
                 continue
             config = yaml.safe_load((export_dir / cell(env, setting) / "config.yaml").read_text(encoding="utf-8"))
-            expert = demonstrator_return(config["data_dir"] or shipped.mujoco_data_dir(env))
+            data_dir = config["data_dir"] or shipped.mujoco_data_dir(env)
+            expert = demonstrator_return(data_dir)
+            learned_from = "" if config["demos"] == "demos" else \
+                f"; {config['demos']} {demonstrator_return(data_dir, config['demos']):,.0f}"
             row, curves = [], {}
             for method in ALL_METHODS:
                 saved = [json.loads(r.read_text()) for r in runs if r.parent.parent.name == method]
@@ -155,7 +159,7 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
                                        for s in saved)
                 row.append(f"{len(saved)}/{len(seeds)}: {summary['normalised_mean']:.2f}{half} ({seeds_text}); "
                            f"last {LATE_EVALUATIONS}: {summary['late_normalised_mean']:.2f}{late_half}")
-            lines.append(f"| {setting} (expert {expert:,.0f}) | " + " | ".join(row) + " |")
+            lines.append(f"| {setting} (expert {expert:,.0f}{learned_from}) | " + " | ".join(row) + " |")
             partial = export_dir / cell(env, setting) / "curves-partial.png"
             if (export_dir / cell(env, setting) / "results.json").is_file():  # exported only once complete
                 partial.unlink(missing_ok=True)

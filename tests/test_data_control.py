@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -117,7 +118,6 @@ def pool_arrays(n: int = 6, length: int = 4) -> dict[str, np.ndarray]:
 
 def data_dir(tmp_path, pool: dict | None = None, pairs=None):
     """A make_data directory: demos.npz, segments.npz, prefs.npz, provenance.json."""
-    import json
 
     TransitionSet(np.zeros((5, 3)), np.zeros((5, 2))).save(tmp_path / "demos.npz")
     np.savez_compressed(tmp_path / "segments.npz", **(pool if pool is not None else pool_arrays()))
@@ -233,6 +233,20 @@ def test_provenance_errors_name_the_file(tmp_path):
     (tmp_path / "provenance.json").write_text("{oops")
     with pytest.raises(DataError, match=r"provenance\.json: not a readable JSON object"):
         demonstrator_return(tmp_path)
+
+
+def test_demonstrator_return_of_each_demonstration_file(tmp_path):
+    """demos: the expert's return (the normaliser); demos_low: the early checkpoint's; a
+    data directory without the latter names the field."""
+    from aihf.control.expert_data import demonstrator_return
+
+    (tmp_path / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 3475.0, "low_return_mean": 898.0}))
+    assert demonstrator_return(tmp_path) == 3475.0 and demonstrator_return(tmp_path, "demos_low") == 898.0
+    with pytest.raises(ValueError, match="demos must be one of"):
+        demonstrator_return(tmp_path, "demos_mid")
+    (tmp_path / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 3475.0}))
+    with pytest.raises(DataError, match=r"field 'low_return_mean': expected a finite number, got None"):
+        demonstrator_return(tmp_path, "demos_low")
 
 
 def test_asking_for_more_pairs_than_the_file_holds_warns(tmp_path, caplog):

@@ -224,15 +224,20 @@ def load_data(data_dir: str | Path, demos: str = "demos", n_demos: int | None = 
     return transitions, pool.preferences(pairs[:n_prefs])
 
 
-def demonstrator_return(data_dir: str | Path) -> float:
-    """The mean true return of the expert episodes behind ``demos.npz`` (the normaliser)."""
-    path = Path(data_dir) / "provenance.json"
+def demonstrator_return(data_dir: str | Path, demos: str = "demos") -> float:
+    """The mean true return of the episodes behind ``<demos>.npz``: the expert's for
+    ``demos`` (the normaliser of every table), the early checkpoint's for ``demos_low``
+    (``provenance.json``'s ``demonstrator_return_mean`` and ``low_return_mean``)."""
+    fields = {"demos": "demonstrator_return_mean", "demos_low": "low_return_mean"}
+    if demos not in fields:
+        raise ValueError(f"demos must be one of {sorted(fields)}, got {demos!r}")
+    path, field = Path(data_dir) / "provenance.json", fields[demos]
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("demonstrator_return_mean")
+        value = json.loads(path.read_text(encoding="utf-8")).get(field)
     except FileNotFoundError:
         raise DataError("no such file", source=str(path)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
         raise DataError(f"not a readable JSON object ({err})", source=str(path)) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DataError(f"expected a finite number, got {value!r}", source=str(path), field="demonstrator_return_mean")
+        raise DataError(f"expected a finite number, got {value!r}", source=str(path), field=field)
     return float(value)
