@@ -42,6 +42,8 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
     header = next(line for line in status.splitlines() if line.startswith("| setting"))
     columns = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
     assert columns["ml_irl"].startswith(f"1/1: {returns['few-preferences']['ml_irl']['normalised_mean']:.2f} (")
+    # the toy demonstrators' exact returns, -(slope - 0.8)^2 * 20 / 3: -0.6 (slope 0.5) and -2.4 (demos_low, 0.2)
+    assert "| low-quality-demos (expert -1; demos_low -2) |" in status and "| few-preferences (expert -1) |" in status
     late = returns["few-preferences"]["ml_irl"]["late_normalised_mean"]
     assert columns["ml_irl"].endswith(f"(c)); last 5: {late:.2f}") and columns["aihf"] == columns["bc"] == "-"  # neither in this grid
     # --no-run beside a finished grid: trains nothing, writes the same status

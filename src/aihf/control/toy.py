@@ -72,10 +72,14 @@ def toy_data(n_demos: int, demo_slope: float, n_prefs: int, segment_len: int = 5
 def write_toy_data_dir(path, n_demos: int = 1000, demo_slope: float = 0.8, low_slope: float = 0.2,
                        n_prefs: int = 500, horizon: int = 20, seed: int = 0) -> None:
     """A data directory for ``aihf/ContextTarget-v0`` in the layout of ``expert_data``; the
-    demonstrator's return is the exact -(demo_slope - 0.8)^2 * horizon / 3 (E[c_0^2] = 1/3)."""
+    demonstrators' returns are the exact -(slope - 0.8)^2 * horizon / 3 (E[c_0^2] = 1/3), for
+    ``demo_slope`` (demos.npz) and ``low_slope`` (demos_low.npz)."""
     from aihf.control.expert_data import write_data_dir
 
     demos, pool, pairs = _toy_parts(n_demos, demo_slope, n_prefs, 5, 1.0, seed)
     low, _, _ = _toy_parts(n_demos, low_slope, 1, 5, 1.0, seed + 1)
-    expert = -((demo_slope - SLOPE) ** 2) * horizon / 3
-    write_data_dir(path, demos, low, pool, pairs, {"demonstrator_return_mean": expert, "toy": True})
+    def exact_return(slope: float) -> float:
+        return -((slope - SLOPE) ** 2) * horizon / 3
+
+    write_data_dir(path, demos, low, pool, pairs, {"demonstrator_return_mean": exact_return(demo_slope),
+                                                   "low_return_mean": exact_return(low_slope), "toy": True})
