@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -115,6 +116,13 @@ def export(folder: Path, target: Path, complete: bool) -> None:
         shutil.copy2(result, destination / "result.json")
 
 
+def _mean_pm(summary: dict, metric: str) -> str:
+    """``0.91 +- 0.04`` from ``summarise``'s ``<metric>_mean`` and ``<metric>_ci95``; the mean
+    alone where one seed has no interval."""
+    ci95 = summary[f"{metric}_ci95"]
+    return f"{summary[f'{metric}_mean']:.2f}" + (f" +- {ci95:.2f}" if math.isfinite(ci95) else "")
+
+
 def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
     """``export_dir/status.md``: for every exported cell and method, the finished seeds, each
     seed's final true return, and their mean normalised by the expert's return with the
@@ -153,12 +161,10 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
                     continue
                 curves[method] = [s["result"] for s in saved]
                 summary = summarise({method: curves[method]}, expert)[method]  # the experiment's own table figures
-                half = f" +- {summary['normalised_ci95']:.2f}" if len(saved) > 1 else ""
-                late_half = f" +- {summary['late_normalised_ci95']:.2f}" if len(saved) > 1 else ""
                 seeds_text = ", ".join(f"{s['result']['returns'][-1]:,.0f}{' (c)' if 'copied_from' in s else ''}"
                                        for s in saved)
-                row.append(f"{len(saved)}/{len(seeds)}: {summary['normalised_mean']:.2f}{half} ({seeds_text}); "
-                           f"last {LATE_EVALUATIONS}: {summary['late_normalised_mean']:.2f}{late_half}")
+                row.append(f"{len(saved)}/{len(seeds)}: {_mean_pm(summary, 'normalised')} ({seeds_text}); "
+                           f"last {LATE_EVALUATIONS}: {_mean_pm(summary, 'late_normalised')}")
             lines.append(f"| {setting} (expert {expert:,.0f}{learned_from}) | " + " | ".join(row) + " |")
             partial = export_dir / cell(env, setting) / "curves-partial.png"
             if (export_dir / cell(env, setting) / "results.json").is_file():  # exported only once complete
