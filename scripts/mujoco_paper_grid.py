@@ -56,11 +56,16 @@ def command(env: str, setting: str, seeds: list[int], out: Path, preset: str = "
 
 
 def run_units(units: list[tuple[str, str, int]], out: Path, workers: int, logs: Path, preset: str,
-              overrides: tuple[str, ...]) -> dict:
-    """Run ``units`` (env, setting, seed), ``workers`` at a time; returns each unit's exit code."""
+              overrides: tuple[str, ...], start_until: float = math.inf) -> dict:
+    """Run ``units`` (env, setting, seed), ``workers`` at a time, starting none after the
+    ``time.time()`` ``start_until`` (those left are reported, not run); returns each started
+    unit's exit code."""
     logs.mkdir(parents=True, exist_ok=True)
     pending, running, codes = list(units), {}, {}
     while pending or running:
+        if pending and time.time() >= start_until:
+            print(f"not started (--start-for is over): {pending}", flush=True)
+            pending = []
         while pending and len(running) < workers:
             env, setting, seed = unit = pending.pop(0)
             log = open(logs / f"{cell(env, setting)}-seed{seed}.log", "a", encoding="utf-8")
@@ -99,12 +104,50 @@ def finished(out: Path, env: str, setting: str, seed: int) -> bool:
 TABLES = ("results.json", "results.md", "curves.png")  # what `aihf experiment mujoco` writes for the seeds it ran
 
 
-def export(folder: Path, target: Path, complete: bool) -> None:
-    """config.yaml and every finished run's result.json; the cell's tables only when it is
-    ``complete`` (every planned seed merged): each unit's own run writes them for its one
-    seed, and those must not pass for the cell's (a stale copy in ``target`` is removed)."""
+def restore(exported: Path, folder: Path) -> int:
+    """Copy the finished runs of an exported cell (``exported``: its config.yaml and each run's
+    result.json, and the cell's tables where it was complete) into the grid's ``folder`` where
+    they are missing, so that a grid on a new machine, whose ``--out`` did not travel, trains
+    only what the export lacks (a result.json alone is reused: docs/control.md) and merges
+    only what changed. Returns how many files were copied."""
+    copied = 0
+    if not (exported / "config.yaml").is_file():
+        return copied
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "config.yaml").is_file():
+        shutil.copy2(exported / "config.yaml", folder / "config.yaml")
+    for result in [*sorted(exported.glob("runs/*/seed*/result.json")), *(exported / t for t in TABLES)]:
+        destination = folder / result.relative_to(exported)
+        if result.is_file() and not destination.is_file():
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(result, destination)
+            copied += 1
+    return copied
+
+
+def merged(folder: Path, seeds: list[int]) -> bool:
+    """Whether ``folder``'s results.json already merges ``seeds``: each method's runs in it are
+    its runs' result.json, seed by seed, so that merging again would change only the stamps."""
+    tables = folder / "results.json"
+    if not tables.is_file():
+        return False
+    saved = json.loads(tables.read_text(encoding="utf-8"))
+    if saved.get("seeds") != seeds:
+        return False
+    methods = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))["methods"]
+    runs = {m: [json.loads((folder / "runs" / m / f"seed{s}" / "result.json").read_text(encoding="utf-8"))["result"]
+                for s in seeds] for m in methods}
+    return saved.get("runs") == runs
+
+
+def export(folder: Path, target: Path, complete: bool, seeds: list[int]) -> None:
+    """config.yaml (with the cell's planned ``seeds``, not those of the unit that wrote it last)
+    and every finished run's result.json; the cell's tables only when it is ``complete`` (every
+    planned seed merged): each unit's own run writes them for its one seed, and those must not
+    pass for the cell's (a stale copy in ``target`` is removed)."""
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(folder / "config.yaml", target / "config.yaml")
+    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    (target / "config.yaml").write_text(yaml.safe_dump({**config, "seeds": seeds}, sort_keys=False), encoding="utf-8")
     for name in TABLES:
         if complete:
             shutil.copy2(folder / name, target / name)
@@ -190,22 +233,33 @@ def main() -> None:
     p.add_argument("--preset", default="paper", help="the MuJoCo preset (another one for a smoke run)")
     p.add_argument("--no-run", action="store_true", help="start no unit: only merge finished cells, export, "
                    "and write the status (e.g. beside a grid that is running)")
+    p.add_argument("--start-for", type=float, default=math.inf, metavar="SECONDS",
+                   help="start no unit after this many seconds (those started run to the end): a unit stopped "
+                   "with the session loses what its resume points held if --out does not travel")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="more overrides for every unit")
     args = p.parse_args()
     overrides = tuple(args.overrides)
     units = [(env, setting, seed) for env in args.envs for setting in args.settings for seed in args.seeds]
     planned = planned_seeds(args.preset, args.seeds)
-    codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides)
+    start_until = time.time() + args.start_for
+    if args.export:
+        for env in args.envs:
+            for setting in args.settings:
+                copied = restore(args.export / cell(env, setting), args.out / cell(env, setting))
+                if copied:
+                    print(f"restored {copied} file(s) (finished runs, tables) of {cell(env, setting)} from {args.export}", flush=True)
+    codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides,
+                                             start_until)
     for env in args.envs:
         for setting in args.settings:
             complete = all(finished(args.out, env, setting, seed) for seed in planned)
-            if complete:
-                merged = subprocess.run(command(env, setting, planned, args.out, args.preset, overrides),
-                                        capture_output=True, text=True)
-                print(f"merged {env} {setting}: exit {merged.returncode}", flush=True)
-                complete = merged.returncode == 0
+            if complete and not merged(args.out / cell(env, setting), planned):
+                merge = subprocess.run(command(env, setting, planned, args.out, args.preset, overrides),
+                                       capture_output=True, text=True)
+                print(f"merged {env} {setting}: exit {merge.returncode}", flush=True)
+                complete = merge.returncode == 0
             if args.export and (args.out / cell(env, setting)).is_dir():
-                export(args.out / cell(env, setting), args.export / cell(env, setting), complete)
+                export(args.out / cell(env, setting), args.export / cell(env, setting), complete, planned)
     if args.export:
         print(f"status: {write_status(args.export, args.envs, planned)}", flush=True)
     failed = [unit for unit, code in codes.items() if code != 0]

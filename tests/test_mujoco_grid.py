@@ -1,14 +1,83 @@
 """scripts/mujoco_paper_grid.py on the toy environment: every unit runs, the cells are merged
 and exported, and runs whose method reads none of a setting's changed data are copied."""
 
+import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def grid():
+    spec = importlib.util.spec_from_file_location("mujoco_paper_grid", ROOT / "scripts" / "mujoco_paper_grid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(folder: Path, results: dict[tuple[str, int], list[float]], seeds_in_config: list[int]) -> None:
+    """A grid cell by hand: config.yaml, one result.json per (method, seed)."""
+    folder.mkdir(parents=True)
+    methods = sorted({m for m, _ in results})
+    (folder / "config.yaml").write_text(yaml.safe_dump({"env": "Hopper-v5", "methods": methods, "seeds": seeds_in_config}))
+    for (method, seed), returns in results.items():
+        run = folder / "runs" / method / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "result.json").write_text(json.dumps({"key": {"seed": seed}, "result": {"returns": returns}}))
+
+
+def test_restore_brings_an_exported_cell_back_without_overwriting_runs_that_are_there(grid, tmp_path):
+    """A new machine's grid starts from the committed export: its finished runs and (for a
+    complete cell) its tables are copied into --out, a run already in --out is kept."""
+    exported, folder = tmp_path / "export" / "cell", tmp_path / "out" / "cell"
+    _cell(exported, {("aihf", 0): [1.0], ("aihf", 1): [2.0]}, [0, 1])
+    (exported / "results.json").write_text("{}")
+    (folder / "runs" / "aihf" / "seed1").mkdir(parents=True)
+    (folder / "runs" / "aihf" / "seed1" / "result.json").write_text("kept")
+    assert grid.restore(exported, folder) == 2  # seed 0's result.json and results.json; config.yaml besides
+    assert json.loads((folder / "runs" / "aihf" / "seed0" / "result.json").read_text())["result"] == {"returns": [1.0]}
+    assert (folder / "runs" / "aihf" / "seed1" / "result.json").read_text() == "kept"
+    assert (folder / "results.json").read_text() == "{}" and (folder / "config.yaml").is_file()
+    assert not (folder / "curves.png").exists()  # not exported, so not restored
+    assert grid.restore(exported, folder) == 0 and grid.restore(tmp_path / "none", tmp_path / "other") == 0
+
+
+def test_a_cell_counts_as_merged_only_when_its_tables_hold_every_run_as_finished(grid, tmp_path):
+    folder = tmp_path / "cell"
+    _cell(folder, {("aihf", 0): [1.0], ("aihf", 1): [2.0], ("bc", 0): [3.0], ("bc", 1): [4.0]}, [1])
+    tables = {"seeds": [0, 1], "runs": {"aihf": [{"returns": [1.0]}, {"returns": [2.0]}],
+                                        "bc": [{"returns": [3.0]}, {"returns": [4.0]}]}}
+    assert not grid.merged(folder, [0, 1])  # no results.json yet
+    (folder / "results.json").write_text(json.dumps(tables))
+    assert grid.merged(folder, [0, 1])
+    assert not grid.merged(folder, [0, 1, 2])  # a seed more planned
+    (folder / "runs" / "bc" / "seed1" / "result.json").write_text(json.dumps({"result": {"returns": [5.0]}}))
+    assert not grid.merged(folder, [0, 1])  # a run trained again since
+    (folder / "results.json").write_text(json.dumps({**tables, "seeds": [1]}))
+    assert not grid.merged(folder, [0, 1])  # one unit's own one-seed table
+
+
+def test_the_exported_config_names_the_cells_planned_seeds(grid, tmp_path):
+    """Each unit writes config.yaml with its own seed; the export says which seeds the cell holds."""
+    folder = tmp_path / "cell"
+    _cell(folder, {("aihf", 2): [1.0]}, [2])
+    grid.export(folder, tmp_path / "export", complete=False, seeds=[0, 1, 2])
+    exported = yaml.safe_load((tmp_path / "export" / "config.yaml").read_text())
+    assert exported == {"env": "Hopper-v5", "methods": ["aihf"], "seeds": [0, 1, 2]}
+    assert (tmp_path / "export" / "runs" / "aihf" / "seed2" / "result.json").is_file()
+
+
+def test_no_unit_starts_once_the_start_window_is_over(grid, tmp_path, capsys):
+    codes = grid.run_units([("Hopper-v5", "balanced", 0)], tmp_path, workers=1, logs=tmp_path / "logs", preset="paper",
+                           overrides=(), start_until=time.time() - 1)
+    assert codes == {} and "not started (--start-for is over): [('Hopper-v5', 'balanced', 0)]" in capsys.readouterr().out
 
 
 @pytest.mark.e2e
@@ -46,12 +115,14 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
     assert "| low-quality-demos (expert -1; demos_low -2) |" in status and "| few-preferences (expert -1) |" in status
     late = returns["few-preferences"]["ml_irl"]["late_normalised_mean"]
     assert columns["ml_irl"].endswith(f"(c)); last 5: {late:.2f}") and columns["aihf"] == columns["bc"] == "-"  # neither in this grid
-    # --no-run beside a finished grid: trains nothing, writes the same status
+    # --no-run beside a finished grid: trains nothing, merges nothing again, writes the same status
+    tables = {setting: (cells[setting] / "results.json").read_bytes() for setting in cells}
     again = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "mujoco_paper_grid.py"), "--envs", "aihf/ContextTarget-v0",
          "--seeds", "0", "--no-run", "--out", str(out), "--export", str(export), "--preset", str(preset), data],
         capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and (export / "status.md").read_text() == status, again.stderr
+    assert "merged" not in again.stdout and all((cells[s] / "results.json").read_bytes() == tables[s] for s in cells)
 
 
 @pytest.mark.e2e
