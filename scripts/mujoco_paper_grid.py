@@ -16,7 +16,9 @@ preset's seeds and those asked for, whichever process ran them), one
 more pass with all seeds (every run reused) writes that folder's results.json, results.md
 (95% t-intervals over seeds) and curves.png. `--export DIR` copies those three files of each
 folder (no weights, no resume points) to DIR/<env>-<setting>/, and the result.json of every
-finished run (the curves of a partly filled cell) to DIR/<env>-<setting>/runs/.
+finished run (the curves of a partly filled cell) to DIR/<env>-<setting>/runs/; and reads
+them back first (`restore`), so a new machine's grid trains only what DIR lacks. A unit cut
+off there loses its resume points: `--start-for` starts none that the session would cut off.
 """
 
 from __future__ import annotations
