@@ -4,7 +4,8 @@
         --backend sbx --batched-updates 32 --out runs/experts/Hopper-v5
 
 Re-running the same command resumes from the last checkpoint, and the resumed run is the
-uninterrupted one. See src/aihf/control/expert.py for what is written; provenance.json holds
+uninterrupted one. ``--target-return R`` ends the run at the first checkpoint that evaluates
+at R or more (issue 10's Walker2d expert: at least 4,000). See src/aihf/control/expert.py for what is written; provenance.json holds
 seed, steps, wall time and the evaluated return. ``--backend sbx`` needs ``aihf[fast]``.
 """
 
@@ -32,12 +33,16 @@ def main() -> None:
     p.add_argument("--backend", choices=["sb3", "sbx"], default="sb3")
     p.add_argument("--batched-updates", type=int, default=1, help="train_freq = gradient_steps (sbx: 32)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--target-return", type=float, help="evaluate each checkpoint (--eval-episodes deterministic "
+                   "episodes) and end the run at the first whose mean return reaches this")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = ExpertConfig(env=args.env, steps=args.steps, seed=args.seed, net_arch=args.net_arch,
                        checkpoint_every=args.checkpoint_every, learning_starts=args.learning_starts,
-                       backend=args.backend, batched_updates=args.batched_updates)
+                       backend=args.backend, batched_updates=args.batched_updates, eval_episodes=args.eval_episodes,
+                       target_return=args.target_return)
     try:
         record = train_expert(cfg, args.out)
     except ValueError as err:  # a folder holding a run with other settings

@@ -72,6 +72,48 @@ def test_a_run_continues_only_with_its_own_settings_and_may_end_at_a_checkpoint(
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir())[-1] == "step_0000320.safetensors"
 
 
+@pytest.mark.e2e
+def test_a_target_return_ends_the_run_at_the_first_checkpoint_that_reaches_it(tmp_path):
+    """Evaluating checkpoints changes nothing in the run (a target never reached: the same
+    checkpoints to the bit as no target); a reachable one ends the run at the first checkpoint
+    whose evaluation reaches it, and that checkpoint is the final policy."""
+    cfg = ExpertConfig(env="Hopper-v5", steps=480, seed=0, net_arch=[16], learning_starts=100, checkpoint_every=160,
+                       eval_episodes=2, backend="sbx", batched_updates=4, buffer_size=1000)
+    whole = train_expert(cfg, tmp_path / "whole")
+    never = train_expert(ExpertConfig(**{**cfg.__dict__, "target_return": 1e9}), tmp_path / "never")
+    assert never["steps"] == whole["steps"] == 480 and not never["stopped_at_target"]
+    assert never["eval_returns"] == whole["eval_returns"]
+    for name in ("step_0000160.safetensors", "step_0000320.safetensors", "step_0000480.safetensors"):
+        a, b = (load_file(str(tmp_path / run / "checkpoints" / name)) for run in ("whole", "never"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    evaluated = {int(k): v["eval_return_mean"] for k, v in json.loads((tmp_path / "never" / "evaluations.json").read_text()).items()}
+    assert sorted(evaluated) == [160, 320]  # those written during training; the last one is the final policy
+    target = evaluated[320]
+    first = min(step for step, mean in evaluated.items() if mean >= target)  # 160 or 320
+    reached = train_expert(ExpertConfig(**{**cfg.__dict__, "target_return": target}), tmp_path / "reached")
+    assert reached["stopped_at_target"] and reached["steps"] == first
+    assert reached["final_policy"] == f"step_{first:07d}.safetensors"
+    assert sorted(p.name for p in (tmp_path / "reached" / "checkpoints").iterdir())[-1] == reached["final_policy"]
+    a, b = (load_file(str(tmp_path / run / "checkpoints" / reached["final_policy"])) for run in ("whole", "reached"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.e2e
+def test_a_run_stopped_after_its_checkpoint_reached_the_target_ends_there_when_run_again(tmp_path, monkeypatch):
+    """Killed right after the checkpoint that reached the target (before provenance.json):
+    running it again trains no further and ends at that checkpoint."""
+    evaluations = {160: 5.0, 320: 12.0}  # the checkpoints' evaluated returns, stood in for
+    monkeypatch.setattr(expert, "_evaluate_checkpoint",
+                        lambda policy, cfg, step, out: {"eval_return_mean": evaluations[step], "eval_return_std": 0.0})
+    cfg = ExpertConfig(env="Hopper-v5", steps=480, seed=0, net_arch=[16], learning_starts=100, checkpoint_every=160,
+                       eval_episodes=1, buffer_size=1000, target_return=10.0)
+    _stopped_at_320(cfg, tmp_path, monkeypatch)
+    record = train_expert(cfg, tmp_path)
+    assert record["stopped_at_target"] and record["steps"] == 320 and record["resumed"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000160.safetensors",
+                                                                             "step_0000320.safetensors"]
+
+
 def test_checkpoints_are_spread_over_the_range_of_returns():
     from aihf.control.expert_data import spread_by_return
 

@@ -9,6 +9,10 @@ the run writes
   resume/run_state.json              the environment and random generators (``RunState``)
   progress.jsonl                     one line per finished training episode
 and at the end ``provenance.json`` (seed, steps, wall time, evaluated return, versions).
+With ``target_return`` each checkpoint is evaluated first (``eval_episodes`` deterministic
+episodes on reset seeds ``EVAL_SEEDS + seed``, those ``make_data`` evaluates checkpoints on;
+``evaluations.json``, and in the resume state), and the run ends at the first checkpoint whose
+mean reaches the target: that checkpoint is the final policy.
 Re-running the same command continues from ``resume/`` when it exists (with other
 settings than ``steps``, ``checkpoint_every`` or ``eval_episodes`` it is refused; a smaller
 ``steps`` ends the run at the checkpoint it has reached)
@@ -34,7 +38,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 
 from aihf.control.policy_io import save_policy
-from aihf.control.rollout import evaluate_policy_return
+from aihf.control.rollout import EVAL_SEEDS, evaluate_policy_return
 from aihf.control.run_state import RunState
 from aihf.control.sac_backend import Backend, make_sac, sac_class
 from aihf.runtime import package_versions
@@ -56,6 +60,7 @@ class ExpertConfig:
     backend: Backend = "sb3"
     batched_updates: int = 1
     buffer_size: int = 1_000_000
+    target_return: float | None = None
 
 
 class _Checkpointer(BaseCallback):
@@ -65,6 +70,7 @@ class _Checkpointer(BaseCallback):
     def __init__(self, out: Path, cfg: ExpertConfig, elapsed0: float = 0.0, cpu0: float = 0.0):
         super().__init__()
         self.out, self.every, self.net_arch = out, cfg.checkpoint_every, cfg.net_arch
+        self.cfg, self.reached_at = cfg, None
         self.t0, self.elapsed0 = time.time(), elapsed0
         self.c0, self.cpu0 = time.process_time(), cpu0
 
@@ -83,7 +89,7 @@ class _Checkpointer(BaseCallback):
                         "length": int(info["episode"]["l"]), "elapsed_s": round(self.elapsed(), 1)}
                 with open(self.out / "progress.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps(line) + "\n")
-        return True
+        return self.reached_at is None  # False ends ``learn`` (after this one step, which no checkpoint holds)
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps >= self.due():
@@ -97,20 +103,26 @@ class _Checkpointer(BaseCallback):
         return (last // self.every + 1) * self.every
 
     def save(self) -> None:
-        """The policy checkpoint, then the resume state, which replaces the last one only
-        once it is whole (``resume.new`` renamed; a crash in between leaves ``resume.old``,
-        which ``train_expert`` falls back to)."""
+        """The policy checkpoint, its evaluation (with a target), then the resume state, which
+        replaces the last one only once it is whole (``resume.new`` renamed; a crash in between
+        leaves ``resume.old``, which ``train_expert`` falls back to)."""
         step = self.num_timesteps
         (self.out / "checkpoints").mkdir(exist_ok=True)
         save_policy(self.model.policy, self.out / "checkpoints" / f"step_{step:07d}.safetensors",
                     {"net_arch": self.net_arch, "step": step})
+        evaluation = {}
+        if self.cfg.target_return is not None:
+            evaluation = _evaluate_checkpoint(self.model.policy, self.cfg, step, self.out)
+            if evaluation["eval_return_mean"] >= self.cfg.target_return:
+                self.reached_at = step
         new, current, old = (self.out / name for name in ("resume.new", "resume", "resume.old"))
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir()
         self.model.save(new / "model.zip")
         self.model.save_replay_buffer(new / "replay_buffer.pkl")
         (new / "run_state.json").write_text(json.dumps(RunState.capture(self.model)))
-        (new / "state.json").write_text(json.dumps({"step": step, "elapsed_s": self.elapsed(), "cpu_s": self.cpu()}))
+        (new / "state.json").write_text(json.dumps({"step": step, "elapsed_s": self.elapsed(), "cpu_s": self.cpu(),
+                                                    **evaluation}))
         if current.exists():
             current.rename(old)
         new.rename(current)
@@ -127,7 +139,23 @@ def _resume(cfg: ExpertConfig, resume: Path, env: gym.Env):
     return model
 
 
-RESUME_MAY_CHANGE = ("steps", "checkpoint_every", "eval_episodes")
+def _evaluate_checkpoint(policy, cfg: ExpertConfig, step: int, out: Path) -> dict:
+    """Mean and std of the true return of ``cfg.eval_episodes`` deterministic episodes (reset
+    seeds from ``EVAL_SEEDS + cfg.seed`` on); also written to ``out/evaluations.json`` by step."""
+    returns = evaluate_policy_return(policy, gym.make(cfg.env), cfg.eval_episodes, seed=EVAL_SEEDS + cfg.seed)
+    evaluation = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns))}
+    path = out / "evaluations.json"
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    table[str(step)] = evaluation
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(table, indent=1))
+    tmp.replace(path)
+    print(f"step {step}: evaluated return {evaluation['eval_return_mean']:.1f} "
+          f"(target {cfg.target_return:g})", flush=True)
+    return evaluation
+
+
+RESUME_MAY_CHANGE = ("steps", "checkpoint_every", "eval_episodes", "target_return")
 
 
 def _check_resumable(cfg: ExpertConfig, saved: Path) -> int | None:
@@ -163,16 +191,19 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
                          train_freq=cfg.batched_updates, gradient_steps=cfg.batched_updates, seed=cfg.seed)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     callback = _Checkpointer(out, cfg, state["elapsed_s"], state.get("cpu_s", 0.0))
+    if cfg.target_return is not None and state.get("eval_return_mean", -np.inf) >= cfg.target_return:
+        callback.reached_at = state["step"]  # reached before the process stopped: the run is over
     remaining = cfg.steps - model.num_timesteps
-    if remaining > 0:
+    if remaining > 0 and callback.reached_at is None:
         model.learn(remaining, callback=callback, reset_num_timesteps=False)
     train_s, train_cpu_s = callback.elapsed(), callback.cpu()
-    final = out / "checkpoints" / f"step_{model.num_timesteps:07d}.safetensors"
+    steps = callback.reached_at if callback.reached_at is not None else model.num_timesteps
+    final = out / "checkpoints" / f"step_{steps:07d}.safetensors"
     if not final.exists():
-        save_policy(model.policy, final, {"net_arch": cfg.net_arch, "step": model.num_timesteps})
+        save_policy(model.policy, final, {"net_arch": cfg.net_arch, "step": steps})
     returns = evaluate_policy_return(model.policy, gym.make(cfg.env), cfg.eval_episodes, seed=10_000 + cfg.seed)
     record = {
-        "env": cfg.env, "seed": cfg.seed, "steps": int(model.num_timesteps), "net_arch": cfg.net_arch,
+        "env": cfg.env, "seed": cfg.seed, "steps": int(steps), "net_arch": cfg.net_arch,
         "learning_starts": cfg.learning_starts, "backend": cfg.backend, "batched_updates": cfg.batched_updates,
         "algorithm": f"SAC ({cfg.backend}), its defaults otherwise",
         "buffer_size": cfg.buffer_size, "train_wall_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
@@ -180,6 +211,7 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
         "eval_episodes": cfg.eval_episodes, "eval_return_mean": float(np.mean(returns)),
         "eval_return_std": float(np.std(returns)), "eval_returns": [float(r) for r in returns],
         "resumed": state["elapsed_s"] > 0, "steps_planned_before": planned, "torch_threads": torch.get_num_threads(),
+        "target_return": cfg.target_return, "stopped_at_target": callback.reached_at is not None,
         "versions": {**package_versions(), "stable_baselines3": stable_baselines3.__version__,
                      "gymnasium": gym.__version__, "python": platform.python_version()},
     }

@@ -30,11 +30,10 @@ import numpy as np
 from aihf.config import Settings, setting
 from aihf.control.policy_io import load_policy
 from aihf.control.preferences import SegmentPool, bradley_terry_pairs, load_pairs
-from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
+from aihf.control.rollout import EVAL_SEEDS, evaluate_policy_return, policy_actor, run_episode
 from aihf.data import DataError, SegmentPreferenceSet, TransitionSet
 
 log = logging.getLogger(__name__)
-EVAL_SEEDS = 10**8  # reset seeds of the checkpoint evaluations: apart from every episode the files hold
 
 
 @dataclass
