@@ -88,22 +88,43 @@ class MujocoConfig(Settings):
             raise ValueError("seeds is empty")
 
 
+SHIPPED_DATA = "shipped"  # a unit key's data_dir for the shipped data/mujoco/<env>, on any checkout
+
+
+def data_identity(env: str, data_dir: Path) -> str:
+    """The unit key's ``data_dir``: ``SHIPPED_DATA`` for the shipped folder of ``env`` (so that
+    committed runs are reused from a checkout at any path, or an installed package), else the
+    folder as given."""
+    return SHIPPED_DATA if data_dir.resolve() == shipped.mujoco_data_dir(env).resolve() else str(data_dir)
+
+
 def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
     """What makes a run (method x seed) what it is: a finished run whose ``result.json`` holds
     the same key is reused, and a stopped one continues from a resume point with the same key;
     ``methods``, ``seeds``, ``torch_threads``, ``reuse_from`` and ``loop.resume_every`` may change,
     and data fields the method does not read (``same_run``)."""
     settings = asdict(cfg.bc) if method == "bc" else {k: v for k, v in asdict(cfg.loop).items() if k != "resume_every"}
-    return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env, "data_dir": str(data_dir),
+    return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env,
+                                  "data_dir": data_identity(cfg.env, data_dir),
                                   "demos": cfg.demos, "n_demos": cfg.n_demos, "n_prefs": cfg.n_prefs,
                                   "settings": settings}))
+
+
+def _portable(saved: dict) -> dict:
+    """A key written before keys named the shipped data ``SHIPPED_DATA`` (2026-12-03) holds the
+    absolute path of the checkout's ``data/mujoco/<env>``: read as ``SHIPPED_DATA``."""
+    path = saved.get("data_dir")
+    if path and path != SHIPPED_DATA and Path(path).parts[-3:] == ("data", "mujoco", saved.get("env")):
+        return {**saved, "data_dir": SHIPPED_DATA}
+    return saved
 
 
 def same_run(saved: dict, key: dict) -> bool:
     """Whether a run made with ``saved`` (a ``unit_key``) is the run ``key`` asks for: equal in
     everything but the data fields its method does not read (``READS``)."""
     unread = set(DATA_FIELDS) - set(READS[key["method"]])
-    return {k: v for k, v in saved.items() if k not in unread} == {k: v for k, v in key.items() if k not in unread}
+    return ({k: v for k, v in _portable(saved).items() if k not in unread}
+            == {k: v for k, v in key.items() if k not in unread})
 
 
 def _finished(folder: Path, key: dict, warn: bool = True) -> dict | None:
