@@ -249,7 +249,8 @@ def main() -> None:
             for setting in args.settings:
                 copied = restore(args.export / cell(env, setting), args.out / cell(env, setting))
                 if copied:
-                    print(f"restored {copied} file(s) (finished runs, tables) of {cell(env, setting)} from {args.export}", flush=True)
+                    print(f"restored {copied} file(s) (finished runs, tables) of {cell(env, setting)} "
+                          f"from {args.export}", flush=True)
     codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides,
                                              start_until)
     for env in args.envs:

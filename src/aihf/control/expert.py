@@ -10,11 +10,11 @@ the run writes
   progress.jsonl                     one line per finished training episode
 and at the end ``provenance.json`` (seed, steps, wall time, evaluated return, versions).
 With ``target_return`` each checkpoint is evaluated first (``eval_episodes`` deterministic
-episodes on reset seeds ``EVAL_SEEDS + seed``, those ``make_data`` evaluates checkpoints on;
-``evaluations.json``, and in the resume state), and the run ends at the first checkpoint whose
-mean reaches the target: that checkpoint is the final policy.
-Re-running the same command continues from ``resume/`` when it exists (with other
-settings than ``steps``, ``checkpoint_every`` or ``eval_episodes`` it is refused; a smaller
+episodes on reset seeds from ``EVAL_SEEDS + seed`` on, as ``make_data`` evaluates checkpoints
+with its own seed; ``evaluations.json``, and in the resume state), and the run ends at the
+first checkpoint whose mean reaches the target: that checkpoint is the final policy.
+Re-running the same command continues from ``resume/`` when it exists (with other settings
+than ``steps``, ``checkpoint_every``, ``eval_episodes`` or ``target_return`` it is refused; a smaller
 ``steps`` ends the run at the checkpoint it has reached)
 (``test_a_resumed_expert_run_is_the_uninterrupted_run``). A round's start is the one point
 where SB3's state is whole: the last transition is stored, the last observation kept
