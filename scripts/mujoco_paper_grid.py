@@ -113,16 +113,12 @@ def restore(exported: Path, folder: Path) -> int:
     only what the export lacks (a result.json alone is reused: docs/control.md) and merges
     only what changed. Returns how many files were copied."""
     copied = 0
-    if not (exported / "config.yaml").is_file():
-        return copied
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "config.yaml").is_file():
-        shutil.copy2(exported / "config.yaml", folder / "config.yaml")
-    for result in [*sorted(exported.glob("runs/*/seed*/result.json")), *(exported / t for t in TABLES)]:
-        destination = folder / result.relative_to(exported)
-        if result.is_file() and not destination.is_file():
+    for source in [exported / "config.yaml", *sorted(exported.glob("runs/*/seed*/result.json")),
+                   *(exported / t for t in TABLES)]:
+        destination = folder / source.relative_to(exported)
+        if source.is_file() and not destination.is_file():
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(result, destination)
+            shutil.copy2(source, destination)
             copied += 1
     return copied
 

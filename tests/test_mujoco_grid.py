@@ -41,7 +41,7 @@ def test_restore_brings_an_exported_cell_back_without_overwriting_runs_that_are_
     (exported / "results.json").write_text("{}")
     (folder / "runs" / "aihf" / "seed1").mkdir(parents=True)
     (folder / "runs" / "aihf" / "seed1" / "result.json").write_text("kept")
-    assert grid.restore(exported, folder) == 2  # seed 0's result.json and results.json; config.yaml besides
+    assert grid.restore(exported, folder) == 3  # config.yaml, seed 0's result.json and results.json
     assert json.loads((folder / "runs" / "aihf" / "seed0" / "result.json").read_text())["result"] == {"returns": [1.0]}
     assert (folder / "runs" / "aihf" / "seed1" / "result.json").read_text() == "kept"
     assert (folder / "results.json").read_text() == "{}" and (folder / "config.yaml").is_file()

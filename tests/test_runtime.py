@@ -13,6 +13,7 @@ from aihf.runtime import (
     available_cores,
     package_versions,
     atomic_directory,
+    atomic_file,
     check_finite,
     load_rng_state,
     save_rng_state,
@@ -126,6 +127,19 @@ def test_atomic_directory_replaces_whole_or_not_at_all(tmp_path):
         (tmp / "b.txt").write_text("second")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "sub" / "metrics.json"
+    with atomic_file(target) as tmp:
+        tmp.write_text("first")
+    assert target.read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as tmp:
+            tmp.write_text("half-written")
+            raise RuntimeError("crash while saving")
+    assert target.read_text() == "first"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]  # no temporary left
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), torch.tensor(float("nan"))])

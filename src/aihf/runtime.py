@@ -1,5 +1,5 @@
 """What every training loop needs and no library gives in this form: seeding, RNG state
-capture without pickle, atomic checkpoint directories, a guard against NaN losses, torch's
+capture without pickle, atomic checkpoint directories and files, a guard against NaN losses, torch's
 thread count from the cores the process may use, and the package versions a run records.
 """
 
@@ -218,6 +218,21 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     os.replace(tmp, path)
     if old.exists():
         shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Write a file atomically: yield a temporary sibling (``.<name>.tmp``) to write, then rename
+    it onto ``path``; a crash while writing leaves the previous ``path`` (if any) untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
 
 
 def _readable_as_umask_allows(directory: Path) -> None:

@@ -41,7 +41,7 @@ from aihf.control.policy_io import save_policy
 from aihf.control.rollout import EVAL_SEEDS, evaluate_policy_return
 from aihf.control.run_state import RunState
 from aihf.control.sac_backend import Backend, make_sac, sac_class
-from aihf.runtime import package_versions
+from aihf.runtime import atomic_file, package_versions
 
 
 @dataclass
@@ -147,9 +147,8 @@ def _evaluate_checkpoint(policy, cfg: ExpertConfig, step: int, out: Path) -> dic
     path = out / "evaluations.json"
     table = json.loads(path.read_text()) if path.is_file() else {}
     table[str(step)] = evaluation
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(table, indent=1))
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(table, indent=1))
     print(f"step {step}: evaluated return {evaluation['eval_return_mean']:.1f} "
           f"(target {cfg.target_return:g})", flush=True)
     return evaluation

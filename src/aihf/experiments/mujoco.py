@@ -110,21 +110,11 @@ def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
                                   "settings": settings}))
 
 
-def _portable(saved: dict) -> dict:
-    """A key written before keys named the shipped data ``SHIPPED_DATA`` (2026-12-03) holds the
-    absolute path of the checkout's ``data/mujoco/<env>``: read as ``SHIPPED_DATA``."""
-    path = saved.get("data_dir")
-    if path and path != SHIPPED_DATA and Path(path).parts[-3:] == ("data", "mujoco", saved.get("env")):
-        return {**saved, "data_dir": SHIPPED_DATA}
-    return saved
-
-
 def same_run(saved: dict, key: dict) -> bool:
     """Whether a run made with ``saved`` (a ``unit_key``) is the run ``key`` asks for: equal in
     everything but the data fields its method does not read (``READS``)."""
     unread = set(DATA_FIELDS) - set(READS[key["method"]])
-    return ({k: v for k, v in _portable(saved).items() if k not in unread}
-            == {k: v for k, v in key.items() if k not in unread})
+    return {k: v for k, v in saved.items() if k not in unread} == {k: v for k, v in key.items() if k not in unread}
 
 
 def _finished(folder: Path, key: dict, warn: bool = True) -> dict | None:

@@ -23,6 +23,7 @@ from aihf.config import ConfigError
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import RECIPES
 from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, train
+from aihf.runtime import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,7 @@ def evaluate_run(
     row = {**evaluator.policy_run(spec.name, policy, seed), **training_losses(policy)}
     if data_files.eval_preferences:
         row["heldout_pref_accuracy"] = heldout_accuracy(config, spec, run_dir, policy, pi_sft, data_files.eval_preferences)
-    path = run_dir / "evaluation.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"key": key, "row": row, "generations": evaluator.generations[(spec.name, seed)]}), encoding="utf-8")
-    tmp.replace(path)
+    with atomic_file(run_dir / "evaluation.json") as tmp:
+        tmp.write_text(json.dumps({"key": key, "row": row, "generations": evaluator.generations[(spec.name, seed)]}),
+                       encoding="utf-8")
     return row

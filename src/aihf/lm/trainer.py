@@ -511,10 +511,8 @@ class Trainer:
         """``output_dir/metrics.json``: every step's training metrics and every evaluation, the
         whole run's (a resumed run's history comes back from its checkpoint), whatever the tracker."""
         path = self.output_dir / "metrics.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"history": self.history, "evaluations": self.evaluations}), encoding="utf-8")
-        tmp.replace(path)
+        with runtime.atomic_file(path) as tmp:
+            tmp.write_text(json.dumps({"history": self.history, "evaluations": self.evaluations}), encoding="utf-8")
         return path
 
     def _evaluate_and_log(self) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from aihf.config import Settings, setting
+from aihf.runtime import atomic_file
 
 TASKS = (
     "bake bread", "fix a bike", "learn python", "plant a tree", "write a letter", "save money",
@@ -118,11 +119,8 @@ class FixtureSection(Settings):
 
 
 def _write_jsonl_gz(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as handle:
+    with atomic_file(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in rows)
-    tmp.replace(path)
 
 
 SPLITS = {"hh": ("train", "test"), "ultra": ("train_prefs", "test_prefs", "train_sft", "test_sft")}
