@@ -4,9 +4,10 @@ two processes at a time, resumable.
     OMP_NUM_THREADS=1 python scripts/mujoco_paper_grid.py --envs Hopper-v5 --settings balanced \
         --seeds 0 1 2 --workers 2 --out runs/mujoco-paper --export docs/results/mujoco-paper
 
-One process per (env, setting, seed), `aihf experiment mujoco --preset paper seeds=[s]` into
-`<out>/<env>-<setting>/`: every (method, seed) run writes its own result.json and is reused
-when present, and a stopped run continues from its last resume point (docs/control.md), so
+One process per (env, setting, seed, method), `aihf experiment mujoco --preset paper
+seeds=[s] methods=[m]` into `<out>/<env>-<setting>/` (a unit is one run: ~2,000 s on one core
+for a 300k-step run), skipped when that run's result.json is there; every run writes its own
+result.json and is reused when present, and a stopped run continues from its last resume point (docs/control.md), so
 the grid picks up where it stopped. A run already finished in another setting of the same
 env is copied when its method reads none of the data that differs (true-reward SAC always,
 ML-IRL and BC across preference counts, RLHF across demonstration files), so 30 of an env's
@@ -47,19 +48,21 @@ def cell(env: str, setting: str) -> str:
 
 
 def command(env: str, setting: str, seeds: list[int], out: Path, preset: str = "paper",
-            overrides: tuple[str, ...] = ()) -> list[str]:
-    """The unit's command; it copies finished runs from the env's other settings where its
-    method reads none of the data that differs (`reuse_from`, e.g. ML-IRL into few-preferences)."""
+            overrides: tuple[str, ...] = (), methods: list[str] | None = None) -> list[str]:
+    """The command that runs ``methods`` (the preset's when None) on ``seeds``; it copies
+    finished runs from the env's other settings where a method reads none of the data that
+    differs (`reuse_from`, e.g. ML-IRL into few-preferences)."""
     seed_list = "[" + ", ".join(str(s) for s in seeds) + "]"
+    only = [f"methods=[{', '.join(methods)}]"] if methods else []
     siblings = "[" + ", ".join(str(out / cell(env, other)) for other in SETTINGS if other != setting) + "]"
     return [sys.executable, "-m", "aihf.cli", "experiment", "mujoco", "--env", env, "--preset", preset,
             "--output-dir", str(out / cell(env, setting)), f"seeds={seed_list}", f"reuse_from={siblings}",
-            *SETTINGS[setting], *overrides]
+            *SETTINGS[setting], *overrides, *only]
 
 
-def run_units(units: list[tuple[str, str, int]], out: Path, workers: int, logs: Path, preset: str,
+def run_units(units: list[tuple[str, str, int, str]], out: Path, workers: int, logs: Path, preset: str,
               overrides: tuple[str, ...], start_until: float = math.inf) -> dict:
-    """Run ``units`` (env, setting, seed), ``workers`` at a time, starting none after the
+    """Run ``units`` (env, setting, seed, method), ``workers`` at a time, starting none after the
     ``time.time()`` ``start_until`` (those left are reported, not run); returns each started
     unit's exit code."""
     logs.mkdir(parents=True, exist_ok=True)
@@ -69,10 +72,11 @@ def run_units(units: list[tuple[str, str, int]], out: Path, workers: int, logs: 
             print(f"not started (--start-for is over): {pending}", flush=True)
             pending = []
         while pending and len(running) < workers:
-            env, setting, seed = unit = pending.pop(0)
-            log = open(logs / f"{cell(env, setting)}-seed{seed}.log", "a", encoding="utf-8")
-            print(f"start {env} {setting} seed {seed}", flush=True)
-            running[unit] = (subprocess.Popen(command(env, setting, [seed], out, preset, overrides), stdout=log, stderr=subprocess.STDOUT), log)
+            env, setting, seed, method = unit = pending.pop(0)
+            log = open(logs / f"{cell(env, setting)}-seed{seed}-{method}.log", "a", encoding="utf-8")
+            print(f"start {env} {setting} seed {seed} {method}", flush=True)
+            running[unit] = (subprocess.Popen(command(env, setting, [seed], out, preset, overrides, [method]),
+                                              stdout=log, stderr=subprocess.STDOUT), log)
         time.sleep(5)
         for unit, (process, log) in list(running.items()):
             if process.poll() is not None:
@@ -83,24 +87,22 @@ def run_units(units: list[tuple[str, str, int]], out: Path, workers: int, logs: 
     return codes
 
 
-def planned_seeds(preset: str, seeds: list[int]) -> list[int]:
-    """The seeds a cell holds when complete: the preset's and those asked for (a grid process
-    may run some of them while another runs the rest)."""
+def planned(preset: str, seeds: list[int], overrides: tuple[str, ...] = ()) -> tuple[list[int], list[str]]:
+    """The seeds and methods a cell holds when complete: the preset's seeds and those asked for
+    (a grid process may run some of them while another runs the rest), and the methods of the
+    preset with ``overrides``."""
     from aihf import shipped
     from aihf.config import load_config
     from aihf.experiments.mujoco import PRESET_GROUP, MujocoConfig
 
     path = Path(preset) if shipped.is_path(preset) else shipped.config_file(PRESET_GROUP, preset)
-    return sorted(set(load_config(MujocoConfig, path).seeds) | set(seeds))
+    cfg = load_config(MujocoConfig, path, overrides=list(overrides))
+    return sorted(set(cfg.seeds) | set(seeds)), list(cfg.methods)
 
 
-def finished(out: Path, env: str, setting: str, seed: int) -> bool:
-    """Whether every method's run of a unit has its result.json (the runs the preset holds)."""
-    config = out / cell(env, setting) / "config.yaml"
-    if not config.is_file():
-        return False
-    methods = yaml.safe_load(config.read_text(encoding="utf-8"))["methods"]
-    return all((out / cell(env, setting) / "runs" / m / f"seed{seed}" / "result.json").is_file() for m in methods)
+def finished(out: Path, env: str, setting: str, seed: int, method: str) -> bool:
+    """Whether the (method, seed) run of an (env, setting) cell has its result.json."""
+    return (out / cell(env, setting) / "runs" / method / f"seed{seed}" / "result.json").is_file()
 
 
 TABLES = ("results.json", "results.md", "curves.png")  # what `aihf experiment mujoco` writes for the seeds it ran
@@ -123,29 +125,30 @@ def restore(exported: Path, folder: Path) -> int:
     return copied
 
 
-def merged(folder: Path, seeds: list[int]) -> bool:
-    """Whether ``folder``'s results.json already merges ``seeds``: each method's runs in it are
-    its runs' result.json, seed by seed, so that merging again would change only the stamps."""
+def merged(folder: Path, seeds: list[int], methods: list[str]) -> bool:
+    """Whether ``folder``'s results.json already merges ``seeds`` of ``methods``: each method's
+    runs in it are its runs' result.json, seed by seed, so that merging again would change only
+    the stamps."""
     tables = folder / "results.json"
     if not tables.is_file():
         return False
     saved = json.loads(tables.read_text(encoding="utf-8"))
-    if saved.get("seeds") != seeds:
+    if saved.get("seeds") != seeds or list(saved.get("runs", {})) != methods:
         return False
-    methods = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))["methods"]
     runs = {m: [json.loads((folder / "runs" / m / f"seed{s}" / "result.json").read_text(encoding="utf-8"))["result"]
                 for s in seeds] for m in methods}
     return saved.get("runs") == runs
 
 
-def export(folder: Path, target: Path, complete: bool, seeds: list[int]) -> None:
-    """config.yaml (with the cell's planned ``seeds``, not those of the unit that wrote it last)
+def export(folder: Path, target: Path, complete: bool, seeds: list[int], methods: list[str]) -> None:
+    """config.yaml (with the cell's planned ``seeds`` and ``methods``, not the one run's of the
+    unit that wrote it last)
     and every finished run's result.json; the cell's tables only when it is ``complete`` (every
     planned seed merged): each unit's own run writes them for its one seed, and those must not
     pass for the cell's (a stale copy in ``target`` is removed)."""
     target.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    (target / "config.yaml").write_text(yaml.safe_dump({**config, "seeds": seeds}, sort_keys=False), encoding="utf-8")
+    (target / "config.yaml").write_text(yaml.safe_dump({**config, "methods": methods, "seeds": seeds}, sort_keys=False), encoding="utf-8")
     for name in TABLES:
         if complete:
             shutil.copy2(folder / name, target / name)
@@ -237,8 +240,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="more overrides for every unit")
     args = p.parse_args()
     overrides = tuple(args.overrides)
-    units = [(env, setting, seed) for env in args.envs for setting in args.settings for seed in args.seeds]
-    planned = planned_seeds(args.preset, args.seeds)
+    seeds, methods = planned(args.preset, args.seeds, overrides)
     start_until = time.time() + args.start_for
     if args.export:
         for env in args.envs:
@@ -247,20 +249,22 @@ def main() -> None:
                 if copied:
                     print(f"restored {copied} file(s) (finished runs, tables) of {cell(env, setting)} "
                           f"from {args.export}", flush=True)
+    units = [(env, setting, seed, method) for env in args.envs for setting in args.settings for seed in args.seeds
+             for method in methods if not finished(args.out, env, setting, seed, method)]
     codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides,
                                              start_until)
     for env in args.envs:
         for setting in args.settings:
-            complete = all(finished(args.out, env, setting, seed) for seed in planned)
-            if complete and not merged(args.out / cell(env, setting), planned):
-                merge = subprocess.run(command(env, setting, planned, args.out, args.preset, overrides),
+            complete = all(finished(args.out, env, setting, seed, method) for seed in seeds for method in methods)
+            if complete and not merged(args.out / cell(env, setting), seeds, methods):
+                merge = subprocess.run(command(env, setting, seeds, args.out, args.preset, overrides, methods),
                                        capture_output=True, text=True)
                 print(f"merged {env} {setting}: exit {merge.returncode}", flush=True)
                 complete = merge.returncode == 0
             if args.export and (args.out / cell(env, setting)).is_dir():
-                export(args.out / cell(env, setting), args.export / cell(env, setting), complete, planned)
+                export(args.out / cell(env, setting), args.export / cell(env, setting), complete, seeds, methods)
     if args.export:
-        print(f"status: {write_status(args.export, args.envs, planned)}", flush=True)
+        print(f"status: {write_status(args.export, args.envs, seeds)}", flush=True)
     failed = [unit for unit, code in codes.items() if code != 0]
     if failed:
         print(f"{len(failed)} unit(s) failed: {failed} (see {args.out / 'logs'})", file=sys.stderr)

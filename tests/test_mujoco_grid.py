@@ -54,30 +54,40 @@ def test_a_cell_counts_as_merged_only_when_its_tables_hold_every_run_as_finished
     _cell(folder, {("aihf", 0): [1.0], ("aihf", 1): [2.0], ("bc", 0): [3.0], ("bc", 1): [4.0]}, [1])
     tables = {"seeds": [0, 1], "runs": {"aihf": [{"returns": [1.0]}, {"returns": [2.0]}],
                                         "bc": [{"returns": [3.0]}, {"returns": [4.0]}]}}
-    assert not grid.merged(folder, [0, 1])  # no results.json yet
+    assert not grid.merged(folder, [0, 1], ["aihf", "bc"])  # no results.json yet
     (folder / "results.json").write_text(json.dumps(tables))
-    assert grid.merged(folder, [0, 1])
-    assert not grid.merged(folder, [0, 1, 2])  # a seed more planned
+    assert grid.merged(folder, [0, 1], ["aihf", "bc"])
+    assert not grid.merged(folder, [0, 1], ["aihf", "bc", "rlhf"])  # a method more planned
+    assert not grid.merged(folder, [0, 1, 2], ["aihf", "bc"])  # a seed more planned
     (folder / "runs" / "bc" / "seed1" / "result.json").write_text(json.dumps({"result": {"returns": [5.0]}}))
-    assert not grid.merged(folder, [0, 1])  # a run trained again since
+    assert not grid.merged(folder, [0, 1], ["aihf", "bc"])  # a run trained again since
     (folder / "results.json").write_text(json.dumps({**tables, "seeds": [1]}))
-    assert not grid.merged(folder, [0, 1])  # one unit's own one-seed table
+    assert not grid.merged(folder, [0, 1], ["aihf", "bc"])  # one unit's own one-seed table
 
 
-def test_the_exported_config_names_the_cells_planned_seeds(grid, tmp_path):
-    """Each unit writes config.yaml with its own seed; the export says which seeds the cell holds."""
+def test_the_exported_config_names_the_cells_planned_seeds_and_methods(grid, tmp_path):
+    """Each unit writes config.yaml with its own seed and method; the export says which the cell holds."""
     folder = tmp_path / "cell"
     _cell(folder, {("aihf", 2): [1.0]}, [2])
-    grid.export(folder, tmp_path / "export", complete=False, seeds=[0, 1, 2])
+    grid.export(folder, tmp_path / "export", complete=False, seeds=[0, 1, 2], methods=["aihf", "bc"])
     exported = yaml.safe_load((tmp_path / "export" / "config.yaml").read_text())
-    assert exported == {"env": "Hopper-v5", "methods": ["aihf"], "seeds": [0, 1, 2]}
+    assert exported == {"env": "Hopper-v5", "methods": ["aihf", "bc"], "seeds": [0, 1, 2]}
     assert (tmp_path / "export" / "runs" / "aihf" / "seed2" / "result.json").is_file()
 
 
 def test_no_unit_starts_once_the_start_window_is_over(grid, tmp_path, capsys):
-    codes = grid.run_units([("Hopper-v5", "balanced", 0)], tmp_path, workers=1, logs=tmp_path / "logs", preset="paper",
-                           overrides=(), start_until=time.time() - 1)
-    assert codes == {} and "not started (--start-for is over): [('Hopper-v5', 'balanced', 0)]" in capsys.readouterr().out
+    codes = grid.run_units([("Hopper-v5", "balanced", 0, "aihf")], tmp_path, workers=1, logs=tmp_path / "logs",
+                           preset="paper", overrides=(), start_until=time.time() - 1)
+    assert codes == {} and "not started (--start-for is over): [('Hopper-v5', 'balanced', 0, 'aihf')]" in capsys.readouterr().out
+
+
+def test_a_unit_runs_one_method_of_one_seed_and_the_plan_reads_the_preset(grid, tmp_path):
+    """A unit is one run (so that each fits in a session); the merge runs all the cell's methods."""
+    unit = grid.command("Hopper-v5", "few-preferences", [1], tmp_path, "paper", ("loop.eval_episodes=5",), ["aihf"])
+    assert unit[-3:] == ["n_prefs=200", "loop.eval_episodes=5", "methods=[aihf]"] and "seeds=[1]" in unit
+    assert f"reuse_from=[{tmp_path / 'Hopper-v5-balanced'}, {tmp_path / 'Hopper-v5-low-quality-demos'}]" in unit
+    assert grid.planned("paper", [3]) == ([0, 1, 2, 3], ["aihf", "ml_irl", "rlhf", "bc", "sac_true"])
+    assert grid.planned("paper", [0], ("methods=[bc]",)) == ([0, 1, 2], ["bc"])
 
 
 @pytest.mark.e2e
