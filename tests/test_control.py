@@ -194,9 +194,30 @@ def test_reward_net_and_policy_save_and_load_exactly(tmp_path):
 
 def test_behaviour_cloning_recovers_a_linear_demonstrator():
     demos, _ = toy_data(n_demos=500, demo_slope=0.8, n_prefs=1, seed=0)
-    policy = train_bc(demos, BCConfig(hidden=[32], updates=800), seed=0)
-    episode = run_episode(bc_actor(policy, np.array([-1.0]), np.array([1.0])), ContextTarget(), seed=0)
+    fit = train_bc(demos, BCConfig(hidden=[32], updates=800), seed=0)
+    episode = run_episode(bc_actor(fit.policy, np.array([-1.0]), np.array([1.0])), ContextTarget(), seed=0)
     assert episode.ret > -0.2  # the zero policy earns about -4.3, the expert 0
+    assert fit.update > 400  # noise-free demonstrations: the held-out likelihood keeps rising
+
+
+def test_behaviour_cloning_keeps_the_policy_of_lowest_held_out_nll():
+    """50 noisy transitions, a wide network: it overfits, the held-out NLL turns up, and the
+    policy returned is the one checked with the lowest, which the same run trained to the end
+    (the same updates: checking draws no random numbers) does not beat."""
+    from aihf.data import TransitionSet
+
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (50, 3)).astype(np.float32)
+    demos = TransitionSet(obs, (0.5 * obs[:, :1] + rng.normal(0, 0.3, (50, 1))).astype(np.float32))
+    cfg = BCConfig(hidden=[64, 64], lr=3e-3, updates=600, batch_size=16, holdout=0.2, check_every=50)
+    fit, last = train_bc(demos, cfg, seed=0), train_bc(demos, replace(cfg, check_every=600), seed=0)
+    assert last.update == 600 and 0 < fit.update < 600 and fit.holdout_nll < last.holdout_nll - 0.5
+    with torch.no_grad():  # the recorded NLL is the returned policy's, on the last 10 transitions
+        assert float(-fit.policy.log_prob(torch.tensor(obs[40:]), torch.tensor(demos.actions[40:])).mean()) == \
+            pytest.approx(fit.holdout_nll)
+    assert train_bc(demos, replace(cfg, holdout=0.0), seed=0).holdout_nll is None
+    with pytest.raises(ValueError, match="bc.holdout=0.001 of 50 demonstration transitions leaves 0 held out"):
+        train_bc(demos, replace(cfg, holdout=0.001), seed=0)
 
 
 @pytest.mark.e2e

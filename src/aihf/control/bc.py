@@ -4,11 +4,15 @@ demonstrations by maximum likelihood,
     min_phi  -mean_{(s, a) in D} log N( a ; mu_phi(s), diag(exp(2 log_std)) ),
 
 mu_phi an MLP, log_std a learned state-independent vector. It acts with its mean, clipped
-to the action bounds.
+to the action bounds. The number of updates is chosen on held-out demonstrations (early
+stopping): the last ``holdout`` fraction of D (whole episodes where D is stored episode by
+episode, as the MuJoCo data is) is not trained on, its negative log-likelihood is measured
+every ``check_every`` updates, and the policy returned is the one where it was lowest.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +31,10 @@ class BCConfig(Settings):
     hidden: list[int] = setting(factory=lambda: [256, 256], help="hidden sizes of mu_phi")
     lr: float = setting(1e-3, gt=0, help="Adam learning rate")
     batch_size: int = setting(256, gt=0, help="demonstration transitions per update")
-    updates: int = setting(5_000, gt=0, help="Adam updates")
+    updates: int = setting(5_000, gt=0, help="Adam updates at most")
+    holdout: float = setting(0.1, ge=0, lt=1, help="fraction of the demonstrations (the last ones) held out to "
+                             "choose the number of updates; 0: none, the last update's policy")
+    check_every: int = setting(500, gt=0, help="updates between two held-out evaluations")
 
 
 class GaussianPolicy(nn.Module):
@@ -46,21 +53,45 @@ class GaussianPolicy(nn.Module):
         return torch.distributions.Normal(self.mean(obs), self.log_std.exp()).log_prob(act).sum(-1)
 
 
-def train_bc(demos: TransitionSet, cfg: BCConfig, seed: int) -> GaussianPolicy:
-    """Fit ``GaussianPolicy`` to ``demos`` with Adam for ``cfg.updates`` minibatch steps."""
+@dataclass
+class BCFit:
+    """A fitted policy, the update it was taken at and its held-out negative log-likelihood
+    per transition (None without a hold-out)."""
+
+    policy: GaussianPolicy
+    update: int
+    holdout_nll: float | None
+
+
+def train_bc(demos: TransitionSet, cfg: BCConfig, seed: int) -> BCFit:
+    """Fit ``GaussianPolicy`` to ``demos`` with Adam for up to ``cfg.updates`` minibatch steps,
+    keeping the policy of lowest held-out NLL (checked every ``cfg.check_every`` updates and at
+    the last)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     obs, act = torch.tensor(np.asarray(demos.observations)), torch.tensor(np.asarray(demos.actions))
+    n_held = int(round(cfg.holdout * len(obs)))
+    if cfg.holdout and not 0 < n_held < len(obs):
+        raise ValueError(f"bc.holdout={cfg.holdout} of {len(obs)} demonstration transitions leaves "
+                         f"{n_held} held out and {len(obs) - n_held} to train on; both must be at least 1")
+    train_obs, train_act = obs[: len(obs) - n_held], act[: len(obs) - n_held]
+    held_obs, held_act = obs[len(obs) - n_held:], act[len(obs) - n_held:]
     policy = GaussianPolicy(obs.shape[1], act.shape[1], cfg.hidden)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    for step in range(cfg.updates):
-        idx = torch.as_tensor(rng.integers(0, len(obs), size=cfg.batch_size))
-        loss = -policy.log_prob(obs[idx], act[idx]).mean()
+    best = BCFit(copy.deepcopy(policy), 0, None)
+    for step in range(1, cfg.updates + 1):
+        idx = torch.as_tensor(rng.integers(0, len(train_obs), size=cfg.batch_size))
+        loss = -policy.log_prob(train_obs[idx], train_act[idx]).mean()
         check_finite(loss, "behaviour-cloning loss", step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return policy
+        if n_held and (step % cfg.check_every == 0 or step == cfg.updates):
+            with torch.no_grad():
+                nll = float(-policy.log_prob(held_obs, held_act).mean())
+            if best.holdout_nll is None or nll < best.holdout_nll:
+                best = BCFit(copy.deepcopy(policy), step, nll)
+    return best if n_held else BCFit(policy, cfg.updates, None)
 
 
 def bc_actor(policy: GaussianPolicy, low: np.ndarray, high: np.ndarray):

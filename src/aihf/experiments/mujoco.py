@@ -153,11 +153,11 @@ def _reused(folder: Path, key: dict, sources: list[str], warn: bool = True) -> d
 def _bc_result(cfg: MujocoConfig, demos, seed: int) -> dict:
     env = gym.make(cfg.env)
     t0 = time.time()
-    policy = train_bc(demos, cfg.bc, seed)
-    act = bc_actor(policy, env.action_space.low, env.action_space.high)
+    fit = train_bc(demos, cfg.bc, seed)
+    act = bc_actor(fit.policy, env.action_space.low, env.action_space.high)
     returns = [run_episode(act, env, 1_000_000 + 1000 * seed + i).ret for i in range(cfg.loop.eval_episodes)]
     return {"steps": [cfg.loop.total_steps], "returns": [float(np.mean(returns))], "stds": [float(np.std(returns))],
-            "wall_s": time.time() - t0}
+            "wall_s": time.time() - t0, "bc_update": fit.update, "bc_holdout_nll": fit.holdout_nll}
 
 
 def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
