@@ -87,22 +87,37 @@ def run_units(units: list[tuple[str, str, int, str]], out: Path, workers: int, l
     return codes
 
 
-def planned(preset: str, seeds: list[int], overrides: tuple[str, ...] = ()) -> tuple[list[int], list[str]]:
-    """The seeds and methods a cell holds when complete: the preset's seeds and those asked for
-    (a grid process may run some of them while another runs the rest), and the methods of the
-    preset with ``overrides``."""
+def cell_config(preset: str, env: str, setting: str, overrides: tuple[str, ...] = ()):
+    """The experiment config of an (env, setting) cell: the preset, the setting's overrides,
+    then the grid's."""
     from aihf import shipped
     from aihf.config import load_config
     from aihf.experiments.mujoco import PRESET_GROUP, MujocoConfig
 
     path = Path(preset) if shipped.is_path(preset) else shipped.config_file(PRESET_GROUP, preset)
-    cfg = load_config(MujocoConfig, path, overrides=list(overrides))
+    return load_config(MujocoConfig, path, [*SETTINGS[setting], *overrides], defaults={"env": env})
+
+
+def planned(preset: str, seeds: list[int], overrides: tuple[str, ...] = ()) -> tuple[list[int], list[str]]:
+    """The seeds and methods a cell holds when complete: the preset's seeds and those asked for
+    (a grid process may run some of them while another runs the rest), and the methods of the
+    preset with ``overrides``."""
+    cfg = cell_config(preset, "Hopper-v5", "balanced", overrides)
     return sorted(set(cfg.seeds) | set(seeds)), list(cfg.methods)
 
 
-def finished(out: Path, env: str, setting: str, seed: int, method: str) -> bool:
-    """Whether the (method, seed) run of an (env, setting) cell has its result.json."""
-    return (out / cell(env, setting) / "runs" / method / f"seed{seed}" / "result.json").is_file()
+def finished(out: Path, cfg, setting: str, seed: int, method: str) -> bool:
+    """Whether the (method, seed) run of the cell ``cfg`` describes holds a result.json made
+    with the run key that ``cfg`` gives it (``experiments.mujoco.same_run``): one made with
+    other settings (an older preset, a restored export) is not finished, and the experiment
+    trains it again."""
+    from aihf.experiments.mujoco import data_dir_of, same_run, unit_key
+
+    path = out / cell(cfg.env, setting) / "runs" / method / f"seed{seed}" / "result.json"
+    if not path.is_file():
+        return False
+    saved = json.loads(path.read_text(encoding="utf-8")).get("key", {})
+    return same_run(saved, unit_key(cfg, method, seed, data_dir_of(cfg)))
 
 
 TABLES = ("results.json", "results.md", "curves.png")  # what `aihf experiment mujoco` writes for the seeds it ran
@@ -241,6 +256,8 @@ def main() -> None:
     args = p.parse_args()
     overrides = tuple(args.overrides)
     seeds, methods = planned(args.preset, args.seeds, overrides)
+    configs = {(env, setting): cell_config(args.preset, env, setting, overrides)
+               for env in args.envs for setting in args.settings}
     start_until = time.time() + args.start_for
     if args.export:
         for env in args.envs:
@@ -250,12 +267,13 @@ def main() -> None:
                     print(f"restored {copied} file(s) (finished runs, tables) of {cell(env, setting)} "
                           f"from {args.export}", flush=True)
     units = [(env, setting, seed, method) for env in args.envs for setting in args.settings for seed in args.seeds
-             for method in methods if not finished(args.out, env, setting, seed, method)]
+             for method in methods if not finished(args.out, configs[env, setting], setting, seed, method)]
     codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides,
                                              start_until)
     for env in args.envs:
         for setting in args.settings:
-            complete = all(finished(args.out, env, setting, seed, method) for seed in seeds for method in methods)
+            complete = all(finished(args.out, configs[env, setting], setting, seed, method)
+                           for seed in seeds for method in methods)
             if complete and not merged(args.out / cell(env, setting), seeds, methods):
                 merge = subprocess.run(command(env, setting, seeds, args.out, args.preset, overrides, methods),
                                        capture_output=True, text=True)

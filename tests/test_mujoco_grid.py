@@ -168,3 +168,28 @@ def test_a_cell_is_merged_only_when_every_planned_seed_is_finished(tmp_path, tin
     assert not (exported / "results.json").exists() and not stale.exists()
     assert (exported / "curves-partial.png").is_file() and (exported / "runs" / "ml_irl" / "seed0" / "result.json").is_file()
     assert "| 1/2: " in (export / "status.md").read_text()
+
+
+def test_a_run_is_finished_only_when_its_result_was_made_with_the_cells_run_key(grid, tmp_path):
+    """A result.json made with other settings (an older preset, a stale export restored) is not
+    finished, so its unit runs and the experiment trains it again; one that differs only in data
+    its method does not read (ML-IRL's preference count) is."""
+    from dataclasses import replace
+
+    from aihf.experiments.mujoco import data_dir_of, unit_key
+
+    cfg = grid.cell_config("paper", "Hopper-v5", "few-preferences")
+    assert cfg.n_prefs == 200 and cfg.env == "Hopper-v5"
+
+    def write(method, key):
+        run = tmp_path / "Hopper-v5-few-preferences" / "runs" / method / "seed0"
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "result.json").write_text(json.dumps({"key": key, "result": {}}))
+
+    assert not grid.finished(tmp_path, cfg, "few-preferences", 0, "ml_irl")
+    write("ml_irl", unit_key(replace(cfg, n_prefs=20000), "ml_irl", 0, data_dir_of(cfg)))
+    assert grid.finished(tmp_path, cfg, "few-preferences", 0, "ml_irl")
+    write("bc", unit_key(replace(cfg, bc=replace(cfg.bc, holdout=0.0)), "bc", 0, data_dir_of(cfg)))
+    assert not grid.finished(tmp_path, cfg, "few-preferences", 0, "bc")
+    write("bc", unit_key(cfg, "bc", 0, data_dir_of(cfg)))
+    assert grid.finished(tmp_path, cfg, "few-preferences", 0, "bc")

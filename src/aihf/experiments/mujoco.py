@@ -98,6 +98,11 @@ def data_identity(env: str, data_dir: Path) -> str:
     return SHIPPED_DATA if data_dir.resolve() == shipped.mujoco_data_dir(env).resolve() else str(data_dir)
 
 
+def data_dir_of(cfg: MujocoConfig) -> Path:
+    """The data folder ``cfg`` reads: ``data_dir``, or the shipped data of ``cfg.env``."""
+    return Path(cfg.data_dir) if cfg.data_dir else shipped.mujoco_data_dir(cfg.env)
+
+
 def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
     """What makes a run (method x seed) what it is: a finished run whose ``result.json`` holds
     the same key is reused, and a stopped one continues from a resume point with the same key;
@@ -166,7 +171,7 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    data_dir = Path(cfg.data_dir) if cfg.data_dir else shipped.mujoco_data_dir(cfg.env)
+    data_dir = data_dir_of(cfg)
     demos, prefs = load_data(data_dir, cfg.demos, cfg.n_demos, cfg.n_prefs)
     expert = demonstrator_return(data_dir)
     runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
