@@ -182,6 +182,13 @@ def _mean_pm(summary: dict, metric: str) -> str:
     return f"{summary[f'{metric}_mean']:.2f}" + (f" +- {ci95:.2f}" if math.isfinite(ci95) else "")
 
 
+def exported_envs(export_dir: Path, envs: list[str]) -> list[str]:
+    """``envs``, then every other environment with a cell exported in ``export_dir`` (its
+    config.yaml names it), so that a grid run on one environment keeps the others' rows."""
+    found = [yaml.safe_load(c.read_text(encoding="utf-8"))["env"] for c in sorted(export_dir.glob("*/config.yaml"))]
+    return list(dict.fromkeys([*envs, *found]))
+
+
 def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
     """``export_dir/status.md``: for every exported cell and method, the finished seeds, each
     seed's final true return, and their mean normalised by the expert's return with the
@@ -282,7 +289,7 @@ def main() -> None:
             if args.export and (args.out / cell(env, setting)).is_dir():
                 export(args.out / cell(env, setting), args.export / cell(env, setting), complete, seeds, methods)
     if args.export:
-        print(f"status: {write_status(args.export, args.envs, seeds)}", flush=True)
+        print(f"status: {write_status(args.export, exported_envs(args.export, args.envs), seeds)}", flush=True)
     failed = [unit for unit, code in codes.items() if code != 0]
     if failed:
         print(f"{len(failed)} unit(s) failed: {failed} (see {args.out / 'logs'})", file=sys.stderr)

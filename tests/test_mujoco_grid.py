@@ -75,6 +75,14 @@ def test_the_exported_config_names_the_cells_planned_seeds_and_methods(grid, tmp
     assert (tmp_path / "export" / "runs" / "aihf" / "seed2" / "result.json").is_file()
 
 
+def test_the_status_keeps_the_environments_exported_by_other_grid_runs(grid, tmp_path):
+    for name, env in [("a-balanced", "Hopper-v5"), ("b-few-preferences", "aihf/ContextTarget-v0"), ("c-balanced", "Hopper-v5")]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({"env": env}))
+    assert grid.exported_envs(tmp_path, ["HalfCheetah-v5"]) == ["HalfCheetah-v5", "Hopper-v5", "aihf/ContextTarget-v0"]
+    assert grid.exported_envs(tmp_path / "none", ["Hopper-v5"]) == ["Hopper-v5"]
+
+
 def test_no_unit_starts_once_the_start_window_is_over(grid, tmp_path, capsys):
     codes = grid.run_units([("Hopper-v5", "balanced", 0, "aihf")], tmp_path, workers=1, logs=tmp_path / "logs",
                            preset="paper", overrides=(), start_until=time.time() - 1)
