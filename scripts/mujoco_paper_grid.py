@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+PAPER_ENVS = ["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"]  # the issue's order; --envs defaults to the first two
 SETTINGS = {  # overrides of the paper preset (configs/mujoco/paper.yaml)
     "balanced": [],
     "low-quality-demos": ["demos=demos_low"],
@@ -98,11 +99,10 @@ def cell_config(preset: str, env: str, setting: str, overrides: tuple[str, ...] 
     return load_config(MujocoConfig, path, [*SETTINGS[setting], *overrides], defaults={"env": env})
 
 
-def planned(preset: str, seeds: list[int], overrides: tuple[str, ...] = ()) -> tuple[list[int], list[str]]:
-    """The seeds and methods a cell holds when complete: the preset's seeds and those asked for
-    (a grid process may run some of them while another runs the rest), and the methods of the
-    preset with ``overrides``."""
-    cfg = cell_config(preset, "Hopper-v5", "balanced", overrides)
+def planned(cfg, seeds: list[int]) -> tuple[list[int], list[str]]:
+    """The seeds and methods a cell holds when complete: the seeds of its config ``cfg`` (the
+    preset's unless overridden) and those asked for (a grid process may run some of them while
+    another runs the rest), and the config's methods."""
     return sorted(set(cfg.seeds) | set(seeds)), list(cfg.methods)
 
 
@@ -183,10 +183,11 @@ def _mean_pm(summary: dict, metric: str) -> str:
 
 
 def exported_envs(export_dir: Path, envs: list[str]) -> list[str]:
-    """``envs``, then every other environment with a cell exported in ``export_dir`` (its
-    config.yaml names it), so that a grid run on one environment keeps the others' rows."""
-    found = [yaml.safe_load(c.read_text(encoding="utf-8"))["env"] for c in sorted(export_dir.glob("*/config.yaml"))]
-    return list(dict.fromkeys([*envs, *found]))
+    """``envs`` and every other environment with a cell exported in ``export_dir`` (its
+    config.yaml names it), so that a grid run on one environment keeps the others' rows; in
+    the order of ``PAPER_ENVS``, then by name, whichever were asked for."""
+    found = {yaml.safe_load(c.read_text(encoding="utf-8"))["env"] for c in export_dir.glob("*/config.yaml")}
+    return sorted(found | set(envs), key=lambda env: (PAPER_ENVS.index(env) if env in PAPER_ENVS else len(PAPER_ENVS), env))
 
 
 def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
@@ -247,7 +248,7 @@ def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--envs", nargs="+", default=["Hopper-v5", "HalfCheetah-v5"])
+    p.add_argument("--envs", nargs="+", default=PAPER_ENVS[:2])
     p.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--workers", type=int, default=2)
@@ -262,9 +263,9 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="more overrides for every unit")
     args = p.parse_args()
     overrides = tuple(args.overrides)
-    seeds, methods = planned(args.preset, args.seeds, overrides)
     configs = {(env, setting): cell_config(args.preset, env, setting, overrides)
                for env in args.envs for setting in args.settings}
+    seeds, methods = planned(next(iter(configs.values())), args.seeds)  # the settings change neither
     start_until = time.time() + args.start_for
     if args.export:
         for env in args.envs:

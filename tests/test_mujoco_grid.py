@@ -79,7 +79,8 @@ def test_the_status_keeps_the_environments_exported_by_other_grid_runs(grid, tmp
     for name, env in [("a-balanced", "Hopper-v5"), ("b-few-preferences", "aihf/ContextTarget-v0"), ("c-balanced", "Hopper-v5")]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({"env": env}))
-    assert grid.exported_envs(tmp_path, ["HalfCheetah-v5"]) == ["HalfCheetah-v5", "Hopper-v5", "aihf/ContextTarget-v0"]
+    assert grid.exported_envs(tmp_path, ["HalfCheetah-v5"]) == ["Hopper-v5", "HalfCheetah-v5", "aihf/ContextTarget-v0"]
+    assert grid.exported_envs(tmp_path, ["Hopper-v5"]) == ["Hopper-v5", "aihf/ContextTarget-v0"]
     assert grid.exported_envs(tmp_path / "none", ["Hopper-v5"]) == ["Hopper-v5"]
 
 
@@ -94,8 +95,10 @@ def test_a_unit_runs_one_method_of_one_seed_and_the_plan_reads_the_preset(grid, 
     unit = grid.command("Hopper-v5", "few-preferences", [1], tmp_path, "paper", ("loop.eval_episodes=5",), ["aihf"])
     assert unit[-3:] == ["n_prefs=200", "loop.eval_episodes=5", "methods=[aihf]"] and "seeds=[1]" in unit
     assert f"reuse_from=[{tmp_path / 'Hopper-v5-balanced'}, {tmp_path / 'Hopper-v5-low-quality-demos'}]" in unit
-    assert grid.planned("paper", [3]) == ([0, 1, 2, 3], ["aihf", "ml_irl", "rlhf", "bc", "sac_true"])
-    assert grid.planned("paper", [0], ("methods=[bc]",)) == ([0, 1, 2], ["bc"])
+    assert grid.planned(grid.cell_config("paper", "Hopper-v5", "balanced"), [3]) == \
+        ([0, 1, 2, 3], ["aihf", "ml_irl", "rlhf", "bc", "sac_true"])
+    assert grid.planned(grid.cell_config("paper", "HalfCheetah-v5", "few-preferences", ("methods=[bc]",)), [0]) == \
+        ([0, 1, 2], ["bc"])
 
 
 @pytest.mark.e2e
