@@ -83,7 +83,7 @@ def test_experiment_help_lists_each_settings_presets_and_the_mujoco_environments
     assert f"  imdb     {', '.join(shipped.config_names('imdb'))}\n" in out
     assert f"  mujoco   {', '.join(shipped.config_names('mujoco'))}\n" in out
     envs = sorted(p.parent.name for p in (REPO / "data" / "mujoco").glob("*/demos.npz"))
-    assert envs == ["HalfCheetah-v5", "Hopper-v5"] and f"--env (mujoco): {', '.join(envs)} " in out
+    assert envs == ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"] and f"--env (mujoco): {', '.join(envs)} " in out
 
 
 def test_train_config_is_a_file_or_a_shipped_name(tmp_path, monkeypatch, capsys):
