@@ -15,8 +15,11 @@ the dynamic and the static KV cache (``hf-dynamic``, ``hf-static``), aihf's ``HF
 (``aihf:generate``) and, when vllm is installed, ``VLLMSampler`` (``aihf:vllm``); returned
 new tokens per second, sampling at temperature 1. Each record:
 {"card", "date", "model", "what", "impl", "tokens_per_s", "peak_gib", "batch", "seq_len", "options"}.
-Records of other cards or dates already in the file are kept; ``--render`` rewrites the
-table between the ``gpu.json`` markers of docs/benchmarks.md.
+Records of other cards or dates already in the file are kept; the file is rewritten after
+every record, one architecture at a time (training, then generation), so a run cut short
+keeps what it measured. ``--render`` rewrites the table between the ``gpu.json`` markers of
+docs/benchmarks.md. On the device machine ``bench/gpu_bench.sh`` runs this script with the
+wheels the image lacks.
 """
 
 from __future__ import annotations
@@ -57,47 +60,47 @@ def card_name(device: str) -> str:
     return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def train_records(args, card: str, date: str) -> list[dict]:
-    """One record per (architecture, contender), each contender a ``bench_dpo_step`` run."""
-    records = []
-    for arch in args.archs:
-        shape = ["--hidden", "64", "--layers", "2"] if arch == "tiny" else ["--arch", arch]
-        for impl, contender in TRAIN_IMPLS.items():
-            options = []
-            if impl.startswith("aihf") and args.aihf_options:
-                contender += "-packed-fused-chunked" if contender == "aihf-dpo" else "-packed-chunked"
-                options = ["model.padding_free", "model.logprob_chunk"] + (
-                    ["loop.fused_optimizer"] if impl == "aihf:dpo" else [])
-            if impl.startswith("aihf") and args.compile:
-                contender, options = contender + "-compiled", options + ["model.compile"]
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "row.json"
-                command = [sys.executable, str(ROOT / "bench" / "bench_dpo_step.py"), *shape, "--device", args.device,
-                           "--mixed-precision", "bf16" if args.device == "cuda" else "no",
-                           "--pairs", str(args.pairs), "--prompt-words", str(args.prompt_words),
-                           "--response-words", str(args.response_words), "--response-spread", str(args.response_spread),
-                           "--max-length", str(args.max_length), "--steps", str(args.steps), "--warmup", "3",
-                           "--repeats", "1", "--contenders", contender, "--json", str(out)]
+def train_records(args, card: str, date: str, arch: str, emit) -> None:
+    """One record per contender on ``arch``, each contender a ``bench_dpo_step`` run, passed to ``emit``."""
+    shape = ["--hidden", "64", "--layers", "2"] if arch == "tiny" else ["--arch", arch]
+    for impl, contender in TRAIN_IMPLS.items():
+        options = []
+        if impl.startswith("aihf") and args.aihf_options:
+            contender += "-packed-fused-chunked" if contender == "aihf-dpo" else "-packed-chunked"
+            options = ["model.padding_free", "model.logprob_chunk"] + (
+                ["loop.fused_optimizer"] if impl == "aihf:dpo" else [])
+        if impl.startswith("aihf") and args.compile:
+            contender, options = contender + "-compiled", options + ["model.compile"]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "row.json"
+            command = [sys.executable, str(ROOT / "bench" / "bench_dpo_step.py"), *shape, "--device", args.device,
+                       "--mixed-precision", "bf16" if args.device == "cuda" else "no",
+                       "--pairs", str(args.pairs), "--prompt-words", str(args.prompt_words),
+                       "--response-words", str(args.response_words), "--response-spread", str(args.response_spread),
+                       "--max-length", str(args.max_length), "--steps", str(args.steps), "--warmup", "3",
+                       "--repeats", "1", "--contenders", contender, "--json", str(out)]
+            try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
-                if done.returncode != 0:
-                    print(f"{arch} {impl}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
-                    continue
-                row = json.loads(out.read_text())["rows"][0]
-            tokens = row["tokens_per_step"]
-            records.append(check_record({
-                "card": card, "date": date, "model": arch, "what": "train-step", "impl": impl,
-                "tokens_per_s": round(row["tokens_per_s"], 1), "peak_gib": round(row["peak_rss_mib"] / 1024, 3),
-                "batch": args.pairs,  # seq_len: mean real tokens of the sequences a step scores (AIHF-DPO: 3 per pair)
-                "seq_len": round(tokens / (args.pairs * (3 if impl == "aihf:aihf-dpo" else 2)), 1),
-                "options": options,
-            }))
-            print(f"{arch:12} {impl:16} {records[-1]['tokens_per_s']:>10,.0f} tokens/s  {records[-1]['peak_gib']:.2f} GiB",
-                  flush=True)
-    return records
+            except subprocess.TimeoutExpired:
+                print(f"{arch} {impl}: no result within --timeout {args.timeout} s", file=sys.stderr, flush=True)
+                continue
+            if done.returncode != 0:
+                print(f"{arch} {impl}: failed\n{done.stderr[-2000:]}", file=sys.stderr, flush=True)
+                continue
+            row = json.loads(out.read_text())["rows"][0]
+        tokens = row["tokens_per_step"]
+        record = emit(check_record({
+            "card": card, "date": date, "model": arch, "what": "train-step", "impl": impl,
+            "tokens_per_s": round(row["tokens_per_s"], 1), "peak_gib": round(row["peak_rss_mib"] / 1024, 3),
+            "batch": args.pairs,  # seq_len: mean real tokens of the sequences a step scores (AIHF-DPO: 3 per pair)
+            "seq_len": round(tokens / (args.pairs * (3 if impl == "aihf:aihf-dpo" else 2)), 1),
+            "options": options,
+        }))
+        print(f"{arch:12} {impl:16} {record['tokens_per_s']:>10,.0f} tokens/s  {record['peak_gib']:.2f} GiB", flush=True)
 
 
-def generate_records(args, card: str, date: str) -> list[dict]:
-    """One record per (architecture, generation implementation) on random weights."""
+def generate_records(args, card: str, date: str, arch: str, emit) -> None:
+    """One record per generation implementation on ``arch`` (random weights), passed to ``emit``."""
     import importlib.util
 
     import torch
@@ -109,32 +112,28 @@ def generate_records(args, card: str, date: str) -> list[dict]:
     from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    records = []
-    for arch in args.archs:
-        shape = dict(hidden_size=64, num_hidden_layers=2, intermediate_size=256) if arch == "tiny" else ARCHS[arch]
-        model = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(args.device)
-        if args.device == "cuda":
-            model = model.to(torch.bfloat16)
-        model.eval()
-        generator = torch.Generator().manual_seed(0)
-        prompts = torch.randint(4, len(tokenizer), (args.gen_batch, args.gen_prompt_tokens), generator=generator).tolist()
-        samplers = {
-            "hf-dynamic": lambda: _raw_generate(model, prompts, args.gen_new_tokens, None),
-            "hf-static": lambda: _raw_generate(model, prompts, args.gen_new_tokens, "static"),
-            "aihf:generate": lambda: HFSampler(model, tokenizer).generate(prompts, args.gen_new_tokens, seed=0),
-        }
-        if importlib.util.find_spec("vllm") is not None and args.device == "cuda":
-            with tempfile.TemporaryDirectory() as tmp:
-                model.save_pretrained(tmp)
-                tokenizer.save_pretrained(tmp)
-                vllm = VLLMSampler(tmp, gpu_memory_utilization=0.5)
-                samplers["aihf:vllm"] = lambda: vllm.generate(prompts, args.gen_new_tokens, seed=0)
-                records += _measure_all(samplers, args, card, date, arch)
-        else:
-            print(f"{arch}: vllm is not installed (or not on CUDA): aihf:vllm not measured", flush=True)
-            records += _measure_all(samplers, args, card, date, arch)
-        del model
-    return records
+    shape = dict(hidden_size=64, num_hidden_layers=2, intermediate_size=256) if arch == "tiny" else ARCHS[arch]
+    model = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(args.device)
+    if args.device == "cuda":
+        model = model.to(torch.bfloat16)
+    model.eval()
+    generator = torch.Generator().manual_seed(0)
+    prompts = torch.randint(4, len(tokenizer), (args.gen_batch, args.gen_prompt_tokens), generator=generator).tolist()
+    samplers = {
+        "hf-dynamic": lambda: _raw_generate(model, prompts, args.gen_new_tokens, None),
+        "hf-static": lambda: _raw_generate(model, prompts, args.gen_new_tokens, "static"),
+        "aihf:generate": lambda: HFSampler(model, tokenizer).generate(prompts, args.gen_new_tokens, seed=0),
+    }
+    if importlib.util.find_spec("vllm") is not None and args.device == "cuda":
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            vllm = VLLMSampler(tmp, gpu_memory_utilization=0.5)
+            samplers["aihf:vllm"] = lambda: vllm.generate(prompts, args.gen_new_tokens, seed=0)
+            _measure_all(samplers, args, card, date, arch, emit)
+    else:
+        print(f"{arch}: vllm is not installed (or not on CUDA): aihf:vllm not measured", flush=True)
+        _measure_all(samplers, args, card, date, arch, emit)
 
 
 def _raw_generate(model, prompts: list[list[int]], new_tokens: int, cache: str | None) -> list[list[int]]:
@@ -148,10 +147,9 @@ def _raw_generate(model, prompts: list[list[int]], new_tokens: int, cache: str |
     return out[:, ids.shape[1]:].tolist()
 
 
-def _measure_all(samplers: dict, args, card: str, date: str, arch: str) -> list[dict]:
+def _measure_all(samplers: dict, args, card: str, date: str, arch: str, emit) -> None:
     import torch
 
-    records = []
     for impl, run in samplers.items():
         run()  # warm-up (compilation, cache allocation)
         if args.device == "cuda":
@@ -165,13 +163,12 @@ def _measure_all(samplers: dict, args, card: str, date: str, arch: str) -> list[
                 torch.cuda.synchronize()
             best = max(best, sum(len(r) for r in responses) / (time.perf_counter() - start))
         peak = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else 0.0
-        records.append(check_record({
+        emit(check_record({
             "card": card, "date": date, "model": arch, "what": "generate", "impl": impl,
             "tokens_per_s": round(best, 1), "peak_gib": round(peak, 3), "batch": args.gen_batch,
             "seq_len": args.gen_prompt_tokens + args.gen_new_tokens, "options": [],
         }))
         print(f"{arch:12} {impl:16} {best:>10,.0f} tokens/s", flush=True)
-    return records
 
 
 def render_table(records: list[dict]) -> str:
@@ -201,7 +198,8 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--render", action="store_true", help="only rewrite the table from --out")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    parser.add_argument("--archs", nargs="+", default=["pythia-160m", "pythia-1b"], help="Pythia architectures, or tiny")
+    parser.add_argument("--archs", nargs="+", default=["pythia-1b", "pythia-160m"],
+                        help="Pythia architectures, or tiny, measured in this order")
     parser.add_argument("--quick", action="store_true", help="the tiny model and small sizes (a check of the script)")
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--prompt-words", type=int, default=40)
@@ -230,13 +228,25 @@ def main() -> None:
         args.steps, args.gen_batch, args.gen_prompt_tokens, args.gen_new_tokens = 3, 4, 8, 16
     card, date = card_name(args.device), time.strftime("%Y-%m-%d", time.gmtime())
     start = time.time()
-    records = [] if "train" in args.skip else train_records(args, card, date)
-    records += [] if "generate" in args.skip else generate_records(args, card, date)
     kept = []
     if args.out.is_file():
         kept = [r for r in json.loads(args.out.read_text(encoding="utf-8")) if (r["card"], r["date"]) != (card, date)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(kept + records, indent=1) + "\n", encoding="utf-8")
+    records = []
+
+    def emit(record: dict) -> dict:
+        """Keep the record and rewrite --out at once, so that a run cut short keeps what it measured."""
+        records.append(record)
+        partial = args.out.with_name(args.out.name + ".tmp")
+        partial.write_text(json.dumps(kept + records, indent=1) + "\n", encoding="utf-8")
+        partial.replace(args.out)
+        return record
+
+    for arch in args.archs:  # one architecture whole (training, then generation) before the next
+        if "train" not in args.skip:
+            train_records(args, card, date, arch, emit)
+        if "generate" not in args.skip:
+            generate_records(args, card, date, arch, emit)
     print(render_table(records))
     print(f"{len(records)} records in {time.time() - start:.0f} s -> {args.out}")
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One device run: every LM method a few steps on CUDA under bf16 (a smoke test of the engine
 # on a GPU), then the DPO-step benchmark at Pythia-1B size against trl in the same run.
-#   bash bench/gpu_check.sh OUT_DIR [BENCH_ARCH] [DEVICE]   (wheels for trl/datasets in .whl/ if missing)
+#   bash bench/gpu_check.sh OUT_DIR [BENCH_ARCH] [DEVICE]   (wheels for trl/datasets in .whl/gpu/ if missing: see bench/gpu_bench.sh)
 set -uo pipefail
 out=${1:-/tmp/gpu_check}; arch=${2:-pythia-1b}; device=${3:-cuda}; mkdir -p "$out"
-if [ -d .whl ] && ! python3 -c "import trl" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+if [ -d .whl/gpu ] && ! python3 -c "import trl" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/gpu/*.whl
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
