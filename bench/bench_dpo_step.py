@@ -43,6 +43,9 @@ On CUDA the clocks synchronise the device first, the table's memory columns are
 ``torch.cuda.max_memory_allocated`` (peak) and that peak minus the memory allocated after
 set-up (growth), and ``--mixed-precision bf16`` runs both libraries under bf16 autocast
 with float32 master weights (trl's ``bf16=True``, accelerate's ``mixed_precision="bf16"``).
+``--weights bfloat16`` casts the policy (and so trl's reference copy and both optimizers'
+states) to bfloat16 for every contender alike: no float32 master copy (aihf's
+``model.dtype: bfloat16``; for trl, a model loaded in bfloat16).
 """
 
 from __future__ import annotations
@@ -271,7 +274,8 @@ def worker(args) -> dict:
         hidden_size=args.hidden, num_hidden_layers=args.layers, intermediate_size=4 * args.hidden,
         **({"vocab_size": args.vocab} if args.vocab else {}),
     )
-    policy = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(args.device)
+    policy = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(
+        args.device, dtype=getattr(torch, args.weights))
     records = make_records(args.pairs * (args.warmup + args.steps), args.prompt_words, args.response_words,
                            args.response_spread)
     baseline = rss_mib()
@@ -291,6 +295,7 @@ def worker(args) -> dict:
         "peak_rss_mib": peak_rss_mib(),
         "growth_mib": peak_rss_mib() - baseline,
         "parameters": sum(p.numel() for p in policy.parameters()),
+        "weights_dtype_after": str(next(policy.parameters()).dtype).removeprefix("torch."),  # as trained, not as asked
     }
 
 
@@ -316,6 +321,8 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--arch", choices=sorted(ARCHS), help="a Pythia architecture instead of --hidden/--layers")
     parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no")
+    parser.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
+                        help="the policy's dtype, for every contender (bfloat16: no float32 master weights)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender; the fastest is reported")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
@@ -337,7 +344,7 @@ def main() -> None:
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch threads {args.threads}; {rows[0]['parameters']:,} parameters; "
           f"best of {args.repeats} runs of {args.steps} timed steps; "
-          f"{args.pairs} pairs/step; load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+          f"{args.pairs} pairs/step; {args.weights} weights, mixed precision {args.mixed_precision}; load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
     memory = "CUDA allocated" if args.device == "cuda" else "RSS"
     print("| contender | step CPU time | step wall time | tokens/step | tokens per CPU-s | tokens/s (wall) "
           f"| peak {memory} | {memory} growth |")

@@ -15,7 +15,8 @@ the dynamic and the static KV cache (``hf-dynamic``, ``hf-static``), aihf's ``HF
 (``aihf:generate``) and, when vllm is installed, ``VLLMSampler`` (``aihf:vllm``); returned
 new tokens per second, sampling at temperature 1. Each record:
 {"card", "date", "model", "what", "impl", "tokens_per_s", "peak_gib", "batch", "seq_len", "options"}.
-Records of other cards or dates already in the file are kept; the file is rewritten after
+Records already in the file are kept unless this run measures the same thing (card, date,
+model, what, impl and options) again; the file is rewritten after
 every record, one architecture at a time (training, then generation), so a run cut short
 keeps what it measured. ``--render`` rewrites the table between the ``gpu.json`` markers of
 docs/benchmarks.md. On the device machine ``bench/gpu_bench.sh`` runs this script with the
@@ -64,10 +65,10 @@ def train_records(args, card: str, date: str, arch: str, emit) -> None:
     """One record per contender on ``arch``, each contender a ``bench_dpo_step`` run, passed to ``emit``."""
     shape = ["--hidden", "64", "--layers", "2"] if arch == "tiny" else ["--arch", arch]
     for impl, contender in TRAIN_IMPLS.items():
-        options = []
+        options = [f"weights={args.weights}"] if args.weights != "float32" else []
         if impl.startswith("aihf") and args.aihf_options:
             contender += "-packed-fused-chunked" if contender == "aihf-dpo" else "-packed-chunked"
-            options = ["model.padding_free", "model.logprob_chunk"] + (
+            options += ["model.padding_free", "model.logprob_chunk"] + (
                 ["loop.fused_optimizer"] if impl == "aihf:dpo" else [])
         if impl.startswith("aihf") and args.compile:
             contender, options = contender + "-compiled", options + ["model.compile"]
@@ -78,7 +79,7 @@ def train_records(args, card: str, date: str, arch: str, emit) -> None:
                        "--pairs", str(args.pairs), "--prompt-words", str(args.prompt_words),
                        "--response-words", str(args.response_words), "--response-spread", str(args.response_spread),
                        "--max-length", str(args.max_length), "--steps", str(args.steps), "--warmup", "3",
-                       "--repeats", "1", "--contenders", contender, "--json", str(out)]
+                       "--repeats", "1", "--weights", args.weights, "--contenders", contender, "--json", str(out)]
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired:
@@ -88,6 +89,10 @@ def train_records(args, card: str, date: str, arch: str, emit) -> None:
                 print(f"{arch} {impl}: failed\n{done.stderr[-2000:]}", file=sys.stderr, flush=True)
                 continue
             row = json.loads(out.read_text())["rows"][0]
+        if row["weights_dtype_after"] != args.weights:
+            print(f"{arch} {impl}: trained with {row['weights_dtype_after']} weights, not {args.weights}: not recorded",
+                  file=sys.stderr, flush=True)
+            continue
         tokens = row["tokens_per_step"]
         record = emit(check_record({
             "card": card, "date": date, "model": arch, "what": "train-step", "impl": impl,
@@ -171,14 +176,26 @@ def _measure_all(samplers: dict, args, card: str, date: str, arch: str, emit) ->
         print(f"{arch:12} {impl:16} {best:>10,.0f} tokens/s", flush=True)
 
 
+def weights(record: dict) -> str:
+    """The weights' dtype a record was measured with (``weights=...`` in its options; float32 if absent)."""
+    return next((o.split("=", 1)[1] for o in record["options"] if o.startswith("weights=")), "float32")
+
+
+def same_measurement(a: dict, b: dict) -> bool:
+    """Whether two records measure the same thing (card, date, model, what, impl and options) (a new run
+    replaces the old)."""
+    return all(a[k] == b[k] for k in ("card", "date", "model", "what", "impl")) and sorted(a["options"]) == sorted(b["options"])
+
+
 def render_table(records: list[dict]) -> str:
     """The records as one markdown table, newest first, with each aihf figure's ratio to
     its peer on the same card, date and model (trl for training, hf-static for generation)."""
-    peers = {(r["card"], r["date"], r["model"], r["what"], r["impl"]): r["tokens_per_s"] for r in records}
+    peers = {(r["card"], r["date"], r["model"], r["what"], r["impl"], weights(r)): r["tokens_per_s"] for r in records}
     lines = ["| card | date | model | what | impl | tokens/s | vs peer | peak GiB | batch | seq len | options |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["date"], r["card"], r["model"], r["what"]), reverse=True):
-        peer = peers.get((r["card"], r["date"], r["model"], r["what"], "trl" if r["what"] == "train-step" else "hf-static"))
+        peer = peers.get((r["card"], r["date"], r["model"], r["what"], "trl" if r["what"] == "train-step" else "hf-static",
+                          weights(r)))
         ratio = f"{r['tokens_per_s'] / peer:.2f}x" if peer and r["impl"].startswith("aihf") else ""
         lines.append(f"| {r['card']} | {r['date']} | {r['model']} | {r['what']} | {r['impl']} | {r['tokens_per_s']:,.0f} | "
                      f"{ratio} | {r['peak_gib']:.2f} | {r['batch']} | {r['seq_len']} | {', '.join(r['options'])} |")
@@ -210,6 +227,9 @@ def main() -> None:
     parser.add_argument("--aihf-options", action=argparse.BooleanOptionalAction, default=True,
                         help="aihf with padding-free batches, log-probs from hidden states (model.logprob_chunk) "
                         "and, for DPO, the fused AdamW")
+    parser.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
+                        help="the policy's dtype in the training steps, for trl and aihf alike (bfloat16: no float32 "
+                        "master weights; recorded as weights=bfloat16 in every row's options)")
     parser.add_argument("--compile", action="store_true", help="aihf's training steps with model.compile (the "
                         "compilation falls in the untimed warm-up steps; allow for it in --timeout)")
     parser.add_argument("--gen-batch", type=int, default=64)
@@ -228,15 +248,15 @@ def main() -> None:
         args.steps, args.gen_batch, args.gen_prompt_tokens, args.gen_new_tokens = 3, 4, 8, 16
     card, date = card_name(args.device), time.strftime("%Y-%m-%d", time.gmtime())
     start = time.time()
-    kept = []
-    if args.out.is_file():
-        kept = [r for r in json.loads(args.out.read_text(encoding="utf-8")) if (r["card"], r["date"]) != (card, date)]
+    earlier = [check_record(r) for r in json.loads(args.out.read_text(encoding="utf-8"))] if args.out.is_file() else []
     args.out.parent.mkdir(parents=True, exist_ok=True)
     records = []
 
     def emit(record: dict) -> dict:
-        """Keep the record and rewrite --out at once, so that a run cut short keeps what it measured."""
+        """Keep the record (replacing an earlier one of the same measurement) and rewrite --out at once, so that
+        a run cut short keeps what it measured."""
         records.append(record)
+        kept = [r for r in earlier if not any(same_measurement(r, new) for new in records)]
         partial = args.out.with_name(args.out.name + ".tmp")
         partial.write_text(json.dumps(kept + records, indent=1) + "\n", encoding="utf-8")
         partial.replace(args.out)

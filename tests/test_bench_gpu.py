@@ -40,3 +40,13 @@ def test_the_table_gives_aihf_its_ratio_to_the_peer_of_the_same_run(tmp_path):
     bench_gpu.render(tmp_path / "gpu.json", markdown)
     text = markdown.read_text()
     assert "old table" not in text and table in text and text.startswith("before\n") and text.endswith("after\n")
+
+
+def test_bf16_weight_rows_are_compared_with_trl_under_bf16_weights_and_keep_the_float32_rows():
+    bf16 = ["weights=bfloat16"]
+    records = [_record(), _record(impl="aihf:dpo", tokens_per_s=60000.0),
+               _record(options=bf16, tokens_per_s=50000.0), _record(impl="aihf:dpo", tokens_per_s=80000.0, options=bf16)]
+    table = bench_gpu.render_table(records)
+    assert "| aihf:dpo | 60,000 | 1.50x |" in table and "| aihf:dpo | 80,000 | 1.60x |" in table
+    assert not bench_gpu.same_measurement(records[0], records[2])  # a bf16-weights run keeps the float32 rows
+    assert bench_gpu.same_measurement(records[2], {**records[2], "tokens_per_s": 1.0})  # a rerun replaces
