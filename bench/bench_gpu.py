@@ -12,7 +12,8 @@ precomputed reference log-probs (``trl``, ``trl-precompute``), aihf's DPO and AI
 (``aihf:dpo``, ``aihf:aihf-dpo``; ``options`` names the aihf settings used, e.g.
 padding-free batches). Generation (``what: "generate"``): transformers' ``generate`` with
 the dynamic and the static KV cache (``hf-dynamic``, ``hf-static``), aihf's ``HFSampler``
-(``aihf:generate``) and, when vllm is installed, ``VLLMSampler`` (``aihf:vllm``); returned
+(``aihf:generate``), aihf's own decoding loop ``StaticLoopSampler`` (``aihf:generate`` with
+option ``sampler=static-loop``) and, when vllm is installed, ``VLLMSampler`` (``aihf:vllm``); returned
 new tokens per second, sampling at temperature 1. Each record:
 {"card", "date", "model", "what", "impl", "tokens_per_s", "peak_gib", "batch", "seq_len", "options"}.
 Records already in the file are kept unless this run measures the same thing (card, date,
@@ -114,6 +115,7 @@ def generate_records(args, card: str, date: str, arch: str, emit) -> None:
     from bench_dpo_step import ARCHS
 
     from aihf.lm.generation import HFSampler, VLLMSampler
+    from aihf.lm.static_loop import StaticLoopSampler
     from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
@@ -124,17 +126,19 @@ def generate_records(args, card: str, date: str, arch: str, emit) -> None:
     model.eval()
     generator = torch.Generator().manual_seed(0)
     prompts = torch.randint(4, len(tokenizer), (args.gen_batch, args.gen_prompt_tokens), generator=generator).tolist()
-    samplers = {
-        "hf-dynamic": lambda: _raw_generate(model, prompts, args.gen_new_tokens, None),
-        "hf-static": lambda: _raw_generate(model, prompts, args.gen_new_tokens, "static"),
-        "aihf:generate": lambda: HFSampler(model, tokenizer).generate(prompts, args.gen_new_tokens, seed=0),
+    static_loop = StaticLoopSampler(model, tokenizer)  # kept: its compiled step and KV cache serve every call
+    samplers = {  # (impl, options) -> one timed call
+        ("hf-dynamic", ()): lambda: _raw_generate(model, prompts, args.gen_new_tokens, None),
+        ("hf-static", ()): lambda: _raw_generate(model, prompts, args.gen_new_tokens, "static"),
+        ("aihf:generate", ()): lambda: HFSampler(model, tokenizer).generate(prompts, args.gen_new_tokens, seed=0),
+        ("aihf:generate", ("sampler=static-loop",)): lambda: static_loop.generate(prompts, args.gen_new_tokens, seed=0),
     }
     if importlib.util.find_spec("vllm") is not None and args.device == "cuda":
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             vllm = VLLMSampler(tmp, gpu_memory_utilization=0.5)
-            samplers["aihf:vllm"] = lambda: vllm.generate(prompts, args.gen_new_tokens, seed=0)
+            samplers["aihf:vllm", ()] = lambda: vllm.generate(prompts, args.gen_new_tokens, seed=0)
             _measure_all(samplers, args, card, date, arch, emit)
     else:
         print(f"{arch}: vllm is not installed (or not on CUDA): aihf:vllm not measured", flush=True)
@@ -155,7 +159,7 @@ def _raw_generate(model, prompts: list[list[int]], new_tokens: int, cache: str |
 def _measure_all(samplers: dict, args, card: str, date: str, arch: str, emit) -> None:
     import torch
 
-    for impl, run in samplers.items():
+    for (impl, options), run in samplers.items():
         run()  # warm-up (compilation, cache allocation)
         if args.device == "cuda":
             torch.cuda.synchronize()
@@ -171,9 +175,9 @@ def _measure_all(samplers: dict, args, card: str, date: str, arch: str, emit) ->
         emit(check_record({
             "card": card, "date": date, "model": arch, "what": "generate", "impl": impl,
             "tokens_per_s": round(best, 1), "peak_gib": round(peak, 3), "batch": args.gen_batch,
-            "seq_len": args.gen_prompt_tokens + args.gen_new_tokens, "options": [],
+            "seq_len": args.gen_prompt_tokens + args.gen_new_tokens, "options": list(options),
         }))
-        print(f"{arch:12} {impl:16} {best:>10,.0f} tokens/s", flush=True)
+        print(f"{arch:12} {impl:16} {best:>10,.0f} tokens/s  {' '.join(options)}", flush=True)
 
 
 def weights(record: dict) -> str:

@@ -67,7 +67,21 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
     return ids.to(device), mask.to(device)
 
 
-def _check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> None:
+def stop_tokens(model: Any, tokenizer: Any) -> set[int]:
+    """The eos ids a response ends at: the model's ``generation_config.eos_token_id`` (one or a
+    list) and the tokenizer's eos. ValueError if there is none, or if the tokenizer has no pad
+    token (left padding needs one)."""
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer needs a pad token (see aihf.lm.models.prepare_tokenizer)")
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    eos_list = eos if isinstance(eos, list) else [eos]
+    ids = {int(e) for e in [*eos_list, tokenizer.eos_token_id] if e is not None}
+    if not ids:
+        raise ValueError("neither the tokenizer nor the model's generation_config names an eos token")
+    return ids
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> None:
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if temperature < 0:
@@ -98,17 +112,11 @@ class HFSampler:
     ) -> None:
         if cache not in CACHE_KINDS:
             raise ValueError(f"cache must be one of {CACHE_KINDS}, got {cache!r}")
-        if tokenizer.pad_token_id is None:
-            raise ValueError("the tokenizer needs a pad token (see aihf.lm.models.prepare_tokenizer)")
         self.model = model
         self.tokenizer = tokenizer
         self.cache = cache
         self.batch_size = batch_size
-        eos = getattr(model.generation_config, "eos_token_id", None)
-        eos_list = eos if isinstance(eos, list) else [eos]
-        self.eos_ids = {int(e) for e in [*eos_list, tokenizer.eos_token_id] if e is not None}
-        if not self.eos_ids:
-            raise ValueError("neither the tokenizer nor the model's generation_config names an eos token")
+        self.eos_ids = stop_tokens(model, tokenizer)
 
     @property
     def device(self) -> torch.device:
@@ -153,7 +161,7 @@ class HFSampler:
         seed: int | None = None,
     ) -> list[list[int]]:
         """See ``Sampler.generate``."""
-        _check_sampling(max_new_tokens, temperature, top_p)
+        check_sampling(max_new_tokens, temperature, top_p)
         step = self.batch_size or len(prompts)
         devices = [self.device] if self.device.type == "cuda" else []
         was_training = self.model.training
@@ -229,7 +237,7 @@ class VLLMSampler:
         seed: int | None = None,
     ) -> list[list[int]]:
         """See ``Sampler.generate``; prompt i is drawn with vLLM's per-request seed ``seed + i``."""
-        _check_sampling(max_new_tokens, temperature, top_p)
+        check_sampling(max_new_tokens, temperature, top_p)
         params = [
             self._vllm.SamplingParams(
                 max_tokens=max_new_tokens,
@@ -244,10 +252,15 @@ class VLLMSampler:
         return [cut_at_eos(out.outputs[0].token_ids, self.eos_ids) for out in outputs]
 
 
-def make_sampler(kind: Literal["hf", "vllm"], **kwargs: Any) -> Sampler:
-    """``make_sampler("hf", model=..., tokenizer=...)`` or ``make_sampler("vllm", model_path=...)``."""
+def make_sampler(kind: Literal["hf", "static-loop", "vllm"], **kwargs: Any) -> Sampler:
+    """``make_sampler("hf", model=..., tokenizer=...)``, ``make_sampler("static-loop", model=...,
+    tokenizer=...)`` (``aihf.lm.static_loop``) or ``make_sampler("vllm", model_path=...)``."""
     if kind == "hf":
         return HFSampler(**kwargs)
+    if kind == "static-loop":
+        from aihf.lm.static_loop import StaticLoopSampler  # it builds on this module's helpers
+
+        return StaticLoopSampler(**kwargs)
     if kind == "vllm":
         return VLLMSampler(**kwargs)
-    raise ValueError(f"unknown sampler kind {kind!r}: use 'hf' or 'vllm'")
+    raise ValueError(f"unknown sampler kind {kind!r}: use 'hf', 'static-loop' or 'vllm'")

@@ -45,6 +45,7 @@ from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate, pack
 from aihf.lm.generation import CacheKind, HFSampler, VLLMSampler
 from aihf.lm.models import hidden_states_as_logits
 from aihf.lm.rl import RewardScaler, rloo_step
+from aihf.lm.static_loop import StaticLoopSampler
 from aihf.objective import ObjectiveConfig
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,10 @@ class MethodConfig(ObjectiveConfig):
     top_p: float = setting(1.0, gt=0, le=1, help="nucleus sampling mass")
     sampling_cache: CacheKind = setting("auto", help="KV cache of the policy's sampling: auto (static + compiled on "
                                         "a GPU, dynamic on the CPU), static or dynamic (generation.HFSampler)")
-    sampler: Literal["hf", "vllm"] = setting("hf", help="the policy's sampling: transformers' generate, or a vLLM "
-                                             "engine in the training process that gets the weights after each update")
+    sampler: Literal["hf", "static-loop", "vllm"] = setting(
+        "hf", help="the policy's sampling: transformers' generate; aihf's loop over a static KV cache, one compiled "
+        "step per token on a GPU (static_loop.StaticLoopSampler); or a vLLM engine in the training process that "
+        "gets the weights after each update")
     vllm_memory: float = setting(0.3, gt=0, le=1, help="sampler=vllm: share of the GPU's memory the engine takes")
     schedule: Literal["alternating", "rounds"] = setting("alternating", help="Algorithm 1's schedule (aihf)")
     rounds: int = setting(4, ge=1, help="rounds of the rounds schedule")
@@ -274,6 +277,7 @@ class _Records:
                 self.prompts[split] = [encoder.prompt_record(r) for r in prompts[split]]
         self.accelerator: Accelerator | None = None
         self._vllm: VLLMSampler | None = None  # sampler=vllm: built at the first sample
+        self._static_loop: StaticLoopSampler | None = None  # sampler=static-loop: kept, with its compiled steps
         # the schedule, as the trainer reads it (``plan`` may set them from the batch size)
         self.steps_per_round: int | None = None  # None: one round for the whole run
         self.total_steps: int | None = None  # None: loop.max_steps
@@ -416,6 +420,10 @@ class _Records:
             if cfg.sampler == "vllm":
                 sampler = self._vllm_sampler(full)
                 sampler.load_weights(full)
+            elif cfg.sampler == "static-loop":
+                if self._static_loop is None or self._static_loop.model is not full:
+                    self._static_loop = StaticLoopSampler(full, self.tokenizer)
+                sampler = self._static_loop
             else:
                 sampler = HFSampler(full, self.tokenizer, cache=cfg.sampling_cache)
             responses = sampler.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=seed)
