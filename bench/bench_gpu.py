@@ -160,7 +160,12 @@ def _measure_all(samplers: dict, args, card: str, date: str, arch: str, emit) ->
     import torch
 
     for (impl, options), run in samplers.items():
-        run()  # warm-up (compilation, cache allocation)
+        try:
+            run()  # warm-up (compilation, cache allocation)
+        except Exception as error:  # one implementation failing (another transformers there) leaves the others
+            print(f"{arch} {impl} {' '.join(options)}: failed: {type(error).__name__}: {error}"[:2000], file=sys.stderr,
+                  flush=True)
+            continue
         if args.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
