@@ -30,7 +30,8 @@ import torch
 from aihf.lm.generation import check_sampling, cut_at_eos, left_pad, stop_tokens
 
 _MIX = (0xBF58476D1CE4E5B9 - (1 << 64), 0x94D049BB133111EB - (1 << 64))  # splitmix64's multipliers, as int64
-_STRIDES = (0x9E3779B97F4A7C15 - (1 << 64), 0xD1B54A32D192ED03 - (1 << 64), 0x8CB92BA72F3D8DD7 - (1 << 64))
+_STRIDES = tuple(c - (1 << 64) for c in (0x9E3779B97F4A7C15, 0xD1B54A32D192ED03, 0x8CB92BA72F3D8DD7,
+                                          0xA0761D6478BD642F))  # odd 64-bit constants (golden ratio, wyhash's)
 
 
 def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -40,10 +41,10 @@ def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 def hashed_uniform(seed: torch.Tensor, rows: torch.Tensor, step: torch.Tensor, vocab: int) -> torch.Tensor:
     """u[b, v] in (0, 1), float64, a hash of (seed, rows[b], step, v): splitmix64's finaliser
-    on a linear combination of the four with odd 64-bit strides, the top 53 bits as the
-    mantissa, shifted by half a unit so that neither 0 nor 1 occurs."""
+    (a bijection of 64-bit words) on the sum of the four times odd 64-bit constants, the top
+    53 bits as the mantissa, shifted by half a unit so that neither 0 nor 1 occurs."""
     v = torch.arange(vocab, device=rows.device, dtype=torch.int64)
-    x = seed * _STRIDES[0] + rows[:, None] * _STRIDES[1] + step * _STRIDES[2] + v[None, :]
+    x = seed * _STRIDES[0] + rows[:, None] * _STRIDES[1] + step * _STRIDES[2] + v[None, :] * _STRIDES[3]
     x = (x ^ _shift_right(x, 30)) * _MIX[0]
     x = (x ^ _shift_right(x, 27)) * _MIX[1]
     x = x ^ _shift_right(x, 31)
@@ -59,8 +60,8 @@ def choose_tokens(logits: torch.Tensor, temperature: float, top_p: float, seed: 
     scaled = logits.float() / temperature
     if top_p < 1:
         sorted_logits, order = scaled.sort(dim=-1, descending=True)
-        before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
-        drop_sorted = before >= top_p  # the first token always stays (before = 0)
+        probs = sorted_logits.softmax(dim=-1)
+        drop_sorted = probs.cumsum(dim=-1) - probs >= top_p  # mass before each token; the first always stays
         scaled = scaled.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
     gumbel = -torch.log(-torch.log(hashed_uniform(seed, rows, step, logits.shape[-1])))
     return (scaled.double() + gumbel).argmax(dim=-1)
