@@ -177,12 +177,35 @@ def _measure_all(samplers: dict, args, card: str, date: str, arch: str, emit) ->
                 torch.cuda.synchronize()
             best = max(best, sum(len(r) for r in responses) / (time.perf_counter() - start))
         peak = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else 0.0
+        if args.profile_dir and impl in ("hf-static", "aihf:generate"):
+            name = "-".join((arch, impl, *options)).replace(":", "-").replace("=", "-")  # plain file names
+            _profile(run, args.profile_dir / f"profile-{name}.txt")
         emit(check_record({
             "card": card, "date": date, "model": arch, "what": "generate", "impl": impl,
             "tokens_per_s": round(best, 1), "peak_gib": round(peak, 3), "batch": args.gen_batch,
             "seq_len": args.gen_prompt_tokens + args.gen_new_tokens, "options": list(options),
         }))
         print(f"{arch:12} {impl:16} {best:>10,.0f} tokens/s  {' '.join(options)}", flush=True)
+
+
+def _profile(run, path: Path) -> None:
+    """One more call of ``run`` under torch.profiler: the operators by their own device time
+    and by their own host time (where a decoding step's milliseconds go), written to ``path``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as profiler:
+        run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    table = profiler.key_averages()
+    sections = [("self device time", "self_device_time_total")] if torch.cuda.is_available() else []
+    text = "".join(f"## by {title}\n{table.table(sort_by=key, row_limit=25)}\n"
+                   for title, key in sections + [("self host time", "self_cpu_time_total")])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"profile -> {path}", flush=True)
 
 
 def weights(record: dict) -> str:
@@ -245,6 +268,8 @@ def main() -> None:
     parser.add_argument("--gen-prompt-tokens", type=int, default=64)
     parser.add_argument("--gen-new-tokens", type=int, default=256)
     parser.add_argument("--gen-repeats", type=int, default=2)
+    parser.add_argument("--profile-dir", type=Path, help="also profile one call of hf-static and of each aihf:generate "
+                        "(torch.profiler operator tables, one text file each, here)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per training contender")
     parser.add_argument("--skip", choices=("train", "generate"), action="append", default=[])
     args = parser.parse_args()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/bench_gpu.py on the device machine: the wheels its image lacks, the card and versions, then the run.
-#   bash bench/gpu_bench.sh [bench_gpu.py arguments...]        (records to $OUT/gpu.json, log to $OUT/bench.log)
+#   bash bench/gpu_bench.sh [bench_gpu.py arguments...]   (records to $OUT/gpu.json, log to $OUT/bench.log,
+#   generation profiles to $OUT/profile-*.txt)
 # Carry (device tool `carry`): [".whl/gpu"]: py3.12 wheels of what the image lacks (trl and datasets, with
 # dill and multiprocess; pyarrow, pandas, xxhash and fsspec are in the image), about 2 MiB, made here with
 #   pip download --no-deps --python-version 3.12 --only-binary=:all: --platform manylinux_2_28_x86_64 \
@@ -19,5 +20,5 @@ export PYTHONPATH="$PWD/src:$PWD/bench${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLIN
   python3 -c "import torch, transformers, accelerate; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
 'transformers', transformers.__version__, 'accelerate', accelerate.__version__)"
   python3 -c "import trl, datasets; print('trl', trl.__version__, 'datasets', datasets.__version__)" 2>&1 | tail -1
-  python3 bench/bench_gpu.py --out "$OUT/gpu.json" "$@" 2>&1
+  python3 bench/bench_gpu.py --out "$OUT/gpu.json" --profile-dir "$OUT" "$@" 2>&1
 } | tee "$OUT/bench.log"
