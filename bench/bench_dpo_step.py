@@ -17,7 +17,8 @@ settings, same CPU, one run):
                  (model.logprob_chunk = --logprob-chunk: log-probs from the hidden states at the
                  response positions, without the full-vocabulary logits), -compiled
                  (model.compile: the body torch.compiled with dynamic shapes; the compilation
-                 falls in the --warmup steps, which are not timed)
+                 falls in the --warmup steps, which are not timed), -compiled-blocks (the same,
+                 block by block: model.compile_scope=blocks)
 
 Each contender runs in its own subprocess, so memory figures do not mix; the contenders
 run round-robin ``--repeats`` times and the run with the lowest median CPU time per step is
@@ -63,7 +64,7 @@ import tempfile
 import time
 from pathlib import Path
 
-OPTIONS = ("packed", "fused", "chunked", "compiled")  # suffixes: model.padding_free, loop.fused_optimizer,
+OPTIONS = ("packed", "fused", "chunked", "compiled", "blocks")  # suffixes: model.padding_free, loop.fused_optimizer,
 #   model.logprob_chunk, model.compile
 CONTENDERS = ("trl", "trl-precompute", "trl-defaults") + tuple(
     "-".join((base, *combo)) for base in ("aihf-dpo", "aihf-aihf-dpo")
@@ -227,10 +228,12 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
     encoder = Encoder(tokenizer, max_length=args.max_length, max_prompt_length=args.max_length // 2)
     parts = method_name.split("-")
     fused, packed, chunked = ("fused" in parts), ("packed" in parts), ("chunked" in parts)
+    if "blocks" in parts and "compiled" not in parts:
+        raise SystemExit(f"{method_name}: -blocks is a scope of -compiled: write -compiled-blocks")
     if "compiled" in parts:
         from aihf.lm.models import compile_body
 
-        compile_body(policy)
+        compile_body(policy, scope="blocks" if "blocks" in parts else "body")
     method_name = "-".join(part for part in parts if part not in OPTIONS)
     method = ImplicitRewardMethod(
         method_name, MethodConfig(beta=0.1), tokenizer, encoder, policy,
@@ -302,7 +305,7 @@ def worker(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
-                        help="comma-separated; aihf's take any of the suffixes -packed, -fused, -chunked, -compiled in that order")
+                        help="comma-separated; aihf's take any of the suffixes -packed, -fused, -chunked, -compiled, -blocks in that order (-blocks only after -compiled)")
     parser.add_argument("--pairs", type=int, default=8, help="preference pairs per step")
     parser.add_argument("--prompt-words", type=int, default=8)
     parser.add_argument("--response-words", type=int, default=24)

@@ -73,6 +73,8 @@ def train_records(args, card: str, date: str, arch: str, emit) -> None:
                 ["loop.fused_optimizer"] if impl == "aihf:dpo" else [])
         if impl.startswith("aihf") and args.compile:
             contender, options = contender + "-compiled", options + ["model.compile"]
+            if args.compile == "blocks":
+                contender, options = contender + "-blocks", options + ["model.compile_scope=blocks"]
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "row.json"
             command = [sys.executable, str(ROOT / "bench" / "bench_dpo_step.py"), *shape, "--device", args.device,
@@ -262,8 +264,10 @@ def main() -> None:
     parser.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
                         help="the policy's dtype in the training steps, for trl and aihf alike (bfloat16: no float32 "
                         "master weights; recorded as weights=bfloat16 in every row's options)")
-    parser.add_argument("--compile", action="store_true", help="aihf's training steps with model.compile (the "
-                        "compilation falls in the untimed warm-up steps; allow for it in --timeout)")
+    parser.add_argument("--compile", nargs="?", const="body", choices=("body", "blocks"),
+                        help="aihf's training steps with model.compile, of the whole body (--compile) or block by "
+                        "block (--compile blocks); the compilation falls in the untimed warm-up steps: allow for it "
+                        "in --timeout")
     parser.add_argument("--gen-batch", type=int, default=64)
     parser.add_argument("--gen-prompt-tokens", type=int, default=64)
     parser.add_argument("--gen-new-tokens", type=int, default=256)

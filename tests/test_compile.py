@@ -31,14 +31,17 @@ def _config(tmp_path, **model) -> TrainConfig:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["aihf-dpo", pytest.param("dpo", marks=pytest.mark.slow)])
-def test_a_compiled_policy_trains_as_the_eager_one(tmp_path, name, backend):
+@pytest.mark.parametrize("name, scope", [("aihf-dpo", "body"), ("aihf-dpo", "blocks"),
+                                         pytest.param("dpo", "body", marks=pytest.mark.slow)])
+def test_a_compiled_policy_trains_as_the_eager_one(tmp_path, name, scope, backend):
     runs, keys = [], []
     for compiled in (False, True):
-        method, _ = build_method(name, _config(tmp_path, compile=compiled, compile_backend=backend))
+        method, _ = build_method(name, _config(tmp_path, compile=compiled, compile_backend=backend, compile_scope=scope))
         policy = method.models["policy"]
         body = policy.base_model
-        assert (getattr(body, "_compiled_call_impl", None) is not None) == compiled
+        blocks = [getattr(block, "_compiled_call_impl", None) is not None for block in body.layers]
+        assert blocks == [compiled and scope == "blocks"] * len(body.layers)
+        assert (getattr(body, "_compiled_call_impl", None) is not None) == (compiled and scope == "body")
         keys.append(list(policy.state_dict()))
         runs.append([h["loss"] for h in Trainer(method, loop(tmp_path / f"run-{compiled}", max_steps=3)).fit().history])
     assert keys[1] == keys[0]  # checkpoints of a compiled run load into an eager model and back
@@ -90,3 +93,20 @@ def test_the_reference_copied_from_a_compiled_policy_stays_frozen(tmp_path):
 def test_a_model_without_a_separate_body_is_refused():
     with pytest.raises(ConfigError, match="model.compile"):
         compile_body(torch.nn.Linear(2, 2))
+
+
+def test_a_body_without_a_list_of_blocks_is_compiled_whole_and_a_bad_scope_refused():
+    class Body(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(2, 2)
+
+    class LanguageModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.base_model, self.head = Body(), torch.nn.Linear(2, 3)
+
+    body = compile_body(LanguageModel(), "eager", scope="blocks")
+    assert getattr(body, "_compiled_call_impl", None) is not None
+    with pytest.raises(ConfigError, match="compile_scope"):
+        compile_body(LanguageModel(), "eager", scope="layers")

@@ -66,6 +66,9 @@ class ModelConfig(Settings):
                             "with dynamic shapes; the first batches pay for the compilation")
     compile_backend: str = setting("inductor", help="torch.compile backend of model.compile (inductor; eager or "
                                    "aot_eager only trace, to find graph breaks)")
+    compile_scope: Literal["body", "blocks"] = setting(
+        "body", help="model.compile: the whole body (faster steps) or each block alone (one compilation reused by "
+        "every block: a start that does not grow with depth; models.compile_body)")
     trust_remote_code: bool = setting(False, help="run a hub model's own code (off: only transformers' classes)")
     reward_model: str | None = setting(
         None, help="a RewardModel.save folder or a causal LM to start the reward from; None: the policy's body"
@@ -174,8 +177,9 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
                  name, mc.logprob_chunk, check_chunked_logprobs(policy, len(tokenizer), mc.logprob_chunk))
     chunk = mc.logprob_chunk if policy is not None else None
     if policy is not None and mc.compile:
-        compile_body(policy, mc.compile_backend)
-        log.info("%s: the policy's body is compiled (torch.compile, backend %s)", name, mc.compile_backend)
+        compile_body(policy, mc.compile_backend, mc.compile_scope)
+        log.info("%s: the policy's body is compiled (torch.compile, backend %s, scope %s)", name, mc.compile_backend,
+                 mc.compile_scope)
     if recipe.reward == "implicit":
         encoder = Encoder(tokenizer, config.data.max_length, config.data.max_prompt_length)
         return ImplicitRewardMethod(name, config.method, tokenizer, encoder, policy, demos, prefs,
