@@ -222,17 +222,23 @@ def same_measurement(a: dict, b: dict) -> bool:
 
 
 def render_table(records: list[dict]) -> str:
-    """The records as one markdown table, newest first, with each aihf figure's ratio to
-    its peer on the same card, date and model (trl for training, hf-static for generation)."""
-    peers = {(r["card"], r["date"], r["model"], r["what"], r["impl"], weights(r)): r["tokens_per_s"] for r in records}
-    lines = ["| card | date | model | what | impl | tokens/s | vs peer | peak GiB | batch | seq len | options |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """The records as one markdown table, newest first, with each aihf figure's ratio to its
+    peers on the same card, date, model and weights: trl's DPOTrainer as configured by default
+    and with precomputed reference log-probs (the fairer peer: aihf computes its reference
+    log-probs before training too) for training, the HF static cache for generation."""
+    found = {(r["card"], r["date"], r["model"], r["what"], r["impl"], weights(r)): r["tokens_per_s"] for r in records}
+
+    def ratio(record: dict, peer_impl: str) -> str:
+        peer = found.get((record["card"], record["date"], record["model"], record["what"], peer_impl, weights(record)))
+        return f"{record['tokens_per_s'] / peer:.2f}x" if peer and record["impl"].startswith("aihf") else ""
+
+    lines = ["| card | date | model | what | impl | tokens/s | vs trl / hf-static | vs trl-precompute | peak GiB | batch "
+             "| seq len | options |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["date"], r["card"], r["model"], r["what"]), reverse=True):
-        peer = peers.get((r["card"], r["date"], r["model"], r["what"], "trl" if r["what"] == "train-step" else "hf-static",
-                          weights(r)))
-        ratio = f"{r['tokens_per_s'] / peer:.2f}x" if peer and r["impl"].startswith("aihf") else ""
+        training = r["what"] == "train-step"
         lines.append(f"| {r['card']} | {r['date']} | {r['model']} | {r['what']} | {r['impl']} | {r['tokens_per_s']:,.0f} | "
-                     f"{ratio} | {r['peak_gib']:.2f} | {r['batch']} | {r['seq_len']} | {', '.join(r['options'])} |")
+                     f"{ratio(r, 'trl' if training else 'hf-static')} | {ratio(r, 'trl-precompute') if training else ''} | "
+                     f"{r['peak_gib']:.2f} | {r['batch']} | {r['seq_len']} | {', '.join(r['options'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -27,13 +27,15 @@ def test_records_outside_the_schema_are_refused():
 def test_the_table_gives_aihf_its_ratio_to_the_peer_of_the_same_run(tmp_path):
     import json
 
-    records = [_record(), _record(impl="aihf:dpo", tokens_per_s=60000.0, options=["model.padding_free"]),
+    records = [_record(), _record(impl="trl-precompute", tokens_per_s=50000.0),
+               _record(impl="aihf:dpo", tokens_per_s=60000.0, options=["model.padding_free"]),
                _record(what="generate", impl="hf-static", tokens_per_s=10000.0),
                _record(what="generate", impl="aihf:generate", tokens_per_s=25000.0),
                _record(date="2026-11-01", impl="aihf:dpo", tokens_per_s=1.0)]  # another run: no peer
     table = bench_gpu.render_table(records)
-    assert "| aihf:dpo | 60,000 | 1.50x |" in table and "| aihf:generate | 25,000 | 2.50x |" in table
-    assert "| 2026-11-01 | pythia-1b | train-step | aihf:dpo | 1 |  |" in table
+    assert "| aihf:dpo | 60,000 | 1.50x | 1.20x |" in table and "| aihf:generate | 25,000 | 2.50x |  |" in table
+    assert "| trl-precompute | 50,000 |  |  |" in table
+    assert "| 2026-11-01 | pythia-1b | train-step | aihf:dpo | 1 |  |  |" in table
     (tmp_path / "gpu.json").write_text(json.dumps(records))
     markdown = tmp_path / "benchmarks.md"
     markdown.write_text(f"before\n{bench_gpu.MARKERS[0]}\nold table\n{bench_gpu.MARKERS[1]}\nafter\n")
