@@ -23,7 +23,7 @@ from aihf.data import Demonstration, Preference, write_jsonl
 from aihf.lm.batching import Encoder, collate
 from aihf.lm.methods import RECIPES, MethodConfig
 from aihf.lm.models import RewardModel, load_reward_model
-from aihf.lm.rl import RewardScaler
+from aihf.reward_scale import RewardScaler
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, build_method, train
 from aihf.lm.trainer import Trainer

@@ -17,6 +17,7 @@ from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
 from aihf.control.rollout import run_episode
 from aihf.control.toy import ContextTarget, toy_data
+from aihf.reward_scale import RewardScaler
 
 
 def _tiny_loop(total_steps: int) -> ControlLoopConfig:
@@ -57,6 +58,65 @@ def test_relabelling_uses_the_current_reward_net():
     again = buf.sample(16)
     torch.testing.assert_close(again.rewards, batch.rewards + 3.0)
     assert _filled_buffer(None).sample(4).rewards.eq(7.0).all()  # no reward_fn: true rewards
+
+
+def test_normalised_relabelling_divides_by_the_running_std_of_every_reward_sampled_so_far():
+    """r' = r_theta / s + shift, s the population std of every r_theta the buffer has relabelled
+    (reward_scale.RewardScaler, center=False); a reward 30 times smaller gives the same r'."""
+    net = RewardNet(3, 2, (8, 8))
+    with torch.no_grad():
+        net.mlp[-1].weight *= 100.0  # rewards of std ~1, so that the scaler's eps is negligible below
+    buf = _filled_buffer(net, shift=0.5)
+    buf.reward_scaler = RewardScaler(center=False)
+    small = RewardNet(3, 2, (8, 8))
+    small.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        small.mlp[-1].weight /= 30.0
+        small.mlp[-1].bias /= 30.0
+    small_buf = _filled_buffer(small, shift=0.5)
+    small_buf.reward_scaler = RewardScaler(center=False)
+    seen = []
+    for draw in range(3):
+        np.random.seed(draw)
+        batch = buf.sample(16)
+        np.random.seed(draw)
+        small_batch = small_buf.sample(16)
+        with torch.no_grad():
+            seen.append(net(batch.observations, buf.env_actions(batch.actions)))
+        expected = seen[-1] / (torch.cat(seen).double().std(unbiased=False).float() + 1e-6) + 0.5  # RewardScaler's eps
+        torch.testing.assert_close(batch.rewards.squeeze(1), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(small_batch.rewards, batch.rewards, rtol=1e-4, atol=1e-5)
+    assert buf.reward_scaler.count == 48
+    with pytest.raises(ValueError, match="center=False"):
+        RelabelledReplayBuffer(10, spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (2,)), reward_fn=net,
+                               reward_scaler=RewardScaler())
+
+
+def test_normalised_rewards_let_sac_learn_whatever_scale_the_reward_has():
+    """ContextTarget's true reward divided by 30 (the scale a Bradley-Terry reward fitted to
+    labels of temperature 30 would have): at the fixed entropy temperature 0.2, SAC on it stays
+    near the context-blind policy (about -4.3 per episode; -3.0 to -3.5 measured on seeds 0-2),
+    and with ``reward_normalize`` it learns the expert's play (-0.02 to -0.03, as on the
+    unscaled reward). A Bradley-Terry reward's scale is the labellers' choice, not the task's."""
+    from aihf.control.rollout import evaluate_policy_return
+    from aihf.control.sac_backend import make_sac
+    from aihf.control.toy import SLOPE
+
+    def scaled_true_reward(obs, act):
+        return -((act[..., 0] - SLOPE * obs[..., 0]) ** 2) / 30.0
+
+    def final_return(normalize: bool) -> float:
+        model = make_sac("sb3", ContextTarget(), ent_coef=0.2, learning_rate=3e-3, buffer_size=5000,
+                         learning_starts=200, batch_size=64, policy_kwargs={"net_arch": [32, 32]},
+                         replay_buffer_class=RelabelledReplayBuffer,
+                         replay_buffer_kwargs={"reward_fn": scaled_true_reward,
+                                               "reward_scaler": RewardScaler(center=False) if normalize else None},
+                         seed=0, verbose=0)
+        model.learn(1000)
+        return float(np.mean(evaluate_policy_return(model.policy, ContextTarget(), 20, seed=123)))
+
+    assert final_return(normalize=False) < -2.0
+    assert final_return(normalize=True) > -0.3
 
 
 @pytest.mark.parametrize("horizon", [1, 7])

@@ -21,9 +21,9 @@ class Stop(Exception):
     """Stands for the session that ends mid-run."""
 
 
-def _loop(backend: str) -> ControlLoopConfig:
+def _loop(backend: str, normalize: bool = False) -> ControlLoopConfig:
     return ControlLoopConfig(
-        total_steps=400, schedule="ml_irl", iteration_steps=100, trajectories_per_iteration=2, reward_updates=2,
+        total_steps=400, reward_normalize=normalize, schedule="ml_irl", iteration_steps=100, trajectories_per_iteration=2, reward_updates=2,
         eval_every=200, eval_episodes=2, reward_hidden=[16], reward_clamp=10.0, resume_every=1,
         sac=SACConfig(backend=backend, net_arch=[16], learning_starts=50, batch_size=32, buffer_size=1000,
                       train_freq=10, gradient_steps=10),
@@ -36,19 +36,20 @@ def hopper_data():
     return load_data(shipped.mujoco_data_dir(ENV), n_demos=200, n_prefs=20)
 
 
-def _run(method, backend, data, folder, out, key=None):
+def _run(method, backend, data, folder, out, key=None, normalize=False):
     resume = ResumePoint(folder, key or {"method": method, "backend": backend}, every=1)
-    return train_method(method, _loop(backend), ENV, 0, *data, out_dir=out, resume=resume)
+    return train_method(method, _loop(backend, normalize), ENV, 0, *data, out_dir=out, resume=resume)
 
 
-@pytest.mark.e2e  # six short MuJoCo runs, twice each: about a minute
+@pytest.mark.e2e  # eight short MuJoCo runs, twice each: about a minute
 @pytest.mark.parametrize("backend", ["sb3", "sbx"])
-@pytest.mark.parametrize("method", ["aihf", "rlhf", "sac_true"])
+@pytest.mark.parametrize("method,normalize", [("aihf", False), ("rlhf", False), ("sac_true", False), ("rlhf", True)])
 def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(tmp_path, monkeypatch, hopper_data,
-                                                                                method, backend):
+                                                                                method, normalize, backend):
+    """With ``reward_normalize`` the running moments of SAC's rewards are part of the resume point."""
     if backend == "sbx":
         pytest.importorskip("sbx")
-    whole = _run(method, backend, hopper_data, tmp_path / "whole.resume", tmp_path / "whole")
+    whole = _run(method, backend, hopper_data, tmp_path / "whole.resume", tmp_path / "whole", normalize=normalize)
     saved_at = []
     real_save = ResumePoint.save
 
@@ -60,14 +61,15 @@ def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(t
 
     monkeypatch.setattr(ResumePoint, "save", save_then_stop)
     with pytest.raises(Stop):
-        _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "first-attempt")
+        _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "first-attempt", normalize=normalize)
     assert json.loads((tmp_path / "parts.resume" / "state.json").read_text())["iteration"] == 2
     monkeypatch.setattr(ResumePoint, "save", real_save)
-    parts = _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "parts")
+    parts = _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "parts", normalize=normalize)
     assert saved_at == [1, 2]
     assert parts.steps == whole.steps == [200, 400]
     assert parts.returns == whole.returns and parts.stds == whole.stds
     assert parts.reward_losses == whole.reward_losses
+    assert parts.reward_scales == whole.reward_scales and len(whole.reward_scales) == (2 if normalize else 0)
     for name in ["policy.safetensors"] + ([] if method == "sac_true" else ["reward_net.safetensors"]):
         a, b = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "parts" / name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

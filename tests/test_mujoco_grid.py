@@ -204,3 +204,20 @@ def test_a_run_is_finished_only_when_its_result_was_made_with_the_cells_run_key(
     assert not grid.finished(tmp_path, cfg, "few-preferences", 0, "bc")
     write("bc", unit_key(cfg, "bc", 0, data_dir_of(cfg)))
     assert grid.finished(tmp_path, cfg, "few-preferences", 0, "bc")
+
+
+def test_every_committed_paper_run_is_still_finished_and_a_new_loop_setting_away_from_its_default_is_not(grid):
+    """The run key of a setting added to the loop after the grid started (``LATER_SETTINGS``,
+    e.g. ``reward_normalize``) leaves every run exported in docs/results/mujoco-paper the same
+    run: hours of training are not redone because a field was added. The setting away from
+    that value is another run."""
+    exported = ROOT / "docs" / "results" / "mujoco-paper"
+    runs = sorted(exported.glob("*/runs/*/seed*/result.json"))
+    assert len(runs) >= 45  # Hopper's three cells and HalfCheetah's finished runs
+    for result in runs:
+        folder, method, seed = result.parents[2].parent.name, result.parents[1].name, int(result.parent.name[4:])
+        env, setting = next((folder[: -len(s) - 1], s) for s in grid.SETTINGS if folder.endswith("-" + s))
+        assert grid.finished(exported, grid.cell_config("paper", env, setting), setting, seed, method), result
+        if method in ("aihf", "ml_irl", "rlhf"):
+            normalized = grid.cell_config("paper", env, setting, ("loop.reward_normalize=true",))
+            assert not grid.finished(exported, normalized, setting, seed, method), result

@@ -2,7 +2,8 @@
 its loop (docs/method.md section 5, "Control").
 
 SAC's replay buffer relabels every sampled minibatch with the current r_theta
-(``relabel.RelabelledReplayBuffer``), so each SAC update uses the latest reward. Two schedules
+(``relabel.RelabelledReplayBuffer``), so each SAC update uses the latest reward, divided by
+its running standard deviation when ``reward_normalize`` is set. Two schedules
 (``ControlLoopConfig.schedule``) decide when the reward steps (``reward_step.RewardLearner``) happen:
 
 ``alternating`` (docs/method.md section 3's single loop)
@@ -52,6 +53,7 @@ from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
 from aihf.control.run_checkpoint import ResumePoint
 from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet
+from aihf.reward_scale import RewardScaler
 from aihf.runtime import set_seed
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ class ControlLoopConfig(Settings):
     reward_hidden: list[int] = setting(factory=lambda: [64, 64], help="hidden sizes of the reward MLP")
     reward_clamp: float | None = setting(None, gt=0, help="reward output clamped to [-c, c] (ML-IRL: 10); null: unbounded")
     reward_shift: float = setting(0.0, help="constant added to every learned reward in SAC's updates (reported when not 0)")
+    reward_normalize: bool = setting(False, help="divide the learned reward SAC sees by its running standard deviation "
+                                     "(reward_scale; docs/control.md \"The reward's scale\")")
     eval_every: int = setting(5_000, gt=0, help="environment steps between true-return evaluations")
     resume_every: int = setting(0, ge=0, help="ml_irl: outer iterations between resume points of a run "
                                 "(run_checkpoint; 0: none); they do not change the run")
@@ -123,6 +127,12 @@ def entropy_temperature(cfg: ControlLoopConfig) -> float | str:
     return cfg.reward.beta if cfg.sac.ent_coef is None else cfg.sac.ent_coef
 
 
+def reward_scaler(cfg: ControlLoopConfig, learner: RewardLearner | None) -> RewardScaler | None:
+    """The scaler of the rewards SAC sees (``relabel``): running moments without centring when
+    ``reward_normalize`` is set and the method learns its reward; None otherwise."""
+    return RewardScaler(center=False) if cfg.reward_normalize and learner is not None else None
+
+
 def method_reward_config(method: str, base: RewardStepConfig) -> RewardStepConfig:
     """The reward-step weights each method uses (docs/method.md section 2's special cases)."""
     if method == "aihf":
@@ -138,7 +148,9 @@ def method_reward_config(method: str, base: RewardStepConfig) -> RewardStepConfi
 class RunResult:
     """Evaluation curve (env steps, mean and std of the true return), wall time, reward losses
     and, on the ml_irl schedule, the reward's state after each iteration's reward step
-    (``RewardLearner.diagnostics`` on that iteration's policy trajectories, with its env step)."""
+    (``RewardLearner.diagnostics`` on that iteration's policy trajectories, with its env step);
+    with ``reward_normalize``, the standard deviation s that SAC's rewards were divided by at
+    each evaluation (``reward_scales``, aligned with ``steps``)."""
 
     steps: list[int]
     returns: list[float]
@@ -146,6 +158,7 @@ class RunResult:
     wall_s: float
     reward_losses: list[float]
     reward_diagnostics: list[dict[str, float]] = field(default_factory=list)
+    reward_scales: list[float] = field(default_factory=list)
 
 
 class _AlgorithmOneCallback(BaseCallback):
@@ -165,6 +178,10 @@ class _AlgorithmOneCallback(BaseCallback):
         self.result.returns.append(float(np.mean(returns)))
         self.result.stds.append(float(np.std(returns)))
         self.logger.record("eval/true_return", float(np.mean(returns)))
+        scaler = self.model.replay_buffer.reward_scaler
+        if scaler is not None:
+            self.result.reward_scales.append(scaler.std)
+            self.logger.record("reward/sac_scale", scaler.std)
 
     def _on_step(self) -> bool:
         t = self.num_timesteps
@@ -261,7 +278,8 @@ def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,
             learning_starts=s.learning_starts, batch_size=s.batch_size, train_freq=s.train_freq,
             gradient_steps=s.gradient_steps, policy_kwargs={"net_arch": s.net_arch},
             replay_buffer_class=RelabelledReplayBuffer,
-            replay_buffer_kwargs={"reward_fn": learner.net if learner else None, "reward_shift": cfg.reward_shift},
+            replay_buffer_kwargs={"reward_fn": learner.net if learner else None, "reward_shift": cfg.reward_shift,
+                                  "reward_scaler": reward_scaler(cfg, learner)},
             tensorboard_log=tb_dir, seed=seed, verbose=0,
         )
         start, spent = 0, 0.0

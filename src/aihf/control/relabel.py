@@ -13,6 +13,14 @@ r(s, a) leaves both terms of docs/method.md section 2 unchanged for equal-length
 transition batches), but in environments that end early (Hopper falls) the sign of the
 reward decides whether the policy wants to survive. ``shift`` is that free level, the same
 for every learned-reward method.
+
+``reward_scaler`` (``reward_scale.RewardScaler`` with ``center=False``; ``loop.reward_normalize``):
+every sampled r_theta is folded into running moments and divided by their standard
+deviation s before the shift, r' = r_theta / s + shift, so that SAC's fixed entropy
+temperature beta weighs the entropy against a reward of unit scale whatever the scale the
+data left it with (RLHF's reward is the true one divided by the labellers' temperature).
+The moments cover every minibatch sampled so far (the same rule as the language-model
+policy step's), and are part of a run's resume point (``run_checkpoint``).
 """
 
 from __future__ import annotations
@@ -25,18 +33,25 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
+from aihf.reward_scale import RewardScaler
+
 RewardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class RelabelledReplayBuffer(ReplayBuffer):
-    """``ReplayBuffer`` that relabels sampled rewards with ``reward_fn`` (when set)."""
+    """``ReplayBuffer`` that relabels sampled rewards with ``reward_fn`` (when set), scaled by
+    ``reward_scaler`` (when set) and shifted by ``reward_shift``."""
 
-    def __init__(self, *args, reward_fn: RewardFn | None = None, reward_shift: float = 0.0, **kwargs):
+    def __init__(self, *args, reward_fn: RewardFn | None = None, reward_shift: float = 0.0,
+                 reward_scaler: RewardScaler | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(self.action_space, spaces.Box):
             raise TypeError("RelabelledReplayBuffer needs a Box action space")
+        if reward_scaler is not None and reward_scaler.center:
+            raise ValueError("a control reward keeps its level: pass RewardScaler(center=False) (reward_scale)")
         self.reward_fn = reward_fn
         self.reward_shift = reward_shift
+        self.reward_scaler = reward_scaler
         low, high = self.action_space.low, self.action_space.high
         self._act_low = torch.as_tensor(low, dtype=torch.float32)
         self._act_span = torch.as_tensor(high - low, dtype=torch.float32)
@@ -51,7 +66,11 @@ class RelabelledReplayBuffer(ReplayBuffer):
             return batch
         with torch.no_grad():
             obs, act = batch.observations.float(), self.env_actions(batch.actions.float())
-            rewards = self.reward_fn(obs, act) + self.reward_shift
+            rewards = self.reward_fn(obs, act)
+            if self.reward_scaler is not None:
+                self.reward_scaler.update(rewards)
+                rewards = self.reward_scaler(rewards)
+            rewards = rewards + self.reward_shift
         return batch._replace(rewards=rewards.reshape(-1, 1).to(batch.rewards.dtype))
 
     def recent(self, n: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

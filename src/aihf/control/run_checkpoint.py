@@ -13,8 +13,9 @@ run continue instead of starting over, and the continued run is the uninterrupte
   reward_optimizer.safetensors    Adam's moments of r_theta (its hyper-parameters in state.json)
   state.json                      the run's key (a folder made with other settings is not
                                   resumed), the iteration, the curve and reward losses so far,
-                                  the wall time, the reward learner's generator and
-                                  ``run_state.RunState``
+                                  the wall time, the reward learner's generator,
+                                  ``run_state.RunState`` and, with ``reward_normalize``, the
+                                  moments of the rewards SAC saw (``relabel``)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from aihf.control.reward_step import RewardLearner
 from aihf.control.run_state import RunState, jsonable
 from aihf.control.sac_backend import Backend, sac_class
+from aihf.reward_scale import RewardScaler
 from aihf.runtime import atomic_directory
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,15 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict({"state": slots, "param_groups": groups["param_groups"]})
 
 
+def _scaler(moments: list[float] | None) -> RewardScaler | None:
+    """The relabelling buffer's reward scaler from the three moments saved in state.json."""
+    if moments is None:
+        return None
+    scaler = RewardScaler(center=False)
+    scaler.load_state(torch.tensor(moments, dtype=torch.float64))
+    return scaler
+
+
 @dataclass
 class ResumePoint:
     """Where one run keeps its resume point (``folder``), what the run is (``key``: any JSON
@@ -84,6 +95,8 @@ class ResumePoint:
             model.save_replay_buffer(tmp / "replay_buffer.pkl")
             state = {"key": self.key, "iteration": iteration, "result": asdict(result), "wall_s": wall_s,
                      "run_state": RunState.capture(model)}
+            if model.replay_buffer.reward_scaler is not None:
+                state["reward_scaler"] = model.replay_buffer.reward_scaler.state().tolist()
             if learner is not None:
                 learner.net.save(tmp / "reward_net.safetensors")
                 tensors, groups = _optimizer_tensors(learner.optimizer)
@@ -116,6 +129,7 @@ class ResumePoint:
             learner.rng.bit_generator.state = state["reward"]["rng"]
             learner.updates = state["reward"]["updates"]
         model.replay_buffer.reward_fn = learner.net if learner is not None else None  # not the unpickled copy
+        model.replay_buffer.reward_scaler = _scaler(state.get("reward_scaler"))  # set whatever the pickle held
         model.get_env().envs[0].reset()  # the wrappers' bookkeeping starts an episode; RunState puts the rest back
         RunState.restore(state["run_state"], model)
         log.info("resuming from %s at iteration %d (%d environment steps)", self.folder, state["iteration"],

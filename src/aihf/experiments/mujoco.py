@@ -103,12 +103,18 @@ def data_dir_of(cfg: MujocoConfig) -> Path:
     return Path(cfg.data_dir) if cfg.data_dir else shipped.mujoco_data_dir(cfg.env)
 
 
+LATER_SETTINGS = {"reward_normalize": False}  # loop settings added after runs were made: the value that reproduces them
+
+
 def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
     """What makes a run (method x seed) what it is: a finished run whose ``result.json`` holds
     the same key is reused, and a stopped one continues from a resume point with the same key;
     ``methods``, ``seeds``, ``torch_threads``, ``reuse_from`` and ``loop.resume_every`` may change,
-    and data fields the method does not read (``same_run``)."""
-    settings = asdict(cfg.bc) if method == "bc" else {k: v for k, v in asdict(cfg.loop).items() if k != "resume_every"}
+    and data fields the method does not read (``same_run``). A loop setting added after runs were
+    made (``LATER_SETTINGS``) enters the key only away from the value those runs had, so they
+    stay the same run."""
+    settings = asdict(cfg.bc) if method == "bc" else {k: v for k, v in asdict(cfg.loop).items()
+                                                       if k != "resume_every" and LATER_SETTINGS.get(k, ...) != v}
     return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env,
                                   "data_dir": data_identity(cfg.env, data_dir),
                                   "demos": cfg.demos, "n_demos": cfg.n_demos, "n_prefs": cfg.n_prefs,
@@ -194,6 +200,7 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
     results = {"versions": package_versions(), "env": cfg.env, "data_dir": str(data_dir), "demos": cfg.demos, "n_demos": len(demos),
                "n_prefs": len(prefs), "demonstrator_return": expert, "total_steps": cfg.loop.total_steps,
                "schedule": cfg.loop.schedule, "reward_shift": cfg.loop.reward_shift,
+               "reward_normalize": cfg.loop.reward_normalize,
                "seeds": cfg.seeds, "summary": summarise(runs, expert), "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(results_table(results))
@@ -254,7 +261,8 @@ def results_table(results: dict) -> str:
         "",
         f"Demonstrations: {results['n_demos']} transitions ({results['demos']}); preferences: "
         f"{results['n_prefs']} segment pairs; seeds {results['seeds']}; schedule {results['schedule']}; "
-        f"learned rewards shifted by {results['reward_shift']:g}; normalised by the expert's return (the "
+        f"learned rewards {'divided by their running std and ' if results.get('reward_normalize') else ''}"
+        f"shifted by {results['reward_shift']:g}; normalised by the expert's return (the "
         f"demonstrator behind demos.npz, whichever demonstrations the methods learn from) "
         f"{results['demonstrator_return']:.1f} = 1.0. Mean +- std over seeds; "
         "95% CI: the half-width of the Student-t interval of the normalised mean over seeds. "

@@ -44,9 +44,10 @@ from aihf.data import Demonstration, Preference, PromptRecord
 from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate, pack
 from aihf.lm.generation import CacheKind, HFSampler, VLLMSampler
 from aihf.lm.models import hidden_states_as_logits
-from aihf.lm.rl import RewardScaler, rloo_step
+from aihf.lm.rl import rloo_step
 from aihf.lm.static_loop import StaticLoopSampler
 from aihf.objective import ObjectiveConfig
+from aihf.reward_scale import RewardScaler
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class MethodConfig(ObjectiveConfig):
     preference-only stage 0 that the run trains first, ``reward_stage_steps``).
     ``reward_frozen_layers`` freezes the embeddings and the lowest n blocks of the reward
     body. Policy steps scale rewards by their running mean / std (``reward_normalize``)
-    and clip them to +-``reward_clip`` (``aihf.lm.rl.RewardScaler``).
+    and clip them to +-``reward_clip`` (``aihf.reward_scale.RewardScaler``).
     """
 
     demo_average: bool = setting(True, help="the supervised demonstration term (sft, aihf-dpo) is a per-token mean of log pi (False: the sum)")

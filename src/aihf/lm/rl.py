@@ -4,7 +4,7 @@ on rewards put on a fixed scale first.
 For each prompt x, k responses y_1..y_k ~ pi(.|x) have been drawn and scored by the
 current reward model. Then
 
-    r'_j = clip( (r(x, y_j) - m) / s, -c, c )                              (RewardScaler)
+    r'_j = clip( (r(x, y_j) - m) / s, -c, c )                              (reward_scale.RewardScaler)
     R_j  = r'_j - beta * [log pi(y_j|x) - log pi_ref(y_j|x)]                (KL-penalised reward)
     A_j  = R_j - mean_{l != j} R_l                                          (leave-one-out baseline)
     l_pi = -mean_j A_j * log pi(y_j|x)                                      (REINFORCE)
@@ -21,58 +21,11 @@ value head is needed: docs/lm_engine.md says why this is the default rather than
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 
 from aihf import objective
-
-
-class RewardScaler:
-    """Running mean / standard deviation of rewards (Chan et al.'s parallel update), and the
-    normalisation r' = clip((r - mean) / std, -clip, clip) that uses them.
-
-    ``enabled=False`` passes rewards through (the clip still applies when set). The state
-    is three numbers (``state()`` / ``load_state()``) for checkpoints.
-    """
-
-    def __init__(self, enabled: bool = True, clip: float | None = None, eps: float = 1e-6) -> None:
-        if clip is not None and not clip > 0:
-            raise ValueError(f"the reward clip must be > 0 or None, got {clip}")
-        self.enabled, self.clip, self.eps = enabled, clip, eps
-        self.reset()
-
-    def reset(self) -> None:
-        self.count, self.mean, self.m2 = 0.0, 0.0, 0.0
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.m2 / self.count) if self.count > 1 else 1.0
-
-    def update(self, rewards: torch.Tensor) -> None:
-        """Fold a batch of rewards into the running moments."""
-        values = rewards.detach().double().reshape(-1)
-        n = values.numel()
-        if n == 0:
-            return
-        batch_mean = float(values.mean())
-        batch_m2 = float(((values - batch_mean) ** 2).sum())
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += batch_m2 + delta**2 * self.count * n / total
-        self.count = total
-
-    def __call__(self, rewards: torch.Tensor) -> torch.Tensor:
-        out = (rewards - self.mean) / (self.std + self.eps) if self.enabled else rewards
-        return out.clamp(-self.clip, self.clip) if self.clip is not None else out
-
-    def state(self) -> torch.Tensor:
-        return torch.tensor([self.count, self.mean, self.m2], dtype=torch.float64)
-
-    def load_state(self, state: torch.Tensor) -> None:
-        self.count, self.mean, self.m2 = (float(v) for v in state.tolist())
 
 
 def rloo_step(
