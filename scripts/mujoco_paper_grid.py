@@ -12,7 +12,7 @@ the grid picks up where it stopped. A run already finished in another setting of
 env is copied when its method reads none of the data that differs (true-reward SAC always,
 ML-IRL and BC across preference counts, RLHF across demonstration files), so 30 of an env's
 45 runs are trained, not 45. Units go in the order given (the issue: balanced Hopper
-first), `--workers` of them at once. When every seed of an (env, setting) is finished (the
+first), copies first, `--workers` of them at once. When every seed of an (env, setting) is finished (the
 preset's seeds and those asked for, whichever process ran them), one
 more pass with all seeds (every run reused) writes that folder's results.json, results.md
 (95% t-intervals over seeds) and curves.png. `--export DIR` copies those three files of each
@@ -107,8 +107,8 @@ def planned(cfg, seeds: list[int]) -> tuple[list[int], list[str]]:
 
 
 def finished(out: Path, cfg, setting: str, seed: int, method: str) -> bool:
-    """Whether the (method, seed) run of the cell ``cfg`` describes holds a result.json made
-    with the run key that ``cfg`` gives it (``experiments.mujoco.same_run``): one made with
+    """Whether the (method, seed) run of the cell ``cfg`` describes holds, in the folder of
+    ``setting``, a result.json made with the run key that ``cfg`` gives it (``experiments.mujoco.same_run``): one made with
     other settings (an older preset, a restored export) is not finished, and the experiment
     trains it again."""
     from aihf.experiments.mujoco import data_dir_of, same_run, unit_key
@@ -118,6 +118,17 @@ def finished(out: Path, cfg, setting: str, seed: int, method: str) -> bool:
         return False
     saved = json.loads(path.read_text(encoding="utf-8")).get("key", {})
     return same_run(saved, unit_key(cfg, method, seed, data_dir_of(cfg)))
+
+
+def copied_first(out: Path, configs: dict, units: list[tuple[str, str, int, str]]) -> list[tuple[str, str, int, str]]:
+    """``units`` with those whose run is finished in another setting of the same env (the
+    experiment copies it in seconds: its method reads none of the data that differs) first, so
+    that no window closes on a copy and the units left unstarted are runs to train."""
+    def copied(unit) -> bool:
+        env, setting, seed, method = unit
+        return any(finished(out, configs[env, setting], other, seed, method) for other in SETTINGS if other != setting)
+
+    return sorted(units, key=lambda unit: not copied(unit))  # stable: the given order otherwise
 
 
 TABLES = ("results.json", "results.md", "curves.png")  # what `aihf experiment mujoco` writes for the seeds it ran
@@ -274,8 +285,9 @@ def main() -> None:
                 if copied:
                     print(f"restored {copied} file(s) (finished runs, tables) of {cell(env, setting)} "
                           f"from {args.export}", flush=True)
-    units = [(env, setting, seed, method) for env in args.envs for setting in args.settings for seed in args.seeds
-             for method in methods if not finished(args.out, configs[env, setting], setting, seed, method)]
+    units = copied_first(args.out, configs, [
+        (env, setting, seed, method) for env in args.envs for setting in args.settings for seed in args.seeds
+        for method in methods if not finished(args.out, configs[env, setting], setting, seed, method)])
     codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides,
                                              start_until)
     for env in args.envs:

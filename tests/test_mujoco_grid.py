@@ -90,6 +90,22 @@ def test_no_unit_starts_once_the_start_window_is_over(grid, tmp_path, capsys):
     assert codes == {} and "not started (--start-for is over): [('Hopper-v5', 'balanced', 0, 'aihf')]" in capsys.readouterr().out
 
 
+def test_units_the_experiment_will_copy_from_another_setting_go_first(grid, tmp_path):
+    """ML-IRL seed 0 is finished in balanced, and few-preferences differs only in the preferences
+    ML-IRL does not read: that unit is a copy and starts first; AIHF's is not (it reads them),
+    nor is ML-IRL's in low-quality-demos (it reads the demonstrations)."""
+    from aihf.experiments.mujoco import data_dir_of, unit_key
+
+    configs = {("Hopper-v5", s): grid.cell_config("paper", "Hopper-v5", s) for s in grid.SETTINGS}
+    run = tmp_path / "Hopper-v5-balanced" / "runs" / "ml_irl" / "seed0"
+    run.mkdir(parents=True)
+    balanced = configs["Hopper-v5", "balanced"]
+    (run / "result.json").write_text(json.dumps({"key": unit_key(balanced, "ml_irl", 0, data_dir_of(balanced))}))
+    units = [("Hopper-v5", "few-preferences", 0, "aihf"), ("Hopper-v5", "low-quality-demos", 0, "ml_irl"),
+             ("Hopper-v5", "few-preferences", 1, "ml_irl"), ("Hopper-v5", "few-preferences", 0, "ml_irl")]
+    assert grid.copied_first(tmp_path, configs, units) == [units[3], *units[:3]]
+
+
 def test_a_unit_runs_one_method_of_one_seed_and_the_plan_reads_the_preset(grid, tmp_path):
     """A unit is one run (so that each fits in a session); the merge runs all the cell's methods."""
     unit = grid.command("Hopper-v5", "few-preferences", [1], tmp_path, "paper", ("loop.eval_episodes=5",), ["aihf"])
