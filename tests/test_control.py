@@ -566,7 +566,14 @@ def test_experiment_runs_are_a_resumable_grid(tmp_path, tiny_ml_irl_experiment):
     assert len(after["runs"]["aihf"]) == 2 and (out / "runs" / "bc" / "seed1" / "result.json").exists()
     # other settings: the run is trained again, not reused
     assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(out), [data, "loop.reward_updates=2"]) == 0
-    assert first.stat().st_mtime_ns != stamp
+    assert first.stat().st_mtime_ns != stamp and "reward_scales" not in json.loads(first.read_text())["result"]
+    # normalised rewards: another run, whose result holds SAC's reward scale at each evaluation
+    stamp = first.stat().st_mtime_ns
+    assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(out), [data, "loop.reward_normalize=true"]) == 0
+    result = json.loads(first.read_text())["result"]
+    assert first.stat().st_mtime_ns != stamp and len(result["reward_scales"]) == len(result["steps"]) == 2
+    assert json.loads((out / "results.json").read_text())["reward_normalize"] is True
+    assert "divided by their running std" in (out / "results.md").read_text()
     assert not list((out / "runs" / "aihf").glob(".*"))  # nothing half-written left
 
 
