@@ -2,7 +2,7 @@
 under docs/results/mujoco-diag/ (each a result.json as the MuJoCo experiment writes it), drawn
 with the experiment's own plot, each curve labelled by method, seed and the settings the
 diagnostics vary (the reward step's learning rate, beta and demo_horizon; SAC's entropy
-temperature where it is not beta). Hopper's figure is curves.png (the standing-plateau runs),
+temperature where it is not beta; reward_normalize where set). Hopper's figure is curves.png (the standing-plateau runs),
 another environment's curves-<env>.png; the demonstrator's return comes from
 <data-root>/<env>/provenance.json.
 
@@ -23,6 +23,8 @@ def label(key: dict) -> str:
     reward, temperature = key["settings"]["reward"], key["settings"]["sac"].get("ent_coef")
     text = (f"{key['method']} seed {key['seed']}, reward lr {reward['lr']:g}, beta {reward['beta']:g}, "
             f"demo_horizon {reward.get('demo_horizon', 1)}")  # runs from before demo_horizon had 1
+    if key["settings"].get("reward_normalize"):
+        text += ", reward / running std"
     return text if temperature is None else f"{text}, SAC temperature {temperature}"
 
 

@@ -315,7 +315,7 @@ def plot_curves(results: dict, path: Path) -> None:
     seeds = "the finished seeds" if uneven else count(len(results["seeds"]), "seed")
     ax.set_title(f"{results['env']} ({results['demos']}, {results['n_prefs']} prefs)\n"
                  f"mean over {seeds}; shaded: ± 1 standard deviation over seeds", fontsize=10)
-    ax.legend()
+    ax.legend(fontsize=8)  # the diagnostic plots label each curve with its settings
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
