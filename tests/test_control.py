@@ -96,8 +96,8 @@ def test_normalised_rewards_let_sac_learn_whatever_scale_the_reward_has():
     """ContextTarget's true reward divided by 30 (the scale a Bradley-Terry reward fitted to
     labels of temperature 30 would have): at the fixed entropy temperature 0.2, SAC on it stays
     near the context-blind policy (about -4.3 per episode; -3.0 to -3.5 measured on seeds 0-2),
-    and with ``reward_normalize`` it learns the expert's play (-0.02 to -0.03, as on the
-    unscaled reward). A Bradley-Terry reward's scale is the labellers' choice, not the task's."""
+    and with ``reward_normalize`` it learns the expert's play (-0.02 to -0.03; -0.05 on the
+    unscaled reward without it). A Bradley-Terry reward's scale is the labellers' choice, not the task's."""
     from aihf.control.rollout import evaluate_policy_return
     from aihf.control.sac_backend import make_sac
     from aihf.control.toy import SLOPE
