@@ -10,7 +10,6 @@ response is known (1 for " great", 0 for " terrible").
 from __future__ import annotations
 
 import json
-
 import logging
 import math
 
@@ -124,6 +123,8 @@ def test_reward_scaler_tracks_mean_and_std_over_batches_and_clips():
     restored = RewardScaler(clip=1.5)
     restored.load_state(scaler.state())
     assert (restored.count, restored.mean, restored.m2) == (scaler.count, scaler.mean, scaler.m2)
+    from_json = RewardScaler.from_state(json.loads(json.dumps(scaler.state().tolist())), clip=1.5, center=False)
+    assert (from_json.count, from_json.mean, from_json.m2, from_json.center) == (*restored.state().tolist(), False)
     off = RewardScaler(enabled=False, clip=None)
     off.update(torch.tensor([5.0, 7.0]))
     assert torch.equal(off(torch.tensor([3.0])), torch.tensor([3.0]))

@@ -12,7 +12,7 @@ from aihf.control.algorithm import ControlLoopConfig, SACConfig, method_reward_c
 from aihf.control.bc import BCConfig, bc_actor, train_bc
 from aihf.control.policy_io import load_policy, save_policy
 from aihf.control.preferences import SegmentPool, bradley_terry_pairs
-from aihf.control.relabel import RelabelledReplayBuffer
+from aihf.control.relabel import RelabelledReplayBuffer, control_reward_scaler
 from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
 from aihf.control.rollout import run_episode
@@ -67,14 +67,14 @@ def test_normalised_relabelling_divides_by_the_running_std_of_every_reward_sampl
     with torch.no_grad():
         net.mlp[-1].weight *= 100.0  # rewards of std ~1, so that the scaler's eps is negligible below
     buf = _filled_buffer(net, shift=0.5)
-    buf.reward_scaler = RewardScaler(center=False)
+    buf.reward_scaler = control_reward_scaler()
     small = RewardNet(3, 2, (8, 8))
     small.load_state_dict(net.state_dict())
     with torch.no_grad():
         small.mlp[-1].weight /= 30.0
         small.mlp[-1].bias /= 30.0
     small_buf = _filled_buffer(small, shift=0.5)
-    small_buf.reward_scaler = RewardScaler(center=False)
+    small_buf.reward_scaler = control_reward_scaler()
     seen = []
     for draw in range(3):
         np.random.seed(draw)
@@ -110,7 +110,7 @@ def test_normalised_rewards_let_sac_learn_whatever_scale_the_reward_has():
                          learning_starts=200, batch_size=64, policy_kwargs={"net_arch": [32, 32]},
                          replay_buffer_class=RelabelledReplayBuffer,
                          replay_buffer_kwargs={"reward_fn": scaled_true_reward,
-                                               "reward_scaler": RewardScaler(center=False) if normalize else None},
+                                               "reward_scaler": control_reward_scaler() if normalize else None},
                          seed=0, verbose=0)
         model.learn(1000)
         return float(np.mean(evaluate_policy_return(model.policy, ContextTarget(), 20, seed=123)))

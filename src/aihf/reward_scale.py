@@ -67,3 +67,11 @@ class RewardScaler:
 
     def load_state(self, state: torch.Tensor) -> None:
         self.count, self.mean, self.m2 = (float(v) for v in state.tolist())
+
+    @classmethod
+    def from_state(cls, state: torch.Tensor | list[float], **kwargs) -> "RewardScaler":
+        """A scaler built with ``kwargs`` whose moments are ``state`` (``state()``'s three numbers,
+        as a tensor or as the list a JSON checkpoint holds)."""
+        scaler = cls(**kwargs)
+        scaler.load_state(torch.as_tensor(state, dtype=torch.float64))
+        return scaler

@@ -46,7 +46,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from aihf.config import Settings, setting
 from aihf.control.policy_io import save_policy
-from aihf.control.relabel import RelabelledReplayBuffer
+from aihf.control.relabel import RelabelledReplayBuffer, control_reward_scaler
 from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
 from aihf.control.sac_backend import Backend, make_sac
@@ -130,7 +130,7 @@ def entropy_temperature(cfg: ControlLoopConfig) -> float | str:
 def reward_scaler(cfg: ControlLoopConfig, learner: RewardLearner | None) -> RewardScaler | None:
     """The scaler of the rewards SAC sees (``relabel``): running moments without centring when
     ``reward_normalize`` is set and the method learns its reward; None otherwise."""
-    return RewardScaler(center=False) if cfg.reward_normalize and learner is not None else None
+    return control_reward_scaler() if cfg.reward_normalize and learner is not None else None
 
 
 def method_reward_config(method: str, base: RewardStepConfig) -> RewardStepConfig:

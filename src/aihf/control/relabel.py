@@ -38,6 +38,12 @@ from aihf.reward_scale import RewardScaler
 RewardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def control_reward_scaler(moments: list[float] | None = None) -> RewardScaler:
+    """The scaler ``RelabelledReplayBuffer`` takes: no centring (the level stays), fresh or with
+    the three moments a resume point saved (``RewardScaler.state``)."""
+    return RewardScaler(center=False) if moments is None else RewardScaler.from_state(moments, center=False)
+
+
 class RelabelledReplayBuffer(ReplayBuffer):
     """``ReplayBuffer`` that relabels sampled rewards with ``reward_fn`` (when set), scaled by
     ``reward_scaler`` (when set) and shifted by ``reward_shift``."""
@@ -48,7 +54,7 @@ class RelabelledReplayBuffer(ReplayBuffer):
         if not isinstance(self.action_space, spaces.Box):
             raise TypeError("RelabelledReplayBuffer needs a Box action space")
         if reward_scaler is not None and reward_scaler.center:
-            raise ValueError("a control reward keeps its level: pass RewardScaler(center=False) (reward_scale)")
+            raise ValueError("a control reward keeps its level: pass control_reward_scaler() (center=False)")
         self.reward_fn = reward_fn
         self.reward_shift = reward_shift
         self.reward_scaler = reward_scaler

@@ -30,10 +30,10 @@ import gymnasium as gym
 import torch
 from safetensors.torch import load_file, save_file
 
+from aihf.control.relabel import control_reward_scaler
 from aihf.control.reward_step import RewardLearner
 from aihf.control.run_state import RunState, jsonable
 from aihf.control.sac_backend import Backend, sac_class
-from aihf.reward_scale import RewardScaler
 from aihf.runtime import atomic_directory
 
 log = logging.getLogger(__name__)
@@ -64,15 +64,6 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
         index, slot = name.split("/", 1)
         slots.setdefault(int(index), {})[slot] = value
     optimizer.load_state_dict({"state": slots, "param_groups": groups["param_groups"]})
-
-
-def _scaler(moments: list[float] | None) -> RewardScaler | None:
-    """The relabelling buffer's reward scaler from the three moments saved in state.json."""
-    if moments is None:
-        return None
-    scaler = RewardScaler(center=False)
-    scaler.load_state(torch.tensor(moments, dtype=torch.float64))
-    return scaler
 
 
 @dataclass
@@ -129,7 +120,8 @@ class ResumePoint:
             learner.rng.bit_generator.state = state["reward"]["rng"]
             learner.updates = state["reward"]["updates"]
         model.replay_buffer.reward_fn = learner.net if learner is not None else None  # not the unpickled copy
-        model.replay_buffer.reward_scaler = _scaler(state.get("reward_scaler"))  # set whatever the pickle held
+        moments = state.get("reward_scaler")  # set whatever the pickle held
+        model.replay_buffer.reward_scaler = None if moments is None else control_reward_scaler(moments)
         model.get_env().envs[0].reset()  # the wrappers' bookkeeping starts an episode; RunState puts the rest back
         RunState.restore(state["run_state"], model)
         log.info("resuming from %s at iteration %d (%d environment steps)", self.folder, state["iteration"],
