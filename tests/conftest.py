@@ -69,6 +69,25 @@ def figure_texts(monkeypatch):
 
 
 @pytest.fixture
+def forbid_unpickling(monkeypatch):
+    """Call it to make every way SB3, cloudpickle and torch read a pickle raise from then on
+    (a resume point must be read without running what a tampered file could name)."""
+    import pickle
+
+    import cloudpickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("something was unpickled")
+
+    def forbid() -> None:
+        for module, name in [(pickle, "load"), (pickle, "loads"), (cloudpickle, "load"), (cloudpickle, "loads"),
+                             (torch, "load")]:
+            monkeypatch.setattr(module, name, refuse)
+
+    return forbid
+
+
+@pytest.fixture
 def tiny_ml_irl_experiment(tmp_path):
     """Toy data in ``tmp_path/data`` and a preset file for ``aihf/ContextTarget-v0`` on the
     ml_irl schedule (200 env steps, 2 iterations, tiny networks) with ``fields`` on top;

@@ -1,8 +1,11 @@
 """Resume points of control runs on the ml_irl schedule (aihf.control.run_checkpoint): a run
 stopped after a resume point and started again is the uninterrupted run, to the bit, for every
-method and both SAC backends; a resume point of another run is not used."""
+method and both SAC backends, without unpickling anything; a resume point of another run, or
+of the older pickled format, is not used."""
 
 import json
+import pickle
+
 
 import pytest
 import torch
@@ -45,7 +48,8 @@ def _run(method, backend, data, folder, out, key=None, normalize=False):
 @pytest.mark.parametrize("backend", ["sb3", "sbx"])
 @pytest.mark.parametrize("method,normalize", [("aihf", False), ("rlhf", False), ("sac_true", False), ("rlhf", True)])
 def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(tmp_path, monkeypatch, hopper_data,
-                                                                                method, normalize, backend):
+                                                                                forbid_unpickling, method, normalize,
+                                                                                backend):
     """With ``reward_normalize`` the running moments of SAC's rewards are part of the resume point."""
     if backend == "sbx":
         pytest.importorskip("sbx")
@@ -63,7 +67,9 @@ def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(t
     with pytest.raises(Stop):
         _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "first-attempt", normalize=normalize)
     assert json.loads((tmp_path / "parts.resume" / "state.json").read_text())["iteration"] == 2
+    assert {p.suffix for p in (tmp_path / "parts.resume").iterdir()} <= {".json", ".safetensors"}
     monkeypatch.setattr(ResumePoint, "save", real_save)
+    forbid_unpickling()
     parts = _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "parts", normalize=normalize)
     assert saved_at == [1, 2]
     assert parts.steps == whole.steps == [200, 400]
@@ -92,7 +98,66 @@ def test_a_resume_point_of_another_run_is_removed_and_the_run_starts_over(tmp_pa
     assert other.returns == fresh.returns and other.reward_losses == fresh.reward_losses
 
 
+def test_a_resume_point_of_the_pickled_format_is_removed_and_the_run_starts_over(tmp_path, hopper_data, caplog):
+    """Format 1 (SB3's model.zip and replay_buffer.pkl) is never read: its pickles could run code."""
+    old = tmp_path / "old.resume"
+    old.mkdir()
+    (old / "state.json").write_text(json.dumps({"key": {"method": "ml_irl", "backend": "sb3"}, "iteration": 2}))
+    (old / "model.zip").write_bytes(b"PK")
+    (old / "replay_buffer.pkl").write_bytes(pickle.dumps([1]))
+    fresh = _run("ml_irl", "sb3", hopper_data, tmp_path / "fresh.resume", tmp_path / "fresh")
+    again = _run("ml_irl", "sb3", hopper_data, old, tmp_path / "again")
+    assert "older format" in caplog.text and not (old / "model.zip").exists()
+    assert again.returns == fresh.returns and again.reward_losses == fresh.reward_losses
+
+
 def test_resume_points_need_the_ml_irl_schedule(tmp_path, hopper_data):
     cfg = ControlLoopConfig(total_steps=100, sac=SACConfig(net_arch=[8], learning_starts=50))
     with pytest.raises(ValueError, match="ml_irl"):
         train_method("aihf", cfg, ENV, 0, *hopper_data, resume=ResumePoint(tmp_path / "r", {}, 1))
+
+
+@pytest.mark.parametrize("backend", ["sb3", "sbx"])
+def test_sac_state_round_trips_a_wrapped_replay_buffer_and_every_network(tmp_path, backend):
+    """A buffer that has wrapped around (full, pos inside it) comes back row for row; the
+    networks, optimiser states and counters exactly (``sac_state``)."""
+    if backend == "sbx":
+        pytest.importorskip("sbx")
+    import gymnasium as gym
+    import numpy as np
+
+    from aihf.control.sac_backend import make_sac, policy_tensors
+    from aihf.control.sac_state import load_sac_state, save_sac_state
+
+    def build():
+        return make_sac(backend, gym.make("Pendulum-v1"), buffer_size=50, learning_starts=10, batch_size=8,
+                        policy_kwargs={"net_arch": [8]}, seed=0)
+
+    model = build()
+    model.learn(430)  # two Pendulum episodes (200 steps each) end; the buffer wraps to row 30
+    assert model.replay_buffer.full and 0 < model.replay_buffer.pos < 50
+    save_sac_state(model, tmp_path)
+    fresh = build()
+    load_sac_state(fresh, tmp_path)
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        a, b = getattr(model.replay_buffer, name), getattr(fresh.replay_buffer, name)
+        if a is not None:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert (fresh.replay_buffer.pos, fresh.replay_buffer.full) == (model.replay_buffer.pos, True)
+    assert (fresh.num_timesteps, fresh._n_updates, fresh._episode_num) == (430, model._n_updates, 2)
+    np.testing.assert_array_equal(fresh._last_obs, model._last_obs)
+    assert [e["r"] for e in fresh.ep_info_buffer] == [e["r"] for e in model.ep_info_buffer]
+    assert len(fresh.ep_info_buffer) == 2
+    a, b = policy_tensors(model.policy), policy_tensors(fresh.policy)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    if backend == "sb3":
+        for opt in ("actor", "critic"):
+            sa, sb = (getattr(m, opt).optimizer.state_dict()["state"] for m in (model, fresh))
+            assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i])
+    else:
+        import jax
+
+        same = jax.tree_util.tree_map(lambda x, y: bool(np.array_equal(x, y)), model.policy.qf_state.opt_state,
+                                      fresh.policy.qf_state.opt_state)
+        assert all(jax.tree_util.tree_leaves(same))
+        assert np.array_equal(model.policy.noise_key, fresh.policy.noise_key)

@@ -1,5 +1,6 @@
 """The expert trainer's resume: an interrupted run, run again, is the uninterrupted run
-(same checkpoints to the bit, same episodes), on both SAC backends."""
+(same checkpoints to the bit, same episodes), on both SAC backends, reading no pickle; a
+resume folder of the older pickled format is refused."""
 
 import json
 from pathlib import Path
@@ -37,13 +38,15 @@ def _stopped_at_320(cfg: ExpertConfig, out, monkeypatch) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("backend,batched", [("sb3", 1), ("sbx", 4)])
-def test_a_resumed_expert_run_is_the_uninterrupted_run(tmp_path, monkeypatch, backend, batched):
+def test_a_resumed_expert_run_is_the_uninterrupted_run(tmp_path, monkeypatch, forbid_unpickling, backend, batched):
     cfg = ExpertConfig(env="Hopper-v5", steps=480, seed=0, net_arch=[16], learning_starts=100, checkpoint_every=160,
                        eval_episodes=2, backend=backend, batched_updates=batched, buffer_size=1000)
     whole = train_expert(cfg, tmp_path / "whole")
 
     _stopped_at_320(cfg, tmp_path / "parts", monkeypatch)
     assert json.loads((tmp_path / "parts" / "resume" / "state.json").read_text())["step"] == 320
+    assert {p.suffix for p in (tmp_path / "parts" / "resume").iterdir()} <= {".json", ".safetensors"}
+    forbid_unpickling()
     parts = train_expert(cfg, tmp_path / "parts")
 
     assert parts["resumed"] and not whole["resumed"]
@@ -70,6 +73,17 @@ def test_a_run_continues_only_with_its_own_settings_and_may_end_at_a_checkpoint(
     assert record["steps"] == 320 and record["steps_planned_before"] == 480 and record["resumed"]
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 320
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir())[-1] == "step_0000320.safetensors"
+
+
+def test_a_resume_folder_of_the_pickled_format_is_refused_not_read(tmp_path, forbid_unpickling):
+    cfg = ExpertConfig(env="Hopper-v5", steps=480, net_arch=[16], learning_starts=100, buffer_size=1000)
+    (tmp_path / "resume").mkdir()
+    (tmp_path / "config.json").write_text(json.dumps(cfg.__dict__))
+    (tmp_path / "resume" / "state.json").write_text(json.dumps({"step": 320, "elapsed_s": 1.0}))
+    (tmp_path / "resume" / "model.zip").write_bytes(b"PK")
+    forbid_unpickling()
+    with pytest.raises(ValueError, match=r"resume was written by an older aihf .*model\.zip"):
+        train_expert(cfg, tmp_path)
 
 
 @pytest.mark.e2e

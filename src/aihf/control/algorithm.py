@@ -266,25 +266,25 @@ def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,
             log.warning("%s: every learned reward is shifted by reward_shift=%g in SAC's updates", method, cfg.reward_shift)
     t0 = time.time()
     tb_dir = str(Path(out_dir) / "tb") if out_dir else None
-    restored = resume.load(cfg.sac.backend, env, learner, tb_dir) if resume is not None else None
+    saved = resume.saved() if resume is not None else None
     alternate = method in ("aihf", "ml_irl") and cfg.schedule == "alternating"
     callback = _AlgorithmOneCallback(cfg, learner, alternate, eval_env, seed, progress)
-    if restored is None:
-        if method == "rlhf":  # stage 1: the reward on preferences, before SAC
-            callback.result.reward_losses = [learner.step() for _ in range(cfg.reward_update_count())]
-        s = cfg.sac
-        model = make_sac(
-            s.backend, env, ent_coef=entropy_temperature(cfg), learning_rate=s.learning_rate, buffer_size=s.buffer_size,
-            learning_starts=s.learning_starts, batch_size=s.batch_size, train_freq=s.train_freq,
-            gradient_steps=s.gradient_steps, policy_kwargs={"net_arch": s.net_arch},
-            replay_buffer_class=RelabelledReplayBuffer,
-            replay_buffer_kwargs={"reward_fn": learner.net if learner else None, "reward_shift": cfg.reward_shift,
-                                  "reward_scaler": reward_scaler(cfg, learner)},
-            tensorboard_log=tb_dir, seed=seed, verbose=0,
-        )
-        start, spent = 0, 0.0
-    else:
-        model, start, spent = restored.model, restored.iteration, restored.wall_s
+    if saved is None and method == "rlhf":  # stage 1: the reward on preferences, before SAC
+        callback.result.reward_losses = [learner.step() for _ in range(cfg.reward_update_count())]
+    s = cfg.sac
+    model = make_sac(
+        s.backend, env, ent_coef=entropy_temperature(cfg), learning_rate=s.learning_rate, buffer_size=s.buffer_size,
+        learning_starts=s.learning_starts, batch_size=s.batch_size, train_freq=s.train_freq,
+        gradient_steps=s.gradient_steps, policy_kwargs={"net_arch": s.net_arch},
+        replay_buffer_class=RelabelledReplayBuffer,
+        replay_buffer_kwargs={"reward_fn": learner.net if learner else None, "reward_shift": cfg.reward_shift,
+                              "reward_scaler": reward_scaler(cfg, learner)},
+        tensorboard_log=tb_dir, seed=seed, verbose=0,
+    )
+    start, spent = 0, 0.0
+    if saved is not None:
+        restored = resume.restore(saved, model, learner)
+        start, spent = restored.iteration, restored.wall_s
         callback.result = RunResult(**restored.result)
         if progress is not None:
             progress.update(model.num_timesteps)

@@ -4,8 +4,9 @@ Resumable, and a resumed run is the uninterrupted one. At the first round of env
 steps (SB3's ``collect_rollouts``) that starts at or after every ``checkpoint_every`` steps,
 the run writes
   checkpoints/step_<N>.safetensors   the policy (actor + critics) via ``policy_io.save_policy``
-  resume/model.zip, resume/replay_buffer.pkl   the backend's own format, to continue an
-                                     interrupted run (pickles inside: local only, never shipped)
+  resume/sac.safetensors, resume/replay_buffer.safetensors, resume/sac.json
+                                     SAC, its optimisers and replay buffer, to continue an
+                                     interrupted run (``sac_state``: no pickle)
   resume/run_state.json              the environment and random generators (``RunState``)
   progress.jsonl                     one line per finished training episode
 and at the end ``provenance.json`` (seed, steps, wall time, evaluated return, versions).
@@ -18,7 +19,8 @@ than ``steps``, ``checkpoint_every``, ``eval_episodes`` or ``target_return`` it 
 ``steps`` ends the run at the checkpoint it has reached)
 (``test_a_resumed_expert_run_is_the_uninterrupted_run``). A round's start is the one point
 where SB3's state is whole: the last transition is stored, the last observation kept
-(``_last_obs``, saved with the model) and the updates of the round before are made.
+(``_last_obs``, saved with the model) and the updates of the round before are made. A
+``resume/`` of the older pickled format (``model.zip``) is refused with a message, not read.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from stable_baselines3.common.monitor import Monitor
 from aihf.control.policy_io import save_policy
 from aihf.control.rollout import EVAL_SEEDS, evaluate_policy_return
 from aihf.control.run_state import RunState
-from aihf.control.sac_backend import Backend, make_sac, sac_class
+from aihf.control.sac_backend import Backend, make_sac
+from aihf.control.sac_state import has_sac_state, load_sac_state, save_sac_state
 from aihf.runtime import atomic_file, package_versions
 
 
@@ -118,8 +121,7 @@ class _Checkpointer(BaseCallback):
         new, current, old = (self.out / name for name in ("resume.new", "resume", "resume.old"))
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir()
-        self.model.save(new / "model.zip")
-        self.model.save_replay_buffer(new / "replay_buffer.pkl")
+        save_sac_state(self.model, new)
         (new / "run_state.json").write_text(json.dumps(RunState.capture(self.model)))
         (new / "state.json").write_text(json.dumps({"step": step, "elapsed_s": self.elapsed(), "cpu_s": self.cpu(),
                                                     **evaluation}))
@@ -129,11 +131,19 @@ class _Checkpointer(BaseCallback):
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _new_model(cfg: ExpertConfig, env: gym.Env):
+    return make_sac(cfg.backend, env, policy_kwargs={"net_arch": cfg.net_arch}, learning_starts=cfg.learning_starts,
+                    buffer_size=cfg.buffer_size, train_freq=cfg.batched_updates,
+                    gradient_steps=cfg.batched_updates, seed=cfg.seed)
+
+
 def _resume(cfg: ExpertConfig, resume: Path, env: gym.Env):
     """The model saved in ``resume`` with its environment and generators back where they were."""
-    model = sac_class(cfg.backend).load(resume / "model.zip", env=env, force_reset=False,
-                                         **({"device": "cpu"} if cfg.backend == "sb3" else {}))
-    model.load_replay_buffer(resume / "replay_buffer.pkl")
+    if not has_sac_state(resume):
+        raise ValueError(f"{resume} was written by an older aihf (SB3's pickled model.zip and replay_buffer.pkl), "
+                         "which this version does not read: continue it with that version, or remove it to start over")
+    model = _new_model(cfg, env)
+    load_sac_state(model, resume)
     model.get_env().envs[0].reset()  # the wrappers' bookkeeping starts an episode; RunState puts the rest back
     RunState.restore(json.loads((resume / "run_state.json").read_text()), model)
     return model
@@ -185,9 +195,7 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
         model = _resume(cfg, resume, env)
         print(f"resuming {cfg.env} from step {state['step']}", flush=True)
     else:
-        model = make_sac(cfg.backend, env, policy_kwargs={"net_arch": cfg.net_arch},
-                         learning_starts=cfg.learning_starts, buffer_size=cfg.buffer_size,
-                         train_freq=cfg.batched_updates, gradient_steps=cfg.batched_updates, seed=cfg.seed)
+        model = _new_model(cfg, env)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     callback = _Checkpointer(out, cfg, state["elapsed_s"], state.get("cpu_s", 0.0))
     if cfg.target_return is not None and state.get("eval_return_mean", -np.inf) >= cfg.target_return:
