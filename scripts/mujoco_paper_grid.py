@@ -20,6 +20,10 @@ folder (no weights, no resume points) to DIR/<env>-<setting>/, and the result.js
 finished run (the curves of a partly filled cell) to DIR/<env>-<setting>/runs/; and reads
 them back first (`restore`), so a new machine's grid trains only what DIR lacks. A unit cut
 off there loses its resume points: `--start-for` starts none that the session would cut off.
+A run whose result.json was made with other settings (an older preset, or overrides that
+change the runs) is not trained again, replacing it, unless `--replace` says so: the grid
+lists them and stops, so that trying a setting in the paper grid's --out and --export cannot
+overwrite its committed runs.
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ def finished(out: Path, cfg, setting: str, seed: int, method: str) -> bool:
     """Whether the (method, seed) run of the cell ``cfg`` describes holds, in the folder of
     ``setting``, a result.json made with the run key that ``cfg`` gives it (``experiments.mujoco.same_run``): one made with
     other settings (an older preset, a restored export) is not finished, and the experiment
-    trains it again."""
+    trains it again (with ``--replace``: ``replaced_runs``)."""
     from aihf.experiments.mujoco import data_dir_of, same_run, unit_key
 
     path = out / cell(cfg.env, setting) / "runs" / method / f"seed{seed}" / "result.json"
@@ -118,6 +122,14 @@ def finished(out: Path, cfg, setting: str, seed: int, method: str) -> bool:
         return False
     saved = json.loads(path.read_text(encoding="utf-8")).get("key", {})
     return same_run(saved, unit_key(cfg, method, seed, data_dir_of(cfg)))
+
+
+def replaced_runs(out: Path, units: list[tuple[str, str, int, str]]) -> list[Path]:
+    """The result.json files that running ``units`` (runs not ``finished``) would replace: runs
+    there made with another run key (an older preset, or the same preset under other overrides)."""
+    paths = [out / cell(env, setting) / "runs" / method / f"seed{seed}" / "result.json"
+             for env, setting, seed, method in units]
+    return [path for path in paths if path.is_file()]
 
 
 def copied_first(out: Path, configs: dict, units: list[tuple[str, str, int, str]]) -> list[tuple[str, str, int, str]]:
@@ -271,7 +283,11 @@ def main() -> None:
     p.add_argument("--start-for", type=float, default=math.inf, metavar="SECONDS",
                    help="start no unit after this many seconds (those started run to the end): a unit stopped "
                    "with the session loses what its resume points held if --out does not travel")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="more overrides for every unit")
+    p.add_argument("--replace", action="store_true", help="train again the runs whose result.json was made with "
+                   "other settings (without it the grid refuses: an override would otherwise replace every "
+                   "finished run of --out, and with --export the committed ones)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="more overrides for every unit (settings that "
+                   "change the runs belong in another --out and --export)")
     args = p.parse_args()
     overrides = tuple(args.overrides)
     configs = {(env, setting): cell_config(args.preset, env, setting, overrides)
@@ -288,6 +304,12 @@ def main() -> None:
     units = copied_first(args.out, configs, [
         (env, setting, seed, method) for env in args.envs for setting in args.settings for seed in args.seeds
         for method in methods if not finished(args.out, configs[env, setting], setting, seed, method)])
+    replaced = [] if args.no_run or args.replace else replaced_runs(args.out, units)
+    if replaced:
+        listed = "\n  ".join(map(str, replaced[:10])) + (f"\n  ... {len(replaced) - 10} more" if len(replaced) > 10 else "")
+        sys.exit(f"{len(replaced)} finished run(s) were made with other settings and would be trained again, "
+                 f"replacing them:\n  {listed}\nrun settings that change the runs with another --out and --export, "
+                 "or pass --replace to train these again")
     codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides,
                                              start_until)
     for env in args.envs:

@@ -106,6 +106,22 @@ def test_units_the_experiment_will_copy_from_another_setting_go_first(grid, tmp_
     assert grid.copied_first(tmp_path, configs, units) == [units[3], *units[:3]]
 
 
+def test_the_grid_refuses_to_replace_runs_made_with_other_settings_unless_told(tmp_path):
+    """An override that changes the runs (here: a run key that is not the preset's) must not
+    silently train over a finished run of the grid's --out; the message names the file."""
+    run = tmp_path / "Hopper-v5-balanced" / "runs" / "aihf" / "seed0"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"key": {"seed": 0, "made": "with other settings"}}))
+    before = (run / "result.json").read_bytes()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "mujoco_paper_grid.py"), "--envs", "Hopper-v5", "--settings", "balanced",
+         "--seeds", "0", "--workers", "1", "--out", str(tmp_path), "methods=[aihf]"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "start " not in done.stdout
+    assert "1 finished run(s) were made with other settings" in done.stderr and str(run / "result.json") in done.stderr
+    assert "--replace" in done.stderr and (run / "result.json").read_bytes() == before
+
+
 def test_a_unit_runs_one_method_of_one_seed_and_the_plan_reads_the_preset(grid, tmp_path):
     """A unit is one run (so that each fits in a session); the merge runs all the cell's methods."""
     unit = grid.command("Hopper-v5", "few-preferences", [1], tmp_path, "paper", ("loop.eval_episodes=5",), ["aihf"])
