@@ -62,6 +62,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
 
 
 def has_sac_state(folder: Path) -> bool:
+    """Whether ``folder`` holds the three files ``save_sac_state`` writes."""
     return all((folder / name).is_file() for name in _FILES)
 
 
@@ -104,6 +105,7 @@ def load_sac_state(model, folder: Path) -> None:
 
 
 def _jsonable_episodes(episodes) -> list[dict]:
+    """SB3's episode-info dicts (return ``r``, length ``l``, time ``t``) with NumPy scalars as numbers."""
     return [{k: v.item() if isinstance(v, np.generic) else v for k, v in info.items()} for info in episodes]
 
 
