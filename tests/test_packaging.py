@@ -29,7 +29,9 @@ def test_pyproject_names_every_package_and_maps_the_shipped_folders():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     code = {".".join(p.parent.relative_to(REPO / "src").parts) for p in (REPO / "src" / "aihf").rglob("__init__.py")}
-    assert set(setuptools["packages"]) == code | set(MAPPED), "pyproject.toml [tool.setuptools] packages"
+    config_folders = {f"aihf.configs.{d.name}" for d in (REPO / "configs").iterdir() if d.is_dir() and list(d.glob("*.yaml"))}
+    assert set(setuptools["packages"]) == code | set(MAPPED) | config_folders, "pyproject.toml [tool.setuptools] packages"
+    assert all(setuptools["package-data"][folder] == ["*.yaml"] for folder in config_folders)
     assert setuptools["package-dir"] == {"": "src", **MAPPED}
     for package, folder in MAPPED.items():
         assert (REPO / folder / "__init__.py").is_file(), folder
