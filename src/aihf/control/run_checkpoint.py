@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from aihf.control.relabel import control_reward_scaler
 from aihf.control.reward_step import RewardLearner
 from aihf.control.run_state import RunState, jsonable
-from aihf.control.sac_state import has_sac_state, load_optimizer, load_sac_state, optimizer_tensors, save_sac_state
+from aihf.control.sac_state import has_sac_state, load_sac_state, optimizer_state, optimizer_tensors, save_sac_state
 from aihf.runtime import atomic_directory
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class ResumePoint:
                 state["reward_scaler"] = model.replay_buffer.reward_scaler.state().tolist()
             if learner is not None:
                 learner.net.save(tmp / "reward_net.safetensors")
-                tensors, groups = optimizer_tensors(learner.optimizer)
+                tensors, groups = optimizer_tensors(learner.optimizer.state_dict())
                 save_file(tensors, str(tmp / "reward_optimizer.safetensors"))
                 state["reward"] = {"rng": jsonable(learner.rng.bit_generator.state), "updates": learner.updates,
                                    "optimizer": groups}
@@ -102,8 +102,8 @@ class ResumePoint:
         load_sac_state(model, self.folder)
         if learner is not None:
             learner.net.load_state_dict(load_file(str(self.folder / "reward_net.safetensors")))
-            load_optimizer(learner.optimizer, load_file(str(self.folder / "reward_optimizer.safetensors")),
-                           state["reward"]["optimizer"])
+            learner.optimizer.load_state_dict(optimizer_state(
+                load_file(str(self.folder / "reward_optimizer.safetensors")), state["reward"]["optimizer"]))
             learner.rng.bit_generator.state = state["reward"]["rng"]
             learner.updates = state["reward"]["updates"]
         moments = state.get("reward_scaler")

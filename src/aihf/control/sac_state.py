@@ -5,9 +5,10 @@ buffer: a pickle) run whatever code a tampered file names when they are read. He
 run is read back into a model built afresh with the run's settings (``sac_backend.make_sac``,
 which also makes the relabelling buffer), and only arrays and JSON are read. Both backends:
 
-  sac.safetensors            the networks and their optimisers: SB3's ``_get_torch_save_params``
+  sac.safetensors            the networks and their optimisers: SB3's ``get_parameters()``
                              (``policy``, ``actor.optimizer``, ``critic.optimizer``, with auto
-                             temperature ``ent_coef_optimizer`` and ``log_ent_coef``); sbx's
+                             temperature ``ent_coef_optimizer``; read back by ``set_parameters``)
+                             and its temperature tensor; sbx's
                              flax train states (``actor``, ``qf`` with its target parameters,
                              ``ent_coef``: parameters, optax state and step) and the policy's
                              PRNG keys; the last observation and episode starts of the rollout
@@ -41,24 +42,22 @@ _ROLLOUT = ("_last_obs", "_last_original_obs", "_last_episode_starts")
 _BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict]:
-    """A torch optimiser's per-parameter state as named tensors (``prefix<index>/<slot>``) and
-    the rest (param groups) as JSON."""
-    state = optimizer.state_dict()
+def optimizer_tensors(state: dict, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict]:
+    """A torch optimiser's ``state_dict()`` as named tensors (``prefix<index>/<slot>``) and the
+    rest (param groups) as JSON."""
     tensors = {f"{prefix}{index}/{name}": value.detach().cpu().contiguous()
                for index, slots in state["state"].items() for name, value in slots.items()}
     return tensors, {"param_groups": state["param_groups"]}
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict,
-                   prefix: str = "") -> None:
-    """The inverse of ``optimizer_tensors`` (tensors of other prefixes are ignored)."""
+def optimizer_state(tensors: dict[str, torch.Tensor], groups: dict, prefix: str = "") -> dict:
+    """The ``state_dict`` that ``optimizer_tensors`` took apart (tensors of other prefixes ignored)."""
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         if name.startswith(prefix):
             index, slot = name[len(prefix):].split("/", 1)
             slots.setdefault(int(index), {})[slot] = value
-    optimizer.load_state_dict({"state": slots, "param_groups": groups["param_groups"]})
+    return {"state": slots, "param_groups": groups["param_groups"]}
 
 
 def has_sac_state(folder: Path) -> bool:
@@ -118,16 +117,14 @@ def _network_state(model) -> tuple[dict[str, np.ndarray], dict]:
                   for name, leaf in flatten_dict(to_state_dict(train_state), sep="/").items()}
         arrays["keys/policy"], arrays["keys/noise"] = np.asarray(model.policy.key), np.asarray(model.policy.noise_key)
         return arrays, {}
-    modules, variables = model._get_torch_save_params()
     tensors, groups = {}, {}
-    for name in modules:
-        obj = attrgetter(name)(model)
-        if isinstance(obj, torch.optim.Optimizer):
-            more, groups[name] = optimizer_tensors(obj, prefix=f"{name}/")
-            tensors.update(more)
+    for name, state in model.get_parameters().items():  # SB3: the policy's and each optimiser's state_dict
+        if "param_groups" in state:
+            more, groups[name] = optimizer_tensors(state, prefix=f"{name}/")
         else:
-            tensors.update({f"{name}/{k}": v.detach().cpu().contiguous() for k, v in obj.state_dict().items()})
-    for name in variables:
+            more = {f"{name}/{key}": value.detach().cpu().contiguous() for key, value in state.items()}
+        tensors.update(more)
+    for name in model._get_torch_save_params()[1]:  # the temperature: ent_coef_tensor or log_ent_coef
         tensors[f"variable/{name}"] = attrgetter(name)(model).detach().cpu().contiguous()
     return {k: v.numpy() for k, v in tensors.items()}, {"optimizers": groups}
 
@@ -143,16 +140,15 @@ def _load_network_state(model, arrays: dict[str, np.ndarray], meta: dict) -> Non
         model.policy.key, model.policy.noise_key = jnp.asarray(arrays["keys/policy"]), jnp.asarray(arrays["keys/noise"])
         return
     tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
-    modules, variables = model._get_torch_save_params()
-    for name in modules:
-        obj = attrgetter(name)(model)
-        if isinstance(obj, torch.optim.Optimizer):
-            load_optimizer(obj, tensors, meta["optimizers"][name], prefix=f"{name}/")
+    params = {}
+    for name in model.get_parameters():
+        if name in meta["optimizers"]:
+            params[name] = optimizer_state(tensors, meta["optimizers"][name], prefix=f"{name}/")
         else:
-            prefix = f"{name}/"
-            obj.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            params[name] = {key[len(name) + 1:]: value for key, value in tensors.items() if key.startswith(f"{name}/")}
+    model.set_parameters(params, exact_match=True)
     with torch.no_grad():
-        for name in variables:
+        for name in model._get_torch_save_params()[1]:
             attrgetter(name)(model).copy_(tensors[f"variable/{name}"])
 
 
