@@ -47,6 +47,20 @@ with float32 master weights (trl's ``bf16=True``, accelerate's ``mixed_precision
 ``--weights bfloat16`` casts the policy (and so trl's reference copy and both optimizers'
 states) to bfloat16 for every contender alike: no float32 master copy (aihf's
 ``model.dtype: bfloat16``; for trl, a model loaded in bfloat16).
+
+``--count-ops`` adds one step after the timed ones, run under :class:`OpCounter`, and puts
+its counts beside the times: the aten operators the step dispatched (forward, backward and
+optimizer), those of them that do work (``kernels``: not views or aliases, so on a GPU each
+is at least one kernel launch), and the **host synchronisations**: reads of a tensor's value
+on the host (``item``/``float``/``bool`` of a tensor, ``tolist``, ``numpy``) and operators
+whose output size depends on the data (``nonzero``, ``masked_select``, ``unique``...). These
+counts do not depend on the machine's load or the hidden size, only on the code path, the
+layer count and the batch: on a small model on a GPU, where launching kernels and waiting
+for the device cost more than the arithmetic, they are what a step's time is made of, and
+they can be read on a CPU. The counter's own overhead falls in the extra step only.
+``--profile FILE`` runs that extra step under torch.profiler instead (:class:`StepProfiler`):
+where its time goes, by operator, on the device and on the host (``bench_gpu.py
+--profile-dir`` asks for one per training contender on the GPU).
 """
 
 from __future__ import annotations
@@ -97,6 +111,172 @@ def make_records(n: int, prompt_words: int, response_words: int, spread: float =
     return records
 
 
+SYNC_OPS = frozenset({  # operators that make the host wait for the device (value read, data-dependent size)
+    "aten._local_scalar_dense", "aten.is_nonzero", "aten.equal", "aten.nonzero", "aten.nonzero_static",
+    "aten.masked_select", "aten._unique2", "aten.unique_consecutive", "aten.unique_dim", "aten.repeat_interleave",
+    "aten.bincount", "aten.histc",
+})
+MASK_INDEXING = frozenset({"aten.index", "aten.index_put", "aten.index_put_", "aten._index_put_impl_"})
+
+
+class OpCounter:
+    """Counts the aten operators dispatched, and the host synchronisations, while it is on.
+
+    A ``TorchDispatchMode`` sees every operator below autograd, so the backward pass and the
+    optimizer count too. ``tolist`` and ``numpy`` of a CPU tensor dispatch nothing (on a GPU
+    they copy to the host and wait), so they are counted by wrapping the two methods. Turned
+    on and off by :meth:`start` / :meth:`stop` (trl's step begins and ends in two callbacks).
+
+    The optimizer's step is counted apart (``optimizer_*``; torch's global optimizer step
+    hooks mark it): on a CPU, torch's AdamW runs its per-parameter loop and reads each
+    parameter's step counter with ``item``, while on a GPU its default multi-tensor kernels
+    keep the counter on the host. The optimizer's figures are the CPU's; the rest of the
+    step (batch, forward, loss, backward, clipping, metrics) is the same code path on both.
+    Each synchronisation outside the optimizer is attributed to the first frame of a library
+    (aihf, trl, transformers, accelerate) on the stack: ``sync_sites``. Indexing with a boolean
+    mask counts as one (the result's size is the mask's count). Not seen on a CPU: a blocking
+    copy from the host to a GPU (``.to(device)`` without ``non_blocking``), which waits for the
+    device's stream too; read the code for those. Host-side batch building (aihf's
+    ``collate``/``pack``, trl's collator) is not counted: on a GPU it launches nothing.
+    """
+
+    LIBRARIES = ("/aihf/", "/trl/", "/transformers/", "/accelerate/")
+
+    def __init__(self, host_side: tuple[tuple[object, str], ...] = ()) -> None:
+        """``host_side``: (module, function name) pairs whose work is not counted while the
+        counter is on (host-side batch building), the module attribute wrapped in :meth:`start`."""
+        import collections
+
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = str(func.overloadpacket)
+                if name in MASK_INDEXING and any(
+                        isinstance(t, torch.Tensor) and t.dtype in (torch.bool, torch.uint8) for t in args[1] if t is not None):
+                    name += " (boolean mask)"  # the mask's count of True sets the output's size: a sync
+                counter.count(name, func.is_view or name in ("aten.detach", "aten.alias", "aten.lift_fresh"))
+                return func(*args, **(kwargs or {}))
+
+        self.ops: collections.Counter[str] = collections.Counter()
+        self.figures = collections.Counter()
+        self.sync_sites: collections.Counter[str] = collections.Counter()
+        self.paused, self.in_optimizer = 0, False
+        self._mode, self._patched, self._hooks, self._host_side = Mode(), {}, [], host_side
+
+    def count(self, name: str, alias: bool) -> None:
+        if self.paused:
+            return
+        part = "optimizer_" if self.in_optimizer else ""
+        self.figures[part + "ops"] += 1
+        self.figures[part + "kernels"] += not alias
+        if name in SYNC_OPS or name.endswith("(boolean mask)") or name in ("tolist", "numpy"):
+            self.figures[part + "syncs"] += 1
+            if not self.in_optimizer:
+                self.sync_sites[f"{name} at {self._library_frame()}"] += 1
+        if not self.in_optimizer:
+            self.ops[name] += 1
+
+    def _paused_in(self, function):
+        """``function``, with the counter paused while it runs."""
+
+        def paused(*args, **kwargs):
+            self.paused += 1
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.paused -= 1
+
+        return paused
+
+    def _library_frame(self) -> str:
+        import traceback
+
+        for frame in reversed(traceback.extract_stack()):
+            if any(library in frame.filename for library in self.LIBRARIES):
+                return f"{frame.filename.rsplit('/', 2)[-2]}/{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
+        return "elsewhere"
+
+    def start(self) -> None:
+        import torch
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+        for method in ("tolist", "numpy"):
+            original = self._patched.setdefault(method, getattr(torch.Tensor, method))
+
+            def read(tensor, *args, _original=original, _name=method, **kwargs):
+                self.count(_name, alias=True)
+                return _original(tensor, *args, **kwargs)
+
+            setattr(torch.Tensor, method, read)
+        self._host_originals = [(module, name, getattr(module, name)) for module, name in self._host_side]
+        for module, name, function in self._host_originals:
+            setattr(module, name, self._paused_in(function))
+        self._hooks = [register_optimizer_step_pre_hook(lambda *_: setattr(self, "in_optimizer", True)),
+                       register_optimizer_step_post_hook(lambda *_: setattr(self, "in_optimizer", False))]
+        self._mode.__enter__()
+
+    def stop(self) -> None:
+        import torch
+
+        self._mode.__exit__(None, None, None)
+        for method, original in self._patched.items():
+            setattr(torch.Tensor, method, original)
+        for hook in self._hooks:
+            hook.remove()
+        for module, name, function in self._host_originals:
+            setattr(module, name, function)
+
+    def result(self) -> dict:
+        keys = ("ops", "kernels", "syncs", "optimizer_ops", "optimizer_kernels", "optimizer_syncs")
+        return {**{key: self.figures[key] for key in keys}, "op_counts": dict(self.ops.most_common()),
+                "sync_sites": dict(self.sync_sites.most_common())}
+
+
+class StepProfiler:
+    """torch.profiler around what runs between :meth:`start` and :meth:`stop`; at the stop, the
+    operators by their own device time (on a GPU) and by their own host time go to ``path``
+    as text tables (where a step's milliseconds go)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def start(self) -> None:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        self.cuda = torch.cuda.is_available()
+        self._profile = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else []))
+        self._profile.__enter__()
+
+    def stop(self) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+        self._profile.__exit__(None, None, None)
+        table = self._profile.key_averages()
+        sections = [("self device time", "self_device_time_total")] if self.cuda else []
+        text = "".join(f"## by {title}\n{table.table(sort_by=key, row_limit=25)}\n"
+                       for title, key in sections + [("self host time", "self_cpu_time_total")])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(text, encoding="utf-8")
+        print(f"profile -> {self.path}", file=sys.stderr, flush=True)
+
+    def result(self) -> dict:
+        return {"profile": str(self.path)}
+
+
+def aihf_host_side() -> tuple[tuple[object, str], ...]:
+    """aihf's host-side batch building, for :class:`OpCounter` (trl's collator runs before its step begins)."""
+    import aihf.lm.methods as methods
+
+    return (methods, "collate"), (methods, "pack")
+
+
 def rss_mib() -> float:
     """Current resident set size of this process (Linux /proc); on CUDA, allocated device memory."""
     if CUDA:
@@ -135,8 +315,8 @@ def elapsed(start: tuple[float, float]) -> tuple[float, float]:
 class TokenCounter:
     """Counts real tokens of every forward pass of ``model`` while it is in train mode."""
 
-    def __init__(self, model) -> None:
-        self.tokens = 0
+    def __init__(self, model, ops: OpCounter | None = None) -> None:
+        self.tokens, self.op_counter = 0, ops
         model.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs) -> None:
@@ -144,7 +324,11 @@ class TokenCounter:
             return
         mask = kwargs.get("attention_mask")
         ids = kwargs.get("input_ids", args[0] if args else None)
+        if self.op_counter:  # the count of the bench's own sum and read is not the step's
+            self.op_counter.paused += 1
         self.tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+        if self.op_counter:
+            self.op_counter.paused -= 1
 
 
 class SequenceTokenCounter:
@@ -164,7 +348,7 @@ class SequenceTokenCounter:
         method.logps = counted
 
 
-def run_trl(args, tokenizer, policy, records, variant: str) -> tuple[list[tuple[float, float]], int]:
+def run_trl(args, tokenizer, policy, records, variant: str, extra) -> tuple[list[tuple[float, float]], int]:
     import copy
 
     from datasets import Dataset
@@ -176,18 +360,23 @@ def run_trl(args, tokenizer, policy, records, variant: str) -> tuple[list[tuple[
             self.times: list[tuple[float, float]] = []
 
         def on_step_begin(self, *_, **__) -> None:
+            if extra and len(self.times) == args.warmup + args.steps:
+                extra.start()
             self.start = clocks()
 
         def on_step_end(self, *_, **__) -> None:
+            if extra and len(self.times) == args.warmup + args.steps:
+                extra.stop()
             self.times.append(elapsed(self.start))
 
-    timer, counter = StepTimer(), TokenCounter(policy)
     reference = copy.deepcopy(policy).eval().requires_grad_(False)  # see RESOURCES.md: needed for a config-built model
+    timer = StepTimer()  # the token counter after the copy: the reference carries no counting hook
+    counter = TokenCounter(policy, extra if isinstance(extra, OpCounter) else None)
     with tempfile.TemporaryDirectory() as out:
         config = DPOConfig(
             output_dir=out,
             per_device_train_batch_size=args.pairs,
-            max_steps=args.warmup + args.steps,
+            max_steps=total_steps(args),
             learning_rate=args.lr,
             beta=0.1,
             max_grad_norm=1.0,
@@ -211,11 +400,10 @@ def run_trl(args, tokenizer, policy, records, variant: str) -> tuple[list[tuple[
             processing_class=tokenizer, callbacks=[timer],
         )
         trainer.train()
-    steps = args.warmup + args.steps
-    return timer.times[args.warmup :], counter.tokens // steps
+    return timer.times[args.warmup : args.warmup + args.steps], counter.tokens // total_steps(args)
 
 
-def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[tuple[float, float]], int]:
+def run_aihf(args, tokenizer, policy, records, method_name: str, extra) -> tuple[list[tuple[float, float]], int]:
     from accelerate import Accelerator
 
     from aihf.data import Demonstration, Preference
@@ -243,7 +431,7 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
     counter = SequenceTokenCounter(method)
     with tempfile.TemporaryDirectory() as out:
         loop = LoopConfig(
-            output_dir=out, max_steps=args.warmup + args.steps, micro_batch_size=args.pairs,
+            output_dir=out, max_steps=total_steps(args), micro_batch_size=args.pairs,
             learning_rate=args.lr, max_grad_norm=1.0, log_with="none", progress=False, seed=0, fused_optimizer=fused,
         )
         trainer = Trainer(method, loop, Accelerator(cpu=args.device == "cpu", mixed_precision=args.mixed_precision))
@@ -255,7 +443,16 @@ def run_aihf(args, tokenizer, policy, records, method_name: str) -> tuple[list[t
             trainer.train_step()  # the body of Trainer.fit's loop, timed alone
             times.append(elapsed(start))
             trainer.step += 1
-    return times[args.warmup :], counter.tokens // (args.warmup + args.steps)
+        if extra:
+            extra.start()
+            trainer.train_step()
+            extra.stop()
+    return times[args.warmup :], counter.tokens // total_steps(args)
+
+
+def total_steps(args) -> int:
+    """Warm-up and timed steps, and the untimed step of ``--count-ops`` or ``--profile``."""
+    return args.warmup + args.steps + bool(args.count_ops or args.profile)
 
 
 def worker(args) -> dict:
@@ -279,13 +476,15 @@ def worker(args) -> dict:
     )
     policy = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(
         args.device, dtype=getattr(torch, args.weights))
-    records = make_records(args.pairs * (args.warmup + args.steps), args.prompt_words, args.response_words,
+    records = make_records(args.pairs * total_steps(args), args.prompt_words, args.response_words,
                            args.response_spread)
+    extra = (OpCounter(host_side=aihf_host_side()) if args.count_ops
+             else StepProfiler(args.profile) if args.profile else None)
     baseline = rss_mib()
     if args.worker.startswith("trl"):
-        times, tokens = run_trl(args, tokenizer, policy, records, args.worker)
+        times, tokens = run_trl(args, tokenizer, policy, records, args.worker, extra)
     else:
-        times, tokens = run_aihf(args, tokenizer, policy, records, args.worker.removeprefix("aihf-"))
+        times, tokens = run_aihf(args, tokenizer, policy, records, args.worker.removeprefix("aihf-"), extra)
     step = statistics.median(wall for wall, _ in times)
     cpu = statistics.median(cpu for _, cpu in times)
     return {
@@ -299,6 +498,7 @@ def worker(args) -> dict:
         "growth_mib": peak_rss_mib() - baseline,
         "parameters": sum(p.numel() for p in policy.parameters()),
         "weights_dtype_after": str(next(policy.parameters()).dtype).removeprefix("torch."),  # as trained, not as asked
+        **(extra.result() if extra else {}),
     }
 
 
@@ -327,6 +527,11 @@ def main() -> None:
     parser.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
                         help="the policy's dtype, for every contender (bfloat16: no float32 master weights)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender; the fastest is reported")
+    extra = parser.add_mutually_exclusive_group()
+    extra.add_argument("--count-ops", action="store_true", help="count the operators and host synchronisations of "
+                       "one more step (OpCounter): columns ops, kernels, syncs per step")
+    extra.add_argument("--profile", type=Path, help="profile one more step (torch.profiler; one contender): its "
+                       "operator tables by device and host time go to this file")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -349,15 +554,21 @@ def main() -> None:
           f"best of {args.repeats} runs of {args.steps} timed steps; "
           f"{args.pairs} pairs/step; {args.weights} weights, mixed precision {args.mixed_precision}; load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
     memory = "CUDA allocated" if args.device == "cuda" else "RSS"
+    counted = " | ops/step | kernels/step | host syncs/step | optimizer kernels, syncs (CPU)" if args.count_ops else ""
     print("| contender | step CPU time | step wall time | tokens/step | tokens per CPU-s | tokens/s (wall) "
-          f"| peak {memory} | {memory} growth |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"| peak {memory} | {memory} growth{counted} |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * (4 * args.count_ops))
     for r in rows:
+        counts = (f" | {r['ops']:,} | {r['kernels']:,} | {r['syncs']} | {r['optimizer_kernels']:,}, "
+                  f"{r['optimizer_syncs']}" if args.count_ops else "")
         print(f"| {r['contender']} | {r['step_cpu_s_median'] * 1000:.1f} ms | {r['step_s_median'] * 1000:.1f} ms | "
               f"{r['tokens_per_step']} | {r['tokens_per_cpu_s']:,.0f} | {r['tokens_per_s']:,.0f} | "
-              f"{r['peak_rss_mib']:.0f} MiB | {r['growth_mib']:.0f} MiB |")
+              f"{r['peak_rss_mib']:.0f} MiB | {r['growth_mib']:.0f} MiB{counts} |")
+    for r in rows if args.count_ops else ():
+        sites = "; ".join(f"{n} x {site}" for site, n in r["sync_sites"].items()) or "none"
+        print(f"\nhost syncs of {r['contender']} outside the optimizer: {sites}")
     if args.json:
-        args.json.write_text(json.dumps({"args": {**vars(args), "json": str(args.json)}, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -82,7 +82,9 @@ def train_records(args, card: str, date: str, arch: str, emit) -> None:
                        "--pairs", str(args.pairs), "--prompt-words", str(args.prompt_words),
                        "--response-words", str(args.response_words), "--response-spread", str(args.response_spread),
                        "--max-length", str(args.max_length), "--steps", str(args.steps), "--warmup", "3",
-                       "--repeats", "1", "--weights", args.weights, "--contenders", contender, "--json", str(out)]
+                       "--repeats", "1", "--weights", args.weights, "--contenders", contender, "--json", str(out),
+                       *(["--profile", str(args.profile_dir / f"profile-{arch}-train-{impl.replace(':', '-')}.txt")]
+                         if args.profile_dir else [])]
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired:
@@ -191,23 +193,14 @@ def _measure_all(samplers: dict, args, card: str, date: str, arch: str, emit) ->
 
 
 def _profile(run, path: Path) -> None:
-    """One more call of ``run`` under torch.profiler: the operators by their own device time
-    and by their own host time (where a decoding step's milliseconds go), written to ``path``."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
+    """One more call of ``run`` under torch.profiler (``bench_dpo_step.StepProfiler``): the
+    operators by their own device and host time (where a decoding step's milliseconds go)."""
+    from bench_dpo_step import StepProfiler
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=activities) as profiler:
-        run()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-    table = profiler.key_averages()
-    sections = [("self device time", "self_device_time_total")] if torch.cuda.is_available() else []
-    text = "".join(f"## by {title}\n{table.table(sort_by=key, row_limit=25)}\n"
-                   for title, key in sections + [("self host time", "self_cpu_time_total")])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(f"profile -> {path}", flush=True)
+    profiler = StepProfiler(path)
+    profiler.start()
+    run()
+    profiler.stop()
 
 
 def weights(record: dict) -> str:
@@ -278,8 +271,9 @@ def main() -> None:
     parser.add_argument("--gen-prompt-tokens", type=int, default=64)
     parser.add_argument("--gen-new-tokens", type=int, default=256)
     parser.add_argument("--gen-repeats", type=int, default=2)
-    parser.add_argument("--profile-dir", type=Path, help="also profile one call of hf-static and of each aihf:generate "
-                        "(torch.profiler operator tables, one text file each, here)")
+    parser.add_argument("--profile-dir", type=Path, help="also profile one more step of each training contender, and "
+                        "one call of hf-static and of each aihf:generate (torch.profiler operator tables, one text "
+                        "file each, here)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per training contender")
     parser.add_argument("--skip", choices=("train", "generate"), action="append", default=[])
     args = parser.parse_args()

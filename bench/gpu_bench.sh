@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/bench_gpu.py on the device machine: the wheels its image lacks, the card and versions, then the run.
 #   bash bench/gpu_bench.sh [bench_gpu.py arguments...]   (records to $OUT/gpu.json, log to $OUT/bench.log,
-#   generation profiles to $OUT/profile-*.txt)
+#   profiles of one training step per contender and of generation to $OUT/profile-*.txt)
 # Carry (device tool `carry`): [".whl/gpu"]: py3.12 wheels of what the image lacks (trl and datasets, with
 # dill and multiprocess; pyarrow, pandas, xxhash and fsspec are in the image), about 2 MiB, made here with
 #   pip download --no-deps --python-version 3.12 --only-binary=:all: --platform manylinux_2_28_x86_64 \

@@ -31,7 +31,8 @@ def test_selected_positions_give_the_logits_paths_log_probs_and_gradients(chunk)
     full = objective.token_logprobs(F.linear(hidden, weight, bias), input_ids)
     expected = torch.where(selected, full, torch.zeros_like(full))
     expected_grads = torch.autograd.grad((expected * weights_of_terms).sum(), (hidden, weight, bias))
-    got = objective.selected_token_logprobs(hidden, weight, bias, input_ids, selected, chunk)
+    positions = selected.reshape(-1).nonzero().squeeze(1)
+    got = objective.selected_token_logprobs(hidden, weight, bias, input_ids, positions, chunk)
     grads = torch.autograd.grad((got * weights_of_terms).sum(), (hidden, weight, bias))
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
     for g, e in zip(grads, expected_grads):
@@ -41,10 +42,12 @@ def test_selected_positions_give_the_logits_paths_log_probs_and_gradients(chunk)
 def test_no_selected_position_gives_zeros_and_bad_shapes_are_refused():
     hidden, weight = torch.randn(2, 4, 3), torch.randn(6, 3)
     ids = torch.zeros(2, 4, dtype=torch.long)
-    assert torch.equal(objective.selected_token_logprobs(hidden, weight, None, ids, torch.zeros(2, 3, dtype=torch.bool), 2),
-                       torch.zeros(2, 3))
+    none = torch.zeros(0, dtype=torch.long)
+    assert torch.equal(objective.selected_token_logprobs(hidden, weight, None, ids, none, 2), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="shape mismatch"):  # a boolean mask is not an index
+        objective.selected_token_logprobs(hidden, weight, None, ids, torch.zeros(2, 3, dtype=torch.bool), 2)
     with pytest.raises(ValueError, match="shape mismatch"):
-        objective.selected_token_logprobs(hidden, weight, None, ids, torch.zeros(2, 4, dtype=torch.bool), 2)
+        objective.selected_token_logprobs(hidden, weight, None, ids[:, :3], none, 2)
 
 
 class _CappedLogits(torch.nn.Module):

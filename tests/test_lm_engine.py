@@ -239,6 +239,54 @@ def test_nan_loss_stops_before_the_update_with_a_message(tmp_path):
     assert latest_checkpoint(tmp_path) is None
 
 
+class _InfiniteGradient(torch.autograd.Function):
+    """0 in the forward pass, an infinite gradient in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, weight):
+        ctx.shape = weight.shape
+        return weight.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full(ctx.shape, float("inf"))
+
+
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_a_non_finite_loss_or_gradient_in_any_accumulated_micro_batch_leaves_the_weights_untouched(tmp_path, where):
+    """The guard reads the step's loss and gradient norm once, after the backward passes and
+    clipping: a NaN in the second of two accumulated micro-batches (its loss, or only its
+    gradient) stops the step before the optimizer, with the weights and optimizer state as they
+    were before it."""
+    method = make_method("dpo")
+    trainer = Trainer(method, loop(tmp_path, gradient_accumulation_steps=2, micro_batch_size=2))
+    method.start_round(0, seed=0)
+    trainer.train_step()  # a clean step first, so the optimizer has state to keep
+    trainer.step += 1
+    before = {k: v.clone() for k, v in method.models["policy"].state_dict().items()}
+    moments = [s["exp_avg"].clone() for s in trainer.optimizer.state.values()]
+    loss_of, calls = method.loss, []
+
+    def poisoned(*args, **kwargs):
+        loss, metrics = loss_of(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2 and where == "loss":
+            return loss * float("nan"), metrics
+        if len(calls) == 2:  # finite loss, non-finite gradient
+            return loss + _InfiniteGradient.apply(method.models["policy"].gpt_neox.embed_in.weight), metrics
+        return loss, metrics
+
+    method.loss = poisoned
+    message = "dpo loss is nan at step 2" if where == "loss" else "policy gradient norm is (nan|inf) at step 2"
+    with pytest.raises(NonFiniteLossError, match=message):
+        trainer.train_step()
+    assert len(calls) == 2
+    for key, value in method.models["policy"].state_dict().items():
+        assert torch.equal(value, before[key]), key
+    for state, moment in zip(trainer.optimizer.state.values(), moments):
+        assert torch.equal(state["exp_avg"], moment)
+
+
 def test_evaluation_runs_on_held_out_records(tmp_path):
     result = Trainer(make_method("dpo"), loop(tmp_path, max_steps=2, eval_every=1)).fit()
     assert [e["step"] for e in result.evaluations] == [1, 2]

@@ -167,35 +167,39 @@ def selected_token_logprobs(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     input_ids: torch.Tensor,
-    selected: torch.Tensor,
+    positions: torch.Tensor,
     chunk: int,
 ) -> torch.Tensor:
-    """:func:`token_logprobs` at the ``selected`` positions (a (B, T - 1) bool mask), 0 elsewhere,
-    from the last hidden states (B, T, H) and the output layer (logits = h W^T + b), without the
-    (B, T, V) logits: only the selected positions are scored, ``chunk`` of them at a time, each
-    chunk's logits recomputed in the backward pass (activation checkpointing) instead of kept.
+    """:func:`token_logprobs` at the selected ``positions``, 0 elsewhere, shape (B, T - 1), from the
+    last hidden states (B, T, H) and the output layer (logits = h W^T + b), without the (B, T, V)
+    logits: only the selected positions are scored, ``chunk`` of them at a time, each chunk's
+    logits recomputed in the backward pass (activation checkpointing) instead of kept.
+
+    ``positions`` are flat indices into the (B, T - 1) grid of next-token log-probs (a batch's
+    ``scored_index``, ``aihf.lm.batching``): an index tensor made on the host, unlike a boolean
+    mask, tells how many positions there are without waiting for a GPU.
 
     Peak memory of the output layer: chunk x V logits (float32) instead of B x T x V; compute:
     the selected positions only (a DPO batch's response tokens, not its prompts and padding).
     The same fused cross-entropy as :func:`token_logprobs`, so the two agree to round-off.
     """
-    if selected.shape != (hidden.shape[0], hidden.shape[1] - 1) or input_ids.shape != hidden.shape[:2]:
+    if input_ids.shape != hidden.shape[:2] or positions.dim() != 1 or positions.dtype != torch.long:
         raise ValueError(f"shape mismatch: hidden {tuple(hidden.shape)}, input_ids {tuple(input_ids.shape)}, "
-                         f"selected {tuple(selected.shape)}")
+                         f"positions {tuple(positions.shape)} {positions.dtype} (want 1-D int64)")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     from torch.utils.checkpoint import checkpoint
 
-    rows = hidden[:, :-1][selected]
-    targets = input_ids[:, 1:][selected]
+    rows = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, positions)
+    targets = input_ids[:, 1:].reshape(-1).index_select(0, positions)
     parts = [
         checkpoint(_chunk_token_logprobs, rows[i:i + chunk], targets[i:i + chunk], weight, bias, use_reentrant=False)
         for i in range(0, rows.shape[0], chunk)
     ]
-    out = hidden.new_zeros(selected.shape, dtype=torch.promote_types(hidden.dtype, torch.float32))
+    out = hidden.new_zeros(input_ids[:, 1:].numel(), dtype=torch.promote_types(hidden.dtype, torch.float32))
     if parts:
-        out = out.masked_scatter(selected, torch.cat(parts).to(out.dtype))
-    return out
+        out = out.scatter(0, positions, torch.cat(parts).to(out.dtype))
+    return out.view(input_ids.shape[0], input_ids.shape[1] - 1)
 
 
 # --------------------------------------------------------------- explicit reward (Alg. 1)

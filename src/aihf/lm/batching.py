@@ -142,16 +142,28 @@ class Encoder:
         return prompt_ids[-self.max_prompt_length :]
 
 
+def to_device(tensors: tuple[torch.Tensor, ...], device: torch.device | str) -> tuple[torch.Tensor, ...]:
+    """Host-built tensors on ``device``, copied without a blocking wait: torch's default
+    (``non_blocking=False``) synchronises the host with the device's stream after each copy to
+    a GPU, so the host would stop queueing work until the device has finished all of it.
+    Safe in this direction: the source is read before the copy is used on its stream."""
+    return tuple(t.to(device, non_blocking=True) for t in tensors)
+
+
 @dataclass
 class SequenceBatch:
-    """Right-padded sequences: ``input_ids``, ``attention_mask`` and ``loss_mask``, each (B, T)."""
+    """Right-padded sequences: ``input_ids``, ``attention_mask`` and ``loss_mask``, each (B, T),
+    and ``scored_index``: the positions of ``loss_mask[:, 1:]`` that are 1, as ascending flat
+    indices into the (B, T - 1) next-token grid, made on the host with the batch (so a GPU need
+    not be waited for to learn how many there are; ``objective.selected_token_logprobs``)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     loss_mask: torch.Tensor
+    scored_index: torch.Tensor
 
     def to(self, device: torch.device | str) -> SequenceBatch:
-        return SequenceBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask)))
+        return SequenceBatch(*to_device((self.input_ids, self.attention_mask, self.loss_mask, self.scored_index), device))
 
     @property
     def num_tokens(self) -> int:
@@ -177,7 +189,8 @@ def collate(sequences: list[Sequence], pad_id: int, pad_to_multiple_of: int = 1)
         input_ids[row, :n] = torch.tensor(prompt + response, dtype=torch.long)
         attention_mask[row, :n] = 1
         loss_mask[row, len(prompt) : n] = 1
-    return SequenceBatch(input_ids, attention_mask, loss_mask)
+    scored_index = loss_mask[:, 1:].reshape(-1).nonzero().squeeze(1)
+    return SequenceBatch(input_ids, attention_mask, loss_mask, scored_index)
 
 
 @dataclass
@@ -193,22 +206,19 @@ class PackedBatch:
     order, L the longest: entry t points into the flattened (R, W - 1) grid of next-token
     log-probs at the one that predicts token t + 1 of that sequence, and the mask is the
     padded batch's ``loss_mask[:, 1:]``, so the per-sequence sums are taken in the same
-    layout and order as :func:`collate`'s."""
+    layout and order as :func:`collate`'s. ``scored_index``: the next-token positions some
+    sequence's sum reads (its response), as ascending flat indices into the (R, W - 1) grid,
+    made on the host (see :class:`SequenceBatch`)."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     token_index: torch.Tensor
     token_mask: torch.Tensor
+    scored_index: torch.Tensor
 
     def to(self, device: torch.device | str) -> PackedBatch:
-        return PackedBatch(*(t.to(device) for t in (self.input_ids, self.position_ids, self.token_index, self.token_mask)))
-
-    def scored_positions(self) -> torch.Tensor:
-        """(R, W - 1) bool: the next-token positions some sequence's sum reads (its response)."""
-        rows, width = self.input_ids.shape
-        selected = torch.zeros(rows * (width - 1), dtype=torch.bool, device=self.input_ids.device)
-        selected[self.token_index[self.token_mask.bool()]] = True
-        return selected.view(rows, width - 1)
+        return PackedBatch(*to_device(
+            (self.input_ids, self.position_ids, self.token_index, self.token_mask, self.scored_index), device))
 
 
 def pack(sequences: list[Sequence], pad_id: int) -> PackedBatch:
@@ -244,4 +254,5 @@ def pack(sequences: list[Sequence], pad_id: int) -> PackedBatch:
             token_mask[i, max(len(prompt), 1) - 1 : n - 1] = 1
             offset += n
         position_ids[r, offset:] = torch.arange(offset, width) - offset + (position_ids[r, offset - 1] + 1)
-    return PackedBatch(input_ids, position_ids, token_index, token_mask)
+    scored_index = token_index[token_mask.bool()].sort().values
+    return PackedBatch(input_ids, position_ids, token_index, token_mask, scored_index)

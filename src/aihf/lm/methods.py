@@ -380,9 +380,8 @@ class _Records:
         with acc.autocast(), hidden_states_as_logits(model, enabled=bool(self.logprob_chunk)) as head:
             out = model(**inputs, use_cache=False).logits
             if head is not None:
-                selected = batch.scored_positions() if self.padding_free else batch.loss_mask[:, 1:].bool()
-                token_lp = objective.selected_token_logprobs(out, head.weight, head.bias, batch.input_ids, selected,
-                                                             self.logprob_chunk)
+                token_lp = objective.selected_token_logprobs(out, head.weight, head.bias, batch.input_ids,
+                                                             batch.scored_index, self.logprob_chunk)
         if head is None:
             token_lp = objective.token_logprobs(out, batch.input_ids)
         if self.padding_free:
@@ -547,7 +546,7 @@ class ImplicitRewardMethod(_Records):
 
     def loss(
         self, indices: dict[str, list[int]], split: str, seed: int, phase: frozenset[str] = ALL_MODELS
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, recipe = self.config, self.recipe
         demo_idx, pref_idx = indices.get("demo", []), indices.get("pref", [])
         seqs = [self.demos[split][i] for i in demo_idx]
@@ -562,26 +561,26 @@ class ImplicitRewardMethod(_Records):
         )
         device = total.device
 
-        def reference(kind: str, idx: list[int]) -> torch.Tensor:
-            return self.reference[f"{split}.{kind}"].to(device)[torch.tensor(idx, device=device)]
+        def reference(kind: str, idx: list[int]) -> torch.Tensor:  # picked on the host, then one copy
+            return self.reference[f"{split}.{kind}"][idx].to(device, non_blocking=True)
 
         w_demo = cfg.w_demo if recipe.demo_term != "none" else 0.0
         w_pref = cfg.w_pref if recipe.pref_term else 0.0
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor] = {}
         if recipe.pref_term:
             ref_w, ref_l = reference("chosen", pref_idx), reference("rejected", pref_idx)
             if self.ipo_average and n_pref:  # trl's IPO: each log-ratio per response token
                 n_w, n_l = count[-2 * n_pref : -n_pref], count[-n_pref:]
                 chosen, rejected, ref_w, ref_l = chosen / n_w, rejected / n_l, ref_w / n_w, ref_l / n_l
             margin = objective.dpo_log_ratio_margin(chosen, rejected, ref_w, ref_l).detach()
-            metrics["pref_accuracy"] = float((margin > 0).float().mean())
-            metrics["pref_margin"] = float(cfg.beta * margin.mean())
+            metrics["pref_accuracy"] = (margin > 0).float().mean()
+            metrics["pref_margin"] = cfg.beta * margin.mean()
         else:
             ref_w = ref_l = None
         if recipe.demo_term == "self-play":
             ref_d, ref_g = reference("demo", demo_idx), reference("generated", demo_idx)
             spin_margin = objective.dpo_log_ratio_margin(demo, generated, ref_d, ref_g).detach()
-            metrics["self_play_accuracy"] = float((spin_margin > 0).float().mean())
+            metrics["self_play_accuracy"] = (spin_margin > 0).float().mean()
             loss = objective.self_play_aihf_loss(
                 demo, generated, ref_d, ref_g, chosen, rejected, ref_w, ref_l,
                 cfg.beta, w_demo, w_pref, self.form,
@@ -589,7 +588,7 @@ class ImplicitRewardMethod(_Records):
         else:
             if demo is not None:
                 demo = demo / count[:n_demo] if cfg.demo_average else demo
-                metrics["demo_logp"] = float(demo.detach().mean())
+                metrics["demo_logp"] = demo.detach().mean()
             loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.form)
         return loss, metrics
 
@@ -725,7 +724,7 @@ class ExplicitRewardMethod(_Records):
             return [self.demos[split][i][0] for i in chosen]
         return [self.pairs[split][i][0][0] for i in chosen]  # "pref": the prompt of the chosen sequence
 
-    def policy_step(self, samples: list[Sequence], rewards: torch.Tensor, split: str) -> tuple[torch.Tensor, dict[str, float]]:
+    def policy_step(self, samples: list[Sequence], rewards: torch.Tensor, split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Step 1: RLOO on the scaled rewards r'(x, y) (``RewardScaler``, updated with the
         training rewards of all processes) minus beta * log(pi/pi_ref)(y|x)."""
         rewards = rewards.detach()
@@ -734,7 +733,7 @@ class ExplicitRewardMethod(_Records):
             lambda model: self.logps(model, samples)[0],
             self.models["policy"], self.reference_model, scaled, self.config.rloo_k, self.config.beta,
         )
-        metrics.update(reward_raw_mean=float(rewards.mean()), reward_raw_std=float(rewards.std(unbiased=False)))
+        metrics.update(reward_raw_mean=rewards.mean(), reward_raw_std=rewards.std(unbiased=False))
         return loss, metrics
 
     def _scaled_in_rank_order(self, rewards: torch.Tensor) -> torch.Tensor:
@@ -761,7 +760,7 @@ class ExplicitRewardMethod(_Records):
 
     def loss(
         self, indices: dict[str, list[int]], split: str, seed: int, phase: frozenset[str] = ALL_MODELS
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, recipe, k = self.config, self.recipe, self.config.rloo_k
         reward_phase, policy_phase = "reward" in phase, "policy" in phase and recipe.train_policy
         demo_idx = indices.get("demo", []) if recipe.demo_term == "irl" and reward_phase else []
@@ -786,12 +785,12 @@ class ExplicitRewardMethod(_Records):
         )
         repeat = s if from_round else k if from_rl else 1
         r_compared = r_round if from_round else r_rl if from_rl else r_own
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor] = {}
         loss = rewards.new_zeros(())
         if pairs:
-            metrics["reward_accuracy"] = float((r_chosen > r_rejected).float().mean())
+            metrics["reward_accuracy"] = (r_chosen > r_rejected).float().mean().detach()
         if demos:
-            metrics["reward_demo_minus_samples"] = float(r_demo.detach().mean() - r_compared.detach().mean())
+            metrics["reward_demo_minus_samples"] = r_demo.detach().mean() - r_compared.detach().mean()
         if recipe.train_reward and reward_phase:
             loss = loss + self.reward_step(
                 r_demo.repeat_interleave(repeat) if demos else None, r_compared if demos else None,

@@ -408,7 +408,7 @@ def check_chunked_logprobs(model: nn.Module, vocab_size: int, chunk: int) -> flo
         with hidden_states_as_logits(model) as head:
             hidden = model(**inputs).logits
         token_lp = objective.selected_token_logprobs(hidden, head.weight, head.bias, batch.input_ids,
-                                                     batch.loss_mask[:, 1:].bool(), chunk)
+                                                     batch.scored_index, chunk)
         chunked = objective.masked_sequence_sum(token_lp, batch.loss_mask)
     model.train(was_training)
     difference = float((full - chunked).abs().max())

@@ -35,8 +35,9 @@ def rloo_step(
     rewards: torch.Tensor,
     k: int,
     beta: float,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """RLOO loss for samples grouped k per prompt (prompt-major), and its diagnostics.
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """RLOO loss for samples grouped k per prompt (prompt-major), and its diagnostics (0-dim
+    tensors, read by the training loop once per step).
 
     ``sequence_logps(model)`` returns log pi(y|x) of the samples under ``model`` (summed
     over response tokens, shape (B * k,)); it is called with the policy (with gradient)
@@ -50,4 +51,4 @@ def rloo_step(
     advantages = objective.rloo_advantages(penalised, k)
     loss = objective.policy_gradient_loss(logp, advantages)
     kl = (logp.detach() - logp_ref).mean()
-    return loss, {"kl": float(kl), "rl_reward": float(penalised.mean())}
+    return loss, {"kl": kl, "rl_reward": penalised.mean()}

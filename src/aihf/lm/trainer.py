@@ -17,8 +17,10 @@ record indices becomes a loss; this loop does everything else, the same way for 
   own learning rate and gradient clip (``reward_learning_rate``, ``reward_max_grad_norm``);
 * accelerate: devices, mixed precision, DDP / FSDP / DeepSpeed (configs/accelerate/),
   gradient accumulation (``accelerator.accumulate``), gradient clipping;
-* a NaN guard (``runtime.check_finite`` on the loss, all processes agreeing, before its
-  backward pass, and on the gradient norm before the optimizer step);
+* a NaN guard (``runtime.check_finite`` on the loss, all processes agreeing, and on the
+  gradient norms, before the optimizer step; under DeepSpeed, whose engine steps inside the
+  backward call, on the loss before its backward pass). The step reads the device once: the
+  loss, the method's metrics and the norms together;
 * checkpoints written atomically (``runtime.atomic_directory``), safetensors + JSON only
   (no pickle): weights, optimizer, scheduler, every process's RNG states, the method's
   round state and the step;
@@ -99,7 +101,7 @@ class Method(Protocol):
     def start_round(self, round_index: int, seed: int) -> None: ...
     def loss(
         self, indices: dict[str, list[int]], split: str, seed: int, phase: frozenset[str] = ...
-    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...  # metrics: 0-dim tensors, read once per step
     def round_state(self) -> dict[str, torch.Tensor]: ...
     def load_round_state(self, tensors: dict[str, torch.Tensor]) -> None: ...
 
@@ -277,39 +279,54 @@ class Trainer:
         NaN guard, clipping, the optimizer and scheduler steps; returns the step's metrics.
 
         The body of :meth:`fit`'s loop, without the step counter, rounds, logging or
-        checkpoints (the benchmarks time it alone).
+        checkpoints (the benchmarks time it alone). The loss, the method's metrics and the
+        gradient norms stay on the device until one read after clipping, which is also where
+        the NaN guard looks: a non-finite loss or gradient norm stops training there, before
+        the optimizer step, so the weights are never updated with it. One read per step lets
+        the host queue the backward pass while the device still runs the forward (each read
+        of a device value makes the host wait for the device). Under DeepSpeed, whose engine
+        steps its optimizer inside ``accelerator.backward``, the loss is checked before it.
         """
         acc, cfg = self.accelerator, self.config
         modules = list(self.method.models.values())
         phase = self.method.phase(self.step)
-        sums: dict[str, float] = {}
+        check_before_backward = acc.distributed_type == DistributedType.DEEPSPEED
+        losses: list[torch.Tensor] = []
+        sums: dict[str, torch.Tensor] = {}
         for slot in range(cfg.gradient_accumulation_steps):
             indices, seed = self._micro_batch(slot)
             with acc.accumulate(*modules):
                 loss, metrics = self.method.loss(indices, "train", seed, phase)
-                shared = acc.reduce(loss.detach().float().reshape(1), "mean")
-                runtime.check_finite(shared, f"the {self.method.name} loss", self.step + 1)
+                if check_before_backward:
+                    shared = acc.reduce(loss.detach().float().reshape(1), "mean")
+                    runtime.check_finite(shared, f"the {self.method.name} loss", self.step + 1)
                 acc.backward(loss)
-            for key, value in {"loss": float(shared), **metrics}.items():
-                sums[key] = sums.get(key, 0.0) + value / cfg.gradient_accumulation_steps
+            losses.append(loss.detach().float())
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().float() / cfg.gradient_accumulation_steps
+        norms: dict[str, torch.Tensor] = {}
         for group in self.optimizer.param_groups:  # each model its own clip; a model outside the phase has no gradient
             name = group.get("name", "all")
             if group["max_grad_norm"] is None or name not in phase:
                 continue
             norm = acc.clip_grad_norm_(group["params"], group["max_grad_norm"])
-            if norm is not None and acc.scaler is None:
-                sums[f"grad_norm/{name}"] = runtime.check_finite(norm, f"the {name} gradient norm", self.step + 1)
-            elif norm is not None:  # fp16: the loss scaler skips steps with inf gradients by design
-                sums[f"grad_norm/{name}"] = float(norm)
+            if norm is not None:
+                norms[f"grad_norm/{name}"] = torch.as_tensor(norm, device=acc.device).float()
+        # the loss and the method metrics are per-process means: average them over processes too
+        keys = sorted(sums)
+        means = acc.reduce(torch.stack([torch.stack(losses).mean(), *(sums[k] for k in keys)]), "mean")
+        values = torch.cat([means, torch.stack(list(norms.values()))]) if norms else means
+        read = values.tolist()  # the step's one wait for the device
+        loss_value = runtime.check_finite(read[0], f"the {self.method.name} loss", self.step + 1)
+        metrics = {"loss": loss_value}
+        for key, value in zip(norms, read[1 + len(keys):]):
+            # fp16: the loss scaler skips steps with inf gradients by design
+            metrics[key] = value if acc.scaler is not None else runtime.check_finite(
+                value, f"the {key.removeprefix('grad_norm/')} gradient norm", self.step + 1)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        metrics = {k: v for k, v in sums.items() if k == "loss" or k.startswith("grad_norm/")}
-        others = {k: v for k, v in sums.items() if k not in metrics}
-        if others:  # method metrics are per-process means: average them over processes too
-            keys = sorted(others)
-            values = acc.reduce(torch.tensor([others[k] for k in keys], device=acc.device), "mean")
-            metrics.update(zip(keys, values.tolist()))
+        metrics.update(zip(keys, read[1:1 + len(keys)]))
         for group in self.optimizer.param_groups:
             metrics[f"lr/{group.get('name', 'all')}"] = group["lr"]
         return metrics
@@ -324,7 +341,7 @@ class Trainer:
         if not sizes:
             return {}
         batches = max(math.ceil(n / size) for n in sizes.values())
-        totals: dict[str, float] = {}
+        totals: dict[str, torch.Tensor] = {}
         count = 0
         modules = list(self.method.models.values())
         for module in modules:  # no dropout while evaluating
@@ -337,13 +354,14 @@ class Trainer:
             b = min(b, batches - 1)
             indices = {kind: [(b * size + i) % n for i in range(size)] for kind, n in sizes.items()}
             loss, metrics = self.method.loss(indices, "eval", runtime.mix_seeds(self.config.seed, -1 - b))
-            for key, value in {"loss": float(loss), **metrics}.items():
-                totals[key] = totals.get(key, 0.0) + (value if real else 0.0)
+            for key, value in {"loss": loss, **metrics}.items():
+                totals[key] = totals.get(key, 0.0) + value.detach().double() * real
             count += real
         for module in modules:
             module.train()
         keys = sorted(totals)
-        packed = torch.tensor([totals.get(k, 0.0) for k in keys] + [count], device=acc.device, dtype=torch.float64)
+        packed = torch.stack([*(torch.as_tensor(totals[k], device=acc.device) for k in keys),
+                              torch.tensor(float(count), device=acc.device, dtype=torch.float64)])
         packed = acc.reduce(packed, "sum")
         result = {f"eval/{k}": v / max(1.0, float(packed[-1])) for k, v in zip(keys, packed[:-1].tolist())}
         result["step"] = self.step

@@ -1,0 +1,79 @@
+"""Host synchronisations of a training step (issue 11: on a GPU every read of a device value
+makes the host wait, so the host cannot queue the backward pass while the forward runs).
+
+``bench_dpo_step.OpCounter`` counts them on the CPU: value reads, ``tolist``/``numpy``,
+operators whose output size depends on the data, boolean-mask indexing. aihf's offline
+steps read the device once (the loss, the metrics and the gradient norms together, in
+``Trainer.train_step``); the remaining one is transformers' own mask check."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_lm_engine import loop, make_method
+
+from aihf.lm.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from bench_dpo_step import OpCounter, aihf_host_side  # noqa: E402
+
+
+def _counted(work) -> dict:
+    counter = OpCounter()
+    counter.start()
+    try:
+        work()
+    finally:
+        counter.stop()
+    return counter.result()
+
+
+def test_the_counter_sees_value_reads_data_dependent_sizes_and_mask_indexing_but_not_index_tensors():
+    x = torch.arange(6.0)
+    mask, index = x > 2, torch.tensor([1, 3])
+    assert _counted(lambda: float(x.sum()))["syncs"] == 1
+    assert _counted(lambda: x.tolist())["syncs"] == 1
+    assert _counted(lambda: x[mask])["syncs"] == 1
+    assert _counted(lambda: mask.nonzero())["syncs"] == 1
+    assert _counted(lambda: x.index_select(0, index))["syncs"] == 0
+    assert _counted(lambda: x[index])["syncs"] == 0
+    views = _counted(lambda: x.view(2, 3).t())
+    assert views["ops"] == 2 and views["kernels"] == 0
+
+
+def test_the_counter_counts_backward_and_keeps_the_optimizer_apart():
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([weight], foreach=False)
+    tolist = torch.Tensor.tolist
+
+    def step():
+        (weight * 2).sum().backward()
+        optimizer.step()
+
+    counts = _counted(step)
+    assert counts["op_counts"].get("aten.mul", 0) >= 2  # the forward product and its gradient
+    assert counts["optimizer_kernels"] > 0 and counts["optimizer_syncs"] == 1  # AdamW's per-parameter step.item()
+    assert counts["syncs"] == 0
+    assert torch.Tensor.tolist is tolist  # stop() put the method back
+
+
+@pytest.mark.parametrize("name", ["dpo", "aihf-dpo", "sft"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed-chunked"])
+def test_an_offline_step_reads_the_device_once(tmp_path, name, packed):
+    method = make_method(name)
+    method.padding_free, method.logprob_chunk = packed, (8 if packed else None)  # packed and chunked, or neither
+    trainer = Trainer(method, loop(tmp_path, gradient_accumulation_steps=2, micro_batch_size=2))
+    method.start_round(0, seed=0)
+    trainer.train_step()
+    trainer.step += 1
+    counter = OpCounter(host_side=aihf_host_side())
+    counter.start()
+    try:
+        metrics = trainer.train_step()
+    finally:
+        counter.stop()
+    ours = {site: n for site, n in counter.sync_sites.items() if "transformers/" not in site}
+    assert len(ours) == 1 and list(ours.values()) == [1], ours
+    assert next(iter(ours)).startswith("tolist at lm/trainer.py") and next(iter(ours)).endswith("train_step")
+    assert {"loss", "grad_norm/policy"} <= set(metrics) and all(isinstance(v, float) for v in metrics.values())
