@@ -111,6 +111,25 @@ def test_a_resume_point_of_the_pickled_format_is_removed_and_the_run_starts_over
     assert again.returns == fresh.returns and again.reward_losses == fresh.reward_losses
 
 
+def test_sac_state_of_an_older_format_is_refused_with_a_message(tmp_path):
+    """Format 1 (no "format" in sac.json; optimiser tensors named "<index>/<slot>") is not
+    half-read: the loader names the file and what to do."""
+    import gymnasium as gym
+
+    from aihf.control.sac_backend import make_sac
+    from aihf.control.sac_state import load_sac_state, save_sac_state
+
+    model = make_sac("sb3", gym.make("Pendulum-v1"), buffer_size=50, learning_starts=10, batch_size=8,
+                     policy_kwargs={"net_arch": [8]}, seed=0)
+    model.learn(20)
+    save_sac_state(model, tmp_path)
+    meta = json.loads((tmp_path / "sac.json").read_text())
+    del meta["format"]
+    (tmp_path / "sac.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"sac\.json is of format 1, written by an older aihf"):
+        load_sac_state(model, tmp_path)
+
+
 def test_resume_points_need_the_ml_irl_schedule(tmp_path, hopper_data):
     cfg = ControlLoopConfig(total_steps=100, sac=SACConfig(net_arch=[8], learning_starts=50))
     with pytest.raises(ValueError, match="ml_irl"):

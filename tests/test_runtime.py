@@ -16,6 +16,8 @@ from aihf.runtime import (
     atomic_file,
     check_finite,
     load_rng_state,
+    optimizer_state,
+    optimizer_tensors,
     save_rng_state,
     set_seed,
     set_torch_threads,
@@ -111,6 +113,46 @@ def test_rng_state_round_trip(tmp_path):
     load_rng_state(tmp_path)
     assert _draw() == expected
     assert {p.suffix for p in tmp_path.iterdir()} == {".safetensors", ".json"}
+
+
+def test_an_optimizer_state_goes_through_safetensors_and_json_and_continues_the_same(tmp_path):
+    """Tensors (two models' optimisers side by side under prefixes), plain slot values and
+    param groups come back; the restored optimiser's next step equals the original's."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    def model_and_optimizer():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        return model, torch.optim.AdamW(model.parameters(), lr=0.1, amsgrad=True)
+
+    model, optimizer = model_and_optimizer()
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(torch.ones(1, 3)).sum().backward()
+        optimizer.step()
+    state = optimizer.state_dict()
+    state["state"][0]["plain"] = 7  # a slot that is not a tensor goes to the JSON side
+    tensors, meta = optimizer_tensors(state, prefix="policy/")
+    other = {name: value.clone() for name, value in optimizer_tensors(state, prefix="reward/")[0].items()}
+    assert set(tensors) == {f"policy/{i}.{slot}" for i in (0, 1) for slot in ("step", "exp_avg", "exp_avg_sq",
+                                                                             "max_exp_avg_sq")}
+    save_file({**tensors, **other}, str(tmp_path / "opt.safetensors"))
+    (tmp_path / "opt.json").write_text(json.dumps(meta))
+    back = optimizer_state(load_file(str(tmp_path / "opt.safetensors")), json.loads((tmp_path / "opt.json").read_text()),
+                           prefix="policy/")
+    assert back["state"][0]["plain"] == 7 and back["param_groups"] == json.loads(json.dumps(state["param_groups"]))
+    del back["state"][0]["plain"], state["state"][0]["plain"]
+    copy, restored = model_and_optimizer()
+    copy.load_state_dict(model.state_dict())
+    restored.load_state_dict(back)
+    for net, opt in ((model, optimizer), (copy, restored)):
+        opt.zero_grad()
+        net(torch.ones(1, 3)).sum().backward()
+        opt.step()
+    for a, b in zip(model.parameters(), copy.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_atomic_directory_replaces_whole_or_not_at_all(tmp_path):

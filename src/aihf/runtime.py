@@ -286,3 +286,32 @@ def load_rng_state(directory: str | Path, name: str = "rng") -> None:
     tensors = load_file(str(Path(directory) / f"{name}.safetensors"))
     meta = json.loads((Path(directory) / f"{name}.json").read_text(encoding="utf-8"))
     set_rng_state(tensors, meta)
+
+
+def optimizer_tensors(state: dict, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A torch optimizer's ``state_dict()`` taken apart for safetensors + JSON (no pickle): its
+    tensors named ``<prefix><parameter index>.<slot>`` (``0.exp_avg``), and the rest as plain
+    data: the param groups, and slot values that are not tensors. :func:`optimizer_state` puts
+    it back together; the language-model checkpoints and the control resume points use both."""
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}{index}.{slot}"] = value.detach().cpu().contiguous()
+            else:
+                plain.setdefault(str(index), {})[slot] = value
+    return tensors, {"param_groups": state["param_groups"], "state": plain}
+
+
+def optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str = "") -> dict:
+    """The ``state_dict`` that :func:`optimizer_tensors` took apart (tensors named with another
+    prefix are not read)."""
+    slots: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix):
+            index, slot = name[len(prefix):].split(".", 1)
+            slots.setdefault(int(index), {})[slot] = value
+    for index, entries in meta["state"].items():
+        slots.setdefault(int(index), {}).update(entries)
+    return {"state": slots, "param_groups": meta["param_groups"]}

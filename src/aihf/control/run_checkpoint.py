@@ -31,13 +31,14 @@ from safetensors.torch import load_file, save_file
 from aihf.control.relabel import control_reward_scaler
 from aihf.control.reward_step import RewardLearner
 from aihf.control.run_state import RunState, jsonable
-from aihf.control.sac_state import has_sac_state, load_sac_state, optimizer_state, optimizer_tensors, save_sac_state
-from aihf.runtime import atomic_directory
+from aihf.control.sac_state import has_sac_state, load_sac_state, save_sac_state
+from aihf.runtime import atomic_directory, optimizer_state, optimizer_tensors
 
 log = logging.getLogger(__name__)
 
 
-FORMAT = 2  # 1: SB3's pickled model.zip and replay_buffer.pkl (read no more)
+FORMAT = 3  # 1: SB3's pickled model.zip and replay_buffer.pkl; 2: optimiser tensors named "<index>/<slot>"
+#   (neither read any more)
 
 
 @dataclass

@@ -15,7 +15,7 @@ which also makes the relabelling buffer), and only arrays and JSON are read. Bot
   replay_buffer.safetensors  the filled part of the replay buffer's arrays
   sac.json                   counters (``num_timesteps``, ``_n_updates``, ``_episode_num``,
                              progress), the episode-info buffers, the buffer's position and
-                             fullness, and the optimisers' param groups
+                             fullness, the optimisers' param groups, and the format
 
 What the run's next step also depends on (random generators, the environment's physics) is
 ``run_state.RunState``'s. ``tests/test_control_resume.py`` and the expert's resume test check
@@ -35,29 +35,13 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from aihf.control.sac_backend import policy_backend
+from aihf.runtime import optimizer_state, optimizer_tensors
 
+FORMAT = 2  # sac.json's "format"; none: 1, optimiser tensors named "<index>/<slot>" (read no more)
 _FILES = ("sac.safetensors", "replay_buffer.safetensors", "sac.json")
 _COUNTERS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining")
 _ROLLOUT = ("_last_obs", "_last_original_obs", "_last_episode_starts")
 _BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-
-
-def optimizer_tensors(state: dict, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict]:
-    """A torch optimiser's ``state_dict()`` as named tensors (``prefix<index>/<slot>``) and the
-    rest (param groups) as JSON."""
-    tensors = {f"{prefix}{index}/{name}": value.detach().cpu().contiguous()
-               for index, slots in state["state"].items() for name, value in slots.items()}
-    return tensors, {"param_groups": state["param_groups"]}
-
-
-def optimizer_state(tensors: dict[str, torch.Tensor], groups: dict, prefix: str = "") -> dict:
-    """The ``state_dict`` that ``optimizer_tensors`` took apart (tensors of other prefixes ignored)."""
-    slots: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith(prefix):
-            index, slot = name[len(prefix):].split("/", 1)
-            slots.setdefault(int(index), {})[slot] = value
-    return {"state": slots, "param_groups": groups["param_groups"]}
 
 
 def has_sac_state(folder: Path) -> bool:
@@ -71,6 +55,7 @@ def save_sac_state(model, folder: Path) -> None:
     for name in _ROLLOUT:
         if getattr(model, name) is not None:
             arrays[f"rollout/{name}"] = np.ascontiguousarray(getattr(model, name))
+    meta["format"] = FORMAT
     meta["counters"] = {name: getattr(model, name) for name in _COUNTERS}
     meta["ep_info_buffer"] = _jsonable_episodes(model.ep_info_buffer)
     meta["ep_success_buffer"] = [bool(s) for s in model.ep_success_buffer]
@@ -85,8 +70,11 @@ def save_sac_state(model, folder: Path) -> None:
 
 def load_sac_state(model, folder: Path) -> None:
     """Put the state ``save_sac_state`` wrote into ``model``, built with the same settings."""
-    arrays = load_file(str(folder / "sac.safetensors"))
     meta = json.loads((folder / "sac.json").read_text(encoding="utf-8"))
+    if meta.get("format", 1) != FORMAT:
+        raise ValueError(f"{folder / 'sac.json'} is of format {meta.get('format', 1)}, written by an older aihf; this "
+                         f"one reads format {FORMAT}: start the run afresh (or finish it with the aihf that began it)")
+    arrays = load_file(str(folder / "sac.safetensors"))
     _load_network_state(model, arrays, meta)
     for name in _ROLLOUT:
         setattr(model, name, arrays.get(f"rollout/{name}"))

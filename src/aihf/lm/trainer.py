@@ -162,28 +162,15 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _optimizer_save(optimizer: torch.optim.Optimizer, directory: Path, name: str) -> None:
-    """Optimizer state as ``name.safetensors`` (tensors, keyed "param_index.key") + ``name.json`` (the rest)."""
-    state = optimizer.state_dict()
-    tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
-    for index, entries in state["state"].items():
-        for key, value in entries.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                meta["state"].setdefault(str(index), {})[key] = value
+    """Optimizer state as ``name.safetensors`` + ``name.json`` (``runtime.optimizer_tensors``)."""
+    tensors, meta = runtime.optimizer_tensors(optimizer.state_dict())
     save_file(tensors, str(directory / f"{name}.safetensors"))
     (directory / f"{name}.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
 def _optimizer_load(optimizer: torch.optim.Optimizer, directory: Path, name: str) -> None:
     meta = json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
-    state: dict[int, dict] = {}
-    for name, tensor in load_file(str(directory / f"{name}.safetensors")).items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = tensor
-    for index, entries in meta["state"].items():
-        state.setdefault(int(index), {}).update(entries)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    optimizer.load_state_dict(runtime.optimizer_state(load_file(str(directory / f"{name}.safetensors")), meta))
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
