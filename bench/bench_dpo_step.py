@@ -467,6 +467,7 @@ def worker(args) -> dict:
 
     import aihf.lm.methods  # noqa: F401
     import aihf.lm.trainer  # noqa: F401
+    from aihf.lm.models import use_attention
     from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
@@ -476,6 +477,7 @@ def worker(args) -> dict:
     )
     policy = tiny_causal_lm(tokenizer, seed=0, max_position_embeddings=2048, **shape).to(
         args.device, dtype=getattr(torch, args.weights))
+    use_attention(policy, args.attn)  # every contender alike (trl trains this policy too)
     records = make_records(args.pairs * total_steps(args), args.prompt_words, args.response_words,
                            args.response_spread)
     extra = (OpCounter(host_side=aihf_host_side()) if args.count_ops
@@ -526,6 +528,8 @@ def main() -> None:
     parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no")
     parser.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
                         help="the policy's dtype, for every contender (bfloat16: no float32 master weights)")
+    parser.add_argument("--attn", help="the policy's attention kernel for every contender (transformers' "
+                        "attn_implementation: sdpa, eager, flex_attention, flash_attention_2...); default the model's")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender; the fastest is reported")
     extra = parser.add_mutually_exclusive_group()
     extra.add_argument("--count-ops", action="store_true", help="count the operators and host synchronisations of "
@@ -552,7 +556,8 @@ def main() -> None:
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch threads {args.threads}; {rows[0]['parameters']:,} parameters; "
           f"best of {args.repeats} runs of {args.steps} timed steps; "
-          f"{args.pairs} pairs/step; {args.weights} weights, mixed precision {args.mixed_precision}; load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+          f"{args.pairs} pairs/step; {args.weights} weights, mixed precision {args.mixed_precision}, attention "
+          f"{args.attn or 'the model default'}; load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
     memory = "CUDA allocated" if args.device == "cuda" else "RSS"
     counted = " | ops/step | kernels/step | host syncs/step | optimizer kernels, syncs (CPU)" if args.count_ops else ""
     print("| contender | step CPU time | step wall time | tokens/step | tokens per CPU-s | tokens/s (wall) "

@@ -66,7 +66,8 @@ def train_records(args, card: str, date: str, arch: str, emit) -> None:
     """One record per contender on ``arch``, each contender a ``bench_dpo_step`` run, passed to ``emit``."""
     shape = ["--hidden", "64", "--layers", "2"] if arch == "tiny" else ["--arch", arch]
     for impl, contender in TRAIN_IMPLS.items():
-        options = [f"weights={args.weights}"] if args.weights != "float32" else []
+        options = ([f"weights={args.weights}"] if args.weights != "float32" else []) + (
+            [f"attn={args.attn}"] if args.attn else [])
         if impl.startswith("aihf") and args.aihf_options:
             contender += "-packed-fused-chunked" if contender == "aihf-dpo" else "-packed-chunked"
             options += ["model.padding_free", "model.logprob_chunk"] + (
@@ -83,6 +84,7 @@ def train_records(args, card: str, date: str, arch: str, emit) -> None:
                        "--response-words", str(args.response_words), "--response-spread", str(args.response_spread),
                        "--max-length", str(args.max_length), "--steps", str(args.steps), "--warmup", "3",
                        "--repeats", "1", "--weights", args.weights, "--contenders", contender, "--json", str(out),
+                       *(["--attn", args.attn] if args.attn else []),
                        *(["--profile", str(args.profile_dir / f"profile-{arch}-train-{impl.replace(':', '-')}.txt")]
                          if args.profile_dir else [])]
             try:
@@ -203,9 +205,13 @@ def _profile(run, path: Path) -> None:
     profiler.stop()
 
 
-def weights(record: dict) -> str:
-    """The weights' dtype a record was measured with (``weights=...`` in its options; float32 if absent)."""
-    return next((o.split("=", 1)[1] for o in record["options"] if o.startswith("weights=")), "float32")
+SHARED_CONDITIONS = ("weights", "attn")  # options every contender of a run shares (--weights, --attn)
+
+
+def conditions(record: dict) -> tuple[str, ...]:
+    """The options a record shares with its peers of the same run (``weights=...``, ``attn=...``;
+    absent: float32 weights, the model's default attention)."""
+    return tuple(sorted(o for o in record["options"] if o.split("=", 1)[0] in SHARED_CONDITIONS))
 
 
 def same_measurement(a: dict, b: dict) -> bool:
@@ -216,13 +222,13 @@ def same_measurement(a: dict, b: dict) -> bool:
 
 def render_table(records: list[dict]) -> str:
     """The records as one markdown table, newest first, with each aihf figure's ratio to its
-    peers on the same card, date, model and weights: trl's DPOTrainer as configured by default
+    peers on the same card, date, model and shared conditions (weights, attention): trl's DPOTrainer as configured by default
     and with precomputed reference log-probs (the fairer peer: aihf computes its reference
     log-probs before training too) for training, the HF static cache for generation."""
-    found = {(r["card"], r["date"], r["model"], r["what"], r["impl"], weights(r)): r["tokens_per_s"] for r in records}
+    found = {(r["card"], r["date"], r["model"], r["what"], r["impl"], conditions(r)): r["tokens_per_s"] for r in records}
 
     def ratio(record: dict, peer_impl: str) -> str:
-        peer = found.get((record["card"], record["date"], record["model"], record["what"], peer_impl, weights(record)))
+        peer = found.get((record["card"], record["date"], record["model"], record["what"], peer_impl, conditions(record)))
         return f"{record['tokens_per_s'] / peer:.2f}x" if peer and record["impl"].startswith("aihf") else ""
 
     lines = ["| card | date | model | what | impl | tokens/s | vs trl / hf-static | vs trl-precompute | peak GiB | batch "
@@ -260,6 +266,8 @@ def main() -> None:
     parser.add_argument("--aihf-options", action=argparse.BooleanOptionalAction, default=True,
                         help="aihf with padding-free batches, log-probs from hidden states (model.logprob_chunk) "
                         "and, for DPO, the fused AdamW")
+    parser.add_argument("--attn", help="attention kernel of every training contender (transformers' "
+                        "attn_implementation, e.g. flex_attention; aihf's model.attn_implementation); default the model's")
     parser.add_argument("--weights", choices=("float32", "bfloat16"), default="float32",
                         help="the policy's dtype in the training steps, for trl and aihf alike (bfloat16: no float32 "
                         "master weights; recorded as weights=bfloat16 in every row's options)")

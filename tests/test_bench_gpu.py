@@ -52,3 +52,10 @@ def test_bf16_weight_rows_are_compared_with_trl_under_bf16_weights_and_keep_the_
     assert "| aihf:dpo | 60,000 | 1.50x |" in table and "| aihf:dpo | 80,000 | 1.60x |" in table
     assert not bench_gpu.same_measurement(records[0], records[2])  # a bf16-weights run keeps the float32 rows
     assert bench_gpu.same_measurement(records[2], {**records[2], "tokens_per_s": 1.0})  # a rerun replaces
+
+
+def test_rows_measured_with_another_attention_kernel_are_compared_with_trl_under_the_same_kernel():
+    flex = ["attn=flex_attention"]
+    records = [_record(), _record(options=flex, tokens_per_s=20000.0),
+               _record(impl="aihf:dpo", tokens_per_s=60000.0, options=["model.padding_free", *flex])]
+    assert "| aihf:dpo | 60,000 | 3.00x |" in bench_gpu.render_table(records)

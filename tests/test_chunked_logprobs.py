@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_lm_engine import data, loop, make_method
+from test_lm_engine import loop, make_method, train_config
 from test_packing import _records_of_many_lengths
 
 from aihf import objective
@@ -123,15 +123,9 @@ def test_a_methods_log_probs_and_their_gradients_equal_the_logits_ones(architect
 def test_the_training_config_turns_chunked_log_probs_on_after_the_check(tmp_path, caplog):
     import logging
 
-    from aihf.data import write_jsonl
-    from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, build_method
+    from aihf.lm.train import TrainConfig, build_method
 
-    demos, prefs = data()
-    write_jsonl(demos["train"], tmp_path / "demos.jsonl")
-    write_jsonl(prefs["train"], tmp_path / "prefs.jsonl")
-    config = TrainConfig(model=ModelConfig(logprob_chunk=8),
-                         data=DataConfig(demonstrations=str(tmp_path / "demos.jsonl"),
-                                         preferences=str(tmp_path / "prefs.jsonl"), max_length=24, max_prompt_length=12))
+    config = train_config(tmp_path, logprob_chunk=8)
     with caplog.at_level(logging.INFO, logger="aihf.lm.train"):
         method, _ = build_method("dpo", config)
     assert method.logprob_chunk == 8 and "dpo: log-probs from hidden states, 8 response tokens at a time" in caplog.text

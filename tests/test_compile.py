@@ -8,26 +8,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_lm_engine import data, loop, make_method
+from test_lm_engine import loop, make_method, train_config
 from test_packing import _records_of_many_lengths
 
 from aihf.config import ConfigError
-from aihf.data import write_jsonl
 from aihf.lm.models import compile_body, reference_model
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
-from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, build_method
+from aihf.lm.train import build_method
 from aihf.lm.trainer import Trainer
 
 BACKENDS = ["eager", pytest.param("inductor", marks=pytest.mark.slow)]
-
-
-def _config(tmp_path, **model) -> TrainConfig:
-    demos, prefs = data()
-    write_jsonl(demos["train"], tmp_path / "demos.jsonl")
-    write_jsonl(prefs["train"], tmp_path / "prefs.jsonl")
-    return TrainConfig(model=ModelConfig(**model),
-                       data=DataConfig(demonstrations=str(tmp_path / "demos.jsonl"),
-                                       preferences=str(tmp_path / "prefs.jsonl"), max_length=24, max_prompt_length=12))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -36,7 +26,7 @@ def _config(tmp_path, **model) -> TrainConfig:
 def test_a_compiled_policy_trains_as_the_eager_one(tmp_path, name, scope, backend):
     runs, keys = [], []
     for compiled in (False, True):
-        method, _ = build_method(name, _config(tmp_path, compile=compiled, compile_backend=backend, compile_scope=scope))
+        method, _ = build_method(name, train_config(tmp_path, compile=compiled, compile_backend=backend, compile_scope=scope))
         policy = method.models["policy"]
         body = policy.base_model
         blocks = [getattr(block, "_compiled_call_impl", None) is not None for block in body.layers]

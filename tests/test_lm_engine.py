@@ -42,6 +42,20 @@ def data():
     return {"train": demos, "eval": eval_demos}, {"train": prefs, "eval": eval_prefs}
 
 
+def train_config(tmp_path: Path, **model):
+    """A ``TrainConfig`` over the synthetic task's training records (written to ``tmp_path``) with
+    ``model`` settings, for ``aihf.lm.train.build_method``."""
+    from aihf.data import write_jsonl
+    from aihf.lm.train import DataConfig, ModelConfig, TrainConfig
+
+    demos, prefs = data()
+    write_jsonl(demos["train"], tmp_path / "demos.jsonl")
+    write_jsonl(prefs["train"], tmp_path / "prefs.jsonl")
+    return TrainConfig(model=ModelConfig(**model),
+                       data=DataConfig(demonstrations=str(tmp_path / "demos.jsonl"),
+                                       preferences=str(tmp_path / "prefs.jsonl"), max_length=24, max_prompt_length=12))
+
+
 def loop(tmp_path: Path, **overrides) -> LoopConfig:
     fields = dict(output_dir=str(tmp_path), max_steps=4, micro_batch_size=4, learning_rate=3e-3,
                   log_with="none", progress=False, max_grad_norm=1.0)

@@ -4,6 +4,8 @@ refused, and every method trains the same either way."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -11,10 +13,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from aihf import objective
 from aihf.config import ConfigError
 from aihf.lm.batching import collate, pack
-from aihf.lm.models import check_packing
+from aihf.lm.models import check_packing, use_attention
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 from aihf.lm.trainer import Trainer
-from test_lm_engine import data, loop, make_method
+from test_lm_engine import loop, make_method, train_config
 
 # (prompt, response) token ids of different lengths; one prompt of a single token
 SEQUENCES = [([5, 6, 7], [8, 9]), ([10], [11, 12]), ([13, 14], [15]), ([16, 17, 18, 19], [20, 21]), ([22, 23], [24, 25])]
@@ -49,9 +51,10 @@ def _llama():
     return LlamaForCausalLM(config)
 
 
-@pytest.mark.parametrize("architecture", ["gpt-neox", "llama"])
-def test_packed_logprobs_and_gradients_equal_the_padded_ones(architecture):
+@pytest.mark.parametrize("architecture,attention", [("gpt-neox", "sdpa"), ("gpt-neox", "eager"), ("llama", "sdpa")])
+def test_packed_logprobs_and_gradients_equal_the_padded_ones(architecture, attention):
     model = tiny_causal_lm(tiny_tokenizer()) if architecture == "gpt-neox" else _llama()
+    use_attention(model, attention)
     results = []
     for layout in ("padded", "packed"):
         model.zero_grad()
@@ -130,16 +133,34 @@ def test_every_method_trains_the_same_with_padding_free_batches(tmp_path, monkey
 def test_the_training_config_turns_padding_free_on_after_the_check(tmp_path, caplog):
     import logging
 
-    from aihf.data import write_jsonl
-    from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, build_method
+    from aihf.lm.train import TrainConfig, build_method
 
-    demos, prefs = data()
-    write_jsonl(demos["train"], tmp_path / "demos.jsonl")
-    write_jsonl(prefs["train"], tmp_path / "prefs.jsonl")
-    config = TrainConfig(model=ModelConfig(padding_free=True),
-                         data=DataConfig(demonstrations=str(tmp_path / "demos.jsonl"),
-                                         preferences=str(tmp_path / "prefs.jsonl"), max_length=24, max_prompt_length=12))
+    config = train_config(tmp_path, padding_free=True)
     with caplog.at_level(logging.INFO, logger="aihf.lm.train"):
         method, _ = build_method("aihf-dpo", config)
     assert method.padding_free and "aihf-dpo: padding-free batches" in caplog.text
     assert not build_method("aihf-dpo", TrainConfig(data=config.data))[0].padding_free
+
+
+def test_the_attention_setting_reaches_the_policy_and_the_reward_body_and_a_bad_one_is_named(tmp_path):
+    from aihf.lm.train import build_method
+
+    method, _ = build_method("aihf", train_config(tmp_path, attn_implementation="eager", padding_free=True))
+    assert method.models["policy"].config._attn_implementation == "eager"
+    assert method.models["reward"].backbone.config._attn_implementation == "eager"
+    assert build_method("dpo", train_config(tmp_path))[0].models["policy"].config._attn_implementation == "sdpa"
+    with pytest.raises(ConfigError, match="model.attn_implementation='flash-attention'.*not supported"):
+        build_method("dpo", train_config(tmp_path, attn_implementation="flash-attention"))
+    if importlib.util.find_spec("flash_attn") is None:
+        with pytest.raises(ConfigError, match="model.attn_implementation='flash_attention_2'.*installed"):
+            build_method("dpo", train_config(tmp_path, attn_implementation="flash_attention_2"))
+
+
+@pytest.mark.slow
+def test_flex_attention_keeps_packed_sequences_apart():
+    """transformers' flex attention builds a block mask from the packed position ids (its forward
+    pass only: on a CPU torch has no flex-attention backward; about 40 s of compilation)."""
+    tokenizer = tiny_tokenizer()
+    model = tiny_causal_lm(tokenizer)
+    use_attention(model, "flex_attention")
+    assert check_packing(model, len(tokenizer)) <= 1e-3

@@ -6,6 +6,7 @@ Runs train the tiny random model on the synthetic task of tests/test_lm_engine.p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -157,6 +158,31 @@ def test_a_finished_run_is_returned_not_trained_again(tmp_path):
     assert (out / "final" / "policy" / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(run_folder.RunFolderError, match="loop.resume_from is null"):
         train("dpo", config(tmp_path, *args, "loop.resume_from=null"))
+
+
+def test_a_setting_added_later_at_its_default_keeps_the_default_folder():
+    """The folder's hash covers the settings away from their defaults: a config class that gained
+    a field (at its default) names the same folder for the same run; the field set otherwise
+    does not."""
+    @dataclasses.dataclass
+    class Loop:
+        seed: int = 0
+        output_dir: str | None = None
+
+    @dataclasses.dataclass
+    class Before:
+        lr: float = 1e-3
+        loop: Loop = dataclasses.field(default_factory=Loop)
+
+    @dataclasses.dataclass
+    class After(Before):
+        attention: str | None = None
+
+    before = run_folder.default_output_dir("dpo", Before(lr=2e-3))
+    assert run_folder.default_output_dir("dpo", After(lr=2e-3)) == before
+    assert run_folder.default_output_dir("dpo", After(lr=2e-3, attention="eager")) != before
+    assert run_folder.default_output_dir("dpo", Before(lr=2e-3, loop=Loop(seed=1))) != before
+    assert run_folder.default_output_dir("dpo", Before(lr=2e-3, loop=Loop(output_dir="x"))) == before  # may change
 
 
 def test_the_default_folder_names_the_method_and_the_run(tmp_path, monkeypatch):

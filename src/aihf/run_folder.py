@@ -84,9 +84,14 @@ def differences(old: dict[str, Any], new: dict[str, Any], may_change: tuple[str,
 
 
 def default_output_dir(method: str, config: Any) -> str:
-    """``runs/METHOD-HASH``: HASH is 8 hex digits of the config outside :data:`MAY_CHANGE`, so
-    the same command finds its folder again and another config gets its own."""
-    flat = {k: v for k, v in _flat(_plain(config)).items() if k not in MAY_CHANGE}
+    """``runs/METHOD-HASH``: HASH is 8 hex digits of the settings that differ from their
+    defaults (outside :data:`MAY_CHANGE`), so the same command finds its folder again, another
+    config gets its own, and a setting added to aihf later (at a default that keeps what the
+    old code did) does not move existing runs to a new folder. Were a default itself to change,
+    the folder's run record (``plan``) tells the two runs apart and refuses to mix them."""
+    defaults = _flat(_plain(type(config)()))
+    flat = {k: v for k, v in _flat(_plain(config)).items()
+            if k not in MAY_CHANGE and (k not in defaults or v != defaults[k])}
     digest = hashlib.sha256(json.dumps([method, flat], sort_keys=True).encode()).hexdigest()[:8]
     return f"runs/{method}-{digest}"
 

@@ -171,6 +171,24 @@ def enable_activation_checkpointing(model: PreTrainedModel) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
+def use_attention(model: PreTrainedModel, implementation: str | None) -> None:
+    """Switch ``model``'s attention to ``implementation`` (transformers' ``attn_implementation``:
+    ``sdpa``, ``eager``, ``flex_attention``, ``flash_attention_2``...; None keeps the model's
+    default). With ``model.padding_free`` a varlen kernel (flash attention) or a block mask
+    (flex attention) skips the pairs of packed sequences that cannot see each other, where
+    ``sdpa`` computes the whole row and masks them out; ``check_packing`` checks at the start
+    that the chosen one keeps packed sequences apart. A ``ConfigError`` names the setting when
+    transformers refuses it (an unknown name, or a kernel whose package is not installed)."""
+    if implementation is None:
+        return
+    from aihf.config import ConfigError
+
+    try:
+        model.set_attn_implementation(implementation)
+    except (ImportError, ValueError) as err:
+        raise ConfigError(f"model.attn_implementation={implementation!r}: {err}") from None
+
+
 def _load_pretrained_pair(
     name_or_path: str | Path, dtype: torch.dtype, trust_remote_code: bool, model_class: Any
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -195,6 +213,7 @@ def load_causal_lm(
     trust_remote_code: bool = False,
     device: str | torch.device | None = None,
     padding_side: PaddingSide = "right",
+    attn_implementation: str | None = None,
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """Load (model, tokenizer) for a causal LM.
 
@@ -207,9 +226,10 @@ def load_causal_lm(
     themselves). The model's ``config.pad_token_id`` is set to the tokenizer's.
     Gradient checkpointing uses the non-reentrant variant and turns the KV cache off.
     With ``lora`` the returned model is a ``peft`` model whose only trainable weights are
-    the adapters.
+    the adapters. ``attn_implementation``: see :func:`use_attention`.
     """
     model, tokenizer = _load_pretrained_pair(name_or_path, as_dtype(dtype), trust_remote_code, AutoModelForCausalLM)
+    use_attention(model, attn_implementation)
     prepare_tokenizer(tokenizer, padding_side)
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config is not None:
@@ -536,16 +556,19 @@ def load_reward_model(
     device: str | torch.device | None = None,
     padding_side: PaddingSide = "right",
     seed: int = 0,
+    attn_implementation: str | None = None,
 ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
     """(reward model, tokenizer): a directory written by ``RewardModel.save(dir, tokenizer)``,
     or a fresh head (seeded by ``seed``) on the body of any causal LM ``load_causal_lm``
-    accepts (hub name, local safetensors directory, ``"smollm2-135m"``, ``"tiny"``)."""
+    accepts (hub name, local safetensors directory, ``"smollm2-135m"``, ``"tiny"``).
+    ``attn_implementation``: the body's, see :func:`use_attention`."""
     if is_saved_reward_model(name_or_path):
         model = RewardModel.load(name_or_path, dtype, trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     else:
         backbone, tokenizer = _load_pretrained_pair(name_or_path, as_dtype(dtype), trust_remote_code, AutoModel)
         model = RewardModel(backbone, seed=seed)
+    use_attention(model.backbone, attn_implementation)
     prepare_tokenizer(tokenizer, padding_side)
     model.backbone.config.pad_token_id = tokenizer.pad_token_id
     return (model.to(device) if device is not None else model), tokenizer

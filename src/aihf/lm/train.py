@@ -69,6 +69,10 @@ class ModelConfig(Settings):
     compile_scope: Literal["body", "blocks"] = setting(
         "body", help="model.compile: the whole body (faster steps) or each block alone (one compilation reused by "
         "every block: a start that does not grow with depth; models.compile_body)")
+    attn_implementation: str | None = setting(
+        None, help="transformers' attention kernel for the policy and the reward body: sdpa, eager, flex_attention, "
+        "flash_attention_2 (its package installed)...; None: the model's default (sdpa). With padding_free, flash or "
+        "flex attention skip the pairs of packed sequences that cannot see each other")
     trust_remote_code: bool = setting(False, help="run a hub model's own code (off: only transformers' classes)")
     reward_model: str | None = setting(
         None, help="a RewardModel.save folder or a causal LM to start the reward from; None: the policy's body"
@@ -167,7 +171,8 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
     policy = tokenizer = None
     if needs_policy:
         policy, tokenizer = load_causal_lm(
-            mc.name_or_path, mc.dtype, mc.gradient_checkpointing, mc.lora, mc.trust_remote_code
+            mc.name_or_path, mc.dtype, mc.gradient_checkpointing, mc.lora, mc.trust_remote_code,
+            attn_implementation=mc.attn_implementation,
         )
     if policy is not None and mc.padding_free:
         log.info("%s: padding-free batches (packed sequences differ from padded ones by %.2g in log-prob)",
@@ -186,7 +191,8 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
                                     padding_free=mc.padding_free, logprob_chunk=chunk), tokenizer
     if reward_model is None:
         reward_model, reward_tokenizer = load_reward_model(
-            mc.reward_model or mc.name_or_path, mc.dtype, mc.trust_remote_code, seed=config.loop.seed
+            mc.reward_model or mc.name_or_path, mc.dtype, mc.trust_remote_code, seed=config.loop.seed,
+            attn_implementation=mc.attn_implementation,
         )
         if recipe.train_reward and config.method.reward_frozen_layers:
             frozen = reward_model.freeze_lower_layers(config.method.reward_frozen_layers)
