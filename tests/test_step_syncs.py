@@ -77,3 +77,14 @@ def test_an_offline_step_reads_the_device_once(tmp_path, name, packed):
     assert len(ours) == 1 and list(ours.values()) == [1], ours
     assert next(iter(ours)).startswith("tolist at lm/trainer.py") and next(iter(ours)).endswith("train_step")
     assert {"loss", "grad_norm/policy"} <= set(metrics) and all(isinstance(v, float) for v in metrics.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the pinned, non-blocking copy is the GPU path")
+def test_a_batch_reaches_the_gpu_unchanged_through_pinned_non_blocking_copies():
+    from aihf.lm.batching import collate, pack
+
+    sequences = [([1, 2, 3], [4, 5]), ([6], [7, 8, 9, 10]), ([11, 12], [13])]
+    for batch in (collate(sequences, 0), pack(sequences, 0)):
+        moved = batch.to("cuda")
+        for name, value in vars(batch).items():
+            assert getattr(moved, name).is_cuda and torch.equal(getattr(moved, name).cpu(), value), name

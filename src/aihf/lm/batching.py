@@ -143,11 +143,14 @@ class Encoder:
 
 
 def to_device(tensors: tuple[torch.Tensor, ...], device: torch.device | str) -> tuple[torch.Tensor, ...]:
-    """Host-built tensors on ``device``, copied without a blocking wait: torch's default
-    (``non_blocking=False``) synchronises the host with the device's stream after each copy to
-    a GPU, so the host would stop queueing work until the device has finished all of it.
-    Safe in this direction: the source is read before the copy is used on its stream."""
-    return tuple(t.to(device, non_blocking=True) for t in tensors)
+    """Host-built tensors on ``device`` without making the host wait for a GPU: a plain
+    ``.to(device)`` from ordinary (pageable) host memory waits until the device's stream has
+    run everything queued before it, so the host could not queue the next kernels meanwhile.
+    On a GPU the tensors are staged in pinned memory (torch's caching host allocator keeps each
+    alive until its copy has run) and copied with ``non_blocking=True``; elsewhere ``.to``."""
+    if torch.device(device).type != "cuda":
+        return tuple(t.to(device) for t in tensors)
+    return tuple(t.to(device) if t.is_cuda else t.pin_memory().to(device, non_blocking=True) for t in tensors)
 
 
 @dataclass

@@ -41,7 +41,7 @@ from accelerate.utils import DistributedType, gather_object
 from aihf import objective
 from aihf.config import ConfigError, setting
 from aihf.data import Demonstration, Preference, PromptRecord
-from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate, pack
+from aihf.lm.batching import Encoder, Sequence, TruncationStats, collate, pack, to_device
 from aihf.lm.generation import CacheKind, HFSampler, VLLMSampler
 from aihf.lm.models import hidden_states_as_logits
 from aihf.lm.rl import rloo_step
@@ -562,7 +562,7 @@ class ImplicitRewardMethod(_Records):
         device = total.device
 
         def reference(kind: str, idx: list[int]) -> torch.Tensor:  # picked on the host, then one copy
-            return self.reference[f"{split}.{kind}"][idx].to(device, non_blocking=True)
+            return to_device((self.reference[f"{split}.{kind}"][idx],), device)[0]
 
         w_demo = cfg.w_demo if recipe.demo_term != "none" else 0.0
         w_pref = cfg.w_pref if recipe.pref_term else 0.0
