@@ -88,3 +88,38 @@ def test_a_batch_reaches_the_gpu_unchanged_through_pinned_non_blocking_copies():
         moved = batch.to("cuda")
         for name, value in vars(batch).items():
             assert getattr(moved, name).is_cuda and torch.equal(getattr(moved, name).cpu(), value), name
+
+
+class _HostTensors:
+    """Records every operator that reads or makes a tensor on the host (CPU) while inputs live
+    on another device: such a tensor reaches a GPU through a copy that waits for it."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        seen = self.seen = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
+                if any(t.device.type == "cpu" for t in tensors):
+                    seen.append(str(func))
+                return out
+
+        self.mode = Mode()
+
+
+@pytest.mark.parametrize("w_demo, w_pref, l2", [(1.0, 1.0, 0.1), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)])
+def test_the_objectives_make_nothing_on_the_host(w_demo, w_pref, l2):
+    """Given tensors on another device (meta here), the losses are built there: no zero made on
+    the host and moved over (on a GPU, a copy that waits for the device)."""
+    from aihf import objective
+
+    x = [torch.randn(4, device="meta") for _ in range(8)]
+    host = _HostTensors()
+    with host.mode:
+        losses = [objective.aihf_dpo_loss(*x[:5], beta=0.1, w_demo=w_demo, w_pref=w_pref),
+                  objective.self_play_aihf_loss(*x, beta=0.1, w_demo=w_demo, w_pref=w_pref),
+                  objective.aihf_reward_loss(*x[:4], w_demo=w_demo, w_pref=w_pref, reward_l2=l2)]
+    assert host.seen == [] and all(loss.device.type == "meta" and loss.dim() == 0 for loss in losses)

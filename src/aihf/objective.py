@@ -22,6 +22,8 @@ and the entropy temperature of SAC in control.
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,6 +76,12 @@ def _check_weights(w_demo: float, w_pref: float) -> None:
         raise ValueError(f"weights must be >= 0, got w_demo={w_demo}, w_pref={w_pref}")
     if w_demo == 0 and w_pref == 0:
         raise ValueError("w_demo and w_pref are both 0: the objective is empty")
+
+
+def _total(terms: list[torch.Tensor]) -> torch.Tensor:
+    """The sum of an objective's weighted terms (at least one, ``_check_weights``), added where
+    they are: a zero made on the host and moved to a GPU would be a copy that waits for it."""
+    return functools.reduce(operator.add, terms)
 
 
 def _check_beta(beta: float) -> None:
@@ -266,23 +274,21 @@ def aihf_reward_loss(
     may be passed as None.
     """
     _check_weights(w_demo, w_pref)
-    loss = torch.zeros(())
+    terms: list[torch.Tensor] = []
     used: list[torch.Tensor] = []
     if w_demo > 0:
         if reward_demo is None or reward_policy is None:
             raise ValueError("w_demo > 0 needs reward_demo and reward_policy")
-        loss = loss.to(reward_demo) + w_demo * demonstration_reward_loss(
-            reward_demo, reward_policy, demo_form
-        )
+        terms.append(w_demo * demonstration_reward_loss(reward_demo, reward_policy, demo_form))
         used += [reward_demo, reward_policy]
     if w_pref > 0:
         if reward_chosen is None or reward_rejected is None:
             raise ValueError("w_pref > 0 needs reward_chosen and reward_rejected")
-        loss = loss.to(reward_chosen) + w_pref * bradley_terry_loss(reward_chosen, reward_rejected)
+        terms.append(w_pref * bradley_terry_loss(reward_chosen, reward_rejected))
         used += [reward_chosen, reward_rejected]
     if reward_l2 > 0:
-        loss = loss + reward_l2 * torch.cat([r.reshape(-1) for r in used]).pow(2).mean()
-    return loss
+        terms.append(reward_l2 * torch.cat([r.reshape(-1) for r in used]).pow(2).mean())
+    return _total(terms)
 
 
 # ------------------------------------------------------- implicit reward (section 4)
@@ -373,17 +379,17 @@ def aihf_dpo_loss(
     """
     _check_weights(w_demo, w_pref)
     _check_beta(beta)
-    loss = torch.zeros(())
+    terms: list[torch.Tensor] = []
     if w_demo > 0:
         if policy_demo is None:
             raise ValueError("w_demo > 0 needs policy_demo")
-        loss = loss.to(policy_demo) - w_demo * policy_demo.mean()
+        terms.append(-w_demo * policy_demo.mean())
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference_form, "reference"
         )
-        loss = loss.to(term) + w_pref * term
-    return loss
+        terms.append(w_pref * term)
+    return _total(terms)
 
 
 def spin_loss(
@@ -424,19 +430,17 @@ def self_play_aihf_loss(
     responses y' are regenerated). Reduction: w_P = 0 is SPIN.
     """
     _check_weights(w_demo, w_pref)
-    loss = torch.zeros(())
+    terms: list[torch.Tensor] = []
     if w_demo > 0:
         if any(t is None for t in (policy_demo, policy_generated, iterate_demo, iterate_generated)):
             raise ValueError("w_demo > 0 needs policy and iterate log-probs of demonstrations and samples")
-        loss = loss.to(policy_demo) + w_demo * spin_loss(
-            policy_demo, policy_generated, iterate_demo, iterate_generated, beta
-        )
+        terms.append(w_demo * spin_loss(policy_demo, policy_generated, iterate_demo, iterate_generated, beta))
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference_form, "iterate"
         )
-        loss = loss.to(term) + w_pref * term
-    return loss
+        terms.append(w_pref * term)
+    return _total(terms)
 
 
 # ------------------------------------------- policy step of Algorithm 1 (section 3, step 1)
