@@ -1,5 +1,6 @@
-"""Why a MuJoCo run did what it did: two read-only diagnostics of a finished run's files
-(docs/results.md, "HalfCheetah, partly filled", quotes their output).
+"""Why a MuJoCo run did what it did: read-only diagnostics of finished runs' files
+(docs/results.md quotes their output: the HalfCheetah cells, and "Why AIHF and ML-IRL
+coincide").
 
 ``reward``: how a learned reward net (``reward_net.safetensors``) relates to the true reward
 on the data's preference pool (``segments.npz``): the correlation of the learned segment sums
@@ -19,6 +20,25 @@ velocity (observation 8, qvel[0]).
     python scripts/mujoco_reward_diag.py reward runs/mujoco-paper/HalfCheetah-v5-balanced/runs/rlhf/seed0 \
         --data data/mujoco/HalfCheetah-v5
     python scripts/mujoco_reward_diag.py posture runs/mujoco-paper/HalfCheetah-v5-balanced/runs/sac_true/seed0
+
+``terms`` (AIHF): how hard each term of the reward objective pulls on a run's final reward
+net, in the run's own reward step (the preset's ``loop.reward``: full batches, l_D scaled by
+``demo_horizon``): the gradient norms of w_D H l_D (every demonstration against the
+transitions of ``--episodes`` deterministic episodes of the run's final policy, standing in
+for the step's fresh trajectories) and of w_P l_BT (every preference pair), their ratio and
+cosine, and the share of the reward net's parameters where the sum's sign (Adam's step
+direction) is the demonstration term's alone.
+
+``fit`` (a cell's AIHF and ML-IRL runs): from their ``result.json`` reward diagnostics, each
+seed's training-pair accuracy (the share of preference pairs the reward orders right; ML-IRL
+never trains on them) and demonstration-over-policy margin per step, at the first, a
+quarter, half and the last reward step: whether AIHF's preference term changed its reward.
+
+    python scripts/mujoco_reward_diag.py fit docs/results/mujoco-paper/Walker2d-v5-balanced
+    python scripts/mujoco_reward_diag.py terms runs/mujoco-paper/Walker2d-v5-balanced/runs/aihf/seed0 \
+        --data data/mujoco/Walker2d-v5 --env Walker2d-v5
+    python scripts/mujoco_reward_diag.py terms runs/mujoco-paper/HalfCheetah-v5-few-preferences/runs/aihf/seed0 \
+        --data data/mujoco/HalfCheetah-v5 --env HalfCheetah-v5 --set n_prefs=200
 """
 from __future__ import annotations
 
@@ -66,6 +86,37 @@ def reward_fit(net, segments: dict, demos: dict) -> dict:
     }
 
 
+def term_gradients(net, cfg, demos, prefs, policy_obs: np.ndarray, policy_act: np.ndarray) -> dict:
+    """The two terms' gradients at ``net`` (``terms`` in the module docstring): ``demo_norm``,
+    ``pref_norm``, ``ratio`` (demo over preference), ``cosine`` and ``demo_sign_share``."""
+    from aihf.control.reward_step import RewardLearner
+    from aihf.objective import aihf_reward_loss
+
+    learner = RewardLearner(net, cfg, demos, prefs, np.random.default_rng(0))
+    parameters = [p for p in net.parameters() if p.requires_grad]
+    r_demo = net(learner.demos["observations"], learner.demos["actions"])
+    r_pol = net(torch.as_tensor(policy_obs, dtype=torch.float32), torch.as_tensor(policy_act, dtype=torch.float32))
+    r_w, r_l = learner._pair_rewards(learner.prefs)
+    demo = aihf_reward_loss(r_demo, r_pol, None, None, cfg.w_demo * cfg.demo_horizon, 0.0, cfg.demo_form)
+    pref = aihf_reward_loss(None, None, r_w, r_l, 0.0, cfg.w_pref, cfg.demo_form)
+    g_demo = torch.cat([g.reshape(-1) for g in torch.autograd.grad(demo, parameters)])
+    g_pref = torch.cat([g.reshape(-1) for g in torch.autograd.grad(pref, parameters)])
+    both = g_demo + g_pref
+    return {"demo_norm": float(g_demo.norm()), "pref_norm": float(g_pref.norm()),
+            "ratio": float(g_demo.norm() / g_pref.norm()),
+            "cosine": float(torch.nn.functional.cosine_similarity(g_demo, g_pref, dim=0)),
+            "demo_sign_share": float((torch.sign(both) == torch.sign(g_demo)).float().mean()),
+            "pref_accuracy": float((r_w > r_l).float().mean())}
+
+
+def fit_over_training(aihf: list[dict], ml_irl: list[dict]) -> list[tuple[int, float, float, float, float]]:
+    """(environment step, AIHF's and ML-IRL's training-pair accuracy, AIHF's and ML-IRL's margin)
+    at the first, a quarter, half and the last of two runs' reward diagnostics (``fit``)."""
+    picks = sorted({0, len(aihf) // 4, len(aihf) // 2, len(aihf) - 1})
+    return [(aihf[i]["step"], aihf[i]["pref_train_accuracy"], ml_irl[i]["pref_train_accuracy"],
+             aihf[i]["margin"], ml_irl[i]["margin"]) for i in picks]
+
+
 def posture(observations: np.ndarray, rewards: np.ndarray) -> dict:
     """HalfCheetah's posture over one episode (module docstring)."""
     angle = np.asarray(observations)[:, ROOT_ANGLE]
@@ -84,7 +135,31 @@ def main() -> None:
     pose.add_argument("run", type=Path, help="a run folder holding policy.safetensors")
     pose.add_argument("--env", default="HalfCheetah-v5")
     pose.add_argument("--seed", type=int, default=123, help="the episode's reset seed")
+    fit_cmd = commands.add_parser("fit", help="AIHF against ML-IRL: training-pair accuracy and margin over a cell's runs")
+    fit_cmd.add_argument("cell", type=Path, help="a cell folder holding runs/aihf/seed*/ and runs/ml_irl/seed*/")
+    terms = commands.add_parser("terms", help="AIHF: the gradient of each reward-objective term at a run's reward")
+    terms.add_argument("run", type=Path, help="a run folder holding reward_net.safetensors and policy.safetensors")
+    terms.add_argument("--data", type=Path, required=True, help="the data folder (demos.npz, prefs.npz, segments.npz)")
+    terms.add_argument("--env", required=True)
+    terms.add_argument("--preset", default="paper", help="the configs/mujoco preset the run was made with")
+    terms.add_argument("--episodes", type=int, default=10, help="policy episodes standing in for the step's samples")
+    terms.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="the run's preset overrides (e.g. n_prefs=200 for the few-preferences cell)")
     args = parser.parse_args()
+    if args.command == "terms":
+        report_terms(args)
+        return
+    if args.command == "fit":
+        import json
+
+        for run in sorted((args.cell / "runs" / "aihf").glob("seed*/result.json")):
+            other = args.cell / "runs" / "ml_irl" / run.parent.name / "result.json"
+            if not other.is_file():
+                continue
+            rows = fit_over_training(*(json.loads(path.read_text())["result"]["reward_diagnostics"] for path in (run, other)))
+            print(f"{args.cell.name} {run.parent.name}: step, pair accuracy AIHF / ML-IRL, margin per step AIHF / ML-IRL: "
+                  + "; ".join(f"{step}: {a:.3f} / {m:.3f}, {ma:.2f} / {mm:.2f}" for step, a, m, ma, mm in rows))
+        return
     if args.command == "reward":
         from aihf.control.reward_net import RewardNet
 
@@ -108,6 +183,31 @@ def main() -> None:
         found = posture(np.asarray(episode.observations), np.asarray(episode.rewards))
         print(f"{args.run}: return {found['return']:.0f}, root angle mean {found['root_angle_mean']:.2f} rad, "
               f"|angle| > 2 rad on {found['on_back_share']:.0%} of steps, forward velocity {found['forward_velocity_mean']:.2f}")
+
+
+def report_terms(args) -> None:
+    import gymnasium as gym
+
+    from aihf.config import load_config
+    from aihf.control.expert_data import load_data
+    from aihf.control.policy_io import load_policy
+    from aihf.control.reward_net import RewardNet
+    from aihf.control.rollout import policy_actor, run_episode
+    from aihf.experiments.mujoco import MujocoConfig
+    from aihf.shipped import find_config
+
+    cfg = load_config(MujocoConfig, find_config("mujoco", args.preset), args.set, defaults={"env": args.env})
+    demos, prefs = load_data(args.data, cfg.demos, cfg.n_demos, cfg.n_prefs)
+    env = gym.make(args.env)
+    act = policy_actor(load_policy(args.run / "policy.safetensors", env))
+    episodes = [run_episode(act, env, seed=10**9 + i) for i in range(args.episodes)]
+    found = term_gradients(RewardNet.load(args.run / "reward_net.safetensors"), cfg.loop.reward, demos, prefs,
+                           np.concatenate([e.observations for e in episodes]), np.concatenate([e.actions for e in episodes]))
+    print(f"{args.run}: |grad w_D H l_D| {found['demo_norm']:.4g}, |grad w_P l_BT| {found['pref_norm']:.4g} "
+          f"(ratio {found['ratio']:.1f}, cosine {found['cosine']:.2f}); Adam's step direction is the demonstration "
+          f"term's on {found['demo_sign_share']:.1%} of the parameters; training-pair accuracy "
+          f"{found['pref_accuracy']:.3f} ({args.episodes} deterministic episodes of the final policy, "
+          f"mean return {np.mean([e.ret for e in episodes]):.0f})")
 
 
 if __name__ == "__main__":

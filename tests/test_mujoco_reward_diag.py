@@ -52,3 +52,55 @@ def test_posture_reads_the_root_angle_and_forward_velocity():
     found = diag.posture(obs, np.array([1.0, 2.0, 3.0, 4.0]))
     assert found == {"return": 10.0, "root_angle_mean": np.mean([3.1, 3.2, 0.1, -2.5]), "on_back_share": 0.75,
                      "forward_velocity_mean": 3.0}
+
+
+def test_the_terms_gradients_equal_their_closed_forms_on_a_linear_reward():
+    """r(s, a) = w . [s; a] + b: the demonstration term's gradient is -w_D H (mean x_E - mean x_pi)
+    (none on b), the Bradley-Terry term's -mean (1 - sigma(R_w - R_l)) (X_w - X_l), X a segment's
+    sum of features over its real steps (padding ignored)."""
+    from aihf.control.reward_net import RewardNet
+    from aihf.control.reward_step import RewardStepConfig
+    from aihf.data import SegmentPreferenceSet, TransitionSet
+
+    rng = np.random.default_rng(0)
+    net = RewardNet(3, 2, hidden=())
+    demos = TransitionSet(rng.normal(size=(20, 3)).astype(np.float32), rng.normal(size=(20, 2)).astype(np.float32))
+    n, horizon = 12, 5
+    prefs = SegmentPreferenceSet(*(rng.normal(size=(n, horizon, d)).astype(np.float32) for d in (3, 2, 3, 2)),
+                                 len_w=rng.integers(1, horizon + 1, n), len_l=rng.integers(1, horizon + 1, n))
+    policy_obs, policy_act = rng.normal(size=(30, 3)).astype(np.float32), rng.normal(size=(30, 2)).astype(np.float32)
+    cfg = RewardStepConfig(w_demo=0.5, w_pref=2.0, demo_horizon=100, reward_l2=0.0, demo_batch=None, pref_batch=None)
+    found = diag.term_gradients(net, cfg, demos, prefs, policy_obs, policy_act)
+
+    w = net.mlp[0].weight.detach().numpy()[0].astype(np.float64)
+    b = float(net.mlp[0].bias.detach())
+    x_demo = np.concatenate([demos.observations, demos.actions], axis=1)
+    x_pol = np.concatenate([policy_obs, policy_act], axis=1)
+    g_demo = np.concatenate([-0.5 * 100 * (x_demo.mean(0) - x_pol.mean(0)), [0.0]])
+
+    def segment_features(obs, act, lengths):
+        mask = (np.arange(horizon)[None] < lengths[:, None]).astype(np.float64)
+        return (np.concatenate([obs, act], axis=2) * mask[..., None]).sum(1), mask.sum(1)
+
+    (f_w, n_w), (f_l, n_l) = (segment_features(prefs.obs_w, prefs.act_w, prefs.len_w),
+                              segment_features(prefs.obs_l, prefs.act_l, prefs.len_l))
+    delta = f_w @ w + n_w * b - (f_l @ w + n_l * b)
+    weight = 1.0 - 1.0 / (1.0 + np.exp(-delta))
+    g_pref = -2.0 * np.concatenate([(weight[:, None] * (f_w - f_l)).mean(0), [(weight * (n_w - n_l)).mean()]])
+
+    assert np.isclose(found["demo_norm"], np.linalg.norm(g_demo), rtol=1e-4)
+    assert np.isclose(found["pref_norm"], np.linalg.norm(g_pref), rtol=1e-4)
+    assert np.isclose(found["ratio"], np.linalg.norm(g_demo) / np.linalg.norm(g_pref), rtol=1e-4)
+    cosine = g_demo @ g_pref / (np.linalg.norm(g_demo) * np.linalg.norm(g_pref))
+    assert np.isclose(found["cosine"], cosine, atol=1e-4)
+    assert np.isclose(found["demo_sign_share"], np.mean(np.sign(g_demo + g_pref) == np.sign(g_demo)))
+    assert np.isclose(found["pref_accuracy"], np.mean(delta > 0))
+
+
+def test_fit_reads_both_runs_at_the_first_quarter_half_and_last_reward_step():
+    def diagnostics(accuracy_offset):
+        return [{"step": 5000 * (i + 1), "pref_train_accuracy": i / 10 + accuracy_offset, "margin": -i} for i in range(9)]
+
+    rows = diag.fit_over_training(diagnostics(0.5), diagnostics(0.0))
+    assert [row[0] for row in rows] == [5000, 15000, 25000, 45000]  # indices 0, 2, 4, 8
+    assert rows[-1] == (45000, 1.3, 0.8, -8, -8)
