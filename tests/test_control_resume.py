@@ -180,3 +180,20 @@ def test_sac_state_round_trips_a_wrapped_replay_buffer_and_every_network(tmp_pat
                                       fresh.policy.qf_state.opt_state)
         assert all(jax.tree_util.tree_leaves(same))
         assert np.array_equal(model.policy.noise_key, fresh.policy.noise_key)
+
+
+def test_validation_evaluations_use_other_reset_seeds_and_leave_training_unchanged(tmp_path, hopper_data):
+    """``loop.eval_split=validation`` evaluates on reset seeds the test evaluations never use; the
+    training (reward losses, SAC) is the same run: only what is measured changes."""
+    from dataclasses import replace
+
+    from aihf.control.algorithm import evaluation_seed
+
+    test = {evaluation_seed("test", seed, i) + e for seed in range(3) for i in range(100) for e in range(10)}
+    validation = {evaluation_seed("validation", seed, i) + e for seed in range(3) for i in range(100) for e in range(10)}
+    assert not test & validation and max(test | validation) < 10_000_000  # the reward step's rollouts start there
+    runs = {split: train_method("aihf", replace(_loop("sb3"), eval_split=split, resume_every=0), ENV, 0, *hopper_data,
+                                out_dir=tmp_path / split)
+            for split in ("test", "validation")}
+    assert runs["test"].reward_losses == runs["validation"].reward_losses
+    assert runs["test"].returns != runs["validation"].returns

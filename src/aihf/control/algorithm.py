@@ -100,6 +100,9 @@ class ControlLoopConfig(Settings):
     resume_every: int = setting(0, ge=0, help="ml_irl: outer iterations between resume points of a run "
                                 "(run_checkpoint; 0: none); they do not change the run")
     eval_episodes: int = setting(10, gt=0, help="episodes per evaluation (deterministic policy)")
+    eval_split: Literal["test", "validation"] = setting(
+        "test", help="the evaluations' reset seeds: test (the reported results) or validation (a disjoint set, "
+        "for choosing settings without looking at the test episodes; evaluation_seed)")
     sac: SACConfig = setting(factory=SACConfig, help="SAC settings")
     reward: RewardStepConfig = setting(factory=RewardStepConfig, help="objective and reward optimiser")
 
@@ -161,6 +164,16 @@ class RunResult:
     reward_scales: list[float] = field(default_factory=list)
 
 
+EVALUATION_SEED_BASES = {"test": 1_000_000, "validation": 3_000_000}  # policy rollouts start at 10_000_000
+
+
+def evaluation_seed(split: str, seed: int, index: int) -> int:
+    """The first reset seed of a run's ``index``-th evaluation (its episodes take it and the next
+    ``eval_episodes - 1``): ``test`` and ``validation`` seeds never meet for runs seeds below
+    1,000 and fewer than 1,000 evaluations, nor the reward step's policy rollouts (10,000,000 on)."""
+    return EVALUATION_SEED_BASES[split] + 1000 * seed + index
+
+
 class _AlgorithmOneCallback(BaseCallback):
     """Reward steps every ``reward_every`` env steps (alternating methods) and evaluations."""
 
@@ -173,7 +186,7 @@ class _AlgorithmOneCallback(BaseCallback):
 
     def evaluate(self) -> None:
         returns = evaluate_policy_return(self.model.policy, self.eval_env, self.cfg.eval_episodes,
-                                         seed=1_000_000 + 1000 * self.seed + len(self.result.steps))
+                                         seed=evaluation_seed(self.cfg.eval_split, self.seed, len(self.result.steps)))
         self.result.steps.append(int(self.num_timesteps))
         self.result.returns.append(float(np.mean(returns)))
         self.result.stds.append(float(np.std(returns)))

@@ -103,7 +103,7 @@ def data_dir_of(cfg: MujocoConfig) -> Path:
     return Path(cfg.data_dir) if cfg.data_dir else shipped.mujoco_data_dir(cfg.env)
 
 
-LATER_SETTINGS = {"reward_normalize": False}  # loop settings added after runs were made: the value that reproduces them
+LATER_SETTINGS = {"reward_normalize": False, "eval_split": "test"}  # loop settings added after runs were made: the value that reproduces them
 
 
 def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
