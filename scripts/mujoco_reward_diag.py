@@ -22,8 +22,8 @@ velocity (observation 8, qvel[0]).
     python scripts/mujoco_reward_diag.py posture runs/mujoco-paper/HalfCheetah-v5-balanced/runs/sac_true/seed0
 
 ``terms`` (AIHF): how hard each term of the reward objective pulls on a run's final reward
-net, in the run's own reward step (the preset's ``loop.reward``: full batches, l_D scaled by
-``demo_horizon``): the gradient norms of w_D H l_D (every demonstration against the
+net, in the run's own reward step (``RewardLearner.loss`` under the preset's ``loop.reward``:
+the paper preset's full batches, l_D scaled by ``demo_horizon``): the gradient norms of w_D H l_D (every demonstration against the
 transitions of ``--episodes`` deterministic episodes of the run's final policy, standing in
 for the step's fresh trajectories) and of w_P l_BT (every preference pair), their ratio and
 cosine, and the share of the reward net's parameters where the sum's sign (Adam's step
@@ -88,25 +88,28 @@ def reward_fit(net, segments: dict, demos: dict) -> dict:
 
 def term_gradients(net, cfg, demos, prefs, policy_obs: np.ndarray, policy_act: np.ndarray) -> dict:
     """The two terms' gradients at ``net`` (``terms`` in the module docstring): ``demo_norm``,
-    ``pref_norm``, ``ratio`` (demo over preference), ``cosine`` and ``demo_sign_share``."""
-    from aihf.control.reward_step import RewardLearner
-    from aihf.objective import aihf_reward_loss
+    ``pref_norm``, ``ratio`` (demo over preference), ``cosine``, ``demo_sign_share`` and
+    ``pref_accuracy`` (``RewardLearner.diagnostics``' training-pair accuracy, as the runs record
+    it). Each term is the run's own reward step, ``RewardLearner.loss`` under ``cfg`` with the
+    other term's weight and the reward L2 set to 0 (its batch sizes, ``demo_horizon`` and form)."""
+    from dataclasses import replace
 
-    learner = RewardLearner(net, cfg, demos, prefs, np.random.default_rng(0))
+    from aihf.control.reward_step import RewardLearner
+
+    obs, act = (torch.as_tensor(a, dtype=torch.float32) for a in (policy_obs, policy_act))
     parameters = [p for p in net.parameters() if p.requires_grad]
-    r_demo = net(learner.demos["observations"], learner.demos["actions"])
-    r_pol = net(torch.as_tensor(policy_obs, dtype=torch.float32), torch.as_tensor(policy_act, dtype=torch.float32))
-    r_w, r_l = learner._pair_rewards(learner.prefs)
-    demo = aihf_reward_loss(r_demo, r_pol, None, None, cfg.w_demo * cfg.demo_horizon, 0.0, cfg.demo_form)
-    pref = aihf_reward_loss(None, None, r_w, r_l, 0.0, cfg.w_pref, cfg.demo_form)
-    g_demo = torch.cat([g.reshape(-1) for g in torch.autograd.grad(demo, parameters)])
-    g_pref = torch.cat([g.reshape(-1) for g in torch.autograd.grad(pref, parameters)])
+
+    def term(**weights) -> tuple[torch.Tensor, RewardLearner]:
+        learner = RewardLearner(net, replace(cfg, reward_l2=0.0, **weights), demos, prefs, np.random.default_rng(0))
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(learner.loss(obs, act), parameters)]), learner
+
+    (g_demo, _), (g_pref, learner) = term(w_pref=0.0), term(w_demo=0.0)
     both = g_demo + g_pref
     return {"demo_norm": float(g_demo.norm()), "pref_norm": float(g_pref.norm()),
             "ratio": float(g_demo.norm() / g_pref.norm()),
             "cosine": float(torch.nn.functional.cosine_similarity(g_demo, g_pref, dim=0)),
             "demo_sign_share": float((torch.sign(both) == torch.sign(g_demo)).float().mean()),
-            "pref_accuracy": float((r_w > r_l).float().mean())}
+            "pref_accuracy": learner.diagnostics(obs, act)["pref_train_accuracy"]}
 
 
 def fit_over_training(aihf: list[dict], ml_irl: list[dict]) -> list[tuple[int, float, float, float, float]]:
