@@ -116,8 +116,8 @@ def test_every_method_trains_the_same_with_padding_free_batches(tmp_path, monkey
 
     rows = []
 
-    def counted_pack(sequences, pad_id):
-        packed = pack(sequences, pad_id)
+    def counted_pack(sequences, pad_id, scored=False):
+        packed = pack(sequences, pad_id, scored)
         rows.append((len(sequences), packed.input_ids.shape[0]))
         return packed
     monkeypatch.setattr(methods, "pack", counted_pack)

@@ -84,7 +84,7 @@ def test_a_batch_reaches_the_gpu_unchanged_through_pinned_non_blocking_copies():
     from aihf.lm.batching import collate, pack
 
     sequences = [([1, 2, 3], [4, 5]), ([6], [7, 8, 9, 10]), ([11, 12], [13])]
-    for batch in (collate(sequences, 0), pack(sequences, 0)):
+    for batch in (collate(sequences, 0, scored=True), pack(sequences, 0, scored=True)):
         moved = batch.to("cuda")
         for name, value in vars(batch).items():
             assert getattr(moved, name).is_cuda and torch.equal(getattr(moved, name).cpu(), value), name
@@ -123,3 +123,17 @@ def test_the_objectives_make_nothing_on_the_host(w_demo, w_pref, l2):
                   objective.self_play_aihf_loss(*x, beta=0.1, w_demo=w_demo, w_pref=w_pref),
                   objective.aihf_reward_loss(*x[:4], w_demo=w_demo, w_pref=w_pref, reward_l2=l2)]
     assert host.seen == [] and all(loss.device.type == "meta" and loss.dim() == 0 for loss in losses)
+
+
+def test_the_scored_positions_are_made_only_when_asked_and_are_the_response_positions():
+    """``scored=True`` (the chunked log-probs) adds ``scored_index``: the flat positions of
+    ``loss_mask[:, 1:]`` (padded) and of the packed grid the sums read; without it, nothing is
+    built or copied."""
+    from aihf.lm.batching import collate, pack
+
+    sequences = [([1, 2, 3], [4, 5]), ([6], [7, 8, 9, 10]), ([11, 12], [13])]
+    padded, packed = collate(sequences, 0, scored=True), pack(sequences, 0, scored=True)
+    assert torch.equal(padded.scored_index, padded.loss_mask[:, 1:].reshape(-1).nonzero().squeeze(1))
+    assert torch.equal(packed.scored_index, packed.token_index[packed.token_mask.bool()].unique())
+    assert collate(sequences, 0).scored_index is None and pack(sequences, 0).scored_index is None
+    assert collate(sequences, 0).to("cpu").scored_index is None

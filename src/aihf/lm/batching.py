@@ -142,28 +142,30 @@ class Encoder:
         return prompt_ids[-self.max_prompt_length :]
 
 
-def to_device(tensors: tuple[torch.Tensor, ...], device: torch.device | str) -> tuple[torch.Tensor, ...]:
+def to_device(tensors: tuple[torch.Tensor | None, ...], device: torch.device | str) -> tuple[torch.Tensor | None, ...]:
     """Host-built tensors on ``device`` without making the host wait for a GPU: a plain
     ``.to(device)`` from ordinary (pageable) host memory waits until the device's stream has
     run everything queued before it, so the host could not queue the next kernels meanwhile.
     On a GPU the tensors are staged in pinned memory (torch's caching host allocator keeps each
-    alive until its copy has run) and copied with ``non_blocking=True``; elsewhere ``.to``."""
-    if torch.device(device).type != "cuda":
-        return tuple(t.to(device) for t in tensors)
-    return tuple(t.to(device) if t.is_cuda else t.pin_memory().to(device, non_blocking=True) for t in tensors)
+    alive until its copy has run) and copied with ``non_blocking=True``; elsewhere ``.to``.
+    ``None`` (a field a batch was built without) stays ``None``."""
+    cuda = torch.device(device).type == "cuda"
+    return tuple(None if t is None else t.pin_memory().to(device, non_blocking=True) if cuda and not t.is_cuda
+                 else t.to(device) for t in tensors)
 
 
 @dataclass
 class SequenceBatch:
     """Right-padded sequences: ``input_ids``, ``attention_mask`` and ``loss_mask``, each (B, T),
-    and ``scored_index``: the positions of ``loss_mask[:, 1:]`` that are 1, as ascending flat
-    indices into the (B, T - 1) next-token grid, made on the host with the batch (so a GPU need
-    not be waited for to learn how many there are; ``objective.selected_token_logprobs``)."""
+    and, when asked for (``collate(..., scored=True)``: the chunked log-probs), ``scored_index``:
+    the positions of ``loss_mask[:, 1:]`` that are 1, as ascending flat indices into the
+    (B, T - 1) next-token grid, made on the host with the batch (so a GPU need not be waited for
+    to learn how many there are; ``objective.selected_token_logprobs``)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     loss_mask: torch.Tensor
-    scored_index: torch.Tensor
+    scored_index: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> SequenceBatch:
         return SequenceBatch(*to_device((self.input_ids, self.attention_mask, self.loss_mask, self.scored_index), device))
@@ -173,7 +175,7 @@ class SequenceBatch:
         return int(self.attention_mask.sum())
 
 
-def collate(sequences: list[Sequence], pad_id: int, pad_to_multiple_of: int = 1) -> SequenceBatch:
+def collate(sequences: list[Sequence], pad_id: int, pad_to_multiple_of: int = 1, scored: bool = False) -> SequenceBatch:
     """Pad ``(prompt, response)`` pairs on the right into one batch.
 
     ``loss_mask[b, t] = 1`` exactly on the response tokens of row b. Right padding keeps
@@ -192,7 +194,7 @@ def collate(sequences: list[Sequence], pad_id: int, pad_to_multiple_of: int = 1)
         input_ids[row, :n] = torch.tensor(prompt + response, dtype=torch.long)
         attention_mask[row, :n] = 1
         loss_mask[row, len(prompt) : n] = 1
-    scored_index = loss_mask[:, 1:].reshape(-1).nonzero().squeeze(1)
+    scored_index = loss_mask[:, 1:].reshape(-1).nonzero().squeeze(1) if scored else None
     return SequenceBatch(input_ids, attention_mask, loss_mask, scored_index)
 
 
@@ -209,22 +211,22 @@ class PackedBatch:
     order, L the longest: entry t points into the flattened (R, W - 1) grid of next-token
     log-probs at the one that predicts token t + 1 of that sequence, and the mask is the
     padded batch's ``loss_mask[:, 1:]``, so the per-sequence sums are taken in the same
-    layout and order as :func:`collate`'s. ``scored_index``: the next-token positions some
-    sequence's sum reads (its response), as ascending flat indices into the (R, W - 1) grid,
-    made on the host (see :class:`SequenceBatch`)."""
+    layout and order as :func:`collate`'s. ``scored_index`` (``pack(..., scored=True)``): the
+    next-token positions some sequence's sum reads (its response), as ascending flat indices
+    into the (R, W - 1) grid, made on the host (see :class:`SequenceBatch`)."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     token_index: torch.Tensor
     token_mask: torch.Tensor
-    scored_index: torch.Tensor
+    scored_index: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> PackedBatch:
         return PackedBatch(*to_device(
             (self.input_ids, self.position_ids, self.token_index, self.token_mask, self.scored_index), device))
 
 
-def pack(sequences: list[Sequence], pad_id: int) -> PackedBatch:
+def pack(sequences: list[Sequence], pad_id: int, scored: bool = False) -> PackedBatch:
     """Pack ``(prompt, response)`` pairs into rows as wide as the longest sequence, first fit
     in decreasing length (fewer rows than :func:`collate`'s one per sequence whenever
     lengths differ; attention then costs W^2 per row instead of per sequence)."""
@@ -257,5 +259,5 @@ def pack(sequences: list[Sequence], pad_id: int) -> PackedBatch:
             token_mask[i, max(len(prompt), 1) - 1 : n - 1] = 1
             offset += n
         position_ids[r, offset:] = torch.arange(offset, width) - offset + (position_ids[r, offset - 1] + 1)
-    scored_index = token_index[token_mask.bool()].sort().values
+    scored_index = token_index[token_mask.bool()].sort().values if scored else None
     return PackedBatch(input_ids, position_ids, token_index, token_mask, scored_index)

@@ -372,10 +372,10 @@ class _Records:
         that many at a time, without the full-vocabulary logits (``objective.selected_token_logprobs``)."""
         acc = self.accelerator
         if self.padding_free:
-            batch = pack(sequences, self.tokenizer.pad_token_id).to(acc.device)
+            batch = pack(sequences, self.tokenizer.pad_token_id, scored=bool(self.logprob_chunk)).to(acc.device)
             inputs = dict(input_ids=batch.input_ids, position_ids=batch.position_ids)
         else:
-            batch = collate(sequences, self.tokenizer.pad_token_id).to(acc.device)
+            batch = collate(sequences, self.tokenizer.pad_token_id, scored=bool(self.logprob_chunk)).to(acc.device)
             inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         with acc.autocast(), hidden_states_as_logits(model, enabled=bool(self.logprob_chunk)) as head:
             out = model(**inputs, use_cache=False).logits

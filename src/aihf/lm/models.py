@@ -419,7 +419,7 @@ def check_chunked_logprobs(model: nn.Module, vocab_size: int, chunk: int) -> flo
     generator = torch.Generator().manual_seed(1)
     ids = torch.randint(0, vocab_size, (11,), generator=generator).tolist()
     device = next(model.parameters()).device
-    batch = collate([(ids[:3], ids[3:7]), (ids[7:9], ids[9:11])], pad_id=0).to(device)
+    batch = collate([(ids[:3], ids[3:7]), (ids[7:9], ids[9:11])], pad_id=0, scored=True).to(device)
     was_training = model.training
     model.eval()
     with torch.no_grad():
