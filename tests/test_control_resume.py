@@ -187,7 +187,7 @@ def test_validation_evaluations_use_other_reset_seeds_and_leave_training_unchang
     training (reward losses, SAC) is the same run: only what is measured changes."""
     from dataclasses import replace
 
-    from aihf.control.algorithm import evaluation_seed
+    from aihf.control.reset_seeds import evaluation_seed
 
     test = {evaluation_seed("test", seed, i) + e for seed in range(3) for i in range(100) for e in range(10)}
     validation = {evaluation_seed("validation", seed, i) + e for seed in range(3) for i in range(100) for e in range(10)}

@@ -50,6 +50,7 @@ from aihf.control.relabel import RelabelledReplayBuffer, control_reward_scaler
 from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
 from aihf.control.sac_backend import Backend, make_sac
+from aihf.control.reset_seeds import evaluation_seed, policy_trajectory_seed
 from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
 from aihf.control.run_checkpoint import ResumePoint
 from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet
@@ -102,7 +103,7 @@ class ControlLoopConfig(Settings):
     eval_episodes: int = setting(10, gt=0, help="episodes per evaluation (deterministic policy)")
     eval_split: Literal["test", "validation"] = setting(
         "test", help="the evaluations' reset seeds: test (the reported results) or validation (a disjoint set, "
-        "for choosing settings without looking at the test episodes; evaluation_seed)")
+        "for choosing settings without looking at the test episodes; reset_seeds.evaluation_seed)")
     sac: SACConfig = setting(factory=SACConfig, help="SAC settings")
     reward: RewardStepConfig = setting(factory=RewardStepConfig, help="objective and reward optimiser")
 
@@ -162,16 +163,6 @@ class RunResult:
     reward_losses: list[float]
     reward_diagnostics: list[dict[str, float]] = field(default_factory=list)
     reward_scales: list[float] = field(default_factory=list)
-
-
-EVALUATION_SEED_BASES = {"test": 1_000_000, "validation": 3_000_000}  # policy rollouts start at 10_000_000
-
-
-def evaluation_seed(split: str, seed: int, index: int) -> int:
-    """The first reset seed of a run's ``index``-th evaluation (its episodes take it and the next
-    ``eval_episodes - 1``): ``test`` and ``validation`` seeds never meet for runs seeds below
-    1,000 and fewer than 1,000 evaluations, nor the reward step's policy rollouts (10,000,000 on)."""
-    return EVALUATION_SEED_BASES[split] + 1000 * seed + index
 
 
 class _AlgorithmOneCallback(BaseCallback):
@@ -234,7 +225,7 @@ def _ml_irl_iterations(model, cfg: ControlLoopConfig, learner: RewardLearner | N
         if method not in ("aihf", "ml_irl"):
             continue
         episodes = policy_trajectories(model.policy, collect_env, cfg.trajectories_per_iteration,
-                                       seed=10_000_000 + 100_000 * seed + k * cfg.trajectories_per_iteration)
+                                       seed=policy_trajectory_seed(seed, k, cfg.trajectories_per_iteration))
         samples = TransitionSet.from_trajectories(episodes)
         obs, act = torch.tensor(samples.observations), torch.tensor(samples.actions)  # copies: the set is read-only
         for _ in range(cfg.reward_updates):

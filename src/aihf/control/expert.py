@@ -11,7 +11,7 @@ the run writes
   progress.jsonl                     one line per finished training episode
 and at the end ``provenance.json`` (seed, steps, wall time, evaluated return, versions).
 With ``target_return`` each checkpoint is evaluated first (``eval_episodes`` deterministic
-episodes on reset seeds from ``EVAL_SEEDS + seed`` on, as ``make_data`` evaluates checkpoints
+episodes on reset seeds from ``reset_seeds.checkpoint_evaluation_seed(seed)`` on, as ``make_data`` evaluates checkpoints
 with its own seed; ``evaluations.json``, and in the resume state), and the run ends at the
 first checkpoint whose mean reaches the target: that checkpoint is the final policy.
 Re-running the same command continues from ``resume/`` when it exists (with other settings
@@ -40,7 +40,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 
 from aihf.control.policy_io import save_policy
-from aihf.control.rollout import EVAL_SEEDS, evaluate_policy_return
+from aihf.control.reset_seeds import checkpoint_evaluation_seed, expert_final_evaluation_seed
+from aihf.control.rollout import evaluate_policy_return
 from aihf.control.run_state import RunState
 from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.sac_state import has_sac_state, load_sac_state, save_sac_state
@@ -151,8 +152,8 @@ def _resume(cfg: ExpertConfig, resume: Path, env: gym.Env):
 
 def _evaluate_checkpoint(policy, cfg: ExpertConfig, step: int, out: Path) -> dict:
     """Mean and std of the true return of ``cfg.eval_episodes`` deterministic episodes (reset
-    seeds from ``EVAL_SEEDS + cfg.seed`` on); also written to ``out/evaluations.json`` by step."""
-    returns = evaluate_policy_return(policy, gym.make(cfg.env), cfg.eval_episodes, seed=EVAL_SEEDS + cfg.seed)
+    seeds from ``checkpoint_evaluation_seed(cfg.seed)`` on); also written to ``out/evaluations.json`` by step."""
+    returns = evaluate_policy_return(policy, gym.make(cfg.env), cfg.eval_episodes, seed=checkpoint_evaluation_seed(cfg.seed))
     evaluation = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns))}
     path = out / "evaluations.json"
     table = json.loads(path.read_text()) if path.is_file() else {}
@@ -208,7 +209,8 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
     final = out / "checkpoints" / f"step_{steps:07d}.safetensors"
     if not final.exists():
         save_policy(model.policy, final, {"net_arch": cfg.net_arch, "step": steps})
-    returns = evaluate_policy_return(model.policy, gym.make(cfg.env), cfg.eval_episodes, seed=10_000 + cfg.seed)
+    returns = evaluate_policy_return(model.policy, gym.make(cfg.env), cfg.eval_episodes, 
+                                     seed=expert_final_evaluation_seed(cfg.seed))
     record = {
         "env": cfg.env, "seed": cfg.seed, "steps": int(steps), "net_arch": cfg.net_arch,
         "learning_starts": cfg.learning_starts, "backend": cfg.backend, "batched_updates": cfg.batched_updates,

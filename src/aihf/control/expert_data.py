@@ -30,7 +30,8 @@ import numpy as np
 from aihf.config import Settings, setting
 from aihf.control.policy_io import load_policy
 from aihf.control.preferences import SegmentPool, bradley_terry_pairs, load_pairs
-from aihf.control.rollout import EVAL_SEEDS, evaluate_policy_return, policy_actor, run_episode
+from aihf.control.reset_seeds import checkpoint_evaluation_seed, demo_seed, pool_seed
+from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
 from aihf.data import DataError, SegmentPreferenceSet, TransitionSet
 
 log = logging.getLogger(__name__)
@@ -147,17 +148,19 @@ def make_data(cfg: ExpertDataConfig, checkpoint_dir: str | Path, out_dir: str | 
     policies = [load_policy(p, env) for p in paths]
     evaluated: dict[str, float] = {}
     if cfg.quality_levels is not None or cfg.demonstrator == "best":
-        evaluated = {p.name: float(np.mean(evaluate_policy_return(policy, env, cfg.eval_episodes, cfg.seed + EVAL_SEEDS)))
+        evaluated = {p.name: float(np.mean(evaluate_policy_return(policy, env, cfg.eval_episodes,
+                                                                checkpoint_evaluation_seed(cfg.seed))))
                      for p, policy in zip(paths, policies)}
     expert = _demonstrator_index(cfg.demonstrator, paths, evaluated)
-    demos, demo_returns = _transitions(policies[expert], env, cfg.n_demos, cfg.seed, deterministic=True)
-    low, low_returns = _transitions(policies[cfg.low_checkpoint], env, cfg.n_demos, cfg.seed + 5000, deterministic=True)
+    demos, demo_returns = _transitions(policies[expert], env, cfg.n_demos, demo_seed(cfg.seed), deterministic=True)
+    low, low_returns = _transitions(policies[cfg.low_checkpoint], env, cfg.n_demos, demo_seed(cfg.seed, low_quality=True),
+                                    deterministic=True)
     pool_indices = list(range(len(paths)))
     if cfg.quality_levels is not None:
         pool_indices = spread_by_return(list(evaluated.values()), cfg.quality_levels)
     obs, act, ret, src, lengths = [], [], [], [], []
     for i in pool_indices:
-        o, a, r, n = _segments(policies[i], env, cfg.segments_per_checkpoint, cfg.segment_len, cfg.seed + 100_000 * (i + 1),
+        o, a, r, n = _segments(policies[i], env, cfg.segments_per_checkpoint, cfg.segment_len, pool_seed(cfg.seed, i),
                                rng, cfg.min_segment_len)
         obs += o
         act += a

@@ -10,8 +10,6 @@ import numpy as np
 
 from aihf.data import Trajectory
 
-EVAL_SEEDS = 10**8  # reset seeds of checkpoint evaluations (+ the seed): apart from every episode a data file holds
-
 Act = Callable[[np.ndarray], np.ndarray]
 
 

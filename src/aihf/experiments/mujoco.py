@@ -41,8 +41,9 @@ from aihf.config import Settings, load_config, save_config, setting
 from aihf.control.algorithm import CONTROL_METHODS, ControlLoopConfig, train_method
 from aihf.control.bc import BCConfig, bc_actor, train_bc
 from aihf.control.expert_data import demonstrator_return, load_data
-from aihf.control.run_checkpoint import ResumePoint
+from aihf.control.reset_seeds import evaluation_seed
 from aihf.control.rollout import run_episode
+from aihf.control.run_checkpoint import ResumePoint
 from aihf.eval.stats import mean_interval
 from aihf.logs import count
 from aihf.runtime import atomic_directory, package_versions
@@ -166,7 +167,8 @@ def _bc_result(cfg: MujocoConfig, demos, seed: int) -> dict:
     t0 = time.time()
     fit = train_bc(demos, cfg.bc, seed)
     act = bc_actor(fit.policy, env.action_space.low, env.action_space.high)
-    returns = [run_episode(act, env, 1_000_000 + 1000 * seed + i).ret for i in range(cfg.loop.eval_episodes)]
+    first = evaluation_seed(cfg.loop.eval_split, seed, 0)  # the split's reset seeds, as SAC's first evaluation
+    returns = [run_episode(act, env, first + i).ret for i in range(cfg.loop.eval_episodes)]
     return {"steps": [cfg.loop.total_steps], "returns": [float(np.mean(returns))], "stds": [float(np.std(returns))],
             "wall_s": time.time() - t0, "bc_update": fit.update, "bc_holdout_nll": fit.holdout_nll}
 
