@@ -113,9 +113,8 @@ def make_records(n: int, prompt_words: int, response_words: int, spread: float =
 
 SYNC_OPS = frozenset({  # operators that make the host wait for the device (value read, data-dependent size)
     "aten._local_scalar_dense", "aten.is_nonzero", "aten.equal", "aten.nonzero", "aten.nonzero_static",
-    "aten.masked_select", "aten._unique2", "aten.unique_consecutive", "aten.unique_dim", "aten.repeat_interleave",
-    "aten.bincount", "aten.histc",
-})
+    "aten.masked_select", "aten._unique2", "aten.unique_consecutive", "aten.unique_dim", "aten.bincount", "aten.histc",
+})  # and aten.repeat_interleave with a tensor of repeats and no output_size (an int of repeats never reaches it)
 MASK_INDEXING = frozenset({"aten.index", "aten.index_put", "aten.index_put_", "aten._index_put_impl_"})
 
 
@@ -134,7 +133,8 @@ class OpCounter:
     step (batch, forward, loss, backward, clipping, metrics) is the same code path on both.
     Each synchronisation outside the optimizer is attributed to the first frame of a library
     (aihf, trl, transformers, accelerate) on the stack: ``sync_sites``. Indexing with a boolean
-    mask counts as one (the result's size is the mask's count). Not seen on a CPU: a blocking
+    mask counts as one (the result's size is the mask's count), and so does ``repeat_interleave``
+    with a tensor of repeats unless ``output_size`` is given (with an int it never syncs). Not seen on a CPU: a blocking
     copy from the host to a GPU (``.to(device)`` without ``non_blocking``), which waits for the
     device's stream too; read the code for those. Host-side batch building (aihf's
     ``collate``/``pack``, trl's collator) is not counted: on a GPU it launches nothing.
@@ -158,6 +158,8 @@ class OpCounter:
                 if name in MASK_INDEXING and any(
                         isinstance(t, torch.Tensor) and t.dtype in (torch.bool, torch.uint8) for t in args[1] if t is not None):
                     name += " (boolean mask)"  # the mask's count of True sets the output's size: a sync
+                if name == "aten.repeat_interleave" and (kwargs or {}).get("output_size") is None:
+                    name += " (size from the repeats)"  # their sum sets the output's size: a sync
                 counter.count(name, func.is_view or name in ("aten.detach", "aten.alias", "aten.lift_fresh"))
                 return func(*args, **(kwargs or {}))
 
@@ -173,7 +175,7 @@ class OpCounter:
         part = "optimizer_" if self.in_optimizer else ""
         self.figures[part + "ops"] += 1
         self.figures[part + "kernels"] += not alias
-        if name in SYNC_OPS or name.endswith("(boolean mask)") or name in ("tolist", "numpy"):
+        if name in SYNC_OPS or name.endswith(("(boolean mask)", "(size from the repeats)")) or name in ("tolist", "numpy"):
             self.figures[part + "syncs"] += 1
             if not self.in_optimizer:
                 self.sync_sites[f"{name} at {self._library_frame()}"] += 1

@@ -38,6 +38,10 @@ def test_the_counter_sees_value_reads_data_dependent_sizes_and_mask_indexing_but
     assert _counted(lambda: mask.nonzero())["syncs"] == 1
     assert _counted(lambda: x.index_select(0, index))["syncs"] == 0
     assert _counted(lambda: x[index])["syncs"] == 0
+    repeats = torch.tensor([1, 0, 2, 1, 1, 1])
+    assert _counted(lambda: x.repeat_interleave(repeats))["syncs"] == 1  # the output's size is repeats.sum()
+    assert _counted(lambda: x.repeat_interleave(repeats, output_size=6))["syncs"] == 0
+    assert _counted(lambda: x.repeat_interleave(2))["syncs"] == 0
     views = _counted(lambda: x.view(2, 3).t())
     assert views["ops"] == 2 and views["kernels"] == 0
 
