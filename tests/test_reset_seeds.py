@@ -73,3 +73,17 @@ def test_the_ranges_reproduce_the_seeds_the_shipped_data_was_made_with(env):
     assert [rs.pool_seed(seed, c) for c in (0, 9)] == [seed + 100_000, seed + 1_000_000]
     assert rs.checkpoint_evaluation_seed(seed) == seed + 10**8
     assert rs.evaluation_seed("test", 2, 30) == 1_002_030 and rs.policy_trajectory_seed(2, 59, 10) == 10_200_590
+
+
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_bc_is_evaluated_on_the_split_asked_for(tmp_path, monkeypatch, tiny_ml_irl_experiment, split):
+    """BC's one evaluation takes the reset seeds of ``loop.eval_split``, as SAC's evaluations do
+    (it once took the test seeds whatever the split)."""
+    from aihf.experiments import mujoco
+
+    seen, episode = [], mujoco.run_episode
+    monkeypatch.setattr(mujoco, "run_episode", lambda act, env, seed: seen.append(seed) or episode(act, env, seed))
+    preset, data = tiny_ml_irl_experiment(methods=["bc"], seeds=[3])
+    assert mujoco.run_from_cli("aihf/ContextTarget-v0", str(preset), str(tmp_path / "out"),
+                               [data, f"loop.eval_split={split}"]) == 0
+    assert seen == [rs.evaluation_seed(split, 3, 0) + e for e in range(2)]  # the preset's eval_episodes: 2
