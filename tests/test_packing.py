@@ -156,6 +156,19 @@ def test_the_attention_setting_reaches_the_policy_and_the_reward_body_and_a_bad_
             build_method("dpo", train_config(tmp_path, attn_implementation="flash_attention_2"))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for runs on a CPU")
+@pytest.mark.parametrize("name, refused", [("aihf", "policy"), ("reward", "reward")])
+def test_flex_attention_is_refused_on_a_cpu_before_any_step(tmp_path, name, refused):
+    """No flex-attention backward pass, and no compiling decoding kernel, on a CPU (torch 2.13):
+    the Trainer names the setting and the model instead of failing at the first backward pass
+    or sample."""
+    from aihf.lm.train import build_method
+
+    method, _ = build_method(name, train_config(tmp_path, attn_implementation="flex_attention"))
+    with pytest.raises(ConfigError, match=f"flex_attention' needs a GPU: the {refused} model"):
+        Trainer(method, loop(tmp_path / "run"))
+
+
 @pytest.mark.slow
 def test_flex_attention_keeps_packed_sequences_apart():
     """transformers' flex attention builds a block mask from the packed position ids (its forward

@@ -205,6 +205,21 @@ def _schedule(kind: str, warmup: int, total: int):
     return factor
 
 
+def check_attention_device(models: dict[str, torch.nn.Module], device: torch.device) -> None:
+    """Refuse ``model.attn_implementation: flex_attention`` on a CPU before any step: torch has
+    no flex-attention backward pass there (NotImplementedError at the first backward), and
+    its CPU decoding kernel (a sampler's one-token steps) fails to compile (torch 2.13, an
+    inductor C++ error), so neither training nor sampling would run."""
+    if device.type != "cpu":
+        return
+    for name, model in models.items():
+        if any(getattr(getattr(m, "config", None), "_attn_implementation", None) == "flex_attention"
+               for m in model.modules()):
+            raise ConfigError(f"model.attn_implementation='flex_attention' needs a GPU: the {name} model would run on "
+                              "the CPU, where torch has no flex-attention backward pass and its decoding kernel does "
+                              "not compile; use sdpa (the default) or eager there")
+
+
 class Trainer:
     """Runs a :class:`Method` for ``config.max_steps`` optimizer steps."""
 
@@ -222,6 +237,7 @@ class Trainer:
         )
         acc = self.accelerator
         acc.gradient_accumulation_steps = config.gradient_accumulation_steps
+        check_attention_device(method.models, acc.device)
         runtime.set_seed(config.seed)
         names = list(method.models)
         prepared = acc.prepare(*(method.models[n] for n in names))
