@@ -98,6 +98,29 @@ def test_an_offline_step_reads_the_device_once(tmp_path, name, packed):
     assert {"loss", "grad_norm/policy"} <= set(metrics) and all(isinstance(v, float) for v in metrics.values())
 
 
+
+@pytest.mark.parametrize("name", ["rlhf", "aihf"])
+def test_an_rl_step_reads_the_device_only_where_it_must(tmp_path, name):
+    """Beside transformers' generate (its own reads), an on-policy step reads: the sampled
+    tokens (``tolist``), the reward model's last-token index (a check that no row is empty),
+    the reward scaler's batch moments (one read for both) and the trainer's one read."""
+    method = make_method(name)
+    trainer = Trainer(method, loop(tmp_path, micro_batch_size=2))
+    method.start_round(0, seed=0)
+    trainer.train_step()
+    trainer.step += 1
+    counter = OpCounter(host_side=aihf_host_side())
+    counter.start()
+    try:
+        trainer.train_step()
+    finally:
+        counter.stop()
+    src = Path(__file__).resolve().parent.parent / "src"
+    ours = sorted(site.rsplit(" ", 1)[1] for site, n in counter.sync_sites.items() for _ in range(n)
+                  if any((folder / site.split(" at ")[1].split(":")[0]).is_file() for folder in (src, src / "aihf")))
+    assert ours == ["_generate_batch", "last_token_index", "train_step", "update"], ours
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the pinned, non-blocking copy is the GPU path")
 def test_a_batch_reaches_the_gpu_unchanged_through_pinned_non_blocking_copies():
     from aihf.lm.batching import collate, pack

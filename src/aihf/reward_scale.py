@@ -49,8 +49,8 @@ class RewardScaler:
         n = values.numel()
         if n == 0:
             return
-        batch_mean = float(values.mean())
-        batch_m2 = float(((values - batch_mean) ** 2).sum())
+        mean = values.mean()
+        batch_mean, batch_m2 = torch.stack([mean, ((values - mean) ** 2).sum()]).tolist()  # one read of the device
         total = self.count + n
         delta = batch_mean - self.mean
         self.mean += delta * n / total
