@@ -77,12 +77,9 @@ def test_the_counter_counts_backward_and_keeps_the_optimizer_apart():
     assert torch.Tensor.tolist is tolist  # stop() put the method back
 
 
-@pytest.mark.parametrize("name", ["dpo", "aihf-dpo", "sft"])
-@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed-chunked"])
-def test_an_offline_step_reads_the_device_once(tmp_path, name, packed):
-    method = make_method(name)
-    method.padding_free, method.logprob_chunk = packed, (8 if packed else None)  # packed and chunked, or neither
-    trainer = Trainer(method, loop(tmp_path, gradient_accumulation_steps=2, micro_batch_size=2))
+def _second_step_counted(tmp_path, method, **loop_settings) -> tuple[OpCounter, dict]:
+    """(the counter, the metrics) of ``method``'s second training step (the first one warms up)."""
+    trainer = Trainer(method, loop(tmp_path, **loop_settings))
     method.start_round(0, seed=0)
     trainer.train_step()
     trainer.step += 1
@@ -92,11 +89,19 @@ def test_an_offline_step_reads_the_device_once(tmp_path, name, packed):
         metrics = trainer.train_step()
     finally:
         counter.stop()
+    return counter, metrics
+
+
+@pytest.mark.parametrize("name", ["dpo", "aihf-dpo", "sft"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed-chunked"])
+def test_an_offline_step_reads_the_device_once(tmp_path, name, packed):
+    method = make_method(name)
+    method.padding_free, method.logprob_chunk = packed, (8 if packed else None)  # packed and chunked, or neither
+    counter, metrics = _second_step_counted(tmp_path, method, gradient_accumulation_steps=2, micro_batch_size=2)
     ours = {site: n for site, n in counter.sync_sites.items() if "transformers/" not in site}
     assert len(ours) == 1 and list(ours.values()) == [1], ours
     assert next(iter(ours)).startswith("tolist at lm/trainer.py") and next(iter(ours)).endswith("train_step")
     assert {"loss", "grad_norm/policy"} <= set(metrics) and all(isinstance(v, float) for v in metrics.values())
-
 
 
 @pytest.mark.parametrize("name", ["rlhf", "aihf"])
@@ -104,17 +109,7 @@ def test_an_rl_step_reads_the_device_only_where_it_must(tmp_path, name):
     """Beside transformers' generate (its own reads), an on-policy step reads: the sampled
     tokens (``tolist``), the reward model's last-token index (a check that no row is empty),
     the reward scaler's batch moments (one read for both) and the trainer's one read."""
-    method = make_method(name)
-    trainer = Trainer(method, loop(tmp_path, micro_batch_size=2))
-    method.start_round(0, seed=0)
-    trainer.train_step()
-    trainer.step += 1
-    counter = OpCounter(host_side=aihf_host_side())
-    counter.start()
-    try:
-        trainer.train_step()
-    finally:
-        counter.stop()
+    counter, _ = _second_step_counted(tmp_path, make_method(name), micro_batch_size=2)
     src = Path(__file__).resolve().parent.parent / "src"
     ours = sorted(site.rsplit(" ", 1)[1] for site, n in counter.sync_sites.items() for _ in range(n)
                   if any((folder / site.split(" at ")[1].split(":")[0]).is_file() for folder in (src, src / "aihf")))
