@@ -47,10 +47,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from aihf.config import Settings, setting
 from aihf.control.policy_io import save_policy
 from aihf.control.relabel import RelabelledReplayBuffer, control_reward_scaler
+from aihf.control.reset_seeds import evaluation_seed, policy_trajectory_seed
 from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
 from aihf.control.sac_backend import Backend, make_sac
-from aihf.control.reset_seeds import evaluation_seed, policy_trajectory_seed
 from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
 from aihf.control.run_checkpoint import ResumePoint
 from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet

@@ -209,7 +209,7 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
     final = out / "checkpoints" / f"step_{steps:07d}.safetensors"
     if not final.exists():
         save_policy(model.policy, final, {"net_arch": cfg.net_arch, "step": steps})
-    returns = evaluate_policy_return(model.policy, gym.make(cfg.env), cfg.eval_episodes, 
+    returns = evaluate_policy_return(model.policy, gym.make(cfg.env), cfg.eval_episodes,
                                      seed=expert_final_evaluation_seed(cfg.seed))
     record = {
         "env": cfg.env, "seed": cfg.seed, "steps": int(steps), "net_arch": cfg.net_arch,
