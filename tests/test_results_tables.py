@@ -123,6 +123,9 @@ def test_mujoco_results_table_is_rectangular():
     assert len(markdown_tables(text)) == 1 and not ragged_rows(text)
     one_seed = {**results, "seeds": [0], "summary": summarise({m: r[:1] for m, r in runs.items()}, 581.0)}
     assert "none (1 seed)" in results_table(one_seed) and "nan" not in results_table(one_seed)
+    assert "validation" not in text.splitlines()[0]
+    assert results_table({**results, "eval_split": "validation"}).splitlines()[0].endswith(
+        "on the validation reset seeds (for choosing settings, not a test result)")
 
 
 def test_mujoco_late_metric_is_each_seeds_mean_over_its_last_evaluations():

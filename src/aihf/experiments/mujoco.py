@@ -202,7 +202,7 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
     results = {"versions": package_versions(), "env": cfg.env, "data_dir": str(data_dir), "demos": cfg.demos, "n_demos": len(demos),
                "n_prefs": len(prefs), "demonstrator_return": expert, "total_steps": cfg.loop.total_steps,
                "schedule": cfg.loop.schedule, "reward_shift": cfg.loop.reward_shift,
-               "reward_normalize": cfg.loop.reward_normalize,
+               "reward_normalize": cfg.loop.reward_normalize, "eval_split": cfg.loop.eval_split,
                "seeds": cfg.seeds, "summary": summarise(runs, expert), "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(results_table(results))
@@ -258,9 +258,14 @@ def summarise(runs: dict[str, list[dict]], expert: float) -> dict[str, dict]:
     return summary
 
 
+VALIDATION_NOTE = "on the validation reset seeds (for choosing settings, not a test result)"
+
+
 def results_table(results: dict) -> str:
+    """The results' markdown table; a validation run says so in its title (``eval_split``)."""
+    on_validation = f" {VALIDATION_NOTE}" if results.get("eval_split") == "validation" else ""
     lines = [
-        f"# {results['env']}: true return after {results['total_steps']} environment steps",
+        f"# {results['env']}: true return after {results['total_steps']} environment steps{on_validation}",
         "",
         f"Demonstrations: {results['n_demos']} transitions ({results['demos']}); preferences: "
         f"{results['n_prefs']} segment pairs; seeds {results['seeds']}; schedule {results['schedule']}; "
@@ -315,7 +320,8 @@ def plot_curves(results: dict, path: Path) -> None:
     ax.set_xlabel("environment steps")
     ax.set_ylabel("true return / expert's return")
     seeds = "the finished seeds" if uneven else count(len(results["seeds"]), "seed")
-    ax.set_title(f"{results['env']} ({results['demos']}, {results['n_prefs']} prefs)\n"
+    on_validation = ", validation reset seeds" if results.get("eval_split") == "validation" else ""
+    ax.set_title(f"{results['env']} ({results['demos']}, {results['n_prefs']} prefs{on_validation})\n"
                  f"mean over {seeds}; shaded: ± 1 standard deviation over seeds", fontsize=10)
     ax.legend(fontsize=8)  # the diagnostic plots label each curve with its settings
     fig.tight_layout()
