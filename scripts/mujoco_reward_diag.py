@@ -41,10 +41,11 @@ and last-5 returns normalised by the expert's (mean and 95% t-interval over seed
 experiment's own ``summarise``), the training-pair accuracy of the last reward step (mean over
 seeds) and, where the runs' ``reward_net.safetensors`` are there, the correlation of learned
 segment sums with true returns on the pool (``reward``, mean over seeds). Which split the
-returns were measured on is a column too: choose on validation, report on test.
+returns were measured on is a column too: choose on validation, report on test. ``--plot``
+draws every row's learning curve in one PNG.
 
     python scripts/mujoco_reward_diag.py fit docs/results/mujoco-paper/Walker2d-v5-balanced
-    python scripts/mujoco_reward_diag.py sweep runs/tune/*/Hopper-v5-balanced
+    python scripts/mujoco_reward_diag.py sweep runs/tune/*/Hopper-v5-balanced --plot sweep.png
     python scripts/mujoco_reward_diag.py terms runs/mujoco-paper/Walker2d-v5-balanced/runs/aihf/seed0 \
         --data data/mujoco/Walker2d-v5 --env Walker2d-v5
     python scripts/mujoco_reward_diag.py terms runs/mujoco-paper/HalfCheetah-v5-few-preferences/runs/aihf/seed0 \
@@ -158,7 +159,9 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
             "final": summary["normalised_mean"], "final_ci95": summary["normalised_ci95"],
             "late": summary["late_normalised_mean"], "late_ci95": summary["late_normalised_ci95"],
             "pair_accuracy": float(np.mean(accuracies)) if accuracies else None,
-            "correlation": mean_interval(correlations) if correlations else None}
+            "correlation": mean_interval(correlations) if correlations else None,
+            **{field: one([r["key"][field] for r in results]) for field in ("env", "demos", "n_prefs")},
+            "expert": expert, "runs": [r["result"] for r in results]}
 
 
 def sweep_rows(folders: list[Path]) -> list[dict]:
@@ -185,6 +188,29 @@ def sweep_rows(folders: list[Path]) -> list[dict]:
             rows.append(sweep_row(folder, method_dir.name, [json.loads(r.read_text(encoding="utf-8")) for r in runs],
                                   demonstrator_return(data_dir), correlations))
     return rows
+
+
+def sweep_label(row: dict) -> str:
+    """``aihf w_D=1 w_P=30``: AIHF's rows name both weights (the swept ones); another method's
+    row its name (it reads one weight, or none)."""
+    if row["method"] != "aihf":
+        return row["method"]
+
+    def weight(value) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return f"aihf w_D={weight(row['w_demo'])} w_P={weight(row['w_pref'])}"
+
+
+def plot_sweep(rows: list[dict], path: Path) -> None:
+    """Every row's learning curve (mean over its seeds, +- 1 sd) in one figure, normalised by
+    the expert's return: ``experiments.mujoco.plot_curves`` with one curve per setting."""
+    from aihf.experiments.mujoco import plot_curves
+
+    first = rows[0]
+    plot_curves({"env": first["env"], "demos": first["demos"], "n_prefs": first["n_prefs"], "seeds": first["seeds"],
+                 "demonstrator_return": first["expert"], "eval_split": first["split"],
+                 "runs": {sweep_label(r): r["runs"] for r in rows}}, path)
 
 
 def sweep_table(rows: list[dict]) -> str:
@@ -233,9 +259,14 @@ def main() -> None:
                        help="the run's preset overrides (e.g. n_prefs=200 for the few-preferences cell)")
     sweep = commands.add_parser("sweep", help="settings compared: one row per method of each experiment folder")
     sweep.add_argument("folders", type=Path, nargs="+", help="experiment folders (config.yaml, runs/<method>/seed*/)")
+    sweep.add_argument("--plot", type=Path, help="also draw every row's learning curve into this PNG")
     args = parser.parse_args()
     if args.command == "sweep":
-        print(sweep_table(sweep_rows(args.folders)))
+        rows = sweep_rows(args.folders)
+        print(sweep_table(rows))
+        if args.plot:
+            plot_sweep(rows, args.plot)
+            print(f"plot: {args.plot}")
         return
     if args.command == "terms":
         report_terms(args)

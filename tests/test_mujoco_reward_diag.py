@@ -106,14 +106,14 @@ def test_fit_reads_both_runs_at_the_first_quarter_half_and_last_reward_step():
     assert rows[-1] == (45000, 1.3, 0.8, -8, -8)
 
 
-def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do():
+def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
     from aihf.eval.stats import mean_interval
 
     def result(seed: int, w_pref: float, returns: list[float], accuracy: float) -> dict:
         settings = {"eval_split": "validation", "total_steps": 100, "reward_updates": 1,
                     "reward": {"w_demo": 1.0, "w_pref": w_pref}}
-        return {"key": {"seed": seed, "settings": settings},
-                "result": {"returns": returns, "wall_s": 1.0,
+        return {"key": {"seed": seed, "env": "Hopper-v5", "demos": "demos", "n_prefs": 20, "settings": settings},
+                "result": {"steps": [10, 20, 30], "returns": returns, "wall_s": 1.0,
                            "reward_diagnostics": [{"pref_train_accuracy": 0.5}, {"pref_train_accuracy": accuracy}]}}
 
     runs = [result(11, 30.0, [0.0, 100.0, 300.0], 0.8), result(10, 30.0, [0.0, 200.0, 100.0], 0.9)]
@@ -126,5 +126,9 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do():
     assert diag.sweep_row(Path("cell"), "aihf", runs, 200.0, [])["w_pref"] == "mixed"
     ml_irl = diag.sweep_row(Path("cell"), "ml_irl", runs, 200.0, [])
     assert ml_irl["w_pref"] == "-" and ml_irl["w_demo"] == 1.0 and ml_irl["correlation"] is None
+    assert diag.sweep_label(row) == "aihf w_D=1 w_P=30" and diag.sweep_label(ml_irl) == "ml_irl"
+    assert row["runs"] == [r["result"] for r in runs] and (row["env"], row["n_prefs"]) == ("Hopper-v5", 20)
+    diag.plot_sweep([row, ml_irl], tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
     table = diag.sweep_table([row, ml_irl]).splitlines()
     assert len(table) == 4 and "1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 |" in table[2]
