@@ -293,6 +293,9 @@ def main() -> None:
     configs = {(env, setting): cell_config(args.preset, env, setting, overrides)
                for env in args.envs for setting in args.settings}
     seeds, methods = planned(next(iter(configs.values())), args.seeds)  # the settings change neither
+    if not set(seeds) <= set(args.seeds):
+        print(f"note: each cell plans seeds {seeds} (the preset's and --seeds) and is merged when all are finished; "
+              f"pass \"seeds={sorted(set(args.seeds))}\" to plan only --seeds", flush=True)
     start_until = time.time() + args.start_for
     if args.export:
         for env in args.envs:
