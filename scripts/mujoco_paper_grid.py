@@ -56,13 +56,15 @@ def command(env: str, setting: str, seeds: list[int], out: Path, preset: str = "
             overrides: tuple[str, ...] = (), methods: list[str] | None = None) -> list[str]:
     """The command that runs ``methods`` (the preset's when None) on ``seeds``; it copies
     finished runs from the env's other settings where a method reads none of the data that
-    differs (`reuse_from`, e.g. ML-IRL into few-preferences)."""
+    differs (`reuse_from`, e.g. ML-IRL into few-preferences). The unit's seeds and methods
+    come after ``overrides``, so that a cell's plan given there (``seeds=[10, 11, 12]``) does
+    not make one unit run every planned seed."""
     seed_list = "[" + ", ".join(str(s) for s in seeds) + "]"
     only = [f"methods=[{', '.join(methods)}]"] if methods else []
     siblings = "[" + ", ".join(str(out / cell(env, other)) for other in SETTINGS if other != setting) + "]"
     return [sys.executable, "-m", "aihf.cli", "experiment", "mujoco", "--env", env, "--preset", preset,
-            "--output-dir", str(out / cell(env, setting)), f"seeds={seed_list}", f"reuse_from={siblings}",
-            *SETTINGS[setting], *overrides, *only]
+            "--output-dir", str(out / cell(env, setting)), f"reuse_from={siblings}",
+            *SETTINGS[setting], *overrides, f"seeds={seed_list}", *only]
 
 
 def run_units(units: list[tuple[str, str, int, str]], out: Path, workers: int, logs: Path, preset: str,

@@ -124,8 +124,11 @@ def test_the_grid_refuses_to_replace_runs_made_with_other_settings_unless_told(t
 
 def test_a_unit_runs_one_method_of_one_seed_and_the_plan_reads_the_preset(grid, tmp_path):
     """A unit is one run (so that each fits in a session); the merge runs all the cell's methods."""
-    unit = grid.command("Hopper-v5", "few-preferences", [1], tmp_path, "paper", ("loop.eval_episodes=5",), ["aihf"])
-    assert unit[-3:] == ["n_prefs=200", "loop.eval_episodes=5", "methods=[aihf]"] and "seeds=[1]" in unit
+    unit = grid.command("Hopper-v5", "few-preferences", [1], tmp_path, "paper",
+                        ("loop.eval_episodes=5", "seeds=[1, 2]"), ["aihf"])
+    # the unit's seed and method win over a plan given in the overrides (the last override of a key wins)
+    assert unit[-5:] == ["n_prefs=200", "loop.eval_episodes=5", "seeds=[1, 2]", "seeds=[1]", "methods=[aihf]"]
+    assert grid.cell_config("paper", "Hopper-v5", "balanced", tuple(unit[-3:])).seeds == [1]
     assert f"reuse_from=[{tmp_path / 'Hopper-v5-balanced'}, {tmp_path / 'Hopper-v5-low-quality-demos'}]" in unit
     assert grid.planned(grid.cell_config("paper", "Hopper-v5", "balanced"), [3]) == \
         ([0, 1, 2, 3], ["aihf", "ml_irl", "rlhf", "bc", "sac_true"])
