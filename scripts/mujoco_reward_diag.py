@@ -155,6 +155,7 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
     return {"folder": str(folder), "method": method, "split": one([s.get("eval_split", "test") for s in settings]),
             **{w: "-" if w in unread else one([s["reward"][w] for s in settings]) for w in ("w_demo", "w_pref")},
             "reward_updates": one([s["reward_updates"] for s in settings]),
+            "reward_normalize": one([s.get("reward_normalize", False) for s in settings]),
             "steps": one([s["total_steps"] for s in settings]), "seeds": sorted(r["key"]["seed"] for r in results),
             "final": summary["normalised_mean"], "final_ci95": summary["normalised_ci95"],
             "late": summary["late_normalised_mean"], "late_ci95": summary["late_normalised_ci95"],
@@ -191,15 +192,14 @@ def sweep_rows(folders: list[Path]) -> list[dict]:
 
 
 def sweep_label(row: dict) -> str:
-    """``aihf w_D=1 w_P=30``: AIHF's rows name both weights (the swept ones); another method's
-    row its name (it reads one weight, or none)."""
-    if row["method"] != "aihf":
-        return row["method"]
-
+    """``aihf w_D=1 w_P=30``: the method, AIHF's two weights (the swept ones; another method
+    reads one weight, or none) and ``normalised`` where SAC saw the reward divided by its scale."""
     def weight(value) -> str:
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    return f"aihf w_D={weight(row['w_demo'])} w_P={weight(row['w_pref'])}"
+    weights = [f"w_D={weight(row['w_demo'])} w_P={weight(row['w_pref'])}"] if row["method"] == "aihf" else []
+    normalised = ["normalised"] if row["reward_normalize"] is True else []
+    return " ".join([row["method"], *weights, *normalised])
 
 
 def plot_sweep(rows: list[dict], path: Path) -> None:
@@ -210,7 +210,15 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
     first = rows[0]
     plot_curves({"env": first["env"], "demos": first["demos"], "n_prefs": first["n_prefs"], "seeds": first["seeds"],
                  "demonstrator_return": first["expert"], "eval_split": first["split"],
-                 "runs": {sweep_label(r): r["runs"] for r in rows}}, path)
+                 "runs": {label: r["runs"] for label, r in zip(_distinct_labels(rows), rows)}}, path)
+
+
+def _distinct_labels(rows: list[dict]) -> list[str]:
+    """``sweep_label`` of each row, with the folder's grid name in front where two rows would
+    share one (settings the label does not show)."""
+    labels = [sweep_label(r) for r in rows]
+    return [f"{Path(r['folder']).parent.name}: {label}" if labels.count(label) > 1 else label
+            for label, r in zip(labels, rows)]
 
 
 def sweep_table(rows: list[dict]) -> str:
@@ -218,13 +226,13 @@ def sweep_table(rows: list[dict]) -> str:
     def interval(mean: float, ci95: float) -> str:
         return f"{mean:.3f}" + (f" +- {ci95:.3f}" if np.isfinite(ci95) else "")
 
-    lines = ["| folder | method | split | steps | w_D | w_P | reward steps | seeds | final, normalised | "
-             "last 5, normalised | training-pair accuracy | segment correlation |", "|---" * 12 + "|"]
+    lines = ["| folder | method | split | steps | w_D | w_P | reward steps | reward normalised | seeds | "
+             "final, normalised | last 5, normalised | training-pair accuracy | segment correlation |", "|---" * 13 + "|"]
     for r in rows:
         correlation = "-" if r["correlation"] is None else interval(r["correlation"]["mean"], r["correlation"]["ci95"])
         accuracy = "-" if r["pair_accuracy"] is None else f"{r['pair_accuracy']:.3f}"
         lines.append(f"| {r['folder']} | {r['method']} | {r['split']} | {r['steps']} | {r['w_demo']} | {r['w_pref']} | "
-                     f"{r['reward_updates']} | {', '.join(map(str, r['seeds']))} | {interval(r['final'], r['final_ci95'])} | "
+                     f"{r['reward_updates']} | {r['reward_normalize']} | {', '.join(map(str, r['seeds']))} | {interval(r['final'], r['final_ci95'])} | "
                      f"{interval(r['late'], r['late_ci95'])} | {accuracy} | {correlation} |")
     return "\n".join(lines)
 

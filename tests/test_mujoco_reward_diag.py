@@ -127,8 +127,12 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
     ml_irl = diag.sweep_row(Path("cell"), "ml_irl", runs, 200.0, [])
     assert ml_irl["w_pref"] == "-" and ml_irl["w_demo"] == 1.0 and ml_irl["correlation"] is None
     assert diag.sweep_label(row) == "aihf w_D=1 w_P=30" and diag.sweep_label(ml_irl) == "ml_irl"
+    one, other = {**ml_irl, "folder": "tune/cell"}, {**ml_irl, "folder": "tune-normalize/cell", "reward_normalize": True}
+    assert diag._distinct_labels([row, one, {**one, "folder": "again/cell"}]) == \
+        ["aihf w_D=1 w_P=30", "tune: ml_irl", "again: ml_irl"]
+    assert diag._distinct_labels([one, other]) == ["ml_irl", "ml_irl normalised"]
     assert row["runs"] == [r["result"] for r in runs] and (row["env"], row["n_prefs"]) == ("Hopper-v5", 20)
     diag.plot_sweep([row, ml_irl], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
     table = diag.sweep_table([row, ml_irl]).splitlines()
-    assert len(table) == 4 and "1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 |" in table[2]
+    assert len(table) == 4 and "| False | 10, 11 | 1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 |" in table[2]
