@@ -15,7 +15,10 @@ approaches r / T: a scale near 1/T is what a good preference-only fit looks like
 ``posture`` (HalfCheetah): one deterministic episode of a saved policy
 (``policy.safetensors``): its return, the root angle (observation 1, qpos[2]) averaged over
 the episode, the share of steps with |angle| > 2 rad (on its back), and the mean forward
-velocity (observation 8, qvel[0]).
+velocity (observation 8, qvel[0]). With ``--data`` and the run's ``reward_net.safetensors``
+(``learned_reward_by_posture``): the learned reward per step along that episode, against its
+mean on the pool's steps on the back and upright: whether the policy found states the reward
+scores above what the data taught it for that posture.
 
     python scripts/mujoco_reward_diag.py reward runs/mujoco-paper/HalfCheetah-v5-balanced/runs/rlhf/seed0 \
         --data data/mujoco/HalfCheetah-v5
@@ -245,6 +248,22 @@ def posture(observations: np.ndarray, rewards: np.ndarray) -> dict:
             "forward_velocity_mean": float(np.asarray(observations)[:, FORWARD_VELOCITY].mean())}
 
 
+def learned_reward_by_posture(episode_rewards: np.ndarray, pool_rewards: np.ndarray, segments: dict) -> dict:
+    """The learned reward per step along an episode (``episode_rewards``), and on the pool's
+    real steps (``pool_rewards``, shape of ``segments["obs"]`` less its last axis) split by
+    posture: on the back (|root angle| > 2 rad) and upright, with the pool's forward velocity
+    on each."""
+    obs = np.asarray(segments["obs"])
+    real = np.arange(obs.shape[1])[None, :] < np.asarray(segments["lengths"])[:, None]
+    back = (np.abs(obs[..., ROOT_ANGLE]) > 2.0) & real
+    upright = ~(np.abs(obs[..., ROOT_ANGLE]) > 2.0) & real
+    velocity = obs[..., FORWARD_VELOCITY]
+    return {"episode": float(np.mean(episode_rewards)),
+            "pool_back": float(pool_rewards[back].mean()), "pool_back_velocity": float(velocity[back].mean()),
+            "pool_back_share": float(back.sum() / real.sum()),
+            "pool_upright": float(pool_rewards[upright].mean()), "pool_upright_velocity": float(velocity[upright].mean())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +274,8 @@ def main() -> None:
     pose.add_argument("run", type=Path, help="a run folder holding policy.safetensors")
     pose.add_argument("--env", default="HalfCheetah-v5")
     pose.add_argument("--seed", type=int, default=123, help="the episode's reset seed")
+    pose.add_argument("--data", type=Path, help="the data folder (segments.npz): also the run's learned reward along "
+                      "the episode against the pool's, by posture")
     fit_cmd = commands.add_parser("fit", help="AIHF against ML-IRL: training-pair accuracy and margin over a cell's runs")
     fit_cmd.add_argument("cell", type=Path, help="a cell folder holding runs/aihf/seed*/ and runs/ml_irl/seed*/")
     terms = commands.add_parser("terms", help="AIHF: the gradient of each reward-objective term at a run's reward")
@@ -313,6 +334,16 @@ def main() -> None:
         found = posture(np.asarray(episode.observations), np.asarray(episode.rewards))
         print(f"{args.run}: return {found['return']:.0f}, root angle mean {found['root_angle_mean']:.2f} rad, "
               f"|angle| > 2 rad on {found['on_back_share']:.0%} of steps, forward velocity {found['forward_velocity_mean']:.2f}")
+        if args.data:
+            from aihf.control.reward_net import RewardNet
+
+            net, segments = RewardNet.load(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz"))
+            by = learned_reward_by_posture(per_step_rewards(net, episode.observations, episode.actions),
+                                           per_step_rewards(net, segments["obs"], segments["act"]), segments)
+            print(f"  learned reward per step: this episode {by['episode']:.3f} (true {np.mean(episode.rewards):.3f}); "
+                  f"the pool's steps on the back ({by['pool_back_share']:.1%} of them, velocity "
+                  f"{by['pool_back_velocity']:.2f}) {by['pool_back']:.3f}, upright (velocity "
+                  f"{by['pool_upright_velocity']:.2f}) {by['pool_upright']:.3f}")
 
 
 def report_terms(args) -> None:
