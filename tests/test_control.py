@@ -525,6 +525,26 @@ def test_a_run_key_names_the_shipped_data_alike_on_every_checkout(tmp_path):
     assert mine["data_dir"] == str(tmp_path / "my-data") and not same_run(mine, key) and not same_run(key, mine)
 
 
+def test_a_bc_run_key_holds_the_evaluation_settings_it_reads_away_from_those_its_runs_were_made_with():
+    """BC's result depends on the loop's evaluation split and episode count: a BC run made on
+    validation is not the test run, while the committed BC runs (test, 10 episodes) keep their keys."""
+    import json
+    from dataclasses import asdict, replace
+
+    from aihf import shipped
+    from aihf.experiments.mujoco import MujocoConfig, same_run, unit_key
+
+    cfg, data_dir = MujocoConfig(env="Hopper-v5"), shipped.mujoco_data_dir("Hopper-v5")
+    test = unit_key(cfg, "bc", 0, data_dir)
+    assert test["settings"] == json.loads(json.dumps(asdict(cfg.bc)))  # the committed runs' key
+    validation = unit_key(replace(cfg, loop=replace(cfg.loop, eval_split="validation")), "bc", 0, data_dir)
+    assert validation["settings"]["eval_split"] == "validation" and not same_run(validation, test)
+    fewer = unit_key(replace(cfg, loop=replace(cfg.loop, eval_episodes=3)), "bc", 0, data_dir)
+    assert fewer["settings"]["eval_episodes"] == 3 and not same_run(fewer, test)
+    longer = unit_key(replace(cfg, loop=replace(cfg.loop, total_steps=7)), "bc", 0, data_dir)
+    assert same_run(longer, test)  # BC reads no other loop setting
+
+
 @pytest.mark.e2e
 def test_finished_runs_are_copied_from_another_setting_when_the_method_reads_none_of_the_difference(
         tmp_path, tiny_ml_irl_experiment):

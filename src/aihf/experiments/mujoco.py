@@ -105,6 +105,7 @@ def data_dir_of(cfg: MujocoConfig) -> Path:
 
 
 LATER_SETTINGS = {"reward_normalize": False, "eval_split": "test"}  # loop settings added after runs were made: the value that reproduces them
+BC_EVALUATION = {"eval_split": "test", "eval_episodes": 10}  # the loop settings BC's evaluation reads: the values its runs were made with
 
 
 def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
@@ -113,9 +114,11 @@ def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
     ``methods``, ``seeds``, ``torch_threads``, ``reuse_from`` and ``loop.resume_every`` may change,
     and data fields the method does not read (``same_run``). A loop setting added after runs were
     made (``LATER_SETTINGS``) enters the key only away from the value those runs had, so they
-    stay the same run."""
-    settings = asdict(cfg.bc) if method == "bc" else {k: v for k, v in asdict(cfg.loop).items()
-                                                       if k != "resume_every" and LATER_SETTINGS.get(k, ...) != v}
+    stay the same run. BC's key is its own settings and the loop's evaluation settings it
+    reads (``BC_EVALUATION``), those only away from the values every BC run was made with."""
+    loop = asdict(cfg.loop)
+    settings = {**asdict(cfg.bc), **{k: loop[k] for k, made in BC_EVALUATION.items() if loop[k] != made}} \
+        if method == "bc" else {k: v for k, v in loop.items() if k != "resume_every" and LATER_SETTINGS.get(k, ...) != v}
     return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env,
                                   "data_dir": data_identity(cfg.env, data_dir),
                                   "demos": cfg.demos, "n_demos": cfg.n_demos, "n_prefs": cfg.n_prefs,
