@@ -157,9 +157,9 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
     unread = UNREAD_WEIGHTS.get(method, ())
     return {"folder": str(folder), "method": method, "split": one([s.get("eval_split", "test") for s in settings]),
             **{w: "-" if w in unread else one([s["reward"][w] for s in settings]) for w in ("w_demo", "w_pref")},
-            "reward_updates": one([s["reward_updates"] for s in settings]),
-            "reward_normalize": one([s.get("reward_normalize", False) for s in settings]),
-            "steps": one([s["total_steps"] for s in settings]), "seeds": sorted(r["key"]["seed"] for r in results),
+            "reward_updates": "-" if method in ("bc", "sac_true") else one([s["reward_updates"] for s in settings]),
+            "reward_normalize": "-" if method == "bc" else one([s.get("reward_normalize", False) for s in settings]),
+            "steps": one([r["result"]["steps"][-1] for r in results]), "seeds": sorted(r["key"]["seed"] for r in results),
             "final": summary["normalised_mean"], "final_ci95": summary["normalised_ci95"],
             "late": summary["late_normalised_mean"], "late_ci95": summary["late_normalised_ci95"],
             "pair_accuracy": float(np.mean(accuracies)) if accuracies else None,
