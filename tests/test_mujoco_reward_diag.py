@@ -116,35 +116,3 @@ def test_fit_reads_both_runs_at_the_first_quarter_half_and_last_reward_step():
     rows = diag.fit_over_training(diagnostics(0.5), diagnostics(0.0))
     assert [row[0] for row in rows] == [5000, 15000, 25000, 45000]  # indices 0, 2, 4, 8
     assert rows[-1] == (45000, 1.3, 0.8, -8, -8)
-
-
-def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
-    from aihf.eval.stats import mean_interval
-
-    def result(seed: int, w_pref: float, returns: list[float], accuracy: float) -> dict:
-        settings = {"eval_split": "validation", "total_steps": 100, "reward_updates": 1,
-                    "reward": {"w_demo": 1.0, "w_pref": w_pref}}
-        return {"key": {"seed": seed, "env": "Hopper-v5", "demos": "demos", "n_prefs": 20, "settings": settings},
-                "result": {"steps": [10, 20, 30], "returns": returns, "wall_s": 1.0,
-                           "reward_diagnostics": [{"pref_train_accuracy": 0.5}, {"pref_train_accuracy": accuracy}]}}
-
-    runs = [result(11, 30.0, [0.0, 100.0, 300.0], 0.8), result(10, 30.0, [0.0, 200.0, 100.0], 0.9)]
-    row = diag.sweep_row(Path("cell"), "aihf", runs, expert=200.0, correlations=[0.9, 0.7])
-    assert row["seeds"] == [10, 11] and row["split"] == "validation" and row["w_pref"] == 30.0
-    final = mean_interval([1.5, 0.5])  # 300 / 200 and 100 / 200
-    assert row["final"] == final["mean"] and row["final_ci95"] == final["ci95"]
-    assert abs(row["pair_accuracy"] - 0.85) < 1e-12 and abs(row["correlation"]["mean"] - 0.8) < 1e-12
-    runs[1]["key"]["settings"]["reward"] = {"w_demo": 1.0, "w_pref": 300.0}
-    assert diag.sweep_row(Path("cell"), "aihf", runs, 200.0, [])["w_pref"] == "mixed"
-    ml_irl = diag.sweep_row(Path("cell"), "ml_irl", runs, 200.0, [])
-    assert ml_irl["w_pref"] == "-" and ml_irl["w_demo"] == 1.0 and ml_irl["correlation"] is None
-    assert diag.sweep_label(row) == "aihf w_D=1 w_P=30" and diag.sweep_label(ml_irl) == "ml_irl"
-    one, other = {**ml_irl, "folder": "tune/cell"}, {**ml_irl, "folder": "tune-normalize/cell", "reward_normalize": True}
-    assert diag._distinct_labels([row, one, {**one, "folder": "again/cell"}]) == \
-        ["aihf w_D=1 w_P=30", "tune: ml_irl", "again: ml_irl"]
-    assert diag._distinct_labels([one, other]) == ["ml_irl", "ml_irl normalised"]
-    assert row["runs"] == [r["result"] for r in runs] and (row["env"], row["n_prefs"]) == ("Hopper-v5", 20)
-    diag.plot_sweep([row, ml_irl], tmp_path / "sweep.png")
-    assert (tmp_path / "sweep.png").stat().st_size > 0
-    table = diag.sweep_table([row, ml_irl]).splitlines()
-    assert len(table) == 4 and "| False | 10, 11 | 1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 |" in table[2]
