@@ -105,7 +105,7 @@ def data_dir_of(cfg: MujocoConfig) -> Path:
 
 
 LATER_SETTINGS = {"reward_normalize": False, "eval_split": "test"}  # loop settings added after runs were made: the value that reproduces them
-BC_EVALUATION = {"eval_split": "test", "eval_episodes": 10}  # the loop settings BC's evaluation reads: the values its runs were made with
+BC_EVALUATION = {"eval_split": LATER_SETTINGS["eval_split"], "eval_episodes": 10}  # the loop settings BC's evaluation reads: the values its runs were made with
 
 
 def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
