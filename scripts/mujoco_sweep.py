@@ -4,7 +4,10 @@ weights and steps its runs were made with (read from their run keys), the seeds,
 and last-5 returns normalised by the expert's (mean and 95% t-interval over seeds, the
 experiment's own ``summarise``), the training-pair accuracy of the last reward step (mean over
 seeds) and, where the runs' ``reward_net.safetensors`` are there, the correlation of learned
-segment sums with true returns on the pool (``mujoco_reward_diag.reward_fit``, mean over seeds). Which split the
+segment sums with true returns on the pool (``mujoco_reward_diag.reward_fit``, mean over seeds), and, for runs
+that recorded it (``RunResult.eval_reward``), the learned reward per step at the final evaluation on the
+evaluated policy's episodes and on the demonstrations (means over seeds): a policy scoring at or above the
+demonstrations on the learned reward while below them on the true return is exploiting it. Which split the
 returns were measured on is a column too: choose on validation, report on test. ``--plot``
 draws every row's learning curve in one PNG.
 
@@ -39,6 +42,7 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
     summary = summarise({method: [r["result"] for r in results]}, expert)[method]
     accuracies = [r["result"]["reward_diagnostics"][-1]["pref_train_accuracy"] for r in results
                   if r["result"].get("reward_diagnostics") and "pref_train_accuracy" in r["result"]["reward_diagnostics"][-1]]
+    final_learned = [r["result"]["eval_reward"][-1] for r in results if r["result"].get("eval_reward")]
     unread = UNREAD_WEIGHTS.get(method, ())
     return {"folder": str(folder), "method": method, "split": one([s.get("eval_split", "test") for s in settings]),
             **{w: "-" if w in unread else one([s["reward"][w] for s in settings]) for w in ("w_demo", "w_pref")},
@@ -49,6 +53,8 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
             "late": summary["late_normalised_mean"], "late_ci95": summary["late_normalised_ci95"],
             "pair_accuracy": float(np.mean(accuracies)) if accuracies else None,
             "correlation": mean_interval(correlations) if correlations else None,
+            "learned_per_step": {side: float(np.mean([e[f"{side}_mean"] for e in final_learned]))
+                                 for side in ("policy", "demo")} if final_learned else None,
             **{field: one([r["key"][field] for r in results]) for field in ("env", "demos", "n_prefs")},
             "expert": expert, "runs": [r["result"] for r in results]}
 
@@ -115,13 +121,16 @@ def sweep_table(rows: list[dict]) -> str:
         return f"{mean:.3f}" + (f" +- {ci95:.3f}" if np.isfinite(ci95) else "")
 
     lines = ["| folder | method | split | steps | w_D | w_P | reward steps | reward normalised | seeds | "
-             "final, normalised | last 5, normalised | training-pair accuracy | segment correlation |", "|---" * 13 + "|"]
+             "final, normalised | last 5, normalised | training-pair accuracy | segment correlation | "
+             "learned reward per step, final policy / demonstrations |", "|---" * 14 + "|"]
     for r in rows:
         correlation = "-" if r["correlation"] is None else interval(r["correlation"]["mean"], r["correlation"]["ci95"])
         accuracy = "-" if r["pair_accuracy"] is None else f"{r['pair_accuracy']:.3f}"
+        learned = "-" if r["learned_per_step"] is None else \
+            f"{r['learned_per_step']['policy']:.3f} / {r['learned_per_step']['demo']:.3f}"
         lines.append(f"| {r['folder']} | {r['method']} | {r['split']} | {r['steps']} | {r['w_demo']} | {r['w_pref']} | "
                      f"{r['reward_updates']} | {r['reward_normalize']} | {', '.join(map(str, r['seeds']))} | {interval(r['final'], r['final_ci95'])} | "
-                     f"{interval(r['late'], r['late_ci95'])} | {accuracy} | {correlation} |")
+                     f"{interval(r['late'], r['late_ci95'])} | {accuracy} | {correlation} | {learned} |")
     return "\n".join(lines)
 
 

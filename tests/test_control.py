@@ -461,6 +461,63 @@ def test_reward_diagnostics_are_the_rewards_means_and_the_pairs_ranked_right():
     assert learner.updates == 0 and all(p.grad is None for p in net.parameters())  # no step taken
 
 
+@pytest.mark.parametrize("method", ["aihf", "rlhf", "sac_true"])
+def test_each_evaluation_records_the_learned_reward_on_its_own_episodes(monkeypatch, method):
+    """Every ``eval_reward`` entry, recomputed from copies of the policy and the reward net as
+    they stood at that evaluation (both change after it), on that evaluation's reset seeds:
+    rollout and reward evaluated step by step here."""
+    import copy
+
+    from aihf.control import algorithm
+    from aihf.control.reset_seeds import evaluation_seed
+
+    snapshots = []
+    real_record = algorithm._AlgorithmOneCallback.record_learned_reward
+
+    def record(self, episodes):
+        snapshots.append((copy.deepcopy(self.model.policy), copy.deepcopy(self.learner.net)))
+        real_record(self, episodes)
+
+    monkeypatch.setattr(algorithm._AlgorithmOneCallback, "record_learned_reward", record)
+    demos, prefs = toy_data(n_demos=50, demo_slope=0.5, n_prefs=20, seed=1)
+    cfg = replace(_ml_irl_loop(total_steps=300, iteration_steps=100), eval_every=100)
+    run = train_method(method, cfg, "ContextTarget", 3, demos, prefs, env=ContextTarget(), eval_env=ContextTarget())
+    if method == "sac_true":
+        assert run.eval_reward == [] and snapshots == []
+        return
+    assert len(run.eval_reward) == len(run.steps) == len(snapshots) == 3
+    for index, ((policy, net), recorded) in enumerate(zip(snapshots, run.eval_reward)):
+        act = lambda obs: policy.predict(obs, deterministic=True)[0]  # noqa: E731
+        first_seed = evaluation_seed(cfg.eval_split, 3, index)
+        episodes = [run_episode(act, ContextTarget(), first_seed + i) for i in range(cfg.eval_episodes)]
+        with torch.no_grad():
+            steps = [float(net(torch.tensor(o), torch.tensor(a))) for e in episodes for o, a in zip(e.observations, e.actions)]
+            on_demos = [float(net(torch.tensor(o), torch.tensor(a))) for o, a in zip(demos.observations, demos.actions)]
+        assert np.mean([e.ret for e in episodes]) == pytest.approx(run.returns[index])
+        assert recorded["policy_mean"] == pytest.approx(np.mean(steps), rel=1e-5, abs=1e-6)
+        assert recorded["demo_mean"] == pytest.approx(np.mean(on_demos), rel=1e-5, abs=1e-6)
+        assert recorded["margin"] == pytest.approx(recorded["demo_mean"] - recorded["policy_mean"])
+    if method == "aihf":  # the reward moved between evaluations, and the entries followed it
+        assert run.eval_reward[0]["demo_mean"] != run.eval_reward[-1]["demo_mean"]
+
+
+def test_recording_the_learned_reward_at_evaluations_leaves_the_run_unchanged(monkeypatch):
+    from aihf.control import algorithm
+
+    demos, prefs = toy_data(n_demos=50, demo_slope=0.5, n_prefs=20, seed=1)
+    cfg = replace(_ml_irl_loop(total_steps=300, iteration_steps=100), eval_every=100)
+
+    def run():
+        return train_method("aihf", cfg, "ContextTarget", 3, demos, prefs, env=ContextTarget(), eval_env=ContextTarget())
+
+    recorded = run()
+    monkeypatch.setattr(algorithm._AlgorithmOneCallback, "record_learned_reward", lambda self, episodes: None)
+    bare = run()
+    assert len(recorded.eval_reward) == 3 and bare.eval_reward == []
+    assert recorded.returns == bare.returns and recorded.reward_losses == bare.reward_losses
+    assert recorded.reward_diagnostics == bare.reward_diagnostics
+
+
 def test_ml_irl_schedule_learns_the_task_with_a_known_expert():
     """ContextTarget: playing 0 earns about -4.3 over the 20 steps, uniform random actions
     about -10.9, the expert 0. Twelve iterations of 100 SAC steps, 10 reward steps each."""

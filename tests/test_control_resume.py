@@ -76,9 +76,35 @@ def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(t
     assert parts.returns == whole.returns and parts.stds == whole.stds
     assert parts.reward_losses == whole.reward_losses
     assert parts.reward_scales == whole.reward_scales and len(whole.reward_scales) == (2 if normalize else 0)
+    assert parts.eval_reward == whole.eval_reward and len(whole.eval_reward) == (0 if method == "sac_true" else 2)
     for name in ["policy.safetensors"] + ([] if method == "sac_true" else ["reward_net.safetensors"]):
         a, b = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "parts" / name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_run_resumed_from_a_point_without_eval_reward_records_none_rather_than_misaligned(tmp_path, monkeypatch,
+                                                                                               hopper_data):
+    """A resume point written before ``eval_reward`` existed: the run continues as before and
+    its ``eval_reward`` stays empty (entries for the later evaluations only would not line up
+    with ``steps``)."""
+    whole = _run("aihf", "sb3", hopper_data, tmp_path / "whole.resume", tmp_path / "whole")
+    real_save = ResumePoint.save
+
+    def save_then_stop(self, iteration, *args):
+        real_save(self, iteration, *args)
+        if iteration == 2:
+            raise Stop
+
+    monkeypatch.setattr(ResumePoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+        _run("aihf", "sb3", hopper_data, tmp_path / "old.resume", tmp_path / "first-attempt")
+    state = json.loads((tmp_path / "old.resume" / "state.json").read_text())
+    assert len(state["result"].pop("eval_reward")) == len(state["result"]["steps"]) == 1
+    (tmp_path / "old.resume" / "state.json").write_text(json.dumps(state))
+    monkeypatch.setattr(ResumePoint, "save", real_save)
+    resumed = _run("aihf", "sb3", hopper_data, tmp_path / "old.resume", tmp_path / "resumed")
+    assert resumed.steps == whole.steps and resumed.returns == whole.returns and len(whole.eval_reward) == 2
+    assert resumed.eval_reward == []
 
 
 def test_a_resume_point_of_another_run_is_removed_and_the_run_starts_over(tmp_path, monkeypatch, hopper_data, caplog):

@@ -40,5 +40,11 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
     assert row["runs"] == [r["result"] for r in runs] and (row["env"], row["n_prefs"]) == ("Hopper-v5", 20)
     sweep.plot_sweep([row, ml_irl], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
-    table = sweep.sweep_table([row, ml_irl]).splitlines()
-    assert len(table) == 4 and "| False | 10, 11 | 1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 |" in table[2]
+    assert row["learned_per_step"] is None  # runs made before evaluations recorded the learned reward
+    runs[0]["result"]["eval_reward"] = [{"policy_mean": 9.0, "demo_mean": 9.0}, {"policy_mean": 0.5, "demo_mean": 1.0}]
+    runs[1]["result"]["eval_reward"] = [{"policy_mean": 9.0, "demo_mean": 9.0}, {"policy_mean": 1.5, "demo_mean": 2.0}]
+    learned = sweep.sweep_row(Path("cell"), "aihf", runs, 200.0, [])
+    assert learned["learned_per_step"] == {"policy": 1.0, "demo": 1.5}  # the final evaluation's, mean over seeds
+    table = sweep.sweep_table([row, ml_irl, learned]).splitlines()
+    assert len(table) == 5 and "| False | 10, 11 | 1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 | - |" in table[2]
+    assert table[4].endswith("| 1.000 / 1.500 |")

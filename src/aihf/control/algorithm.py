@@ -51,7 +51,7 @@ from aihf.control.reset_seeds import evaluation_seed, policy_trajectory_seed
 from aihf.control.reward_net import RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
 from aihf.control.sac_backend import Backend, make_sac
-from aihf.control.rollout import evaluate_policy_return, policy_actor, run_episode
+from aihf.control.rollout import evaluation_episodes, policy_actor, run_episode
 from aihf.control.run_checkpoint import ResumePoint
 from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet
 from aihf.reward_scale import RewardScaler
@@ -154,7 +154,15 @@ class RunResult:
     and, on the ml_irl schedule, the reward's state after each iteration's reward step
     (``RewardLearner.diagnostics`` on that iteration's policy trajectories, with its env step);
     with ``reward_normalize``, the standard deviation s that SAC's rewards were divided by at
-    each evaluation (``reward_scales``, aligned with ``steps``)."""
+    each evaluation (``reward_scales``, aligned with ``steps``).
+
+    ``eval_reward`` (methods that learn a reward; aligned with ``steps``): the learned reward
+    as it stands at each evaluation, on that evaluation's episodes (``RewardLearner.diagnostics``:
+    ``policy_mean`` is r_theta per step over all steps of the deterministic policy's episodes,
+    ``demo_mean`` the same on every demonstration transition, ``margin`` their difference). The
+    true return falling while the policy's learned reward per step rises to the demonstrations'
+    or above is the signature of reward exploitation. A run resumed from a resume point written
+    without it (older code) records none, so the list never misaligns with ``steps``."""
 
     steps: list[int]
     returns: list[float]
@@ -163,6 +171,7 @@ class RunResult:
     reward_losses: list[float]
     reward_diagnostics: list[dict[str, float]] = field(default_factory=list)
     reward_scales: list[float] = field(default_factory=list)
+    eval_reward: list[dict[str, float]] = field(default_factory=list)
 
 
 class _AlgorithmOneCallback(BaseCallback):
@@ -176,8 +185,11 @@ class _AlgorithmOneCallback(BaseCallback):
         self.result = RunResult([], [], [], 0.0, [])
 
     def evaluate(self) -> None:
-        returns = evaluate_policy_return(self.model.policy, self.eval_env, self.cfg.eval_episodes,
-                                         seed=evaluation_seed(self.cfg.eval_split, self.seed, len(self.result.steps)))
+        episodes = evaluation_episodes(self.model.policy, self.eval_env, self.cfg.eval_episodes,
+                                       seed=evaluation_seed(self.cfg.eval_split, self.seed, len(self.result.steps)))
+        returns = [e.ret for e in episodes]
+        if self.learner is not None and len(self.result.eval_reward) == len(self.result.steps):
+            self.record_learned_reward(episodes)
         self.result.steps.append(int(self.num_timesteps))
         self.result.returns.append(float(np.mean(returns)))
         self.result.stds.append(float(np.std(returns)))
@@ -186,6 +198,14 @@ class _AlgorithmOneCallback(BaseCallback):
         if scaler is not None:
             self.result.reward_scales.append(scaler.std)
             self.logger.record("reward/sac_scale", scaler.std)
+
+    def record_learned_reward(self, episodes: list[Trajectory]) -> None:
+        """``RunResult.eval_reward``'s entry for this evaluation's ``episodes``, and to TensorBoard."""
+        diagnostics = self.learner.diagnostics(*transition_tensors(episodes))
+        self.result.eval_reward.append(diagnostics)
+        for name in ("policy_mean", "demo_mean"):
+            if name in diagnostics:
+                self.logger.record(f"eval/learned_reward_{name}", diagnostics[name])
 
     def _on_step(self) -> bool:
         t = self.num_timesteps
@@ -200,6 +220,13 @@ class _AlgorithmOneCallback(BaseCallback):
         if self.progress is not None:
             self.progress.update(1)
         return True
+
+
+def transition_tensors(episodes: list[Trajectory]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every step's observation and action of ``episodes``, concatenated, as tensors (copies:
+    the data layer's arrays are read-only)."""
+    samples = TransitionSet.from_trajectories(episodes)
+    return torch.tensor(samples.observations), torch.tensor(samples.actions)
 
 
 def policy_trajectories(policy, env: gym.Env, n: int, seed: int) -> list[Trajectory]:
@@ -226,8 +253,7 @@ def _ml_irl_iterations(model, cfg: ControlLoopConfig, learner: RewardLearner | N
             continue
         episodes = policy_trajectories(model.policy, collect_env, cfg.trajectories_per_iteration,
                                        seed=policy_trajectory_seed(seed, k, cfg.trajectories_per_iteration))
-        samples = TransitionSet.from_trajectories(episodes)
-        obs, act = torch.tensor(samples.observations), torch.tensor(samples.actions)  # copies: the set is read-only
+        obs, act = transition_tensors(episodes)
         for _ in range(cfg.reward_updates):
             callback.result.reward_losses.append(learner.step(obs, act))
         model.logger.record("reward/loss", callback.result.reward_losses[-1])

@@ -37,8 +37,14 @@ def run_episode(act: Act, env: gym.Env, seed: int | None = None) -> Trajectory:
                               np.asarray(rewards, np.float32), terminals)
 
 
+def evaluation_episodes(policy, env: gym.Env, episodes: int, seed: int,
+                        deterministic: bool = True) -> list[Trajectory]:
+    """``episodes`` episodes of ``policy`` (deterministic by default), reset seeds seed, seed+1, ..."""
+    act = policy_actor(policy, deterministic)
+    return [run_episode(act, env, seed + i) for i in range(episodes)]
+
+
 def evaluate_policy_return(policy, env: gym.Env, episodes: int, seed: int,
                            deterministic: bool = True) -> list[float]:
-    """True (environment) return of ``episodes`` episodes, reset seeds seed, seed+1, ..."""
-    act = policy_actor(policy, deterministic)
-    return [run_episode(act, env, seed + i).ret for i in range(episodes)]
+    """True (environment) return of ``evaluation_episodes``."""
+    return [e.ret for e in evaluation_episodes(policy, env, episodes, seed, deterministic)]

@@ -229,7 +229,8 @@ def _train_unit(cfg: MujocoConfig, method: str, seed: int, demos, prefs, folder:
                                       resume=resume)
             result = {"steps": run_result.steps, "returns": run_result.returns, "stds": run_result.stds,
                       "wall_s": run_result.wall_s, "reward_diagnostics": run_result.reward_diagnostics,
-                      **({"reward_scales": run_result.reward_scales} if run_result.reward_scales else {})}
+                      **({"reward_scales": run_result.reward_scales} if run_result.reward_scales else {}),
+                      **({"eval_reward": run_result.eval_reward} if run_result.eval_reward else {})}
         (tmp / RESULT).write_text(json.dumps({"key": key, "result": result}, indent=1), encoding="utf-8")
     if resume is not None:
         resume.clear()
