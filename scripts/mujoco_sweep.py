@@ -9,7 +9,8 @@ that recorded it (``RunResult.eval_reward``), the learned reward per step at the
 evaluated policy's episodes and on the demonstrations (means over seeds): a policy scoring at or above the
 demonstrations on the learned reward while below them on the true return is exploiting it. Which split the
 returns were measured on is a column too: choose on validation, report on test. ``--plot``
-draws every row's learning curve in one PNG.
+draws every row's learning curve in one PNG; ``--plot-learned`` each seed's true return and learned-reward gap
+along training (``plot_learned``).
 
     python scripts/mujoco_sweep.py runs/tune/*/Hopper-v5-balanced --plot sweep.png
 """
@@ -107,6 +108,45 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
                  "runs": {label: r["runs"] for label, r in zip(_distinct_labels(rows), rows)}}, path)
 
 
+def plot_learned(rows: list[dict], path: Path) -> int:
+    """Each seed's run, along training, for the rows whose runs recorded ``eval_reward``: above,
+    the true return / the expert's; below, the learned reward per step of the evaluated policy
+    minus the demonstrations' under the same reward (``-margin``; 0: the policy scores like
+    the demonstrations). One colour per row, one line per seed; a seed whose lower line nears
+    or passes 0 while its upper line stays low is exploiting its reward. Returns how many runs
+    it drew; draws nothing and returns 0 when no run recorded ``eval_reward``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aihf.logs import count
+
+    drawn = [(label, row, [r for r in row["runs"] if r.get("eval_reward")])
+             for label, row in zip(_distinct_labels(rows), rows)]
+    drawn = [(label, row, runs) for label, row, runs in drawn if runs]
+    if not drawn:
+        return 0
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
+    for colour, (label, row, runs) in enumerate(drawn):
+        for k, run in enumerate(runs):
+            name = f"{label} ({count(len(runs), 'seed')})" if k == 0 else None
+            top.plot(run["steps"], np.array(run["returns"]) / row["expert"], color=f"C{colour}", lw=1, label=name)
+            bottom.plot(run["steps"], [-e["margin"] for e in run["eval_reward"]], color=f"C{colour}", lw=1)
+    top.axhline(1.0, ls="--", color="black", lw=0.8)
+    bottom.axhline(0.0, ls="--", color="black", lw=0.8)
+    top.set_ylabel("true return / expert's return")
+    bottom.set_ylabel("learned reward per step:\npolicy minus demonstrations")
+    bottom.set_xlabel("environment steps")
+    first = drawn[0][1]
+    top.set_title(f"{first['env']} ({first['split']} reset seeds): one line per seed", fontsize=10)
+    top.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return sum(len(runs) for _, _, runs in drawn)
+
+
 def _distinct_labels(rows: list[dict]) -> list[str]:
     """``sweep_label`` of each row, with the folder's grid name in front where two rows would
     share one (settings the label does not show)."""
@@ -139,12 +179,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", type=Path, nargs="+", help="experiment folders (config.yaml, runs/<method>/seed*/)")
     parser.add_argument("--plot", type=Path, help="also draw every row's learning curve into this PNG")
+    parser.add_argument("--plot-learned", type=Path, help="also draw each seed's true return and learned-reward gap "
+                        "(policy minus demonstrations) along training into this PNG")
     args = parser.parse_args()
     rows = sweep_rows(args.folders)
     print(sweep_table(rows))
     if args.plot:
         plot_sweep(rows, args.plot)
         print(f"plot: {args.plot}")
+    if args.plot_learned:
+        drawn = plot_learned(rows, args.plot_learned)
+        print(f"learned-reward plot: {args.plot_learned} ({drawn} runs)" if drawn else
+              "no run recorded the learned reward at its evaluations (eval_reward): no learned-reward plot")
 
 
 if __name__ == "__main__":

@@ -48,3 +48,10 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
     table = sweep.sweep_table([row, ml_irl, learned]).splitlines()
     assert len(table) == 5 and "| False | 10, 11 | 1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 | - |" in table[2]
     assert table[4].endswith("| 1.000 / 1.500 |")
+    plain = [result(10, 30.0, [0.0, 50.0, 100.0], 0.8), result(11, 30.0, [0.0, 60.0, 90.0], 0.8)]
+    unrecorded = sweep.sweep_row(Path("cell"), "aihf", plain, 200.0, [])
+    assert sweep.plot_learned([unrecorded], tmp_path / "none.png") == 0 and not (tmp_path / "none.png").exists()
+    plain[1]["result"]["eval_reward"] = [{"policy_mean": p, "demo_mean": 1.0, "margin": 1.0 - p} for p in (0.0, 0.5, 1.2)]
+    recorded = sweep.sweep_row(Path("cell"), "aihf", plain, 200.0, [])
+    assert sweep.plot_learned([recorded], tmp_path / "learned.png") == 1  # only the seed that recorded it
+    assert (tmp_path / "learned.png").stat().st_size > 0
