@@ -308,6 +308,9 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path, figure_texts, ca
     assert "mean over 1 seed; shaded: ± 1 standard deviation over seeds" in "\n".join(figure_texts["curves.png"])
     assert "5 methods x 1 seed in" in capsys.readouterr().out
     assert results["runs"]["aihf"][0]["steps"] == [150, 300]
+    for method in ("aihf", "ml_irl", "rlhf"):  # the learned reward at each evaluation, saved with the run
+        assert len(results["runs"][method][0]["eval_reward"]) == 2
+    assert "eval_reward" not in results["runs"]["sac_true"][0]
     assert (out / "curves.png").stat().st_size > 0 and "| aihf |" in (out / "results.md").read_text()
     assert (out / "runs" / "aihf" / "seed0" / "reward_net.safetensors").exists()
     assert any((out / "runs" / "aihf" / "seed0" / "tb").rglob("events.out.tfevents*"))
