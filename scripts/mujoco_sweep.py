@@ -6,7 +6,7 @@ experiment's own ``summarise``), the training-pair accuracy of the last reward s
 seeds) and, where the runs' ``reward_net.safetensors`` are there, the correlation of learned
 segment sums with true returns on the pool (``mujoco_reward_diag.reward_fit``, mean over seeds), and, for runs
 that recorded it (``RunResult.eval_reward``), the learned reward per step at the final evaluation on the
-evaluated policy's episodes and on the demonstrations (means over seeds): a policy scoring at or above the
+evaluated policy's episodes and on the demonstrations (means over the seeds that recorded it): a policy scoring at or above the
 demonstrations on the learned reward while below them on the true return is exploiting it. Which split the
 returns were measured on is a column too: choose on validation, report on test. ``--plot``
 draws every row's learning curve in one PNG; ``--plot-learned`` each seed's true return and learned-reward gap
