@@ -54,8 +54,8 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
             "late": summary["late_normalised_mean"], "late_ci95": summary["late_normalised_ci95"],
             "pair_accuracy": float(np.mean(accuracies)) if accuracies else None,
             "correlation": mean_interval(correlations) if correlations else None,
-            "learned_per_step": {side: float(np.mean([e[f"{side}_mean"] for e in final_learned]))
-                                 for side in ("policy", "demo")} if final_learned else None,
+            "learned_per_step": {**{side: float(np.mean([e[f"{side}_mean"] for e in final_learned]))
+                                    for side in ("policy", "demo")}, "seeds": len(final_learned)} if final_learned else None,
             **{field: one([r["key"][field] for r in results]) for field in ("env", "demos", "n_prefs")},
             "expert": expert, "runs": [r["result"] for r in results]}
 
@@ -157,6 +157,8 @@ def _distinct_labels(rows: list[dict]) -> list[str]:
 
 def sweep_table(rows: list[dict]) -> str:
     """``sweep_rows`` as a markdown table (a mean alone where one seed gives no interval)."""
+    from aihf.logs import count
+
     def interval(mean: float, ci95: float) -> str:
         return f"{mean:.3f}" + (f" +- {ci95:.3f}" if np.isfinite(ci95) else "")
 
@@ -167,7 +169,8 @@ def sweep_table(rows: list[dict]) -> str:
         correlation = "-" if r["correlation"] is None else interval(r["correlation"]["mean"], r["correlation"]["ci95"])
         accuracy = "-" if r["pair_accuracy"] is None else f"{r['pair_accuracy']:.3f}"
         learned = "-" if r["learned_per_step"] is None else \
-            f"{r['learned_per_step']['policy']:.3f} / {r['learned_per_step']['demo']:.3f}"
+            f"{r['learned_per_step']['policy']:.3f} / {r['learned_per_step']['demo']:.3f}" + \
+            ("" if r["learned_per_step"]["seeds"] == len(r["seeds"]) else f" ({count(r['learned_per_step']['seeds'], 'seed')})")
         lines.append(f"| {r['folder']} | {r['method']} | {r['split']} | {r['steps']} | {r['w_demo']} | {r['w_pref']} | "
                      f"{r['reward_updates']} | {r['reward_normalize']} | {', '.join(map(str, r['seeds']))} | {interval(r['final'], r['final_ci95'])} | "
                      f"{interval(r['late'], r['late_ci95'])} | {accuracy} | {correlation} | {learned} |")

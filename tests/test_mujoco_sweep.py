@@ -44,7 +44,7 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
     runs[0]["result"]["eval_reward"] = [{"policy_mean": 9.0, "demo_mean": 9.0}, {"policy_mean": 0.5, "demo_mean": 1.0}]
     runs[1]["result"]["eval_reward"] = [{"policy_mean": 9.0, "demo_mean": 9.0}, {"policy_mean": 1.5, "demo_mean": 2.0}]
     learned = sweep.sweep_row(Path("cell"), "aihf", runs, 200.0, [])
-    assert learned["learned_per_step"] == {"policy": 1.0, "demo": 1.5}  # the final evaluation's, mean over seeds
+    assert learned["learned_per_step"] == {"policy": 1.0, "demo": 1.5, "seeds": 2}  # the final evaluation's, mean over seeds
     table = sweep.sweep_table([row, ml_irl, learned]).splitlines()
     assert len(table) == 5 and "| False | 10, 11 | 1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 | - |" in table[2]
     assert table[4].endswith("| 1.000 / 1.500 |")
@@ -54,4 +54,5 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
     plain[1]["result"]["eval_reward"] = [{"policy_mean": p, "demo_mean": 1.0, "margin": 1.0 - p} for p in (0.0, 0.5, 1.2)]
     recorded = sweep.sweep_row(Path("cell"), "aihf", plain, 200.0, [])
     assert sweep.plot_learned([recorded], tmp_path / "learned.png") == 1  # only the seed that recorded it
+    assert sweep.sweep_table([recorded]).splitlines()[2].endswith("| 1.200 / 1.000 (1 seed) |")
     assert (tmp_path / "learned.png").stat().st_size > 0
