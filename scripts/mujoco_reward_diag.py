@@ -56,8 +56,8 @@ ROOT_ANGLE, FORWARD_VELOCITY = 1, 8  # HalfCheetah-v5 observation indices: qpos[
 
 def per_step_rewards(net, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """r_hat(s, a) for arrays of shape (..., obs_dim) and (..., act_dim), shape (...)."""
-    obs = torch.as_tensor(observations, dtype=torch.float32)
-    act = torch.as_tensor(actions, dtype=torch.float32)
+    obs = torch.tensor(observations, dtype=torch.float32)  # copies: episodes' arrays are read-only
+    act = torch.tensor(actions, dtype=torch.float32)
     with torch.no_grad():
         flat = net(obs.reshape(-1, obs.shape[-1]), act.reshape(-1, act.shape[-1]))
     return flat.reshape(obs.shape[:-1]).numpy()
