@@ -54,8 +54,9 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
             "late": summary["late_normalised_mean"], "late_ci95": summary["late_normalised_ci95"],
             "pair_accuracy": float(np.mean(accuracies)) if accuracies else None,
             "correlation": mean_interval(correlations) if correlations else None,
-            "learned_per_step": {**{side: float(np.mean([e[f"{side}_mean"] for e in final_learned]))
-                                    for side in ("policy", "demo")}, "seeds": len(final_learned)} if final_learned else None,
+            "learned_per_step": {"policy": float(np.mean([e["policy_mean"] for e in final_learned])),
+                                 "demo": float(np.mean([e["demo_mean"] for e in final_learned])),
+                                 "seeds": len(final_learned)} if final_learned else None,
             **{field: one([r["key"][field] for r in results]) for field in ("env", "demos", "n_prefs")},
             "expert": expert, "runs": [r["result"] for r in results]}
 
@@ -122,9 +123,8 @@ def plot_learned(rows: list[dict], path: Path) -> int:
 
     from aihf.logs import count
 
-    drawn = [(label, row, [r for r in row["runs"] if r.get("eval_reward")])
-             for label, row in zip(_distinct_labels(rows), rows)]
-    drawn = [(label, row, runs) for label, row, runs in drawn if runs]
+    recorded = [(label, row, [r for r in row["runs"] if r.get("eval_reward")]) for label, row in zip(_distinct_labels(rows), rows)]
+    drawn = [entry for entry in recorded if entry[2]]
     if not drawn:
         return 0
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)

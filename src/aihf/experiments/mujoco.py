@@ -117,8 +117,10 @@ def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
     stay the same run. BC's key is its own settings and the loop's evaluation settings it
     reads (``BC_EVALUATION``), those only away from the values every BC run was made with."""
     loop = asdict(cfg.loop)
-    settings = {**asdict(cfg.bc), **{k: loop[k] for k, made in BC_EVALUATION.items() if loop[k] != made}} \
-        if method == "bc" else {k: v for k, v in loop.items() if k != "resume_every" and LATER_SETTINGS.get(k, ...) != v}
+    if method == "bc":
+        settings = {**asdict(cfg.bc), **{k: loop[k] for k, made in BC_EVALUATION.items() if loop[k] != made}}
+    else:
+        settings = {k: v for k, v in loop.items() if k != "resume_every" and LATER_SETTINGS.get(k, ...) != v}
     return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env,
                                   "data_dir": data_identity(cfg.env, data_dir),
                                   "demos": cfg.demos, "n_demos": cfg.n_demos, "n_prefs": cfg.n_prefs,
@@ -213,6 +215,11 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
     return results
 
 
+OPTIONAL_RESULTS = ("reward_scales", "eval_reward")
+"""``RunResult`` lists a run's result.json holds only when the run made them (runs made without
+them keep their files as they were)."""
+
+
 def _train_unit(cfg: MujocoConfig, method: str, seed: int, demos, prefs, folder: Path, data_dir: Path, bar) -> dict:
     """Train one run into ``folder`` atomically; its ``result.json`` (written last) marks it
     finished. On the ml_irl schedule with ``loop.resume_every`` the run keeps resume points in
@@ -229,8 +236,7 @@ def _train_unit(cfg: MujocoConfig, method: str, seed: int, demos, prefs, folder:
                                       resume=resume)
             result = {"steps": run_result.steps, "returns": run_result.returns, "stds": run_result.stds,
                       "wall_s": run_result.wall_s, "reward_diagnostics": run_result.reward_diagnostics,
-                      **({"reward_scales": run_result.reward_scales} if run_result.reward_scales else {}),
-                      **({"eval_reward": run_result.eval_reward} if run_result.eval_reward else {})}
+                      **{name: getattr(run_result, name) for name in OPTIONAL_RESULTS if getattr(run_result, name)}}
         (tmp / RESULT).write_text(json.dumps({"key": key, "result": result}, indent=1), encoding="utf-8")
     if resume is not None:
         resume.clear()
