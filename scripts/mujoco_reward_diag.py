@@ -12,17 +12,19 @@ The pool's labels are Bradley-Terry draws, P(sigma_1 > sigma_2) = sigmoid((R_1 -
 (data/mujoco/README.md gives each environment's T), so a reward fitted to them alone
 approaches r / T: a scale near 1/T is what a good preference-only fit looks like.
 
-``posture`` (HalfCheetah): one deterministic episode of a saved policy
-(``policy.safetensors``): its return, the root angle (observation 1, qpos[2]) averaged over
-the episode, the share of steps with |angle| > 2 rad (on its back), and the mean forward
-velocity (observation 8, qvel[0]). With ``--data`` and the run's ``reward_net.safetensors``
-(``learned_reward_by_posture``): the learned reward per step along that episode, against its
-mean on the pool's steps on the back and upright: whether the policy found states the reward
-scores above what the data taught it for that posture.
+``posture`` (HalfCheetah): ``--episodes`` deterministic episodes of a saved policy
+(``policy.safetensors``; reset seeds ``--seed``, ``--seed`` + 1, ...; one by default): per
+episode its return, the root angle (observation 1, qpos[2]) averaged over the episode, the
+share of steps with |angle| > 2 rad (on its back), and the mean forward velocity
+(observation 8, qvel[0]); with more than one, a summary over them (``posture_summary``: how
+many episodes spend most of their steps on the back, the means). With ``--data`` and the
+run's ``reward_net.safetensors`` (``learned_reward_by_posture``): the learned reward per step
+along each episode, against its mean on the pool's steps on the back and upright: whether the
+policy found states the reward scores above what the data taught it for that posture.
 
     python scripts/mujoco_reward_diag.py reward runs/mujoco-paper/HalfCheetah-v5-balanced/runs/rlhf/seed0 \
         --data data/mujoco/HalfCheetah-v5
-    python scripts/mujoco_reward_diag.py posture runs/mujoco-paper/HalfCheetah-v5-balanced/runs/sac_true/seed0
+    python scripts/mujoco_reward_diag.py posture runs/mujoco-paper/HalfCheetah-v5-balanced/runs/sac_true/seed0 --episodes 10
 
 ``terms`` (AIHF): how hard each term of the reward objective pulls on a run's final reward
 net, in the run's own reward step (``RewardLearner.loss`` under the preset's ``loop.reward``:
@@ -131,6 +133,15 @@ def posture(observations: np.ndarray, rewards: np.ndarray) -> dict:
             "forward_velocity_mean": float(np.asarray(observations)[:, FORWARD_VELOCITY].mean())}
 
 
+def posture_summary(found: list[dict]) -> dict:
+    """Several episodes' ``posture`` figures in one: the number of episodes on their back for
+    most of their steps (``on_back_share`` > 0.5), and the mean over episodes of the return,
+    the on-back share and the forward velocity."""
+    return {"episodes": len(found), "on_back_episodes": sum(f["on_back_share"] > 0.5 for f in found),
+            **{f"{key}_mean": float(np.mean([f[key] for f in found]))
+               for key in ("return", "on_back_share", "forward_velocity_mean")}}
+
+
 def learned_reward_by_posture(episode_rewards: np.ndarray, pool_rewards: np.ndarray, segments: dict) -> dict:
     """The learned reward per step along an episode (``episode_rewards``), and on the pool's
     real steps (``pool_rewards``, shape of ``segments["obs"]`` less its last axis) split by
@@ -156,7 +167,8 @@ def main() -> None:
     pose = commands.add_parser("posture", help="HalfCheetah: root angle and velocity of a run's policy")
     pose.add_argument("run", type=Path, help="a run folder holding policy.safetensors")
     pose.add_argument("--env", default="HalfCheetah-v5")
-    pose.add_argument("--seed", type=int, default=123, help="the episode's reset seed")
+    pose.add_argument("--seed", type=int, default=123, help="the first episode's reset seed")
+    pose.add_argument("--episodes", type=int, default=1, help="deterministic episodes, reset seeds --seed, --seed + 1, ...")
     pose.add_argument("--data", type=Path, help="the data folder (segments.npz): also the run's learned reward along "
                       "the episode against the pool's, by posture")
     fit_cmd = commands.add_parser("fit", help="AIHF against ML-IRL: training-pair accuracy and margin over a cell's runs")
@@ -170,8 +182,8 @@ def main() -> None:
     terms.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="the run's preset overrides (e.g. n_prefs=200 for the few-preferences cell)")
     args = parser.parse_args()
-    if args.command == "terms":
-        report_terms(args)
+    if args.command in ("terms", "posture"):
+        (report_terms if args.command == "terms" else report_posture)(args)
         return
     if args.command == "fit":
         import json
@@ -196,27 +208,41 @@ def main() -> None:
         for row in fit["by_source"]:
             print(f"  checkpoint {row['source']}: true {row['true']:.0f}, learned {row['learned']:.1f}, "
                   f"per step {row['step_mean']:.2f}")
-    else:
-        import gymnasium as gym
 
-        from aihf.control.policy_io import load_policy
-        from aihf.control.rollout import policy_actor, run_episode
 
-        env = gym.make(args.env)
-        episode = run_episode(policy_actor(load_policy(args.run / "policy.safetensors", env)), env, seed=args.seed)
-        found = posture(np.asarray(episode.observations), np.asarray(episode.rewards))
-        print(f"{args.run}: return {found['return']:.0f}, root angle mean {found['root_angle_mean']:.2f} rad, "
-              f"|angle| > 2 rad on {found['on_back_share']:.0%} of steps, forward velocity {found['forward_velocity_mean']:.2f}")
-        if args.data:
-            from aihf.control.reward_net import RewardNet
+def report_posture(args) -> None:
+    """``posture`` (module docstring): each episode's line, then the summary over them."""
+    import gymnasium as gym
 
-            net, segments = RewardNet.load(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz"))
+    from aihf.control.policy_io import load_policy
+    from aihf.control.rollout import evaluation_episodes
+
+    env = gym.make(args.env)
+    episodes = evaluation_episodes(load_policy(args.run / "policy.safetensors", env), env, args.episodes, args.seed)
+    net = None
+    if args.data:
+        from aihf.control.reward_net import RewardNet
+
+        net, segments = RewardNet.load(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz"))
+        pool_rewards = per_step_rewards(net, segments["obs"], segments["act"])
+    found = []
+    for seed, episode in enumerate(episodes, start=args.seed):
+        found.append(posture(np.asarray(episode.observations), np.asarray(episode.rewards)))
+        print(f"{args.run} (reset seed {seed}): return {found[-1]['return']:.0f}, root angle mean "
+              f"{found[-1]['root_angle_mean']:.2f} rad, |angle| > 2 rad on {found[-1]['on_back_share']:.0%} of steps, "
+              f"forward velocity {found[-1]['forward_velocity_mean']:.2f}")
+        if net is not None:
             by = learned_reward_by_posture(per_step_rewards(net, episode.observations, episode.actions),
-                                           per_step_rewards(net, segments["obs"], segments["act"]), segments)
+                                           pool_rewards, segments)
             print(f"  learned reward per step: this episode {by['episode']:.3f} (true {np.mean(episode.rewards):.3f}); "
                   f"the pool's steps on the back ({by['pool_back_share']:.1%} of them, velocity "
                   f"{by['pool_back_velocity']:.2f}) {by['pool_back']:.3f}, upright (velocity "
                   f"{by['pool_upright_velocity']:.2f}) {by['pool_upright']:.3f}")
+    if len(found) > 1:
+        total = posture_summary(found)
+        print(f"over {total['episodes']} episodes: {total['on_back_episodes']} on the back for most of their steps; "
+              f"mean return {total['return_mean']:.0f}, on-back share {total['on_back_share_mean']:.0%}, "
+              f"forward velocity {total['forward_velocity_mean_mean']:.2f}")
 
 
 def report_terms(args) -> None:
