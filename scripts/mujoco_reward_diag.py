@@ -135,11 +135,12 @@ def posture(observations: np.ndarray, rewards: np.ndarray) -> dict:
 
 def posture_summary(found: list[dict]) -> dict:
     """Several episodes' ``posture`` figures in one: the number of episodes on their back for
-    most of their steps (``on_back_share`` > 0.5), and the mean over episodes of the return,
-    the on-back share and the forward velocity."""
+    most of their steps (``on_back_share`` > 0.5), and the means over episodes of ``posture``'s
+    return, on-back share and forward velocity, under the same keys."""
     return {"episodes": len(found), "on_back_episodes": sum(f["on_back_share"] > 0.5 for f in found),
-            **{f"{key}_mean": float(np.mean([f[key] for f in found]))
-               for key in ("return", "on_back_share", "forward_velocity_mean")}}
+            "return": float(np.mean([f["return"] for f in found])),
+            "on_back_share": float(np.mean([f["on_back_share"] for f in found])),
+            "forward_velocity_mean": float(np.mean([f["forward_velocity_mean"] for f in found]))}
 
 
 def learned_reward_by_posture(episode_rewards: np.ndarray, pool_rewards: np.ndarray, segments: dict) -> dict:
@@ -182,32 +183,35 @@ def main() -> None:
     terms.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="the run's preset overrides (e.g. n_prefs=200 for the few-preferences cell)")
     args = parser.parse_args()
-    if args.command in ("terms", "posture"):
-        (report_terms if args.command == "terms" else report_posture)(args)
-        return
-    if args.command == "fit":
-        import json
+    {"reward": report_reward, "posture": report_posture, "fit": report_fit, "terms": report_terms}[args.command](args)
 
-        for run in sorted((args.cell / "runs" / "aihf").glob("seed*/result.json")):
-            other = args.cell / "runs" / "ml_irl" / run.parent.name / "result.json"
-            if not other.is_file():
-                continue
-            rows = fit_over_training(*(json.loads(path.read_text())["result"]["reward_diagnostics"] for path in (run, other)))
-            print(f"{args.cell.name} {run.parent.name}: step, pair accuracy AIHF / ML-IRL, margin per step AIHF / ML-IRL: "
-                  + "; ".join(f"{step}: {a:.3f} / {m:.3f}, {ma:.2f} / {mm:.2f}" for step, a, m, ma, mm in rows))
-        return
-    if args.command == "reward":
-        from aihf.control.reward_net import RewardNet
 
-        fit = reward_fit(RewardNet.load(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz")),
-                         dict(np.load(args.data / "demos.npz")))
-        print(f"{args.run}: segment sums correlate {fit['correlation']:.3f} with true returns, scale "
-              f"{fit['scale']:.4f} (1/scale {1 / fit['scale']:.1f}); per step on the pool mean {fit['step_mean']:.2f} "
-              f"sd {fit['step_std']:.2f} [{fit['step_min']:.2f}, {fit['step_max']:.2f}]; on the demonstrations "
-              f"{fit['demo_mean']:.2f} (zero actions {fit['demo_zero_action_mean']:.2f})")
-        for row in fit["by_source"]:
-            print(f"  checkpoint {row['source']}: true {row['true']:.0f}, learned {row['learned']:.1f}, "
-                  f"per step {row['step_mean']:.2f}")
+def report_reward(args) -> None:
+    """``reward`` (module docstring): the fit line, then one per source checkpoint."""
+    from aihf.control.reward_net import RewardNet
+
+    fit = reward_fit(RewardNet.load(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz")),
+                     dict(np.load(args.data / "demos.npz")))
+    print(f"{args.run}: segment sums correlate {fit['correlation']:.3f} with true returns, scale "
+          f"{fit['scale']:.4f} (1/scale {1 / fit['scale']:.1f}); per step on the pool mean {fit['step_mean']:.2f} "
+          f"sd {fit['step_std']:.2f} [{fit['step_min']:.2f}, {fit['step_max']:.2f}]; on the demonstrations "
+          f"{fit['demo_mean']:.2f} (zero actions {fit['demo_zero_action_mean']:.2f})")
+    for row in fit["by_source"]:
+        print(f"  checkpoint {row['source']}: true {row['true']:.0f}, learned {row['learned']:.1f}, "
+              f"per step {row['step_mean']:.2f}")
+
+
+def report_fit(args) -> None:
+    """``fit`` (module docstring): one line per seed with both runs."""
+    import json
+
+    for run in sorted((args.cell / "runs" / "aihf").glob("seed*/result.json")):
+        other = args.cell / "runs" / "ml_irl" / run.parent.name / "result.json"
+        if not other.is_file():
+            continue
+        rows = fit_over_training(*(json.loads(path.read_text())["result"]["reward_diagnostics"] for path in (run, other)))
+        print(f"{args.cell.name} {run.parent.name}: step, pair accuracy AIHF / ML-IRL, margin per step AIHF / ML-IRL: "
+              + "; ".join(f"{step}: {a:.3f} / {m:.3f}, {ma:.2f} / {mm:.2f}" for step, a, m, ma, mm in rows))
 
 
 def report_posture(args) -> None:
@@ -234,15 +238,16 @@ def report_posture(args) -> None:
         if net is not None:
             by = learned_reward_by_posture(per_step_rewards(net, episode.observations, episode.actions),
                                            pool_rewards, segments)
-            print(f"  learned reward per step: this episode {by['episode']:.3f} (true {np.mean(episode.rewards):.3f}); "
-                  f"the pool's steps on the back ({by['pool_back_share']:.1%} of them, velocity "
-                  f"{by['pool_back_velocity']:.2f}) {by['pool_back']:.3f}, upright (velocity "
-                  f"{by['pool_upright_velocity']:.2f}) {by['pool_upright']:.3f}")
+            print(f"  learned reward per step: this episode {by['episode']:.3f} (true {np.mean(episode.rewards):.3f})")
+    if net is not None:
+        print(f"the same reward on the pool's steps on the back ({by['pool_back_share']:.1%} of them, velocity "
+              f"{by['pool_back_velocity']:.2f}) {by['pool_back']:.3f}, upright (velocity "
+              f"{by['pool_upright_velocity']:.2f}) {by['pool_upright']:.3f}")
     if len(found) > 1:
         total = posture_summary(found)
         print(f"over {total['episodes']} episodes: {total['on_back_episodes']} on the back for most of their steps; "
-              f"mean return {total['return_mean']:.0f}, on-back share {total['on_back_share_mean']:.0%}, "
-              f"forward velocity {total['forward_velocity_mean_mean']:.2f}")
+              f"mean return {total['return']:.0f}, on-back share {total['on_back_share']:.0%}, "
+              f"forward velocity {total['forward_velocity_mean']:.2f}")
 
 
 def report_terms(args) -> None:
