@@ -159,24 +159,33 @@ def learned_reward_by_posture(episode_rewards: np.ndarray, pool_rewards: np.ndar
             "pool_upright": float(pool_rewards[upright].mean()), "pool_upright_velocity": float(velocity[upright].mean())}
 
 
+def data_folder(text: str) -> Path:
+    """An existing data folder for ``--data`` (one of data/mujoco/<ENV>), or argparse's error naming it."""
+    folder = Path(text)
+    if not (folder / "segments.npz").is_file():
+        raise argparse.ArgumentTypeError(f"{folder} holds no segments.npz: give an environment's data folder, "
+                                         "e.g. data/mujoco/HalfCheetah-v5")
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     reward = commands.add_parser("reward", help="a run's reward net against the true reward on the pool")
     reward.add_argument("run", type=Path, help="a run folder holding reward_net.safetensors")
-    reward.add_argument("--data", type=Path, required=True, help="the data folder (segments.npz, demos.npz)")
+    reward.add_argument("--data", type=data_folder, required=True, help="the data folder (segments.npz, demos.npz)")
     pose = commands.add_parser("posture", help="HalfCheetah: root angle and velocity of a run's policy")
     pose.add_argument("run", type=Path, help="a run folder holding policy.safetensors")
     pose.add_argument("--env", default="HalfCheetah-v5")
     pose.add_argument("--seed", type=int, default=123, help="the first episode's reset seed")
     pose.add_argument("--episodes", type=int, default=1, help="deterministic episodes, reset seeds --seed, --seed + 1, ...")
-    pose.add_argument("--data", type=Path, help="the data folder (segments.npz): also the run's learned reward along "
+    pose.add_argument("--data", type=data_folder, help="the data folder (segments.npz): also the run's learned reward along "
                       "the episode against the pool's, by posture")
     fit_cmd = commands.add_parser("fit", help="AIHF against ML-IRL: training-pair accuracy and margin over a cell's runs")
     fit_cmd.add_argument("cell", type=Path, help="a cell folder holding runs/aihf/seed*/ and runs/ml_irl/seed*/")
     terms = commands.add_parser("terms", help="AIHF: the gradient of each reward-objective term at a run's reward")
     terms.add_argument("run", type=Path, help="a run folder holding reward_net.safetensors and policy.safetensors")
-    terms.add_argument("--data", type=Path, required=True, help="the data folder (demos.npz, prefs.npz, segments.npz)")
+    terms.add_argument("--data", type=data_folder, required=True, help="the data folder (demos.npz, prefs.npz, segments.npz)")
     terms.add_argument("--env", required=True)
     terms.add_argument("--preset", default="paper", help="the configs/mujoco preset the run was made with")
     terms.add_argument("--episodes", type=int, default=10, help="policy episodes standing in for the step's samples")

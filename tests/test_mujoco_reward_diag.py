@@ -125,3 +125,10 @@ def test_fit_reads_both_runs_at_the_first_quarter_half_and_last_reward_step():
     rows = diag.fit_over_training(diagnostics(0.5), diagnostics(0.0))
     assert [row[0] for row in rows] == [5000, 15000, 25000, 45000]  # indices 0, 2, 4, 8
     assert rows[-1] == (45000, 1.3, 0.8, -8, -8)
+
+
+def test_data_folder_accepts_an_environments_folder_and_names_a_wrong_one(tmp_path):
+    (tmp_path / "segments.npz").write_bytes(b"")
+    assert diag.data_folder(str(tmp_path)) == tmp_path
+    with pytest.raises(diag.argparse.ArgumentTypeError, match="halfcheetah holds no segments.npz"):
+        diag.data_folder(str(tmp_path / "halfcheetah"))
