@@ -215,53 +215,75 @@ def exported_envs(export_dir: Path, envs: list[str]) -> list[str]:
     return sorted(found | set(envs), key=lambda env: (PAPER_ENVS.index(env) if env in PAPER_ENVS else len(PAPER_ENVS), env))
 
 
+def cell_demonstrators(exported_cell: Path, env: str) -> tuple[dict, float, str]:
+    """An exported cell's config.yaml, the expert's return (the demonstrator behind demos.npz,
+    the normaliser in every setting) and, where the cell learns from other demonstrations,
+    their name and return for its row label ("; demos_low 2,167"; else "")."""
+    from aihf import shipped
+    from aihf.control.expert_data import demonstrator_return
+
+    config = yaml.safe_load((exported_cell / "config.yaml").read_text(encoding="utf-8"))
+    data_dir = config["data_dir"] or shipped.mujoco_data_dir(env)
+    learned_from = "" if config["demos"] == "demos" else \
+        f"; {config['demos']} {demonstrator_return(data_dir, config['demos']):,.0f}"
+    return config, demonstrator_return(data_dir), learned_from
+
+
+def method_status(saved: list[dict], expert: float, planned: int) -> str:
+    """One method's status cell from its finished runs' result.json contents ``saved``:
+    ``k/planned: mean +- ci (each seed's final return, (c) for a copy); last 5: mean +- ci``,
+    normalised by ``expert`` with the experiment's own table figures (``summarise``); "-"
+    when none is finished."""
+    from aihf.experiments.mujoco import LATE_EVALUATIONS, summarise
+
+    if not saved:
+        return "-"
+    summary = summarise({"method": [s["result"] for s in saved]}, expert)["method"]
+    seeds_text = ", ".join(f"{s['result']['returns'][-1]:,.0f}{' (c)' if 'copied_from' in s else ''}" for s in saved)
+    return (f"{len(saved)}/{planned}: {_mean_pm(summary, 'normalised')} ({seeds_text}); "
+            f"last {LATE_EVALUATIONS}: {_mean_pm(summary, 'late_normalised')}")
+
+
+def finished_runs(exported_cell: Path, method: str) -> list[dict]:
+    """The result.json contents of ``method``'s finished runs exported in ``exported_cell``, by seed."""
+    return [json.loads(r.read_text(encoding="utf-8")) for r in sorted(exported_cell.glob(f"runs/{method}/seed*/result.json"))]
+
+
+STATUS_NOTE = ("Final true return of each finished seed, and the mean normalised by the expert's "
+               "return (the demonstrator behind demos.npz, in every setting; where a cell learns from other "
+               "demonstrations, their own return follows) +- the half-width of the 95% "
+               "t-interval over the finished seeds; then the secondary metric "
+               "(chosen after a run fell at its final evaluation): each seed's mean over its last {late} "
+               "evaluations, normalised the same way. (c): copied from another "
+               "setting, the same run (the method reads none of the data that differs; docs/control.md).")
+
+
 def write_status(export_dir: Path, envs: list[str], seeds: list[int]) -> Path:
     """``export_dir/status.md``: for every exported cell and method, the finished seeds, each
     seed's final true return, and their mean normalised by the expert's return with the
     95% t-interval (none below 2 seeds); runs copied from another setting are marked. Written
     from the exported result.json files, so no number in it is typed by hand. A cell not yet
     merged gets ``curves-partial.png``: the curves of its finished runs."""
-    from aihf import shipped
-    from aihf.control.expert_data import demonstrator_return
-    from aihf.experiments.mujoco import ALL_METHODS, LATE_EVALUATIONS, plot_curves, summarise
+    from aihf.experiments.mujoco import ALL_METHODS, LATE_EVALUATIONS, plot_curves
 
     lines = ["# The paper grid: which runs are finished", "",
              f"Written by `scripts/mujoco_paper_grid.py` from the runs exported here; {len(seeds)} seeds per cell "
-             "planned. Final true return of each finished seed, and the mean normalised by the expert's "
-             "return (the demonstrator behind demos.npz, in every setting; where a cell learns from other "
-             "demonstrations, their own return follows) +- the half-width of the 95% "
-             "t-interval over the finished seeds; then the secondary metric "
-             f"(chosen after a run fell at its final evaluation): each seed's mean over its last {LATE_EVALUATIONS} "
-             "evaluations, normalised the same way. (c): copied from another "
-             "setting, the same run (the method reads none of the data that differs; docs/control.md).", ""]
+             f"planned. {STATUS_NOTE.format(late=LATE_EVALUATIONS)}", ""]
     for env in envs:
         lines += [f"## {env}", "", "| setting | " + " | ".join(ALL_METHODS) + " |", "|---|" + "---|" * len(ALL_METHODS)]
         for setting in SETTINGS:
-            runs = sorted((export_dir / cell(env, setting)).glob("runs/*/seed*/result.json"))
-            if not runs:
+            exported_cell = export_dir / cell(env, setting)
+            if not list(exported_cell.glob("runs/*/seed*/result.json")):
                 continue
-            config = yaml.safe_load((export_dir / cell(env, setting) / "config.yaml").read_text(encoding="utf-8"))
-            data_dir = config["data_dir"] or shipped.mujoco_data_dir(env)
-            expert = demonstrator_return(data_dir)
-            learned_from = "" if config["demos"] == "demos" else \
-                f"; {config['demos']} {demonstrator_return(data_dir, config['demos']):,.0f}"
-            row, curves = [], {}
-            for method in ALL_METHODS:
-                saved = [json.loads(r.read_text()) for r in runs if r.parent.parent.name == method]
-                if not saved:
-                    row.append("-")
-                    continue
-                curves[method] = [s["result"] for s in saved]
-                summary = summarise({method: curves[method]}, expert)[method]  # the experiment's own table figures
-                seeds_text = ", ".join(f"{s['result']['returns'][-1]:,.0f}{' (c)' if 'copied_from' in s else ''}"
-                                       for s in saved)
-                row.append(f"{len(saved)}/{len(seeds)}: {_mean_pm(summary, 'normalised')} ({seeds_text}); "
-                           f"last {LATE_EVALUATIONS}: {_mean_pm(summary, 'late_normalised')}")
+            config, expert, learned_from = cell_demonstrators(exported_cell, env)
+            saved = {method: finished_runs(exported_cell, method) for method in ALL_METHODS}
+            row = [method_status(saved[method], expert, len(seeds)) for method in ALL_METHODS]
             lines.append(f"| {setting} (expert {expert:,.0f}{learned_from}) | " + " | ".join(row) + " |")
-            partial = export_dir / cell(env, setting) / "curves-partial.png"
-            if (export_dir / cell(env, setting) / "results.json").is_file():  # exported only once complete
+            partial = exported_cell / "curves-partial.png"
+            if (exported_cell / "results.json").is_file():  # exported only once complete
                 partial.unlink(missing_ok=True)
             else:
+                curves = {method: [s["result"] for s in runs] for method, runs in saved.items() if runs}
                 plot_curves({"env": env, "demos": config["demos"], "n_prefs": config["n_prefs"], "seeds": seeds,
                              "demonstrator_return": expert, "runs": curves},
                             partial)

@@ -1,0 +1,180 @@
+"""The MuJoCo test grid with every method at its chosen setting: one table per environment
+and one plot.
+
+    python scripts/mujoco_chosen.py docs/results/mujoco-chosen.yaml
+
+A learned-reward method's setting per environment (AIHF's w_P, the reward normalisation)
+is chosen on validation reset seeds by a rule fixed before those runs (docs/results.md), and
+its test-seed runs at that setting are an export of the paper grid of their own
+(``scripts/mujoco_paper_grid.py --export DIR``). The YAML file lists, per environment, its
+columns: the method, its setting in words, and the export folder that holds its runs
+(relative to the YAML file's folder). Written beside the YAML file, from the exported
+result.json files only (no number typed by hand):
+
+- ``<stem>.md``: per environment, a row per data setting and a cell per column, the grid
+  status's cell (``mujoco_paper_grid.method_status``: finished seeds out of planned, the
+  final return normalised by the expert's with its 95% t-interval, each seed's final return,
+  the last-5 metric);
+- ``<stem>.png``: the normalised final return per data setting and column, mean with its 95%
+  t-interval (drawn from 3 seeds on), each seed a dot.
+
+A column whose export has no run of a data setting yet shows "-"; an export folder that does
+not exist is an error naming the YAML file and the entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+_spec = importlib.util.spec_from_file_location("mujoco_paper_grid", Path(__file__).with_name("mujoco_paper_grid.py"))
+grid = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(grid)
+
+
+MIN_SEEDS_FOR_BARS = 3  # the plot's error bars: a 2-seed t-interval (t = 12.7) would set the axis
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an environment's table: ``method``'s runs at ``setting`` in ``export``."""
+
+    method: str
+    setting: str
+    export: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} ({self.setting})"
+
+
+def read_columns(path: Path) -> dict[str, list[Column]]:
+    """The YAML file's columns per environment, each entry checked: a known method, a setting,
+    an existing export folder; an error names the file, the environment, the entry and the field."""
+    from aihf.experiments.mujoco import ALL_METHODS
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"{path}: expected a mapping of environment to a list of columns")
+    columns = {}
+    for env, entries in raw.items():
+        if not isinstance(entries, list) or not entries:
+            raise ValueError(f"{path}: {env}: expected a list of columns (method, setting, export)")
+        columns[env] = []
+        for i, entry in enumerate(entries):
+            where = f"{path}: {env}, column {i + 1}"
+            if not isinstance(entry, dict) or set(entry) != {"method", "setting", "export"}:
+                raise ValueError(f"{where}: expected exactly the fields method, setting, export; got {entry!r}")
+            if entry["method"] not in ALL_METHODS:
+                raise ValueError(f"{where}: method {entry['method']!r} is none of {ALL_METHODS}")
+            export = path.parent / entry["export"]
+            if not export.is_dir():
+                raise ValueError(f"{where}: export {entry['export']!r}: no folder {export}")
+            columns[env].append(Column(entry["method"], str(entry["setting"]), export))
+    return columns
+
+
+def data_settings(env: str, columns: list[Column]) -> list[tuple[str, Path]]:
+    """The data settings (the grid's order) with an exported cell in any column, each with one
+    such cell (its config.yaml gives the row label: the cells of a setting share their data)."""
+    found = []
+    for setting in grid.SETTINGS:
+        cells = [c.export / grid.cell(env, setting) for c in columns if (c.export / grid.cell(env, setting) / "config.yaml").is_file()]
+        if cells:
+            found.append((setting, cells[0]))
+    return found
+
+
+def column_runs(column: Column, env: str, setting: str) -> tuple[list[dict], int]:
+    """The column's finished runs in ``setting`` and how many seeds its export plans there (0: no cell)."""
+    exported_cell = column.export / grid.cell(env, setting)
+    if not (exported_cell / "config.yaml").is_file():
+        return [], 0
+    planned = yaml.safe_load((exported_cell / "config.yaml").read_text(encoding="utf-8"))["seeds"]
+    return grid.finished_runs(exported_cell, column.method), len(planned)
+
+
+def tables(columns: dict[str, list[Column]], source: Path) -> str:
+    """The markdown page: the note, then per environment each column's folder and the table."""
+    from aihf.experiments.mujoco import LATE_EVALUATIONS
+
+    lines = ["# MuJoCo test grid: every method at its chosen setting", "",
+             f"Written by `scripts/mujoco_chosen.py {source}` from the exported runs named there; each method's "
+             "setting was chosen on validation reset seeds by a rule fixed before its runs (docs/results.md), "
+             "\"paper preset\" where none was tuned for that environment. "
+             f"{grid.STATUS_NOTE.format(late=LATE_EVALUATIONS)}", ""]
+    for env, env_columns in columns.items():
+        lines += [f"## {env}", "", "Runs: " + "; ".join(f"{c.label} in `{c.export.name}`" for c in env_columns) + ".", "",
+                  "| data | " + " | ".join(c.label for c in env_columns) + " |", "|---|" + "---|" * len(env_columns)]
+        for setting, any_cell in data_settings(env, env_columns):
+            _, expert, learned_from = grid.cell_demonstrators(any_cell, env)
+            row = []
+            for column in env_columns:
+                saved, planned = column_runs(column, env, setting)
+                row.append(grid.method_status(saved, expert, planned) if planned else "-")
+            lines.append(f"| {setting} (expert {expert:,.0f}{learned_from}) | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(columns: dict[str, list[Column]], path: Path) -> None:
+    """One panel per environment: per data setting a bar per column at the mean normalised final
+    return, its 95% t-interval as the error bar (from ``MIN_SEEDS_FOR_BARS`` seeds on), each seed a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aihf.eval.stats import interval_caption, mean_interval
+
+    seed_counts = []
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 4.2), squeeze=False)
+    for ax, (env, env_columns) in zip(axes[0], columns.items()):
+        settings = data_settings(env, env_columns)
+        width = 0.8 / len(env_columns)
+        for j, column in enumerate(env_columns):
+            label = column.label  # on the column's first bar only
+            for i, (setting, any_cell) in enumerate(settings):
+                saved, _ = column_runs(column, env, setting)
+                if not saved:
+                    continue
+                expert = grid.cell_demonstrators(any_cell, env)[1]
+                finals = [s["result"]["returns"][-1] / expert for s in saved]
+                stats = mean_interval(finals)
+                x = i + (j - (len(env_columns) - 1) / 2) * width
+                with_interval = len(finals) >= MIN_SEEDS_FOR_BARS
+                if with_interval:
+                    seed_counts.append(len(finals))
+                ax.bar(x, stats["mean"], width, yerr=stats["ci95"] if with_interval else None, capsize=3,
+                       color=f"C{j}", alpha=0.7, label=label)
+                label = None
+                ax.plot([x] * len(finals), finals, "k.", markersize=4)
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xticks(range(len(settings)), [s for s, _ in settings], fontsize=8)
+        ax.set_title(env)
+        ax.set_ylabel("final true return / expert's")
+        ax.legend(fontsize=7)
+    fig.text(0.5, 0.01, f"{interval_caption(seed_counts or [0])}, drawn where a cell has {MIN_SEEDS_FOR_BARS} or more "
+             "(a 2-seed interval spans the axis); dots: seeds; dashed: the expert", ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("columns", type=Path, help="the YAML file: per environment, its columns (method, setting, export)")
+    args = parser.parse_args()
+    columns = read_columns(args.columns)
+    page = args.columns.with_suffix(".md")
+    page.write_text(tables(columns, args.columns), encoding="utf-8")
+    plot(columns, args.columns.with_suffix(".png"))
+    print(f"wrote {page} and {args.columns.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

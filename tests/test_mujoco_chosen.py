@@ -1,0 +1,88 @@
+"""scripts/mujoco_chosen.py: the table of every method at its chosen setting, read from
+hand-made exports of the paper grid (returns known, so each cell's figures are checked against
+their arithmetic), and the YAML file's errors."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("mujoco_chosen", ROOT / "scripts" / "mujoco_chosen.py")
+chosen = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = chosen  # its dataclass looks its module up there
+spec.loader.exec_module(chosen)
+
+
+def _export(folder: Path, setting: str, demos: str, runs: dict[str, list[float]], data: Path, planned: int = 3) -> None:
+    """One exported cell of HalfCheetah: config.yaml and each (method, seed)'s result.json,
+    ``runs`` giving each method's final returns by seed (two evaluations: half of it, then it)."""
+    cell = folder / f"HalfCheetah-v5-{setting}"
+    cell.mkdir(parents=True)
+    (cell / "config.yaml").write_text(yaml.safe_dump({"env": "HalfCheetah-v5", "data_dir": str(data), "demos": demos,
+                                                      "n_prefs": 1200, "seeds": list(range(planned))}))
+    for method, finals in runs.items():
+        for seed, final in enumerate(finals):
+            run = cell / "runs" / method / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "result.json").write_text(json.dumps({"result": {"returns": [final / 2, final], "wall_s": 1.0}}))
+
+
+@pytest.fixture
+def exports(tmp_path):
+    """Two exports (the paper grid, and AIHF at another w_P) and the YAML file naming them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0, "low_return_mean": 250.0}))
+    _export(tmp_path / "grid", "balanced", "demos", {"rlhf": [100.0, 300.0, 200.0], "bc": [50.0]}, data)
+    _export(tmp_path / "grid", "low-quality-demos", "demos_low", {"rlhf": [100.0, 300.0, 200.0]}, data)
+    _export(tmp_path / "wpref", "balanced", "demos", {"aihf": [900.0, 700.0]}, data)
+    path = tmp_path / "chosen.yaml"
+    path.write_text(yaml.safe_dump({"HalfCheetah-v5": [
+        {"method": "aihf", "setting": "w_P = 30", "export": "wpref"},
+        {"method": "rlhf", "setting": "paper preset", "export": "grid"},
+        {"method": "bc", "setting": "paper preset", "export": "grid"}]}))
+    return path
+
+
+def test_each_cell_is_the_grid_status_of_that_methods_export(exports):
+    page = chosen.tables(chosen.read_columns(exports), exports)
+    rows = {line.split(" (expert")[0].strip("| "): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in page.splitlines() if line.startswith("| balanced") or line.startswith("| low-quality")}
+    assert "| data | aihf (w_P = 30) | rlhf (paper preset) | bc (paper preset) |" in page
+    # AIHF: finals 900, 700 of an expert 1,000: mean 0.80, t(0.975, 1) * s / sqrt(2) = 12.706 * 0.1 = 1.27;
+    # last 5 = the mean of both evaluations, (450 + 900) / 2 and (350 + 700) / 2: 0.60 +- 0.95
+    assert rows["balanced"] == ["2/3: 0.80 +- 1.27 (900, 700); last 5: 0.60 +- 0.95",
+                                "3/3: 0.20 +- 0.25 (100, 300, 200); last 5: 0.15 +- 0.19",
+                                "1/3: 0.05 (50); last 5: 0.04"]
+    # no AIHF cell in that export, and BC's cell holds none of its runs
+    assert rows["low-quality-demos"] == ["-", "3/3: 0.20 +- 0.25 (100, 300, 200); last 5: 0.15 +- 0.19", "-"]
+    assert "| low-quality-demos (expert 1,000; demos_low 250) |" in page
+    assert "aihf (w_P = 30) in `wpref`" in page
+
+
+def test_the_plot_is_written(exports):
+    pytest.importorskip("matplotlib")
+    chosen.plot(chosen.read_columns(exports), exports.with_suffix(".png"))
+    assert exports.with_suffix(".png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"method": "sac", "setting": "s", "export": "grid"}, "column 1: method 'sac' is none of"),
+    ({"method": "rlhf", "setting": "s", "export": "nowhere"}, "column 1: export 'nowhere': no folder"),
+    ({"method": "rlhf", "export": "grid"}, "column 1: expected exactly the fields method, setting, export"),
+])
+def test_a_wrong_column_is_named_with_its_file_environment_and_field(exports, entry, message):
+    exports.write_text(yaml.safe_dump({"HalfCheetah-v5": [entry]}))
+    with pytest.raises(ValueError, match=f"chosen.yaml: HalfCheetah-v5, {message}"):
+        chosen.read_columns(exports)
+
+
+def test_the_committed_table_is_what_the_committed_exports_give():
+    """docs/results/mujoco-chosen.md holds no number the exports do not: regenerated, it is the same."""
+    source = Path("docs/results/mujoco-chosen.yaml")
+    page = chosen.tables(chosen.read_columns(ROOT / source), source)
+    assert (ROOT / source.with_suffix(".md")).read_text(encoding="utf-8") == page
