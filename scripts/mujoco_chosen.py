@@ -83,9 +83,10 @@ def data_settings(env: str, columns: list[Column]) -> list[tuple[str, Path]]:
     such cell (its config.yaml gives the row label: the cells of a setting share their data)."""
     found = []
     for setting in grid.SETTINGS:
-        cells = [c.export / grid.cell(env, setting) for c in columns if (c.export / grid.cell(env, setting) / "config.yaml").is_file()]
-        if cells:
-            found.append((setting, cells[0]))
+        cells = [c.export / grid.cell(env, setting) for c in columns]
+        exported = [c for c in cells if (c / "config.yaml").is_file()]
+        if exported:
+            found.append((setting, exported[0]))
     return found
 
 
@@ -108,7 +109,8 @@ def tables(columns: dict[str, list[Column]], source: Path) -> str:
              "\"paper preset\" where none was tuned for that environment. "
              f"{grid.STATUS_NOTE.format(late=LATE_EVALUATIONS)}", ""]
     for env, env_columns in columns.items():
-        lines += [f"## {env}", "", "Runs: " + "; ".join(f"{c.label} in `{c.export.name}`" for c in env_columns) + ".", "",
+        sources = "; ".join(f"{c.label} in `{c.export.name}`" for c in env_columns)
+        lines += [f"## {env}", "", f"Runs: {sources}.", "",
                   "| data | " + " | ".join(c.label for c in env_columns) + " |", "|---|" + "---|" * len(env_columns)]
         for setting, any_cell in data_settings(env, env_columns):
             _, expert, learned_from = grid.cell_demonstrators(any_cell, env)
@@ -167,7 +169,8 @@ def plot(columns: dict[str, list[Column]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("columns", type=Path, help="the YAML file: per environment, its columns (method, setting, export)")
+    parser.add_argument("columns", type=Path,
+                        help="the YAML file: per environment, its columns (method, setting, export)")
     args = parser.parse_args()
     columns = read_columns(args.columns)
     page = args.columns.with_suffix(".md")
