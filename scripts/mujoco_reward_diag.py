@@ -18,7 +18,7 @@ episode its return, the root angle (observation 1, qpos[2]) averaged over the ep
 share of steps with |angle| > 2 rad (on its back), and the mean forward velocity
 (observation 8, qvel[0]); with more than one, a summary over them (``posture_summary``: how
 many episodes spend most of their steps on the back, the means). With ``--data`` and the
-run's ``reward_net.safetensors`` (``learned_reward_by_posture``): the learned reward per step
+run's ``reward_net.safetensors`` (``pool_reward_by_posture``): the learned reward per step
 along each episode, against its mean on the pool's steps on the back and upright: whether the
 policy found states the reward scores above what the data taught it for that posture.
 
@@ -143,18 +143,16 @@ def posture_summary(found: list[dict]) -> dict:
             "forward_velocity_mean": float(np.mean([f["forward_velocity_mean"] for f in found]))}
 
 
-def learned_reward_by_posture(episode_rewards: np.ndarray, pool_rewards: np.ndarray, segments: dict) -> dict:
-    """The learned reward per step along an episode (``episode_rewards``), and on the pool's
-    real steps (``pool_rewards``, shape of ``segments["obs"]`` less its last axis) split by
-    posture: on the back (|root angle| > 2 rad) and upright, with the pool's forward velocity
-    on each."""
+def pool_reward_by_posture(pool_rewards: np.ndarray, segments: dict) -> dict:
+    """The learned reward on the pool's real steps (``pool_rewards``, shape of
+    ``segments["obs"]`` less its last axis) split by posture: on the back (|root angle| > 2 rad)
+    and upright, with the pool's forward velocity on each and the back steps' share."""
     obs = np.asarray(segments["obs"])
     real = np.arange(obs.shape[1])[None, :] < np.asarray(segments["lengths"])[:, None]
-    back = (np.abs(obs[..., ROOT_ANGLE]) > 2.0) & real
-    upright = ~(np.abs(obs[..., ROOT_ANGLE]) > 2.0) & real
+    on_back = np.abs(obs[..., ROOT_ANGLE]) > 2.0
+    back, upright = on_back & real, ~on_back & real
     velocity = obs[..., FORWARD_VELOCITY]
-    return {"episode": float(np.mean(episode_rewards)),
-            "pool_back": float(pool_rewards[back].mean()), "pool_back_velocity": float(velocity[back].mean()),
+    return {"pool_back": float(pool_rewards[back].mean()), "pool_back_velocity": float(velocity[back].mean()),
             "pool_back_share": float(back.sum() / real.sum()),
             "pool_upright": float(pool_rewards[upright].mean()), "pool_upright_velocity": float(velocity[upright].mean())}
 
@@ -237,7 +235,7 @@ def report_posture(args) -> None:
         from aihf.control.reward_net import RewardNet
 
         net, segments = RewardNet.load(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz"))
-        pool_rewards = per_step_rewards(net, segments["obs"], segments["act"])
+        pool = pool_reward_by_posture(per_step_rewards(net, segments["obs"], segments["act"]), segments)
     found = []
     for seed, episode in enumerate(episodes, start=args.seed):
         found.append(posture(np.asarray(episode.observations), np.asarray(episode.rewards)))
@@ -245,13 +243,12 @@ def report_posture(args) -> None:
               f"{found[-1]['root_angle_mean']:.2f} rad, |angle| > 2 rad on {found[-1]['on_back_share']:.0%} of steps, "
               f"forward velocity {found[-1]['forward_velocity_mean']:.2f}")
         if net is not None:
-            by = learned_reward_by_posture(per_step_rewards(net, episode.observations, episode.actions),
-                                           pool_rewards, segments)
-            print(f"  learned reward per step: this episode {by['episode']:.3f} (true {np.mean(episode.rewards):.3f})")
+            learned = np.mean(per_step_rewards(net, episode.observations, episode.actions))
+            print(f"  learned reward per step: this episode {learned:.3f} (true {np.mean(episode.rewards):.3f})")
     if net is not None:
-        print(f"the same reward on the pool's steps on the back ({by['pool_back_share']:.1%} of them, velocity "
-              f"{by['pool_back_velocity']:.2f}) {by['pool_back']:.3f}, upright (velocity "
-              f"{by['pool_upright_velocity']:.2f}) {by['pool_upright']:.3f}")
+        print(f"the same reward on the pool's steps on the back ({pool['pool_back_share']:.1%} of them, velocity "
+              f"{pool['pool_back_velocity']:.2f}) {pool['pool_back']:.3f}, upright (velocity "
+              f"{pool['pool_upright_velocity']:.2f}) {pool['pool_upright']:.3f}")
     if len(found) > 1:
         total = posture_summary(found)
         print(f"over {total['episodes']} episodes: {total['on_back_episodes']} on the back for most of their steps; "
