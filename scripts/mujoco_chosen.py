@@ -99,7 +99,28 @@ def column_runs(column: Column, env: str, setting: str) -> tuple[list[dict], int
     return grid.finished_runs(exported_cell, column.method), len(planned)
 
 
-def tables(columns: dict[str, list[Column]], source: Path) -> str:
+@dataclass(frozen=True)
+class Row:
+    """One data setting of an environment's table: its label, the expert's return (the
+    normaliser) and, per column, the finished runs and the seeds planned (0: no cell there)."""
+
+    label: str
+    setting: str
+    expert: float
+    cells: list[tuple[list[dict], int]]
+
+
+def read_rows(env: str, columns: list[Column]) -> list[Row]:
+    """The environment's rows, every exported file read once for both the table and the plot."""
+    rows = []
+    for setting, any_cell in data_settings(env, columns):
+        _, expert, learned_from = grid.cell_demonstrators(any_cell, env)
+        rows.append(Row(f"{setting} (expert {expert:,.0f}{learned_from})", setting, expert,
+                        [column_runs(column, env, setting) for column in columns]))
+    return rows
+
+
+def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], source: Path) -> str:
     """The markdown page: the note, then per environment each column's folder and the table."""
     from aihf.experiments.mujoco import LATE_EVALUATIONS
 
@@ -112,18 +133,14 @@ def tables(columns: dict[str, list[Column]], source: Path) -> str:
         sources = "; ".join(f"{c.label} in `{c.export.name}`" for c in env_columns)
         lines += [f"## {env}", "", f"Runs: {sources}.", "",
                   "| data | " + " | ".join(c.label for c in env_columns) + " |", "|---|" + "---|" * len(env_columns)]
-        for setting, any_cell in data_settings(env, env_columns):
-            _, expert, learned_from = grid.cell_demonstrators(any_cell, env)
-            row = []
-            for column in env_columns:
-                saved, planned = column_runs(column, env, setting)
-                row.append(grid.method_status(saved, expert, planned) if planned else "-")
-            lines.append(f"| {setting} (expert {expert:,.0f}{learned_from}) | " + " | ".join(row) + " |")
+        for row in rows[env]:
+            cells = [grid.method_status(saved, row.expert, planned) if planned else "-" for saved, planned in row.cells]
+            lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot(columns: dict[str, list[Column]], path: Path) -> None:
+def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Path) -> None:
     """One panel per environment: per data setting a bar per column at the mean normalised final
     return, its 95% t-interval as the error bar (from ``MIN_SEEDS_FOR_BARS`` seeds on), each seed a dot."""
     import matplotlib
@@ -136,16 +153,14 @@ def plot(columns: dict[str, list[Column]], path: Path) -> None:
     seed_counts = []
     fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 4.2), squeeze=False)
     for ax, (env, env_columns) in zip(axes[0], columns.items()):
-        settings = data_settings(env, env_columns)
         width = 0.8 / len(env_columns)
         for j, column in enumerate(env_columns):
             label = column.label  # on the column's first bar only
-            for i, (setting, any_cell) in enumerate(settings):
-                saved, _ = column_runs(column, env, setting)
+            for i, row in enumerate(rows[env]):
+                saved = row.cells[j][0]
                 if not saved:
                     continue
-                expert = grid.cell_demonstrators(any_cell, env)[1]
-                finals = [s["result"]["returns"][-1] / expert for s in saved]
+                finals = [s["result"]["returns"][-1] / row.expert for s in saved]
                 stats = mean_interval(finals)
                 x = i + (j - (len(env_columns) - 1) / 2) * width
                 with_interval = len(finals) >= MIN_SEEDS_FOR_BARS
@@ -156,7 +171,7 @@ def plot(columns: dict[str, list[Column]], path: Path) -> None:
                 label = None
                 ax.plot([x] * len(finals), finals, "k.", markersize=4)
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
-        ax.set_xticks(range(len(settings)), [s for s, _ in settings], fontsize=8)
+        ax.set_xticks(range(len(rows[env])), [row.setting for row in rows[env]], fontsize=8)
         ax.set_title(env)
         ax.set_ylabel("final true return / expert's")
         ax.legend(fontsize=7)
@@ -173,9 +188,10 @@ def main() -> None:
                         help="the YAML file: per environment, its columns (method, setting, export)")
     args = parser.parse_args()
     columns = read_columns(args.columns)
+    rows = {env: read_rows(env, env_columns) for env, env_columns in columns.items()}
     page = args.columns.with_suffix(".md")
-    page.write_text(tables(columns, args.columns), encoding="utf-8")
-    plot(columns, args.columns.with_suffix(".png"))
+    page.write_text(tables(columns, rows, args.columns), encoding="utf-8")
+    plot(columns, rows, args.columns.with_suffix(".png"))
     print(f"wrote {page} and {args.columns.with_suffix('.png')}")
 
 

@@ -31,6 +31,12 @@ def _export(folder: Path, setting: str, demos: str, runs: dict[str, list[float]]
             (run / "result.json").write_text(json.dumps({"result": {"returns": [final / 2, final], "wall_s": 1.0}}))
 
 
+def page_of(path: Path, source: Path | None = None) -> str:
+    """The markdown page the script writes for the YAML file ``path`` (named ``source`` in it)."""
+    columns = chosen.read_columns(path)
+    return chosen.tables(columns, {env: chosen.read_rows(env, cols) for env, cols in columns.items()}, source or path)
+
+
 @pytest.fixture
 def exports(tmp_path):
     """Two exports (the paper grid, and AIHF at another w_P) and the YAML file naming them."""
@@ -49,7 +55,7 @@ def exports(tmp_path):
 
 
 def test_each_cell_is_the_grid_status_of_that_methods_export(exports):
-    page = chosen.tables(chosen.read_columns(exports), exports)
+    page = page_of(exports)
     rows = {line.split(" (expert")[0].strip("| "): [c.strip() for c in line.strip("|").split("|")[1:]]
             for line in page.splitlines() if line.startswith("| balanced") or line.startswith("| low-quality")}
     assert "| data | aihf (w_P = 30) | rlhf (paper preset) | bc (paper preset) |" in page
@@ -66,7 +72,8 @@ def test_each_cell_is_the_grid_status_of_that_methods_export(exports):
 
 def test_the_plot_is_written(exports):
     pytest.importorskip("matplotlib")
-    chosen.plot(chosen.read_columns(exports), exports.with_suffix(".png"))
+    columns = chosen.read_columns(exports)
+    chosen.plot(columns, {env: chosen.read_rows(env, cols) for env, cols in columns.items()}, exports.with_suffix(".png"))
     assert exports.with_suffix(".png").stat().st_size > 10_000
 
 
@@ -84,5 +91,5 @@ def test_a_wrong_column_is_named_with_its_file_environment_and_field(exports, en
 def test_the_committed_table_is_what_the_committed_exports_give():
     """docs/results/mujoco-chosen.md holds no number the exports do not: regenerated, it is the same."""
     source = Path("docs/results/mujoco-chosen.yaml")
-    page = chosen.tables(chosen.read_columns(ROOT / source), source)
+    page = page_of(ROOT / source, source)
     assert (ROOT / source.with_suffix(".md")).read_text(encoding="utf-8") == page
