@@ -15,6 +15,12 @@ result.json files only (no number typed by hand):
   status's cell (``mujoco_paper_grid.method_status``: finished seeds out of planned, the
   final return normalised by the expert's with its 95% t-interval, each seed's final return,
   the last-5 metric);
+- then, across environments, over the tasks (environment, data setting) where every column has
+  all its planned seeds: per method the interquartile mean of the normalised final returns and
+  the probability that AIHF's final return exceeds the method's, each with a 95% stratified
+  bootstrap interval (``aihf.eval.aggregate``; 20,000 resamples, seed 0, so the page is
+  reproducible). Methods are matched across environments by name, each at its own
+  environment's setting;
 - ``<stem>.png``: the normalised final return per data setting and column, mean with its 95%
   t-interval (drawn from 3 seeds on), each seed a dot.
 
@@ -29,6 +35,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 _spec = importlib.util.spec_from_file_location("mujoco_paper_grid", Path(__file__).with_name("mujoco_paper_grid.py"))
@@ -37,6 +44,8 @@ _spec.loader.exec_module(grid)
 
 
 MIN_SEEDS_FOR_BARS = 3  # the plot's error bars: a 2-seed t-interval (t = 12.7) would set the axis
+REFERENCE = "aihf"  # the aggregate's probability of improvement is this method's over each other
+RESAMPLES, BOOTSTRAP_SEED = 20_000, 0
 
 
 @dataclass(frozen=True)
@@ -120,8 +129,78 @@ def read_rows(env: str, columns: list[Column]) -> list[Row]:
     return rows
 
 
-def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], source: Path) -> str:
-    """The markdown page: the note, then per environment each column's folder and the table."""
+def normalised_finals(saved: list[dict], expert: float) -> list[float]:
+    """Each finished run's final true return divided by the expert's (the primary metric)."""
+    return [s["result"]["returns"][-1] / expert for s in saved]
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """The across-environment estimates (module docstring): the methods every environment has,
+    the tasks where all of them have every planned seed (and the tasks left out), and per method
+    (iqm, low, high) and, for each method but ``REFERENCE``, P(REFERENCE > method) likewise."""
+
+    methods: list[str]
+    tasks: list[str]
+    left_out: list[str]
+    iqm: dict[str, tuple[float, float, float]]
+    improvement: dict[str, tuple[float, float, float]]
+
+
+def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> Aggregate:
+    """Each method's normalised final returns on the complete tasks, reduced to the IQM and the
+    probability of improvement with their stratified bootstrap intervals (none without a task)."""
+    from aihf.eval.aggregate import improvement_with_interval, iqm_with_interval
+
+    methods = [c.method for c in next(iter(columns.values()))
+               if all(c.method in [other.method for other in env_columns] for env_columns in columns.values())]
+    scores = {method: [] for method in methods}
+    tasks, left_out = [], []
+    for env, env_columns in columns.items():
+        position = {c.method: j for j, c in enumerate(env_columns)}
+        for row in rows[env]:
+            cells = [row.cells[position[method]] for method in methods]
+            if all(planned and len(saved) == planned for saved, planned in cells):
+                tasks.append(f"{env} {row.setting}")
+                for method, (saved, _) in zip(methods, cells):
+                    scores[method].append(normalised_finals(saved, row.expert))
+            else:
+                left_out.append(f"{env} {row.setting}")
+    if not tasks or REFERENCE not in methods:
+        return Aggregate(methods, [], left_out, {}, {})
+    return Aggregate(
+        methods, tasks, left_out,
+        {m: iqm_with_interval(scores[m], RESAMPLES, BOOTSTRAP_SEED) for m in methods},
+        {m: improvement_with_interval(scores[REFERENCE], scores[m], RESAMPLES, BOOTSTRAP_SEED)
+         for m in methods if m != REFERENCE})
+
+
+def aggregate_section(result: Aggregate) -> list[str]:
+    """The page's across-environment section: what the estimates cover and a row per method."""
+    from aihf.logs import count
+
+    lines = ["## Across environments", ""]
+    if not result.tasks:
+        return lines + [f"No task has every run of {', '.join(result.methods)} finished yet.", ""]
+    interval = "{:.2f} [{:.2f}, {:.2f}]".format
+    lines += [f"Over {count(len(result.tasks), 'task')} where every column has all its seeds: "
+              f"{', '.join(result.tasks)}" + (f" (not yet: {', '.join(result.left_out)})" if result.left_out else "")
+              + ". Scores: each seed's final return over the expert's. IQM: the mean of the middle half of all the "
+              f"method's scores; P({REFERENCE} > method): the chance that a seed of {REFERENCE} ends above a seed of "
+              "the method on the same task, averaged over tasks (Agarwal et al. 2021). [95% stratified percentile "
+              f"bootstrap, {RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}: seeds resampled within each task.] A method "
+              "that is the same run in several data settings (one that does not read the data those settings "
+              "change) counts it once per task, so its interval is narrower than its runs warrant.", "",
+              f"| method | IQM | P({REFERENCE} > method) |", "|---|---|---|"]
+    for method in result.methods:
+        improvement = interval(*result.improvement[method]) if method in result.improvement else "-"
+        lines.append(f"| {method} | {interval(*result.iqm[method])} | {improvement} |")
+    return lines + [""]
+
+
+def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], across: Aggregate, source: Path) -> str:
+    """The markdown page: the note, per environment each column's folder and the table, then
+    the estimates across environments."""
     from aihf.experiments.mujoco import LATE_EVALUATIONS
 
     lines = ["# MuJoCo test grid: every method at its chosen setting", "",
@@ -137,7 +216,7 @@ def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], source:
             cells = [grid.method_status(saved, row.expert, planned) if planned else "-" for saved, planned in row.cells]
             lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + aggregate_section(across))
 
 
 def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Path) -> None:
@@ -160,7 +239,7 @@ def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Pat
                 saved = row.cells[j][0]
                 if not saved:
                     continue
-                finals = [s["result"]["returns"][-1] / row.expert for s in saved]
+                finals = normalised_finals(saved, row.expert)
                 stats = mean_interval(finals)
                 x = i + (j - (len(env_columns) - 1) / 2) * width
                 with_interval = len(finals) >= MIN_SEEDS_FOR_BARS
@@ -182,6 +261,31 @@ def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Pat
     plt.close(fig)
 
 
+def plot_aggregate(across: Aggregate, path: Path) -> None:
+    """Two panels, rliable's way: each method's IQM and each baseline's P(REFERENCE > baseline),
+    a point with its 95% stratified bootstrap interval; 0.5 (no difference) dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.5 * len(across.methods) + 1.6))
+    for ax, estimates, title in ((left, across.iqm, "IQM of final return / expert's"),
+                                 (right, across.improvement, f"P({REFERENCE} > method)")):
+        names = [m for m in across.methods if m in estimates][::-1]
+        points = np.array([estimates[m] for m in names])
+        ax.errorbar(points[:, 0], range(len(names)), xerr=[points[:, 0] - points[:, 1], points[:, 2] - points[:, 0]],
+                    fmt="o", capsize=4)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_title(title, fontsize=10)
+    right.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
+    fig.text(0.5, 0.01, f"{len(across.tasks)} tasks (environment, data setting); 95% stratified percentile bootstrap "
+             f"intervals, {RESAMPLES:,} resamples", ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("columns", type=Path,
@@ -190,9 +294,14 @@ def main() -> None:
     columns = read_columns(args.columns)
     rows = {env: read_rows(env, env_columns) for env, env_columns in columns.items()}
     page = args.columns.with_suffix(".md")
-    page.write_text(tables(columns, rows, args.columns), encoding="utf-8")
+    across = aggregate(columns, rows)
+    page.write_text(tables(columns, rows, across, args.columns), encoding="utf-8")
     plot(columns, rows, args.columns.with_suffix(".png"))
-    print(f"wrote {page} and {args.columns.with_suffix('.png')}")
+    written = [page, args.columns.with_suffix(".png")]
+    if across.tasks:
+        written.append(args.columns.with_name(f"{args.columns.stem}-aggregate.png"))
+        plot_aggregate(across, written[-1])
+    print("wrote " + ", ".join(map(str, written)))
 
 
 if __name__ == "__main__":

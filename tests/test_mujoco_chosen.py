@@ -34,7 +34,8 @@ def _export(folder: Path, setting: str, demos: str, runs: dict[str, list[float]]
 def page_of(path: Path, source: Path | None = None) -> str:
     """The markdown page the script writes for the YAML file ``path`` (named ``source`` in it)."""
     columns = chosen.read_columns(path)
-    return chosen.tables(columns, {env: chosen.read_rows(env, cols) for env, cols in columns.items()}, source or path)
+    rows = {env: chosen.read_rows(env, cols) for env, cols in columns.items()}
+    return chosen.tables(columns, rows, chosen.aggregate(columns, rows), source or path)
 
 
 @pytest.fixture
@@ -75,6 +76,34 @@ def test_the_plot_is_written(exports):
     columns = chosen.read_columns(exports)
     chosen.plot(columns, {env: chosen.read_rows(env, cols) for env, cols in columns.items()}, exports.with_suffix(".png"))
     assert exports.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_the_aggregate_waits_for_every_seed_of_every_column(exports):
+    # AIHF has 2 of 3 seeds, BC 1: no task is complete
+    assert "No task has every run of aihf, rlhf, bc finished yet." in page_of(exports)
+
+
+def test_the_aggregate_covers_the_complete_tasks_only(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0}))
+    _export(tmp_path / "grid", "balanced", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [900.0, 700.0, 800.0]}, data)
+    _export(tmp_path / "grid", "few-preferences", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [900.0]}, data)
+    path = tmp_path / "chosen.yaml"
+    path.write_text(yaml.safe_dump({"HalfCheetah-v5": [{"method": m, "setting": "paper preset", "export": "grid"}
+                                                       for m in ("aihf", "rlhf")]}))
+    page = page_of(path)
+    assert "Over 1 task where every column has all its seeds: HalfCheetah-v5 balanced (not yet: " \
+           "HalfCheetah-v5 few-preferences)." in page
+    # 3 scores: a quarter of 3 rounds down to none cut, so the IQM is the mean; every AIHF seed above
+    # every RLHF seed, in every resample too
+    assert "| aihf | 0.80 [0.70, 0.90] | - |" in page
+    assert "| rlhf | 0.20 [0.10, 0.30] | 1.00 [1.00, 1.00] |" in page
+    pytest.importorskip("matplotlib")
+    columns = chosen.read_columns(path)
+    chosen.plot_aggregate(chosen.aggregate(columns, {"HalfCheetah-v5": chosen.read_rows("HalfCheetah-v5", columns[
+        "HalfCheetah-v5"])}), tmp_path / "aggregate.png")
+    assert (tmp_path / "aggregate.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("entry, message", [

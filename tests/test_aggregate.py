@@ -1,0 +1,68 @@
+"""aihf.eval.aggregate: the IQM and the probability of improvement against hand arithmetic and
+scipy's Mann-Whitney U, and the stratified bootstrap against the exact enumeration of its
+resamples (where an unstratified bootstrap would reach further)."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from aihf.eval.aggregate import (
+    improvement_with_interval, interquartile_mean, iqm_with_interval, probability_of_improvement, stratified_interval,
+)
+
+
+def test_iqm_is_the_mean_of_the_middle_half_of_all_scores_pooled():
+    # 8 scores pooled and sorted: 0, 1, 2, 3, 4, 5, 6, 100; a quarter (2) cut from each end: mean(2, 3, 4, 5)
+    assert interquartile_mean([[0, 5, 100, 2], [3, 1, 6, 4]]) == pytest.approx(3.5)
+
+
+def test_probability_of_improvement_counts_pairs_and_half_ties():
+    # task 1: x = (1, 3) against y = (2, 2): pairs 1>2 no, 1>2 no, 3>2 yes, 3>2 yes: 2/4;
+    # task 2: x = (5,) against y = (5, 4): a tie (1/2) and a win: 1.5/2; mean (0.5 + 0.75) / 2
+    assert probability_of_improvement([[1, 3], [5]], [[2, 2], [5, 4]]) == pytest.approx(0.625)
+
+
+def test_probability_of_improvement_is_the_mann_whitney_u_per_pair():
+    rng = np.random.default_rng(3)
+    x = [rng.normal(size=3), rng.normal(size=4), np.round(rng.normal(size=3), 1)]
+    y = [rng.normal(size=3), rng.normal(0.5, size=2), np.round(rng.normal(size=5), 1)]
+    u = [stats.mannwhitneyu(a, b, alternative="greater").statistic / (len(a) * len(b)) for a, b in zip(x, y)]
+    assert probability_of_improvement(x, y) == pytest.approx(np.mean(u))
+
+
+def test_the_bootstrap_resamples_within_each_task_only():
+    """Task A = (0, 1), task B = (10, 11): a stratified resample keeps two scores of each task, so
+    the pooled IQM (middle two of four) is (max A' + min B') / 2, between 5 and 6, each of the
+    16 resamples having probability 1/16 > 2.5%: the percentile interval is exactly [5, 6].
+    Resampling the four pooled scores (not stratified) would reach 0 (all four from A's 0)."""
+    tasks = [[0.0, 1.0], [10.0, 11.0]]
+    exact = [interquartile_mean([a, b]) for a in itertools.product(tasks[0], repeat=2)
+             for b in itertools.product(tasks[1], repeat=2)]
+    assert (min(exact), max(exact)) == (5.0, 6.0)
+    assert iqm_with_interval(tasks, resamples=4000, seed=0) == (5.5, 5.0, 6.0)
+
+
+def test_the_improvement_interval_resamples_each_method_and_task_on_its_own():
+    """One task, x = (1, 3), y = (2, 2): a resample of x is one of (1,1), (1,3), (3,1), (3,3), so
+    P(X > Y) is 0, 1/2 or 1 (y resamples to itself), each end with probability 1/4."""
+    assert improvement_with_interval([[1.0, 3.0]], [[2.0, 2.0]], resamples=4000, seed=0) == (0.5, 0.0, 1.0)
+
+
+def test_an_interval_is_reproducible_from_its_seed_and_holds_the_point():
+    rng = np.random.default_rng(0)
+    tasks = [rng.normal(size=3) for _ in range(5)]
+    point, low, high = iqm_with_interval(tasks, resamples=2000, seed=7)
+    assert low < point < high
+    assert iqm_with_interval(tasks, resamples=2000, seed=7) == (point, low, high)
+    assert stratified_interval(lambda *t, axis=-1: np.concatenate(t, axis=axis).mean(axis=axis), tasks, 2000, 8) != (low, high)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="2 tasks for X but 1 for Y"):
+        probability_of_improvement([[1.0], [2.0]], [[1.0]])
+    with pytest.raises(ValueError, match="at least one run in each task"):
+        interquartile_mean([[1.0], []])
+    with pytest.raises(ValueError, match="two or more runs in each task"):
+        iqm_with_interval([[1.0, 2.0], [3.0]], resamples=100, seed=0)
