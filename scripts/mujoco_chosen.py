@@ -180,6 +180,8 @@ def aggregate_section(result: Aggregate) -> list[str]:
     from aihf.logs import count
 
     lines = ["## Across environments", ""]
+    if REFERENCE not in result.methods:
+        return lines + [f"None: {REFERENCE} is not a column of every environment.", ""]
     if not result.tasks:
         return lines + [f"No task has every run of {', '.join(result.methods)} finished yet.", ""]
     interval = "{:.2f} [{:.2f}, {:.2f}]".format

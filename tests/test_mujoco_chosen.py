@@ -81,6 +81,8 @@ def test_the_plot_is_written(exports):
 def test_the_aggregate_waits_for_every_seed_of_every_column(exports):
     # AIHF has 2 of 3 seeds, BC 1: no task is complete
     assert "No task has every run of aihf, rlhf, bc finished yet." in page_of(exports)
+    exports.write_text(yaml.safe_dump({"HalfCheetah-v5": [{"method": "rlhf", "setting": "s", "export": "grid"}]}))
+    assert "None: aihf is not a column of every environment." in page_of(exports)
 
 
 def test_the_aggregate_covers_the_complete_tasks_only(tmp_path):
