@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 import torch
 
-from aihf.lm.generation import HFSampler, VLLMSampler, cut_at_eos, left_pad, make_sampler
+from aihf.lm.generation import HFSampler, VLLMSampler, cut_at_eos, left_pad
 from aihf.lm.models import load_causal_lm
 
 PROMPTS = ["the movie was", "hello", "i loved this movie because it was"]
@@ -121,11 +121,8 @@ def test_top_p_and_temperature_change_the_draw_and_mode_is_restored(tiny):
             sampler.generate(prompts, **{"max_new_tokens": 4, **bad})
 
 
-def test_make_sampler_and_vllm_import_error(tiny):
-    model, tokenizer, _ = tiny
-    assert isinstance(make_sampler("hf", model=model, tokenizer=tokenizer), HFSampler)
-    with pytest.raises(ValueError, match="unknown sampler"):
-        make_sampler("beam", model=model)
-    if importlib.util.find_spec("vllm") is None:
-        with pytest.raises(ImportError, match=r"aihf\[vllm\]"):
-            VLLMSampler("unused")
+def test_vllm_missing_names_the_extra():
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed")
+    with pytest.raises(ImportError, match=r"aihf\[vllm\]"):
+        VLLMSampler("unused")

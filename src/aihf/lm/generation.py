@@ -251,16 +251,3 @@ class VLLMSampler:
         outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
         return [cut_at_eos(out.outputs[0].token_ids, self.eos_ids) for out in outputs]
 
-
-def make_sampler(kind: Literal["hf", "static-loop", "vllm"], **kwargs: Any) -> Sampler:
-    """``make_sampler("hf", model=..., tokenizer=...)``, ``make_sampler("static-loop", model=...,
-    tokenizer=...)`` (``aihf.lm.static_loop``) or ``make_sampler("vllm", model_path=...)``."""
-    if kind == "hf":
-        return HFSampler(**kwargs)
-    if kind == "static-loop":
-        from aihf.lm.static_loop import StaticLoopSampler  # it builds on this module's helpers
-
-        return StaticLoopSampler(**kwargs)
-    if kind == "vllm":
-        return VLLMSampler(**kwargs)
-    raise ValueError(f"unknown sampler kind {kind!r}: use 'hf', 'static-loop' or 'vllm'")
