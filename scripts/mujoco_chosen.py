@@ -23,6 +23,9 @@ result.json files only (no number typed by hand):
   environment's setting;
 - ``<stem>.png``: the normalised final return per data setting and column, mean with its 95%
   t-interval (drawn from 3 seeds on), each seed a dot.
+- ``<stem>-aggregate.png`` (once a task is complete): the across-environment IQM and
+  probabilities of improvement with their intervals, and each method's score distribution (the
+  share of runs above each normalised return) with its pointwise stratified bootstrap band.
 
 A column whose export has no run of a data setting yet shows "-"; an export folder that does
 not exist is an error naming the YAML file and the entry.
@@ -46,6 +49,7 @@ _spec.loader.exec_module(grid)
 MIN_SEEDS_FOR_BARS = 3  # the plot's error bars: a 2-seed t-interval (t = 12.7) would set the axis
 REFERENCE = "aihf"  # the aggregate's probability of improvement is this method's over each other
 RESAMPLES, BOOTSTRAP_SEED = 20_000, 0
+THRESHOLDS = np.linspace(0.0, 1.25, 51)  # the score distribution's x axis: final return / expert's
 
 
 @dataclass(frozen=True)
@@ -138,19 +142,21 @@ def normalised_finals(saved: list[dict], expert: float) -> list[float]:
 class Aggregate:
     """The across-environment estimates (module docstring): the methods every environment has,
     the tasks where all of them have every planned seed (and the tasks left out), and per method
-    (iqm, low, high) and, for each method but ``REFERENCE``, P(REFERENCE > method) likewise."""
+    (iqm, low, high) and, for each method but ``REFERENCE``, P(REFERENCE > method) likewise; the
+    score distribution F at ``THRESHOLDS`` with its pointwise band, per method (for the plot)."""
 
     methods: list[str]
     tasks: list[str]
     left_out: list[str]
     iqm: dict[str, tuple[float, float, float]]
     improvement: dict[str, tuple[float, float, float]]
+    distribution: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> Aggregate:
     """Each method's normalised final returns on the complete tasks, reduced to the IQM and the
     probability of improvement with their stratified bootstrap intervals (none without a task)."""
-    from aihf.eval.aggregate import improvement_with_interval, iqm_with_interval
+    from aihf.eval.aggregate import distribution_with_band, improvement_with_interval, iqm_with_interval
 
     methods = [c.method for c in next(iter(columns.values()))
                if all(c.method in [other.method for other in env_columns] for env_columns in columns.values())]
@@ -167,12 +173,13 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> A
             else:
                 left_out.append(f"{env} {row.setting}")
     if not tasks or REFERENCE not in methods:
-        return Aggregate(methods, [], left_out, {}, {})
+        return Aggregate(methods, [], left_out, {}, {}, {})
     return Aggregate(
         methods, tasks, left_out,
         {m: iqm_with_interval(scores[m], RESAMPLES, BOOTSTRAP_SEED) for m in methods},
         {m: improvement_with_interval(scores[REFERENCE], scores[m], RESAMPLES, BOOTSTRAP_SEED)
-         for m in methods if m != REFERENCE})
+         for m in methods if m != REFERENCE},
+        {m: distribution_with_band(scores[m], THRESHOLDS, RESAMPLES, BOOTSTRAP_SEED) for m in methods})
 
 
 def aggregate_section(result: Aggregate) -> list[str]:
@@ -264,14 +271,15 @@ def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Pat
 
 
 def plot_aggregate(across: Aggregate, path: Path) -> None:
-    """Two panels, rliable's way: each method's IQM and each baseline's P(REFERENCE > baseline),
-    a point with its 95% stratified bootstrap interval; 0.5 (no difference) dashed."""
+    """Three panels, rliable's way: each method's IQM and each baseline's P(REFERENCE > baseline),
+    a point with its 95% stratified bootstrap interval (0.5, no difference, dashed); and each
+    method's score distribution, the share of runs above each score, with its pointwise band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.5 * len(across.methods) + 1.6))
+    fig, (left, right, profile) = plt.subplots(1, 3, figsize=(15, 0.5 * len(across.methods) + 2.2))
     for ax, estimates, title in ((left, across.iqm, "IQM of final return / expert's"),
                                  (right, across.improvement, f"P({REFERENCE} > method)")):
         names = [m for m in across.methods if m in estimates][::-1]
@@ -281,6 +289,13 @@ def plot_aggregate(across: Aggregate, path: Path) -> None:
         ax.set_yticks(range(len(names)), names)
         ax.set_title(title, fontsize=10)
     right.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
+    for j, method in enumerate(across.methods):
+        share, low, high = across.distribution[method]
+        profile.plot(THRESHOLDS, share, color=f"C{j}", label=method)
+        profile.fill_between(THRESHOLDS, low, high, color=f"C{j}", alpha=0.15)
+    profile.set_xlabel("final return / expert's, tau")
+    profile.set_title("share of runs scoring above tau", fontsize=10)
+    profile.legend(fontsize=7)
     fig.text(0.5, 0.01, f"{len(across.tasks)} tasks (environment, data setting); 95% stratified percentile bootstrap "
              f"intervals, {RESAMPLES:,} resamples", ha="center", fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))

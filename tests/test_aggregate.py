@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from aihf.eval.aggregate import (
-    improvement_with_interval, interquartile_mean, iqm_with_interval, probability_of_improvement, stratified_interval,
+    distribution_with_band, improvement_with_interval, interquartile_mean, iqm_with_interval,
+    probability_of_improvement, score_distribution, stratified_interval,
 )
 
 
@@ -30,6 +31,23 @@ def test_probability_of_improvement_is_the_mann_whitney_u_per_pair():
     y = [rng.normal(size=3), rng.normal(0.5, size=2), np.round(rng.normal(size=5), 1)]
     u = [stats.mannwhitneyu(a, b, alternative="greater").statistic / (len(a) * len(b)) for a, b in zip(x, y)]
     assert probability_of_improvement(x, y) == pytest.approx(np.mean(u))
+
+
+def test_the_score_distribution_is_the_share_above_each_threshold_averaged_over_tasks():
+    # above 0.5: 2 of 3 runs in task 1, 1 of 2 in task 2: (2/3 + 1/2) / 2; above 0: all; above 1: none
+    assert score_distribution([[0.1, 0.9, 1.0], [0.6, 0.2]], [0.0, 0.5, 1.0]) == pytest.approx([1.0, 7 / 12, 0.0])
+
+
+def test_the_score_distributions_band_resamples_within_each_task():
+    """Each task's runs equal: every stratified resample gives the same shares, so the band is
+    the line itself; on spread runs it holds the line and is reproducible."""
+    share, low, high = distribution_with_band([[1.0, 1.0, 1.0], [0.0, 0.0]], [-1.0, 0.5, 2.0], resamples=2000, seed=0)
+    assert share.tolist() == low.tolist() == high.tolist() == [1.0, 0.5, 0.0]
+    rng = np.random.default_rng(1)
+    tasks, thresholds = [rng.uniform(size=3) for _ in range(4)], np.linspace(0, 1, 11)
+    share, low, high = distribution_with_band(tasks, thresholds, resamples=2000, seed=3)
+    assert np.all(low <= share) and np.all(share <= high) and np.any(low < high)
+    assert all(np.array_equal(a, b) for a, b in zip(distribution_with_band(tasks, thresholds, 2000, 3), (share, low, high)))
 
 
 def test_the_bootstrap_resamples_within_each_task_only():
