@@ -18,8 +18,9 @@ result.json files only (no number typed by hand):
 - then, across environments, over the tasks (environment, data setting) where every column has
   all its planned seeds: per method the interquartile mean of the normalised final returns and
   the probability that AIHF's final return exceeds the method's, each with a 95% stratified
-  bootstrap interval (``aihf.eval.aggregate``; 20,000 resamples, seed 0, so the page is
-  reproducible). Methods are matched across environments by name, each at its own
+  bootstrap interval (``aihf.eval.aggregate``; 200,000 resamples, seed 0, so the page is
+  reproducible; a run copied into several tasks has its seeds drawn together there, by
+  ``run_sources``). Methods are matched across environments by name, each at its own
   environment's setting;
 - ``<stem>.png``: the normalised final return per data setting and column, mean with its 95%
   t-interval (drawn from 3 seeds on), each seed a dot.
@@ -48,7 +49,10 @@ _spec.loader.exec_module(grid)
 
 MIN_SEEDS_FOR_BARS = 3  # the plot's error bars: a 2-seed t-interval (t = 12.7) would set the axis
 REFERENCE = "aihf"  # the aggregate's probability of improvement is this method's over each other
-RESAMPLES, BOOTSTRAP_SEED = 20_000, 0
+# 200,000 resamples: the statistics take few values (P(X > Y) on 9 tasks of 3 x 3 seeds moves in
+# steps of 1/81), and at 20,000 a percentile could fall on either of two neighbouring values with
+# the seed; the band of the score distributions is only drawn, and 20,000 draw it
+RESAMPLES, BAND_RESAMPLES, BOOTSTRAP_SEED = 200_000, 20_000, 0
 THRESHOLDS = np.linspace(0.0, 1.25, 51)  # the score distribution's x axis: final return / expert's
 
 
@@ -153,6 +157,12 @@ class Aggregate:
     distribution: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
+def run_sources(saved: list[dict], cell_name: str) -> tuple[str, ...]:
+    """The cell each seed's run was trained in: the one it was copied from (``copied_from``),
+    else ``cell_name``. Tasks whose runs share their sources hold the same runs."""
+    return tuple(Path(s["copied_from"]).parents[2].name if "copied_from" in s else cell_name for s in saved)
+
+
 def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> Aggregate:
     """Each method's normalised final returns on the complete tasks, reduced to the IQM and the
     probability of improvement with their stratified bootstrap intervals (none without a task)."""
@@ -160,7 +170,7 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> A
 
     methods = [c.method for c in next(iter(columns.values()))
                if all(c.method in [other.method for other in env_columns] for env_columns in columns.values())]
-    scores = {method: [] for method in methods}
+    scores, groups = {method: [] for method in methods}, {method: [] for method in methods}
     tasks, left_out = [], []
     for env, env_columns in columns.items():
         position = {c.method: j for j, c in enumerate(env_columns)}
@@ -170,16 +180,17 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> A
                 tasks.append(f"{env} {row.setting}")
                 for method, (saved, _) in zip(methods, cells):
                     scores[method].append(normalised_finals(saved, row.expert))
+                    groups[method].append((env, run_sources(saved, grid.cell(env, row.setting))))
             else:
                 left_out.append(f"{env} {row.setting}")
     if not tasks or REFERENCE not in methods:
         return Aggregate(methods, [], left_out, {}, {}, {})
     return Aggregate(
         methods, tasks, left_out,
-        {m: iqm_with_interval(scores[m], RESAMPLES, BOOTSTRAP_SEED) for m in methods},
-        {m: improvement_with_interval(scores[REFERENCE], scores[m], RESAMPLES, BOOTSTRAP_SEED)
+        {m: iqm_with_interval(scores[m], RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods},
+        {m: improvement_with_interval(scores[REFERENCE], scores[m], RESAMPLES, BOOTSTRAP_SEED, groups[REFERENCE], groups[m])
          for m in methods if m != REFERENCE},
-        {m: distribution_with_band(scores[m], THRESHOLDS, RESAMPLES, BOOTSTRAP_SEED) for m in methods})
+        {m: distribution_with_band(scores[m], THRESHOLDS, BAND_RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods})
 
 
 def aggregate_section(result: Aggregate) -> list[str]:
@@ -199,7 +210,8 @@ def aggregate_section(result: Aggregate) -> list[str]:
               "the method on the same task, averaged over tasks (Agarwal et al. 2021). [95% stratified percentile "
               f"bootstrap, {RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}: seeds resampled within each task.] A method "
               "that is the same run in several data settings (one that does not read the data those settings "
-              "change) counts it once per task, so its interval is narrower than its runs warrant.", "",
+              "change) counts that run in each of those tasks, and the bootstrap draws its seeds there together, "
+              "as the one set of runs they are.", "",
               f"| method | IQM | P({REFERENCE} > method) |", "|---|---|---|"]
     for method in result.methods:
         improvement = interval(*result.improvement[method]) if method in result.improvement else "-"
@@ -297,7 +309,7 @@ def plot_aggregate(across: Aggregate, path: Path) -> None:
     profile.set_title("share of runs scoring above tau", fontsize=10)
     profile.legend(fontsize=7)
     fig.text(0.5, 0.01, f"{len(across.tasks)} tasks (environment, data setting); 95% stratified percentile bootstrap "
-             f"intervals, {RESAMPLES:,} resamples", ha="center", fontsize=8)
+             f"intervals, {RESAMPLES:,} resamples (bands: {BAND_RESAMPLES:,})", ha="center", fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

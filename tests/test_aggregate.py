@@ -74,7 +74,26 @@ def test_an_interval_is_reproducible_from_its_seed_and_holds_the_point():
     point, low, high = iqm_with_interval(tasks, resamples=2000, seed=7)
     assert low < point < high
     assert iqm_with_interval(tasks, resamples=2000, seed=7) == (point, low, high)
-    assert stratified_interval(lambda *t, axis=-1: np.concatenate(t, axis=axis).mean(axis=axis), tasks, 2000, 8) != (low, high)
+    assert stratified_interval(lambda *t: np.concatenate(t, axis=-1).mean(axis=-1), tasks, 2000, 8) != (low, high)
+
+
+def _pooled_mean(*tasks):
+    return np.concatenate(tasks, axis=-1).mean(axis=-1)
+
+
+def test_tasks_holding_the_same_runs_are_resampled_together():
+    """Two tasks with one run per seed copied into both, (0, 1) and (0, 1). Grouped, a resample
+    draws seeds (i, j) once for both: the mean of x_i, x_j, x_i, x_j is 0, 1/2 or 1 with
+    probabilities 1/4, 1/2, 1/4, so its 20th and 80th percentiles are 0 and 1. Drawn as
+    independent tasks, the mean of four draws is 0 or 1 with probability 1/16 each, 1/4 or 3/4
+    with 1/4 each: the percentiles are 1/4 and 3/4, an interval half as wide."""
+    copies = [[0.0, 1.0], [0.0, 1.0]]
+    assert stratified_interval(_pooled_mean, copies, 20_000, 0, confidence=0.6, groups=["a", "a"]) == (0.0, 1.0)
+    assert stratified_interval(_pooled_mean, copies, 20_000, 0, confidence=0.6) == (0.25, 0.75)
+    with pytest.raises(ValueError, match="group 'a': its tasks hold different numbers of runs"):
+        stratified_interval(_pooled_mean, [[0.0, 1.0], [0.0, 1.0, 2.0]], 100, 0, groups=["a", "a"])
+    with pytest.raises(ValueError, match="1 group labels for 2 samples"):
+        stratified_interval(_pooled_mean, copies, 100, 0, groups=["a"])
 
 
 def test_bad_input_is_refused():

@@ -108,6 +108,32 @@ def test_the_aggregate_covers_the_complete_tasks_only(tmp_path):
     assert (tmp_path / "aggregate.png").stat().st_size > 10_000
 
 
+def test_a_run_copied_into_several_tasks_is_resampled_as_one(tmp_path):
+    """RLHF reads no demonstrations, so its low-quality-demos runs are the balanced cell's
+    (``copied_from``): the aggregate draws their seeds together, one group for both tasks."""
+    from aihf.eval.aggregate import iqm_with_interval
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0, "low_return_mean": 250.0}))
+    for setting, demos, aihf in (("balanced", "demos", [900.0, 700.0, 800.0]), ("low-quality-demos", "demos_low", [600.0, 500.0, 400.0])):
+        _export(tmp_path / "grid", setting, demos, {"rlhf": [100.0, 300.0, 200.0], "aihf": aihf}, data)
+    for seed in range(3):
+        copied = tmp_path / "grid" / "HalfCheetah-v5-low-quality-demos" / "runs" / "rlhf" / f"seed{seed}" / "result.json"
+        run = json.loads(copied.read_text())
+        copied.write_text(json.dumps({**run, "copied_from": f"runs/x/HalfCheetah-v5-balanced/runs/rlhf/seed{seed}"}))
+    saved = chosen.grid.finished_runs(tmp_path / "grid" / "HalfCheetah-v5-low-quality-demos", "rlhf")
+    assert chosen.run_sources(saved, "HalfCheetah-v5-low-quality-demos") == ("HalfCheetah-v5-balanced",) * 3
+    path = tmp_path / "chosen.yaml"
+    path.write_text(yaml.safe_dump({"HalfCheetah-v5": [{"method": m, "setting": "paper preset", "export": "grid"}
+                                                       for m in ("aihf", "rlhf")]}))
+    columns = chosen.read_columns(path)
+    across = chosen.aggregate(columns, {"HalfCheetah-v5": chosen.read_rows("HalfCheetah-v5", columns["HalfCheetah-v5"])})
+    scores, one = [[0.1, 0.3, 0.2]] * 2, ("HalfCheetah-v5", ("HalfCheetah-v5-balanced",) * 3)
+    assert across.iqm["rlhf"] == iqm_with_interval(scores, chosen.RESAMPLES, chosen.BOOTSTRAP_SEED, [one, one])
+    assert across.iqm["rlhf"] != iqm_with_interval(scores, chosen.RESAMPLES, chosen.BOOTSTRAP_SEED)
+
+
 @pytest.mark.parametrize("entry, message", [
     ({"method": "sac", "setting": "s", "export": "grid"}, "column 1: method 'sac' is none of"),
     ({"method": "rlhf", "setting": "s", "export": "nowhere"}, "column 1: export 'nowhere': no folder"),

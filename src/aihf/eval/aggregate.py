@@ -1,5 +1,5 @@
-"""Aggregates over several tasks with few seeds each: the interquartile mean and the probability
-of improvement, with stratified bootstrap intervals.
+"""Aggregates over several tasks with few seeds each: the interquartile mean, the score
+distribution and the probability of improvement, with stratified bootstrap intervals.
 
 A benchmark of M tasks (here: an environment and a data setting) with n runs each (seeds)
 gives a method a score matrix; per-task t-intervals over 3 seeds are too wide to order
@@ -15,103 +15,116 @@ Statistical Precipice" (NeurIPS 2021; their library is rliable):
   the Mann-Whitney U statistic over n_x n_y per task;
 * 95% intervals by the stratified percentile bootstrap: every resample draws, within each
   task and for each method separately, n runs with replacement from that task's runs, so a
-  task's share of the aggregate stays fixed (``scipy.stats.bootstrap`` with one sample per
-  task and method, ``paired=False``: it resamples each sample independently).
+  task's share of the aggregate stays fixed; the interval is the 2.5th and 97.5th percentiles
+  of the statistic over the resamples.
 
-rliable itself is not a dependency: its bootstrap comes from ``arch`` < 8, which does not
-import with pandas 3 (this project's pin).
+One addition to rliable's bootstrap: tasks that hold *the same runs* (a method that does not
+read the data two settings differ in has one run per seed, copied into both tasks) can be
+given one ``groups`` label, and are then resampled with the same indices, seed i of one task
+always drawn with seed i of the other. Resampling them independently, as if the copy were a
+second set of seeds, would narrow the method's interval. The resampling is therefore written
+here (a few lines of NumPy) rather than taken from ``scipy.stats.bootstrap``, which resamples
+every sample on its own; rliable itself is not a dependency: its bootstrap comes from
+``arch`` < 8, which does not import with pandas 3 (this project's pin).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
 Scores = Sequence[Sequence[float]]  # one entry per task: that task's runs
+Groups = Sequence[Hashable] | None  # per task: tasks with one label hold the same runs (None: every task its own)
 
 
 def interquartile_mean(tasks: Scores) -> float:
     """IQM of every run of every task pooled: ``trim_mean(all scores, 0.25)``."""
-    return float(_iqm(*[np.asarray(runs, dtype=np.float64) for runs in _checked(tasks)]))
+    return float(_iqm(*_arrays(tasks)))
 
 
 def score_distribution(tasks: Scores, thresholds: Sequence[float]) -> np.ndarray:
     """F(tau) for each threshold tau: the share of runs scoring above it, averaged over tasks."""
-    return _distribution(np.asarray(thresholds, dtype=np.float64))(
-        *[np.asarray(runs, dtype=np.float64) for runs in _checked(tasks)])
+    return _distribution(np.asarray(thresholds, dtype=np.float64))(*_arrays(tasks))
 
 
 def probability_of_improvement(x: Scores, y: Scores) -> float:
     """Mean over tasks of P(X > Y) + P(X = Y)/2 (module docstring); ``x`` and ``y`` list the
     same tasks in the same order, each task's runs (their numbers may differ)."""
-    x, y = _checked(x), _checked(y)
+    x, y = _arrays(x), _arrays(y)
     if len(x) != len(y):
         raise ValueError(f"probability of improvement: {len(x)} tasks for X but {len(y)} for Y")
-    return float(_improvement(len(x))(*[np.asarray(runs, dtype=np.float64) for runs in (*x, *y)]))
+    return float(_improvement(len(x))(*x, *y))
 
 
-def stratified_interval(statistic: Callable[..., np.ndarray], samples: Sequence[Sequence[float]], resamples: int,
-                        seed: int, confidence: float = 0.95) -> tuple[Any, Any]:
-    """Percentile-bootstrap interval of ``statistic(*samples)``, each sample (a task's runs of
-    one method) resampled on its own (stratified: module docstring). ``statistic`` takes the
-    samples as arrays and reduces their last axis (``scipy.stats.bootstrap``'s vectorised form);
-    a statistic of several values puts them on its result's first axis, and the bounds are then
-    arrays. A sample of one run has nothing to resample: each needs two or more."""
-    from scipy import stats
-
-    arrays = tuple(np.asarray(s, dtype=np.float64) for s in samples)
+def stratified_interval(statistic: Callable[..., Any], samples: Scores, resamples: int, seed: int,
+                        confidence: float = 0.95, groups: Groups = None) -> tuple[Any, Any]:
+    """Percentile-bootstrap interval of ``statistic(*samples)``: each sample (a task's runs of
+    one method) resampled on its own, except that samples with one ``groups`` label share their
+    resampled indices (module docstring). ``statistic`` reduces the last axis of its arrays and
+    keeps the leading ones (the resamples); a statistic of several values puts them first, and
+    the bounds are then arrays. A sample of one run has nothing to resample: each needs two or more."""
+    arrays = _arrays(samples)
+    labels = list(range(len(arrays))) if groups is None else list(groups)
+    if len(labels) != len(arrays):
+        raise ValueError(f"{len(labels)} group labels for {len(arrays)} samples")
     if any(len(a) < 2 for a in arrays):
         raise ValueError("a bootstrap interval needs two or more runs in each task, for each method")
-    result = stats.bootstrap(arrays, statistic, n_resamples=resamples, vectorized=True, paired=False, axis=-1,
-                             confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
-    low, high = result.confidence_interval
+    rng, indices = np.random.default_rng(seed), {}
+    for label in dict.fromkeys(labels):  # in order of first appearance, so a seed gives one draw
+        sizes = {len(a) for a, other in zip(arrays, labels) if other == label}
+        if len(sizes) != 1:
+            raise ValueError(f"group {label!r}: its tasks hold different numbers of runs {sorted(sizes)}")
+        runs = sizes.pop()
+        indices[label] = rng.integers(0, runs, size=(resamples, runs))
+    values = statistic(*[a[indices[label]] for a, label in zip(arrays, labels)])
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail], axis=-1)
     return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
 
 
-def iqm_with_interval(tasks: Scores, resamples: int, seed: int) -> tuple[float, float, float]:
+def iqm_with_interval(tasks: Scores, resamples: int, seed: int, groups: Groups = None) -> tuple[float, float, float]:
     """The IQM of ``tasks`` and its stratified 95% bootstrap interval: (iqm, low, high)."""
-    tasks = _checked(tasks)
-    return (interquartile_mean(tasks), *stratified_interval(_iqm, tasks, resamples, seed))
+    return (interquartile_mean(tasks), *stratified_interval(_iqm, tasks, resamples, seed, groups=groups))
 
 
-def distribution_with_band(tasks: Scores, thresholds: Sequence[float], resamples: int,
-                           seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def distribution_with_band(tasks: Scores, thresholds: Sequence[float], resamples: int, seed: int,
+                           groups: Groups = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """F at each threshold and its pointwise stratified 95% bootstrap band: (F, low, high)."""
-    tasks, thresholds = _checked(tasks), np.asarray(thresholds, dtype=np.float64)
-    low, high = stratified_interval(_distribution(thresholds), tasks, resamples, seed)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    low, high = stratified_interval(_distribution(thresholds), tasks, resamples, seed, groups=groups)
     return score_distribution(tasks, thresholds), low, high
 
 
-def improvement_with_interval(x: Scores, y: Scores, resamples: int, seed: int) -> tuple[float, float, float]:
+def improvement_with_interval(x: Scores, y: Scores, resamples: int, seed: int, x_groups: Groups = None,
+                              y_groups: Groups = None) -> tuple[float, float, float]:
     """P(X > Y) over the tasks and its stratified 95% bootstrap interval (X's and Y's runs
-    resampled independently within each task): (probability, low, high)."""
+    resampled independently of each other, within each task or group): (probability, low, high)."""
     point = probability_of_improvement(x, y)
-    return (point, *stratified_interval(_improvement(len(x)), [*x, *y], resamples, seed))
+    groups = [("x", g) for g in (range(len(x)) if x_groups is None else x_groups)] + \
+             [("y", g) for g in (range(len(y)) if y_groups is None else y_groups)]
+    return (point, *stratified_interval(_improvement(len(x)), [*x, *y], resamples, seed, groups=groups))
 
 
-def _checked(tasks: Scores) -> list[Sequence[float]]:
-    tasks = list(tasks)
-    if not tasks or any(len(runs) == 0 for runs in tasks):
+def _arrays(tasks: Scores) -> list[np.ndarray]:
+    arrays = [np.asarray(runs, dtype=np.float64) for runs in tasks]
+    if not arrays or any(a.size == 0 for a in arrays):
         raise ValueError("an aggregate needs at least one task and at least one run in each task")
-    return tasks
+    return arrays
 
 
-def _iqm(*tasks: np.ndarray, axis: int = -1) -> np.ndarray:
+def _iqm(*tasks: np.ndarray) -> np.ndarray:
     from scipy import stats
 
-    return stats.trim_mean(np.concatenate(tasks, axis=axis), 0.25, axis=axis)
+    return stats.trim_mean(np.concatenate(tasks, axis=-1), 0.25, axis=-1)
 
 
 def _distribution(thresholds: np.ndarray) -> Callable[..., np.ndarray]:
-    """F(tau) as a statistic of the tasks' samples: thresholds on the result's first axis."""
+    """F(tau) as a statistic of the tasks' runs: the thresholds on the result's first axis."""
 
-    def statistic(*tasks: np.ndarray, axis: int = -1) -> np.ndarray:
-        shares = []
-        for runs in tasks:
-            runs = np.moveaxis(runs, axis, -1)
-            shares.append((runs[None] > thresholds.reshape(-1, *[1] * runs.ndim)).mean(axis=-1))
-        return np.mean(shares, axis=0)
+    def statistic(*tasks: np.ndarray) -> np.ndarray:
+        column = thresholds.reshape(-1, *[1] * tasks[0].ndim)
+        return np.mean([(runs[None] > column).mean(axis=-1) for runs in tasks], axis=0)
 
     return statistic
 
@@ -119,11 +132,9 @@ def _distribution(thresholds: np.ndarray) -> Callable[..., np.ndarray]:
 def _improvement(n_tasks: int) -> Callable[..., np.ndarray]:
     """The probability of improvement as a statistic of 2 x ``n_tasks`` samples: X's tasks, then Y's."""
 
-    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
-        per_task = []
-        for x, y in zip(samples[:n_tasks], samples[n_tasks:]):
-            x, y = np.moveaxis(x, axis, -1)[..., :, None], np.moveaxis(y, axis, -1)[..., None, :]
-            per_task.append(((x > y) + 0.5 * (x == y)).mean(axis=(-2, -1)))
+    def statistic(*samples: np.ndarray) -> np.ndarray:
+        per_task = [((x[..., :, None] > y[..., None, :]) + 0.5 * (x[..., :, None] == y[..., None, :])).mean(axis=(-2, -1))
+                    for x, y in zip(samples[:n_tasks], samples[n_tasks:])]
         return np.mean(per_task, axis=0)
 
     return statistic
