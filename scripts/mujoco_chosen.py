@@ -211,12 +211,23 @@ def aggregate_section(result: Aggregate) -> list[str]:
               f"bootstrap, {RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}: seeds resampled within each task.] A method "
               "that is the same run in several data settings (one that does not read the data those settings "
               "change) counts that run in each of those tasks, and the bootstrap draws its seeds there together, "
-              "as the one set of runs they are.", "",
-              f"| method | IQM | P({REFERENCE} > method) |", "|---|---|---|"]
+              "as the one set of runs they are. Verdict, by the rule fixed in docs/results.md: "
+              f"{REFERENCE} ahead when the interval of P({REFERENCE} > method) lies wholly above 0.5, behind when "
+              "wholly below, neither otherwise.", "",
+              f"| method | IQM | P({REFERENCE} > method) | verdict |", "|---|---|---|---|"]
     for method in result.methods:
-        improvement = interval(*result.improvement[method]) if method in result.improvement else "-"
-        lines.append(f"| {method} | {interval(*result.iqm[method])} | {improvement} |")
+        improvement, verdict = "-", "-"
+        if method in result.improvement:
+            improvement, verdict = interval(*result.improvement[method]), rule_verdict(*result.improvement[method][1:])
+        lines.append(f"| {method} | {interval(*result.iqm[method])} | {improvement} | {verdict} |")
     return lines + [""]
+
+
+def rule_verdict(low: float, high: float) -> str:
+    """The pre-registered reading of an interval of P(REFERENCE > method) (docs/results.md)."""
+    if low > 0.5:
+        return f"{REFERENCE} ahead"
+    return f"{REFERENCE} behind" if high < 0.5 else "neither"
 
 
 def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], across: Aggregate, source: Path) -> str:

@@ -99,13 +99,19 @@ def test_the_aggregate_covers_the_complete_tasks_only(tmp_path):
            "HalfCheetah-v5 few-preferences)." in page
     # 3 scores: a quarter of 3 rounds down to none cut, so the IQM is the mean; every AIHF seed above
     # every RLHF seed, in every resample too
-    assert "| aihf | 0.80 [0.70, 0.90] | - |" in page
-    assert "| rlhf | 0.20 [0.10, 0.30] | 1.00 [1.00, 1.00] |" in page
+    assert "| aihf | 0.80 [0.70, 0.90] | - | - |" in page
+    assert "| rlhf | 0.20 [0.10, 0.30] | 1.00 [1.00, 1.00] | aihf ahead |" in page
     pytest.importorskip("matplotlib")
     columns = chosen.read_columns(path)
     chosen.plot_aggregate(chosen.aggregate(columns, {"HalfCheetah-v5": chosen.read_rows("HalfCheetah-v5", columns[
         "HalfCheetah-v5"])}), tmp_path / "aggregate.png")
     assert (tmp_path / "aggregate.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("low, high, verdict", [(0.51, 0.9, "aihf ahead"), (0.5, 0.9, "neither"), (0.2, 0.5, "neither"),
+                                                (0.2, 0.49, "aihf behind")])
+def test_the_verdict_needs_the_whole_interval_on_one_side_of_one_half(low, high, verdict):
+    assert chosen.rule_verdict(low, high) == verdict
 
 
 def test_a_run_copied_into_several_tasks_is_resampled_as_one(tmp_path):
