@@ -168,8 +168,8 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> A
     probability of improvement with their stratified bootstrap intervals (none without a task)."""
     from aihf.eval.aggregate import distribution_with_band, improvement_with_interval, iqm_with_interval
 
-    methods = [c.method for c in next(iter(columns.values()))
-               if all(c.method in [other.method for other in env_columns] for env_columns in columns.values())]
+    shared = set.intersection(*({c.method for c in env_columns} for env_columns in columns.values()))
+    methods = [c.method for c in next(iter(columns.values())) if c.method in shared]
     scores, groups = {method: [] for method in methods}, {method: [] for method in methods}
     tasks, left_out = [], []
     for env, env_columns in columns.items():
