@@ -158,9 +158,12 @@ class Aggregate:
 
 
 def run_sources(saved: list[dict], cell_name: str) -> tuple[str, ...]:
-    """The cell each seed's run was trained in: the one it was copied from (``copied_from``),
-    else ``cell_name``. Tasks whose runs share their sources hold the same runs."""
-    return tuple(Path(s["copied_from"]).parents[2].name if "copied_from" in s else cell_name for s in saved)
+    """The cell each seed's run was trained in: the one it was copied from
+    (``experiments.mujoco.copied_from_cell``), else ``cell_name``. Tasks whose runs share their
+    sources hold the same runs."""
+    from aihf.experiments.mujoco import copied_from_cell
+
+    return tuple(cell.name if (cell := copied_from_cell(s)) else cell_name for s in saved)
 
 
 def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> Aggregate:

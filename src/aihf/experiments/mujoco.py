@@ -167,6 +167,12 @@ def _reused(folder: Path, key: dict, sources: list[str], warn: bool = True) -> d
     return None
 
 
+def copied_from_cell(saved: dict) -> Path | None:
+    """The experiment folder (a grid cell) whose run a reused ``result.json`` (``saved``) was
+    copied from (``_reused``'s ``copied_from``: that folder's runs/<method>/seed<k>), or None."""
+    return Path(saved["copied_from"]).parents[2] if "copied_from" in saved else None
+
+
 def _bc_result(cfg: MujocoConfig, demos, seed: int) -> dict:
     env = gym.make(cfg.env)
     t0 = time.time()
