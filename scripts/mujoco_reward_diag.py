@@ -195,9 +195,9 @@ def main() -> None:
 
 def report_reward(args) -> None:
     """``reward`` (module docstring): the fit line, then one per source checkpoint."""
-    from aihf.control.reward_net import RewardNet
+    from aihf.control.reward_net import load_reward
 
-    fit = reward_fit(RewardNet.load(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz")),
+    fit = reward_fit(load_reward(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz")),
                      dict(np.load(args.data / "demos.npz")))
     print(f"{args.run}: segment sums correlate {fit['correlation']:.3f} with true returns, scale "
           f"{fit['scale']:.4f} (1/scale {1 / fit['scale']:.1f}); per step on the pool mean {fit['step_mean']:.2f} "
@@ -232,9 +232,9 @@ def report_posture(args) -> None:
     episodes = evaluation_episodes(load_policy(args.run / "policy.safetensors", env), env, args.episodes, args.seed)
     net = None
     if args.data:
-        from aihf.control.reward_net import RewardNet
+        from aihf.control.reward_net import load_reward
 
-        net, segments = RewardNet.load(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz"))
+        net, segments = load_reward(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz"))
         pool = pool_reward_by_posture(per_step_rewards(net, segments["obs"], segments["act"]), segments)
     found = []
     for seed, episode in enumerate(episodes, start=args.seed):
@@ -262,7 +262,7 @@ def report_terms(args) -> None:
     from aihf.config import load_config
     from aihf.control.expert_data import load_data
     from aihf.control.policy_io import load_policy
-    from aihf.control.reward_net import RewardNet
+    from aihf.control.reward_net import load_reward
     from aihf.control.rollout import policy_actor, run_episode
     from aihf.experiments.mujoco import MujocoConfig
     from aihf.shipped import find_config
@@ -272,7 +272,7 @@ def report_terms(args) -> None:
     env = gym.make(args.env)
     act = policy_actor(load_policy(args.run / "policy.safetensors", env))
     episodes = [run_episode(act, env, seed=10**9 + i) for i in range(args.episodes)]
-    found = term_gradients(RewardNet.load(args.run / "reward_net.safetensors"), cfg.loop.reward, demos, prefs,
+    found = term_gradients(load_reward(args.run / "reward_net.safetensors"), cfg.loop.reward, demos, prefs,
                            np.concatenate([e.observations for e in episodes]), np.concatenate([e.actions for e in episodes]))
     print(f"{args.run}: |grad w_D H l_D| {found['demo_norm']:.4g}, |grad w_P l_BT| {found['pref_norm']:.4g} "
           f"(ratio {found['ratio']:.1f}, cosine {found['cosine']:.2f}); Adam's step direction is the demonstration "

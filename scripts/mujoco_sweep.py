@@ -69,7 +69,7 @@ def sweep_rows(folders: list[Path]) -> list[dict]:
 
     from aihf import shipped
     from aihf.control.expert_data import demonstrator_return
-    from aihf.control.reward_net import RewardNet
+    from aihf.control.reward_net import load_reward
 
     rows = []
     for folder in folders:
@@ -81,7 +81,7 @@ def sweep_rows(folders: list[Path]) -> list[dict]:
             if not runs:
                 continue
             nets = [run.parent / "reward_net.safetensors" for run in runs]
-            correlations = [reward_fit(RewardNet.load(net), segments, demos)["correlation"] for net in nets if net.is_file()]
+            correlations = [reward_fit(load_reward(net), segments, demos)["correlation"] for net in nets if net.is_file()]
             rows.append(sweep_row(folder, method_dir.name, [json.loads(r.read_text(encoding="utf-8")) for r in runs],
                                   demonstrator_return(data_dir), correlations))
     return rows

@@ -24,9 +24,9 @@ class Stop(Exception):
     """Stands for the session that ends mid-run."""
 
 
-def _loop(backend: str, normalize: bool = False) -> ControlLoopConfig:
+def _loop(backend: str, **settings) -> ControlLoopConfig:
     return ControlLoopConfig(
-        total_steps=400, reward_normalize=normalize, schedule="ml_irl", iteration_steps=100, trajectories_per_iteration=2, reward_updates=2,
+        total_steps=400, **settings, schedule="ml_irl", iteration_steps=100, trajectories_per_iteration=2, reward_updates=2,
         eval_every=200, eval_episodes=2, reward_hidden=[16], reward_clamp=10.0, resume_every=1,
         sac=SACConfig(backend=backend, net_arch=[16], learning_starts=50, batch_size=32, buffer_size=1000,
                       train_freq=10, gradient_steps=10),
@@ -39,21 +39,27 @@ def hopper_data():
     return load_data(shipped.mujoco_data_dir(ENV), n_demos=200, n_prefs=20)
 
 
-def _run(method, backend, data, folder, out, key=None, normalize=False):
+def _run(method, backend, data, folder, out, key=None, settings=None):
     resume = ResumePoint(folder, key or {"method": method, "backend": backend}, every=1)
-    return train_method(method, _loop(backend, normalize), ENV, 0, *data, out_dir=out, resume=resume)
+    return train_method(method, _loop(backend, **(settings or {})), ENV, 0, *data, out_dir=out, resume=resume)
 
 
-@pytest.mark.e2e  # eight short MuJoCo runs, twice each: about a minute
+ENSEMBLE = {"reward_ensemble": 3, "reward_ensemble_rule": "uwo", "reward_ensemble_penalty": 0.5}
+
+
+@pytest.mark.e2e  # ten short MuJoCo runs, twice each: about a minute
 @pytest.mark.parametrize("backend", ["sb3", "sbx"])
-@pytest.mark.parametrize("method,normalize", [("aihf", False), ("rlhf", False), ("sac_true", False), ("rlhf", True)])
+@pytest.mark.parametrize("method,settings", [("aihf", {}), ("rlhf", {}), ("sac_true", {}),
+                                             ("rlhf", {"reward_normalize": True}), ("aihf", ENSEMBLE)])
 def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(tmp_path, monkeypatch, hopper_data,
-                                                                                forbid_unpickling, method, normalize,
+                                                                                forbid_unpickling, method, settings,
                                                                                 backend):
-    """With ``reward_normalize`` the running moments of SAC's rewards are part of the resume point."""
+    """With ``reward_normalize`` the running moments of SAC's rewards are part of the resume
+    point; with a reward ensemble every member and its optimiser state."""
+    normalize = settings.get("reward_normalize", False)
     if backend == "sbx":
         pytest.importorskip("sbx")
-    whole = _run(method, backend, hopper_data, tmp_path / "whole.resume", tmp_path / "whole", normalize=normalize)
+    whole = _run(method, backend, hopper_data, tmp_path / "whole.resume", tmp_path / "whole", settings=settings)
     saved_at = []
     real_save = ResumePoint.save
 
@@ -65,12 +71,12 @@ def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(t
 
     monkeypatch.setattr(ResumePoint, "save", save_then_stop)
     with pytest.raises(Stop):
-        _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "first-attempt", normalize=normalize)
+        _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "first-attempt", settings=settings)
     assert json.loads((tmp_path / "parts.resume" / "state.json").read_text())["iteration"] == 2
     assert {p.suffix for p in (tmp_path / "parts.resume").iterdir()} <= {".json", ".safetensors"}
     monkeypatch.setattr(ResumePoint, "save", real_save)
     forbid_unpickling()
-    parts = _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "parts", normalize=normalize)
+    parts = _run(method, backend, hopper_data, tmp_path / "parts.resume", tmp_path / "parts", settings=settings)
     assert saved_at == [1, 2]
     assert parts.steps == whole.steps == [200, 400]
     assert parts.returns == whole.returns and parts.stds == whole.stds

@@ -48,7 +48,7 @@ from aihf.config import Settings, setting
 from aihf.control.policy_io import save_policy
 from aihf.control.relabel import RelabelledReplayBuffer, control_reward_scaler
 from aihf.control.reset_seeds import evaluation_seed, policy_trajectory_seed
-from aihf.control.reward_net import RewardNet
+from aihf.control.reward_net import EnsembleRule, RewardEnsemble, RewardNet
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
 from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.rollout import evaluation_episodes, policy_actor, run_episode
@@ -97,6 +97,11 @@ class ControlLoopConfig(Settings):
     reward_shift: float = setting(0.0, help="constant added to every learned reward in SAC's updates (reported when not 0)")
     reward_normalize: bool = setting(False, help="divide the learned reward SAC sees by its running standard deviation "
                                      "(reward_scale; docs/control.md \"The reward's scale\")")
+    reward_ensemble: int = setting(1, ge=1, help="reward nets, trained alike from different initialisations; from 2 on, "
+                                   "SAC sees their combination (reward_ensemble_rule; docs/control.md \"Reward ensembles\")")
+    reward_ensemble_rule: EnsembleRule = setting("mean", help="how an ensemble's rewards combine: mean | uwo (mean - "
+                                                 "penalty * variance) | wco (minimum)")
+    reward_ensemble_penalty: float = setting(0.0, ge=0, help="uwo: the weight of the members' variance")
     eval_every: int = setting(5_000, gt=0, help="environment steps between true-return evaluations")
     resume_every: int = setting(0, ge=0, help="ml_irl: outer iterations between resume points of a run "
                                 "(run_checkpoint; 0: none); they do not change the run")
@@ -109,6 +114,10 @@ class ControlLoopConfig(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.reward_ensemble == 1 and (self.reward_ensemble_rule != "mean" or self.reward_ensemble_penalty):
+            raise ValueError("reward_ensemble_rule and reward_ensemble_penalty combine an ensemble: set reward_ensemble >= 2")
+        if self.reward_ensemble > 1 and (self.reward_ensemble_rule == "uwo") != (self.reward_ensemble_penalty > 0):
+            raise ValueError("the uwo rule needs reward_ensemble_penalty > 0, and the other rules take none")
         rounds = self.sac.train_freq
         if self.schedule == "ml_irl" and (self.iteration_steps % rounds or self.total_steps % rounds):
             raise ValueError(f"iteration_steps ({self.iteration_steps}) and total_steps ({self.total_steps}) must be "
@@ -135,6 +144,16 @@ def reward_scaler(cfg: ControlLoopConfig, learner: RewardLearner | None) -> Rewa
     """The scaler of the rewards SAC sees (``relabel``): running moments without centring when
     ``reward_normalize`` is set and the method learns its reward; None otherwise."""
     return control_reward_scaler() if cfg.reward_normalize and learner is not None else None
+
+
+def make_reward(cfg: ControlLoopConfig, obs_dim: int, act_dim: int) -> RewardNet | RewardEnsemble:
+    """The reward a learned-reward method trains: one ``RewardNet``, or ``reward_ensemble`` of
+    them combined by ``reward_ensemble_rule``, initialised one after the other from torch's
+    generator (member 0 is the net a one-net run starts from)."""
+    members = [RewardNet(obs_dim, act_dim, tuple(cfg.reward_hidden), cfg.reward_clamp) for _ in range(cfg.reward_ensemble)]
+    if cfg.reward_ensemble == 1:
+        return members[0]
+    return RewardEnsemble(members, cfg.reward_ensemble_rule, cfg.reward_ensemble_penalty)
 
 
 def method_reward_config(method: str, base: RewardStepConfig) -> RewardStepConfig:
@@ -286,8 +305,7 @@ def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,
     eval_env = eval_env if eval_env is not None else gym.make(env_id)
     learner = None
     if method != "sac_true":
-        net = RewardNet(env.observation_space.shape[0], env.action_space.shape[0], tuple(cfg.reward_hidden),
-                        cfg.reward_clamp)
+        net = make_reward(cfg, env.observation_space.shape[0], env.action_space.shape[0])
         reward_cfg = method_reward_config(method, cfg.reward)
         if cfg.schedule == "ml_irl" and method in ("aihf", "ml_irl"):
             reward_cfg = replace(reward_cfg, demo_batch=None)  # ML-IRL's full expert batch

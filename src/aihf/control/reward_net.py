@@ -1,22 +1,41 @@
 """The control reward r_theta(s, a): an MLP on the concatenated state and action
 (docs/method.md section 6: hidden sizes (64, 64), ReLU; trained with Adam, lr 1e-4),
-optionally clamped to [-c, c] as ML-IRL's reward for MuJoCo is (c = 10).
+optionally clamped to [-c, c] as ML-IRL's reward for MuJoCo is (c = 10); or an ensemble of
+K such nets whose members are trained alike from different initialisations and whose
+conservative combination is what the policy sees (``RewardEnsemble``; docs/method.md
+section 7).
 
 A segment's reward is the sum of r_theta(s_t, a_t) over its steps (docs/method.md section 2,
-"Control"); ``segment_reward`` computes it for a batch of segments.
+"Control"); ``segment_reward`` computes it for a batch of segments. ``load_reward`` reads
+either kind back from its safetensors file.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 
-class RewardNet(nn.Module):
+EnsembleRule = Literal["mean", "uwo", "wco"]
+ENSEMBLE_RULES = ("mean", "uwo", "wco")
+
+
+class StepReward(nn.Module):
+    """A per-step reward r(s, a) (``forward``) and the segment sums built from it."""
+
+    def segment_reward(self, obs: torch.Tensor, act: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """r(tau) = sum_t m_t r(s_t, a_t) for segments [N, L, dim]; ``mask`` m [N, L] is 1 on a
+        segment's real steps and 0 on its padding (None: every step counts); returns shape [N]."""
+        rewards = self(obs, act)
+        return (rewards if mask is None else rewards * mask).sum(dim=-1)
+
+
+class RewardNet(StepReward):
     """r_theta(s, a) = clamp(MLP([s; a]), -c, c) -> scalar, ReLU between hidden layers;
     ``clamp`` c = None leaves the output unbounded. Outside [-c, c] the gradient is zero, so
     a reward step cannot push a clamped output further."""
@@ -38,24 +57,95 @@ class RewardNet(nn.Module):
         out = self.mlp(torch.cat([obs, act], dim=-1)).squeeze(-1)
         return out if self.clamp is None else out.clamp(-self.clamp, self.clamp)
 
-    def segment_reward(self, obs: torch.Tensor, act: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """r(tau) = sum_t m_t r(s_t, a_t) for segments [N, L, dim]; ``mask`` m [N, L] is 1 on a
-        segment's real steps and 0 on its padding (None: every step counts); returns shape [N]."""
-        rewards = self(obs, act)
-        return (rewards if mask is None else rewards * mask).sum(dim=-1)
+    def sizes(self) -> dict:
+        """What ``load_reward`` needs to rebuild the net."""
+        return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden), "clamp": self.clamp}
 
     def save(self, path: str | Path) -> None:
-        """Weights to safetensors, with the sizes needed by ``load`` as metadata."""
-        meta = {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden), "clamp": self.clamp}
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(path), metadata={"reward_net": json.dumps(meta)})
+        """Weights to safetensors, with the sizes needed by ``load_reward`` as metadata."""
+        _save(self, path, {"reward_net": json.dumps(self.sizes())})
 
     @classmethod
     def load(cls, path: str | Path) -> "RewardNet":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads(f.metadata()["reward_net"])
-        net = cls(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), meta.get("clamp"))
-        net.load_state_dict(load_file(str(path)))
+        """A single net's file back (``load_reward`` reads an ensemble's too)."""
+        net = load_reward(path)
+        if not isinstance(net, RewardNet):
+            raise ValueError(f"{path} holds a reward ensemble, not one reward net: read it with load_reward")
         return net
+
+
+class RewardEnsemble(StepReward):
+    """K reward nets r_1..r_K of one architecture, each trained on the reward objective by itself
+    (``reward_step.RewardLearner`` steps every member), combined for the policy by ``rule``
+    (Coste et al., "Reward Model Ensembles Help Mitigate Overoptimization", ICLR 2024):
+
+        mean:  r(s, a) = mean_k r_k(s, a)
+        uwo:   r(s, a) = mean_k r_k(s, a) - penalty * var_k r_k(s, a)   (uncertainty-weighted;
+               var over the members, divided by K)
+        wco:   r(s, a) = min_k r_k(s, a)                                  (worst case)
+
+    Where the data pin the reward down the members agree and the combination is their mean;
+    off the data they disagree, and ``uwo`` / ``wco`` score those states lower, so a policy
+    gains less by finding them (docs/method.md section 7). ``penalty`` has the reward's units
+    to the power -1 (it multiplies a variance)."""
+
+    def __init__(self, members: list[RewardNet], rule: EnsembleRule = "mean", penalty: float = 0.0):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"a reward ensemble needs at least 2 members, got {len(members)}")
+        if rule not in ENSEMBLE_RULES:
+            raise ValueError(f"unknown ensemble rule {rule!r}; choose from {ENSEMBLE_RULES}")
+        if (rule == "uwo") != (penalty > 0) or not penalty >= 0:
+            raise ValueError(f"the uwo rule needs a penalty > 0 and the other rules none, got penalty {penalty} "
+                             f"with rule {rule!r}")
+        if len({json.dumps(m.sizes()) for m in members}) != 1:
+            raise ValueError("the members of a reward ensemble must have the same sizes")
+        self.members = nn.ModuleList(members)
+        self.rule, self.penalty = rule, float(penalty)
+
+    def member_rewards(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """r_k(s, a) of every member, shape [K, ...]."""
+        return torch.stack([member(obs, act) for member in self.members])
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        rewards = self.member_rewards(obs, act)
+        if self.rule == "wco":
+            return rewards.min(dim=0).values
+        mean = rewards.mean(dim=0)
+        return mean - self.penalty * rewards.var(dim=0, correction=0) if self.rule == "uwo" else mean
+
+    def disagreement(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """The members' standard deviation sd_k r_k(s, a) (divided by K), shape [...]."""
+        return self.member_rewards(obs, act).std(dim=0, correction=0)
+
+    def save(self, path: str | Path) -> None:
+        """Every member's weights (``members.<k>.``) and the rule to safetensors."""
+        meta = {"members": len(self.members), "rule": self.rule, "penalty": self.penalty,
+                "net": self.members[0].sizes()}
+        _save(self, path, {"reward_ensemble": json.dumps(meta)})
+
+
+def load_reward(path: str | Path) -> RewardNet | RewardEnsemble:
+    """A reward net or ensemble from the safetensors file its ``save`` wrote (no pickle)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "reward_net" in meta:
+        reward = _net(json.loads(meta["reward_net"]))
+    elif "reward_ensemble" in meta:
+        ens = json.loads(meta["reward_ensemble"])
+        reward = RewardEnsemble([_net(ens["net"]) for _ in range(ens["members"])], ens["rule"], ens["penalty"])
+    else:
+        raise ValueError(f"{path} holds no reward net (no reward_net or reward_ensemble metadata)")
+    reward.load_state_dict(load_file(str(path)))
+    return reward
+
+
+def _net(sizes: dict) -> RewardNet:
+    return RewardNet(sizes["obs_dim"], sizes["act_dim"], tuple(sizes["hidden"]), sizes.get("clamp"))
+
+
+def _save(module: nn.Module, path: str | Path, metadata: dict[str, str]) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(path), metadata=metadata)

@@ -10,6 +10,11 @@ with ``objective.aihf_reward_loss`` (its w_demo = w_D * H; H = ``demo_horizon``,
 the linear l_D its negative gradient is
     g = w_D H [grad r(s_E,a_E) - grad r(s,a)] + w_P (1 - sigma(r(tau_w) - r(tau_l))) [grad r(tau_w) - grad r(tau_l)]
 (batch means). w_D = 0 is RLHF's reward model, w_P = 0 is ML-IRL.
+
+With a reward ensemble (``reward_net.RewardEnsemble``) each member r_k takes this step on
+its own minibatch draw, and the step minimises sum_k l_R(r_k): the members share no
+parameter and Adam acts on each parameter alone, so every member follows exactly the steps it
+would take by itself (docs/method.md section 7).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 import torch
 
 from aihf.config import setting
-from aihf.control.reward_net import RewardNet
+from aihf.control.reward_net import RewardEnsemble, RewardNet
 from aihf.data import SegmentPreferenceSet, TransitionSet
 from aihf.objective import DemoForm, ObjectiveConfig, aihf_reward_loss
 from aihf.runtime import check_finite
@@ -60,15 +65,17 @@ class RewardStepConfig(ObjectiveConfig):
 
 
 class RewardLearner:
-    """Holds r_theta, its Adam optimiser and the two data sets; ``step`` is one reward update."""
+    """Holds r_theta (a net or an ensemble of them), its Adam optimiser and the two data sets;
+    ``step`` is one reward update."""
 
-    def __init__(self, net: RewardNet, cfg: RewardStepConfig, demos: TransitionSet | None,
+    def __init__(self, net: RewardNet | RewardEnsemble, cfg: RewardStepConfig, demos: TransitionSet | None,
                  prefs: SegmentPreferenceSet | None, rng: np.random.Generator):
         if cfg.w_demo > 0 and demos is None:
             raise ValueError("w_demo > 0 needs demonstrations")
         if cfg.w_pref > 0 and prefs is None:
             raise ValueError("w_pref > 0 needs preferences")
         self.net, self.cfg, self.rng = net, cfg, rng
+        self.members: list[RewardNet] = list(net.members) if isinstance(net, RewardEnsemble) else [net]
         self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.demos = {} if demos is None else _tensors(observations=demos.observations, actions=demos.actions)
         self.segments, self.prefs = {}, {}  # each distinct segment once; pairs as indices into them
@@ -87,25 +94,31 @@ class RewardLearner:
         return {k: v[idx] for k, v in arrays.items()}
 
     def loss(self, policy_obs: torch.Tensor | None, policy_act: torch.Tensor | None) -> torch.Tensor:
-        """l_R on a fresh minibatch; ``policy_*`` are samples of pi_k (needed when w_demo > 0)."""
+        """l_R on a fresh minibatch, summed over the members (one net: its l_R), each member on
+        its own draw; ``policy_*`` are samples of pi_k (needed when w_demo > 0)."""
+        return sum(self._member_loss(member, policy_obs, policy_act) for member in self.members)
+
+    def _member_loss(self, net: RewardNet, policy_obs: torch.Tensor | None,
+                     policy_act: torch.Tensor | None) -> torch.Tensor:
         cfg = self.cfg
         r_demo = r_pol = r_w = r_l = None
         if cfg.w_demo > 0:
             d = self._draw(self.demos, cfg.demo_batch)
-            r_demo = self.net(d["observations"], d["actions"])
-            r_pol = self.net(policy_obs, policy_act)
+            r_demo = net(d["observations"], d["actions"])
+            r_pol = net(policy_obs, policy_act)
         if cfg.w_pref > 0:
-            r_w, r_l = self._pair_rewards(self._draw(self.prefs, cfg.pref_batch))
+            r_w, r_l = self._pair_rewards(self._draw(self.prefs, cfg.pref_batch), net)
         return aihf_reward_loss(r_demo, r_pol, r_w, r_l, cfg.w_demo * cfg.demo_horizon, cfg.w_pref, cfg.demo_form,
                                 cfg.reward_l2)
 
-    def _pair_rewards(self, pairs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """r(tau_w), r(tau_l) of the given pairs, each segment they use evaluated once (the
-        same values and gradient as evaluating both sides of every pair)."""
+    def _pair_rewards(self, pairs: dict[str, torch.Tensor], net: RewardNet | RewardEnsemble
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """r(tau_w), r(tau_l) of the given pairs under ``net``, each segment they use evaluated
+        once (the same values and gradient as evaluating both sides of every pair)."""
         n = len(pairs["preferred"])
         used, where = torch.unique(torch.cat([pairs["preferred"], pairs["rejected"]]), return_inverse=True)
         s = self.segments
-        rewards = self.net.segment_reward(s["obs"][used], s["act"][used], s["mask"][used])
+        rewards = net.segment_reward(s["obs"][used], s["act"][used], s["mask"][used])
         return rewards[where[:n]], rewards[where[n:]]
 
     @torch.no_grad()
@@ -113,16 +126,21 @@ class RewardLearner:
         """Where the reward stands: mean and sd of r per step on every demonstration transition
         and on the given policy transitions, their difference (the demonstration-over-policy
         margin), and the share of the first ``max_pairs`` preference pairs it ranks right
-        (training pairs: a fit diagnostic, not a held-out accuracy). No gradient, no update."""
+        (training pairs: a fit diagnostic, not a held-out accuracy). With an ensemble, r is its
+        combination (what the policy sees), and ``<demo|policy>_disagreement`` the members'
+        standard deviation per step, averaged. No gradient, no update."""
         out: dict[str, float] = {}
-        for name, rewards in (("demo", self.net(self.demos["observations"], self.demos["actions"]) if self.demos else None),
-                              ("policy", self.net(policy_obs, policy_act))):
-            if rewards is not None:
+        demos = (self.demos["observations"], self.demos["actions"]) if self.demos else None
+        for name, inputs in (("demo", demos), ("policy", (policy_obs, policy_act))):
+            if inputs is not None:
+                rewards = self.net(*inputs)
                 out[f"{name}_mean"], out[f"{name}_std"] = float(rewards.mean()), float(rewards.std())
+                if isinstance(self.net, RewardEnsemble):
+                    out[f"{name}_disagreement"] = float(self.net.disagreement(*inputs).mean())
         if "demo_mean" in out:
             out["margin"] = out["demo_mean"] - out["policy_mean"]
         if self.prefs:
-            r_w, r_l = self._pair_rewards({k: v[:max_pairs] for k, v in self.prefs.items()})
+            r_w, r_l = self._pair_rewards({k: v[:max_pairs] for k, v in self.prefs.items()}, self.net)
             out["pref_train_accuracy"] = float((r_w > r_l).float().mean())
         return out
 

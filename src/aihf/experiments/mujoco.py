@@ -104,7 +104,8 @@ def data_dir_of(cfg: MujocoConfig) -> Path:
     return Path(cfg.data_dir) if cfg.data_dir else shipped.mujoco_data_dir(cfg.env)
 
 
-LATER_SETTINGS = {"reward_normalize": False, "eval_split": "test"}  # loop settings added after runs were made: the value that reproduces them
+LATER_SETTINGS = {"reward_normalize": False, "eval_split": "test", "reward_ensemble": 1, "reward_ensemble_rule": "mean",
+                  "reward_ensemble_penalty": 0.0}  # loop settings added after runs were made: the value that reproduces them
 BC_EVALUATION = {"eval_split": LATER_SETTINGS["eval_split"], "eval_episodes": 10}  # the loop settings BC's evaluation reads: the values its runs were made with
 
 
