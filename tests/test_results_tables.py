@@ -126,6 +126,15 @@ def test_mujoco_results_table_is_rectangular():
     assert "validation" not in text.splitlines()[0]
     assert results_table({**results, "eval_split": "validation"}).splitlines()[0].endswith(
         "on the validation reset seeds (for choosing settings, not a test result)")
+    from aihf.control.algorithm import ControlLoopConfig
+    from aihf.experiments.mujoco import reward_ensemble_entry
+
+    assert reward_ensemble_entry(ControlLoopConfig()) == {} and "ensemble" not in text
+    ensemble = reward_ensemble_entry(ControlLoopConfig(reward_ensemble=5, reward_ensemble_rule="uwo",
+                                                       reward_ensemble_penalty=0.5))
+    assert ensemble == {"reward_ensemble": {"members": 5, "rule": "uwo", "penalty": 0.5}}
+    assert "learned rewards the uwo of an ensemble of 5 reward nets, penalty 0.5, shifted by 0" in results_table(
+        {**results, **ensemble})
 
 
 def test_mujoco_late_metric_is_each_seeds_mean_over_its_last_evaluations():

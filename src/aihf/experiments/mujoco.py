@@ -215,11 +215,28 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
                "n_prefs": len(prefs), "demonstrator_return": expert, "total_steps": cfg.loop.total_steps,
                "schedule": cfg.loop.schedule, "reward_shift": cfg.loop.reward_shift,
                "reward_normalize": cfg.loop.reward_normalize, "eval_split": cfg.loop.eval_split,
-               "seeds": cfg.seeds, "summary": summarise(runs, expert), "runs": runs}
+               **reward_ensemble_entry(cfg.loop), "seeds": cfg.seeds, "summary": summarise(runs, expert), "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(results_table(results))
     plot_curves(results, out / "curves.png")
     return results
+
+
+def reward_ensemble_entry(loop) -> dict:
+    """``results.json``'s record of a reward ensemble (docs/control.md), only when one was used
+    (results made with one net keep their files as they were)."""
+    if loop.reward_ensemble == 1:
+        return {}
+    return {"reward_ensemble": {"members": loop.reward_ensemble, "rule": loop.reward_ensemble_rule,
+                                "penalty": loop.reward_ensemble_penalty}}
+
+
+def _ensemble_words(results: dict) -> str:
+    ensemble = results.get("reward_ensemble")
+    if not ensemble:
+        return ""
+    penalty = f", penalty {ensemble['penalty']:g}" if ensemble["rule"] == "uwo" else ""
+    return f"the {ensemble['rule']} of an ensemble of {ensemble['members']} reward nets{penalty}, "
 
 
 OPTIONAL_RESULTS = ("reward_scales", "eval_reward")
@@ -286,7 +303,8 @@ def results_table(results: dict) -> str:
         "",
         f"Demonstrations: {results['n_demos']} transitions ({results['demos']}); preferences: "
         f"{results['n_prefs']} segment pairs; seeds {results['seeds']}; schedule {results['schedule']}; "
-        f"learned rewards {'divided by their running std and ' if results.get('reward_normalize') else ''}"
+        f"learned rewards {_ensemble_words(results)}"
+        f"{'divided by their running std and ' if results.get('reward_normalize') else ''}"
         f"shifted by {results['reward_shift']:g}; normalised by the expert's return (the "
         f"demonstrator behind demos.npz, whichever demonstrations the methods learn from) "
         f"{results['demonstrator_return']:.1f} = 1.0. Mean +- std over seeds; "
