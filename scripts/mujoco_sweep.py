@@ -49,6 +49,7 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
             **{w: "-" if w in unread else one([s["reward"][w] for s in settings]) for w in ("w_demo", "w_pref")},
             "reward_updates": "-" if method in ("bc", "sac_true") else one([s["reward_updates"] for s in settings]),
             "reward_normalize": "-" if method == "bc" else one([s.get("reward_normalize", False) for s in settings]),
+            "reward_nets": "-" if method in ("bc", "sac_true") else one([reward_nets(s) for s in settings]),
             "steps": one([r["result"]["steps"][-1] for r in results]), "seeds": sorted(r["key"]["seed"] for r in results),
             "final": summary["normalised_mean"], "final_ci95": summary["normalised_ci95"],
             "late": summary["late_normalised_mean"], "late_ci95": summary["late_normalised_ci95"],
@@ -59,6 +60,16 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
                                  "seeds": len(final_learned)} if final_learned else None,
             **{field: one([r["key"][field] for r in results]) for field in ("env", "demos", "n_prefs")},
             "expert": expert, "runs": [r["result"] for r in results]}
+
+
+def reward_nets(settings: dict) -> str:
+    """A run's reward in a few words: ``1`` (one net), else the ensemble's size and rule
+    (``5 wco``; ``5 uwo 0.5`` with its penalty)."""
+    members = settings.get("reward_ensemble", 1)
+    if members == 1:
+        return "1"
+    rule = settings["reward_ensemble_rule"]
+    return f"{members} {rule}" + (f" {settings['reward_ensemble_penalty']:g}" if rule == "uwo" else "")
 
 
 def sweep_rows(folders: list[Path]) -> list[dict]:
@@ -95,7 +106,8 @@ def sweep_label(row: dict) -> str:
 
     weights = [f"w_D={weight(row['w_demo'])} w_P={weight(row['w_pref'])}"] if row["method"] == "aihf" else []
     normalised = ["normalised"] if row["reward_normalize"] is True else []
-    return " ".join([row["method"], *weights, *normalised])
+    ensemble = [f"ensemble {row['reward_nets']}"] if row.get("reward_nets", "1") not in ("1", "-") else []
+    return " ".join([row["method"], *weights, *normalised, *ensemble])
 
 
 def plot_sweep(rows: list[dict], path: Path) -> None:
@@ -162,9 +174,9 @@ def sweep_table(rows: list[dict]) -> str:
     def interval(mean: float, ci95: float) -> str:
         return f"{mean:.3f}" + (f" +- {ci95:.3f}" if np.isfinite(ci95) else "")
 
-    lines = ["| folder | method | split | steps | w_D | w_P | reward steps | reward normalised | seeds | "
+    lines = ["| folder | method | split | steps | w_D | w_P | reward steps | reward normalised | reward nets | seeds | "
              "final, normalised | last 5, normalised | training-pair accuracy | segment correlation | "
-             "learned reward per step, final policy / demonstrations |", "|---" * 14 + "|"]
+             "learned reward per step, final policy / demonstrations |", "|---" * 15 + "|"]
     for r in rows:
         correlation = "-" if r["correlation"] is None else interval(r["correlation"]["mean"], r["correlation"]["ci95"])
         accuracy = "-" if r["pair_accuracy"] is None else f"{r['pair_accuracy']:.3f}"
@@ -172,7 +184,7 @@ def sweep_table(rows: list[dict]) -> str:
             f"{r['learned_per_step']['policy']:.3f} / {r['learned_per_step']['demo']:.3f}" + \
             ("" if r["learned_per_step"]["seeds"] == len(r["seeds"]) else f" ({count(r['learned_per_step']['seeds'], 'seed')})")
         lines.append(f"| {r['folder']} | {r['method']} | {r['split']} | {r['steps']} | {r['w_demo']} | {r['w_pref']} | "
-                     f"{r['reward_updates']} | {r['reward_normalize']} | {', '.join(map(str, r['seeds']))} | {interval(r['final'], r['final_ci95'])} | "
+                     f"{r['reward_updates']} | {r['reward_normalize']} | {r['reward_nets']} | {', '.join(map(str, r['seeds']))} | {interval(r['final'], r['final_ci95'])} | "
                      f"{interval(r['late'], r['late_ci95'])} | {accuracy} | {correlation} | {learned} |")
     return "\n".join(lines)
 

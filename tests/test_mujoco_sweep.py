@@ -1,6 +1,7 @@
 """scripts/mujoco_sweep.py: each setting's row summarised as the experiment's own tables are,
 its labels and its plot."""
 
+import copy
 import importlib.util
 import sys
 from pathlib import Path
@@ -37,6 +38,13 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
     assert sweep._distinct_labels([row, one, {**one, "folder": "again/cell"}]) == \
         ["aihf w_D=1 w_P=30", "tune: ml_irl", "again: ml_irl"]
     assert sweep._distinct_labels([one, other]) == ["ml_irl", "ml_irl normalised"]
+    ensemble_runs = copy.deepcopy(runs)
+    for run in ensemble_runs:  # a 5-member worst-case ensemble, as the key of such a run holds it
+        run["key"]["settings"].update(reward_normalize=True, reward_ensemble=5, reward_ensemble_rule="wco",
+                                      reward_ensemble_penalty=0.0)
+    ensemble = sweep.sweep_row(Path("cell"), "ml_irl", ensemble_runs, 200.0, [])
+    assert ensemble["reward_nets"] == "5 wco" and sweep.sweep_label(ensemble) == "ml_irl normalised ensemble 5 wco"
+    assert sweep.reward_nets({"reward_ensemble": 3, "reward_ensemble_rule": "uwo", "reward_ensemble_penalty": 0.5}) == "3 uwo 0.5"
     assert row["runs"] == [r["result"] for r in runs] and (row["env"], row["n_prefs"]) == ("Hopper-v5", 20)
     sweep.plot_sweep([row, ml_irl], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
@@ -46,7 +54,7 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
     learned = sweep.sweep_row(Path("cell"), "aihf", runs, 200.0, [])
     assert learned["learned_per_step"] == {"policy": 1.0, "demo": 1.5, "seeds": 2}  # the final evaluation's, mean over seeds
     table = sweep.sweep_table([row, ml_irl, learned]).splitlines()
-    assert len(table) == 5 and "| False | 10, 11 | 1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 | - |" in table[2]
+    assert len(table) == 5 and "| False | 1 | 10, 11 | 1.000 +- 6.353" in table[2] and "| 0.850 | 0.800 +- 1.271 | - |" in table[2]
     assert table[4].endswith("| 1.000 / 1.500 |")
     plain = [result(10, 30.0, [0.0, 50.0, 100.0], 0.8), result(11, 30.0, [0.0, 60.0, 90.0], 0.8)]
     unrecorded = sweep.sweep_row(Path("cell"), "aihf", plain, 200.0, [])
