@@ -85,8 +85,9 @@ class RewardEnsemble(StepReward):
         wco:   r(s, a) = min_k r_k(s, a)                                  (worst case)
 
     Where the data pin the reward down the members agree and the combination is their mean;
-    off the data they disagree, and ``uwo`` / ``wco`` score those states lower, so a policy
-    gains less by finding them (docs/method.md section 7). ``penalty`` has the reward's units
+    off the data they may disagree, and there ``uwo`` / ``wco`` score those states lower, so a
+    policy gains less by finding them (docs/method.md section 7; members fitted to the same data
+    can also err alike, as on HalfCheetah). ``penalty`` has the reward's units
     to the power -1 (it multiplies a variance)."""
 
     def __init__(self, members: list[RewardNet], rule: EnsembleRule = "mean", penalty: float = 0.0):
