@@ -101,9 +101,9 @@ def test_ensemble_settings_are_checked_when_made():
         ControlLoopConfig(reward_ensemble_rule="wco")
     with pytest.raises(ValueError, match="set reward_ensemble >= 2"):
         ControlLoopConfig(reward_ensemble_penalty=1.0, reward_ensemble_rule="uwo")
-    with pytest.raises(ValueError, match="uwo rule needs reward_ensemble_penalty > 0"):
+    with pytest.raises(ValueError, match="uwo rule needs a penalty > 0"):
         ControlLoopConfig(reward_ensemble=3, reward_ensemble_rule="uwo")
-    with pytest.raises(ValueError, match="uwo rule needs reward_ensemble_penalty > 0"):
+    with pytest.raises(ValueError, match="uwo rule needs a penalty > 0"):
         ControlLoopConfig(reward_ensemble=3, reward_ensemble_rule="mean", reward_ensemble_penalty=1.0)
     with pytest.raises(ValueError, match="reward_ensemble must be >= 1"):
         ControlLoopConfig(reward_ensemble=0)

@@ -48,7 +48,7 @@ from aihf.config import Settings, setting
 from aihf.control.policy_io import save_policy
 from aihf.control.relabel import RelabelledReplayBuffer, control_reward_scaler
 from aihf.control.reset_seeds import evaluation_seed, policy_trajectory_seed
-from aihf.control.reward_net import EnsembleRule, RewardEnsemble, RewardNet
+from aihf.control.reward_net import EnsembleRule, RewardEnsemble, RewardNet, check_ensemble_rule
 from aihf.control.reward_step import RewardLearner, RewardStepConfig
 from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.rollout import evaluation_episodes, policy_actor, run_episode
@@ -116,8 +116,8 @@ class ControlLoopConfig(Settings):
         super().__post_init__()
         if self.reward_ensemble == 1 and (self.reward_ensemble_rule != "mean" or self.reward_ensemble_penalty):
             raise ValueError("reward_ensemble_rule and reward_ensemble_penalty combine an ensemble: set reward_ensemble >= 2")
-        if self.reward_ensemble > 1 and (self.reward_ensemble_rule == "uwo") != (self.reward_ensemble_penalty > 0):
-            raise ValueError("the uwo rule needs reward_ensemble_penalty > 0, and the other rules take none")
+        if self.reward_ensemble > 1:
+            check_ensemble_rule(self.reward_ensemble_rule, self.reward_ensemble_penalty)
         rounds = self.sac.train_freq
         if self.schedule == "ml_irl" and (self.iteration_steps % rounds or self.total_steps % rounds):
             raise ValueError(f"iteration_steps ({self.iteration_steps}) and total_steps ({self.total_steps}) must be "

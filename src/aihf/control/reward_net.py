@@ -25,6 +25,15 @@ EnsembleRule = Literal["mean", "uwo", "wco"]
 ENSEMBLE_RULES = ("mean", "uwo", "wco")
 
 
+def check_ensemble_rule(rule: str, penalty: float) -> None:
+    """A rule of ``ENSEMBLE_RULES``; ``uwo`` with a penalty > 0, the others with none."""
+    if rule not in ENSEMBLE_RULES:
+        raise ValueError(f"unknown ensemble rule {rule!r}; choose from {ENSEMBLE_RULES}")
+    if (rule == "uwo") != (penalty > 0) or not penalty >= 0:
+        raise ValueError(f"the uwo rule needs a penalty > 0 and the other rules none, got penalty {penalty} "
+                         f"with rule {rule!r}")
+
+
 class StepReward(nn.Module):
     """A per-step reward r(s, a) (``forward``) and the segment sums built from it."""
 
@@ -94,11 +103,7 @@ class RewardEnsemble(StepReward):
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"a reward ensemble needs at least 2 members, got {len(members)}")
-        if rule not in ENSEMBLE_RULES:
-            raise ValueError(f"unknown ensemble rule {rule!r}; choose from {ENSEMBLE_RULES}")
-        if (rule == "uwo") != (penalty > 0) or not penalty >= 0:
-            raise ValueError(f"the uwo rule needs a penalty > 0 and the other rules none, got penalty {penalty} "
-                             f"with rule {rule!r}")
+        check_ensemble_rule(rule, penalty)
         if len({json.dumps(m.sizes()) for m in members}) != 1:
             raise ValueError("the members of a reward ensemble must have the same sizes")
         self.members = nn.ModuleList(members)
