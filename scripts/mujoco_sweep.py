@@ -65,11 +65,12 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
 def reward_nets(settings: dict) -> str:
     """A run's reward in a few words: ``1`` (one net), else the ensemble's size and rule
     (``5 wco``; ``5 uwo 0.5`` with its penalty)."""
+    from aihf.experiments.mujoco import ensemble_label
+
     members = settings.get("reward_ensemble", 1)
     if members == 1:
         return "1"
-    rule = settings["reward_ensemble_rule"]
-    return f"{members} {rule}" + (f" {settings['reward_ensemble_penalty']:g}" if rule == "uwo" else "")
+    return ensemble_label(members, settings["reward_ensemble_rule"], settings["reward_ensemble_penalty"])
 
 
 def sweep_rows(folders: list[Path]) -> list[dict]:

@@ -231,12 +231,16 @@ def reward_ensemble_entry(loop) -> dict:
                                 "penalty": loop.reward_ensemble_penalty}}
 
 
+def ensemble_label(members: int, rule: str, penalty: float) -> str:
+    """A reward ensemble in a few words: ``5 wco``; ``5 uwo 0.5`` with its penalty."""
+    return f"{members} {rule}" + (f" {penalty:g}" if rule == "uwo" else "")
+
+
 def _ensemble_words(results: dict) -> str:
     ensemble = results.get("reward_ensemble")
     if not ensemble:
         return ""
-    penalty = f", penalty {ensemble['penalty']:g}" if ensemble["rule"] == "uwo" else ""
-    return f"the {ensemble['rule']} of an ensemble of {ensemble['members']} reward nets{penalty}, "
+    return f"an ensemble of reward nets ({ensemble_label(ensemble['members'], ensemble['rule'], ensemble['penalty'])}), "
 
 
 OPTIONAL_RESULTS = ("reward_scales", "eval_reward")
