@@ -20,6 +20,22 @@ def _members(k: int, seed: int = 0) -> list[RewardNet]:
     return [RewardNet(3, 2, (8, 8)) for _ in range(k)]
 
 
+def _members_and_copies(seed: int, k: int = 3) -> tuple[list[RewardNet], list[RewardNet]]:
+    """k small nets and an identical copy of each, to be trained apart."""
+    torch.manual_seed(seed)
+    members = [RewardNet(2, 1, (16,)) for _ in range(k)]
+    copies = [RewardNet(2, 1, (16,)) for _ in members]
+    for copy, member in zip(copies, members):
+        copy.load_state_dict(member.state_dict())
+    return members, copies
+
+
+def _assert_equal_nets(nets: list[RewardNet], others: list[RewardNet]) -> None:
+    for net, other in zip(nets, others):
+        for p, q in zip(net.parameters(), other.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("rule, penalty", [("mean", 0.0), ("uwo", 0.7), ("wco", 0.0)])
 def test_each_rule_combines_the_members_rewards_as_its_formula_says(rule, penalty):
     members = _members(4)
@@ -47,21 +63,64 @@ def test_an_ensembles_step_moves_every_member_exactly_as_that_net_would_move_alo
     over all members are K separate Adams); the step's value is the members' losses summed."""
     demos, prefs = toy_data(n_demos=40, demo_slope=0.8, n_prefs=30, seed=2)
     cfg = RewardStepConfig(lr=1e-2, weight_decay=1e-3, demo_batch=None, pref_batch=None, demo_horizon=3)
-    torch.manual_seed(0)
-    members = [RewardNet(2, 1, (16,)) for _ in range(3)]
-    alone = [RewardNet(2, 1, (16,)) for _ in members]
-    for copy, member in zip(alone, members):
-        copy.load_state_dict(member.state_dict())
+    members, alone = _members_and_copies(seed=0)
     policy_obs, policy_act = torch.randn(25, 2), torch.randn(25, 1)
     ensemble = RewardLearner(RewardEnsemble(members, "uwo", 2.0), cfg, demos, prefs, np.random.default_rng(0))
     lone = [RewardLearner(net, cfg, demos, prefs, np.random.default_rng(0)) for net in alone]
     for _ in range(5):
         total = ensemble.step(policy_obs, policy_act)
         assert total == pytest.approx(sum(learner.step(policy_obs, policy_act) for learner in lone), rel=1e-5)
-    for member, copy in zip(members, alone):
-        for p, q in zip(member.parameters(), copy.parameters()):
-            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    _assert_equal_nets(members, alone)
     assert not torch.equal(members[0].mlp[0].weight, members[1].mlp[0].weight)  # different initialisations stay apart
+
+
+def _resampled(data, rows):
+    """The data set made of ``data``'s rows ``rows`` (repeats kept, in that order)."""
+    return replace(data, **{name: array[rows] for name, array in data._arrays().items()})
+
+
+def test_a_bootstrap_member_moves_exactly_as_a_net_trained_alone_on_its_resample():
+    """Full batches: with ``bootstrap`` each member's 4 steps equal a lone net's on the data
+    set rebuilt from that member's resample (n of the n demonstration rows and n of the n
+    pairs, with replacement). The resamples differ between members, repeat rows and leave
+    some out, as n draws with replacement do (about 63% distinct)."""
+    demos, prefs = toy_data(n_demos=60, demo_slope=0.8, n_prefs=50, seed=3)
+    cfg = RewardStepConfig(lr=1e-2, weight_decay=1e-3, demo_batch=None, pref_batch=None, demo_horizon=2)
+    members, alone = _members_and_copies(seed=1)
+    ensemble = RewardLearner(RewardEnsemble(members, "wco"), cfg, demos, prefs, np.random.default_rng(4), bootstrap=True)
+    policy_obs, policy_act = torch.randn(25, 2), torch.randn(25, 1)
+    lone = []
+    for net, rows in zip(alone, ensemble.member_rows):
+        demo_rows, pair_rows = rows["demos"].numpy(), rows["prefs"].numpy()
+        assert len(demo_rows) == len(demos) and len(pair_rows) == len(prefs)
+        assert 0.45 < len(set(demo_rows)) / len(demos) < 0.8 and 0.45 < len(set(pair_rows)) / len(prefs) < 0.8
+        lone.append(RewardLearner(net, cfg, _resampled(demos, demo_rows), _resampled(prefs, pair_rows),
+                                  np.random.default_rng(0)))
+    assert len({tuple(rows["prefs"].tolist()) for rows in ensemble.member_rows}) == 3
+    for _ in range(4):
+        total = ensemble.step(policy_obs, policy_act)
+        assert total == pytest.approx(sum(learner.step(policy_obs, policy_act) for learner in lone), rel=1e-5)
+    _assert_equal_nets(members, alone)
+
+
+def test_a_bootstrap_members_minibatches_come_from_its_resample_only():
+    """Minibatches of 32 demonstration rows: every row a member is shown is in its resample,
+    and over 20 steps nearly all of the resample is shown."""
+    demos, prefs = toy_data(n_demos=80, demo_slope=0.8, n_prefs=10, seed=0)
+    cfg = RewardStepConfig(w_pref=0.0, demo_batch=32)
+    ensemble = RewardEnsemble([RewardNet(2, 1, (8, 8)) for _ in range(2)], "mean")
+    learner = RewardLearner(ensemble, cfg, demos, prefs, np.random.default_rng(0), bootstrap=True)
+    seen = [[] for _ in ensemble.members]
+    for k, member in enumerate(ensemble.members):
+        member.register_forward_hook(lambda _m, inputs, _out, k=k: seen[k].append(inputs[0]))
+    policy_obs = torch.full((16, 2), 100.0)  # far from every demonstration
+    for _ in range(20):
+        learner.step(policy_obs, torch.zeros(16, 1))
+    for k, rows in enumerate(learner.member_rows):
+        allowed = {tuple(row) for row in demos.observations[rows["demos"].numpy()].tolist()}
+        drawn = {tuple(row) for obs in seen[k] if obs[0, 0] != 100.0 for row in obs.tolist()}
+        assert drawn and drawn <= allowed
+        assert len(drawn) > 0.9 * len(allowed)  # 640 draws cover the member's resample
 
 
 def test_one_member_is_the_plain_net_and_member_zero_starts_where_a_one_net_run_starts():
@@ -101,6 +160,11 @@ def test_ensemble_settings_are_checked_when_made():
         ControlLoopConfig(reward_ensemble_rule="wco")
     with pytest.raises(ValueError, match="set reward_ensemble >= 2"):
         ControlLoopConfig(reward_ensemble_penalty=1.0, reward_ensemble_rule="uwo")
+    with pytest.raises(ValueError, match="set reward_ensemble >= 2"):
+        ControlLoopConfig(reward_ensemble_bootstrap=True)
+    demos, prefs = toy_data(n_demos=10, demo_slope=0.8, n_prefs=10, seed=0)
+    with pytest.raises(ValueError, match="needs a reward ensemble"):
+        RewardLearner(RewardNet(2, 1), RewardStepConfig(), demos, prefs, np.random.default_rng(0), bootstrap=True)
     with pytest.raises(ValueError, match="uwo rule needs a penalty > 0"):
         ControlLoopConfig(reward_ensemble=3, reward_ensemble_rule="uwo")
     with pytest.raises(ValueError, match="uwo rule needs a penalty > 0"):
@@ -138,17 +202,20 @@ def test_the_members_agree_on_the_data_and_disagree_away_from_it():
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("method, rule, penalty", [("aihf", "uwo", 1.0), ("rlhf", "wco", 0.0)])
-def test_an_ensemble_run_learns_the_task_with_a_known_expert(method, rule, penalty):
+@pytest.mark.parametrize("method, rule, penalty, bootstrap",
+                         [("aihf", "uwo", 1.0, False), ("rlhf", "wco", 0.0, False), ("rlhf", "wco", 0.0, True)])
+def test_an_ensemble_run_learns_the_task_with_a_known_expert(method, rule, penalty, bootstrap):
     """ContextTarget (expert 0, playing 0 about -4.3, random actions about -10.9) on the ml_irl
     schedule, SAC seeing a 3-member ensemble's combination; its reward diagnostics carry the
     members' disagreement. (RLHF with wco ended at -0.81, -0.21, -0.36 on seeds 1-3, and with
-    one net at -0.68, -0.20, -0.26.)"""
+    one net at -0.68, -0.20, -0.26; with 3 wco members on bootstrap resamples -0.91, -0.62, -1.28.)
+    With ``bootstrap`` each member fits its own resample of the data."""
     demos, prefs = toy_data(n_demos=300, demo_slope=0.8, n_prefs=200, seed=0)
     cfg = ControlLoopConfig(
         total_steps=1200, schedule="ml_irl", iteration_steps=100, trajectories_per_iteration=5, reward_updates=10,
         eval_every=1200, eval_episodes=5, reward_hidden=[32, 32], reward_clamp=10.0,
         reward_ensemble=3, reward_ensemble_rule=rule, reward_ensemble_penalty=penalty,
+        reward_ensemble_bootstrap=bootstrap,
         sac=SACConfig(net_arch=[32, 32], learning_starts=100, batch_size=64, buffer_size=5000),
         reward=RewardStepConfig(lr=1e-2, weight_decay=1e-6, demo_batch=64, pref_batch=None),
     )

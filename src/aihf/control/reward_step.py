@@ -14,7 +14,10 @@ the linear l_D its negative gradient is
 With a reward ensemble (``reward_net.RewardEnsemble``) each member r_k takes this step on
 its own minibatch draw, and the step minimises sum_k l_R(r_k): the members share no
 parameter and Adam acts on each parameter alone, so every member follows exactly the steps it
-would take by itself (docs/method.md section 7).
+would take by itself (docs/method.md section 7). With ``bootstrap`` each member draws only
+from its own bootstrap resample of the data (n rows of n, with replacement, drawn once when
+the learner is made; Christiano et al., 2017, section 2.2.3), so the members differ in the
+data they fit as well as in their initialisation.
 """
 
 from __future__ import annotations
@@ -66,14 +69,18 @@ class RewardStepConfig(ObjectiveConfig):
 
 class RewardLearner:
     """Holds r_theta (a net or an ensemble of them), its Adam optimiser and the two data sets;
-    ``step`` is one reward update."""
+    ``step`` is one reward update. ``bootstrap`` (an ensemble only): each member's own
+    resample of the demonstration transitions and of the preference pairs (module docstring),
+    drawn here from ``rng``."""
 
     def __init__(self, net: RewardNet | RewardEnsemble, cfg: RewardStepConfig, demos: TransitionSet | None,
-                 prefs: SegmentPreferenceSet | None, rng: np.random.Generator):
+                 prefs: SegmentPreferenceSet | None, rng: np.random.Generator, bootstrap: bool = False):
         if cfg.w_demo > 0 and demos is None:
             raise ValueError("w_demo > 0 needs demonstrations")
         if cfg.w_pref > 0 and prefs is None:
             raise ValueError("w_pref > 0 needs preferences")
+        if bootstrap and not isinstance(net, RewardEnsemble):
+            raise ValueError("bootstrap resamples the data of an ensemble's members: it needs a reward ensemble")
         self.net, self.cfg, self.rng = net, cfg, rng
         self.members: list[RewardNet] = list(net.members) if isinstance(net, RewardEnsemble) else [net]
         self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -83,31 +90,44 @@ class RewardLearner:
             distinct = prefs.distinct_segments()
             self.segments = _tensors(obs=distinct.obs, act=distinct.act, mask=distinct.mask)
             self.prefs = _tensors(preferred=distinct.preferred, rejected=distinct.rejected)
+        self.member_rows = [self._resample() if bootstrap else {} for _ in self.members]
         self.updates = 0
 
-    def _draw(self, arrays: dict[str, torch.Tensor], size: int | None) -> dict[str, torch.Tensor]:
-        """``size`` rows drawn with replacement; ``None``: every row, in order (a full batch)."""
-        if size is None:
-            return arrays
-        n = len(next(iter(arrays.values())))
-        idx = torch.as_tensor(self.rng.integers(0, n, size=size))
+    def _resample(self) -> dict[str, torch.Tensor]:
+        """One member's bootstrap resample: for each data set of n rows, n row indices drawn
+        with replacement."""
+        return {name: torch.as_tensor(self.rng.integers(0, _rows(arrays), size=_rows(arrays)))
+                for name, arrays in (("demos", self.demos), ("prefs", self.prefs)) if arrays}
+
+    def _draw(self, arrays: dict[str, torch.Tensor], size: int | None,
+              rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``size`` rows drawn with replacement from ``rows`` (a bootstrap resample; ``None``:
+        every row); ``size=None``: all of them, in order (a full batch)."""
+        if rows is None:
+            if size is None:
+                return arrays
+            idx = torch.as_tensor(self.rng.integers(0, _rows(arrays), size=size))
+        else:
+            idx = rows if size is None else rows[torch.as_tensor(self.rng.integers(0, len(rows), size=size))]
         return {k: v[idx] for k, v in arrays.items()}
 
     def loss(self, policy_obs: torch.Tensor | None, policy_act: torch.Tensor | None) -> torch.Tensor:
         """l_R on a fresh minibatch, summed over the members (one net: its l_R), each member on
         its own draw; ``policy_*`` are samples of pi_k (needed when w_demo > 0)."""
-        return sum(self._member_loss(member, policy_obs, policy_act) for member in self.members)
+        return sum(self._member_loss(member, rows, policy_obs, policy_act)
+                   for member, rows in zip(self.members, self.member_rows))
 
-    def _member_loss(self, net: RewardNet, policy_obs: torch.Tensor | None,
+    def _member_loss(self, net: RewardNet, rows: dict[str, torch.Tensor], policy_obs: torch.Tensor | None,
                      policy_act: torch.Tensor | None) -> torch.Tensor:
+        """l_R of one member on its draw (from ``rows``, its bootstrap resample, when it has one)."""
         cfg = self.cfg
         r_demo = r_pol = r_w = r_l = None
         if cfg.w_demo > 0:
-            d = self._draw(self.demos, cfg.demo_batch)
+            d = self._draw(self.demos, cfg.demo_batch, rows.get("demos"))
             r_demo = net(d["observations"], d["actions"])
             r_pol = net(policy_obs, policy_act)
         if cfg.w_pref > 0:
-            r_w, r_l = self._pair_rewards(self._draw(self.prefs, cfg.pref_batch), net)
+            r_w, r_l = self._pair_rewards(self._draw(self.prefs, cfg.pref_batch, rows.get("prefs")), net)
         return aihf_reward_loss(r_demo, r_pol, r_w, r_l, cfg.w_demo * cfg.demo_horizon, cfg.w_pref, cfg.demo_form,
                                 cfg.reward_l2)
 
@@ -153,6 +173,10 @@ class RewardLearner:
         self.optimizer.step()
         self.updates += 1
         return value
+
+
+def _rows(arrays: dict[str, torch.Tensor]) -> int:
+    return len(next(iter(arrays.values())))
 
 
 def _tensors(**arrays: np.ndarray) -> dict[str, torch.Tensor]:
