@@ -64,14 +64,14 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
 
 def reward_nets(settings: dict) -> str:
     """A run's reward in a few words: ``1`` (one net), else ``experiments.mujoco.ensemble_label``
-    (``5 wco``; ``5 uwo 0.5`` with its penalty; ``5 wco bootstrap``)."""
+    (``5 wco``; ``5 uwo 0.5`` with its penalty; ``5 wco resampled segments``)."""
     from aihf.experiments.mujoco import ensemble_label
 
     members = settings.get("reward_ensemble", 1)
     if members == 1:
         return "1"
     return ensemble_label(members, settings["reward_ensemble_rule"], settings["reward_ensemble_penalty"],
-                          settings.get("reward_ensemble_bootstrap", False))
+                          settings.get("reward_ensemble_resample", "none"))
 
 
 def sweep_rows(folders: list[Path]) -> list[dict]:

@@ -45,7 +45,7 @@ def _run(method, backend, data, folder, out, key=None, settings=None):
 
 
 ENSEMBLE = {"reward_ensemble": 3, "reward_ensemble_rule": "uwo", "reward_ensemble_penalty": 0.5,
-            "reward_ensemble_bootstrap": True}
+            "reward_ensemble_resample": "segments"}
 
 
 @pytest.mark.e2e  # ten short MuJoCo runs, twice each: about a minute
@@ -56,8 +56,8 @@ def test_a_run_stopped_after_a_resume_point_continues_as_the_uninterrupted_run(t
                                                                                 forbid_unpickling, method, settings,
                                                                                 backend):
     """With ``reward_normalize`` the running moments of SAC's rewards are part of the resume
-    point; with a reward ensemble every member and its optimiser state (the members' bootstrap
-    resamples are drawn again, alike, when the learner is made)."""
+    point; with a reward ensemble every member and its optimiser state (the members' resamples
+    of the data are drawn again, alike, when the learner is made)."""
     normalize = settings.get("reward_normalize", False)
     if backend == "sbx":
         pytest.importorskip("sbx")

@@ -46,7 +46,7 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
     assert ensemble["reward_nets"] == "5 wco" and sweep.sweep_label(ensemble) == "ml_irl normalised ensemble 5 wco"
     assert sweep.reward_nets({"reward_ensemble": 3, "reward_ensemble_rule": "uwo", "reward_ensemble_penalty": 0.5}) == "3 uwo 0.5"
     assert sweep.reward_nets({"reward_ensemble": 5, "reward_ensemble_rule": "wco", "reward_ensemble_penalty": 0.0,
-                              "reward_ensemble_bootstrap": True}) == "5 wco bootstrap"
+                              "reward_ensemble_resample": "segments"}) == "5 wco resampled segments"
     assert row["runs"] == [r["result"] for r in runs] and (row["env"], row["n_prefs"]) == ("Hopper-v5", 20)
     sweep.plot_sweep([row, ml_irl], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0

@@ -132,7 +132,7 @@ def test_mujoco_results_table_is_rectangular():
     assert reward_ensemble_entry(ControlLoopConfig()) == {} and "ensemble" not in text
     ensemble = reward_ensemble_entry(ControlLoopConfig(reward_ensemble=5, reward_ensemble_rule="uwo",
                                                        reward_ensemble_penalty=0.5))
-    assert ensemble == {"reward_ensemble": {"members": 5, "rule": "uwo", "penalty": 0.5, "bootstrap": False}}
+    assert ensemble == {"reward_ensemble": {"members": 5, "rule": "uwo", "penalty": 0.5, "resample": "none"}}
     assert "learned rewards an ensemble of reward nets (5 uwo 0.5), shifted by 0" in results_table(
         {**results, **ensemble})
 

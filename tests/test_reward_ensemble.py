@@ -79,21 +79,23 @@ def _resampled(data, rows):
     return replace(data, **{name: array[rows] for name, array in data._arrays().items()})
 
 
-def test_a_bootstrap_member_moves_exactly_as_a_net_trained_alone_on_its_resample():
-    """Full batches: with ``bootstrap`` each member's 4 steps equal a lone net's on the data
-    set rebuilt from that member's resample (n of the n demonstration rows and n of the n
-    pairs, with replacement). The resamples differ between members, repeat rows and leave
-    some out, as n draws with replacement do (about 63% distinct)."""
+@pytest.mark.parametrize("resample", ["pairs", "segments"])
+def test_a_resampled_member_moves_exactly_as_a_net_trained_alone_on_its_resample(resample):
+    """Full batches: each member's 4 steps equal a lone net's on the data set rebuilt from
+    that member's rows (its demonstration rows and its pairs, repeats kept). The resamples
+    differ between members, repeat rows and leave some out: about 63% of the n rows distinct
+    for n draws with replacement (demonstrations; pairs with ``pairs``)."""
     demos, prefs = toy_data(n_demos=60, demo_slope=0.8, n_prefs=50, seed=3)
     cfg = RewardStepConfig(lr=1e-2, weight_decay=1e-3, demo_batch=None, pref_batch=None, demo_horizon=2)
     members, alone = _members_and_copies(seed=1)
-    ensemble = RewardLearner(RewardEnsemble(members, "wco"), cfg, demos, prefs, np.random.default_rng(4), bootstrap=True)
+    ensemble = RewardLearner(RewardEnsemble(members, "wco"), cfg, demos, prefs, np.random.default_rng(4), resample)
     policy_obs, policy_act = torch.randn(25, 2), torch.randn(25, 1)
     lone = []
     for net, rows in zip(alone, ensemble.member_rows):
         demo_rows, pair_rows = rows["demos"].numpy(), rows["prefs"].numpy()
-        assert len(demo_rows) == len(demos) and len(pair_rows) == len(prefs)
-        assert 0.45 < len(set(demo_rows)) / len(demos) < 0.8 and 0.45 < len(set(pair_rows)) / len(prefs) < 0.8
+        assert len(demo_rows) == len(demos) and 0.45 < len(set(demo_rows)) / len(demos) < 0.8
+        if resample == "pairs":
+            assert len(pair_rows) == len(prefs) and 0.45 < len(set(pair_rows)) / len(prefs) < 0.8
         lone.append(RewardLearner(net, cfg, _resampled(demos, demo_rows), _resampled(prefs, pair_rows),
                                   np.random.default_rng(0)))
     assert len({tuple(rows["prefs"].tolist()) for rows in ensemble.member_rows}) == 3
@@ -103,13 +105,47 @@ def test_a_bootstrap_member_moves_exactly_as_a_net_trained_alone_on_its_resample
     _assert_equal_nets(members, alone)
 
 
-def test_a_bootstrap_members_minibatches_come_from_its_resample_only():
+def test_a_segment_resample_keeps_the_pairs_between_drawn_segments_each_counted_c_w_times_c_l():
+    """Every pair of a pool of 12 segments (66 pairs), so the multiplicity m of pair (i, k)
+    must be c_i * c_k for the draw counts c: c_i^2 = m_ik * m_il / m_kl for any other two
+    drawn segments k, l; the counts of the drawn segments add up to the 12 draws, and a pair
+    is kept exactly when both of its segments were drawn."""
+    from itertools import combinations
+
+    from aihf.control.preferences import SegmentPool
+
+    rng = np.random.default_rng(0)
+    pool = SegmentPool(rng.normal(size=(12, 4, 2)).astype(np.float32), rng.normal(size=(12, 4, 1)).astype(np.float32),
+                       np.zeros(12), np.zeros(12, np.int64))
+    pairs = np.array(list(combinations(range(12), 2)))
+    ensemble = RewardEnsemble([RewardNet(2, 1, (4,)) for _ in range(4)])
+    learner = RewardLearner(ensemble, RewardStepConfig(w_demo=0.0), None, pool.preferences(pairs),
+                            np.random.default_rng(7), "segments")
+    for rows in learner.member_rows:
+        assert "demos" not in rows
+        times = np.bincount(rows["prefs"].numpy(), minlength=len(pairs))
+        m = {tuple(pair): int(t) for pair, t in zip(pairs, times)}
+        mult = lambda i, k: m[(min(i, k), max(i, k))]  # noqa: E731
+        drawn = sorted({i for (i, k), t in m.items() if t for i in (i, k)})
+        assert 2 <= len(drawn) < 12
+        for i, k in combinations(range(12), 2):
+            assert (mult(i, k) > 0) == (i in drawn and k in drawn)
+        counts = {}
+        for i in drawn:
+            k, l = [j for j in drawn if j != i][:2]
+            counts[i] = round(np.sqrt(mult(i, k) * mult(i, l) / mult(k, l)))
+        assert sum(counts.values()) == 12
+        for i, k in combinations(drawn, 2):
+            assert mult(i, k) == counts[i] * counts[k]
+
+
+def test_a_resampled_members_minibatches_come_from_its_resample_only():
     """Minibatches of 32 demonstration rows: every row a member is shown is in its resample,
     and over 20 steps nearly all of the resample is shown."""
     demos, prefs = toy_data(n_demos=80, demo_slope=0.8, n_prefs=10, seed=0)
     cfg = RewardStepConfig(w_pref=0.0, demo_batch=32)
     ensemble = RewardEnsemble([RewardNet(2, 1, (8, 8)) for _ in range(2)], "mean")
-    learner = RewardLearner(ensemble, cfg, demos, prefs, np.random.default_rng(0), bootstrap=True)
+    learner = RewardLearner(ensemble, cfg, demos, prefs, np.random.default_rng(0), "pairs")
     seen = [[] for _ in ensemble.members]
     for k, member in enumerate(ensemble.members):
         member.register_forward_hook(lambda _m, inputs, _out, k=k: seen[k].append(inputs[0]))
@@ -161,10 +197,17 @@ def test_ensemble_settings_are_checked_when_made():
     with pytest.raises(ValueError, match="set reward_ensemble >= 2"):
         ControlLoopConfig(reward_ensemble_penalty=1.0, reward_ensemble_rule="uwo")
     with pytest.raises(ValueError, match="set reward_ensemble >= 2"):
-        ControlLoopConfig(reward_ensemble_bootstrap=True)
+        ControlLoopConfig(reward_ensemble_resample="pairs")
     demos, prefs = toy_data(n_demos=10, demo_slope=0.8, n_prefs=10, seed=0)
+    with pytest.raises(ValueError, match="unknown resample 'episodes'"):
+        RewardLearner(RewardEnsemble(_members(2)), RewardStepConfig(), demos, prefs, np.random.default_rng(0), "episodes")
     with pytest.raises(ValueError, match="needs a reward ensemble"):
-        RewardLearner(RewardNet(2, 1), RewardStepConfig(), demos, prefs, np.random.default_rng(0), bootstrap=True)
+        RewardLearner(RewardNet(2, 1), RewardStepConfig(), demos, prefs, np.random.default_rng(0), "pairs")
+    single = toy_data(n_demos=5, demo_slope=0.8, n_prefs=1, seed=0)[1]  # one pair of two segments
+    with pytest.raises(ValueError, match="too few pairs to resample by segment"):
+        for seed in range(20):  # 2 draws from 2 segments miss one of them half the time
+            RewardLearner(RewardEnsemble([RewardNet(2, 1, (4,)) for _ in range(2)]), RewardStepConfig(w_demo=0.0),
+                          None, single, np.random.default_rng(seed), "segments")
     with pytest.raises(ValueError, match="uwo rule needs a penalty > 0"):
         ControlLoopConfig(reward_ensemble=3, reward_ensemble_rule="uwo")
     with pytest.raises(ValueError, match="uwo rule needs a penalty > 0"):
@@ -202,20 +245,20 @@ def test_the_members_agree_on_the_data_and_disagree_away_from_it():
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("method, rule, penalty, bootstrap",
-                         [("aihf", "uwo", 1.0, False), ("rlhf", "wco", 0.0, False), ("rlhf", "wco", 0.0, True)])
-def test_an_ensemble_run_learns_the_task_with_a_known_expert(method, rule, penalty, bootstrap):
+@pytest.mark.parametrize("method, rule, penalty, resample",
+                         [("aihf", "uwo", 1.0, "none"), ("rlhf", "wco", 0.0, "none"), ("rlhf", "wco", 0.0, "segments")])
+def test_an_ensemble_run_learns_the_task_with_a_known_expert(method, rule, penalty, resample):
     """ContextTarget (expert 0, playing 0 about -4.3, random actions about -10.9) on the ml_irl
     schedule, SAC seeing a 3-member ensemble's combination; its reward diagnostics carry the
     members' disagreement. (RLHF with wco ended at -0.81, -0.21, -0.36 on seeds 1-3, and with
-    one net at -0.68, -0.20, -0.26; with 3 wco members on bootstrap resamples -0.91, -0.62, -1.28.)
-    With ``bootstrap`` each member fits its own resample of the data."""
+    one net at -0.68, -0.20, -0.26; with 3 wco members on segment resamples -1.76, -0.45, -0.22.)
+    With a ``resample`` each member fits its own resample of the data."""
     demos, prefs = toy_data(n_demos=300, demo_slope=0.8, n_prefs=200, seed=0)
     cfg = ControlLoopConfig(
         total_steps=1200, schedule="ml_irl", iteration_steps=100, trajectories_per_iteration=5, reward_updates=10,
         eval_every=1200, eval_episodes=5, reward_hidden=[32, 32], reward_clamp=10.0,
         reward_ensemble=3, reward_ensemble_rule=rule, reward_ensemble_penalty=penalty,
-        reward_ensemble_bootstrap=bootstrap,
+        reward_ensemble_resample=resample,
         sac=SACConfig(net_arch=[32, 32], learning_starts=100, batch_size=64, buffer_size=5000),
         reward=RewardStepConfig(lr=1e-2, weight_decay=1e-6, demo_batch=64, pref_batch=None),
     )

@@ -49,7 +49,7 @@ from aihf.control.policy_io import save_policy
 from aihf.control.relabel import RelabelledReplayBuffer, control_reward_scaler
 from aihf.control.reset_seeds import evaluation_seed, policy_trajectory_seed
 from aihf.control.reward_net import EnsembleRule, RewardEnsemble, RewardNet, check_ensemble_rule
-from aihf.control.reward_step import RewardLearner, RewardStepConfig
+from aihf.control.reward_step import Resample, RewardLearner, RewardStepConfig
 from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.rollout import evaluation_episodes, policy_actor, run_episode
 from aihf.control.run_checkpoint import ResumePoint
@@ -102,8 +102,9 @@ class ControlLoopConfig(Settings):
     reward_ensemble_rule: EnsembleRule = setting("mean", help="how an ensemble's rewards combine: mean | uwo (mean - "
                                                  "penalty * variance) | wco (minimum)")
     reward_ensemble_penalty: float = setting(0.0, ge=0, help="uwo: the weight of the members' variance")
-    reward_ensemble_bootstrap: bool = setting(False, help="each member trains on its own bootstrap resample of the "
-                                              "demonstrations and preference pairs (Christiano et al., 2017)")
+    reward_ensemble_resample: Resample = setting("none", help="each member fits its own bootstrap resample of the "
+                                                 "demonstrations and of the preference pairs (pairs) or of their "
+                                                 "segments (segments); none: every member the same data")
     eval_every: int = setting(5_000, gt=0, help="environment steps between true-return evaluations")
     resume_every: int = setting(0, ge=0, help="ml_irl: outer iterations between resume points of a run "
                                 "(run_checkpoint; 0: none); they do not change the run")
@@ -117,8 +118,8 @@ class ControlLoopConfig(Settings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.reward_ensemble == 1 and (self.reward_ensemble_rule != "mean" or self.reward_ensemble_penalty
-                                          or self.reward_ensemble_bootstrap):
-            raise ValueError("reward_ensemble_rule, reward_ensemble_penalty and reward_ensemble_bootstrap set up an "
+                                          or self.reward_ensemble_resample != "none"):
+            raise ValueError("reward_ensemble_rule, reward_ensemble_penalty and reward_ensemble_resample set up an "
                              "ensemble: set reward_ensemble >= 2")
         if self.reward_ensemble > 1:
             check_ensemble_rule(self.reward_ensemble_rule, self.reward_ensemble_penalty)
@@ -313,7 +314,7 @@ def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,
         reward_cfg = method_reward_config(method, cfg.reward)
         if cfg.schedule == "ml_irl" and method in ("aihf", "ml_irl"):
             reward_cfg = replace(reward_cfg, demo_batch=None)  # ML-IRL's full expert batch
-        learner = RewardLearner(net, reward_cfg, demos, prefs, np.random.default_rng(seed), cfg.reward_ensemble_bootstrap)
+        learner = RewardLearner(net, reward_cfg, demos, prefs, np.random.default_rng(seed), cfg.reward_ensemble_resample)
         if cfg.reward_shift:
             log.warning("%s: every learned reward is shifted by reward_shift=%g in SAC's updates", method, cfg.reward_shift)
     t0 = time.time()

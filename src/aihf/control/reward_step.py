@@ -14,15 +14,19 @@ the linear l_D its negative gradient is
 With a reward ensemble (``reward_net.RewardEnsemble``) each member r_k takes this step on
 its own minibatch draw, and the step minimises sum_k l_R(r_k): the members share no
 parameter and Adam acts on each parameter alone, so every member follows exactly the steps it
-would take by itself (docs/method.md section 7). With ``bootstrap`` each member draws only
-from its own bootstrap resample of the data (n rows of n, with replacement, drawn once when
-the learner is made; Christiano et al., 2017, section 2.2.3), so the members differ in the
-data they fit as well as in their initialisation.
+would take by itself (docs/method.md section 7). With a ``resample`` each member draws only
+from its own bootstrap resample of the data, drawn once when the learner is made, so the
+members differ in the data they fit as well as in their initialisation: n of the n
+demonstration transitions with replacement, and either n of the n preference pairs
+(``pairs``; Christiano et al., 2017, section 2.2.3) or, for pairs drawn from a shared pool of
+segments, S of the S distinct segments with replacement and every pair between two drawn
+segments, counted c_w * c_l times where c is how often each was drawn (``segments``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,6 +36,9 @@ from aihf.control.reward_net import RewardEnsemble, RewardNet
 from aihf.data import SegmentPreferenceSet, TransitionSet
 from aihf.objective import DemoForm, ObjectiveConfig, aihf_reward_loss
 from aihf.runtime import check_finite
+
+
+Resample = Literal["none", "pairs", "segments"]  # how each ensemble member's data are resampled
 
 
 @dataclass
@@ -69,18 +76,21 @@ class RewardStepConfig(ObjectiveConfig):
 
 class RewardLearner:
     """Holds r_theta (a net or an ensemble of them), its Adam optimiser and the two data sets;
-    ``step`` is one reward update. ``bootstrap`` (an ensemble only): each member's own
-    resample of the demonstration transitions and of the preference pairs (module docstring),
-    drawn here from ``rng``."""
+    ``step`` is one reward update. ``resample`` (an ensemble only, not ``none``): each
+    member's own bootstrap resample of the demonstration transitions and of the preference
+    pairs or their segments (module docstring), drawn here from ``rng``."""
 
     def __init__(self, net: RewardNet | RewardEnsemble, cfg: RewardStepConfig, demos: TransitionSet | None,
-                 prefs: SegmentPreferenceSet | None, rng: np.random.Generator, bootstrap: bool = False):
+                 prefs: SegmentPreferenceSet | None, rng: np.random.Generator, resample: Resample = "none"):
         if cfg.w_demo > 0 and demos is None:
             raise ValueError("w_demo > 0 needs demonstrations")
         if cfg.w_pref > 0 and prefs is None:
             raise ValueError("w_pref > 0 needs preferences")
-        if bootstrap and not isinstance(net, RewardEnsemble):
-            raise ValueError("bootstrap resamples the data of an ensemble's members: it needs a reward ensemble")
+        if resample != "none" and not isinstance(net, RewardEnsemble):
+            raise ValueError(f"resample={resample!r} gives each member of an ensemble its own data: it needs a reward "
+                             "ensemble")
+        if resample not in ("none", "pairs", "segments"):
+            raise ValueError(f"unknown resample {resample!r}: none, pairs or segments")
         self.net, self.cfg, self.rng = net, cfg, rng
         self.members: list[RewardNet] = list(net.members) if isinstance(net, RewardEnsemble) else [net]
         self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -90,14 +100,30 @@ class RewardLearner:
             distinct = prefs.distinct_segments()
             self.segments = _tensors(obs=distinct.obs, act=distinct.act, mask=distinct.mask)
             self.prefs = _tensors(preferred=distinct.preferred, rejected=distinct.rejected)
-        self.member_rows = [self._resample() if bootstrap else {} for _ in self.members]
+        self.member_rows = [{} if resample == "none" else self._resample(resample) for _ in self.members]
         self.updates = 0
 
-    def _resample(self) -> dict[str, torch.Tensor]:
-        """One member's bootstrap resample: for each data set of n rows, n row indices drawn
-        with replacement."""
-        return {name: torch.as_tensor(self.rng.integers(0, _rows(arrays), size=_rows(arrays)))
-                for name, arrays in (("demos", self.demos), ("prefs", self.prefs)) if arrays}
+    def _resample(self, unit: Resample) -> dict[str, torch.Tensor]:
+        """One member's bootstrap resample, as row indices: n of the n demonstration rows drawn
+        with replacement; n of the n pairs (``pairs``), or the pairs between S segments drawn
+        with replacement from the S distinct ones, pair j repeated c[w_j] * c[l_j] times
+        (``segments``)."""
+        rows = {}
+        if self.demos:
+            n = _rows(self.demos)
+            rows["demos"] = torch.as_tensor(self.rng.integers(0, n, size=n))
+        if self.prefs and unit == "pairs":
+            n = _rows(self.prefs)
+            rows["prefs"] = torch.as_tensor(self.rng.integers(0, n, size=n))
+        elif self.prefs:
+            n_segments = len(self.segments["obs"])
+            drawn = np.bincount(self.rng.integers(0, n_segments, size=n_segments), minlength=n_segments)
+            times = drawn[self.prefs["preferred"].numpy()] * drawn[self.prefs["rejected"].numpy()]
+            if not times.any():
+                raise ValueError(f"a segment resample of {n_segments} segments left no preference pair whose two "
+                                 "segments were both drawn: too few pairs to resample by segment (use pairs)")
+            rows["prefs"] = torch.as_tensor(np.repeat(np.arange(len(times)), times))
+        return rows
 
     def _draw(self, arrays: dict[str, torch.Tensor], size: int | None,
               rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

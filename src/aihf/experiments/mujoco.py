@@ -105,7 +105,7 @@ def data_dir_of(cfg: MujocoConfig) -> Path:
 
 
 LATER_SETTINGS = {"reward_normalize": False, "eval_split": "test", "reward_ensemble": 1, "reward_ensemble_rule": "mean",
-                  "reward_ensemble_penalty": 0.0, "reward_ensemble_bootstrap": False}  # loop settings added after runs were made: the value that reproduces them
+                  "reward_ensemble_penalty": 0.0, "reward_ensemble_resample": "none"}  # loop settings added after runs were made: the value that reproduces them
 BC_EVALUATION = {"eval_split": LATER_SETTINGS["eval_split"], "eval_episodes": 10}  # the loop settings BC's evaluation reads: the values its runs were made with
 
 
@@ -228,20 +228,21 @@ def reward_ensemble_entry(loop) -> dict:
     if loop.reward_ensemble == 1:
         return {}
     return {"reward_ensemble": {"members": loop.reward_ensemble, "rule": loop.reward_ensemble_rule,
-                                "penalty": loop.reward_ensemble_penalty, "bootstrap": loop.reward_ensemble_bootstrap}}
+                                "penalty": loop.reward_ensemble_penalty, "resample": loop.reward_ensemble_resample}}
 
 
-def ensemble_label(members: int, rule: str, penalty: float, bootstrap: bool = False) -> str:
+def ensemble_label(members: int, rule: str, penalty: float, resample: str = "none") -> str:
     """A reward ensemble in a few words: ``5 wco``; ``5 uwo 0.5`` with its penalty; ``5 wco
-    bootstrap`` when each member fits its own resample of the data."""
-    return f"{members} {rule}" + (f" {penalty:g}" if rule == "uwo" else "") + (" bootstrap" if bootstrap else "")
+    resampled segments`` when each member fits its own resample of the data."""
+    return (f"{members} {rule}" + (f" {penalty:g}" if rule == "uwo" else "")
+            + (f" resampled {resample}" if resample != "none" else ""))
 
 
 def _ensemble_words(results: dict) -> str:
     ensemble = results.get("reward_ensemble")
     if not ensemble:
         return ""
-    label = ensemble_label(ensemble["members"], ensemble["rule"], ensemble["penalty"], ensemble.get("bootstrap", False))
+    label = ensemble_label(ensemble["members"], ensemble["rule"], ensemble["penalty"], ensemble.get("resample", "none"))
     return f"an ensemble of reward nets ({label}), "
 
 
