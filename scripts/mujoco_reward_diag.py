@@ -20,7 +20,10 @@ share of steps with |angle| > 2 rad (on its back), and the mean forward velocity
 many episodes spend most of their steps on the back, the means). With ``--data`` and the
 run's ``reward_net.safetensors`` (``pool_reward_by_posture``): the learned reward per step
 along each episode, against its mean on the pool's steps on the back and upright: whether the
-policy found states the reward scores above what the data taught it for that posture.
+policy found states the reward scores above what the data taught it for that posture. When
+that file holds a reward ensemble, also its members' standard deviation per step
+(``RewardEnsemble.disagreement``) along each episode, on the pool's steps by posture and on
+the demonstrations: whether the members disagree where the policy went more than on the data.
 
     python scripts/mujoco_reward_diag.py reward runs/mujoco-paper/HalfCheetah-v5-balanced/runs/rlhf/seed0 \
         --data data/mujoco/HalfCheetah-v5
@@ -56,12 +59,14 @@ import torch
 ROOT_ANGLE, FORWARD_VELOCITY = 1, 8  # HalfCheetah-v5 observation indices: qpos[2] (root angle), qvel[0]
 
 
-def per_step_rewards(net, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """r_hat(s, a) for arrays of shape (..., obs_dim) and (..., act_dim), shape (...)."""
+def per_step_rewards(net, observations: np.ndarray, actions: np.ndarray, spread: bool = False) -> np.ndarray:
+    """r_hat(s, a) for arrays of shape (..., obs_dim) and (..., act_dim), shape (...); with
+    ``spread`` (an ensemble) its members' standard deviation there instead."""
     obs = torch.tensor(observations, dtype=torch.float32)  # copies: episodes' arrays are read-only
     act = torch.tensor(actions, dtype=torch.float32)
+    per_step = net.disagreement if spread else net
     with torch.no_grad():
-        flat = net(obs.reshape(-1, obs.shape[-1]), act.reshape(-1, act.shape[-1]))
+        flat = per_step(obs.reshape(-1, obs.shape[-1]), act.reshape(-1, act.shape[-1]))
     return flat.reshape(obs.shape[:-1]).numpy()
 
 
@@ -230,12 +235,17 @@ def report_posture(args) -> None:
 
     env = gym.make(args.env)
     episodes = evaluation_episodes(load_policy(args.run / "policy.safetensors", env), env, args.episodes, args.seed)
-    net = None
+    net, ensemble = None, False
     if args.data:
-        from aihf.control.reward_net import load_reward
+        from aihf.control.reward_net import RewardEnsemble, load_reward
 
         net, segments = load_reward(args.run / "reward_net.safetensors"), dict(np.load(args.data / "segments.npz"))
         pool = pool_reward_by_posture(per_step_rewards(net, segments["obs"], segments["act"]), segments)
+        ensemble = isinstance(net, RewardEnsemble)
+        if ensemble:
+            pool_spread = pool_reward_by_posture(per_step_rewards(net, segments["obs"], segments["act"], True), segments)
+            demos = dict(np.load(args.data / "demos.npz"))
+            demo_spread = float(per_step_rewards(net, demos["observations"], demos["actions"], True).mean())
     found = []
     for seed, episode in enumerate(episodes, start=args.seed):
         found.append(posture(np.asarray(episode.observations), np.asarray(episode.rewards)))
@@ -244,11 +254,16 @@ def report_posture(args) -> None:
               f"forward velocity {found[-1]['forward_velocity_mean']:.2f}")
         if net is not None:
             learned = np.mean(per_step_rewards(net, episode.observations, episode.actions))
-            print(f"  learned reward per step: this episode {learned:.3f} (true {np.mean(episode.rewards):.3f})")
+            spread = (f"; members' sd per step {per_step_rewards(net, episode.observations, episode.actions, True).mean():.3f}"
+                      if ensemble else "")
+            print(f"  learned reward per step: this episode {learned:.3f} (true {np.mean(episode.rewards):.3f}){spread}")
     if net is not None:
         print(f"the same reward on the pool's steps on the back ({pool['pool_back_share']:.1%} of them, velocity "
               f"{pool['pool_back_velocity']:.2f}) {pool['pool_back']:.3f}, upright (velocity "
               f"{pool['pool_upright_velocity']:.2f}) {pool['pool_upright']:.3f}")
+    if ensemble:
+        print(f"the members' sd per step on the pool's steps on the back {pool_spread['pool_back']:.3f}, upright "
+              f"{pool_spread['pool_upright']:.3f}; on the demonstrations {demo_spread:.3f}")
     if len(found) > 1:
         total = posture_summary(found)
         print(f"over {total['episodes']} episodes: {total['on_back_episodes']} on the back for most of their steps; "

@@ -132,3 +132,20 @@ def test_data_folder_accepts_an_environments_folder_and_names_a_wrong_one(tmp_pa
     assert diag.data_folder(str(tmp_path)) == tmp_path
     with pytest.raises(diag.argparse.ArgumentTypeError, match="halfcheetah holds no segments.npz"):
         diag.data_folder(str(tmp_path / "halfcheetah"))
+
+
+def test_per_step_spread_of_an_ensemble_is_its_members_sd_at_each_step():
+    """``posture``'s disagreement figures: on [segments, steps, dim] arrays, the members'
+    population standard deviation at each step, computed member by member here."""
+    from aihf.control.reward_net import RewardEnsemble, RewardNet
+
+    torch.manual_seed(0)
+    members = [RewardNet(3, 2, (8,)) for _ in range(4)]
+    ensemble = RewardEnsemble(members, "wco")
+    rng = np.random.default_rng(1)
+    obs, act = rng.normal(size=(5, 6, 3)).astype(np.float32), rng.normal(size=(5, 6, 2)).astype(np.float32)
+    each = np.stack([diag.per_step_rewards(m, obs, act) for m in members]).astype(np.float64)
+    spread = diag.per_step_rewards(ensemble, obs, act, spread=True)
+    assert spread.shape == (5, 6)
+    np.testing.assert_allclose(spread, each.std(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(diag.per_step_rewards(ensemble, obs, act), each.min(axis=0), rtol=1e-5, atol=1e-6)
