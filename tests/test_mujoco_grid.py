@@ -129,7 +129,8 @@ def test_a_unit_runs_one_method_of_one_seed_and_the_plan_reads_the_preset(grid, 
     # the unit's seed and method win over a plan given in the overrides (the last override of a key wins)
     assert unit[-5:] == ["n_prefs=200", "loop.eval_episodes=5", "seeds=[1, 2]", "seeds=[1]", "methods=[aihf]"]
     assert grid.cell_config("paper", "Hopper-v5", "balanced", tuple(unit[-3:])).seeds == [1]
-    assert f"reuse_from=[{tmp_path / 'Hopper-v5-balanced'}, {tmp_path / 'Hopper-v5-low-quality-demos'}]" in unit
+    assert f"reuse_from=[{tmp_path / 'Hopper-v5-balanced'}, {tmp_path / 'Hopper-v5-low-quality-demos'}, " \
+           f"{tmp_path / 'Hopper-v5-few-demonstrations'}]" in unit
     assert grid.planned(grid.cell_config("paper", "Hopper-v5", "balanced"), [3]) == \
         ([0, 1, 2, 3], ["aihf", "ml_irl", "rlhf", "bc", "sac_true"])
     assert grid.planned(grid.cell_config("paper", "HalfCheetah-v5", "few-preferences", ("methods=[bc]",)), [0]) == \
@@ -146,7 +147,8 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
          data],
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    cells = {s: out / f"aihf-ContextTarget-v0-{s}" for s in ("balanced", "low-quality-demos", "few-preferences")}
+    cells = {s: out / f"aihf-ContextTarget-v0-{s}"
+             for s in ("balanced", "low-quality-demos", "few-preferences", "few-demonstrations")}
 
     def source(setting, method):
         return json.loads((cells[setting] / "runs" / method / "seed0" / "result.json").read_text()).get("copied_from")
@@ -157,6 +159,9 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
     assert source("low-quality-demos", "rlhf") == str(cells["balanced"] / "runs" / "rlhf" / "seed0")
     assert source("few-preferences", "ml_irl") == str(cells["balanced"] / "runs" / "ml_irl" / "seed0")
     assert source("few-preferences", "sac_true") is not None and source("low-quality-demos", "sac_true") is not None
+    # few demonstrations: ML-IRL trained (it reads them), RLHF and SAC copied (they do not)
+    assert source("few-demonstrations", "ml_irl") is None and source("few-demonstrations", "sac_true") is not None
+    assert source("few-demonstrations", "rlhf") == str(cells["balanced"] / "runs" / "rlhf" / "seed0")
     for setting in cells:
         exported = export / f"aihf-ContextTarget-v0-{setting}"
         assert set(json.loads((exported / "results.json").read_text())["summary"]) == {"ml_irl", "rlhf", "sac_true"}
