@@ -15,8 +15,10 @@ result.json files only (no number typed by hand):
   status's cell (``mujoco_paper_grid.method_status``: finished seeds out of planned, the
   final return normalised by the expert's with its 95% t-interval, each seed's final return,
   the last-5 metric);
-- then, across environments, over the tasks (environment, data setting) where every column has
-  all its planned seeds: per method the interquartile mean of the normalised final returns and
+- then, across environments, a section per group of data settings (``TASK_GROUPS``: the
+  paper's three, few demonstrations, and all four once the fourth has runs), over the group's
+  tasks (environment, data setting) where every column has all its planned seeds, with the
+  pre-registered verdict only once every task of the group is complete: per method the interquartile mean of the normalised final returns and
   the probability that AIHF's final return exceeds the method's, each with a 95% stratified
   bootstrap interval (``aihf.eval.aggregate``; 200,000 resamples, seed 0, so the page is
   reproducible; a run copied into several tasks has its seeds drawn together there, by
@@ -53,6 +55,11 @@ REFERENCE = "aihf"  # the aggregate's probability of improvement is this method'
 # steps of 1/81), and at 20,000 a percentile could fall on either of two neighbouring values with
 # the seed; the band of the score distributions is only drawn, and 20,000 draw it
 RESAMPLES, BAND_RESAMPLES, BOOTSTRAP_SEED = 200_000, 20_000, 0
+TASK_GROUPS = (  # the aggregate's tasks, by data setting: one section each (docs/results.md pre-registered both)
+    ("the paper's data settings", ("balanced", "low-quality-demos", "few-preferences")),
+    ("few demonstrations", ("few-demonstrations",)),
+    ("every data setting", tuple(grid.SETTINGS)),
+)
 THRESHOLDS = np.linspace(0.0, 1.25, 51)  # the score distribution's x axis: final return / expert's
 
 
@@ -166,9 +173,12 @@ def run_sources(saved: list[dict], cell_name: str) -> tuple[str, ...]:
     return tuple(cell.name if (cell := copied_from_cell(s)) else cell_name for s in saved)
 
 
-def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> Aggregate:
-    """Each method's normalised final returns on the complete tasks, reduced to the IQM and the
-    probability of improvement with their stratified bootstrap intervals (none without a task)."""
+def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
+              settings: tuple[str, ...] = TASK_GROUPS[0][1]) -> Aggregate:
+    """Each method's normalised final returns on the complete tasks of ``settings`` (every
+    environment's), reduced to the IQM and the probability of improvement with their stratified
+    bootstrap intervals (none without a task). ``left_out``: the tasks of ``settings`` not
+    complete, those with no exported run among them."""
     from aihf.eval.aggregate import distribution_with_band, improvement_with_interval, iqm_with_interval
 
     shared = set.intersection(*({c.method for c in env_columns} for env_columns in columns.values()))
@@ -177,15 +187,17 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> A
     tasks, left_out = [], []
     for env, env_columns in columns.items():
         position = {c.method: j for j, c in enumerate(env_columns)}
-        for row in rows[env]:
-            cells = [row.cells[position[method]] for method in methods]
+        by_setting = {row.setting: row for row in rows[env]}
+        for setting in settings:
+            row = by_setting.get(setting)
+            cells = [row.cells[position[method]] for method in methods] if row else [([], 0)]
             if all(planned and len(saved) == planned for saved, planned in cells):
-                tasks.append(f"{env} {row.setting}")
+                tasks.append(f"{env} {setting}")
                 for method, (saved, _) in zip(methods, cells):
                     scores[method].append(normalised_finals(saved, row.expert))
-                    groups[method].append((env, run_sources(saved, grid.cell(env, row.setting))))
+                    groups[method].append((env, run_sources(saved, grid.cell(env, setting))))
             else:
-                left_out.append(f"{env} {row.setting}")
+                left_out.append(f"{env} {setting}")
     if not tasks or REFERENCE not in methods:
         return Aggregate(methods, [], left_out, {}, {}, {})
     return Aggregate(
@@ -196,11 +208,12 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> A
         {m: distribution_with_band(scores[m], THRESHOLDS, BAND_RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods})
 
 
-def aggregate_section(result: Aggregate) -> list[str]:
-    """The page's across-environment section: what the estimates cover and a row per method."""
+def aggregate_section(result: Aggregate, group: str = TASK_GROUPS[0][0]) -> list[str]:
+    """The page's across-environment section over ``group``'s tasks: what the estimates cover
+    and a row per method; a verdict only once every task of the group is complete."""
     from aihf.logs import count
 
-    lines = ["## Across environments", ""]
+    lines = [f"## Across environments: {group}", ""]
     if REFERENCE not in result.methods:
         return lines + [f"None: {REFERENCE} is not a column of every environment.", ""]
     if not result.tasks:
@@ -216,12 +229,14 @@ def aggregate_section(result: Aggregate) -> list[str]:
               "change) counts that run in each of those tasks, and the bootstrap draws its seeds there together, "
               "as the one set of runs they are. Verdict, by the rule fixed in docs/results.md: "
               f"{REFERENCE} ahead when the interval of P({REFERENCE} > method) lies wholly above 0.5, behind when "
-              "wholly below, neither otherwise.", "",
+              "wholly below, neither otherwise" + ("; none until every task of this group is complete."
+                                                   if result.left_out else "."), "",
               f"| method | IQM | P({REFERENCE} > method) | verdict |", "|---|---|---|---|"]
     for method in result.methods:
         improvement, verdict = "-", "-"
         if method in result.improvement:
-            improvement, verdict = interval(*result.improvement[method]), rule_verdict(*result.improvement[method][1:])
+            improvement = interval(*result.improvement[method])
+            verdict = "-" if result.left_out else rule_verdict(*result.improvement[method][1:])
         lines.append(f"| {method} | {interval(*result.iqm[method])} | {improvement} | {verdict} |")
     return lines + [""]
 
@@ -233,9 +248,20 @@ def rule_verdict(low: float, high: float) -> str:
     return f"{REFERENCE} behind" if high < 0.5 else "neither"
 
 
-def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], across: Aggregate, source: Path) -> str:
+def aggregates(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> list[tuple[str, Aggregate]]:
+    """``aggregate`` for each of ``TASK_GROUPS`` that has an exported row in some environment,
+    the last (every setting) only where it differs from the first."""
+    present = {row.setting for env_rows in rows.values() for row in env_rows}
+    groups = [(name, settings) for name, settings in TASK_GROUPS if present & set(settings)]
+    if groups and groups[-1][0] == TASK_GROUPS[-1][0] and present <= set(TASK_GROUPS[0][1]):
+        groups.pop()
+    return [(name, aggregate(columns, rows, settings)) for name, settings in groups]
+
+
+def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], across: list[tuple[str, Aggregate]],
+           source: Path) -> str:
     """The markdown page: the note, per environment each column's folder and the table, then
-    the estimates across environments."""
+    the estimates across environments, a section per task group (``aggregates``)."""
     from aihf.experiments.mujoco import LATE_EVALUATIONS
 
     lines = ["# MuJoCo test grid: every method at its chosen setting", "",
@@ -251,7 +277,7 @@ def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], across:
             cells = [grid.method_status(saved, row.expert, planned) if planned else "-" for saved, planned in row.cells]
             lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines + aggregate_section(across))
+    return "\n".join(lines + [line for group, result in across for line in aggregate_section(result, group)])
 
 
 def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Path) -> None:
@@ -337,13 +363,14 @@ def main() -> None:
     columns = read_columns(args.columns)
     rows = {env: read_rows(env, env_columns) for env, env_columns in columns.items()}
     page = args.columns.with_suffix(".md")
-    across = aggregate(columns, rows)
+    across = aggregates(columns, rows)
     page.write_text(tables(columns, rows, across, args.columns), encoding="utf-8")
     plot(columns, rows, args.columns.with_suffix(".png"))
     written = [page, args.columns.with_suffix(".png")]
-    if across.tasks:
+    first = across[0][1] if across else None  # the paper's data settings: the pre-registered 9 tasks
+    if first is not None and first.tasks:
         written.append(args.columns.with_name(f"{args.columns.stem}-aggregate.png"))
-        plot_aggregate(across, written[-1])
+        plot_aggregate(first, written[-1])
     print("wrote " + ", ".join(map(str, written)))
 
 

@@ -35,7 +35,7 @@ def page_of(path: Path, source: Path | None = None) -> str:
     """The markdown page the script writes for the YAML file ``path`` (named ``source`` in it)."""
     columns = chosen.read_columns(path)
     rows = {env: chosen.read_rows(env, cols) for env, cols in columns.items()}
-    return chosen.tables(columns, rows, chosen.aggregate(columns, rows), source or path)
+    return chosen.tables(columns, rows, chosen.aggregates(columns, rows), source or path)
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_the_aggregate_waits_for_every_seed_of_every_column(exports):
 def test_the_aggregate_covers_the_complete_tasks_only(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0}))
+    (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0, "low_return_mean": 250.0}))
     _export(tmp_path / "grid", "balanced", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [900.0, 700.0, 800.0]}, data)
     _export(tmp_path / "grid", "few-preferences", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [900.0]}, data)
     path = tmp_path / "chosen.yaml"
@@ -96,16 +96,50 @@ def test_the_aggregate_covers_the_complete_tasks_only(tmp_path):
                                                        for m in ("aihf", "rlhf")]}))
     page = page_of(path)
     assert "Over 1 task where every column has all its seeds: HalfCheetah-v5 balanced (not yet: " \
-           "HalfCheetah-v5 few-preferences)." in page
+           "HalfCheetah-v5 low-quality-demos, HalfCheetah-v5 few-preferences)." in page
     # 3 scores: a quarter of 3 rounds down to none cut, so the IQM is the mean; every AIHF seed above
-    # every RLHF seed, in every resample too
-    assert "| aihf | 0.80 [0.70, 0.90] | - | - |" in page
-    assert "| rlhf | 0.20 [0.10, 0.30] | 1.00 [1.00, 1.00] | aihf ahead |" in page
+    # every RLHF seed, in every resample too; no verdict while a task of the group is missing
+    assert "| aihf | 0.80 [0.70, 0.90] | - | - |" in page and "none until every task of this group is complete" in page
+    assert "| rlhf | 0.20 [0.10, 0.30] | 1.00 [1.00, 1.00] | - |" in page
+    assert page.count("## Across environments") == 1  # no few-demonstrations cell: one group
+    for seed in (1, 2):  # AIHF's other two few-preferences seeds finish
+        run = tmp_path / "grid" / "HalfCheetah-v5-few-preferences" / "runs" / "aihf" / f"seed{seed}"
+        run.mkdir()
+        (run / "result.json").write_text(json.dumps({"result": {"returns": [400.0, 800.0], "wall_s": 1.0}}))
+    _export(tmp_path / "grid", "low-quality-demos", "demos_low", {"rlhf": [100.0, 300.0, 200.0],
+                                                                  "aihf": [600.0, 500.0, 400.0]}, data)
+    page = page_of(path)
+    assert "Over 3 tasks where every column has all its seeds" in page and "(not yet" not in page
+    assert "| 1.00 [1.00, 1.00] | aihf ahead |" in page  # RLHF's row, now with a verdict
     pytest.importorskip("matplotlib")
     columns = chosen.read_columns(path)
     chosen.plot_aggregate(chosen.aggregate(columns, {"HalfCheetah-v5": chosen.read_rows("HalfCheetah-v5", columns[
         "HalfCheetah-v5"])}), tmp_path / "aggregate.png")
     assert (tmp_path / "aggregate.png").stat().st_size > 10_000
+
+
+def test_few_demonstrations_has_its_own_section_and_the_page_one_over_every_setting(tmp_path):
+    """A few-demonstrations cell adds two sections: its own group (the pre-registered primary
+    there) and every data setting; the paper's settings keep theirs, unchanged."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0}))
+    _export(tmp_path / "grid", "balanced", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [900.0, 700.0, 800.0]}, data)
+    path = tmp_path / "chosen.yaml"
+    path.write_text(yaml.safe_dump({"HalfCheetah-v5": [{"method": m, "setting": "paper preset", "export": "grid"}
+                                                       for m in ("aihf", "rlhf")]}))
+    before = page_of(path)
+    _export(tmp_path / "grid", "few-demonstrations", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [0.0, 0.0, 600.0]},
+            data)
+    page = page_of(path)
+    sections = page.split("## Across environments: ")[1:]
+    assert [section.splitlines()[0] for section in sections] == [
+        "the paper's data settings", "few demonstrations", "every data setting"]
+    assert before.split("## Across environments: ")[1].strip() == sections[0].strip()
+    assert "Over 1 task where every column has all its seeds: HalfCheetah-v5 few-demonstrations." in sections[1]
+    # AIHF 0, 0, 0.6 against RLHF 0.1, 0.3, 0.2: it ends above in 3 of 9 pairs
+    assert "| rlhf | 0.20 [0.10, 0.30] | 0.33 " in sections[1] and "| aihf ahead |" not in sections[1]
+    assert "Over 2 tasks" in sections[2] and "HalfCheetah-v5 low-quality-demos" in sections[2]
 
 
 @pytest.mark.parametrize("low, high, verdict", [(0.51, 0.9, "aihf ahead"), (0.5, 0.9, "neither"), (0.2, 0.5, "neither"),
