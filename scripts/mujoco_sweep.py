@@ -64,14 +64,18 @@ def sweep_row(folder: Path, method: str, results: list[dict], expert: float, cor
 
 def reward_nets(settings: dict) -> str:
     """A run's reward in a few words: ``1`` (one net), else ``experiments.mujoco.ensemble_label``
-    (``5 wco``; ``5 uwo 0.5`` with its penalty; ``5 wco resampled segments``)."""
-    from aihf.experiments.mujoco import ensemble_label
+    (``5 wco``; ``5 uwo 0.5`` with its penalty; ``5 wco resampled segments``). A run's key holds
+    a later setting only where it differs from ``LATER_SETTINGS`` (the value older runs had), so
+    a missing one is that value."""
+    from aihf.experiments.mujoco import LATER_SETTINGS, ensemble_label
 
-    members = settings.get("reward_ensemble", 1)
-    if members == 1:
+    def value(name: str):
+        return settings.get(name, LATER_SETTINGS[name])
+
+    if value("reward_ensemble") == 1:
         return "1"
-    return ensemble_label(members, settings["reward_ensemble_rule"], settings["reward_ensemble_penalty"],
-                          settings.get("reward_ensemble_resample", "none"))
+    return ensemble_label(value("reward_ensemble"), value("reward_ensemble_rule"), value("reward_ensemble_penalty"),
+                          value("reward_ensemble_resample"))
 
 
 def sweep_rows(folders: list[Path]) -> list[dict]:

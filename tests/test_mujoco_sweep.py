@@ -39,14 +39,15 @@ def test_sweep_rows_summarise_each_method_as_the_experiment_tables_do(tmp_path):
         ["aihf w_D=1 w_P=30", "tune: ml_irl", "again: ml_irl"]
     assert sweep._distinct_labels([one, other]) == ["ml_irl", "ml_irl normalised"]
     ensemble_runs = copy.deepcopy(runs)
-    for run in ensemble_runs:  # a 5-member worst-case ensemble, as the key of such a run holds it
-        run["key"]["settings"].update(reward_normalize=True, reward_ensemble=5, reward_ensemble_rule="wco",
-                                      reward_ensemble_penalty=0.0)
+    for run in ensemble_runs:  # a 5-member worst-case ensemble, as the key of such a run holds it: the
+        # settings added later only where they differ from LATER_SETTINGS (no penalty, no resample)
+        run["key"]["settings"].update(reward_normalize=True, reward_ensemble=5, reward_ensemble_rule="wco")
     ensemble = sweep.sweep_row(Path("cell"), "ml_irl", ensemble_runs, 200.0, [])
     assert ensemble["reward_nets"] == "5 wco" and sweep.sweep_label(ensemble) == "ml_irl normalised ensemble 5 wco"
     assert sweep.reward_nets({"reward_ensemble": 3, "reward_ensemble_rule": "uwo", "reward_ensemble_penalty": 0.5}) == "3 uwo 0.5"
-    assert sweep.reward_nets({"reward_ensemble": 5, "reward_ensemble_rule": "wco", "reward_ensemble_penalty": 0.0,
+    assert sweep.reward_nets({"reward_ensemble": 5, "reward_ensemble_rule": "wco",
                               "reward_ensemble_resample": "segments"}) == "5 wco resampled segments"
+    assert sweep.reward_nets({}) == "1"
     assert row["runs"] == [r["result"] for r in runs] and (row["env"], row["n_prefs"]) == ("Hopper-v5", 20)
     sweep.plot_sweep([row, ml_irl], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
