@@ -18,9 +18,9 @@ result.json files only (no number typed by hand):
 - then, across environments, a section per group of data settings (``TASK_GROUPS``: the
   paper's three, few demonstrations, and all four once the fourth has runs), over the group's
   tasks (environment, data setting) where every column has all its planned seeds, with the
-  pre-registered verdict only once every task of the group is complete: per method the interquartile mean of the normalised final returns and
-  the probability that AIHF's final return exceeds the method's, each with a 95% stratified
-  bootstrap interval (``aihf.eval.aggregate``; 200,000 resamples, seed 0, so the page is
+  pre-registered verdict only once every task of the group is complete: per method the
+  interquartile mean of the normalised final returns and the probability that AIHF's final
+  return exceeds the method's, each with a 95% stratified bootstrap interval (``aihf.eval.aggregate``; 200,000 resamples, seed 0, so the page is
   reproducible; a run copied into several tasks has its seeds drawn together there, by
   ``run_sources``). Methods are matched across environments by name, each at its own
   environment's setting;
@@ -252,9 +252,9 @@ def aggregates(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> 
     """``aggregate`` for each of ``TASK_GROUPS`` that has an exported row in some environment,
     the last (every setting) only where it differs from the first."""
     present = {row.setting for env_rows in rows.values() for row in env_rows}
-    groups = [(name, settings) for name, settings in TASK_GROUPS if present & set(settings)]
-    if groups and groups[-1][0] == TASK_GROUPS[-1][0] and present <= set(TASK_GROUPS[0][1]):
-        groups.pop()
+    groups = [group for group in TASK_GROUPS[:-1] if present & set(group[1])]
+    if present - set(TASK_GROUPS[0][1]):  # a setting beyond the paper's: also every setting together
+        groups.append(TASK_GROUPS[-1])
     return [(name, aggregate(columns, rows, settings)) for name, settings in groups]
 
 

@@ -26,7 +26,7 @@ segments, counted c_w * c_l times where c is how often each was drawn (``segment
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -89,8 +89,8 @@ class RewardLearner:
         if resample != "none" and not isinstance(net, RewardEnsemble):
             raise ValueError(f"resample={resample!r} gives each member of an ensemble its own data: it needs a reward "
                              "ensemble")
-        if resample not in ("none", "pairs", "segments"):
-            raise ValueError(f"unknown resample {resample!r}: none, pairs or segments")
+        if resample not in get_args(Resample):
+            raise ValueError(f"unknown resample {resample!r}: one of {get_args(Resample)}")
         self.net, self.cfg, self.rng = net, cfg, rng
         self.members: list[RewardNet] = list(net.members) if isinstance(net, RewardEnsemble) else [net]
         self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
