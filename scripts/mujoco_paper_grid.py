@@ -16,7 +16,8 @@ few demonstrations, trains AIHF, ML-IRL and BC). Units go in the order given (th
 first), copies first, `--workers` of them at once. When every seed of an (env, setting) is finished (the
 preset's seeds and those asked for, whichever process ran them), one
 more pass with all seeds (every run reused) writes that folder's results.json, results.md
-(95% t-intervals over seeds) and curves.png. `--export DIR` copies those three files of each
+(95% t-intervals over seeds) and curves.png, for the methods asked for and every other method
+finished there (a grid given `methods=[bc]` keeps the cell's AIHF). `--export DIR` copies those three files of each
 folder (no weights, no resume points) to DIR/<env>-<setting>/, and the result.json of every
 finished run (the curves of a partly filled cell) to DIR/<env>-<setting>/runs/; and reads
 them back first (`restore`), so a new machine's grid trains only what DIR lacks. A unit cut
@@ -126,6 +127,16 @@ def finished(out: Path, cfg, setting: str, seed: int, method: str) -> bool:
         return False
     saved = json.loads(path.read_text(encoding="utf-8")).get("key", {})
     return same_run(saved, unit_key(cfg, method, seed, data_dir_of(cfg)))
+
+
+def cell_methods(out: Path, cfg, setting: str, seeds: list[int], methods: list[str]) -> list[str]:
+    """The methods a cell's tables merge: those asked for (``methods``) and every other method
+    whose runs of all ``seeds`` are ``finished`` in the cell, in ``ALL_METHODS`` order. A grid
+    asked for some of a cell's methods (``methods=[bc]``) thus merges and exports the cell with
+    the methods other grid processes finished there, never without them."""
+    from aihf.experiments.mujoco import ALL_METHODS
+
+    return [m for m in ALL_METHODS if m in methods or all(finished(out, cfg, setting, s, m) for s in seeds)]
 
 
 def replaced_runs(out: Path, units: list[tuple[str, str, int, str]]) -> list[Path]:
@@ -354,14 +365,15 @@ def main() -> None:
         for setting in args.settings:
             complete = all(finished(args.out, configs[env, setting], setting, seed, method)
                            for seed in seeds for method in methods)
-            if complete and not merged(args.out / cell(env, setting), seeds, methods):
-                merge = subprocess.run(command(env, setting, seeds, args.out, args.preset, overrides, methods),
+            merging = cell_methods(args.out, configs[env, setting], setting, seeds, methods)
+            if complete and not merged(args.out / cell(env, setting), seeds, merging):
+                merge = subprocess.run(command(env, setting, seeds, args.out, args.preset, overrides, merging),
                                        capture_output=True, text=True)
-                print(f"merged {env} {setting}: exit {merge.returncode}", flush=True)
+                print(f"merged {env} {setting} ({', '.join(merging)}): exit {merge.returncode}", flush=True)
                 complete = merge.returncode == 0
             if args.export and (args.out / cell(env, setting)).is_dir():
                 export(args.out / cell(env, setting), args.export / cell(env, setting), complete, seeds,
-                       merged_methods(args.out / cell(env, setting), seeds, methods))
+                       merged_methods(args.out / cell(env, setting), seeds, merging))
     if args.export:
         print(f"status: {write_status(args.export, exported_envs(args.export, args.envs), seeds)}", flush=True)
     failed = [unit for unit, code in codes.items() if code != 0]

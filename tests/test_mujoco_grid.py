@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,26 @@ def test_a_cell_counts_as_merged_only_when_its_tables_hold_every_run_as_finished
     assert not grid.merged(folder, [0, 1], ["aihf", "bc"])  # a run trained again since
     (folder / "results.json").write_text(json.dumps({**tables, "seeds": [1]}))
     assert not grid.merged(folder, [0, 1], ["aihf", "bc"])  # one unit's own one-seed table
+
+
+def test_a_grid_asked_for_some_methods_merges_every_method_finished_in_the_cell(grid, tmp_path):
+    """`methods=[rlhf]` on a cell where other grid processes finished AIHF (both seeds) and BC
+    (one seed), and left a SAC run made with other settings: the cell is merged with AIHF and
+    RLHF, in the experiment's method order, not with RLHF alone (which once dropped AIHF from
+    an exported table) and not with the unfinished or foreign runs."""
+    from aihf.experiments.mujoco import MujocoConfig, data_dir_of, unit_key
+
+    cfg = MujocoConfig(env="Hopper-v5", methods=["rlhf"], seeds=[0, 1])
+    other = MujocoConfig(env="Hopper-v5", seeds=[0, 1], loop=replace(cfg.loop, total_steps=1000))
+    for run_cfg, method, seed in [(cfg, "aihf", 0), (cfg, "aihf", 1), (cfg, "bc", 0), (other, "sac_true", 0),
+                                  (other, "sac_true", 1)]:
+        run = tmp_path / grid.cell("Hopper-v5", "balanced") / "runs" / method / f"seed{seed}"
+        run.mkdir(parents=True)
+        key = unit_key(run_cfg, method, seed, data_dir_of(run_cfg))
+        (run / "result.json").write_text(json.dumps({"key": key, "result": {}}))
+    assert grid.cell_methods(tmp_path, cfg, "balanced", [0, 1], ["rlhf"]) == ["aihf", "rlhf"]
+    assert grid.cell_methods(tmp_path, cfg, "balanced", [0], ["rlhf"]) == ["aihf", "rlhf", "bc"]
+    assert grid.cell_methods(tmp_path, cfg, "few-preferences", [0, 1], ["rlhf"]) == ["rlhf"]  # another cell
 
 
 def test_the_exported_config_names_the_cells_planned_seeds_and_methods(grid, tmp_path):
