@@ -171,14 +171,27 @@ def data_folder(text: str) -> Path:
     return folder
 
 
+def run_folder(*files: str):
+    """An argparse type: a run folder holding ``files``, or argparse's error naming the folder
+    and what it lacks (a run restored from an export keeps only its result.json)."""
+    def check(text: str) -> Path:
+        folder = Path(text)
+        missing = [name for name in files if not (folder / name).is_file()]
+        if missing:
+            raise argparse.ArgumentTypeError(f"{folder} holds no {' or '.join(missing)}: give the folder of a run trained "
+                                             "on this machine (an exported or restored run keeps only its result.json)")
+        return folder
+    return check
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     reward = commands.add_parser("reward", help="a run's reward net against the true reward on the pool")
-    reward.add_argument("run", type=Path, help="a run folder holding reward_net.safetensors")
+    reward.add_argument("run", type=run_folder("reward_net.safetensors"), help="a run folder holding reward_net.safetensors")
     reward.add_argument("--data", type=data_folder, required=True, help="the data folder (segments.npz, demos.npz)")
     pose = commands.add_parser("posture", help="HalfCheetah: root angle and velocity of a run's policy")
-    pose.add_argument("run", type=Path, help="a run folder holding policy.safetensors")
+    pose.add_argument("run", type=run_folder("policy.safetensors"), help="a run folder holding policy.safetensors")
     pose.add_argument("--env", default="HalfCheetah-v5")
     pose.add_argument("--seed", type=int, default=123, help="the first episode's reset seed")
     pose.add_argument("--episodes", type=int, default=1, help="deterministic episodes, reset seeds --seed, --seed + 1, ...")
@@ -187,7 +200,7 @@ def main() -> None:
     fit_cmd = commands.add_parser("fit", help="AIHF against ML-IRL: training-pair accuracy and margin over a cell's runs")
     fit_cmd.add_argument("cell", type=Path, help="a cell folder holding runs/aihf/seed*/ and runs/ml_irl/seed*/")
     terms = commands.add_parser("terms", help="AIHF: the gradient of each reward-objective term at a run's reward")
-    terms.add_argument("run", type=Path, help="a run folder holding reward_net.safetensors and policy.safetensors")
+    terms.add_argument("run", type=run_folder("reward_net.safetensors", "policy.safetensors"), help="a run folder holding reward_net.safetensors and policy.safetensors")
     terms.add_argument("--data", type=data_folder, required=True, help="the data folder (demos.npz, prefs.npz, segments.npz)")
     terms.add_argument("--env", required=True)
     terms.add_argument("--preset", default="paper", help="the configs/mujoco preset the run was made with")
@@ -195,6 +208,8 @@ def main() -> None:
     terms.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="the run's preset overrides (e.g. n_prefs=200 for the few-preferences cell)")
     args = parser.parse_args()
+    if args.command == "posture" and args.data and not (args.run / "reward_net.safetensors").is_file():
+        parser.error(f"posture --data: {args.run} holds no reward_net.safetensors")
     {"reward": report_reward, "posture": report_posture, "fit": report_fit, "terms": report_terms}[args.command](args)
 
 

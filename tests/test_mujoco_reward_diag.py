@@ -134,6 +134,13 @@ def test_data_folder_accepts_an_environments_folder_and_names_a_wrong_one(tmp_pa
         diag.data_folder(str(tmp_path / "halfcheetah"))
 
 
+def test_run_folder_names_the_files_a_run_lacks(tmp_path):
+    (tmp_path / "policy.safetensors").write_bytes(b"")
+    assert diag.run_folder("policy.safetensors")(str(tmp_path)) == tmp_path
+    with pytest.raises(diag.argparse.ArgumentTypeError, match=f"{tmp_path} holds no reward_net.safetensors: .*result.json"):
+        diag.run_folder("reward_net.safetensors", "policy.safetensors")(str(tmp_path))
+
+
 def test_per_step_spread_of_an_ensemble_is_its_members_sd_at_each_step():
     """``posture``'s disagreement figures: on [segments, steps, dim] arrays, the members'
     population standard deviation at each step, computed member by member here."""
