@@ -10,7 +10,9 @@ Notation: ``sigma`` is the logistic function, ``r`` an explicit reward
 (a reward model's output for language models, a sum of r(s, a) for control),
 ``log pi`` a per-sequence log-probability, ``h`` the DPO log-ratio difference
     h = [log pi(y_w|x) - log pi_ref(y_w|x)] - [log pi(y_l|x) - log pi_ref(y_l|x)].
-Every batch mean is over the leading dimension.
+Every batch mean is over the leading dimension; the explicit-reward losses take a reward
+ensemble's [K, N] rewards too, whose mean over all K * N entries is the mean over the K
+members of each member's own loss (``ensemble_reward`` combines them for the policy).
 
 :class:`ObjectiveConfig` holds the numbers of section 2 (beta, w_D, w_P and the forms of
 the two terms) for both worlds: ``aihf.lm.methods.MethodConfig`` (the ``method`` section
@@ -34,6 +36,8 @@ from aihf.config import Settings, setting
 
 DemoForm = Literal["linear", "logistic"]
 PreferenceForm = Literal["sigmoid", "ipo"]
+EnsembleRule = Literal["mean", "uwo", "wco"]
+ENSEMBLE_RULES = ("mean", "uwo", "wco")
 
 __all__ = [
     "ObjectiveConfig",
@@ -42,6 +46,8 @@ __all__ = [
     "bradley_terry_loss",
     "demonstration_reward_loss",
     "aihf_reward_loss",
+    "check_ensemble_rule",
+    "ensemble_reward",
     "dpo_log_ratio_margin",
     "preference_loss",
     "dpo_loss",
@@ -289,6 +295,32 @@ def aihf_reward_loss(
     if reward_l2 > 0:
         terms.append(reward_l2 * torch.cat([r.reshape(-1) for r in used]).pow(2).mean())
     return _total(terms)
+
+
+def check_ensemble_rule(rule: str, penalty: float) -> None:
+    """A rule of ``ENSEMBLE_RULES``; ``uwo`` with a penalty > 0, the others with none."""
+    if rule not in ENSEMBLE_RULES:
+        raise ValueError(f"unknown ensemble rule {rule!r}; choose from {ENSEMBLE_RULES}")
+    if (rule == "uwo") != (penalty > 0) or not penalty >= 0:
+        raise ValueError(f"the uwo rule needs a penalty > 0 and the other rules none, got penalty {penalty} "
+                         f"with rule {rule!r}")
+
+
+def ensemble_reward(rewards: torch.Tensor, rule: EnsembleRule = "mean", penalty: float = 0.0) -> torch.Tensor:
+    """The reward a policy sees from the K members' rewards r_1..r_K (``rewards`` [K, ...]),
+    combined over the first dimension (Coste et al., "Reward Model Ensembles Help Mitigate
+    Overoptimization", ICLR 2024; docs/method.md section 7):
+
+        mean:  r = mean_k r_k
+        uwo:   r = mean_k r_k - penalty * var_k r_k   (uncertainty-weighted; var divided by K)
+        wco:   r = min_k r_k                          (worst case)
+
+    ``penalty`` has the reward's units to the power -1 (it multiplies a variance)."""
+    check_ensemble_rule(rule, penalty)
+    if rule == "wco":
+        return rewards.min(dim=0).values
+    mean = rewards.mean(dim=0)
+    return mean - penalty * rewards.var(dim=0, correction=0) if rule == "uwo" else mean
 
 
 # ------------------------------------------------------- implicit reward (section 4)

@@ -48,12 +48,13 @@ from aihf.config import Settings, setting
 from aihf.control.policy_io import save_policy
 from aihf.control.relabel import RelabelledReplayBuffer, control_reward_scaler
 from aihf.control.reset_seeds import evaluation_seed, policy_trajectory_seed
-from aihf.control.reward_net import EnsembleRule, RewardEnsemble, RewardNet, check_ensemble_rule
+from aihf.control.reward_net import RewardEnsemble, RewardNet
 from aihf.control.reward_step import Resample, RewardLearner, RewardStepConfig
 from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.rollout import evaluation_episodes, policy_actor, run_episode
 from aihf.control.run_checkpoint import ResumePoint
 from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet
+from aihf.objective import EnsembleRule, check_ensemble_rule
 from aihf.reward_scale import RewardScaler
 from aihf.runtime import set_seed
 

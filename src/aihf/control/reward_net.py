@@ -14,24 +14,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
-
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-
-EnsembleRule = Literal["mean", "uwo", "wco"]
-ENSEMBLE_RULES = ("mean", "uwo", "wco")
-
-
-def check_ensemble_rule(rule: str, penalty: float) -> None:
-    """A rule of ``ENSEMBLE_RULES``; ``uwo`` with a penalty > 0, the others with none."""
-    if rule not in ENSEMBLE_RULES:
-        raise ValueError(f"unknown ensemble rule {rule!r}; choose from {ENSEMBLE_RULES}")
-    if (rule == "uwo") != (penalty > 0) or not penalty >= 0:
-        raise ValueError(f"the uwo rule needs a penalty > 0 and the other rules none, got penalty {penalty} "
-                         f"with rule {rule!r}")
+from aihf.objective import EnsembleRule, check_ensemble_rule, ensemble_reward
 
 
 class StepReward(nn.Module):
@@ -114,11 +101,7 @@ class RewardEnsemble(StepReward):
         return torch.stack([member(obs, act) for member in self.members])
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        rewards = self.member_rewards(obs, act)
-        if self.rule == "wco":
-            return rewards.min(dim=0).values
-        mean = rewards.mean(dim=0)
-        return mean - self.penalty * rewards.var(dim=0, correction=0) if self.rule == "uwo" else mean
+        return ensemble_reward(self.member_rewards(obs, act), self.rule, self.penalty)
 
     def disagreement(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """The members' standard deviation sd_k r_k(s, a) (divided by K), shape [...]."""

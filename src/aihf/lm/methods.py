@@ -46,7 +46,7 @@ from aihf.lm.generation import CacheKind, HFSampler, VLLMSampler
 from aihf.lm.models import hidden_states_as_logits
 from aihf.lm.rl import rloo_step
 from aihf.lm.static_loop import StaticLoopSampler
-from aihf.objective import ObjectiveConfig
+from aihf.objective import EnsembleRule, ObjectiveConfig, check_ensemble_rule
 from aihf.reward_scale import RewardScaler
 
 log = logging.getLogger(__name__)
@@ -108,10 +108,24 @@ class MethodConfig(ObjectiveConfig):
     reward_frozen_layers: int = setting(0, ge=0, help="embeddings and lowest n blocks of the reward body frozen")
     reward_normalize: bool = setting(True, help="scale rewards by their running mean / std in the policy step")
     reward_clip: float | None = setting(5.0, gt=0, help="clip scaled rewards to +-reward_clip; None: no clip")
+    reward_ensemble: int = setting(1, ge=1, help="heads on the reward body, each from its own start and each fitted by "
+                                   "the reward step; from 2 on, the policy step sees their combination "
+                                   "(reward_ensemble_rule; docs/method.md section 7)")
+    reward_ensemble_rule: EnsembleRule = setting("mean", help="how the heads' rewards combine: mean | uwo (mean - "
+                                                 "penalty * variance) | wco (minimum)")
+    reward_ensemble_penalty: float = setting(0.0, ge=0, help="uwo: the weight of the heads' variance")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reward_ensemble == 1 and (self.reward_ensemble_rule != "mean" or self.reward_ensemble_penalty):
+            raise ValueError("reward_ensemble_rule and reward_ensemble_penalty set up an ensemble: set "
+                             "reward_ensemble >= 2")
+        check_ensemble_rule(self.reward_ensemble_rule, self.reward_ensemble_penalty)
 
 
 SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache", "sampler", "vllm_memory")
-REWARD_FIT = ("w_pref", "reward_l2", "reward_frozen_layers")
+REWARD_FIT = ("w_pref", "reward_l2", "reward_frozen_layers", "reward_ensemble", "reward_ensemble_rule",
+              "reward_ensemble_penalty")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
 
@@ -624,6 +638,10 @@ class ExplicitRewardMethod(_Records):
         recipe = self.recipe
         if recipe.reward != "explicit":
             raise ValueError(f"{name!r} is not an explicit-reward method")
+        if reward_model.heads != config.reward_ensemble:
+            raise ConfigError(f"the reward model has {reward_model.heads} head(s) but method.reward_ensemble is "
+                              f"{config.reward_ensemble}: a saved reward model (model.reward_model) keeps its heads")
+        reward_model.rule, reward_model.penalty = config.reward_ensemble_rule, config.reward_ensemble_penalty
         self.models = {}
         if recipe.train_policy:
             if policy is None or reference is None:
@@ -708,12 +726,18 @@ class ExplicitRewardMethod(_Records):
     # ------------------------------------------------------------------------ the two steps
 
     def _rewards(self, sequences: list[Sequence], grad: bool) -> torch.Tensor:
-        """r_theta of ``sequences`` (records as encoded, samples in ``canonical_form``)."""
+        """r_theta_k of ``sequences`` (records as encoded, samples in ``canonical_form``) for each
+        of the reward model's K heads, shape (K, N); K = 1 without an ensemble."""
         acc = self.accelerator
         batch = collate(sequences, self.tokenizer.pad_token_id).to(acc.device)
         model = self.models.get("reward", self.reward_model)
         with torch.set_grad_enabled(grad), acc.autocast():
-            return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).float()
+            return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, members=True).float()
+
+    def _combined(self, rewards: torch.Tensor) -> torch.Tensor:
+        """The reward the policy sees from the heads' (K, N) rewards (``objective.ensemble_reward``)."""
+        cfg = self.config
+        return objective.ensemble_reward(rewards, cfg.reward_ensemble_rule, cfg.reward_ensemble_penalty)
 
     def _rl_prompts(self, indices: dict[str, list[int]], split: str) -> list[list[int]]:
         """The prompt ids the policy step samples on: the micro-batch of ``rl_source`` records."""
@@ -780,24 +804,26 @@ class ExplicitRewardMethod(_Records):
         scored = [self.canonical_form(seq) for seq in samples + round_cmp]
         seqs = demos + scored + [p[0] for p in pairs] + [p[1] for p in pairs]
         rewards = self._rewards(seqs, grad=recipe.train_reward and reward_phase and torch.is_grad_enabled())
-        r_demo, r_rl, r_own, r_round, r_chosen, r_rejected = torch.split(
-            rewards, [len(demos), len(rl_prompts), len(own_prompts), len(round_cmp), len(pairs), len(pairs)]
+        r_demo, r_rl, r_own, r_round, r_chosen, r_rejected = torch.split(  # each (K, n): a row per head
+            rewards, [len(demos), len(rl_prompts), len(own_prompts), len(round_cmp), len(pairs), len(pairs)], dim=-1
         )
         repeat = s if from_round else k if from_rl else 1
         r_compared = r_round if from_round else r_rl if from_rl else r_own
         metrics: dict[str, torch.Tensor] = {}
         loss = rewards.new_zeros(())
         if pairs:
-            metrics["reward_accuracy"] = (r_chosen > r_rejected).float().mean().detach()
+            metrics["reward_accuracy"] = (self._combined(r_chosen) > self._combined(r_rejected)).float().mean().detach()
         if demos:
             metrics["reward_demo_minus_samples"] = r_demo.detach().mean() - r_compared.detach().mean()
-        if recipe.train_reward and reward_phase:
+        if rewards.shape[0] > 1:
+            metrics["reward_heads_sd"] = rewards.detach().std(dim=0, correction=0).mean()
+        if recipe.train_reward and reward_phase:  # every head's own l_R, averaged (objective: [K, N] rewards)
             loss = loss + self.reward_step(
-                r_demo.repeat_interleave(repeat) if demos else None, r_compared if demos else None,
+                r_demo.repeat_interleave(repeat, dim=-1) if demos else None, r_compared if demos else None,
                 r_chosen if pairs else None, r_rejected if pairs else None,
             )
         if policy_phase and rl_prompts:
-            policy_loss, rl_metrics = self.policy_step(samples[: len(rl_prompts)], r_rl, split)
+            policy_loss, rl_metrics = self.policy_step(samples[: len(rl_prompts)], self._combined(r_rl), split)
             loss = loss + policy_loss
             metrics.update(rl_metrics)
         return loss, metrics

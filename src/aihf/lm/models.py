@@ -37,6 +37,7 @@ from transformers import (
 
 from aihf.config import Settings, setting
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
+from aihf.objective import EnsembleRule, check_ensemble_rule, ensemble_reward
 from aihf.runtime import atomic_directory
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -461,27 +462,51 @@ class RewardModel(nn.Module):
     """r_theta(x, y): a causal-LM body and a linear head on the hidden state of the last
     real token (docs/method.md section 3). ``forward(input_ids, attention_mask) -> (B,)``.
 
+    With ``heads`` K > 1 the head is K linear heads on the one body, each started from its own
+    draw: a reward ensemble r_1..r_K (``forward(..., members=True) -> (K, B)``) that shares the body (the
+    "linear-layer ensemble" of Zhang et al. 2024, "Improving Reinforcement Learning from Human
+    Feedback with Efficient Reward Model Ensemble"), and ``forward`` is their combination by
+    ``rule`` and ``penalty`` (``objective.ensemble_reward``: mean, uwo or wco), what a policy
+    step sees (docs/method.md section 7). Cheaper than K reward models, and less diverse: the
+    members differ only in their heads' starts, so they disagree where the data leave the
+    head undetermined, not where the body's features are wrong.
+
     The head is kept in float32 whatever the body's dtype. Position ids are computed from
     the attention mask, so left- and right-padded batches give the unpadded rewards.
     """
 
-    def __init__(self, backbone: PreTrainedModel, seed: int = 0) -> None:
+    def __init__(self, backbone: PreTrainedModel, seed: int = 0, heads: int = 1, rule: EnsembleRule = "mean",
+                 penalty: float = 0.0) -> None:
         super().__init__()
+        if heads < 1:
+            raise ValueError(f"a reward model needs at least one head, got heads={heads}")
+        if heads == 1 and (rule, penalty) != ("mean", 0.0):
+            raise ValueError(f"the ensemble rule {rule!r} (penalty {penalty}) needs heads > 1")
+        check_ensemble_rule(rule, penalty)
         self.backbone = backbone
+        self.rule, self.penalty = rule, float(penalty)
         hidden = backbone.config.get_text_config().hidden_size
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden, heads)
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             self.head.weight.normal_(0.0, 1.0 / (hidden + 1) ** 0.5, generator=generator)
             self.head.bias.zero_()
         self.head.to(device=next(backbone.parameters()).device)
 
+    @property
+    def heads(self) -> int:
+        """K, the number of members (1: a single reward)."""
+        return self.head.out_features
+
     @classmethod
     def from_causal_lm(cls, model: PreTrainedModel, seed: int = 0) -> "RewardModel":
         """A reward model on the transformer body of ``model`` (its LM head is dropped)."""
         return cls(model.base_model, seed=seed)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, members: bool = False) -> torch.Tensor:
+        """r(x, y), shape (B,): the one head's reward, or the heads' combined by ``rule``; with
+        ``members`` every head's r_k(x, y), shape (K, B) (through ``forward``, so that a wrapped
+        model, DDP or FSDP, sees the call)."""
         hidden = self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -489,7 +514,8 @@ class RewardModel(nn.Module):
         ).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         last = hidden[rows, last_token_index(attention_mask)]
-        return self.head(last.to(self.head.weight.dtype)).squeeze(-1)
+        rewards = self.head(last.to(self.head.weight.dtype)).T
+        return rewards if members else ensemble_reward(rewards, self.rule, self.penalty)
 
     def freeze_lower_layers(self, count: int) -> int:
         """Freeze the input embeddings and the lowest ``count`` transformer blocks of the body
@@ -518,7 +544,8 @@ class RewardModel(nn.Module):
         with atomic_directory(directory) as tmp:
             self.backbone.save_pretrained(tmp)
             save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}, str(tmp / _REWARD_HEAD))
-            meta = {"format": "aihf.RewardModel", "version": 1, "hidden_size": self.head.in_features}
+            meta = {"format": "aihf.RewardModel", "version": 1, "hidden_size": self.head.in_features,
+                    "heads": self.heads, "rule": self.rule, "penalty": self.penalty}
             (tmp / _REWARD_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
@@ -532,14 +559,15 @@ class RewardModel(nn.Module):
         trust_remote_code: bool = False,
         device: str | torch.device | None = None,
     ) -> "RewardModel":
-        """Read what ``save`` wrote (safetensors only)."""
+        """Read what ``save`` wrote (safetensors only); a folder from before ensembles holds one head."""
         directory = Path(directory)
         if not (directory / _REWARD_META).is_file():
             raise FileNotFoundError(f"{directory} is not a saved RewardModel (no {_REWARD_META})")
+        meta = json.loads((directory / _REWARD_META).read_text(encoding="utf-8"))
         backbone = AutoModel.from_pretrained(
             directory, dtype=as_dtype(dtype), use_safetensors=True, trust_remote_code=trust_remote_code
         )
-        model = cls(backbone)
+        model = cls(backbone, heads=meta.get("heads", 1), rule=meta.get("rule", "mean"), penalty=meta.get("penalty", 0.0))
         model.head.load_state_dict(load_file(str(directory / _REWARD_HEAD)))
         return model.to(device) if device is not None else model
 
@@ -557,9 +585,10 @@ def load_reward_model(
     padding_side: PaddingSide = "right",
     seed: int = 0,
     attn_implementation: str | None = None,
+    heads: int = 1,
 ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
     """(reward model, tokenizer): a directory written by ``RewardModel.save(dir, tokenizer)``,
-    or a fresh head (seeded by ``seed``) on the body of any causal LM ``load_causal_lm``
+    or ``heads`` fresh heads (seeded by ``seed``) on the body of any causal LM ``load_causal_lm``
     accepts (hub name, local safetensors directory, ``"smollm2-135m"``, ``"tiny"``).
     ``attn_implementation``: the body's, see :func:`use_attention`."""
     if is_saved_reward_model(name_or_path):
@@ -567,7 +596,7 @@ def load_reward_model(
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     else:
         backbone, tokenizer = _load_pretrained_pair(name_or_path, as_dtype(dtype), trust_remote_code, AutoModel)
-        model = RewardModel(backbone, seed=seed)
+        model = RewardModel(backbone, seed=seed, heads=heads)
     use_attention(model.backbone, attn_implementation)
     prepare_tokenizer(tokenizer, padding_side)
     model.backbone.config.pad_token_id = tokenizer.pad_token_id

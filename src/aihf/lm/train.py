@@ -192,7 +192,7 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
     if reward_model is None:
         reward_model, reward_tokenizer = load_reward_model(
             mc.reward_model or mc.name_or_path, mc.dtype, mc.trust_remote_code, seed=config.loop.seed,
-            attn_implementation=mc.attn_implementation,
+            attn_implementation=mc.attn_implementation, heads=config.method.reward_ensemble,
         )
         if recipe.train_reward and config.method.reward_frozen_layers:
             frozen = reward_model.freeze_lower_layers(config.method.reward_frozen_layers)
