@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from aihf import run_folder
 from aihf.config import ConfigError
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import RECIPES
@@ -31,20 +32,21 @@ log = logging.getLogger(__name__)
 def reuse_check(spec: RunSpec, policy_dir: Path) -> None:
     """A finished run whose policy is ``policy_dir`` is reused only if its stage was trained with
     ``spec``'s method and loop sections (a variant redefined under its old name is a
-    ConfigError, not a stale row)."""
+    ConfigError, not a stale row). A setting the saved config lacks counts as the same when the
+    spec holds it at its default: one added to aihf after the run, at the value that keeps what
+    the old code did (``run_folder.differences``)."""
     run_dir = policy_dir.parent.parent
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return
     old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-    new = json.loads(json.dumps({"method": asdict(spec.method), "loop": asdict(spec.loop)}))
-    ignore = {"output_dir", "seed", "resume_from", "progress"}  # a unit's own, or no effect on its steps
-    differs = [
-        f"{section}.{key}" for section in ("method", "loop") for key in new[section]
-        if key not in ignore and old.get(section, {}).get(key) != new[section][key]
-    ]
+    sections = {"method": spec.method, "loop": spec.loop}
+    free = tuple(f"loop.{key}" for key in ("output_dir", "seed", "resume_from", "progress"))  # a unit's own, or no effect
+    differs = run_folder.differences({name: old.get(name, {}) for name in sections},
+                                     {name: asdict(value) for name, value in sections.items()}, may_change=free,
+                                     defaults={name: asdict(type(value)()) for name, value in sections.items()})
     if differs:
-        raise ConfigError(f"{run_dir} was trained with other {', '.join(differs)} than run {spec.name!r}: "
+        raise ConfigError(f"{run_dir} was trained with other settings than run {spec.name!r} ({'; '.join(differs)}): "
                           "give the variant a new name or remove that folder")
 
 
