@@ -12,12 +12,12 @@ import json
 import pytest
 import torch
 from test_algorithm_one import _files
-from test_lm_engine import answer_margin, loop, make_method
+from test_lm_engine import answer_margin, data, loop, make_method
 from test_lm_methods import reward_gap, undecided_policy  # noqa: F401 (a fixture)
 
 from aihf import objective
 from aihf.config import ConfigError
-from aihf.lm.methods import MethodConfig
+from aihf.lm.methods import MethodConfig, bootstrap_counts
 from aihf.lm.models import RewardModel
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 from aihf.lm.train import ModelConfig, TrainConfig, build_method
@@ -59,6 +59,26 @@ def test_the_reward_loss_of_stacked_heads_is_the_mean_of_each_heads_own_loss(for
         assert float(wide) == pytest.approx(-float(rewards[0].detach().mean()))
 
 
+@pytest.mark.parametrize("form", ["linear", "logistic"])
+def test_counts_weigh_each_record_as_often_as_a_resample_holds_it(form):
+    """With each record's count in a bootstrap resample as its weight, the losses equal the
+    unweighted losses on the data set that resample rebuilds (record i repeated c_i times)."""
+    generator = torch.Generator().manual_seed(1)
+    r_demo, r_sample, r_chosen, r_rejected = (torch.randn(6, generator=generator, dtype=torch.float64) for _ in range(4))
+    counts = bootstrap_counts(6, 2, generator)
+    assert counts.shape == (2, 6) and counts.sum(dim=1).tolist() == [6, 6] and not torch.equal(counts[0], counts[1])
+    for c in counts:
+        rows = torch.repeat_interleave(torch.arange(6), c)
+        weighted = objective.aihf_reward_loss(r_demo, r_sample, r_chosen, r_rejected, 0.7, 1.3, form, 0.0,
+                                              c.double(), c.double())
+        rebuilt = objective.aihf_reward_loss(r_demo[rows], r_sample[rows], r_chosen[rows], r_rejected[rows], 0.7, 1.3,
+                                             form, 0.0)
+        assert weighted.item() == pytest.approx(rebuilt.item(), rel=1e-12)
+    wide = objective.demonstration_reward_loss(r_demo, r_sample[:4], "linear", counts[0].double())
+    rows = torch.repeat_interleave(torch.arange(6), counts[0])
+    assert wide.item() == pytest.approx(-(r_demo[rows].mean() - r_sample[:4].mean()).item(), rel=1e-12)
+
+
 def test_one_head_is_the_reward_model_it_was_and_more_heads_start_apart():
     tok = tiny_tokenizer()
     body = tiny_causal_lm(tok, seed=1).base_model
@@ -97,6 +117,8 @@ def test_the_ensemble_settings_are_checked_and_a_saved_model_must_match_them(tmp
         MethodConfig(reward_ensemble_rule="wco")
     with pytest.raises(ValueError, match="uwo rule needs a penalty"):
         MethodConfig(reward_ensemble=3, reward_ensemble_rule="uwo")
+    with pytest.raises(ValueError, match="set reward_ensemble >= 2"):
+        MethodConfig(reward_ensemble_resample="records")
     tok = tiny_tokenizer()
     RewardModel(tiny_causal_lm(tok, seed=1).base_model, heads=3).save(tmp_path / "rm", tok)
     config = TrainConfig(model=ModelConfig(reward_model=str(tmp_path / "rm")), data=_files(tmp_path))
@@ -136,6 +158,42 @@ def test_the_reward_step_of_k_heads_is_the_mean_of_k_one_head_steps(tmp_path):
     torch.testing.assert_close(grads[0], (grads[1] + grads[2]) / 2, rtol=1e-4, atol=1e-5 * scale)
 
 
+def test_a_resampled_heads_full_batch_loss_is_its_loss_on_the_records_its_resample_rebuilds(tmp_path):
+    """``reward_ensemble_resample: records``: the 2-head reward step on every training pair is
+    the mean over heads of a one-head step on the pairs that head's resample rebuilds (pair i
+    c_ki times); the counts come from loop.seed, so another seed draws others; the held-out
+    split is not weighted."""
+    tok = tiny_tokenizer()
+    body = tiny_causal_lm(tok, seed=1).base_model
+    pair = RewardModel(copy.deepcopy(body), seed=3, heads=2)
+    config = MethodConfig(reward_ensemble=2, reward_ensemble_resample="records")
+    method = make_method("reward", tok, reward=pair, config=config)
+    Trainer(method, loop(tmp_path / "pair", seed=5))  # binds the method and draws the counts from loop.seed 5
+    counts = method.resample_counts["pref"]
+    demos, prefs = data()
+    n = len(prefs["train"])
+    assert counts.shape == (2, n) and not torch.equal(counts[0], counts[1])
+    loss, _ = method.loss({"pref": list(range(n))}, "train", seed=0)
+    singles = []
+    for k in (0, 1):
+        single = RewardModel(copy.deepcopy(body), seed=3)
+        with torch.no_grad():
+            single.head.weight.copy_(pair.head.weight[k:k + 1])
+            single.head.bias.copy_(pair.head.bias[k:k + 1])
+        rebuilt = [p for p, c in zip(prefs["train"], counts[k].tolist()) for _ in range(c)]
+        one = make_method("reward", tok, reward=single, records=(demos, {**prefs, "train": rebuilt}))
+        Trainer(one, loop(tmp_path / str(k)))
+        singles.append(one.loss({"pref": list(range(n))}, "train", seed=0)[0].item())
+    assert loss.item() == pytest.approx(sum(singles) / 2, rel=1e-5)
+    held_out = list(range(len(prefs["eval"])))
+    plain = make_method("reward", tok, reward=pair, config=MethodConfig(reward_ensemble=2))
+    Trainer(plain, loop(tmp_path / "plain"))
+    assert method.loss({"pref": held_out}, "eval", seed=0)[0].item() == plain.loss({"pref": held_out}, "eval", seed=0)[0].item()
+    other = make_method("reward", tok, reward=pair, config=config)
+    Trainer(other, loop(tmp_path / "other", seed=6))
+    assert not torch.equal(other.resample_counts["pref"], counts)
+
+
 def test_rlhf_with_a_worst_case_ensemble_learns_the_right_answer(tmp_path, undecided_policy):  # noqa: F811
     tok = tiny_tokenizer()
     config = MethodConfig(max_new_tokens=3, rloo_k=4, beta=0.05, reward_ensemble=3, reward_ensemble_rule="wco")
@@ -163,12 +221,12 @@ def test_rlhf_with_a_worst_case_ensemble_learns_the_right_answer(tmp_path, undec
     torch.testing.assert_close(rewards, members.min(dim=0).values)
 
 
-def test_aihf_with_an_uncertainty_weighted_ensemble_learns_jointly(tmp_path, undecided_policy):  # noqa: F811
+def test_aihf_with_an_uncertainty_weighted_resampled_ensemble_learns_jointly(tmp_path, undecided_policy):  # noqa: F811
     tok = tiny_tokenizer()
     policy = tiny_causal_lm(tok)
     policy.load_state_dict(undecided_policy)
     config = MethodConfig(max_new_tokens=3, rloo_k=4, beta=0.05, reward_ensemble=3, reward_ensemble_rule="uwo",
-                          reward_ensemble_penalty=0.5)
+                          reward_ensemble_penalty=0.5, reward_ensemble_resample="records")
     reward = RewardModel(tiny_causal_lm(tok, seed=1).base_model, seed=1, heads=3)
     result = Trainer(make_method("aihf", tok, policy, reward, config),
                      loop(tmp_path, max_steps=15, eval_every=15, reward_learning_rate=1e-2)).fit()

@@ -219,16 +219,26 @@ def selected_token_logprobs(
 # --------------------------------------------------------------- explicit reward (Alg. 1)
 
 
-def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor) -> torch.Tensor:
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """mean(values), or (1/N) sum_i w_i values_i over its N entries: with w_i the number of times
+    entry i is in a bootstrap resample, the loss on the data set that resample rebuilds."""
+    return values.mean() if weights is None else (weights * values).sum() / values.numel()
+
+
+def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
     """Bradley-Terry reward-model loss (docs/method.md section 2, case w_D = 0; RLHF's reward model).
 
         l_BT = -mean log sigma( r(x, y_w) - r(x, y_l) )
+
+    ``weights``: each pair's count in a bootstrap resample (``_weighted_mean``); None: 1 each.
     """
-    return -F.logsigmoid(reward_chosen - reward_rejected).mean()
+    return -_weighted_mean(F.logsigmoid(reward_chosen - reward_rejected), weights)
 
 
 def demonstration_reward_loss(
-    reward_demo: torch.Tensor, reward_policy: torch.Tensor, form: DemoForm = "linear"
+    reward_demo: torch.Tensor, reward_policy: torch.Tensor, form: DemoForm = "linear",
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Maximum-likelihood IRL term on demonstrations (docs/method.md section 3, step 3).
 
@@ -243,17 +253,20 @@ def demonstration_reward_loss(
     l_D = -( mean r(x, y_E) - mean r(x, y) ): every demonstration against every policy
     sample, as ML-IRL's full-batch control step has it (equal sizes give the same value).
     The logistic form pairs each demonstration with one sample.
+
+    ``weights`` (the shape of ``reward_demo``): each demonstration's count in a bootstrap
+    resample (``_weighted_mean``), the samples it is compared with sharing it; None: 1 each.
     """
     if reward_demo.shape != reward_policy.shape:
         if form == "linear":
-            return -(reward_demo.mean() - reward_policy.mean())
+            return -(_weighted_mean(reward_demo, weights) - reward_policy.mean())
         raise ValueError(f"the {form!r} demonstration term pairs each demonstration with one policy sample; "
                          f"got {tuple(reward_demo.shape)} and {tuple(reward_policy.shape)} rewards")
     diff = reward_demo - reward_policy
     if form == "linear":
-        return -diff.mean()
+        return -_weighted_mean(diff, weights)
     if form == "logistic":
-        return -F.logsigmoid(diff).mean()
+        return -_weighted_mean(F.logsigmoid(diff), weights)
     raise ValueError(f"unknown demonstration form {form!r}: use 'linear' or 'logistic'")
 
 
@@ -266,6 +279,8 @@ def aihf_reward_loss(
     w_pref: float = 1.0,
     demo_form: DemoForm = "linear",
     reward_l2: float = 0.0,
+    demo_weights: torch.Tensor | None = None,
+    pref_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The AIHF reward loss of Algorithm 1, step 3 (docs/method.md section 3).
 
@@ -277,7 +292,8 @@ def aihf_reward_loss(
         g = w_D [grad r(x,y_E) - grad r(x,y)] + w_P (1 - sigma(r_w - r_l)) [grad r_w - grad r_l].
     Reductions: w_D = 0 is the Bradley-Terry loss (RLHF's reward model); w_P = 0 is
     maximum-likelihood IRL from demonstrations only (ML-IRL). A term whose weight is 0
-    may be passed as None.
+    may be passed as None. ``demo_weights`` / ``pref_weights``: each demonstration's and each
+    pair's count in a bootstrap resample (the l2 term stays unweighted); None: 1 each.
     """
     _check_weights(w_demo, w_pref)
     terms: list[torch.Tensor] = []
@@ -285,12 +301,12 @@ def aihf_reward_loss(
     if w_demo > 0:
         if reward_demo is None or reward_policy is None:
             raise ValueError("w_demo > 0 needs reward_demo and reward_policy")
-        terms.append(w_demo * demonstration_reward_loss(reward_demo, reward_policy, demo_form))
+        terms.append(w_demo * demonstration_reward_loss(reward_demo, reward_policy, demo_form, demo_weights))
         used += [reward_demo, reward_policy]
     if w_pref > 0:
         if reward_chosen is None or reward_rejected is None:
             raise ValueError("w_pref > 0 needs reward_chosen and reward_rejected")
-        terms.append(w_pref * bradley_terry_loss(reward_chosen, reward_rejected))
+        terms.append(w_pref * bradley_terry_loss(reward_chosen, reward_rejected, pref_weights))
         used += [reward_chosen, reward_rejected]
     if reward_l2 > 0:
         terms.append(reward_l2 * torch.cat([r.reshape(-1) for r in used]).pow(2).mean())

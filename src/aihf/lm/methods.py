@@ -114,18 +114,22 @@ class MethodConfig(ObjectiveConfig):
     reward_ensemble_rule: EnsembleRule = setting("mean", help="how the heads' rewards combine: mean | uwo (mean - "
                                                  "penalty * variance) | wco (minimum)")
     reward_ensemble_penalty: float = setting(0.0, ge=0, help="uwo: the weight of the heads' variance")
+    reward_ensemble_resample: Literal["none", "records"] = setting(
+        "none", help="records: each head fits its own bootstrap resample of the training demonstrations and "
+        "preference pairs (n of n with replacement, drawn from loop.seed); none: every head all the records")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.reward_ensemble == 1 and (self.reward_ensemble_rule != "mean" or self.reward_ensemble_penalty):
-            raise ValueError("reward_ensemble_rule and reward_ensemble_penalty set up an ensemble: set "
-                             "reward_ensemble >= 2")
+        if self.reward_ensemble == 1 and (self.reward_ensemble_rule != "mean" or self.reward_ensemble_penalty
+                                          or self.reward_ensemble_resample != "none"):
+            raise ValueError("reward_ensemble_rule, reward_ensemble_penalty and reward_ensemble_resample set up an "
+                             "ensemble: set reward_ensemble >= 2")
         check_ensemble_rule(self.reward_ensemble_rule, self.reward_ensemble_penalty)
 
 
 SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache", "sampler", "vllm_memory")
 REWARD_FIT = ("w_pref", "reward_l2", "reward_frozen_layers", "reward_ensemble", "reward_ensemble_rule",
-              "reward_ensemble_penalty")
+              "reward_ensemble_penalty", "reward_ensemble_resample")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
 
@@ -226,6 +230,13 @@ RECIPES: dict[str, Recipe] = {
 ALL_MODELS = frozenset({"policy", "reward"})
 
 
+def bootstrap_counts(n: int, members: int, generator: torch.Generator) -> torch.Tensor:
+    """(members, n): row k counts how often each of n records is in member k's bootstrap
+    resample, n draws with replacement (each row sums to n; about 63% of the records drawn)."""
+    draws = torch.randint(0, n, (members, n), generator=generator)
+    return torch.stack([torch.bincount(row, minlength=n) for row in draws])
+
+
 def _pack(responses: list[list[int]], key: str) -> dict[str, torch.Tensor]:
     """Response token ids as two tensors (lengths, flat tokens), for a safetensors checkpoint."""
     return {
@@ -312,9 +323,10 @@ class _Records:
                 raise ConfigError(f"{self.name}: method.sampler=vllm needs vLLM: pip install 'aihf[vllm]' "
                                   "(or method.sampler=hf)")
 
-    def plan(self, records_per_step: int) -> None:
+    def plan(self, records_per_step: int, seed: int = 0) -> None:
         """Fix the schedule once the trainer knows how many records of each kind one optimizer
-        step reads (micro-batch x accumulation x processes). Only ``rounds`` needs it."""
+        step reads (micro-batch x accumulation x processes), and draw what a run draws once from
+        its ``seed`` (``loop.seed``). Only the explicit-reward methods need it."""
 
     def phase(self, step: int) -> frozenset[str]:
         """The models that optimizer step ``step`` updates (all of them, but for ``rounds``)."""
@@ -661,6 +673,7 @@ class ExplicitRewardMethod(_Records):
         self.reward_steps = 0  # rounds: the reward steps that open each round
         self.round_samples: list[Sequence] = []  # rounds: samples_per_demo y ~ pi_k per training demonstration
         self.scaler = RewardScaler(config.reward_normalize, config.reward_clip)
+        self.resample_counts: dict[str, torch.Tensor] = {}  # kind -> (K, n) counts (``plan``)
 
     def bind(self, accelerator: Accelerator) -> None:
         """Move the frozen models (reference, a fixed reward model) to the training device."""
@@ -671,9 +684,15 @@ class ExplicitRewardMethod(_Records):
 
     # ---------------------------------------------------------------------------- schedule
 
-    def plan(self, records_per_step: int) -> None:
-        """``rounds``: each round is R = ceil(reward_epochs * max(|D|, |P|) / records_per_step)
-        reward steps, then ``policy_steps_per_round`` policy steps; the run is ``rounds`` rounds."""
+    def plan(self, records_per_step: int, seed: int = 0) -> None:
+        """``reward_ensemble_resample: records``: each head's bootstrap counts of the training
+        records (``bootstrap_counts``). ``rounds``: each round is R = ceil(reward_epochs *
+        max(|D|, |P|) / records_per_step) reward steps, then ``policy_steps_per_round`` policy
+        steps; the run is ``rounds`` rounds."""
+        if self.config.reward_ensemble_resample == "records":
+            generator = torch.Generator().manual_seed(seed)
+            self.resample_counts = {kind: bootstrap_counts(n, self.config.reward_ensemble, generator)
+                                    for kind, n in sorted(self.data_sizes("train").items()) if kind in ("demo", "pref") and n}
         if self.schedule != "rounds":
             return
         cfg, sizes = self.config, self.data_sizes("train")
@@ -773,14 +792,24 @@ class ExplicitRewardMethod(_Records):
                 scaled = self.scaler(rewards)
         return scaled
 
-    def reward_step(self, r_demo, r_compared, r_chosen, r_rejected) -> torch.Tensor:
-        """Step 3: l_R on r(x, y_E) vs the samples it is compared with, and r(x, y_w) vs r(x, y_l)."""
+    def reward_step(self, r_demo, r_compared, r_chosen, r_rejected, demo_weights=None,
+                    pref_weights=None) -> torch.Tensor:
+        """Step 3: l_R on r(x, y_E) vs the samples it is compared with, and r(x, y_w) vs r(x, y_l),
+        each record weighted by its count in its head's resample when there is one."""
         cfg = self.config
         return objective.aihf_reward_loss(
             r_demo, r_compared, r_chosen, r_rejected,
             cfg.w_demo if r_demo is not None else 0.0, cfg.w_pref if r_chosen is not None else 0.0,
-            cfg.demo_form, cfg.reward_l2,
+            cfg.demo_form, cfg.reward_l2, demo_weights, pref_weights,
         )
+
+    def _resample_weights(self, kind: str, idx: list[int], split: str, repeat: int = 1) -> torch.Tensor | None:
+        """(K, len(idx) * repeat) counts of training records ``idx`` in each head's resample, each
+        repeated as its rewards are; None without resampling or off the training split."""
+        if split != "train" or kind not in self.resample_counts or not idx:
+            return None
+        counts = self.resample_counts[kind][:, idx].to(self.accelerator.device, torch.float32)
+        return counts.repeat_interleave(repeat, dim=-1)
 
     def loss(
         self, indices: dict[str, list[int]], split: str, seed: int, phase: frozenset[str] = ALL_MODELS
@@ -821,6 +850,7 @@ class ExplicitRewardMethod(_Records):
             loss = loss + self.reward_step(
                 r_demo.repeat_interleave(repeat, dim=-1) if demos else None, r_compared if demos else None,
                 r_chosen if pairs else None, r_rejected if pairs else None,
+                self._resample_weights("demo", demo_idx, split, repeat), self._resample_weights("pref", pref_idx, split),
             )
         if policy_phase and rl_prompts:
             policy_loss, rl_metrics = self.policy_step(samples[: len(rl_prompts)], self._combined(r_rl), split)
