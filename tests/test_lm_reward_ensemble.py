@@ -92,7 +92,7 @@ def test_one_head_is_the_reward_model_it_was_and_more_heads_start_apart():
     assert members.shape == (3, 2) and one(ids, mask, members=True).shape == (1, 2)
     torch.testing.assert_close(members[0], one(ids, mask))
     torch.testing.assert_close(three(ids, mask), members.min(dim=0).values)
-    with pytest.raises(ValueError, match="needs heads > 1"):
+    with pytest.raises(ValueError, match="set reward_ensemble >= 2"):
         RewardModel(copy.deepcopy(body), rule="wco")
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "demonstration_reward_loss",
     "aihf_reward_loss",
     "check_ensemble_rule",
+    "check_ensemble_settings",
     "ensemble_reward",
     "dpo_log_ratio_margin",
     "preference_loss",
@@ -320,6 +321,17 @@ def check_ensemble_rule(rule: str, penalty: float) -> None:
     if (rule == "uwo") != (penalty > 0) or not penalty >= 0:
         raise ValueError(f"the uwo rule needs a penalty > 0 and the other rules none, got penalty {penalty} "
                          f"with rule {rule!r}")
+
+
+def check_ensemble_settings(members: int, rule: str, penalty: float, resample: str = "none") -> None:
+    """The settings of a reward ensemble of ``members`` (1: no ensemble), as both worlds name them
+    (``reward_ensemble``, ``reward_ensemble_rule``, ``reward_ensemble_penalty``,
+    ``reward_ensemble_resample``): a rule, a penalty or a resample other than the default needs
+    ``members`` >= 2, and the rule its penalty (``check_ensemble_rule``)."""
+    if members == 1 and (rule != "mean" or penalty or resample != "none"):
+        raise ValueError("reward_ensemble_rule, reward_ensemble_penalty and reward_ensemble_resample set up an "
+                         "ensemble: set reward_ensemble >= 2")
+    check_ensemble_rule(rule, penalty)
 
 
 def ensemble_reward(rewards: torch.Tensor, rule: EnsembleRule = "mean", penalty: float = 0.0) -> torch.Tensor:

@@ -54,7 +54,7 @@ from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.rollout import evaluation_episodes, policy_actor, run_episode
 from aihf.control.run_checkpoint import ResumePoint
 from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet
-from aihf.objective import EnsembleRule, check_ensemble_rule
+from aihf.objective import EnsembleRule, check_ensemble_settings
 from aihf.reward_scale import RewardScaler
 from aihf.runtime import set_seed
 
@@ -118,12 +118,8 @@ class ControlLoopConfig(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.reward_ensemble == 1 and (self.reward_ensemble_rule != "mean" or self.reward_ensemble_penalty
-                                          or self.reward_ensemble_resample != "none"):
-            raise ValueError("reward_ensemble_rule, reward_ensemble_penalty and reward_ensemble_resample set up an "
-                             "ensemble: set reward_ensemble >= 2")
-        if self.reward_ensemble > 1:
-            check_ensemble_rule(self.reward_ensemble_rule, self.reward_ensemble_penalty)
+        check_ensemble_settings(self.reward_ensemble, self.reward_ensemble_rule, self.reward_ensemble_penalty,
+                                self.reward_ensemble_resample)
         rounds = self.sac.train_freq
         if self.schedule == "ml_irl" and (self.iteration_steps % rounds or self.total_steps % rounds):
             raise ValueError(f"iteration_steps ({self.iteration_steps}) and total_steps ({self.total_steps}) must be "

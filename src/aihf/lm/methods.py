@@ -46,7 +46,7 @@ from aihf.lm.generation import CacheKind, HFSampler, VLLMSampler
 from aihf.lm.models import hidden_states_as_logits
 from aihf.lm.rl import rloo_step
 from aihf.lm.static_loop import StaticLoopSampler
-from aihf.objective import EnsembleRule, ObjectiveConfig, check_ensemble_rule
+from aihf.objective import EnsembleRule, ObjectiveConfig, check_ensemble_settings
 from aihf.reward_scale import RewardScaler
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,8 @@ class MethodConfig(ObjectiveConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.reward_ensemble == 1 and (self.reward_ensemble_rule != "mean" or self.reward_ensemble_penalty
-                                          or self.reward_ensemble_resample != "none"):
-            raise ValueError("reward_ensemble_rule, reward_ensemble_penalty and reward_ensemble_resample set up an "
-                             "ensemble: set reward_ensemble >= 2")
-        check_ensemble_rule(self.reward_ensemble_rule, self.reward_ensemble_penalty)
+        check_ensemble_settings(self.reward_ensemble, self.reward_ensemble_rule, self.reward_ensemble_penalty,
+                                self.reward_ensemble_resample)
 
 
 SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache", "sampler", "vllm_memory")

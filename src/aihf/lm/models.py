@@ -37,7 +37,7 @@ from transformers import (
 
 from aihf.config import Settings, setting
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
-from aihf.objective import EnsembleRule, check_ensemble_rule, ensemble_reward
+from aihf.objective import EnsembleRule, check_ensemble_settings, ensemble_reward
 from aihf.runtime import atomic_directory
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -480,9 +480,7 @@ class RewardModel(nn.Module):
         super().__init__()
         if heads < 1:
             raise ValueError(f"a reward model needs at least one head, got heads={heads}")
-        if heads == 1 and (rule, penalty) != ("mean", 0.0):
-            raise ValueError(f"the ensemble rule {rule!r} (penalty {penalty}) needs heads > 1")
-        check_ensemble_rule(rule, penalty)
+        check_ensemble_settings(heads, rule, penalty)
         self.backbone = backbone
         self.rule, self.penalty = rule, float(penalty)
         hidden = backbone.config.get_text_config().hidden_size
