@@ -181,25 +181,17 @@ def restore(exported: Path, folder: Path) -> int:
 def merged(folder: Path, seeds: list[int], methods: list[str]) -> bool:
     """Whether ``folder``'s results.json already merges ``seeds`` of ``methods``: each method's
     runs in it are its runs' result.json, seed by seed, so that merging again would change only
-    the stamps. Tables that hold more methods count too: a grid asked for some of a cell's
-    methods (``methods=[...]``) must not merge the cell again without the others."""
+    the stamps. ``methods`` is the cell's whole list (``cell_methods``), so tables that hold
+    other methods are merged again."""
     tables = folder / "results.json"
     if not tables.is_file():
         return False
     saved = json.loads(tables.read_text(encoding="utf-8"))
-    held = saved.get("runs", {})
-    if saved.get("seeds") != seeds or not set(methods) <= set(held):
+    if saved.get("seeds") != seeds or set(saved.get("runs", {})) != set(methods):
         return False
-    return all(held[m] == [json.loads((folder / "runs" / m / f"seed{s}" / "result.json").read_text(encoding="utf-8"))
-                           ["result"] for s in seeds] for m in methods)
-
-
-def merged_methods(folder: Path, seeds: list[int], methods: list[str]) -> list[str]:
-    """The methods a cell's tables hold when they merge ``methods`` and more (``merged``), in their
-    order; otherwise ``methods``: what the exported config.yaml names as the cell's."""
-    if not merged(folder, seeds, methods):
-        return methods
-    return list(json.loads((folder / "results.json").read_text(encoding="utf-8"))["runs"])
+    runs = {m: [json.loads((folder / "runs" / m / f"seed{s}" / "result.json").read_text(encoding="utf-8"))["result"]
+                for s in seeds] for m in methods}
+    return saved.get("runs") == runs
 
 
 def export(folder: Path, target: Path, complete: bool, seeds: list[int], methods: list[str]) -> None:
@@ -372,8 +364,7 @@ def main() -> None:
                 print(f"merged {env} {setting} ({', '.join(merging)}): exit {merge.returncode}", flush=True)
                 complete = merge.returncode == 0
             if args.export and (args.out / cell(env, setting)).is_dir():
-                export(args.out / cell(env, setting), args.export / cell(env, setting), complete, seeds,
-                       merged_methods(args.out / cell(env, setting), seeds, merging))
+                export(args.out / cell(env, setting), args.export / cell(env, setting), complete, seeds, merging)
     if args.export:
         print(f"status: {write_status(args.export, exported_envs(args.export, args.envs), seeds)}", flush=True)
     failed = [unit for unit, code in codes.items() if code != 0]
