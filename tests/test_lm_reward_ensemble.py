@@ -180,7 +180,7 @@ def test_a_resampled_heads_full_batch_loss_is_its_loss_on_the_records_its_resamp
         with torch.no_grad():
             single.head.weight.copy_(pair.head.weight[k:k + 1])
             single.head.bias.copy_(pair.head.bias[k:k + 1])
-        rebuilt = [p for p, c in zip(prefs["train"], counts[k].tolist()) for _ in range(c)]
+        rebuilt = [p for p, c in zip(prefs["train"], counts[k].long().tolist()) for _ in range(c)]
         one = make_method("reward", tok, reward=single, records=(demos, {**prefs, "train": rebuilt}))
         Trainer(one, loop(tmp_path / str(k)))
         singles.append(one.loss({"pref": list(range(n))}, "train", seed=0)[0].item())

@@ -688,7 +688,8 @@ class ExplicitRewardMethod(_Records):
         steps; the run is ``rounds`` rounds."""
         if self.config.reward_ensemble_resample == "records":
             generator = torch.Generator().manual_seed(seed)
-            self.resample_counts = {kind: bootstrap_counts(n, self.config.reward_ensemble, generator)
+            self.resample_counts = {kind: bootstrap_counts(n, self.config.reward_ensemble, generator).to(
+                                        self.accelerator.device, torch.float32)  # indexed there at every step
                                     for kind, n in sorted(self.data_sizes("train").items()) if kind in ("demo", "pref") and n}
         if self.schedule != "rounds":
             return
@@ -805,8 +806,7 @@ class ExplicitRewardMethod(_Records):
         repeated as its rewards are; None without resampling or off the training split."""
         if split != "train" or kind not in self.resample_counts or not idx:
             return None
-        counts = self.resample_counts[kind][:, idx].to(self.accelerator.device, torch.float32)
-        return counts.repeat_interleave(repeat, dim=-1)
+        return self.resample_counts[kind][:, idx].repeat_interleave(repeat, dim=-1)
 
     def loss(
         self, indices: dict[str, list[int]], split: str, seed: int, phase: frozenset[str] = ALL_MODELS
