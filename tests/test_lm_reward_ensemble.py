@@ -233,5 +233,5 @@ def test_aihf_with_an_uncertainty_weighted_resampled_ensemble_learns_jointly(tmp
     assert reward_gap(reward, tok) > 1.0
     assert answer_margin(policy, tok) > 2.0
     assert result.evaluations[-1]["eval/reward_accuracy"] == 1.0
-    assert all(h["reward_heads_sd"] >= 0 for h in result.history if "reward_heads_sd" in h)
-    assert any("reward_heads_sd" in h for h in result.history)
+    spreads = [h["reward_heads_sd"] for h in result.history if "reward_heads_sd" in h]
+    assert len(spreads) == len(result.history) and min(spreads) > 1e-3  # heads from their own starts disagree
