@@ -7,10 +7,12 @@ Copies results.json / results.md / config.yaml / split.json / build_report.json,
 setting's report.json, and per finished unit (run x seed with an ``evaluation.json``) that
 file, its stage config(s) and, when the run kept one, its evaluations (``metrics.json``'s
 per-round diagnostics) as ``diagnostics.json``; and writes ``state.json`` with the SHA-256 of
-pi_SFT's weights and of the build answers, and the package versions of the exporting
-environment (pi_SFT depends on them: constraints.txt pins them). Weights are not copied. To continue: copy the
-exported folder to a run folder and run the same command; the base, SFT and build stages
-are recomputed there and must give the same pi_SFT (``state.json``): a unit is skipped
+pi_SFT's weights and of the build answers, and the code, package versions and machine of
+the exporting environment (pi_SFT depends on them: constraints.txt pins the packages; another
+kind of CPU trains another pi_SFT, docs/reproducibility.md, which
+`scripts/imdb_sft_fingerprint.py --expect state.json` tells before a grid starts). Weights
+are not copied. To continue: copy the exported folder to a run folder and run the same
+command; the base, SFT and build stages are recomputed there and must give the same pi_SFT (``state.json``): a unit is skipped
 only when its ``evaluation.json`` names that pi_SFT (``pipeline.finished_unit``).
 """
 
@@ -21,7 +23,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from aihf.runtime import package_versions
+from aihf.runtime import provenance
 
 
 def sha256(path: Path) -> str:
@@ -43,7 +45,7 @@ def main() -> None:
         shutil.copy2(report, dest / report.relative_to(src))
     pi_sft = max(src.glob("sft/stage-*/final/policy/model.safetensors"), key=lambda f: int(f.parts[-4].split("-")[1]))
     state = {"pi_sft_sha256": sha256(pi_sft), "build_samples_sha256": sha256(src / "build_samples.jsonl"), "units": 0,
-             "versions": package_versions()}  # pi_SFT depends on them: a continuation needs the same
+             "versions": provenance()}  # pi_SFT depends on them: a continuation needs the same
     for evaluation in sorted(src.glob("runs/*/*/seed-*/evaluation.json")):
         unit = evaluation.parent
         out = dest / unit.relative_to(src)

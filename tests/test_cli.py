@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from aihf.cli import build_parser, main, parse_args
-from aihf.runtime import package_versions
+from aihf.runtime import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def test_toy_experiment_from_the_command_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| s | aihf |" in out and str(tmp_path / "normalised_return.png") in out
     assert "1 setting x 3 methods x 1 seed in" in out
-    assert json.loads((tmp_path / "results.json").read_text())["versions"] == package_versions()
+    assert json.loads((tmp_path / "results.json").read_text())["versions"] == provenance()
     assert (tmp_path / "results.json").is_file()
 
 

@@ -288,7 +288,7 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path, figure_texts, ca
 
     from aihf.control.toy import write_toy_data_dir
     from aihf.experiments.mujoco import run_from_cli
-    from aihf.runtime import package_versions
+    from aihf.runtime import provenance
 
     write_toy_data_dir(tmp_path / "data", demo_slope=0.5, n_prefs=50)
     preset = tmp_path / "tiny.yaml"
@@ -304,7 +304,7 @@ def test_experiment_runner_writes_table_plot_and_runs(tmp_path, figure_texts, ca
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == {"aihf", "ml_irl", "rlhf", "bc", "sac_true"}
     assert results["n_prefs"] == 20 and results["demos"] == "demos_low"
-    assert results["versions"] == package_versions()
+    assert results["versions"] == provenance()
     assert "mean over 1 seed; shaded: ± 1 standard deviation over seeds" in "\n".join(figure_texts["curves.png"])
     assert "5 methods x 1 seed in" in capsys.readouterr().out
     assert results["runs"]["aihf"][0]["steps"] == [150, 300]

@@ -148,9 +148,9 @@ def test_fixture_preset_runs_every_stage_end_to_end_and_resumes(tmp_path, capsys
     results = json.loads((out / "results.json").read_text())
     table = results["settings"]["paper"]
     assert list(table) == ["pi_sft", "demo-sft", *hh.PAPER_METHODS]
-    from aihf.runtime import package_versions
+    from aihf.runtime import provenance
 
-    assert results["versions"] == package_versions()
+    assert results["versions"] == provenance()
     for name, entry in table.items():
         assert all(math.isfinite(entry[m]["mean"]) for m in ("judge", "kl", "win_rate")), name
         assert name == "pi_sft" or 0 <= entry["heldout_pref_accuracy"]["mean"] <= 1

@@ -1,6 +1,7 @@
 """IMDb setting's building blocks: split, prompts, gold reward, judge, data building, metrics, plots."""
 
 import hashlib
+import importlib.util
 import json
 import math
 import shutil
@@ -16,7 +17,7 @@ from aihf.eval import gold, metrics, plots
 from aihf.eval.judge import VaderJudge
 from aihf.eval.stats import mean_interval
 from aihf.experiments.imdb import data
-from aihf.runtime import package_versions
+from aihf.runtime import provenance
 
 
 @pytest.fixture(scope="module")
@@ -547,7 +548,7 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     assert table["aihf-dpo"]["runs"][0]["train_loss_first"] == pytest.approx((history[0]["loss"] + history[1]["loss"]) / 2)
     assert table["aihf-dpo"]["runs"][0]["train_loss_last"] == table["aihf-dpo"]["runs"][0]["train_loss_first"]
     assert results["data"]["tiny"]["prompts"] == 16 and results["judge"] == {"name": "vader"}
-    assert results["versions"] == package_versions() and results["versions"]["scikit-learn"]
+    assert results["versions"] == provenance() and results["versions"]["scikit-learn"]
     assert results["versions"]["aihf_commit"]  # the tests run from a checkout: the code is recorded too
     # the held-out pairs: written, never trained on, and every run's reward scored on them
     held = (out / "settings" / "tiny" / "eval_preferences.jsonl").read_text().splitlines()
@@ -583,7 +584,18 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     state = json.loads((tmp_path / "export" / "state.json").read_text())
     pi_sft_weights = out / "sft" / "stage-1" / "final" / "policy" / "model.safetensors"
     assert state["pi_sft_sha256"] == hashlib.sha256(pi_sft_weights.read_bytes()).hexdigest()
-    assert state["versions"] == package_versions() and state["units"] == 2
+    assert state["versions"] == provenance() and state["units"] == 2
+    # scripts/imdb_sft_fingerprint.py gives this pi_SFT from the preset alone, and says when an export's differs
+    spec = importlib.util.spec_from_file_location("imdb_sft_fingerprint", script.parent / "imdb_sft_fingerprint.py")
+    fingerprint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fingerprint)
+    hashes = fingerprint.fingerprint("tiny", overrides, tmp_path / "fingerprint")
+    assert hashes["pi_SFT"] == state["pi_sft_sha256"] and hashes["split"] == hashlib.sha256(
+        (out / "split.json").read_bytes()).hexdigest()
+    assert fingerprint.mismatch(state, hashes["pi_SFT"], Path("state.json")) is None
+    elsewhere = {**state, "pi_sft_sha256": "0" * 64, "versions": {**state["versions"], "cpu": "AMD EPYC 7B13",
+                                                                   "torch_cpu_capability": "AVX2"}}
+    assert "made on AMD EPYC 7B13, torch AVX2" in fingerprint.mismatch(elsewhere, hashes["pi_SFT"], Path("state.json"))
     assert (tmp_path / "export" / "runs" / "tiny" / "aihf" / "seed-0" / "evaluation.json").is_file()
     for name in ("results.md", "reward_vs_kl.png", "settings/tiny/demonstrations.jsonl", "build_samples.jsonl"):
         assert (out / name).is_file(), name

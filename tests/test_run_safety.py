@@ -25,7 +25,7 @@ from aihf.cli import main
 from aihf.config import ConfigError, load_config
 from aihf.lm.train import TrainConfig, train
 from aihf.lm.trainer import Trainer, load_state_dict
-from aihf.runtime import NonFiniteLossError, package_versions
+from aihf.runtime import NonFiniteLossError, provenance
 
 
 def config(tmp_path: Path, *overrides: str) -> TrainConfig:
@@ -197,7 +197,7 @@ def test_the_default_folder_names_the_method_and_the_run(tmp_path, monkeypatch):
     assert result.output_dir == Path(run_folder.default_output_dir("dpo", config(tmp_path, "loop.max_steps=1")))
     record = json.loads((result.output_dir / "run.json").read_text())
     assert record["status"] == "finished" and record["processes"] == 1
-    assert record["versions"] == package_versions() and {"numpy", "tokenizers", "scikit-learn"} <= set(record["versions"])
+    assert record["versions"] == provenance() and {"numpy", "tokenizers", "scikit-learn"} <= set(record["versions"])
 
 
 def test_a_live_writer_holds_the_folder_and_a_dead_ones_lock_is_taken_over(tmp_path):

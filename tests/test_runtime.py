@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+import aihf.runtime as runtime
 from aihf.runtime import (
     NonFiniteLossError,
     available_cores,
-    package_versions,
     atomic_directory,
     atomic_file,
     check_finite,
     load_rng_state,
     optimizer_state,
     optimizer_tensors,
+    provenance,
     save_rng_state,
     set_seed,
     set_torch_threads,
@@ -28,14 +29,30 @@ def _draw():
     return random.random(), float(np.random.rand()), float(torch.rand(1))
 
 
-def test_package_versions_name_python_and_what_the_results_depend_on():
+def test_provenance_name_python_and_what_the_results_depend_on():
     import sys
     from importlib.metadata import version
 
-    versions = package_versions()
+    versions = provenance()
     assert versions["python"] == sys.version.split()[0]
     for name in ("aihf", "torch", "transformers", "tokenizers", "accelerate", "numpy", "scikit-learn"):
         assert versions[name] == version(name), name
+    assert versions["cpu"] == runtime.cpu_name() and versions["cpu"]
+    assert versions["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert ("cuda_device" in versions) == torch.cuda.is_available()
+
+
+def test_the_cpu_is_named_from_cpuinfo_or_else_by_platform(tmp_path, monkeypatch):
+    import platform
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n"
+                       "processor\t: 1\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n")
+    assert runtime.cpu_name(cpuinfo) == "AMD EPYC 7B13 64-Core Processor"
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert runtime.cpu_name(tmp_path / "absent") == "arm"
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    assert runtime.cpu_name(tmp_path / "absent") == platform.machine()
 
 
 def test_available_cores_are_the_affinity_mask_capped_by_a_cgroup_quota(tmp_path, monkeypatch):
@@ -194,17 +211,15 @@ def test_check_finite_stops_with_message(bad):
 def test_code_version_names_the_checkouts_commit_and_whether_it_is_dirty(tmp_path, monkeypatch):
     import subprocess
 
-    import aihf.runtime as runtime
-
     version = runtime.code_version()  # the tests run from a checkout
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=Path(runtime.__file__).parents[2]).stdout.strip()
     assert version is not None and version["commit"] == head and isinstance(version["dirty"], bool)
-    assert runtime.package_versions()["aihf_commit"] == head + ("+dirty" if version["dirty"] else "")
+    assert runtime.provenance()["aihf_commit"] == head + ("+dirty" if version["dirty"] else "")
     fake = tmp_path / "site-packages" / "aihf" / "runtime.py"  # installed from a wheel: no checkout
     fake.parent.mkdir(parents=True)
     monkeypatch.setattr(runtime, "__file__", str(fake))
-    assert runtime.code_version() is None and "aihf_commit" not in runtime.package_versions()
+    assert runtime.code_version() is None and "aihf_commit" not in runtime.provenance()
 
 
 def test_processes_wait_in_collectives_for_the_configured_timeout(monkeypatch):

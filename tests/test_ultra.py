@@ -91,9 +91,9 @@ def one_process(tmp_path_factory):
 @pytest.mark.e2e
 def test_fixture_preset_runs_every_method_end_to_end(one_process):
     results = json.loads((one_process / "results.json").read_text())
-    from aihf.runtime import package_versions
+    from aihf.runtime import provenance
 
-    assert results["versions"] == package_versions()
+    assert results["versions"] == provenance()
     table = results["settings"]["ultra"]
     assert list(table) == ["base", "rlhf", "dpo", "ipo", "spin", "aihf-dpo", "self-play-aihf", "aihf"]
     for name, entry in table.items():

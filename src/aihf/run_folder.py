@@ -248,12 +248,12 @@ def write_record(folder: Path, method: str, config: Any, processes: int, status:
     ``folder``; ``result_dir``: the folder with the run's ``final/`` and ``metrics.json`` (rlhf:
     its policy stage); ``reward_model``: where the run's reward started (a stage it trained)."""
     from aihf.config import save_config
-    from aihf.runtime import package_versions
+    from aihf.runtime import provenance
 
     record = read_record(folder) or {}
     record.update(method=method, config=_plain(config), processes=processes, status=status, step=step,
                   result_dir=result_dir or str(folder), reward_model=reward_model or config.model.reward_model,
-                  versions=package_versions(), host=socket.gethostname(),
+                  versions=provenance(), host=socket.gethostname(),
                   **{"started" if status == "running" else "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     tmp = folder / f".{RECORD}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")

@@ -1,6 +1,6 @@
 """What every training loop needs and no library gives in this form: seeding, RNG state
 capture without pickle, atomic checkpoint directories and files, a guard against NaN losses, torch's
-thread count from the cores the process may use, and the package versions a run records.
+thread count from the cores the process may use, and what a run records of its code, packages and machine.
 """
 
 from __future__ import annotations
@@ -54,10 +54,28 @@ def code_version() -> dict[str, Any] | None:
         return None
 
 
-def package_versions() -> dict[str, str]:
-    """``{"python": ..., package: version}`` for each of :data:`RECORDED_PACKAGES` installed,
-    and ``aihf_commit`` (``SHA``, or ``SHA+dirty`` when tracked files differ from it) when aihf
-    runs from a git checkout (:func:`code_version`): what every results.json and run.json records."""
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``; elsewhere ``platform.processor()`` or
+    the architecture)."""
+    import platform
+
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def provenance() -> dict[str, str]:
+    """What a result depends on beyond its config, as every results.json, run.json and export
+    records it under ``"versions"``: ``python``, the version of each of :data:`RECORDED_PACKAGES`
+    installed; ``aihf_commit`` (``SHA``, or ``SHA+dirty`` when tracked files differ from it) when
+    aihf runs from a git checkout (:func:`code_version`); and the machine: ``cpu`` (:func:`cpu_name`),
+    ``torch_cpu_capability`` (the vector instructions torch's CPU kernels use: ``AVX2``,
+    ``AVX512``, ...) and ``cuda_device`` where torch sees a GPU. The same code, packages, seed and
+    thread count give the same weights bit for bit only on the same kind of CPU (GPU): float sums
+    are ordered by the kernels, so an AMD EPYC (AVX2) and an Intel Xeon (AVX512) train apart
+    (docs/reproducibility.md)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0]}
@@ -67,6 +85,10 @@ def package_versions() -> dict[str, str]:
     code = code_version()
     if code is not None:
         out["aihf_commit"] = code["commit"] + ("+dirty" if code["dirty"] else "")
+    out["cpu"] = cpu_name()
+    out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if torch.cuda.is_available():
+        out["cuda_device"] = torch.cuda.get_device_name(torch.cuda.current_device())
     return out
 
 

@@ -45,7 +45,7 @@ from aihf.control.rollout import evaluate_policy_return
 from aihf.control.run_state import RunState
 from aihf.control.sac_backend import Backend, make_sac
 from aihf.control.sac_state import has_sac_state, load_sac_state, save_sac_state
-from aihf.runtime import atomic_file, package_versions
+from aihf.runtime import atomic_file, provenance
 
 
 @dataclass
@@ -221,7 +221,7 @@ def train_expert(cfg: ExpertConfig, out_dir: str | Path) -> dict:
         "eval_return_std": float(np.std(returns)), "eval_returns": [float(r) for r in returns],
         "resumed": state["elapsed_s"] > 0, "steps_planned_before": planned, "torch_threads": torch.get_num_threads(),
         "target_return": cfg.target_return, "stopped_at_target": callback.reached_at is not None,
-        "versions": {**package_versions(), "stable_baselines3": stable_baselines3.__version__,
+        "versions": {**provenance(), "stable_baselines3": stable_baselines3.__version__,
                      "gymnasium": gym.__version__, "python": platform.python_version()},
     }
     (out / "provenance.json").write_text(json.dumps(record, indent=2))

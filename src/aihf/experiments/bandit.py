@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from aihf.data.builders import bradley_terry_first_wins
 from aihf.eval.stats import interval_caption, mean_interval
 from aihf.objective import aihf_reward_loss
-from aihf.runtime import check_finite, package_versions, set_seed
+from aihf.runtime import check_finite, provenance, set_seed
 
 METHODS: dict[str, tuple[float, float]] = {
     "aihf": (1.0, 1.0),
@@ -203,7 +203,7 @@ def fit_reward(
 
 def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Every method on every setting and seed; returns (and optionally writes) the results."""
-    results: dict = {"config": asdict(config), "versions": package_versions(), "settings": {}}
+    results: dict = {"config": asdict(config), "versions": provenance(), "settings": {}}
     jobs = [(s, m, seed) for s in config.settings for m in METHODS for seed in config.seeds]
     bar = tqdm(jobs, desc="toy AIHF", unit="run", disable=not progress)
     for setting, method, seed in bar:

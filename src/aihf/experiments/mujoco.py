@@ -46,7 +46,7 @@ from aihf.control.rollout import run_episode
 from aihf.control.run_checkpoint import ResumePoint
 from aihf.eval.stats import mean_interval
 from aihf.logs import count
-from aihf.runtime import atomic_directory, package_versions
+from aihf.runtime import atomic_directory, provenance
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def run(cfg: MujocoConfig, output_dir: str | Path) -> dict:
                 bar.set_postfix_str(f"{method} seed {seed}")
                 result = _train_unit(cfg, method, seed, demos, prefs, folder, data_dir, bar)
             runs[method].append(result)
-    results = {"versions": package_versions(), "env": cfg.env, "data_dir": str(data_dir), "demos": cfg.demos, "n_demos": len(demos),
+    results = {"versions": provenance(), "env": cfg.env, "data_dir": str(data_dir), "demos": cfg.demos, "n_demos": len(demos),
                "n_prefs": len(prefs), "demonstrator_return": expert, "total_steps": cfg.loop.total_steps,
                "schedule": cfg.loop.schedule, "reward_shift": cfg.loop.reward_shift,
                "reward_normalize": cfg.loop.reward_normalize, "eval_split": cfg.loop.eval_split,

@@ -24,7 +24,7 @@ from aihf.config import ConfigError
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import RECIPES
 from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, train
-from aihf.runtime import atomic_file
+from aihf.runtime import atomic_file, provenance
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +130,33 @@ def finished_unit(evaluator, spec: RunSpec, run_dir: Path, seed: int, key: dict)
         return None
     saved = json.loads(path.read_text(encoding="utf-8"))
     if saved.get("key") != key:
+        log.warning("%s: trained again: %s", run_dir, stale_because(saved, key))
         return None
     reuse_check(spec, final_policy(run_dir, spec.recipe))
     evaluator.generations[(spec.name, seed)] = saved["generations"]
     return saved["row"]
+
+
+def machine_of(versions: dict | None) -> str:
+    """The machine a ``provenance()`` record names: its CPU and torch's CPU kernel level."""
+    if not versions or "cpu" not in versions:
+        return "a machine it does not record"
+    return f"{versions['cpu']}, torch {versions.get('torch_cpu_capability', '?')}"
+
+
+def stale_because(saved: dict, key: dict) -> str:
+    """Why a saved ``evaluation.json`` (``saved``) does not count as this run's unit: the fields
+    of its key that differ from ``key``; for another pi_SFT, both hashes and the machines that
+    made them: the same code and seed train another pi_SFT on another kind of CPU
+    (docs/reproducibility.md)."""
+    old = saved.get("key") or {}
+    changed = sorted(name for name in {*old, *key} if old.get(name) != key.get(name))
+    reason = f"its evaluation.json was made with another {', '.join(changed)}"
+    if "pi_sft_sha256" in changed:
+        reason += (f" (pi_SFT {str(old.get('pi_sft_sha256'))[:12]}... made on {machine_of(saved.get('versions'))}; "
+                   f"this run's {key['pi_sft_sha256'][:12]}... on {machine_of(provenance())}: the same code and seed "
+                   "give another pi_SFT on another kind of CPU, docs/reproducibility.md)")
+    return reason
 
 
 def evaluate_run(
@@ -141,12 +164,12 @@ def evaluate_run(
     pi_sft: Path, data_files, key: dict,
 ) -> dict[str, float]:
     """One trained run's results row (evaluation metrics, training losses, held-out preference
-    accuracy), written to ``run_dir/evaluation.json`` with its scored answers and ``key``
-    (:func:`finished_unit` reads it back)."""
+    accuracy), written to ``run_dir/evaluation.json`` with its scored answers, ``key``
+    (:func:`finished_unit` reads it back) and the code, packages and machine (``versions``)."""
     row = {**evaluator.policy_run(spec.name, policy, seed), **training_losses(policy)}
     if data_files.eval_preferences:
         row["heldout_pref_accuracy"] = heldout_accuracy(config, spec, run_dir, policy, pi_sft, data_files.eval_preferences)
     with atomic_file(run_dir / "evaluation.json") as tmp:
-        tmp.write_text(json.dumps({"key": key, "row": row, "generations": evaluator.generations[(spec.name, seed)]}),
-                       encoding="utf-8")
+        tmp.write_text(json.dumps({"key": key, "row": row, "generations": evaluator.generations[(spec.name, seed)],
+                                   "versions": provenance()}), encoding="utf-8")
     return row

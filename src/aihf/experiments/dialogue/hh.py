@@ -48,7 +48,7 @@ from aihf.experiments.dialogue.presets import load_group_preset
 from aihf.experiments.runs import RunSelection, RunSpec
 from aihf.lm.methods import MethodConfig
 from aihf.lm.trainer import LoopConfig
-from aihf.runtime import package_versions
+from aihf.runtime import provenance
 
 log = logging.getLogger(__name__)
 PAPER_METHODS = ["rlhf", "dpo", "ipo", "spin", "aihf-dpo", "self-play-aihf", "aihf"]
@@ -247,7 +247,7 @@ def run(config: HHConfig, output_dir: str | Path) -> dict:
     stages.on_main(lambda: [write_setting(s, split_setting(s, len(train), config.data.seed, scores), train, files[s.name])
                             for s in config.settings])
     evaluator, key = stages.main_evaluator(config, pi_sft, BASELINE, test, validation, train)
-    results: dict = {"config": asdict(config), "versions": package_versions(), "data": {}, "settings": {}}
+    results: dict = {"config": asdict(config), "versions": provenance(), "data": {}, "settings": {}}
     if evaluator:
         results["judge"] = {"name": evaluator.judge.name}
         baseline = stages.summarised({"runs": evaluator.baseline_runs()})

@@ -47,7 +47,7 @@ from aihf.experiments.dialogue.presets import load_group_preset
 from aihf.experiments.runs import RunSelection
 from aihf.lm.methods import MethodConfig
 from aihf.lm.trainer import LoopConfig
-from aihf.runtime import package_versions
+from aihf.runtime import provenance
 
 log = logging.getLogger(__name__)
 BASELINE = "base"
@@ -173,7 +173,7 @@ def run(config: UltraConfig, output_dir: str | Path) -> dict:
         spec = stages.sft_run("sft", len(demos), config.sft.epochs, config.method, config.sft.loop, processes)
         start = stages.train_stage(config, spec, str(start), out / "sft", config.sft.loop.seed, files.demonstrations, None)
     evaluator, key = stages.main_evaluator(config, start, BASELINE, test, validation, [*demos, *prefs])
-    results: dict = {"config": asdict(config), "versions": package_versions(), "data": {}, "settings": {}}
+    results: dict = {"config": asdict(config), "versions": provenance(), "data": {}, "settings": {}}
     if evaluator:
         results["judge"] = {"name": evaluator.judge.name}
         results["data"][SETTING] = json.loads((folder / "report.json").read_text(encoding="utf-8"))

@@ -49,7 +49,7 @@ from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage
 from aihf.lm.models import load_causal_lm
-from aihf.runtime import package_versions, set_torch_threads
+from aihf.runtime import provenance, set_torch_threads
 
 log = logging.getLogger(__name__)
 BASELINE = "pi_sft"
@@ -326,7 +326,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     key = unit_key(config, evaluator, pi_sft)
     results: dict = {
         "config": asdict(config),
-        "versions": package_versions(),
+        "versions": provenance(),
         "gold_heldout_accuracy": gold.heldout_accuracy,
         "judge": {"name": judge.name, **judge_report},
         "data": {},
