@@ -16,7 +16,8 @@ result.json files only (no number typed by hand):
   final return normalised by the expert's with its 95% t-interval, each seed's final return,
   the last-5 metric);
 - then, across environments, a section per group of data settings (``TASK_GROUPS``: the
-  paper's three, few demonstrations, and all four once the fourth has runs), over the group's
+  paper's three; one episode of demonstrations; a tenth of one; the paper's three with one
+  episode; every setting; each once it has rows and differs from the groups before it), over the group's
   tasks (environment, data setting) where every column has all its planned seeds, with the
   pre-registered verdict only once every task of the group is complete: per method the
   interquartile mean of the normalised final returns and the probability that AIHF's final
@@ -55,9 +56,12 @@ REFERENCE = "aihf"  # the aggregate's probability of improvement is this method'
 # steps of 1/81), and at 20,000 a percentile could fall on either of two neighbouring values with
 # the seed; the band of the score distributions is only drawn, and 20,000 draw it
 RESAMPLES, BAND_RESAMPLES, BOOTSTRAP_SEED = 200_000, 20_000, 0
-TASK_GROUPS = (  # the aggregate's tasks, by data setting: one section each (docs/results.md pre-registered both)
-    ("the paper's data settings", ("balanced", "low-quality-demos", "few-preferences")),
+PAPER_SETTINGS = ("balanced", "low-quality-demos", "few-preferences")
+TASK_GROUPS = (  # the aggregate's tasks, by data setting: one section each, as docs/results.md pre-registered them
+    ("the paper's data settings", PAPER_SETTINGS),
     ("few demonstrations", ("few-demonstrations",)),
+    ("a tenth of an episode", ("tenth-episode",)),
+    ("the paper's settings and few demonstrations", (*PAPER_SETTINGS, "few-demonstrations")),
     ("every data setting", tuple(grid.SETTINGS)),
 )
 THRESHOLDS = np.linspace(0.0, 1.25, 51)  # the score distribution's x axis: final return / expert's
@@ -249,13 +253,16 @@ def rule_verdict(low: float, high: float) -> str:
 
 
 def aggregates(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> list[tuple[str, Aggregate]]:
-    """``aggregate`` for each of ``TASK_GROUPS`` that has an exported row in some environment,
-    the last (every setting) only where it differs from the first."""
+    """``aggregate`` for each of ``TASK_GROUPS`` with an exported row in some environment,
+    except a group whose settings with rows are those of a group before it (every data
+    setting, while only the paper's have rows, is the paper's group again)."""
     present = {row.setting for env_rows in rows.values() for row in env_rows}
-    groups = [group for group in TASK_GROUPS[:-1] if present & set(group[1])]
-    if present - set(TASK_GROUPS[0][1]):  # a setting beyond the paper's: also every setting together
-        groups.append(TASK_GROUPS[-1])
-    return [(name, aggregate(columns, rows, settings)) for name, settings in groups]
+    shown: list[tuple[str, tuple[str, ...]]] = []
+    for name, settings in TASK_GROUPS:
+        filled = present & set(settings)
+        if filled and all(filled != present & set(earlier) for _, earlier in shown):
+            shown.append((name, settings))
+    return [(name, aggregate(columns, rows, settings)) for name, settings in shown]
 
 
 def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], across: list[tuple[str, Aggregate]],

@@ -10,9 +10,9 @@ for a 300k-step run), skipped when that run's result.json is there; every run wr
 result.json and is reused when present, and a stopped run continues from its last resume point (docs/control.md), so
 the grid picks up where it stopped. A run already finished in another setting of the same
 env is copied when its method reads none of the data that differs (true-reward SAC always,
-ML-IRL and BC across preference counts, RLHF across demonstration files and counts), so 39
-of an env's 60 runs are trained, not 60 (30 of 45 in the first three settings; the fourth,
-few demonstrations, trains AIHF, ML-IRL and BC). Units go in the order given (the issue: balanced Hopper
+ML-IRL and BC across preference counts, RLHF across demonstration files and counts), so 48
+of an env's 75 runs are trained, not 75 (30 of 45 in the first three settings; the fourth
+and fifth, one episode and a tenth of one, train AIHF, ML-IRL and BC). Units go in the order given (the issue: balanced Hopper
 first), copies first, `--workers` of them at once. When every seed of an (env, setting) is finished (the
 preset's seeds and those asked for, whichever process ran them), one
 more pass with all seeds (every run reused) writes that folder's results.json, results.md
@@ -47,6 +47,7 @@ SETTINGS = {  # overrides of the paper preset (configs/mujoco/paper.yaml)
     "low-quality-demos": ["demos=demos_low"],
     "few-preferences": ["n_prefs=200"],
     "few-demonstrations": ["n_demos=1000"],  # one expert episode against 20,000 pairs (added in session 23)
+    "tenth-episode": ["n_demos=100"],  # the first 100 steps of that episode against 20,000 pairs (session 25)
 }
 
 

@@ -118,9 +118,11 @@ def test_the_aggregate_covers_the_complete_tasks_only(tmp_path):
     assert (tmp_path / "aggregate.png").stat().st_size > 10_000
 
 
-def test_few_demonstrations_has_its_own_section_and_the_page_one_over_every_setting(tmp_path):
+def test_few_demonstrations_has_its_own_section_and_one_with_the_papers_settings(tmp_path):
     """A few-demonstrations cell adds two sections: its own group (the pre-registered primary
-    there) and every data setting; the paper's settings keep theirs, unchanged."""
+    there) and the paper's settings with it (the pre-registered 12 tasks); the paper's settings
+    keep theirs, unchanged; every data setting is that group again until a tenth-episode cell has
+    rows, then it has its own section too, and so has the tenth-episode group."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0}))
@@ -134,12 +136,21 @@ def test_few_demonstrations_has_its_own_section_and_the_page_one_over_every_sett
     page = page_of(path)
     sections = page.split("## Across environments: ")[1:]
     assert [section.splitlines()[0] for section in sections] == [
-        "the paper's data settings", "few demonstrations", "every data setting"]
+        "the paper's data settings", "few demonstrations", "the paper's settings and few demonstrations"]
     assert before.split("## Across environments: ")[1].strip() == sections[0].strip()
     assert "Over 1 task where every column has all its seeds: HalfCheetah-v5 few-demonstrations." in sections[1]
     # AIHF 0, 0, 0.6 against RLHF 0.1, 0.3, 0.2: it ends above in 3 of 9 pairs
     assert "| rlhf | 0.20 [0.10, 0.30] | 0.33 " in sections[1] and "| aihf ahead |" not in sections[1]
     assert "Over 2 tasks" in sections[2] and "HalfCheetah-v5 low-quality-demos" in sections[2]
+    _export(tmp_path / "grid", "tenth-episode", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [500.0, 600.0, 700.0]},
+            data)
+    sections = page_of(path).split("## Across environments: ")[1:]
+    assert [section.splitlines()[0] for section in sections] == [
+        "the paper's data settings", "few demonstrations", "a tenth of an episode",
+        "the paper's settings and few demonstrations", "every data setting"]
+    assert "Over 1 task where every column has all its seeds: HalfCheetah-v5 tenth-episode." in sections[2]
+    assert "| rlhf | 0.20 [0.10, 0.30] | 1.00 [1.00, 1.00] | aihf ahead |" in sections[2]  # every pair above
+    assert "Over 2 tasks" in sections[3] and "Over 3 tasks" in sections[4]
 
 
 @pytest.mark.parametrize("low, high, verdict", [(0.51, 0.9, "aihf ahead"), (0.5, 0.9, "neither"), (0.2, 0.5, "neither"),

@@ -152,7 +152,7 @@ def test_a_unit_runs_one_method_of_one_seed_and_the_plan_reads_the_preset(grid, 
     assert unit[-5:] == ["n_prefs=200", "loop.eval_episodes=5", "seeds=[1, 2]", "seeds=[1]", "methods=[aihf]"]
     assert grid.cell_config("paper", "Hopper-v5", "balanced", tuple(unit[-3:])).seeds == [1]
     assert f"reuse_from=[{tmp_path / 'Hopper-v5-balanced'}, {tmp_path / 'Hopper-v5-low-quality-demos'}, " \
-           f"{tmp_path / 'Hopper-v5-few-demonstrations'}]" in unit
+           f"{tmp_path / 'Hopper-v5-few-demonstrations'}, {tmp_path / 'Hopper-v5-tenth-episode'}]" in unit
     assert grid.planned(grid.cell_config("paper", "Hopper-v5", "balanced"), [3]) == \
         ([0, 1, 2, 3], ["aihf", "ml_irl", "rlhf", "bc", "sac_true"])
     assert grid.planned(grid.cell_config("paper", "HalfCheetah-v5", "few-preferences", ("methods=[bc]",)), [0]) == \
@@ -170,7 +170,7 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     cells = {s: out / f"aihf-ContextTarget-v0-{s}"
-             for s in ("balanced", "low-quality-demos", "few-preferences", "few-demonstrations")}
+             for s in ("balanced", "low-quality-demos", "few-preferences", "few-demonstrations", "tenth-episode")}
 
     def source(setting, method):
         return json.loads((cells[setting] / "runs" / method / "seed0" / "result.json").read_text()).get("copied_from")
@@ -184,6 +184,8 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
     # few demonstrations: ML-IRL trained (it reads them), RLHF and SAC copied (they do not)
     assert source("few-demonstrations", "ml_irl") is None and source("few-demonstrations", "sac_true") is not None
     assert source("few-demonstrations", "rlhf") == str(cells["balanced"] / "runs" / "rlhf" / "seed0")
+    assert source("tenth-episode", "ml_irl") is None and source("tenth-episode", "sac_true") is not None
+    assert source("tenth-episode", "rlhf") == str(cells["balanced"] / "runs" / "rlhf" / "seed0")
     for setting in cells:
         exported = export / f"aihf-ContextTarget-v0-{setting}"
         assert set(json.loads((exported / "results.json").read_text())["summary"]) == {"ml_irl", "rlhf", "sac_true"}
