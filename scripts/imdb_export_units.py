@@ -11,9 +11,16 @@ pi_SFT's weights and of the build answers, and the code, package versions and ma
 the exporting environment (pi_SFT depends on them: constraints.txt pins the packages; another
 kind of CPU trains another pi_SFT, docs/reproducibility.md, which
 `scripts/imdb_sft_fingerprint.py --expect state.json` tells before a grid starts). Weights
-are not copied. To continue: copy the exported folder to a run folder and run the same
-command; the base, SFT and build stages are recomputed there and must give the same pi_SFT (``state.json``): a unit is skipped
-only when its ``evaluation.json`` names that pi_SFT (``pipeline.finished_unit``).
+are not copied, unless ``--with-sft``. To continue: copy the exported folder to a run folder
+and run the same command; the base, SFT and build stages are recomputed there and must give
+the same pi_SFT (``state.json``): a unit is skipped only when its ``evaluation.json`` names
+that pi_SFT (``pipeline.finished_unit``).
+
+``--with-sft`` also exports what the pipeline reuses instead of recomputing it: every SFT
+stage's saved policy and config (``sft/stage-<k>/config.yaml`` and ``final/policy/``, pi_SFT
+the last) and the build answers (``build_samples.jsonl``), about 12 MB for the scratch model.
+A continuation from it starts from this pi_SFT and these answers on any machine, so its
+finished units are reused there (only the units it trains are made on the new CPU).
 """
 
 import argparse
@@ -30,13 +37,31 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def export_sft(src: Path, dest: Path) -> None:
+    """Copy each finished SFT stage's config.yaml and final policy, and the build answers, from
+    the run folder ``src`` to ``dest`` at the same paths: ``units.train_stage`` reuses a stage
+    whose final policy is there and ``pipeline.sample_build`` the answers file."""
+    stages = sorted(src.glob("sft/stage-*/final/policy/config.json"))
+    if not stages or not (src / "build_samples.jsonl").is_file():
+        raise SystemExit(f"{src}: no finished SFT stage or build answers to export (--with-sft)")
+    for config in stages:
+        policy, stage = config.parent, config.parents[2]
+        shutil.copytree(policy, dest / policy.relative_to(src), dirs_exist_ok=True)
+        shutil.copy2(stage / "config.yaml", dest / stage.relative_to(src) / "config.yaml")
+    shutil.copy2(src / "build_samples.jsonl", dest / "build_samples.jsonl")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="an aihf experiment imdb output folder")
     p.add_argument("dest", type=Path, help="where to write the export")
+    p.add_argument("--with-sft", action="store_true", help="also the SFT stages' policies and the build answers, so "
+                   "that a continuation on another kind of CPU reuses them (and the finished units)")
     args = p.parse_args()
     src, dest = args.run, args.dest
     dest.mkdir(parents=True, exist_ok=True)
+    if args.with_sft:
+        export_sft(src, dest)
     for name in ("results.json", "results.md", "config.yaml", "split.json", "build_report.json"):
         if (src / name).is_file():
             shutil.copy2(src / name, dest / name)

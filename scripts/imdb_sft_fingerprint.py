@@ -60,7 +60,8 @@ def mismatch(state: dict, pi_sft: str, where: Path) -> str | None:
     if state["pi_sft_sha256"] == pi_sft:
         return None
     return (f"pi_SFT differs from {where}'s {state['pi_sft_sha256']}, made on {machine_of(state.get('versions'))}: "
-            "its units would be trained again here")
+            "its units would be trained again here, unless the export carries its SFT stages "
+            "(scripts/imdb_export_units.py --with-sft)")
 
 
 def main() -> None:

@@ -597,6 +597,25 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
                                                                    "torch_cpu_capability": "AVX2"}}
     assert "made on AMD EPYC 7B13, torch AVX2" in fingerprint.mismatch(elsewhere, hashes["pi_SFT"], Path("state.json"))
     assert (tmp_path / "export" / "runs" / "tiny" / "aihf" / "seed-0" / "evaluation.json").is_file()
+    # --with-sft: a continuation from the export starts from its pi_SFT and build answers instead of
+    # training and sampling its own (another kind of CPU would train another), so its units are reused
+    subprocess.run([sys.executable, str(script), "--with-sft", str(out), str(tmp_path / "continued")], check=True,
+                   capture_output=True)
+    exported_sft = tmp_path / "continued" / "sft" / "stage-1" / "final" / "policy" / "model.safetensors"
+    assert hashlib.sha256(exported_sft.read_bytes()).hexdigest() == state["pi_sft_sha256"]
+    assert not list((tmp_path / "continued").glob("runs/*/*/*/final"))  # the units' weights stay behind
+    trained = []
+    monkeypatch.setattr("aihf.experiments.units.train", lambda method, *args, **kwargs: trained.append(method))
+    sample = pipeline.generate
+
+    def no_build_sampling(*args, **kwargs):
+        assert "build prompts" not in args[-1], "the build answers were sampled again"
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "generate", no_build_sampling)
+    assert run_from_cli("tiny", str(tmp_path / "continued"), overrides) == 0
+    again = json.loads((tmp_path / "continued" / "results.json").read_text())
+    assert trained == [] and again["settings"] == results["settings"]
     for name in ("results.md", "reward_vs_kl.png", "settings/tiny/demonstrations.jsonl", "build_samples.jsonl"):
         assert (out / name).is_file(), name
 

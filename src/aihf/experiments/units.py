@@ -155,7 +155,8 @@ def stale_because(saved: dict, key: dict) -> str:
     if "pi_sft_sha256" in changed:
         reason += (f" (pi_SFT {str(old.get('pi_sft_sha256'))[:12]}... made on {machine_of(saved.get('versions'))}; "
                    f"this run's {key['pi_sft_sha256'][:12]}... on {machine_of(provenance())}: the same code and seed "
-                   "give another pi_SFT on another kind of CPU, docs/reproducibility.md)")
+                   "give another pi_SFT on another kind of CPU; an export made with scripts/imdb_export_units.py "
+                   "--with-sft carries its pi_SFT, docs/reproducibility.md)")
     return reason
 
 
