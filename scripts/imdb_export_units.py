@@ -24,17 +24,13 @@ finished units are reused there (only the units it trains are made on the new CP
 """
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
-from aihf.runtime import provenance
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from aihf.lm.models import weights_sha256
+from aihf.runtime import file_sha256, provenance
 
 
 def export_sft(src: Path, dest: Path) -> None:
@@ -68,8 +64,9 @@ def main() -> None:
     for report in src.glob("settings/*/report.json"):
         (dest / report.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(report, dest / report.relative_to(src))
-    pi_sft = max(src.glob("sft/stage-*/final/policy/model.safetensors"), key=lambda f: int(f.parts[-4].split("-")[1]))
-    state = {"pi_sft_sha256": sha256(pi_sft), "build_samples_sha256": sha256(src / "build_samples.jsonl"), "units": 0,
+    pi_sft = max(src.glob("sft/stage-*/final/policy"), key=lambda f: int(f.parts[-3].split("-")[1]))
+    state = {"pi_sft_sha256": weights_sha256(pi_sft), "build_samples_sha256": file_sha256(src / "build_samples.jsonl"),
+             "units": 0,
              "versions": provenance()}  # pi_SFT depends on them: a continuation needs the same
     for evaluation in sorted(src.glob("runs/*/*/seed-*/evaluation.json")):
         unit = evaluation.parent

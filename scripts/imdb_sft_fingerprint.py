@@ -18,7 +18,6 @@ would be trained again here, not reused.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
@@ -29,11 +28,8 @@ import torch
 from aihf.experiments.imdb import data, pipeline
 from aihf.experiments.imdb.presets import load_preset
 from aihf.experiments.units import machine_of
-from aihf.runtime import provenance, set_torch_threads
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from aihf.lm.models import weights_sha256
+from aihf.runtime import file_sha256, provenance, set_torch_threads
 
 
 def fingerprint(preset: str, overrides: list[str], out: Path) -> dict[str, str]:
@@ -45,11 +41,12 @@ def fingerprint(preset: str, overrides: list[str], out: Path) -> dict[str, str]:
     reviews = data.load_reviews()
     split = data.load_or_make_split(out / "split.json", reviews, config.split, config.prompts)
     checkpoints = pipeline.run_sft(config, reviews, split, out)
-    hashes = {"split": sha256(out / "split.json"), "sft demonstrations": sha256(out / "sft" / "demonstrations.jsonl")}
-    if (out / "base" / "model.safetensors").is_file():
-        hashes["base model"] = sha256(out / "base" / "model.safetensors")
+    hashes = {"split": file_sha256(out / "split.json"),
+              "sft demonstrations": file_sha256(out / "sft" / "demonstrations.jsonl")}
+    if (out / "base" / "config.json").is_file():
+        hashes["base model"] = weights_sha256(out / "base")
     for stage, checkpoint in enumerate(checkpoints):
-        hashes[f"SFT stage {stage}"] = sha256(checkpoint / "model.safetensors")
+        hashes[f"SFT stage {stage}"] = weights_sha256(checkpoint)
     hashes["pi_SFT"] = hashes[f"SFT stage {len(checkpoints) - 1}"]
     return hashes
 
@@ -69,7 +66,8 @@ def main() -> None:
     p.add_argument("preset", help="an IMDb preset name or YAML file")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--expect", type=Path, metavar="STATE_JSON", help="an export's state.json: exit 1 if pi_SFT differs")
-    p.add_argument("--output-dir", type=Path, help="keep the stages here (default: a temporary folder, removed)")
+    p.add_argument("--output-dir", type=Path, help="keep the stages here (default: a temporary folder, removed); "
+                   "stages already finished there are reused, not trained again")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="sft-fingerprint-") as tmp:
         hashes = fingerprint(args.preset, args.overrides, args.output_dir or Path(tmp))

@@ -296,3 +296,26 @@ def test_reward_model_from_causal_lm_shares_the_body_and_trains():
     reward_model(batch.input_ids, batch.attention_mask).sum().backward()
     assert reward_model.head.weight.grad is not None
     assert policy.base_model.embed_in.weight.grad is not None
+
+
+def test_weights_sha256_names_one_file_or_every_shard_of_a_save(tmp_path):
+    """A one-file save is named by its file's SHA-256 (what the IMDb units' keys have always held);
+    a save sharded past ``max_shard_size`` by its shards' digests in order, so that a change in
+    any shard changes it; a folder without weights is an error naming it."""
+    import hashlib
+
+    model = tiny_causal_lm(tiny_tokenizer(), seed=0)
+    model.save_pretrained(tmp_path / "one")
+    one = (tmp_path / "one" / "model.safetensors").read_bytes()
+    assert models.weights_sha256(tmp_path / "one") == hashlib.sha256(one).hexdigest()
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+    shards = sorted((tmp_path / "sharded").glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and not (tmp_path / "sharded" / "model.safetensors").exists()
+    digests = "".join(hashlib.sha256(shard.read_bytes()).hexdigest() for shard in shards)
+    assert models.weights_sha256(tmp_path / "sharded") == hashlib.sha256(digests.encode()).hexdigest()
+    last = shards[-1].read_bytes()
+    shards[-1].write_bytes(last[:-1] + bytes([last[-1] ^ 1]))
+    assert models.weights_sha256(tmp_path / "sharded") != hashlib.sha256(digests.encode()).hexdigest()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty: no model.safetensors"):
+        models.weights_sha256(tmp_path / "empty")

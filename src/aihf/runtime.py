@@ -6,6 +6,7 @@ thread count from the cores the process may use, and what a run records of its c
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -54,6 +55,15 @@ def code_version() -> dict[str, Any] | None:
         return None
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (a 14 GB checkpoint is not held in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's model name (Linux's ``/proc/cpuinfo``; elsewhere ``platform.processor()`` or
     the architecture)."""
@@ -74,7 +84,7 @@ def provenance() -> dict[str, str]:
     ``torch_cpu_capability`` (the vector instructions torch's CPU kernels use: ``AVX2``,
     ``AVX512``, ...) and ``cuda_device`` where torch sees a GPU. The same code, packages, seed and
     thread count give the same weights bit for bit only on the same kind of CPU (GPU): float sums
-    are ordered by the kernels, so an AMD EPYC (AVX2) and an Intel Xeon (AVX512) train apart
+    are ordered by the kernels, so one machine's AVX2 and AVX512 kernels train apart
     (docs/reproducibility.md)."""
     from importlib.metadata import PackageNotFoundError, version
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import importlib.util
 import json
 import os
@@ -38,7 +39,7 @@ from transformers import (
 from aihf.config import Settings, setting
 from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 from aihf.objective import EnsembleRule, check_ensemble_settings, ensemble_reward
-from aihf.runtime import atomic_directory
+from aihf.runtime import atomic_directory, file_sha256
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PaddingSide = Literal["left", "right"]
@@ -49,6 +50,20 @@ _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_CACHE_NAME = "smollm2-135m-instruct-f32-v1"
 _REWARD_META = "aihf_reward_model.json"
 _REWARD_HEAD = "reward_head.safetensors"
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """The SHA-256 that names a saved model's weights (a ``save_pretrained`` folder with
+    safetensors): its ``model.safetensors``'s; for a save sharded past ``max_shard_size``
+    (``model-0000k-of-0000n.safetensors``), the SHA-256 of the shards' hex digests in order.
+    FileNotFoundError, naming the folder, when it holds neither."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file():
+        return file_sha256(folder / "model.safetensors")
+    shards = sorted(folder.glob("model-*-of-*.safetensors"))
+    if not shards:
+        raise FileNotFoundError(f"{folder}: no model.safetensors or model-*-of-*.safetensors shards to identify the weights")
+    return hashlib.sha256("".join(file_sha256(shard) for shard in shards).encode()).hexdigest()
 
 
 def as_dtype(dtype: str | torch.dtype) -> torch.dtype:

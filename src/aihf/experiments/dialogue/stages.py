@@ -13,7 +13,6 @@ evaluation, while the others go on to the next training stage, which waits for i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -36,6 +35,7 @@ from aihf.eval.plots import write_outputs
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import MethodConfig
+from aihf.lm.models import weights_sha256
 from aihf.lm.trainer import LoopConfig
 
 log = logging.getLogger(__name__)
@@ -206,8 +206,7 @@ def main_evaluator(config, baseline: Path, name: str, test: list, validation: li
 def unit_key(evaluator: Evaluator, baseline: Path) -> dict:
     """What a finished unit's result depends on beyond its own run: the evaluation prompts,
     the judge and the baseline's weights (SHA-256)."""
-    digest = hashlib.sha256((baseline / "model.safetensors").read_bytes()).hexdigest()
-    return {"prompts": evaluator.texts, "judge": evaluator.judge.name, "baseline_sha256": digest}
+    return {"prompts": evaluator.texts, "judge": evaluator.judge.name, "baseline_sha256": weights_sha256(baseline)}
 
 
 @dataclass(frozen=True)

