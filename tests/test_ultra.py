@@ -155,3 +155,39 @@ def test_a_refusal_on_the_main_process_ends_every_rank(tmp_path):
     logs = _two_ranks(out, tmp_path, expect=None)
     assert "holds a run made with other settings" in logs[0].read_text()
     assert "Traceback" not in logs[1].read_text()
+
+
+def test_a_hub_base_is_started_from_its_local_snapshot_so_the_units_key_names_its_weights(tmp_path, monkeypatch):
+    """UltraFeedback's default run (mistral-7b-sft-beta, ``sft.epochs: 0``) has the hub base as
+    its baseline: ``stages.base_model`` gives its snapshot folder (the main process downloads
+    it, every process then reads the cache), so the key hashes real files instead of a path
+    named like the repository; a local folder is used as it is."""
+    import hashlib
+
+    import huggingface_hub
+
+    from aihf.experiments.dialogue import stages
+    from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
+
+    snapshot = tmp_path / "hub" / "snapshots" / "abc123"
+    tiny_causal_lm(tiny_tokenizer(), seed=0).save_pretrained(snapshot)
+    calls = []
+
+    def snapshot_download(repo_id, allow_patterns=None, local_files_only=False, **kwargs):
+        calls.append((repo_id, local_files_only))
+        assert "*.safetensors" in allow_patterns and not any(p.endswith(".bin") for p in allow_patterns)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    start = stages.base_model(stages.ModelSection(name_or_path="HuggingFaceH4/mistral-7b-sft-beta"), iter([]), tmp_path)
+    assert start == str(snapshot)
+    assert calls == [("HuggingFaceH4/mistral-7b-sft-beta", False), ("HuggingFaceH4/mistral-7b-sft-beta", True)]
+
+    class Evaluator:
+        texts, judge = ["a prompt"], type("Judge", (), {"name": "keywords"})
+
+    key = stages.unit_key(Evaluator(), Path(start))
+    assert key["baseline_sha256"] == hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest()
+    calls.clear()
+    assert stages.base_model(stages.ModelSection(name_or_path=str(snapshot)), iter([]), tmp_path) == str(snapshot)
+    assert calls == []

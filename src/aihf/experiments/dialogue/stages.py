@@ -35,7 +35,7 @@ from aihf.eval.plots import write_outputs
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import MethodConfig
-from aihf.lm.models import weights_sha256
+from aihf.lm.models import local_snapshot, weights_sha256
 from aihf.lm.trainer import LoopConfig
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,13 @@ def sampling(model: ModelSection, evaluation: EvalSection) -> SamplingSection:
 
 
 def base_model(model: ModelSection, texts: Iterator[str], out: Path) -> str:
-    """``model.name_or_path``, or the scratch model built on ``texts`` into ``out/base`` (main process)."""
+    """The local folder of ``model.name_or_path`` (a hub model's snapshot, downloaded by the main
+    process: ``models.local_snapshot``), or the scratch model built on ``texts`` into ``out/base``
+    (main process). A local folder, because a run without SFT (``sft.epochs: 0``) has the base as
+    its baseline, which the units' key names by its weights' SHA-256."""
     if model.name_or_path != SCRATCH:
-        return model.name_or_path
+        on_main(lambda: local_snapshot(model.name_or_path))
+        return local_snapshot(model.name_or_path, local_files_only=True)
     on_main(lambda: build_scratch_base(model.scratch, texts, out / "base"))
     return str(out / "base")
 
