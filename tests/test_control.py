@@ -639,6 +639,9 @@ def test_experiment_runs_are_a_resumable_grid(tmp_path, tiny_ml_irl_experiment):
     first = out / "runs" / "aihf" / "seed0" / "result.json"
     stamp, before = first.stat().st_mtime_ns, json.loads((out / "results.json").read_text())
     assert before["schedule"] == "ml_irl" and before["reward_shift"] == 0.0
+    from aihf.runtime import provenance
+
+    assert json.loads(first.read_text())["versions"] == provenance()  # each run names the machine that made it
     # another seed: seed 0 is reused as it was, seed 1 trained; the table holds both
     assert run_from_cli("aihf/ContextTarget-v0", str(preset), str(out), [data, "seeds=[0,1]"]) == 0
     after = json.loads((out / "results.json").read_text())

@@ -252,8 +252,8 @@ them keep their files as they were)."""
 
 
 def _train_unit(cfg: MujocoConfig, method: str, seed: int, demos, prefs, folder: Path, data_dir: Path, bar) -> dict:
-    """Train one run into ``folder`` atomically; its ``result.json`` (written last) marks it
-    finished. On the ml_irl schedule with ``loop.resume_every`` the run keeps resume points in
+    """Train one run into ``folder`` atomically; its ``result.json`` (written last, with the code,
+    packages and machine that finished it: ``runtime.provenance``) marks it finished. On the ml_irl schedule with ``loop.resume_every`` the run keeps resume points in
     ``<folder>.resume`` (continued when the run is started again; removed once it is finished)."""
     key = unit_key(cfg, method, seed, data_dir)
     resume = None
@@ -268,7 +268,8 @@ def _train_unit(cfg: MujocoConfig, method: str, seed: int, demos, prefs, folder:
             result = {"steps": run_result.steps, "returns": run_result.returns, "stds": run_result.stds,
                       "wall_s": run_result.wall_s, "reward_diagnostics": run_result.reward_diagnostics,
                       **{name: getattr(run_result, name) for name in OPTIONAL_RESULTS if getattr(run_result, name)}}
-        (tmp / RESULT).write_text(json.dumps({"key": key, "result": result}, indent=1), encoding="utf-8")
+        (tmp / RESULT).write_text(json.dumps({"key": key, "result": result, "versions": provenance()}, indent=1),
+                                  encoding="utf-8")
     if resume is not None:
         resume.clear()
     return result
