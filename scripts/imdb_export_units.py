@@ -66,8 +66,7 @@ def main() -> None:
         shutil.copy2(report, dest / report.relative_to(src))
     pi_sft = max(src.glob("sft/stage-*/final/policy"), key=lambda f: int(f.parts[-3].split("-")[1]))
     state = {"pi_sft_sha256": weights_sha256(pi_sft), "build_samples_sha256": file_sha256(src / "build_samples.jsonl"),
-             "units": 0,
-             "versions": provenance()}  # pi_SFT depends on them: a continuation needs the same
+             "units": 0, "versions": provenance()}  # pi_SFT depends on them: a continuation needs the same
     for evaluation in sorted(src.glob("runs/*/*/seed-*/evaluation.json")):
         unit = evaluation.parent
         out = dest / unit.relative_to(src)
