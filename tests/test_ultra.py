@@ -191,3 +191,25 @@ def test_a_hub_base_is_started_from_its_local_snapshot_so_the_units_key_names_it
     calls.clear()
     assert stages.base_model(stages.ModelSection(name_or_path=str(snapshot)), iter([]), tmp_path) == str(snapshot)
     assert calls == []
+
+
+@pytest.mark.e2e
+def test_the_7b_presets_path_a_hub_base_without_sft_runs_to_its_table(one_process, tmp_path, monkeypatch):
+    """``mistral-7b`` starts from a hub model that is SFT-ed already (``sft.epochs: 0``): the base is
+    the start, the reference and the baseline row. Here the fixture's SFT-ed policy stands in for
+    the hub repository's snapshot (``huggingface_hub`` faked: found on the hub, then downloaded
+    to that folder), and one method runs through training and evaluation to the results table."""
+    import huggingface_hub
+
+    from aihf.cli import main
+
+    snapshot = one_process / "sft" / "final" / "policy"
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, filename, **kwargs: str(snapshot / filename))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(snapshot))
+    out = tmp_path / "hub-base"
+    assert main(["experiment", "ultra", "--preset", "fixture", "--output-dir", str(out),
+                 "model.name_or_path=HuggingFaceH4/mistral-7b-sft-beta", "sft.epochs=0", "methods=[dpo]"]) == 0
+    table = json.loads((out / "results.json").read_text())["settings"]["ultra"]
+    assert list(table) == ["base", "dpo"] and table["base"]["kl"]["mean"] == 0.0
+    assert table["base"]["judge"] == json.loads((one_process / "results.json").read_text())["settings"]["ultra"]["base"]["judge"]
+    assert not (out / "sft").exists()  # no SFT stage: the snapshot is the base
