@@ -68,3 +68,10 @@ def test_a_unit_of_another_pi_sft_is_trained_again_with_a_warning_naming_both_ma
         assert finished_unit(Evaluator(), spec, run_dir, 0, key) is None
     message = caplog.records[-1].getMessage()
     assert "another pi_sft_sha256, prompts" in message and "a machine it does not record" in message
+    # the dialogue experiments' key names the baseline's weights
+    dialogue = {"prompts": ["a"], "judge": "keywords", "baseline_sha256": "ab" * 32}
+    (run_dir / "evaluation.json").write_text(json.dumps({**saved, "key": {**dialogue, "baseline_sha256": "cd" * 32}}))
+    with caplog.at_level(logging.WARNING, logger="aihf.experiments.units"):
+        assert finished_unit(Evaluator(), spec, run_dir, 0, dialogue) is None
+    message = caplog.records[-1].getMessage()
+    assert "another baseline_sha256 (start weights cdcdcdcdcdcd... made on a machine it does not record" in message

@@ -146,17 +146,18 @@ def machine_of(versions: dict | None) -> str:
 
 def stale_because(saved: dict, key: dict) -> str:
     """Why a saved ``evaluation.json`` (``saved``) does not count as this run's unit: the fields
-    of its key that differ from ``key``; for another pi_SFT, both hashes and the machines that
-    made them: the same code and seed train another pi_SFT on another kind of CPU
-    (docs/reproducibility.md)."""
+    of its key that differ from ``key``; for other start weights (IMDb's ``pi_sft_sha256``, the
+    dialogue experiments' ``baseline_sha256``), both hashes and the machines that made them: the
+    same code and seed train another pi_SFT on another kind of CPU (docs/reproducibility.md)."""
     old = saved.get("key") or {}
     changed = sorted(name for name in {*old, *key} if old.get(name) != key.get(name))
     reason = f"its evaluation.json was made with another {', '.join(changed)}"
-    if "pi_sft_sha256" in changed:
-        reason += (f" (pi_SFT {str(old.get('pi_sft_sha256'))[:12]}... made on {machine_of(saved.get('versions'))}; "
-                   f"this run's {key['pi_sft_sha256'][:12]}... on {machine_of(provenance())}: the same code and seed "
-                   "give another pi_SFT on another kind of CPU; an export made with scripts/imdb_export_units.py "
-                   "--with-sft carries its pi_SFT, docs/reproducibility.md)")
+    weights = next((name for name in changed if name.endswith("_sha256") and name in key), None)
+    if weights is not None:
+        reason += (f" (start weights {str(old.get(weights))[:12]}... made on {machine_of(saved.get('versions'))}; "
+                   f"this run's {key[weights][:12]}... on {machine_of(provenance())}: the same code and seed "
+                   "give another pi_SFT on another kind of CPU; an IMDb export made with "
+                   "scripts/imdb_export_units.py --with-sft carries its pi_SFT, docs/reproducibility.md)")
     return reason
 
 
