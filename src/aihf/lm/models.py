@@ -69,17 +69,17 @@ def weights_sha256(folder: str | Path) -> str:
 SNAPSHOT_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]  # no pickled weights
 
 
-def local_snapshot(name_or_path: str, local_files_only: bool = False) -> str:
+def local_snapshot(name_or_path: str) -> str:
     """A local folder with ``name_or_path``'s model: the path itself when it is a folder, else
     the hub repository's snapshot in the Hugging Face cache (``huggingface_hub.snapshot_download``
-    of its config, tokenizer and safetensors files: downloaded once, then read from the cache;
-    ``local_files_only``: from the cache alone). The experiments start from it so that every
-    stage reads the same files and a unit's key can name the weights (:func:`weights_sha256`)."""
+    of its config, tokenizer and safetensors files: downloaded once, then found in the cache).
+    The experiments start from it so that every stage reads the same files and a unit's key can
+    name the weights (:func:`weights_sha256`)."""
     if Path(name_or_path).is_dir():
         return name_or_path
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(name_or_path, allow_patterns=SNAPSHOT_FILES, local_files_only=local_files_only)
+    return snapshot_download(name_or_path, allow_patterns=SNAPSHOT_FILES)
 
 
 def as_dtype(dtype: str | torch.dtype) -> torch.dtype:

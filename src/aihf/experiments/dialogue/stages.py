@@ -127,13 +127,14 @@ def sampling(model: ModelSection, evaluation: EvalSection) -> SamplingSection:
 
 
 def base_model(model: ModelSection, texts: Iterator[str], out: Path) -> str:
-    """The local folder of ``model.name_or_path`` (a hub model's snapshot, downloaded by the main
-    process: ``models.local_snapshot``), or the scratch model built on ``texts`` into ``out/base``
-    (main process). A local folder, because a run without SFT (``sft.epochs: 0``) has the base as
-    its baseline, which the units' key names by its weights' SHA-256."""
+    """The local folder of ``model.name_or_path`` (a hub model's snapshot: ``models.local_snapshot``,
+    downloaded by the main process first, then found in the cache by the others, or downloaded by
+    them on a node whose cache is not shared), or the scratch model built on ``texts`` into
+    ``out/base`` (main process). A local folder, because a run without SFT (``sft.epochs: 0``) has
+    the base as its baseline, which the units' key names by its weights' SHA-256."""
     if model.name_or_path != SCRATCH:
         on_main(lambda: local_snapshot(model.name_or_path))
-        return local_snapshot(model.name_or_path, local_files_only=True)
+        return local_snapshot(model.name_or_path)
     on_main(lambda: build_scratch_base(model.scratch, texts, out / "base"))
     return str(out / "base")
 
