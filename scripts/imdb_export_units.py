@@ -18,7 +18,7 @@ that pi_SFT (``pipeline.finished_unit``).
 
 ``--with-sft`` also exports what the pipeline reuses instead of recomputing it: every SFT
 stage's saved policy and config (``sft/stage-<k>/config.yaml`` and ``final/policy/``, pi_SFT
-the last) and the build answers (``build_samples.jsonl``), about 12 MB for the scratch model.
+the last) and the build answers (``build_samples.jsonl``), 12.5 MB for the scratch model.
 A continuation from it starts from this pi_SFT and these answers on any machine, so its
 finished units are reused there (only the units it trains are made on the new CPU).
 """
