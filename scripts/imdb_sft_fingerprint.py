@@ -27,9 +27,8 @@ import torch
 
 from aihf.experiments.imdb import data, pipeline
 from aihf.experiments.imdb.presets import load_preset
-from aihf.experiments.units import machine_of
 from aihf.lm.models import weights_sha256
-from aihf.runtime import file_sha256, provenance, set_torch_threads
+from aihf.runtime import file_sha256, machine_of, provenance, set_torch_threads
 
 
 def fingerprint(preset: str, overrides: list[str], out: Path) -> dict[str, str]:

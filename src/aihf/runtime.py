@@ -102,6 +102,13 @@ def provenance() -> dict[str, str]:
     return out
 
 
+def machine_of(versions: dict | None) -> str:
+    """The machine a :func:`provenance` record names: its CPU and torch's CPU kernel level."""
+    if not versions or "cpu" not in versions:
+        return "a machine it does not record"
+    return f"{versions['cpu']}, torch {versions.get('torch_cpu_capability', '?')}"
+
+
 class NonFiniteLossError(FloatingPointError):
     """Raised when a loss, a gradient norm or a weight is NaN or infinite: training stops here."""
 

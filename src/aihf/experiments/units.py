@@ -24,7 +24,7 @@ from aihf.config import ConfigError
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import RECIPES
 from aihf.lm.train import DataConfig, ModelConfig, TrainConfig, train
-from aihf.runtime import atomic_file, provenance
+from aihf.runtime import atomic_file, machine_of, provenance
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +135,6 @@ def finished_unit(evaluator, spec: RunSpec, run_dir: Path, seed: int, key: dict)
     reuse_check(spec, final_policy(run_dir, spec.recipe))
     evaluator.generations[(spec.name, seed)] = saved["generations"]
     return saved["row"]
-
-
-def machine_of(versions: dict | None) -> str:
-    """The machine a ``provenance()`` record names: its CPU and torch's CPU kernel level."""
-    if not versions or "cpu" not in versions:
-        return "a machine it does not record"
-    return f"{versions['cpu']}, torch {versions.get('torch_cpu_capability', '?')}"
 
 
 def stale_because(saved: dict, key: dict) -> str:
