@@ -66,7 +66,7 @@ def weights_sha256(folder: str | Path) -> str:
     return hashlib.sha256("".join(file_sha256(shard) for shard in shards).encode()).hexdigest()
 
 
-SNAPSHOT_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]  # no pickled weights
+SNAPSHOT_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]  # config, weights, tokenizer, template; no pickles
 
 
 def local_snapshot(name_or_path: str) -> str:
