@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from aihf.config import ConfigError
 from aihf.data import read_preferences
@@ -176,6 +177,42 @@ def test_fixture_preset_runs_every_stage_end_to_end_and_resumes(tmp_path, capsys
     assert main(["experiment", "hh", "--preset", "fixture", "--output-dir", str(out)]) == 0
     assert weights.stat().st_mtime_ns == stamp
     assert json.loads((out / "results.json").read_text())["settings"]["paper"]["dpo"]["runs"] == table["dpo"]["runs"]
+
+
+def test_sft_epochs_0_takes_a_base_sft_ed_already_as_pi_sft(tmp_path, capsys):
+    """A user's own SFT model (here the tiny model, saved) is pi_SFT as it is: no SFT stage is
+    trained or planned, and every run's start, reference and baseline is that folder's weights."""
+    from aihf.cli import main
+    from aihf.lm.models import weights_sha256
+    from aihf.lm.scratch import save_tiny_base
+
+    mine, out = save_tiny_base(tmp_path / "my-sft"), tmp_path / "hh"
+    overrides = [f"model.name_or_path={mine}", "sft.epochs=0", "methods=[dpo]"]
+    assert main(["experiment", "hh", "--preset", "fixture", "--dry-run", *overrides]) == 0
+    stages_printed = capsys.readouterr().out
+    assert "paper/demo-sft" in stages_printed and "\n  sft " not in stages_printed
+    assert main(["experiment", "hh", "--preset", "fixture", "--output-dir", str(out), *overrides]) == 0
+    assert not (out / "sft" / "metrics.json").exists() and not (out / "base").exists()
+    evaluation = json.loads((out / "runs" / "paper" / "dpo" / "seed-0" / "evaluation.json").read_text())
+    assert evaluation["key"]["baseline_sha256"] == weights_sha256(mine)
+    table = json.loads((out / "results.json").read_text())["settings"]["paper"]
+    assert list(table) == ["pi_sft", "demo-sft", "dpo"] and table["pi_sft"]["kl"]["mean"] == 0.0
+
+
+def test_the_scratch_model_is_refused_as_pi_sft_without_sft():
+    with pytest.raises(ConfigError, match="scratch is an untrained model"):
+        hh.load_preset("fixture", ["sft.epochs=0"])
+
+
+def test_the_tiny_model_starts_a_run_from_its_saved_folder(tmp_path):
+    """``tiny`` (like ``scratch``) has no files on a hub: it is saved to out/base, with the
+    weights ``load_causal_lm("tiny")`` gives, and the run starts from there."""
+    from aihf.lm.models import load_causal_lm
+
+    base = stages.base_model(stages.ModelSection(name_or_path="tiny"), iter([]), tmp_path)
+    assert base == str(tmp_path / "base")
+    saved, fresh = load_causal_lm(base)[0].state_dict(), load_causal_lm("tiny")[0].state_dict()
+    assert saved.keys() == fresh.keys() and all(torch.equal(saved[k], fresh[k]) for k in saved)
 
 
 def test_time_estimate_follows_its_formula():

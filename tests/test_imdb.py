@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from aihf.config import ConfigError
 from aihf.data import builders
 from aihf.data.builders import BuildConfig, RatioSweep, ScoredResponse
 from aihf.eval import gold, metrics, plots
@@ -694,6 +695,31 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     pipeline.claim_output_dir(out, load_preset("tiny"))  # still the same run
     assert run_from_cli("tiny", str(out), ["generation.max_new_tokens=9"]) == 2  # other settings: refused
+
+
+def test_no_sft_stage_takes_a_base_sft_ed_already_as_pi_sft(reviews, small_gold, tmp_path, monkeypatch):
+    """``sft.stage_steps: []``: a user's own SFT model (the tiny model, saved) is pi_SFT as it
+    is, answers the build prompts alone, and is every run's start and reference."""
+    from aihf.experiments.imdb import run_from_cli
+    from aihf.experiments.imdb.presets import load_preset
+    from aihf.lm.models import weights_sha256
+    from aihf.lm.scratch import save_tiny_base
+
+    monkeypatch.setenv("AIHF_CACHE", str(small_gold[2]))
+    mine, out = save_tiny_base(tmp_path / "my-sft"), tmp_path / "run"
+    overrides = [f"model.name_or_path={mine}", "sft.stage_steps=[]", "methods=[dpo]", "seeds=[0]", "model.device=cpu"]
+    assert run_from_cli("tiny", str(out), overrides) == 0
+    assert not (out / "sft" / "stage-0").exists() and not (out / "base").exists()
+    answered = [json.loads(line) for line in (out / "build_samples.jsonl").read_text().splitlines()]
+    assert 16 < len(answered) <= 2 * 16  # pi_SFT answers the 16 build prompts twice (empty answers dropped)
+    evaluation = json.loads((out / "runs" / "tiny" / "dpo" / "seed-0" / "evaluation.json").read_text())
+    assert evaluation["key"]["pi_sft_sha256"] == weights_sha256(mine)
+    table = json.loads((out / "results.json").read_text())["settings"]["tiny"]
+    assert list(table) == ["pi_sft", "dpo"] and table["pi_sft"]["kl"]["mean"] == 0.0
+    with pytest.raises(ConfigError, match="scratch is an untrained model"):
+        load_preset("tiny", ["model.name_or_path=scratch", "sft.stage_steps=[]"])
+    with pytest.raises(ConfigError, match="stage_steps must be positive"):
+        load_preset("tiny", ["sft.stage_steps=[2, 0]"])
 
 
 def test_scratch_base_model_is_built_once_deterministically_and_loads(tmp_path):

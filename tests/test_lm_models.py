@@ -180,6 +180,18 @@ def test_smollm2_converts_once_then_loads_the_conversion(tmp_path, monkeypatch):
     assert tokenizer(text).input_ids == original_tokenizer(text).input_ids
     ids = torch.tensor([tokenizer(text).input_ids])
     assert torch.equal(again(ids).logits, original(ids).logits)
+    from aihf.experiments.dialogue.estimate import KNOWN_SHAPES, Shape, model_shape
+
+    assert models.local_snapshot("smollm2-135m") == str(cached)  # the experiments start from the conversion
+    assert model_shape(str(cached), None) == Shape(*KNOWN_SHAPES["smollm2-135m"])  # the dry run's shape, offline
+
+
+def test_the_short_names_local_folders(tmp_path, monkeypatch):
+    """``smollm2-135m`` is found at its conversion; ``tiny`` has no files to find."""
+    monkeypatch.setattr(models, "smollm2_safetensors_dir", lambda: tmp_path / "converted")
+    assert models.local_snapshot("smollm2-135m") == str(tmp_path / "converted")
+    with pytest.raises(ValueError, match="save_tiny_base"):
+        models.local_snapshot("tiny")
 
 
 # --------------------------------------------------------------------------- LoRA, reference

@@ -67,6 +67,12 @@ def test_dry_run_refuses_what_the_zero3_config_cannot_run(override, message):
         ultra.dry_run(ultra.load_preset("mistral-7b", override), "mistral-7b", "o", override)
 
 
+def test_the_scratch_model_is_refused_as_the_sft_ed_base_without_sft():
+    """``sft.epochs: 0`` takes the base as SFT-ed; the scratch model is built untrained."""
+    with pytest.raises(ConfigError, match="scratch is an untrained model"):
+        ultra.load_preset("fixture", ["sft.epochs=0"])
+
+
 def test_the_unreachable_hub_names_every_file_to_place(tmp_path, capsys):
     from aihf.cli import main
 

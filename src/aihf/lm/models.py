@@ -70,11 +70,17 @@ SNAPSHOT_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]  # c
 
 
 def local_snapshot(name_or_path: str) -> str:
-    """A local folder with ``name_or_path``'s model: the path itself when it is a folder, else
-    the hub repository's snapshot in the Hugging Face cache (``huggingface_hub.snapshot_download``
-    of its config, tokenizer and safetensors files: downloaded once, then found in the cache).
-    The experiments start from it so that every stage reads the same files and a unit's key can
-    name the weights (:func:`weights_sha256`)."""
+    """A local folder with ``name_or_path``'s model: the packaged SmolLM2's conversion for
+    ``"smollm2-135m"`` (:func:`smollm2_safetensors_dir`), the path itself when it is a folder,
+    else the hub repository's snapshot in the Hugging Face cache
+    (``huggingface_hub.snapshot_download`` of its config, tokenizer and safetensors files:
+    downloaded once, then found in the cache). The experiments start from it so that every stage
+    reads the same files and a unit's key can name the weights (:func:`weights_sha256`); the
+    tiny test model has no files (``aihf.lm.scratch.save_tiny_base`` writes them)."""
+    if name_or_path == SMOLLM2:
+        return str(smollm2_safetensors_dir())
+    if name_or_path == TINY:
+        raise ValueError('the tiny test model has no files to find: save it with aihf.lm.scratch.save_tiny_base')
     if Path(name_or_path).is_dir():
         return name_or_path
     from huggingface_hub import snapshot_download

@@ -1,5 +1,6 @@
-"""A base policy built from scratch on an experiment's SFT texts, for runs without a
-pretrained model (every experiment's ``model.name_or_path: scratch``: IMDb, HH, UltraFeedback).
+"""The experiments' start model as a local folder (:func:`base_folder`), and the base policy
+built from scratch on an experiment's SFT texts for runs without a pretrained model (every
+experiment's ``model.name_or_path: scratch``: IMDb, HH, UltraFeedback).
 
 The run starts from a small GPT-NeoX with random weights and a byte-level BPE tokenizer
 trained on the SFT split's texts (prompt + response of each SFT demonstration), so nothing
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from aihf.lm.tiny import tiny_causal_lm, train_tokenizer
+from aihf.lm.models import TINY, local_snapshot
+from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer, train_tokenizer
 from aihf.runtime import atomic_directory
 
 log = logging.getLogger(__name__)
@@ -67,3 +69,28 @@ def build_scratch_base(config: ScratchModelConfig, texts: Iterable[str], directo
     count = sum(p.numel() for p in model.parameters())
     log.info("scratch base model: %.2fM parameters, %d-token BPE, saved to %s", count / 1e6, len(tokenizer), directory)
     return directory
+
+
+def save_tiny_base(directory: str | Path) -> Path:
+    """Save the tiny test model (``load_causal_lm("tiny")``'s weights and tokenizer) to
+    ``directory`` (safetensors, written atomically); an existing complete save is reused."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        tokenizer = tiny_tokenizer()
+        with atomic_directory(directory) as tmp:
+            tiny_causal_lm(tokenizer).save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+    return directory
+
+
+def base_folder(name_or_path: str, scratch: ScratchModelConfig, texts: Iterable[str], directory: str | Path) -> Path:
+    """The local ``save_pretrained`` folder an experiment starts from, so that every stage reads
+    the same files and a unit's key can name the weights by their SHA-256: ``scratch`` built on
+    ``texts`` into ``directory`` (:func:`build_scratch_base`), ``tiny`` saved there
+    (:func:`save_tiny_base`), any other name ``models.local_snapshot``'s folder (a local folder
+    itself, the packaged SmolLM2's conversion, a hub model's snapshot)."""
+    if name_or_path == SCRATCH:
+        return build_scratch_base(scratch, texts, directory)
+    if name_or_path == TINY:
+        return save_tiny_base(directory)
+    return Path(local_snapshot(name_or_path))

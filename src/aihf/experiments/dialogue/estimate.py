@@ -29,8 +29,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from aihf.config import Settings, setting
+from aihf.config import ConfigError, Settings, setting
+from aihf.lm.models import SMOLLM2, TINY
 from aihf.lm.scratch import SCRATCH, ScratchModelConfig
+from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
 from aihf.lm.methods import RECIPES, MethodConfig
 from aihf.lm.trainer import LoopConfig
 
@@ -41,6 +43,7 @@ KNOWN_SHAPES = {
     "EleutherAI/pythia-1b": (1_011_781_632, 16, 2_048, 50_304),
     "EleutherAI/pythia-2.8b": (2_775_208_960, 32, 2_560, 50_304),
     "HuggingFaceH4/mistral-7b-sft-beta": (7_241_732_096, 32, 4_096, 32_000),
+    SMOLLM2: (134_515_008, 30, 576, 49_152),  # the packaged SmolLM2-135M-Instruct's conversion (tied embeddings)
 }
 
 
@@ -71,10 +74,13 @@ class Shape:
 
 def model_shape(name_or_path: str, scratch: ScratchModelConfig) -> Shape:
     """The shape of a known hub model, of a local folder's ``config.json`` (counted on the
-    meta device, no weights), or of the scratch model; ValueError for an unknown hub name."""
+    meta device, no weights; tied embeddings once), of the tiny test model or of the scratch
+    model; ConfigError for an unknown hub name."""
     if name_or_path in KNOWN_SHAPES:
         return Shape(*KNOWN_SHAPES[name_or_path])
-    if name_or_path == SCRATCH:
+    if name_or_path == TINY:
+        config = tiny_causal_lm(tiny_tokenizer()).config
+    elif name_or_path == SCRATCH:
         from transformers import GPTNeoXConfig
 
         config = GPTNeoXConfig(vocab_size=scratch.vocab_size, hidden_size=scratch.hidden_size,
@@ -86,12 +92,14 @@ def model_shape(name_or_path: str, scratch: ScratchModelConfig) -> Shape:
 
         config = AutoConfig.from_pretrained(name_or_path)
     else:
-        raise ValueError(f"no shape known for {name_or_path!r}: give a local folder with a config.json")
+        raise ConfigError(f"model.name_or_path: no shape known offline for {name_or_path!r}: give a local folder "
+                          "with its config.json")
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config)
+    model.tie_weights()  # init_empty_weights leaves tied embeddings as two tensors
     text = config.get_text_config()
     return Shape(sum(p.numel() for p in model.parameters()), text.num_hidden_layers, text.hidden_size, text.vocab_size)
 

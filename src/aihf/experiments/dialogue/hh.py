@@ -8,6 +8,7 @@
    up to the last shared ``"\\n\\nAssistant:"`` (``aihf.data.rows``);
 2. pi_SFT: the base model SFT-ed on every chosen response of the train split for
    ``sft.epochs`` epochs (the paper: one), the start, reference and baseline of every run;
+   ``sft.epochs: 0`` takes a base that is SFT-ed already as pi_SFT, as it is;
 3. per setting (:class:`HHSetting`), D and P from the train split (:func:`split_setting`):
    D is ``num_demonstrations`` rows chosen by ``selection`` (``random``: a seeded random
    draw; ``top-reward``: the rows whose chosen response the ``selector`` reward model scores
@@ -83,9 +84,9 @@ class HHSetting(Settings):
 
 @dataclass
 class HHSft(Settings):
-    """SFT on every chosen response (pi_SFT) and on D alone (demo-SFT), in epochs."""
+    """SFT on every chosen response (pi_SFT; 0 epochs: the base is pi_SFT) and on D alone (demo-SFT), in epochs."""
 
-    epochs: float = setting(1.0, gt=0, help="epochs over the chosen responses of the train split")
+    epochs: float = setting(1.0, ge=0, help="epochs over the chosen responses of the train split; 0: the base is pi_SFT as it is")
     demo_epochs: float = setting(1.0, gt=0, help="epochs of demo-SFT over D")
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
         micro_batch_size=8, gradient_accumulation_steps=2, learning_rate=1e-5, lr_scheduler="cosine", warmup_steps=50))
@@ -115,6 +116,7 @@ class HHConfig(RunSelection):
         names = [s.name for s in self.settings]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"settings must have unique names, got {names}")
+        stages.check_sft_epochs(self.model, self.sft.epochs)
 
 
 def load_preset(preset: str, overrides: list[str] | None = None) -> HHConfig:
@@ -241,8 +243,9 @@ def run(config: HHConfig, output_dir: str | Path) -> dict:
     stages.on_main(lambda: write_first_files(sft_file, sft_demos, eval_file, test[: config.evaluation.num_preferences]))
     scores = selection_scores(config, train, out) if any(s.selection == "top-reward" for s in config.settings) else None
     start = stages.base_model(config.model, (d.prompt + d.response for d in sft_demos), out)
-    pi_sft = stages.train_stage(config, sft_spec(config, "sft", len(sft_demos), config.sft.epochs, processes), start,
-                                out / "sft", config.sft.loop.seed, sft_file, None)
+    pi_sft = Path(start) if config.sft.epochs == 0 else stages.train_stage(
+        config, sft_spec(config, "sft", len(sft_demos), config.sft.epochs, processes), start, out / "sft",
+        config.sft.loop.seed, sft_file, None)
     files = {s.name: stages.setting_files(out / "settings" / s.name, eval_file) for s in config.settings}
     stages.on_main(lambda: [write_setting(s, split_setting(s, len(train), config.data.seed, scores), train, files[s.name])
                             for s in config.settings])
@@ -282,7 +285,7 @@ def plan(config: HHConfig, train_rows: int, processes: int) -> list[Stage]:
     """Every training stage of a run, for the dry run's estimate."""
     seeds = len(config.seeds)
     stages_ = [Stage("sft", "sft", sft_spec(config, "sft", train_rows, config.sft.epochs, processes).loop.max_steps,
-                     config.method, config.sft.loop)]
+                     config.method, config.sft.loop)] if config.sft.epochs > 0 else []
     for s in config.settings:
         demos = s.num_demonstrations
         prefs = min(s.num_preferences or train_rows, train_rows - demos)

@@ -29,13 +29,13 @@ from aihf.data import PromptRecord, write_jsonl
 from aihf.experiments.dialogue.dryrun import epochs_to_steps
 from aihf.experiments.dialogue.evaluation import METRICS, Evaluator, SamplingSection
 from aihf.experiments.dialogue.judge import make_judge
-from aihf.lm.scratch import SCRATCH, ScratchModelConfig, build_scratch_base
+from aihf.lm.scratch import SCRATCH, ScratchModelConfig, base_folder
 from aihf.eval.metrics import summarise_runs
 from aihf.eval.plots import write_outputs
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage
 from aihf.experiments.runs import RunSpec
 from aihf.lm.methods import MethodConfig
-from aihf.lm.models import local_snapshot, weights_sha256
+from aihf.lm.models import weights_sha256
 from aihf.lm.trainer import LoopConfig
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,14 @@ MAY_CHANGE = ("methods", "seeds", "variants", "grid", "model.device", "hardware"
 class ModelSection(Settings):
     """The policy every stage starts from, and the token limits of every stage.
 
-    ``name_or_path``: a hub name, a local ``save_pretrained`` folder, or ``scratch`` (a small
+    ``name_or_path``: a hub name, a local ``save_pretrained`` folder, ``smollm2-135m`` (the
+    packaged SmolLM2-135M-Instruct), ``tiny`` (the random test model) or ``scratch`` (a small
     GPT-NeoX with a BPE tokenizer trained on the experiment's training texts, ``scratch``
     sizes; ``aihf.lm.scratch``). ``device``: where the evaluation samples
     (``auto``: CUDA when there is one); training goes through accelerate.
     """
 
-    name_or_path: str = setting("EleutherAI/pythia-1b", help="hub name, local folder or scratch")
+    name_or_path: str = setting("EleutherAI/pythia-1b", help="hub name, local folder, smollm2-135m, tiny or scratch")
     dtype: Literal["float32", "bfloat16", "float16"] = setting("bfloat16", help="weights' dtype")
     device: str = setting("auto", help="where evaluation samples: auto, cpu, cuda, cuda:N")
     max_length: int = setting(512, ge=2, help="tokens of prompt + response")
@@ -126,17 +127,26 @@ def sampling(model: ModelSection, evaluation: EvalSection) -> SamplingSection:
                            model.max_prompt_length, model.dtype, model.torch_device())
 
 
+def check_sft_epochs(model: ModelSection, epochs: float) -> None:
+    """ValueError when a run would take the scratch model untrained as pi_SFT: ``sft.epochs: 0``
+    makes the base pi_SFT as it is, which only a model SFT-ed already can be."""
+    if epochs == 0 and model.name_or_path == SCRATCH:
+        raise ValueError("sft.epochs is 0, so the base model is pi_SFT as it is, but model.name_or_path: scratch is "
+                         "an untrained model the run builds: SFT it (sft.epochs > 0) or name a model SFT-ed already")
+
+
 def base_model(model: ModelSection, texts: Iterator[str], out: Path) -> str:
-    """The local folder of ``model.name_or_path`` (a hub model's snapshot: ``models.local_snapshot``,
-    downloaded by the main process first, then found in the cache by the others, or downloaded by
-    them on a node whose cache is not shared), or the scratch model built on ``texts`` into
-    ``out/base`` (main process). A local folder, because a run without SFT (``sft.epochs: 0``) has
-    the base as its baseline, which the units' key names by its weights' SHA-256."""
-    if model.name_or_path != SCRATCH:
-        on_main(lambda: local_snapshot(model.name_or_path))
-        return local_snapshot(model.name_or_path)
-    on_main(lambda: build_scratch_base(model.scratch, texts, out / "base"))
-    return str(out / "base")
+    """The local folder the run starts from (``aihf.lm.scratch.base_folder``): the scratch model
+    built on ``texts``, or the tiny test model saved, into ``out/base``; a hub model's snapshot
+    or the packaged SmolLM2's conversion. Made by the main process first, then asked for by the
+    others (a hub snapshot is found in the cache, or downloaded on a node whose cache is not
+    shared). A local folder, because a run without SFT (``sft.epochs: 0``) has the base as its
+    baseline, which the units' key names by its weights' SHA-256."""
+    def make() -> str:
+        return str(base_folder(model.name_or_path, model.scratch, texts, out / "base"))
+
+    on_main(make)
+    return make()
 
 
 def process_state():

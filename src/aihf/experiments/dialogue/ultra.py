@@ -103,6 +103,10 @@ class UltraConfig(RunSelection):
         max_steps=3800, micro_batch_size=1, gradient_accumulation_steps=2, learning_rate=5e-7, lr_scheduler="cosine",
         warmup_steps=100, mixed_precision="bf16", save_every=500))
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        stages.check_sft_epochs(self.model, self.sft.epochs)
+
 
 def load_preset(preset: str, overrides: list[str] | None = None) -> UltraConfig:
     """A shipped ``configs/ultra/<preset>.yaml`` (or a YAML path) with command-line overrides."""

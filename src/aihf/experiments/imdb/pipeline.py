@@ -43,7 +43,7 @@ from aihf.eval.generations import write_generations
 from aihf.eval.metrics import generation_metrics, kl_to_reference, summarise_runs
 from aihf.eval.plots import write_outputs
 from aihf.experiments.imdb import data
-from aihf.lm.scratch import SCRATCH, build_scratch_base
+from aihf.lm.scratch import base_folder
 from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
 from aihf.experiments.units import evaluate_run, finished_unit, train_stage
@@ -74,16 +74,19 @@ def summarised(entry: dict) -> dict:
 
 
 def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: Path) -> list[Path]:
-    """SFT stages on the SFT split's demonstrations; the checkpoints' policy directories, pi_SFT last."""
+    """SFT stages on the SFT split's demonstrations from the base model's local folder
+    (``aihf.lm.scratch.base_folder``); the checkpoints' policy directories, pi_SFT last (the
+    base itself when ``sft.stage_steps`` is empty)."""
     indices = split.sft[: config.sft.num_reviews]
     demos = data.sft_demonstrations(reviews, indices, config.prompts, split.config.seed)
     path = out / "sft" / "demonstrations.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(demos, path)
-    start, checkpoints = config.model.name_or_path, []
-    if start == SCRATCH:
-        texts = (demo.prompt + demo.response for demo in demos)
-        start = str(build_scratch_base(config.model.scratch, texts, out / "base"))
+    texts = (demo.prompt + demo.response for demo in demos)
+    base = base_folder(config.model.name_or_path, config.model.scratch, texts, out / "base")
+    if not config.sft.stage_steps:
+        return [base]
+    start, checkpoints = str(base), []
     for stage, steps in enumerate(config.sft.stage_steps):
         spec = RunSpec("sft", "sft", config.method, replace(config.sft.loop, max_steps=steps))
         stage_dir = out / "sft" / f"stage-{stage}"
@@ -123,7 +126,8 @@ def sample_build(
     config: ImdbConfig, reviews: data.Reviews, split: data.Split, checkpoints: list[Path], gold: GoldScorer, out: Path
 ) -> list[ScoredResponse]:
     """Every SFT checkpoint's answer to each build prompt, with its gold reward and whether it
-    finished (empty answers dropped).
+    finished (empty answers dropped); a single checkpoint (one SFT stage, or none) answers
+    twice, with sampling seeds 0 and 1, so that a prompt can have the two answers a preference pairs.
 
     ``build_report.json`` gives the answers kept, the share that finished and the share whose
     ids round-trip (decoded text re-encoded as training encodes it gives the sampled ids).
@@ -135,9 +139,10 @@ def sample_build(
     prompts = data.prompts(reviews, indices, config.prompts, split.config.seed)
     samples, round_trips, device = [], [], config.model.torch_device()
     log.info("build sampling on %s", device)
-    for i, checkpoint in enumerate(checkpoints):
+    answerers = checkpoints if len(checkpoints) > 1 else checkpoints * 2
+    for i, checkpoint in enumerate(answerers):
         model, tokenizer = load_causal_lm(checkpoint, config.model.dtype, device=device)
-        answers = answer(config, model, tokenizer, prompts, i, f"SFT checkpoint {i + 1}/{len(checkpoints)} answers build prompts")
+        answers = answer(config, model, tokenizer, prompts, i, f"SFT checkpoint {i + 1}/{len(answerers)} answers build prompts")
         rewards = gold.score(answers.texts())
         for p, r, g, done, same in zip(prompts, answers.responses, rewards, answers.finished, answers.round_trips):
             if r.strip():

@@ -28,7 +28,7 @@ from aihf.config import ConfigError, load_config
 from aihf.data.builders import BuildConfig, RatioSweep
 from aihf.eval.gold import GoldConfig
 from aihf.eval.judge import MiniLMJudgeConfig
-from aihf.lm.scratch import ScratchModelConfig
+from aihf.lm.scratch import SCRATCH, ScratchModelConfig
 from aihf.experiments.imdb.data import PromptConfig, SplitConfig
 from aihf.experiments.runs import RunSpec, check_methods, expand_runs, spec_overrides
 from aihf.lm.methods import MethodConfig
@@ -44,7 +44,7 @@ class ModelSection:
     """The base model SFT starts from, and the token limits of every stage.
 
     ``name_or_path`` is anything ``aihf.lm.models.load_causal_lm`` loads, or ``"scratch"``:
-    a small GPT-NeoX with the ``scratch`` sizes, built on the SFT split (``base.py``).
+    a small GPT-NeoX with the ``scratch`` sizes, built on the SFT split (``aihf.lm.scratch``).
 
     ``device`` is where the pipeline's own sampling (build answers, evaluation answers) and
     KL log-probs run: ``"auto"`` (CUDA when ``torch.cuda.is_available()``, else the CPU),
@@ -84,7 +84,8 @@ class SftSection:
     """SFT on the SFT split: one stage per checkpoint, each continuing from the previous one.
 
     Every checkpoint answers the build prompts (docs/method.md section 6); the last is pi_SFT,
-    the start and the reference of every method.
+    the start and the reference of every method. No stage (``stage_steps: []``) takes the
+    base model, SFT-ed already, as pi_SFT as it is, and it alone answers the build prompts.
     """
 
     stage_steps: list[int] = field(default_factory=lambda: [300, 300])
@@ -92,8 +93,8 @@ class SftSection:
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(micro_batch_size=8, learning_rate=5e-5))
 
     def __post_init__(self) -> None:
-        if not self.stage_steps or min(self.stage_steps) < 1:
-            raise ValueError(f"stage_steps must be a non-empty list of positive step counts, got {self.stage_steps}")
+        if self.stage_steps and min(self.stage_steps) < 1:
+            raise ValueError(f"stage_steps must be positive step counts, got {self.stage_steps}")
 
 
 @dataclass
@@ -159,6 +160,10 @@ class ImdbConfig:
         check_methods(self.methods, self.variants)
         if not self.seeds:
             raise ValueError("seeds is empty")
+        if not self.sft.stage_steps and self.model.name_or_path == SCRATCH:
+            raise ValueError("sft.stage_steps is [], so the base model is pi_SFT as it is, but model.name_or_path: "
+                             "scratch is an untrained model the run builds: give it SFT stages or name a model SFT-ed "
+                             "already")
         unknown_settings = sorted(set(self.setting_variants) - set(names))
         if unknown_settings:
             raise ValueError(f"setting_variants names no setting: {unknown_settings} (settings: {names})")
