@@ -29,18 +29,33 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from aihf.config import load_config
+from aihf.experiments.imdb.presets import ImdbConfig
 from aihf.lm.models import weights_sha256
+from aihf.lm.scratch import base_folder
 from aihf.runtime import file_sha256, provenance
+
+
+def pi_sft_of(src: Path) -> Path:
+    """The run folder's pi_SFT: its last SFT stage's final policy, or, in a run without SFT
+    stages (``sft.stage_steps: []``), the base model its config.yaml names."""
+    stages = list(src.glob("sft/stage-*/final/policy"))
+    if stages:
+        return max(stages, key=lambda f: int(f.parts[-3].split("-")[1]))
+    config = load_config(ImdbConfig, src / "config.yaml")
+    if config.sft.stage_steps:
+        raise SystemExit(f"{src}: no finished SFT stage")
+    return base_folder(config.model.name_or_path, config.model.scratch, [], src / "base")
 
 
 def export_sft(src: Path, dest: Path) -> None:
     """Copy each finished SFT stage's config.yaml and final policy, and the build answers, from
     the run folder ``src`` to ``dest`` at the same paths: ``units.train_stage`` reuses a stage
-    whose final policy is there and ``pipeline.sample_build`` the answers file."""
-    stages = sorted(src.glob("sft/stage-*/final/policy/config.json"))
-    if not stages or not (src / "build_samples.jsonl").is_file():
-        raise SystemExit(f"{src}: no finished SFT stage or build answers to export (--with-sft)")
-    for config in stages:
+    whose final policy is there and ``pipeline.sample_build`` the answers file. (The build
+    answers come after every SFT stage; a run without SFT stages exports the answers alone.)"""
+    if not (src / "build_samples.jsonl").is_file():
+        raise SystemExit(f"{src}: no build answers, so no finished SFT stages, to export (--with-sft)")
+    for config in sorted(src.glob("sft/stage-*/final/policy/config.json")):
         policy, stage = config.parent, config.parents[2]
         shutil.copytree(policy, dest / policy.relative_to(src), dirs_exist_ok=True)
         shutil.copy2(stage / "config.yaml", dest / stage.relative_to(src) / "config.yaml")
@@ -64,8 +79,7 @@ def main() -> None:
     for report in src.glob("settings/*/report.json"):
         (dest / report.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(report, dest / report.relative_to(src))
-    pi_sft = max(src.glob("sft/stage-*/final/policy"), key=lambda f: int(f.parts[-3].split("-")[1]))
-    state = {"pi_sft_sha256": weights_sha256(pi_sft), "build_samples_sha256": file_sha256(src / "build_samples.jsonl"),
+    state = {"pi_sft_sha256": weights_sha256(pi_sft_of(src)), "build_samples_sha256": file_sha256(src / "build_samples.jsonl"),
              "units": 0, "versions": provenance()}  # pi_SFT depends on them: a continuation needs the same
     for evaluation in sorted(src.glob("runs/*/*/seed-*/evaluation.json")):
         unit = evaluation.parent

@@ -32,8 +32,9 @@ from aihf.runtime import file_sha256, machine_of, provenance, set_torch_threads
 
 
 def fingerprint(preset: str, overrides: list[str], out: Path) -> dict[str, str]:
-    """SHA-256 of the split, the SFT demonstrations, the base model (a scratch preset's) and
-    every SFT stage's weights, the last being pi_SFT, as the pipeline makes them in ``out``."""
+    """SHA-256 of the split, the SFT demonstrations, the base model (a scratch or tiny preset's),
+    every SFT stage's weights and pi_SFT's (the last stage's, or the base's without SFT stages), as
+    the pipeline makes them in ``out``."""
     config = load_preset(preset, overrides)
     if config.threads is not None:  # as pipeline.run does
         set_torch_threads(config.threads)
@@ -44,9 +45,9 @@ def fingerprint(preset: str, overrides: list[str], out: Path) -> dict[str, str]:
               "sft demonstrations": file_sha256(out / "sft" / "demonstrations.jsonl")}
     if (out / "base" / "config.json").is_file():
         hashes["base model"] = weights_sha256(out / "base")
-    for stage, checkpoint in enumerate(checkpoints):
+    for stage, checkpoint in enumerate(checkpoints if config.sft.stage_steps else []):
         hashes[f"SFT stage {stage}"] = weights_sha256(checkpoint)
-    hashes["pi_SFT"] = hashes[f"SFT stage {len(checkpoints) - 1}"]
+    hashes["pi_SFT"] = weights_sha256(checkpoints[-1])  # the base itself without SFT stages
     return hashes
 
 

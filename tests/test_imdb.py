@@ -5,6 +5,9 @@ import importlib.util
 import json
 import math
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -576,10 +579,6 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
     split = data.Split.load(out / "split.json")
     assert len(split.eval_prompts) == 100
     # the committable export of the run (scripts/imdb_export_units.py): pi_SFT's hash and the versions it came from
-    import subprocess
-    import sys
-    from pathlib import Path
-
     script = Path(__file__).resolve().parent.parent / "scripts" / "imdb_export_units.py"
     subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "export")], check=True, capture_output=True)
     state = json.loads((tmp_path / "export" / "state.json").read_text())
@@ -716,6 +715,17 @@ def test_no_sft_stage_takes_a_base_sft_ed_already_as_pi_sft(reviews, small_gold,
     assert evaluation["key"]["pi_sft_sha256"] == weights_sha256(mine)
     table = json.loads((out / "results.json").read_text())["settings"]["tiny"]
     assert list(table) == ["pi_sft", "dpo"] and table["pi_sft"]["kl"]["mean"] == 0.0
+    # the export names this pi_SFT, and carries the build answers alone (no SFT stage to carry)
+    script = Path(__file__).resolve().parent.parent / "scripts" / "imdb_export_units.py"
+    subprocess.run([sys.executable, str(script), "--with-sft", str(out), str(tmp_path / "export")], check=True,
+                   capture_output=True)
+    assert json.loads((tmp_path / "export" / "state.json").read_text())["pi_sft_sha256"] == weights_sha256(mine)
+    assert (tmp_path / "export" / "build_samples.jsonl").is_file() and not (tmp_path / "export" / "sft").exists()
+    spec = importlib.util.spec_from_file_location("imdb_sft_fingerprint", script.parent / "imdb_sft_fingerprint.py")
+    fingerprint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fingerprint)
+    hashes = fingerprint.fingerprint("tiny", overrides, tmp_path / "fingerprint")
+    assert hashes["pi_SFT"] == weights_sha256(mine) and not any(name.startswith("SFT stage") for name in hashes)
     with pytest.raises(ConfigError, match="scratch is an untrained model"):
         load_preset("tiny", ["model.name_or_path=scratch", "sft.stage_steps=[]"])
     with pytest.raises(ConfigError, match="stage_steps must be positive"):
