@@ -42,6 +42,17 @@ seed's training-pair accuracy (the share of preference pairs the reward orders r
 never trains on them) and demonstration-over-policy margin per step, at the first, a
 quarter, half and the last reward step: whether AIHF's preference term changed its reward.
 
+``replay``: each run's saved policy (``policy.safetensors``) on the episodes of the run's
+final evaluation (``final_evaluation``: its cell's ``config.yaml`` gives the environment,
+``loop.eval_split`` and ``loop.eval_episodes``, its folder name the seed; ``--episodes``
+takes the first few instead): the mean return against the one ``result.json`` recorded there.
+A run made since the saved policy is the one that evaluation scored gives it back exactly
+(on the same machine, with every episode); a run
+saved before holds the policy one round of SAC updates past it (``sac.gradient_steps``
+updates: 25 in the paper preset), so the difference shows how far a final return moves in
+one round.
+
+    python scripts/mujoco_reward_diag.py replay runs/mujoco-paper/Hopper-v5-few-demonstrations/runs/ml_irl/seed*
     python scripts/mujoco_reward_diag.py fit docs/results/mujoco-paper/Walker2d-v5-balanced
     python scripts/mujoco_reward_diag.py terms runs/mujoco-paper/Walker2d-v5-balanced/runs/aihf/seed0 \
         --data data/mujoco/Walker2d-v5 --env Walker2d-v5
@@ -207,10 +218,15 @@ def main() -> None:
     terms.add_argument("--episodes", type=int, default=10, help="policy episodes standing in for the step's samples")
     terms.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="the run's preset overrides (e.g. n_prefs=200 for the few-preferences cell)")
+    replay = commands.add_parser("replay", help="a run's saved policy on its final evaluation's reset seeds")
+    replay.add_argument("runs", nargs="+", type=run_folder("policy.safetensors", "result.json"),
+                        help="run folders (<cell>/runs/<method>/seed<k>) holding policy.safetensors and result.json")
+    replay.add_argument("--episodes", type=int, help="the first episodes of that evaluation (default: all of them)")
     args = parser.parse_args()
     if args.command == "posture" and args.data and not (args.run / "reward_net.safetensors").is_file():
         parser.error(f"posture --data: {args.run} holds no reward_net.safetensors")
-    {"reward": report_reward, "posture": report_posture, "fit": report_fit, "terms": report_terms}[args.command](args)
+    {"reward": report_reward, "posture": report_posture, "fit": report_fit, "terms": report_terms,
+     "replay": report_replay}[args.command](args)
 
 
 def report_reward(args) -> None:
@@ -284,6 +300,43 @@ def report_posture(args) -> None:
         print(f"over {total['episodes']} episodes: {total['on_back_episodes']} on the back for most of their steps; "
               f"mean return {total['return']:.0f}, on-back share {total['on_back_share']:.0%}, "
               f"forward velocity {total['forward_velocity_mean']:.2f}")
+
+
+def final_evaluation(run: Path) -> tuple[str, int, int]:
+    """The environment of a run folder (``<cell>/runs/<method>/seed<k>``), the reset seed of its
+    final evaluation's first episode (``reset_seeds.evaluation_seed`` of the cell's
+    ``loop.eval_split``, the seed ``k`` and the evaluation's index in ``result.json``) and its
+    number of episodes (``loop.eval_episodes``)."""
+    import json
+    import re
+
+    import yaml
+
+    from aihf.control.reset_seeds import evaluation_seed
+
+    config = yaml.safe_load((run.parents[2] / "config.yaml").read_text(encoding="utf-8"))
+    steps = json.loads((run / "result.json").read_text(encoding="utf-8"))["result"]["steps"]
+    seed = int(re.fullmatch(r"seed(\d+)", run.name).group(1))
+    loop = config["loop"]
+    return config["env"], evaluation_seed(loop.get("eval_split", "test"), seed, len(steps) - 1), loop["eval_episodes"]
+
+
+def report_replay(args) -> None:
+    """``replay`` (module docstring): one line per run."""
+    import json
+
+    import gymnasium as gym
+
+    from aihf.control.policy_io import load_policy
+    from aihf.control.rollout import evaluate_policy_return
+
+    for run in args.runs:
+        env_id, first, episodes = final_evaluation(run)
+        recorded = json.loads((run / "result.json").read_text(encoding="utf-8"))["result"]
+        env = gym.make(env_id)
+        returns = evaluate_policy_return(load_policy(run / "policy.safetensors", env), env, args.episodes or episodes, first)
+        print(f"{run}: recorded {recorded['returns'][-1]:.0f} (sd {recorded['stds'][-1]:.0f} over {episodes} episodes), "
+              f"saved policy {np.mean(returns):.0f} (sd {np.std(returns):.0f} over {len(returns)})")
 
 
 def report_terms(args) -> None:

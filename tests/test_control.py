@@ -233,6 +233,25 @@ def test_seeded_runs_are_identical(tmp_path):
         assert torch.equal(pa, pb)
 
 
+@pytest.mark.parametrize("backend", ["sb3", "sbx"])
+def test_the_saved_policy_is_the_one_the_final_evaluation_scored(tmp_path, backend):
+    """SB3 trains a round (gradient_steps updates) after the callback's last step,
+    which holds the final evaluation: the policy saved is the one scored, so re-evaluating
+    policy.safetensors on that evaluation's reset seeds gives the recorded final return."""
+    from aihf.control.reset_seeds import evaluation_seed
+    from aihf.control.rollout import evaluate_policy_return
+
+    pytest.importorskip({"sb3": "stable_baselines3", "sbx": "sbx"}[backend])
+    demos, prefs = toy_data(n_demos=50, demo_slope=0.5, n_prefs=20, seed=1)
+    cfg = _tiny_loop(300)
+    cfg = replace(cfg, sac=replace(cfg.sac, backend=backend, train_freq=5, gradient_steps=5))
+    run = train_method("aihf", cfg, "ContextTarget", 3, demos, prefs, out_dir=tmp_path, env=ContextTarget(),
+                       eval_env=ContextTarget())
+    again = evaluate_policy_return(load_policy(tmp_path / "policy.safetensors", ContextTarget()), ContextTarget(),
+                                   cfg.eval_episodes, evaluation_seed(cfg.eval_split, 3, len(run.steps) - 1))
+    assert float(np.mean(again)) == run.returns[-1]
+
+
 def test_reward_net_and_policy_save_and_load_exactly(tmp_path):
     from stable_baselines3 import SAC
 

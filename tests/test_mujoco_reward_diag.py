@@ -156,3 +156,27 @@ def test_per_step_spread_of_an_ensemble_is_its_members_sd_at_each_step():
     assert spread.shape == (5, 6)
     np.testing.assert_allclose(spread, each.std(axis=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(diag.per_step_rewards(ensemble, obs, act), each.min(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_replay_finds_the_final_evaluations_seeds_and_the_saved_policy_gives_its_return(tmp_path, tiny_ml_irl_experiment):
+    """A run of the experiment, replayed: ``final_evaluation`` reads its cell's split, episodes
+    and seed, and the saved policy (the one the final evaluation scored) gives the recorded mean."""
+    import gymnasium as gym
+    import json
+
+    from aihf.cli import main
+    from aihf.control.policy_io import load_policy
+    from aihf.control.rollout import evaluate_policy_return
+
+    preset, data = tiny_ml_irl_experiment(methods=["aihf"], seeds=[1])
+    cell = tmp_path / "cell"
+    assert main(["experiment", "mujoco", "--env", "aihf/ContextTarget-v0", "--preset", str(preset), "--output-dir",
+                 str(cell), data, "loop.eval_split=validation"]) == 0
+    run = cell / "runs" / "aihf" / "seed1"
+    recorded = json.loads((run / "result.json").read_text())["result"]
+    assert len(recorded["steps"]) == 2  # evaluations at 100 and 200 steps: the final one is the second
+    env_id, first, episodes = diag.final_evaluation(run)
+    assert (env_id, first, episodes) == ("aihf/ContextTarget-v0", 3_000_000 + 1000 * 1 + 1, 2)  # validation, seed 1, index 1
+    env = gym.make(env_id)
+    returns = evaluate_policy_return(load_policy(run / "policy.safetensors", env), env, episodes, first)
+    assert float(np.mean(returns)) == recorded["returns"][-1]

@@ -50,7 +50,7 @@ from aihf.control.relabel import RelabelledReplayBuffer, control_reward_scaler
 from aihf.control.reset_seeds import evaluation_seed, policy_trajectory_seed
 from aihf.control.reward_net import RewardEnsemble, RewardNet
 from aihf.control.reward_step import Resample, RewardLearner, RewardStepConfig
-from aihf.control.sac_backend import Backend, make_sac
+from aihf.control.sac_backend import Backend, load_policy_tensors, make_sac, policy_tensors
 from aihf.control.rollout import evaluation_episodes, policy_actor, run_episode
 from aihf.control.run_checkpoint import ResumePoint
 from aihf.data import SegmentPreferenceSet, Trajectory, TransitionSet
@@ -196,7 +196,8 @@ class RunResult:
 
 
 class _AlgorithmOneCallback(BaseCallback):
-    """Reward steps every ``reward_every`` env steps (alternating methods) and evaluations."""
+    """Reward steps every ``reward_every`` env steps (alternating methods) and evaluations,
+    keeping the weights of the policy each one scored (``evaluated_weights``)."""
 
     def __init__(self, cfg: ControlLoopConfig, learner: RewardLearner | None, alternate: bool,
                  eval_env: gym.Env, seed: int, progress=None):
@@ -204,10 +205,12 @@ class _AlgorithmOneCallback(BaseCallback):
         self.cfg, self.learner, self.alternate = cfg, learner, alternate
         self.eval_env, self.seed, self.progress = eval_env, seed, progress
         self.result = RunResult([], [], [], 0.0, [])
+        self.evaluated_weights: dict[str, torch.Tensor] | None = None
 
     def evaluate(self) -> None:
         episodes = evaluation_episodes(self.model.policy, self.eval_env, self.cfg.eval_episodes,
                                        seed=evaluation_seed(self.cfg.eval_split, self.seed, len(self.result.steps)))
+        self.evaluated_weights = {k: v.clone() for k, v in policy_tensors(self.model.policy).items()}
         returns = [e.ret for e in episodes]
         if self.learner is not None and len(self.result.eval_reward) == len(self.result.steps):
             self.record_learned_reward(episodes)
@@ -292,7 +295,8 @@ def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,
                  resume: ResumePoint | None = None) -> RunResult:
     """Train ``method`` (one of ``CONTROL_METHODS``) for ``cfg.total_steps`` env steps with ``seed``.
 
-    Writes, when ``out_dir`` is given, ``policy.safetensors``, ``reward_net.safetensors``
+    Writes, when ``out_dir`` is given, ``policy.safetensors`` (the policy the final evaluation
+    scored, whose return ends ``returns``), ``reward_net.safetensors``
     (learned-reward methods) and TensorBoard logs under ``out_dir/tb``. ``env`` and
     ``eval_env`` default to ``gym.make(env_id)``. ``resume`` (ml_irl schedule): continue from
     its resume point when it holds one of this run, and write one every ``resume.every``
@@ -349,6 +353,9 @@ def train_method(method: str, cfg: ControlLoopConfig, env_id: str, seed: int,
     result.wall_s = clock()
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
+        # SB3 trains a round (gradient_steps updates) after the callback's last step,
+        # which held the final evaluation: save the policy that evaluation scored, not the one past it
+        load_policy_tensors(model.policy, callback.evaluated_weights)
         save_policy(model.policy, Path(out_dir) / "policy.safetensors", {"net_arch": cfg.sac.net_arch})
         if learner is not None:
             learner.net.save(Path(out_dir) / "reward_net.safetensors")
