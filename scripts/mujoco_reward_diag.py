@@ -45,12 +45,13 @@ quarter, half and the last reward step: whether AIHF's preference term changed i
 ``replay``: each run's saved policy (``policy.safetensors``) on the episodes of the run's
 final evaluation (``final_evaluation``: its cell's ``config.yaml`` gives the environment,
 ``loop.eval_split`` and ``loop.eval_episodes``, its folder name the seed; ``--episodes``
-takes the first few instead): the mean return against the one ``result.json`` recorded there.
-A run made since the saved policy is the one that evaluation scored gives it back exactly
-(on the same machine, with every episode); a run
-saved before holds the policy one round of SAC updates past it (``sac.gradient_steps``
-updates: 25 in the paper preset), so the difference shows how far a final return moves in
-one round.
+takes the first few instead): the mean return against the one ``result.json`` recorded
+there, and the change as a share of the expert's return (the cell's ``results.json``);
+copied runs are skipped, and with several runs a summary of the changes' sizes follows. A
+run made since the saved policy is the one that evaluation scored gives it back exactly (on
+the same machine, with every episode); a run saved before holds the policy one round of SAC
+updates past it (``sac.gradient_steps`` updates: 25 in the paper preset), so the difference
+shows how far a final return moves in one round.
 
     python scripts/mujoco_reward_diag.py replay runs/mujoco-paper/Hopper-v5-few-demonstrations/runs/ml_irl/seed*
     python scripts/mujoco_reward_diag.py fit docs/results/mujoco-paper/Walker2d-v5-balanced
@@ -330,13 +331,25 @@ def report_replay(args) -> None:
     from aihf.control.policy_io import load_policy
     from aihf.control.rollout import evaluate_policy_return
 
+    changes = []
     for run in args.runs:
+        saved = json.loads((run / "result.json").read_text(encoding="utf-8"))
+        if "copied_from" in saved:
+            print(f"{run}: a copy of {saved['copied_from']}, skipped")
+            continue
         env_id, first, episodes = final_evaluation(run)
-        recorded = json.loads((run / "result.json").read_text(encoding="utf-8"))["result"]
+        recorded = saved["result"]
         env = gym.make(env_id)
         returns = evaluate_policy_return(load_policy(run / "policy.safetensors", env), env, args.episodes or episodes, first)
+        expert = json.loads((run.parents[2] / "results.json").read_text(encoding="utf-8"))["demonstrator_return"]
+        changes.append((np.mean(returns) - recorded["returns"][-1]) / expert)
         print(f"{run}: recorded {recorded['returns'][-1]:.0f} (sd {recorded['stds'][-1]:.0f} over {episodes} episodes), "
-              f"saved policy {np.mean(returns):.0f} (sd {np.std(returns):.0f} over {len(returns)})")
+              f"saved policy {np.mean(returns):.0f} (sd {np.std(returns):.0f} over {len(returns)}); change "
+              f"{changes[-1]:+.3f} of the expert's return ({expert:.0f})")
+    if len(changes) > 1:
+        size = np.abs(changes)
+        print(f"over {len(changes)} runs: |change| median {np.median(size):.3f} of the expert's return, mean "
+              f"{size.mean():.3f}; above 0.05 in {int((size > 0.05).sum())}, above 0.10 in {int((size > 0.10).sum())}")
 
 
 def report_terms(args) -> None:

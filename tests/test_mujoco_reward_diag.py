@@ -158,7 +158,8 @@ def test_per_step_spread_of_an_ensemble_is_its_members_sd_at_each_step():
     np.testing.assert_allclose(diag.per_step_rewards(ensemble, obs, act), each.min(axis=0), rtol=1e-5, atol=1e-6)
 
 
-def test_replay_finds_the_final_evaluations_seeds_and_the_saved_policy_gives_its_return(tmp_path, tiny_ml_irl_experiment):
+def test_replay_finds_the_final_evaluations_seeds_and_the_saved_policy_gives_its_return(tmp_path, tiny_ml_irl_experiment,
+                                                                                         monkeypatch, capsys):
     """A run of the experiment, replayed: ``final_evaluation`` reads its cell's split, episodes
     and seed, and the saved policy (the one the final evaluation scored) gives the recorded mean."""
     import gymnasium as gym
@@ -180,3 +181,6 @@ def test_replay_finds_the_final_evaluations_seeds_and_the_saved_policy_gives_its
     env = gym.make(env_id)
     returns = evaluate_policy_return(load_policy(run / "policy.safetensors", env), env, episodes, first)
     assert float(np.mean(returns)) == recorded["returns"][-1]
+    monkeypatch.setattr("sys.argv", ["mujoco_reward_diag.py", "replay", str(run)])
+    diag.main()
+    assert "0.000 of the expert's return" in capsys.readouterr().out  # no change: the scored policy was saved
