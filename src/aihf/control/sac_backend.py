@@ -62,9 +62,10 @@ def _sbx_states(policy) -> dict:
 
 
 def policy_tensors(policy) -> dict[str, torch.Tensor]:
-    """Every weight of ``policy`` by name, as CPU tensors: an SB3 policy's ``state_dict``, or
-    an sbx policy's actor, critic and target-critic parameters (``actor/...``, ``qf/...``,
-    ``qf_target/...``, the flax tree's path joined with '/')."""
+    """Every weight of ``policy`` by name, as CPU tensors: an SB3 policy's ``state_dict`` (on
+    the CPU, views of the live parameters: clone them to keep a snapshot), or an sbx policy's
+    actor, critic and target-critic parameters (``actor/...``, ``qf/...``, ``qf_target/...``,
+    the flax tree's path joined with '/'; copies)."""
     if policy_backend(policy) == "sb3":
         return {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
     from flax.traverse_util import flatten_dict
