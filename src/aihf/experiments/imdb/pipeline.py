@@ -141,7 +141,8 @@ def sample_build(
     log.info("build sampling on %s", device)
     answerers = checkpoints if len(checkpoints) > 1 else checkpoints * 2
     for i, checkpoint in enumerate(answerers):
-        model, tokenizer = load_causal_lm(checkpoint, config.model.dtype, device=device)
+        if i == 0 or checkpoint != answerers[i - 1]:  # a single checkpoint is loaded once for both answers
+            model, tokenizer = load_causal_lm(checkpoint, config.model.dtype, device=device)
         answers = answer(config, model, tokenizer, prompts, i, f"SFT checkpoint {i + 1}/{len(answerers)} answers build prompts")
         rewards = gold.score(answers.texts())
         for p, r, g, done, same in zip(prompts, answers.responses, rewards, answers.finished, answers.round_trips):
