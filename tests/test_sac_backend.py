@@ -94,3 +94,24 @@ def test_sbx_runs_are_seeded(tmp_path):
     other = train_method("aihf", replace(cfg, total_steps=300), "ContextTarget", 4, demos, prefs,
                          env=ContextTarget(), eval_env=ContextTarget())
     assert other.reward_losses != runs[0].reward_losses  # the seed matters
+
+
+@pytest.mark.parametrize("backend", ["sb3", "sbx"])
+def test_a_model_without_a_tensorboard_folder_writes_no_log_folder(tmp_path, monkeypatch, backend):
+    """SB3's default logger makes an empty ``SB3-<time>`` folder in the temp directory at every
+    ``learn``; make_sac's model writes none there, and with a folder its logs go to that folder."""
+    import gymnasium as gym
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    (tmp_path / "temp").mkdir()
+    sb3_folders = lambda: sorted((tmp_path / "temp").glob("SB3-*"))  # noqa: E731
+    kwargs = dict(buffer_size=50, learning_starts=10, batch_size=8, policy_kwargs={"net_arch": [8]}, seed=0)
+    model = make_sac(backend, gym.make("Pendulum-v1"), **kwargs)
+    model.learn(20)
+    model.learn(20, reset_num_timesteps=False)
+    assert sb3_folders() == []
+    logged = make_sac(backend, gym.make("Pendulum-v1"), tensorboard_log=str(tmp_path / "tb"), **kwargs)
+    logged.learn(20, tb_log_name="sac")
+    assert [p.name for p in (tmp_path / "tb").iterdir()] == ["sac_1"]
+    assert sb3_folders() == []

@@ -20,6 +20,7 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.logger import Logger
 
 from aihf.config import ConfigError
 
@@ -43,10 +44,15 @@ def sac_class(backend: Backend):
 
 
 def make_sac(backend: Backend, env: gym.Env, **kwargs):
-    """``SAC("MlpPolicy", env, **kwargs)`` of ``backend`` (SB3 on the CPU)."""
+    """``SAC("MlpPolicy", env, **kwargs)`` of ``backend`` (SB3 on the CPU). Without a
+    ``tensorboard_log`` folder its logger writes nowhere: SB3's own default would make an
+    empty folder ``SB3-<time>`` in the temp directory at every ``learn`` call."""
     if backend == "sb3":
         kwargs.setdefault("device", "cpu")
-    return sac_class(backend)("MlpPolicy", env, **kwargs)
+    model = sac_class(backend)("MlpPolicy", env, **kwargs)
+    if kwargs.get("tensorboard_log") is None:
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def policy_backend(policy) -> Backend:
