@@ -212,9 +212,10 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
         {m: distribution_with_band(scores[m], THRESHOLDS, BAND_RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods})
 
 
-def aggregate_section(result: Aggregate, group: str = TASK_GROUPS[0][0]) -> list[str]:
+def aggregate_section(result: Aggregate, group: str = TASK_GROUPS[0][0], same_as: str | None = None) -> list[str]:
     """The page's across-environment section over ``group``'s tasks: what the estimates cover
-    and a row per method; a verdict only once every task of the group is complete."""
+    and a row per method; a verdict only once every task of the group is complete. ``same_as``:
+    the group above whose complete tasks these are, so far (its estimates are not repeated)."""
     from aihf.logs import count
 
     lines = [f"## Across environments: {group}", ""]
@@ -222,6 +223,10 @@ def aggregate_section(result: Aggregate, group: str = TASK_GROUPS[0][0]) -> list
         return lines + [f"None: {REFERENCE} is not a column of every environment.", ""]
     if not result.tasks:
         return lines + [f"No task has every run of {', '.join(result.methods)} finished yet.", ""]
+    if same_as is not None:
+        return lines + [f"So far the same {count(len(result.tasks), 'task')} as \"{same_as}\" above, and so its "
+                        f"estimates (not yet: {', '.join(result.left_out)}); a verdict once every task of this group "
+                        "is complete.", ""]
     interval = "{:.2f} [{:.2f}, {:.2f}]".format
     lines += [f"Over {count(len(result.tasks), 'task')} where every column has all its seeds: "
               f"{', '.join(result.tasks)}" + (f" (not yet: {', '.join(result.left_out)})" if result.left_out else "")
@@ -284,7 +289,11 @@ def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], across:
             cells = [grid.method_status(saved, row.expert, planned) if planned else "-" for saved, planned in row.cells]
             lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines + [line for group, result in across for line in aggregate_section(result, group)])
+    first_with: dict[tuple[str, ...], str] = {}  # the first group over each set of complete tasks
+    for group, result in across:
+        lines += aggregate_section(result, group, first_with.get(tuple(result.tasks)) if result.left_out else None)
+        first_with.setdefault(tuple(result.tasks), group)
+    return "\n".join(lines)
 
 
 def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Path) -> None:

@@ -122,7 +122,8 @@ def test_few_demonstrations_has_its_own_section_and_one_with_the_papers_settings
     """A few-demonstrations cell adds two sections: its own group (the pre-registered primary
     there) and the paper's settings with it (the pre-registered 12 tasks); the paper's settings
     keep theirs, unchanged; every data setting is that group again until a tenth-episode cell has
-    rows, then it has its own section too, and so has the tenth-episode group."""
+    rows, then it has its own section too, and so has the tenth-episode group; while its complete
+    tasks are an earlier group's, it names that group instead of repeating its estimates."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0}))
@@ -142,8 +143,18 @@ def test_few_demonstrations_has_its_own_section_and_one_with_the_papers_settings
     # AIHF 0, 0, 0.6 against RLHF 0.1, 0.3, 0.2: it ends above in 3 of 9 pairs
     assert "| rlhf | 0.20 [0.10, 0.30] | 0.33 " in sections[1] and "| aihf ahead |" not in sections[1]
     assert "Over 2 tasks" in sections[2] and "HalfCheetah-v5 low-quality-demos" in sections[2]
-    _export(tmp_path / "grid", "tenth-episode", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [500.0, 600.0, 700.0]},
-            data)
+    _export(tmp_path / "grid", "tenth-episode", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [500.0]}, data)
+    sections = page_of(path).split("## Across environments: ")[1:]
+    assert sections[4].splitlines()[0] == "every data setting"  # its complete tasks are the 2 above: not repeated
+    assert sections[4].splitlines()[2] == (
+        'So far the same 2 tasks as "the paper\'s settings and few demonstrations" above, and so its estimates '
+        "(not yet: HalfCheetah-v5 low-quality-demos, HalfCheetah-v5 few-preferences, HalfCheetah-v5 tenth-episode); "
+        "a verdict once every task of this group is complete.")
+    assert "| rlhf |" not in sections[4]
+    for seed, final in ((1, 600.0), (2, 700.0)):  # AIHF's other two tenth-episode seeds finish
+        run = tmp_path / "grid" / "HalfCheetah-v5-tenth-episode" / "runs" / "aihf" / f"seed{seed}"
+        run.mkdir()
+        (run / "result.json").write_text(json.dumps({"result": {"returns": [final / 2, final], "wall_s": 1.0}}))
     sections = page_of(path).split("## Across environments: ")[1:]
     assert [section.splitlines()[0] for section in sections] == [
         "the paper's data settings", "few demonstrations", "a tenth of an episode",
