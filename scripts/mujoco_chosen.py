@@ -24,7 +24,9 @@ result.json files only (no number typed by hand):
   return exceeds the method's, each with a 95% stratified bootstrap interval (``aihf.eval.aggregate``; 200,000 resamples, seed 0, so the page is
   reproducible; a run copied into several tasks has its seeds drawn together there, by
   ``run_sources``). Methods are matched across environments by name, each at its own
-  environment's setting;
+  environment's setting. Beside them, deciding nothing, the same two estimates on the
+  secondary metric (each seed's mean over its last 5 evaluations): how far the final
+  evaluation's noise moves them;
 - ``<stem>.png``: the normalised final return per data setting and column, mean with its 95%
   t-interval (drawn from 3 seeds on), each seed a dot.
 - ``<stem>-aggregate.png`` (once a task is complete): the across-environment IQM and
@@ -153,12 +155,23 @@ def normalised_finals(saved: list[dict], expert: float) -> list[float]:
     return [s["result"]["returns"][-1] / expert for s in saved]
 
 
+def normalised_late(saved: list[dict], expert: float) -> list[float]:
+    """Each finished run's mean true return over its last ``LATE_EVALUATIONS`` evaluations,
+    divided by the expert's (the secondary metric; BC's one evaluation is its final return)."""
+    from aihf.experiments.mujoco import LATE_EVALUATIONS
+
+    return [float(np.mean(s["result"]["returns"][-LATE_EVALUATIONS:])) / expert for s in saved]
+
+
 @dataclass(frozen=True)
 class Aggregate:
     """The across-environment estimates (module docstring): the methods every environment has,
     the tasks where all of them have every planned seed (and the tasks left out), and per method
     (iqm, low, high) and, for each method but ``REFERENCE``, P(REFERENCE > method) likewise; the
-    score distribution F at ``THRESHOLDS`` with its pointwise band, per method (for the plot)."""
+    score distribution F at ``THRESHOLDS`` with its pointwise band, per method (for the plot);
+    ``late_iqm`` and ``late_improvement``: the IQM and P(REFERENCE > method) again on the
+    secondary metric (``normalised_late``), a check of how far the final evaluation's noise
+    moves them, which decides no verdict."""
 
     methods: list[str]
     tasks: list[str]
@@ -166,6 +179,8 @@ class Aggregate:
     iqm: dict[str, tuple[float, float, float]]
     improvement: dict[str, tuple[float, float, float]]
     distribution: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    late_iqm: dict[str, tuple[float, float, float]]
+    late_improvement: dict[str, tuple[float, float, float]]
 
 
 def run_sources(saved: list[dict], cell_name: str) -> tuple[str, ...]:
@@ -187,7 +202,7 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
 
     shared = set.intersection(*({c.method for c in env_columns} for env_columns in columns.values()))
     methods = [c.method for c in next(iter(columns.values())) if c.method in shared]
-    scores, groups = {method: [] for method in methods}, {method: [] for method in methods}
+    scores, late, groups = ({method: [] for method in methods} for _ in range(3))
     tasks, left_out = [], []
     for env, env_columns in columns.items():
         position = {c.method: j for j, c in enumerate(env_columns)}
@@ -199,23 +214,31 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
                 tasks.append(f"{env} {setting}")
                 for method, (saved, _) in zip(methods, cells):
                     scores[method].append(normalised_finals(saved, row.expert))
+                    late[method].append(normalised_late(saved, row.expert))
                     groups[method].append((env, run_sources(saved, grid.cell(env, setting))))
             else:
                 left_out.append(f"{env} {setting}")
     if not tasks or REFERENCE not in methods:
-        return Aggregate(methods, [], left_out, {}, {}, {})
+        return Aggregate(methods, [], left_out, {}, {}, {}, {}, {})
+
+    def iqms(metric: dict[str, list]) -> dict[str, tuple[float, float, float]]:
+        return {m: iqm_with_interval(metric[m], RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods}
+
+    def improvements(metric: dict[str, list]) -> dict[str, tuple[float, float, float]]:
+        return {m: improvement_with_interval(metric[REFERENCE], metric[m], RESAMPLES, BOOTSTRAP_SEED, groups[REFERENCE],
+                                             groups[m]) for m in methods if m != REFERENCE}
+
     return Aggregate(
-        methods, tasks, left_out,
-        {m: iqm_with_interval(scores[m], RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods},
-        {m: improvement_with_interval(scores[REFERENCE], scores[m], RESAMPLES, BOOTSTRAP_SEED, groups[REFERENCE], groups[m])
-         for m in methods if m != REFERENCE},
-        {m: distribution_with_band(scores[m], THRESHOLDS, BAND_RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods})
+        methods, tasks, left_out, iqms(scores), improvements(scores),
+        {m: distribution_with_band(scores[m], THRESHOLDS, BAND_RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods},
+        iqms(late), improvements(late))
 
 
 def aggregate_section(result: Aggregate, group: str = TASK_GROUPS[0][0], same_as: str | None = None) -> list[str]:
     """The page's across-environment section over ``group``'s tasks: what the estimates cover
     and a row per method; a verdict only once every task of the group is complete. ``same_as``:
     the group above whose complete tasks these are, so far (its estimates are not repeated)."""
+    from aihf.experiments.mujoco import LATE_EVALUATIONS
     from aihf.logs import count
 
     lines = [f"## Across environments: {group}", ""]
@@ -239,14 +262,20 @@ def aggregate_section(result: Aggregate, group: str = TASK_GROUPS[0][0], same_as
               "as the one set of runs they are. Verdict, by the rule fixed in docs/results.md: "
               f"{REFERENCE} ahead when the interval of P({REFERENCE} > method) lies wholly above 0.5, behind when "
               "wholly below, neither otherwise" + ("; none until every task of this group is complete."
-                                                   if result.left_out else "."), "",
-              f"| method | IQM | P({REFERENCE} > method) | verdict |", "|---|---|---|---|"]
+                                                   if result.left_out else ".")
+              + f" The last two columns, a check added after the rule and deciding nothing: the same estimates on "
+              f"each seed's mean over its last {LATE_EVALUATIONS} evaluations (the tables' secondary metric), "
+              "where a single evaluation's noise weighs less.", "",
+              f"| method | IQM | P({REFERENCE} > method) | verdict | IQM, last {LATE_EVALUATIONS} "
+              f"| P({REFERENCE} > method), last {LATE_EVALUATIONS} |", "|---|---|---|---|---|---|"]
     for method in result.methods:
-        improvement, verdict = "-", "-"
+        improvement, verdict, late_improvement = "-", "-", "-"
         if method in result.improvement:
-            improvement = interval(*result.improvement[method])
+            improvement, late_improvement = (interval(*result.improvement[method]),
+                                             interval(*result.late_improvement[method]))
             verdict = "-" if result.left_out else rule_verdict(*result.improvement[method][1:])
-        lines.append(f"| {method} | {interval(*result.iqm[method])} | {improvement} | {verdict} |")
+        lines.append(f"| {method} | {interval(*result.iqm[method])} | {improvement} | {verdict} "
+                     f"| {interval(*result.late_iqm[method])} | {late_improvement} |")
     return lines + [""]
 
 

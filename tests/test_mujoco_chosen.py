@@ -101,6 +101,11 @@ def test_the_aggregate_covers_the_complete_tasks_only(tmp_path):
     # every RLHF seed, in every resample too; no verdict while a task of the group is missing
     assert "| aihf | 0.80 [0.70, 0.90] | - | - |" in page and "none until every task of this group is complete" in page
     assert "| rlhf | 0.20 [0.10, 0.30] | 1.00 [1.00, 1.00] | - |" in page
+    # the check on the last-5 metric: each run's two evaluations are half its final, then it, so
+    # the metric is 3/4 of the final: AIHF 0.675, 0.525, 0.6; RLHF 0.075, 0.225, 0.15
+    assert "| verdict | IQM, last 5 | P(aihf > method), last 5 |" in page
+    assert "| aihf | 0.80 [0.70, 0.90] | - | - | 0.60 [0.53, 0.68] | - |" in page
+    assert "| rlhf | 0.20 [0.10, 0.30] | 1.00 [1.00, 1.00] | - | 0.15 [0.07, 0.23] | 1.00 [1.00, 1.00] |" in page
     assert page.count("## Across environments") == 1  # no few-demonstrations cell: one group
     for seed in (1, 2):  # AIHF's other two few-preferences seeds finish
         run = tmp_path / "grid" / "HalfCheetah-v5-few-preferences" / "runs" / "aihf" / f"seed{seed}"
