@@ -88,7 +88,7 @@ def run_units(units: list[tuple[str, str, int, str]], out: Path, workers: int, l
             print(f"start {env} {setting} seed {seed} {method}", flush=True)
             running[unit] = (subprocess.Popen(command(env, setting, [seed], out, preset, overrides, [method]),
                                               stdout=log, stderr=subprocess.STDOUT), log)
-        time.sleep(5)
+        time.sleep(1)
         for unit, (process, log) in list(running.items()):
             if process.poll() is not None:
                 log.close()

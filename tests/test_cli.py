@@ -28,6 +28,18 @@ def test_train_help_lists_the_methods(capsys):
         assert f"\n  {method} " in out
 
 
+def test_parsing_a_command_imports_no_language_model_library():
+    """``aihf experiment mujoco`` runs once per unit of the MuJoCo grid: building the parser
+    must not import transformers (``train --help`` makes its epilog from it, on demand)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from aihf.cli import parse_args; parse_args(['experiment', 'mujoco', '--env', 'Hopper-v5']); "
+            "print(sorted(m for m in ('transformers', 'trl', 'accelerate') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
 def test_train_help_documents_every_config_key_with_its_default(capsys):
     from aihf.config import describe
     from aihf.lm.train import TrainConfig

@@ -89,6 +89,22 @@ def _experiment_help() -> str:
     return "\n".join(lines)
 
 
+class _HelpOnDemandParser(argparse.ArgumentParser):
+    """A parser whose epilog ``epilog_from()`` is made only when its help is shown: ``aihf
+    train --help`` lists every config key, which needs transformers, and building the parser
+    for another command (``aihf experiment mujoco``, once per run of the MuJoCo grid) should
+    not import it."""
+
+    def __init__(self, *args, epilog_from=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epilog_from = epilog_from
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog, self.epilog_from = self.epilog_from(), None
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aihf",
@@ -100,14 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (default: one line)")
     parser.add_argument("--version", action="version", version=f"aihf {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_HelpOnDemandParser)
 
     train = commands.add_parser(
         "train",
         help="train a language model with one method (sft, reward, rlhf, dpo, ipo, spin, aihf, aihf-dpo, self-play-aihf)",
         description="Train a language model with one method; each method is a named "
         "configuration of the same accelerate training loop.",
-        epilog=_train_help(),
+        epilog_from=_train_help,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("method", help="the method to train with")
