@@ -20,7 +20,6 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.logger import Logger
 
 from aihf.config import ConfigError
 
@@ -47,6 +46,8 @@ def make_sac(backend: Backend, env: gym.Env, **kwargs):
     """``SAC("MlpPolicy", env, **kwargs)`` of ``backend`` (SB3 on the CPU). Without a
     ``tensorboard_log`` folder its logger writes nowhere: SB3's own default would make an
     empty folder ``SB3-<time>`` in the temp directory at every ``learn`` call."""
+    from stable_baselines3.common.logger import Logger
+
     if backend == "sb3":
         kwargs.setdefault("device", "cpu")
     model = sac_class(backend)("MlpPolicy", env, **kwargs)
