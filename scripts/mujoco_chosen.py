@@ -369,22 +369,29 @@ def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Pat
 
 def plot_aggregate(across: Aggregate, path: Path) -> None:
     """Three panels, rliable's way: each method's IQM and each baseline's P(REFERENCE > baseline),
-    a point with its 95% stratified bootstrap interval (0.5, no difference, dashed); and each
-    method's score distribution, the share of runs above each score, with its pointwise band."""
+    a point with its 95% stratified bootstrap interval (0.5, no difference, dashed), and below it,
+    hollow, the same on the last-5 metric (the check); and each method's score distribution, the
+    share of runs above each score, with its pointwise band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from aihf.experiments.mujoco import LATE_EVALUATIONS
+
     fig, (left, right, profile) = plt.subplots(1, 3, figsize=(15, 0.5 * len(across.methods) + 2.2))
-    for ax, estimates, title in ((left, across.iqm, "IQM of final return / expert's"),
-                                 (right, across.improvement, f"P({REFERENCE} > method)")):
+    for ax, estimates, late, title in ((left, across.iqm, across.late_iqm, "IQM of final return / expert's"),
+                                       (right, across.improvement, across.late_improvement, f"P({REFERENCE} > method)")):
         names = [m for m in across.methods if m in estimates][::-1]
-        points = np.array([estimates[m] for m in names])
-        ax.errorbar(points[:, 0], range(len(names)), xerr=[points[:, 0] - points[:, 1], points[:, 2] - points[:, 0]],
-                    fmt="o", capsize=4)
+        for shift, values, style, label in ((0.0, estimates, dict(fmt="o"), "final return"),
+                                            (-0.25, late, dict(fmt="o", mfc="none", color="grey"),
+                                             f"last {LATE_EVALUATIONS} (a check)")):
+            points = np.array([values[m] for m in names])
+            ax.errorbar(points[:, 0], np.arange(len(names)) + shift,
+                        xerr=[points[:, 0] - points[:, 1], points[:, 2] - points[:, 0]], capsize=4, label=label, **style)
         ax.set_yticks(range(len(names)), names)
         ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
     right.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
     for j, method in enumerate(across.methods):
         share, low, high = across.distribution[method]
