@@ -156,11 +156,10 @@ def normalised_finals(saved: list[dict], expert: float) -> list[float]:
 
 
 def normalised_late(saved: list[dict], expert: float) -> list[float]:
-    """Each finished run's mean true return over its last ``LATE_EVALUATIONS`` evaluations,
-    divided by the expert's (the secondary metric; BC's one evaluation is its final return)."""
-    from aihf.experiments.mujoco import LATE_EVALUATIONS
+    """Each finished run's secondary metric (``experiments.mujoco.late_return``) divided by the expert's."""
+    from aihf.experiments.mujoco import late_return
 
-    return [float(np.mean(s["result"]["returns"][-LATE_EVALUATIONS:])) / expert for s in saved]
+    return [late_return(s["result"]) / expert for s in saved]
 
 
 @dataclass(frozen=True)

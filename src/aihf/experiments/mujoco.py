@@ -281,6 +281,12 @@ preset). Chosen after the final evaluation of one Hopper run fell from ~3,400 to
 (docs/results.md); the final return, fixed before any run, stays the primary metric."""
 
 
+def late_return(result: dict) -> float:
+    """The secondary metric of one run's result: its mean true return over its last
+    ``LATE_EVALUATIONS`` evaluations (BC's one evaluation is its final return)."""
+    return float(np.mean(result["returns"][-LATE_EVALUATIONS:]))
+
+
 def summarise(runs: dict[str, list[dict]], expert: float) -> dict[str, dict]:
     """Per method: final true return (mean, std and 95% t-interval over seeds), normalised by
     ``expert``; the secondary metric, each seed's mean true return over its last
@@ -289,7 +295,7 @@ def summarise(runs: dict[str, list[dict]], expert: float) -> dict[str, dict]:
     summary = {}
     for method, seed_runs in runs.items():
         final = np.array([r["returns"][-1] for r in seed_runs])
-        late = np.array([np.mean(r["returns"][-LATE_EVALUATIONS:]) for r in seed_runs])
+        late = np.array([late_return(r) for r in seed_runs])
         summary[method] = {"final_return_mean": float(final.mean()), "final_return_std": float(final.std()),
                            "normalised_mean": float(final.mean() / expert),
                            "normalised_std": float(final.std() / abs(expert)),
