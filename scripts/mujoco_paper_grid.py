@@ -4,7 +4,7 @@ two processes at a time, resumable.
     OMP_NUM_THREADS=1 python scripts/mujoco_paper_grid.py --envs Hopper-v5 --settings balanced \
         --seeds 0 1 2 --workers 2 --out runs/mujoco-paper --export docs/results/mujoco-paper
 
-One process per (env, setting, seed, method), `aihf experiment mujoco --preset paper
+One process per run to train (env, setting, seed, method), `aihf experiment mujoco --preset paper
 seeds=[s] methods=[m]` into `<out>/<env>-<setting>/` (a unit is one run: ~2,000 s on one core
 for a 300k-step run), skipped when that run's result.json is there; every run writes its own
 result.json and is reused when present, and a stopped run continues from its last resume point (docs/control.md), so
@@ -12,10 +12,11 @@ the grid picks up where it stopped. A run already finished in another setting of
 env is copied when its method reads none of the data that differs (true-reward SAC always,
 ML-IRL and BC across preference counts, RLHF across demonstration files and counts), so 48
 of an env's 75 runs are trained, not 75 (30 of 45 in the first three settings; the fourth
-and fifth, one episode and a tenth of one, train AIHF, ML-IRL and BC). Units go in the order given (the issue: balanced Hopper
-first), copies first, `--workers` of them at once. When every seed of an (env, setting) is finished (the
-preset's seeds and those asked for, whichever process ran them), one
-more pass with all seeds (every run reused) writes that folder's results.json, results.md
+and fifth, one episode and a tenth of one, train AIHF, ML-IRL and BC). Units go in the order given (the issue:
+balanced Hopper first), `--workers` processes at once, except copies: a unit whose run is finished in another
+setting runs as soon as it is, in the grid's own process (seconds; a new interpreter would spend 5 s on imports). When every seed of an (env, setting)
+is finished (the preset's seeds and those asked for, whichever process ran them), one
+more pass with all seeds (every run reused; in the grid's process too) writes that folder's results.json, results.md
 (95% t-intervals over seeds) and curves.png, for the methods asked for and every other method
 finished there (a grid given `methods=[bc]` keeps the cell's AIHF). `--export DIR` copies those three files of each
 folder (no weights, no resume points) to DIR/<env>-<setting>/, and the result.json of every
@@ -31,13 +32,16 @@ overwrite its committed runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -71,30 +75,61 @@ def command(env: str, setting: str, seeds: list[int], out: Path, preset: str = "
             *SETTINGS[setting], *overrides, f"seeds={seed_list}", *only]
 
 
+def run_here(env: str, setting: str, seeds: list[int], out: Path, preset: str, overrides: tuple[str, ...],
+             methods: list[str], log_path: Path) -> int:
+    """Run in this process what ``command`` would run in a new one (``aihf.cli.main`` with its
+    arguments: the same messages and exit codes), its output appended to ``log_path``. For a
+    copy or a merge: seconds of work, where a new interpreter spends 5 s importing torch and
+    gymnasium (a unit that trains runs in its own process: ``run_units``)."""
+    from aihf.cli import main as aihf_main
+
+    argv = command(env, setting, seeds, out, preset, overrides, methods)[3:]  # after "python -m aihf.cli"
+    with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            code = aihf_main(argv)
+        except Exception:  # what aihf.cli.main does not expect: its traceback, and a subprocess's exit code
+            traceback.print_exc()
+            return 1
+    if code == 130:  # Ctrl-C: stop the grid, as it stops a unit's process
+        raise KeyboardInterrupt
+    return code
+
+
 def run_units(units: list[tuple[str, str, int, str]], out: Path, workers: int, logs: Path, preset: str,
-              overrides: tuple[str, ...], start_until: float = math.inf) -> dict:
-    """Run ``units`` (env, setting, seed, method), ``workers`` at a time, starting none after the
-    ``time.time()`` ``start_until`` (those left are reported, not run); returns each started
-    unit's exit code."""
+              overrides: tuple[str, ...], start_until: float = math.inf,
+              is_copy: Callable[[tuple[str, str, int, str]], bool] = lambda unit: False) -> dict:
+    """Run ``units`` (env, setting, seed, method) in the given order, ``workers`` processes at a
+    time, starting none after the ``time.time()`` ``start_until`` (those left are reported, not
+    run); returns each started unit's exit code. A unit that ``is_copy`` (checked at the start
+    and whenever a unit ends: its run is now finished in another setting, which the experiment
+    copies in seconds) runs at once in this process instead (``run_here``), window or not."""
     logs.mkdir(parents=True, exist_ok=True)
-    pending, running, codes = list(units), {}, {}
+    pending, running, codes, ended = list(units), {}, {}, True
     while pending or running:
+        for unit in [unit for unit in pending if is_copy(unit)] if ended else []:
+            pending.remove(unit)
+            env, setting, seed, method = unit
+            print(f"copy {env} {setting} seed {seed} {method}", flush=True)
+            codes[unit] = run_here(env, setting, [seed], out, preset, overrides, [method], unit_log(logs, unit))
+            print(f"end {' '.join(map(str, unit))}: exit {codes[unit]}", flush=True)
         if pending and time.time() >= start_until:
             print(f"not started (--start-for is over): {pending}", flush=True)
             pending = []
         while pending and len(running) < workers:
             env, setting, seed, method = unit = pending.pop(0)
-            log = open(logs / f"{cell(env, setting)}-seed{seed}-{method}.log", "a", encoding="utf-8")
+            log = open(unit_log(logs, unit), "a", encoding="utf-8")
             print(f"start {env} {setting} seed {seed} {method}", flush=True)
             running[unit] = (subprocess.Popen(command(env, setting, [seed], out, preset, overrides, [method]),
                                               stdout=log, stderr=subprocess.STDOUT), log)
-        time.sleep(1)
+        time.sleep(1 if running else 0)
+        ended = False
         for unit, (process, log) in list(running.items()):
             if process.poll() is not None:
                 log.close()
                 codes[unit] = process.returncode
                 print(f"end {' '.join(map(str, unit))}: exit {process.returncode}", flush=True)
                 del running[unit]
+                ended = True
     return codes
 
 
@@ -148,15 +183,18 @@ def replaced_runs(out: Path, units: list[tuple[str, str, int, str]]) -> list[Pat
     return [path for path in paths if path.is_file()]
 
 
-def copied_first(out: Path, configs: dict, units: list[tuple[str, str, int, str]]) -> list[tuple[str, str, int, str]]:
-    """``units`` with those whose run is finished in another setting of the same env (the
-    experiment copies it in seconds: its method reads none of the data that differs) first, so
-    that no window closes on a copy and the units left unstarted are runs to train."""
-    def copied(unit) -> bool:
-        env, setting, seed, method = unit
-        return any(finished(out, configs[env, setting], other, seed, method) for other in SETTINGS if other != setting)
+def copied(out: Path, configs: dict, unit: tuple[str, str, int, str]) -> bool:
+    """Whether ``unit``'s run is finished in another setting of the same env, so that the
+    experiment copies it (in seconds) instead of training it: its method reads none of the
+    data that differs (``experiments.mujoco.same_run``)."""
+    env, setting, seed, method = unit
+    return any(finished(out, configs[env, setting], other, seed, method) for other in SETTINGS if other != setting)
 
-    return sorted(units, key=lambda unit: not copied(unit))  # stable: the given order otherwise
+
+def unit_log(logs: Path, unit: tuple[str, str, int, str]) -> Path:
+    """The file a unit's output goes to: ``logs/<cell>-seed<k>-<method>.log``."""
+    env, setting, seed, method = unit
+    return logs / f"{cell(env, setting)}-seed{seed}-{method}.log"
 
 
 TABLES = ("results.json", "results.md", "curves.png")  # what `aihf experiment mujoco` writes for the seeds it ran
@@ -339,31 +377,32 @@ def main() -> None:
     if args.export:
         for env in args.envs:
             for setting in args.settings:
-                copied = restore(args.export / cell(env, setting), args.out / cell(env, setting))
-                if copied:
-                    print(f"restored {copied} file(s) (finished runs, tables) of {cell(env, setting)} "
+                restored = restore(args.export / cell(env, setting), args.out / cell(env, setting))
+                if restored:
+                    print(f"restored {restored} file(s) (finished runs, tables) of {cell(env, setting)} "
                           f"from {args.export}", flush=True)
-    units = copied_first(args.out, configs, [
-        (env, setting, seed, method) for env in args.envs for setting in args.settings for seed in args.seeds
-        for method in methods if not finished(args.out, configs[env, setting], setting, seed, method)])
+    units = [(env, setting, seed, method) for env in args.envs for setting in args.settings for seed in args.seeds
+             for method in methods if not finished(args.out, configs[env, setting], setting, seed, method)]
     replaced = [] if args.no_run or args.replace else replaced_runs(args.out, units)
     if replaced:
         listed = "\n  ".join(map(str, replaced[:10])) + (f"\n  ... {len(replaced) - 10} more" if len(replaced) > 10 else "")
         sys.exit(f"{len(replaced)} finished run(s) were made with other settings and would be trained again, "
                  f"replacing them:\n  {listed}\nrun settings that change the runs with another --out and --export, "
                  "or pass --replace to train these again")
-    codes = {} if args.no_run else run_units(units, args.out, args.workers, args.out / "logs", args.preset, overrides,
-                                             start_until)
+    logs = args.out / "logs"
+    codes = {} if args.no_run else run_units(units, args.out, args.workers, logs, args.preset, overrides, start_until,
+                                             is_copy=lambda unit: copied(args.out, configs, unit))
     for env in args.envs:
         for setting in args.settings:
             complete = all(finished(args.out, configs[env, setting], setting, seed, method)
                            for seed in seeds for method in methods)
             merging = cell_methods(args.out, configs[env, setting], setting, seeds, methods)
             if complete and not merged(args.out / cell(env, setting), seeds, merging):
-                merge = subprocess.run(command(env, setting, seeds, args.out, args.preset, overrides, merging),
-                                       capture_output=True, text=True)
-                print(f"merged {env} {setting} ({', '.join(merging)}): exit {merge.returncode}", flush=True)
-                complete = merge.returncode == 0
+                logs.mkdir(parents=True, exist_ok=True)
+                code = run_here(env, setting, seeds, args.out, args.preset, overrides, merging,
+                                logs / f"{cell(env, setting)}-merge.log")
+                print(f"merged {env} {setting} ({', '.join(merging)}): exit {code}", flush=True)
+                complete = code == 0
             if args.export and (args.out / cell(env, setting)).is_dir():
                 export(args.out / cell(env, setting), args.export / cell(env, setting), complete, seeds, merging)
     if args.export:

@@ -112,10 +112,10 @@ def test_no_unit_starts_once_the_start_window_is_over(grid, tmp_path, capsys):
     assert codes == {} and "not started (--start-for is over): [('Hopper-v5', 'balanced', 0, 'aihf')]" in capsys.readouterr().out
 
 
-def test_units_the_experiment_will_copy_from_another_setting_go_first(grid, tmp_path):
+def test_units_the_experiment_will_copy_from_another_setting_are_told_apart(grid, tmp_path):
     """ML-IRL seed 0 is finished in balanced, and few-preferences differs only in the preferences
-    ML-IRL does not read: that unit is a copy and starts first; AIHF's is not (it reads them),
-    nor is ML-IRL's in low-quality-demos (it reads the demonstrations)."""
+    ML-IRL does not read: that unit is a copy; AIHF's is not (it reads them), nor is ML-IRL's in
+    low-quality-demos (it reads the demonstrations)."""
     from aihf.experiments.mujoco import data_dir_of, unit_key
 
     configs = {("Hopper-v5", s): grid.cell_config("paper", "Hopper-v5", s) for s in grid.SETTINGS}
@@ -125,7 +125,17 @@ def test_units_the_experiment_will_copy_from_another_setting_go_first(grid, tmp_
     (run / "result.json").write_text(json.dumps({"key": unit_key(balanced, "ml_irl", 0, data_dir_of(balanced))}))
     units = [("Hopper-v5", "few-preferences", 0, "aihf"), ("Hopper-v5", "low-quality-demos", 0, "ml_irl"),
              ("Hopper-v5", "few-preferences", 1, "ml_irl"), ("Hopper-v5", "few-preferences", 0, "ml_irl")]
-    assert grid.copied_first(tmp_path, configs, units) == [units[3], *units[:3]]
+    assert [grid.copied(tmp_path, configs, unit) for unit in units] == [False, False, False, True]
+
+
+def test_a_unit_run_in_the_grids_process_ends_as_its_own_process_would(grid, tmp_path):
+    """Copies and merges run in the grid's process (``run_here``): a failure there gives the
+    exit code and message of ``aihf experiment mujoco``, in the unit's log, and the grid goes on."""
+    log = tmp_path / "unit.log"
+    code = grid.run_here("Hopper-v5", "balanced", [0], tmp_path, "paper", ("loop.no_such_key=1",), ["aihf"], log)
+    assert code == 2 and "aihf: config error" in log.read_text() and "no_such_key" in log.read_text()
+    assert grid.run_here("Hopper-v5", "balanced", [0], tmp_path, "no-such-preset", (), ["aihf"], log) == 2
+    assert "no MuJoCo preset 'no-such-preset'" in log.read_text()
 
 
 def test_the_grid_refuses_to_replace_runs_made_with_other_settings_unless_told(tmp_path):
@@ -169,6 +179,8 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
          data],
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "copy aihf/ContextTarget-v0 low-quality-demos seed 0 rlhf" in done.stdout  # in the grid's process
+    assert "start aihf/ContextTarget-v0 low-quality-demos seed 0 ml_irl" in done.stdout  # in its own
     cells = {s: out / f"aihf-ContextTarget-v0-{s}"
              for s in ("balanced", "low-quality-demos", "few-preferences", "few-demonstrations", "tenth-episode")}
 
