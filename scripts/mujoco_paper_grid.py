@@ -105,13 +105,19 @@ def run_units(units: list[tuple[str, str, int, str]], out: Path, workers: int, l
     copies in seconds) runs at once in this process instead (``run_here``), window or not."""
     logs.mkdir(parents=True, exist_ok=True)
     pending, running, codes, ended = list(units), {}, {}, True
+
+    def report(unit, code: int, started: float) -> None:
+        codes[unit] = code
+        print(f"end {' '.join(map(str, unit))}: exit {code} after {time.time() - started:,.0f} s "
+              f"({len(codes)}/{len(units)} units ended)", flush=True)
+
     while pending or running:
         for unit in [unit for unit in pending if is_copy(unit)] if ended else []:
             pending.remove(unit)
             env, setting, seed, method = unit
             print(f"copy {env} {setting} seed {seed} {method}", flush=True)
-            codes[unit] = run_here(env, setting, [seed], out, preset, overrides, [method], unit_log(logs, unit))
-            print(f"end {' '.join(map(str, unit))}: exit {codes[unit]}", flush=True)
+            started = time.time()
+            report(unit, run_here(env, setting, [seed], out, preset, overrides, [method], unit_log(logs, unit)), started)
         if pending and time.time() >= start_until:
             print(f"not started (--start-for is over): {pending}", flush=True)
             pending = []
@@ -120,14 +126,13 @@ def run_units(units: list[tuple[str, str, int, str]], out: Path, workers: int, l
             log = open(unit_log(logs, unit), "a", encoding="utf-8")
             print(f"start {env} {setting} seed {seed} {method}", flush=True)
             running[unit] = (subprocess.Popen(command(env, setting, [seed], out, preset, overrides, [method]),
-                                              stdout=log, stderr=subprocess.STDOUT), log)
+                                              stdout=log, stderr=subprocess.STDOUT), log, time.time())
         time.sleep(1 if running else 0)
         ended = False
-        for unit, (process, log) in list(running.items()):
+        for unit, (process, log, started) in list(running.items()):
             if process.poll() is not None:
                 log.close()
-                codes[unit] = process.returncode
-                print(f"end {' '.join(map(str, unit))}: exit {process.returncode}", flush=True)
+                report(unit, process.returncode, started)
                 del running[unit]
                 ended = True
     return codes

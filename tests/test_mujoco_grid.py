@@ -3,6 +3,7 @@ and exported, and runs whose method reads none of a setting's changed data are c
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import time
@@ -181,6 +182,7 @@ def test_the_grid_trains_each_distinct_run_once_and_exports_every_cell(tmp_path,
     assert done.returncode == 0, done.stdout + done.stderr
     assert "copy aihf/ContextTarget-v0 low-quality-demos seed 0 rlhf" in done.stdout  # in the grid's process
     assert "start aihf/ContextTarget-v0 low-quality-demos seed 0 ml_irl" in done.stdout  # in its own
+    assert re.search(r"^end .*: exit 0 after [\d,]+ s \(15/15 units ended\)$", done.stdout, re.M)  # 5 settings x 3
     cells = {s: out / f"aihf-ContextTarget-v0-{s}"
              for s in ("balanced", "low-quality-demos", "few-preferences", "few-demonstrations", "tenth-episode")}
 
