@@ -131,7 +131,8 @@ def test_units_the_experiment_will_copy_from_another_setting_are_told_apart(grid
 
 def test_a_unit_run_in_the_grids_process_ends_as_its_own_process_would(grid, tmp_path):
     """Copies and merges run in the grid's process (``run_here``): a failure there gives the
-    exit code and message of ``aihf experiment mujoco``, in the unit's log, and the grid goes on."""
+    exit code and message of ``aihf experiment mujoco`` (which the grid reports, as a unit
+    process's), in the unit's log, instead of raising."""
     log = tmp_path / "unit.log"
     code = grid.run_here("Hopper-v5", "balanced", [0], tmp_path, "paper", ("loop.no_such_key=1",), ["aihf"], log)
     assert code == 2 and "aihf: config error" in log.read_text() and "no_such_key" in log.read_text()
