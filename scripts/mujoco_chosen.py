@@ -31,7 +31,10 @@ result.json files only (no number typed by hand):
   t-interval (drawn from 3 seeds on), each seed a dot.
 - ``<stem>-aggregate.png`` (once a task is complete): the across-environment IQM and
   probabilities of improvement with their intervals, and each method's score distribution (the
-  share of runs above each normalised return) with its pointwise stratified bootstrap band.
+  share of runs above each normalised return) with its pointwise stratified bootstrap band, over
+  the first group (the paper's data settings, the pre-registered aggregate); and the same over
+  the last group shown (every data setting) as ``<stem>-aggregate-every-setting.png`` once it
+  holds other tasks than the first.
 
 A column whose export has no run of a data setting yet shows "-"; an export folder that does
 not exist is an error naming the YAML file and the entry.
@@ -366,7 +369,7 @@ def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Pat
     plt.close(fig)
 
 
-def plot_aggregate(across: Aggregate, path: Path) -> None:
+def plot_aggregate(across: Aggregate, path: Path, group: str = TASK_GROUPS[0][0]) -> None:
     """Three panels, rliable's way: each method's IQM and each baseline's P(REFERENCE > baseline),
     a point with its 95% stratified bootstrap interval (0.5, no difference, dashed), and below it,
     hollow, the same on the last-5 metric (the check); and each method's score distribution, the
@@ -399,7 +402,7 @@ def plot_aggregate(across: Aggregate, path: Path) -> None:
     profile.set_xlabel("final return / expert's, tau")
     profile.set_title("share of runs scoring above tau", fontsize=10)
     profile.legend(fontsize=7)
-    fig.text(0.5, 0.01, f"{len(across.tasks)} tasks (environment, data setting); 95% stratified percentile bootstrap "
+    fig.text(0.5, 0.01, f"{len(across.tasks)} tasks ({group}: environment x data setting); 95% stratified percentile bootstrap "
              f"intervals, {RESAMPLES:,} resamples (bands: {BAND_RESAMPLES:,})", ha="center", fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=120)
@@ -418,10 +421,12 @@ def main() -> None:
     page.write_text(tables(columns, rows, across, args.columns), encoding="utf-8")
     plot(columns, rows, args.columns.with_suffix(".png"))
     written = [page, args.columns.with_suffix(".png")]
-    first = across[0][1] if across else None  # the paper's data settings: the pre-registered 9 tasks
-    if first is not None and first.tasks:
+    if across and across[0][1].tasks:  # the paper's data settings: the pre-registered 9 tasks
         written.append(args.columns.with_name(f"{args.columns.stem}-aggregate.png"))
-        plot_aggregate(first, written[-1])
+        plot_aggregate(across[0][1], written[-1], across[0][0])
+    if len(across) > 1 and across[-1][0] == TASK_GROUPS[-1][0] and across[-1][1].tasks != across[0][1].tasks:
+        written.append(args.columns.with_name(f"{args.columns.stem}-aggregate-every-setting.png"))
+        plot_aggregate(across[-1][1], written[-1], across[-1][0])
     print("wrote " + ", ".join(map(str, written)))
 
 

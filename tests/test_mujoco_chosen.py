@@ -31,6 +31,19 @@ def _export(folder: Path, setting: str, demos: str, runs: dict[str, list[float]]
             (run / "result.json").write_text(json.dumps({"result": {"returns": [final / 2, final], "wall_s": 1.0}}))
 
 
+def _aihf_and_rlhf_balanced(tmp_path: Path) -> tuple[Path, Path]:
+    """A grid export of HalfCheetah's balanced cell with AIHF (0.9, 0.7, 0.8 of the expert) and
+    RLHF (0.1, 0.3, 0.2), and the YAML file naming both: (that file, the data folder)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0}))
+    _export(tmp_path / "grid", "balanced", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [900.0, 700.0, 800.0]}, data)
+    path = tmp_path / "chosen.yaml"
+    path.write_text(yaml.safe_dump({"HalfCheetah-v5": [{"method": m, "setting": "paper preset", "export": "grid"}
+                                                       for m in ("aihf", "rlhf")]}))
+    return path, data
+
+
 def page_of(path: Path, source: Path | None = None) -> str:
     """The markdown page the script writes for the YAML file ``path`` (named ``source`` in it)."""
     columns = chosen.read_columns(path)
@@ -129,13 +142,7 @@ def test_few_demonstrations_has_its_own_section_and_one_with_the_papers_settings
     keep theirs, unchanged; every data setting is that group again until a tenth-episode cell has
     rows, then it has its own section too, and so has the tenth-episode group; while its complete
     tasks are an earlier group's, it names that group instead of repeating its estimates."""
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "provenance.json").write_text(json.dumps({"demonstrator_return_mean": 1000.0}))
-    _export(tmp_path / "grid", "balanced", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [900.0, 700.0, 800.0]}, data)
-    path = tmp_path / "chosen.yaml"
-    path.write_text(yaml.safe_dump({"HalfCheetah-v5": [{"method": m, "setting": "paper preset", "export": "grid"}
-                                                       for m in ("aihf", "rlhf")]}))
+    path, data = _aihf_and_rlhf_balanced(tmp_path)
     before = page_of(path)
     _export(tmp_path / "grid", "few-demonstrations", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [0.0, 0.0, 600.0]},
             data)
@@ -167,6 +174,19 @@ def test_few_demonstrations_has_its_own_section_and_one_with_the_papers_settings
     assert "Over 1 task where every column has all its seeds: HalfCheetah-v5 tenth-episode." in sections[2]
     assert "| rlhf | 0.20 [0.10, 0.30] | 1.00 [1.00, 1.00] | aihf ahead |" in sections[2]  # every pair above
     assert "Over 2 tasks" in sections[3] and "Over 3 tasks" in sections[4]
+
+
+def test_every_data_setting_gets_its_own_aggregate_plot_once_it_holds_more_than_the_papers(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    path, data = _aihf_and_rlhf_balanced(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mujoco_chosen.py", str(path)])
+    first, every = tmp_path / "chosen-aggregate.png", tmp_path / "chosen-aggregate-every-setting.png"
+    chosen.main()
+    assert first.stat().st_size > 10_000 and not every.exists()  # every data setting is the paper's group so far
+    _export(tmp_path / "grid", "tenth-episode", "demos", {"rlhf": [100.0, 300.0, 200.0], "aihf": [0.0, 0.0, 600.0]},
+            data)
+    chosen.main()
+    assert every.stat().st_size > 10_000 and every.read_bytes() != first.read_bytes()
 
 
 @pytest.mark.parametrize("low, high, verdict", [(0.51, 0.9, "aihf ahead"), (0.5, 0.9, "neither"), (0.2, 0.5, "neither"),
