@@ -45,6 +45,7 @@ from typing import Callable
 
 import yaml
 
+AIHF_CLI = [sys.executable, "-m", "aihf.cli"]  # a unit's command starts with these; run_here drops them
 PAPER_ENVS = ["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"]  # the issue's order; --envs defaults to the first two
 SETTINGS = {  # overrides of the paper preset (configs/mujoco/paper.yaml)
     "balanced": [],
@@ -70,7 +71,7 @@ def command(env: str, setting: str, seeds: list[int], out: Path, preset: str = "
     seed_list = "[" + ", ".join(str(s) for s in seeds) + "]"
     only = [f"methods=[{', '.join(methods)}]"] if methods else []
     siblings = "[" + ", ".join(str(out / cell(env, other)) for other in SETTINGS if other != setting) + "]"
-    return [sys.executable, "-m", "aihf.cli", "experiment", "mujoco", "--env", env, "--preset", preset,
+    return [*AIHF_CLI, "experiment", "mujoco", "--env", env, "--preset", preset,
             "--output-dir", str(out / cell(env, setting)), f"reuse_from={siblings}",
             *SETTINGS[setting], *overrides, f"seeds={seed_list}", *only]
 
@@ -83,7 +84,7 @@ def run_here(env: str, setting: str, seeds: list[int], out: Path, preset: str, o
     gymnasium (a unit that trains runs in its own process: ``run_units``)."""
     from aihf.cli import main as aihf_main
 
-    argv = command(env, setting, seeds, out, preset, overrides, methods)[3:]  # after "python -m aihf.cli"
+    argv = command(env, setting, seeds, out, preset, overrides, methods)[len(AIHF_CLI):]
     with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             code = aihf_main(argv)
