@@ -261,11 +261,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Write a file atomically: yield a temporary sibling (``.<name>.tmp``) to write, then rename
-    it onto ``path``; a crash while writing leaves the previous ``path`` (if any) untouched."""
+    """Write a file atomically: yield a temporary sibling (``.<name>.tmp-<pid>``) to write, then
+    rename it onto ``path``; a crash while writing leaves the previous ``path`` (if any) untouched,
+    and processes that write the same file at once each write their own sibling."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
     except BaseException:

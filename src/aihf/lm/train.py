@@ -35,11 +35,12 @@ from aihf import logs, run_folder, runtime, shipped
 from aihf.config import ConfigError, Settings, load_config, setting
 from aihf.data import read_demonstrations, read_preferences, read_prompts, split_without_leaks
 from aihf.lm.batching import Encoder
+from aihf.lm.memory_data import Data, with_stored_data
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
 from aihf.lm.model_card import model_card
 from aihf.lm.models import (
-    LoraSettings, RewardModel, check_chunked_logprobs, check_packing, compile_body, is_saved_reward_model,
-    load_causal_lm, load_reward_model, reference_model,
+    LoraSettings, RewardModel, aihf_cache_dir, check_chunked_logprobs, check_packing, compile_body,
+    is_saved_reward_model, load_causal_lm, load_reward_model, reference_model,
 )
 from aihf.lm.trainer import LoopConfig, Trainer, TrainResult, latest_checkpoint
 
@@ -303,9 +304,18 @@ def _claim(folder: Path, name: str, config: TrainConfig, overwrite: bool, state:
     return decided
 
 
-def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite: bool = False) -> TrainResult:
+def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite: bool = False, *,
+          demonstrations: Data | None = None, preferences: Data | None = None, prompts: Data | None = None,
+          eval_demonstrations: Data | None = None, eval_preferences: Data | None = None,
+          eval_prompts: Data | None = None) -> TrainResult:
     """Run method ``name`` in its run folder ``loop.output_dir`` (default
     ``runs/METHOD-HASH``); weights end up in ``<result folder>/final``.
+
+    The data are ``config.data``'s files, or given here, each in place of its ``config.data``
+    field: a path, a ``datasets.Dataset``, a list of dicts or a list of records. Rows held in
+    memory are read (checked as a file's rows are) and stored as a content-addressed JSONL file
+    under ``aihf_cache_dir()/data`` that the run's config then names (``aihf.lm.memory_data``):
+    the same rows are the same run, and the folder's ``config.yaml`` reruns it from the command line.
 
     The folder is claimed first (``aihf.run_folder``: lock, record, refusal of another run
     unless ``overwrite``, ``resume_from=auto``: a checkpoint of this run is resumed and a
@@ -319,6 +329,11 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
     """
     if name not in RECIPES:
         raise ConfigError(f"unknown method {name!r}; choose from {', '.join(RECIPES)}")
+    given_data = {"demonstrations": demonstrations, "preferences": preferences, "prompts": prompts,
+                  "eval_demonstrations": eval_demonstrations, "eval_preferences": eval_preferences,
+                  "eval_prompts": eval_prompts}
+    if any(value is not None for value in given_data.values()):
+        config = with_stored_data(config, given_data, aihf_cache_dir() / "data")
     if report_ignored and (ignored := RECIPES[name].ignored(config.method)):
         log.warning("method %s does not read method.%s: ignored", name, ", method.".join(ignored))
     _data_kinds(config, name)  # a missing file fails before the folder is claimed

@@ -1,0 +1,85 @@
+"""``train(name, config, preferences=dataset)``: data held in memory (a ``datasets.Dataset``, a
+list of dicts or of records) train the run that the same rows in a file train, are checked as a
+file's rows are, and identify the run (aihf.lm.memory_data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from test_lm_engine import task
+from test_run_safety import config
+
+from aihf import run_folder
+from aihf.data import DataError, Preference
+from aihf.lm.memory_data import store, with_stored_data
+from aihf.lm.train import train, train_from_cli
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("AIHF_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def preference_rows() -> list[dict]:
+    return [p.to_dict() for p in task()[1]]
+
+
+def test_a_dataset_trains_the_run_its_file_trains(tmp_path, cache, caplog):
+    args = ("loop.max_steps=3", "data.eval_fraction=0")
+    from_file = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'file'}", *args))
+    in_memory = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'memory'}", *args),
+                      preferences=datasets.Dataset.from_list(preference_rows()))
+    assert [h["loss"] for h in in_memory.history] == [h["loss"] for h in from_file.history]
+    named = Path(yaml.safe_load((tmp_path / "memory" / "config.yaml").read_text())["data"]["preferences"])
+    assert named.parent == cache / "data" and named.name.startswith("preferences-")
+    rows = [json.loads(line) for line in named.read_text(encoding="utf-8").splitlines()]
+    assert rows == preference_rows()  # the config names a file a command line can train from again
+    assert train_from_cli("dpo", str(tmp_path / "memory" / "config.yaml"), []) == 0
+    assert "nothing to train" in caplog.text  # the command line found the same run, finished
+
+
+def test_the_same_rows_are_the_same_run_and_other_rows_another(tmp_path):
+    out = tmp_path / "run"
+    args = (f"loop.output_dir={out}", "loop.max_steps=2", "data.eval_fraction=0")
+    first = train("dpo", config(tmp_path, *args), preferences=preference_rows())
+    stamp = (out / "final" / "policy" / "model.safetensors").stat().st_mtime_ns
+    again = train("dpo", config(tmp_path, *args), preferences=task()[1])  # records: the same rows
+    assert again.history == first.history
+    assert (out / "final" / "policy" / "model.safetensors").stat().st_mtime_ns == stamp  # not trained again
+    other = preference_rows()[:-1]
+    with pytest.raises(run_folder.RunFolderError, match="data.preferences"):
+        train("dpo", config(tmp_path, *args), preferences=other)
+
+
+def test_a_bad_row_names_the_dataset_the_row_and_the_field_before_anything_is_written(tmp_path, cache):
+    rows = preference_rows()
+    rows[2] = {**rows[2], "chosen": 7}
+    with pytest.raises(DataError) as caught:
+        train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'run'}"), preferences=rows)
+    assert (caught.value.row, caught.value.field) == (2, "chosen") and "<list>" in str(caught.value)
+    assert not (tmp_path / "run").exists() and not (cache / "data").exists()
+    rows = preference_rows()
+    rows[3] = {**rows[3], "rejected": " "}
+    with pytest.raises(DataError, match=r"<Dataset>, index 3 \(0-based\), field 'rejected'"):
+        train("dpo", config(tmp_path), eval_preferences=datasets.Dataset.from_list(rows))
+
+
+def test_the_stored_file_is_addressed_by_its_records(tmp_path):
+    rows = preference_rows()
+    path = store("preferences", rows, tmp_path)
+    assert store("eval_preferences", [Preference(**r) for r in rows], tmp_path) == path
+    assert store("preferences", list(reversed(rows)), tmp_path) != path
+    assert len(list(tmp_path.iterdir())) == 2  # the two files, no temporary one left
+
+
+def test_a_path_is_named_as_it_is_and_an_unknown_field_is_an_error(tmp_path):
+    base = config(tmp_path)
+    given = with_stored_data(base, {"demonstrations": "elsewhere.jsonl", "preferences": None}, tmp_path)
+    assert given.data.demonstrations == "elsewhere.jsonl" and given.data.preferences == base.data.preferences
+    with pytest.raises(TypeError, match="demos"):
+        with_stored_data(base, {"demos": []}, tmp_path)
