@@ -25,7 +25,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from pathlib import Path
 
 from accelerate import PartialState
@@ -35,7 +35,7 @@ from aihf import logs, run_folder, runtime, shipped
 from aihf.config import ConfigError, Settings, load_config, setting
 from aihf.data import read_demonstrations, read_preferences, read_prompts, split_without_leaks
 from aihf.lm.batching import Encoder
-from aihf.lm.memory_data import Data, with_stored_data
+from aihf.lm.in_memory import Data, with_stored_data, with_stored_model
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
 from aihf.lm.model_card import model_card
 from aihf.lm.models import (
@@ -307,15 +307,17 @@ def _claim(folder: Path, name: str, config: TrainConfig, overwrite: bool, state:
 def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite: bool = False, *,
           demonstrations: Data | None = None, preferences: Data | None = None, prompts: Data | None = None,
           eval_demonstrations: Data | None = None, eval_preferences: Data | None = None,
-          eval_prompts: Data | None = None) -> TrainResult:
+          eval_prompts: Data | None = None, model: Any = None, tokenizer: Any = None) -> TrainResult:
     """Run method ``name`` in its run folder ``loop.output_dir`` (default
     ``runs/METHOD-HASH``); weights end up in ``<result folder>/final``.
 
     The data are ``config.data``'s files, or given here, each in place of its ``config.data``
     field: a path, a ``datasets.Dataset``, a list of dicts or a list of records. Rows held in
     memory are read (checked as a file's rows are) and stored as a content-addressed JSONL file
-    under ``aihf_cache_dir()/data`` that the run's config then names (``aihf.lm.memory_data``):
+    under ``aihf_cache_dir()/data`` that the run's config then names (``aihf.lm.in_memory``):
     the same rows are the same run, and the folder's ``config.yaml`` reruns it from the command line.
+    A ``model`` and its ``tokenizer`` given here (transformers objects) replace
+    ``model.name_or_path`` the same way: saved once into a folder named by the hash of its files.
 
     The folder is claimed first (``aihf.run_folder``: lock, record, refusal of another run
     unless ``overwrite``, ``resume_from=auto``: a checkpoint of this run is resumed and a
@@ -334,6 +336,8 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
                   "eval_prompts": eval_prompts}
     if any(value is not None for value in given_data.values()):
         config = with_stored_data(config, given_data, aihf_cache_dir() / "data")
+    if model is not None or tokenizer is not None:
+        config = with_stored_model(config, model, tokenizer, aihf_cache_dir() / "models")
     if report_ignored and (ignored := RECIPES[name].ignored(config.method)):
         log.warning("method %s does not read method.%s: ignored", name, ", method.".join(ignored))
     _data_kinds(config, name)  # a missing file fails before the folder is claimed

@@ -1,6 +1,6 @@
 """``train(name, config, preferences=dataset)``: data held in memory (a ``datasets.Dataset``, a
 list of dicts or of records) train the run that the same rows in a file train, are checked as a
-file's rows are, and identify the run (aihf.lm.memory_data)."""
+file's rows are, and identify the run (aihf.lm.in_memory)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from pathlib import Path
 
 import datasets
 import pytest
+import torch
 import yaml
 from test_lm_engine import task
 from test_run_safety import config
 
 from aihf import run_folder
+from aihf.config import ConfigError
 from aihf.data import DataError, Preference
-from aihf.lm.memory_data import store, with_stored_data
+from aihf.lm.in_memory import store, with_stored_data
 from aihf.lm.train import train, train_from_cli
 
 
@@ -83,3 +85,35 @@ def test_a_path_is_named_as_it_is_and_an_unknown_field_is_an_error(tmp_path):
     assert given.data.demonstrations == "elsewhere.jsonl" and given.data.preferences == base.data.preferences
     with pytest.raises(TypeError, match="demos"):
         with_stored_data(base, {"demos": []}, tmp_path)
+
+
+def test_a_model_object_trains_the_run_its_folder_trains(tmp_path, cache):
+    from aihf.lm.models import load_causal_lm
+
+    args = ("loop.max_steps=3", "data.eval_fraction=0")
+    policy, tokenizer = load_causal_lm("tiny")  # the config's default model.name_or_path, built in Python
+    by_name = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'name'}", *args))
+    given = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'object'}", *args), model=policy,
+                  tokenizer=tokenizer)
+    assert [h["loss"] for h in given.history] == [h["loss"] for h in by_name.history]
+    folder = Path(yaml.safe_load((tmp_path / "object" / "config.yaml").read_text())["model"]["name_or_path"])
+    assert folder.parent == cache / "models" and (folder / "model.safetensors").is_file()
+    assert not list((cache / "models").glob(".*"))  # no temporary folder left
+    again = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'object'}", *args), model=policy,
+                  tokenizer=tokenizer)
+    assert again.history == given.history and len(list((cache / "models").iterdir())) == 1
+    with torch.no_grad():
+        next(policy.parameters()).add_(1.0)
+    with pytest.raises(run_folder.RunFolderError, match="model.name_or_path"):  # other weights: another run
+        train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'object'}", *args), model=policy,
+              tokenizer=tokenizer)
+
+
+def test_a_model_needs_its_tokenizer_and_a_peft_model_is_refused(tmp_path):
+    from aihf.lm.models import LoraSettings, apply_lora, load_causal_lm
+
+    policy, tokenizer = load_causal_lm("tiny")
+    with pytest.raises(ConfigError, match="together"):
+        train("dpo", config(tmp_path), model=policy)
+    with pytest.raises(ConfigError, match="merge_and_unload"):
+        train("dpo", config(tmp_path), model=apply_lora(policy, LoraSettings(r=2)), tokenizer=tokenizer)

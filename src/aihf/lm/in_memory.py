@@ -1,0 +1,134 @@
+"""Inputs held in memory, stored as content-addressed files so that a run's config names a
+file or a folder like any other: training data (a ``datasets.Dataset``, a list of dicts or of
+records) and a model with its tokenizer.
+
+``aihf.lm.train.train(name, config, preferences=dataset)`` reads ``dataset`` with the reader of
+its kind (``aihf.data.read_preferences``: the same checks, and errors naming the dataset, the
+row and the field, as for a file), writes the records it kept with ``aihf.data.write_jsonl``'s
+encoding to ``<directory>/<kind>-<sha256 of the bytes, 16 hex digits>.jsonl`` and puts that
+path into ``config.data``. ``train(..., model=model, tokenizer=tokenizer)`` saves both with
+``save_pretrained`` (safetensors) into ``<directory>/model-<sha256 of the saved files>`` and
+puts that folder into ``config.model.name_or_path``. So the run folder's ``config.yaml`` names
+real files (the run can be repeated or resumed from the command line), the same rows or
+weights always give the same path and the same run (``aihf.run_folder``: a finished run is
+returned, a stopped one resumed), and other rows or weights give another path, hence another
+run, which a folder holding the first refuses. A data file read back gives records equal to
+those written (``write_jsonl``), so training from the dataset and from the file are the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+from aihf import runtime
+from aihf.config import ConfigError
+from aihf.data import Demonstration, Preference, PromptRecord, read_demonstrations, read_preferences, read_prompts
+from aihf.data.sources import Source
+
+# data kind (the ``DataConfig`` field, also with ``eval_``) -> (reader, record type)
+KINDS = {
+    "demonstrations": (read_demonstrations, Demonstration),
+    "preferences": (read_preferences, Preference),
+    "prompts": (read_prompts, PromptRecord),
+}
+FIELDS = (*KINDS, *(f"eval_{kind}" for kind in KINDS))
+Data = Union[Source, Sequence[Demonstration], Sequence[Preference], Sequence[PromptRecord]]
+
+
+def encoded(field: str, data: Data) -> bytes:
+    """The records of ``data`` for ``DataConfig`` field ``field`` as JSONL bytes (one
+    ``record.to_dict()`` per line, as ``write_jsonl`` writes them). A list of records of the
+    field's type is taken as it is; anything else goes through the field's reader."""
+    read, record_type = KINDS[field.removeprefix("eval_")]
+    if isinstance(data, Sequence) and data and all(isinstance(r, record_type) for r in data):
+        records: Sequence[Any] = data
+    else:
+        records = read(data)
+    return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def store(field: str, data: Data, directory: Path) -> Path:
+    """The content-addressed JSONL file holding ``data``'s records (module docstring), written
+    atomically unless it exists already."""
+    body = encoded(field, data)
+    path = Path(directory) / f"{field.removeprefix('eval_')}-{hashlib.sha256(body).hexdigest()[:16]}.jsonl"
+    if not path.is_file():
+        with runtime.atomic_file(path) as tmp:
+            tmp.write_bytes(body)
+    return path
+
+
+def with_stored_data(config: Any, data: Mapping[str, Data | None], directory: Path) -> Any:
+    """A copy of the ``TrainConfig`` ``config`` whose ``data.<field>`` names, for each field given
+    in ``data``, a path as it is or the stored file of in-memory rows."""
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise TypeError(f"unknown data field(s) {', '.join(unknown)}; expected {', '.join(FIELDS)}")
+    config = copy.deepcopy(config)
+    for field, value in data.items():
+        if value is not None:
+            path = value if isinstance(value, (str, Path)) else store(field, value, directory)
+            setattr(config.data, field, str(path))
+    return config
+
+
+def files_sha256(folder: Path) -> str:
+    """SHA-256 over the files of ``folder`` in name order: each relative name, then its bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def store_model(model: Any, tokenizer: Any, directory: Path) -> Path:
+    """The content-addressed folder holding ``model`` and ``tokenizer`` as ``save_pretrained``
+    writes them (safetensors): written to a temporary sibling, hashed, then renamed into
+    place unless a folder of that hash is there already. A peft model is refused: its
+    ``save_pretrained`` writes the adapters alone."""
+    if hasattr(model, "peft_config"):
+        raise ConfigError("model: a peft model saves only its adapters; give model.merge_and_unload(), or the "
+                          "base model with model.lora set to train adapters on it")
+    if not hasattr(model, "save_pretrained") or not hasattr(tokenizer, "save_pretrained"):
+        raise ConfigError(f"model and tokenizer must be transformers objects with save_pretrained, got "
+                          f"{type(model).__name__} and {type(tokenizer).__name__}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".model.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        target = directory / f"model-{files_sha256(tmp)[:16]}"
+        if not target.is_dir():
+            with contextlib.suppress(OSError):  # another process renamed the same folder first
+                os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def with_stored_model(config: Any, model: Any, tokenizer: Any, directory: Path) -> Any:
+    """A copy of the ``TrainConfig`` ``config`` whose ``model.name_or_path`` is the stored folder
+    of ``model`` and ``tokenizer`` (the main process of each machine saves it; the others wait)."""
+    from accelerate.utils import broadcast_object_list
+
+    if (model is None) != (tokenizer is None):
+        raise ConfigError("give the model and its tokenizer together (model=..., tokenizer=...)")
+    state = runtime.process_state()
+    path = store_model(model, tokenizer, directory) if state.is_local_main_process else None
+    if state.num_processes > 1:
+        path = broadcast_object_list([path])[0]
+    config = copy.deepcopy(config)
+    config.model.name_or_path = str(path)
+    return config
