@@ -194,14 +194,24 @@ def run_sources(saved: list[dict], cell_name: str) -> tuple[str, ...]:
     return tuple(cell.name if (cell := copied_from_cell(s)) else cell_name for s in saved)
 
 
-def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
-              settings: tuple[str, ...] = TASK_GROUPS[0][1]) -> Aggregate:
-    """Each method's normalised final returns on the complete tasks of ``settings`` (every
-    environment's), reduced to the IQM and the probability of improvement with their stratified
-    bootstrap intervals (none without a task). ``left_out``: the tasks of ``settings`` not
-    complete, those with no exported run among them."""
-    from aihf.eval.aggregate import distribution_with_band, improvement_with_interval, iqm_with_interval
+@dataclass(frozen=True)
+class TaskScores:
+    """Per method, over the complete tasks of a group: each task's normalised final returns
+    (``scores``) and secondary metric (``late``), and its group label (``groups``: tasks whose
+    runs are the same runs share it, ``run_sources``); the group's ``tasks`` and those left out."""
 
+    methods: list[str]
+    tasks: list[str]
+    left_out: list[str]
+    scores: dict[str, list[list[float]]]
+    late: dict[str, list[list[float]]]
+    groups: dict[str, list[tuple]]
+
+
+def task_scores(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
+                settings: tuple[str, ...] = TASK_GROUPS[0][1]) -> TaskScores:
+    """The methods every environment has, and their scores on the tasks (environment, data
+    setting in ``settings``) where every column has all its planned seeds."""
     shared = set.intersection(*({c.method for c in env_columns} for env_columns in columns.values()))
     methods = [c.method for c in next(iter(columns.values())) if c.method in shared]
     scores, late, groups = ({method: [] for method in methods} for _ in range(3))
@@ -220,8 +230,21 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
                     groups[method].append((env, run_sources(saved, grid.cell(env, setting))))
             else:
                 left_out.append(f"{env} {setting}")
-    if not tasks or REFERENCE not in methods:
-        return Aggregate(methods, [], left_out, {}, {}, {}, {}, {})
+    return TaskScores(methods, tasks, left_out, scores, late, groups)
+
+
+def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
+              settings: tuple[str, ...] = TASK_GROUPS[0][1]) -> Aggregate:
+    """Each method's normalised final returns on the complete tasks of ``settings`` (every
+    environment's), reduced to the IQM and the probability of improvement with their stratified
+    bootstrap intervals (none without a task). ``left_out``: the tasks of ``settings`` not
+    complete, those with no exported run among them."""
+    from aihf.eval.aggregate import distribution_with_band, improvement_with_interval, iqm_with_interval
+
+    found = task_scores(columns, rows, settings)
+    methods, groups = found.methods, found.groups
+    if not found.tasks or REFERENCE not in methods:
+        return Aggregate(methods, [], found.left_out, {}, {}, {}, {}, {})
 
     def iqms(metric: dict[str, list]) -> dict[str, tuple[float, float, float]]:
         return {m: iqm_with_interval(metric[m], RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods}
@@ -230,10 +253,11 @@ def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
         return {m: improvement_with_interval(metric[REFERENCE], metric[m], RESAMPLES, BOOTSTRAP_SEED, groups[REFERENCE],
                                              groups[m]) for m in methods if m != REFERENCE}
 
+    scores = found.scores
     return Aggregate(
-        methods, tasks, left_out, iqms(scores), improvements(scores),
+        methods, found.tasks, found.left_out, iqms(scores), improvements(scores),
         {m: distribution_with_band(scores[m], THRESHOLDS, BAND_RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods},
-        iqms(late), improvements(late))
+        iqms(found.late), improvements(found.late))
 
 
 def aggregate_section(result: Aggregate, group: str = TASK_GROUPS[0][0], same_as: str | None = None) -> list[str]:

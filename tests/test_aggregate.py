@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from aihf.eval.aggregate import (
-    distribution_with_band, improvement_with_interval, interquartile_mean, iqm_with_interval,
+    distribution_with_band, improvement_with_interval, interquartile_mean, iqm_with_interval, verdict_power,
     probability_of_improvement, score_distribution, stratified_interval,
 )
 
@@ -104,3 +104,27 @@ def test_bad_input_is_refused():
         interquartile_mean([[1.0], []])
     with pytest.raises(ValueError, match="two or more runs in each task"):
         iqm_with_interval([[1.0, 2.0], [3.0]], resamples=100, seed=0)
+
+
+def test_verdict_power_finds_a_clear_difference_in_its_direction():
+    better, worse = [[1.0, 1.1, 0.9]] * 3, [[0.0, 0.1, -0.1]] * 3
+    assert verdict_power(better, worse, 3, 20, 500, 0) == (1.0, 0.0, 0.0)
+    assert verdict_power(worse, better, 3, 20, 500, 0) == (0.0, 1.0, 0.0)
+
+
+def test_verdict_power_rarely_decides_between_equal_methods():
+    """Two methods with one distribution: the rule's 95% interval excludes 0.5 in about 5% of
+    experiments (measured 0.04 + 0.015 at 3 seeds, 0.02 + 0.02 at 8)."""
+    for seeds in (3, 8):
+        ahead, behind, _ = verdict_power([[0.0, 1.0, 2.0]] * 5, [[0.0, 1.0, 2.0]] * 5, seeds, 200, 1000, 0)
+        assert ahead + behind <= 0.1
+    assert verdict_power([[0.0, 1.0, 2.0]] * 5, [[0.0, 1.0, 2.0]] * 5, 3, 50, 500, 7) == \
+        verdict_power([[0.0, 1.0, 2.0]] * 5, [[0.0, 1.0, 2.0]] * 5, 3, 50, 500, 7)
+
+
+def test_verdict_power_draws_a_run_set_copied_into_several_tasks_once():
+    """Y's three tasks hold one set of runs: drawn once and resampled together, its interval is
+    wider than three independent sets' (0.56 against 0.43 here)."""
+    _, _, apart = verdict_power([[0.0, 1.0, 2.0]] * 3, [[0.0, 1.0, 2.0]] * 3, 5, 100, 1000, 0)
+    _, _, together = verdict_power([[0.0, 1.0, 2.0]] * 3, [[0.0, 1.0, 2.0]] * 3, 5, 100, 1000, 0, None, ["a"] * 3)
+    assert together > apart + 0.08
