@@ -8,7 +8,10 @@ is chosen on validation reset seeds by a rule fixed before those runs (docs/resu
 its test-seed runs at that setting are an export of the paper grid of their own
 (``scripts/mujoco_paper_grid.py --export DIR``). The YAML file lists, per environment, its
 columns: the method, its setting in words, and the export folder that holds its runs
-(relative to the YAML file's folder). Written beside the YAML file, from the exported
+(relative to the YAML file's folder), or a list of export folders that hold different seeds
+of those runs (seeds added later, in an export of their own); and, page-wide and optional,
+``settings`` (the data settings shown; default every one) and ``confidence`` (the level of the
+aggregates' bootstrap intervals; default 0.95). Written beside the YAML file, from the exported
 result.json files only (no number typed by hand):
 
 - ``<stem>.md``: per environment, a row per data setting and a cell per column, the grid
@@ -74,15 +77,51 @@ THRESHOLDS = np.linspace(0.0, 1.25, 51)  # the score distribution's x axis: fina
 
 @dataclass(frozen=True)
 class Column:
-    """One column of an environment's table: ``method``'s runs at ``setting`` in ``export``."""
+    """One column of an environment's table: ``method``'s runs at ``setting`` in ``exports`` (one
+    export, or several holding other seeds of the same runs, e.g. seeds added later)."""
 
     method: str
     setting: str
-    export: Path
+    exports: tuple[Path, ...]
 
     @property
     def label(self) -> str:
         return f"{self.method} ({self.setting})"
+
+    @property
+    def where(self) -> str:
+        return " + ".join(f"`{export.name}`" for export in self.exports)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The YAML file's page-wide keys: the data settings shown (``settings``, default every one)
+    and the level of the aggregates' bootstrap intervals (``confidence``, default 0.95)."""
+
+    settings: tuple[str, ...] = tuple(grid.SETTINGS)
+    confidence: float = 0.95
+
+
+OPTION_KEYS = ("settings", "confidence")
+
+
+def read_options(path: Path) -> Options:
+    """The YAML file's ``settings`` (a list of the grid's data settings) and ``confidence`` (in
+    (0, 1)), each checked; an error names the file and the key."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    options = Options()
+    if "settings" in raw:
+        settings = raw["settings"]
+        if not isinstance(settings, list) or not settings or not set(settings) <= set(grid.SETTINGS):
+            raise ValueError(f"{path}: settings: expected a list of the data settings {list(grid.SETTINGS)}, "
+                             f"got {settings!r}")
+        options = Options(tuple(s for s in grid.SETTINGS if s in settings), options.confidence)
+    if "confidence" in raw:
+        level = raw["confidence"]
+        if not isinstance(level, float) or not 0 < level < 1:
+            raise ValueError(f"{path}: confidence: expected a number between 0 and 1, got {level!r}")
+        options = Options(options.settings, level)
+    return options
 
 
 def read_columns(path: Path) -> dict[str, list[Column]]:
@@ -95,6 +134,8 @@ def read_columns(path: Path) -> dict[str, list[Column]]:
         raise ValueError(f"{path}: expected a mapping of environment to a list of columns")
     columns = {}
     for env, entries in raw.items():
+        if env in OPTION_KEYS:
+            continue
         if not isinstance(entries, list) or not entries:
             raise ValueError(f"{path}: {env}: expected a list of columns (method, setting, export)")
         columns[env] = []
@@ -104,19 +145,23 @@ def read_columns(path: Path) -> dict[str, list[Column]]:
                 raise ValueError(f"{where}: expected exactly the fields method, setting, export; got {entry!r}")
             if entry["method"] not in ALL_METHODS:
                 raise ValueError(f"{where}: method {entry['method']!r} is none of {ALL_METHODS}")
-            export = path.parent / entry["export"]
-            if not export.is_dir():
-                raise ValueError(f"{where}: export {entry['export']!r}: no folder {export}")
-            columns[env].append(Column(entry["method"], str(entry["setting"]), export))
+            names = entry["export"] if isinstance(entry["export"], list) else [entry["export"]]
+            for name in names:
+                if not (path.parent / str(name)).is_dir():
+                    raise ValueError(f"{where}: export {name!r}: no folder {path.parent / str(name)}")
+            columns[env].append(Column(entry["method"], str(entry["setting"]),
+                                       tuple(path.parent / str(name) for name in names)))
     return columns
 
 
-def data_settings(env: str, columns: list[Column]) -> list[tuple[str, Path]]:
-    """The data settings (the grid's order) with an exported cell in any column, each with one
-    such cell (its config.yaml gives the row label: the cells of a setting share their data)."""
+def data_settings(env: str, columns: list[Column], settings: tuple[str, ...] = tuple(grid.SETTINGS)
+                  ) -> list[tuple[str, Path]]:
+    """The data settings of ``settings`` (the grid's order) with an exported cell in any column,
+    each with one such cell (its config.yaml gives the row label: the cells of a setting share
+    their data)."""
     found = []
-    for setting in grid.SETTINGS:
-        cells = [c.export / grid.cell(env, setting) for c in columns]
+    for setting in settings:
+        cells = [export / grid.cell(env, setting) for c in columns for export in c.exports]
         exported = [c for c in cells if (c / "config.yaml").is_file()]
         if exported:
             found.append((setting, exported[0]))
@@ -124,12 +169,20 @@ def data_settings(env: str, columns: list[Column]) -> list[tuple[str, Path]]:
 
 
 def column_runs(column: Column, env: str, setting: str) -> tuple[list[dict], int]:
-    """The column's finished runs in ``setting`` and how many seeds its export plans there (0: no cell)."""
-    exported_cell = column.export / grid.cell(env, setting)
-    if not (exported_cell / "config.yaml").is_file():
-        return [], 0
-    planned = yaml.safe_load((exported_cell / "config.yaml").read_text(encoding="utf-8"))["seeds"]
-    return grid.finished_runs(exported_cell, column.method), len(planned)
+    """The column's finished runs in ``setting`` and how many seeds its exports plan there (0: no
+    cell), its exports in their order; a seed that two exports plan is an error."""
+    saved, planned = [], {}
+    for export in column.exports:
+        exported_cell = export / grid.cell(env, setting)
+        if not (exported_cell / "config.yaml").is_file():
+            continue
+        for seed in yaml.safe_load((exported_cell / "config.yaml").read_text(encoding="utf-8"))["seeds"]:
+            if seed in planned:
+                raise ValueError(f"{env} {setting}, {column.label}: seed {seed} is planned in both "
+                                 f"{planned[seed].name} and {export.name}")
+            planned[seed] = export
+        saved += grid.finished_runs(exported_cell, column.method)
+    return saved, len(planned)
 
 
 @dataclass(frozen=True)
@@ -143,10 +196,10 @@ class Row:
     cells: list[tuple[list[dict], int]]
 
 
-def read_rows(env: str, columns: list[Column]) -> list[Row]:
-    """The environment's rows, every exported file read once for both the table and the plot."""
+def read_rows(env: str, columns: list[Column], settings: tuple[str, ...] = tuple(grid.SETTINGS)) -> list[Row]:
+    """The environment's rows (of ``settings``), every exported file read once for both the table and the plot."""
     rows = []
-    for setting, any_cell in data_settings(env, columns):
+    for setting, any_cell in data_settings(env, columns, settings):
         _, expert, learned_from = grid.cell_demonstrators(any_cell, env)
         rows.append(Row(f"{setting} (expert {expert:,.0f}{learned_from})", setting, expert,
                         [column_runs(column, env, setting) for column in columns]))
@@ -173,7 +226,7 @@ class Aggregate:
     score distribution F at ``THRESHOLDS`` with its pointwise band, per method (for the plot);
     ``late_iqm`` and ``late_improvement``: the IQM and P(REFERENCE > method) again on the
     secondary metric (``normalised_late``), a check of how far the final evaluation's noise
-    moves them, which decides no verdict."""
+    moves them, which decides no verdict; ``confidence``: the intervals' level."""
 
     methods: list[str]
     tasks: list[str]
@@ -183,6 +236,7 @@ class Aggregate:
     distribution: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     late_iqm: dict[str, tuple[float, float, float]]
     late_improvement: dict[str, tuple[float, float, float]]
+    confidence: float = 0.95
 
 
 def run_sources(saved: list[dict], cell_name: str) -> tuple[str, ...]:
@@ -234,30 +288,30 @@ def task_scores(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
 
 
 def aggregate(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
-              settings: tuple[str, ...] = TASK_GROUPS[0][1]) -> Aggregate:
+              settings: tuple[str, ...] = TASK_GROUPS[0][1], confidence: float = 0.95) -> Aggregate:
     """Each method's normalised final returns on the complete tasks of ``settings`` (every
     environment's), reduced to the IQM and the probability of improvement with their stratified
-    bootstrap intervals (none without a task). ``left_out``: the tasks of ``settings`` not
+    bootstrap intervals at level ``confidence`` (none without a task). ``left_out``: the tasks of ``settings`` not
     complete, those with no exported run among them."""
     from aihf.eval.aggregate import distribution_with_band, improvement_with_interval, iqm_with_interval
 
     found = task_scores(columns, rows, settings)
     methods, groups = found.methods, found.groups
     if not found.tasks or REFERENCE not in methods:
-        return Aggregate(methods, [], found.left_out, {}, {}, {}, {}, {})
+        return Aggregate(methods, [], found.left_out, {}, {}, {}, {}, {}, confidence)
 
     def iqms(metric: dict[str, list]) -> dict[str, tuple[float, float, float]]:
-        return {m: iqm_with_interval(metric[m], RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods}
+        return {m: iqm_with_interval(metric[m], RESAMPLES, BOOTSTRAP_SEED, groups[m], confidence) for m in methods}
 
     def improvements(metric: dict[str, list]) -> dict[str, tuple[float, float, float]]:
         return {m: improvement_with_interval(metric[REFERENCE], metric[m], RESAMPLES, BOOTSTRAP_SEED, groups[REFERENCE],
-                                             groups[m]) for m in methods if m != REFERENCE}
+                                             groups[m], confidence) for m in methods if m != REFERENCE}
 
     scores = found.scores
     return Aggregate(
         methods, found.tasks, found.left_out, iqms(scores), improvements(scores),
         {m: distribution_with_band(scores[m], THRESHOLDS, BAND_RESAMPLES, BOOTSTRAP_SEED, groups[m]) for m in methods},
-        iqms(found.late), improvements(found.late))
+        iqms(found.late), improvements(found.late), confidence)
 
 
 def aggregate_section(result: Aggregate, group: str = TASK_GROUPS[0][0], same_as: str | None = None) -> list[str]:
@@ -281,7 +335,8 @@ def aggregate_section(result: Aggregate, group: str = TASK_GROUPS[0][0], same_as
               f"{', '.join(result.tasks)}" + (f" (not yet: {', '.join(result.left_out)})" if result.left_out else "")
               + ". Scores: each seed's final return over the expert's. IQM: the mean of the middle half of all the "
               f"method's scores; P({REFERENCE} > method): the chance that a seed of {REFERENCE} ends above a seed of "
-              "the method on the same task, averaged over tasks (Agarwal et al. 2021). [95% stratified percentile "
+              "the method on the same task, averaged over tasks (Agarwal et al. 2021). "
+              f"[{level(result.confidence)} stratified percentile "
               f"bootstrap, {RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}: seeds resampled within each task.] A method "
               "that is the same run in several data settings (one that does not read the data those settings "
               "change) counts that run in each of those tasks, and the bootstrap draws its seeds there together, "
@@ -312,17 +367,24 @@ def rule_verdict(low: float, high: float) -> str:
     return f"{REFERENCE} behind" if high < 0.5 else "neither"
 
 
-def aggregates(columns: dict[str, list[Column]], rows: dict[str, list[Row]]) -> list[tuple[str, Aggregate]]:
-    """``aggregate`` for each of ``TASK_GROUPS`` with an exported row in some environment,
-    except a group whose settings with rows are those of a group before it (every data
-    setting, while only the paper's have rows, is the paper's group again)."""
+def level(confidence: float) -> str:
+    """An interval's level in words: ``95%``, ``97.06%``."""
+    return f"{100 * confidence:.4g}%"
+
+
+def aggregates(columns: dict[str, list[Column]], rows: dict[str, list[Row]],
+               confidence: float = 0.95) -> list[tuple[str, Aggregate]]:
+    """``aggregate`` (intervals at level ``confidence``) for each of ``TASK_GROUPS`` with an
+    exported row in some environment, except a group whose settings with rows are those of a
+    group before it (every data setting, while only the paper's have rows, is the paper's group
+    again)."""
     present = {row.setting for env_rows in rows.values() for row in env_rows}
     shown: list[tuple[str, tuple[str, ...]]] = []
     for name, settings in TASK_GROUPS:
         filled = present & set(settings)
         if filled and all(filled != present & set(earlier) for _, earlier in shown):
             shown.append((name, settings))
-    return [(name, aggregate(columns, rows, settings)) for name, settings in shown]
+    return [(name, aggregate(columns, rows, settings, confidence)) for name, settings in shown]
 
 
 def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], across: list[tuple[str, Aggregate]],
@@ -337,7 +399,7 @@ def tables(columns: dict[str, list[Column]], rows: dict[str, list[Row]], across:
              "\"paper preset\" where none was tuned for that environment. "
              f"{grid.STATUS_NOTE.format(late=LATE_EVALUATIONS)}", ""]
     for env, env_columns in columns.items():
-        sources = "; ".join(f"{c.label} in `{c.export.name}`" for c in env_columns)
+        sources = "; ".join(f"{c.label} in {c.where}" for c in env_columns)
         lines += [f"## {env}", "", f"Runs: {sources}.", "",
                   "| data | " + " | ".join(c.label for c in env_columns) + " |", "|---|" + "---|" * len(env_columns)]
         for row in rows[env]:
@@ -395,7 +457,7 @@ def plot(columns: dict[str, list[Column]], rows: dict[str, list[Row]], path: Pat
 
 def plot_aggregate(across: Aggregate, path: Path, group: str = TASK_GROUPS[0][0]) -> None:
     """Three panels, rliable's way: each method's IQM and each baseline's P(REFERENCE > baseline),
-    a point with its 95% stratified bootstrap interval (0.5, no difference, dashed), and below it,
+    a point with its stratified bootstrap interval (at ``across.confidence``) (0.5, no difference, dashed), and below it,
     hollow, the same on the last-5 metric (the check); and each method's score distribution, the
     share of runs above each score, with its pointwise band."""
     import matplotlib
@@ -426,11 +488,19 @@ def plot_aggregate(across: Aggregate, path: Path, group: str = TASK_GROUPS[0][0]
     profile.set_xlabel("final return / expert's, tau")
     profile.set_title("share of runs scoring above tau", fontsize=10)
     profile.legend(fontsize=7)
-    fig.text(0.5, 0.01, f"{len(across.tasks)} tasks ({group}: environment x data setting); 95% stratified percentile bootstrap "
+    fig.text(0.5, 0.01, f"{len(across.tasks)} tasks ({group}: environment x data setting); {level(across.confidence)} "
+             "stratified percentile bootstrap "
              f"intervals, {RESAMPLES:,} resamples (bands: {BAND_RESAMPLES:,})", ha="center", fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def read_page(path: Path) -> tuple[dict[str, list[Column]], dict[str, list[Row]], list[tuple[str, Aggregate]]]:
+    """The YAML file's columns, their rows (of its ``settings``) and the aggregates (at its ``confidence``)."""
+    columns, options = read_columns(path), read_options(path)
+    rows = {env: read_rows(env, env_columns, options.settings) for env, env_columns in columns.items()}
+    return columns, rows, aggregates(columns, rows, options.confidence)
 
 
 def main() -> None:
@@ -438,10 +508,8 @@ def main() -> None:
     parser.add_argument("columns", type=Path,
                         help="the YAML file: per environment, its columns (method, setting, export)")
     args = parser.parse_args()
-    columns = read_columns(args.columns)
-    rows = {env: read_rows(env, env_columns) for env, env_columns in columns.items()}
+    columns, rows, across = read_page(args.columns)
     page = args.columns.with_suffix(".md")
-    across = aggregates(columns, rows)
     page.write_text(tables(columns, rows, across, args.columns), encoding="utf-8")
     plot(columns, rows, args.columns.with_suffix(".png"))
     written = [page, args.columns.with_suffix(".png")]

@@ -17,15 +17,18 @@ sys.modules[spec.name] = chosen  # its dataclass looks its module up there
 spec.loader.exec_module(chosen)
 
 
-def _export(folder: Path, setting: str, demos: str, runs: dict[str, list[float]], data: Path, planned: int = 3) -> None:
-    """One exported cell of HalfCheetah: config.yaml and each (method, seed)'s result.json,
-    ``runs`` giving each method's final returns by seed (two evaluations: half of it, then it)."""
+def _export(folder: Path, setting: str, demos: str, runs: dict[str, list[float]], data: Path, planned: int = 3,
+            first_seed: int = 0) -> None:
+    """One exported cell of HalfCheetah: config.yaml (seeds ``first_seed`` on, ``planned`` of them)
+    and each (method, seed)'s result.json, ``runs`` giving each method's final returns by seed
+    (two evaluations: half of it, then it)."""
     cell = folder / f"HalfCheetah-v5-{setting}"
     cell.mkdir(parents=True)
     (cell / "config.yaml").write_text(yaml.safe_dump({"env": "HalfCheetah-v5", "data_dir": str(data), "demos": demos,
-                                                      "n_prefs": 1200, "seeds": list(range(planned))}))
+                                                      "n_prefs": 1200,
+                                                      "seeds": list(range(first_seed, first_seed + planned))}))
     for method, finals in runs.items():
-        for seed, final in enumerate(finals):
+        for seed, final in enumerate(finals, start=first_seed):
             run = cell / "runs" / method / f"seed{seed}"
             run.mkdir(parents=True)
             (run / "result.json").write_text(json.dumps({"result": {"returns": [final / 2, final], "wall_s": 1.0}}))
@@ -46,9 +49,7 @@ def _aihf_and_rlhf_balanced(tmp_path: Path) -> tuple[Path, Path]:
 
 def page_of(path: Path, source: Path | None = None) -> str:
     """The markdown page the script writes for the YAML file ``path`` (named ``source`` in it)."""
-    columns = chosen.read_columns(path)
-    rows = {env: chosen.read_rows(env, cols) for env, cols in columns.items()}
-    return chosen.tables(columns, rows, chosen.aggregates(columns, rows), source or path)
+    return chosen.tables(*chosen.read_page(path), source or path)
 
 
 @pytest.fixture
@@ -237,3 +238,59 @@ def test_the_committed_table_is_what_the_committed_exports_give():
     source = Path("docs/results/mujoco-chosen.yaml")
     page = page_of(ROOT / source, source)
     assert (ROOT / source.with_suffix(".md")).read_text(encoding="utf-8") == page
+
+
+def test_a_column_reads_later_seeds_from_a_second_export(tmp_path):
+    """AIHF's seeds 0-2 in one export and 3-4 in another: one column of 5 seeds, in the table and
+    the aggregate; a seed that both exports plan is an error naming them."""
+    path, data = _aihf_and_rlhf_balanced(tmp_path)
+    _export(tmp_path / "later", "balanced", "demos", {"aihf": [150.0, 1000.0]}, data, planned=2, first_seed=3)
+    spec = yaml.safe_load(path.read_text())
+    spec["HalfCheetah-v5"][0]["export"] = ["grid", "later"]
+    path.write_text(yaml.safe_dump(spec))
+    page = page_of(path)
+    assert "aihf (paper preset) in `grid` + `later`" in page
+    assert "| 5/5: 0.71 +- 0.41 (900, 700, 800, 150, 1,000)" in page  # t(0.975, 4) * 0.332 / sqrt(5) = 0.413
+    # seed 3 (0.15) beats one of RLHF's three (0.10): P(aihf > rlhf) = (4 x 3 + 1) / 15
+    assert "| rlhf | 0.20 [0.10, 0.30] | 0.87 [" in page
+    _export(tmp_path / "again", "balanced", "demos", {"aihf": [500.0]}, data, planned=1, first_seed=2)
+    spec["HalfCheetah-v5"][0]["export"] = ["grid", "again"]
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="seed 2 is planned in both grid and again"):
+        page_of(path)
+
+
+def test_the_file_chooses_the_data_settings_shown_and_the_intervals_level(tmp_path):
+    path, data = _aihf_and_rlhf_balanced(tmp_path)
+    _export(tmp_path / "grid", "tenth-episode", "demos", {"rlhf": [100.0, 300.0, 200.0],
+                                                          "aihf": [300.0, 100.0, 900.0]}, data)
+    whole = page_of(path)
+    assert "[95% stratified percentile bootstrap" in whole and "| tenth-episode (expert" in whole
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({"settings": ["tenth-episode"], "confidence": 0.5, **spec}))
+    page = page_of(path)
+    assert "| balanced (expert" not in page and "| tenth-episode (expert" in page
+    assert "## Across environments: a tenth of an episode" in page and "paper's data settings" not in page
+    assert "[50% stratified percentile bootstrap" in page and chosen.level(0.9706) == "97.06%"
+
+    def iqm_interval(text: str) -> tuple[float, float]:
+        section = text[text.index("## Across environments: a tenth of an episode"):]
+        row = next(line for line in section.splitlines() if line.startswith("| aihf |"))
+        low, high = row.split(" | ")[1].split("[")[1].rstrip("]").split(", ")
+        return float(low), float(high)
+
+    (low, high), (low_95, high_95) = iqm_interval(page), iqm_interval(whole)
+    assert low_95 < low and high < high_95  # a 50% interval inside the 95% one
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"settings": ["tenth"]}, "settings: expected a list of the data settings"),
+    ({"settings": "balanced"}, "settings: expected a list"),
+    ({"confidence": 95}, "confidence: expected a number between 0 and 1"),
+    ({"confidence": 1.0}, "confidence: expected a number between 0 and 1"),
+])
+def test_a_wrong_page_key_is_named_with_its_file(tmp_path, options, message):
+    path, _ = _aihf_and_rlhf_balanced(tmp_path)
+    path.write_text(yaml.safe_dump({**options, **yaml.safe_load(path.read_text())}))
+    with pytest.raises(ValueError, match=f"chosen.yaml: {message}"):
+        chosen.read_page(path)

@@ -83,9 +83,10 @@ def stratified_interval(statistic: Callable[..., Any], samples: Scores, resample
     return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
 
 
-def iqm_with_interval(tasks: Scores, resamples: int, seed: int, groups: Groups = None) -> tuple[float, float, float]:
-    """The IQM of ``tasks`` and its stratified 95% bootstrap interval: (iqm, low, high)."""
-    return (interquartile_mean(tasks), *stratified_interval(_iqm, tasks, resamples, seed, groups=groups))
+def iqm_with_interval(tasks: Scores, resamples: int, seed: int, groups: Groups = None,
+                      confidence: float = 0.95) -> tuple[float, float, float]:
+    """The IQM of ``tasks`` and its stratified bootstrap interval (95% by default): (iqm, low, high)."""
+    return (interquartile_mean(tasks), *stratified_interval(_iqm, tasks, resamples, seed, confidence, groups))
 
 
 def distribution_with_band(tasks: Scores, thresholds: Sequence[float], resamples: int, seed: int,
@@ -97,13 +98,13 @@ def distribution_with_band(tasks: Scores, thresholds: Sequence[float], resamples
 
 
 def improvement_with_interval(x: Scores, y: Scores, resamples: int, seed: int, x_groups: Groups = None,
-                              y_groups: Groups = None) -> tuple[float, float, float]:
-    """P(X > Y) over the tasks and its stratified 95% bootstrap interval (X's and Y's runs
-    resampled independently of each other, within each task or group): (probability, low, high)."""
+                              y_groups: Groups = None, confidence: float = 0.95) -> tuple[float, float, float]:
+    """P(X > Y) over the tasks and its stratified bootstrap interval (95% by default; X's and Y's
+    runs resampled independently of each other, within each task or group): (probability, low, high)."""
     point = probability_of_improvement(x, y)
     groups = [("x", g) for g in (range(len(x)) if x_groups is None else x_groups)] + \
              [("y", g) for g in (range(len(y)) if y_groups is None else y_groups)]
-    return (point, *stratified_interval(_improvement(len(x)), [*x, *y], resamples, seed, groups=groups))
+    return (point, *stratified_interval(_improvement(len(x)), [*x, *y], resamples, seed, confidence, groups))
 
 
 def verdict_power(x: Scores, y: Scores, seeds: int, simulations: int, resamples: int, seed: int,
