@@ -154,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--demonstrations", help="held-out demonstrations (JSONL or Parquet)")
     evaluate.add_argument("--output", help="write the metrics as JSON here")
 
+    export = commands.add_parser(
+        "export-reward",
+        help="write a trained reward model as a transformers sequence classifier (for TRL and reward servers)",
+        description="Write a reward model saved by aihf (a final/reward folder) as "
+        "AutoModelForSequenceClassification with one label, the form TRL's GRPO, PPO and RLOO trainers "
+        "load; aihf_reward_offset.json beside it holds the head's bias (aihf's reward = logit + offset).",
+    )
+    export.add_argument("reward", help="the saved reward model (a final/reward folder)")
+    export.add_argument("--out", required=True, help="the folder to write")
+    export.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="the weights' dtype in the export")
+    export.add_argument("--trust-remote-code", action="store_true", help="allow the body's own modelling code")
+
     experiment = commands.add_parser(
         "experiment",
         help="run a paper setting end to end: results table, plots, samples",
@@ -228,6 +241,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return train(args.method, args.config, args.overrides, args.output_dir, args.overwrite)
     if args.command == "eval":
         return _lazy("aihf.lm.evaluate", "evaluate_from_cli")(args)
+    if args.command == "export-reward":
+        export = _lazy("aihf.lm.reward_export", "export_reward_from_cli")
+        return export(args.reward, args.out, args.dtype, args.trust_remote_code)
     if args.command == "quickstart":
         return _lazy("aihf.experiments.imdb", "run_quickstart")(args.output_dir, args.overrides)
     if args.dry_run and args.setting not in ("hh", "ultra"):

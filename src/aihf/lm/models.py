@@ -29,6 +29,7 @@ from torch import nn
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
@@ -50,6 +51,8 @@ _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_CACHE_NAME = "smollm2-135m-instruct-f32-v1"
 _REWARD_META = "aihf_reward_model.json"
 _REWARD_HEAD = "reward_head.safetensors"
+REWARD_OFFSET = "aihf_reward_offset.json"  # beside a reward exported as a sequence classifier: the head's bias
+EXPORT_PAD_TOKEN = "<|aihf_pad|>"  # the pad token an exported reward's tokenizer gets when its pad is EOS or none
 
 
 def weights_sha256(folder: str | Path) -> str:
@@ -572,6 +575,55 @@ class RewardModel(nn.Module):
             param.requires_grad_(False)
         return sum(p.numel() for p in frozen)
 
+    def to_sequence_classification(self, tokenizer: PreTrainedTokenizerBase
+                                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, float]:
+        """(classifier, tokenizer, offset): this reward as transformers'
+        ``AutoModelForSequenceClassification`` with one label, the form TRL's reward models take
+        (``GRPOTrainer(reward_funcs=path)``, PPO): its logit plus ``offset`` is ``forward``'s
+        reward on the same right-padded token ids. ``offset`` is the head's bias where the
+        architecture's score layer has none (most decoders'), else 0.
+
+        Such a classifier reads the last token that is not its pad token, where this reward
+        reads the last one the attention mask keeps, so a tokenizer whose pad token is its EOS
+        (or that has none) gets a pad token of its own (``EXPORT_PAD_TOKEN``) and the
+        embeddings a row for it: a finished response's EOS is then read as here. It counts
+        positions from the first token, as this reward does for right-padded batches (a
+        left-padded batch would shift them). An ensemble exports with rule ``mean`` only: the
+        mean of linear heads is one linear head; a worst case is not."""
+        if self.heads > 1 and (self.rule != "mean" or self.penalty):
+            raise ValueError(f"a reward ensemble with rule {self.rule!r} (penalty {self.penalty}) is no linear score "
+                             "layer: only rule 'mean' exports as a sequence classifier")
+        config = copy.deepcopy(self.backbone.config)
+        config.num_labels = 1
+        classifier = AutoModelForSequenceClassification.from_config(config).to(self.backbone.dtype)
+        classifier.base_model.load_state_dict(self.backbone.state_dict())
+        score = _score_layer(classifier)
+        offset = float(self.head.bias.detach().mean())
+        with torch.no_grad():
+            score.weight.copy_(self.head.weight.mean(0, keepdim=True))
+            if score.bias is not None:
+                score.bias.fill_(offset)
+                offset = 0.0
+        tokenizer = copy.deepcopy(tokenizer)
+        if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+            tokenizer.add_special_tokens({"pad_token": EXPORT_PAD_TOKEN})
+            classifier.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # a row no mask attends to
+        classifier.config.pad_token_id = tokenizer.pad_token_id
+        return classifier, tokenizer, offset
+
+    @classmethod
+    def from_sequence_classification(cls, classifier: PreTrainedModel, offset: float = 0.0) -> "RewardModel":
+        """A reward on the body and score layer of a one-label ``*ForSequenceClassification``
+        (a TRL reward model, or one exported by ``to_sequence_classification``, whose
+        ``offset`` is added back to the head's bias); rewards are then read at the last token
+        the attention mask keeps."""
+        score = _score_layer(classifier)
+        model = cls(classifier.base_model)
+        with torch.no_grad():
+            model.head.weight.copy_(score.weight)
+            model.head.bias.fill_(offset + (float(score.bias) if score.bias is not None else 0.0))
+        return model
+
     def save(self, directory: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
         """Write body (``save_pretrained``, safetensors), head (safetensors) and a JSON
         marker atomically into ``directory``; the tokenizer too when given."""
@@ -608,8 +660,27 @@ class RewardModel(nn.Module):
 
 
 def is_saved_reward_model(path: str | Path) -> bool:
-    """Whether ``path`` is a directory written by ``RewardModel.save``."""
-    return (Path(path) / _REWARD_META).is_file()
+    """Whether ``path`` is a directory written by ``RewardModel.save``, or a one-label
+    ``*ForSequenceClassification`` folder (a TRL reward model; ``RewardModel.to_sequence_classification``)."""
+    return (Path(path) / _REWARD_META).is_file() or _is_sequence_classifier(path)
+
+
+def _is_sequence_classifier(path: str | Path) -> bool:
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    settings = json.loads(config.read_text(encoding="utf-8"))
+    architectures = settings.get("architectures") or []
+    labels = settings.get("num_labels", len(settings.get("id2label") or {0: 0, 1: 1}))
+    return any(a.endswith("ForSequenceClassification") for a in architectures) and labels == 1
+
+
+def _score_layer(classifier: PreTrainedModel) -> nn.Linear:
+    """The one-label score layer of a ``*ForSequenceClassification`` (``score`` in decoders)."""
+    score = getattr(classifier, "score", None)
+    if not isinstance(score, nn.Linear) or score.out_features != 1:
+        raise ValueError(f"{type(classifier).__name__} has no one-label linear 'score' layer to read a reward from")
+    return score
 
 
 def load_reward_model(
@@ -622,11 +693,19 @@ def load_reward_model(
     attn_implementation: str | None = None,
     heads: int = 1,
 ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
-    """(reward model, tokenizer): a directory written by ``RewardModel.save(dir, tokenizer)``,
-    or ``heads`` fresh heads (seeded by ``seed``) on the body of any causal LM ``load_causal_lm``
+    """(reward model, tokenizer): a directory written by ``RewardModel.save(dir, tokenizer)``, a
+    one-label ``*ForSequenceClassification`` folder (a TRL reward model, or an export of ours:
+    ``RewardModel.from_sequence_classification``), or ``heads`` fresh heads (seeded by ``seed``) on the body of any causal LM ``load_causal_lm``
     accepts (hub name, local safetensors directory, ``"smollm2-135m"``, ``"tiny"``).
     ``attn_implementation``: the body's, see :func:`use_attention`."""
-    if is_saved_reward_model(name_or_path):
+    if _is_sequence_classifier(name_or_path):
+        classifier = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, dtype=as_dtype(dtype), use_safetensors=True, trust_remote_code=trust_remote_code)
+        offset_file = Path(name_or_path) / REWARD_OFFSET
+        offset = json.loads(offset_file.read_text(encoding="utf-8"))["offset"] if offset_file.is_file() else 0.0
+        model = RewardModel.from_sequence_classification(classifier, offset)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    elif is_saved_reward_model(name_or_path):
         model = RewardModel.load(name_or_path, dtype, trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     else:

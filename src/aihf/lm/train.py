@@ -162,6 +162,16 @@ def read_data(config: TrainConfig, name: str) -> tuple[dict[str, list], dict[str
     return out[0], out[1], out[2]
 
 
+def _reads_the_same_ids(policy_tokenizer, reward_tokenizer) -> bool:
+    """Whether the reward model reads the policy's token ids as the policy does: one vocabulary,
+    but for a pad token of the reward's own (an exported reward's, a TRL reward model's added
+    pad), an id no policy sample holds."""
+    policy, reward = policy_tokenizer.get_vocab(), dict(reward_tokenizer.get_vocab())
+    if reward_tokenizer.pad_token is not None and reward_tokenizer.pad_token not in policy:
+        reward.pop(reward_tokenizer.pad_token)
+    return reward == policy
+
+
 def build_method(name: str, config: TrainConfig, reward_model: RewardModel | None = None):
     """(method, tokenizer) ready for ``Trainer``: models loaded, records read and encoded."""
     if name not in RECIPES:
@@ -199,7 +209,7 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
             frozen = reward_model.freeze_lower_layers(config.method.reward_frozen_layers)
             log.info("%s: the reward body's embeddings and lowest %d layers are frozen (%d parameters)",
                      name, config.method.reward_frozen_layers, frozen)
-        if tokenizer is not None and tokenizer.get_vocab() != reward_tokenizer.get_vocab():
+        if tokenizer is not None and not _reads_the_same_ids(tokenizer, reward_tokenizer):
             raise ConfigError(
                 f"model.reward_model {mc.reward_model!r} has another tokenizer than the policy "
                 f"{mc.name_or_path!r}: the reward model scores the policy's tokens, so they must share one"
