@@ -117,3 +117,36 @@ def test_a_model_needs_its_tokenizer_and_a_peft_model_is_refused(tmp_path):
         train("dpo", config(tmp_path), model=policy)
     with pytest.raises(ConfigError, match="merge_and_unload"):
         train("dpo", config(tmp_path), model=apply_lora(policy, LoraSettings(r=2)), tokenizer=tokenizer)
+
+
+@pytest.mark.parametrize("form", ["save_to_disk", "dataset_dict", "folder of files"])
+def test_a_dataset_named_in_the_config_trains_the_run_its_file_trains(tmp_path, form):
+    """``data.preferences`` names a dataset instead of a file: a save_to_disk folder (of a
+    DatasetDict: FOLDER:SPLIT), or a folder of data files that datasets.load_dataset reads as
+    it reads a hub dataset NAME:SPLIT."""
+    rows = preference_rows()
+    if form == "save_to_disk":
+        datasets.Dataset.from_list(rows).save_to_disk(tmp_path / "ds")
+        named = str(tmp_path / "ds")
+    elif form == "dataset_dict":
+        datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)}).save_to_disk(tmp_path / "ds")
+        named = f"{tmp_path / 'ds'}:test"
+    else:
+        (tmp_path / "ds").mkdir()
+        (tmp_path / "ds" / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        named = str(tmp_path / "ds")
+    args = ("loop.max_steps=2", "data.eval_fraction=0")
+    from_file = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'file'}", *args))
+    from_dataset = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'named'}", *args,
+                                       f"data.preferences={named}"))
+    assert [h["loss"] for h in from_dataset.history] == [h["loss"] for h in from_file.history]
+
+
+def test_a_name_datasets_cannot_load_is_one_config_error_naming_the_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=r"data.preferences: 'nobody/no-such-dataset:train' is not a file, and "
+                                          r"datasets cannot load it"):
+        train("dpo", config(tmp_path, "data.preferences=nobody/no-such-dataset:train"))
+    with pytest.raises(ConfigError, match="data.preferences: .*missing.jsonl is not a file"):
+        train("dpo", config(tmp_path, f"data.preferences={tmp_path / 'missing.jsonl'}"))

@@ -66,14 +66,47 @@ def store(field: str, data: Data, directory: Path) -> Path:
     return path
 
 
+DATA_SUFFIXES = (".jsonl", ".gz", ".bz2", ".xz", ".parquet")  # a missing file, not a dataset name
+
+
+def named_dataset(field: str, value: str) -> Any:
+    """The ``datasets.Dataset`` that a ``data.<field>`` value names when it is not a file, or
+    None for a file (or a missing one, reported later as such): a ``save_to_disk`` folder (of a
+    ``DatasetDict``: ``FOLDER:SPLIT``, split ``train`` by default), another folder of data files,
+    or a hub dataset ``NAME`` or ``NAME:SPLIT`` (``datasets.load_dataset``)."""
+    if Path(value).is_file():
+        return None
+    name, _, split = (value, "", "") if Path(value).exists() else value.partition(":")
+    folder = Path(name)
+    if not folder.is_dir() and ("/" not in name or name.endswith(DATA_SUFFIXES)):
+        return None
+    import datasets
+
+    try:
+        if (folder / "dataset_dict.json").is_file():
+            return datasets.load_from_disk(name)[split or "train"]
+        if (folder / "dataset_info.json").is_file():
+            return datasets.load_from_disk(name)
+        return datasets.load_dataset(name, split=split or "train")
+    except Exception as err:  # noqa: BLE001 - datasets raises many kinds; each becomes one line naming the key
+        raise ConfigError(f"data.{field}: {value!r} is not a file, and datasets cannot load it as a dataset "
+                          f"({type(err).__name__}: {err})") from err
+
+
 def with_stored_data(config: Any, data: Mapping[str, Data | None], directory: Path) -> Any:
-    """A copy of the ``TrainConfig`` ``config`` whose ``data.<field>`` names, for each field given
-    in ``data``, a path as it is or the stored file of in-memory rows."""
+    """A copy of the ``TrainConfig`` ``config`` whose ``data.<field>`` names a file for every
+    field: given in ``data`` (a path as it is, in-memory rows stored), or named in ``config.data``
+    as a dataset rather than a file (``named_dataset``: its rows stored)."""
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise TypeError(f"unknown data field(s) {', '.join(unknown)}; expected {', '.join(FIELDS)}")
     config = copy.deepcopy(config)
-    for field, value in data.items():
+    for field in FIELDS:
+        value = data.get(field)
+        if value is None:
+            value = getattr(config.data, field)
+        if isinstance(value, (str, Path)):
+            value = named_dataset(field, str(value)) or value
         if value is not None:
             path = value if isinstance(value, (str, Path)) else store(field, value, directory)
             setattr(config.data, field, str(path))

@@ -82,7 +82,10 @@ class ModelConfig(Settings):
 
 @dataclass
 class DataConfig(Settings):
-    """Record files (JSONL, Parquet) and token limits.
+    """Record files (JSONL, Parquet) and token limits. Each file key also takes a dataset that
+    ``datasets`` loads: a ``save_to_disk`` folder, a folder of data files or a hub dataset
+    ``NAME[:SPLIT]`` (split ``train`` by default), whose rows ``train`` stores as a JSONL file
+    named by their hash (``aihf.lm.in_memory``); the run's config then names that file.
 
     ``prompts``: the RL prompt set (rows with a ``prompt``; ``read_prompts``), where
     ``rlhf``'s policy stage and ``aihf`` draw their RLOO samples (docs/method.md section 6).
@@ -321,9 +324,9 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
     """Run method ``name`` in its run folder ``loop.output_dir`` (default
     ``runs/METHOD-HASH``); weights end up in ``<result folder>/final``.
 
-    The data are ``config.data``'s files, or given here, each in place of its ``config.data``
-    field: a path, a ``datasets.Dataset``, a list of dicts or a list of records. Rows held in
-    memory are read (checked as a file's rows are) and stored as a content-addressed JSONL file
+    The data are ``config.data``'s files or datasets (``DataConfig``), or given here, each in
+    place of its ``config.data`` field: a path, a ``datasets.Dataset``, a list of dicts or a list
+    of records. Rows held in memory or loaded by ``datasets`` are read (checked as a file's rows are) and stored as a content-addressed JSONL file
     under ``aihf_cache_dir()/data`` that the run's config then names (``aihf.lm.in_memory``):
     the same rows are the same run, and the folder's ``config.yaml`` reruns it from the command line.
     A ``model`` and its ``tokenizer`` given here (transformers objects) replace
@@ -344,8 +347,7 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
     given_data = {"demonstrations": demonstrations, "preferences": preferences, "prompts": prompts,
                   "eval_demonstrations": eval_demonstrations, "eval_preferences": eval_preferences,
                   "eval_prompts": eval_prompts}
-    if any(value is not None for value in given_data.values()):
-        config = with_stored_data(config, given_data, aihf_cache_dir() / "data")
+    config = with_stored_data(config, given_data, aihf_cache_dir() / "data")
     if model is not None or tokenizer is not None:
         config = with_stored_model(config, model, tokenizer, aihf_cache_dir() / "models")
     if report_ignored and (ignored := RECIPES[name].ignored(config.method)):
