@@ -109,3 +109,18 @@ def test_cli_eval_reports_bad_data_file(saved, tmp_path, capsys):
     assert main(["eval", "--model", str(root / "policy"), "--preferences", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.jsonl" in err and "line 1" in err and "rejected" in err
+
+
+def test_cli_eval_reads_a_saved_dataset_as_it_reads_the_file(saved, tmp_path):
+    """--preferences names a save_to_disk folder (or a hub dataset) instead of a file: the same metrics."""
+    import datasets
+
+    root, _, prefs, _ = saved
+    datasets.Dataset.from_list([p.to_dict() for p in prefs]).save_to_disk(tmp_path / "held-out")
+    outputs = []
+    for source in (root / "prefs.jsonl", tmp_path / "held-out"):
+        out = tmp_path / f"{source.stem}.json"
+        assert main(["eval", "--model", str(root / "policy"), "--reference", str(root / "reference"),
+                     "--preferences", str(source), "--output", str(out)]) == 0
+        outputs.append(json.loads(out.read_text()))
+    assert outputs[0] == outputs[1] and outputs[0]["pairs"] == 3

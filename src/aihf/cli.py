@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="beta of the implicit reward (default: method.beta of the run that wrote --model, "
         "read from its config.yaml; 0.1 when there is none)",
     )
-    evaluate.add_argument("--preferences", help="held-out preferences (JSONL or Parquet)")
-    evaluate.add_argument("--demonstrations", help="held-out demonstrations (JSONL or Parquet)")
+    evaluate.add_argument("--preferences", help="held-out preferences (JSONL or Parquet; or a save_to_disk "
+                          "folder or hub dataset NAME[:SPLIT])")
+    evaluate.add_argument("--demonstrations", help="held-out demonstrations (JSONL or Parquet; or a dataset, as above)")
     evaluate.add_argument("--output", help="write the metrics as JSON here")
 
     export = commands.add_parser(

@@ -23,6 +23,7 @@ import yaml
 from aihf import objective
 from aihf.config import ConfigError
 from aihf.lm.batching import Encoder, Sequence, collate
+from aihf.lm.in_memory import named_dataset
 from aihf.lm.models import RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model
 
 
@@ -138,9 +139,12 @@ def check_model_path(model: str) -> None:
 def evaluate_from_cli(args: argparse.Namespace) -> int:
     """Entry point of ``aihf eval``."""
     check_model_path(args.model)
+    held_out = {}  # flag -> a file, a dataset it names (a save_to_disk folder, a hub dataset) or None
     for flag, value in (("--preferences", args.preferences), ("--demonstrations", args.demonstrations)):
-        if value and not Path(value).is_file():
+        dataset = named_dataset(flag, value) if value else None
+        if value and dataset is None and not Path(value).is_file():
             raise ConfigError(f"{flag} {value}: no such file")
+        held_out[flag] = value if dataset is None else dataset
     if args.reference:
         check_model_path(args.reference)
     beta = args.beta
@@ -148,7 +152,7 @@ def evaluate_from_cli(args: argparse.Namespace) -> int:
         beta = run_beta(args.model)
         print(f"beta {beta} (from the run's config.yaml)" if beta is not None else "beta 0.1 (no run config found)")
         beta = 0.1 if beta is None else beta
-    metrics = evaluate(args.model, args.preferences, args.demonstrations, args.reference, beta)
+    metrics = evaluate(args.model, held_out["--preferences"], held_out["--demonstrations"], args.reference, beta)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")

@@ -69,8 +69,9 @@ def store(field: str, data: Data, directory: Path) -> Path:
 DATA_SUFFIXES = (".jsonl", ".gz", ".bz2", ".xz", ".parquet")  # a missing file, not a dataset name
 
 
-def named_dataset(field: str, value: str) -> Any:
-    """The ``datasets.Dataset`` that a ``data.<field>`` value names when it is not a file, or
+def named_dataset(key: str, value: str) -> Any:
+    """The ``datasets.Dataset`` that the value of ``key`` (``data.preferences``, ``--preferences``)
+    names when it is not a file, or
     None for a file (or a missing one, reported later as such): a ``save_to_disk`` folder (of a
     ``DatasetDict``: ``FOLDER:SPLIT``, split ``train`` by default), another folder of data files,
     or a hub dataset ``NAME`` or ``NAME:SPLIT`` (``datasets.load_dataset``)."""
@@ -89,7 +90,7 @@ def named_dataset(field: str, value: str) -> Any:
             return datasets.load_from_disk(name)
         return datasets.load_dataset(name, split=split or "train")
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds; each becomes one line naming the key
-        raise ConfigError(f"data.{field}: {value!r} is not a file, and datasets cannot load it as a dataset "
+        raise ConfigError(f"{key}: {value!r} is not a file, and datasets cannot load it as a dataset "
                           f"({type(err).__name__}: {err})") from err
 
 
@@ -106,7 +107,7 @@ def with_stored_data(config: Any, data: Mapping[str, Data | None], directory: Pa
         if value is None:
             value = getattr(config.data, field)
         if isinstance(value, (str, Path)):
-            value = named_dataset(field, str(value)) or value
+            value = named_dataset(f"data.{field}", str(value)) or value
         if value is not None:
             path = value if isinstance(value, (str, Path)) else store(field, value, directory)
             setattr(config.data, field, str(path))
