@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export-reward",
         help="write a trained reward model as a transformers sequence classifier (for TRL and reward servers)",
         description="Write a reward model saved by aihf (a final/reward folder) as "
-        "AutoModelForSequenceClassification with one label, the form TRL's GRPO, PPO and RLOO trainers "
+        "AutoModelForSequenceClassification with one label, the form TRL's GRPO, RLOO and online DPO trainers "
         "load; aihf_reward_offset.json beside it holds the head's bias (aihf's reward = logit + offset).",
     )
     export.add_argument("reward", help="the saved reward model (a final/reward folder)")

@@ -579,7 +579,7 @@ class RewardModel(nn.Module):
                                    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, float]:
         """(classifier, tokenizer, offset): this reward as transformers'
         ``AutoModelForSequenceClassification`` with one label, the form TRL's reward models take
-        (``GRPOTrainer(reward_funcs=path)``, PPO): its logit plus ``offset`` is ``forward``'s
+        (``GRPOTrainer(reward_funcs=path)``, ``RLOOTrainer``): its logit plus ``offset`` is ``forward``'s
         reward on the same right-padded token ids. ``offset`` is the head's bias where the
         architecture's score layer has none (most decoders'), else 0.
 

@@ -1,7 +1,7 @@
 """``aihf export-reward``: a reward model trained here (``final/reward``, ``RewardModel.save``)
 written as transformers' ``AutoModelForSequenceClassification`` with one label, the form TRL
-takes a reward model in (``GRPOTrainer(reward_funcs=FOLDER)``, its PPO and RLOO trainers) and
-reward servers load.
+takes a reward model in (``GRPOTrainer`` and ``RLOOTrainer`` with ``reward_funcs=FOLDER``, its
+experimental online DPO; trl 1.16) and reward servers load.
 
     aihf export-reward runs/rlhf/reward/final/reward --out reward-hf
 
