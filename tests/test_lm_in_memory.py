@@ -163,3 +163,4 @@ def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert (tmp_path / namespace["result"].output_dir / "final" / "policy" / "model.safetensors").is_file()
     assert len(namespace["result"].history) == 50
+

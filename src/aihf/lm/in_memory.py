@@ -71,10 +71,10 @@ DATA_SUFFIXES = (".jsonl", ".gz", ".bz2", ".xz", ".parquet")  # a missing file, 
 
 def named_dataset(key: str, value: str) -> Any:
     """The ``datasets.Dataset`` that the value of ``key`` (``data.preferences``, ``--preferences``)
-    names when it is not a file, or
-    None for a file (or a missing one, reported later as such): a ``save_to_disk`` folder (of a
-    ``DatasetDict``: ``FOLDER:SPLIT``, split ``train`` by default), another folder of data files,
-    or a hub dataset ``NAME`` or ``NAME:SPLIT`` (``datasets.load_dataset``)."""
+    names when it is not a file: a ``save_to_disk`` folder (of a ``DatasetDict``: ``FOLDER:SPLIT``,
+    split ``train`` by default), another folder of data files, or a hub dataset ``NAME`` or
+    ``NAME:SPLIT`` (``datasets.load_dataset``); None for a file, or a missing one (reported later
+    as such)."""
     if Path(value).is_file():
         return None
     name, _, split = (value, "", "") if Path(value).exists() else value.partition(":")
@@ -106,8 +106,8 @@ def with_stored_data(config: Any, data: Mapping[str, Data | None], directory: Pa
         value = data.get(field)
         if value is None:
             value = getattr(config.data, field)
-        if isinstance(value, (str, Path)):
-            value = named_dataset(f"data.{field}", str(value)) or value
+        if isinstance(value, (str, Path)) and (dataset := named_dataset(f"data.{field}", str(value))) is not None:
+            value = dataset
         if value is not None:
             path = value if isinstance(value, (str, Path)) else store(field, value, directory)
             setattr(config.data, field, str(path))

@@ -326,9 +326,10 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
 
     The data are ``config.data``'s files or datasets (``DataConfig``), or given here, each in
     place of its ``config.data`` field: a path, a ``datasets.Dataset``, a list of dicts or a list
-    of records. Rows held in memory or loaded by ``datasets`` are read (checked as a file's rows are) and stored as a content-addressed JSONL file
-    under ``aihf_cache_dir()/data`` that the run's config then names (``aihf.lm.in_memory``):
-    the same rows are the same run, and the folder's ``config.yaml`` reruns it from the command line.
+    of records. Rows held in memory or loaded by ``datasets`` are read (checked as a file's rows
+    are) and stored as a content-addressed JSONL file under ``aihf_cache_dir()/data`` that the
+    run's config then names (``aihf.lm.in_memory``): the same rows are the same run, and the
+    folder's ``config.yaml`` reruns it from the command line.
     A ``model`` and its ``tokenizer`` given here (transformers objects) replace
     ``model.name_or_path`` the same way: saved once into a folder named by the hash of its files.
 
