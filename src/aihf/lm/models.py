@@ -694,8 +694,9 @@ def load_reward_model(
     heads: int = 1,
 ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
     """(reward model, tokenizer): a directory written by ``RewardModel.save(dir, tokenizer)``, a
-    one-label ``*ForSequenceClassification`` folder (a TRL reward model, or an export of ours:
-    ``RewardModel.from_sequence_classification``), or ``heads`` fresh heads (seeded by ``seed``) on the body of any causal LM ``load_causal_lm``
+    one-label ``*ForSequenceClassification`` folder (a TRL reward model, or ``aihf
+    export-reward``'s output, its offset added back: ``RewardModel.from_sequence_classification``),
+    or ``heads`` fresh heads (seeded by ``seed``) on the body of any causal LM ``load_causal_lm``
     accepts (hub name, local safetensors directory, ``"smollm2-135m"``, ``"tiny"``).
     ``attn_implementation``: the body's, see :func:`use_attention`."""
     if _is_sequence_classifier(name_or_path):
