@@ -384,9 +384,9 @@ def test_ml_irl_reward_steps_use_the_current_policys_fresh_trajectories_and_ever
         collected.append({"episodes": episodes, "seed": seed, "actor": {k: v.clone() for k, v in policy.state_dict().items()}})
         return episodes
 
-    def spy_loss(r_demo, r_pol, r_w, r_l, *args):
+    def spy_loss(r_demo, r_pol, r_w, r_l, *args, **kwargs):
         losses_seen.append((r_demo.shape[0], r_pol.shape[0], r_w.shape[0]))
-        return real_loss(r_demo, r_pol, r_w, r_l, *args)
+        return real_loss(r_demo, r_pol, r_w, r_l, *args, **kwargs)
 
     steps_seen = []
     real_step = RewardLearner.step

@@ -313,3 +313,41 @@ def test_ipo_average_is_read_by_the_ipo_forms_only():
     )
     assert make("ipo").ipo_average and make("aihf-dpo", preference_form="ipo").ipo_average
     assert not make("dpo").ipo_average and not make("aihf-dpo").ipo_average
+
+
+@pytest.mark.parametrize("name", ["dpo", "aihf-dpo"])
+def test_label_smoothing_reaches_the_preference_term(tmp_path, name):
+    """``method.label_smoothing`` is the epsilon of the loss the method computes: at a policy moved
+    away from its reference, the method's loss (w_D = 0 for aihf-dpo) equals
+    ``objective.dpo_loss(..., epsilon)`` on the log-probs computed here by hand."""
+    from aihf.config import ConfigError
+
+    tok = tiny_tokenizer()
+    policy, reference = tiny_causal_lm(tok), tiny_causal_lm(tok)
+    encoder = Encoder(tok, max_length=24, max_prompt_length=12)
+    config = MethodConfig(beta=0.5, label_smoothing=0.2, w_demo=0.0)
+    demos = {"train": [Demonstration(p.prompt, p.chosen) for p in IPO_PAIRS]}  # aihf-dpo's, weighted 0 here
+    method = ImplicitRewardMethod(name, config, tok, encoder, policy, demos if name == "aihf-dpo" else {},
+                                  {"train": IPO_PAIRS})
+    Trainer(method, loop(tmp_path))
+    method.start_round(0, seed=0)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    policy.eval()
+    with torch.no_grad():
+        ours, _ = method.loss({"pref": list(range(len(IPO_PAIRS)))}, "train", seed=0)
+        pairs = [encoder.preference(p) for p in IPO_PAIRS]
+        batch = collate([c for c, _ in pairs] + [r for _, r in pairs], tok.pad_token_id)
+        (pc, pr), (rc, rr) = (
+            objective.sequence_logprobs(m(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits,
+                                        batch.input_ids, batch.loss_mask).chunk(2)
+            for m in (policy, reference))
+    assert float(ours) == pytest.approx(float(objective.dpo_loss(pc, pr, rc, rr, 0.5, 0.2)), rel=1e-5)
+    assert float(ours) != pytest.approx(float(objective.dpo_loss(pc, pr, rc, rr, 0.5)), rel=1e-3)
+    with pytest.raises(ConfigError, match="label_smoothing is for the sigmoid form"):
+        ImplicitRewardMethod("aihf-dpo", MethodConfig(label_smoothing=0.2, preference_form="ipo"), tok, encoder,
+                             tiny_causal_lm(tok), demos, {"train": IPO_PAIRS})
+    with pytest.raises(ValueError, match="label_smoothing must be < 0.5"):
+        MethodConfig(label_smoothing=0.5)

@@ -298,5 +298,6 @@ def test_every_committed_paper_run_is_still_finished_and_a_new_loop_setting_away
         env, setting = next((folder[: -len(s) - 1], s) for s in grid.SETTINGS if folder.endswith("-" + s))
         assert grid.finished(exported, grid.cell_config("paper", env, setting), setting, seed, method), result
         if method in ("aihf", "ml_irl", "rlhf"):
-            normalized = grid.cell_config("paper", env, setting, ("loop.reward_normalize=true",))
-            assert not grid.finished(exported, normalized, setting, seed, method), result
+            for override in ("loop.reward_normalize=true", "loop.reward.label_smoothing=0.1"):  # a nested one too
+                other = grid.cell_config("paper", env, setting, (override,))
+                assert not grid.finished(exported, other, setting, seed, method), (result, override)

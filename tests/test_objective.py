@@ -493,14 +493,16 @@ class _FakeFusedLM(torch.nn.Module):
         return fused_lm_output(self.logits.double(), labels)
 
 
-def _trl_loss(loss_type: str, beta: float, policy_logits, ref_logits, ids, completion_mask):
+def _trl_loss(loss_type: str, beta: float, policy_logits, ref_logits, ids, completion_mask,
+              label_smoothing: float = 0.0):
     """Run trl's real ``DPOTrainer._compute_loss`` on fixed logits."""
     policy, ref = _FakeFusedLM(policy_logits), _FakeFusedLM(ref_logits)
     policy._ids = ref._ids = ids
-    return trl_dpo_loss(loss_type, beta, policy, ref, ids, completion_mask)
+    return trl_dpo_loss(loss_type, beta, policy, ref, ids, completion_mask, label_smoothing=label_smoothing)
 
 
-def trl_dpo_loss(loss_type: str, beta: float, policy, ref, ids, completion_mask, attention_mask=None):
+def trl_dpo_loss(loss_type: str, beta: float, policy, ref, ids, completion_mask, attention_mask=None,
+                 label_smoothing: float = 0.0):
     """Run trl's real ``DPOTrainer._compute_loss`` on a minimal trainer-like ``self``.
 
     ``policy`` and ``ref`` follow trl's fused-LM-head contract (``_FakeFusedLM``'s
@@ -525,7 +527,7 @@ def trl_dpo_loss(loss_type: str, beta: float, policy, ref, ids, completion_mask,
         loss_types=[loss_type],
         loss_weights=[1.0],
         beta=beta,
-        label_smoothing=0.0,
+        label_smoothing=label_smoothing,
         use_weighting=False,
         _metrics={"train": collections.defaultdict(list), "eval": collections.defaultdict(list)},
         _total_train_tokens=0,
@@ -767,3 +769,68 @@ def test_none_for_active_term_raises():
         demo[i] = None
         with pytest.raises(ValueError, match="demonstrations and samples"):
             obj.self_play_aihf_loss(*demo, *_pref(), beta=0.1)
+
+
+# ------------------------------------------------------------------ label smoothing (noisy labels)
+
+
+@pytest.mark.parametrize("beta, epsilon", [(0.1, 0.1), (0.5, 0.25), (2.0, 0.4)])
+def test_conservative_dpo_matches_trl_on_each_pair(beta, epsilon):
+    """trl 1.16's sigmoid loss ignores ``label_smoothing``; its ``aot`` loss is the conservative
+    form -(1 - eps) log sigma(beta d) - eps log sigma(-beta d) with d the sorted log-ratio
+    differences, which for a batch of one pair is d = h. So trl's aot loss, pair by pair, is our
+    DPO with label smoothing; AIHF-DPO and Self-Play-AIHF with w_D = 0 carry the same epsilon."""
+    pytest.importorskip("trl")
+    B = 4
+    pol, ref, ids, cm = _pair_batch(B=B, seed=90 + int(beta * 10))
+    per_pair = []
+    for i in range(B):
+        rows = [i, B + i]  # trl's layout for one pair: [chosen; rejected]
+        per_pair.append(float(_trl_loss("aot", beta, pol[rows], ref[rows], ids[rows], cm[rows], epsilon)))
+    expected = sum(per_pair) / B
+    (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
+    assert obj.dpo_loss(pc, pr, rc, rr, beta, epsilon).item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    assert obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, "sigmoid", epsilon).item() == pytest.approx(
+        expected, rel=1e-10, abs=1e-12)
+    assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, "sigmoid",
+                                   epsilon).item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    assert obj.dpo_loss(pc, pr, rc, rr, beta).item() != pytest.approx(expected, rel=1e-6)  # epsilon matters
+
+
+def test_smoothed_bradley_terry_is_the_expected_log_likelihood_under_flipped_labels():
+    """-(1 - eps) log sigma(d) - eps log sigma(-d) by hand; eps = 0 is the plain loss exactly; and
+    its gradient in the reward difference is sigma(d) - (1 - eps), by hand and by gradcheck."""
+    g = _gen(5)
+    rw, rl = torch.randn(6, generator=g, dtype=DT), torch.randn(6, generator=g, dtype=DT)
+    d, eps = rw - rl, 0.2
+    by_hand = -((1 - eps) * torch.log(torch.sigmoid(d)) + eps * torch.log(torch.sigmoid(-d))).mean()
+    assert obj.bradley_terry_loss(rw, rl, label_smoothing=eps).item() == pytest.approx(by_hand.item(), rel=1e-12)
+    assert obj.bradley_terry_loss(rw, rl, label_smoothing=0.0).item() == obj.bradley_terry_loss(rw, rl).item()
+    assert obj.aihf_reward_loss(None, None, rw, rl, 0.0, 1.0, label_smoothing=eps).item() == pytest.approx(
+        by_hand.item(), rel=1e-12)
+    z = d.clone().requires_grad_(True)
+    obj.smoothed_logsigmoid(z, eps).sum().neg().backward()
+    torch.testing.assert_close(z.grad, torch.sigmoid(d) - (1 - eps))
+    assert gradcheck(lambda t: obj.smoothed_logsigmoid(t, eps), (d.clone().requires_grad_(True),))
+
+
+@pytest.mark.parametrize("epsilon", [0.05, 0.2, 0.35])
+def test_a_free_margin_learns_the_log_odds_of_a_correct_label(epsilon):
+    """With labels right with chance 1 - eps, the smoothed loss of a free reward margin z is least at
+    z* = log((1 - eps) / eps), where plain Bradley-Terry would push z without bound: gradient
+    descent from 0 finds it."""
+    z = torch.zeros((), dtype=DT, requires_grad=True)
+    optimizer = torch.optim.SGD([z], lr=1.0)
+    for _ in range(500):
+        optimizer.zero_grad()
+        obj.bradley_terry_loss(z.reshape(1), torch.zeros(1, dtype=DT), label_smoothing=epsilon).backward()
+        optimizer.step()
+    assert z.item() == pytest.approx(np.log((1 - epsilon) / epsilon), abs=1e-6)
+
+
+def test_label_smoothing_is_refused_outside_its_range_and_for_ipo():
+    margin = torch.ones(3, dtype=DT)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        obj.preference_loss(margin, 0.1, "sigmoid", 0.5)
+    with pytest.raises(ValueError, match="sigmoid form"):
+        obj.preference_loss(margin, 0.1, "ipo", 0.1)

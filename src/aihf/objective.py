@@ -44,6 +44,7 @@ __all__ = [
     "token_logprobs",
     "sequence_logprobs",
     "bradley_terry_loss",
+    "smoothed_logsigmoid",
     "demonstration_reward_loss",
     "aihf_reward_loss",
     "check_ensemble_rule",
@@ -69,6 +70,8 @@ class ObjectiveConfig(Settings):
     likelihoods. ``demo_form``: the demonstration term of the explicit reward step
     (section 3: ``linear`` is the exact ML-IRL gradient, ``logistic`` the bounded form of
     the authors' code). ``preference_form``: Bradley-Terry/DPO (``sigmoid``) or IPO.
+    ``label_smoothing``: epsilon, the chance that a preference label is flipped, which the
+    sigmoid preference terms (Bradley-Terry and DPO) then account for (``smoothed_logsigmoid``).
     """
 
     beta: float = setting(0.1, gt=0, help="KL (control: entropy) coefficient; the implicit reward's scale")
@@ -76,6 +79,8 @@ class ObjectiveConfig(Settings):
     w_pref: float = setting(1.0, ge=0, help="weight w_P of the preference likelihood")
     demo_form: DemoForm = setting("logistic", help="explicit reward step's demonstration term: linear or logistic")
     preference_form: PreferenceForm = setting("sigmoid", help="preference term: sigmoid (Bradley-Terry / DPO) or ipo")
+    label_smoothing: float = setting(0.0, ge=0, lt=0.5, help="chance a preference label is flipped (conservative "
+                                     "DPO / Bradley-Terry; sigmoid form only)")
 
 
 def _check_weights(w_demo: float, w_pref: float) -> None:
@@ -226,15 +231,31 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.
     return values.mean() if weights is None else (weights * values).sum() / values.numel()
 
 
+def smoothed_logsigmoid(z: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The log-likelihood of a preference label under Bradley-Terry with the label flipped with
+    chance epsilon = ``label_smoothing`` (docs/method.md section 2, "Noisy labels"):
+
+        (1 - epsilon) log sigma(z) + epsilon log sigma(-z)
+
+    the expected log-likelihood when the observed winner is the true one with chance 1 - epsilon
+    (Mitchell 2023, "conservative DPO"; trl's ``label_smoothing``). epsilon = 0 is log sigma(z)."""
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if label_smoothing == 0.0:
+        return F.logsigmoid(z)
+    return (1.0 - label_smoothing) * F.logsigmoid(z) + label_smoothing * F.logsigmoid(-z)
+
+
 def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor,
-                       weights: torch.Tensor | None = None) -> torch.Tensor:
+                       weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
     """Bradley-Terry reward-model loss (docs/method.md section 2, case w_D = 0; RLHF's reward model).
 
         l_BT = -mean log sigma( r(x, y_w) - r(x, y_l) )
 
+    with ``label_smoothing`` epsilon > 0 the label-noise form ``smoothed_logsigmoid``.
     ``weights``: each pair's count in a bootstrap resample (``_weighted_mean``); None: 1 each.
     """
-    return -_weighted_mean(F.logsigmoid(reward_chosen - reward_rejected), weights)
+    return -_weighted_mean(smoothed_logsigmoid(reward_chosen - reward_rejected, label_smoothing), weights)
 
 
 def demonstration_reward_loss(
@@ -282,6 +303,7 @@ def aihf_reward_loss(
     reward_l2: float = 0.0,
     demo_weights: torch.Tensor | None = None,
     pref_weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """The AIHF reward loss of Algorithm 1, step 3 (docs/method.md section 3).
 
@@ -295,6 +317,7 @@ def aihf_reward_loss(
     maximum-likelihood IRL from demonstrations only (ML-IRL). A term whose weight is 0
     may be passed as None. ``demo_weights`` / ``pref_weights``: each demonstration's and each
     pair's count in a bootstrap resample (the l2 term stays unweighted); None: 1 each.
+    ``label_smoothing``: l_BT's label-noise epsilon (``bradley_terry_loss``).
     """
     _check_weights(w_demo, w_pref)
     terms: list[torch.Tensor] = []
@@ -307,7 +330,7 @@ def aihf_reward_loss(
     if w_pref > 0:
         if reward_chosen is None or reward_rejected is None:
             raise ValueError("w_pref > 0 needs reward_chosen and reward_rejected")
-        terms.append(w_pref * bradley_terry_loss(reward_chosen, reward_rejected, pref_weights))
+        terms.append(w_pref * bradley_terry_loss(reward_chosen, reward_rejected, pref_weights, label_smoothing))
         used += [reward_chosen, reward_rejected]
     if reward_l2 > 0:
         terms.append(reward_l2 * torch.cat([r.reshape(-1) for r in used]).pow(2).mean())
@@ -367,27 +390,31 @@ def dpo_log_ratio_margin(
     return (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
 
 
-def preference_loss(margin: torch.Tensor, beta: float, form: PreferenceForm = "sigmoid") -> torch.Tensor:
+def preference_loss(margin: torch.Tensor, beta: float, form: PreferenceForm = "sigmoid",
+                    label_smoothing: float = 0.0) -> torch.Tensor:
     """Loss on a log-ratio margin h (docs/method.md section 4).
 
-        sigmoid (DPO): -mean log sigma(beta * h)
+        sigmoid (DPO): -mean log sigma(beta * h)     (label_smoothing > 0: ``smoothed_logsigmoid``)
         ipo     (IPO):  mean (h - 1 / (2 beta))^2
     """
     _check_beta(beta)
     if form == "sigmoid":
-        return -F.logsigmoid(beta * margin).mean()
+        return -smoothed_logsigmoid(beta * margin, label_smoothing).mean()
     if form == "ipo":
+        if label_smoothing:
+            raise ValueError("label_smoothing is for the sigmoid form: IPO's squared loss has no label likelihood")
         return (margin - 1.0 / (2.0 * beta)).pow(2).mean()
     raise ValueError(f"unknown preference form {form!r}: use 'sigmoid' or 'ipo'")
 
 
 def _preference_term(
-    logps: tuple[torch.Tensor | None, ...], beta: float, form: PreferenceForm, reference_name: str
+    logps: tuple[torch.Tensor | None, ...], beta: float, form: PreferenceForm, reference_name: str,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """``preference_loss`` on (policy chosen, policy rejected, reference chosen, reference rejected)."""
     if any(t is None for t in logps):
         raise ValueError(f"w_pref > 0 needs policy and {reference_name} log-probs of chosen and rejected")
-    return preference_loss(dpo_log_ratio_margin(*logps), beta, form)
+    return preference_loss(dpo_log_ratio_margin(*logps), beta, form, label_smoothing)
 
 
 def dpo_loss(
@@ -396,10 +423,12 @@ def dpo_loss(
     reference_chosen: torch.Tensor,
     reference_rejected: torch.Tensor,
     beta: float,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """DPO (docs/method.md section 5): -mean log sigma( beta * h ), h from ``dpo_log_ratio_margin``."""
+    """DPO (docs/method.md section 5): -mean log sigma( beta * h ), h from ``dpo_log_ratio_margin``;
+    with ``label_smoothing`` > 0 conservative DPO (``smoothed_logsigmoid``)."""
     margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
-    return preference_loss(margin, beta, "sigmoid")
+    return preference_loss(margin, beta, "sigmoid", label_smoothing)
 
 
 def ipo_loss(
@@ -427,6 +456,7 @@ def aihf_dpo_loss(
     w_demo: float = 1.0,
     w_pref: float = 1.0,
     preference_form: PreferenceForm = "sigmoid",
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """AIHF-DPO (docs/method.md section 4, *derived*): supervised likelihood plus DPO.
 
@@ -435,7 +465,8 @@ def aihf_dpo_loss(
     ``policy_demo`` is log pi(y_E|x) per demonstration, summed or token-mean over the
     response as the caller chooses (``sequence_logprobs(average=...)``); the engine's
     default is the token-mean, which keeps the term's scale independent of length.
-    Reduction: w_D = 0 is DPO (or IPO with ``preference_form='ipo'``).
+    Reduction: w_D = 0 is DPO (or IPO with ``preference_form='ipo'``). ``label_smoothing``: the
+    preference term's label-noise epsilon (``preference_loss``).
     """
     _check_weights(w_demo, w_pref)
     _check_beta(beta)
@@ -446,7 +477,8 @@ def aihf_dpo_loss(
         terms.append(-w_demo * policy_demo.mean())
     if w_pref > 0:
         term = _preference_term(
-            (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference_form, "reference"
+            (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference_form, "reference",
+            label_smoothing,
         )
         terms.append(w_pref * term)
     return _total(terms)
@@ -480,6 +512,7 @@ def self_play_aihf_loss(
     w_demo: float = 1.0,
     w_pref: float = 1.0,
     preference_form: PreferenceForm = "sigmoid",
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Self-Play-AIHF (docs/method.md section 4, *derived*).
 
@@ -487,7 +520,8 @@ def self_play_aihf_loss(
           + w_P * preference_loss(h with reference pi_t, beta)
 
     pi_t is the current iterate (frozen within a round; it advances when the round's
-    responses y' are regenerated). Reduction: w_P = 0 is SPIN.
+    responses y' are regenerated). Reduction: w_P = 0 is SPIN. ``label_smoothing`` smooths the
+    preference term only: the SPIN term's "labels" (demonstration over sample) are not noisy votes.
     """
     _check_weights(w_demo, w_pref)
     terms: list[torch.Tensor] = []
@@ -497,7 +531,8 @@ def self_play_aihf_loss(
         terms.append(w_demo * spin_loss(policy_demo, policy_generated, iterate_demo, iterate_generated, beta))
     if w_pref > 0:
         term = _preference_term(
-            (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference_form, "iterate"
+            (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference_form, "iterate",
+            label_smoothing,
         )
         terms.append(w_pref * term)
     return _total(terms)

@@ -23,6 +23,7 @@ files, and true-reward SAC across every data setting).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -105,7 +106,8 @@ def data_dir_of(cfg: MujocoConfig) -> Path:
 
 
 LATER_SETTINGS = {"reward_normalize": False, "eval_split": "test", "reward_ensemble": 1, "reward_ensemble_rule": "mean",
-                  "reward_ensemble_penalty": 0.0, "reward_ensemble_resample": "none"}  # loop settings added after runs were made: the value that reproduces them
+                  "reward_ensemble_penalty": 0.0, "reward_ensemble_resample": "none",
+                  "reward.label_smoothing": 0.0}  # loop settings (dotted below it) added after runs were made: the value that reproduces them
 BC_EVALUATION = {"eval_split": LATER_SETTINGS["eval_split"], "eval_episodes": 10}  # the loop settings BC's evaluation reads: the values its runs were made with
 
 
@@ -114,14 +116,19 @@ def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
     the same key is reused, and a stopped one continues from a resume point with the same key;
     ``methods``, ``seeds``, ``torch_threads``, ``reuse_from`` and ``loop.resume_every`` may change,
     and data fields the method does not read (``same_run``). A loop setting added after runs were
-    made (``LATER_SETTINGS``) enters the key only away from the value those runs had, so they
-    stay the same run. BC's key is its own settings and the loop's evaluation settings it
+    made (``LATER_SETTINGS``, a dotted name for one nested below the loop: ``reward.label_smoothing``)
+    enters the key only away from the value those runs had, so they stay the same run. BC's key is its own settings and the loop's evaluation settings it
     reads (``BC_EVALUATION``), those only away from the values every BC run was made with."""
     loop = asdict(cfg.loop)
     if method == "bc":
         settings = {**asdict(cfg.bc), **{k: loop[k] for k, made in BC_EVALUATION.items() if loop[k] != made}}
     else:
-        settings = {k: v for k, v in loop.items() if k != "resume_every" and LATER_SETTINGS.get(k, ...) != v}
+        settings = {k: v for k, v in loop.items() if k != "resume_every"}
+        for dotted, made in LATER_SETTINGS.items():
+            *parents, leaf = dotted.split(".")
+            node = functools.reduce(lambda tree, key: tree.get(key, {}), parents, settings)
+            if leaf in node and node[leaf] == made:
+                del node[leaf]
     return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env,
                                   "data_dir": data_identity(cfg.env, data_dir),
                                   "demos": cfg.demos, "n_demos": cfg.n_demos, "n_prefs": cfg.n_prefs,

@@ -125,7 +125,7 @@ class MethodConfig(ObjectiveConfig):
 
 
 SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache", "sampler", "vllm_memory")
-REWARD_FIT = ("w_pref", "reward_l2", "reward_frozen_layers", "reward_ensemble", "reward_ensemble_rule",
+REWARD_FIT = ("w_pref", "label_smoothing", "reward_l2", "reward_frozen_layers", "reward_ensemble", "reward_ensemble_rule",
               "reward_ensemble_penalty", "reward_ensemble_resample")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
@@ -202,7 +202,8 @@ RECIPES: dict[str, Recipe] = {
         "RLHF: reward model, then RLOO with a KL penalty to the reference (docs/method.md 5)",
         "explicit", "none", False, rl_prompts="pref", settings=REWARD_FIT + POLICY_RL,
     ),
-    "dpo": Recipe("DPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "sigmoid", settings=("beta", "w_pref")),
+    "dpo": Recipe("DPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "sigmoid",
+                  settings=("beta", "w_pref", "label_smoothing")),
     "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average")),
     "spin": Recipe(
         "SPIN: self-play on demonstrations, reference = previous iterate (docs/method.md 5)", "implicit", "self-play", False,
@@ -215,12 +216,13 @@ RECIPES: dict[str, Recipe] = {
     ),
     "aihf-dpo": Recipe(
         "AIHF-DPO: supervised likelihood + DPO, one stage (docs/method.md 4)", "implicit", "likelihood", True,
-        settings=("beta", "w_demo", "w_pref", "preference_form", "demo_average", "ipo_average"),
+        settings=("beta", "w_demo", "w_pref", "preference_form", "label_smoothing", "demo_average", "ipo_average"),
     ),
     "self-play-aihf": Recipe(
         "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (docs/method.md 4)",
         "implicit", "self-play", True,
-        settings=("beta", "w_demo", "w_pref", "preference_form", "ipo_average", "steps_per_round", *SAMPLING),
+        settings=("beta", "w_demo", "w_pref", "preference_form", "label_smoothing", "ipo_average", "steps_per_round",
+                  *SAMPLING),
     ),
 }
 
@@ -520,6 +522,9 @@ class ImplicitRewardMethod(_Records):
             self.compared_demonstrations()
         self.needs_reference = self.recipe.pref_term or self_play
         self.form = self.recipe.preference_form or config.preference_form
+        if self.form == "ipo" and config.label_smoothing and self.recipe.pref_term:
+            raise ConfigError(f"{name!r} with the ipo preference form: method.label_smoothing is for the sigmoid form "
+                              "(IPO's squared loss has no label likelihood to smooth)")
         self.ipo_average = config.ipo_average and self.form == "ipo"
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
         self.generated: dict[str, list[Sequence]] = {}  # split -> (prompt, y') per demonstration
@@ -606,13 +611,14 @@ class ImplicitRewardMethod(_Records):
             metrics["self_play_accuracy"] = (spin_margin > 0).float().mean()
             loss = objective.self_play_aihf_loss(
                 demo, generated, ref_d, ref_g, chosen, rejected, ref_w, ref_l,
-                cfg.beta, w_demo, w_pref, self.form,
+                cfg.beta, w_demo, w_pref, self.form, cfg.label_smoothing,
             )
         else:
             if demo is not None:
                 demo = demo / count[:n_demo] if cfg.demo_average else demo
                 metrics["demo_logp"] = demo.detach().mean()
-            loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.form)
+            loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.form,
+                                           cfg.label_smoothing)
         return loss, metrics
 
 
@@ -798,7 +804,7 @@ class ExplicitRewardMethod(_Records):
         return objective.aihf_reward_loss(
             r_demo, r_compared, r_chosen, r_rejected,
             cfg.w_demo if r_demo is not None else 0.0, cfg.w_pref if r_chosen is not None else 0.0,
-            cfg.demo_form, cfg.reward_l2, demo_weights, pref_weights,
+            cfg.demo_form, cfg.reward_l2, demo_weights, pref_weights, cfg.label_smoothing,
         )
 
     def _resample_weights(self, kind: str, idx: list[int], split: str, repeat: int = 1) -> torch.Tensor | None:
