@@ -10,8 +10,10 @@ its test-seed runs at that setting are an export of the paper grid of their own
 columns: the method, its setting in words, and the export folder that holds its runs
 (relative to the YAML file's folder), or a list of export folders that hold different seeds
 of those runs (seeds added later, in an export of their own); and, page-wide and optional,
-``settings`` (the data settings shown; default every one) and ``confidence`` (the level of the
-aggregates' bootstrap intervals; default 0.95). Written beside the YAML file, from the exported
+``settings`` (the data settings shown; default every one), ``confidence`` (the level of the
+aggregates' bootstrap intervals; default 0.95) and ``seeds`` (the seeds every column must have
+before its task counts as complete, whatever its exports plan so far; default what they plan).
+Written beside the YAML file, from the exported
 result.json files only (no number typed by hand):
 
 - ``<stem>.md``: per environment, a row per data setting and a cell per column, the grid
@@ -95,14 +97,16 @@ class Column:
 
 @dataclass(frozen=True)
 class Options:
-    """The YAML file's page-wide keys: the data settings shown (``settings``, default every one)
-    and the level of the aggregates' bootstrap intervals (``confidence``, default 0.95)."""
+    """The YAML file's page-wide keys: the data settings shown (``settings``, default every one),
+    the level of the aggregates' bootstrap intervals (``confidence``, default 0.95) and the seeds
+    each column's cell must hold to be complete (``seeds``; None: those its exports plan)."""
 
     settings: tuple[str, ...] = tuple(grid.SETTINGS)
     confidence: float = 0.95
+    seeds: tuple[int, ...] | None = None
 
 
-OPTION_KEYS = ("settings", "confidence")
+OPTION_KEYS = ("settings", "confidence", "seeds")
 
 
 def read_options(path: Path) -> Options:
@@ -121,6 +125,11 @@ def read_options(path: Path) -> Options:
         if not isinstance(level, float) or not 0 < level < 1:
             raise ValueError(f"{path}: confidence: expected a number between 0 and 1, got {level!r}")
         options = Options(options.settings, level)
+    if "seeds" in raw:
+        seeds = raw["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(k, int) for k in seeds):
+            raise ValueError(f"{path}: seeds: expected a list of seed numbers, got {seeds!r}")
+        options = Options(options.settings, options.confidence, tuple(sorted(set(seeds))))
     return options
 
 
@@ -168,9 +177,11 @@ def data_settings(env: str, columns: list[Column], settings: tuple[str, ...] = t
     return found
 
 
-def column_runs(column: Column, env: str, setting: str) -> tuple[list[dict], int]:
+def column_runs(column: Column, env: str, setting: str, seeds: tuple[int, ...] | None = None
+                ) -> tuple[list[dict], int]:
     """The column's finished runs in ``setting`` and how many seeds its exports plan there (0: no
-    cell), its exports in their order; a seed that two exports plan is an error."""
+    cell), its exports in their order; a seed that two exports plan is an error. With ``seeds``
+    the cell plans those, whichever of them its exports plan yet (a seed outside them is an error)."""
     saved, planned = [], {}
     for export in column.exports:
         exported_cell = export / grid.cell(env, setting)
@@ -182,6 +193,11 @@ def column_runs(column: Column, env: str, setting: str) -> tuple[list[dict], int
                                  f"{planned[seed].name} and {export.name}")
             planned[seed] = export
         saved += grid.finished_runs(exported_cell, column.method)
+    if seeds is not None and planned:
+        if not set(planned) <= set(seeds):
+            raise ValueError(f"{env} {setting}, {column.label}: seeds {sorted(set(planned) - set(seeds))} are planned "
+                             f"but not among the page's seeds {list(seeds)}")
+        return saved, len(seeds)
     return saved, len(planned)
 
 
@@ -196,13 +212,15 @@ class Row:
     cells: list[tuple[list[dict], int]]
 
 
-def read_rows(env: str, columns: list[Column], settings: tuple[str, ...] = tuple(grid.SETTINGS)) -> list[Row]:
-    """The environment's rows (of ``settings``), every exported file read once for both the table and the plot."""
+def read_rows(env: str, columns: list[Column], settings: tuple[str, ...] = tuple(grid.SETTINGS),
+              seeds: tuple[int, ...] | None = None) -> list[Row]:
+    """The environment's rows (of ``settings``; each cell planning ``seeds`` when given), every
+    exported file read once for both the table and the plot."""
     rows = []
     for setting, any_cell in data_settings(env, columns, settings):
         _, expert, learned_from = grid.cell_demonstrators(any_cell, env)
         rows.append(Row(f"{setting} (expert {expert:,.0f}{learned_from})", setting, expert,
-                        [column_runs(column, env, setting) for column in columns]))
+                        [column_runs(column, env, setting, seeds) for column in columns]))
     return rows
 
 
@@ -497,9 +515,10 @@ def plot_aggregate(across: Aggregate, path: Path, group: str = TASK_GROUPS[0][0]
 
 
 def read_page(path: Path) -> tuple[dict[str, list[Column]], dict[str, list[Row]], list[tuple[str, Aggregate]]]:
-    """The YAML file's columns, their rows (of its ``settings``) and the aggregates (at its ``confidence``)."""
+    """The YAML file's columns, their rows (of its ``settings``, its cells planning its ``seeds``) and
+    the aggregates (at its ``confidence``)."""
     columns, options = read_columns(path), read_options(path)
-    rows = {env: read_rows(env, env_columns, options.settings) for env, env_columns in columns.items()}
+    rows = {env: read_rows(env, env_columns, options.settings, options.seeds) for env, env_columns in columns.items()}
     return columns, rows, aggregates(columns, rows, options.confidence)
 
 

@@ -288,9 +288,29 @@ def test_the_file_chooses_the_data_settings_shown_and_the_intervals_level(tmp_pa
     ({"settings": "balanced"}, "settings: expected a list"),
     ({"confidence": 95}, "confidence: expected a number between 0 and 1"),
     ({"confidence": 1.0}, "confidence: expected a number between 0 and 1"),
+    ({"seeds": "0-4"}, "seeds: expected a list of seed numbers"),
 ])
 def test_a_wrong_page_key_is_named_with_its_file(tmp_path, options, message):
     path, _ = _aihf_and_rlhf_balanced(tmp_path)
     path.write_text(yaml.safe_dump({**options, **yaml.safe_load(path.read_text())}))
     with pytest.raises(ValueError, match=f"chosen.yaml: {message}"):
         chosen.read_page(path)
+
+
+def test_the_page_seeds_keep_a_task_open_until_every_column_has_them(tmp_path):
+    """``seeds: [0, ..., 4]``: a column whose exports plan only seeds 0-2 so far shows 3/5 and its
+    task is not complete (no aggregate, so no verdict); a seed outside the list is an error."""
+    path, data = _aihf_and_rlhf_balanced(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({"seeds": [0, 1, 2, 3, 4], **spec}))
+    page = page_of(path)
+    assert "| 3/5: 0.80" in page and "No task has every run of aihf, rlhf finished yet." in page
+    _export(tmp_path / "later", "balanced", "demos", {"aihf": [150.0, 1000.0], "rlhf": [100.0, 200.0]}, data,
+            planned=2, first_seed=3)
+    for column in spec["HalfCheetah-v5"]:
+        column["export"] = ["grid", "later"]
+    path.write_text(yaml.safe_dump({"seeds": [0, 1, 2, 3, 4], **spec}))
+    assert "| 5/5: 0.71" in page_of(path) and "No task has every run" not in page_of(path)
+    path.write_text(yaml.safe_dump({"seeds": [0, 1, 2], **spec}))
+    with pytest.raises(ValueError, match=r"seeds \[3, 4\] are planned but not among the page's seeds"):
+        page_of(path)
