@@ -115,13 +115,11 @@ def with_stored_data(config: Any, data: Mapping[str, Data | None], directory: Pa
 
 
 def files_sha256(folder: Path) -> str:
-    """SHA-256 over the files of ``folder`` in name order: each relative name, then its bytes."""
+    """SHA-256 over the files of ``folder`` in name order: each relative name and its
+    ``runtime.file_sha256``."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{runtime.file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
