@@ -5,8 +5,20 @@ policy's answer of the first seed and its scores side by side."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Sequence
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def readable(text: str) -> str:
+    """``text`` on one markdown line: whitespace runs as one space, ``|`` escaped (tables), and
+    a control character a model emitted (a byte-level model can) as its ``\\xNN`` escape,
+    which a page shows instead of garbling the line."""
+    line = " ".join(text.split()).replace("|", "\\|")
+    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", line)
 
 
 def write_generations(folder: Path, generations: dict[tuple[str, int], list[dict]], seed: int,
@@ -28,8 +40,7 @@ def write_generations(folder: Path, generations: dict[tuple[str, int], list[dict
         for name in names:
             row = generations[(name, seed)][i]
             scores = " / ".join(f"{row[key]:+.2f}" for key in score_keys)
-            response = " ".join(row["response"].split()).replace("|", "\\|")
-            lines.append(f"- **{name}** ({scores}): {response}\n")
+            lines.append(f"- **{name}** ({scores}): {readable(row['response'])}\n")
     path = folder / "samples.md"
     path.write_text("".join(lines), encoding="utf-8")
     return path
