@@ -68,22 +68,24 @@ def test_every_method_has_a_recipe_and_a_test():
 
 
 @pytest.mark.parametrize(
-    ("name", "steps", "min_margin"),
+    ("name", "steps", "min_margin", "form"),
     [
-        ("sft", 15, 4.0),
-        ("dpo", 15, 4.0),
-        ("ipo", 15, 3.0),  # IPO's target margin is 1 / (2 beta) = 5 nats: it stops there
-        ("aihf-dpo", 15, 4.0),
-        ("spin", 15, 4.0),
-        ("self-play-aihf", 15, 4.0),
+        ("sft", 15, 4.0, {}),
+        ("dpo", 15, 4.0, {}),
+        ("dpo", 15, 4.0, {"preference_form": "hinge"}),  # SLiC: pushes beta h to 1, h to 10 nats
+        ("dpo", 15, 4.0, {"label_smoothing": 0.2, "label_noise": "robust"}),
+        ("ipo", 15, 3.0, {}),  # IPO's target margin is 1 / (2 beta) = 5 nats: it stops there
+        ("aihf-dpo", 15, 4.0, {}),
+        ("spin", 15, 4.0, {}),
+        ("self-play-aihf", 15, 4.0, {}),
     ],
 )
-def test_implicit_reward_method_learns_the_right_answer(tmp_path, name, steps, min_margin):
+def test_implicit_reward_method_learns_the_right_answer(tmp_path, name, steps, min_margin, form):
     tok = tiny_tokenizer()
     policy = tiny_causal_lm(tok)
     start, before = answer_margin(policy, tok), snapshot(policy)
     assert abs(start) < 1.0
-    config = MethodConfig(beta=0.1, max_new_tokens=3, steps_per_round=5)
+    config = MethodConfig(beta=0.1, max_new_tokens=3, steps_per_round=5, **form)
     result = Trainer(make_method(name, tok, policy, config=config), loop(tmp_path, max_steps=steps, eval_every=steps)).fit()
     assert_all_changed(before, policy, name)
     margin = answer_margin(policy, tok)
@@ -300,32 +302,34 @@ def test_ipo_average_reproduces_trl_ipo_loss_and_gradient(tmp_path, beta):
 
 
 def test_ipo_average_is_read_by_the_ipo_forms_only():
-    """``ipo_average`` is a setting of ipo, aihf-dpo and self-play-aihf (it acts with the ipo
-    form) and is reported as ignored for dpo."""
-    config = MethodConfig(ipo_average=True)
-    assert "ipo_average=True" in RECIPES["dpo"].ignored(config)
-    for name in ("ipo", "aihf-dpo", "self-play-aihf"):
-        assert "ipo_average=True" not in RECIPES[name].ignored(config)
+    """``ipo_average`` acts with the ipo form only (``ipo``, and ``dpo``, ``aihf-dpo``,
+    ``self-play-aihf`` given ``preference_form: ipo``); elsewhere it is reported as ignored."""
+    for name in ("dpo", "aihf-dpo", "self-play-aihf"):
+        assert "ipo_average=True" in RECIPES[name].ignored(MethodConfig(ipo_average=True))
+    for name in ("ipo", "dpo", "aihf-dpo", "self-play-aihf"):
+        assert "ipo_average=True" not in RECIPES[name].ignored(MethodConfig(ipo_average=True, preference_form="ipo"))
     tok = tiny_tokenizer()
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
     make = lambda name, **kw: ImplicitRewardMethod(  # noqa: E731
         name, MethodConfig(ipo_average=True, **kw), tok, encoder, tiny_causal_lm(tok), *data()
     )
     assert make("ipo").ipo_average and make("aihf-dpo", preference_form="ipo").ipo_average
+    assert make("dpo", preference_form="ipo").ipo_average
     assert not make("dpo").ipo_average and not make("aihf-dpo").ipo_average
 
 
+@pytest.mark.parametrize("label_noise", ["conservative", "robust"])
 @pytest.mark.parametrize("name", ["dpo", "aihf-dpo"])
-def test_label_smoothing_reaches_the_preference_term(tmp_path, name):
-    """``method.label_smoothing`` is the epsilon of the loss the method computes: at a policy moved
-    away from its reference, the method's loss (w_D = 0 for aihf-dpo) equals
-    ``objective.dpo_loss(..., epsilon)`` on the log-probs computed here by hand."""
+def test_label_smoothing_reaches_the_preference_term(tmp_path, name, label_noise):
+    """``method.label_smoothing`` and ``method.label_noise`` are the epsilon and form of the loss the
+    method computes: at a policy moved away from its reference, the method's loss (w_D = 0 for
+    aihf-dpo) equals ``objective.dpo_loss(..., epsilon, form)`` on the log-probs computed here by hand."""
     from aihf.config import ConfigError
 
     tok = tiny_tokenizer()
     policy, reference = tiny_causal_lm(tok), tiny_causal_lm(tok)
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
-    config = MethodConfig(beta=0.5, label_smoothing=0.2, w_demo=0.0)
+    config = MethodConfig(beta=0.5, label_smoothing=0.2, label_noise=label_noise, w_demo=0.0)
     demos = {"train": [Demonstration(p.prompt, p.chosen) for p in IPO_PAIRS]}  # aihf-dpo's, weighted 0 here
     method = ImplicitRewardMethod(name, config, tok, encoder, policy, demos if name == "aihf-dpo" else {},
                                   {"train": IPO_PAIRS})
@@ -344,8 +348,10 @@ def test_label_smoothing_reaches_the_preference_term(tmp_path, name):
             objective.sequence_logprobs(m(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits,
                                         batch.input_ids, batch.loss_mask).chunk(2)
             for m in (policy, reference))
-    assert float(ours) == pytest.approx(float(objective.dpo_loss(pc, pr, rc, rr, 0.5, 0.2)), rel=1e-5)
+    assert float(ours) == pytest.approx(float(objective.dpo_loss(pc, pr, rc, rr, 0.5, 0.2, label_noise)), rel=1e-5)
     assert float(ours) != pytest.approx(float(objective.dpo_loss(pc, pr, rc, rr, 0.5)), rel=1e-3)
+    other = "robust" if label_noise == "conservative" else "conservative"
+    assert float(ours) != pytest.approx(float(objective.dpo_loss(pc, pr, rc, rr, 0.5, 0.2, other)), rel=1e-3)
     with pytest.raises(ConfigError, match="label_smoothing is for the sigmoid form"):
         ImplicitRewardMethod("aihf-dpo", MethodConfig(label_smoothing=0.2, preference_form="ipo"), tok, encoder,
                              tiny_causal_lm(tok), demos, {"train": IPO_PAIRS})

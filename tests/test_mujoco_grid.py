@@ -298,6 +298,7 @@ def test_every_committed_paper_run_is_still_finished_and_a_new_loop_setting_away
         env, setting = next((folder[: -len(s) - 1], s) for s in grid.SETTINGS if folder.endswith("-" + s))
         assert grid.finished(exported, grid.cell_config("paper", env, setting), setting, seed, method), result
         if method in ("aihf", "ml_irl", "rlhf"):
-            for override in ("loop.reward_normalize=true", "loop.reward.label_smoothing=0.1"):  # a nested one too
+            for override in ("loop.reward_normalize=true", "loop.reward.label_smoothing=0.1",  # nested ones too
+                             "loop.reward.label_noise=robust"):
                 other = grid.cell_config("paper", env, setting, (override,))
                 assert not grid.finished(exported, other, setting, seed, method), (result, override)

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from aihf.config import Settings, setting
 
 DemoForm = Literal["linear", "logistic"]
-PreferenceForm = Literal["sigmoid", "ipo"]
+PreferenceForm = Literal["sigmoid", "ipo", "hinge"]
+LabelNoise = Literal["conservative", "robust"]
 EnsembleRule = Literal["mean", "uwo", "wco"]
 ENSEMBLE_RULES = ("mean", "uwo", "wco")
 
@@ -69,18 +70,23 @@ class ObjectiveConfig(Settings):
     r = beta log(pi / pi_ref). ``w_demo`` / ``w_pref``: the weights w_D, w_P of the two
     likelihoods. ``demo_form``: the demonstration term of the explicit reward step
     (section 3: ``linear`` is the exact ML-IRL gradient, ``logistic`` the bounded form of
-    the authors' code). ``preference_form``: Bradley-Terry/DPO (``sigmoid``) or IPO.
+    the authors' code). ``preference_form``: the implicit reward's preference term, Bradley-Terry/DPO
+    (``sigmoid``), IPO or SLiC's ``hinge`` (``preference_loss``).
     ``label_smoothing``: epsilon, the chance that a preference label is flipped, which the
-    sigmoid preference terms (Bradley-Terry and DPO) then account for (``smoothed_logsigmoid``).
+    sigmoid preference terms (Bradley-Terry and DPO) then account for, in the ``label_noise`` form
+    ``conservative`` or ``robust`` (``smoothed_logsigmoid``).
     """
 
     beta: float = setting(0.1, gt=0, help="KL (control: entropy) coefficient; the implicit reward's scale")
     w_demo: float = setting(1.0, ge=0, help="weight w_D of the demonstration likelihood")
     w_pref: float = setting(1.0, ge=0, help="weight w_P of the preference likelihood")
     demo_form: DemoForm = setting("logistic", help="explicit reward step's demonstration term: linear or logistic")
-    preference_form: PreferenceForm = setting("sigmoid", help="preference term: sigmoid (Bradley-Terry / DPO) or ipo")
-    label_smoothing: float = setting(0.0, ge=0, lt=0.5, help="chance a preference label is flipped (conservative "
-                                     "DPO / Bradley-Terry; sigmoid form only)")
+    preference_form: PreferenceForm = setting("sigmoid", help="implicit reward's preference term: sigmoid (DPO), "
+                                              "ipo or hinge (SLiC)")
+    label_smoothing: float = setting(0.0, ge=0, lt=0.5, help="chance a preference label is flipped (Bradley-Terry / "
+                                     "DPO, sigmoid form only)")
+    label_noise: LabelNoise = setting("conservative", help="how label_smoothing enters: conservative (expected "
+                                      "log-likelihood) or robust (unbiased, rDPO)")
 
 
 def _check_weights(w_demo: float, w_pref: float) -> None:
@@ -231,31 +237,42 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.
     return values.mean() if weights is None else (weights * values).sum() / values.numel()
 
 
-def smoothed_logsigmoid(z: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+def smoothed_logsigmoid(z: torch.Tensor, label_smoothing: float = 0.0,
+                        label_noise: LabelNoise = "conservative") -> torch.Tensor:
     """The log-likelihood of a preference label under Bradley-Terry with the label flipped with
-    chance epsilon = ``label_smoothing`` (docs/method.md section 2, "Noisy labels"):
+    chance epsilon = ``label_smoothing`` (docs/method.md section 2, "Noisy labels"), per pair:
 
-        (1 - epsilon) log sigma(z) + epsilon log sigma(-z)
+        conservative:  (1 - epsilon) log sigma(z) + epsilon log sigma(-z)
+        robust:       [(1 - epsilon) log sigma(z) - epsilon log sigma(-z)] / (1 - 2 epsilon)
 
-    the expected log-likelihood when the observed winner is the true one with chance 1 - epsilon
-    (Mitchell 2023, "conservative DPO"; trl's ``label_smoothing``). epsilon = 0 is log sigma(z)."""
+    ``conservative`` is the expected log-likelihood when the observed winner is the true one with
+    chance 1 - epsilon (Mitchell 2023, "conservative DPO"; trl's ``aot`` on one pair); it is
+    largest at the finite margin z = log((1 - epsilon) / epsilon). ``robust`` is the unbiased
+    estimate of the clean label's log sigma(z): its expectation over the flip is log sigma(z)
+    exactly (Chowdhury et al. 2024, "robust DPO"; trl's ``robust``); it rises without bound in z,
+    with slope tending to epsilon / (1 - 2 epsilon). epsilon = 0 is log sigma(z) in both."""
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if label_noise not in ("conservative", "robust"):
+        raise ValueError(f"unknown label_noise {label_noise!r}: use 'conservative' or 'robust'")
     if label_smoothing == 0.0:
         return F.logsigmoid(z)
+    if label_noise == "robust":
+        return ((1.0 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)) / (1.0 - 2.0 * label_smoothing)
     return (1.0 - label_smoothing) * F.logsigmoid(z) + label_smoothing * F.logsigmoid(-z)
 
 
 def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor,
-                       weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+                       weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
+                       label_noise: LabelNoise = "conservative") -> torch.Tensor:
     """Bradley-Terry reward-model loss (docs/method.md section 2, case w_D = 0; RLHF's reward model).
 
         l_BT = -mean log sigma( r(x, y_w) - r(x, y_l) )
 
-    with ``label_smoothing`` epsilon > 0 the label-noise form ``smoothed_logsigmoid``.
+    with ``label_smoothing`` epsilon > 0 the ``label_noise`` form of ``smoothed_logsigmoid``.
     ``weights``: each pair's count in a bootstrap resample (``_weighted_mean``); None: 1 each.
     """
-    return -_weighted_mean(smoothed_logsigmoid(reward_chosen - reward_rejected, label_smoothing), weights)
+    return -_weighted_mean(smoothed_logsigmoid(reward_chosen - reward_rejected, label_smoothing, label_noise), weights)
 
 
 def demonstration_reward_loss(
@@ -304,6 +321,7 @@ def aihf_reward_loss(
     demo_weights: torch.Tensor | None = None,
     pref_weights: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
+    label_noise: LabelNoise = "conservative",
 ) -> torch.Tensor:
     """The AIHF reward loss of Algorithm 1, step 3 (docs/method.md section 3).
 
@@ -317,7 +335,7 @@ def aihf_reward_loss(
     maximum-likelihood IRL from demonstrations only (ML-IRL). A term whose weight is 0
     may be passed as None. ``demo_weights`` / ``pref_weights``: each demonstration's and each
     pair's count in a bootstrap resample (the l2 term stays unweighted); None: 1 each.
-    ``label_smoothing``: l_BT's label-noise epsilon (``bradley_terry_loss``).
+    ``label_smoothing`` / ``label_noise``: l_BT's label-noise epsilon and form (``bradley_terry_loss``).
     """
     _check_weights(w_demo, w_pref)
     terms: list[torch.Tensor] = []
@@ -330,7 +348,8 @@ def aihf_reward_loss(
     if w_pref > 0:
         if reward_chosen is None or reward_rejected is None:
             raise ValueError("w_pref > 0 needs reward_chosen and reward_rejected")
-        terms.append(w_pref * bradley_terry_loss(reward_chosen, reward_rejected, pref_weights, label_smoothing))
+        terms.append(w_pref * bradley_terry_loss(reward_chosen, reward_rejected, pref_weights, label_smoothing,
+                                                    label_noise))
         used += [reward_chosen, reward_rejected]
     if reward_l2 > 0:
         terms.append(reward_l2 * torch.cat([r.reshape(-1) for r in used]).pow(2).mean())
@@ -391,30 +410,35 @@ def dpo_log_ratio_margin(
 
 
 def preference_loss(margin: torch.Tensor, beta: float, form: PreferenceForm = "sigmoid",
-                    label_smoothing: float = 0.0) -> torch.Tensor:
+                    label_smoothing: float = 0.0, label_noise: LabelNoise = "conservative") -> torch.Tensor:
     """Loss on a log-ratio margin h (docs/method.md section 4).
 
-        sigmoid (DPO): -mean log sigma(beta * h)     (label_smoothing > 0: ``smoothed_logsigmoid``)
-        ipo     (IPO):  mean (h - 1 / (2 beta))^2
+        sigmoid (DPO):   -mean log sigma(beta * h)   (label_smoothing > 0: ``smoothed_logsigmoid``)
+        ipo     (IPO):    mean (h - 1 / (2 beta))^2
+        hinge   (SLiC):   mean max(0, 1 - beta * h)  (Zhao et al. 2023, SLiC-HF; trl's ``hinge``)
+
+    Label smoothing needs a label likelihood, which only the sigmoid form has.
     """
     _check_beta(beta)
+    if form not in ("sigmoid", "ipo", "hinge"):
+        raise ValueError(f"unknown preference form {form!r}: use 'sigmoid', 'ipo' or 'hinge'")
     if form == "sigmoid":
-        return -smoothed_logsigmoid(beta * margin, label_smoothing).mean()
+        return -smoothed_logsigmoid(beta * margin, label_smoothing, label_noise).mean()
+    if label_smoothing:
+        raise ValueError(f"label_smoothing is for the sigmoid form: the {form} loss has no label likelihood")
     if form == "ipo":
-        if label_smoothing:
-            raise ValueError("label_smoothing is for the sigmoid form: IPO's squared loss has no label likelihood")
         return (margin - 1.0 / (2.0 * beta)).pow(2).mean()
-    raise ValueError(f"unknown preference form {form!r}: use 'sigmoid' or 'ipo'")
+    return torch.relu(1.0 - beta * margin).mean()
 
 
 def _preference_term(
     logps: tuple[torch.Tensor | None, ...], beta: float, form: PreferenceForm, reference_name: str,
-    label_smoothing: float = 0.0,
+    label_smoothing: float = 0.0, label_noise: LabelNoise = "conservative",
 ) -> torch.Tensor:
     """``preference_loss`` on (policy chosen, policy rejected, reference chosen, reference rejected)."""
     if any(t is None for t in logps):
         raise ValueError(f"w_pref > 0 needs policy and {reference_name} log-probs of chosen and rejected")
-    return preference_loss(dpo_log_ratio_margin(*logps), beta, form, label_smoothing)
+    return preference_loss(dpo_log_ratio_margin(*logps), beta, form, label_smoothing, label_noise)
 
 
 def dpo_loss(
@@ -424,11 +448,12 @@ def dpo_loss(
     reference_rejected: torch.Tensor,
     beta: float,
     label_smoothing: float = 0.0,
+    label_noise: LabelNoise = "conservative",
 ) -> torch.Tensor:
     """DPO (docs/method.md section 5): -mean log sigma( beta * h ), h from ``dpo_log_ratio_margin``;
-    with ``label_smoothing`` > 0 conservative DPO (``smoothed_logsigmoid``)."""
+    with ``label_smoothing`` > 0 conservative or robust DPO (``smoothed_logsigmoid``)."""
     margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
-    return preference_loss(margin, beta, "sigmoid", label_smoothing)
+    return preference_loss(margin, beta, "sigmoid", label_smoothing, label_noise)
 
 
 def ipo_loss(
@@ -457,6 +482,7 @@ def aihf_dpo_loss(
     w_pref: float = 1.0,
     preference_form: PreferenceForm = "sigmoid",
     label_smoothing: float = 0.0,
+    label_noise: LabelNoise = "conservative",
 ) -> torch.Tensor:
     """AIHF-DPO (docs/method.md section 4, *derived*): supervised likelihood plus DPO.
 
@@ -465,8 +491,8 @@ def aihf_dpo_loss(
     ``policy_demo`` is log pi(y_E|x) per demonstration, summed or token-mean over the
     response as the caller chooses (``sequence_logprobs(average=...)``); the engine's
     default is the token-mean, which keeps the term's scale independent of length.
-    Reduction: w_D = 0 is DPO (or IPO with ``preference_form='ipo'``). ``label_smoothing``: the
-    preference term's label-noise epsilon (``preference_loss``).
+    Reduction: w_D = 0 is DPO (or IPO with ``preference_form='ipo'``). ``label_smoothing`` /
+    ``label_noise``: the preference term's label-noise epsilon and form (``preference_loss``).
     """
     _check_weights(w_demo, w_pref)
     _check_beta(beta)
@@ -478,7 +504,7 @@ def aihf_dpo_loss(
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference_form, "reference",
-            label_smoothing,
+            label_smoothing, label_noise,
         )
         terms.append(w_pref * term)
     return _total(terms)
@@ -513,6 +539,7 @@ def self_play_aihf_loss(
     w_pref: float = 1.0,
     preference_form: PreferenceForm = "sigmoid",
     label_smoothing: float = 0.0,
+    label_noise: LabelNoise = "conservative",
 ) -> torch.Tensor:
     """Self-Play-AIHF (docs/method.md section 4, *derived*).
 
@@ -532,7 +559,7 @@ def self_play_aihf_loss(
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference_form, "iterate",
-            label_smoothing,
+            label_smoothing, label_noise,
         )
         terms.append(w_pref * term)
     return _total(terms)

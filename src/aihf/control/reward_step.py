@@ -155,7 +155,8 @@ class RewardLearner:
         if cfg.w_pref > 0:
             r_w, r_l = self._pair_rewards(self._draw(self.prefs, cfg.pref_batch, rows.get("prefs")), net)
         return aihf_reward_loss(r_demo, r_pol, r_w, r_l, cfg.w_demo * cfg.demo_horizon, cfg.w_pref, cfg.demo_form,
-                                cfg.reward_l2, label_smoothing=cfg.label_smoothing)
+                                cfg.reward_l2, label_smoothing=cfg.label_smoothing,
+                                label_noise=cfg.label_noise)
 
     def _pair_rewards(self, pairs: dict[str, torch.Tensor], net: RewardNet | RewardEnsemble
                       ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,7 +107,7 @@ def data_dir_of(cfg: MujocoConfig) -> Path:
 
 LATER_SETTINGS = {"reward_normalize": False, "eval_split": "test", "reward_ensemble": 1, "reward_ensemble_rule": "mean",
                   "reward_ensemble_penalty": 0.0, "reward_ensemble_resample": "none",
-                  "reward.label_smoothing": 0.0}  # loop settings (dotted below it) added after runs were made: the value that reproduces them
+                  "reward.label_smoothing": 0.0, "reward.label_noise": "conservative"}  # loop settings (dotted below it) added after runs were made: the value that reproduces them
 BC_EVALUATION = {"eval_split": LATER_SETTINGS["eval_split"], "eval_episodes": 10}  # the loop settings BC's evaluation reads: the values its runs were made with
 
 

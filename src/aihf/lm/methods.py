@@ -64,7 +64,7 @@ class MethodConfig(ObjectiveConfig):
     scale of the implicit reward (``dpo`` ... ``self-play-aihf``). A setting the chosen
     method does not read is reported when the run starts (``Recipe.ignored``).
 
-    ``ipo_average`` (read with ``preference_form: ipo``: ``ipo``, and ``aihf-dpo`` /
+    ``ipo_average`` (read with ``preference_form: ipo``: ``ipo``, and ``dpo`` / ``aihf-dpo`` /
     ``self-play-aihf`` in that form): IPO's squared loss on h built from per-token averages,
     each sequence's log-ratio divided by its number of response tokens, as trl's
     ``DPOTrainer(loss_type="ipo")`` computes it. The default sums over tokens, the IPO
@@ -125,7 +125,7 @@ class MethodConfig(ObjectiveConfig):
 
 
 SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache", "sampler", "vllm_memory")
-REWARD_FIT = ("w_pref", "label_smoothing", "reward_l2", "reward_frozen_layers", "reward_ensemble", "reward_ensemble_rule",
+REWARD_FIT = ("w_pref", "label_smoothing", "label_noise", "reward_l2", "reward_frozen_layers", "reward_ensemble", "reward_ensemble_rule",
               "reward_ensemble_penalty", "reward_ensemble_resample")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
@@ -139,7 +139,7 @@ class Recipe:
     reward: Literal["implicit", "explicit"]
     demo_term: Literal["none", "likelihood", "self-play", "irl"]
     pref_term: bool
-    preference_form: Literal["sigmoid", "ipo"] | None = None  # None: MethodConfig.preference_form
+    preference_form: Literal["sigmoid", "ipo", "hinge"] | None = None  # None: MethodConfig.preference_form
     train_policy: bool = True
     train_reward: bool = False
     rl_prompts: Literal["demo", "pref", "none"] = "none"  # where RL samples are drawn without a prompt set
@@ -152,6 +152,10 @@ class Recipe:
         read = set(self.settings)
         if config.schedule != "rounds":
             read -= set(ROUNDS)
+        if config.label_smoothing == 0:
+            read.discard("label_noise")  # the form of a smoothing there is none of
+        if (self.preference_form or config.preference_form) != "ipo":
+            read.discard("ipo_average")
         return [
             f"{f.name}={getattr(config, f.name)!r}"
             for f in dataclasses.fields(config)
@@ -202,8 +206,9 @@ RECIPES: dict[str, Recipe] = {
         "RLHF: reward model, then RLOO with a KL penalty to the reference (docs/method.md 5)",
         "explicit", "none", False, rl_prompts="pref", settings=REWARD_FIT + POLICY_RL,
     ),
-    "dpo": Recipe("DPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "sigmoid",
-                  settings=("beta", "w_pref", "label_smoothing")),
+    "dpo": Recipe("DPO on preferences, or its IPO / SLiC form by preference_form (docs/method.md 4-5)",
+                  "implicit", "none", True,
+                  settings=("beta", "w_pref", "preference_form", "label_smoothing", "label_noise", "ipo_average")),
     "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average")),
     "spin": Recipe(
         "SPIN: self-play on demonstrations, reference = previous iterate (docs/method.md 5)", "implicit", "self-play", False,
@@ -216,12 +221,14 @@ RECIPES: dict[str, Recipe] = {
     ),
     "aihf-dpo": Recipe(
         "AIHF-DPO: supervised likelihood + DPO, one stage (docs/method.md 4)", "implicit", "likelihood", True,
-        settings=("beta", "w_demo", "w_pref", "preference_form", "label_smoothing", "demo_average", "ipo_average"),
+        settings=("beta", "w_demo", "w_pref", "preference_form", "label_smoothing", "label_noise", "demo_average",
+                  "ipo_average"),
     ),
     "self-play-aihf": Recipe(
         "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (docs/method.md 4)",
         "implicit", "self-play", True,
-        settings=("beta", "w_demo", "w_pref", "preference_form", "label_smoothing", "ipo_average", "steps_per_round",
+        settings=("beta", "w_demo", "w_pref", "preference_form", "label_smoothing", "label_noise", "ipo_average",
+                  "steps_per_round",
                   *SAMPLING),
     ),
 }
@@ -522,9 +529,9 @@ class ImplicitRewardMethod(_Records):
             self.compared_demonstrations()
         self.needs_reference = self.recipe.pref_term or self_play
         self.form = self.recipe.preference_form or config.preference_form
-        if self.form == "ipo" and config.label_smoothing and self.recipe.pref_term:
-            raise ConfigError(f"{name!r} with the ipo preference form: method.label_smoothing is for the sigmoid form "
-                              "(IPO's squared loss has no label likelihood to smooth)")
+        if self.form != "sigmoid" and config.label_smoothing and self.recipe.pref_term:
+            raise ConfigError(f"{name!r} with the {self.form} preference form: method.label_smoothing is for the sigmoid "
+                              f"form (the {self.form} loss has no label likelihood to smooth)")
         self.ipo_average = config.ipo_average and self.form == "ipo"
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
         self.generated: dict[str, list[Sequence]] = {}  # split -> (prompt, y') per demonstration
@@ -611,14 +618,14 @@ class ImplicitRewardMethod(_Records):
             metrics["self_play_accuracy"] = (spin_margin > 0).float().mean()
             loss = objective.self_play_aihf_loss(
                 demo, generated, ref_d, ref_g, chosen, rejected, ref_w, ref_l,
-                cfg.beta, w_demo, w_pref, self.form, cfg.label_smoothing,
+                cfg.beta, w_demo, w_pref, self.form, cfg.label_smoothing, cfg.label_noise,
             )
         else:
             if demo is not None:
                 demo = demo / count[:n_demo] if cfg.demo_average else demo
                 metrics["demo_logp"] = demo.detach().mean()
             loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.form,
-                                           cfg.label_smoothing)
+                                           cfg.label_smoothing, cfg.label_noise)
         return loss, metrics
 
 
@@ -804,7 +811,7 @@ class ExplicitRewardMethod(_Records):
         return objective.aihf_reward_loss(
             r_demo, r_compared, r_chosen, r_rejected,
             cfg.w_demo if r_demo is not None else 0.0, cfg.w_pref if r_chosen is not None else 0.0,
-            cfg.demo_form, cfg.reward_l2, demo_weights, pref_weights, cfg.label_smoothing,
+            cfg.demo_form, cfg.reward_l2, demo_weights, pref_weights, cfg.label_smoothing, cfg.label_noise,
         )
 
     def _resample_weights(self, kind: str, idx: list[int], split: str, repeat: int = 1) -> torch.Tensor | None:
