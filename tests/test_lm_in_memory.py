@@ -164,3 +164,21 @@ def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch):
     assert (tmp_path / namespace["result"].output_dir / "final" / "policy" / "model.safetensors").is_file()
     assert len(namespace["result"].history) == 50
 
+
+
+def test_dpo_starts_at_log_2_on_a_model_with_dropout(tmp_path):
+    """A model saved with dropout (GPT-2 style): with ``model.disable_dropout`` (default) DPO's
+    first loss is log 2, the policy being its own reference; with dropout left on, the policy's
+    log-probs are noisy copies of the reference's and the first loss is not log 2."""
+    import math
+
+    from aihf.lm.tiny import tiny_causal_lm, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, attention_dropout=0.3, hidden_dropout=0.3)
+    args = ("loop.max_steps=1", "data.eval_fraction=0")
+    off = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'off'}", *args), model=model, tokenizer=tok)
+    assert off.history[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    on = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'on'}", "model.disable_dropout=false", *args),
+               model=model, tokenizer=tok)
+    assert abs(on.history[0]["loss"] - math.log(2)) > 1e-3

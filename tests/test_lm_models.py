@@ -331,3 +331,60 @@ def test_weights_sha256_names_one_file_or_every_shard_of_a_save(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty: no model.safetensors"):
         models.weights_sha256(tmp_path / "empty")
+
+
+# ------------------------------------------------------------------------------ dropout
+
+DROPOUT_ARCHITECTURES = {  # tiny configs whose every dropout rate is 0.5
+    "gpt2": dict(n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.5, embd_pdrop=0.5, attn_pdrop=0.5),
+    "gpt_neox": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                     attention_dropout=0.5, hidden_dropout=0.5),
+    "llama": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=64, attention_dropout=0.5),
+    "opt": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=64, word_embed_proj_dim=32,
+                dropout=0.5, attention_dropout=0.5, activation_dropout=0.5),
+    "phi": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                resid_pdrop=0.5, embd_pdrop=0.5, attention_dropout=0.5),
+}
+
+
+@pytest.mark.parametrize("architecture", sorted(DROPOUT_ARCHITECTURES))
+def test_disable_dropout_makes_a_training_forward_pass_deterministic(architecture):
+    """Dropout lives in nn.Dropout modules (GPT-2) and in float rates the attention function reads
+    (Llama, GPT-NeoX, OPT, Phi): with both zeroed, two forward passes in training mode agree and
+    equal the eval-mode pass; before, they differ. The config keeps its rates (a saved model keeps
+    its dropout)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(architecture, vocab_size=64, max_position_embeddings=64,
+                                  **DROPOUT_ARCHITECTURES[architecture])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config).train()
+    ids = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1))
+    run = lambda: model(input_ids=ids).logits  # noqa: E731
+    assert not torch.allclose(run(), run())
+    assert models.disable_dropout(model) >= 2
+    first = run()
+    torch.testing.assert_close(first, run(), rtol=0, atol=0)
+    torch.testing.assert_close(first, model.eval()(input_ids=ids).logits, rtol=1e-5, atol=1e-6)
+    assert model.config.to_dict() == config.to_dict()  # the saved config keeps its rates
+    assert models.disable_dropout(model) == 0  # nothing left to zero
+
+
+def test_the_loaded_models_have_no_dropout_unless_asked(tmp_path):
+    """``load_causal_lm`` / ``load_reward_model`` with ``no_dropout`` (train's
+    ``model.disable_dropout``, default true) zero the dropout of a model saved with it; LoRA's own
+    dropout, added after, stays."""
+    tok = tiny_tokenizer()
+    tiny_causal_lm(tok, attention_dropout=0.5, hidden_dropout=0.5).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    rates = lambda model: [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]  # noqa: E731
+    kept, _ = load_causal_lm(tmp_path / "m")
+    assert rates(kept) and models.disable_dropout(kept) > 0
+    policy, _ = load_causal_lm(tmp_path / "m", no_dropout=True)
+    assert models.disable_dropout(policy) == 0
+    reward, _ = load_reward_model(tmp_path / "m", no_dropout=True)
+    assert models.disable_dropout(reward) == 0
+    adapted, _ = load_causal_lm(tmp_path / "m", lora=LoraSettings(dropout=0.1), no_dropout=True)
+    assert set(rates(adapted)) == {0.1}

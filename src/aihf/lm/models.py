@@ -230,6 +230,31 @@ def use_attention(model: PreTrainedModel, implementation: str | None) -> None:
         raise ConfigError(f"model.attn_implementation={implementation!r}: {err}") from None
 
 
+def disable_dropout(model: nn.Module) -> int:
+    """Set every dropout of ``model`` to 0 in place; returns how many there were.
+
+    Two places hold a dropout rate in transformers' models: ``nn.Dropout`` modules (GPT-2's
+    ``attn_dropout``, OPT's ...) and plain float attributes that the attention function reads
+    while training (Llama's and GPT-NeoX's ``attention_dropout``, OPT's ``dropout``, GPT-2's
+    ``*_pdrop`` style). trl's ``disable_dropout_in_model`` zeroes the first kind only. The
+    model's config is left as it was, so a saved model keeps its dropout for whoever trains it
+    next. Why: DPO, IPO, SPIN and the single-stage AIHF variants compare the policy's
+    log-probs with a reference's computed without dropout, and RLOO trains on samples drawn
+    without it; with dropout on, the policy differs from its reference at step 0 (h != 0) and
+    from the sampler, by noise."""
+    found = 0
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            module.p = 0.0
+            found += 1
+        rates = [name for name, value in vars(module).items() if not name.startswith("_")
+                 and ("dropout" in name or name.endswith("pdrop")) and isinstance(value, float) and value > 0]
+        for name in rates:
+            setattr(module, name, 0.0)
+        found += len(rates)
+    return found
+
+
 def _load_pretrained_pair(
     name_or_path: str | Path, dtype: torch.dtype, trust_remote_code: bool, model_class: Any
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -255,6 +280,7 @@ def load_causal_lm(
     device: str | torch.device | None = None,
     padding_side: PaddingSide = "right",
     attn_implementation: str | None = None,
+    no_dropout: bool = False,
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """Load (model, tokenizer) for a causal LM.
 
@@ -267,9 +293,13 @@ def load_causal_lm(
     themselves). The model's ``config.pad_token_id`` is set to the tokenizer's.
     Gradient checkpointing uses the non-reentrant variant and turns the KV cache off.
     With ``lora`` the returned model is a ``peft`` model whose only trainable weights are
-    the adapters. ``attn_implementation``: see :func:`use_attention`.
+    the adapters. ``attn_implementation``: see :func:`use_attention`. ``no_dropout``: the
+    model's dropout set to 0 (:func:`disable_dropout`), before the adapters, whose own
+    ``lora.dropout`` stays.
     """
     model, tokenizer = _load_pretrained_pair(name_or_path, as_dtype(dtype), trust_remote_code, AutoModelForCausalLM)
+    if no_dropout:
+        disable_dropout(model)
     use_attention(model, attn_implementation)
     prepare_tokenizer(tokenizer, padding_side)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -692,13 +722,15 @@ def load_reward_model(
     seed: int = 0,
     attn_implementation: str | None = None,
     heads: int = 1,
+    no_dropout: bool = False,
 ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
     """(reward model, tokenizer): a directory written by ``RewardModel.save(dir, tokenizer)``, a
     one-label ``*ForSequenceClassification`` folder (a TRL reward model, or ``aihf
     export-reward``'s output, its offset added back: ``RewardModel.from_sequence_classification``),
     or ``heads`` fresh heads (seeded by ``seed``) on the body of any causal LM ``load_causal_lm``
     accepts (hub name, local safetensors directory, ``"smollm2-135m"``, ``"tiny"``).
-    ``attn_implementation``: the body's, see :func:`use_attention`."""
+    ``attn_implementation``: the body's, see :func:`use_attention`. ``no_dropout``: the body's
+    dropout set to 0 (:func:`disable_dropout`)."""
     if _is_sequence_classifier(name_or_path):
         classifier = AutoModelForSequenceClassification.from_pretrained(
             name_or_path, dtype=as_dtype(dtype), use_safetensors=True, trust_remote_code=trust_remote_code)
@@ -712,6 +744,8 @@ def load_reward_model(
     else:
         backbone, tokenizer = _load_pretrained_pair(name_or_path, as_dtype(dtype), trust_remote_code, AutoModel)
         model = RewardModel(backbone, seed=seed, heads=heads)
+    if no_dropout:
+        disable_dropout(model)
     use_attention(model.backbone, attn_implementation)
     prepare_tokenizer(tokenizer, padding_side)
     model.backbone.config.pad_token_id = tokenizer.pad_token_id

@@ -75,6 +75,9 @@ class ModelConfig(Settings):
         "flash_attention_2 (its package installed)...; None: the model's default (sdpa). With padding_free, flash or "
         "flex attention skip the pairs of packed sequences that cannot see each other")
     trust_remote_code: bool = setting(False, help="run a hub model's own code (off: only transformers' classes)")
+    disable_dropout: bool = setting(True, help="dropout off in the policy and reward models (their log-probs are "
+                                    "compared with a reference's or a sampler's, computed without it); lora.dropout "
+                                    "stays")
     reward_model: str | None = setting(
         None, help="a RewardModel.save folder or a causal LM to start the reward from; None: the policy's body"
     )
@@ -186,7 +189,7 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
     if needs_policy:
         policy, tokenizer = load_causal_lm(
             mc.name_or_path, mc.dtype, mc.gradient_checkpointing, mc.lora, mc.trust_remote_code,
-            attn_implementation=mc.attn_implementation,
+            attn_implementation=mc.attn_implementation, no_dropout=mc.disable_dropout,
         )
     if policy is not None and mc.padding_free:
         log.info("%s: padding-free batches (packed sequences differ from padded ones by %.2g in log-prob)",
@@ -207,6 +210,7 @@ def build_method(name: str, config: TrainConfig, reward_model: RewardModel | Non
         reward_model, reward_tokenizer = load_reward_model(
             mc.reward_model or mc.name_or_path, mc.dtype, mc.trust_remote_code, seed=config.loop.seed,
             attn_implementation=mc.attn_implementation, heads=config.method.reward_ensemble,
+            no_dropout=mc.disable_dropout,
         )
         if recipe.train_reward and config.method.reward_frozen_layers:
             frozen = reward_model.freeze_lower_layers(config.method.reward_frozen_layers)
