@@ -58,3 +58,41 @@ def test_every_test_the_docs_cite_exists():
             if match.group(1) not in every | DATASET_SPLITS:
                 missing.append(f"{path.relative_to(ROOT)}: `{match.group(1)}`")
     assert not missing, "docs cite tests that do not exist:\n" + "\n".join(missing)
+
+
+def test_the_trl_table_names_real_fields_on_both_sides():
+    """docs/from_trl.md: each row's trl argument is a field of trl's ``DPOConfig``; each aihf key
+    it names is a key of ``aihf train``'s config; the example command and the LoRA override load
+    as a config."""
+    import dataclasses
+    import shlex
+
+    from aihf.config import load_config
+    from aihf.lm.train import TrainConfig
+
+    trl = pytest.importorskip("trl")
+    text = (ROOT / "docs" / "from_trl.md").read_text(encoding="utf-8")
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 30
+    trl_fields = {field.name for field in dataclasses.fields(trl.DPOConfig)}
+
+    def aihf_keys(tree, prefix=""):
+        for field in dataclasses.fields(tree):
+            value = getattr(tree, field.name)
+            if dataclasses.is_dataclass(value):
+                yield from aihf_keys(value, f"{prefix}{field.name}.")
+            yield prefix + field.name
+
+    keys = set(aihf_keys(TrainConfig()))
+    for row in rows:
+        name = re.match(r"\| `(\w+)", row[0]).group(1)
+        assert name in trl_fields, f"docs/from_trl.md: trl's DPOConfig has no {name!r}"
+        for key in re.findall(r"`((?:model|data|method|loop)\.\w+)", row[1]):
+            assert key in keys, f"docs/from_trl.md, row {name!r}: aihf has no key {key!r}"
+    command = re.search(r"```bash\n# aihf\n(.*?)```", text, re.S).group(1).replace("\\\n", " ")
+    overrides = [word for word in shlex.split(command) if "=" in word and not word.startswith("--")]
+    config = load_config(TrainConfig, None, overrides)
+    assert (config.method.beta, config.loop.lr_scheduler, config.data.max_length) == (0.1, "cosine", 1024)
+    lora = re.search(r'"(model\.lora=\{.*?\})"', text).group(1)
+    settings = load_config(TrainConfig, None, [lora]).model.lora
+    assert (settings.r, settings.alpha, settings.dropout) == (16, 32, 0.05)

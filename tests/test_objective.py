@@ -493,22 +493,25 @@ class _FakeFusedLM(torch.nn.Module):
         return fused_lm_output(self.logits.double(), labels)
 
 
-def _trl_loss(loss_type: str, beta: float, policy_logits, ref_logits, ids, completion_mask,
-              label_smoothing: float = 0.0):
+def _trl_loss(loss_type: str | list[str], beta: float, policy_logits, ref_logits, ids, completion_mask,
+              label_smoothing: float = 0.0, loss_weights: list[float] | None = None):
     """Run trl's real ``DPOTrainer._compute_loss`` on fixed logits."""
     policy, ref = _FakeFusedLM(policy_logits), _FakeFusedLM(ref_logits)
     policy._ids = ref._ids = ids
-    return trl_dpo_loss(loss_type, beta, policy, ref, ids, completion_mask, label_smoothing=label_smoothing)
+    return trl_dpo_loss(loss_type, beta, policy, ref, ids, completion_mask, label_smoothing=label_smoothing,
+                        loss_weights=loss_weights)
 
 
-def trl_dpo_loss(loss_type: str, beta: float, policy, ref, ids, completion_mask, attention_mask=None,
-                 label_smoothing: float = 0.0):
+def trl_dpo_loss(loss_type: str | list[str], beta: float, policy, ref, ids, completion_mask, attention_mask=None,
+                 label_smoothing: float = 0.0, loss_weights: list[float] | None = None):
     """Run trl's real ``DPOTrainer._compute_loss`` on a minimal trainer-like ``self``.
 
     ``policy`` and ``ref`` follow trl's fused-LM-head contract (``_FakeFusedLM``'s
-    docstring); the batch is trl's layout, [chosen rows; rejected rows]. Also used by
+    docstring); the batch is trl's layout, [chosen rows; rejected rows]. ``loss_type`` may be a
+    list, trl's weighted sum of losses (``loss_weights``, 1 each by default). Also used by
     tests/test_lm_methods.py on real tiny models.
     """
+    loss_types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
     pytest.importorskip("trl")
     from trl.trainer.dpo_trainer import DPOTrainer
 
@@ -524,8 +527,8 @@ def trl_dpo_loss(loss_type: str, beta: float, policy, ref, ids, completion_mask,
         ld_alpha=None,
         precompute_ref_logps=False,
         f_divergence_type="reverse_kl",
-        loss_types=[loss_type],
-        loss_weights=[1.0],
+        loss_types=loss_types,
+        loss_weights=loss_weights or [1.0] * len(loss_types),
         beta=beta,
         label_smoothing=label_smoothing,
         use_weighting=False,
@@ -855,6 +858,28 @@ def test_robust_dpo_matches_trl_robust(beta, epsilon):
     assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, "sigmoid", epsilon,
                                    "robust").item() == pytest.approx(expected, rel=1e-10)
     assert obj.dpo_loss(pc, pr, rc, rr, beta, epsilon).item() != pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("w_demo", [0.2, 1.0])
+def test_aihf_dpo_on_the_chosen_responses_is_trls_rpo(w_demo):
+    """trl's RPO, ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, w]``, is DPO plus w times
+    the chosen responses' negative log-likelihood: AIHF-DPO with the chosen responses as its
+    demonstrations and w_D = w. trl averages the sft term over all chosen tokens pooled, AIHF-DPO
+    (``demo_average``) over each response's tokens and then over responses: equal when the
+    chosen responses have one length, apart otherwise."""
+    pytest.importorskip("trl")
+    B, T, beta = 4, 9, 0.3
+    pol, ref, ids, cm = _pair_batch(B=B, T=T, seed=81)
+    expected = float(_trl_loss(["sigmoid", "sft"], beta, pol, ref, ids, cm, loss_weights=[1.0, w_demo]))
+    (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
+    demo = obj.sequence_logprobs(pol, ids, cm, average=True)[:B]
+    assert obj.aihf_dpo_loss(demo, pc, pr, rc, rr, beta, w_demo, 1.0).item() != pytest.approx(expected, rel=1e-6)
+    cm[:B] = 0
+    cm[:B, 3:7] = 1  # every chosen response 4 tokens long
+    expected = float(_trl_loss(["sigmoid", "sft"], beta, pol, ref, ids, cm, loss_weights=[1.0, w_demo]))
+    (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
+    demo = obj.sequence_logprobs(pol, ids, cm, average=True)[:B]
+    assert obj.aihf_dpo_loss(demo, pc, pr, rc, rr, beta, w_demo, 1.0).item() == pytest.approx(expected, rel=1e-10)
 
 
 @pytest.mark.parametrize("beta", [0.1, 1.0, 5.0])
