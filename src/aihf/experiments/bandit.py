@@ -5,7 +5,8 @@ Setting (a contextual bandit, the smallest instance of docs/method.md section 2)
 - the true reward is r*(x, y) = theta* . phi(x, y), the reference policy pi_ref is uniform;
 - the demonstrator is the soft-optimal policy pi*(y|x) ∝ pi_ref(y|x) exp(r*(x,y) / beta)
   (its "temperature" can be raised to make low-quality demonstrations);
-- preferences compare two uniformly drawn responses, labelled by Bradley-Terry on r*.
+- preferences compare two uniformly drawn responses, labelled by Bradley-Terry on r*, each
+  label then flipped with chance ``label_flip`` (annotator error; 0 by default).
 
 The learner fits a linear reward r_theta = theta . phi with Algorithm 1 (docs/method.md
 section 3): a policy step (a few natural-gradient steps of a tabular softmax policy on
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from aihf.data.builders import bradley_terry_first_wins
 from aihf.eval.stats import interval_caption, mean_interval
-from aihf.objective import aihf_reward_loss
+from aihf.objective import LabelNoise, aihf_reward_loss
 from aihf.runtime import check_finite, provenance, set_seed
 
 METHODS: dict[str, tuple[float, float]] = {
@@ -45,12 +46,18 @@ METHODS: dict[str, tuple[float, float]] = {
 
 @dataclass
 class ToySetting:
-    """One data regime: how many demonstrations and preferences, and how good the demonstrator is."""
+    """One data regime: how many demonstrations and preferences, how good the demonstrator is,
+    and how often a preference label is wrong."""
 
     name: str
     num_demonstrations: int
     num_preferences: int
     demo_temperature: float = 1.0  # demonstrator is pi_ref * exp(r* / (beta * T)): T > 1 is worse
+    label_flip: float = 0.0  # chance each preference label is flipped after its Bradley-Terry draw
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_flip < 0.5:
+            raise ValueError(f"setting {self.name!r}: label_flip must be in [0, 0.5), got {self.label_flip}")
 
 
 @dataclass
@@ -68,6 +75,8 @@ class ToyConfig:
     reward_lr: float = 0.05
     batch_size: int = 32
     reward_l2: float = 1e-3
+    label_smoothing: float = 0.0  # the reward step's assumed flip rate (objective.smoothed_logsigmoid)
+    label_noise: LabelNoise = "conservative"  # how label_smoothing enters: conservative or robust
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     settings: list[ToySetting] = field(
         default_factory=lambda: [
@@ -76,6 +85,11 @@ class ToyConfig:
             ToySetting("low-quality-demos", 200, 200, demo_temperature=8.0),
         ]
     )
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 0.5 or self.label_noise not in ("conservative", "robust"):
+            raise ValueError(f"label_smoothing must be in [0, 0.5) and label_noise conservative or robust, got "
+                             f"{self.label_smoothing}, {self.label_noise!r}")
 
 
 @dataclass
@@ -98,7 +112,9 @@ def soft_optimal_policy(rewards: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 def make_problem(config: ToyConfig, setting: ToySetting, seed: int) -> ToyProblem:
-    """Draw features, the true reward, demonstrations and Bradley-Terry-labelled preferences."""
+    """Draw features, the true reward, demonstrations and Bradley-Terry-labelled preferences (with
+    ``setting.label_flip`` > 0, each label then flipped with that chance, drawn after everything
+    else so the rest of the problem is the one the same seed draws without flips)."""
     gen = torch.Generator().manual_seed(seed)
     k, d = config.num_responses, config.feature_dim
     features = torch.randn(config.num_prompts, k, d, generator=gen, dtype=torch.float64)
@@ -117,6 +133,8 @@ def make_problem(config: ToyConfig, setting: ToySetting, seed: int) -> ToyProble
     first_wins = torch.from_numpy(bradley_terry_first_wins(
         true_rewards[pref_prompts, first].numpy(), true_rewards[pref_prompts, second].numpy(), draws.numpy()
     ))
+    if setting.label_flip > 0:
+        first_wins ^= torch.rand(setting.num_preferences, generator=gen, dtype=torch.float64) < setting.label_flip
     return ToyProblem(
         features=features,
         eval_features=eval_features,
@@ -193,6 +211,8 @@ def fit_reward(
             w_demo=w_demo,
             w_pref=w_pref,
             reward_l2=config.reward_l2,
+            label_smoothing=config.label_smoothing,
+            label_noise=config.label_noise,
         )
         losses.append(check_finite(loss, "toy reward loss", step))
         optimizer.zero_grad()

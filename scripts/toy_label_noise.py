@@ -1,0 +1,63 @@
+"""The flipped-label toy experiment (docs/results.md, "Flipped preference labels"): the three
+handlings of the same data side by side, and each handling's paired difference from plain
+Bradley-Terry per seed (the same problem), mean and 95% t-interval over the seeds.
+
+    python scripts/toy_label_noise.py docs/results/toy-flipped   # reads <prefix>-{plain,conservative,robust}
+
+writes ``<prefix>.md`` and prints it. The three folders come from ``aihf experiment toy`` (the
+commands are in docs/results.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from aihf.eval.stats import mean_interval
+
+HANDLINGS = ("plain", "conservative", "robust")
+METHODS = ("rlhf-reward", "aihf", "ml-irl")
+
+
+def returns(folder: Path) -> dict[tuple[str, str], dict[int, float]]:
+    """(setting, method) -> seed -> normalised return, from ``folder/results.json``."""
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    return {(setting, method): {run["seed"]: run["normalised_return"] for run in entry["runs"]}
+            for setting, methods in results["settings"].items() for method, entry in methods.items()}
+
+
+def paired(plain: dict[int, float], other: dict[int, float]) -> dict[str, float]:
+    if set(plain) != set(other):
+        raise ValueError(f"the handlings ran other seeds: {sorted(plain)} and {sorted(other)}")
+    return mean_interval([other[seed] - plain[seed] for seed in sorted(plain)])
+
+
+def table(prefix: Path) -> str:
+    runs = {h: returns(prefix.parent / f"{prefix.name}-{h}") for h in HANDLINGS}
+    cell = lambda stat: f"{stat['mean']:+.3f} ± {stat['ci95']:.3f}"  # noqa: E731
+    lines = ["| setting | method | plain | conservative | robust | conservative - plain | robust - plain |",
+             "|---|---|---|---|---|---|---|"]
+    for setting, method in runs["plain"]:
+        if method not in METHODS:
+            continue
+        means = [mean_interval(list(runs[h][setting, method].values())) for h in HANDLINGS]
+        shifts = [paired(runs["plain"][setting, method], runs[h][setting, method]) for h in HANDLINGS[1:]]
+        lines.append(f"| {setting} | {method} | " + " | ".join(f"{m['mean']:.3f} ± {m['ci95']:.3f}" for m in means)
+                     + " | " + " | ".join(cell(s) for s in shifts) + " |")
+    n = len(next(iter(runs["plain"].values())))
+    return "\n".join(lines) + (f"\n\nNormalised return on held-out prompts (1 = the expert), mean ± 95% t-interval "
+                               f"over {n} seeds; the differences are paired by seed.\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("prefix", type=Path, help="the folders' common prefix, e.g. docs/results/toy-flipped")
+    args = parser.parse_args()
+    text = table(args.prefix)
+    args.prefix.with_suffix(".md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
