@@ -1,6 +1,7 @@
 """The flipped-label toy experiment (docs/results.md, "Flipped preference labels"): the three
 handlings of the same data side by side, and each handling's paired difference from plain
-Bradley-Terry per seed (the same problem), mean and 95% t-interval over the seeds.
+Bradley-Terry per seed (the same problem), mean and 95% t-interval over the seeds; one table
+for the normalised return (the pre-registered metric) and one for the regularised value.
 
     python scripts/toy_label_noise.py docs/results/toy-flipped   # reads <prefix>-{plain,conservative,robust}
 
@@ -20,10 +21,14 @@ HANDLINGS = ("plain", "conservative", "robust")
 METHODS = ("rlhf-reward", "aihf", "ml-irl")
 
 
-def returns(folder: Path) -> dict[tuple[str, str], dict[int, float]]:
-    """(setting, method) -> seed -> normalised return, from ``folder/results.json``."""
+METRICS = {"normalised_return": "Normalised return (pre-registered)",
+           "regularised_value": "Regularised value (added after the runs)"}
+
+
+def scores(folder: Path, metric: str) -> dict[tuple[str, str], dict[int, float]]:
+    """(setting, method) -> seed -> ``metric``, from ``folder/results.json``."""
     results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-    return {(setting, method): {run["seed"]: run["normalised_return"] for run in entry["runs"]}
+    return {(setting, method): {run["seed"]: run[metric] for run in entry["runs"]}
             for setting, methods in results["settings"].items() for method, entry in methods.items()}
 
 
@@ -33,8 +38,8 @@ def paired(plain: dict[int, float], other: dict[int, float]) -> dict[str, float]
     return mean_interval([other[seed] - plain[seed] for seed in sorted(plain)])
 
 
-def table(prefix: Path) -> str:
-    runs = {h: returns(prefix.parent / f"{prefix.name}-{h}") for h in HANDLINGS}
+def table(prefix: Path, metric: str) -> str:
+    runs = {h: scores(prefix.parent / f"{prefix.name}-{h}", metric) for h in HANDLINGS}
     cell = lambda stat: f"{stat['mean']:+.3f} ± {stat['ci95']:.3f}"  # noqa: E731
     lines = ["| setting | method | plain | conservative | robust | conservative - plain | robust - plain |",
              "|---|---|---|---|---|---|---|"]
@@ -46,15 +51,21 @@ def table(prefix: Path) -> str:
         lines.append(f"| {setting} | {method} | " + " | ".join(f"{m['mean']:.3f} ± {m['ci95']:.3f}" for m in means)
                      + " | " + " | ".join(cell(s) for s in shifts) + " |")
     n = len(next(iter(runs["plain"].values())))
-    return "\n".join(lines) + (f"\n\nNormalised return on held-out prompts (1 = the expert), mean ± 95% t-interval "
-                               f"over {n} seeds; the differences are paired by seed.\n")
+    return f"## {METRICS[metric]}\n\n" + "\n".join(lines) + (
+        f"\n\nOn held-out prompts (1 = the expert), mean ± 95% t-interval over {n} seeds; the differences are "
+        "paired by seed.\n")
+
+
+def page(prefix: Path) -> str:
+    """Both tables, as ``<prefix>.md`` holds them."""
+    return "\n".join(table(prefix, metric) for metric in METRICS)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prefix", type=Path, help="the folders' common prefix, e.g. docs/results/toy-flipped")
     args = parser.parse_args()
-    text = table(args.prefix)
+    text = page(args.prefix)
     args.prefix.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)
 

@@ -11,6 +11,7 @@ from aihf.experiments.bandit import (
     make_problem,
     normalised_return,
     policy_step,
+    regularised_value,
     run,
     soft_optimal_policy,
 )
@@ -27,8 +28,20 @@ def test_policy_step_converges_to_the_soft_optimal_policy():
 def test_expert_scores_one_and_reference_zero():
     config = ToyConfig()
     problem = make_problem(config, ToySetting("s", 10, 10), seed=0)
-    assert normalised_return(problem.true_theta, problem, config.beta) == pytest.approx(1.0)
-    assert normalised_return(torch.zeros_like(problem.true_theta), problem, config.beta) == pytest.approx(0.0)
+    for metric in (normalised_return, regularised_value):
+        assert metric(problem.true_theta, problem, config.beta) == pytest.approx(1.0)
+        assert metric(torch.zeros_like(problem.true_theta), problem, config.beta) == pytest.approx(0.0)
+
+
+def test_the_regularised_value_peaks_at_the_true_scale_where_the_return_does_not():
+    """A reward steeper than the true one makes a greedier policy: more return than the expert's
+    (normalised return above 1) but less of the objective the expert maximises (below 1)."""
+    config = ToyConfig()
+    problem = make_problem(config, ToySetting("s", 10, 10), seed=0)
+    steeper = 2.0 * problem.true_theta
+    assert normalised_return(steeper, problem, config.beta) > 1.0
+    assert regularised_value(steeper, problem, config.beta) < 1.0
+    assert regularised_value(0.5 * problem.true_theta, problem, config.beta) < 1.0
 
 
 @pytest.mark.e2e
@@ -101,6 +114,6 @@ def test_the_committed_flipped_label_table_is_what_its_results_give():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     prefix = root / "docs" / "results" / "toy-flipped"
-    assert script.table(prefix) == prefix.with_suffix(".md").read_text(encoding="utf-8")
+    assert script.page(prefix) == prefix.with_suffix(".md").read_text(encoding="utf-8")
     assert "| flipped | rlhf-reward | 0.498 ± 0.116 | 0.216 ± 0.063 | 0.810 ± 0.133 | -0.282 ± 0.079 | +0.312 ± 0.068 |" in (
         root / "docs" / "results.md").read_text(encoding="utf-8").replace("RLHF reward", "rlhf-reward")

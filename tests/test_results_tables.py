@@ -101,7 +101,7 @@ def test_imdb_results_md_tables_are_rectangular(tmp_path):
 def test_toy_results_table_is_rectangular():
     from aihf.experiments.bandit import results_table
 
-    entry = {"normalised_return": _stat(0.8), "reward_correlation": _stat(0.6, math.nan)}
+    entry = {"normalised_return": _stat(0.8), "regularised_value": _stat(0.7), "reward_correlation": _stat(0.6, math.nan)}
     text = results_table({"settings": {"balanced": {"aihf": entry, "ml-irl": entry}, "few": {"rlhf": entry}}})
     assert len(markdown_tables(text)) == 1 and not ragged_rows(text)
 

@@ -17,8 +17,11 @@ ML-IRL (1, 0) and the RLHF reward model (0, 1).
 
 Evaluation is on prompts never seen in training: the normalised return of the policy the
 learned reward induces, (J(pi_theta) - J(pi_ref)) / (J(pi*) - J(pi_ref)) with J the
-expected true reward, and the correlation of learned and true rewards after removing each
-prompt's mean (a reward is identified only up to a per-prompt constant).
+expected true reward; the same normalisation of the regularised value V = J - beta KL(pi ||
+pi_ref), the objective pi* maximises, so at most 1 (the return alone credits a reward steeper
+than the true one: its greedier policy can score above 1); and the correlation of learned and
+true rewards after removing each prompt's mean (a reward is identified only up to a
+per-prompt constant; the correlation ignores the reward's scale).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from aihf.eval.stats import interval_caption, mean_interval
 from aihf.objective import LabelNoise, aihf_reward_loss
 from aihf.runtime import check_finite, provenance, set_seed
 
+METRICS = ("normalised_return", "regularised_value", "reward_correlation")
 METHODS: dict[str, tuple[float, float]] = {
     "aihf": (1.0, 1.0),
     "ml-irl": (1.0, 0.0),
@@ -175,6 +179,21 @@ def normalised_return(theta: torch.Tensor, problem: ToyProblem, beta: float) -> 
     return (value(soft_optimal_policy(learned, beta)) - reference) / (expert - reference)
 
 
+def regularised_value(theta: torch.Tensor, problem: ToyProblem, beta: float) -> float:
+    """(V(pi_theta) - V(pi_ref)) / (V(pi*) - V(pi_ref)) on held-out prompts, V(pi) = E_x[ E_pi r*
+    - beta KL(pi || pi_ref) ]: 1 only for the expert's policy, below 1 for any other, a steeper
+    reward's greedier policy included (docs/method.md section 2's inner problem)."""
+    true = problem.eval_features @ problem.true_theta
+    log_k = math.log(true.size(-1))
+    def value(logits: torch.Tensor) -> float:
+        log_pi = torch.log_softmax(logits, dim=-1)
+        pi = log_pi.exp()
+        return float(((pi * true).sum(-1) - beta * (pi * (log_pi + log_k)).sum(-1)).mean())
+    reference = float(true.mean())
+    expert = value(true / beta)
+    return (value(problem.eval_features @ theta / beta) - reference) / (expert - reference)
+
+
 def reward_correlation(theta: torch.Tensor, problem: ToyProblem) -> float:
     """Pearson correlation of learned and true rewards on held-out prompts, per-prompt centred."""
     true = problem.eval_features @ problem.true_theta
@@ -236,13 +255,14 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
             {
                 "seed": seed,
                 "normalised_return": normalised_return(theta, problem, config.beta),
+                "regularised_value": regularised_value(theta, problem, config.beta),
                 "reward_correlation": reward_correlation(theta, problem),
                 "final_loss": losses[-1],
             }
         )
     for methods in results["settings"].values():
         for entry in methods.values():
-            for metric in ("normalised_return", "reward_correlation"):
+            for metric in METRICS:
                 entry[metric] = mean_interval([run[metric] for run in entry["runs"]])
     if output_dir is not None:
         write_outputs(results, Path(output_dir))
@@ -252,16 +272,14 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
 def results_table(results: dict) -> str:
     """A markdown table: one row per setting and method."""
     lines = [
-        "| setting | method | normalised return (1 = expert) | reward correlation |",
-        "|---|---|---|---|",
+        "| setting | method | normalised return (1 = expert) | regularised value (1 = expert, the most) "
+        "| reward correlation |",
+        "|---|---|---|---|---|",
     ]
     for setting, methods in results["settings"].items():
         for method, entry in methods.items():
-            ret, cor = entry["normalised_return"], entry["reward_correlation"]
-            lines.append(
-                f"| {setting} | {method} | {ret['mean']:.3f} ± {ret['ci95']:.3f} "
-                f"| {cor['mean']:.3f} ± {cor['ci95']:.3f} |"
-            )
+            cells = " | ".join(f"{entry[m]['mean']:.3f} ± {entry[m]['ci95']:.3f}" for m in METRICS)
+            lines.append(f"| {setting} | {method} | {cells} |")
     return "\n".join(lines)
 
 
