@@ -115,5 +115,9 @@ def test_the_committed_flipped_label_table_is_what_its_results_give():
     spec.loader.exec_module(script)
     prefix = root / "docs" / "results" / "toy-flipped"
     assert script.page(prefix) == prefix.with_suffix(".md").read_text(encoding="utf-8")
+    misstated = script.page(prefix, ("plain", "robust15", "robust", "robust45"))
+    assert misstated == (prefix.parent / "toy-flipped-misstated.md").read_text(encoding="utf-8")
+    clean = prefix.parent / "toy-clean"
+    assert script.page(clean, ("plain", "robust")) == clean.with_suffix(".md").read_text(encoding="utf-8")
     assert "| flipped | rlhf-reward | 0.498 ± 0.116 | 0.216 ± 0.063 | 0.810 ± 0.133 | -0.282 ± 0.079 | +0.312 ± 0.068 |" in (
         root / "docs" / "results.md").read_text(encoding="utf-8").replace("RLHF reward", "rlhf-reward")
