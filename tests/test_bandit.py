@@ -121,3 +121,41 @@ def test_the_committed_flipped_label_table_is_what_its_results_give():
     assert script.page(clean, ("plain", "robust")) == clean.with_suffix(".md").read_text(encoding="utf-8")
     assert "| flipped | rlhf-reward | 0.498 ± 0.116 | 0.216 ± 0.063 | 0.810 ± 0.133 | -0.282 ± 0.079 | +0.312 ± 0.068 |" in (
         root / "docs" / "results.md").read_text(encoding="utf-8").replace("RLHF reward", "rlhf-reward")
+
+
+def test_tuning_picks_each_methods_best_candidate_on_the_validation_problems_only():
+    """``tune``: five candidates per method, scored on the tune seeds' own problems; the test
+    seeds train the best one (the same runs ``evaluate_run`` makes with it); a test seed among
+    the tune seeds is refused."""
+    from aihf.experiments.bandit import candidates, evaluate_run
+
+    setting = ToySetting("low-quality-demos", 100, 100, demo_temperature=8.0)
+    config = ToyConfig(num_prompts=60, num_eval_prompts=60, iterations=60, seeds=[0], tune=True,
+                       tune_seeds=[100, 101], settings=[setting])
+    results = run(config, progress=False)
+    for method, entry in results["settings"]["low-quality-demos"].items():
+        options = {c.label: c for c in candidates(method, config)}
+        assert set(entry["validation"]) == set(options) and len(options) == 5
+        assert entry["chosen"] == max(entry["validation"], key=entry["validation"].get)
+        assert entry["runs"] == [evaluate_run(config, setting, options[entry["chosen"]], 0)]
+        value = sum(evaluate_run(config, setting, options[entry["chosen"]], s)["regularised_value"]
+                    for s in (100, 101)) / 2
+        assert entry["validation"][entry["chosen"]] == pytest.approx(value)
+    assert [c.w_pref for c in candidates("aihf", config)] == [0.1, 0.3, 1.0, 3.0, 10.0]
+    assert [c.reward_lr for c in candidates("ml-irl", config)] == pytest.approx([0.01, 0.025, 0.05, 0.1, 0.25])
+    assert candidates("aihf", ToyConfig())[0].label == "default"
+    with pytest.raises(ValueError, match="share a seed"):
+        ToyConfig(tune=True, seeds=[0, 100])
+
+
+def test_every_committed_toy_table_is_its_results_json():
+    """docs/results/toy-*/results.md is ``results_table`` of the results.json beside it."""
+    from pathlib import Path
+
+    from aihf.experiments.bandit import results_table
+
+    folders = sorted((Path(__file__).resolve().parents[1] / "docs" / "results").glob("toy-*/results.json"))
+    assert len(folders) >= 9
+    for path in folders:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        assert results_table(results) + "\n" == (path.parent / "results.md").read_text(encoding="utf-8"), path

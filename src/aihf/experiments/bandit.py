@@ -15,6 +15,11 @@ versus samples of the current policy plus preferences, through
 ``objective.aihf_reward_loss``. Methods differ only in (w_demo, w_pref): AIHF (1, 1),
 ML-IRL (1, 0) and the RLHF reward model (0, 1).
 
+With ``tune`` each method picks one of its configurations (``candidates``: AIHF its weight
+ratio w_P / w_D, ML-IRL and the RLHF reward their learning rate) on validation problems
+(``tune_seeds``: their own features, true reward and data) by the mean regularised value, and
+the test seeds then train with the chosen one.
+
 Evaluation is on prompts never seen in training: the normalised return of the policy the
 learned reward induces, (J(pi_theta) - J(pi_ref)) / (J(pi*) - J(pi_ref)) with J the
 expected true reward; the same normalisation of the regularised value V = J - beta KL(pi ||
@@ -82,6 +87,10 @@ class ToyConfig:
     label_smoothing: float = 0.0  # the reward step's assumed flip rate (objective.smoothed_logsigmoid)
     label_noise: LabelNoise = "conservative"  # how label_smoothing enters: conservative or robust
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    tune: bool = False  # choose each method's configuration on tune_seeds' problems first
+    tune_seeds: list[int] = field(default_factory=lambda: [100, 101, 102])
+    aihf_pref_weights: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0])  # w_P, w_D = 1
+    baseline_lr_factors: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0, 2.0, 5.0])  # x reward_lr
     settings: list[ToySetting] = field(
         default_factory=lambda: [
             ToySetting("balanced", 200, 200),
@@ -94,6 +103,31 @@ class ToyConfig:
         if not 0.0 <= self.label_smoothing < 0.5 or self.label_noise not in ("conservative", "robust"):
             raise ValueError(f"label_smoothing must be in [0, 0.5) and label_noise conservative or robust, got "
                              f"{self.label_smoothing}, {self.label_noise!r}")
+        if self.tune and set(self.tune_seeds) & set(self.seeds):
+            raise ValueError(f"tune_seeds {self.tune_seeds} and seeds {self.seeds} share a seed: a test problem "
+                             "would choose its own configuration")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration of a method: its weights and learning rate."""
+
+    label: str
+    w_demo: float
+    w_pref: float
+    reward_lr: float
+
+
+def candidates(method: str, config: ToyConfig) -> list[Candidate]:
+    """The configurations ``tune`` chooses among (one, the defaults, without it): AIHF's
+    w_P / w_D ratios at w_D = 1, or a single-term method's learning-rate factors."""
+    w_demo, w_pref = METHODS[method]
+    if not config.tune:
+        return [Candidate("default", w_demo, w_pref, config.reward_lr)]
+    if w_demo and w_pref:
+        return [Candidate(f"w_P/w_D={w:g}", w_demo, w, config.reward_lr) for w in config.aihf_pref_weights]
+    return [Candidate(f"lr={f * config.reward_lr:g}", w_demo, w_pref, f * config.reward_lr)
+            for f in config.baseline_lr_factors]
 
 
 @dataclass
@@ -204,13 +238,14 @@ def reward_correlation(theta: torch.Tensor, problem: ToyProblem) -> float:
 
 
 def fit_reward(
-    problem: ToyProblem, config: ToyConfig, w_demo: float, w_pref: float, seed: int
+    problem: ToyProblem, config: ToyConfig, w_demo: float, w_pref: float, seed: int, reward_lr: float | None = None
 ) -> tuple[torch.Tensor, list[float]]:
-    """Algorithm 1 (docs/method.md section 3) on the toy problem; returns theta and the loss curve."""
+    """Algorithm 1 (docs/method.md section 3) on the toy problem; returns theta and the loss curve.
+    ``reward_lr``: Adam's step size (None: ``config.reward_lr``)."""
     set_seed(seed)
     gen = torch.Generator().manual_seed(seed + 10_000)
     theta = torch.zeros(config.feature_dim, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.Adam([theta], lr=config.reward_lr)
+    optimizer = torch.optim.Adam([theta], lr=config.reward_lr if reward_lr is None else reward_lr)
     logits = torch.zeros(config.num_prompts, config.num_responses, dtype=torch.float64)
     losses = []
     for step in range(config.iterations):
@@ -240,26 +275,47 @@ def fit_reward(
     return theta.detach(), losses
 
 
+def evaluate_run(config: ToyConfig, setting: ToySetting, candidate: Candidate, seed: int) -> dict:
+    """Fit one candidate on one seed's problem and score it on that problem's held-out prompts."""
+    problem = make_problem(config, setting, seed)
+    theta, losses = fit_reward(problem, config, candidate.w_demo, candidate.w_pref, seed, candidate.reward_lr)
+    return {
+        "seed": seed,
+        "normalised_return": normalised_return(theta, problem, config.beta),
+        "regularised_value": regularised_value(theta, problem, config.beta),
+        "reward_correlation": reward_correlation(theta, problem),
+        "final_loss": losses[-1],
+    }
+
+
 def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Every method on every setting and seed; returns (and optionally writes) the results."""
+    """Every method on every setting and seed; returns (and optionally writes) the results.
+    With ``config.tune`` each (setting, method) first scores its candidates on the tune seeds
+    (``validation``: candidate -> mean regularised value) and the test seeds train the best
+    (``chosen``)."""
     results: dict = {"config": asdict(config), "versions": provenance(), "settings": {}}
-    jobs = [(s, m, seed) for s in config.settings for m in METHODS for seed in config.seeds]
-    bar = tqdm(jobs, desc="toy AIHF", unit="run", disable=not progress)
-    for setting, method, seed in bar:
-        bar.set_postfix_str(f"{setting.name}/{method}/seed {seed}")
-        problem = make_problem(config, setting, seed)
-        w_demo, w_pref = METHODS[method]
-        theta, losses = fit_reward(problem, config, w_demo, w_pref, seed)
+    pairs = [(s, m) for s in config.settings for m in METHODS]
+    total = sum(len(candidates(m, config)) * len(config.tune_seeds) * config.tune + len(config.seeds) for _, m in pairs)
+    bar = tqdm(total=total, desc="toy AIHF", unit="run", disable=not progress)
+    for setting, method in pairs:
         entry = results["settings"].setdefault(setting.name, {}).setdefault(method, {"runs": []})
-        entry["runs"].append(
-            {
-                "seed": seed,
-                "normalised_return": normalised_return(theta, problem, config.beta),
-                "regularised_value": regularised_value(theta, problem, config.beta),
-                "reward_correlation": reward_correlation(theta, problem),
-                "final_loss": losses[-1],
-            }
-        )
+        options = candidates(method, config)
+        chosen = options[0]
+        if config.tune:
+            entry["validation"] = {}
+            for candidate in options:
+                bar.set_postfix_str(f"{setting.name}/{method}/{candidate.label}: validation")
+                values = [evaluate_run(config, setting, candidate, seed)["regularised_value"]
+                          for seed in config.tune_seeds]
+                bar.update(len(values))
+                entry["validation"][candidate.label] = sum(values) / len(values)
+            chosen = max(options, key=lambda c: entry["validation"][c.label])
+            entry["chosen"] = chosen.label
+        for seed in config.seeds:
+            bar.set_postfix_str(f"{setting.name}/{method}/seed {seed}")
+            entry["runs"].append(evaluate_run(config, setting, chosen, seed))
+            bar.update()
+    bar.close()
     for methods in results["settings"].values():
         for entry in methods.values():
             for metric in METRICS:
@@ -271,15 +327,17 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
 
 def results_table(results: dict) -> str:
     """A markdown table: one row per setting and method."""
+    tuned = any("chosen" in e for methods in results["settings"].values() for e in methods.values())
     lines = [
-        "| setting | method | normalised return (1 = expert) | regularised value (1 = expert, the most) "
-        "| reward correlation |",
-        "|---|---|---|---|---|",
+        "| setting | method | " + ("chosen on validation | " if tuned else "") + "normalised return (1 = expert) "
+        "| regularised value (1 = expert, the most) | reward correlation |",
+        "|---|---|---|---|---|" + ("---|" if tuned else ""),
     ]
     for setting, methods in results["settings"].items():
         for method, entry in methods.items():
             cells = " | ".join(f"{entry[m]['mean']:.3f} ± {entry[m]['ci95']:.3f}" for m in METRICS)
-            lines.append(f"| {setting} | {method} | {cells} |")
+            chosen = f"{entry.get('chosen', '-')} | " if tuned else ""
+            lines.append(f"| {setting} | {method} | {chosen}{cells} |")
     return "\n".join(lines)
 
 
