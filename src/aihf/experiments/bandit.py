@@ -218,11 +218,13 @@ def regularised_value(theta: torch.Tensor, problem: ToyProblem, beta: float) -> 
     - beta KL(pi || pi_ref) ]: 1 only for the expert's policy, below 1 for any other, a steeper
     reward's greedier policy included (docs/method.md section 2's inner problem)."""
     true = problem.eval_features @ problem.true_theta
-    log_k = math.log(true.size(-1))
+    log_k = math.log(true.size(-1))  # KL to the uniform pi_ref = sum pi log pi + log K
+
     def value(logits: torch.Tensor) -> float:
         log_pi = torch.log_softmax(logits, dim=-1)
         pi = log_pi.exp()
         return float(((pi * true).sum(-1) - beta * (pi * (log_pi + log_k)).sum(-1)).mean())
+
     reference = float(true.mean())
     expert = value(true / beta)
     return (value(problem.eval_features @ theta / beta) - reference) / (expert - reference)
