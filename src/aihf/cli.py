@@ -211,8 +211,8 @@ def _run_toy(config_path: str | None, overrides: list[str], output_dir: Path) ->
     print(
         f"\n{count(len(config.settings), 'setting')} x {count(len(METHODS), 'method')} x "
         f"{count(len(config.seeds), 'seed')} in "
-        f"{time.perf_counter() - start:.0f} s; normalised return: 1 = the soft-optimal expert, "
-        "0 = the uniform reference policy; intervals are 95% over seeds."
+        f"{time.perf_counter() - start:.0f} s; normalised return and regularised value (E[r*] - beta KL, "
+        "at most 1): 1 = the soft-optimal expert, 0 = the uniform reference policy; intervals are 95% over seeds."
     )
     print(f"results: {output_dir / 'results.json'}\ntable:   {output_dir / 'results.md'}")
     print(f"plot:    {output_dir / 'normalised_return.png'}")
