@@ -751,3 +751,14 @@ def test_an_episode_is_a_trajectory_that_says_how_it_ended():
     fell = run_episode(lambda obs: np.ones(3, np.float32), gym.make("Hopper-v5"), seed=0)  # full torque: it falls
     assert len(fell) < 1000 and fell.terminals[-1] and not fell.terminals[:-1].any()
     assert fell.ret == pytest.approx(float(fell.rewards.sum()))
+
+
+def test_the_control_reward_refuses_the_implicit_reward_preference_forms():
+    """``loop.reward.preference_form`` exists through the shared ObjectiveConfig, but the control
+    reward is explicit: ipo or hinge would be silently ignored, so they are refused."""
+    from aihf.control.reward_step import RewardStepConfig
+
+    for form in ("ipo", "hinge"):
+        with pytest.raises(ValueError, match="preference_form must be sigmoid here"):
+            RewardStepConfig(preference_form=form)
+    assert RewardStepConfig().preference_form == "sigmoid"

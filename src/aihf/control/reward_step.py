@@ -73,6 +73,13 @@ class RewardStepConfig(ObjectiveConfig):
     demo_horizon: int = setting(1, ge=1, help="the demonstration term times this many steps (the episode length "
                                 "T: trajectory scale, as ML-IRL's code; 1: per step)")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.preference_form != "sigmoid":
+            raise ValueError(f"preference_form must be sigmoid here, got {self.preference_form!r}: the control reward "
+                             "is explicit, so its preference term is Bradley-Terry's (ipo and hinge are forms of the "
+                             "language models' implicit reward)")
+
 
 class RewardLearner:
     """Holds r_theta (a net or an ensemble of them), its Adam optimiser and the two data sets;
