@@ -234,9 +234,10 @@ def disable_dropout(model: nn.Module) -> int:
     """Set every dropout of ``model`` to 0 in place; returns how many there were.
 
     Two places hold a dropout rate in transformers' models: ``nn.Dropout`` modules (GPT-2's
-    ``attn_dropout``, OPT's ...) and plain float attributes that the attention function reads
-    while training (Llama's and GPT-NeoX's ``attention_dropout``, OPT's ``dropout``, GPT-2's
-    ``*_pdrop`` style). trl's ``disable_dropout_in_model`` zeroes the first kind only. The
+    ``attn_dropout``, OPT's ...) and plain float attributes read while training (Llama's and
+    GPT-NeoX's ``attention_dropout``, OPT's ``dropout`` and its ``layerdrop``, the chance of
+    skipping a whole layer, ``*_pdrop`` names). trl's ``disable_dropout_in_model`` zeroes the
+    first kind only. The
     model's config is left as it was, so a saved model keeps its dropout for whoever trains it
     next. Why: DPO, IPO, SPIN and the single-stage AIHF variants compare the policy's
     log-probs with a reference's computed without dropout, and RLOO trains on samples drawn
@@ -248,7 +249,8 @@ def disable_dropout(model: nn.Module) -> int:
             module.p = 0.0
             found += 1
         rates = [name for name, value in vars(module).items() if not name.startswith("_")
-                 and ("dropout" in name or name.endswith("pdrop")) and isinstance(value, float) and value > 0]
+                 and ("dropout" in name or name.endswith(("pdrop", "layerdrop"))) and isinstance(value, float)
+                 and value > 0]
         for name in rates:
             setattr(module, name, 0.0)
         found += len(rates)
