@@ -182,3 +182,29 @@ def test_dpo_starts_at_log_2_on_a_model_with_dropout(tmp_path):
     on = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'on'}", "model.disable_dropout=false", *args),
                model=model, tokenizer=tok)
     assert abs(on.history[0]["loss"] - math.log(2)) > 1e-3
+
+
+@pytest.mark.e2e
+def test_a_reward_model_object_trains_the_run_its_folder_trains(tmp_path, cache):
+    """``train("rlhf", ..., reward_model=reward, reward_tokenizer=tokenizer)``: an aihf RewardModel
+    held in memory is stored (its own ``save``) under the cache and named by
+    ``model.reward_model``, and trains the run its saved folder trains, step by step; a TRL-style
+    one-label classifier object is taken too; a reward without its tokenizer is refused."""
+    from test_reward_export import reward_and_tokenizer
+
+    reward, tokenizer = reward_and_tokenizer()
+    reward.save(tmp_path / "reward", tokenizer)
+    args = ("loop.max_steps=2", "method.max_new_tokens=3", "method.rloo_k=2", "data.eval_fraction=0")
+    by_folder = train("rlhf", config(tmp_path, f"loop.output_dir={tmp_path / 'folder'}",
+                                     f"model.reward_model={tmp_path / 'reward'}", *args))
+    given = train("rlhf", config(tmp_path, f"loop.output_dir={tmp_path / 'object'}", *args), reward_model=reward,
+                  reward_tokenizer=tokenizer)
+    assert [h["loss"] for h in given.history] == [h["loss"] for h in by_folder.history]
+    stored = Path(yaml.safe_load((tmp_path / "object" / "config.yaml").read_text())["model"]["reward_model"])
+    assert stored.parent == cache / "models" and not (tmp_path / "object" / "reward").exists()
+    classifier, classifier_tokenizer, _ = reward.to_sequence_classification(tokenizer)
+    as_trl = train("rlhf", config(tmp_path, f"loop.output_dir={tmp_path / 'trl'}", *args), reward_model=classifier,
+                   reward_tokenizer=classifier_tokenizer)
+    assert len(as_trl.history) == 2
+    with pytest.raises(ConfigError, match=r"reward_model=\.\.\., reward_tokenizer=\.\.\."):
+        train("rlhf", config(tmp_path), reward_model=reward)

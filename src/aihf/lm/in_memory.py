@@ -8,7 +8,9 @@ row and the field, as for a file), writes the records it kept with ``aihf.data.w
 encoding to ``<directory>/<kind>-<sha256 of the bytes, 16 hex digits>.jsonl`` and puts that
 path into ``config.data``. ``train(..., model=model, tokenizer=tokenizer)`` saves both with
 ``save_pretrained`` (safetensors) into ``<directory>/model-<sha256 of the saved files>`` and
-puts that folder into ``config.model.name_or_path``. So the run folder's ``config.yaml`` names
+puts that folder into ``config.model.name_or_path``; ``reward_model=..., reward_tokenizer=...``
+(an ``aihf.lm.models.RewardModel``, saved with its own ``save``, or a one-label sequence
+classifier such as a TRL reward model) go the same way into ``config.model.reward_model``. So the run folder's ``config.yaml`` names
 real files (the run can be repeated or resumed from the command line), the same rows or
 weights always give the same path and the same run (``aihf.run_folder``: a finished run is
 returned, a stopped one resumed), and other rows or weights give another path, hence another
@@ -123,24 +125,31 @@ def files_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def store_model(model: Any, tokenizer: Any, directory: Path) -> Path:
+def store_model(model: Any, tokenizer: Any, directory: Path, name: str = "model") -> Path:
     """The content-addressed folder holding ``model`` and ``tokenizer`` as ``save_pretrained``
-    writes them (safetensors): written to a temporary sibling, hashed, then renamed into
-    place unless a folder of that hash is there already. A peft model is refused: its
-    ``save_pretrained`` writes the adapters alone."""
+    writes them (safetensors; a ``RewardModel`` as its ``save`` does): written to a temporary
+    sibling, hashed, then renamed into place unless a folder of that hash is there already. A
+    peft model is refused: its ``save_pretrained`` writes the adapters alone. ``name``: the
+    argument's name in errors."""
+    from aihf.lm.models import RewardModel
+
     if hasattr(model, "peft_config"):
-        raise ConfigError("model: a peft model saves only its adapters; give model.merge_and_unload(), or the "
+        raise ConfigError(f"{name}: a peft model saves only its adapters; give model.merge_and_unload(), or the "
                           "base model with model.lora set to train adapters on it")
-    if not hasattr(model, "save_pretrained") or not hasattr(tokenizer, "save_pretrained"):
-        raise ConfigError(f"model and tokenizer must be transformers objects with save_pretrained, got "
-                          f"{type(model).__name__} and {type(tokenizer).__name__}")
+    reward = isinstance(model, RewardModel)
+    if not (reward or hasattr(model, "save_pretrained")) or not hasattr(tokenizer, "save_pretrained"):
+        raise ConfigError(f"{name} and its tokenizer must be transformers objects with save_pretrained (or an aihf "
+                          f"RewardModel), got {type(model).__name__} and {type(tokenizer).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".model.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        if reward:
+            model.save(tmp, tokenizer)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
         target = directory / f"model-{files_sha256(tmp)[:16]}"
         if not target.is_dir():
             with contextlib.suppress(OSError):  # another process renamed the same folder first
@@ -150,17 +159,19 @@ def store_model(model: Any, tokenizer: Any, directory: Path) -> Path:
     return target
 
 
-def with_stored_model(config: Any, model: Any, tokenizer: Any, directory: Path) -> Any:
-    """A copy of the ``TrainConfig`` ``config`` whose ``model.name_or_path`` is the stored folder
-    of ``model`` and ``tokenizer`` (the main process of each machine saves it; the others wait)."""
+def with_stored_model(config: Any, model: Any, tokenizer: Any, directory: Path, field: str = "name_or_path") -> Any:
+    """A copy of the ``TrainConfig`` ``config`` whose ``model.<field>`` (``name_or_path``, or
+    ``reward_model``) is the stored folder of ``model`` and ``tokenizer`` (the main process of
+    each machine saves it; the others wait)."""
     from accelerate.utils import broadcast_object_list
 
+    names = ("model", "tokenizer") if field == "name_or_path" else ("reward_model", "reward_tokenizer")
     if (model is None) != (tokenizer is None):
-        raise ConfigError("give the model and its tokenizer together (model=..., tokenizer=...)")
+        raise ConfigError(f"give the model and its tokenizer together ({names[0]}=..., {names[1]}=...)")
     state = runtime.process_state()
-    path = store_model(model, tokenizer, directory) if state.is_local_main_process else None
+    path = store_model(model, tokenizer, directory, names[0]) if state.is_local_main_process else None
     if state.num_processes > 1:
         path = broadcast_object_list([path])[0]
     config = copy.deepcopy(config)
-    config.model.name_or_path = str(path)
+    setattr(config.model, field, str(path))
     return config

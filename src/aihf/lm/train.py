@@ -324,7 +324,8 @@ def _claim(folder: Path, name: str, config: TrainConfig, overwrite: bool, state:
 def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite: bool = False, *,
           demonstrations: Data | None = None, preferences: Data | None = None, prompts: Data | None = None,
           eval_demonstrations: Data | None = None, eval_preferences: Data | None = None,
-          eval_prompts: Data | None = None, model: Any = None, tokenizer: Any = None) -> TrainResult:
+          eval_prompts: Data | None = None, model: Any = None, tokenizer: Any = None, reward_model: Any = None,
+          reward_tokenizer: Any = None) -> TrainResult:
     """Run method ``name`` in its run folder ``loop.output_dir`` (default
     ``runs/METHOD-HASH``); weights end up in ``<result folder>/final``.
 
@@ -335,7 +336,9 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
     run's config then names (``aihf.lm.in_memory``): the same rows are the same run, and the
     folder's ``config.yaml`` reruns it from the command line.
     A ``model`` and its ``tokenizer`` given here (transformers objects) replace
-    ``model.name_or_path`` the same way: saved once into a folder named by the hash of its files.
+    ``model.name_or_path`` the same way: saved once into a folder named by the hash of its files;
+    a ``reward_model`` and its ``reward_tokenizer`` (a ``RewardModel``, or a one-label sequence
+    classifier such as a TRL reward model) replace ``model.reward_model`` so.
 
     The folder is claimed first (``aihf.run_folder``: lock, record, refusal of another run
     unless ``overwrite``, ``resume_from=auto``: a checkpoint of this run is resumed and a
@@ -355,6 +358,8 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
     config = with_stored_data(config, given_data, aihf_cache_dir() / "data")
     if model is not None or tokenizer is not None:
         config = with_stored_model(config, model, tokenizer, aihf_cache_dir() / "models")
+    if reward_model is not None or reward_tokenizer is not None:
+        config = with_stored_model(config, reward_model, reward_tokenizer, aihf_cache_dir() / "models", "reward_model")
     if report_ignored and (ignored := RECIPES[name].ignored(config.method)):
         log.warning("method %s does not read method.%s: ignored", name, ", method.".join(ignored))
     _data_kinds(config, name)  # a missing file fails before the folder is claimed
