@@ -411,8 +411,10 @@ def main() -> None:
                 complete = code == 0
             if args.export and (args.out / cell(env, setting)).is_dir():
                 export(args.out / cell(env, setting), args.export / cell(env, setting), complete, seeds, merging)
-    if args.export:
+    if args.export and args.export.is_dir():
         print(f"status: {write_status(args.export, exported_envs(args.export, args.envs), seeds)}", flush=True)
+    elif args.export:  # no unit of this grid has run yet (--start-for over before the first)
+        print(f"status: nothing exported to {args.export} yet", flush=True)
     failed = [unit for unit, code in codes.items() if code != 0]
     if failed:
         print(f"{len(failed)} unit(s) failed: {failed} (see {args.out / 'logs'})", file=sys.stderr)

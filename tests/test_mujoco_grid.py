@@ -302,3 +302,17 @@ def test_every_committed_paper_run_is_still_finished_and_a_new_loop_setting_away
                              "loop.reward.label_noise=robust"):
                 other = grid.cell_config("paper", env, setting, (override,))
                 assert not grid.finished(exported, other, setting, seed, method), (result, override)
+
+
+def test_a_grid_whose_window_is_over_before_its_first_unit_exports_nothing_and_ends_cleanly(grid, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """``--start-for`` over before any unit of a new export folder started: no status page is
+    written into a folder that does not exist (the grid used to stop there with FileNotFoundError)."""
+    monkeypatch.setattr(sys, "argv", ["mujoco_paper_grid.py", "--envs", "Hopper-v5", "--settings", "balanced",
+                                      "--seeds", "0", "--workers", "1", "--start-for", "0",
+                                      "--out", str(tmp_path / "out"), "--export", str(tmp_path / "export"),
+                                      "methods=[aihf]", "seeds=[0]"])
+    grid.main()
+    out = capsys.readouterr().out
+    assert "not started (--start-for is over)" in out and f"nothing exported to {tmp_path / 'export'} yet" in out
+    assert not (tmp_path / "export").exists()
