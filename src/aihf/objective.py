@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,8 @@ from aihf.config import Settings, setting
 DemoForm = Literal["linear", "logistic"]
 PreferenceForm = Literal["sigmoid", "ipo", "hinge"]
 LabelNoise = Literal["conservative", "robust"]
+PREFERENCE_FORMS: tuple[str, ...] = get_args(PreferenceForm)
+LABEL_NOISES: tuple[str, ...] = get_args(LabelNoise)
 EnsembleRule = Literal["mean", "uwo", "wco"]
 ENSEMBLE_RULES = ("mean", "uwo", "wco")
 
@@ -237,6 +239,14 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.
     return values.mean() if weights is None else (weights * values).sum() / values.numel()
 
 
+def check_label_noise(label_smoothing: float, label_noise: str) -> None:
+    """``label_smoothing`` in [0, 0.5) and ``label_noise`` one of :data:`LABEL_NOISES`, else ValueError."""
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if label_noise not in LABEL_NOISES:
+        raise ValueError(f"unknown label_noise {label_noise!r}: use one of {', '.join(LABEL_NOISES)}")
+
+
 def smoothed_logsigmoid(z: torch.Tensor, label_smoothing: float = 0.0,
                         label_noise: LabelNoise = "conservative") -> torch.Tensor:
     """The log-likelihood of a preference label under Bradley-Terry with the label flipped with
@@ -251,10 +261,7 @@ def smoothed_logsigmoid(z: torch.Tensor, label_smoothing: float = 0.0,
     estimate of the clean label's log sigma(z): its expectation over the flip is log sigma(z)
     exactly (Chowdhury et al. 2024, "robust DPO"; trl's ``robust``); it rises without bound in z,
     with slope tending to epsilon / (1 - 2 epsilon). epsilon = 0 is log sigma(z) in both."""
-    if not 0.0 <= label_smoothing < 0.5:
-        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
-    if label_noise not in ("conservative", "robust"):
-        raise ValueError(f"unknown label_noise {label_noise!r}: use 'conservative' or 'robust'")
+    check_label_noise(label_smoothing, label_noise)
     if label_smoothing == 0.0:
         return F.logsigmoid(z)
     if label_noise == "robust":
@@ -420,8 +427,8 @@ def preference_loss(margin: torch.Tensor, beta: float, form: PreferenceForm = "s
     Label smoothing needs a label likelihood, which only the sigmoid form has.
     """
     _check_beta(beta)
-    if form not in ("sigmoid", "ipo", "hinge"):
-        raise ValueError(f"unknown preference form {form!r}: use 'sigmoid', 'ipo' or 'hinge'")
+    if form not in PREFERENCE_FORMS:
+        raise ValueError(f"unknown preference form {form!r}: use one of {', '.join(PREFERENCE_FORMS)}")
     if form == "sigmoid":
         return -smoothed_logsigmoid(beta * margin, label_smoothing, label_noise).mean()
     if label_smoothing:

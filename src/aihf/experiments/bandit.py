@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from aihf.data.builders import bradley_terry_first_wins
 from aihf.eval.stats import interval_caption, mean_interval
-from aihf.objective import LabelNoise, aihf_reward_loss
+from aihf.objective import LabelNoise, aihf_reward_loss, check_label_noise
 from aihf.runtime import check_finite, provenance, set_seed
 
 METRICS = ("normalised_return", "regularised_value", "reward_correlation")
@@ -100,9 +100,7 @@ class ToyConfig:
     )
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.label_smoothing < 0.5 or self.label_noise not in ("conservative", "robust"):
-            raise ValueError(f"label_smoothing must be in [0, 0.5) and label_noise conservative or robust, got "
-                             f"{self.label_smoothing}, {self.label_noise!r}")
+        check_label_noise(self.label_smoothing, self.label_noise)
         if self.tune and set(self.tune_seeds) & set(self.seeds):
             raise ValueError(f"tune_seeds {self.tune_seeds} and seeds {self.seeds} share a seed: a test problem "
                              "would choose its own configuration")

@@ -46,7 +46,7 @@ from aihf.lm.generation import CacheKind, HFSampler, VLLMSampler
 from aihf.lm.models import hidden_states_as_logits
 from aihf.lm.rl import rloo_step
 from aihf.lm.static_loop import StaticLoopSampler
-from aihf.objective import EnsembleRule, ObjectiveConfig, check_ensemble_settings
+from aihf.objective import EnsembleRule, ObjectiveConfig, PreferenceForm, check_ensemble_settings
 from aihf.reward_scale import RewardScaler
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Recipe:
     reward: Literal["implicit", "explicit"]
     demo_term: Literal["none", "likelihood", "self-play", "irl"]
     pref_term: bool
-    preference_form: Literal["sigmoid", "ipo", "hinge"] | None = None  # None: MethodConfig.preference_form
+    preference_form: PreferenceForm | None = None  # None: MethodConfig.preference_form
     train_policy: bool = True
     train_reward: bool = False
     rl_prompts: Literal["demo", "pref", "none"] = "none"  # where RL samples are drawn without a prompt set
