@@ -137,8 +137,8 @@ def test_tuning_picks_each_methods_best_candidate_on_the_validation_problems_onl
         options = {c.label: c for c in candidates(method, config)}
         assert set(entry["validation"]) == set(options) and len(options) == 5
         assert entry["chosen"] == max(entry["validation"], key=entry["validation"].get)
-        assert entry["runs"] == [evaluate_run(config, setting, options[entry["chosen"]], 0)]
-        value = sum(evaluate_run(config, setting, options[entry["chosen"]], s)["regularised_value"]
+        assert entry["runs"] == [evaluate_run(config, make_problem(config, setting, 0), options[entry["chosen"]], 0)]
+        value = sum(evaluate_run(config, make_problem(config, setting, s), options[entry["chosen"]], s)["regularised_value"]
                     for s in (100, 101)) / 2
         assert entry["validation"][entry["chosen"]] == pytest.approx(value)
     assert [c.w_pref for c in candidates("aihf", config)] == [0.1, 0.3, 1.0, 3.0, 10.0]

@@ -275,9 +275,8 @@ def fit_reward(
     return theta.detach(), losses
 
 
-def evaluate_run(config: ToyConfig, setting: ToySetting, candidate: Candidate, seed: int) -> dict:
-    """Fit one candidate on one seed's problem and score it on that problem's held-out prompts."""
-    problem = make_problem(config, setting, seed)
+def evaluate_run(config: ToyConfig, problem: ToyProblem, candidate: Candidate, seed: int) -> dict:
+    """Fit one candidate on seed ``seed``'s ``problem`` and score it on its held-out prompts."""
     theta, losses = fit_reward(problem, config, candidate.w_demo, candidate.w_pref, seed, candidate.reward_lr)
     return {
         "seed": seed,
@@ -294,27 +293,29 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
     (``validation``: candidate -> mean regularised value) and the test seeds train the best
     (``chosen``)."""
     results: dict = {"config": asdict(config), "versions": provenance(), "settings": {}}
-    pairs = [(s, m) for s in config.settings for m in METHODS]
-    total = sum(len(candidates(m, config)) * len(config.tune_seeds) * config.tune + len(config.seeds) for _, m in pairs)
+    tune_seeds = config.tune_seeds if config.tune else []
+    total = len(config.settings) * sum(len(candidates(m, config)) * len(tune_seeds) + len(config.seeds) for m in METHODS)
     bar = tqdm(total=total, desc="toy AIHF", unit="run", disable=not progress)
-    for setting, method in pairs:
-        entry = results["settings"].setdefault(setting.name, {}).setdefault(method, {"runs": []})
-        options = candidates(method, config)
-        chosen = options[0]
-        if config.tune:
-            entry["validation"] = {}
-            for candidate in options:
-                bar.set_postfix_str(f"{setting.name}/{method}/{candidate.label}: validation")
-                values = [evaluate_run(config, setting, candidate, seed)["regularised_value"]
-                          for seed in config.tune_seeds]
-                bar.update(len(values))
-                entry["validation"][candidate.label] = sum(values) / len(values)
-            chosen = max(options, key=lambda c: entry["validation"][c.label])
-            entry["chosen"] = chosen.label
-        for seed in config.seeds:
-            bar.set_postfix_str(f"{setting.name}/{method}/seed {seed}")
-            entry["runs"].append(evaluate_run(config, setting, chosen, seed))
-            bar.update()
+    for setting in config.settings:
+        problems = {seed: make_problem(config, setting, seed) for seed in [*tune_seeds, *config.seeds]}  # one per seed
+        for method in METHODS:
+            entry = results["settings"].setdefault(setting.name, {}).setdefault(method, {"runs": []})
+            options = candidates(method, config)
+            chosen = options[0]
+            if config.tune:
+                entry["validation"] = {}
+                for candidate in options:
+                    bar.set_postfix_str(f"{setting.name}/{method}/{candidate.label}: validation")
+                    values = [evaluate_run(config, problems[seed], candidate, seed)["regularised_value"]
+                              for seed in tune_seeds]
+                    bar.update(len(values))
+                    entry["validation"][candidate.label] = sum(values) / len(values)
+                chosen = max(options, key=lambda c: entry["validation"][c.label])
+                entry["chosen"] = chosen.label
+            for seed in config.seeds:
+                bar.set_postfix_str(f"{setting.name}/{method}/seed {seed}")
+                entry["runs"].append(evaluate_run(config, problems[seed], chosen, seed))
+                bar.update()
     bar.close()
     for methods in results["settings"].values():
         for entry in methods.values():
