@@ -755,10 +755,11 @@ def test_an_episode_is_a_trajectory_that_says_how_it_ended():
 
 def test_the_control_reward_refuses_the_implicit_reward_preference_forms():
     """``loop.reward.preference_form`` exists through the shared ObjectiveConfig, but the control
-    reward is explicit: ipo or hinge would be silently ignored, so they are refused."""
+    reward is explicit: every form but sigmoid would be silently ignored, so they are refused."""
     from aihf.control.reward_step import RewardStepConfig
+    from aihf.objective import PREFERENCE_FORMS
 
-    for form in ("ipo", "hinge"):
+    for form in set(PREFERENCE_FORMS) - {"sigmoid"}:
         with pytest.raises(ValueError, match="preference_form must be sigmoid here"):
             RewardStepConfig(preference_form=form)
     assert RewardStepConfig().preference_form == "sigmoid"

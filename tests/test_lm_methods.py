@@ -74,6 +74,10 @@ def test_every_method_has_a_recipe_and_a_test():
         ("dpo", 15, 4.0, {}),
         ("dpo", 15, 4.0, {"preference_form": "hinge"}),  # SLiC: pushes beta h to 1, h to 10 nats
         ("dpo", 15, 4.0, {"label_smoothing": 0.2, "label_noise": "robust"}),
+        *(("dpo", 15, 4.0, {"preference_form": form}) for form in ("nca_pair", "bco_pair", "sppo_hard", "apo_zero",
+                                                                   "apo_down")),
+        ("dpo", 15, 4.0, {"preference_form": "exo_pair", "label_smoothing": 1e-3}),
+        ("dpo", 15, 4.0, {"preference_form": "discopop", "discopop_tau": 0.3}),  # tau 0.05: test_discopop_...
         ("ipo", 15, 3.0, {}),  # IPO's target margin is 1 / (2 beta) = 5 nats: it stops there
         ("aihf-dpo", 15, 4.0, {}),
         ("spin", 15, 4.0, {}),
@@ -93,6 +97,22 @@ def test_implicit_reward_method_learns_the_right_answer(tmp_path, name, steps, m
     assert result.evaluations and all(torch.isfinite(torch.tensor(v)) for v in result.evaluations[-1].values())
     if RECIPES[name].pref_term:
         assert result.evaluations[-1]["eval/pref_accuracy"] == 1.0
+
+
+def test_discopop_at_trls_default_tau_lowers_the_right_answer(tmp_path, caplog):
+    """At tau = 0.05 (trl's default) discopop's slope at h = 0 points down (objective's
+    ``test_discopop_slope_at_the_reference``): DPO with it, started at the reference, ends with the
+    right answer less likely than it began, where tau = 0.3 learns it (the parametrised test above);
+    the method says so when it is built."""
+    tok = tiny_tokenizer()
+    policy = tiny_causal_lm(tok)
+    start = answer_margin(policy, tok)
+    config = MethodConfig(beta=0.1, preference_form="discopop")
+    with caplog.at_level("WARNING"):
+        method = make_method("dpo", tok, policy, config=config)
+    assert "discopop_tau=0.05 is below (1 - log 2) / 3" in caplog.text
+    Trainer(method, loop(tmp_path, max_steps=15)).fit()
+    assert answer_margin(policy, tok) < start - 0.5
 
 
 def test_self_play_reference_is_the_previous_iterate(tmp_path):
@@ -316,6 +336,24 @@ def test_ipo_average_is_read_by_the_ipo_forms_only():
     assert make("ipo").ipo_average and make("aihf-dpo", preference_form="ipo").ipo_average
     assert make("dpo", preference_form="ipo").ipo_average
     assert not make("dpo").ipo_average and not make("aihf-dpo").ipo_average
+
+
+def test_the_form_settings_are_read_with_their_form_only():
+    """``discopop_tau`` is read with the discopop form, ``label_noise`` not with exo_pair (which
+    reads ``label_smoothing`` as its target's epsilon and refuses to run without it); each is
+    reported as ignored elsewhere."""
+    from aihf.config import ConfigError
+
+    for name in ("dpo", "aihf-dpo", "self-play-aihf"):
+        assert "discopop_tau=0.3" in RECIPES[name].ignored(MethodConfig(discopop_tau=0.3))
+        assert "discopop_tau=0.3" not in RECIPES[name].ignored(MethodConfig(discopop_tau=0.3, preference_form="discopop"))
+        exo = MethodConfig(preference_form="exo_pair", label_smoothing=0.01, label_noise="robust")
+        assert RECIPES[name].ignored(exo) == ["label_noise='robust'"]
+    assert "discopop_tau=0.3" in RECIPES["ipo"].ignored(MethodConfig(discopop_tau=0.3, preference_form="discopop"))
+    tok = tiny_tokenizer()
+    encoder = Encoder(tok, max_length=24, max_prompt_length=12)
+    with pytest.raises(ConfigError, match="exo_pair preference form needs method.label_smoothing > 0"):
+        ImplicitRewardMethod("dpo", MethodConfig(preference_form="exo_pair"), tok, encoder, tiny_causal_lm(tok), *data())
 
 
 @pytest.mark.parametrize("label_noise", ["conservative", "robust"])

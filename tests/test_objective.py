@@ -52,6 +52,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 # Unbalanced batches on purpose: demonstrations and preferences have different sizes.
 ND, NP_ = 5, 3
+SMOOTH_FORMS = tuple(form for form in obj.PREFERENCE_FORMS if form != "hinge")
 
 
 # ====================================================================== 1. gradcheck
@@ -64,7 +65,7 @@ def _gc_cases():
     # log-prob-like inputs for the implicit-reward losses
     pc, pr, rc, rr = (_rand(NP_, seed=s, scale=3.0) for s in (5, 6, 7, 8))
     pd, pg, id_, ig = (_rand(ND, seed=s, scale=3.0) for s in (9, 10, 11, 12))
-    m = _rand(NP_, seed=13, scale=2.0)
+    m, m2 = _rand(NP_, seed=13, scale=2.0), _rand(NP_, seed=14, scale=2.0)
     cases = [
         ("bradley_terry", lambda a, b: obj.bradley_terry_loss(a, b), (c, r)),
         ("demo_linear", lambda a, b: obj.demonstration_reward_loss(a, b, "linear"), (d, p)),
@@ -92,14 +93,17 @@ def _gc_cases():
             lambda e, f: obj.aihf_reward_loss(None, None, e, f, w_demo=0.0, w_pref=0.5, reward_l2=0.1),
             (c, r),
         ),
-        ("preference_sigmoid", lambda x: obj.preference_loss(x, 0.3, "sigmoid"), (m,)),
-        ("preference_ipo", lambda x: obj.preference_loss(x, 0.3, "ipo"), (m,)),
         ("dpo_log_ratio_margin", lambda *a: obj.dpo_log_ratio_margin(*a), (pc, pr, rc, rr)),
         ("dpo", lambda *a: obj.dpo_loss(*a, beta=0.2), (pc, pr, rc, rr)),
         ("ipo", lambda *a: obj.ipo_loss(*a, beta=0.2), (pc, pr, rc, rr)),
         ("spin", lambda *a: obj.spin_loss(*a, beta=0.4), (pd, pg, id_, ig)),
     ]
-    for form in ("sigmoid", "ipo"):
+    for form in SMOOTH_FORMS:  # hinge has a kink at beta h = 1
+        epsilon = 0.1 if form == "exo_pair" else 0.0  # exo_pair's target (1 - epsilon, epsilon)
+        cases.append(
+            (f"preference_{form}", lambda x, y, form=form, eps=epsilon: obj.preference_loss(x, y, 0.3, form, eps), (m, m2))
+        )
+    for form in ("sigmoid", "ipo", "nca_pair"):
         cases.append(
             (
                 f"aihf_dpo_{form}",
@@ -494,16 +498,16 @@ class _FakeFusedLM(torch.nn.Module):
 
 
 def _trl_loss(loss_type: str | list[str], beta: float, policy_logits, ref_logits, ids, completion_mask,
-              label_smoothing: float = 0.0, loss_weights: list[float] | None = None):
+              label_smoothing: float = 0.0, loss_weights: list[float] | None = None, discopop_tau: float = 0.05):
     """Run trl's real ``DPOTrainer._compute_loss`` on fixed logits."""
     policy, ref = _FakeFusedLM(policy_logits), _FakeFusedLM(ref_logits)
     policy._ids = ref._ids = ids
     return trl_dpo_loss(loss_type, beta, policy, ref, ids, completion_mask, label_smoothing=label_smoothing,
-                        loss_weights=loss_weights)
+                        loss_weights=loss_weights, discopop_tau=discopop_tau)
 
 
 def trl_dpo_loss(loss_type: str | list[str], beta: float, policy, ref, ids, completion_mask, attention_mask=None,
-                 label_smoothing: float = 0.0, loss_weights: list[float] | None = None):
+                 label_smoothing: float = 0.0, loss_weights: list[float] | None = None, discopop_tau: float = 0.05):
     """Run trl's real ``DPOTrainer._compute_loss`` on a minimal trainer-like ``self``.
 
     ``policy`` and ``ref`` follow trl's fused-LM-head contract (``_FakeFusedLM``'s
@@ -522,7 +526,7 @@ def trl_dpo_loss(loss_type: str | list[str], beta: float, policy, ref, ids, comp
         accelerator=types.SimpleNamespace(
             device=torch.device("cpu"), gather_for_metrics=lambda t: t, gather=lambda t: t
         ),
-        args=types.SimpleNamespace(gradient_checkpointing_kwargs=None),
+        args=types.SimpleNamespace(gradient_checkpointing_kwargs=None, discopop_tau=discopop_tau),
         aux_loss_enabled=False,
         ld_alpha=None,
         precompute_ref_logps=False,
@@ -716,10 +720,9 @@ def test_bad_weights_raise(w_demo, w_pref):
 @pytest.mark.parametrize("beta", [0.0, -0.5, float("nan")])
 def test_bad_beta_raises(beta):
     m = torch.zeros(NP_)
-    with pytest.raises(ValueError, match="beta"):
-        obj.preference_loss(m, beta)
-    with pytest.raises(ValueError, match="beta"):
-        obj.preference_loss(m, beta, "ipo")
+    for form in obj.PREFERENCE_FORMS:
+        with pytest.raises(ValueError, match="beta"):
+            obj.preference_loss(m, m, beta, form, 0.1 if form == "exo_pair" else 0.0)
     with pytest.raises(ValueError, match="beta"):
         obj.dpo_loss(*_pref(), beta=beta)
     with pytest.raises(ValueError, match="beta"):
@@ -741,7 +744,7 @@ def test_unknown_forms_raise():
     with pytest.raises(ValueError, match="unknown demonstration form"):
         obj.aihf_reward_loss(z, z, None, None, w_demo=1.0, w_pref=0.0, demo_form="quadratic")
     with pytest.raises(ValueError, match="unknown preference form"):
-        obj.preference_loss(z, 0.1, "squared_hinge")
+        obj.preference_loss(z, z, 0.1, "squared_hinge")
     with pytest.raises(ValueError, match="unknown preference form"):
         obj.aihf_dpo_loss(None, *_pref(), beta=0.1, w_demo=0.0, preference_form="kto")
     with pytest.raises(ValueError, match="unknown preference form"):
@@ -832,15 +835,19 @@ def test_a_free_margin_learns_the_log_odds_of_a_correct_label(epsilon):
 
 
 def test_label_smoothing_is_refused_outside_its_range_and_for_ipo():
-    margin = torch.ones(3, dtype=DT)
+    a, b = torch.ones(3, dtype=DT), torch.zeros(3, dtype=DT)
     with pytest.raises(ValueError, match="label_smoothing must be in"):
-        obj.preference_loss(margin, 0.1, "sigmoid", 0.5)
-    with pytest.raises(ValueError, match="sigmoid form"):
-        obj.preference_loss(margin, 0.1, "ipo", 0.1)
-    with pytest.raises(ValueError, match="sigmoid form"):
-        obj.preference_loss(margin, 0.1, "hinge", 0.1)
+        obj.preference_loss(a, b, 0.1, "sigmoid", 0.5)
+    for form in set(obj.PREFERENCE_FORMS) - {"sigmoid", "exo_pair"}:
+        with pytest.raises(ValueError, match="sigmoid form"):
+            obj.preference_loss(a, b, 0.1, form, 0.1)
     with pytest.raises(ValueError, match="unknown label_noise"):
-        obj.preference_loss(margin, 0.1, "sigmoid", 0.1, "symmetric")
+        obj.preference_loss(a, b, 0.1, "sigmoid", 0.1, "symmetric")
+    for epsilon in (0.0, 0.5):  # exo_pair's target needs 0 < epsilon < 1/2
+        with pytest.raises(ValueError, match="exo_pair form needs label_smoothing"):
+            obj.preference_loss(a, b, 0.1, "exo_pair", epsilon)
+    with pytest.raises(ValueError, match="discopop_tau must be > 0"):
+        obj.preference_loss(a, b, 0.1, "discopop", discopop_tau=0.0)
 
 
 @pytest.mark.parametrize("beta, epsilon", [(0.1, 0.1), (0.5, 0.25), (2.0, 0.4)])
@@ -895,7 +902,7 @@ def test_hinge_form_matches_trl_hinge(beta):
         pytest.approx(expected, rel=1e-10))
     margin = obj.dpo_log_ratio_margin(pc, pr, rc, rr)
     by_hand = torch.clamp(1 - beta * margin, min=0).mean()
-    assert obj.preference_loss(margin, beta, "hinge").item() == pytest.approx(by_hand.item(), rel=1e-12)
+    assert obj.preference_loss(pc - rc, pr - rr, beta, "hinge").item() == pytest.approx(by_hand.item(), rel=1e-12)
 
 
 def test_robust_bradley_terry_is_unbiased_for_the_clean_label():
@@ -948,3 +955,92 @@ def test_robust_bradley_terry_recovers_the_true_reward_from_flipped_labels():
         assert float(torch.linalg.norm(shrunk) / torch.linalg.norm(w_true)) == pytest.approx(scale, abs=0.01)
         cosine = float(shrunk @ w_true / (torch.linalg.norm(shrunk) * torch.linalg.norm(w_true)))
         assert cosine > 0.99  # the direction is right; the scale is what the noise takes
+
+
+TRL_PAIRWISE = ("exo_pair", "discopop", "nca_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down")
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0, 4.0])
+@pytest.mark.parametrize("form", TRL_PAIRWISE)
+def test_pairwise_forms_match_trl(form, beta):
+    """Each of trl 1.16's other pairwise losses, run by its real ``DPOTrainer._compute_loss`` on
+    the same logits, equals ``preference_form=<the same name>`` in DPO, AIHF-DPO and Self-Play-AIHF
+    with w_D = 0 (exo_pair at epsilon 0.05, discopop at tau 0.3, not the default 0.05). trl holds
+    exo_pair's epsilon as a float32 tensor, so its log(1 - epsilon) and log(epsilon) carry float32
+    rounding (1e-8 relative here); the float64 formula is checked in ``test_pairwise_forms_by_their_formulas``."""
+    pytest.importorskip("trl")
+    epsilon = 0.05 if form == "exo_pair" else 0.0
+    rel = 1e-7 if form == "exo_pair" else 1e-10
+    tau = 0.3
+    pol, ref, ids, cm = _pair_batch(B=4, seed=90 + int(beta * 10))
+    expected = float(_trl_loss(form, beta, pol, ref, ids, cm, epsilon, discopop_tau=tau))
+    (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
+    assert obj.preference_loss(pc - rc, pr - rr, beta, form, epsilon, discopop_tau=tau).item() == pytest.approx(expected, rel=rel)
+    assert obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, form, epsilon, discopop_tau=tau).item() == (
+        pytest.approx(expected, rel=rel))
+    assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, form, epsilon,
+                                   discopop_tau=tau).item() == pytest.approx(expected, rel=rel)
+
+
+def test_pairwise_forms_by_their_formulas():
+    """Each form against its paper's formula written in numpy on a grid of log-ratios (a, b):
+    the first five depend on the margin a - b only, the last five also on a itself."""
+    a = np.linspace(-3.0, 3.0, 7)
+    a, b = (x.ravel() for x in np.meshgrid(a, a[::-1] * 0.7))
+    beta, eps, tau = 0.8, 0.1, 0.2
+    z = beta * (a - b)
+    sig, lsig = _np_sigmoid, _np_logsigmoid
+    by_hand = {
+        "sigmoid": -lsig(z),
+        "ipo": (a - b - 1 / (2 * beta)) ** 2,
+        "hinge": np.maximum(0.0, 1 - z),
+        "exo_pair": sig(z) * np.log(sig(z) / (1 - eps)) + sig(-z) * np.log(sig(-z) / eps),
+        "discopop": (1 - sig(z / tau)) * -lsig(z) + sig(z / tau) * np.exp(-z),
+        "nca_pair": -lsig(beta * a) - 0.5 * lsig(-beta * a) - 0.5 * lsig(-beta * b),
+        "bco_pair": -lsig(beta * a) - lsig(-beta * b),
+        "sppo_hard": (a - 1 / (2 * beta)) ** 2 + (b + 1 / (2 * beta)) ** 2,
+        "apo_zero": 1 - sig(beta * a) + sig(beta * b),
+        "apo_down": sig(beta * a) + 1 - sig(z),
+    }
+    assert set(by_hand) == set(obj.PREFERENCE_FORMS)
+    ta, tb = torch.tensor(a, dtype=DT), torch.tensor(b, dtype=DT)
+    shift = 1.5  # the same change of both log-ratios leaves the margin as it is
+    for form, expected in by_hand.items():
+        eps_here = eps if form == "exo_pair" else 0.0
+        assert obj.preference_loss(ta, tb, beta, form, eps_here, discopop_tau=tau).item() == pytest.approx(
+            expected.mean(), rel=1e-12), form
+        shifted = obj.preference_loss(ta + shift, tb + shift, beta, form, eps_here, discopop_tau=tau).item()
+        margin_only = form in ("sigmoid", "ipo", "hinge", "exo_pair", "discopop")
+        assert (shifted == pytest.approx(expected.mean(), rel=1e-12)) == margin_only, form
+
+
+def test_sppo_hard_is_least_at_its_two_targets():
+    """SPPO (hard) regresses the chosen log-ratio to +1/(2 beta) and the rejected one to -1/(2 beta):
+    gradient descent on the two log-ratios ends there, loss 0."""
+    beta = 0.25
+    ratios = torch.zeros(2, dtype=DT, requires_grad=True)
+    optimizer = torch.optim.SGD([ratios], lr=0.2)
+    for _ in range(200):
+        optimizer.zero_grad()
+        obj.preference_loss(ratios[:1], ratios[1:], beta, "sppo_hard").backward()
+        optimizer.step()
+    assert ratios.detach().tolist() == pytest.approx([2.0, -2.0], abs=1e-9)
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.1, 0.3])
+def test_discopop_slope_at_the_reference(tau):
+    """discopop's derivative in z = beta h at z = 0 is (1 - log 2) / (4 tau) - 3/4 (by hand: the
+    mixing weight sigma(z / tau) has slope 1 / (4 tau) there, the two components differ by
+    log 2 - 1, and each has slope -1/2 and -1 at weight 1/2): positive below
+    DISCOPOP_TAU_TURN = (1 - log 2) / 3, so descent lowers the margin of a pair at the reference;
+    at trl's default tau = 0.05 the loss then has a local minimum at z = -0.12."""
+    z = torch.zeros(1, dtype=DT, requires_grad=True)
+    obj.preference_loss(z, torch.zeros(1, dtype=DT), 1.0, "discopop", discopop_tau=tau).backward()
+    slope = (1 - np.log(2)) / (4 * tau) - 0.75
+    assert z.grad.item() == pytest.approx(slope, rel=1e-12)
+    assert (slope > 0) == (tau < obj.DISCOPOP_TAU_TURN)
+    if tau == 0.05:
+        grid = torch.linspace(-1.0, 1.0, 20001, dtype=DT)
+        values = torch.stack([obj.preference_loss(g[None], torch.zeros(1, dtype=DT), 1.0, "discopop") for g in grid])
+        inner = (values[1:-1] < values[:-2]) & (values[1:-1] < values[2:])
+        assert grid[1:-1][inner].tolist() == pytest.approx([-0.1186], abs=1e-4)

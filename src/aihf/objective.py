@@ -25,6 +25,7 @@ and the entropy temperature of SAC in control.
 from __future__ import annotations
 
 import functools
+import math
 import operator
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -35,10 +36,13 @@ import torch.nn.functional as F
 from aihf.config import Settings, setting
 
 DemoForm = Literal["linear", "logistic"]
-PreferenceForm = Literal["sigmoid", "ipo", "hinge"]
+PreferenceForm = Literal[
+    "sigmoid", "ipo", "hinge", "exo_pair", "discopop", "nca_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down"
+]
 LabelNoise = Literal["conservative", "robust"]
 PREFERENCE_FORMS: tuple[str, ...] = get_args(PreferenceForm)
 LABEL_NOISES: tuple[str, ...] = get_args(LabelNoise)
+DISCOPOP_TAU_TURN = (1.0 - math.log(2.0)) / 3.0  # below it discopop's derivative at h = 0 is > 0 (preference_loss)
 EnsembleRule = Literal["mean", "uwo", "wco"]
 ENSEMBLE_RULES = ("mean", "uwo", "wco")
 
@@ -73,7 +77,7 @@ class ObjectiveConfig(Settings):
     likelihoods. ``demo_form``: the demonstration term of the explicit reward step
     (section 3: ``linear`` is the exact ML-IRL gradient, ``logistic`` the bounded form of
     the authors' code). ``preference_form``: the implicit reward's preference term, Bradley-Terry/DPO
-    (``sigmoid``), IPO or SLiC's ``hinge`` (``preference_loss``).
+    (``sigmoid``), IPO, SLiC's ``hinge`` or one of trl's other pairwise losses (``preference_loss``).
     ``label_smoothing``: epsilon, the chance that a preference label is flipped, which the
     sigmoid preference terms (Bradley-Terry and DPO) then account for, in the ``label_noise`` form
     ``conservative`` or ``robust`` (``smoothed_logsigmoid``).
@@ -84,9 +88,10 @@ class ObjectiveConfig(Settings):
     w_pref: float = setting(1.0, ge=0, help="weight w_P of the preference likelihood")
     demo_form: DemoForm = setting("logistic", help="explicit reward step's demonstration term: linear or logistic")
     preference_form: PreferenceForm = setting("sigmoid", help="implicit reward's preference term: sigmoid (DPO), "
-                                              "ipo or hinge (SLiC)")
+                                              "ipo, hinge (SLiC), exo_pair, discopop, nca_pair, bco_pair, sppo_hard, "
+                                              "apo_zero or apo_down")
     label_smoothing: float = setting(0.0, ge=0, lt=0.5, help="chance a preference label is flipped (Bradley-Terry / "
-                                     "DPO, sigmoid form only)")
+                                     "DPO, sigmoid form; exo_pair's epsilon)")
     label_noise: LabelNoise = setting("conservative", help="how label_smoothing enters: conservative (expected "
                                       "log-likelihood) or robust (unbiased, rDPO)")
 
@@ -416,36 +421,85 @@ def dpo_log_ratio_margin(
     return (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
 
 
-def preference_loss(margin: torch.Tensor, beta: float, form: PreferenceForm = "sigmoid",
-                    label_smoothing: float = 0.0, label_noise: LabelNoise = "conservative") -> torch.Tensor:
-    """Loss on a log-ratio margin h (docs/method.md section 4).
+def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, beta: float,
+                    form: PreferenceForm = "sigmoid", label_smoothing: float = 0.0,
+                    label_noise: LabelNoise = "conservative", discopop_tau: float = 0.05) -> torch.Tensor:
+    """The implicit reward's preference term (docs/method.md section 4) on the log-ratios
+    a = log pi(y_w|x) - log pi_ref(y_w|x) (``chosen_ratio``) and b, the same for y_l; h = a - b,
+    z = beta * h. Mean over pairs of:
 
-        sigmoid (DPO):   -mean log sigma(beta * h)   (label_smoothing > 0: ``smoothed_logsigmoid``)
-        ipo     (IPO):    mean (h - 1 / (2 beta))^2
-        hinge   (SLiC):   mean max(0, 1 - beta * h)  (Zhao et al. 2023, SLiC-HF; trl's ``hinge``)
+        sigmoid   (DPO):        -log sigma(z)   (label_smoothing > 0: ``smoothed_logsigmoid``)
+        ipo       (IPO):         (h - 1 / (2 beta))^2
+        hinge     (SLiC-HF):     max(0, 1 - z)
+        exo_pair  (EXO):         KL(q || p) with q = (sigma(z), sigma(-z)), p = (1 - eps, eps),
+                                 eps = label_smoothing > 0 (Ji et al. 2024, eq. 16)
+        discopop  (DiscoPOP):    (1 - m) (-log sigma(z)) + m exp(-z), m = sigma(z / tau)
+                                 (Lu et al. 2024, eq. 5; tau = ``discopop_tau``)
+        nca_pair  (NCA):        -log sigma(beta a) - 1/2 log sigma(-beta a) - 1/2 log sigma(-beta b)
+                                 (Chen et al. 2024)
+        bco_pair  (BCO):        -log sigma(beta a) - log sigma(-beta b) (Jung et al. 2024, without
+                                 its running reward shift, as trl 1.16)
+        sppo_hard (SPPO):        (a - 1 / (2 beta))^2 + (b + 1 / (2 beta))^2 (Wu et al. 2024, with
+                                 hard win probabilities 1 and 0)
+        apo_zero  (APO-zero):    1 - sigma(beta a) + sigma(beta b) (D'Oosterlinck et al. 2024, eq. 7)
+        apo_down  (APO-down):    sigma(beta a) + 1 - sigma(z) (eq. 8)
 
-    Label smoothing needs a label likelihood, which only the sigmoid form has.
+    discopop is not monotone in z: its derivative at z = 0 is (1 - log 2) / (4 tau) - 3/4, positive
+    for tau < ``DISCOPOP_TAU_TURN`` = (1 - log 2) / 3 ~ 0.102 (trl's default tau is 0.05; there a
+    local minimum sits at z = -0.12); from the reference (h = 0 for every pair) descent then lowers
+    every margin. Each equals trl 1.16's ``DPOTrainer`` loss of the same name on identical log-ratios. The first
+    five read only the margin h; the last five also each response's own log-ratio, so they move
+    the likelihood of y_w (or y_l) and not only the gap. Label smoothing needs a label likelihood:
+    only the sigmoid form smooths, and exo_pair reads ``label_smoothing`` as its epsilon.
     """
     _check_beta(beta)
     if form not in PREFERENCE_FORMS:
         raise ValueError(f"unknown preference form {form!r}: use one of {', '.join(PREFERENCE_FORMS)}")
+    a, b = chosen_ratio, rejected_ratio
+    z = beta * (a - b)
     if form == "sigmoid":
-        return -smoothed_logsigmoid(beta * margin, label_smoothing, label_noise).mean()
+        return -smoothed_logsigmoid(z, label_smoothing, label_noise).mean()
+    if form == "exo_pair":
+        if not 0.0 < label_smoothing < 0.5:
+            raise ValueError(f"the exo_pair form needs label_smoothing in (0, 0.5), its target's epsilon; got "
+                             f"{label_smoothing}")
+        eps = torch.tensor(label_smoothing, dtype=z.dtype, device=z.device)
+        return (torch.sigmoid(z) * (F.logsigmoid(z) - torch.log1p(-eps))
+                + torch.sigmoid(-z) * (F.logsigmoid(-z) - torch.log(eps))).mean()
     if label_smoothing:
         raise ValueError(f"label_smoothing is for the sigmoid form: the {form} loss has no label likelihood")
     if form == "ipo":
-        return (margin - 1.0 / (2.0 * beta)).pow(2).mean()
-    return torch.relu(1.0 - beta * margin).mean()
+        per_pair = (a - b - 1.0 / (2.0 * beta)).pow(2)
+    elif form == "hinge":
+        per_pair = torch.relu(1.0 - z)
+    elif form == "discopop":
+        if not discopop_tau > 0:
+            raise ValueError(f"discopop_tau must be > 0, got {discopop_tau}")
+        mix = torch.sigmoid(z / discopop_tau)
+        per_pair = -F.logsigmoid(z) * (1.0 - mix) + torch.exp(-z) * mix
+    elif form == "nca_pair":
+        per_pair = -F.logsigmoid(beta * a) - 0.5 * F.logsigmoid(-beta * a) - 0.5 * F.logsigmoid(-beta * b)
+    elif form == "bco_pair":
+        per_pair = -F.logsigmoid(beta * a) - F.logsigmoid(-beta * b)
+    elif form == "sppo_hard":
+        per_pair = (a - 0.5 / beta).pow(2) + (b + 0.5 / beta).pow(2)
+    elif form == "apo_zero":
+        per_pair = 1.0 - torch.sigmoid(beta * a) + torch.sigmoid(beta * b)
+    else:  # apo_down
+        per_pair = torch.sigmoid(beta * a) + 1.0 - torch.sigmoid(z)
+    return per_pair.mean()
 
 
 def _preference_term(
     logps: tuple[torch.Tensor | None, ...], beta: float, form: PreferenceForm, reference_name: str,
-    label_smoothing: float = 0.0, label_noise: LabelNoise = "conservative",
+    label_smoothing: float = 0.0, label_noise: LabelNoise = "conservative", discopop_tau: float = 0.05,
 ) -> torch.Tensor:
     """``preference_loss`` on (policy chosen, policy rejected, reference chosen, reference rejected)."""
     if any(t is None for t in logps):
         raise ValueError(f"w_pref > 0 needs policy and {reference_name} log-probs of chosen and rejected")
-    return preference_loss(dpo_log_ratio_margin(*logps), beta, form, label_smoothing, label_noise)
+    policy_chosen, policy_rejected, reference_chosen, reference_rejected = logps
+    return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, form,
+                           label_smoothing, label_noise, discopop_tau)
 
 
 def dpo_loss(
@@ -459,8 +513,8 @@ def dpo_loss(
 ) -> torch.Tensor:
     """DPO (docs/method.md section 5): -mean log sigma( beta * h ), h from ``dpo_log_ratio_margin``;
     with ``label_smoothing`` > 0 conservative or robust DPO (``smoothed_logsigmoid``)."""
-    margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
-    return preference_loss(margin, beta, "sigmoid", label_smoothing, label_noise)
+    return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, "sigmoid",
+                           label_smoothing, label_noise)
 
 
 def ipo_loss(
@@ -474,8 +528,7 @@ def ipo_loss(
 
     trl computes h from token-mean log-probs for IPO; pass those to match it.
     """
-    margin = dpo_log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
-    return preference_loss(margin, beta, "ipo")
+    return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, "ipo")
 
 
 def aihf_dpo_loss(
@@ -490,16 +543,17 @@ def aihf_dpo_loss(
     preference_form: PreferenceForm = "sigmoid",
     label_smoothing: float = 0.0,
     label_noise: LabelNoise = "conservative",
+    discopop_tau: float = 0.05,
 ) -> torch.Tensor:
     """AIHF-DPO (docs/method.md section 4, *derived*): supervised likelihood plus DPO.
 
-        l = -w_D * mean log pi(y_E|x) + w_P * preference_loss(h, beta)
+        l = -w_D * mean log pi(y_E|x) + w_P * preference_loss(a, b, beta)
 
     ``policy_demo`` is log pi(y_E|x) per demonstration, summed or token-mean over the
     response as the caller chooses (``sequence_logprobs(average=...)``); the engine's
     default is the token-mean, which keeps the term's scale independent of length.
     Reduction: w_D = 0 is DPO (or IPO with ``preference_form='ipo'``). ``label_smoothing`` /
-    ``label_noise``: the preference term's label-noise epsilon and form (``preference_loss``).
+    ``label_noise`` / ``discopop_tau``: the preference term's settings (``preference_loss``).
     """
     _check_weights(w_demo, w_pref)
     _check_beta(beta)
@@ -511,7 +565,7 @@ def aihf_dpo_loss(
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference_form, "reference",
-            label_smoothing, label_noise,
+            label_smoothing, label_noise, discopop_tau,
         )
         terms.append(w_pref * term)
     return _total(terms)
@@ -547,11 +601,12 @@ def self_play_aihf_loss(
     preference_form: PreferenceForm = "sigmoid",
     label_smoothing: float = 0.0,
     label_noise: LabelNoise = "conservative",
+    discopop_tau: float = 0.05,
 ) -> torch.Tensor:
     """Self-Play-AIHF (docs/method.md section 4, *derived*).
 
         l = w_D * spin_loss(pi; y_E vs y' ~ pi_t; reference pi_t)
-          + w_P * preference_loss(h with reference pi_t, beta)
+          + w_P * preference_loss(a, b with reference pi_t, beta)
 
     pi_t is the current iterate (frozen within a round; it advances when the round's
     responses y' are regenerated). Reduction: w_P = 0 is SPIN. ``label_smoothing`` smooths the
@@ -566,7 +621,7 @@ def self_play_aihf_loss(
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference_form, "iterate",
-            label_smoothing, label_noise,
+            label_smoothing, label_noise, discopop_tau,
         )
         terms.append(w_pref * term)
     return _total(terms)

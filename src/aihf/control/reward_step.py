@@ -77,7 +77,7 @@ class RewardStepConfig(ObjectiveConfig):
         super().__post_init__()
         if self.preference_form != "sigmoid":
             raise ValueError(f"preference_form must be sigmoid here, got {self.preference_form!r}: the control reward "
-                             "is explicit, so its preference term is Bradley-Terry's (ipo and hinge are forms of the "
+                             "is explicit, so its preference term is Bradley-Terry's (the other forms are the "
                              "language models' implicit reward)")
 
 

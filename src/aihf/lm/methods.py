@@ -70,6 +70,7 @@ class MethodConfig(ObjectiveConfig):
     ``DPOTrainer(loss_type="ipo")`` computes it. The default sums over tokens, the IPO
     paper's formula. The two give the same loss at the first step from the reference
     (h = 0) and different gradients, so the runs part (docs/method.md section 4).
+    ``discopop_tau`` is read with ``preference_form: discopop`` only.
 
     Algorithm 1 (``aihf``): ``schedule: alternating`` is docs/method.md section 3's single loop,
     one policy step and one reward step per optimizer step (the form with the convergence
@@ -86,6 +87,7 @@ class MethodConfig(ObjectiveConfig):
 
     demo_average: bool = setting(True, help="the supervised demonstration term (sft, aihf-dpo) is a per-token mean of log pi (False: the sum)")
     ipo_average: bool = setting(False, help="IPO on token-mean log-ratios, as trl's loss_type='ipo' (False: summed, the IPO paper's formula)")
+    discopop_tau: float = setting(0.05, gt=0, help="temperature of the discopop preference form (trl's discopop_tau)")
     reward_l2: float = setting(0.0, ge=0, help="L2 penalty on the explicit reward's outputs")
     rloo_k: int = setting(4, ge=2, help="RLOO samples per prompt (leave-one-out needs another sample)")
     steps_per_round: int | None = setting(None, ge=1, help="steps between recomputed reference quantities; None: one round")
@@ -128,6 +130,7 @@ SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache", "sampler
 REWARD_FIT = ("w_pref", "label_smoothing", "label_noise", "reward_l2", "reward_frozen_layers", "reward_ensemble", "reward_ensemble_rule",
               "reward_ensemble_penalty", "reward_ensemble_resample")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
+PREFERENCE_TERM = ("preference_form", "label_smoothing", "label_noise", "ipo_average", "discopop_tau")  # the implicit reward's preference term
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
 
 
@@ -154,8 +157,13 @@ class Recipe:
             read -= set(ROUNDS)
         if config.label_smoothing == 0:
             read.discard("label_noise")  # the form of a smoothing there is none of
-        if (self.preference_form or config.preference_form) != "ipo":
+        form = self.preference_form or config.preference_form
+        if form != "ipo":
             read.discard("ipo_average")
+        if form != "discopop":
+            read.discard("discopop_tau")
+        if form == "exo_pair":
+            read.discard("label_noise")  # exo_pair reads label_smoothing as its target's epsilon
         return [
             f"{f.name}={getattr(config, f.name)!r}"
             for f in dataclasses.fields(config)
@@ -206,9 +214,9 @@ RECIPES: dict[str, Recipe] = {
         "RLHF: reward model, then RLOO with a KL penalty to the reference (docs/method.md 5)",
         "explicit", "none", False, rl_prompts="pref", settings=REWARD_FIT + POLICY_RL,
     ),
-    "dpo": Recipe("DPO on preferences, or its IPO / SLiC form by preference_form (docs/method.md 4-5)",
+    "dpo": Recipe("DPO on preferences, or another pairwise loss by preference_form: IPO, SLiC, ... (docs/method.md 4-5)",
                   "implicit", "none", True,
-                  settings=("beta", "w_pref", "preference_form", "label_smoothing", "label_noise", "ipo_average")),
+                  settings=("beta", "w_pref", *PREFERENCE_TERM)),
     "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average")),
     "spin": Recipe(
         "SPIN: self-play on demonstrations, reference = previous iterate (docs/method.md 5)", "implicit", "self-play", False,
@@ -221,15 +229,12 @@ RECIPES: dict[str, Recipe] = {
     ),
     "aihf-dpo": Recipe(
         "AIHF-DPO: supervised likelihood + DPO, one stage (docs/method.md 4)", "implicit", "likelihood", True,
-        settings=("beta", "w_demo", "w_pref", "preference_form", "label_smoothing", "label_noise", "demo_average",
-                  "ipo_average"),
+        settings=("beta", "w_demo", "w_pref", *PREFERENCE_TERM, "demo_average"),
     ),
     "self-play-aihf": Recipe(
         "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (docs/method.md 4)",
         "implicit", "self-play", True,
-        settings=("beta", "w_demo", "w_pref", "preference_form", "label_smoothing", "label_noise", "ipo_average",
-                  "steps_per_round",
-                  *SAMPLING),
+        settings=("beta", "w_demo", "w_pref", *PREFERENCE_TERM, "steps_per_round", *SAMPLING),
     ),
 }
 
@@ -529,9 +534,16 @@ class ImplicitRewardMethod(_Records):
             self.compared_demonstrations()
         self.needs_reference = self.recipe.pref_term or self_play
         self.form = self.recipe.preference_form or config.preference_form
-        if self.form != "sigmoid" and config.label_smoothing and self.recipe.pref_term:
+        if self.recipe.pref_term and self.form == "exo_pair" and not config.label_smoothing:
+            raise ConfigError(f"{name!r} with the exo_pair preference form needs method.label_smoothing > 0, the "
+                              f"epsilon of its target (trl recommends 1e-3)")
+        if self.form not in ("sigmoid", "exo_pair") and config.label_smoothing and self.recipe.pref_term:
             raise ConfigError(f"{name!r} with the {self.form} preference form: method.label_smoothing is for the sigmoid "
                               f"form (the {self.form} loss has no label likelihood to smooth)")
+        if self.recipe.pref_term and self.form == "discopop" and config.discopop_tau < objective.DISCOPOP_TAU_TURN:
+            log.warning("%s: discopop_tau=%g is below (1 - log 2) / 3 = %.4f, where the discopop loss falls as a "
+                        "margin falls at h = 0: from the reference the first steps lower every margin (docs/method.md "
+                        "section 4)", name, config.discopop_tau, objective.DISCOPOP_TAU_TURN)
         self.ipo_average = config.ipo_average and self.form == "ipo"
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
         self.generated: dict[str, list[Sequence]] = {}  # split -> (prompt, y') per demonstration
@@ -618,14 +630,14 @@ class ImplicitRewardMethod(_Records):
             metrics["self_play_accuracy"] = (spin_margin > 0).float().mean()
             loss = objective.self_play_aihf_loss(
                 demo, generated, ref_d, ref_g, chosen, rejected, ref_w, ref_l,
-                cfg.beta, w_demo, w_pref, self.form, cfg.label_smoothing, cfg.label_noise,
+                cfg.beta, w_demo, w_pref, self.form, cfg.label_smoothing, cfg.label_noise, cfg.discopop_tau,
             )
         else:
             if demo is not None:
                 demo = demo / count[:n_demo] if cfg.demo_average else demo
                 metrics["demo_logp"] = demo.detach().mean()
             loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.form,
-                                           cfg.label_smoothing, cfg.label_noise)
+                                           cfg.label_smoothing, cfg.label_noise, cfg.discopop_tau)
         return loss, metrics
 
 
