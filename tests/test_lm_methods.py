@@ -78,6 +78,8 @@ def test_every_method_has_a_recipe_and_a_test():
                                                                    "apo_down")),
         ("dpo", 15, 4.0, {"preference_form": "exo_pair", "label_smoothing": 1e-3}),
         ("dpo", 15, 4.0, {"preference_form": "discopop", "discopop_tau": 0.3}),  # tau 0.05: test_discopop_...
+        *(("dpo", 15, 4.0, {"f_divergence": f}) for f in ("forward_kl", "js_divergence", "alpha_divergence")),
+        ("dpo", 15, 4.0, {"f_divergence": "alpha_divergence", "f_alpha": 0.5}),
         ("ipo", 15, 3.0, {}),  # IPO's target margin is 1 / (2 beta) = 5 nats: it stops there
         ("aihf-dpo", 15, 4.0, {}),
         ("spin", 15, 4.0, {}),
@@ -340,8 +342,9 @@ def test_ipo_average_is_read_by_the_ipo_forms_only():
 
 def test_the_form_settings_are_read_with_their_form_only():
     """``discopop_tau`` is read with the discopop form, ``label_noise`` not with exo_pair (which
-    reads ``label_smoothing`` as its target's epsilon and refuses to run without it); each is
-    reported as ignored elsewhere."""
+    reads ``label_smoothing`` as its target's epsilon and refuses to run without it), ``f_alpha``
+    with the alpha divergence only; each is reported as ignored elsewhere. An f-divergence is
+    refused with a form that reads more than the margin, and with ``ipo_average``."""
     from aihf.config import ConfigError
 
     for name in ("dpo", "aihf-dpo", "self-play-aihf"):
@@ -354,6 +357,15 @@ def test_the_form_settings_are_read_with_their_form_only():
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
     with pytest.raises(ConfigError, match="exo_pair preference form needs method.label_smoothing > 0"):
         ImplicitRewardMethod("dpo", MethodConfig(preference_form="exo_pair"), tok, encoder, tiny_causal_lm(tok), *data())
+    assert "f_alpha=0.5" in RECIPES["dpo"].ignored(MethodConfig(f_divergence="js_divergence", f_alpha=0.5))
+    assert RECIPES["dpo"].ignored(MethodConfig(f_divergence="alpha_divergence", f_alpha=0.5)) == []
+    assert "f_divergence='js_divergence'" in RECIPES["sft"].ignored(MethodConfig(f_divergence="js_divergence"))
+    with pytest.raises(ConfigError, match="f_divergence=forward_kl is for the preference forms that read the margin"):
+        ImplicitRewardMethod("dpo", MethodConfig(preference_form="apo_zero", f_divergence="forward_kl"), tok, encoder,
+                             tiny_causal_lm(tok), *data())
+    with pytest.raises(ConfigError, match="ipo_average with method.f_divergence=forward_kl"):
+        ImplicitRewardMethod("ipo", MethodConfig(ipo_average=True, f_divergence="forward_kl"), tok, encoder,
+                             tiny_causal_lm(tok), *data())
 
 
 @pytest.mark.parametrize("label_noise", ["conservative", "robust"])

@@ -487,14 +487,14 @@ class _FakeFusedLM(torch.nn.Module):
 
     is_gradient_checkpointing = False
 
-    def __init__(self, logits: torch.Tensor):
+    def __init__(self, logits: torch.Tensor, dtype: torch.dtype = DT):
         super().__init__()
-        self.logits = logits
+        self.logits, self.dtype = logits, dtype
 
     def forward(self, input_ids, labels=None, fused_lm_head=False, **kwargs):
         assert fused_lm_head and labels is not None
         assert torch.equal(input_ids, self._ids), "trl passed other input_ids"
-        return fused_lm_output(self.logits.double(), labels)
+        return fused_lm_output(self.logits.to(self.dtype), labels)
 
 
 def _trl_loss(loss_type: str | list[str], beta: float, policy_logits, ref_logits, ids, completion_mask,
@@ -507,7 +507,8 @@ def _trl_loss(loss_type: str | list[str], beta: float, policy_logits, ref_logits
 
 
 def trl_dpo_loss(loss_type: str | list[str], beta: float, policy, ref, ids, completion_mask, attention_mask=None,
-                 label_smoothing: float = 0.0, loss_weights: list[float] | None = None, discopop_tau: float = 0.05):
+                 label_smoothing: float = 0.0, loss_weights: list[float] | None = None, discopop_tau: float = 0.05,
+                 f_divergence: str = "reverse_kl", f_alpha: float = 1.0):
     """Run trl's real ``DPOTrainer._compute_loss`` on a minimal trainer-like ``self``.
 
     ``policy`` and ``ref`` follow trl's fused-LM-head contract (``_FakeFusedLM``'s
@@ -530,7 +531,8 @@ def trl_dpo_loss(loss_type: str | list[str], beta: float, policy, ref, ids, comp
         aux_loss_enabled=False,
         ld_alpha=None,
         precompute_ref_logps=False,
-        f_divergence_type="reverse_kl",
+        f_divergence_type=f_divergence,
+        f_alpha_divergence_coef=f_alpha,
         loss_types=loss_types,
         loss_weights=loss_weights or [1.0] * len(loss_types),
         beta=beta,
@@ -1044,3 +1046,54 @@ def test_discopop_slope_at_the_reference(tau):
         values = torch.stack([obj.preference_loss(g[None], torch.zeros(1, dtype=DT), 1.0, "discopop") for g in grid])
         inner = (values[1:-1] < values[:-2]) & (values[1:-1] < values[2:])
         assert grid[1:-1][inner].tolist() == pytest.approx([-0.1186], abs=1e-4)
+
+
+def _trl_f_loss(divergence: str, alpha: float, beta: float, loss_type: str, pol, ref, ids, cm):
+    """trl's ``_compute_loss`` with its ``f_divergence_type`` (and alpha) set, in float32."""
+    policy, reference = _FakeFusedLM(pol, torch.float32), _FakeFusedLM(ref, torch.float32)
+    policy._ids = reference._ids = ids
+    return trl_dpo_loss(loss_type, beta, policy, reference, ids, cm, f_divergence=divergence, f_alpha=alpha)
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "hinge"])
+@pytest.mark.parametrize("divergence, alpha", [("forward_kl", 1.0), ("js_divergence", 1.0), ("alpha_divergence", 0.5),
+                                                ("alpha_divergence", 1.5), ("alpha_divergence", 1.0)])
+def test_f_divergences_match_trl(divergence, alpha, loss_type):
+    """f-DPO: ``f_divergence`` (and ``f_alpha``) equal trl 1.16's ``f_divergence_type`` (and
+    ``f_alpha_divergence_coef``) with the sigmoid and hinge losses, on identical float32 logits (trl's
+    alpha divergence has no float64 path); alpha 1 is reverse KL, DPO."""
+    pytest.importorskip("trl")
+    beta = 0.5
+    pol, ref, ids, cm = (t.float() if t.is_floating_point() else t for t in _pair_batch(B=4, seed=120))
+    expected = float(_trl_f_loss(divergence, alpha, beta, loss_type, pol, ref, ids, cm))
+    (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
+    ours = obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, loss_type, f_divergence=divergence, f_alpha=alpha)
+    assert ours.item() == pytest.approx(expected, rel=1e-5)
+    plain = obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, loss_type).item()
+    assert (ours.item() == pytest.approx(plain, rel=1e-6)) == (divergence == "alpha_divergence" and alpha == 1.0)
+
+
+def test_f_divergence_scores_are_their_derivatives():
+    """``f_divergence_score`` is f'(u) at u = exp(log_ratio), f'(u) taken by autograd of each
+    divergence's generator f (Wang et al. 2023, table 1, in trl's alpha convention):
+    reverse KL u log u, forward KL -log u, JS u log(2u / (1 + u)) + log(2 / (1 + u)) (which
+    differ from f' by constants only where stated), alpha (u^alpha - alpha u + alpha - 1) /
+    (alpha (alpha - 1))."""
+    log_u = torch.linspace(-3.0, 3.0, 13, dtype=DT)
+    generators = {
+        "reverse_kl": lambda u: u * torch.log(u),
+        "forward_kl": lambda u: -torch.log(u),
+        "js_divergence": lambda u: u * torch.log(2 * u / (1 + u)) + torch.log(2 / (1 + u)),
+        "alpha_divergence": lambda u: (u**0.4 - 0.4 * u + 0.4 - 1) / (0.4 * (0.4 - 1)),
+    }
+    offsets = {"reverse_kl": 1.0, "forward_kl": -1.0, "js_divergence": 0.0, "alpha_divergence": 0.0}
+    for divergence, generator in generators.items():
+        u = log_u.exp().requires_grad_(True)
+        (derivative,) = torch.autograd.grad(generator(u).sum(), u)
+        score = obj.f_divergence_score(log_u, divergence, 0.4)
+        # a constant per divergence cancels in every margin a - b
+        np.testing.assert_allclose(_np(derivative), _np(score) + offsets[divergence], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="unknown f_divergence"):
+        obj.f_divergence_score(log_u, "hellinger")
+    with pytest.raises(ValueError, match="is for the margin forms"):
+        obj.preference_loss(log_u, log_u, 0.1, "nca_pair", f_divergence="forward_kl")

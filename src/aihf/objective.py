@@ -40,6 +40,8 @@ PreferenceForm = Literal[
     "sigmoid", "ipo", "hinge", "exo_pair", "discopop", "nca_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down"
 ]
 LabelNoise = Literal["conservative", "robust"]
+FDivergence = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"]
+F_DIVERGENCES: tuple[str, ...] = get_args(FDivergence)
 PREFERENCE_FORMS: tuple[str, ...] = get_args(PreferenceForm)
 LABEL_NOISES: tuple[str, ...] = get_args(LabelNoise)
 DISCOPOP_TAU_TURN = (1.0 - math.log(2.0)) / 3.0  # below it discopop's derivative at h = 0 is > 0 (preference_loss)
@@ -58,6 +60,7 @@ __all__ = [
     "check_ensemble_settings",
     "ensemble_reward",
     "dpo_log_ratio_margin",
+    "f_divergence_score",
     "preference_loss",
     "dpo_loss",
     "ipo_loss",
@@ -421,9 +424,40 @@ def dpo_log_ratio_margin(
     return (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
 
 
+MARGIN_FORMS = ("sigmoid", "ipo", "hinge", "exo_pair", "discopop")  # the forms that read h = a - b only
+
+
+def f_divergence_score(log_ratio: torch.Tensor, divergence: FDivergence = "reverse_kl",
+                       alpha: float = 1.0) -> torch.Tensor:
+    """f'(u) at u = pi / pi_ref = exp(log_ratio): the implicit reward, up to beta and a constant per
+    prompt, of the policy that maximises E[r] - beta D_f(pi || pi_ref) (Wang et al. 2023, "Beyond
+    Reverse KL", f-DPO; docs/method.md section 4):
+
+        reverse_kl (KL, DPO):  log u
+        forward_kl:            1 - 1 / u
+        js_divergence:         log 2 + log sigma(log u)     = log(2u / (1 + u))
+        alpha_divergence:      (u^(alpha - 1) - 1) / (alpha - 1)   (alpha = 1: log u)
+
+    as trl 1.16's ``f_divergence_type`` and ``f_alpha_divergence_coef`` (its alpha exponent is clamped at
+    80 so the power stays finite in float32, as trl's).
+    """
+    if divergence == "reverse_kl":
+        return log_ratio
+    if divergence == "forward_kl":
+        return 1.0 - torch.exp(-log_ratio)
+    if divergence == "js_divergence":
+        return math.log(2.0) + F.logsigmoid(log_ratio)
+    if divergence == "alpha_divergence":
+        if abs(alpha - 1.0) < 1e-6:
+            return log_ratio
+        return torch.expm1(((alpha - 1.0) * log_ratio).clamp(max=80.0)) / (alpha - 1.0)
+    raise ValueError(f"unknown f_divergence {divergence!r}: use one of {', '.join(F_DIVERGENCES)}")
+
+
 def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, beta: float,
                     form: PreferenceForm = "sigmoid", label_smoothing: float = 0.0,
-                    label_noise: LabelNoise = "conservative", discopop_tau: float = 0.05) -> torch.Tensor:
+                    label_noise: LabelNoise = "conservative", discopop_tau: float = 0.05,
+                    f_divergence: FDivergence = "reverse_kl", f_alpha: float = 1.0) -> torch.Tensor:
     """The implicit reward's preference term (docs/method.md section 4) on the log-ratios
     a = log pi(y_w|x) - log pi_ref(y_w|x) (``chosen_ratio``) and b, the same for y_l; h = a - b,
     z = beta * h. Mean over pairs of:
@@ -451,11 +485,20 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
     five read only the margin h; the last five also each response's own log-ratio, so they move
     the likelihood of y_w (or y_l) and not only the gap. Label smoothing needs a label likelihood:
     only the sigmoid form smooths, and exo_pair reads ``label_smoothing`` as its epsilon.
+
+    ``f_divergence`` other than ``reverse_kl`` (f-DPO) replaces a and b by their scores
+    ``f_divergence_score`` in the margin forms (:data:`MARGIN_FORMS`), where trl applies it; the other
+    forms refuse it.
     """
     _check_beta(beta)
     if form not in PREFERENCE_FORMS:
         raise ValueError(f"unknown preference form {form!r}: use one of {', '.join(PREFERENCE_FORMS)}")
     a, b = chosen_ratio, rejected_ratio
+    if f_divergence != "reverse_kl":
+        a, b = f_divergence_score(a, f_divergence, f_alpha), f_divergence_score(b, f_divergence, f_alpha)
+        if form not in MARGIN_FORMS:
+            raise ValueError(f"f_divergence {f_divergence!r} is for the margin forms ({', '.join(MARGIN_FORMS)}), "
+                             f"not {form}")
     z = beta * (a - b)
     if form == "sigmoid":
         return -smoothed_logsigmoid(z, label_smoothing, label_noise).mean()
@@ -493,13 +536,14 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
 def _preference_term(
     logps: tuple[torch.Tensor | None, ...], beta: float, form: PreferenceForm, reference_name: str,
     label_smoothing: float = 0.0, label_noise: LabelNoise = "conservative", discopop_tau: float = 0.05,
+    f_divergence: FDivergence = "reverse_kl", f_alpha: float = 1.0,
 ) -> torch.Tensor:
     """``preference_loss`` on (policy chosen, policy rejected, reference chosen, reference rejected)."""
     if any(t is None for t in logps):
         raise ValueError(f"w_pref > 0 needs policy and {reference_name} log-probs of chosen and rejected")
     policy_chosen, policy_rejected, reference_chosen, reference_rejected = logps
     return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, form,
-                           label_smoothing, label_noise, discopop_tau)
+                           label_smoothing, label_noise, discopop_tau, f_divergence, f_alpha)
 
 
 def dpo_loss(
@@ -544,6 +588,8 @@ def aihf_dpo_loss(
     label_smoothing: float = 0.0,
     label_noise: LabelNoise = "conservative",
     discopop_tau: float = 0.05,
+    f_divergence: FDivergence = "reverse_kl",
+    f_alpha: float = 1.0,
 ) -> torch.Tensor:
     """AIHF-DPO (docs/method.md section 4, *derived*): supervised likelihood plus DPO.
 
@@ -553,7 +599,8 @@ def aihf_dpo_loss(
     response as the caller chooses (``sequence_logprobs(average=...)``); the engine's
     default is the token-mean, which keeps the term's scale independent of length.
     Reduction: w_D = 0 is DPO (or IPO with ``preference_form='ipo'``). ``label_smoothing`` /
-    ``label_noise`` / ``discopop_tau``: the preference term's settings (``preference_loss``).
+    ``label_noise`` / ``discopop_tau`` / ``f_divergence`` / ``f_alpha``: the preference term's settings
+    (``preference_loss``).
     """
     _check_weights(w_demo, w_pref)
     _check_beta(beta)
@@ -565,7 +612,7 @@ def aihf_dpo_loss(
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference_form, "reference",
-            label_smoothing, label_noise, discopop_tau,
+            label_smoothing, label_noise, discopop_tau, f_divergence, f_alpha,
         )
         terms.append(w_pref * term)
     return _total(terms)
@@ -602,6 +649,8 @@ def self_play_aihf_loss(
     label_smoothing: float = 0.0,
     label_noise: LabelNoise = "conservative",
     discopop_tau: float = 0.05,
+    f_divergence: FDivergence = "reverse_kl",
+    f_alpha: float = 1.0,
 ) -> torch.Tensor:
     """Self-Play-AIHF (docs/method.md section 4, *derived*).
 
@@ -621,7 +670,7 @@ def self_play_aihf_loss(
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference_form, "iterate",
-            label_smoothing, label_noise, discopop_tau,
+            label_smoothing, label_noise, discopop_tau, f_divergence, f_alpha,
         )
         terms.append(w_pref * term)
     return _total(terms)

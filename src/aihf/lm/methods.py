@@ -46,7 +46,7 @@ from aihf.lm.generation import CacheKind, HFSampler, VLLMSampler
 from aihf.lm.models import hidden_states_as_logits
 from aihf.lm.rl import rloo_step
 from aihf.lm.static_loop import StaticLoopSampler
-from aihf.objective import EnsembleRule, ObjectiveConfig, PreferenceForm, check_ensemble_settings
+from aihf.objective import EnsembleRule, FDivergence, ObjectiveConfig, PreferenceForm, check_ensemble_settings
 from aihf.reward_scale import RewardScaler
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class MethodConfig(ObjectiveConfig):
     ``DPOTrainer(loss_type="ipo")`` computes it. The default sums over tokens, the IPO
     paper's formula. The two give the same loss at the first step from the reference
     (h = 0) and different gradients, so the runs part (docs/method.md section 4).
-    ``discopop_tau`` is read with ``preference_form: discopop`` only.
+    ``discopop_tau`` is read with ``preference_form: discopop`` only, ``f_alpha`` with
+    ``f_divergence: alpha_divergence`` only.
 
     Algorithm 1 (``aihf``): ``schedule: alternating`` is docs/method.md section 3's single loop,
     one policy step and one reward step per optimizer step (the form with the convergence
@@ -88,6 +89,10 @@ class MethodConfig(ObjectiveConfig):
     demo_average: bool = setting(True, help="the supervised demonstration term (sft, aihf-dpo) is a per-token mean of log pi (False: the sum)")
     ipo_average: bool = setting(False, help="IPO on token-mean log-ratios, as trl's loss_type='ipo' (False: summed, the IPO paper's formula)")
     discopop_tau: float = setting(0.05, gt=0, help="temperature of the discopop preference form (trl's discopop_tau)")
+    f_divergence: FDivergence = setting("reverse_kl", help="the divergence to the reference whose implicit reward the "
+                                        "margin forms compare (f-DPO; trl's f_divergence_type): reverse_kl (DPO), "
+                                        "forward_kl, js_divergence or alpha_divergence")
+    f_alpha: float = setting(1.0, help="alpha of f_divergence=alpha_divergence (trl's f_alpha_divergence_coef)")
     reward_l2: float = setting(0.0, ge=0, help="L2 penalty on the explicit reward's outputs")
     rloo_k: int = setting(4, ge=2, help="RLOO samples per prompt (leave-one-out needs another sample)")
     steps_per_round: int | None = setting(None, ge=1, help="steps between recomputed reference quantities; None: one round")
@@ -130,7 +135,8 @@ SAMPLING = ("max_new_tokens", "temperature", "top_p", "sampling_cache", "sampler
 REWARD_FIT = ("w_pref", "label_smoothing", "label_noise", "reward_l2", "reward_frozen_layers", "reward_ensemble", "reward_ensemble_rule",
               "reward_ensemble_penalty", "reward_ensemble_resample")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
-PREFERENCE_TERM = ("preference_form", "label_smoothing", "label_noise", "ipo_average", "discopop_tau")  # the implicit reward's preference term
+PREFERENCE_TERM = ("preference_form", "label_smoothing", "label_noise", "ipo_average", "discopop_tau", "f_divergence",
+                   "f_alpha")  # the implicit reward's preference term
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
 
 
@@ -164,6 +170,8 @@ class Recipe:
             read.discard("discopop_tau")
         if form == "exo_pair":
             read.discard("label_noise")  # exo_pair reads label_smoothing as its target's epsilon
+        if config.f_divergence != "alpha_divergence":
+            read.discard("f_alpha")
         return [
             f"{f.name}={getattr(config, f.name)!r}"
             for f in dataclasses.fields(config)
@@ -545,6 +553,13 @@ class ImplicitRewardMethod(_Records):
                         "margin falls at h = 0: from the reference the first steps lower every margin (docs/method.md "
                         "section 4)", name, config.discopop_tau, objective.DISCOPOP_TAU_TURN)
         self.ipo_average = config.ipo_average and self.form == "ipo"
+        if self.recipe.pref_term and config.f_divergence != "reverse_kl":
+            if self.form not in objective.MARGIN_FORMS:
+                raise ConfigError(f"{name!r}: method.f_divergence={config.f_divergence} is for the preference forms "
+                                  f"that read the margin only ({', '.join(objective.MARGIN_FORMS)}), not {self.form}")
+            if self.ipo_average:
+                raise ConfigError(f"{name!r}: method.ipo_average with method.f_divergence={config.f_divergence}: trl "
+                                  "averages the f-scores over tokens, aihf would average the log-ratios; set one")
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
         self.generated: dict[str, list[Sequence]] = {}  # split -> (prompt, y') per demonstration
 
@@ -631,13 +646,15 @@ class ImplicitRewardMethod(_Records):
             loss = objective.self_play_aihf_loss(
                 demo, generated, ref_d, ref_g, chosen, rejected, ref_w, ref_l,
                 cfg.beta, w_demo, w_pref, self.form, cfg.label_smoothing, cfg.label_noise, cfg.discopop_tau,
+                cfg.f_divergence, cfg.f_alpha,
             )
         else:
             if demo is not None:
                 demo = demo / count[:n_demo] if cfg.demo_average else demo
                 metrics["demo_logp"] = demo.detach().mean()
             loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.form,
-                                           cfg.label_smoothing, cfg.label_noise, cfg.discopop_tau)
+                                           cfg.label_smoothing, cfg.label_noise, cfg.discopop_tau, cfg.f_divergence,
+                                           cfg.f_alpha)
         return loss, metrics
 
 
