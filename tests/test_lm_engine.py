@@ -242,6 +242,17 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, name):
     assert latest_checkpoint(tmp_path / "full").name == "step-0000004"
 
 
+def test_a_renewed_reference_survives_a_resume(tmp_path):
+    """DPO with ``reference_sync_steps=3``, resumed at step 4 (inside its second round): the
+    reference of step 3, not the starting policy's, comes back, so steps 5-6 equal the original."""
+    config = dict(max_steps=6, save_every=4, keep_checkpoints=0)
+    method = lambda: make_method("dpo", config=MethodConfig(reference_sync_steps=3))  # noqa: E731
+    full = Trainer(method(), loop(tmp_path / "full", **config)).fit()
+    checkpoint = tmp_path / "full" / "checkpoints" / "step-0000004"
+    resumed = Trainer(method(), loop(tmp_path / "full", resume_from=str(checkpoint), **config)).fit()
+    torch.testing.assert_close(_losses(resumed)[4:], _losses(full)[4:], rtol=1e-5, atol=1e-7)
+
+
 def test_nan_loss_stops_before_the_update_with_a_message(tmp_path):
     tok = tiny_tokenizer()
     policy = tiny_causal_lm(tok)

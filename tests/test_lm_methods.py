@@ -11,6 +11,8 @@ says " great" and " terrible" about equally often (SFT on both), as RLHF starts 
 
 from __future__ import annotations
 
+import dataclasses
+import math
 
 import pytest
 import torch
@@ -80,6 +82,8 @@ def test_every_method_has_a_recipe_and_a_test():
         ("dpo", 15, 4.0, {"preference_form": "discopop", "discopop_tau": 0.3}),  # tau 0.05: test_discopop_...
         *(("dpo", 15, 4.0, {"f_divergence": f}) for f in ("forward_kl", "js_divergence", "alpha_divergence")),
         ("dpo", 15, 4.0, {"f_divergence": "alpha_divergence", "f_alpha": 0.5}),
+        ("dpo", 15, 4.0, {"reference_sync_steps": 5}),  # TR-DPO's hard reference update every 5 steps
+        ("aihf-dpo", 15, 4.0, {"reference_sync_steps": 5}),
         ("ipo", 15, 3.0, {}),  # IPO's target margin is 1 / (2 beta) = 5 nats: it stops there
         ("aihf-dpo", 15, 4.0, {}),
         ("spin", 15, 4.0, {}),
@@ -99,6 +103,24 @@ def test_implicit_reward_method_learns_the_right_answer(tmp_path, name, steps, m
     assert result.evaluations and all(torch.isfinite(torch.tensor(v)) for v in result.evaluations[-1].values())
     if RECIPES[name].pref_term:
         assert result.evaluations[-1]["eval/pref_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["dpo", "ipo", "aihf-dpo"])
+def test_dpo_type_methods_renew_their_reference_every_round(tmp_path, name):
+    """With ``reference_sync_steps`` the policy at every round's first step is the reference (TR-DPO's
+    hard update): the preference term is at its value for h = 0 there (DPO: log 2; IPO: 1/(4 beta^2)),
+    and not in between; without it the reference stays the starting policy."""
+    beta = 0.5
+    at_reference = 1.0 / (4 * beta**2) if name == "ipo" else math.log(2.0)
+    config = MethodConfig(beta=beta, reference_sync_steps=3, w_demo=1e-9)  # aihf-dpo's demonstration term negligible
+    result = Trainer(make_method(name, config=config), loop(tmp_path, max_steps=7)).fit()
+    losses = [h["loss"] for h in result.history]
+    for step in (0, 3, 6):
+        assert losses[step] == pytest.approx(at_reference, abs=1e-5), (step, losses)
+    assert all(abs(losses[s] - at_reference) > 1e-3 for s in (1, 2, 4, 5))
+    once = Trainer(make_method(name, config=dataclasses.replace(config, reference_sync_steps=None)),
+                   loop(tmp_path / "once", max_steps=7)).fit()
+    assert abs(once.history[3]["loss"] - at_reference) > 1e-3
 
 
 def test_discopop_at_trls_default_tau_lowers_the_right_answer(tmp_path, caplog):

@@ -96,6 +96,9 @@ class MethodConfig(ObjectiveConfig):
     reward_l2: float = setting(0.0, ge=0, help="L2 penalty on the explicit reward's outputs")
     rloo_k: int = setting(4, ge=2, help="RLOO samples per prompt (leave-one-out needs another sample)")
     steps_per_round: int | None = setting(None, ge=1, help="steps between recomputed reference quantities; None: one round")
+    reference_sync_steps: int | None = setting(None, ge=1, help="dpo, ipo, aihf-dpo: the policy becomes the reference "
+                                               "every this many steps (TR-DPO's hard update; trl's ref_model_sync_steps "
+                                               "with ref_model_mixup_alpha=1); None: the starting policy throughout")
     max_new_tokens: int = setting(64, ge=1, help="tokens sampled per response")
     temperature: float = setting(1.0, gt=0, help="sampling temperature")
     top_p: float = setting(1.0, gt=0, le=1, help="nucleus sampling mass")
@@ -224,8 +227,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "dpo": Recipe("DPO on preferences, or another pairwise loss by preference_form: IPO, SLiC, ... (docs/method.md 4-5)",
                   "implicit", "none", True,
-                  settings=("beta", "w_pref", *PREFERENCE_TERM)),
-    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average")),
+                  settings=("beta", "w_pref", *PREFERENCE_TERM, "reference_sync_steps")),
+    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average", "reference_sync_steps")),
     "spin": Recipe(
         "SPIN: self-play on demonstrations, reference = previous iterate (docs/method.md 5)", "implicit", "self-play", False,
         settings=("beta", "w_demo", "steps_per_round", *SAMPLING),
@@ -237,7 +240,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "aihf-dpo": Recipe(
         "AIHF-DPO: supervised likelihood + DPO, one stage (docs/method.md 4)", "implicit", "likelihood", True,
-        settings=("beta", "w_demo", "w_pref", *PREFERENCE_TERM, "demo_average"),
+        settings=("beta", "w_demo", "w_pref", *PREFERENCE_TERM, "demo_average", "reference_sync_steps"),
     ),
     "self-play-aihf": Recipe(
         "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (docs/method.md 4)",
@@ -524,7 +527,10 @@ class ImplicitRewardMethod(_Records):
     gives the sequence log-probs; the loss is ``objective.aihf_dpo_loss`` (SFT, DPO, IPO,
     AIHF-DPO: reference = the starting policy) or ``objective.self_play_aihf_loss`` (SPIN,
     Self-Play-AIHF: reference = the iterate pi_t, renewed every ``steps_per_round`` steps
-    with fresh samples y' ~ pi_t).
+    with fresh samples y' ~ pi_t). DPO, IPO and AIHF-DPO given ``reference_sync_steps`` renew their
+    reference the same way: the policy of every ``reference_sync_steps``-th step becomes pi_ref
+    (TR-DPO's hard update, Gorbatovski et al. 2024; trl's ``sync_ref_model`` with
+    ``ref_model_mixup_alpha=1``).
     """
 
     def __init__(self, name: str, config: MethodConfig, tokenizer, encoder: Encoder, policy, demonstrations, preferences,
@@ -535,7 +541,9 @@ class ImplicitRewardMethod(_Records):
             raise ValueError(f"{name!r} is not an implicit-reward method")
         self.models = {"policy": policy}
         self_play = self.recipe.demo_term == "self-play"
-        self.steps_per_round = (config.steps_per_round or 1) if self_play else None
+        # self-play renews pi_t every round; DPO-type methods may too (TR-DPO's hard reference update)
+        self.steps_per_round = (config.steps_per_round or 1) if self_play else (
+            config.reference_sync_steps if self.recipe.pref_term else None)
         if self_play and config.steps_per_round is None:
             raise ConfigError(f"{name!r} regenerates its samples every round: set method.steps_per_round")
         if self_play:
