@@ -80,6 +80,7 @@ def test_every_method_has_a_recipe_and_a_test():
                                                                    "apo_down")),
         ("dpo", 15, 4.0, {"preference_form": "exo_pair", "label_smoothing": 1e-3}),
         ("dpo", 15, 4.0, {"preference_form": "discopop", "discopop_tau": 0.3}),  # tau 0.05: test_discopop_...
+        ("dpo", 15, 4.0, {"preference_form": "sigmoid_norm"}),
         *(("dpo", 15, 4.0, {"f_divergence": f}) for f in ("forward_kl", "js_divergence", "alpha_divergence")),
         ("dpo", 15, 4.0, {"f_divergence": "alpha_divergence", "f_alpha": 0.5}),
         ("dpo", 15, 4.0, {"reference_sync_steps": 5}),  # TR-DPO's hard reference update every 5 steps
@@ -280,16 +281,17 @@ IPO_PAIRS = [
 ]
 
 
-def _ipo_at_a_moved_policy(tmp_path, ipo_average: bool, beta: float):
-    """(our ``ipo`` loss and policy gradient, trl's loss and gradient, the summed-form loss by
-    hand) at a policy moved away from its reference, on ``IPO_PAIRS``."""
+def _ipo_at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ipo"):
+    """(our ``dpo`` loss in ``form`` and its policy gradient, trl's loss of that name and its
+    gradient, the summed-form IPO loss by hand) at a policy moved away from its reference, on
+    ``IPO_PAIRS``."""
     from test_objective import trl_dpo_loss
 
     tok = tiny_tokenizer()
     policy, reference, twin = tiny_causal_lm(tok), tiny_causal_lm(tok), tiny_causal_lm(tok)
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
-    config = MethodConfig(beta=beta, ipo_average=ipo_average)
-    method = ImplicitRewardMethod("ipo", config, tok, encoder, policy, {}, {"train": IPO_PAIRS})
+    config = MethodConfig(beta=beta, ipo_average=ipo_average, preference_form=form)
+    method = ImplicitRewardMethod("dpo", config, tok, encoder, policy, {}, {"train": IPO_PAIRS})
     Trainer(method, loop(tmp_path))  # binds the method to an accelerator
     method.start_round(0, seed=0)  # log pi_ref of every record, with the policy as it starts
     generator = torch.Generator().manual_seed(3)
@@ -306,7 +308,7 @@ def _ipo_at_a_moved_policy(tmp_path, ipo_average: bool, beta: float):
     lengths = batch.loss_mask[:, 1:].sum(-1)
     assert len(set(lengths.tolist())) > 2, "the responses should differ in length"
     theirs = trl_dpo_loss(
-        "ipo", beta, _FusedHead(twin), _FusedHead(reference.eval()), batch.input_ids, batch.loss_mask,
+        form, beta, _FusedHead(twin), _FusedHead(reference.eval()), batch.input_ids, batch.loss_mask,
         attention_mask=batch.attention_mask,
     )
     theirs.backward()
@@ -322,6 +324,21 @@ def _ipo_at_a_moved_policy(tmp_path, ipo_average: bool, beta: float):
     grads = {n: p.grad for n, p in policy.named_parameters()}
     trl_grads = {n: p.grad for n, p in twin.named_parameters()}
     return float(ours.detach()), grads, float(theirs.detach()), trl_grads, paper
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0])
+def test_sigmoid_norm_reproduces_trls_loss_and_gradient(tmp_path, beta):
+    """``preference_form: sigmoid_norm`` is trl's DPOTrainer(loss_type="sigmoid_norm"), DPO on
+    token-mean log-ratios: same loss and gradient on every policy weight, responses of different
+    lengths; and not DPO's own loss there."""
+    pytest.importorskip("trl")
+    ours, grads, theirs, trl_grads, _ = _ipo_at_a_moved_policy(tmp_path / "norm", False, beta, "sigmoid_norm")
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    for name, grad in grads.items():
+        scale = float(trl_grads[name].abs().max())
+        torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-5 * max(scale, 1e-3), msg=name)
+    dpo, *_ = _ipo_at_a_moved_policy(tmp_path / "dpo", False, beta, "sigmoid")
+    assert dpo != pytest.approx(ours, rel=1e-3)
 
 
 @pytest.mark.parametrize("beta", [0.1, 1.0])
@@ -357,9 +374,9 @@ def test_ipo_average_is_read_by_the_ipo_forms_only():
     make = lambda name, **kw: ImplicitRewardMethod(  # noqa: E731
         name, MethodConfig(ipo_average=True, **kw), tok, encoder, tiny_causal_lm(tok), *data()
     )
-    assert make("ipo").ipo_average and make("aihf-dpo", preference_form="ipo").ipo_average
-    assert make("dpo", preference_form="ipo").ipo_average
-    assert not make("dpo").ipo_average and not make("aihf-dpo").ipo_average
+    assert make("ipo").token_mean_ratios and make("aihf-dpo", preference_form="ipo").token_mean_ratios
+    assert make("dpo", preference_form="ipo").token_mean_ratios
+    assert not make("dpo").token_mean_ratios and not make("aihf-dpo").token_mean_ratios
 
 
 def test_the_form_settings_are_read_with_their_form_only():
@@ -385,7 +402,7 @@ def test_the_form_settings_are_read_with_their_form_only():
     with pytest.raises(ConfigError, match="f_divergence=forward_kl is for the preference forms that read the margin"):
         ImplicitRewardMethod("dpo", MethodConfig(preference_form="apo_zero", f_divergence="forward_kl"), tok, encoder,
                              tiny_causal_lm(tok), *data())
-    with pytest.raises(ConfigError, match="ipo_average with method.f_divergence=forward_kl"):
+    with pytest.raises(ConfigError, match=r"token-mean log-ratios \(ipo_average, sigmoid_norm\) with method.f_divergence"):
         ImplicitRewardMethod("ipo", MethodConfig(ipo_average=True, f_divergence="forward_kl"), tok, encoder,
                              tiny_causal_lm(tok), *data())
 

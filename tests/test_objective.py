@@ -986,7 +986,7 @@ def test_pairwise_forms_match_trl(form, beta):
 
 def test_pairwise_forms_by_their_formulas():
     """Each form against its paper's formula written in numpy on a grid of log-ratios (a, b):
-    the first five depend on the margin a - b only, the last five also on a itself."""
+    the first six depend on the margin a - b only, the last five also on a itself."""
     a = np.linspace(-3.0, 3.0, 7)
     a, b = (x.ravel() for x in np.meshgrid(a, a[::-1] * 0.7))
     beta, eps, tau = 0.8, 0.1, 0.2
@@ -994,6 +994,7 @@ def test_pairwise_forms_by_their_formulas():
     sig, lsig = _np_sigmoid, _np_logsigmoid
     by_hand = {
         "sigmoid": -lsig(z),
+        "sigmoid_norm": -lsig(z),  # on the token means the caller passes
         "ipo": (a - b - 1 / (2 * beta)) ** 2,
         "hinge": np.maximum(0.0, 1 - z),
         "exo_pair": sig(z) * np.log(sig(z) / (1 - eps)) + sig(-z) * np.log(sig(-z) / eps),
@@ -1012,7 +1013,7 @@ def test_pairwise_forms_by_their_formulas():
         assert obj.preference_loss(ta, tb, beta, form, eps_here, discopop_tau=tau).item() == pytest.approx(
             expected.mean(), rel=1e-12), form
         shifted = obj.preference_loss(ta + shift, tb + shift, beta, form, eps_here, discopop_tau=tau).item()
-        margin_only = form in ("sigmoid", "ipo", "hinge", "exo_pair", "discopop")
+        margin_only = form in ("sigmoid", "sigmoid_norm", "ipo", "hinge", "exo_pair", "discopop")
         assert (shifted == pytest.approx(expected.mean(), rel=1e-12)) == margin_only, form
 
 

@@ -37,7 +37,8 @@ from aihf.config import Settings, setting
 
 DemoForm = Literal["linear", "logistic"]
 PreferenceForm = Literal[
-    "sigmoid", "ipo", "hinge", "exo_pair", "discopop", "nca_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down"
+    "sigmoid", "sigmoid_norm", "ipo", "hinge", "exo_pair", "discopop", "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
+    "apo_down",
 ]
 LabelNoise = Literal["conservative", "robust"]
 FDivergence = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"]
@@ -91,7 +92,7 @@ class ObjectiveConfig(Settings):
     w_pref: float = setting(1.0, ge=0, help="weight w_P of the preference likelihood")
     demo_form: DemoForm = setting("logistic", help="explicit reward step's demonstration term: linear or logistic")
     preference_form: PreferenceForm = setting("sigmoid", help="implicit reward's preference term: sigmoid (DPO), "
-                                              "ipo, hinge (SLiC), exo_pair, discopop, nca_pair, bco_pair, sppo_hard, "
+                                              "sigmoid_norm, ipo, hinge (SLiC), exo_pair, discopop, nca_pair, bco_pair, sppo_hard, "
                                               "apo_zero or apo_down")
     label_smoothing: float = setting(0.0, ge=0, lt=0.5, help="chance a preference label is flipped (Bradley-Terry / "
                                      "DPO, sigmoid form; exo_pair's epsilon)")
@@ -424,7 +425,7 @@ def dpo_log_ratio_margin(
     return (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
 
 
-MARGIN_FORMS = ("sigmoid", "ipo", "hinge", "exo_pair", "discopop")  # the forms that read h = a - b only
+MARGIN_FORMS = ("sigmoid", "sigmoid_norm", "ipo", "hinge", "exo_pair", "discopop")  # the forms that read h = a - b only
 
 
 def f_divergence_score(log_ratio: torch.Tensor, divergence: FDivergence = "reverse_kl",
@@ -463,6 +464,8 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
     z = beta * h. Mean over pairs of:
 
         sigmoid   (DPO):        -log sigma(z)   (label_smoothing > 0: ``smoothed_logsigmoid``)
+        sigmoid_norm:           -log sigma(z), a and b each a per-token mean that the caller takes
+                                 (trl's ``sigmoid_norm``: DPO on token-mean log-ratios)
         ipo       (IPO):         (h - 1 / (2 beta))^2
         hinge     (SLiC-HF):     max(0, 1 - z)
         exo_pair  (EXO):         KL(q || p) with q = (sigma(z), sigma(-z)), p = (1 - eps, eps),
@@ -482,7 +485,7 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
     for tau < ``DISCOPOP_TAU_TURN`` = (1 - log 2) / 3 ~ 0.102 (trl's default tau is 0.05; there a
     local minimum sits at z = -0.12); from the reference (h = 0 for every pair) descent then lowers
     every margin. Each equals trl 1.16's ``DPOTrainer`` loss of the same name on identical log-ratios. The first
-    five read only the margin h; the last five also each response's own log-ratio, so they move
+    six read only the margin h; the last five also each response's own log-ratio, so they move
     the likelihood of y_w (or y_l) and not only the gap. Label smoothing needs a label likelihood:
     only the sigmoid form smooths, and exo_pair reads ``label_smoothing`` as its epsilon.
 
@@ -515,6 +518,8 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
         per_pair = (a - b - 1.0 / (2.0 * beta)).pow(2)
     elif form == "hinge":
         per_pair = torch.relu(1.0 - z)
+    elif form == "sigmoid_norm":
+        per_pair = -F.logsigmoid(z)
     elif form == "discopop":
         if not discopop_tau > 0:
             raise ValueError(f"discopop_tau must be > 0, got {discopop_tau}")

@@ -560,14 +560,16 @@ class ImplicitRewardMethod(_Records):
             log.warning("%s: discopop_tau=%g is below (1 - log 2) / 3 = %.4f, where the discopop loss falls as a "
                         "margin falls at h = 0: from the reference the first steps lower every margin (docs/method.md "
                         "section 4)", name, config.discopop_tau, objective.DISCOPOP_TAU_TURN)
-        self.ipo_average = config.ipo_average and self.form == "ipo"
+        # trl's ipo (with ipo_average) and sigmoid_norm: each log-ratio a per-token mean
+        self.token_mean_ratios = (config.ipo_average and self.form == "ipo") or self.form == "sigmoid_norm"
         if self.recipe.pref_term and config.f_divergence != "reverse_kl":
             if self.form not in objective.MARGIN_FORMS:
                 raise ConfigError(f"{name!r}: method.f_divergence={config.f_divergence} is for the preference forms "
                                   f"that read the margin only ({', '.join(objective.MARGIN_FORMS)}), not {self.form}")
-            if self.ipo_average:
-                raise ConfigError(f"{name!r}: method.ipo_average with method.f_divergence={config.f_divergence}: trl "
-                                  "averages the f-scores over tokens, aihf would average the log-ratios; set one")
+            if self.token_mean_ratios:
+                raise ConfigError(f"{name!r}: token-mean log-ratios (ipo_average, sigmoid_norm) with "
+                                  f"method.f_divergence={config.f_divergence}: trl averages the f-scores over tokens, "
+                                  "aihf would average the log-ratios; set one")
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
         self.generated: dict[str, list[Sequence]] = {}  # split -> (prompt, y') per demonstration
 
@@ -639,7 +641,7 @@ class ImplicitRewardMethod(_Records):
         metrics: dict[str, torch.Tensor] = {}
         if recipe.pref_term:
             ref_w, ref_l = reference("chosen", pref_idx), reference("rejected", pref_idx)
-            if self.ipo_average and n_pref:  # trl's IPO: each log-ratio per response token
+            if self.token_mean_ratios and n_pref:  # trl's IPO and sigmoid_norm: each log-ratio per response token
                 n_w, n_l = count[-2 * n_pref : -n_pref], count[-n_pref:]
                 chosen, rejected, ref_w, ref_l = chosen / n_w, rejected / n_l, ref_w / n_w, ref_l / n_l
             margin = objective.dpo_log_ratio_margin(chosen, rejected, ref_w, ref_l).detach()
