@@ -92,8 +92,8 @@ class ObjectiveConfig(Settings):
     w_pref: float = setting(1.0, ge=0, help="weight w_P of the preference likelihood")
     demo_form: DemoForm = setting("logistic", help="explicit reward step's demonstration term: linear or logistic")
     preference_form: PreferenceForm = setting("sigmoid", help="implicit reward's preference term: sigmoid (DPO), "
-                                              "sigmoid_norm, ipo, hinge (SLiC), exo_pair, discopop, nca_pair, bco_pair, sppo_hard, "
-                                              "apo_zero or apo_down")
+                                              "sigmoid_norm, ipo, hinge (SLiC), exo_pair, discopop, nca_pair, "
+                                              "bco_pair, sppo_hard, apo_zero or apo_down")
     label_smoothing: float = setting(0.0, ge=0, lt=0.5, help="chance a preference label is flipped (Bradley-Terry / "
                                      "DPO, sigmoid form; exo_pair's epsilon)")
     label_noise: LabelNoise = setting("conservative", help="how label_smoothing enters: conservative (expected "
