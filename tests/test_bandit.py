@@ -2,6 +2,7 @@
 helps exactly where one data kind is degraded."""
 
 import json
+import math
 
 import pytest
 
@@ -159,3 +160,72 @@ def test_every_committed_toy_table_is_its_results_json():
     for path in folders:
         results = json.loads(path.read_text(encoding="utf-8"))
         assert results_table(results) + "\n" == (path.parent / "results.md").read_text(encoding="utf-8"), path
+
+
+def test_aihf_dpo_gradient_is_algorithm_ones_at_the_exact_policy():
+    """On the policy family pi_theta ∝ pi_ref exp(theta . phi / beta) the implicit reward is
+    theta . phi up to a per-prompt constant, so AIHF-DPO's gradient (w_D, w_P) is the gradient of
+    Algorithm 1's reward loss (linear demonstration term, no L2) with weights (w_D / beta, w_P) when its
+    samples are replaced by their exact expectation under pi_theta (docs/method.md section 4)."""
+    from aihf.experiments.bandit import policy_logprobs
+    from aihf.objective import aihf_dpo_loss, aihf_reward_loss
+
+    config = ToyConfig()
+    problem = make_problem(config, ToySetting("s", 60, 50), seed=4)
+    theta = torch.randn(config.feature_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    beta, w_demo, w_pref = config.beta, 0.7, 1.3
+    demo_features = problem.features[problem.demo_prompts]  # (N_D, K, d)
+    pref_features = problem.features[problem.pref_prompts]
+
+    def pick(values: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+        return values.gather(-1, responses[:, None])[:, 0]
+
+    implicit = theta.clone().requires_grad_(True)
+    log_ref = torch.full((len(problem.pref_prompts),), -math.log(config.num_responses), dtype=torch.float64)
+    aihf_dpo_loss(
+        pick(policy_logprobs(implicit, demo_features, beta), problem.demo_responses),
+        pick(policy_logprobs(implicit, pref_features, beta), problem.pref_chosen),
+        pick(policy_logprobs(implicit, pref_features, beta), problem.pref_rejected),
+        log_ref, log_ref, beta, w_demo, w_pref,
+    ).backward()
+
+    explicit = theta.clone().requires_grad_(True)
+    policy = torch.softmax(demo_features @ theta / beta, dim=-1)  # pi_theta, held fixed (Algorithm 1's samples)
+    aihf_reward_loss(
+        pick(demo_features @ explicit, problem.demo_responses),
+        (policy * (demo_features @ explicit)).sum(-1),  # E_{y ~ pi_theta} r(x, y): the linear term's exact mean
+        pick(pref_features @ explicit, problem.pref_chosen),
+        pick(pref_features @ explicit, problem.pref_rejected),
+        w_demo=w_demo / beta, w_pref=w_pref, demo_form="linear",
+    ).backward()
+    torch.testing.assert_close(implicit.grad, explicit.grad, rtol=1e-12, atol=1e-12)
+    assert implicit.grad.norm() > 0.1
+
+
+@pytest.mark.parametrize("method, demos, prefs", [("sft", 4000, 10), ("dpo", 10, 4000), ("aihf-dpo", 4000, 4000)])
+def test_the_implicit_methods_recover_the_expert_policy(method, demos, prefs):
+    """pi* is in the policy family (theta = theta*): SFT on its demonstrations and DPO on
+    Bradley-Terry labels are each a maximum likelihood, so with enough data each recovers theta*
+    and the expert's regularised value; the untrained policy (theta = 0) scores 0."""
+    from aihf.experiments.bandit import METHODS, fit_policy
+
+    config = ToyConfig(iterations=600, batch_size=256)
+    problem = make_problem(config, ToySetting("s", demos, prefs), seed=2)
+    weights = METHODS[method]
+    theta, losses = fit_policy(problem, config, weights.w_demo, weights.w_pref, seed=2)
+    assert (theta - problem.true_theta).norm() < 0.1 * problem.true_theta.norm()
+    assert regularised_value(theta, problem, config.beta) > 0.99
+    assert losses[-1] < losses[0]
+
+
+def test_the_toy_runs_the_methods_it_is_given():
+    """``methods`` chooses the rows (the three explicit ones by default, so committed runs stay
+    what they were); an unknown method or preference form is refused."""
+    config = ToyConfig(num_prompts=30, num_eval_prompts=30, iterations=5, seeds=[0], methods=["dpo", "aihf"],
+                       settings=[ToySetting("s", 20, 20)])
+    assert list(run(config, progress=False)["settings"]["s"]) == ["dpo", "aihf"]
+    assert ToyConfig().methods == ["aihf", "ml-irl", "rlhf-reward"]
+    with pytest.raises(ValueError, match="choose among"):
+        ToyConfig(methods=["ppo"])
+    with pytest.raises(ValueError, match="unknown preference_form"):
+        ToyConfig(preference_form="kto")

@@ -23,7 +23,8 @@ from aihf.config import ConfigError
 from aihf.data import DataError
 
 EXPERIMENTS = {
-    "toy": "a contextual bandit whose true reward is known: AIHF against ML-IRL and the RLHF reward model",
+    "toy": "a contextual bandit whose true reward is known: AIHF against ML-IRL and the RLHF reward model "
+           "(and AIHF-DPO, DPO, SFT)",
     "imdb": "IMDb sentiment-controlled generation with SmolLM2-135M (docs/method.md section 6)",
     "mujoco": "MuJoCo control with SAC and an MLP reward (docs/method.md section 6)",
     "hh": "Anthropic-HH dialogue with Pythia 160M-2.8B (docs/hh.md)",
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_toy(config_path: str | None, overrides: list[str], output_dir: Path) -> int:
     from aihf.config import load_config
-    from aihf.experiments.bandit import METHODS, ToyConfig, results_table, run
+    from aihf.experiments.bandit import ToyConfig, results_table, run
     from aihf.logs import count
 
     config = load_config(ToyConfig, config_path, overrides)
@@ -209,7 +210,7 @@ def _run_toy(config_path: str | None, overrides: list[str], output_dir: Path) ->
     print()
     print(results_table(results))
     print(
-        f"\n{count(len(config.settings), 'setting')} x {count(len(METHODS), 'method')} x "
+        f"\n{count(len(config.settings), 'setting')} x {count(len(config.methods), 'method')} x "
         f"{count(len(config.seeds), 'seed')} in "
         f"{time.perf_counter() - start:.0f} s; normalised return and regularised value (E[r*] - beta KL, "
         "at most 1): 1 = the soft-optimal expert, 0 = the uniform reference policy; intervals are 95% over seeds."

@@ -15,6 +15,14 @@ versus samples of the current policy plus preferences, through
 ``objective.aihf_reward_loss``. Methods differ only in (w_demo, w_pref): AIHF (1, 1),
 ML-IRL (1, 0) and the RLHF reward model (0, 1).
 
+The implicit-reward methods (``methods`` may add them: AIHF-DPO (1, 1), DPO (0, 1), SFT (1, 0))
+train the policy itself, pi_theta(y|x) ∝ pi_ref(y|x) exp(theta . phi(x, y) / beta), through
+``objective.aihf_dpo_loss`` in ``preference_form``; its implicit reward beta log(pi_theta / pi_ref)
+is theta . phi up to a per-prompt constant, so one theta is scored the same way for both kinds.
+The family holds pi* (theta = theta*), and AIHF-DPO's gradient is Algorithm 1's reward gradient
+at the exact policy pi_theta with the demonstration term scaled by 1 / beta
+(``implicit_gradient_identity`` in tests/test_bandit.py; docs/method.md section 4).
+
 With ``tune`` each method picks one of its configurations (``candidates``: AIHF its weight
 ratio w_P / w_D, ML-IRL and the RLHF reward their learning rate) on validation problems
 (``tune_seeds``: their own features, true reward and data) by the mean regularised value, and
@@ -35,6 +43,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,15 +51,38 @@ from tqdm.auto import tqdm
 
 from aihf.data.builders import bradley_terry_first_wins
 from aihf.eval.stats import interval_caption, mean_interval
-from aihf.objective import LabelNoise, aihf_reward_loss, check_label_noise
+from aihf.objective import (
+    PREFERENCE_FORMS,
+    LabelNoise,
+    PreferenceForm,
+    aihf_dpo_loss,
+    aihf_reward_loss,
+    check_label_noise,
+)
 from aihf.runtime import check_finite, provenance, set_seed
 
 METRICS = ("normalised_return", "regularised_value", "reward_correlation")
-METHODS: dict[str, tuple[float, float]] = {
-    "aihf": (1.0, 1.0),
-    "ml-irl": (1.0, 0.0),
-    "rlhf-reward": (0.0, 1.0),
+
+
+@dataclass(frozen=True)
+class ToyMethod:
+    """A method as its two weights and where its reward lives: a reward fitted by Algorithm 1
+    (``explicit``) or the policy's own log-ratio (``implicit``)."""
+
+    w_demo: float
+    w_pref: float
+    reward: Literal["explicit", "implicit"]
+
+
+METHODS: dict[str, ToyMethod] = {
+    "aihf": ToyMethod(1.0, 1.0, "explicit"),
+    "ml-irl": ToyMethod(1.0, 0.0, "explicit"),
+    "rlhf-reward": ToyMethod(0.0, 1.0, "explicit"),
+    "aihf-dpo": ToyMethod(1.0, 1.0, "implicit"),
+    "dpo": ToyMethod(0.0, 1.0, "implicit"),
+    "sft": ToyMethod(1.0, 0.0, "implicit"),
 }
+EXPLICIT_METHODS = ["aihf", "ml-irl", "rlhf-reward"]
 
 
 @dataclass
@@ -86,6 +118,8 @@ class ToyConfig:
     reward_l2: float = 1e-3
     label_smoothing: float = 0.0  # the reward step's assumed flip rate (objective.smoothed_logsigmoid)
     label_noise: LabelNoise = "conservative"  # how label_smoothing enters: conservative or robust
+    methods: list[str] = field(default_factory=lambda: list(EXPLICIT_METHODS))  # any of METHODS
+    preference_form: PreferenceForm = "sigmoid"  # the implicit-reward methods' preference term
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     tune: bool = False  # choose each method's configuration on tune_seeds' problems first
     tune_seeds: list[int] = field(default_factory=lambda: [100, 101, 102])
@@ -101,6 +135,11 @@ class ToyConfig:
 
     def __post_init__(self) -> None:
         check_label_noise(self.label_smoothing, self.label_noise)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"methods {unknown or self.methods}: choose among {', '.join(METHODS)}")
+        if self.preference_form not in PREFERENCE_FORMS:
+            raise ValueError(f"unknown preference_form {self.preference_form!r}: use one of {', '.join(PREFERENCE_FORMS)}")
         if self.tune and set(self.tune_seeds) & set(self.seeds):
             raise ValueError(f"tune_seeds {self.tune_seeds} and seeds {self.seeds} share a seed: a test problem "
                              "would choose its own configuration")
@@ -119,7 +158,7 @@ class Candidate:
 def candidates(method: str, config: ToyConfig) -> list[Candidate]:
     """The configurations ``tune`` chooses among (one, the defaults, without it): AIHF's
     w_P / w_D ratios at w_D = 1, or a single-term method's learning-rate factors."""
-    w_demo, w_pref = METHODS[method]
+    w_demo, w_pref = METHODS[method].w_demo, METHODS[method].w_pref
     if not config.tune:
         return [Candidate("default", w_demo, w_pref, config.reward_lr)]
     if w_demo and w_pref:
@@ -275,9 +314,59 @@ def fit_reward(
     return theta.detach(), losses
 
 
-def evaluate_run(config: ToyConfig, problem: ToyProblem, candidate: Candidate, seed: int) -> dict:
-    """Fit one candidate on seed ``seed``'s ``problem`` and score it on its held-out prompts."""
-    theta, losses = fit_reward(problem, config, candidate.w_demo, candidate.w_pref, seed, candidate.reward_lr)
+def policy_logprobs(theta: torch.Tensor, features: torch.Tensor, beta: float) -> torch.Tensor:
+    """log pi_theta(y|x) for every response of the given prompts' ``features`` (..., K, d):
+    pi_theta ∝ pi_ref exp(theta . phi / beta) with uniform pi_ref, i.e. a softmax over K."""
+    return torch.log_softmax(features @ theta / beta, dim=-1)
+
+
+def fit_policy(
+    problem: ToyProblem, config: ToyConfig, w_demo: float, w_pref: float, seed: int, lr: float | None = None
+) -> tuple[torch.Tensor, list[float]]:
+    """AIHF-DPO (docs/method.md section 4; DPO at w_D = 0, SFT at w_P = 0) on the policy family
+    pi_theta ∝ pi_ref exp(theta . phi / beta): Adam on ``objective.aihf_dpo_loss`` with
+    ``config.preference_form``, the same iterations, batch sizes, batch draws and step size as
+    ``fit_reward``; returns theta (the implicit reward's weights) and the loss curve."""
+    set_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 10_000)
+    theta = torch.zeros(config.feature_dim, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([theta], lr=config.reward_lr if lr is None else lr)
+    reference = torch.full((config.batch_size,), -math.log(config.num_responses), dtype=torch.float64)
+    losses = []
+    for step in range(config.iterations):
+        demo = torch.randint(len(problem.demo_prompts), (config.batch_size,), generator=gen)
+        pref = torch.randint(len(problem.pref_prompts), (config.batch_size,), generator=gen)
+
+        def log_pi(prompts: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+            return policy_logprobs(theta, problem.features[prompts], config.beta).gather(-1, responses[:, None])[:, 0]
+
+        prompts = problem.pref_prompts[pref]
+        loss = aihf_dpo_loss(
+            log_pi(problem.demo_prompts[demo], problem.demo_responses[demo]) if w_demo else None,
+            log_pi(prompts, problem.pref_chosen[pref]) if w_pref else None,
+            log_pi(prompts, problem.pref_rejected[pref]) if w_pref else None,
+            reference if w_pref else None,
+            reference if w_pref else None,
+            config.beta,
+            w_demo,
+            w_pref,
+            config.preference_form,
+            config.label_smoothing,
+            config.label_noise,
+        )
+        losses.append(check_finite(loss, "toy policy loss", step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return theta.detach(), losses
+
+
+def evaluate_run(config: ToyConfig, problem: ToyProblem, candidate: Candidate, seed: int,
+                 reward: Literal["explicit", "implicit"] = "explicit") -> dict:
+    """Fit one candidate on seed ``seed``'s ``problem`` and score it on its held-out prompts: a reward by
+    Algorithm 1 (``explicit``) or the policy itself (``implicit``)."""
+    fit = fit_reward if reward == "explicit" else fit_policy
+    theta, losses = fit(problem, config, candidate.w_demo, candidate.w_pref, seed, candidate.reward_lr)
     return {
         "seed": seed,
         "normalised_return": normalised_return(theta, problem, config.beta),
@@ -294,11 +383,13 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
     (``chosen``)."""
     results: dict = {"config": asdict(config), "versions": provenance(), "settings": {}}
     tune_seeds = config.tune_seeds if config.tune else []
-    total = len(config.settings) * sum(len(candidates(m, config)) * len(tune_seeds) + len(config.seeds) for m in METHODS)
+    total = len(config.settings) * sum(len(candidates(m, config)) * len(tune_seeds) + len(config.seeds)
+                                       for m in config.methods)
     bar = tqdm(total=total, desc="toy AIHF", unit="run", disable=not progress)
     for setting in config.settings:
         problems = {seed: make_problem(config, setting, seed) for seed in [*tune_seeds, *config.seeds]}  # one per seed
-        for method in METHODS:
+        for method in config.methods:
+            kind = METHODS[method].reward
             entry = results["settings"].setdefault(setting.name, {}).setdefault(method, {"runs": []})
             options = candidates(method, config)
             chosen = options[0]
@@ -306,7 +397,7 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
                 entry["validation"] = {}
                 for candidate in options:
                     bar.set_postfix_str(f"{setting.name}/{method}/{candidate.label}: validation")
-                    values = [evaluate_run(config, problems[seed], candidate, seed)["regularised_value"]
+                    values = [evaluate_run(config, problems[seed], candidate, seed, kind)["regularised_value"]
                               for seed in tune_seeds]
                     bar.update(len(values))
                     entry["validation"][candidate.label] = sum(values) / len(values)
@@ -314,7 +405,7 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
                 entry["chosen"] = chosen.label
             for seed in config.seeds:
                 bar.set_postfix_str(f"{setting.name}/{method}/seed {seed}")
-                entry["runs"].append(evaluate_run(config, problems[seed], chosen, seed))
+                entry["runs"].append(evaluate_run(config, problems[seed], chosen, seed, kind))
                 bar.update()
     bar.close()
     for methods in results["settings"].values():
@@ -358,7 +449,7 @@ def write_outputs(results: dict, output_dir: Path) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(results, indent=2), encoding="utf-8")
     paths["table"].write_text(results_table(results) + "\n", encoding="utf-8")
     settings = list(results["settings"])
-    methods = list(METHODS)
+    methods = list(next(iter(results["settings"].values())))
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(7, 4.4))
     for i, method in enumerate(methods):
