@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from aihf.eval.stats import mean_interval
+from aihf.experiments.bandit import paired_difference, seed_scores
 
 HANDLINGS = ("plain", "conservative", "robust")  # the default columns
 METHODS = ("rlhf-reward", "aihf", "ml-irl")
@@ -31,15 +32,7 @@ METRICS = {"normalised_return": "Normalised return",
 
 def scores(folder: Path, metric: str) -> dict[tuple[str, str], dict[int, float]]:
     """(setting, method) -> seed -> ``metric``, from ``folder/results.json``."""
-    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-    return {(setting, method): {run["seed"]: run[metric] for run in entry["runs"]}
-            for setting, methods in results["settings"].items() for method, entry in methods.items()}
-
-
-def paired(plain: dict[int, float], other: dict[int, float]) -> dict[str, float]:
-    if set(plain) != set(other):
-        raise ValueError(f"the handlings ran other seeds: {sorted(plain)} and {sorted(other)}")
-    return mean_interval([other[seed] - plain[seed] for seed in sorted(plain)])
+    return seed_scores(json.loads((folder / "results.json").read_text(encoding="utf-8")), metric)
 
 
 def table(prefix: Path, metric: str, handlings: tuple[str, ...] = HANDLINGS) -> str:
@@ -52,7 +45,7 @@ def table(prefix: Path, metric: str, handlings: tuple[str, ...] = HANDLINGS) -> 
         if method not in METHODS:
             continue
         means = [mean_interval(list(runs[h][setting, method].values())) for h in handlings]
-        shifts = [paired(runs[base][setting, method], runs[h][setting, method]) for h in others]
+        shifts = [paired_difference(runs[base][setting, method], runs[h][setting, method]) for h in others]
         lines.append(f"| {setting} | {method} | " + " | ".join(f"{m['mean']:.3f} ± {m['ci95']:.3f}" for m in means)
                      + " | " + " | ".join(cell(s) for s in shifts) + " |")
     n = len(next(iter(runs[base].values())))
