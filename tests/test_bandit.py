@@ -155,8 +155,9 @@ def test_every_committed_toy_table_is_its_results_json():
 
     from aihf.experiments.bandit import results_table
 
-    folders = sorted((Path(__file__).resolve().parents[1] / "docs" / "results").glob("toy-*/results.json"))
-    assert len(folders) >= 9
+    results_dir = Path(__file__).resolve().parents[1] / "docs" / "results"
+    folders = sorted([*results_dir.glob("toy-*/results.json"), *results_dir.glob("toy-*/*/results.json")])
+    assert len(folders) >= 22
     for path in folders:
         results = json.loads(path.read_text(encoding="utf-8"))
         assert results_table(results) + "\n" == (path.parent / "results.md").read_text(encoding="utf-8"), path
@@ -229,3 +230,25 @@ def test_the_toy_runs_the_methods_it_is_given():
         ToyConfig(methods=["ppo"])
     with pytest.raises(ValueError, match="unknown preference_form"):
         ToyConfig(preference_form="kto")
+
+
+def test_the_committed_single_stage_pages_are_what_their_results_give():
+    """docs/results/toy-implicit-tuned{,-wide}/pairs.md and docs/results/toy-forms.md are
+    scripts/toy_compare.py's pages of the committed runs (docs/results.md quotes them)."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("toy_compare", root / "scripts" / "toy_compare.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = root / "docs" / "results"
+    twins = [("aihf-dpo", "aihf"), ("dpo", "rlhf-reward"), ("sft", "ml-irl")]
+    for folder in ("toy-implicit-tuned", "toy-implicit-tuned-wide"):
+        page = script.pairs_page(results / folder, twins)
+        assert page == (results / folder / "pairs.md").read_text(encoding="utf-8"), folder
+    forms = script.forms_page(results / "toy-forms", "sigmoid")
+    assert forms == (results / "toy-forms.md").read_text(encoding="utf-8")
+    assert "| ipo | 0.367 ± 0.021 | lr=0.05 | -0.594 ± 0.038 |" in forms
+    with pytest.raises(ValueError, match="no .*kto"):
+        script.forms_page(results / "toy-forms", "kto")
