@@ -399,6 +399,7 @@ def test_the_form_settings_are_read_with_their_form_only():
     assert "f_alpha=0.5" in RECIPES["dpo"].ignored(MethodConfig(f_divergence="js_divergence", f_alpha=0.5))
     assert RECIPES["dpo"].ignored(MethodConfig(f_divergence="alpha_divergence", f_alpha=0.5)) == []
     assert "f_divergence='js_divergence'" in RECIPES["sft"].ignored(MethodConfig(f_divergence="js_divergence"))
+    assert RECIPES["ipo"].ignored(MethodConfig(f_divergence="alpha_divergence", f_alpha=0.5)) == []  # read: ipo is a margin form
     with pytest.raises(ConfigError, match="f_divergence=forward_kl is for the preference forms that read the margin"):
         ImplicitRewardMethod("dpo", MethodConfig(preference_form="apo_zero", f_divergence="forward_kl"), tok, encoder,
                              tiny_causal_lm(tok), *data())

@@ -228,7 +228,7 @@ RECIPES: dict[str, Recipe] = {
     "dpo": Recipe("DPO on preferences, or another pairwise loss by preference_form: IPO, SLiC, ... (docs/method.md 4-5)",
                   "implicit", "none", True,
                   settings=("beta", "w_pref", *PREFERENCE_TERM, "reference_sync_steps")),
-    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average", "reference_sync_steps")),
+    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average", "f_divergence", "f_alpha", "reference_sync_steps")),
     "spin": Recipe(
         "SPIN: self-play on demonstrations, reference = previous iterate (docs/method.md 5)", "implicit", "self-play", False,
         settings=("beta", "w_demo", "steps_per_round", *SAMPLING),
