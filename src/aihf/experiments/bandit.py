@@ -21,7 +21,8 @@ train the policy itself, pi_theta(y|x) ∝ pi_ref(y|x) exp(theta . phi(x, y) / b
 is theta . phi up to a per-prompt constant, so one theta is scored the same way for both kinds.
 The family holds pi* (theta = theta*), and AIHF-DPO's gradient is Algorithm 1's reward gradient
 at the exact policy pi_theta with the demonstration term scaled by 1 / beta
-(``implicit_gradient_identity`` in tests/test_bandit.py; docs/method.md section 4).
+(tests/test_bandit.py::test_aihf_dpo_gradient_is_algorithm_ones_at_the_exact_policy;
+docs/method.md section 4).
 
 With ``tune`` each method picks one of its configurations (``candidates``: AIHF its weight
 ratio w_P / w_D, ML-IRL and the RLHF reward their learning rate) on validation problems
@@ -325,8 +326,9 @@ def fit_policy(
 ) -> tuple[torch.Tensor, list[float]]:
     """AIHF-DPO (docs/method.md section 4; DPO at w_D = 0, SFT at w_P = 0) on the policy family
     pi_theta ∝ pi_ref exp(theta . phi / beta): Adam on ``objective.aihf_dpo_loss`` with
-    ``config.preference_form``, the same iterations, batch sizes, batch draws and step size as
-    ``fit_reward``; returns theta (the implicit reward's weights) and the loss curve."""
+    ``config.preference_form``, the same iterations, batch sizes, step size and batch generator
+    seed as ``fit_reward`` (whose policy samples draw from that generator too, so the batches
+    agree at the first step only); returns theta (the implicit reward's weights) and the loss curve."""
     set_seed(seed)
     gen = torch.Generator().manual_seed(seed + 10_000)
     theta = torch.zeros(config.feature_dim, dtype=torch.float64, requires_grad=True)
