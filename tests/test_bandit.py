@@ -228,8 +228,11 @@ def test_the_toy_runs_the_methods_it_is_given():
     assert ToyConfig().methods == ["aihf", "ml-irl", "rlhf-reward"]
     with pytest.raises(ValueError, match="choose among"):
         ToyConfig(methods=["ppo"])
-    with pytest.raises(ValueError, match="unknown preference_form"):
+    with pytest.raises(ValueError, match="unknown preference form"):
         ToyConfig(preference_form="kto")
+    with pytest.raises(ValueError, match="label_smoothing is for the sigmoid form"):
+        ToyConfig(methods=["dpo"], preference_form="ipo", label_smoothing=0.1)
+    assert ToyConfig(preference_form="ipo", label_smoothing=0.1).methods  # the explicit methods smooth their own
 
 
 def test_the_committed_single_stage_pages_are_what_their_results_give():

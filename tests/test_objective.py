@@ -101,14 +101,14 @@ def _gc_cases():
     for form in SMOOTH_FORMS:  # hinge has a kink at beta h = 1
         epsilon = 0.1 if form == "exo_pair" else 0.0  # exo_pair's target (1 - epsilon, epsilon)
         cases.append(
-            (f"preference_{form}", lambda x, y, form=form, eps=epsilon: obj.preference_loss(x, y, 0.3, form, eps), (m, m2))
+            (f"preference_{form}", lambda x, y, form=form, eps=epsilon: obj.preference_loss(x, y, 0.3, obj.PreferenceTerm(form, eps)), (m, m2))
         )
     for form in ("sigmoid", "ipo", "nca_pair"):
         cases.append(
             (
                 f"aihf_dpo_{form}",
                 lambda a, b, e, f, g, form=form: obj.aihf_dpo_loss(
-                    a, b, e, f, g, beta=0.2, w_demo=0.6, w_pref=1.4, preference_form=form
+                    a, b, e, f, g, beta=0.2, w_demo=0.6, w_pref=1.4, preference=form
                 ),
                 (pd, pc, pr, rc, rr),
             )
@@ -117,7 +117,7 @@ def _gc_cases():
             (
                 f"self_play_aihf_{form}",
                 lambda a, b, e, f, g, h, i, j, form=form: obj.self_play_aihf_loss(
-                    a, b, e, f, g, h, i, j, beta=0.25, w_demo=0.8, w_pref=1.7, preference_form=form
+                    a, b, e, f, g, h, i, j, beta=0.25, w_demo=0.8, w_pref=1.7, preference=form
                 ),
                 (pd, pg, id_, ig, pc, pr, rc, rr),
             )
@@ -413,7 +413,7 @@ def test_reduction_aihf_dpo_w_demo_zero_is_dpo_and_ipo(beta):
     assert torch.equal(obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, w_demo=0.0, w_pref=1.0), dpo)
     assert torch.equal(obj.aihf_dpo_loss(pd, pc, pr, rc, rr, beta, w_demo=0.0, w_pref=1.0), dpo)
     assert torch.equal(
-        obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, w_demo=0.0, w_pref=1.0, preference_form="ipo"), ipo
+        obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, w_demo=0.0, w_pref=1.0, preference="ipo"), ipo
     )
     h = (_np(pc) - _np(rc)) - (_np(pr) - _np(rr))
     assert dpo.item() == pytest.approx(-_np_logsigmoid(beta * h).mean(), rel=1e-12)
@@ -724,7 +724,7 @@ def test_bad_beta_raises(beta):
     m = torch.zeros(NP_)
     for form in obj.PREFERENCE_FORMS:
         with pytest.raises(ValueError, match="beta"):
-            obj.preference_loss(m, m, beta, form, 0.1 if form == "exo_pair" else 0.0)
+            obj.preference_loss(m, m, beta, obj.PreferenceTerm(form, 0.1 if form == "exo_pair" else 0.0))
     with pytest.raises(ValueError, match="beta"):
         obj.dpo_loss(*_pref(), beta=beta)
     with pytest.raises(ValueError, match="beta"):
@@ -748,9 +748,9 @@ def test_unknown_forms_raise():
     with pytest.raises(ValueError, match="unknown preference form"):
         obj.preference_loss(z, z, 0.1, "squared_hinge")
     with pytest.raises(ValueError, match="unknown preference form"):
-        obj.aihf_dpo_loss(None, *_pref(), beta=0.1, w_demo=0.0, preference_form="kto")
+        obj.aihf_dpo_loss(None, *_pref(), beta=0.1, w_demo=0.0, preference="kto")
     with pytest.raises(ValueError, match="unknown preference form"):
-        obj.self_play_aihf_loss(*_demo4(), *_pref(), beta=0.1, preference_form="ipo2")
+        obj.self_play_aihf_loss(*_demo4(), *_pref(), beta=0.1, preference="ipo2")
 
 
 def test_none_for_active_term_raises():
@@ -798,10 +798,11 @@ def test_conservative_dpo_matches_trl_on_each_pair(beta, epsilon):
     expected = sum(per_pair) / B
     (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
     assert obj.dpo_loss(pc, pr, rc, rr, beta, epsilon).item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
-    assert obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, "sigmoid", epsilon).item() == pytest.approx(
+    smoothed = obj.PreferenceTerm("sigmoid", epsilon)
+    assert obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, smoothed).item() == pytest.approx(
         expected, rel=1e-10, abs=1e-12)
-    assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, "sigmoid",
-                                   epsilon).item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, smoothed).item() == (
+        pytest.approx(expected, rel=1e-10, abs=1e-12))
     assert obj.dpo_loss(pc, pr, rc, rr, beta).item() != pytest.approx(expected, rel=1e-6)  # epsilon matters
 
 
@@ -839,17 +840,21 @@ def test_a_free_margin_learns_the_log_odds_of_a_correct_label(epsilon):
 def test_label_smoothing_is_refused_outside_its_range_and_for_ipo():
     a, b = torch.ones(3, dtype=DT), torch.zeros(3, dtype=DT)
     with pytest.raises(ValueError, match="label_smoothing must be in"):
-        obj.preference_loss(a, b, 0.1, "sigmoid", 0.5)
+        obj.PreferenceTerm("sigmoid", 0.5)
     for form in set(obj.PREFERENCE_FORMS) - {"sigmoid", "exo_pair"}:
         with pytest.raises(ValueError, match="sigmoid form"):
-            obj.preference_loss(a, b, 0.1, form, 0.1)
+            obj.PreferenceTerm(form, 0.1)
     with pytest.raises(ValueError, match="unknown label_noise"):
-        obj.preference_loss(a, b, 0.1, "sigmoid", 0.1, "symmetric")
-    for epsilon in (0.0, 0.5):  # exo_pair's target needs 0 < epsilon < 1/2
-        with pytest.raises(ValueError, match="exo_pair form needs label_smoothing"):
-            obj.preference_loss(a, b, 0.1, "exo_pair", epsilon)
+        obj.PreferenceTerm("sigmoid", 0.1, "symmetric")
+    with pytest.raises(ValueError, match="exo_pair form needs label_smoothing"):
+        obj.PreferenceTerm("exo_pair", 0.0)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):  # exo_pair's target needs epsilon < 1/2 too
+        obj.PreferenceTerm("exo_pair", 0.5)
     with pytest.raises(ValueError, match="discopop_tau must be > 0"):
-        obj.preference_loss(a, b, 0.1, "discopop", discopop_tau=0.0)
+        obj.PreferenceTerm("discopop", discopop_tau=0.0)
+    with pytest.raises(ValueError, match="unknown f_divergence"):
+        obj.PreferenceTerm(f_divergence="hellinger")
+    assert obj.preference_loss(a, b, 0.1, "ipo") == obj.preference_loss(a, b, 0.1, obj.PreferenceTerm("ipo"))
 
 
 @pytest.mark.parametrize("beta, epsilon", [(0.1, 0.1), (0.5, 0.25), (2.0, 0.4)])
@@ -862,10 +867,11 @@ def test_robust_dpo_matches_trl_robust(beta, epsilon):
     expected = float(_trl_loss("robust", beta, pol, ref, ids, cm, epsilon))
     (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
     assert obj.dpo_loss(pc, pr, rc, rr, beta, epsilon, "robust").item() == pytest.approx(expected, rel=1e-10)
-    assert obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, "sigmoid", epsilon, "robust").item() == pytest.approx(
+    robust = obj.PreferenceTerm("sigmoid", epsilon, "robust")
+    assert obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, robust).item() == pytest.approx(
         expected, rel=1e-10)
-    assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, "sigmoid", epsilon,
-                                   "robust").item() == pytest.approx(expected, rel=1e-10)
+    assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, robust).item() == (
+        pytest.approx(expected, rel=1e-10))
     assert obj.dpo_loss(pc, pr, rc, rr, beta, epsilon).item() != pytest.approx(expected, rel=1e-6)
 
 
@@ -974,14 +980,15 @@ def test_pairwise_forms_match_trl(form, beta):
     epsilon = 0.05 if form == "exo_pair" else 0.0
     rel = 1e-7 if form == "exo_pair" else 1e-10
     tau = 0.3
+    term = obj.PreferenceTerm(form, epsilon, discopop_tau=tau)
     pol, ref, ids, cm = _pair_batch(B=4, seed=90 + int(beta * 10))
     expected = float(_trl_loss(form, beta, pol, ref, ids, cm, epsilon, discopop_tau=tau))
     (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
-    assert obj.preference_loss(pc - rc, pr - rr, beta, form, epsilon, discopop_tau=tau).item() == pytest.approx(expected, rel=rel)
-    assert obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, form, epsilon, discopop_tau=tau).item() == (
+    assert obj.preference_loss(pc - rc, pr - rr, beta, term).item() == pytest.approx(expected, rel=rel)
+    assert obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, term).item() == (
         pytest.approx(expected, rel=rel))
-    assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, form, epsilon,
-                                   discopop_tau=tau).item() == pytest.approx(expected, rel=rel)
+    assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, term).item() == (
+        pytest.approx(expected, rel=rel))
 
 
 def test_pairwise_forms_by_their_formulas():
@@ -1009,10 +1016,10 @@ def test_pairwise_forms_by_their_formulas():
     ta, tb = torch.tensor(a, dtype=DT), torch.tensor(b, dtype=DT)
     shift = 1.5  # the same change of both log-ratios leaves the margin as it is
     for form, expected in by_hand.items():
-        eps_here = eps if form == "exo_pair" else 0.0
-        assert obj.preference_loss(ta, tb, beta, form, eps_here, discopop_tau=tau).item() == pytest.approx(
+        term = obj.PreferenceTerm(form, eps if form == "exo_pair" else 0.0, discopop_tau=tau)
+        assert obj.preference_loss(ta, tb, beta, term).item() == pytest.approx(
             expected.mean(), rel=1e-12), form
-        shifted = obj.preference_loss(ta + shift, tb + shift, beta, form, eps_here, discopop_tau=tau).item()
+        shifted = obj.preference_loss(ta + shift, tb + shift, beta, term).item()
         margin_only = form in ("sigmoid", "sigmoid_norm", "ipo", "hinge", "exo_pair", "discopop")
         assert (shifted == pytest.approx(expected.mean(), rel=1e-12)) == margin_only, form
 
@@ -1038,7 +1045,7 @@ def test_discopop_slope_at_the_reference(tau):
     DISCOPOP_TAU_TURN = (1 - log 2) / 3, so descent lowers the margin of a pair at the reference;
     at trl's default tau = 0.05 the loss then has a local minimum at z = -0.12."""
     z = torch.zeros(1, dtype=DT, requires_grad=True)
-    obj.preference_loss(z, torch.zeros(1, dtype=DT), 1.0, "discopop", discopop_tau=tau).backward()
+    obj.preference_loss(z, torch.zeros(1, dtype=DT), 1.0, obj.PreferenceTerm("discopop", discopop_tau=tau)).backward()
     slope = (1 - np.log(2)) / (4 * tau) - 0.75
     assert z.grad.item() == pytest.approx(slope, rel=1e-12)
     assert (slope > 0) == (tau < obj.DISCOPOP_TAU_TURN)
@@ -1068,7 +1075,8 @@ def test_f_divergences_match_trl(divergence, alpha, loss_type):
     pol, ref, ids, cm = (t.float() if t.is_floating_point() else t for t in _pair_batch(B=4, seed=120))
     expected = float(_trl_f_loss(divergence, alpha, beta, loss_type, pol, ref, ids, cm))
     (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
-    ours = obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, loss_type, f_divergence=divergence, f_alpha=alpha)
+    ours = obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0,
+                            obj.PreferenceTerm(loss_type, f_divergence=divergence, f_alpha=alpha))
     assert ours.item() == pytest.approx(expected, rel=1e-5)
     plain = obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, loss_type).item()
     assert (ours.item() == pytest.approx(plain, rel=1e-6)) == (divergence == "alpha_divergence" and alpha == 1.0)
@@ -1097,4 +1105,4 @@ def test_f_divergence_scores_are_their_derivatives():
     with pytest.raises(ValueError, match="unknown f_divergence"):
         obj.f_divergence_score(log_u, "hellinger")
     with pytest.raises(ValueError, match="is for the margin forms"):
-        obj.preference_loss(log_u, log_u, 0.1, "nca_pair", f_divergence="forward_kl")
+        obj.PreferenceTerm("nca_pair", f_divergence="forward_kl")

@@ -62,6 +62,7 @@ __all__ = [
     "ensemble_reward",
     "dpo_log_ratio_margin",
     "f_divergence_score",
+    "PreferenceTerm",
     "preference_loss",
     "dpo_loss",
     "ipo_loss",
@@ -455,10 +456,44 @@ def f_divergence_score(log_ratio: torch.Tensor, divergence: FDivergence = "rever
     raise ValueError(f"unknown f_divergence {divergence!r}: use one of {', '.join(F_DIVERGENCES)}")
 
 
+@dataclass(frozen=True)
+class PreferenceTerm:
+    """How the implicit reward's preference term reads a pair (``preference_loss``), checked when made:
+    ``form`` (one of :data:`PREFERENCE_FORMS`); ``label_smoothing`` epsilon and its ``label_noise``
+    form (the sigmoid form only; exo_pair's target epsilon, required there); ``discopop_tau``
+    (discopop); ``f_divergence`` and ``f_alpha`` (f-DPO, the margin forms only)."""
+
+    form: PreferenceForm = "sigmoid"
+    label_smoothing: float = 0.0
+    label_noise: LabelNoise = "conservative"
+    discopop_tau: float = 0.05
+    f_divergence: FDivergence = "reverse_kl"
+    f_alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.form not in PREFERENCE_FORMS:
+            raise ValueError(f"unknown preference form {self.form!r}: use one of {', '.join(PREFERENCE_FORMS)}")
+        check_label_noise(self.label_smoothing, self.label_noise)
+        if self.form == "exo_pair" and not self.label_smoothing > 0:
+            raise ValueError("the exo_pair form needs label_smoothing in (0, 0.5), its target's epsilon (trl suggests "
+                             f"1e-3); got {self.label_smoothing}")
+        if self.label_smoothing and self.form not in ("sigmoid", "exo_pair"):
+            raise ValueError(f"label_smoothing is for the sigmoid form: the {self.form} loss has no label likelihood")
+        if not self.discopop_tau > 0:
+            raise ValueError(f"discopop_tau must be > 0, got {self.discopop_tau}")
+        if self.f_divergence not in F_DIVERGENCES:
+            raise ValueError(f"unknown f_divergence {self.f_divergence!r}: use one of {', '.join(F_DIVERGENCES)}")
+        if self.f_divergence != "reverse_kl" and self.form not in MARGIN_FORMS:
+            raise ValueError(f"f_divergence {self.f_divergence!r} is for the margin forms ({', '.join(MARGIN_FORMS)}), "
+                             f"not {self.form}")
+
+
+def _term(term: PreferenceTerm | str) -> PreferenceTerm:
+    return PreferenceTerm(term) if isinstance(term, str) else term
+
+
 def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, beta: float,
-                    form: PreferenceForm = "sigmoid", label_smoothing: float = 0.0,
-                    label_noise: LabelNoise = "conservative", discopop_tau: float = 0.05,
-                    f_divergence: FDivergence = "reverse_kl", f_alpha: float = 1.0) -> torch.Tensor:
+                    term: PreferenceTerm | PreferenceForm = "sigmoid") -> torch.Tensor:
     """The implicit reward's preference term (docs/method.md section 4) on the log-ratios
     a = log pi(y_w|x) - log pi_ref(y_w|x) (``chosen_ratio``) and b, the same for y_l; h = a - b,
     z = beta * h. Mean over pairs of:
@@ -469,9 +504,9 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
         ipo       (IPO):         (h - 1 / (2 beta))^2
         hinge     (SLiC-HF):     max(0, 1 - z)
         exo_pair  (EXO):         KL(q || p) with q = (sigma(z), sigma(-z)), p = (1 - eps, eps),
-                                 eps = label_smoothing > 0 (Ji et al. 2024, eq. 16)
+                                 eps = ``term.label_smoothing`` > 0 (Ji et al. 2024, eq. 16)
         discopop  (DiscoPOP):    (1 - m) (-log sigma(z)) + m exp(-z), m = sigma(z / tau)
-                                 (Lu et al. 2024, eq. 5; tau = ``discopop_tau``)
+                                 (Lu et al. 2024, eq. 5; tau = ``term.discopop_tau``)
         nca_pair  (NCA):        -log sigma(beta a) - 1/2 log sigma(-beta a) - 1/2 log sigma(-beta b)
                                  (Chen et al. 2024)
         bco_pair  (BCO):        -log sigma(beta a) - log sigma(-beta b) (Jung et al. 2024, without
@@ -489,31 +524,22 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
     the likelihood of y_w (or y_l) and not only the gap. Label smoothing needs a label likelihood:
     only the sigmoid form smooths, and exo_pair reads ``label_smoothing`` as its epsilon.
 
-    ``f_divergence`` other than ``reverse_kl`` (f-DPO) replaces a and b by their scores
-    ``f_divergence_score`` in the margin forms (:data:`MARGIN_FORMS`), where trl applies it; the other
-    forms refuse it.
+    ``term``: a :class:`PreferenceTerm`, or just its form's name. Its ``f_divergence`` other than
+    ``reverse_kl`` (f-DPO) replaces a and b by their scores ``f_divergence_score`` first.
     """
     _check_beta(beta)
-    if form not in PREFERENCE_FORMS:
-        raise ValueError(f"unknown preference form {form!r}: use one of {', '.join(PREFERENCE_FORMS)}")
+    term = _term(term)
+    form = term.form
     a, b = chosen_ratio, rejected_ratio
-    if f_divergence != "reverse_kl":
-        a, b = f_divergence_score(a, f_divergence, f_alpha), f_divergence_score(b, f_divergence, f_alpha)
-        if form not in MARGIN_FORMS:
-            raise ValueError(f"f_divergence {f_divergence!r} is for the margin forms ({', '.join(MARGIN_FORMS)}), "
-                             f"not {form}")
+    if term.f_divergence != "reverse_kl":
+        a, b = f_divergence_score(a, term.f_divergence, term.f_alpha), f_divergence_score(b, term.f_divergence, term.f_alpha)
     z = beta * (a - b)
     if form == "sigmoid":
-        return -smoothed_logsigmoid(z, label_smoothing, label_noise).mean()
+        return -smoothed_logsigmoid(z, term.label_smoothing, term.label_noise).mean()
     if form == "exo_pair":
-        if not 0.0 < label_smoothing < 0.5:
-            raise ValueError(f"the exo_pair form needs label_smoothing in (0, 0.5), its target's epsilon; got "
-                             f"{label_smoothing}")
-        eps = torch.tensor(label_smoothing, dtype=z.dtype, device=z.device)
+        eps = torch.tensor(term.label_smoothing, dtype=z.dtype, device=z.device)
         return (torch.sigmoid(z) * (F.logsigmoid(z) - torch.log1p(-eps))
                 + torch.sigmoid(-z) * (F.logsigmoid(-z) - torch.log(eps))).mean()
-    if label_smoothing:
-        raise ValueError(f"label_smoothing is for the sigmoid form: the {form} loss has no label likelihood")
     if form == "ipo":
         per_pair = (a - b - 1.0 / (2.0 * beta)).pow(2)
     elif form == "hinge":
@@ -521,9 +547,7 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
     elif form == "sigmoid_norm":
         per_pair = -F.logsigmoid(z)
     elif form == "discopop":
-        if not discopop_tau > 0:
-            raise ValueError(f"discopop_tau must be > 0, got {discopop_tau}")
-        mix = torch.sigmoid(z / discopop_tau)
+        mix = torch.sigmoid(z / term.discopop_tau)
         per_pair = -F.logsigmoid(z) * (1.0 - mix) + torch.exp(-z) * mix
     elif form == "nca_pair":
         per_pair = -F.logsigmoid(beta * a) - 0.5 * F.logsigmoid(-beta * a) - 0.5 * F.logsigmoid(-beta * b)
@@ -539,16 +563,13 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
 
 
 def _preference_term(
-    logps: tuple[torch.Tensor | None, ...], beta: float, form: PreferenceForm, reference_name: str,
-    label_smoothing: float = 0.0, label_noise: LabelNoise = "conservative", discopop_tau: float = 0.05,
-    f_divergence: FDivergence = "reverse_kl", f_alpha: float = 1.0,
+    logps: tuple[torch.Tensor | None, ...], beta: float, term: PreferenceTerm | PreferenceForm, reference_name: str,
 ) -> torch.Tensor:
     """``preference_loss`` on (policy chosen, policy rejected, reference chosen, reference rejected)."""
     if any(t is None for t in logps):
         raise ValueError(f"w_pref > 0 needs policy and {reference_name} log-probs of chosen and rejected")
     policy_chosen, policy_rejected, reference_chosen, reference_rejected = logps
-    return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, form,
-                           label_smoothing, label_noise, discopop_tau, f_divergence, f_alpha)
+    return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, term)
 
 
 def dpo_loss(
@@ -562,8 +583,8 @@ def dpo_loss(
 ) -> torch.Tensor:
     """DPO (docs/method.md section 5): -mean log sigma( beta * h ), h from ``dpo_log_ratio_margin``;
     with ``label_smoothing`` > 0 conservative or robust DPO (``smoothed_logsigmoid``)."""
-    return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, "sigmoid",
-                           label_smoothing, label_noise)
+    return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta,
+                           PreferenceTerm("sigmoid", label_smoothing, label_noise))
 
 
 def ipo_loss(
@@ -589,12 +610,7 @@ def aihf_dpo_loss(
     beta: float,
     w_demo: float = 1.0,
     w_pref: float = 1.0,
-    preference_form: PreferenceForm = "sigmoid",
-    label_smoothing: float = 0.0,
-    label_noise: LabelNoise = "conservative",
-    discopop_tau: float = 0.05,
-    f_divergence: FDivergence = "reverse_kl",
-    f_alpha: float = 1.0,
+    preference: PreferenceTerm | PreferenceForm = "sigmoid",
 ) -> torch.Tensor:
     """AIHF-DPO (docs/method.md section 4, *derived*): supervised likelihood plus DPO.
 
@@ -603,9 +619,8 @@ def aihf_dpo_loss(
     ``policy_demo`` is log pi(y_E|x) per demonstration, summed or token-mean over the
     response as the caller chooses (``sequence_logprobs(average=...)``); the engine's
     default is the token-mean, which keeps the term's scale independent of length.
-    Reduction: w_D = 0 is DPO (or IPO with ``preference_form='ipo'``). ``label_smoothing`` /
-    ``label_noise`` / ``discopop_tau`` / ``f_divergence`` / ``f_alpha``: the preference term's settings
-    (``preference_loss``).
+    Reduction: w_D = 0 is DPO (or IPO with ``preference='ipo'``). ``preference``: the preference
+    term's :class:`PreferenceTerm` (or its form's name; ``preference_loss``).
     """
     _check_weights(w_demo, w_pref)
     _check_beta(beta)
@@ -616,8 +631,7 @@ def aihf_dpo_loss(
         terms.append(-w_demo * policy_demo.mean())
     if w_pref > 0:
         term = _preference_term(
-            (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference_form, "reference",
-            label_smoothing, label_noise, discopop_tau, f_divergence, f_alpha,
+            (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference, "reference",
         )
         terms.append(w_pref * term)
     return _total(terms)
@@ -650,12 +664,7 @@ def self_play_aihf_loss(
     beta: float,
     w_demo: float = 1.0,
     w_pref: float = 1.0,
-    preference_form: PreferenceForm = "sigmoid",
-    label_smoothing: float = 0.0,
-    label_noise: LabelNoise = "conservative",
-    discopop_tau: float = 0.05,
-    f_divergence: FDivergence = "reverse_kl",
-    f_alpha: float = 1.0,
+    preference: PreferenceTerm | PreferenceForm = "sigmoid",
 ) -> torch.Tensor:
     """Self-Play-AIHF (docs/method.md section 4, *derived*).
 
@@ -663,8 +672,9 @@ def self_play_aihf_loss(
           + w_P * preference_loss(a, b with reference pi_t, beta)
 
     pi_t is the current iterate (frozen within a round; it advances when the round's
-    responses y' are regenerated). Reduction: w_P = 0 is SPIN. ``label_smoothing`` smooths the
-    preference term only: the SPIN term's "labels" (demonstration over sample) are not noisy votes.
+    responses y' are regenerated). Reduction: w_P = 0 is SPIN. ``preference`` (its form, label
+    smoothing, ...) shapes the preference term only: the SPIN term's "labels" (demonstration over
+    sample) are not noisy votes.
     """
     _check_weights(w_demo, w_pref)
     terms: list[torch.Tensor] = []
@@ -674,8 +684,7 @@ def self_play_aihf_loss(
         terms.append(w_demo * spin_loss(policy_demo, policy_generated, iterate_demo, iterate_generated, beta))
     if w_pref > 0:
         term = _preference_term(
-            (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference_form, "iterate",
-            label_smoothing, label_noise, discopop_tau, f_divergence, f_alpha,
+            (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference, "iterate",
         )
         terms.append(w_pref * term)
     return _total(terms)

@@ -53,9 +53,9 @@ from tqdm.auto import tqdm
 from aihf.data.builders import bradley_terry_first_wins
 from aihf.eval.stats import interval_caption, mean_interval
 from aihf.objective import (
-    PREFERENCE_FORMS,
     LabelNoise,
     PreferenceForm,
+    PreferenceTerm,
     aihf_dpo_loss,
     aihf_reward_loss,
     check_label_noise,
@@ -134,13 +134,18 @@ class ToyConfig:
         ]
     )
 
+    def preference_term(self) -> PreferenceTerm:
+        """The implicit-reward methods' preference term: ``preference_form`` with the label smoothing."""
+        return PreferenceTerm(self.preference_form, self.label_smoothing, self.label_noise)
+
     def __post_init__(self) -> None:
         check_label_noise(self.label_smoothing, self.label_noise)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"methods {unknown or self.methods}: choose among {', '.join(METHODS)}")
-        if self.preference_form not in PREFERENCE_FORMS:
-            raise ValueError(f"unknown preference_form {self.preference_form!r}: use one of {', '.join(PREFERENCE_FORMS)}")
+        PreferenceTerm(self.preference_form)  # an unknown form is an error whichever methods run
+        if any(METHODS[m].reward == "implicit" for m in self.methods):
+            self.preference_term()  # and so is a form that the label smoothing does not fit
         if self.tune and set(self.tune_seeds) & set(self.seeds):
             raise ValueError(f"tune_seeds {self.tune_seeds} and seeds {self.seeds} share a seed: a test problem "
                              "would choose its own configuration")
@@ -334,6 +339,7 @@ def fit_policy(
     theta = torch.zeros(config.feature_dim, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([theta], lr=config.reward_lr if lr is None else lr)
     reference = torch.full((config.batch_size,), -math.log(config.num_responses), dtype=torch.float64)
+    term = config.preference_term()
     losses = []
     for step in range(config.iterations):
         demo = torch.randint(len(problem.demo_prompts), (config.batch_size,), generator=gen)
@@ -352,9 +358,7 @@ def fit_policy(
             config.beta,
             w_demo,
             w_pref,
-            config.preference_form,
-            config.label_smoothing,
-            config.label_noise,
+            term,
         )
         losses.append(check_finite(loss, "toy policy loss", step))
         optimizer.zero_grad()

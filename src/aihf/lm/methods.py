@@ -549,27 +549,24 @@ class ImplicitRewardMethod(_Records):
         if self_play:
             self.compared_demonstrations()
         self.needs_reference = self.recipe.pref_term or self_play
-        self.form = self.recipe.preference_form or config.preference_form
-        if self.recipe.pref_term and self.form == "exo_pair" and not config.label_smoothing:
-            raise ConfigError(f"{name!r} with the exo_pair preference form needs method.label_smoothing > 0, the "
-                              f"epsilon of its target (trl recommends 1e-3)")
-        if self.form not in ("sigmoid", "exo_pair") and config.label_smoothing and self.recipe.pref_term:
-            raise ConfigError(f"{name!r} with the {self.form} preference form: method.label_smoothing is for the sigmoid "
-                              f"form (the {self.form} loss has no label likelihood to smooth)")
-        if self.recipe.pref_term and self.form == "discopop" and config.discopop_tau < objective.DISCOPOP_TAU_TURN:
+        form = self.recipe.preference_form or config.preference_form
+        self.preference = objective.PreferenceTerm()  # read when the method has a preference term
+        if self.recipe.pref_term:
+            try:
+                self.preference = objective.PreferenceTerm(form, config.label_smoothing, config.label_noise,
+                                                           config.discopop_tau, config.f_divergence, config.f_alpha)
+            except ValueError as error:
+                raise ConfigError(f"{name!r} (preference form {form}): {error}") from None
+        if self.recipe.pref_term and form == "discopop" and config.discopop_tau < objective.DISCOPOP_TAU_TURN:
             log.warning("%s: discopop_tau=%g is below (1 - log 2) / 3 = %.4f, where the discopop loss falls as a "
                         "margin falls at h = 0: from the reference the first steps lower every margin (docs/method.md "
                         "section 4)", name, config.discopop_tau, objective.DISCOPOP_TAU_TURN)
         # trl's ipo (with ipo_average) and sigmoid_norm: each log-ratio a per-token mean
-        self.token_mean_ratios = (config.ipo_average and self.form == "ipo") or self.form == "sigmoid_norm"
-        if self.recipe.pref_term and config.f_divergence != "reverse_kl":
-            if self.form not in objective.MARGIN_FORMS:
-                raise ConfigError(f"{name!r}: method.f_divergence={config.f_divergence} is for the preference forms "
-                                  f"that read the margin only ({', '.join(objective.MARGIN_FORMS)}), not {self.form}")
-            if self.token_mean_ratios:
-                raise ConfigError(f"{name!r}: token-mean log-ratios (ipo_average, sigmoid_norm) with "
-                                  f"method.f_divergence={config.f_divergence}: trl averages the f-scores over tokens, "
-                                  "aihf would average the log-ratios; set one")
+        self.token_mean_ratios = (config.ipo_average and form == "ipo") or form == "sigmoid_norm"
+        if self.recipe.pref_term and config.f_divergence != "reverse_kl" and self.token_mean_ratios:
+            raise ConfigError(f"{name!r}: token-mean log-ratios (ipo_average, sigmoid_norm) with "
+                              f"method.f_divergence={config.f_divergence}: trl averages the f-scores over tokens, "
+                              "aihf would average the log-ratios; set one")
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
         self.generated: dict[str, list[Sequence]] = {}  # split -> (prompt, y') per demonstration
 
@@ -655,16 +652,13 @@ class ImplicitRewardMethod(_Records):
             metrics["self_play_accuracy"] = (spin_margin > 0).float().mean()
             loss = objective.self_play_aihf_loss(
                 demo, generated, ref_d, ref_g, chosen, rejected, ref_w, ref_l,
-                cfg.beta, w_demo, w_pref, self.form, cfg.label_smoothing, cfg.label_noise, cfg.discopop_tau,
-                cfg.f_divergence, cfg.f_alpha,
+                cfg.beta, w_demo, w_pref, self.preference,
             )
         else:
             if demo is not None:
                 demo = demo / count[:n_demo] if cfg.demo_average else demo
                 metrics["demo_logp"] = demo.detach().mean()
-            loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.form,
-                                           cfg.label_smoothing, cfg.label_noise, cfg.discopop_tau, cfg.f_divergence,
-                                           cfg.f_alpha)
+            loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.preference)
         return loss, metrics
 
 
