@@ -138,8 +138,9 @@ def test_tuning_picks_each_methods_best_candidate_on_the_validation_problems_onl
         options = {c.label: c for c in candidates(method, config)}
         assert set(entry["validation"]) == set(options) and len(options) == 5
         assert entry["chosen"] == max(entry["validation"], key=entry["validation"].get)
-        assert entry["runs"] == [evaluate_run(config, make_problem(config, setting, 0), options[entry["chosen"]], 0)]
-        value = sum(evaluate_run(config, make_problem(config, setting, s), options[entry["chosen"]], s)["regularised_value"]
+        chosen = options[entry["chosen"]]
+        assert entry["runs"] == [evaluate_run(config, make_problem(config, setting, 0), chosen, 0, method)]
+        value = sum(evaluate_run(config, make_problem(config, setting, s), chosen, s, method)["regularised_value"]
                     for s in (100, 101)) / 2
         assert entry["validation"][entry["chosen"]] == pytest.approx(value)
     assert [c.w_pref for c in candidates("aihf", config)] == [0.1, 0.3, 1.0, 3.0, 10.0]
@@ -255,3 +256,39 @@ def test_the_committed_single_stage_pages_are_what_their_results_give():
     assert "| ipo | 0.367 ± 0.021 | lr=0.05 | -0.594 ± 0.038 |" in forms
     with pytest.raises(ValueError, match="no .*kto"):
         script.forms_page(results / "toy-forms", "kto")
+
+
+def test_spin_on_the_toy_renews_its_iterate_and_reaches_the_expert():
+    """SPIN (self-play, w_P = 0): at every round's first step the policy is the iterate, so the
+    loss is log 2 (Self-Play-AIHF with w_P = 1: 2 log 2); its fixed point matches the
+    demonstrations' feature means, which on pi*'s demonstrations is theta*: with a small step and
+    60 rounds it ends within 5% of theta*."""
+    from aihf.experiments.bandit import fit_policy
+
+    config = ToyConfig(iterations=3000, batch_size=256, reward_lr=0.002)
+    problem = make_problem(config, ToySetting("s", 4000, 4000), seed=2)
+    theta, losses = fit_policy(problem, config, 1.0, 0.0, seed=2, self_play=True)
+    assert [losses[step] for step in (0, 50, 100, 2950)] == pytest.approx([math.log(2)] * 4, abs=1e-7)  # float32 curve
+    assert losses[1] != pytest.approx(math.log(2), abs=1e-6)
+    assert (theta - problem.true_theta).norm() < 0.05 * problem.true_theta.norm()
+    assert regularised_value(theta, problem, config.beta) > 0.99
+    _, joint = fit_policy(problem, ToyConfig(iterations=101, batch_size=256), 1.0, 1.0, seed=2, self_play=True)
+    assert [joint[step] for step in (0, 50, 100)] == pytest.approx([2 * math.log(2)] * 3, abs=1e-7)
+
+
+def test_self_play_aihfs_preference_term_compounds_over_rounds():
+    """Self-Play-AIHF's preference term has the iterate pi_t as its reference (docs/method.md
+    section 4), so each round fits the Bradley-Terry log-odds again on top of pi_t: alone (w_D
+    negligible), R rounds leave theta near R theta* in norm, pointing at theta*, not at theta*
+    itself, which AIHF-DPO's fixed reference reaches."""
+    from aihf.experiments.bandit import fit_policy
+
+    problem = make_problem(ToyConfig(), ToySetting("s", 10, 4000), seed=2)
+    for rounds in (2, 6):
+        config = ToyConfig(iterations=600, batch_size=256, steps_per_round=600 // rounds)
+        theta, _ = fit_policy(problem, config, 1e-6, 1.0, seed=2, self_play=True)
+        truth = problem.true_theta
+        assert float(theta.norm() / truth.norm()) == pytest.approx(rounds, rel=0.15)
+        assert float(theta @ truth / (theta.norm() * truth.norm())) > 0.999
+    fixed, _ = fit_policy(problem, ToyConfig(iterations=600, batch_size=256), 1e-6, 1.0, seed=2)
+    assert float(fixed.norm() / problem.true_theta.norm()) == pytest.approx(1.0, rel=0.1)

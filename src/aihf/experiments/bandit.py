@@ -59,6 +59,7 @@ from aihf.objective import (
     aihf_dpo_loss,
     aihf_reward_loss,
     check_label_noise,
+    self_play_aihf_loss,
 )
 from aihf.runtime import check_finite, provenance, set_seed
 
@@ -68,11 +69,13 @@ METRICS = ("normalised_return", "regularised_value", "reward_correlation")
 @dataclass(frozen=True)
 class ToyMethod:
     """A method as its two weights and where its reward lives: a reward fitted by Algorithm 1
-    (``explicit``) or the policy's own log-ratio (``implicit``)."""
+    (``explicit``) or the policy's own log-ratio (``implicit``); an implicit method's demonstration
+    term is the likelihood, or with ``self_play`` SPIN's comparison with the iterate's samples."""
 
     w_demo: float
     w_pref: float
     reward: Literal["explicit", "implicit"]
+    self_play: bool = False
 
 
 METHODS: dict[str, ToyMethod] = {
@@ -82,6 +85,8 @@ METHODS: dict[str, ToyMethod] = {
     "aihf-dpo": ToyMethod(1.0, 1.0, "implicit"),
     "dpo": ToyMethod(0.0, 1.0, "implicit"),
     "sft": ToyMethod(1.0, 0.0, "implicit"),
+    "self-play-aihf": ToyMethod(1.0, 1.0, "implicit", self_play=True),
+    "spin": ToyMethod(1.0, 0.0, "implicit", self_play=True),
 }
 EXPLICIT_METHODS = ["aihf", "ml-irl", "rlhf-reward"]
 
@@ -112,6 +117,7 @@ class ToyConfig:
     feature_dim: int = 8
     beta: float = 0.5
     iterations: int = 300
+    steps_per_round: int = 50  # self-play: the iterate pi_t and its samples y' are renewed this often
     policy_steps: int = 2
     policy_rate: float = 0.2
     reward_lr: float = 0.05
@@ -327,13 +333,18 @@ def policy_logprobs(theta: torch.Tensor, features: torch.Tensor, beta: float) ->
 
 
 def fit_policy(
-    problem: ToyProblem, config: ToyConfig, w_demo: float, w_pref: float, seed: int, lr: float | None = None
+    problem: ToyProblem, config: ToyConfig, w_demo: float, w_pref: float, seed: int, lr: float | None = None,
+    self_play: bool = False,
 ) -> tuple[torch.Tensor, list[float]]:
     """AIHF-DPO (docs/method.md section 4; DPO at w_D = 0, SFT at w_P = 0) on the policy family
     pi_theta ∝ pi_ref exp(theta . phi / beta): Adam on ``objective.aihf_dpo_loss`` with
     ``config.preference_form``, the same iterations, batch sizes, step size and batch generator
     seed as ``fit_reward`` (whose policy samples draw from that generator too, so the batches
-    agree at the first step only); returns theta (the implicit reward's weights) and the loss curve."""
+    agree at the first step only); returns theta (the implicit reward's weights) and the loss curve.
+
+    ``self_play``: Self-Play-AIHF (SPIN at w_P = 0) through ``objective.self_play_aihf_loss``: every
+    ``config.steps_per_round`` steps the current policy becomes the iterate pi_t, the reference of
+    both terms, and draws one response y' per demonstration, which its prompt's y_E is compared with."""
     set_seed(seed)
     gen = torch.Generator().manual_seed(seed + 10_000)
     theta = torch.zeros(config.feature_dim, dtype=torch.float64, requires_grad=True)
@@ -342,24 +353,37 @@ def fit_policy(
     term = config.preference_term()
     losses = []
     for step in range(config.iterations):
+        if self_play and step % config.steps_per_round == 0:
+            iterate = theta.detach().clone()
+            samples = torch.multinomial(torch.softmax(problem.features[problem.demo_prompts] @ iterate / config.beta, -1),
+                                        1, generator=gen)[:, 0]
         demo = torch.randint(len(problem.demo_prompts), (config.batch_size,), generator=gen)
         pref = torch.randint(len(problem.pref_prompts), (config.batch_size,), generator=gen)
 
-        def log_pi(prompts: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
-            return policy_logprobs(theta, problem.features[prompts], config.beta).gather(-1, responses[:, None])[:, 0]
+        def log_pi(prompts: torch.Tensor, responses: torch.Tensor, weights: torch.Tensor = theta) -> torch.Tensor:
+            return policy_logprobs(weights, problem.features[prompts], config.beta).gather(-1, responses[:, None])[:, 0]
 
         prompts = problem.pref_prompts[pref]
-        loss = aihf_dpo_loss(
-            log_pi(problem.demo_prompts[demo], problem.demo_responses[demo]) if w_demo else None,
-            log_pi(prompts, problem.pref_chosen[pref]) if w_pref else None,
-            log_pi(prompts, problem.pref_rejected[pref]) if w_pref else None,
-            reference if w_pref else None,
-            reference if w_pref else None,
-            config.beta,
-            w_demo,
-            w_pref,
-            term,
-        )
+        chosen, rejected = problem.pref_chosen[pref], problem.pref_rejected[pref]
+        if self_play:
+            demo_prompts = problem.demo_prompts[demo]
+            demo_terms = [log_pi(demo_prompts, y, weights) for weights in (theta, iterate)
+                          for y in (problem.demo_responses[demo], samples[demo])]
+            pref_terms = [log_pi(prompts, y, weights) if w_pref else None for weights in (theta, iterate)
+                          for y in (chosen, rejected)]
+            loss = self_play_aihf_loss(*demo_terms, *pref_terms, config.beta, w_demo, w_pref, term)
+        else:
+            loss = aihf_dpo_loss(
+                log_pi(problem.demo_prompts[demo], problem.demo_responses[demo]) if w_demo else None,
+                log_pi(prompts, chosen) if w_pref else None,
+                log_pi(prompts, rejected) if w_pref else None,
+                reference if w_pref else None,
+                reference if w_pref else None,
+                config.beta,
+                w_demo,
+                w_pref,
+                term,
+            )
         losses.append(check_finite(loss, "toy policy loss", step))
         optimizer.zero_grad()
         loss.backward()
@@ -367,12 +391,15 @@ def fit_policy(
     return theta.detach(), losses
 
 
-def evaluate_run(config: ToyConfig, problem: ToyProblem, candidate: Candidate, seed: int,
-                 reward: Literal["explicit", "implicit"] = "explicit") -> dict:
-    """Fit one candidate on seed ``seed``'s ``problem`` and score it on its held-out prompts: a reward by
-    Algorithm 1 (``explicit``) or the policy itself (``implicit``)."""
-    fit = fit_reward if reward == "explicit" else fit_policy
-    theta, losses = fit(problem, config, candidate.w_demo, candidate.w_pref, seed, candidate.reward_lr)
+def evaluate_run(config: ToyConfig, problem: ToyProblem, candidate: Candidate, seed: int, method: str = "aihf") -> dict:
+    """Fit one candidate of ``method`` (its kind: METHODS) on seed ``seed``'s ``problem`` and score it on its
+    held-out prompts: a reward by Algorithm 1 (``explicit``) or the policy itself (``implicit``)."""
+    kind = METHODS[method]
+    if kind.reward == "explicit":
+        theta, losses = fit_reward(problem, config, candidate.w_demo, candidate.w_pref, seed, candidate.reward_lr)
+    else:
+        theta, losses = fit_policy(problem, config, candidate.w_demo, candidate.w_pref, seed, candidate.reward_lr,
+                                   kind.self_play)
     return {
         "seed": seed,
         "normalised_return": normalised_return(theta, problem, config.beta),
@@ -395,7 +422,6 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
     for setting in config.settings:
         problems = {seed: make_problem(config, setting, seed) for seed in [*tune_seeds, *config.seeds]}  # one per seed
         for method in config.methods:
-            kind = METHODS[method].reward
             entry = results["settings"].setdefault(setting.name, {}).setdefault(method, {"runs": []})
             options = candidates(method, config)
             chosen = options[0]
@@ -403,7 +429,7 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
                 entry["validation"] = {}
                 for candidate in options:
                     bar.set_postfix_str(f"{setting.name}/{method}/{candidate.label}: validation")
-                    values = [evaluate_run(config, problems[seed], candidate, seed, kind)["regularised_value"]
+                    values = [evaluate_run(config, problems[seed], candidate, seed, method)["regularised_value"]
                               for seed in tune_seeds]
                     bar.update(len(values))
                     entry["validation"][candidate.label] = sum(values) / len(values)
@@ -411,7 +437,7 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
                 entry["chosen"] = chosen.label
             for seed in config.seeds:
                 bar.set_postfix_str(f"{setting.name}/{method}/seed {seed}")
-                entry["runs"].append(evaluate_run(config, problems[seed], chosen, seed, kind))
+                entry["runs"].append(evaluate_run(config, problems[seed], chosen, seed, method))
                 bar.update()
     bar.close()
     for methods in results["settings"].values():
