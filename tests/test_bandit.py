@@ -237,7 +237,7 @@ def test_the_toy_runs_the_methods_it_is_given():
 
 
 def test_the_committed_single_stage_pages_are_what_their_results_give():
-    """docs/results/toy-implicit-tuned{,-wide}/pairs.md and docs/results/toy-forms.md are
+    """docs/results/toy-{implicit-tuned,implicit-tuned-wide,self-play-tuned}/pairs.md and docs/results/toy-forms.md are
     scripts/toy_compare.py's pages of the committed runs (docs/results.md quotes them)."""
     import importlib.util
     from pathlib import Path
@@ -251,6 +251,9 @@ def test_the_committed_single_stage_pages_are_what_their_results_give():
     for folder in ("toy-implicit-tuned", "toy-implicit-tuned-wide"):
         page = script.pairs_page(results / folder, twins)
         assert page == (results / folder / "pairs.md").read_text(encoding="utf-8"), folder
+    self_play = [("spin", "sft"), ("self-play-aihf", "aihf-dpo"), ("self-play-aihf", "spin")]
+    page = script.pairs_page(results / "toy-self-play-tuned", self_play)
+    assert page == (results / "toy-self-play-tuned" / "pairs.md").read_text(encoding="utf-8")
     forms = script.forms_page(results / "toy-forms", "sigmoid")
     assert forms == (results / "toy-forms.md").read_text(encoding="utf-8")
     assert "| ipo | 0.367 ± 0.021 | lr=0.05 | -0.594 ± 0.038 |" in forms
