@@ -283,7 +283,8 @@ def test_self_play_aihfs_preference_term_compounds_over_rounds():
     """Self-Play-AIHF's preference term has the iterate pi_t as its reference (docs/method.md
     section 4), so each round fits the Bradley-Terry log-odds again on top of pi_t: alone (w_D
     negligible), R rounds leave theta near R theta* in norm, pointing at theta*, not at theta*
-    itself, which AIHF-DPO's fixed reference reaches."""
+    itself, which AIHF-DPO's fixed reference reaches, and so does Self-Play-AIHF with
+    ``self_play_pref_reference: start``."""
     from aihf.experiments.bandit import fit_policy
 
     problem = make_problem(ToyConfig(), ToySetting("s", 10, 4000), seed=2)
@@ -295,3 +296,8 @@ def test_self_play_aihfs_preference_term_compounds_over_rounds():
         assert float(theta @ truth / (theta.norm() * truth.norm())) > 0.999
     fixed, _ = fit_policy(problem, ToyConfig(iterations=600, batch_size=256), 1e-6, 1.0, seed=2)
     assert float(fixed.norm() / problem.true_theta.norm()) == pytest.approx(1.0, rel=0.1)
+    start = ToyConfig(iterations=600, batch_size=256, steps_per_round=100, self_play_pref_reference="start")
+    kept, _ = fit_policy(problem, start, 1e-6, 1.0, seed=2, self_play=True)  # the starting policy as reference
+    assert float((kept - problem.true_theta).norm() / problem.true_theta.norm()) < 0.1
+    with pytest.raises(ValueError, match="self_play_pref_reference must be"):
+        ToyConfig(self_play_pref_reference="first")

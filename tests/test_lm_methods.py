@@ -124,6 +124,20 @@ def test_dpo_type_methods_renew_their_reference_every_round(tmp_path, name):
     assert abs(once.history[3]["loss"] - at_reference) > 1e-3
 
 
+@pytest.mark.parametrize("reference", ["iterate", "start"])
+def test_self_play_aihfs_preference_reference(tmp_path, reference):
+    """Self-Play-AIHF renews the SPIN term's reference every round; its preference term's too with
+    ``self_play_pref_reference: iterate`` (the derived form: log 2 again at every round start,
+    w_D negligible here) and not with ``start`` (the starting policy stays its reference)."""
+    config = MethodConfig(beta=0.5, max_new_tokens=3, steps_per_round=3, w_demo=1e-9,
+                          self_play_pref_reference=reference)
+    losses = [h["loss"] for h in Trainer(make_method("self-play-aihf", config=config), loop(tmp_path, max_steps=7)).fit().history]
+    assert losses[0] == pytest.approx(math.log(2.0), abs=1e-5)
+    at_round_starts = [abs(losses[s] - math.log(2.0)) < 1e-5 for s in (3, 6)]
+    assert at_round_starts == ([True, True] if reference == "iterate" else [False, False])
+    assert "self_play_pref_reference='start'" in RECIPES["dpo"].ignored(MethodConfig(self_play_pref_reference="start"))
+
+
 def test_discopop_at_trls_default_tau_lowers_the_right_answer(tmp_path, caplog):
     """At tau = 0.05 (trl's default) discopop's slope at h = 0 points down (objective's
     ``test_discopop_slope_at_the_reference``): DPO with it, started at the reference, ends with the

@@ -118,6 +118,7 @@ class ToyConfig:
     beta: float = 0.5
     iterations: int = 300
     steps_per_round: int = 50  # self-play: the iterate pi_t and its samples y' are renewed this often
+    self_play_pref_reference: Literal["iterate", "start"] = "iterate"  # Self-Play-AIHF's preference reference
     policy_steps: int = 2
     policy_rate: float = 0.2
     reward_lr: float = 0.05
@@ -150,6 +151,8 @@ class ToyConfig:
         if unknown or not self.methods:
             raise ValueError(f"methods {unknown or self.methods}: choose among {', '.join(METHODS)}")
         PreferenceTerm(self.preference_form)  # an unknown form is an error whichever methods run
+        if self.self_play_pref_reference not in ("iterate", "start"):
+            raise ValueError(f"self_play_pref_reference must be iterate or start, got {self.self_play_pref_reference!r}")
         if any(METHODS[m].reward == "implicit" for m in self.methods):
             self.preference_term()  # and so is a form that the label smoothing does not fit
         if self.tune and set(self.tune_seeds) & set(self.seeds):
@@ -344,7 +347,8 @@ def fit_policy(
 
     ``self_play``: Self-Play-AIHF (SPIN at w_P = 0) through ``objective.self_play_aihf_loss``: every
     ``config.steps_per_round`` steps the current policy becomes the iterate pi_t, the reference of
-    both terms, and draws one response y' per demonstration, which its prompt's y_E is compared with."""
+    both terms (the preference term's stays pi_ref with ``config.self_play_pref_reference: start``),
+    and draws one response y' per demonstration, which its prompt's y_E is compared with."""
     set_seed(seed)
     gen = torch.Generator().manual_seed(seed + 10_000)
     theta = torch.zeros(config.feature_dim, dtype=torch.float64, requires_grad=True)
@@ -369,8 +373,11 @@ def fit_policy(
             demo_prompts = problem.demo_prompts[demo]
             demo_terms = [log_pi(demo_prompts, y, weights) for weights in (theta, iterate)
                           for y in (problem.demo_responses[demo], samples[demo])]
-            pref_terms = [log_pi(prompts, y, weights) if w_pref else None for weights in (theta, iterate)
-                          for y in (chosen, rejected)]
+            pref_terms = [log_pi(prompts, y) for y in (chosen, rejected)] if w_pref else [None, None]
+            if w_pref and config.self_play_pref_reference == "iterate":
+                pref_terms += [log_pi(prompts, y, iterate) for y in (chosen, rejected)]
+            else:  # the starting policy, pi_ref
+                pref_terms += [reference if w_pref else None] * 2
             loss = self_play_aihf_loss(*demo_terms, *pref_terms, config.beta, w_demo, w_pref, term)
         else:
             loss = aihf_dpo_loss(

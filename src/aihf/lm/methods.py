@@ -96,6 +96,9 @@ class MethodConfig(ObjectiveConfig):
     reward_l2: float = setting(0.0, ge=0, help="L2 penalty on the explicit reward's outputs")
     rloo_k: int = setting(4, ge=2, help="RLOO samples per prompt (leave-one-out needs another sample)")
     steps_per_round: int | None = setting(None, ge=1, help="steps between recomputed reference quantities; None: one round")
+    self_play_pref_reference: Literal["iterate", "start"] = setting(
+        "iterate", help="self-play-aihf's preference term: the iterate pi_t as its reference (docs/method.md's derived "
+        "form, which steepens the policy every round) or the starting policy (SPIN's fixed point)")
     reference_sync_steps: int | None = setting(None, ge=1, help="dpo, ipo, aihf-dpo: the policy becomes the reference "
                                                "every this many steps (TR-DPO's hard update; trl's ref_model_sync_steps "
                                                "with ref_model_mixup_alpha=1); None: the starting policy throughout")
@@ -245,7 +248,7 @@ RECIPES: dict[str, Recipe] = {
     "self-play-aihf": Recipe(
         "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (docs/method.md 4)",
         "implicit", "self-play", True,
-        settings=("beta", "w_demo", "w_pref", *PREFERENCE_TERM, "steps_per_round", *SAMPLING),
+        settings=("beta", "w_demo", "w_pref", *PREFERENCE_TERM, "steps_per_round", "self_play_pref_reference", *SAMPLING),
     ),
 }
 
@@ -574,7 +577,8 @@ class ImplicitRewardMethod(_Records):
 
     @torch.no_grad()
     def start_round(self, round_index: int, seed: int) -> None:
-        """Freeze the current policy as the reference of this round (docs/method.md section 4)."""
+        """Freeze the current policy as the reference of this round (docs/method.md section 4); the
+        preference pairs' reference stays the starting policy's with ``self_play_pref_reference: start``."""
         if not self.needs_reference:
             return
         policy = self.models["policy"]
@@ -587,7 +591,9 @@ class ImplicitRewardMethod(_Records):
                 self.generated[split] = self.sample_all(policy, [prompt for prompt, _ in demos], seed, chunk)
                 self._reference_logps(policy, f"{split}.demo", demos, chunk)
                 self._reference_logps(policy, f"{split}.generated", self.generated[split], chunk)
-            if self.recipe.pref_term and split in self.pairs:
+            keep_start = self.recipe.demo_term == "self-play" and self.config.self_play_pref_reference == "start"
+            renew_pairs = round_index == 0 or not keep_start
+            if self.recipe.pref_term and split in self.pairs and renew_pairs:
                 pairs = self.pairs[split]
                 self._reference_logps(policy, f"{split}.chosen", [p[0] for p in pairs], chunk)
                 self._reference_logps(policy, f"{split}.rejected", [p[1] for p in pairs], chunk)
