@@ -254,6 +254,8 @@ def test_the_committed_single_stage_pages_are_what_their_results_give():
     self_play = [("spin", "sft"), ("self-play-aihf", "aihf-dpo"), ("self-play-aihf", "spin")]
     page = script.pairs_page(results / "toy-self-play-tuned", self_play)
     assert page == (results / "toy-self-play-tuned" / "pairs.md").read_text(encoding="utf-8")
+    page = script.pairs_page(results / "toy-self-play-start", [("self-play-aihf", "aihf-dpo")])
+    assert page == (results / "toy-self-play-start" / "pairs.md").read_text(encoding="utf-8")
     forms = script.forms_page(results / "toy-forms", "sigmoid")
     assert forms == (results / "toy-forms.md").read_text(encoding="utf-8")
     assert "| ipo | 0.367 ± 0.021 | lr=0.05 | -0.594 ± 0.038 |" in forms
