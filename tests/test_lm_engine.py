@@ -242,6 +242,19 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, name):
     assert latest_checkpoint(tmp_path / "full").name == "step-0000004"
 
 
+def test_self_play_aihfs_start_reference_survives_a_resume(tmp_path):
+    """Self-Play-AIHF with ``self_play_pref_reference: start``, resumed at step 2 (a round's start):
+    the new round renews the SPIN term's reference but keeps the pairs' from round 0, which the
+    checkpoint carried, so steps 3-4 equal the uninterrupted run's."""
+    config = dict(max_steps=4, save_every=2, keep_checkpoints=0)
+    settings = MethodConfig(max_new_tokens=3, steps_per_round=2, self_play_pref_reference="start")
+    full = Trainer(make_method("self-play-aihf", config=settings), loop(tmp_path / "full", **config)).fit()
+    checkpoint = tmp_path / "full" / "checkpoints" / "step-0000002"
+    resumed = Trainer(make_method("self-play-aihf", config=settings),
+                      loop(tmp_path / "full", resume_from=str(checkpoint), **config)).fit()
+    torch.testing.assert_close(_losses(resumed)[2:], _losses(full)[2:], rtol=1e-5, atol=1e-7)
+
+
 def test_a_renewed_reference_survives_a_resume(tmp_path):
     """DPO with ``reference_sync_steps=3``, resumed at step 4 (inside its second round): the
     reference of step 3, not the starting policy's, comes back, so steps 5-6 equal the original."""
