@@ -14,18 +14,13 @@ normalised return. The folders come from ``aihf experiment toy`` (commands in do
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from aihf.eval.stats import mean_interval
-from aihf.experiments.bandit import paired_difference, seed_scores
+from aihf.experiments.bandit import paired_difference, read_results, seed_scores
 
 METRICS = {"regularised_value": "Regularised value, E[r*] - beta KL(pi || pi_ref)",
            "normalised_return": "Normalised return"}
-
-
-def _scores(folder: Path, metric: str) -> dict[tuple[str, str], dict[int, float]]:
-    return seed_scores(json.loads((folder / "results.json").read_text(encoding="utf-8")), metric)
 
 
 def _cell(stat: dict, signed: bool = False) -> str:
@@ -38,9 +33,10 @@ def _footer(n: int) -> str:
 
 def pairs_page(folder: Path, pairs: list[tuple[str, str]]) -> str:
     """Per metric, a table: one row per setting, per pair A:B the means of A and B and A - B."""
+    results = read_results(folder)
     parts = []
     for metric, title in METRICS.items():
-        runs = _scores(folder, metric)
+        runs = seed_scores(results, metric)
         settings = list(dict.fromkeys(setting for setting, _ in runs))
         lines = ["| setting | " + " | ".join(f"{a} | {b} | {a} - {b}" for a, b in pairs) + " |",
                  "|---" * (1 + 3 * len(pairs)) + "|"]
@@ -64,13 +60,13 @@ def forms_page(folder: Path, base: str) -> str:
         raise ValueError(f"no {folder / base / 'results.json'}")
     variants.remove(base)
     variants.insert(0, base)
+    results = {v: read_results(folder / v) for v in variants}
     parts = []
     for metric, title in METRICS.items():
-        runs = {v: _scores(folder / v, metric) for v in variants}
+        runs = {v: seed_scores(results[v], metric) for v in variants}
         keys = list(runs[base])
         if any(list(runs[v]) != keys for v in variants) or len({method for _, method in keys}) != 1:
             raise ValueError(f"each of {variants} must hold one method in the same settings")
-        results = {v: json.loads((folder / v / "results.json").read_text(encoding="utf-8")) for v in variants}
         lines = ["| variant | " + " | ".join(f"{s} | chosen | minus {base}" for s, _ in keys) + " |",
                  "|---" * (1 + 3 * len(keys)) + "|"]
         for v in variants:

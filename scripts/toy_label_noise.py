@@ -16,11 +16,10 @@ from ``aihf experiment toy`` (the commands are in docs/results.md).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from aihf.eval.stats import mean_interval
-from aihf.experiments.bandit import paired_difference, seed_scores
+from aihf.experiments.bandit import paired_difference, read_results, seed_scores
 
 HANDLINGS = ("plain", "conservative", "robust")  # the default columns
 METHODS = ("rlhf-reward", "aihf", "ml-irl")
@@ -32,7 +31,7 @@ METRICS = {"normalised_return": "Normalised return",
 
 def scores(folder: Path, metric: str) -> dict[tuple[str, str], dict[int, float]]:
     """(setting, method) -> seed -> ``metric``, from ``folder/results.json``."""
-    return seed_scores(json.loads((folder / "results.json").read_text(encoding="utf-8")), metric)
+    return seed_scores(read_results(folder), metric)
 
 
 def table(prefix: Path, metric: str, handlings: tuple[str, ...] = HANDLINGS) -> str:

@@ -88,7 +88,7 @@ METHODS: dict[str, ToyMethod] = {
     "self-play-aihf": ToyMethod(1.0, 1.0, "implicit", self_play=True),
     "spin": ToyMethod(1.0, 0.0, "implicit", self_play=True),
 }
-EXPLICIT_METHODS = ["aihf", "ml-irl", "rlhf-reward"]
+EXPLICIT_METHODS = [name for name, method in METHODS.items() if method.reward == "explicit"]  # the default runs
 
 
 @dataclass
@@ -335,6 +335,11 @@ def policy_logprobs(theta: torch.Tensor, features: torch.Tensor, beta: float) ->
     return torch.log_softmax(features @ theta / beta, dim=-1)
 
 
+def _pick(log_probs: torch.Tensor | None, responses: torch.Tensor) -> torch.Tensor | None:
+    """Each row's log-prob of its response (None stays None: a term weighted 0)."""
+    return None if log_probs is None else log_probs.gather(-1, responses[:, None])[:, 0]
+
+
 def fit_policy(
     problem: ToyProblem, config: ToyConfig, w_demo: float, w_pref: float, seed: int, lr: float | None = None,
     self_play: bool = False,
@@ -359,38 +364,29 @@ def fit_policy(
     for step in range(config.iterations):
         if self_play and step % config.steps_per_round == 0:
             iterate = theta.detach().clone()
-            samples = torch.multinomial(torch.softmax(problem.features[problem.demo_prompts] @ iterate / config.beta, -1),
+            samples = torch.multinomial(soft_optimal_policy(problem.features[problem.demo_prompts] @ iterate, config.beta),
                                         1, generator=gen)[:, 0]
         demo = torch.randint(len(problem.demo_prompts), (config.batch_size,), generator=gen)
         pref = torch.randint(len(problem.pref_prompts), (config.batch_size,), generator=gen)
-
-        def log_pi(prompts: torch.Tensor, responses: torch.Tensor, weights: torch.Tensor = theta) -> torch.Tensor:
-            return policy_logprobs(weights, problem.features[prompts], config.beta).gather(-1, responses[:, None])[:, 0]
-
-        prompts = problem.pref_prompts[pref]
-        chosen, rejected = problem.pref_chosen[pref], problem.pref_rejected[pref]
+        demo_features, pref_features = problem.features[problem.demo_prompts[demo]], problem.features[problem.pref_prompts[pref]]
+        demonstrated, chosen, rejected = problem.demo_responses[demo], problem.pref_chosen[pref], problem.pref_rejected[pref]
+        policy_demo = policy_logprobs(theta, demo_features, config.beta) if w_demo else None
+        policy_pref = policy_logprobs(theta, pref_features, config.beta) if w_pref else None
+        pairs = [_pick(policy_pref, chosen), _pick(policy_pref, rejected)] if w_pref else [None, None]
         if self_play:
-            demo_prompts = problem.demo_prompts[demo]
-            demo_terms = [log_pi(demo_prompts, y, weights) for weights in (theta, iterate)
-                          for y in (problem.demo_responses[demo], samples[demo])]
-            pref_terms = [log_pi(prompts, y) for y in (chosen, rejected)] if w_pref else [None, None]
+            iterate_demo = policy_logprobs(iterate, demo_features, config.beta)
+            demo_terms = [_pick(policy_demo, demonstrated), _pick(policy_demo, samples[demo]),
+                          _pick(iterate_demo, demonstrated), _pick(iterate_demo, samples[demo])]
             if w_pref and config.self_play_pref_reference == "iterate":
-                pref_terms += [log_pi(prompts, y, iterate) for y in (chosen, rejected)]
+                iterate_pref = policy_logprobs(iterate, pref_features, config.beta)
+                pairs += [_pick(iterate_pref, chosen), _pick(iterate_pref, rejected)]
             else:  # the starting policy, pi_ref
-                pref_terms += [reference if w_pref else None] * 2
-            loss = self_play_aihf_loss(*demo_terms, *pref_terms, config.beta, w_demo, w_pref, term)
+                pairs += [reference if w_pref else None] * 2
+            loss = self_play_aihf_loss(*demo_terms, *pairs, config.beta, w_demo, w_pref, term)
         else:
-            loss = aihf_dpo_loss(
-                log_pi(problem.demo_prompts[demo], problem.demo_responses[demo]) if w_demo else None,
-                log_pi(prompts, chosen) if w_pref else None,
-                log_pi(prompts, rejected) if w_pref else None,
-                reference if w_pref else None,
-                reference if w_pref else None,
-                config.beta,
-                w_demo,
-                w_pref,
-                term,
-            )
+            pairs += [reference if w_pref else None] * 2
+            loss = aihf_dpo_loss(_pick(policy_demo, demonstrated), pairs[0], pairs[1], pairs[2], pairs[3],
+                                 config.beta, w_demo, w_pref, term)
         losses.append(check_finite(loss, "toy policy loss", step))
         optimizer.zero_grad()
         loss.backward()
@@ -454,6 +450,11 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
     if output_dir is not None:
         write_outputs(results, Path(output_dir))
     return results
+
+
+def read_results(folder: Path) -> dict:
+    """The results a ``run`` wrote into ``folder`` (``write_outputs``' results.json)."""
+    return json.loads((Path(folder) / "results.json").read_text(encoding="utf-8"))
 
 
 def seed_scores(results: dict, metric: str) -> dict[tuple[str, str], dict[int, float]]:
