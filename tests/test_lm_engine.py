@@ -9,6 +9,7 @@ task defined here (prompts "review: the X was", right answer " great", wrong ans
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -261,6 +262,7 @@ def test_a_renewed_reference_survives_a_resume(tmp_path):
     config = dict(max_steps=6, save_every=4, keep_checkpoints=0)
     method = lambda: make_method("dpo", config=MethodConfig(reference_sync_steps=3))  # noqa: E731
     full = Trainer(method(), loop(tmp_path / "full", **config)).fit()
+    assert _losses(full)[3] == pytest.approx(math.log(2.0), abs=1e-5)  # step 4 ran on the renewed reference (h = 0)
     checkpoint = tmp_path / "full" / "checkpoints" / "step-0000004"
     resumed = Trainer(method(), loop(tmp_path / "full", resume_from=str(checkpoint), **config)).fit()
     torch.testing.assert_close(_losses(resumed)[4:], _losses(full)[4:], rtol=1e-5, atol=1e-7)

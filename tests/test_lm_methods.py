@@ -295,7 +295,7 @@ IPO_PAIRS = [
 ]
 
 
-def _ipo_at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ipo"):
+def _at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ipo"):
     """(our ``dpo`` loss in ``form`` and its policy gradient, trl's loss of that name and its
     gradient, the summed-form IPO loss by hand) at a policy moved away from its reference, on
     ``IPO_PAIRS``."""
@@ -346,12 +346,12 @@ def test_sigmoid_norm_reproduces_trls_loss_and_gradient(tmp_path, beta):
     token-mean log-ratios: same loss and gradient on every policy weight, responses of different
     lengths; and not DPO's own loss there."""
     pytest.importorskip("trl")
-    ours, grads, theirs, trl_grads, _ = _ipo_at_a_moved_policy(tmp_path / "norm", False, beta, "sigmoid_norm")
+    ours, grads, theirs, trl_grads, _ = _at_a_moved_policy(tmp_path / "norm", False, beta, "sigmoid_norm")
     assert ours == pytest.approx(theirs, rel=1e-5)
     for name, grad in grads.items():
         scale = float(trl_grads[name].abs().max())
         torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-5 * max(scale, 1e-3), msg=name)
-    dpo, *_ = _ipo_at_a_moved_policy(tmp_path / "dpo", False, beta, "sigmoid")
+    dpo, *_ = _at_a_moved_policy(tmp_path / "dpo", False, beta, "sigmoid")
     assert dpo != pytest.approx(ours, rel=1e-3)
 
 
@@ -361,7 +361,7 @@ def test_ipo_average_reproduces_trl_ipo_loss_and_gradient(tmp_path, beta):
     loss and same gradient on every policy weight, on real (tiny) models with responses of
     different lengths; the default (summed) form is the IPO paper's formula and not trl's."""
     pytest.importorskip("trl")
-    ours, grads, theirs, trl_grads, paper = _ipo_at_a_moved_policy(tmp_path / "avg", True, beta)
+    ours, grads, theirs, trl_grads, paper = _at_a_moved_policy(tmp_path / "avg", True, beta)
     assert ours == pytest.approx(theirs, rel=1e-5)
     assert ours != pytest.approx(paper, rel=1e-2)
     for name, grad in grads.items():
@@ -369,7 +369,7 @@ def test_ipo_average_reproduces_trl_ipo_loss_and_gradient(tmp_path, beta):
         torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-5 * max(scale, 1e-3), msg=name)
     assert max(float(g.abs().max()) for g in grads.values()) > 1e-3  # a gradient that can disagree
 
-    summed, summed_grads, theirs_again, _, paper_again = _ipo_at_a_moved_policy(tmp_path / "sum", False, beta)
+    summed, summed_grads, theirs_again, _, paper_again = _at_a_moved_policy(tmp_path / "sum", False, beta)
     assert theirs_again == pytest.approx(theirs, rel=1e-6)  # the same point
     assert summed == pytest.approx(paper_again, rel=1e-5)  # the default is the IPO paper's formula
     assert summed != pytest.approx(theirs, rel=1e-2)
