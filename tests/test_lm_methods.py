@@ -84,6 +84,8 @@ def test_every_method_has_a_recipe_and_a_test():
         *(("dpo", 15, 4.0, {"f_divergence": f}) for f in ("forward_kl", "js_divergence", "alpha_divergence")),
         ("dpo", 15, 4.0, {"f_divergence": "alpha_divergence", "f_alpha": 0.5}),
         ("dpo", 15, 4.0, {"reference_sync_steps": 5}),  # TR-DPO's hard reference update every 5 steps
+        ("dpo", 15, 4.0, {"ld_alpha": 0.5}),  # LD-DPO
+        ("aihf-dpo", 15, 4.0, {"ld_alpha": 0.5}),
         ("aihf-dpo", 15, 4.0, {"reference_sync_steps": 5}),
         ("ipo", 15, 3.0, {}),  # IPO's target margin is 1 / (2 beta) = 5 nats: it stops there
         ("aihf-dpo", 15, 4.0, {}),
@@ -295,17 +297,18 @@ IPO_PAIRS = [
 ]
 
 
-def _at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ipo"):
+def _at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ipo", ld_alpha: float | None = None,
+                       padding_free: bool = False):
     """(our ``dpo`` loss in ``form`` and its policy gradient, trl's loss of that name and its
     gradient, the summed-form IPO loss by hand) at a policy moved away from its reference, on
-    ``IPO_PAIRS``."""
+    ``IPO_PAIRS``; with ``ld_alpha``, LD-DPO's, ours and trl's."""
     from test_objective import trl_dpo_loss
 
     tok = tiny_tokenizer()
     policy, reference, twin = tiny_causal_lm(tok), tiny_causal_lm(tok), tiny_causal_lm(tok)
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
-    config = MethodConfig(beta=beta, ipo_average=ipo_average, preference_form=form)
-    method = ImplicitRewardMethod("dpo", config, tok, encoder, policy, {}, {"train": IPO_PAIRS})
+    config = MethodConfig(beta=beta, ipo_average=ipo_average, preference_form=form, ld_alpha=ld_alpha)
+    method = ImplicitRewardMethod("dpo", config, tok, encoder, policy, {}, {"train": IPO_PAIRS}, padding_free=padding_free)
     Trainer(method, loop(tmp_path))  # binds the method to an accelerator
     method.start_round(0, seed=0)  # log pi_ref of every record, with the policy as it starts
     generator = torch.Generator().manual_seed(3)
@@ -323,7 +326,7 @@ def _at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ip
     assert len(set(lengths.tolist())) > 2, "the responses should differ in length"
     theirs = trl_dpo_loss(
         form, beta, _FusedHead(twin), _FusedHead(reference.eval()), batch.input_ids, batch.loss_mask,
-        attention_mask=batch.attention_mask,
+        attention_mask=batch.attention_mask, ld_alpha=ld_alpha,
     )
     theirs.backward()
     with torch.no_grad():  # the IPO paper's formula on summed log-probs
@@ -353,6 +356,52 @@ def test_sigmoid_norm_reproduces_trls_loss_and_gradient(tmp_path, beta):
         torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-5 * max(scale, 1e-3), msg=name)
     dpo, *_ = _at_a_moved_policy(tmp_path / "dpo", False, beta, "sigmoid")
     assert dpo != pytest.approx(ours, rel=1e-3)
+
+
+@pytest.mark.parametrize(("alpha", "form", "padding_free"), [(0.0, "sigmoid", False), (0.5, "sigmoid", False),
+                                                             (0.5, "sigmoid", True), (0.5, "ipo", False)])
+def test_ld_alpha_reproduces_trls_loss_and_gradient(tmp_path, alpha, form, padding_free):
+    """``method.ld_alpha`` is trl's DPOTrainer(ld_alpha=...), LD-DPO: the tokens of the longer response past
+    the shorter one's length count alpha times, in the policy's and the reference's log-likelihoods; same
+    loss and gradient on every policy weight as trl on real tiny models with responses of different
+    lengths (padded and packed batches; trl's ipo with ``ipo_average``), and not DPO's loss there."""
+    pytest.importorskip("trl")
+    ipo_average = form == "ipo"
+    ours, grads, theirs, trl_grads, _ = _at_a_moved_policy(tmp_path / "ld", ipo_average, 0.5, form, alpha, padding_free)
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    for name, grad in grads.items():
+        scale = float(trl_grads[name].abs().max())
+        torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-5 * max(scale, 1e-3), msg=name)
+    plain, *_ = _at_a_moved_policy(tmp_path / "plain", ipo_average, 0.5, form)
+    assert plain != pytest.approx(ours, rel=1e-3)
+
+
+def test_ld_weights_count_scored_tokens_after_an_empty_prompt(tmp_path):
+    """LD-DPO's shared length is counted in scored response tokens: after an empty prompt nothing predicts
+    a response's first token, so both responses lose it and l_p is one less; the method's log-likelihoods
+    (padded and packed) equal the shared-then-alpha sums taken by hand from the token log-probs."""
+    tok = tiny_tokenizer()
+    policy = tiny_causal_lm(tok)
+    encoder = Encoder(tok, max_length=24, max_prompt_length=12)
+    pairs = [((), (5, 6, 7, 8)), ((), (9, 10))], [((3, 4), (5, 6, 7)), ((3, 4), (9,))]
+    alpha = 0.25
+    for padding_free in (False, True):
+        config = MethodConfig(ld_alpha=alpha)
+        method = ImplicitRewardMethod("dpo", config, tok, encoder, policy, {}, {"train": IPO_PAIRS},
+                                      padding_free=padding_free)
+        Trainer(method, loop(tmp_path / str(padding_free)))
+        for chosen, rejected in pairs:
+            chosen, rejected = (list(chosen[0]), list(chosen[1])), (list(rejected[0]), list(rejected[1]))
+            shared = method.shared_lengths([(chosen, rejected)])
+            assert shared == [min(len(chosen[1]), len(rejected[1])) - (not chosen[0])]
+            with torch.no_grad():
+                total, _ = method.logps(policy, [chosen, rejected], shared * 2)
+                for value, (prompt, response) in zip(total, (chosen, rejected)):
+                    ids = torch.tensor([prompt + response])
+                    token_lp = objective.token_logprobs(policy(input_ids=ids).logits, ids)[0, max(len(prompt), 1) - 1:]
+                    head = int(shared[0])
+                    by_hand = token_lp[:head].sum() + alpha * token_lp[head:].sum()
+                    assert float(value) == pytest.approx(float(by_hand), rel=1e-5, abs=1e-5)
 
 
 @pytest.mark.parametrize("beta", [0.1, 1.0])

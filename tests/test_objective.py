@@ -16,6 +16,7 @@ What is checked, and against what (never against the library's own expression):
 from __future__ import annotations
 
 import collections
+import math
 import types
 
 import numpy as np
@@ -508,7 +509,7 @@ def _trl_loss(loss_type: str | list[str], beta: float, policy_logits, ref_logits
 
 def trl_dpo_loss(loss_type: str | list[str], beta: float, policy, ref, ids, completion_mask, attention_mask=None,
                  label_smoothing: float = 0.0, loss_weights: list[float] | None = None, discopop_tau: float = 0.05,
-                 f_divergence: str = "reverse_kl", f_alpha: float = 1.0):
+                 f_divergence: str = "reverse_kl", f_alpha: float = 1.0, ld_alpha: float | None = None):
     """Run trl's real ``DPOTrainer._compute_loss`` on a minimal trainer-like ``self``.
 
     ``policy`` and ``ref`` follow trl's fused-LM-head contract (``_FakeFusedLM``'s
@@ -529,7 +530,7 @@ def trl_dpo_loss(loss_type: str | list[str], beta: float, policy, ref, ids, comp
         ),
         args=types.SimpleNamespace(gradient_checkpointing_kwargs=None, discopop_tau=discopop_tau),
         aux_loss_enabled=False,
-        ld_alpha=None,
+        ld_alpha=ld_alpha,
         precompute_ref_logps=False,
         f_divergence_type=f_divergence,
         f_alpha_divergence_coef=f_alpha,
@@ -1080,6 +1081,51 @@ def test_f_divergences_match_trl(divergence, alpha, loss_type):
     assert ours.item() == pytest.approx(expected, rel=1e-5)
     plain = obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, loss_type).item()
     assert (ours.item() == pytest.approx(plain, rel=1e-6)) == (divergence == "alpha_divergence" and alpha == 1.0)
+
+
+def _ld_logprobs(logits, ids, completion_mask, alpha):
+    """Each row's LD-DPO log-likelihood from ``objective.length_desensitized_weights``, the pair's shared
+    length taken from the mask (rows [chosen; rejected])."""
+    mask = completion_mask[:, 1:].to(logits.dtype)
+    shared = torch.minimum(*mask.sum(-1).chunk(2)).repeat(2)
+    return (obj.token_logprobs(logits, ids) * obj.length_desensitized_weights(mask, shared, alpha)).sum(-1)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_length_desensitized_logprobs_match_trl(alpha, loss_type):
+    """LD-DPO: trl 1.16's ``ld_alpha`` (its ``_compute_loss`` on the same float64 logits, responses of
+    different lengths) equals the preference loss on log-likelihoods weighted by
+    ``length_desensitized_weights`` (for trl's ipo, divided by the response lengths, as ``ipo_average``);
+    alpha 1 is the plain sum."""
+    pytest.importorskip("trl")
+    beta = 0.5
+    pol, ref, ids, cm = _pair_batch(B=4, seed=130)
+    assert len(set(cm.sum(-1).tolist())) > 2, "the responses should differ in length"
+    policy, reference = _FakeFusedLM(pol), _FakeFusedLM(ref)
+    policy._ids = reference._ids = ids
+    expected = float(trl_dpo_loss(loss_type, beta, policy, reference, ids, cm, ld_alpha=alpha))
+    per_token = cm[:, 1:].sum(-1).to(DT) if loss_type == "ipo" else torch.ones(len(cm), dtype=DT)  # trl's ipo: token means
+    (pc, pr), (rc, rr) = ((_ld_logprobs(logits, ids, cm, alpha) / per_token).chunk(2) for logits in (pol, ref))
+    assert obj.preference_loss(pc - rc, pr - rr, beta, loss_type).item() == pytest.approx(expected, rel=1e-10)
+    (sc, sr), (qc, qr) = ((obj.sequence_logprobs(logits, ids, cm) / per_token).chunk(2) for logits in (pol, ref))
+    summed = obj.preference_loss(sc - qc, sr - qr, beta, loss_type).item()
+    assert (expected == pytest.approx(summed, rel=1e-10)) == (alpha == 1.0)
+
+
+def test_length_desensitized_weights_by_their_formula():
+    """sum_t w_t log p_t = sum_{t <= l_p} log p_t + alpha sum_{t > l_p} log p_t over each response (l_p the
+    pair's shared length; counted from the first response token, wherever the prompt ends); rows of no
+    pair (l_p = inf) keep every token at 1; alpha outside [0, 1] and mismatched shapes are refused."""
+    mask = torch.tensor([[0, 1, 1, 1, 1, 0], [0, 0, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]])
+    shared = torch.tensor([2.0, 2.0, math.inf])
+    weights = obj.length_desensitized_weights(mask, shared, 0.25)
+    expected = torch.tensor([[0, 1, 1, 0.25, 0.25, 0], [0, 0, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]])
+    torch.testing.assert_close(weights, expected)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        obj.length_desensitized_weights(mask, shared, 1.5)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        obj.length_desensitized_weights(mask, shared[:2], 0.5)
 
 
 def test_f_divergence_scores_are_their_derivatives():

@@ -194,6 +194,28 @@ def packed_sequence_sum(token_lp: torch.Tensor, token_index: torch.Tensor, token
     return (flat[token_index] * token_mask.to(flat.dtype)).sum(-1)
 
 
+def length_desensitized_weights(response_mask: torch.Tensor, shared_lengths: torch.Tensor, alpha: float) -> torch.Tensor:
+    """LD-DPO's token weights (Liu et al. 2024, "LD-DPO: length desensitization in DPO"; trl's
+    ``ld_alpha``): ``response_mask`` (B, T) is 1 on response tokens, ``shared_lengths`` (B,) each
+    row's pair's shared length l_p = min(|y_w|, |y_l|) (inf: a row of no pair).
+
+    A response's log-likelihood becomes
+        log pi_LD(y|x) = sum_{t <= l_p} log pi(y_t | x, y_<t) + alpha * sum_{t > l_p} log pi(y_t | x, y_<t),
+    so the longer response's extra tokens count alpha times (alpha = 1: DPO's sum). Returns the
+    weights (B, T): 1 on a response's first l_p tokens, alpha on the rest, 0 off the response, in the
+    mask's floating dtype (float32 for an integer mask); the weighted sum of next-token log-probs is
+    log pi_LD, for the policy and the reference alike.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if shared_lengths.shape != response_mask.shape[:1]:
+        raise ValueError(f"shape mismatch: response_mask {tuple(response_mask.shape)}, "
+                         f"shared_lengths {tuple(shared_lengths.shape)}")
+    mask = response_mask.to(torch.promote_types(response_mask.dtype, torch.float32))
+    position = mask.cumsum(-1)  # 1-based index of each response token
+    return torch.where(position <= shared_lengths.to(mask)[:, None], mask, alpha * mask)
+
+
 def _chunk_token_logprobs(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
                           bias: torch.Tensor | None) -> torch.Tensor:
     logits = F.linear(hidden, weight, bias)

@@ -93,6 +93,9 @@ class MethodConfig(ObjectiveConfig):
                                         "margin forms compare (f-DPO; trl's f_divergence_type): reverse_kl (DPO), "
                                         "forward_kl, js_divergence or alpha_divergence")
     f_alpha: float = setting(1.0, help="alpha of f_divergence=alpha_divergence (trl's f_alpha_divergence_coef)")
+    ld_alpha: float | None = setting(None, ge=0, le=1, help="LD-DPO: a preference pair's tokens past the shorter "
+                                     "response's length count this much in both log-likelihoods (trl's ld_alpha; "
+                                     "objective.length_desensitized_weights); None: all count fully (DPO)")
     reward_l2: float = setting(0.0, ge=0, help="L2 penalty on the explicit reward's outputs")
     rloo_k: int = setting(4, ge=2, help="RLOO samples per prompt (leave-one-out needs another sample)")
     steps_per_round: int | None = setting(None, ge=1, help="steps between recomputed reference quantities; None: one round")
@@ -142,7 +145,7 @@ REWARD_FIT = ("w_pref", "label_smoothing", "label_noise", "reward_l2", "reward_f
               "reward_ensemble_penalty", "reward_ensemble_resample")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
 PREFERENCE_TERM = ("preference_form", "label_smoothing", "label_noise", "ipo_average", "discopop_tau", "f_divergence",
-                   "f_alpha")  # the implicit reward's preference term
+                   "f_alpha", "ld_alpha")  # the implicit reward's preference term
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
 
 
@@ -416,11 +419,13 @@ class _Records:
             sizes["prompt"] = len(self.prompts[split])
         return sizes
 
-    def logps(self, model, sequences: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor]:
+    def logps(self, model, sequences: list[Sequence], shared: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(log pi(y|x) summed over response tokens, number of response tokens), one forward
         pass over right-padded rows, or over packed ones with ``padding_free``; with
         ``logprob_chunk``, scored from the last hidden states at the response positions only,
-        that many at a time, without the full-vocabulary logits (``objective.selected_token_logprobs``)."""
+        that many at a time, without the full-vocabulary logits (``objective.selected_token_logprobs``).
+        With ``method.ld_alpha``, ``shared`` gives each sequence's pair's shared length (:meth:`shared_lengths`;
+        inf: no pair) and the sums are LD-DPO's (``objective.length_desensitized_weights``)."""
         acc = self.accelerator
         if self.padding_free:
             batch = pack(sequences, self.tokenizer.pad_token_id, scored=bool(self.logprob_chunk)).to(acc.device)
@@ -435,11 +440,16 @@ class _Records:
                                                              batch.scored_index, self.logprob_chunk)
         if head is None:
             token_lp = objective.token_logprobs(out, batch.input_ids)
-        if self.padding_free:
-            total, count = objective.packed_sequence_sum(token_lp, batch.token_index, batch.token_mask), batch.token_mask.sum(-1)
+        if self.padding_free:  # (B, L - 1): each sequence's next-token log-probs and response mask
+            token_lp, mask = token_lp.reshape(-1)[batch.token_index], batch.token_mask
         else:
-            total, count = objective.masked_sequence_sum(token_lp, batch.loss_mask), batch.loss_mask[:, 1:].sum(-1)
-        return total, count.clamp(min=1).to(total.dtype)
+            mask = batch.loss_mask[:, 1:]
+        weights = mask.to(token_lp.dtype)
+        if shared is not None and self.config.ld_alpha is not None:
+            weights = objective.length_desensitized_weights(weights, torch.tensor(shared, device=weights.device),
+                                                            self.config.ld_alpha)
+        total = (token_lp * weights).sum(-1)
+        return total, mask.sum(-1).clamp(min=1).to(total.dtype)
 
     @contextlib.contextmanager
     def _full_weights(self, model):
@@ -595,13 +605,21 @@ class ImplicitRewardMethod(_Records):
             renew_pairs = round_index == 0 or not keep_start
             if self.recipe.pref_term and split in self.pairs and renew_pairs:
                 pairs = self.pairs[split]
-                self._reference_logps(policy, f"{split}.chosen", [p[0] for p in pairs], chunk)
-                self._reference_logps(policy, f"{split}.rejected", [p[1] for p in pairs], chunk)
+                self._reference_logps(policy, f"{split}.chosen", [p[0] for p in pairs], chunk, self.shared_lengths(pairs))
+                self._reference_logps(policy, f"{split}.rejected", [p[1] for p in pairs], chunk, self.shared_lengths(pairs))
         policy.train(was_training)
 
-    def _reference_logps(self, policy, key: str, sequences: list[Sequence], chunk: int) -> None:
-        values = self.sharded(len(sequences), chunk, lambda idx: self.logps(policy, [sequences[i] for i in idx])[0].tolist())
+    def _reference_logps(self, policy, key: str, sequences: list[Sequence], chunk: int,
+                         shared: list[float] | None = None) -> None:
+        values = self.sharded(len(sequences), chunk, lambda idx: self.logps(
+            policy, [sequences[i] for i in idx], None if shared is None else [shared[i] for i in idx])[0].tolist())
         self.reference[key] = torch.tensor(values, dtype=torch.float32)
+
+    @staticmethod
+    def shared_lengths(pairs: list[tuple[Sequence, Sequence]]) -> list[float]:
+        """LD-DPO's l_p = min(|y_w|, |y_l|) per pair, in scored tokens (a response's first token is not
+        scored after an empty prompt: nothing predicts it)."""
+        return [float(min(len(chosen[1]), len(rejected[1])) - (not chosen[0])) for chosen, rejected in pairs]
 
     def round_state(self) -> dict[str, torch.Tensor]:
         """Reference log-probs and self-play samples (flat token ids + lengths), for checkpoints."""
@@ -628,8 +646,9 @@ class ImplicitRewardMethod(_Records):
         if recipe.demo_term == "self-play":
             seqs += [self.generated[split][i] for i in demo_idx]
         seqs += [self.pairs[split][i][0] for i in pref_idx] + [self.pairs[split][i][1] for i in pref_idx]
-        total, count = self.logps(self.models["policy"], seqs)
         n_demo, n_pref = len(demo_idx), len(pref_idx)
+        paired = self.shared_lengths([self.pairs[split][i] for i in pref_idx])
+        total, count = self.logps(self.models["policy"], seqs, [math.inf] * (len(seqs) - 2 * n_pref) + paired * 2)
         demo, generated, chosen, rejected = (
             part if part.numel() else None
             for part in torch.split(total, [n_demo, n_demo if recipe.demo_term == "self-play" else 0, n_pref, n_pref])
