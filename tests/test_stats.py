@@ -24,3 +24,19 @@ def test_interval_caption_names_the_interval_and_the_seeds():
     assert interval_caption([3, 3]) == "error bars: 95% t-interval over 3 seeds"
     assert interval_caption([2, 3]) == "error bars: 95% t-interval over 2-3 seeds"
     assert interval_caption([1]) == "error bars: none (1 seed)"
+
+
+def test_difference_interval_is_welchs():
+    """mean(a) - mean(b) with the Welch interval, against scipy's own Welch test (its confidence interval)."""
+    from scipy import stats
+
+    from aihf.eval.stats import difference_interval
+
+    a, b = [1.40, 1.71, 1.69, 1.2], [1.28, 0.70, 2.47]
+    out = difference_interval(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert out["mean"] == pytest.approx(sum(a) / 4 - sum(b) / 3, rel=1e-12)
+    assert out["mean"] - out["ci95"] == pytest.approx(ci.low, rel=1e-9)
+    assert out["mean"] + out["ci95"] == pytest.approx(ci.high, rel=1e-9)
+    assert math.isnan(difference_interval([1.0], b)["ci95"])
+    assert difference_interval([1.0, 1.0], [0.5, 0.5]) == {"mean": 0.5, "ci95": 0.0, "df": float("inf")}

@@ -22,6 +22,28 @@ def mean_interval(values: list[float]) -> dict[str, float]:
     return {"mean": float(array.mean()), "ci95": float(half), "n": len(array)}
 
 
+def difference_interval(first: list[float], second: list[float]) -> dict[str, float]:
+    """Difference of two means over independent seeds, mean(first) - mean(second), and the half-width of
+    its 95% Welch interval (unequal variances; Welch 1947):
+
+        se^2 = s_1^2 / n_1 + s_2^2 / n_2,  df = se^4 / ((s_1^2 / n_1)^2 / (n_1 - 1) + (s_2^2 / n_2)^2 / (n_2 - 1)),
+        ci95 = t_{0.975, df} * se.
+
+    NaN interval with fewer than 2 seeds on a side; an exact interval of 0 when both sides are constant.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    mean = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return {"mean": mean, "ci95": float("nan"), "df": float("nan")}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return {"mean": mean, "ci95": 0.0, "df": float("inf")}
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return {"mean": mean, "ci95": float(stats.t.ppf(0.975, df) * math.sqrt(va + vb)), "df": float(df)}
+
+
 def interval_caption(ns: list[int]) -> str:
     """What a plot's error bars are, to print on it: ``error bars: 95% t-interval over 3 seeds``
     (:func:`mean_interval` over ``n`` seeds; ``2-3 seeds`` when entries differ; ``none

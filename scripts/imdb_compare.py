@@ -1,0 +1,101 @@
+"""Differences between methods of IMDb test runs (docs/results.md, "The tuned IMDb comparison at six
+seeds"): per setting and pair A:B, mean(A) - mean(B) of the test gold reward with its 95% Welch
+interval over seeds, a verdict by the interval, and each side's mean KL to pi_SFT:
+
+    python scripts/imdb_compare.py docs/results/imdb-scratch-cpu-tuned/balanced \\
+        docs/results/imdb-scratch-cpu-tuned/few-preferences --seeds 0 1 2 3 4 5 \\
+        --pairs aihf-rounds:rlhf aihf-dpo:dpo self-play-aihf:spin --out page.md
+
+Each folder is an ``aihf experiment imdb`` output (or its export, ``scripts/imdb_export_units.py``)
+with a ``results.json``; its settings are read whole. Methods train from one pi_SFT with their own
+seeds, so the seeds of two methods are independent draws: unpaired, Welch
+(``aihf.eval.stats.difference_interval``). A unit missing for a requested seed is an error, so a
+table never mixes seed sets silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from aihf.eval.stats import difference_interval, mean_interval
+
+
+def seed_values(folders: list[Path], metric: str, seeds: list[int]) -> dict[tuple[str, str], dict[int, float]]:
+    """{(setting, method): {seed: value of ``metric``}} over the folders' results.json, the requested
+    seeds only; a setting in two folders is an error."""
+    values: dict[tuple[str, str], dict[int, float]] = {}
+    seen: dict[str, Path] = {}
+    for folder in folders:
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        for setting, methods in results["settings"].items():
+            if setting in seen:
+                raise ValueError(f"setting {setting!r} is in both {seen[setting]} and {folder}")
+            seen[setting] = folder
+            for method, entry in methods.items():
+                if method == "pi_sft":
+                    continue
+                values[(setting, method)] = {run["seed"]: run[metric] for run in entry["runs"] if run["seed"] in seeds}
+    return values
+
+
+def _pick(values: dict, setting: str, method: str, seeds: list[int]) -> list[float]:
+    runs = values.get((setting, method))
+    if runs is None:
+        raise ValueError(f"no method {method!r} in setting {setting!r}")
+    missing = [s for s in seeds if s not in runs]
+    if missing:
+        raise ValueError(f"{setting}/{method}: no unit for seed(s) {missing}")
+    return [runs[s] for s in seeds]
+
+
+def verdict(difference: dict[str, float], first: str, second: str) -> str:
+    """``first ahead`` when the interval lies above 0, ``second ahead`` below, ``neither`` otherwise."""
+    low, high = difference["mean"] - difference["ci95"], difference["mean"] + difference["ci95"]
+    return f"{first} ahead" if low > 0 else f"{second} ahead" if high < 0 else "neither"
+
+
+def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: list[int],
+                    metric: str = "gold_reward") -> str:
+    """One markdown table: a row per setting and pair."""
+    values = seed_values(folders, metric, seeds)
+    kls = seed_values(folders, "kl", seeds)
+    settings = list(dict.fromkeys(setting for setting, _ in values))
+    rows = [f"| setting | A | B | A - B, {metric} | verdict | A: mean (KL) | B: mean (KL) |",
+            "|---|---|---|---|---|---|---|"]
+    for setting in settings:
+        for first, second in pairs:
+            a, b = _pick(values, setting, first, seeds), _pick(values, setting, second, seeds)
+            diff = difference_interval(a, b)
+            kl_a, kl_b = (mean_interval(_pick(kls, setting, m, seeds))["mean"] for m in (first, second))
+            rows.append(f"| {setting} | {first} | {second} | {diff['mean']:+.2f} ± {diff['ci95']:.2f} | "
+                        f"{verdict(diff, first, second)} | {sum(a) / len(a):.2f} ({kl_a:.1f}) | "
+                        f"{sum(b) / len(b):.2f} ({kl_b:.1f}) |")
+    seeds_text = ", ".join(str(s) for s in seeds)
+    return ("\n".join(rows) + f"\n\nTest prompts; seeds {seeds_text} of each method; A - B with its 95% Welch "
+            "interval (unpaired: each method's seeds are its own draws); a verdict only where the interval "
+            "excludes 0.\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+", type=Path, help="IMDb run folders (each with results.json)")
+    p.add_argument("--pairs", nargs="+", required=True, help="A:B method pairs")
+    p.add_argument("--seeds", nargs="+", type=int, required=True, help="the seeds to compare (each must be there)")
+    p.add_argument("--metric", default="gold_reward", help="a results row's field (default gold_reward)")
+    p.add_argument("--out", type=Path, help="write the table here (default: print it)")
+    args = p.parse_args()
+    pairs = [tuple(pair.split(":", 1)) for pair in args.pairs]
+    if any(len(pair) != 2 for pair in pairs):
+        p.error("--pairs takes A:B")
+    page = comparison_page(args.folders, pairs, args.seeds, args.metric)
+    if args.out:
+        args.out.write_text(page, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(page)
+
+
+if __name__ == "__main__":
+    main()

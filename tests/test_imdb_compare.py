@@ -1,0 +1,54 @@
+"""scripts/imdb_compare.py: Welch differences between methods of IMDb test runs, by setting."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("imdb_compare", ROOT / "scripts" / "imdb_compare.py")
+compare = importlib.util.module_from_spec(spec)
+sys.modules["imdb_compare"] = compare
+spec.loader.exec_module(compare)
+
+
+def _folder(path: Path, setting: str, methods: dict[str, list[float]], kl: float = 5.0) -> Path:
+    path.mkdir(parents=True)
+    entries = {"pi_sft": {"runs": [{"seed": 0, "gold_reward": 0.1, "kl": 0.0}]}}
+    entries.update({m: {"runs": [{"seed": s, "gold_reward": v, "kl": kl} for s, v in enumerate(vs)]}
+                    for m, vs in methods.items()})
+    (path / "results.json").write_text(json.dumps({"settings": {setting: entries}}), encoding="utf-8")
+    return path
+
+
+def test_page_gives_welch_differences_and_verdicts(tmp_path):
+    a = _folder(tmp_path / "a", "balanced", {"x": [1.0, 1.1, 0.9, 5.0], "y": [0.0, 0.1, -0.1, 5.0], "z": [1.0, 0.0, 2.0]})
+    b = _folder(tmp_path / "b", "few", {"x": [0.0, 0.1, -0.1], "y": [1.0, 1.1, 0.9], "z": [0.5, 0.4, 0.6]})
+    page = compare.comparison_page([a, b], [("x", "y"), ("z", "y")], seeds=[0, 1, 2])
+    # s = 0.1 on both sides: se = sqrt(2 * 0.01 / 3), df = 4, t = 2.776 (tables): 0.227; seed 3 left out
+    assert "| balanced | x | y | +1.00 ± 0.23 | x ahead | 1.00 (5.0) | 0.00 (5.0) |" in page
+    assert "| few | x | y | -1.00 ± 0.23 | y ahead |" in page
+    assert "| balanced | z | y | +1.00 ± 2.45 | neither |" in page  # z's spread: df ~ 2
+    assert "seeds 0, 1, 2" in page
+
+
+def test_page_refuses_a_missing_seed_a_missing_method_and_a_setting_twice(tmp_path):
+    a = _folder(tmp_path / "a", "balanced", {"x": [1.0, 2.0], "y": [0.0, 1.0, 2.0]})
+    with pytest.raises(ValueError, match=r"balanced/x: no unit for seed\(s\) \[2\]"):
+        compare.comparison_page([a], [("x", "y")], seeds=[0, 1, 2])
+    with pytest.raises(ValueError, match="no method 'w' in setting 'balanced'"):
+        compare.comparison_page([a], [("w", "y")], seeds=[0, 1])
+    b = _folder(tmp_path / "b", "balanced", {"x": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="setting 'balanced' is in both"):
+        compare.comparison_page([a, b], [("x", "y")], seeds=[0, 1])
+
+
+def test_committed_test_runs_at_three_seeds():
+    """The committed tuned test run (seeds 0-2) gives the differences docs/results.md quotes."""
+    folder = ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned"
+    page = compare.comparison_page([folder / "balanced", folder / "few-preferences"],
+                                   [("aihf-rounds", "rlhf"), ("aihf-dpo", "dpo")], seeds=[0, 1, 2])
+    assert "| balanced | aihf-rounds | rlhf | -0.12 ± 2.14 | neither | 1.48 (21.7) | 1.60 (23.3) |" in page
+    assert "| few-preferences | aihf-dpo | dpo | +0.76 ± 0.14 | aihf-dpo ahead | 0.93 (16.9) | 0.17 (10.0) |" in page
