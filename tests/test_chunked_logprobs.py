@@ -110,7 +110,7 @@ def test_a_methods_log_probs_and_their_gradients_equal_the_logits_ones(architect
     for chunk in (None, 2):
         method.logprob_chunk = chunk
         model.zero_grad()
-        logps, count = method.logps(model, SEQUENCES)
+        logps, count, _ = method.logps(model, SEQUENCES)
         (logps * torch.arange(1.0, 6.0)).sum().backward()  # a different weight per sequence
         results.append((logps.detach(), count, {n: p.grad.clone() for n, p in model.named_parameters()}))
     (full, full_count, full_grads), (chunked, chunked_count, chunked_grads) = results

@@ -54,7 +54,7 @@ def test_a_compiled_policy_gives_the_eager_log_probs_and_gradients_packed_padded
         results = []
         for model in (eager, compiled):
             model.zero_grad()
-            logps, _ = method.logps(model, SEQUENCES)
+            logps = method.logps(model, SEQUENCES).total
             (logps * torch.arange(1.0, 6.0)).sum().backward()
             results.append((logps.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
         torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)

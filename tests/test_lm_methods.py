@@ -85,6 +85,7 @@ def test_every_method_has_a_recipe_and_a_test():
         ("dpo", 15, 4.0, {"f_divergence": "alpha_divergence", "f_alpha": 0.5}),
         ("dpo", 15, 4.0, {"reference_sync_steps": 5}),  # TR-DPO's hard reference update every 5 steps
         ("dpo", 15, 4.0, {"ld_alpha": 0.5}),  # LD-DPO
+        ("dpo", 15, 4.0, {"wpo_weighting": True}),  # WPO
         ("aihf-dpo", 15, 4.0, {"ld_alpha": 0.5}),
         ("aihf-dpo", 15, 4.0, {"reference_sync_steps": 5}),
         ("ipo", 15, 3.0, {}),  # IPO's target margin is 1 / (2 beta) = 5 nats: it stops there
@@ -298,17 +299,18 @@ IPO_PAIRS = [
 
 
 def _at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ipo", ld_alpha: float | None = None,
-                       padding_free: bool = False):
+                       padding_free: bool = False, wpo: bool = False, logprob_chunk: int | None = None):
     """(our ``dpo`` loss in ``form`` and its policy gradient, trl's loss of that name and its
     gradient, the summed-form IPO loss by hand) at a policy moved away from its reference, on
-    ``IPO_PAIRS``; with ``ld_alpha``, LD-DPO's, ours and trl's."""
+    ``IPO_PAIRS``; with ``ld_alpha``, LD-DPO's, ours and trl's; with ``wpo``, WPO's."""
     from test_objective import trl_dpo_loss
 
     tok = tiny_tokenizer()
     policy, reference, twin = tiny_causal_lm(tok), tiny_causal_lm(tok), tiny_causal_lm(tok)
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
-    config = MethodConfig(beta=beta, ipo_average=ipo_average, preference_form=form, ld_alpha=ld_alpha)
-    method = ImplicitRewardMethod("dpo", config, tok, encoder, policy, {}, {"train": IPO_PAIRS}, padding_free=padding_free)
+    config = MethodConfig(beta=beta, ipo_average=ipo_average, preference_form=form, ld_alpha=ld_alpha, wpo_weighting=wpo)
+    method = ImplicitRewardMethod("dpo", config, tok, encoder, policy, {}, {"train": IPO_PAIRS}, padding_free=padding_free,
+                                  logprob_chunk=logprob_chunk)
     Trainer(method, loop(tmp_path))  # binds the method to an accelerator
     method.start_round(0, seed=0)  # log pi_ref of every record, with the policy as it starts
     generator = torch.Generator().manual_seed(3)
@@ -326,7 +328,7 @@ def _at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ip
     assert len(set(lengths.tolist())) > 2, "the responses should differ in length"
     theirs = trl_dpo_loss(
         form, beta, _FusedHead(twin), _FusedHead(reference.eval()), batch.input_ids, batch.loss_mask,
-        attention_mask=batch.attention_mask, ld_alpha=ld_alpha,
+        attention_mask=batch.attention_mask, ld_alpha=ld_alpha, use_weighting=wpo,
     )
     theirs.backward()
     with torch.no_grad():  # the IPO paper's formula on summed log-probs
@@ -343,6 +345,14 @@ def _at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ip
     return float(ours.detach()), grads, float(theirs.detach()), trl_grads, paper
 
 
+def _assert_same_loss_and_gradient(ours: float, grads: dict, theirs: float, trl_grads: dict) -> None:
+    """Our loss and policy gradient equal trl's, each weight's gradient to 1e-5 of its largest entry."""
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    for name, grad in grads.items():
+        scale = float(trl_grads[name].abs().max())
+        torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-5 * max(scale, 1e-3), msg=name)
+
+
 @pytest.mark.parametrize("beta", [0.1, 1.0])
 def test_sigmoid_norm_reproduces_trls_loss_and_gradient(tmp_path, beta):
     """``preference_form: sigmoid_norm`` is trl's DPOTrainer(loss_type="sigmoid_norm"), DPO on
@@ -350,10 +360,7 @@ def test_sigmoid_norm_reproduces_trls_loss_and_gradient(tmp_path, beta):
     lengths; and not DPO's own loss there."""
     pytest.importorskip("trl")
     ours, grads, theirs, trl_grads, _ = _at_a_moved_policy(tmp_path / "norm", False, beta, "sigmoid_norm")
-    assert ours == pytest.approx(theirs, rel=1e-5)
-    for name, grad in grads.items():
-        scale = float(trl_grads[name].abs().max())
-        torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-5 * max(scale, 1e-3), msg=name)
+    _assert_same_loss_and_gradient(ours, grads, theirs, trl_grads)
     dpo, *_ = _at_a_moved_policy(tmp_path / "dpo", False, beta, "sigmoid")
     assert dpo != pytest.approx(ours, rel=1e-3)
 
@@ -368,10 +375,23 @@ def test_ld_alpha_reproduces_trls_loss_and_gradient(tmp_path, alpha, form, paddi
     pytest.importorskip("trl")
     ipo_average = form == "ipo"
     ours, grads, theirs, trl_grads, _ = _at_a_moved_policy(tmp_path / "ld", ipo_average, 0.5, form, alpha, padding_free)
-    assert ours == pytest.approx(theirs, rel=1e-5)
-    for name, grad in grads.items():
-        scale = float(trl_grads[name].abs().max())
-        torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-5 * max(scale, 1e-3), msg=name)
+    _assert_same_loss_and_gradient(ours, grads, theirs, trl_grads)
+    plain, *_ = _at_a_moved_policy(tmp_path / "plain", ipo_average, 0.5, form)
+    assert plain != pytest.approx(ours, rel=1e-3)
+
+
+@pytest.mark.parametrize(("form", "padding_free", "chunk"), [("sigmoid", False, None), ("sigmoid", True, None),
+                                                           ("sigmoid", False, 5), ("ipo", True, 5)])
+def test_wpo_weighting_reproduces_trls_loss_and_gradient(tmp_path, form, padding_free, chunk):
+    """``method.wpo_weighting`` is trl's DPOTrainer(use_weighting=True), WPO: each pair's loss times the
+    current policy's w(y_w|x) w(y_l|x) (``objective.wpo_weights``, no gradient through them); same loss and
+    gradient on every policy weight as trl on real tiny models, padded, packed and with chunked log-probs
+    (the weights' normaliser then from the same chunks); not DPO's loss there."""
+    pytest.importorskip("trl")
+    ipo_average = form == "ipo"
+    ours, grads, theirs, trl_grads, _ = _at_a_moved_policy(tmp_path / "wpo", ipo_average, 0.5, form, None, padding_free,
+                                                           True, chunk)
+    _assert_same_loss_and_gradient(ours, grads, theirs, trl_grads)
     plain, *_ = _at_a_moved_policy(tmp_path / "plain", ipo_average, 0.5, form)
     assert plain != pytest.approx(ours, rel=1e-3)
 
@@ -395,7 +415,7 @@ def test_ld_weights_count_scored_tokens_after_an_empty_prompt(tmp_path):
             shared = method.shared_lengths([(chosen, rejected)])
             assert shared == [min(len(chosen[1]), len(rejected[1])) - (not chosen[0])]
             with torch.no_grad():
-                total, _ = method.logps(policy, [chosen, rejected], shared * 2)
+                total = method.logps(policy, [chosen, rejected], shared * 2).total
                 for value, (prompt, response) in zip(total, (chosen, rejected)):
                     ids = torch.tensor([prompt + response])
                     token_lp = objective.token_logprobs(policy(input_ids=ids).logits, ids)[0, max(len(prompt), 1) - 1:]

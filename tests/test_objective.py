@@ -474,7 +474,8 @@ def fused_lm_output(logits: torch.Tensor, labels: torch.Tensor) -> types.SimpleN
     tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1).masked_fill(~valid, 0.0)
     zeros = torch.zeros_like(tok)
     return types.SimpleNamespace(
-        log_probs=tok, entropy=zeros, mean_logits=zeros, is_top1=torch.zeros_like(valid), aux_loss=None
+        log_probs=tok, entropy=zeros, mean_logits=zeros, is_top1=torch.zeros_like(valid), aux_loss=None,
+        log_sum_sq_probs=torch.logsumexp(2.0 * logp, dim=-1),  # log sum_v p_v^2, as trl's chunked kernel
     )
 
 
@@ -509,7 +510,8 @@ def _trl_loss(loss_type: str | list[str], beta: float, policy_logits, ref_logits
 
 def trl_dpo_loss(loss_type: str | list[str], beta: float, policy, ref, ids, completion_mask, attention_mask=None,
                  label_smoothing: float = 0.0, loss_weights: list[float] | None = None, discopop_tau: float = 0.05,
-                 f_divergence: str = "reverse_kl", f_alpha: float = 1.0, ld_alpha: float | None = None):
+                 f_divergence: str = "reverse_kl", f_alpha: float = 1.0, ld_alpha: float | None = None,
+                 use_weighting: bool = False):
     """Run trl's real ``DPOTrainer._compute_loss`` on a minimal trainer-like ``self``.
 
     ``policy`` and ``ref`` follow trl's fused-LM-head contract (``_FakeFusedLM``'s
@@ -538,7 +540,7 @@ def trl_dpo_loss(loss_type: str | list[str], beta: float, policy, ref, ids, comp
         loss_weights=loss_weights or [1.0] * len(loss_types),
         beta=beta,
         label_smoothing=label_smoothing,
-        use_weighting=False,
+        use_weighting=use_weighting,
         _metrics={"train": collections.defaultdict(list), "eval": collections.defaultdict(list)},
         _total_train_tokens=0,
         _tp_size=1,
@@ -1111,6 +1113,36 @@ def test_length_desensitized_logprobs_match_trl(alpha, loss_type):
     (sc, sr), (qc, qr) = ((obj.sequence_logprobs(logits, ids, cm) / per_token).chunk(2) for logits in (pol, ref))
     summed = obj.preference_loss(sc - qc, sr - qr, beta, loss_type).item()
     assert (expected == pytest.approx(summed, rel=1e-10)) == (alpha == 1.0)
+
+
+def test_token_log_sum_sq_probs_by_its_formula():
+    """log sum_v softmax(l)_v^2, computed directly, at every position; float32 logits give float32."""
+    logits = torch.randn(3, 5, 7, generator=_gen(140), dtype=DT) * 3.0
+    direct = torch.log((torch.softmax(logits, -1) ** 2).sum(-1))
+    torch.testing.assert_close(obj.token_log_sum_sq_probs(logits), direct, rtol=1e-12, atol=1e-12)
+    assert obj.token_log_sum_sq_probs(logits.float()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "hinge", "ipo", "nca_pair"])
+def test_wpo_weights_match_trl(loss_type):
+    """WPO: trl 1.16's ``use_weighting`` (its ``_compute_loss`` on the same float64 logits) equals the
+    preference loss with ``pair_weights`` = w(y_w) w(y_l) from ``wpo_weights`` (for trl's ipo on token-mean
+    log-ratios); the weights are constants (no gradient) and differ from 1, so the loss is not the plain one."""
+    pytest.importorskip("trl")
+    beta = 0.5
+    pol, ref, ids, cm = _pair_batch(B=4, seed=150)
+    policy, reference = _FakeFusedLM(pol), _FakeFusedLM(ref)
+    policy._ids = reference._ids = ids
+    expected = float(trl_dpo_loss(loss_type, beta, policy, reference, ids, cm, use_weighting=True))
+    mask = cm[:, 1:]
+    weights = obj.wpo_weights(obj.token_logprobs(pol, ids), obj.token_log_sum_sq_probs(pol[:, :-1]), mask)
+    assert not weights.requires_grad and not torch.allclose(weights, torch.ones_like(weights))
+    per_token = mask.sum(-1).to(DT) if loss_type == "ipo" else torch.ones(len(cm), dtype=DT)
+    (pc, pr), (rc, rr) = ((obj.sequence_logprobs(x, ids, cm) / per_token).chunk(2) for x in (pol, ref))
+    pair_weights = weights[:4] * weights[4:]
+    ours = obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, loss_type, pair_weights)
+    assert ours.item() == pytest.approx(expected, rel=1e-10)
+    assert obj.preference_loss(pc - rc, pr - rr, beta, loss_type).item() != pytest.approx(expected, rel=1e-3)
 
 
 def test_length_desensitized_weights_by_their_formula():

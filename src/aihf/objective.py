@@ -256,10 +256,51 @@ def selected_token_logprobs(
         checkpoint(_chunk_token_logprobs, rows[i:i + chunk], targets[i:i + chunk], weight, bias, use_reentrant=False)
         for i in range(0, rows.shape[0], chunk)
     ]
-    out = hidden.new_zeros(input_ids[:, 1:].numel(), dtype=torch.promote_types(hidden.dtype, torch.float32))
+    return _scatter_positions(parts, positions, input_ids, hidden.dtype)
+
+
+def _scatter_positions(parts: list[torch.Tensor], positions: torch.Tensor, input_ids: torch.Tensor,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """The chunks' values at the selected flat ``positions`` of the (B, T - 1) next-token grid, 0 elsewhere."""
+    out = torch.zeros(input_ids[:, 1:].numel(), dtype=torch.promote_types(dtype, torch.float32), device=input_ids.device)
     if parts:
         out = out.scatter(0, positions, torch.cat(parts).to(out.dtype))
     return out.view(input_ids.shape[0], input_ids.shape[1] - 1)
+
+
+def token_log_sum_sq_probs(logits: torch.Tensor) -> torch.Tensor:
+    """log sum_v pi(v | context)^2 at every position of ``logits`` (..., V): the log-probability that two
+    draws from the next-token distribution agree, = logsumexp(2 l) - 2 logsumexp(l); float32 (or
+    float64 for float64 logits). WPO's normaliser (Zhou et al. 2024, eq. 2; trl's ``log_sum_sq_probs``)."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return torch.logsumexp(2.0 * logits, dim=-1) - 2.0 * torch.logsumexp(logits, dim=-1)
+
+
+@torch.no_grad()
+def selected_token_log_sum_sq_probs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                                    input_ids: torch.Tensor, positions: torch.Tensor, chunk: int) -> torch.Tensor:
+    """:func:`token_log_sum_sq_probs` of the next-token distributions at the selected ``positions`` (as in
+    :func:`selected_token_logprobs`), 0 elsewhere, (B, T - 1), from the last hidden states, ``chunk``
+    positions' logits at a time; no gradient (WPO's weights are constants of the step)."""
+    rows = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, positions)
+    parts = [token_log_sum_sq_probs(F.linear(rows[i:i + chunk], weight, bias)) for i in range(0, rows.shape[0], chunk)]
+    return _scatter_positions(parts, positions, input_ids, hidden.dtype)
+
+
+def wpo_weights(token_lp: torch.Tensor, token_log_sum_sq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """WPO's per-response weight (Zhou et al. 2024, "WPO: enhancing RLHF with weighted preference
+    optimization", eq. 2 with the aligned normaliser; trl's ``use_weighting``):
+
+        w(y|x) = exp( (1/|y|) sum_t [ log pi(y_t | x, y_<t) - log sum_v pi(v | x, y_<t)^2 ] ),
+
+    the geometric-mean probability of the response's tokens relative to how peaked each step's
+    distribution is, under the current policy, detached. ``token_lp``, ``token_log_sum_sq`` and
+    ``mask`` (1 on response tokens) are (B, T); shape (B,). A pair's loss is weighted by
+    w(y_w|x) w(y_l|x) (``preference_loss(pair_weights=...)``), so pairs the policy would itself
+    produce count more: off-policy preference data made closer to on-policy."""
+    mask = mask.to(token_lp.dtype)
+    aligned = ((token_lp - token_log_sum_sq) * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    return aligned.detach().exp()
 
 
 # --------------------------------------------------------------- explicit reward (Alg. 1)
@@ -515,7 +556,8 @@ def _term(term: PreferenceTerm | str) -> PreferenceTerm:
 
 
 def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, beta: float,
-                    term: PreferenceTerm | PreferenceForm = "sigmoid") -> torch.Tensor:
+                    term: PreferenceTerm | PreferenceForm = "sigmoid",
+                    pair_weights: torch.Tensor | None = None) -> torch.Tensor:
     """The implicit reward's preference term (docs/method.md section 4) on the log-ratios
     a = log pi(y_w|x) - log pi_ref(y_w|x) (``chosen_ratio``) and b, the same for y_l; h = a - b,
     z = beta * h. Mean over pairs of:
@@ -548,6 +590,7 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
 
     ``term``: a :class:`PreferenceTerm`, or just its form's name. Its ``f_divergence`` other than
     ``reverse_kl`` (f-DPO) replaces a and b by their scores ``f_divergence_score`` first.
+    ``pair_weights`` (WPO, :func:`wpo_weights`): (1/N) sum_i w_i l_i in place of the mean.
     """
     _check_beta(beta)
     term = _term(term)
@@ -557,12 +600,12 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
         a, b = f_divergence_score(a, term.f_divergence, term.f_alpha), f_divergence_score(b, term.f_divergence, term.f_alpha)
     z = beta * (a - b)
     if form == "sigmoid":
-        return -smoothed_logsigmoid(z, term.label_smoothing, term.label_noise).mean()
-    if form == "exo_pair":
+        per_pair = -smoothed_logsigmoid(z, term.label_smoothing, term.label_noise)
+    elif form == "exo_pair":
         eps = torch.tensor(term.label_smoothing, dtype=z.dtype, device=z.device)
-        return (torch.sigmoid(z) * (F.logsigmoid(z) - torch.log1p(-eps))
-                + torch.sigmoid(-z) * (F.logsigmoid(-z) - torch.log(eps))).mean()
-    if form == "ipo":
+        per_pair = (torch.sigmoid(z) * (F.logsigmoid(z) - torch.log1p(-eps))
+                    + torch.sigmoid(-z) * (F.logsigmoid(-z) - torch.log(eps)))
+    elif form == "ipo":
         per_pair = (a - b - 1.0 / (2.0 * beta)).pow(2)
     elif form == "hinge":
         per_pair = torch.relu(1.0 - z)
@@ -581,17 +624,19 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
         per_pair = 1.0 - torch.sigmoid(beta * a) + torch.sigmoid(beta * b)
     else:  # apo_down
         per_pair = torch.sigmoid(beta * a) + 1.0 - torch.sigmoid(z)
-    return per_pair.mean()
+    return _weighted_mean(per_pair, pair_weights)
 
 
 def _preference_term(
     logps: tuple[torch.Tensor | None, ...], beta: float, term: PreferenceTerm | PreferenceForm, reference_name: str,
+    pair_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``preference_loss`` on (policy chosen, policy rejected, reference chosen, reference rejected)."""
     if any(t is None for t in logps):
         raise ValueError(f"w_pref > 0 needs policy and {reference_name} log-probs of chosen and rejected")
     policy_chosen, policy_rejected, reference_chosen, reference_rejected = logps
-    return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, term)
+    return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, term,
+                           pair_weights)
 
 
 def dpo_loss(
@@ -633,6 +678,7 @@ def aihf_dpo_loss(
     w_demo: float = 1.0,
     w_pref: float = 1.0,
     preference: PreferenceTerm | PreferenceForm = "sigmoid",
+    pair_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """AIHF-DPO (docs/method.md section 4, *derived*): supervised likelihood plus DPO.
 
@@ -642,7 +688,7 @@ def aihf_dpo_loss(
     response as the caller chooses (``sequence_logprobs(average=...)``); the engine's
     default is the token-mean, which keeps the term's scale independent of length.
     Reduction: w_D = 0 is DPO (or IPO with ``preference='ipo'``). ``preference``: the preference
-    term's :class:`PreferenceTerm` (or its form's name; ``preference_loss``).
+    term's :class:`PreferenceTerm` (or its form's name; ``preference_loss``); ``pair_weights``: WPO's.
     """
     _check_weights(w_demo, w_pref)
     _check_beta(beta)
@@ -654,6 +700,7 @@ def aihf_dpo_loss(
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, reference_chosen, reference_rejected), beta, preference, "reference",
+            pair_weights,
         )
         terms.append(w_pref * term)
     return _total(terms)
@@ -687,6 +734,7 @@ def self_play_aihf_loss(
     w_demo: float = 1.0,
     w_pref: float = 1.0,
     preference: PreferenceTerm | PreferenceForm = "sigmoid",
+    pair_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Self-Play-AIHF (docs/method.md section 4, *derived*).
 
@@ -707,6 +755,7 @@ def self_play_aihf_loss(
     if w_pref > 0:
         term = _preference_term(
             (policy_chosen, policy_rejected, iterate_chosen, iterate_rejected), beta, preference, "iterate",
+            pair_weights,
         )
         terms.append(w_pref * term)
     return _total(terms)

@@ -32,7 +32,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from accelerate import Accelerator
@@ -93,6 +93,8 @@ class MethodConfig(ObjectiveConfig):
                                         "margin forms compare (f-DPO; trl's f_divergence_type): reverse_kl (DPO), "
                                         "forward_kl, js_divergence or alpha_divergence")
     f_alpha: float = setting(1.0, help="alpha of f_divergence=alpha_divergence (trl's f_alpha_divergence_coef)")
+    wpo_weighting: bool = setting(False, help="WPO: weight each preference pair's loss by the current policy's "
+                                  "probability of its two responses (trl's use_weighting; objective.wpo_weights)")
     ld_alpha: float | None = setting(None, ge=0, le=1, help="LD-DPO: a preference pair's tokens past the shorter "
                                      "response's length count this much in both log-likelihoods (trl's ld_alpha; "
                                      "objective.length_desensitized_weights); None: all count fully (DPO)")
@@ -145,7 +147,7 @@ REWARD_FIT = ("w_pref", "label_smoothing", "label_noise", "reward_l2", "reward_f
               "reward_ensemble_penalty", "reward_ensemble_resample")
 POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
 PREFERENCE_TERM = ("preference_form", "label_smoothing", "label_noise", "ipo_average", "discopop_tau", "f_divergence",
-                   "f_alpha", "ld_alpha")  # the implicit reward's preference term
+                   "f_alpha", "ld_alpha", "wpo_weighting")  # the implicit reward's preference term
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
 
 
@@ -285,6 +287,14 @@ def _zero3(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3
 
 
+class SequenceLogProbs(NamedTuple):
+    """What :meth:`_Records.logps` gives per sequence."""
+
+    total: torch.Tensor  # log pi(y|x), summed over the response tokens (LD-DPO's weighted sum with ld_alpha)
+    count: torch.Tensor  # the number of response tokens (at least 1)
+    wpo_weight: torch.Tensor | None  # objective.wpo_weights when asked for
+
+
 class _Records:
     """Encoded records of both splits, their prompts, and the shared helpers of the methods.
 
@@ -419,13 +429,15 @@ class _Records:
             sizes["prompt"] = len(self.prompts[split])
         return sizes
 
-    def logps(self, model, sequences: list[Sequence], shared: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log pi(y|x) summed over response tokens, number of response tokens), one forward
+    def logps(self, model, sequences: list[Sequence], shared: list[float] | None = None,
+              wpo: bool = False) -> SequenceLogProbs:
+        """(log pi(y|x) summed over response tokens, number of response tokens, WPO's weight), one forward
         pass over right-padded rows, or over packed ones with ``padding_free``; with
         ``logprob_chunk``, scored from the last hidden states at the response positions only,
         that many at a time, without the full-vocabulary logits (``objective.selected_token_logprobs``).
         With ``method.ld_alpha``, ``shared`` gives each sequence's pair's shared length (:meth:`shared_lengths`;
-        inf: no pair) and the sums are LD-DPO's (``objective.length_desensitized_weights``)."""
+        inf: no pair) and the sums are LD-DPO's (``objective.length_desensitized_weights``). With ``wpo``,
+        each response's ``objective.wpo_weights`` under ``model`` (else None)."""
         acc = self.accelerator
         if self.padding_free:
             batch = pack(sequences, self.tokenizer.pad_token_id, scored=bool(self.logprob_chunk)).to(acc.device)
@@ -438,18 +450,25 @@ class _Records:
             if head is not None:
                 token_lp = objective.selected_token_logprobs(out, head.weight, head.bias, batch.input_ids,
                                                              batch.scored_index, self.logprob_chunk)
+                log_sum_sq = objective.selected_token_log_sum_sq_probs(
+                    out.detach(), head.weight, head.bias, batch.input_ids, batch.scored_index, self.logprob_chunk,
+                ) if wpo else None
         if head is None:
             token_lp = objective.token_logprobs(out, batch.input_ids)
+            with torch.no_grad():
+                log_sum_sq = objective.token_log_sum_sq_probs(out[:, :-1]) if wpo else None
         if self.padding_free:  # (B, L - 1): each sequence's next-token log-probs and response mask
             token_lp, mask = token_lp.reshape(-1)[batch.token_index], batch.token_mask
+            log_sum_sq = None if log_sum_sq is None else log_sum_sq.reshape(-1)[batch.token_index]
         else:
             mask = batch.loss_mask[:, 1:]
+        wpo_weight = None if log_sum_sq is None else objective.wpo_weights(token_lp, log_sum_sq, mask)
         weights = mask.to(token_lp.dtype)
         if shared is not None and self.config.ld_alpha is not None:
             weights = objective.length_desensitized_weights(weights, torch.tensor(shared, device=weights.device),
                                                             self.config.ld_alpha)
         total = (token_lp * weights).sum(-1)
-        return total, mask.sum(-1).clamp(min=1).to(total.dtype)
+        return SequenceLogProbs(total, mask.sum(-1).clamp(min=1).to(total.dtype), wpo_weight)
 
     @contextlib.contextmanager
     def _full_weights(self, model):
@@ -648,7 +667,8 @@ class ImplicitRewardMethod(_Records):
         seqs += [self.pairs[split][i][0] for i in pref_idx] + [self.pairs[split][i][1] for i in pref_idx]
         n_demo, n_pref = len(demo_idx), len(pref_idx)
         paired = self.shared_lengths([self.pairs[split][i] for i in pref_idx])
-        total, count = self.logps(self.models["policy"], seqs, [math.inf] * (len(seqs) - 2 * n_pref) + paired * 2)
+        total, count, wpo = self.logps(self.models["policy"], seqs, [math.inf] * (len(seqs) - 2 * n_pref) + paired * 2,
+                                       wpo=cfg.wpo_weighting and recipe.pref_term and n_pref > 0)
         demo, generated, chosen, rejected = (
             part if part.numel() else None
             for part in torch.split(total, [n_demo, n_demo if recipe.demo_term == "self-play" else 0, n_pref, n_pref])
@@ -661,6 +681,9 @@ class ImplicitRewardMethod(_Records):
         w_demo = cfg.w_demo if recipe.demo_term != "none" else 0.0
         w_pref = cfg.w_pref if recipe.pref_term else 0.0
         metrics: dict[str, torch.Tensor] = {}
+        pair_weights = None if wpo is None else wpo[-2 * n_pref : -n_pref] * wpo[-n_pref:]  # WPO: w(y_w) w(y_l)
+        if pair_weights is not None:
+            metrics["wpo_weight"] = pair_weights.mean()
         if recipe.pref_term:
             ref_w, ref_l = reference("chosen", pref_idx), reference("rejected", pref_idx)
             if self.token_mean_ratios and n_pref:  # trl's IPO and sigmoid_norm: each log-ratio per response token
@@ -677,13 +700,14 @@ class ImplicitRewardMethod(_Records):
             metrics["self_play_accuracy"] = (spin_margin > 0).float().mean()
             loss = objective.self_play_aihf_loss(
                 demo, generated, ref_d, ref_g, chosen, rejected, ref_w, ref_l,
-                cfg.beta, w_demo, w_pref, self.preference,
+                cfg.beta, w_demo, w_pref, self.preference, pair_weights,
             )
         else:
             if demo is not None:
                 demo = demo / count[:n_demo] if cfg.demo_average else demo
                 metrics["demo_logp"] = demo.detach().mean()
-            loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.preference)
+            loss = objective.aihf_dpo_loss(demo, chosen, rejected, ref_w, ref_l, cfg.beta, w_demo, w_pref, self.preference,
+                                           pair_weights)
         return loss, metrics
 
 
