@@ -268,6 +268,18 @@ def test_a_renewed_reference_survives_a_resume(tmp_path):
     torch.testing.assert_close(_losses(resumed)[4:], _losses(full)[4:], rtol=1e-5, atol=1e-7)
 
 
+def test_a_soft_reference_survives_a_resume(tmp_path):
+    """TR-DPO's soft update (``reference_mixup_alpha`` 0.5, renewed every 3 steps), resumed at step 4: the
+    mixed reference weights come back from the checkpoint, so the mix of step 6 and the steps after equal
+    the uninterrupted run's."""
+    config = dict(max_steps=8, save_every=4, keep_checkpoints=0)
+    method = lambda: make_method("dpo", config=MethodConfig(reference_sync_steps=3, reference_mixup_alpha=0.5))  # noqa: E731
+    full = Trainer(method(), loop(tmp_path / "full", **config)).fit()
+    checkpoint = tmp_path / "full" / "checkpoints" / "step-0000004"
+    resumed = Trainer(method(), loop(tmp_path / "full", resume_from=str(checkpoint), **config)).fit()
+    torch.testing.assert_close(_losses(resumed)[4:], _losses(full)[4:], rtol=1e-5, atol=1e-7)
+
+
 def test_nan_loss_stops_before_the_update_with_a_message(tmp_path):
     tok = tiny_tokenizer()
     policy = tiny_causal_lm(tok)

@@ -88,6 +88,7 @@ def test_every_method_has_a_recipe_and_a_test():
         ("dpo", 15, 4.0, {"wpo_weighting": True}),  # WPO
         ("aihf-dpo", 15, 4.0, {"ld_alpha": 0.5}),
         ("aihf-dpo", 15, 4.0, {"reference_sync_steps": 5}),
+        ("dpo", 15, 4.0, {"reference_sync_steps": 5, "reference_mixup_alpha": 0.6}),  # TR-DPO's soft update
         ("ipo", 15, 3.0, {}),  # IPO's target margin is 1 / (2 beta) = 5 nats: it stops there
         ("aihf-dpo", 15, 4.0, {}),
         ("spin", 15, 4.0, {}),
@@ -125,6 +126,45 @@ def test_dpo_type_methods_renew_their_reference_every_round(tmp_path, name):
     once = Trainer(make_method(name, config=dataclasses.replace(config, reference_sync_steps=None)),
                    loop(tmp_path / "once", max_steps=7)).fit()
     assert abs(once.history[3]["loss"] - at_reference) > 1e-3
+
+
+def test_soft_reference_update_mixes_the_weights(tmp_path):
+    """``reference_mixup_alpha`` alpha (TR-DPO's soft update): the reference log-probs of the second round are
+    those of the weights alpha theta_3 + (1 - alpha) theta_0, theta_3 the policy after 3 steps (a run stopped
+    there, the same seed) and theta_0 the start, computed here on a separate model; the policy keeps its own
+    weights; alpha 1 is the hard update (the policy itself); the soft update is refused under FSDP and ZeRO-3."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from aihf.config import ConfigError
+
+    alpha, tok = 0.3, tiny_tokenizer()
+    config = MethodConfig(beta=0.5, reference_sync_steps=3, reference_mixup_alpha=alpha)
+    start = tiny_causal_lm(tok)
+    stopped = tiny_causal_lm(tok)
+    Trainer(make_method("dpo", tok, stopped, config=config), loop(tmp_path / "three", max_steps=3)).fit()
+    policy = tiny_causal_lm(tok)
+    method = make_method("dpo", tok, policy, config=config)
+    Trainer(method, loop(tmp_path / "four", max_steps=4)).fit()  # round 1 starts at step 3
+    mixed = tiny_causal_lm(tok)
+    with torch.no_grad():
+        for p, q, s in zip(mixed.parameters(), stopped.parameters(), start.parameters()):
+            p.copy_(alpha * q + (1 - alpha) * s)
+    mixed.eval()
+    chosen = [pair[0] for pair in method.pairs["train"]]
+    with torch.no_grad():
+        expected = method.logps(mixed, chosen).total
+    torch.testing.assert_close(method.reference["train.chosen"], expected.float(), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        own = method.logps(policy.eval(), chosen).total
+    assert not torch.allclose(own.float(), expected.float(), atol=1e-3)  # the policy got its weights back
+    assert set(method.reference_weights) == {n for n, p in policy.named_parameters() if p.requires_grad}
+    hard = make_method("dpo", tok, tiny_causal_lm(tok), config=dataclasses.replace(config, reference_mixup_alpha=1.0))
+    assert not hard.soft_reference
+    kind = SimpleNamespace(distributed_type=DistributedType.FSDP, state=SimpleNamespace(deepspeed_plugin=None))
+    with pytest.raises(ConfigError, match="reference_mixup_alpha < 1 mixes"):
+        method.bind(kind)
 
 
 @pytest.mark.parametrize("reference", ["iterate", "start"])

@@ -107,6 +107,9 @@ class MethodConfig(ObjectiveConfig):
     reference_sync_steps: int | None = setting(None, ge=1, help="dpo, ipo, aihf-dpo: the policy becomes the reference "
                                                "every this many steps (TR-DPO's hard update; trl's ref_model_sync_steps "
                                                "with ref_model_mixup_alpha=1); None: the starting policy throughout")
+    reference_mixup_alpha: float = setting(1.0, gt=0, le=1, help="with reference_sync_steps: the reference becomes "
+                                           "alpha * policy + (1 - alpha) * reference at each renewal (TR-DPO's soft "
+                                           "update; trl's ref_model_mixup_alpha); 1: the policy itself")
     max_new_tokens: int = setting(64, ge=1, help="tokens sampled per response")
     temperature: float = setting(1.0, gt=0, help="sampling temperature")
     top_p: float = setting(1.0, gt=0, le=1, help="nucleus sampling mass")
@@ -149,6 +152,7 @@ POLICY_RL = ("beta", "rloo_k", "reward_normalize", "reward_clip", *SAMPLING)
 PREFERENCE_TERM = ("preference_form", "label_smoothing", "label_noise", "ipo_average", "discopop_tau", "f_divergence",
                    "f_alpha", "ld_alpha", "wpo_weighting")  # the implicit reward's preference term
 ROUNDS = ("rounds", "samples_per_demo", "reward_epochs", "policy_steps_per_round")
+REFERENCE_SYNC = ("reference_sync_steps", "reference_mixup_alpha")  # TR-DPO
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,8 @@ class Recipe:
             read.discard("label_noise")  # exo_pair reads label_smoothing as its target's epsilon
         if config.f_divergence != "alpha_divergence":
             read.discard("f_alpha")
+        if config.reference_sync_steps is None:
+            read.discard("reference_mixup_alpha")
         return [
             f"{f.name}={getattr(config, f.name)!r}"
             for f in dataclasses.fields(config)
@@ -235,8 +241,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "dpo": Recipe("DPO on preferences, or another pairwise loss by preference_form: IPO, SLiC, ... (docs/method.md 4-5)",
                   "implicit", "none", True,
-                  settings=("beta", "w_pref", *PREFERENCE_TERM, "reference_sync_steps")),
-    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average", "f_divergence", "f_alpha", "reference_sync_steps")),
+                  settings=("beta", "w_pref", *PREFERENCE_TERM, *REFERENCE_SYNC)),
+    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average", "f_divergence", "f_alpha", *REFERENCE_SYNC)),
     "spin": Recipe(
         "SPIN: self-play on demonstrations, reference = previous iterate (docs/method.md 5)", "implicit", "self-play", False,
         settings=("beta", "w_demo", "steps_per_round", *SAMPLING),
@@ -248,7 +254,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "aihf-dpo": Recipe(
         "AIHF-DPO: supervised likelihood + DPO, one stage (docs/method.md 4)", "implicit", "likelihood", True,
-        settings=("beta", "w_demo", "w_pref", *PREFERENCE_TERM, "demo_average", "reference_sync_steps"),
+        settings=("beta", "w_demo", "w_pref", *PREFERENCE_TERM, "demo_average", *REFERENCE_SYNC),
     ),
     "self-play-aihf": Recipe(
         "Self-Play-AIHF: SPIN term on demonstrations + DPO on preferences, reference = iterate (docs/method.md 4)",
@@ -344,6 +350,7 @@ class _Records:
         self._static_loop: StaticLoopSampler | None = None  # sampler=static-loop: kept, with its compiled steps
         # the schedule, as the trainer reads it (``plan`` may set them from the batch size)
         self.steps_per_round: int | None = None  # None: one round for the whole run
+        self.soft_reference = False  # TR-DPO's soft update (ImplicitRewardMethod)
         self.total_steps: int | None = None  # None: loop.max_steps
         self.evaluate_each_round = False
 
@@ -356,6 +363,9 @@ class _Records:
         if self.logprob_chunk and (accelerator.distributed_type == DistributedType.FSDP or _zero3(accelerator)):
             raise ConfigError("model.logprob_chunk reads the output layer's weight outside the model's forward pass, "
                               "which FSDP and ZeRO-3 shard: set model.logprob_chunk=null, or use DDP")
+        if self.soft_reference and (accelerator.distributed_type == DistributedType.FSDP or _zero3(accelerator)):
+            raise ConfigError(f"{self.name}: method.reference_mixup_alpha < 1 mixes the reference's weights into the "
+                              "policy's, which FSDP and ZeRO-3 shard: use DDP, or the hard update (alpha 1)")
         if self.config.sampler == "vllm" and "sampler" in self.recipe.settings:
             if importlib.util.find_spec("vllm") is None:
                 raise ConfigError(f"{self.name}: method.sampler=vllm needs vLLM: pip install 'aihf[vllm]' "
@@ -601,6 +611,8 @@ class ImplicitRewardMethod(_Records):
                               "aihf would average the log-ratios; set one")
         self.reference: dict[str, torch.Tensor] = {}  # "split.kind" -> log pi_ref per record
         self.generated: dict[str, list[Sequence]] = {}  # split -> (prompt, y') per demonstration
+        self.soft_reference = not self_play and self.steps_per_round is not None and config.reference_mixup_alpha < 1
+        self.reference_weights: dict[str, torch.Tensor] = {}  # soft update: the reference's trainable weights
 
     # ----------------------------------------------------------------------------- rounds
 
@@ -613,6 +625,8 @@ class ImplicitRewardMethod(_Records):
         policy = self.models["policy"]
         was_training = policy.training
         policy.eval()
+        if self.soft_reference:
+            self._renew_reference_weights(policy, round_index)
         chunk = 8
         for split in ("train", "eval"):
             if self.recipe.demo_term == "self-play" and split in self.demos:
@@ -624,9 +638,49 @@ class ImplicitRewardMethod(_Records):
             renew_pairs = round_index == 0 or not keep_start
             if self.recipe.pref_term and split in self.pairs and renew_pairs:
                 pairs = self.pairs[split]
-                self._reference_logps(policy, f"{split}.chosen", [p[0] for p in pairs], chunk, self.shared_lengths(pairs))
-                self._reference_logps(policy, f"{split}.rejected", [p[1] for p in pairs], chunk, self.shared_lengths(pairs))
+                with self._lent_reference(policy):
+                    self._reference_logps(policy, f"{split}.chosen", [p[0] for p in pairs], chunk,
+                                          self.shared_lengths(pairs))
+                    self._reference_logps(policy, f"{split}.rejected", [p[1] for p in pairs], chunk,
+                                          self.shared_lengths(pairs))
         policy.train(was_training)
+
+    def _trainable(self, policy) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in self.accelerator.unwrap_model(policy).named_parameters() if p.requires_grad}
+
+    def _renew_reference_weights(self, policy, round_index: int) -> None:
+        """TR-DPO's soft update (Gorbatovski et al. 2024, eq. 5; trl's ``SyncRefModelCallback``): the kept
+        reference weights start as the policy's and at each later round become
+        theta_ref <- alpha theta + (1 - alpha) theta_ref, alpha = ``reference_mixup_alpha``. Only the
+        trainable weights are kept (frozen ones, a LoRA base, are the reference's by definition)."""
+        trainable = self._trainable(policy)
+        if round_index == 0:
+            self.reference_weights = {n: p.detach().clone() for n, p in trainable.items()}
+            return
+        if not self.reference_weights:
+            raise RuntimeError(f"{self.name}: round {round_index} needs the soft update's reference weights, which "
+                               "the checkpoint this run resumed from does not hold (made without "
+                               "method.reference_mixup_alpha < 1?)")
+        alpha = self.config.reference_mixup_alpha
+        for n, p in trainable.items():
+            self.reference_weights[n].mul_(1.0 - alpha).add_(p.detach(), alpha=alpha)
+
+    @contextlib.contextmanager
+    def _lent_reference(self, policy):
+        """The policy with the soft update's reference weights while the reference log-probs are computed,
+        its own weights put back after (no second model); the policy itself for the hard update."""
+        if not self.soft_reference:
+            yield
+            return
+        trainable = self._trainable(policy)
+        own = {n: p.detach().clone() for n, p in trainable.items()}
+        for n, p in trainable.items():
+            p.data.copy_(self.reference_weights[n])
+        try:
+            yield
+        finally:
+            for n, p in trainable.items():
+                p.data.copy_(own[n])
 
     def _reference_logps(self, policy, key: str, sequences: list[Sequence], chunk: int,
                          shared: list[float] | None = None) -> None:
@@ -641,14 +695,18 @@ class ImplicitRewardMethod(_Records):
         return [float(min(len(chosen[1]), len(rejected[1])) - (not chosen[0])) for chosen, rejected in pairs]
 
     def round_state(self) -> dict[str, torch.Tensor]:
-        """Reference log-probs and self-play samples (flat token ids + lengths), for checkpoints."""
+        """Reference log-probs, self-play samples (flat token ids + lengths) and the soft update's reference
+        weights, for checkpoints."""
         state = {f"reference.{k}": v for k, v in self.reference.items()}
+        state.update({f"soft_reference.{k}": v.detach().cpu() for k, v in self.reference_weights.items()})
         for split, seqs in self.generated.items():
             state.update(_pack([r for _, r in seqs], f"generated.{split}"))
         return state
 
     def load_round_state(self, tensors: dict[str, torch.Tensor]) -> None:
         self.reference = {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
+        self.reference_weights = {k.removeprefix("soft_reference."): v.to(self.accelerator.device)
+                                  for k, v in tensors.items() if k.startswith("soft_reference.")}
         for split in self.demos:
             responses = _unpack(tensors, f"generated.{split}")
             if responses is not None:
