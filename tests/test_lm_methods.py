@@ -531,6 +531,23 @@ def test_the_form_settings_are_read_with_their_form_only():
                              tiny_causal_lm(tok), *data())
 
 
+def test_the_trl_pair_options_are_read_where_they_act():
+    """``ld_alpha`` and ``wpo_weighting`` act on the preference pairs of every method that has them (``ipo``
+    included) and are reported as ignored by the others; ``reference_mixup_alpha`` is read with
+    ``reference_sync_steps`` only, by the methods that renew a reference that way (not SPIN or Self-Play-AIHF,
+    whose iterate is the policy)."""
+    options = MethodConfig(ld_alpha=0.5, wpo_weighting=True)
+    for name in ("dpo", "ipo", "aihf-dpo", "self-play-aihf"):
+        assert RECIPES[name].ignored(options) == []
+    for name in ("sft", "spin", "rlhf", "aihf", "reward"):
+        assert {"ld_alpha=0.5", "wpo_weighting=True"} <= set(RECIPES[name].ignored(options))
+    soft = MethodConfig(reference_sync_steps=3, reference_mixup_alpha=0.5)
+    for name in ("dpo", "ipo", "aihf-dpo"):
+        assert RECIPES[name].ignored(soft) == []
+        assert RECIPES[name].ignored(MethodConfig(reference_mixup_alpha=0.5)) == ["reference_mixup_alpha=0.5"]
+    assert "reference_mixup_alpha=0.5" in RECIPES["self-play-aihf"].ignored(soft)
+
+
 @pytest.mark.parametrize("label_noise", ["conservative", "robust"])
 @pytest.mark.parametrize("name", ["dpo", "aihf-dpo"])
 def test_label_smoothing_reaches_the_preference_term(tmp_path, name, label_noise):

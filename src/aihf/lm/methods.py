@@ -242,7 +242,9 @@ RECIPES: dict[str, Recipe] = {
     "dpo": Recipe("DPO on preferences, or another pairwise loss by preference_form: IPO, SLiC, ... (docs/method.md 4-5)",
                   "implicit", "none", True,
                   settings=("beta", "w_pref", *PREFERENCE_TERM, *REFERENCE_SYNC)),
-    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo", settings=("beta", "w_pref", "ipo_average", "f_divergence", "f_alpha", *REFERENCE_SYNC)),
+    "ipo": Recipe("IPO on preferences (docs/method.md 4-5)", "implicit", "none", True, "ipo",
+                  settings=("beta", "w_pref", "ipo_average", "f_divergence", "f_alpha", "ld_alpha", "wpo_weighting",
+                            *REFERENCE_SYNC)),
     "spin": Recipe(
         "SPIN: self-play on demonstrations, reference = previous iterate (docs/method.md 5)", "implicit", "self-play", False,
         settings=("beta", "w_demo", "steps_per_round", *SAMPLING),
@@ -638,11 +640,10 @@ class ImplicitRewardMethod(_Records):
             renew_pairs = round_index == 0 or not keep_start
             if self.recipe.pref_term and split in self.pairs and renew_pairs:
                 pairs = self.pairs[split]
+                shared = self.shared_lengths(pairs) if self.config.ld_alpha is not None else None
                 with self._lent_reference(policy):
-                    self._reference_logps(policy, f"{split}.chosen", [p[0] for p in pairs], chunk,
-                                          self.shared_lengths(pairs))
-                    self._reference_logps(policy, f"{split}.rejected", [p[1] for p in pairs], chunk,
-                                          self.shared_lengths(pairs))
+                    self._reference_logps(policy, f"{split}.chosen", [p[0] for p in pairs], chunk, shared)
+                    self._reference_logps(policy, f"{split}.rejected", [p[1] for p in pairs], chunk, shared)
         policy.train(was_training)
 
     def _trainable(self, policy) -> dict[str, torch.nn.Parameter]:
@@ -724,8 +725,10 @@ class ImplicitRewardMethod(_Records):
             seqs += [self.generated[split][i] for i in demo_idx]
         seqs += [self.pairs[split][i][0] for i in pref_idx] + [self.pairs[split][i][1] for i in pref_idx]
         n_demo, n_pref = len(demo_idx), len(pref_idx)
-        paired = self.shared_lengths([self.pairs[split][i] for i in pref_idx])
-        total, count, wpo = self.logps(self.models["policy"], seqs, [math.inf] * (len(seqs) - 2 * n_pref) + paired * 2,
+        shared = None  # LD-DPO: the pairs' shared lengths, every other sequence whole
+        if cfg.ld_alpha is not None:
+            shared = [math.inf] * (len(seqs) - 2 * n_pref) + self.shared_lengths([self.pairs[split][i] for i in pref_idx]) * 2
+        total, count, wpo = self.logps(self.models["policy"], seqs, shared,
                                        wpo=cfg.wpo_weighting and recipe.pref_term and n_pref > 0)
         demo, generated, chosen, rejected = (
             part if part.numel() else None
