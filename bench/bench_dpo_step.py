@@ -342,10 +342,10 @@ class SequenceTokenCounter:
         self.tokens = 0
         logps = method.logps
 
-        def counted(model, sequences):
+        def counted(model, sequences, *args, **kwargs):
             if model.training:
                 self.tokens += sum(len(prompt) + len(response) for prompt, response in sequences)
-            return logps(model, sequences)
+            return logps(model, sequences, *args, **kwargs)
 
         method.logps = counted
 

@@ -59,3 +59,21 @@ def test_rows_measured_with_another_attention_kernel_are_compared_with_trl_under
     records = [_record(), _record(options=flex, tokens_per_s=20000.0),
                _record(impl="aihf:dpo", tokens_per_s=60000.0, options=["model.padding_free", *flex])]
     assert "| aihf:dpo | 60,000 | 3.00x |" in bench_gpu.render_table(records)
+
+
+@pytest.mark.e2e
+def test_the_dpo_step_benchmark_runs_its_aihf_contenders(tmp_path):
+    """bench/bench_dpo_step.py, which the GPU script runs first, still drives the training loop: each
+    aihf contender (padded, packed, chunked; AIHF-DPO) takes its steps on a tiny model on the CPU
+    and reports its tokens (the benchmark wraps ``method.logps``, so a change of its signature shows here)."""
+    import json
+    import subprocess
+
+    out = tmp_path / "step.json"
+    subprocess.run([sys.executable, str(Path(bench_gpu.__file__).with_name("bench_dpo_step.py")),
+                    "--contenders", "aihf-dpo-packed,aihf-aihf-dpo-chunked", "--pairs", "2", "--hidden", "32",
+                    "--layers", "1", "--steps", "1", "--warmup", "1", "--repeats", "1", "--json", str(out)],
+                   check=True, capture_output=True, text=True, timeout=600)
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["contender"] for row in rows] == ["aihf-dpo-packed", "aihf-aihf-dpo-chunked"]
+    assert all(row["tokens_per_step"] > 0 for row in rows)
