@@ -303,3 +303,24 @@ def test_self_play_aihfs_preference_term_compounds_over_rounds():
     assert float((kept - problem.true_theta).norm() / problem.true_theta.norm()) < 0.1
     with pytest.raises(ValueError, match="self_play_pref_reference must be"):
         ToyConfig(self_play_pref_reference="first")
+
+
+def test_the_preference_beta_axis_sets_ipos_target_margin():
+    """``preference_betas`` gives ``dpo`` a second tuning axis, the preference term's own beta (the policy
+    family keeps ``beta``): IPO regresses every pair's margin onto 1 / (2 beta_IPO), a least-squares fit
+    linear in that target, so halving beta_IPO about doubles the fitted theta (its direction the same);
+    the other methods keep their one axis; a beta <= 0 and self-play are refused."""
+    from aihf.experiments.bandit import candidates, fit_policy
+
+    config = ToyConfig(methods=["dpo"], preference_form="ipo", iterations=2000, tune=True, preference_betas=[0.1, 1.0])
+    labels = [c.label for c in candidates("dpo", config)]
+    assert len(labels) == 10 and "lr=0.05,beta=0.1" in labels
+    assert [c.pref_beta for c in candidates("sft", config)] == [None] * 5
+    problem = make_problem(config, ToySetting("many-pairs", 200, 2000), 0)
+    (wide, _), (narrow, _) = (fit_policy(problem, config, 0.0, 1.0, 0, 0.05, pref_beta=b) for b in (0.125, 0.25))
+    assert float(wide.norm() / narrow.norm()) == pytest.approx(2.0, rel=0.15)
+    assert float(wide @ narrow / (wide.norm() * narrow.norm())) > 0.95
+    with pytest.raises(ValueError, match="preference_betas must be > 0"):
+        ToyConfig(preference_betas=[0.0])
+    with pytest.raises(ValueError, match="pref_beta is for the single-stage"):
+        fit_policy(problem, config, 1.0, 0.0, 0, 0.05, self_play=True, pref_beta=0.1)

@@ -133,6 +133,9 @@ class ToyConfig:
     tune_seeds: list[int] = field(default_factory=lambda: [100, 101, 102])
     aihf_pref_weights: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0])  # w_P, w_D = 1
     baseline_lr_factors: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0, 2.0, 5.0])  # x reward_lr
+    # dpo with tune: the preference term's own beta as a second axis (IPO's target margin is 1 / (2 beta));
+    # empty: the family's beta
+    preference_betas: list[float] = field(default_factory=list)
     settings: list[ToySetting] = field(
         default_factory=lambda: [
             ToySetting("balanced", 200, 200),
@@ -155,6 +158,8 @@ class ToyConfig:
             raise ValueError(f"self_play_pref_reference must be iterate or start, got {self.self_play_pref_reference!r}")
         if any(METHODS[m].reward == "implicit" for m in self.methods):
             self.preference_term()  # and so is a form that the label smoothing does not fit
+        if any(b <= 0 for b in self.preference_betas):
+            raise ValueError(f"preference_betas must be > 0, got {self.preference_betas}")
         if self.tune and set(self.tune_seeds) & set(self.seeds):
             raise ValueError(f"tune_seeds {self.tune_seeds} and seeds {self.seeds} share a seed: a test problem "
                              "would choose its own configuration")
@@ -168,18 +173,22 @@ class Candidate:
     w_demo: float
     w_pref: float
     reward_lr: float
+    pref_beta: float | None = None  # the implicit preference term's beta; None: the family's
 
 
 def candidates(method: str, config: ToyConfig) -> list[Candidate]:
     """The configurations ``tune`` chooses among (one, the defaults, without it): AIHF's
-    w_P / w_D ratios at w_D = 1, or a single-term method's learning-rate factors."""
+    w_P / w_D ratios at w_D = 1, or a single-term method's learning-rate factors (for ``dpo``, times
+    ``preference_betas`` when given)."""
     w_demo, w_pref = METHODS[method].w_demo, METHODS[method].w_pref
     if not config.tune:
         return [Candidate("default", w_demo, w_pref, config.reward_lr)]
     if w_demo and w_pref:
         return [Candidate(f"w_P/w_D={w:g}", w_demo, w, config.reward_lr) for w in config.aihf_pref_weights]
-    return [Candidate(f"lr={f * config.reward_lr:g}", w_demo, w_pref, f * config.reward_lr)
-            for f in config.baseline_lr_factors]
+    rates = [f * config.reward_lr for f in config.baseline_lr_factors]
+    if method == "dpo" and config.preference_betas:
+        return [Candidate(f"lr={lr:g},beta={b:g}", w_demo, w_pref, lr, b) for lr in rates for b in config.preference_betas]
+    return [Candidate(f"lr={lr:g}", w_demo, w_pref, lr) for lr in rates]
 
 
 @dataclass
@@ -342,7 +351,7 @@ def _pick(log_probs: torch.Tensor | None, responses: torch.Tensor) -> torch.Tens
 
 def fit_policy(
     problem: ToyProblem, config: ToyConfig, w_demo: float, w_pref: float, seed: int, lr: float | None = None,
-    self_play: bool = False,
+    self_play: bool = False, pref_beta: float | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
     """AIHF-DPO (docs/method.md section 4; DPO at w_D = 0, SFT at w_P = 0) on the policy family
     pi_theta ∝ pi_ref exp(theta . phi / beta): Adam on ``objective.aihf_dpo_loss`` with
@@ -353,7 +362,12 @@ def fit_policy(
     ``self_play``: Self-Play-AIHF (SPIN at w_P = 0) through ``objective.self_play_aihf_loss``: every
     ``config.steps_per_round`` steps the current policy becomes the iterate pi_t, the reference of
     both terms (the preference term's stays pi_ref with ``config.self_play_pref_reference: start``),
-    and draws one response y' per demonstration, which its prompt's y_E is compared with."""
+    and draws one response y' per demonstration, which its prompt's y_E is compared with.
+
+    ``pref_beta``: the preference term's beta (IPO's target margin 1 / (2 pref_beta)) where it is not the
+    family's ``config.beta``; the policy family keeps ``config.beta``."""
+    if pref_beta is not None and self_play:
+        raise ValueError("pref_beta is for the single-stage AIHF-DPO family, not self-play")
     set_seed(seed)
     gen = torch.Generator().manual_seed(seed + 10_000)
     theta = torch.zeros(config.feature_dim, dtype=torch.float64, requires_grad=True)
@@ -386,7 +400,7 @@ def fit_policy(
         else:
             pairs += [reference if w_pref else None] * 2
             loss = aihf_dpo_loss(_pick(policy_demo, demonstrated), pairs[0], pairs[1], pairs[2], pairs[3],
-                                 config.beta, w_demo, w_pref, term)
+                                 config.beta if pref_beta is None else pref_beta, w_demo, w_pref, term)
         losses.append(check_finite(loss, "toy policy loss", step))
         optimizer.zero_grad()
         loss.backward()
@@ -402,7 +416,7 @@ def evaluate_run(config: ToyConfig, problem: ToyProblem, candidate: Candidate, s
         theta, losses = fit_reward(problem, config, candidate.w_demo, candidate.w_pref, seed, candidate.reward_lr)
     else:
         theta, losses = fit_policy(problem, config, candidate.w_demo, candidate.w_pref, seed, candidate.reward_lr,
-                                   kind.self_play)
+                                   kind.self_play, candidate.pref_beta)
     return {
         "seed": seed,
         "normalised_return": normalised_return(theta, problem, config.beta),
