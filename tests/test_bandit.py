@@ -237,7 +237,7 @@ def test_the_toy_runs_the_methods_it_is_given():
 
 
 def test_the_committed_single_stage_pages_are_what_their_results_give():
-    """docs/results/toy-{implicit-tuned,implicit-tuned-wide,self-play-tuned}/pairs.md and docs/results/toy-forms.md are
+    """docs/results/toy-{implicit-tuned,implicit-tuned-wide,self-play-tuned}/pairs.md and docs/results/toy-forms{,-beta}.md are
     scripts/toy_compare.py's pages of the committed runs (docs/results.md quotes them)."""
     import importlib.util
     from pathlib import Path
@@ -259,6 +259,9 @@ def test_the_committed_single_stage_pages_are_what_their_results_give():
     forms = script.forms_page(results / "toy-forms", "sigmoid")
     assert forms == (results / "toy-forms.md").read_text(encoding="utf-8")
     assert "| ipo | 0.367 ± 0.021 | lr=0.05 | -0.594 ± 0.038 |" in forms
+    own_beta = script.forms_page(results / "toy-forms-beta", "sigmoid")  # IPO and SPPO with their own beta
+    assert own_beta == (results / "toy-forms-beta.md").read_text(encoding="utf-8")
+    assert "| ipo | 0.969 ± 0.016 | lr=0.01,beta=0.06 | +0.007 ± 0.018 |" in own_beta
     with pytest.raises(ValueError, match="no .*kto"):
         script.forms_page(results / "toy-forms", "kto")
 
