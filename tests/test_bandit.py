@@ -262,6 +262,7 @@ def test_the_committed_single_stage_pages_are_what_their_results_give():
     own_beta = script.forms_page(results / "toy-forms-beta", "sigmoid")  # IPO and SPPO with their own beta
     assert own_beta == (results / "toy-forms-beta.md").read_text(encoding="utf-8")
     assert "| ipo | 0.969 ± 0.016 | lr=0.01,beta=0.06 | +0.007 ± 0.018 |" in own_beta
+    assert "| nca_pair | 0.948 ± 0.030 | lr=0.01,beta=0.06 | -0.014 ± 0.021 |" in own_beta
     with pytest.raises(ValueError, match="no .*kto"):
         script.forms_page(results / "toy-forms", "kto")
 
