@@ -43,3 +43,15 @@ def test_a_missing_point_and_a_conflicting_copy_are_errors(tmp_path):
     _unit(b, "balanced", "x@lr=1", 2.0, 5.0)
     with pytest.raises(ValueError, match="x@lr=1 in balanced is in two folders with different results"):
         grid_pairs.grid_units([a, b], "x")
+
+
+def test_the_committed_start_reference_page_is_what_its_units_give():
+    """docs/results/imdb-scratch-cpu-tune-start/pairs.md (H22 in docs/results.md) is the script's page of the
+    committed units: the start-reference grid beside the tuning grid's Self-Play-AIHF."""
+    results = ROOT / "docs" / "results"
+    start, tune = results / "imdb-scratch-cpu-tune-start", results / "imdb-scratch-cpu-tune"
+    folders = [start / "imdb-tune-start", start / "imdb-tune-start-lq", tune / "imdb-tune", tune / "imdb-tune-few",
+               tune / "imdb-tune-lq"]
+    page = grid_pairs.pairs_page(folders, "self-play-aihf-start", "self-play-aihf")
+    assert page + "\n" == (start / "pairs.md").read_text(encoding="utf-8")
+    assert "self-play-aihf-start's KL below self-play-aihf's at 8 of 9 points." in page
