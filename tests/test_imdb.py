@@ -494,6 +494,29 @@ def test_presets_load_with_overrides(tmp_path):
         presets.load_preset("balanced", [*two, "run_settings=[c]"])
 
 
+def test_a_folder_continues_when_its_preset_gains_a_setting(tmp_path):
+    """``claim_output_dir`` compares ``settings`` by name: a folder made when the preset listed two
+    settings continues with a third added (and with one left out); an entry that both name but that
+    differs is still refused, as is an entry's key missing from the saved config unless at its default."""
+    from aihf.experiments.imdb import pipeline, presets
+
+    a, b, c = ("{name: a, num_preferences: 10}", "{name: b, num_preferences: 20}", "{name: c, num_preferences: 5}")
+    out = tmp_path / "run"
+    pipeline.claim_output_dir(out, presets.load_preset("balanced", [f"settings=[{a}, {b}]"]))
+    pipeline.claim_output_dir(out, presets.load_preset("balanced", [f"settings=[{a}, {b}, {c}]", "run_settings=[a]"]))
+    pipeline.claim_output_dir(out, presets.load_preset("balanced", [f"settings=[{b}, {c}]"]))  # a left out, b as before
+    with pytest.raises(ConfigError, match=r"holds a run made with other settings \(settings.b.num_preferences: 20 -> 21"):
+        pipeline.claim_output_dir(out, presets.load_preset("balanced", ["settings=[{name: b, num_preferences: 21}]"]))
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["settings"][0]["demo_pool_factor"]  # a key added to a setting after the folder was made ...
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    pipeline.claim_output_dir(out, presets.load_preset("balanced", [f"settings=[{b}, {c}]"]))  # ... at its default
+    del saved["settings"][0]["num_preferences"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(ConfigError, match="settings.b.num_preferences: None -> 20"):
+        pipeline.claim_output_dir(out, presets.load_preset("balanced", [f"settings=[{b}, {c}]"]))
+
+
 def test_model_device_is_validated_and_resolved(monkeypatch):
     from aihf.config import ConfigError
     from aihf.experiments.imdb.presets import ModelSection, load_preset

@@ -289,14 +289,21 @@ def claim_output_dir(out: Path, config: ImdbConfig) -> None:
     ``model.device`` (where the rest is sampled) and the keys of the training and SFT loops that
     do not change a run's steps (output folder, resumption, progress bar) may change between
     runs into one directory, and so may a setting that the directory's config lacks (added to
-    the code since) when it is at its default.
+    the code since) when it is at its default. ``settings`` are compared by name: each setting's
+    data comes from its own entry, so entries may be added or left out (a preset that gained a
+    setting continues its folders), but one that both configs name must be the same.
     """
     saved = out / "config.yaml"
     if saved.is_file():
         old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        new, defaults = to_dict(config), to_dict(ImdbConfig())
+        named = [{s["name"]: s for s in c.get("settings") or []} for c in (old, new)]
+        both = [name for name in named[1] if name in named[0]]
+        old, new = ({**c, "settings": {name: entries[name] for name in both}} for c, entries in zip((old, new), named))
+        defaults["settings"] = {name: asdict(BuildConfig()) for name in both}  # an entry's keys added since
         loop_free = ("output_dir", "resume_from", "progress")
         may_change = (*RUN_SELECTION, "model.device", *(f"{loop}.{key}" for loop in ("loop", "sft.loop") for key in loop_free))
-        changed = run_folder.differences(old, to_dict(config), may_change, defaults=to_dict(ImdbConfig()))
+        changed = run_folder.differences(old, new, may_change, defaults=defaults)
         if changed:
             raise ConfigError(f"{out} holds a run made with other settings ({'; '.join(changed[:6])}): "
                               "choose another output directory")
