@@ -7,10 +7,12 @@ interval over seeds, a verdict by the interval, and each side's mean KL to pi_SF
         --pairs aihf-rounds:rlhf aihf-dpo:dpo self-play-aihf:spin --out page.md
 
 Each folder is an ``aihf experiment imdb`` output (or its export, ``scripts/imdb_export_units.py``)
-with a ``results.json``; its settings are read whole. Methods train from one pi_SFT with their own
-seeds, so the seeds of two methods are independent draws: unpaired, Welch
-(``aihf.eval.stats.difference_interval``). A unit missing for a requested seed is an error, so a
-table never mixes seed sets silently.
+with a ``results.json``; a setting's methods may come from several folders (one method of a setting
+from two is an error). Methods train from one pi_SFT with their own seeds, so the seeds of two
+methods are independent draws: unpaired, Welch (``aihf.eval.stats.difference_interval``). With
+``--paired`` the differences are taken seed by seed and summarised by a t-interval
+(``mean_interval``), for two variants of one method that share each seed's batches and samples. A
+unit missing for a requested seed is an error, so a table never mixes seed sets silently.
 """
 
 from __future__ import annotations
@@ -24,18 +26,18 @@ from aihf.eval.stats import difference_interval, mean_interval
 
 def seed_values(folders: list[Path], metric: str, seeds: list[int]) -> dict[tuple[str, str], dict[int, float]]:
     """{(setting, method): {seed: value of ``metric``}} over the folders' results.json, the requested
-    seeds only; a setting in two folders is an error."""
+    seeds only; a method of a setting in two folders is an error."""
     values: dict[tuple[str, str], dict[int, float]] = {}
-    seen: dict[str, Path] = {}
+    seen: dict[tuple[str, str], Path] = {}
     for folder in folders:
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
         for setting, methods in results["settings"].items():
-            if setting in seen:
-                raise ValueError(f"setting {setting!r} is in both {seen[setting]} and {folder}")
-            seen[setting] = folder
             for method, entry in methods.items():
                 if method == "pi_sft":
                     continue
+                if (setting, method) in seen:
+                    raise ValueError(f"{setting}/{method} is in both {seen[(setting, method)]} and {folder}")
+                seen[(setting, method)] = folder
                 values[(setting, method)] = {run["seed"]: run[metric] for run in entry["runs"] if run["seed"] in seeds}
     return values
 
@@ -57,7 +59,7 @@ def verdict(difference: dict[str, float], first: str, second: str) -> str:
 
 
 def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: list[int],
-                    metric: str = "gold_reward") -> str:
+                    metric: str = "gold_reward", paired: bool = False) -> str:
     """One markdown table: a row per setting and pair."""
     values = seed_values(folders, metric, seeds)
     kls = seed_values(folders, "kl", seeds)
@@ -67,15 +69,16 @@ def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: li
     for setting in settings:
         for first, second in pairs:
             a, b = _pick(values, setting, first, seeds), _pick(values, setting, second, seeds)
-            diff = difference_interval(a, b)
+            diff = mean_interval([x - y for x, y in zip(a, b)]) if paired else difference_interval(a, b)
             kl_a, kl_b = (mean_interval(_pick(kls, setting, m, seeds))["mean"] for m in (first, second))
             rows.append(f"| {setting} | {first} | {second} | {diff['mean']:+.2f} ± {diff['ci95']:.2f} | "
                         f"{verdict(diff, first, second)} | {sum(a) / len(a):.2f} ({kl_a:.1f}) | "
                         f"{sum(b) / len(b):.2f} ({kl_b:.1f}) |")
     seeds_text = ", ".join(str(s) for s in seeds)
-    return ("\n".join(rows) + f"\n\nTest prompts; seeds {seeds_text} of each method; A - B with its 95% Welch "
-            "interval (unpaired: each method's seeds are its own draws); a verdict only where the interval "
-            "excludes 0.\n")
+    how = ("paired by seed, its 95% t-interval" if paired
+           else "its 95% Welch interval (unpaired: each method's seeds are its own draws)")
+    return ("\n".join(rows) + f"\n\nTest prompts; seeds {seeds_text} of each method; A - B {how}; a verdict only "
+            "where the interval excludes 0.\n")
 
 
 def main() -> None:
@@ -84,12 +87,13 @@ def main() -> None:
     p.add_argument("--pairs", nargs="+", required=True, help="A:B method pairs")
     p.add_argument("--seeds", nargs="+", type=int, required=True, help="the seeds to compare (each must be there)")
     p.add_argument("--metric", default="gold_reward", help="a results row's field (default gold_reward)")
+    p.add_argument("--paired", action="store_true", help="differences seed by seed (two variants of one method)")
     p.add_argument("--out", type=Path, help="write the table here (default: print it)")
     args = p.parse_args()
     pairs = [tuple(pair.split(":", 1)) for pair in args.pairs]
     if any(len(pair) != 2 for pair in pairs):
         p.error("--pairs takes A:B")
-    page = comparison_page(args.folders, pairs, args.seeds, args.metric)
+    page = comparison_page(args.folders, pairs, args.seeds, args.metric, args.paired)
     if args.out:
         args.out.write_text(page, encoding="utf-8")
         print(f"wrote {args.out}")

@@ -34,15 +34,26 @@ def test_page_gives_welch_differences_and_verdicts(tmp_path):
     assert "seeds 0, 1, 2" in page
 
 
-def test_page_refuses_a_missing_seed_a_missing_method_and_a_setting_twice(tmp_path):
+def test_page_refuses_a_missing_seed_a_missing_method_and_a_method_twice(tmp_path):
     a = _folder(tmp_path / "a", "balanced", {"x": [1.0, 2.0], "y": [0.0, 1.0, 2.0]})
     with pytest.raises(ValueError, match=r"balanced/x: no unit for seed\(s\) \[2\]"):
         compare.comparison_page([a], [("x", "y")], seeds=[0, 1, 2])
     with pytest.raises(ValueError, match="no method 'w' in setting 'balanced'"):
         compare.comparison_page([a], [("w", "y")], seeds=[0, 1])
     b = _folder(tmp_path / "b", "balanced", {"x": [1.0, 2.0]})
-    with pytest.raises(ValueError, match="setting 'balanced' is in both"):
+    with pytest.raises(ValueError, match="balanced/x is in both"):
         compare.comparison_page([a, b], [("x", "y")], seeds=[0, 1])
+
+
+def test_paired_differences_take_each_seeds_difference(tmp_path):
+    """``paired``: a t-interval over the seeds' differences; a method of a setting may come from another folder."""
+    a = _folder(tmp_path / "a", "balanced", {"x": [1.0, 2.0, 3.0]})
+    b = _folder(tmp_path / "b", "balanced", {"x-start": [1.5, 2.4, 3.6]})
+    page = compare.comparison_page([a, b], [("x-start", "x")], seeds=[0, 1, 2], paired=True)
+    # differences 0.5, 0.4, 0.6: mean 0.5, s = 0.1, t(0.975, 2) = 4.303: 0.248
+    assert "| balanced | x-start | x | +0.50 ± 0.25 | x-start ahead |" in page and "paired by seed" in page
+    welch = compare.comparison_page([a, b], [("x-start", "x")], seeds=[0, 1, 2])
+    assert "| balanced | x-start | x | +0.50 ± 2." in welch and "neither" in welch
 
 
 def test_committed_test_runs_at_three_seeds():
