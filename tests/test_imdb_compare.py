@@ -63,3 +63,15 @@ def test_committed_test_runs_at_three_seeds():
                                    [("aihf-rounds", "rlhf"), ("aihf-dpo", "dpo")], seeds=[0, 1, 2])
     assert "| balanced | aihf-rounds | rlhf | -0.12 ± 2.14 | neither | 1.48 (21.7) | 1.60 (23.3) |" in page
     assert "| few-preferences | aihf-dpo | dpo | +0.76 ± 0.14 | aihf-dpo ahead | 0.93 (16.9) | 0.17 (10.0) |" in page
+
+
+def test_committed_start_reference_comparison():
+    """docs/results/imdb-scratch-cpu-tuned-start/compare.md (H23 in docs/results.md) is the script's paired page
+    of the committed test units."""
+    results = ROOT / "docs" / "results"
+    tuned = results / "imdb-scratch-cpu-tuned"
+    folders = [results / "imdb-scratch-cpu-tuned-start", tuned / "balanced", tuned / "few-preferences",
+               tuned / "low-quality-demos"]
+    page = compare.comparison_page(folders, [("self-play-aihf-start", "self-play-aihf")], seeds=[0, 1, 2], paired=True)
+    assert page == (results / "imdb-scratch-cpu-tuned-start" / "compare.md").read_text(encoding="utf-8")
+    assert "| few-preferences | self-play-aihf-start | self-play-aihf | +0.05 ± 0.05 | neither |" in page
