@@ -75,3 +75,13 @@ def test_committed_start_reference_comparison():
     page = compare.comparison_page(folders, [("self-play-aihf-start", "self-play-aihf")], seeds=[0, 1, 2], paired=True)
     assert page == (results / "imdb-scratch-cpu-tuned-start" / "compare.md").read_text(encoding="utf-8")
     assert "| few-preferences | self-play-aihf-start | self-play-aihf | +0.05 ± 0.05 | neither |" in page
+
+
+def test_committed_six_seed_page():
+    """docs/results/imdb-scratch-cpu-tuned-six/primary.md (the six-seed look in docs/results.md) is the script's page."""
+    six = ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned-six"
+    folders = [six / "balanced", six / "low-quality-demos", six / "few-preferences"]
+    pairs = [("aihf-rounds", "rlhf"), ("aihf-dpo", "dpo"), ("self-play-aihf", "spin")]
+    page = compare.comparison_page(folders, pairs, seeds=[0, 1, 2, 3, 4, 5])
+    assert page == (six / "primary.md").read_text(encoding="utf-8")
+    assert "| low-quality-demos | self-play-aihf | spin | +0.44 ± 0.19 | self-play-aihf ahead |" in page
