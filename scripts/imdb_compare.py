@@ -18,27 +18,24 @@ unit missing for a requested seed is an error, so a table never mixes seed sets 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from aihf.eval.stats import difference_interval, mean_interval
+from aihf.eval.stats import difference_interval, mean_interval, paired_difference, read_results, seed_scores
 
 
 def seed_values(folders: list[Path], metric: str, seeds: list[int]) -> dict[tuple[str, str], dict[int, float]]:
-    """{(setting, method): {seed: value of ``metric``}} over the folders' results.json, the requested
-    seeds only; a method of a setting in two folders is an error."""
+    """{(setting, method): {seed: value of ``metric``}} over the folders' results.json (``stats.seed_scores``),
+    the requested seeds only (pi_SFT's rows left out); a method of a setting in two folders is an error."""
     values: dict[tuple[str, str], dict[int, float]] = {}
     seen: dict[tuple[str, str], Path] = {}
     for folder in folders:
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        for setting, methods in results["settings"].items():
-            for method, entry in methods.items():
-                if method == "pi_sft":
-                    continue
-                if (setting, method) in seen:
-                    raise ValueError(f"{setting}/{method} is in both {seen[(setting, method)]} and {folder}")
-                seen[(setting, method)] = folder
-                values[(setting, method)] = {run["seed"]: run[metric] for run in entry["runs"] if run["seed"] in seeds}
+        for key, runs in seed_scores(read_results(folder), metric).items():
+            if key[1] == "pi_sft":  # every folder's shared start, not a method
+                continue
+            if key in seen:
+                raise ValueError(f"{key[0]}/{key[1]} is in both {seen[key]} and {folder}")
+            seen[key] = folder
+            values[key] = {seed: value for seed, value in runs.items() if seed in seeds}
     return values
 
 
@@ -69,7 +66,7 @@ def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: li
     for setting in settings:
         for first, second in pairs:
             a, b = _pick(values, setting, first, seeds), _pick(values, setting, second, seeds)
-            diff = mean_interval([x - y for x, y in zip(a, b)]) if paired else difference_interval(a, b)
+            diff = paired_difference(dict(enumerate(b)), dict(enumerate(a))) if paired else difference_interval(a, b)
             kl_a, kl_b = (mean_interval(_pick(kls, setting, m, seeds))["mean"] for m in (first, second))
             rows.append(f"| {setting} | {first} | {second} | {diff['mean']:+.2f} ± {diff['ci95']:.2f} | "
                         f"{verdict(diff, first, second)} | {sum(a) / len(a):.2f} ({kl_a:.1f}) | "

@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aihf.eval.stats import mean_interval
-from aihf.experiments.bandit import paired_difference, read_results, seed_scores
+from aihf.eval.stats import mean_interval, paired_difference, read_results, seed_scores
 
 METRICS = {"regularised_value": "Regularised value, E[r*] - beta KL(pi || pi_ref)",
            "normalised_return": "Normalised return"}

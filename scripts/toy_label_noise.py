@@ -18,8 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aihf.eval.stats import mean_interval
-from aihf.experiments.bandit import paired_difference, read_results, seed_scores
+from aihf.eval.stats import mean_interval, paired_difference, read_results, seed_scores
 
 HANDLINGS = ("plain", "conservative", "robust")  # the default columns
 METHODS = ("rlhf-reward", "aihf", "ml-irl")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +22,24 @@ def mean_interval(values: list[float]) -> dict[str, float]:
         return {"mean": float(array.mean()), "ci95": float("nan"), "n": len(array)}
     half = stats.t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / math.sqrt(len(array))
     return {"mean": float(array.mean()), "ci95": float(half), "n": len(array)}
+
+
+def read_results(folder: str | Path) -> dict:
+    """An experiment's ``results.json`` in ``folder`` (the toy's, IMDb's: ``settings`` -> method -> ``runs``)."""
+    return json.loads((Path(folder) / "results.json").read_text(encoding="utf-8"))
+
+
+def seed_scores(results: dict, metric: str) -> dict[tuple[str, str], dict[int, float]]:
+    """(setting, method) -> seed -> ``metric`` of an experiment's results (every entry with ``runs``)."""
+    return {(setting, method): {run["seed"]: run[metric] for run in entry["runs"]}
+            for setting, methods in results["settings"].items() for method, entry in methods.items()}
+
+
+def paired_difference(base: dict[int, float], other: dict[int, float]) -> dict[str, float]:
+    """Mean and 95% t-interval over seeds of other - base, seed by seed (runs that share each seed's draws)."""
+    if set(base) != set(other):
+        raise ValueError(f"the two ran other seeds: {sorted(base)} and {sorted(other)}")
+    return mean_interval([other[seed] - base[seed] for seed in sorted(base)])
 
 
 def difference_interval(first: list[float], second: list[float]) -> dict[str, float]:

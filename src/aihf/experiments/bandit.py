@@ -466,24 +466,6 @@ def run(config: ToyConfig, output_dir: str | Path | None = None, progress: bool 
     return results
 
 
-def read_results(folder: Path) -> dict:
-    """The results a ``run`` wrote into ``folder`` (``write_outputs``' results.json)."""
-    return json.loads((Path(folder) / "results.json").read_text(encoding="utf-8"))
-
-
-def seed_scores(results: dict, metric: str) -> dict[tuple[str, str], dict[int, float]]:
-    """(setting, method) -> seed -> ``metric`` of a ``run``'s results."""
-    return {(setting, method): {run["seed"]: run[metric] for run in entry["runs"]}
-            for setting, methods in results["settings"].items() for method, entry in methods.items()}
-
-
-def paired_difference(base: dict[int, float], other: dict[int, float]) -> dict[str, float]:
-    """Mean and 95% t-interval over seeds of other - base, seed by seed (the same problem)."""
-    if set(base) != set(other):
-        raise ValueError(f"the two ran other seeds: {sorted(base)} and {sorted(other)}")
-    return mean_interval([other[seed] - base[seed] for seed in sorted(base)])
-
-
 def results_table(results: dict) -> str:
     """A markdown table: one row per setting and method."""
     tuned = any("chosen" in e for methods in results["settings"].values() for e in methods.values())
