@@ -452,16 +452,17 @@ def test_ld_weights_count_scored_tokens_after_an_empty_prompt(tmp_path):
         Trainer(method, loop(tmp_path / str(padding_free)))
         for chosen, rejected in pairs:
             chosen, rejected = (list(chosen[0]), list(chosen[1])), (list(rejected[0]), list(rejected[1]))
-            shared = method.shared_lengths([(chosen, rejected)])
-            assert shared == [min(len(chosen[1]), len(rejected[1])) - (not chosen[0])]
             with torch.no_grad():
-                total = method.logps(policy, [chosen, rejected], shared * 2).total
-                for value, (prompt, response) in zip(total, (chosen, rejected)):
+                scored = []  # each response's scored next-token log-probs, by hand: from the one predicting its first
+                for prompt, response in (chosen, rejected):  # token (none after an empty prompt) to its last
                     ids = torch.tensor([prompt + response])
-                    token_lp = objective.token_logprobs(policy(input_ids=ids).logits, ids)[0, max(len(prompt), 1) - 1:]
-                    head = int(shared[0])
+                    scored.append(objective.token_logprobs(policy(input_ids=ids).logits, ids)[0, max(len(prompt), 1) - 1:])
+                head = min(len(t) for t in scored)  # l_p from the counts themselves, not from shared_lengths
+                total = method.logps(policy, [chosen, rejected], method.shared_lengths([(chosen, rejected)]) * 2).total
+                for value, token_lp in zip(total, scored):
                     by_hand = token_lp[:head].sum() + alpha * token_lp[head:].sum()
                     assert float(value) == pytest.approx(float(by_hand), rel=1e-5, abs=1e-5)
+            assert head == min(len(chosen[1]), len(rejected[1])) - (not chosen[0])  # the empty prompt's pair lost one
 
 
 @pytest.mark.parametrize("beta", [0.1, 1.0])
