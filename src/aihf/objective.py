@@ -250,13 +250,17 @@ def selected_token_logprobs(
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     from torch.utils.checkpoint import checkpoint
 
-    rows = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, positions)
-    targets = input_ids[:, 1:].reshape(-1).index_select(0, positions)
+    rows, targets = _selected_rows(hidden, positions), input_ids[:, 1:].reshape(-1).index_select(0, positions)
     parts = [
         checkpoint(_chunk_token_logprobs, rows[i:i + chunk], targets[i:i + chunk], weight, bias, use_reentrant=False)
         for i in range(0, rows.shape[0], chunk)
     ]
     return _scatter_positions(parts, positions, input_ids, hidden.dtype)
+
+
+def _selected_rows(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The last hidden states (B, T, H) that predict the selected flat ``positions`` of the (B, T - 1) grid."""
+    return hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, positions)
 
 
 def _scatter_positions(parts: list[torch.Tensor], positions: torch.Tensor, input_ids: torch.Tensor,
@@ -282,7 +286,7 @@ def selected_token_log_sum_sq_probs(hidden: torch.Tensor, weight: torch.Tensor, 
     """:func:`token_log_sum_sq_probs` of the next-token distributions at the selected ``positions`` (as in
     :func:`selected_token_logprobs`), 0 elsewhere, (B, T - 1), from the last hidden states, ``chunk``
     positions' logits at a time; no gradient (WPO's weights are constants of the step)."""
-    rows = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, positions)
+    rows = _selected_rows(hidden, positions)
     parts = [token_log_sum_sq_probs(F.linear(rows[i:i + chunk], weight, bias)) for i in range(0, rows.shape[0], chunk)]
     return _scatter_positions(parts, positions, input_ids, hidden.dtype)
 

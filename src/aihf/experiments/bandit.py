@@ -178,15 +178,15 @@ class Candidate:
 
 def candidates(method: str, config: ToyConfig) -> list[Candidate]:
     """The configurations ``tune`` chooses among (one, the defaults, without it): AIHF's
-    w_P / w_D ratios at w_D = 1, or a single-term method's learning-rate factors (for ``dpo``, times
-    ``preference_betas`` when given)."""
+    w_P / w_D ratios at w_D = 1, or a single-term method's learning-rate factors (for the implicit
+    preference-only method, ``dpo``, times ``preference_betas`` when given)."""
     w_demo, w_pref = METHODS[method].w_demo, METHODS[method].w_pref
     if not config.tune:
         return [Candidate("default", w_demo, w_pref, config.reward_lr)]
     if w_demo and w_pref:
         return [Candidate(f"w_P/w_D={w:g}", w_demo, w, config.reward_lr) for w in config.aihf_pref_weights]
     rates = [f * config.reward_lr for f in config.baseline_lr_factors]
-    if method == "dpo" and config.preference_betas:
+    if w_pref and not METHODS[method].self_play and METHODS[method].reward == "implicit" and config.preference_betas:
         return [Candidate(f"lr={lr:g},beta={b:g}", w_demo, w_pref, lr, b) for lr in rates for b in config.preference_betas]
     return [Candidate(f"lr={lr:g}", w_demo, w_pref, lr) for lr in rates]
 

@@ -630,18 +630,17 @@ class ImplicitRewardMethod(_Records):
         if self.soft_reference:
             self._renew_reference_weights(policy, round_index)
         chunk = 8
-        for split in ("train", "eval"):
-            if self.recipe.demo_term == "self-play" and split in self.demos:
-                demos = self.demos[split]
-                self.generated[split] = self.sample_all(policy, [prompt for prompt, _ in demos], seed, chunk)
-                self._reference_logps(policy, f"{split}.demo", demos, chunk)
-                self._reference_logps(policy, f"{split}.generated", self.generated[split], chunk)
-            keep_start = self.recipe.demo_term == "self-play" and self.config.self_play_pref_reference == "start"
-            renew_pairs = round_index == 0 or not keep_start
-            if self.recipe.pref_term and split in self.pairs and renew_pairs:
-                pairs = self.pairs[split]
-                shared = self.shared_lengths(pairs) if self.config.ld_alpha is not None else None
-                with self._lent_reference(policy):
+        keep_start = self.recipe.demo_term == "self-play" and self.config.self_play_pref_reference == "start"
+        with self._lent_reference(policy):  # the soft update's weights (never self-play) for the whole round start
+            for split in ("train", "eval"):
+                if self.recipe.demo_term == "self-play" and split in self.demos:
+                    demos = self.demos[split]
+                    self.generated[split] = self.sample_all(policy, [prompt for prompt, _ in demos], seed, chunk)
+                    self._reference_logps(policy, f"{split}.demo", demos, chunk)
+                    self._reference_logps(policy, f"{split}.generated", self.generated[split], chunk)
+                if self.recipe.pref_term and split in self.pairs and (round_index == 0 or not keep_start):
+                    pairs = self.pairs[split]
+                    shared = self.shared_lengths(pairs) if self.config.ld_alpha is not None else None
                     self._reference_logps(policy, f"{split}.chosen", [p[0] for p in pairs], chunk, shared)
                     self._reference_logps(policy, f"{split}.rejected", [p[1] for p in pairs], chunk, shared)
         policy.train(was_training)
