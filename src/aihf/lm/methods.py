@@ -352,7 +352,6 @@ class _Records:
         self._static_loop: StaticLoopSampler | None = None  # sampler=static-loop: kept, with its compiled steps
         # the schedule, as the trainer reads it (``plan`` may set them from the batch size)
         self.steps_per_round: int | None = None  # None: one round for the whole run
-        self.soft_reference = False  # TR-DPO's soft update (ImplicitRewardMethod)
         self.total_steps: int | None = None  # None: loop.max_steps
         self.evaluate_each_round = False
 
@@ -365,9 +364,6 @@ class _Records:
         if self.logprob_chunk and (accelerator.distributed_type == DistributedType.FSDP or _zero3(accelerator)):
             raise ConfigError("model.logprob_chunk reads the output layer's weight outside the model's forward pass, "
                               "which FSDP and ZeRO-3 shard: set model.logprob_chunk=null, or use DDP")
-        if self.soft_reference and (accelerator.distributed_type == DistributedType.FSDP or _zero3(accelerator)):
-            raise ConfigError(f"{self.name}: method.reference_mixup_alpha < 1 mixes the reference's weights into the "
-                              "policy's, which FSDP and ZeRO-3 shard: use DDP, or the hard update (alpha 1)")
         if self.config.sampler == "vllm" and "sampler" in self.recipe.settings:
             if importlib.util.find_spec("vllm") is None:
                 raise ConfigError(f"{self.name}: method.sampler=vllm needs vLLM: pip install 'aihf[vllm]' "
@@ -615,6 +611,12 @@ class ImplicitRewardMethod(_Records):
         self.generated: dict[str, list[Sequence]] = {}  # split -> (prompt, y') per demonstration
         self.soft_reference = not self_play and self.steps_per_round is not None and config.reference_mixup_alpha < 1
         self.reference_weights: dict[str, torch.Tensor] = {}  # soft update: the reference's trainable weights
+
+    def bind(self, accelerator: Accelerator) -> None:
+        super().bind(accelerator)
+        if self.soft_reference and (accelerator.distributed_type == DistributedType.FSDP or _zero3(accelerator)):
+            raise ConfigError(f"{self.name}: method.reference_mixup_alpha < 1 mixes the reference's weights into the "
+                              "policy's, which FSDP and ZeRO-3 shard: use DDP, or the hard update (alpha 1)")
 
     # ----------------------------------------------------------------------------- rounds
 
