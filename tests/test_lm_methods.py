@@ -81,6 +81,7 @@ def test_every_method_has_a_recipe_and_a_test():
         ("dpo", 15, 4.0, {"preference_form": "exo_pair", "label_smoothing": 1e-3}),
         ("dpo", 15, 4.0, {"preference_form": "discopop", "discopop_tau": 0.3}),  # tau 0.05: test_discopop_...
         ("dpo", 15, 4.0, {"preference_form": "sigmoid_norm"}),
+        *(("dpo", 15, 4.0, {"preference_form": form}) for form in ("aot", "aot_unpaired")),
         *(("dpo", 15, 4.0, {"f_divergence": f}) for f in ("forward_kl", "js_divergence", "alpha_divergence")),
         ("dpo", 15, 4.0, {"f_divergence": "alpha_divergence", "f_alpha": 0.5}),
         ("dpo", 15, 4.0, {"reference_sync_steps": 5}),  # TR-DPO's hard reference update every 5 steps
@@ -339,17 +340,18 @@ IPO_PAIRS = [
 
 
 def _at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ipo", ld_alpha: float | None = None,
-                       padding_free: bool = False, wpo: bool = False, logprob_chunk: int | None = None):
+                       padding_free: bool = False, wpo: bool = False, logprob_chunk: int | None = None,
+                       pairs: list[Preference] = IPO_PAIRS):
     """(our ``dpo`` loss in ``form`` and its policy gradient, trl's loss of that name and its
     gradient, the summed-form IPO loss by hand) at a policy moved away from its reference, on
-    ``IPO_PAIRS``; with ``ld_alpha``, LD-DPO's, ours and trl's; with ``wpo``, WPO's."""
+    ``pairs``; with ``ld_alpha``, LD-DPO's, ours and trl's; with ``wpo``, WPO's."""
     from test_objective import trl_dpo_loss
 
     tok = tiny_tokenizer()
     policy, reference, twin = tiny_causal_lm(tok), tiny_causal_lm(tok), tiny_causal_lm(tok)
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
     config = MethodConfig(beta=beta, ipo_average=ipo_average, preference_form=form, ld_alpha=ld_alpha, wpo_weighting=wpo)
-    method = ImplicitRewardMethod("dpo", config, tok, encoder, policy, {}, {"train": IPO_PAIRS}, padding_free=padding_free,
+    method = ImplicitRewardMethod("dpo", config, tok, encoder, policy, {}, {"train": pairs}, padding_free=padding_free,
                                   logprob_chunk=logprob_chunk)
     Trainer(method, loop(tmp_path))  # binds the method to an accelerator
     method.start_round(0, seed=0)  # log pi_ref of every record, with the policy as it starts
@@ -360,10 +362,10 @@ def _at_a_moved_policy(tmp_path, ipo_average: bool, beta: float, form: str = "ip
     twin.load_state_dict(policy.state_dict())
     policy.train(), twin.train()
 
-    ours, _ = method.loss({"pref": list(range(len(IPO_PAIRS)))}, "train", seed=0)
+    ours, _ = method.loss({"pref": list(range(len(pairs)))}, "train", seed=0)
     ours.backward()
-    pairs = [encoder.preference(p) for p in IPO_PAIRS]
-    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], tok.pad_token_id)
+    encoded = [encoder.preference(p) for p in pairs]
+    batch = collate([c for c, _ in encoded] + [r for _, r in encoded], tok.pad_token_id)
     lengths = batch.loss_mask[:, 1:].sum(-1)
     assert len(set(lengths.tolist())) > 2, "the responses should differ in length"
     theirs = trl_dpo_loss(
@@ -434,6 +436,39 @@ def test_wpo_weighting_reproduces_trls_loss_and_gradient(tmp_path, form, padding
     _assert_same_loss_and_gradient(ours, grads, theirs, trl_grads)
     plain, *_ = _at_a_moved_policy(tmp_path / "plain", ipo_average, 0.5, form)
     assert plain != pytest.approx(ours, rel=1e-3)
+
+
+# pairs of equal-length responses: the reference's margins are not ordered by the length difference alone
+AOT_PAIRS = [
+    Preference("review: the movie was", " great", " bad"),
+    Preference("review: the film was", " great fun", " dull plot"),
+    Preference("review: the cast was", " great and moving", " slow and long"),
+    Preference("review: the story was", " great fun from start", " slow and the plot was"),
+]
+
+
+@pytest.mark.parametrize(("form", "padding_free"), [("aot", False), ("aot", True), ("aot_unpaired", False)])
+def test_aot_forms_reproduce_trls_loss_and_gradient(tmp_path, form, padding_free):
+    """``preference_form: aot`` / ``aot_unpaired`` are trl's DPOTrainer losses of those names, which sort the
+    micro-batch's margins (or log-ratios): same loss and gradient on every policy weight as trl on real tiny
+    models, four pairs in one micro-batch (each pair's responses of one length, the pairs' lengths
+    different), padded and packed; and not DPO's loss there (the sorts pair the rows otherwise)."""
+    pytest.importorskip("trl")
+    ours, grads, theirs, trl_grads, _ = _at_a_moved_policy(tmp_path / form, False, 0.5, form, padding_free=padding_free,
+                                                           pairs=AOT_PAIRS)
+    _assert_same_loss_and_gradient(ours, grads, theirs, trl_grads)
+    dpo, *_ = _at_a_moved_policy(tmp_path / "dpo", False, 0.5, "sigmoid", pairs=AOT_PAIRS)
+    assert dpo != pytest.approx(ours, rel=1e-3)
+
+
+def test_wpo_weighting_is_refused_with_the_aot_forms():
+    """WPO weights each pair's loss; the AOT forms' i-th loss belongs to no pair (they sort the micro-batch), so
+    the two together are refused when the method is made, naming both (trl refuses them too)."""
+    from aihf.config import ConfigError
+
+    for form in ("aot", "aot_unpaired"):
+        with pytest.raises(ConfigError, match=f"wpo_weighting.*{form}"):
+            make_method("dpo", config=MethodConfig(preference_form=form, wpo_weighting=True))
 
 
 def test_ld_weights_count_scored_tokens_after_an_empty_prompt(tmp_path):

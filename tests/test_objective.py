@@ -67,6 +67,7 @@ def _gc_cases():
     pc, pr, rc, rr = (_rand(NP_, seed=s, scale=3.0) for s in (5, 6, 7, 8))
     pd, pg, id_, ig = (_rand(ND, seed=s, scale=3.0) for s in (9, 10, 11, 12))
     m, m2 = _rand(NP_, seed=13, scale=2.0), _rand(NP_, seed=14, scale=2.0)
+    m3 = _rand(NP_, seed=15, scale=2.0).detach()  # the reference's margin (aot): a constant
     cases = [
         ("bradley_terry", lambda a, b: obj.bradley_terry_loss(a, b), (c, r)),
         ("demo_linear", lambda a, b: obj.demonstration_reward_loss(a, b, "linear"), (d, p)),
@@ -102,7 +103,8 @@ def _gc_cases():
     for form in SMOOTH_FORMS:  # hinge has a kink at beta h = 1
         epsilon = 0.1 if form == "exo_pair" else 0.0  # exo_pair's target (1 - epsilon, epsilon)
         cases.append(
-            (f"preference_{form}", lambda x, y, form=form, eps=epsilon: obj.preference_loss(x, y, 0.3, obj.PreferenceTerm(form, eps)), (m, m2))
+            (f"preference_{form}", lambda x, y, form=form, eps=epsilon: obj.preference_loss(
+                x, y, 0.3, obj.PreferenceTerm(form, eps), reference_margin=m3), (m, m2))
         )
     for form in ("sigmoid", "ipo", "nca_pair"):
         cases.append(
@@ -844,7 +846,7 @@ def test_label_smoothing_is_refused_outside_its_range_and_for_ipo():
     a, b = torch.ones(3, dtype=DT), torch.zeros(3, dtype=DT)
     with pytest.raises(ValueError, match="label_smoothing must be in"):
         obj.PreferenceTerm("sigmoid", 0.5)
-    for form in set(obj.PREFERENCE_FORMS) - {"sigmoid", "exo_pair"}:
+    for form in set(obj.PREFERENCE_FORMS) - {*obj.LIKELIHOOD_FORMS, "exo_pair"}:
         with pytest.raises(ValueError, match="sigmoid form"):
             obj.PreferenceTerm(form, 0.1)
     with pytest.raises(ValueError, match="unknown label_noise"):
@@ -996,9 +998,11 @@ def test_pairwise_forms_match_trl(form, beta):
 
 def test_pairwise_forms_by_their_formulas():
     """Each form against its paper's formula written in numpy on a grid of log-ratios (a, b):
-    the first six depend on the margin a - b only, the last five also on a itself."""
+    the first six depend on the margin a - b only, the next five also on a itself, the AOT forms on the
+    batch's sorted margins (aot: the policy's m + a - b against the reference's m) or sorted log-ratios."""
     a = np.linspace(-3.0, 3.0, 7)
     a, b = (x.ravel() for x in np.meshgrid(a, a[::-1] * 0.7))
+    m = np.cos(np.arange(len(a)) * 1.7) * 2.0  # the reference's margin, log pi_ref(y_w|x) - log pi_ref(y_l|x)
     beta, eps, tau = 0.8, 0.1, 0.2
     z = beta * (a - b)
     sig, lsig = _np_sigmoid, _np_logsigmoid
@@ -1014,17 +1018,62 @@ def test_pairwise_forms_by_their_formulas():
         "sppo_hard": (a - 1 / (2 * beta)) ** 2 + (b + 1 / (2 * beta)) ** 2,
         "apo_zero": 1 - sig(beta * a) + sig(beta * b),
         "apo_down": sig(beta * a) + 1 - sig(z),
+        "aot": -lsig(beta * (np.sort(m + a - b) - np.sort(m))),
+        "aot_unpaired": -lsig(beta * (np.sort(a) - np.sort(b))),
     }
     assert set(by_hand) == set(obj.PREFERENCE_FORMS)
-    ta, tb = torch.tensor(a, dtype=DT), torch.tensor(b, dtype=DT)
-    shift = 1.5  # the same change of both log-ratios leaves the margin as it is
+    ta, tb, tm = (torch.tensor(x, dtype=DT) for x in (a, b, m))
+    shift = torch.linspace(0.5, 2.5, len(a), dtype=DT)  # one change of both log-ratios of a pair keeps its margin
     for form, expected in by_hand.items():
         term = obj.PreferenceTerm(form, eps if form == "exo_pair" else 0.0, discopop_tau=tau)
-        assert obj.preference_loss(ta, tb, beta, term).item() == pytest.approx(
+        assert obj.preference_loss(ta, tb, beta, term, reference_margin=tm).item() == pytest.approx(
             expected.mean(), rel=1e-12), form
-        shifted = obj.preference_loss(ta + shift, tb + shift, beta, term).item()
-        margin_only = form in ("sigmoid", "sigmoid_norm", "ipo", "hinge", "exo_pair", "discopop")
+        shifted = obj.preference_loss(ta + shift, tb + shift, beta, term, reference_margin=tm).item()
+        margin_only = form in ("sigmoid", "sigmoid_norm", "ipo", "hinge", "exo_pair", "discopop", "aot")
         assert (shifted == pytest.approx(expected.mean(), rel=1e-12)) == margin_only, form
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.3, 1.0])
+@pytest.mark.parametrize("epsilon", [0.0, 0.2])
+@pytest.mark.parametrize("form", obj.BATCH_FORMS)
+def test_aot_forms_match_trl(form, beta, epsilon):
+    """trl 1.16's ``aot`` and ``aot_unpaired`` (its real ``DPOTrainer._compute_loss`` on the same logits, five
+    pairs, ``label_smoothing`` in its conservative form) equal ``preference_form=<the same name>`` in DPO,
+    AIHF-DPO and Self-Play-AIHF with w_D = 0. The loss is the batch's: the pairs' order does not move it, and it
+    is not the mean of each pair's own loss (on one pair both forms are DPO's)."""
+    pytest.importorskip("trl")
+    term = obj.PreferenceTerm(form, epsilon)
+    pol, ref, ids, cm = _pair_batch(B=5, seed=170)  # margins where softplus bends (at |beta h| >> 1 sorting
+    # pairs moves the mean little: -log sigma is nearly linear there)
+    expected = float(_trl_loss(form, beta, pol, ref, ids, cm, epsilon))
+    (pc, pr), (rc, rr) = obj.sequence_logprobs(pol, ids, cm).chunk(2), obj.sequence_logprobs(ref, ids, cm).chunk(2)
+    sorted_apart = {"aot": (rc - rr + (pc - rc) - (pr - rr), rc - rr), "aot_unpaired": (pc - rc, pr - rr)}[form]
+    assert not torch.equal(*(torch.argsort(x) for x in sorted_apart)), "the sorts should pair the rows otherwise"
+    ours = obj.preference_loss(pc - rc, pr - rr, beta, term, reference_margin=rc - rr).item()
+    assert ours == pytest.approx(expected, rel=1e-10)
+    assert obj.aihf_dpo_loss(None, pc, pr, rc, rr, beta, 0.0, 1.0, term).item() == pytest.approx(expected, rel=1e-10)
+    assert obj.self_play_aihf_loss(None, None, None, None, pc, pr, rc, rr, beta, 0.0, 1.0, term).item() == (
+        pytest.approx(expected, rel=1e-10))
+    order = torch.tensor([3, 0, 4, 1, 2])
+    reordered = obj.aihf_dpo_loss(None, pc[order], pr[order], rc[order], rr[order], beta, 0.0, 1.0, term).item()
+    assert reordered == pytest.approx(ours, rel=1e-12)
+    each = [obj.aihf_dpo_loss(None, pc[i:i + 1], pr[i:i + 1], rc[i:i + 1], rr[i:i + 1], beta, 0.0, 1.0, term).item()
+            for i in range(5)]
+    dpo = obj.preference_loss(pc - rc, pr - rr, beta, obj.PreferenceTerm("sigmoid", epsilon)).item()
+    assert np.mean(each) == pytest.approx(dpo, rel=1e-12) and ours != pytest.approx(dpo, rel=1e-2)
+
+
+def test_aot_forms_refuse_what_they_cannot_read():
+    """aot needs the reference's margin; neither AOT form takes WPO's pair weights (its i-th loss is no
+    pair's), nor an f-divergence (trl refuses both too)."""
+    x = torch.zeros(3, dtype=DT)
+    with pytest.raises(ValueError, match="aot form needs reference_margin"):
+        obj.preference_loss(x, x, 0.1, "aot")
+    for form in obj.BATCH_FORMS:
+        with pytest.raises(ValueError, match="no pair weights"):
+            obj.preference_loss(x, x, 0.1, form, pair_weights=torch.ones(3, dtype=DT), reference_margin=x)
+        with pytest.raises(ValueError, match="margin forms"):
+            obj.PreferenceTerm(form, f_divergence="forward_kl")
 
 
 def test_sppo_hard_is_least_at_its_two_targets():

@@ -38,7 +38,7 @@ from aihf.config import Settings, setting
 DemoForm = Literal["linear", "logistic"]
 PreferenceForm = Literal[
     "sigmoid", "sigmoid_norm", "ipo", "hinge", "exo_pair", "discopop", "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
-    "apo_down",
+    "apo_down", "aot", "aot_unpaired",
 ]
 LabelNoise = Literal["conservative", "robust"]
 FDivergence = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"]
@@ -94,9 +94,9 @@ class ObjectiveConfig(Settings):
     demo_form: DemoForm = setting("logistic", help="explicit reward step's demonstration term: linear or logistic")
     preference_form: PreferenceForm = setting("sigmoid", help="implicit reward's preference term: sigmoid (DPO), "
                                               "sigmoid_norm, ipo, hinge (SLiC), exo_pair, discopop, nca_pair, "
-                                              "bco_pair, sppo_hard, apo_zero or apo_down")
+                                              "bco_pair, sppo_hard, apo_zero, apo_down, aot or aot_unpaired")
     label_smoothing: float = setting(0.0, ge=0, lt=0.5, help="chance a preference label is flipped (Bradley-Terry / "
-                                     "DPO, sigmoid form; exo_pair's epsilon)")
+                                     "DPO, sigmoid and AOT forms; exo_pair's epsilon)")
     label_noise: LabelNoise = setting("conservative", help="how label_smoothing enters: conservative (expected "
                                       "log-likelihood) or robust (unbiased, rDPO)")
 
@@ -494,6 +494,8 @@ def dpo_log_ratio_margin(
 
 
 MARGIN_FORMS = ("sigmoid", "sigmoid_norm", "ipo", "hinge", "exo_pair", "discopop")  # the forms that read h = a - b only
+BATCH_FORMS = ("aot", "aot_unpaired")  # the forms that sort their batch: a pair's loss depends on the other pairs
+LIKELIHOOD_FORMS = ("sigmoid", "aot", "aot_unpaired")  # -log sigma(z) of a label: the forms that label_smoothing smooths
 
 
 def f_divergence_score(log_ratio: torch.Tensor, divergence: FDivergence = "reverse_kl",
@@ -527,7 +529,7 @@ def f_divergence_score(log_ratio: torch.Tensor, divergence: FDivergence = "rever
 class PreferenceTerm:
     """How the implicit reward's preference term reads a pair (``preference_loss``), checked when made:
     ``form`` (one of :data:`PREFERENCE_FORMS`); ``label_smoothing`` epsilon and its ``label_noise``
-    form (the sigmoid form only; exo_pair's target epsilon, required there); ``discopop_tau``
+    form (the label-likelihood forms, :data:`LIKELIHOOD_FORMS`; exo_pair's target epsilon, required there); ``discopop_tau``
     (discopop); ``f_divergence`` and ``f_alpha`` (f-DPO, the margin forms only)."""
 
     form: PreferenceForm = "sigmoid"
@@ -544,8 +546,9 @@ class PreferenceTerm:
         if self.form == "exo_pair" and not self.label_smoothing > 0:
             raise ValueError("the exo_pair form needs label_smoothing in (0, 0.5), its target's epsilon (trl suggests "
                              f"1e-3); got {self.label_smoothing}")
-        if self.label_smoothing and self.form not in ("sigmoid", "exo_pair"):
-            raise ValueError(f"label_smoothing is for the sigmoid form: the {self.form} loss has no label likelihood")
+        if self.label_smoothing and self.form not in (*LIKELIHOOD_FORMS, "exo_pair"):
+            raise ValueError(f"label_smoothing is for the sigmoid form (and aot, aot_unpaired): the {self.form} loss "
+                             "has no label likelihood")
         if not self.discopop_tau > 0:
             raise ValueError(f"discopop_tau must be > 0, got {self.discopop_tau}")
         if self.f_divergence not in F_DIVERGENCES:
@@ -561,7 +564,8 @@ def _term(term: PreferenceTerm | str) -> PreferenceTerm:
 
 def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, beta: float,
                     term: PreferenceTerm | PreferenceForm = "sigmoid",
-                    pair_weights: torch.Tensor | None = None) -> torch.Tensor:
+                    pair_weights: torch.Tensor | None = None,
+                    reference_margin: torch.Tensor | None = None) -> torch.Tensor:
     """The implicit reward's preference term (docs/method.md section 4) on the log-ratios
     a = log pi(y_w|x) - log pi_ref(y_w|x) (``chosen_ratio``) and b, the same for y_l; h = a - b,
     z = beta * h. Mean over pairs of:
@@ -583,22 +587,37 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
                                  hard win probabilities 1 and 0)
         apo_zero  (APO-zero):    1 - sigma(beta a) + sigma(beta b) (D'Oosterlinck et al. 2024, eq. 7)
         apo_down  (APO-down):    sigma(beta a) + 1 - sigma(z) (eq. 8)
+        aot       (AOT, paired): -log sigma(beta d_(i)), d_(i) = sort(m + h)_i - sort(m)_i, m the reference's
+                                 margin log pi_ref(y_w|x) - log pi_ref(y_l|x) (``reference_margin``),
+                                 so m + h is the policy's (Melnyk et al. 2024, "Distributional
+                                 Preference Alignment of LLMs via Optimal Transport")
+        aot_unpaired:           -log sigma(beta d_(i)), d_(i) = sort(a)_i - sort(b)_i
 
     discopop is not monotone in z: its derivative at z = 0 is (1 - log 2) / (4 tau) - 3/4, positive
     for tau < ``DISCOPOP_TAU_TURN`` = (1 - log 2) / 3 ~ 0.102 (trl's default tau is 0.05; there a
     local minimum sits at z = -0.12); from the reference (h = 0 for every pair) descent then lowers
     every margin. Each equals trl 1.16's ``DPOTrainer`` loss of the same name on identical log-ratios. The first
-    six read only the margin h; the last five also each response's own log-ratio, so they move
-    the likelihood of y_w (or y_l) and not only the gap. Label smoothing needs a label likelihood:
-    only the sigmoid form smooths, and exo_pair reads ``label_smoothing`` as its epsilon.
+    six read only the margin h; the next five also each response's own log-ratio, so they move
+    the likelihood of y_w (or y_l) and not only the gap. The two AOT forms sort over the batch
+    (ascending, each sequence on its own), so the i-th loss pairs quantiles, not the i-th pair: the
+    loss asks the policy's margins to dominate the reference's (aot) or the chosen log-ratios to
+    dominate the rejected ones (aot_unpaired) in distribution, and a pair's loss depends on the rest
+    of its batch (the micro-batch, per process, as trl's). Label smoothing needs a label likelihood:
+    the sigmoid and AOT forms smooth (``smoothed_logsigmoid``; trl's AOT is the conservative form),
+    and exo_pair reads ``label_smoothing`` as its epsilon.
 
     ``term``: a :class:`PreferenceTerm`, or just its form's name. Its ``f_divergence`` other than
     ``reverse_kl`` (f-DPO) replaces a and b by their scores ``f_divergence_score`` first.
-    ``pair_weights`` (WPO, :func:`wpo_weights`): (1/N) sum_i w_i l_i in place of the mean.
+    ``pair_weights`` (WPO, :func:`wpo_weights`): (1/N) sum_i w_i l_i in place of the mean; not with the
+    AOT forms, whose i-th loss is no pair's (trl refuses it too).
     """
     _check_beta(beta)
     term = _term(term)
     form = term.form
+    if form in BATCH_FORMS and pair_weights is not None:
+        raise ValueError(f"the {form} form sorts the batch, so its i-th loss is no pair's: it takes no pair weights (WPO)")
+    if form == "aot" and reference_margin is None:
+        raise ValueError("the aot form needs reference_margin, log pi_ref(y_w|x) - log pi_ref(y_l|x) per pair")
     a, b = chosen_ratio, rejected_ratio
     if term.f_divergence != "reverse_kl":
         a, b = f_divergence_score(a, term.f_divergence, term.f_alpha), f_divergence_score(b, term.f_divergence, term.f_alpha)
@@ -626,6 +645,12 @@ def preference_loss(chosen_ratio: torch.Tensor, rejected_ratio: torch.Tensor, be
         per_pair = (a - 0.5 / beta).pow(2) + (b + 0.5 / beta).pow(2)
     elif form == "apo_zero":
         per_pair = 1.0 - torch.sigmoid(beta * a) + torch.sigmoid(beta * b)
+    elif form == "aot":
+        sorted_delta = torch.sort(reference_margin + (a - b)).values - torch.sort(reference_margin).values
+        per_pair = -smoothed_logsigmoid(beta * sorted_delta, term.label_smoothing, term.label_noise)
+    elif form == "aot_unpaired":
+        sorted_delta = torch.sort(a).values - torch.sort(b).values
+        per_pair = -smoothed_logsigmoid(beta * sorted_delta, term.label_smoothing, term.label_noise)
     else:  # apo_down
         per_pair = torch.sigmoid(beta * a) + 1.0 - torch.sigmoid(z)
     return _weighted_mean(per_pair, pair_weights)
@@ -640,7 +665,7 @@ def _preference_term(
         raise ValueError(f"w_pref > 0 needs policy and {reference_name} log-probs of chosen and rejected")
     policy_chosen, policy_rejected, reference_chosen, reference_rejected = logps
     return preference_loss(policy_chosen - reference_chosen, policy_rejected - reference_rejected, beta, term,
-                           pair_weights)
+                           pair_weights, reference_chosen - reference_rejected)
 
 
 def dpo_loss(

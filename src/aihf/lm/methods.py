@@ -597,6 +597,9 @@ class ImplicitRewardMethod(_Records):
                                                            config.discopop_tau, config.f_divergence, config.f_alpha)
             except ValueError as error:
                 raise ConfigError(f"{name!r} (preference form {form}): {error}") from None
+        if self.recipe.pref_term and config.wpo_weighting and form in objective.BATCH_FORMS:
+            raise ConfigError(f"{name!r}: method.wpo_weighting weights each pair's loss, and the {form} form sorts "
+                              "the micro-batch, so its i-th loss is no pair's (trl refuses the pair too): set one")
         if self.recipe.pref_term and form == "discopop" and config.discopop_tau < objective.DISCOPOP_TAU_TURN:
             log.warning("%s: discopop_tau=%g is below (1 - log 2) / 3 = %.4f, where the discopop loss falls as a "
                         "margin falls at h = 0: from the reference the first steps lower every margin (docs/method.md "
