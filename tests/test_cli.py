@@ -135,7 +135,24 @@ def test_toy_experiment_from_the_command_line(tmp_path, capsys):
     assert (tmp_path / "results.json").is_file()
 
 
-@pytest.mark.parametrize("setting", ["toy", "imdb", "mujoco"])
+@pytest.mark.parametrize("setting", ["toy", "mujoco"])
 def test_dry_run_where_there_is_none_is_an_error_not_a_training_run(setting, tmp_path, capsys):
     assert main(["experiment", setting, "--preset", "quick", "--dry-run", "--output-dir", str(tmp_path / "o")]) == 2
-    assert "--dry-run is for hh and ultra" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert "--dry-run is for imdb, hh and ultra" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_the_imdb_dry_run_trains_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """``aihf experiment imdb --dry-run`` into a new folder: every stage and unit to make, nothing made (the
+    folder is not even created), and a bad config is refused the way the run refuses it."""
+    from aihf.experiments.imdb import pipeline
+
+    monkeypatch.setattr(pipeline, "run", lambda *a, **k: pytest.fail("the dry run must not run"))
+    out = tmp_path / "o"
+    assert main(["experiment", "imdb", "--preset", "tiny", "--dry-run", "--output-dir", str(out), "seeds=[0, 1]",
+                 "methods=[dpo, aihf]"]) == 0
+    said = capsys.readouterr().out
+    assert not out.exists()
+    for line in ("split: to make (split.json)", "SFT stage stage-0: 2 steps, to train", "build answers: to sample",
+                 "units: 4 (2 seed(s) each), 4 to train:", "tiny / dpo: seeds 0, 1: to train", "in all: 4 to train"):
+        assert line in said, line
+    assert main(["experiment", "imdb", "--preset", "tiny", "--dry-run", "--output-dir", str(out), "seeds=[0"]) == 2

@@ -620,6 +620,31 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
                                                                    "torch_cpu_capability": "AVX2"}}
     assert "made on AMD EPYC 7B13, torch AVX2" in fingerprint.mismatch(elsewhere, hashes["pi_SFT"], Path("state.json"))
     assert (tmp_path / "export" / "runs" / "tiny" / "aihf" / "seed-0" / "evaluation.json").is_file()
+    # --dry-run: which units a run into a folder would reuse or train, writing nothing there
+    from aihf.cli import main
+
+    def dry_run(folder, *more):
+        before = sorted(folder.rglob("*"))
+        assert main(["experiment", "imdb", "--preset", "tiny", "--output-dir", str(folder), "--dry-run",
+                     *overrides, *more]) == 0
+        assert sorted(folder.rglob("*")) == before
+        return capsys.readouterr().out
+
+    said = dry_run(out, "seeds=[0,1]")
+    assert f"pi_SFT: {out}/sft/stage-1/final/policy, SHA-256 {state['pi_sft_sha256'][:12]}" in said
+    assert "tiny / aihf: seed 0: reused; seed 1: to train" in said and "in all: 2 reused, 2 to train" in said
+    said = dry_run(tmp_path / "export")  # no pi_SFT there: whether it is the same is known once it is trained
+    assert "SFT stage stage-1: 2 steps, to train" in said
+    assert f"tiny / aihf: seed 0: reused if pi_SFT trains to {state['pi_sft_sha256'][:12]}..." in said
+    unit = tmp_path / "export" / "runs" / "tiny" / "aihf-dpo" / "seed-0" / "evaluation.json"
+    stale = json.loads(unit.read_text())
+    unit.write_text(json.dumps({**stale, "key": {**stale["key"], "prompts": ["another prompt"]}}))
+    said = dry_run(tmp_path / "export")
+    assert "tiny / aihf-dpo: seed 0: to train again (its evaluation.json was made with another prompts)" in said
+    unit.write_text(json.dumps(stale))
+    (out / "runs" / "tiny" / "aihf-dpo" / "seed-0" / "evaluation.json").rename(tmp_path / "evaluation.json")
+    assert "tiny / aihf-dpo: seed 0: trained, to evaluate" in dry_run(out)
+    (tmp_path / "evaluation.json").rename(out / "runs" / "tiny" / "aihf-dpo" / "seed-0" / "evaluation.json")
     # --with-sft: a continuation from the export starts from its pi_SFT and build answers instead of
     # training and sampling its own (another kind of CPU would train another), so its units are reused
     subprocess.run([sys.executable, str(script), "--with-sft", str(out), str(tmp_path / "continued")], check=True,

@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--config", help="YAML config file (toy only; presets cover the others)")
     experiment.add_argument("--output-dir", help="where results go (default: outputs/SETTING-PRESET)")
     experiment.add_argument("--dry-run", action="store_true", help="hh, ultra: print the stages, data sizes, "
-                            "launch command and a memory and time estimate; load nothing")
+                            "launch command and a memory and time estimate; load nothing. imdb: print which "
+                            "stages and units (setting, run, seed) the run would train and which it would reuse")
     experiment.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
     quickstart = commands.add_parser(
@@ -248,8 +249,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return export(args.reward, args.out, args.dtype, args.trust_remote_code)
     if args.command == "quickstart":
         return _lazy("aihf.experiments.imdb", "run_quickstart")(args.output_dir, args.overrides)
-    if args.dry_run and args.setting not in ("hh", "ultra"):
-        raise ConfigError(f"--dry-run is for hh and ultra; 'experiment {args.setting}' has none (it would train)")
+    if args.dry_run and args.setting not in ("hh", "ultra", "imdb"):
+        raise ConfigError(f"--dry-run is for imdb, hh and ultra; 'experiment {args.setting}' has none (it would train)")
     output_dir = Path(args.output_dir or f"outputs/{args.setting}-{args.preset}")
     if args.setting == "toy":
         return _run_toy(args.config, args.overrides, output_dir)
@@ -259,7 +260,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.setting in ("hh", "ultra"):
         return _lazy(f"aihf.experiments.dialogue.{args.setting}", "run_from_cli")(
             args.preset, str(output_dir), args.overrides, args.dry_run)
-    run_imdb = _lazy("aihf.experiments.imdb", "run_from_cli")
+    run_imdb = _lazy("aihf.experiments.imdb", "dry_run_from_cli" if args.dry_run else "run_from_cli")
     return run_imdb(args.preset, str(output_dir), args.overrides)
 
 

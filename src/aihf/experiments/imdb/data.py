@@ -288,16 +288,23 @@ def prompt_subsets(
 
 
 def load_or_make_split(path: str | Path, reviews: Reviews, config: SplitConfig, prompt_config: PromptConfig) -> Split:
-    """The split saved at ``path``; made and saved there first if there is none.
+    """The split saved at ``path`` (:func:`saved_split`); made and saved there first if there is none."""
+    split = saved_split(path, reviews, config, prompt_config)
+    if split is None:
+        split = make_split(reviews, config, prompt_config)
+        split.save(path)
+    return split
+
+
+def saved_split(path: str | Path, reviews: Reviews, config: SplitConfig, prompt_config: PromptConfig) -> Split | None:
+    """The split saved at ``path``, or None if there is none.
 
     A saved split made from another source file or with other settings is an error, not
     silently replaced: delete it (or choose another path) to make a new one.
     """
     path = Path(path)
     if not path.is_file():
-        split = make_split(reviews, config, prompt_config)
-        split.save(path)
-        return split
+        return None
     rules = json.loads(path.read_text(encoding="utf-8")).get("rules", 1)
     if rules != SPLIT_RULES:
         raise ValueError(

@@ -281,7 +281,14 @@ class Evaluator:
 
 
 def claim_output_dir(out: Path, config: ImdbConfig) -> None:
-    """Write ``config.yaml`` into ``out``; refuse a directory that holds a run with other settings.
+    """Write ``config.yaml`` into ``out`` after :func:`check_output_dir`."""
+    check_output_dir(out, config)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+
+
+def check_output_dir(out: Path, config: ImdbConfig) -> None:
+    """Refuse (ConfigError) a directory ``out`` that holds a run with other settings.
 
     Finished stages are reused by path, so only the keys that add or select runs in their
     own folders (``RUN_SELECTION``: ``methods``, ``seeds``, ``variants``, ``grid``,
@@ -307,8 +314,6 @@ def claim_output_dir(out: Path, config: ImdbConfig) -> None:
         if changed:
             raise ConfigError(f"{out} holds a run made with other settings ({'; '.join(changed[:6])}): "
                               "choose another output directory")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, saved)
 
 
 def run(config: ImdbConfig, output_dir: str | Path) -> dict:
