@@ -763,6 +763,10 @@ def test_no_sft_stage_takes_a_base_sft_ed_already_as_pi_sft(reviews, small_gold,
     assert evaluation["key"]["pi_sft_sha256"] == weights_sha256(mine)
     table = json.loads((out / "results.json").read_text())["settings"]["tiny"]
     assert list(table) == ["pi_sft", "dpo"] and table["pi_sft"]["kl"]["mean"] == 0.0
+    from aihf.experiments.imdb.plan import describe  # the dry run knows this pi_SFT without an SFT stage
+
+    said = describe(load_preset("tiny", overrides), "tiny", out)
+    assert f"SHA-256 {weights_sha256(mine)[:12]}..." in said and "tiny / dpo: seed 0: reused" in said
     # the export names this pi_SFT, and carries the build answers alone (no SFT stage to carry)
     script = Path(__file__).resolve().parent.parent / "scripts" / "imdb_export_units.py"
     subprocess.run([sys.executable, str(script), "--with-sft", str(out), str(tmp_path / "export")], check=True,

@@ -34,7 +34,8 @@ from aihf.experiments.imdb.pipeline import check_output_dir, evaluation_prompts
 from aihf.experiments.imdb.presets import ImdbConfig
 from aihf.experiments.runs import RunSpec
 from aihf.experiments.units import final_policy, reuse_check, stale_because
-from aihf.lm.models import weights_sha256
+from aihf.lm.models import TINY, weights_sha256
+from aihf.lm.scratch import SCRATCH
 
 
 TRAINS = ("to train", "to train again")  # the statuses of the units the run would train
@@ -114,8 +115,13 @@ def describe(config: ImdbConfig, preset: str, out: Path) -> str:
     key = {"evaluate_on": gen.evaluate_on, "prompts": evaluation_prompts(config, reviews, split, validation)}
     stages = sft_stages(config, out)
     pi_sft_sha256 = None
-    if not stages:
-        lines.append(f"pi_SFT: the base model {config.model.name_or_path} (no SFT stages)")
+    if not stages:  # pi_SFT is the base: built into base/ (scratch, tiny), else a local folder's weights
+        name = config.model.name_or_path
+        base = out / "base" if name in (SCRATCH, TINY) else Path(name)
+        if (base / "config.json").is_file():
+            pi_sft_sha256 = weights_sha256(base)
+        lines.append(f"pi_SFT: the base model {name} (no SFT stages), "
+                     + (f"SHA-256 {pi_sft_sha256[:12]}..." if pi_sft_sha256 else "SHA-256 known once the run loads it"))
     else:
         for (folder, saved), steps in zip(stages, config.sft.stage_steps):
             lines.append(f"SFT stage {folder.parent.parent.name}: {steps} steps, {'saved' if saved else 'to train'}")
