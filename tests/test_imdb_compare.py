@@ -85,3 +85,17 @@ def test_committed_six_seed_page():
     page = compare.comparison_page(folders, pairs, seeds=[0, 1, 2, 3, 4, 5])
     assert page == (six / "primary.md").read_text(encoding="utf-8")
     assert "| low-quality-demos | self-play-aihf | spin | +0.44 ± 0.19 | self-play-aihf ahead |" in page
+
+
+def test_committed_ipo_beta_pages():
+    """docs/results/imdb-scratch-cpu-tuned-ipo-beta/primary.md and secondary.md ("IPO's own beta on IMDb" in
+    docs/results.md, H32-H34) are the script's pages of the committed test units."""
+    results = ROOT / "docs" / "results"
+    here, six = results / "imdb-scratch-cpu-tuned-ipo-beta", results / "imdb-scratch-cpu-tuned-six"
+    folders = [here / "balanced-lq", here / "few-preferences", six / "balanced", six / "few-preferences",
+               six / "low-quality-demos"]
+    for name, pairs in (("primary", [("ipo-beta", "ipo"), ("ipo-beta", "dpo"), ("aihf-dpo", "ipo-beta")]),
+                        ("secondary", [("aihf-rounds", "ipo-beta"), ("aihf", "ipo-beta"), ("self-play-aihf", "ipo-beta")])):
+        page = compare.comparison_page(folders, pairs, seeds=[0, 1, 2, 3, 4, 5])
+        assert page == (here / f"{name}.md").read_text(encoding="utf-8"), name
+    assert "| balanced | ipo-beta | dpo | -0.31 ± 0.20 | dpo ahead |" in (here / "primary.md").read_text(encoding="utf-8")
