@@ -99,3 +99,20 @@ def test_committed_ipo_beta_pages():
         page = compare.comparison_page(folders, pairs, seeds=[0, 1, 2, 3, 4, 5])
         assert page == (here / f"{name}.md").read_text(encoding="utf-8"), name
     assert "| balanced | ipo-beta | dpo | -0.31 ± 0.20 | dpo ahead |" in (here / "primary.md").read_text(encoding="utf-8")
+
+
+def test_committed_dpo_beta_pages():
+    """docs/results/imdb-scratch-cpu-tuned-dpo-beta/primary.md and secondary.md ("DPO's own beta on IMDb" in
+    docs/results.md, H36-H37) are the script's pages of the committed test units."""
+    results = ROOT / "docs" / "results"
+    here, ipo, six = (results / f"imdb-scratch-cpu-tuned-{name}" for name in ("dpo-beta", "ipo-beta", "six"))
+    folders = [here / "balanced-lq", here / "few-preferences", six / "balanced", six / "few-preferences",
+               six / "low-quality-demos"]
+    page = compare.comparison_page(folders, [("dpo-beta", "dpo"), ("aihf-dpo", "dpo-beta")], seeds=[0, 1, 2, 3, 4, 5])
+    assert page == (here / "primary.md").read_text(encoding="utf-8")
+    pairs = [("ipo-beta", "dpo-beta"), ("aihf-rounds", "dpo-beta"), ("aihf", "dpo-beta"), ("self-play-aihf", "dpo-beta")]
+    page = compare.comparison_page([*folders[:2], ipo / "balanced-lq", ipo / "few-preferences", *folders[2:]], pairs,
+                                   seeds=[0, 1, 2, 3, 4, 5])
+    assert page == (here / "secondary.md").read_text(encoding="utf-8")
+    assert "| few-preferences | aihf-dpo | dpo-beta | +0.79 ± 0.13 | aihf-dpo ahead |" in (here / "primary.md").read_text(
+        encoding="utf-8")
