@@ -183,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--config", help="YAML config file (toy only; presets cover the others)")
     experiment.add_argument("--output-dir", help="where results go (default: outputs/SETTING-PRESET)")
     experiment.add_argument("--dry-run", action="store_true", help="hh, ultra: print the stages, data sizes, "
-                            "launch command and a memory and time estimate; load nothing. imdb: print which "
-                            "stages and units (setting, run, seed) the run would train and which it would reuse")
+                            "launch command and a memory and time estimate; load nothing. imdb, mujoco: print which "
+                            "stages and units the run would train and which it would reuse")
     experiment.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
     quickstart = commands.add_parser(
@@ -249,14 +249,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return export(args.reward, args.out, args.dtype, args.trust_remote_code)
     if args.command == "quickstart":
         return _lazy("aihf.experiments.imdb", "run_quickstart")(args.output_dir, args.overrides)
-    if args.dry_run and args.setting not in ("hh", "ultra", "imdb"):
-        raise ConfigError(f"--dry-run is for imdb, hh and ultra; 'experiment {args.setting}' has none (it would train)")
+    if args.dry_run and args.setting == "toy":
+        raise ConfigError("--dry-run is for imdb, mujoco, hh and ultra; 'experiment toy' has none (it would train)")
     output_dir = Path(args.output_dir or f"outputs/{args.setting}-{args.preset}")
     if args.setting == "toy":
         return _run_toy(args.config, args.overrides, output_dir)
     if args.setting == "mujoco":
-        run_mujoco = _lazy("aihf.experiments.mujoco", "run_from_cli")
-        return run_mujoco(args.env, args.preset, str(output_dir), args.overrides)
+        module, function = ("aihf.experiments.mujoco_plan", "dry_run_from_cli") if args.dry_run else (
+            "aihf.experiments.mujoco", "run_from_cli")
+        return _lazy(module, function)(args.env, args.preset, str(output_dir), args.overrides)
     if args.setting in ("hh", "ultra"):
         return _lazy(f"aihf.experiments.dialogue.{args.setting}", "run_from_cli")(
             args.preset, str(output_dir), args.overrides, args.dry_run)

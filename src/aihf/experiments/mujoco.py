@@ -142,7 +142,9 @@ def same_run(saved: dict, key: dict) -> bool:
     return {k: v for k, v in saved.items() if k not in unread} == {k: v for k, v in key.items() if k not in unread}
 
 
-def _finished(folder: Path, key: dict, warn: bool = True) -> dict | None:
+def finished_result(folder: Path, key: dict, warn: bool = True) -> dict | None:
+    """The result of the run ``key`` finished in ``folder`` (its ``result.json`` made with the same run,
+    ``same_run``), or None; ``warn``: log when the folder holds a run made with other settings."""
     path = folder / RESULT
     if not path.is_file():
         return None
@@ -158,13 +160,13 @@ def _reused(folder: Path, key: dict, sources: list[str], warn: bool = True) -> d
     """The run ``key`` from ``folder``, or else copied (weights, logs, result.json, which then
     names its source as ``copied_from``) from the same place in the first of ``sources`` that
     holds it finished; None when none does."""
-    result = _finished(folder, key, warn)
+    result = finished_result(folder, key, warn)
     if result is not None:
         return result
     relative = folder.relative_to(folder.parents[2])  # runs/<method>/seed<k>
     for source in sources:
         origin = Path(source) / relative
-        if origin.resolve() == folder.resolve() or _finished(origin, key, warn=False) is None:
+        if origin.resolve() == folder.resolve() or finished_result(origin, key, warn=False) is None:
             continue
         with atomic_directory(folder) as tmp:
             shutil.copytree(origin, tmp, dirs_exist_ok=True)
@@ -385,17 +387,27 @@ def plot_curves(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run_from_cli(env: str, preset: str, output_dir: str | None, overrides: list[str]) -> int:
-    """``aihf experiment mujoco --env ENV --preset NAME [key=value ...]``: preset NAME is
-    the shipped ``configs/mujoco/NAME.yaml`` or a path to a YAML file. ``output_dir`` defaults
-    to ``outputs/mujoco-ENV-NAME`` in the working directory."""
+def cli_config(env: str, preset: str, output_dir: str | None, overrides: list[str]) -> tuple[MujocoConfig, Path] | None:
+    """The config and output folder of ``aihf experiment mujoco --env ENV --preset NAME [key=value ...]``:
+    preset NAME is the shipped ``configs/mujoco/NAME.yaml`` or a path to a YAML file; ``output_dir``
+    defaults to ``outputs/mujoco-ENV-NAME`` in the working directory. None (with the presets named)
+    when there is no such preset."""
     path = Path(preset) if shipped.is_path(preset) else shipped.config_file(PRESET_GROUP, preset)
     if path is None or not path.exists():
         names = shipped.config_names(PRESET_GROUP)
         print(f"aihf: no MuJoCo preset {preset!r}; presets: {', '.join(names)}")
-        return 2
+        return None
     cfg = load_config(MujocoConfig, path, overrides, defaults={"env": env})
-    out = Path(output_dir) if output_dir else Path("outputs") / f"mujoco-{cfg.env}-{path.stem}"
+    return cfg, Path(output_dir) if output_dir else Path("outputs") / f"mujoco-{cfg.env}-{path.stem}"
+
+
+def run_from_cli(env: str, preset: str, output_dir: str | None, overrides: list[str]) -> int:
+    """``aihf experiment mujoco --env ENV --preset NAME [key=value ...]`` (``cli_config``); its
+    ``--dry-run`` is ``aihf.experiments.mujoco_plan.dry_run_from_cli``."""
+    loaded = cli_config(env, preset, output_dir, overrides)
+    if loaded is None:
+        return 2
+    cfg, out = loaded
     start = time.time()
     results = run(cfg, out)
     print(results_table(results))

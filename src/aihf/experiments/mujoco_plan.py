@@ -1,0 +1,94 @@
+"""``aihf experiment mujoco --dry-run``: what a run into an output folder would do, without doing it.
+
+A MuJoCo experiment is a resumable grid of runs (method x seed, ``aihf.experiments.mujoco``), each
+20-30 minutes at the paper's scale. Before one starts, the dry run says for each run one of
+
+* ``reused``: its ``result.json`` was made with the same settings (``mujoco.same_run``);
+* ``copied from <folder>``: a ``reuse_from`` folder holds it finished (the run copies it);
+* ``to resume at outer iteration <k>``: a resume point of this run is in ``seed<k>.resume``;
+* ``to train again (its result.json was made with other settings)``;
+* ``to train``;
+
+then how many environment steps that is and, where runs of a method are there to time it
+(finished, copied or of other settings), about how long: their mean wall time (on the machine
+that made them) times the runs to train. Nothing is written, no resume point is removed, no data or model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from aihf.control.run_checkpoint import FORMAT
+from aihf.experiments.mujoco import RESULT, MujocoConfig, cli_config, data_dir_of, finished_result, unit_key
+from aihf.logs import count
+
+
+def run_status(folder: Path, key: dict, sources: list[str]) -> tuple[str, dict | None]:
+    """(What ``mujoco.run`` would do with the run ``key`` in ``folder``, the finished run's result when
+    it is reused or copied)."""
+    result = finished_result(folder, key, warn=False)
+    if result is not None:
+        return "reused", result
+    relative = folder.relative_to(folder.parents[2])  # runs/<method>/seed<k>
+    for source in sources:
+        origin = Path(source) / relative
+        if origin.resolve() != folder.resolve():
+            result = finished_result(origin, key, warn=False)
+            if result is not None:
+                return f"copied from {origin}", result
+    state = folder.with_name(f"{folder.name}.resume") / "state.json"
+    if state.is_file():
+        point = json.loads(state.read_text(encoding="utf-8"))
+        if point.get("format") == FORMAT and point.get("key") == key:
+            return f"to resume at outer iteration {point['iteration']}", None
+    if (folder / RESULT).is_file():
+        return "to train again (its result.json was made with other settings)", None
+    return "to train", None
+
+
+def describe(cfg: MujocoConfig, out: Path) -> str:
+    """The dry run's text: the data, one line per method (its seeds' statuses), the totals and the estimate."""
+    data_dir = data_dir_of(cfg)
+    lines = [f"MuJoCo {cfg.env} into {out}: dry run, nothing trained or written",
+             f"data: {data_dir} (demos {cfg.demos}, n_demos {cfg.n_demos}, n_prefs {cfg.n_prefs}); "
+             f"{cfg.loop.total_steps:,} environment steps per run, schedule {cfg.loop.schedule}"]
+    walls: dict[str, list[float]] = defaultdict(list)
+    to_train: dict[str, int] = defaultdict(int)
+    for method in cfg.methods:
+        statuses: dict[str, list[int]] = {}
+        for seed in cfg.seeds:
+            status, result = run_status(out / "runs" / method / f"seed{seed}", unit_key(cfg, method, seed, data_dir),
+                                        cfg.reuse_from)
+            statuses.setdefault(status, []).append(seed)
+            stale = out / "runs" / method / f"seed{seed}" / RESULT  # a run of other settings times the method too
+            timed = result if result is not None else (
+                json.loads(stale.read_text(encoding="utf-8")).get("result", {}) if stale.is_file() else {})
+            if timed.get("wall_s"):
+                walls[method].append(float(timed["wall_s"]))
+            if result is None:
+                to_train[method] += 1
+        said = "; ".join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: {status}"
+                         for status, seeds in statuses.items())
+        lines.append(f"  {method}: {said}")
+    trained = sum(n for method, n in to_train.items() if method != "bc")
+    lines.append(f"to train: {count(trained, 'run')} (up to {trained * cfg.loop.total_steps:,} environment steps)"
+                 + (f", and {count(to_train['bc'], 'BC fit')} (seconds each)" if to_train.get("bc") else ""))
+    timed = {method: n for method, n in to_train.items() if method != "bc" and walls[method]}
+    if timed:
+        hours = sum(n * sum(walls[m]) / len(walls[m]) for m, n in timed.items()) / 3600
+        untimed = [m for m, n in to_train.items() if m != "bc" and n and m not in timed]
+        lines.append(f"about {hours:.1f} h for the runs of {', '.join(timed)} (the mean wall time of the runs of each "
+                     "found here, on the machine that made them, one run at a time)"
+                     + (f"; {', '.join(untimed)}: no finished run here to time" if untimed else ""))
+    return "\n".join(lines)
+
+
+def dry_run_from_cli(env: str, preset: str, output_dir: str | None, overrides: list[str]) -> int:
+    """``aihf experiment mujoco --env ENV --preset NAME --dry-run [key=value ...]``: print :func:`describe`."""
+    loaded = cli_config(env, preset, output_dir, overrides)
+    if loaded is None:
+        return 2
+    print(describe(*loaded))
+    return 0
