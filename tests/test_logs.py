@@ -54,3 +54,9 @@ def test_transformers_logs_errors_only_without_progress_bars(monkeypatch):
 
 def test_count_gives_the_noun_its_number():
     assert [logs.count(n, "seed") for n in (0, 1, 3)] == ["0 seeds", "1 seed", "3 seeds"]
+
+
+def test_seeds_by_status_groups_each_statuss_seeds_in_first_seen_order():
+    line = logs.seeds_by_status([(0, "reused"), (1, "to train"), (2, "reused"), (5, "to resume at outer iteration 3")])
+    assert line == "seeds 0, 2: reused; seed 1: to train; seed 5: to resume at outer iteration 3"
+    assert logs.seeds_by_status([]) == ""

@@ -78,3 +78,13 @@ def setup(level: int = logging.INFO) -> None:
 def count(n: int, noun: str) -> str:
     """``1 seed``, ``3 seeds``: a number with its noun in the right number (plural: + "s")."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def seeds_by_status(statuses: list[tuple[int, str]]) -> str:
+    """``seeds 0, 1: reused; seed 2: to train``: (seed, status) pairs as one line, the seeds of a status
+    together, statuses in the order they first come (a dry run's line for one run)."""
+    grouped: dict[str, list[int]] = {}
+    for seed, status in statuses:
+        grouped.setdefault(status, []).append(seed)
+    return "; ".join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: {status}"
+                     for status, seeds in grouped.items())

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from aihf.control.run_checkpoint import FORMAT
 from aihf.experiments.mujoco import RESULT, MujocoConfig, cli_config, data_dir_of, finished_result, unit_key
-from aihf.logs import count
+from aihf.logs import count, seeds_by_status
 
 
 def run_status(folder: Path, key: dict, sources: list[str]) -> tuple[str, dict | None]:
@@ -57,11 +57,11 @@ def describe(cfg: MujocoConfig, out: Path) -> str:
     walls: dict[str, list[float]] = defaultdict(list)
     to_train: dict[str, int] = defaultdict(int)
     for method in cfg.methods:
-        statuses: dict[str, list[int]] = {}
+        statuses: list[tuple[int, str]] = []
         for seed in cfg.seeds:
             status, result = run_status(out / "runs" / method / f"seed{seed}", unit_key(cfg, method, seed, data_dir),
                                         cfg.reuse_from)
-            statuses.setdefault(status, []).append(seed)
+            statuses.append((seed, status))
             stale = out / "runs" / method / f"seed{seed}" / RESULT  # a run of other settings times the method too
             timed = result if result is not None else (
                 json.loads(stale.read_text(encoding="utf-8")).get("result", {}) if stale.is_file() else {})
@@ -69,9 +69,7 @@ def describe(cfg: MujocoConfig, out: Path) -> str:
                 walls[method].append(float(timed["wall_s"]))
             if result is None:
                 to_train[method] += 1
-        said = "; ".join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: {status}"
-                         for status, seeds in statuses.items())
-        lines.append(f"  {method}: {said}")
+        lines.append(f"  {method}: {seeds_by_status(statuses)}")
     trained = sum(n for method, n in to_train.items() if method != "bc")
     lines.append(f"to train: {count(trained, 'run')} (up to {trained * cfg.loop.total_steps:,} environment steps)"
                  + (f", and {count(to_train['bc'], 'BC fit')} (seconds each)" if to_train.get("bc") else ""))

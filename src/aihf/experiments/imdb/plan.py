@@ -35,6 +35,7 @@ from aihf.experiments.imdb.presets import ImdbConfig
 from aihf.experiments.runs import RunSpec
 from aihf.experiments.units import final_policy, reuse_check, stale_because
 from aihf.lm.models import TINY, weights_sha256
+from aihf.logs import seeds_by_status
 from aihf.lm.scratch import SCRATCH
 
 
@@ -140,12 +141,7 @@ def describe(config: ImdbConfig, preset: str, out: Path) -> str:
     for unit in units:
         by_run.setdefault((unit.setting, unit.run), []).append(unit)
     for (setting, run), group in by_run.items():
-        statuses: dict[str, list[int]] = {}
-        for unit in group:
-            statuses.setdefault(str(unit), []).append(unit.seed)
-        said = "; ".join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: {status}"
-                         for status, seeds in statuses.items())
-        lines.append(f"  {setting} / {run}: {said}")
+        lines.append(f"  {setting} / {run}: {seeds_by_status([(unit.seed, str(unit)) for unit in group])}")
     counts: dict[str, int] = {}
     for unit in units:
         status = "reused if pi_SFT is the saved one" if unit.status == CONDITIONAL else unit.status
