@@ -116,3 +116,16 @@ def test_committed_dpo_beta_pages():
     assert page == (here / "secondary.md").read_text(encoding="utf-8")
     assert "| few-preferences | aihf-dpo | dpo-beta | +0.79 ± 0.13 | aihf-dpo ahead |" in (here / "primary.md").read_text(
         encoding="utf-8")
+
+
+def test_committed_aihf_dpo_beta_page():
+    """docs/results/imdb-scratch-cpu-tuned-aihf-dpo-beta/primary.md ("AIHF-DPO's own beta on IMDb" in docs/results.md,
+    H39) is the script's page of the committed test units (few-preferences kept the committed values: its row is
+    aihf-dpo - dpo-beta in ``test_committed_dpo_beta_pages``)."""
+    results = ROOT / "docs" / "results"
+    here, dpo, six = (results / f"imdb-scratch-cpu-tuned-{name}" for name in ("aihf-dpo-beta", "dpo-beta", "six"))
+    folders = [here / "balanced", here / "low-quality-demos", dpo / "balanced-lq", six / "balanced", six / "low-quality-demos"]
+    page = compare.comparison_page(folders, [("aihf-dpo-beta", "dpo-beta"), ("aihf-dpo-beta", "aihf-dpo")],
+                                   seeds=[0, 1, 2, 3, 4, 5])
+    assert page == (here / "primary.md").read_text(encoding="utf-8")
+    assert "| low-quality-demos | aihf-dpo-beta | dpo-beta | -0.52 ± 0.14 | dpo-beta ahead |" in page
