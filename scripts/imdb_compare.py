@@ -11,7 +11,7 @@ with a ``results.json``; a setting's methods may come from several folders (one 
 from two is an error). Methods train from one pi_SFT with their own seeds, so the seeds of two
 methods are independent draws: unpaired, Welch (``aihf.eval.stats.difference_interval``). With
 ``--paired`` the differences are taken seed by seed and summarised by a t-interval
-(``mean_interval``), for two variants of one method that share each seed's batches and samples. A
+(``stats.paired_difference``), for two variants of one method that share each seed's batches and samples. A
 unit missing for a requested seed is an error, so a table never mixes seed sets silently.
 """
 
@@ -23,13 +23,13 @@ from pathlib import Path
 from aihf.eval.stats import difference_interval, mean_interval, paired_difference, read_results, seed_scores
 
 
-def seed_values(folders: list[Path], metric: str, seeds: list[int]) -> dict[tuple[str, str], dict[int, float]]:
-    """{(setting, method): {seed: value of ``metric``}} over the folders' results.json (``stats.seed_scores``),
+def seed_values(results: list[tuple[Path, dict]], metric: str, seeds: list[int]) -> dict[tuple[str, str], dict[int, float]]:
+    """{(setting, method): {seed: value of ``metric``}} over the folders' results (``stats.seed_scores``),
     the requested seeds only (pi_SFT's rows left out); a method of a setting in two folders is an error."""
     values: dict[tuple[str, str], dict[int, float]] = {}
     seen: dict[tuple[str, str], Path] = {}
-    for folder in folders:
-        for key, runs in seed_scores(read_results(folder), metric).items():
+    for folder, result in results:
+        for key, runs in seed_scores(result, metric).items():
             if key[1] == "pi_sft":  # every folder's shared start, not a method
                 continue
             if key in seen:
@@ -39,14 +39,15 @@ def seed_values(folders: list[Path], metric: str, seeds: list[int]) -> dict[tupl
     return values
 
 
-def _pick(values: dict, setting: str, method: str, seeds: list[int]) -> list[float]:
+def _pick(values: dict, setting: str, method: str, seeds: list[int]) -> dict[int, float]:
+    """A method's {seed: value} in a setting, every requested seed there (else ValueError)."""
     runs = values.get((setting, method))
     if runs is None:
         raise ValueError(f"no method {method!r} in setting {setting!r}")
     missing = [s for s in seeds if s not in runs]
     if missing:
         raise ValueError(f"{setting}/{method}: no unit for seed(s) {missing}")
-    return [runs[s] for s in seeds]
+    return runs
 
 
 def verdict(difference: dict[str, float], first: str, second: str) -> str:
@@ -58,19 +59,19 @@ def verdict(difference: dict[str, float], first: str, second: str) -> str:
 def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: list[int],
                     metric: str = "gold_reward", paired: bool = False) -> str:
     """One markdown table: a row per setting and pair."""
-    values = seed_values(folders, metric, seeds)
-    kls = seed_values(folders, "kl", seeds)
+    results = [(folder, read_results(folder)) for folder in folders]
+    values, kls = seed_values(results, metric, seeds), seed_values(results, "kl", seeds)
     settings = list(dict.fromkeys(setting for setting, _ in values))
     rows = [f"| setting | A | B | A - B, {metric} | verdict | A: mean (KL) | B: mean (KL) |",
             "|---|---|---|---|---|---|---|"]
     for setting in settings:
         for first, second in pairs:
             a, b = _pick(values, setting, first, seeds), _pick(values, setting, second, seeds)
-            diff = paired_difference(dict(enumerate(b)), dict(enumerate(a))) if paired else difference_interval(a, b)
-            kl_a, kl_b = (mean_interval(_pick(kls, setting, m, seeds))["mean"] for m in (first, second))
+            diff = paired_difference(b, a) if paired else difference_interval(list(a.values()), list(b.values()))
+            mean_a, mean_b = (mean_interval(list(x.values()))["mean"] for x in (a, b))
+            kl_a, kl_b = (mean_interval(list(_pick(kls, setting, m, seeds).values()))["mean"] for m in (first, second))
             rows.append(f"| {setting} | {first} | {second} | {diff['mean']:+.2f} ± {diff['ci95']:.2f} | "
-                        f"{verdict(diff, first, second)} | {sum(a) / len(a):.2f} ({kl_a:.1f}) | "
-                        f"{sum(b) / len(b):.2f} ({kl_b:.1f}) |")
+                        f"{verdict(diff, first, second)} | {mean_a:.2f} ({kl_a:.1f}) | {mean_b:.2f} ({kl_b:.1f}) |")
     seeds_text = ", ".join(str(s) for s in seeds)
     how = ("paired by seed, its 95% t-interval" if paired
            else "its 95% Welch interval (unpaired: each method's seeds are its own draws)")
