@@ -28,8 +28,9 @@ def _finish(folder: Path, cfg: MujocoConfig, method: str, seed: int, wall_s: flo
 def test_the_mujoco_dry_run_tells_each_runs_fate_and_changes_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(mujoco, "run", lambda *a, **k: pytest.fail("the dry run must not run"))
     out, balanced = tmp_path / "few", tmp_path / "balanced"
-    few = ["methods=[aihf, ml_irl, bc]", "seeds=[0, 1]", "n_prefs=200", f"reuse_from=[{balanced}]"]
-    cfg, other = _config(few), _config(["methods=[aihf, ml_irl, bc]", "seeds=[0, 1]"])
+    resumable = ["loop.schedule=ml_irl", "loop.iteration_steps=1000", "loop.resume_every=1"]
+    few = ["methods=[aihf, ml_irl, bc]", "seeds=[0, 1]", "n_prefs=200", f"reuse_from=[{balanced}]", *resumable]
+    cfg, other = _config(few), _config(["methods=[aihf, ml_irl, bc]", "seeds=[0, 1]", *resumable])
     _finish(out, cfg, "aihf", 0, 600.0)  # reused
     _finish(out, cfg, "aihf", 1, 1200.0, key={"seed": 1, "other": "settings"})  # made with other settings
     _finish(balanced, other, "ml_irl", 0, 900.0)  # ML-IRL reads no preferences: copied from balanced
@@ -38,6 +39,8 @@ def test_the_mujoco_dry_run_tells_each_runs_fate_and_changes_nothing(tmp_path, c
     point.mkdir(parents=True)
     (point / "state.json").write_text(json.dumps({"format": FORMAT, "key": unit_key(cfg, "ml_irl", 1, data_dir_of(cfg)),
                                                   "iteration": 7}))
+    for name in ("sac.safetensors", "replay_buffer.safetensors", "sac.json"):  # what run_checkpoint checks is there
+        (point / name).write_text("")
     before = sorted(tmp_path.rglob("*"))
     assert main(["experiment", "mujoco", "--env", "Hopper-v5", "--preset", "quick", "--output-dir", str(out),
                  "--dry-run", *few]) == 0
@@ -50,4 +53,10 @@ def test_the_mujoco_dry_run_tells_each_runs_fate_and_changes_nothing(tmp_path, c
                  "to train: 2 runs (up to 6,000 environment steps), and 2 BC fits (seconds each)",
                  "about 0.5 h for the runs of aihf, ml_irl"):  # one of each to train: (600 + 1200) / 2 s + 900 s
         assert line in said, line
+    # the run reads a resume point only when it keeps them (the ml_irl schedule with resume_every): without, it
+    # trains the run from the start, and the dry run says so (the unit key changes with resume_every: it is not in it)
+    assert main(["experiment", "mujoco", "--env", "Hopper-v5", "--preset", "quick", "--output-dir", str(out),
+                 "--dry-run", *few, "loop.resume_every=0"]) == 0
+    assert "seed 1: to train\n" in capsys.readouterr().out.split("  ml_irl: ")[1]
+    assert sorted(tmp_path.rglob("*")) == before
 

@@ -80,21 +80,30 @@ class ResumePoint:
                                    "optimizer": groups}
             (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
 
+    def _read(self) -> tuple[dict | None, str | None]:
+        """(The resume point's state.json when it holds this run, else None; why it does not, when one is there.)"""
+        path = self.folder / "state.json"
+        if not path.is_file():
+            return None, None
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if state.get("format") != FORMAT or not has_sac_state(self.folder):
+            return None, "of an older format"
+        if state.get("key") != self.key:
+            return None, "of a run with other settings"
+        return state, None
+
+    def held(self) -> dict | None:
+        """The resume point's state.json when it holds this run; read only (``saved`` also removes another's)."""
+        return self._read()[0]
+
     def saved(self) -> dict | None:
         """The resume point's state.json when it holds this run; None when there is none, or
         it is another run's or an older format's (then it is removed, with a warning)."""
-        path = self.folder / "state.json"
-        if not path.is_file():
-            return None
-        state = json.loads(path.read_text(encoding="utf-8"))
-        if state.get("format") != FORMAT or not has_sac_state(self.folder):
-            log.warning("%s holds a resume point of an older format: removed, the run starts over", self.folder)
-        elif state.get("key") != self.key:
-            log.warning("%s holds a resume point of a run with other settings: removed, the run starts over", self.folder)
-        else:
-            return state
-        self.clear()
-        return None
+        state, problem = self._read()
+        if problem is not None:
+            log.warning("%s holds a resume point %s: removed, the run starts over", self.folder, problem)
+            self.clear()
+        return state
 
     def restore(self, state: dict, model, learner: RewardLearner | None) -> Restored:
         """Put ``model`` (built afresh with the run's settings, its relabelling buffer holding

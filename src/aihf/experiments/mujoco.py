@@ -156,18 +156,33 @@ def finished_result(folder: Path, key: dict, warn: bool = True) -> dict | None:
     return None
 
 
+def reuse_source(folder: Path, key: dict, sources: list[str]) -> Path | None:
+    """The same place as ``folder`` (runs/<method>/seed<k>) in the first of ``sources`` (``reuse_from``)
+    that holds the run ``key`` finished, or None."""
+    relative = folder.relative_to(folder.parents[2])
+    for source in sources:
+        origin = Path(source) / relative
+        if origin.resolve() != folder.resolve() and finished_result(origin, key, warn=False) is not None:
+            return origin
+    return None
+
+
+def resume_point(cfg: MujocoConfig, method: str, folder: Path, key: dict) -> ResumePoint | None:
+    """Where the run ``key`` in ``folder`` keeps its resume points (``<folder>.resume``): on the ml_irl
+    schedule with ``loop.resume_every``, never for BC; else None."""
+    if method == "bc" or cfg.loop.schedule != "ml_irl" or cfg.loop.resume_every <= 0:
+        return None
+    return ResumePoint(folder.with_name(f"{folder.name}.resume"), key, cfg.loop.resume_every)
+
+
 def _reused(folder: Path, key: dict, sources: list[str], warn: bool = True) -> dict | None:
     """The run ``key`` from ``folder``, or else copied (weights, logs, result.json, which then
-    names its source as ``copied_from``) from the same place in the first of ``sources`` that
-    holds it finished; None when none does."""
+    names its source as ``copied_from``) from ``reuse_source``; None when neither holds it."""
     result = finished_result(folder, key, warn)
     if result is not None:
         return result
-    relative = folder.relative_to(folder.parents[2])  # runs/<method>/seed<k>
-    for source in sources:
-        origin = Path(source) / relative
-        if origin.resolve() == folder.resolve() or finished_result(origin, key, warn=False) is None:
-            continue
+    origin = reuse_source(folder, key, sources)
+    if origin is not None:
         with atomic_directory(folder) as tmp:
             shutil.copytree(origin, tmp, dirs_exist_ok=True)
             saved = json.loads((tmp / RESULT).read_text(encoding="utf-8"))
@@ -265,9 +280,7 @@ def _train_unit(cfg: MujocoConfig, method: str, seed: int, demos, prefs, folder:
     packages and machine that finished it: ``runtime.provenance``) marks it finished. On the ml_irl schedule with ``loop.resume_every`` the run keeps resume points in
     ``<folder>.resume`` (continued when the run is started again; removed once it is finished)."""
     key = unit_key(cfg, method, seed, data_dir)
-    resume = None
-    if method != "bc" and cfg.loop.schedule == "ml_irl" and cfg.loop.resume_every > 0:
-        resume = ResumePoint(folder.with_name(f"{folder.name}.resume"), key, cfg.loop.resume_every)
+    resume = resume_point(cfg, method, folder, key)
     with atomic_directory(folder) as tmp:
         if method == "bc":
             result = _bc_result(cfg, demos, seed)

@@ -5,7 +5,8 @@ A MuJoCo experiment is a resumable grid of runs (method x seed, ``aihf.experimen
 
 * ``reused``: its ``result.json`` was made with the same settings (``mujoco.same_run``);
 * ``copied from <folder>``: a ``reuse_from`` folder holds it finished (the run copies it);
-* ``to resume at outer iteration <k>``: a resume point of this run is in ``seed<k>.resume``;
+* ``to resume at outer iteration <k>``: a resume point of this run is in ``seed<k>.resume`` and the run
+  keeps resume points (the ml_irl schedule with ``loop.resume_every``);
 * ``to train again (its result.json was made with other settings)``;
 * ``to train``;
 
@@ -20,29 +21,26 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from aihf.control.run_checkpoint import FORMAT
-from aihf.experiments.mujoco import RESULT, MujocoConfig, cli_config, data_dir_of, finished_result, unit_key
+from aihf.experiments.mujoco import (RESULT, MujocoConfig, cli_config, data_dir_of, finished_result, resume_point,
+                                     reuse_source, unit_key)
 from aihf.logs import count, seeds_by_status
 
 
-def run_status(folder: Path, key: dict, sources: list[str]) -> tuple[str, dict | None]:
-    """(What ``mujoco.run`` would do with the run ``key`` in ``folder``, the finished run's result when
-    it is reused or copied)."""
+def run_status(cfg: MujocoConfig, method: str, seed: int, out: Path) -> tuple[str, dict | None]:
+    """(What ``mujoco.run`` would do with one run of the experiment ``cfg`` into ``out``, the finished run's
+    result when it is reused or copied): the same lookups the run makes (``finished_result``,
+    ``reuse_source``, ``resume_point``), without their side effects."""
+    folder, key = out / "runs" / method / f"seed{seed}", unit_key(cfg, method, seed, data_dir_of(cfg))
     result = finished_result(folder, key, warn=False)
     if result is not None:
         return "reused", result
-    relative = folder.relative_to(folder.parents[2])  # runs/<method>/seed<k>
-    for source in sources:
-        origin = Path(source) / relative
-        if origin.resolve() != folder.resolve():
-            result = finished_result(origin, key, warn=False)
-            if result is not None:
-                return f"copied from {origin}", result
-    state = folder.with_name(f"{folder.name}.resume") / "state.json"
-    if state.is_file():
-        point = json.loads(state.read_text(encoding="utf-8"))
-        if point.get("format") == FORMAT and point.get("key") == key:
-            return f"to resume at outer iteration {point['iteration']}", None
+    origin = reuse_source(folder, key, cfg.reuse_from)
+    if origin is not None:
+        return f"copied from {origin}", finished_result(origin, key, warn=False)
+    resume = resume_point(cfg, method, folder, key)
+    state = resume.held() if resume is not None else None
+    if state is not None:
+        return f"to resume at outer iteration {state['iteration']}", None
     if (folder / RESULT).is_file():
         return "to train again (its result.json was made with other settings)", None
     return "to train", None
@@ -59,8 +57,7 @@ def describe(cfg: MujocoConfig, out: Path) -> str:
     for method in cfg.methods:
         statuses: list[tuple[int, str]] = []
         for seed in cfg.seeds:
-            status, result = run_status(out / "runs" / method / f"seed{seed}", unit_key(cfg, method, seed, data_dir),
-                                        cfg.reuse_from)
+            status, result = run_status(cfg, method, seed, out)
             statuses.append((seed, status))
             stale = out / "runs" / method / f"seed{seed}" / RESULT  # a run of other settings times the method too
             timed = result if result is not None else (
