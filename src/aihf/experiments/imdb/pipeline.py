@@ -57,11 +57,11 @@ BASELINE = "pi_sft"
 RUN_SELECTION = ("methods", "seeds", "variants", "grid", "setting_variants", "run_settings")
 
 
-def unit_key(config: ImdbConfig, evaluator: "Evaluator", pi_sft: Path) -> dict:
+def unit_key(config: ImdbConfig, prompts: list[str], pi_sft_sha256: str | None) -> dict:
     """What a finished unit's result depends on beyond its own run config: the evaluation
-    prompts and pi_SFT's weights (SHA-256), the start and reference of every run."""
-    return {"evaluate_on": config.generation.evaluate_on, "prompts": evaluator.prompts,
-            "pi_sft_sha256": weights_sha256(pi_sft)}
+    prompts and pi_SFT's weights (SHA-256), the start and reference of every run (None: not known
+    yet, in ``plan``'s dry run before pi_SFT is trained)."""
+    return {"evaluate_on": config.generation.evaluate_on, "prompts": prompts, "pi_sft_sha256": pi_sft_sha256}
 
 
 def summarised(entry: dict) -> dict:
@@ -71,6 +71,11 @@ def summarised(entry: dict) -> dict:
     if entry["runs"] and all("heldout_pref_accuracy" in run for run in entry["runs"]):
         entry.update(summarise_runs(entry["runs"], ["heldout_pref_accuracy"]))
     return entry
+
+
+def sft_stage_dir(out: Path, stage: int) -> Path:
+    """The run folder of SFT stage ``stage`` (``sft/stage-<i>``; its policy at ``units.final_policy(..., "sft")``)."""
+    return out / "sft" / f"stage-{stage}"
 
 
 def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: Path) -> list[Path]:
@@ -89,7 +94,7 @@ def run_sft(config: ImdbConfig, reviews: data.Reviews, split: data.Split, out: P
     start, checkpoints = str(base), []
     for stage, steps in enumerate(config.sft.stage_steps):
         spec = RunSpec("sft", "sft", config.method, replace(config.sft.loop, max_steps=steps))
-        stage_dir = out / "sft" / f"stage-{stage}"
+        stage_dir = sft_stage_dir(out, stage)
         checkpoints.append(train_stage(config, spec, start, stage_dir, config.sft.loop.seed, path, None))
         start = str(checkpoints[-1])
     return checkpoints
@@ -340,7 +345,7 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
     rl_prompts = write_rl_prompts(config, reviews, split, rl_indices, out / "train_prompts.jsonl")
     evaluator = Evaluator(config, pi_sft, evaluation_prompts(config, reviews, split, validation), gold, judge)
     baseline_runs = evaluator.baseline_runs()
-    key = unit_key(config, evaluator, pi_sft)
+    key = unit_key(config, evaluator.prompts, weights_sha256(pi_sft))
     results: dict = {
         "config": asdict(config),
         "versions": provenance(),

@@ -30,7 +30,7 @@ from pathlib import Path
 from aihf.config import ConfigError
 from aihf.data import DataError
 from aihf.experiments.imdb import data
-from aihf.experiments.imdb.pipeline import check_output_dir, evaluation_prompts
+from aihf.experiments.imdb.pipeline import check_output_dir, evaluation_prompts, sft_stage_dir, unit_key
 from aihf.experiments.imdb.presets import ImdbConfig
 from aihf.experiments.runs import RunSpec
 from aihf.experiments.units import final_policy, reuse_check, stale_because
@@ -62,27 +62,25 @@ class Unit:
 
 def sft_stages(config: ImdbConfig, out: Path) -> list[tuple[Path, bool]]:
     """Each SFT stage's policy folder (``pipeline.run_sft``'s layout) and whether it is saved."""
-    folders = [final_policy(out / "sft" / f"stage-{stage}", "sft") for stage in range(len(config.sft.stage_steps))]
+    folders = [final_policy(sft_stage_dir(out, stage), "sft") for stage in range(len(config.sft.stage_steps))]
     return [(folder, (folder / "config.json").is_file()) for folder in folders]
 
 
-def unit_status(spec: RunSpec, run_dir: Path, key: dict, pi_sft_sha256: str | None) -> tuple[str, str]:
+def unit_status(spec: RunSpec, run_dir: Path, key: dict) -> tuple[str, str]:
     """What ``pipeline.run`` would do with one unit: (status, why), the statuses of the module docstring.
-    ``key`` is the run's ``pipeline.unit_key`` without ``pi_sft_sha256`` when pi_SFT is not trained yet."""
+    ``key`` is the run's ``pipeline.unit_key``, its ``pi_sft_sha256`` None when pi_SFT is not trained yet."""
     policy = final_policy(run_dir, spec.recipe)
     saved_path = run_dir / "evaluation.json"
     try:
         if saved_path.is_file():
             saved = json.loads(saved_path.read_text(encoding="utf-8"))
             old = saved.get("key") or {}
-            if pi_sft_sha256 is None:
-                if all(old.get(name) == value for name, value in key.items()):
-                    reuse_check(spec, policy)
-                    return CONDITIONAL, f"{str(old.get('pi_sft_sha256'))[:12]}..."
-            elif old == key:
+            known = key["pi_sft_sha256"] is not None  # else compared on the rest; the run compares all
+            if old == key if known else all(old.get(name) == value for name, value in key.items() if value is not None):
                 reuse_check(spec, policy)
-                return "reused", ""
-            return "to train again", stale_because(saved, {**old, **key})
+                return ("reused", "") if known else (CONDITIONAL, f"{str(old.get('pi_sft_sha256'))[:12]}...")
+            return "to train again", stale_because(saved, {name: value if value is not None else old.get(name)
+                                                           for name, value in key.items()})
         if (policy / "config.json").is_file():
             reuse_check(spec, policy)
             return "trained, to evaluate", ""
@@ -91,11 +89,10 @@ def unit_status(spec: RunSpec, run_dir: Path, key: dict, pi_sft_sha256: str | No
     return "to train", ""
 
 
-def plan_units(config: ImdbConfig, out: Path, key: dict, pi_sft_sha256: str | None) -> list[Unit]:
+def plan_units(config: ImdbConfig, out: Path, key: dict) -> list[Unit]:
     """Every unit of the run (settings to run x their runs x seeds, the run's order) with its status."""
     return [
-        Unit(setting.name, spec.name, seed,
-             *unit_status(spec, out / "runs" / setting.name / spec.name / f"seed-{seed}", key, pi_sft_sha256))
+        Unit(setting.name, spec.name, seed, *unit_status(spec, out / "runs" / setting.name / spec.name / f"seed-{seed}", key))
         for setting in config.settings_to_run()
         for spec in config.setting_runs(setting.name)
         for seed in config.seeds
@@ -113,7 +110,6 @@ def describe(config: ImdbConfig, preset: str, out: Path) -> str:
         split = data.make_split(reviews, config.split, config.prompts)
     gen = config.generation
     _, validation = data.prompt_subsets(reviews, split, gen.num_validation_prompts, gen.num_train_prompts)
-    key = {"evaluate_on": gen.evaluate_on, "prompts": evaluation_prompts(config, reviews, split, validation)}
     stages = sft_stages(config, out)
     pi_sft_sha256 = None
     if not stages:  # pi_SFT is the base: built into base/ (scratch, tiny), else a local folder's weights
@@ -130,11 +126,10 @@ def describe(config: ImdbConfig, preset: str, out: Path) -> str:
         if saved:
             pi_sft_sha256 = weights_sha256(folder)
             lines.append(f"pi_SFT: {folder}, SHA-256 {pi_sft_sha256[:12]}...")
-    if pi_sft_sha256 is not None:
-        key["pi_sft_sha256"] = pi_sft_sha256
+    key = unit_key(config, evaluation_prompts(config, reviews, split, validation), pi_sft_sha256)
     lines.append(f"build answers: {'saved' if (out / 'build_samples.jsonl').is_file() else 'to sample'} "
                  f"(build_samples.jsonl)")
-    units = plan_units(config, out, key, pi_sft_sha256)
+    units = plan_units(config, out, key)
     lines.append(f"units: {len(units)} ({len(config.seeds)} seed(s) each), "
                  f"{sum(u.status in TRAINS for u in units)} to train:")
     by_run: dict[tuple[str, str], list[Unit]] = {}
