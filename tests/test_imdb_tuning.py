@@ -103,6 +103,31 @@ def test_a_kl_budget_takes_the_best_gold_within_it():
     assert tuning.choose(_results(config, gold, kl=kl))["tiny"]["dpo"]["value"] == 0.7  # no budget: the best
 
 
+def test_the_kl_frontier_is_the_choice_at_every_budget():
+    """The frontier's last point within a budget has the best value within it (a brute-force max over the
+    points for 200 random grids, ties in value and KL included); each frontier point beats every point of
+    less or equal KL, and no grid point off the frontier beats it at its KL."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        points = [{"run": f"p{i}", "value": rng.choice([0.1, 0.2, 0.3, rng.random()]), "kl": rng.choice([1.0, 2.0, 10 * rng.random()])}
+                  for i in range(rng.randint(1, 8))]
+        frontier = tuning.kl_frontier(points)
+        assert [p["kl"] for p in frontier] == sorted(p["kl"] for p in frontier)
+        for budget in [0.5, 1.0, 2.0, 5.0, 10.0, None]:
+            within = [p["value"] for p in points if budget is None or p["kl"] <= budget]
+            on_frontier = [p for p in frontier if budget is None or p["kl"] <= budget]
+            best = tuning.best_within(points, budget)
+            assert (best is None) == (not within) == (not on_frontier)
+            if within:
+                assert best["value"] == max(within) == on_frontier[-1]["value"]
+        for point in frontier:
+            assert all(p["value"] < point["value"] for p in points if p["kl"] < point["kl"])
+    assert tuning.kl_frontier([{"value": 1.0, "kl": 3.0}, {"value": 2.0, "kl": 3.0}, {"value": 2.0, "kl": 5.0}]) == [
+        {"value": 2.0, "kl": 3.0}]  # equal KL: the better one; equal value at more KL: not on it
+
+
 def test_a_finished_run_is_reused_only_for_its_own_variant(tmp_path):
     from aihf.experiments.imdb import pipeline
 

@@ -10,6 +10,8 @@ KL its best gold reward happened to need: a method with no point within the budg
 reported with its lowest-KL point, marked); :func:`tuned_preset` writes a preset that runs
 every setting with its own chosen values (``setting_variants``), on the test prompts, over
 the seeds given. The test prompts and seeds of that run are never seen by the choice.
+:func:`kl_frontier` gives the choice at every budget at once (the grid's reward-KL frontier),
+to compare methods at a like KL (``scripts/imdb_kl_frontier.py``).
 """
 
 from __future__ import annotations
@@ -29,27 +31,53 @@ def base_name(run_name: str) -> str:
     return run_name.partition("@")[0]
 
 
+def grid_points(results: dict[str, Any], criterion: str = CRITERION) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """{setting: {methods entry: [{"run", "value", "kl", "spec"}]}}: a validation run's grid points (its
+    rows but pi_SFT's), each with its mean ``criterion`` and mean KL to pi_SFT, in grid order."""
+    if results.get("config", {}).get("generation", {}).get("evaluate_on") != "validation":
+        raise ValueError("choose settings on a run that evaluated on the validation prompts (generation.evaluate_on)")
+    points: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for setting, rows in results["settings"].items():
+        per_method = points.setdefault(setting, {})
+        for run_name, entry in rows.items():
+            if "spec" not in entry:  # pi_SFT's row
+                continue
+            per_method.setdefault(base_name(run_name), []).append(
+                {"run": run_name, "value": entry[criterion]["mean"], "kl": entry[KL]["mean"], "spec": entry["spec"]})
+    return points
+
+
+def best_within(candidates: list[dict[str, Any]], max_kl: float | None) -> dict[str, Any] | None:
+    """The candidate with the highest ``value`` (ties: the first) among those with ``kl`` <= ``max_kl``
+    (all when None); None when none is within it."""
+    allowed = [c for c in candidates if max_kl is None or c["kl"] <= max_kl]
+    return max(allowed, key=lambda c: c["value"]) if allowed else None
+
+
+def kl_frontier(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The grid's reward-KL frontier: by increasing KL, each point whose ``value`` is higher than that
+    of every point with less or equal KL. The choice within any budget k (:func:`best_within`) is
+    the frontier's last point with KL <= k, so the frontier is the tuning rule at every budget at once."""
+    frontier: list[dict[str, Any]] = []
+    for point in sorted(candidates, key=lambda c: (c["kl"], -c["value"])):
+        if not frontier or point["value"] > frontier[-1]["value"]:
+            frontier.append(point)
+    return frontier
+
+
 def choose(results: dict[str, Any], criterion: str = CRITERION,
            max_kl: float | None = None) -> dict[str, dict[str, dict[str, Any]]]:
     """{setting: {methods entry: {"run", "value", "kl", "within_kl", "spec"}}}: per setting and
     entry, the grid point with the highest mean ``criterion`` (ties: the first in grid order)
-    among those with mean KL <= ``max_kl`` (all when None); an entry with no such point
-    gets its lowest-KL point, with ``within_kl`` False."""
+    among those with mean KL <= ``max_kl`` (all when None; :func:`best_within`); an entry with
+    no such point gets its lowest-KL point, with ``within_kl`` False."""
     chosen: dict[str, dict[str, dict[str, Any]]] = {}
-    if results.get("config", {}).get("generation", {}).get("evaluate_on") != "validation":
-        raise ValueError("choose settings on a run that evaluated on the validation prompts (generation.evaluate_on)")
-    for setting, rows in results["settings"].items():
-        points: dict[str, list[dict[str, Any]]] = {}
-        for run_name, entry in rows.items():
-            if "spec" not in entry:  # pi_SFT's row
-                continue
-            points.setdefault(base_name(run_name), []).append(
-                {"run": run_name, "value": entry[criterion]["mean"], "kl": entry[KL]["mean"], "spec": entry["spec"]})
+    for setting, per_method in grid_points(results, criterion).items():
         best: dict[str, dict[str, Any]] = {}
-        for name, candidates in points.items():
-            allowed = [c for c in candidates if max_kl is None or c["kl"] <= max_kl]
-            pick = max(allowed, key=lambda c: c["value"]) if allowed else min(candidates, key=lambda c: c["kl"])
-            best[name] = {**pick, "within_kl": bool(allowed)}
+        for name, candidates in per_method.items():
+            pick = best_within(candidates, max_kl)
+            best[name] = ({**pick, "within_kl": True} if pick is not None
+                          else {**min(candidates, key=lambda c: c["kl"]), "within_kl": False})
         chosen[setting] = best
     return chosen
 
