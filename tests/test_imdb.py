@@ -778,6 +778,18 @@ def test_no_sft_stage_takes_a_base_sft_ed_already_as_pi_sft(reviews, small_gold,
     spec.loader.exec_module(fingerprint)
     hashes = fingerprint.fingerprint("tiny", overrides, tmp_path / "fingerprint")
     assert hashes["pi_SFT"] == weights_sha256(mine) and not any(name.startswith("SFT stage") for name in hashes)
+    assert not (out / "kl_budgets.md").exists()  # a test-prompt run: no grid to read KL budgets from
+    # a grid on the validation prompts: each method's best point within KL budgets, and its frontier
+    grid = [*overrides, "generation.evaluate_on=validation", "generation.num_validation_prompts=4",
+            "grid={dpo: {loop.learning_rate: [1.0e-4, 3.0e-3]}}"]
+    assert run_from_cli("tiny", str(tmp_path / "grid"), grid) == 0
+    rows = json.loads((tmp_path / "grid" / "results.json").read_text())["settings"]["tiny"]
+    points = sorted((rows[f"dpo@learning_rate={lr}"]["kl"]["mean"], rows[f"dpo@learning_rate={lr}"]["gold_reward"]["mean"])
+                    for lr in ("0.0001", "0.003"))
+    page = (tmp_path / "grid" / "kl_budgets.md").read_text()
+    best = max(points, key=lambda p: p[1])
+    assert f"| dpo | 2 | " in page and page.rstrip().endswith(f"| {best[1]:.3f} ({best[0]:.1f}) |")  # any KL: the best
+    assert (tmp_path / "grid" / "kl_frontier.png").stat().st_size > 10_000
     with pytest.raises(ConfigError, match="scratch is an untrained model"):
         load_preset("tiny", ["model.name_or_path=scratch", "sft.stage_steps=[]"])
     with pytest.raises(ConfigError, match="stage_steps must be positive"):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from aihf.experiments.imdb import tuning
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("imdb_kl_frontier", ROOT / "scripts" / "imdb_kl_frontier.py")
 kl_frontier = importlib.util.module_from_spec(spec)
@@ -31,13 +33,16 @@ def test_each_budget_takes_the_best_point_within_it(tmp_path):
                                        "few": {"aihf-dpo@lr=1": (0.3, 2.0)}})
     grids = kl_frontier.read_grids([a, b], ["aihf-dpo", "dpo"])
     assert list(grids) == ["balanced", "few"] and list(grids["balanced"]) == ["aihf-dpo", "dpo"]  # --methods order
-    page = kl_frontier.budget_page(grids, [5, 10, 20])
+    page = tuning.budget_table(grids, [5, 10, 20])
     assert "| method | points | KL <= 5 | KL <= 10 | KL <= 20 | any KL |" in page
     assert "| dpo | 3 | 0.200 (4.0) | 0.200 (4.0) | 0.500 (12.0) | 0.900 (30.0) |" in page
     assert "| aihf-dpo | 2 | — | 0.600 (8.0) | 0.600 (8.0) | 0.600 (8.0) |" in page
     assert "### few" in page and "| aihf-dpo | 1 | 0.300 (2.0) |" in page
-    plot = kl_frontier.plot_frontiers(grids, tmp_path / "frontier.png", budget=25)
-    assert plot.stat().st_size > 10_000
+    paths = tuning.write_kl_budgets(grids, tmp_path / "out", heading="# mine\n\n")
+    assert paths["kl_budgets"].read_text() == "# mine\n\n" + tuning.budget_table(grids)  # the default budgets
+    assert "| dpo | 3 | 0.200 (4.0) | 0.200 (4.0) | 0.500 (12.0) | 0.500 (12.0) | 0.500 (12.0) | 0.900 (30.0) |" in \
+        paths["kl_budgets"].read_text()
+    assert paths["kl_frontier"].stat().st_size > 10_000
 
 
 def test_a_method_in_two_files_a_missing_method_and_a_test_run_are_errors(tmp_path):

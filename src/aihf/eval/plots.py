@@ -117,6 +117,38 @@ def plot_reward_vs_kl(results: dict, path: str | Path, reward: str = "gold_rewar
     return Path(path)
 
 
+def plot_kl_frontiers(grids: dict[str, dict[str, tuple[list[dict], list[dict]]]], path: str | Path,
+                      budget: float | None = None) -> Path:
+    """One panel per setting of validation grids, {setting: {method: (grid points, frontier)}}, each point a
+    dict with "value" and "kl" (``aihf.experiments.imdb.tuning.grid_points``, ``tuning.kl_frontier``):
+    each method's points (faint) and its reward-KL frontier as a step line (the best gold reward within
+    a KL budget as the budget grows); the tuning rule's ``budget`` dashed. KL axis linear to 10 nats,
+    logarithmic past it."""
+    plt = _pyplot()
+    methods = list(dict.fromkeys(m for per_method in grids.values() for m in per_method))
+    palette = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
+    color = {m: palette(i % palette.N) for i, m in enumerate(methods)}  # one colour per method in every panel
+    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), 4.2), squeeze=False)
+    for ax, (setting, per_method) in zip(axes[0], grids.items()):
+        for method, (points, frontier) in per_method.items():
+            ax.step([p["kl"] for p in frontier], [p["value"] for p in frontier], where="post",
+                    marker="o", markersize=4, color=color[method], label=method)
+            ax.scatter([p["kl"] for p in points], [p["value"] for p in points], s=12, alpha=0.3, color=color[method])
+        if budget is not None:
+            ax.axvline(budget, linestyle="--", color="gray", linewidth=1)
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(left=0)
+        ax.set_xlabel(f"{LABELS['kl']} (nats)")
+        ax.set_ylabel("validation gold reward")
+        ax.set_title(setting)
+        ax.legend(fontsize=7)
+    fig.suptitle("best validation gold reward within a KL budget (one seed; faint: every grid point)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_metric_bars(results: dict, metric: str, path: str | Path) -> Path:
     """Grouped bars of one metric: settings on the x axis, one bar per method, 95% CI error
     bars; the title names the metric and says what the bars are."""

@@ -15,7 +15,9 @@
    scored by gold reward, judge, KL to pi_SFT and win rate against pi_SFT's answers;
    pi_SFT itself is the row ``pi_sft``;
 6. ``results.json``, ``results.md``, the figures (``plots.py``) and, per setting, every
-   evaluation answer with its scores and a readable ``samples.md`` (``generations/``).
+   evaluation answer with its scores and a readable ``samples.md`` (``generations/``); a grid on
+   the validation prompts also gets each method's best gold reward within KL budgets
+   (``kl_budgets.md``, ``kl_frontier.png``; ``tuning.write_kl_budgets``).
 
 A stage whose outputs exist is not run again, so an interrupted run resumes where it
 stopped. The RL methods (RLHF's policy stage, AIHF's policy step) sample on the split's
@@ -42,7 +44,7 @@ from aihf.eval.judge import Judge, make_judge
 from aihf.eval.generations import write_generations
 from aihf.eval.metrics import generation_metrics, kl_to_reference, summarise_runs
 from aihf.eval.plots import write_outputs
-from aihf.experiments.imdb import data
+from aihf.experiments.imdb import data, tuning
 from aihf.lm.scratch import base_folder
 from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
 from aihf.experiments.imdb.sampling import Generations, generate
@@ -376,10 +378,21 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
                     row = evaluate_run(config, evaluator, spec, run_dir, policy, seed, pi_sft, data_files, key)
                 runs.append(row)
             methods[spec.name] = summarised({"runs": runs, "spec": config.spec_overrides(spec)})
-            write_outputs(results, out)  # after each method: a long run shows what it has so far
+            write_results(config, results, out)  # after each method: a long run shows what it has so far
         evaluator.write_generations(out / "generations" / setting.name)
-        write_outputs(results, out)
+        write_results(config, results, out)
     return results
+
+
+def write_results(config: ImdbConfig, results: dict, out: Path) -> None:
+    """The results files (``plots.write_outputs``) and, for a grid on the validation prompts, each
+    method's best validation gold reward within KL budgets (``tuning.write_kl_budgets``:
+    kl_budgets.md, kl_frontier.png)."""
+    write_outputs(results, out)
+    if config.generation.evaluate_on == "validation" and config.grid:
+        tuning.write_kl_budgets(tuning.grid_points(results), out, heading=(
+            "# Best validation gold reward within a KL budget\n\nEach cell: the best grid point's validation "
+            "gold reward (its KL to pi_SFT, nats) among the points within the budget (means over the seeds).\n\n"))
 
 
 def run_from_cli(preset: str, output_dir: str, overrides: list[str]) -> int:

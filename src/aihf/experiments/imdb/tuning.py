@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
 CRITERION = "gold_reward"
 KL = "kl"
+KL_BUDGETS = (5.0, 10.0, 15.0, 20.0, 25.0)  # nats: the columns of budget_table (25: the tuning rule's budget)
 
 
 def base_name(run_name: str) -> str:
@@ -63,6 +64,36 @@ def kl_frontier(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not frontier or point["value"] > frontier[-1]["value"]:
             frontier.append(point)
     return frontier
+
+
+def budget_table(grids: dict[str, dict[str, list[dict[str, Any]]]], budgets: Sequence[float] = KL_BUDGETS) -> str:
+    """Per setting of ``grids`` ({setting: {method: grid points}}, :func:`grid_points`) a markdown table:
+    one row per method, one column per KL budget and one without, each cell the best point's value
+    within the budget (:func:`best_within`) with its KL in brackets, or a dash where none is within it."""
+    header = [f"KL <= {b:g}" for b in budgets] + ["any KL"]
+    lines = []
+    for setting, per_method in grids.items():
+        lines += [f"### {setting}", "", "| method | points | " + " | ".join(header) + " |",
+                  "|---|---|" + "---|" * len(header)]
+        for method, points in per_method.items():
+            picks = [best_within(points, b) for b in [*budgets, None]]
+            cells = ["—" if p is None else f"{p['value']:.3f} ({p['kl']:.1f})" for p in picks]
+            lines.append(f"| {method} | {len(points)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_kl_budgets(grids: dict[str, dict[str, list[dict[str, Any]]]], out: Path, budget_line: float = KL_BUDGETS[-1],
+                     heading: str = "") -> dict[str, Path]:
+    """``kl_budgets.md`` (``heading``, then :func:`budget_table`) and ``kl_frontier.png`` (each method's
+    frontier, ``plots.plot_kl_frontiers``) of validation grids in folder ``out``."""
+    from aihf.eval.plots import plot_kl_frontiers
+
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "kl_budgets.md"
+    page.write_text(heading + budget_table(grids), encoding="utf-8")
+    frontiers = {s: {m: (points, kl_frontier(points)) for m, points in per_method.items()} for s, per_method in grids.items()}
+    return {"kl_budgets": page, "kl_frontier": plot_kl_frontiers(frontiers, out / "kl_frontier.png", budget_line)}
 
 
 def choose(results: dict[str, Any], criterion: str = CRITERION,
