@@ -184,23 +184,29 @@ def test_a_finished_unit_is_skipped_from_its_result_file_alone(tmp_path):
     assert pipeline.finished_unit(evaluator, spec, tmp_path / "none", 0, key) is None
 
 
-@pytest.mark.parametrize(("name", "balanced_method"), [("ipo-beta", {"beta": 0.03}), ("dpo-beta", {}),
-                                                     ("aihf-dpo-beta", {"beta": 0.3, "w_demo": 0.3})])
-def test_the_committed_beta_choices_are_what_their_committed_units_give(tmp_path, name, balanced_method):
-    """configs/imdb/scratch-cpu-tuned-{ipo,dpo,aihf-dpo}-beta.yaml (docs/results.md, "IPO's own beta on IMDb",
-    "DPO's own beta on IMDb", "AIHF-DPO's own beta on IMDb"): the choice within 25 nats that
-    ``scripts/imdb_choose.py`` makes from the exported validation grid; for IPO and DPO, tuned in two settings,
-    low-quality-demos, added by hand, has balanced's values (the same preferences)."""
+@pytest.mark.parametrize(("name", "grid_name", "max_kl", "balanced_method"), [
+    ("ipo-beta", "ipo-beta", 25.0, {"beta": 0.03}), ("dpo-beta", "dpo-beta", 25.0, {}),
+    ("aihf-dpo-beta", "aihf-dpo-beta", 25.0, {"beta": 0.3, "w_demo": 0.3}),
+    ("aihf-dpo-lr", "aihf-dpo-lr", 25.0, {"w_demo": 0.3}),
+    ("kl10-ipo-beta", "ipo-beta", 10.0, {"beta": 0.03}), ("kl10-dpo-beta", "dpo-beta", 10.0, {}),
+    ("kl10-aihf-dpo-beta", "aihf-dpo-beta", 10.0, {"w_demo": 0.3}),
+])
+def test_the_committed_choices_are_what_their_committed_units_give(tmp_path, name, grid_name, max_kl, balanced_method):
+    """configs/imdb/scratch-cpu-tuned-{NAME}.yaml (docs/results.md, "IPO's own beta on IMDb", "DPO's own beta on
+    IMDb", "AIHF-DPO's own beta on IMDb", "AIHF-DPO's learning-rate axis on IMDb", "The implicit-reward methods
+    at a like KL on IMDb"): the choice within ``max_kl`` nats that ``scripts/imdb_choose.py`` makes from the
+    exported validation grid; for IPO and DPO, tuned in two settings, low-quality-demos, where added by hand,
+    has balanced's values (the same preferences)."""
     root = Path(__file__).resolve().parent.parent
-    grid = root / "docs" / "results" / f"imdb-scratch-cpu-tune-{name}"
-    folders = sorted(grid.glob(f"imdb-tune-{name}*/results.json"))
-    made = tuning.write_choice(folders, tmp_path / "tuned.yaml", [0, 1, 2, 3, 4, 5], max_kl=25.0)
+    grid = root / "docs" / "results" / f"imdb-scratch-cpu-tune-{grid_name}"
+    folders = sorted(grid.glob(f"imdb-tune-{grid_name}*/results.json"))
+    made = tuning.write_choice(folders, tmp_path / "tuned.yaml", [0, 1, 2, 3, 4, 5], max_kl=max_kl)
     committed = yaml.safe_load((root / "configs" / "imdb" / f"scratch-cpu-tuned-{name}.yaml").read_text())
     chosen = committed["setting_variants"]
     tuned = set(made["setting_variants"])
     assert {setting: chosen[setting] for setting in tuned} == made["setting_variants"]
     if "low-quality-demos" not in tuned:
-        assert len(folders) == 2 and chosen["low-quality-demos"] == chosen["balanced"]
-    assert chosen["balanced"][name]["method"] == balanced_method
+        assert len(folders) == 2 and chosen.get("low-quality-demos", chosen["balanced"]) == chosen["balanced"]
+    assert chosen["balanced"][grid_name]["method"] == balanced_method
     table = (tmp_path / "tuned.md").read_text()
     assert table in (root / "configs" / "imdb" / f"scratch-cpu-tuned-{name}.md").read_text()
