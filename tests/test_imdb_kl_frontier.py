@@ -55,3 +55,17 @@ def test_a_method_in_two_files_a_missing_method_and_a_test_run_are_errors(tmp_pa
     test = _results(tmp_path / "test.json", {"balanced": {"dpo@lr=1": (0.2, 4.0)}}, evaluate_on="test")
     with pytest.raises(ValueError, match="validation prompts"):
         kl_frontier.read_grids([test])
+
+
+def test_the_committed_page_is_what_the_committed_grids_give():
+    """docs/results/imdb-scratch-cpu-kl-frontier/kl_budgets.md: the script's tables of the committed validation
+    grids (its README gives the command)."""
+    results = ROOT / "docs" / "results"
+    files = [results / f"imdb-scratch-cpu-tune{grid}" / f"imdb-tune{grid}{suffix}" / "results.json"
+             for grid, suffixes in [("", ["", "-few", "-lq"]), ("-ipo-beta", ["", "-few"]), ("-dpo-beta", ["", "-few"]),
+                                    ("-aihf-dpo-beta", ["", "-few", "-lq"]), ("-aihf-dpo-lr", ["", "-few", "-lq"])]
+             for suffix in suffixes]
+    methods = ["rlhf", "aihf", "aihf-rounds", "dpo-beta", "ipo-beta", "aihf-dpo-beta", "aihf-dpo-lr", "self-play-aihf", "spin"]
+    page = (results / "imdb-scratch-cpu-kl-frontier" / "kl_budgets.md").read_text(encoding="utf-8")
+    assert page.endswith(tuning.budget_table(kl_frontier.read_grids(files, methods)))
+    assert "| aihf-dpo-beta | 27 | 0.833 (2.6) | 1.044 (8.3) |" in page  # the 10-nat choices of the pre-registered test
