@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from aihf.eval.plots import plot_kl_frontiers
+
 CRITERION = "gold_reward"
 KL = "kl"
 KL_BUDGETS = (5.0, 10.0, 15.0, 20.0, 25.0)  # nats: the columns of budget_table (25: the tuning rule's budget)
@@ -57,8 +59,8 @@ def best_within(candidates: list[dict[str, Any]], max_kl: float | None) -> dict[
 
 def kl_frontier(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The grid's reward-KL frontier: by increasing KL, each point whose ``value`` is higher than that
-    of every point with less or equal KL. The choice within any budget k (:func:`best_within`) is
-    the frontier's last point with KL <= k, so the frontier is the tuning rule at every budget at once."""
+    of every point with less or equal KL. The choice within any budget k (:func:`best_within`) has the
+    value of the frontier's last point with KL <= k: the frontier is the tuning rule at every budget."""
     frontier: list[dict[str, Any]] = []
     for point in sorted(candidates, key=lambda c: (c["kl"], -c["value"])):
         if not frontier or point["value"] > frontier[-1]["value"]:
@@ -87,8 +89,6 @@ def write_kl_budgets(grids: dict[str, dict[str, list[dict[str, Any]]]], out: Pat
                      heading: str = "") -> dict[str, Path]:
     """``kl_budgets.md`` (``heading``, then :func:`budget_table`) and ``kl_frontier.png`` (each method's
     frontier, ``plots.plot_kl_frontiers``) of validation grids in folder ``out``."""
-    from aihf.eval.plots import plot_kl_frontiers
-
     out.mkdir(parents=True, exist_ok=True)
     page = out / "kl_budgets.md"
     page.write_text(heading + budget_table(grids), encoding="utf-8")
