@@ -1,6 +1,7 @@
 """Model loading, tiny fixtures, LoRA, reference models and the reward model."""
 
 import importlib.util
+import warnings
 
 import pytest
 import torch
@@ -198,7 +199,9 @@ def test_the_short_names_local_folders(tmp_path, monkeypatch):
 
 
 def test_lora_leaves_only_adapters_trainable():
-    model, _ = load_causal_lm("tiny", lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    with warnings.catch_warnings():  # peft's read of transformers' deprecated attribute is not the user's to see
+        warnings.simplefilter("error")
+        model, _ = load_causal_lm("tiny", lora=LoraSettings(r=4, alpha=8, dropout=0.0))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert any("lora_" in n and "query_key_value" in n for n in trainable)

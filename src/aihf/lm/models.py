@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -186,10 +187,14 @@ class LoraSettings(Settings):
 
 
 def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> Any:
-    """Wrap ``model`` with LoRA adapters: only the adapter weights stay trainable."""
+    """Wrap ``model`` with LoRA adapters: only the adapter weights stay trainable. peft (0.21) reads
+    transformers' deprecated ``is_gradient_checkpointing`` while wrapping, a FutureWarning that no
+    user of aihf can act on: that one warning is silenced here, every other passes."""
     from peft import get_peft_model
 
-    return get_peft_model(model, settings.peft_config())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, settings.peft_config())
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, padding_side: PaddingSide) -> PreTrainedTokenizerBase:
