@@ -438,6 +438,37 @@ def test_wpo_weighting_reproduces_trls_loss_and_gradient(tmp_path, form, padding
     assert plain != pytest.approx(ours, rel=1e-3)
 
 
+@pytest.mark.parametrize(("padding_free", "chunk"), [(False, None), (True, None), (False, 5), (True, 5)])
+def test_wpo_weights_are_the_pairs_own_beside_demonstrations(tmp_path, padding_free, chunk):
+    """In AIHF-DPO's batch, demonstrations first and the pairs last, WPO's weights are computed for the pairs'
+    responses only (``logps(wpo_rows=...)``): each pair's w(y_w|x) w(y_l|x) equals ``objective.wpo_weights`` of
+    the pairs' sequences scored alone, full logits and right padding, whatever the batch layout (padded, packed)
+    or log-prob path (chunked); and the loss is the same as with those weights given by hand."""
+    tok = tiny_tokenizer()
+    policy = tiny_causal_lm(tok)
+    encoder = Encoder(tok, max_length=24, max_prompt_length=12)
+    demos = {"train": [Demonstration(p.prompt, p.chosen + " indeed") for p in IPO_PAIRS[:3]]}
+    method = ImplicitRewardMethod("aihf-dpo", MethodConfig(beta=0.5, wpo_weighting=True), tok, encoder, policy, demos,
+                                  {"train": IPO_PAIRS}, padding_free=padding_free, logprob_chunk=chunk)
+    Trainer(method, loop(tmp_path))
+    method.start_round(0, seed=0)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # a policy away from uniform: weights that differ between responses
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    policy.eval()
+    with torch.no_grad():
+        _, metrics = method.loss({"demo": [0, 1, 2], "pref": [0, 1, 2, 3]}, "train", seed=0)
+        encoded = [encoder.preference(p) for p in IPO_PAIRS]
+        batch = collate([c for c, _ in encoded] + [r for _, r in encoded], tok.pad_token_id)
+        logits = policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.double()
+        alone = objective.wpo_weights(objective.token_logprobs(logits, batch.input_ids),
+                                      objective.token_log_sum_sq_probs(logits[:, :-1]), batch.loss_mask[:, 1:])
+        pair_weights = alone[:4] * alone[4:]
+    assert float(pair_weights.std()) > 1e-3 * float(pair_weights.mean())  # the pairs' weights differ
+    assert float(metrics["wpo_weight"]) == pytest.approx(float(pair_weights.mean()), rel=1e-5)
+
+
 # pairs of equal-length responses: the reference's margins are not ordered by the length difference alone
 AOT_PAIRS = [
     Preference("review: the movie was", " great", " bad"),

@@ -44,6 +44,27 @@ def test_sequences_are_packed_first_fit_into_fewer_rows_with_the_padded_mask():
         assert int(packed.token_index[i, : n - 1].max()) < packed.input_ids.shape[0] * (width - 1)
 
 
+def test_the_last_sequences_response_positions_in_either_layout():
+    """``response_positions(k)``: the next-token positions that predict the last k sequences' response
+    tokens, ascending; in a padded batch the response entries of its last k rows, in a packed one the
+    grid entries of their ``token_index`` (WPO's weights read them, ``ImplicitRewardMethod.logps``)."""
+    padded, packed = collate(SEQUENCES, pad_id=0), pack(SEQUENCES, pad_id=0)
+    for k in range(len(SEQUENCES) + 1):
+        rows = torch.zeros_like(padded.loss_mask[:, 1:])
+        rows[len(SEQUENCES) - k:] = padded.loss_mask[len(SEQUENCES) - k:, 1:]
+        assert padded.response_positions(k).tolist() == rows.reshape(-1).nonzero().squeeze(1).tolist()
+        expected = sorted(int(packed.token_index[i, t]) for i in range(len(SEQUENCES) - k, len(SEQUENCES))
+                          for t in range(packed.token_index.shape[1]) if packed.token_mask[i, t])
+        assert packed.response_positions(k).tolist() == expected
+    assert packed.response_positions(len(SEQUENCES)).tolist() == pack(SEQUENCES, 0, scored=True).scored_index.tolist()
+    logits = torch.randn(*padded.input_ids.shape, 11, dtype=torch.float64)
+    at = objective.positions_log_sum_sq_probs(logits, padded.input_ids, padded.response_positions(2))
+    every = objective.token_log_sum_sq_probs(logits[:, :-1])
+    mask = torch.zeros_like(every, dtype=torch.bool)
+    mask.view(-1)[padded.response_positions(2)] = True
+    torch.testing.assert_close(at, torch.where(mask, every, torch.zeros_like(every)), rtol=0, atol=1e-12)
+
+
 def _llama():
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

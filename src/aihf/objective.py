@@ -281,6 +281,15 @@ def token_log_sum_sq_probs(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def positions_log_sum_sq_probs(logits: torch.Tensor, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """:func:`token_log_sum_sq_probs` of the next-token distributions at the selected flat ``positions`` of the
+    (B, T - 1) grid (as in :func:`selected_token_logprobs`), 0 elsewhere, (B, T - 1), from full ``logits``
+    (B, T, V): the log-sum-exps over the vocabulary of those positions only; no gradient."""
+    rows = logits[:, :-1].reshape(-1, logits.shape[-1]).index_select(0, positions)
+    return _scatter_positions([token_log_sum_sq_probs(rows)], positions, input_ids, logits.dtype)
+
+
+@torch.no_grad()
 def selected_token_log_sum_sq_probs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                                     input_ids: torch.Tensor, positions: torch.Tensor, chunk: int) -> torch.Tensor:
     """:func:`token_log_sum_sq_probs` of the next-token distributions at the selected ``positions`` (as in

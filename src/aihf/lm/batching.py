@@ -170,6 +170,12 @@ class SequenceBatch:
     def to(self, device: torch.device | str) -> SequenceBatch:
         return SequenceBatch(*to_device((self.input_ids, self.attention_mask, self.loss_mask, self.scored_index), device))
 
+    def response_positions(self, last: int) -> torch.Tensor:
+        """The next-token positions that predict the response tokens of the ``last`` sequences, as
+        ascending flat indices into the (B, T - 1) grid (made where the batch is: on the host before ``to``)."""
+        rows, width = self.loss_mask.shape[0], self.loss_mask.shape[1] - 1
+        return self.loss_mask[rows - last :, 1:].reshape(-1).nonzero().squeeze(1) + (rows - last) * width
+
     @property
     def num_tokens(self) -> int:
         return int(self.attention_mask.sum())
@@ -224,6 +230,12 @@ class PackedBatch:
     def to(self, device: torch.device | str) -> PackedBatch:
         return PackedBatch(*to_device(
             (self.input_ids, self.position_ids, self.token_index, self.token_mask, self.scored_index), device))
+
+    def response_positions(self, last: int) -> torch.Tensor:
+        """The next-token positions that predict the response tokens of the ``last`` sequences (in their
+        given order), as ascending flat indices into the (R, W - 1) grid (see :meth:`SequenceBatch.response_positions`)."""
+        tail = slice(self.token_index.shape[0] - last, None)
+        return self.token_index[tail][self.token_mask[tail].bool()].sort().values
 
 
 def pack(sequences: list[Sequence], pad_id: int, scored: bool = False) -> PackedBatch:

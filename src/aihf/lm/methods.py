@@ -300,7 +300,7 @@ class SequenceLogProbs(NamedTuple):
 
     total: torch.Tensor  # log pi(y|x), summed over the response tokens (LD-DPO's weighted sum with ld_alpha)
     count: torch.Tensor  # the number of response tokens (at least 1)
-    wpo_weight: torch.Tensor | None  # objective.wpo_weights when asked for
+    wpo_weight: torch.Tensor | None  # objective.wpo_weights of the last wpo_rows sequences, when asked for
 
 
 class _Records:
@@ -438,39 +438,43 @@ class _Records:
         return sizes
 
     def logps(self, model, sequences: list[Sequence], shared: list[float] | None = None,
-              wpo: bool = False) -> SequenceLogProbs:
+              wpo_rows: int = 0) -> SequenceLogProbs:
         """(log pi(y|x) summed over response tokens, number of response tokens, WPO's weight), one forward
         pass over right-padded rows, or over packed ones with ``padding_free``; with
         ``logprob_chunk``, scored from the last hidden states at the response positions only,
         that many at a time, without the full-vocabulary logits (``objective.selected_token_logprobs``).
         With ``method.ld_alpha``, ``shared`` gives each sequence's pair's shared length (:meth:`shared_lengths`;
-        inf: no pair) and the sums are LD-DPO's (``objective.length_desensitized_weights``). With ``wpo``,
-        each response's ``objective.wpo_weights`` under ``model`` (else None)."""
+        inf: no pair) and the sums are LD-DPO's (``objective.length_desensitized_weights``). With ``wpo_rows``
+        > 0, the ``objective.wpo_weights`` under ``model`` of the last ``wpo_rows`` sequences (a batch's preference
+        pairs), their normaliser computed at those sequences' response positions only (else None)."""
         acc = self.accelerator
         if self.padding_free:
-            batch = pack(sequences, self.tokenizer.pad_token_id, scored=bool(self.logprob_chunk)).to(acc.device)
+            host = pack(sequences, self.tokenizer.pad_token_id, scored=bool(self.logprob_chunk))
+        else:
+            host = collate(sequences, self.tokenizer.pad_token_id, scored=bool(self.logprob_chunk))
+        weighted = to_device((host.response_positions(wpo_rows),), acc.device)[0] if wpo_rows else None
+        batch = host.to(acc.device)
+        if self.padding_free:
             inputs = dict(input_ids=batch.input_ids, position_ids=batch.position_ids)
         else:
-            batch = collate(sequences, self.tokenizer.pad_token_id, scored=bool(self.logprob_chunk)).to(acc.device)
             inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         with acc.autocast(), hidden_states_as_logits(model, enabled=bool(self.logprob_chunk)) as head:
             out = model(**inputs, use_cache=False).logits
             if head is not None:
                 token_lp = objective.selected_token_logprobs(out, head.weight, head.bias, batch.input_ids,
                                                              batch.scored_index, self.logprob_chunk)
-                log_sum_sq = objective.selected_token_log_sum_sq_probs(
-                    out.detach(), head.weight, head.bias, batch.input_ids, batch.scored_index, self.logprob_chunk,
-                ) if wpo else None
+                log_sum_sq = None if weighted is None else objective.selected_token_log_sum_sq_probs(
+                    out.detach(), head.weight, head.bias, batch.input_ids, weighted, self.logprob_chunk)
         if head is None:
             token_lp = objective.token_logprobs(out, batch.input_ids)
-            with torch.no_grad():
-                log_sum_sq = objective.token_log_sum_sq_probs(out[:, :-1]) if wpo else None
+            log_sum_sq = None if weighted is None else objective.positions_log_sum_sq_probs(out, batch.input_ids, weighted)
         if self.padding_free:  # (B, L - 1): each sequence's next-token log-probs and response mask
             token_lp, mask = token_lp.reshape(-1)[batch.token_index], batch.token_mask
             log_sum_sq = None if log_sum_sq is None else log_sum_sq.reshape(-1)[batch.token_index]
         else:
             mask = batch.loss_mask[:, 1:]
-        wpo_weight = None if log_sum_sq is None else objective.wpo_weights(token_lp, log_sum_sq, mask)
+        wpo_weight = None if log_sum_sq is None else objective.wpo_weights(
+            token_lp[-wpo_rows:], log_sum_sq[-wpo_rows:], mask[-wpo_rows:])
         weights = mask.to(token_lp.dtype)
         if shared is not None and self.config.ld_alpha is not None:
             weights = objective.length_desensitized_weights(weights, torch.tensor(shared, device=weights.device),
@@ -732,8 +736,8 @@ class ImplicitRewardMethod(_Records):
         shared = None  # LD-DPO: the pairs' shared lengths, every other sequence whole
         if cfg.ld_alpha is not None:
             shared = [math.inf] * (len(seqs) - 2 * n_pref) + self.shared_lengths([self.pairs[split][i] for i in pref_idx]) * 2
-        total, count, wpo = self.logps(self.models["policy"], seqs, shared,
-                                       wpo=cfg.wpo_weighting and recipe.pref_term and n_pref > 0)
+        weighted = cfg.wpo_weighting and recipe.pref_term and n_pref > 0  # WPO: the pairs' weights, the last 2 n_pref rows
+        total, count, wpo = self.logps(self.models["policy"], seqs, shared, wpo_rows=2 * n_pref if weighted else 0)
         demo, generated, chosen, rejected = (
             part if part.numel() else None
             for part in torch.split(total, [n_demo, n_demo if recipe.demo_term == "self-play" else 0, n_pref, n_pref])
@@ -746,7 +750,7 @@ class ImplicitRewardMethod(_Records):
         w_demo = cfg.w_demo if recipe.demo_term != "none" else 0.0
         w_pref = cfg.w_pref if recipe.pref_term else 0.0
         metrics: dict[str, torch.Tensor] = {}
-        pair_weights = None if wpo is None else wpo[-2 * n_pref : -n_pref] * wpo[-n_pref:]  # WPO: w(y_w) w(y_l)
+        pair_weights = None if wpo is None else wpo[:n_pref] * wpo[n_pref:]  # WPO: w(y_w) w(y_l)
         if pair_weights is not None:
             metrics["wpo_weight"] = pair_weights.mean()
         if recipe.pref_term:
