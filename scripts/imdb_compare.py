@@ -12,7 +12,8 @@ from two is an error). Methods train from one pi_SFT with their own seeds, so th
 methods are independent draws: unpaired, Welch (``aihf.eval.stats.difference_interval``). With
 ``--paired`` the differences are taken seed by seed and summarised by a t-interval
 (``stats.paired_difference``), for two variants of one method that share each seed's batches and samples. A
-unit missing for a requested seed is an error, so a table never mixes seed sets silently.
+unit missing for a requested seed is an error, so a table never mixes seed sets silently. With
+``--settings`` only those settings are compared (a folder may hold others, where a pair's method is not).
 """
 
 from __future__ import annotations
@@ -57,11 +58,16 @@ def verdict(difference: dict[str, float], first: str, second: str) -> str:
 
 
 def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: list[int],
-                    metric: str = "gold_reward", paired: bool = False) -> str:
-    """One markdown table: a row per setting and pair."""
+                    metric: str = "gold_reward", paired: bool = False, settings: list[str] | None = None) -> str:
+    """One markdown table: a row per setting and pair; the ``settings`` only (in their order) when given,
+    else every setting of the folders."""
     results = [(folder, read_results(folder)) for folder in folders]
     values, kls = seed_values(results, metric, seeds), seed_values(results, "kl", seeds)
-    settings = list(dict.fromkeys(setting for setting, _ in values))
+    found = list(dict.fromkeys(setting for setting, _ in values))
+    missing = [s for s in settings or [] if s not in found]
+    if missing:
+        raise ValueError(f"no setting {missing} in the folders (they hold {found})")
+    settings = settings or found
     rows = [f"| setting | A | B | A - B, {metric} | verdict | A: mean (KL) | B: mean (KL) |",
             "|---|---|---|---|---|---|---|"]
     for setting in settings:
@@ -86,12 +92,13 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, required=True, help="the seeds to compare (each must be there)")
     p.add_argument("--metric", default="gold_reward", help="a results row's field (default gold_reward)")
     p.add_argument("--paired", action="store_true", help="differences seed by seed (two variants of one method)")
+    p.add_argument("--settings", nargs="+", help="compare in these settings only (default: every setting of the folders)")
     p.add_argument("--out", type=Path, help="write the table here (default: print it)")
     args = p.parse_args()
     pairs = [tuple(pair.split(":", 1)) for pair in args.pairs]
     if any(len(pair) != 2 for pair in pairs):
         p.error("--pairs takes A:B")
-    page = comparison_page(args.folders, pairs, args.seeds, args.metric, args.paired)
+    page = comparison_page(args.folders, pairs, args.seeds, args.metric, args.paired, args.settings)
     if args.out:
         args.out.write_text(page, encoding="utf-8")
         print(f"wrote {args.out}")

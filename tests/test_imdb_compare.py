@@ -32,6 +32,10 @@ def test_page_gives_welch_differences_and_verdicts(tmp_path):
     assert "| few | x | y | -1.00 ± 0.23 | y ahead |" in page
     assert "| balanced | z | y | +1.00 ± 2.45 | neither |" in page  # z's spread: df ~ 2
     assert "seeds 0, 1, 2" in page
+    only = compare.comparison_page([a, b], [("x", "y")], seeds=[0, 1, 2], settings=["few"])
+    assert "| few | x | y |" in only and "| balanced |" not in only
+    with pytest.raises(ValueError, match=r"no setting \['lq'\] in the folders"):
+        compare.comparison_page([a, b], [("x", "y")], seeds=[0, 1, 2], settings=["lq"])
 
 
 def test_page_refuses_a_missing_seed_a_missing_method_and_a_method_twice(tmp_path):
