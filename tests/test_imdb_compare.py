@@ -133,3 +133,16 @@ def test_committed_aihf_dpo_beta_page():
                                    seeds=[0, 1, 2, 3, 4, 5])
     assert page == (here / "primary.md").read_text(encoding="utf-8")
     assert "| low-quality-demos | aihf-dpo-beta | dpo-beta | -0.52 ± 0.14 | dpo-beta ahead |" in page
+
+
+def test_committed_aihf_dpo_lr_page():
+    """docs/results/imdb-scratch-cpu-tuned-aihf-dpo-lr/primary.md ("AIHF-DPO's learning-rate axis on IMDb" in
+    docs/results.md, H42) is the script's page of the committed test units (balanced only: the other settings kept
+    their committed values)."""
+    results = ROOT / "docs" / "results"
+    here, dpo, six = (results / f"imdb-scratch-cpu-tuned-{name}" for name in ("aihf-dpo-lr", "dpo-beta", "six"))
+    page = compare.comparison_page([here / "balanced", dpo / "balanced-lq", six / "balanced"],
+                                   [("aihf-dpo-lr", "aihf-dpo"), ("aihf-dpo-lr", "dpo-beta")], seeds=[0, 1, 2, 3, 4, 5],
+                                   settings=["balanced"])
+    assert page == (here / "primary.md").read_text(encoding="utf-8")
+    assert "| balanced | aihf-dpo-lr | aihf-dpo | +0.03 ± 0.11 | neither |" in page
