@@ -146,3 +146,19 @@ def test_committed_aihf_dpo_lr_page():
                                    settings=["balanced"])
     assert page == (here / "primary.md").read_text(encoding="utf-8")
     assert "| balanced | aihf-dpo-lr | aihf-dpo | +0.03 ± 0.11 | neither |" in page
+
+
+def test_committed_kl10_pages():
+    """docs/results/imdb-scratch-cpu-tuned-kl10/{primary,low-quality-demos}.md ("The implicit-reward methods at a
+    like KL on IMDb" in docs/results.md, H43-H46) are the script's pages of the committed test units."""
+    here = ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned-kl10"
+    folders = [here / name for name in ("aihf-dpo-beta", "aihf-dpo-beta-few", "dpo-beta", "dpo-beta-few", "ipo-beta",
+                                        "ipo-beta-few")]
+    seeds = [0, 1, 2, 3, 4, 5]
+    primary = compare.comparison_page(folders, [("aihf-dpo-beta", "dpo-beta"), ("aihf-dpo-beta", "ipo-beta"),
+                                                ("ipo-beta", "dpo-beta")], seeds, settings=["balanced", "few-preferences"])
+    assert primary == (here / "primary.md").read_text(encoding="utf-8")
+    assert "| balanced | aihf-dpo-beta | dpo-beta | +0.50 ± 0.07 | aihf-dpo-beta ahead |" in primary
+    low = compare.comparison_page(folders, [("aihf-dpo-beta", "dpo-beta")], seeds, settings=["low-quality-demos"])
+    assert low == (here / "low-quality-demos.md").read_text(encoding="utf-8")
+    assert "| low-quality-demos | aihf-dpo-beta | dpo-beta | +0.01 ± 0.09 | neither |" in low
