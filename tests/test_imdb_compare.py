@@ -149,8 +149,9 @@ def test_committed_aihf_dpo_lr_page():
 
 
 def test_committed_kl10_pages():
-    """docs/results/imdb-scratch-cpu-tuned-kl10/{primary,low-quality-demos}.md ("The implicit-reward methods at a
-    like KL on IMDb" in docs/results.md, H43-H46) are the script's pages of the committed test units."""
+    """docs/results/imdb-scratch-cpu-tuned-kl10/{primary,low-quality-demos,algorithm-1}.md ("The implicit-reward
+    methods at a like KL on IMDb" and "Algorithm 1 and RLHF at a like KL on IMDb" in docs/results.md, H43-H46, H48,
+    H50) are the script's pages of the committed test units."""
     here = ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned-kl10"
     folders = [here / name for name in ("aihf-dpo-beta", "aihf-dpo-beta-few", "dpo-beta", "dpo-beta-few", "ipo-beta",
                                         "ipo-beta-few")]
@@ -162,3 +163,8 @@ def test_committed_kl10_pages():
     low = compare.comparison_page(folders, [("aihf-dpo-beta", "dpo-beta")], seeds, settings=["low-quality-demos"])
     assert low == (here / "low-quality-demos.md").read_text(encoding="utf-8")
     assert "| low-quality-demos | aihf-dpo-beta | dpo-beta | +0.01 ± 0.09 | neither |" in low
+    explicit = compare.comparison_page([here / "rlhf", here / "aihf-rounds", here / "aihf-dpo-beta"],
+                                       [("aihf-rounds", "rlhf"), ("aihf-dpo-beta", "rlhf"), ("aihf-dpo-beta", "aihf-rounds")],
+                                       seeds, settings=["balanced"])
+    assert explicit == (here / "algorithm-1.md").read_text(encoding="utf-8")  # "Algorithm 1 and RLHF at a like KL", H48, H50
+    assert "| balanced | aihf-rounds | rlhf | +0.22 ± 0.21 | aihf-rounds ahead |" in explicit
