@@ -57,7 +57,8 @@ def main() -> None:
     sources = ", ".join(f"`{path}`" for path in args.results)
     heading = (f"# Best validation gold reward within a KL budget\n\nFrom {sources}; made by "
                "`scripts/imdb_kl_frontier.py`. Each cell: the best grid point's validation gold reward (its KL to "
-               "pi_SFT, nats) among the points within the budget; one seed, the validation prompts.\n\n")
+               "pi_SFT, nats) among the points within the budget, on the validation prompts (each point's mean over "
+               "the seeds it ran).\n\n")
     paths = write_kl_budgets(read_grids(args.results, args.methods), args.out_dir, args.budget_line, heading)
     print(", ".join(str(path) for path in paths.values()))
 
