@@ -168,3 +168,7 @@ def test_committed_kl10_pages():
                                        seeds, settings=["balanced"])
     assert explicit == (here / "algorithm-1.md").read_text(encoding="utf-8")  # "Algorithm 1 and RLHF at a like KL", H48, H50
     assert "| balanced | aihf-rounds | rlhf | +0.22 ± 0.21 | aihf-rounds ahead |" in explicit
+    twelve = compare.comparison_page([here / "rlhf", here / "aihf-rounds"], [("aihf-rounds", "rlhf")], list(range(12)),
+                                     settings=["balanced"])
+    assert twelve == (here / "algorithm-1-twelve.md").read_text(encoding="utf-8")  # the second look, H51
+    assert "| balanced | aihf-rounds | rlhf | +0.23 ± 0.15 | aihf-rounds ahead |" in twelve
