@@ -54,12 +54,7 @@ def main() -> None:
     p.add_argument("--out-dir", type=Path, required=True, help="folder for kl_budgets.md and kl_frontier.png")
     p.add_argument("--budget-line", type=float, default=KL_BUDGETS[-1], help="the tuning rule's budget, dashed in the plot")
     args = p.parse_args()
-    sources = ", ".join(f"`{path}`" for path in args.results)
-    heading = (f"# Best validation gold reward within a KL budget\n\nFrom {sources}; made by "
-               "`scripts/imdb_kl_frontier.py`. Each cell: the best grid point's validation gold reward (its KL to "
-               "pi_SFT, nats) among the points within the budget, on the validation prompts (each point's mean over "
-               "the seeds it ran).\n\n")
-    paths = write_kl_budgets(read_grids(args.results, args.methods), args.out_dir, args.budget_line, heading)
+    paths = write_kl_budgets(read_grids(args.results, args.methods), args.out_dir, args.budget_line, args.results)
     print(", ".join(str(path) for path in paths.values()))
 
 

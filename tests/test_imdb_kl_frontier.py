@@ -38,10 +38,11 @@ def test_each_budget_takes_the_best_point_within_it(tmp_path):
     assert "| dpo | 3 | 0.200 (4.0) | 0.200 (4.0) | 0.500 (12.0) | 0.900 (30.0) |" in page
     assert "| aihf-dpo | 2 | — | 0.600 (8.0) | 0.600 (8.0) | 0.600 (8.0) |" in page
     assert "### few" in page and "| aihf-dpo | 1 | 0.300 (2.0) |" in page
-    paths = tuning.write_kl_budgets(grids, tmp_path / "out", heading="# mine\n\n")
-    assert paths["kl_budgets"].read_text() == "# mine\n\n" + tuning.budget_table(grids)  # the default budgets
+    paths = tuning.write_kl_budgets(grids, tmp_path / "out", sources=[a, b])
+    written = paths["kl_budgets"].read_text()
+    assert f"From `{a}`, `{b}`." in written and written.endswith(tuning.budget_table(grids))  # the default budgets
     assert "| dpo | 3 | 0.200 (4.0) | 0.200 (4.0) | 0.500 (12.0) | 0.500 (12.0) | 0.500 (12.0) | 0.900 (30.0) |" in \
-        paths["kl_budgets"].read_text()
+        written
     assert paths["kl_frontier"].stat().st_size > 10_000
 
 
@@ -53,7 +54,7 @@ def test_a_method_in_two_files_a_missing_method_and_a_test_run_are_errors(tmp_pa
     with pytest.raises(ValueError, match=r"no grid points of \['ipo'\]"):
         kl_frontier.read_grids([a], ["dpo", "ipo"])
     test = _results(tmp_path / "test.json", {"balanced": {"dpo@lr=1": (0.2, 4.0)}}, evaluate_on="test")
-    with pytest.raises(ValueError, match="validation prompts"):
+    with pytest.raises(ValueError, match="evaluated on the validation"):
         kl_frontier.read_grids([test])
 
 

@@ -142,7 +142,7 @@ def plot_kl_frontiers(grids: dict[str, dict[str, tuple[list[dict], list[dict]]]]
         ax.set_ylabel("validation gold reward")
         ax.set_title(setting)
         ax.legend(fontsize=7)
-    fig.suptitle("best validation gold reward within a KL budget (one seed; faint: every grid point)", fontsize=10)
+    fig.suptitle("best validation gold reward within a KL budget (faint: every grid point)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -390,9 +390,7 @@ def write_results(config: ImdbConfig, results: dict, out: Path) -> None:
     kl_budgets.md, kl_frontier.png)."""
     write_outputs(results, out)
     if config.generation.evaluate_on == "validation" and config.grid:
-        tuning.write_kl_budgets(tuning.grid_points(results), out, heading=(
-            "# Best validation gold reward within a KL budget\n\nEach cell: the best grid point's validation "
-            "gold reward (its KL to pi_SFT, nats) among the points within the budget (means over the seeds).\n\n"))
+        tuning.write_kl_budgets(tuning.grid_points(results), out)
 
 
 def run_from_cli(preset: str, output_dir: str, overrides: list[str]) -> int:

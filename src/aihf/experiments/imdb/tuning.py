@@ -38,7 +38,8 @@ def grid_points(results: dict[str, Any], criterion: str = CRITERION) -> dict[str
     """{setting: {methods entry: [{"run", "value", "kl", "spec"}]}}: a validation run's grid points (its
     rows but pi_SFT's), each with its mean ``criterion`` and mean KL to pi_SFT, in grid order."""
     if results.get("config", {}).get("generation", {}).get("evaluate_on") != "validation":
-        raise ValueError("choose settings on a run that evaluated on the validation prompts (generation.evaluate_on)")
+        raise ValueError("grid points (choices, KL budgets) are read from a run that evaluated on the validation "
+                         "prompts (generation.evaluate_on)")
     points: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for setting, rows in results["settings"].items():
         per_method = points.setdefault(setting, {})
@@ -86,10 +87,14 @@ def budget_table(grids: dict[str, dict[str, list[dict[str, Any]]]], budgets: Seq
 
 
 def write_kl_budgets(grids: dict[str, dict[str, list[dict[str, Any]]]], out: Path, budget_line: float = KL_BUDGETS[-1],
-                     heading: str = "") -> dict[str, Path]:
-    """``kl_budgets.md`` (``heading``, then :func:`budget_table`) and ``kl_frontier.png`` (each method's
-    frontier, ``plots.plot_kl_frontiers``) of validation grids in folder ``out``."""
+                     sources: Sequence[str | Path] = ()) -> dict[str, Path]:
+    """``kl_budgets.md`` (a heading naming the results files ``sources`` when given, then :func:`budget_table`)
+    and ``kl_frontier.png`` (each method's frontier, ``plots.plot_kl_frontiers``) of validation grids in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    origin = f"From {', '.join(f'`{s}`' for s in sources)}. " if sources else ""
+    heading = (f"# Best validation gold reward within a KL budget\n\n{origin}Each cell: the best grid point's "
+               "validation gold reward (its KL to pi_SFT, nats) among the points within the budget, each point "
+               "its mean over the seeds it ran.\n\n")
     page = out / "kl_budgets.md"
     page.write_text(heading + budget_table(grids), encoding="utf-8")
     frontiers = {s: {m: (points, kl_frontier(points)) for m, points in per_method.items()} for s, per_method in grids.items()}
