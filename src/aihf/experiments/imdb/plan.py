@@ -75,12 +75,13 @@ def unit_status(spec: RunSpec, run_dir: Path, key: dict) -> tuple[str, str]:
         if saved_path.is_file():
             saved = json.loads(saved_path.read_text(encoding="utf-8"))
             old = saved.get("key") or {}
-            known = key["pi_sft_sha256"] is not None  # else compared on the rest; the run compares all
-            if old == key if known else all(old.get(name) == value for name, value in key.items() if value is not None):
+            # pi_SFT not trained yet (its SHA-256 None): compared on the rest of the key; the run compares all
+            expected = {name: old.get(name) if value is None else value for name, value in key.items()}
+            if old == expected:
                 reuse_check(spec, policy)
+                known = key["pi_sft_sha256"] is not None
                 return ("reused", "") if known else (CONDITIONAL, f"{str(old.get('pi_sft_sha256'))[:12]}...")
-            return "to train again", stale_because(saved, {name: value if value is not None else old.get(name)
-                                                           for name, value in key.items()})
+            return "to train again", stale_because(saved, expected)
         if (policy / "config.json").is_file():
             reuse_check(spec, policy)
             return "trained, to evaluate", ""
