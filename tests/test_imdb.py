@@ -788,7 +788,7 @@ def test_no_sft_stage_takes_a_base_sft_ed_already_as_pi_sft(reviews, small_gold,
                     for lr in ("0.0001", "0.003"))
     page = (tmp_path / "grid" / "kl_budgets.md").read_text()
     best = max(points, key=lambda p: p[1])
-    assert f"| dpo | 2 | " in page and page.rstrip().endswith(f"| {best[1]:.3f} ({best[0]:.1f}) |")  # any KL: the best
+    assert "| dpo | 2 | " in page and page.rstrip().endswith(f"| {best[1]:.3f} ({best[0]:.1f}) |")  # any KL: the best
     assert (tmp_path / "grid" / "kl_frontier.png").stat().st_size > 10_000
     with pytest.raises(ConfigError, match="scratch is an untrained model"):
         load_preset("tiny", ["model.name_or_path=scratch", "sft.stage_steps=[]"])

@@ -439,11 +439,12 @@ def test_wpo_weighting_reproduces_trls_loss_and_gradient(tmp_path, form, padding
 
 
 @pytest.mark.parametrize(("padding_free", "chunk"), [(False, None), (True, None), (False, 5), (True, 5)])
-def test_wpo_weights_are_the_pairs_own_beside_demonstrations(tmp_path, padding_free, chunk):
+def test_wpo_weights_are_the_pairs_own_beside_demonstrations(tmp_path, monkeypatch, padding_free, chunk):
     """In AIHF-DPO's batch, demonstrations first and the pairs last, WPO's weights are computed for the pairs'
-    responses only (``logps(wpo_rows=...)``): each pair's w(y_w|x) w(y_l|x) equals ``objective.wpo_weights`` of
-    the pairs' sequences scored alone, full logits and right padding, whatever the batch layout (padded, packed)
-    or log-prob path (chunked); and the loss is the same as with those weights given by hand."""
+    responses only (``logps(wpo_rows=...)``): the normaliser's log-sum-exps over the vocabulary are taken at the
+    pairs' response tokens and nowhere else (counted), and each pair's w(y_w|x) w(y_l|x) equals
+    ``objective.wpo_weights`` of the pairs' sequences scored alone, full logits and right padding, whatever the
+    batch layout (padded, packed) or log-prob path (chunked)."""
     tok = tiny_tokenizer()
     policy = tiny_causal_lm(tok)
     encoder = Encoder(tok, max_length=24, max_prompt_length=12)
@@ -457,8 +458,13 @@ def test_wpo_weights_are_the_pairs_own_beside_demonstrations(tmp_path, padding_f
         for p in policy.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=generator))
     policy.eval()
+    normalised = []  # positions at which the normaliser's log-sum-exp over the vocabulary is taken
+    full = objective.token_log_sum_sq_probs
+    monkeypatch.setattr(objective, "token_log_sum_sq_probs",
+                        lambda logits: normalised.append(logits.numel() // logits.shape[-1]) or full(logits))
     with torch.no_grad():
         _, metrics = method.loss({"demo": [0, 1, 2], "pref": [0, 1, 2, 3]}, "train", seed=0)
+        monkeypatch.setattr(objective, "token_log_sum_sq_probs", full)
         encoded = [encoder.preference(p) for p in IPO_PAIRS]
         batch = collate([c for c, _ in encoded] + [r for _, r in encoded], tok.pad_token_id)
         logits = policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.double()
@@ -466,6 +472,7 @@ def test_wpo_weights_are_the_pairs_own_beside_demonstrations(tmp_path, padding_f
                                       objective.token_log_sum_sq_probs(logits[:, :-1]), batch.loss_mask[:, 1:])
         pair_weights = alone[:4] * alone[4:]
     assert float(pair_weights.std()) > 1e-3 * float(pair_weights.mean())  # the pairs' weights differ
+    assert sum(normalised) == int(batch.loss_mask[:, 1:].sum())  # the pairs' response tokens, not the demonstrations'
     assert float(metrics["wpo_weight"]) == pytest.approx(float(pair_weights.mean()), rel=1e-5)
 
 
