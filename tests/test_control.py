@@ -753,13 +753,35 @@ def test_an_episode_is_a_trajectory_that_says_how_it_ended():
     assert fell.ret == pytest.approx(float(fell.rewards.sum()))
 
 
-def test_the_control_reward_refuses_the_implicit_reward_preference_forms():
-    """``loop.reward.preference_form`` exists through the shared ObjectiveConfig, but the control
-    reward is explicit: every form but sigmoid would be silently ignored, so they are refused."""
-    from aihf.control.reward_step import RewardStepConfig
-    from aihf.objective import PREFERENCE_FORMS
+def test_the_control_reward_has_no_implicit_preference_form_and_configs_that_named_it_still_load(tmp_path):
+    """``preference_form`` (the implicit reward's preference term) left the shared ObjectiveConfig
+    for the language models' MethodConfig: the control reward is explicit, its preference term
+    Bradley-Terry's. Configs saved before name ``loop.reward.preference_form: sigmoid``: they load
+    (every committed MuJoCo config.yaml does) and their runs stay the same runs, while any other
+    form is refused with the key's full name."""
+    import json
+    from pathlib import Path
 
-    for form in set(PREFERENCE_FORMS) - {"sigmoid"}:
-        with pytest.raises(ValueError, match="preference_form must be sigmoid here"):
-            RewardStepConfig(preference_form=form)
-    assert RewardStepConfig().preference_form == "sigmoid"
+    from aihf.config import ConfigError, from_dict, load_config
+    from aihf.experiments.mujoco import MujocoConfig, resume_point, same_run, unit_key
+    from aihf.lm.methods import MethodConfig
+
+    assert "preference_form" not in RewardStepConfig.__dataclass_fields__
+    assert MethodConfig().preference_form == "sigmoid" and MethodConfig(preference_form="ipo").preference_form == "ipo"
+    assert from_dict(RewardStepConfig, {"preference_form": "sigmoid", "lr": 1e-3}) == RewardStepConfig(lr=1e-3)
+    with pytest.raises(ConfigError, match=r"loop\.reward\.preference_form was retired from RewardStepConfig.*'ipo'"):
+        from_dict(RewardStepConfig, {"preference_form": "ipo"}, prefix="loop.reward.")
+    committed = sorted((Path(__file__).resolve().parents[1] / "docs" / "results").glob("mujoco*/**/config.yaml"))
+    named = [path for path in committed if "preference_form" in path.read_text(encoding="utf-8")]
+    assert len(committed) >= 70 and len(named) >= 70
+    for path in named:
+        load_config(MujocoConfig, path)
+    cfg = MujocoConfig(env="Hopper-v5")
+    key = unit_key(cfg, "aihf", 0, tmp_path)
+    saved = json.loads(json.dumps(key))
+    saved["settings"]["reward"]["preference_form"] = "sigmoid"  # a key made before the setting was retired
+    assert same_run(saved, key) and "preference_form" in saved["settings"]["reward"]  # the saved key is left as is
+    saved["settings"]["reward"]["preference_form"] = "ipo"
+    assert not same_run(saved, key)
+    cfg.loop.schedule, cfg.loop.resume_every = "ml_irl", 5
+    assert resume_point(cfg, "aihf", tmp_path / "runs" / "aihf" / "seed0", key).same is same_run  # resume points too

@@ -1,7 +1,8 @@
 """Configs are (nested) dataclasses, loaded from YAML with ``yaml.safe_load`` and
 overridden from the command line as ``dotted.key=value``.
 
-An unknown key is an error that names it (and the file it came from); a value of the
+An unknown key is an error that names it (and the file it came from), except a key that a
+class retired, given at the one value it may still have (``Settings.RETIRED``); a value of the
 wrong type is an error that names the key. Values given on the command line are parsed
 with ``yaml.safe_load`` too, so ``lr=1e-5``, ``lora=true`` and ``layers=[1,2]`` work.
 
@@ -74,7 +75,15 @@ def check_settings(config: Any) -> None:
 
 @dataclasses.dataclass
 class Settings:
-    """Base of every config dataclass: values are checked when the object is made."""
+    """Base of every config dataclass: values are checked when the object is made.
+
+    ``RETIRED``: keys a class no longer has, each with the one value a saved config may still
+    hold for it, the value that the class now always behaves as. ``from_dict`` drops such a key
+    given at that value, so configs saved before the key was removed load and mean what they
+    meant, and refuses any other value.
+    """
+
+    RETIRED: typing.ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -138,10 +147,21 @@ def _coerce(value: Any, annotation: Any, key: str, where: str) -> Any:
     return value
 
 
+def _without_retired(cls: type, data: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
+    """``data`` without the keys ``cls`` retired (``Settings.RETIRED``), each given at its one value."""
+    retired = getattr(cls, "RETIRED", {})
+    for key in sorted(set(data) & set(retired)):
+        if data[key] != retired[key]:
+            raise ConfigError(f"{where}: {prefix}{key} was retired from {cls.__name__}, which now always behaves as "
+                              f"{key}: {retired[key]!r}; {data[key]!r} is no longer possible here (remove the key)")
+    return {k: v for k, v in data.items() if k not in retired}
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise ConfigError."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+    data = _without_retired(cls, data, where, prefix)
     types_ = _field_types(cls)
     unknown = sorted(set(data) - set(types_))
     if unknown:

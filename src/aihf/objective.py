@@ -81,8 +81,9 @@ class ObjectiveConfig(Settings):
     r = beta log(pi / pi_ref). ``w_demo`` / ``w_pref``: the weights w_D, w_P of the two
     likelihoods. ``demo_form``: the demonstration term of the explicit reward step
     (section 3: ``linear`` is the exact ML-IRL gradient, ``logistic`` the bounded form of
-    the authors' code). ``preference_form``: the implicit reward's preference term, Bradley-Terry/DPO
-    (``sigmoid``), IPO, SLiC's ``hinge`` or one of trl's other pairwise losses (``preference_loss``).
+    the authors' code). The implicit reward's preference term (DPO's sigmoid, IPO, ...) is a
+    language-model setting (``aihf.lm.methods.MethodConfig.preference_form``): the explicit
+    reward's preference term is Bradley-Terry's.
     ``label_smoothing``: epsilon, the chance that a preference label is flipped, which the
     sigmoid preference terms (Bradley-Terry and DPO) then account for, in the ``label_noise`` form
     ``conservative`` or ``robust`` (``smoothed_logsigmoid``).
@@ -92,9 +93,6 @@ class ObjectiveConfig(Settings):
     w_demo: float = setting(1.0, ge=0, help="weight w_D of the demonstration likelihood")
     w_pref: float = setting(1.0, ge=0, help="weight w_P of the preference likelihood")
     demo_form: DemoForm = setting("logistic", help="explicit reward step's demonstration term: linear or logistic")
-    preference_form: PreferenceForm = setting("sigmoid", help="implicit reward's preference term: sigmoid (DPO), "
-                                              "sigmoid_norm, ipo, hinge (SLiC), exo_pair, discopop, nca_pair, "
-                                              "bco_pair, sppo_hard, apo_zero, apo_down, aot or aot_unpaired")
     label_smoothing: float = setting(0.0, ge=0, lt=0.5, help="chance a preference label is flipped (Bradley-Terry / "
                                      "DPO, sigmoid and AOT forms; exo_pair's epsilon)")
     label_noise: LabelNoise = setting("conservative", help="how label_smoothing enters: conservative (expected "

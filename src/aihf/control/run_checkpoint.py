@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,12 +56,13 @@ class Restored:
 @dataclass
 class ResumePoint:
     """Where one run keeps its resume point (``folder``), what the run is (``key``: any JSON
-    value, compared on resume) and how often it writes one (every ``every`` outer
-    iterations; 0: never)."""
+    value, compared on resume by ``same(saved, key)``, equality unless the caller knows better)
+    and how often it writes one (every ``every`` outer iterations; 0: never)."""
 
     folder: Path
     key: dict
     every: int
+    same: Callable[[dict, dict], bool] = operator.eq
 
     def due(self, iteration: int, start: int) -> bool:
         """Write one at the start of ``iteration`` (not at the one the run started or resumed at)."""
@@ -88,7 +91,7 @@ class ResumePoint:
         state = json.loads(path.read_text(encoding="utf-8"))
         if state.get("format") != FORMAT or not has_sac_state(self.folder):
             return None, "of an older format"
-        if state.get("key") != self.key:
+        if not self.same(state.get("key", {}), self.key):
             return None, "of a run with other settings"
         return state, None
 

@@ -23,6 +23,7 @@ files, and true-reward SAC across every data setting).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -41,6 +42,7 @@ from aihf import shipped
 from aihf.config import Settings, load_config, save_config, setting
 from aihf.control.algorithm import CONTROL_METHODS, ControlLoopConfig, train_method
 from aihf.control.bc import BCConfig, bc_actor, train_bc
+from aihf.control.reward_step import RewardStepConfig
 from aihf.control.expert_data import demonstrator_return, load_data
 from aihf.control.reset_seeds import evaluation_seed
 from aihf.control.rollout import run_episode
@@ -108,6 +110,8 @@ def data_dir_of(cfg: MujocoConfig) -> Path:
 LATER_SETTINGS = {"reward_normalize": False, "eval_split": "test", "reward_ensemble": 1, "reward_ensemble_rule": "mean",
                   "reward_ensemble_penalty": 0.0, "reward_ensemble_resample": "none",
                   "reward.label_smoothing": 0.0, "reward.label_noise": "conservative"}  # loop settings (dotted below it) added after runs were made: the value that reproduces them
+RETIRED_SETTINGS = {f"reward.{k}": v for k, v in RewardStepConfig.RETIRED.items()}  # loop settings removed
+# since runs were made (dotted like LATER_SETTINGS): saved keys hold them at this value, new keys not at all
 BC_EVALUATION = {"eval_split": LATER_SETTINGS["eval_split"], "eval_episodes": 10}  # the loop settings BC's evaluation reads: the values its runs were made with
 
 
@@ -123,22 +127,31 @@ def unit_key(cfg: MujocoConfig, method: str, seed: int, data_dir: Path) -> dict:
     if method == "bc":
         settings = {**asdict(cfg.bc), **{k: loop[k] for k, made in BC_EVALUATION.items() if loop[k] != made}}
     else:
-        settings = {k: v for k, v in loop.items() if k != "resume_every"}
-        for dotted, made in LATER_SETTINGS.items():
-            *parents, leaf = dotted.split(".")
-            node = functools.reduce(lambda tree, key: tree.get(key, {}), parents, settings)
-            if leaf in node and node[leaf] == made:
-                del node[leaf]
+        settings = _without_made({k: v for k, v in loop.items() if k != "resume_every"}, LATER_SETTINGS)
     return json.loads(json.dumps({"method": method, "seed": seed, "env": cfg.env,
                                   "data_dir": data_identity(cfg.env, data_dir),
                                   "demos": cfg.demos, "n_demos": cfg.n_demos, "n_prefs": cfg.n_prefs,
                                   "settings": settings}))
 
 
+def _without_made(settings: dict, made: dict) -> dict:
+    """``settings`` (a run key's, nested) without each setting of ``made`` (a dotted name: its value)
+    that holds that value; changed in place and returned."""
+    for dotted, value in made.items():
+        *parents, leaf = dotted.split(".")
+        node = functools.reduce(lambda tree, key: tree.get(key, {}), parents, settings)
+        if leaf in node and node[leaf] == value:
+            del node[leaf]
+    return settings
+
+
 def same_run(saved: dict, key: dict) -> bool:
-    """Whether a run made with ``saved`` (a ``unit_key``) is the run ``key`` asks for: equal in
-    everything but the data fields its method does not read (``READS``)."""
+    """Whether a run made with ``saved`` (a ``unit_key``, or a resume point's) is the run ``key`` asks
+    for: equal in everything but the data fields its method does not read (``READS``) and the
+    settings retired since at the value they had (``RETIRED_SETTINGS``)."""
     unread = set(DATA_FIELDS) - set(READS[key["method"]])
+    if "settings" in saved:
+        saved = {**saved, "settings": _without_made(copy.deepcopy(saved["settings"]), RETIRED_SETTINGS)}
     return {k: v for k, v in saved.items() if k not in unread} == {k: v for k, v in key.items() if k not in unread}
 
 
@@ -172,7 +185,7 @@ def resume_point(cfg: MujocoConfig, method: str, folder: Path, key: dict) -> Res
     schedule with ``loop.resume_every``, never for BC; else None."""
     if method == "bc" or cfg.loop.schedule != "ml_irl" or cfg.loop.resume_every <= 0:
         return None
-    return ResumePoint(folder.with_name(f"{folder.name}.resume"), key, cfg.loop.resume_every)
+    return ResumePoint(folder.with_name(f"{folder.name}.resume"), key, cfg.loop.resume_every, same_run)
 
 
 def _reused(folder: Path, key: dict, sources: list[str], warn: bool = True) -> dict | None:

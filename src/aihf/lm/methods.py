@@ -57,8 +57,10 @@ Split = Literal["train", "eval"]
 @dataclass
 class MethodConfig(ObjectiveConfig):
     """The ``method`` section: the objective's numbers (``ObjectiveConfig``: beta, w_demo,
-    w_pref, demo_form, preference_form; docs/method.md section 2), sampling, and the schedule of
-    the explicit-reward methods (section 3).
+    w_pref, demo_form, label smoothing; docs/method.md section 2), the implicit reward's
+    preference term (``preference_form``: sigmoid is DPO's, ipo IPO's, or one of trl's other
+    pairwise losses; section 4), sampling, and the schedule of the explicit-reward methods
+    (section 3).
 
     ``beta`` is the KL coefficient of the RL policy step (``rlhf``, ``aihf``) as much as the
     scale of the implicit reward (``dpo`` ... ``self-play-aihf``). A setting the chosen
@@ -86,6 +88,10 @@ class MethodConfig(ObjectiveConfig):
     and clip them to +-``reward_clip`` (``aihf.reward_scale.RewardScaler``).
     """
 
+    preference_form: PreferenceForm = setting("sigmoid", help="implicit reward's preference term: sigmoid (DPO), "
+                                              "sigmoid_norm, ipo, hinge (SLiC), exo_pair, discopop, nca_pair, "
+                                              "bco_pair, sppo_hard, apo_zero, apo_down, aot or aot_unpaired "
+                                              "(objective.preference_loss)")
     demo_average: bool = setting(True, help="the supervised demonstration term (sft, aihf-dpo) is a per-token mean of log pi (False: the sum)")
     ipo_average: bool = setting(False, help="IPO on token-mean log-ratios, as trl's loss_type='ipo' (False: summed, the IPO paper's formula)")
     discopop_tau: float = setting(0.05, gt=0, help="temperature of the discopop preference form (trl's discopop_tau)")
