@@ -790,6 +790,11 @@ def test_no_sft_stage_takes_a_base_sft_ed_already_as_pi_sft(reviews, small_gold,
     best = max(points, key=lambda p: p[1])
     assert "| dpo | 2 | " in page and page.rstrip().endswith(f"| {best[1]:.3f} ({best[0]:.1f}) |")  # any KL: the best
     assert (tmp_path / "grid" / "kl_frontier.png").stat().st_size > 10_000
+    assert not (tmp_path / "grid" / "ratio_sweep.png").exists()  # no ratio sweep: no plot of one
+    sweep = [*overrides, "settings=[]", "ratio_sweep={total: 8, demo_fractions: [0.5, 0.25]}", "seeds=[0, 1]"]
+    assert run_from_cli("tiny", str(tmp_path / "sweep"), sweep) == 0  # gold and KL against the demonstrations' share
+    assert list(json.loads((tmp_path / "sweep" / "results.json").read_text())["settings"]) == ["ratio-0.5", "ratio-0.25"]
+    assert (tmp_path / "sweep" / "ratio_sweep.png").stat().st_size > 10_000
     with pytest.raises(ConfigError, match="scratch is an untrained model"):
         load_preset("tiny", ["model.name_or_path=scratch", "sft.stage_steps=[]"])
     with pytest.raises(ConfigError, match="stage_steps must be positive"):

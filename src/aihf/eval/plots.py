@@ -149,6 +149,35 @@ def plot_kl_frontiers(grids: dict[str, dict[str, tuple[list[dict], list[dict]]]]
     return Path(path)
 
 
+def plot_ratio_sweep(results: dict, sweep: Sequence[tuple[str, int, int]], path: str | Path,
+                     reward: str = "gold_reward") -> Path:
+    """A ratio sweep (docs/imdb.md: one budget of records split between demonstrations and
+    preferences), ``sweep`` its settings as (name, demonstrations D, preferences P): two panels
+    against the demonstrations' share D / (D + P), each method's mean ``reward`` and its mean KL
+    to pi_SFT with 95% CI bars, one line per method; the ticks give the counts."""
+    plt = _pyplot()
+    sweep = sorted(sweep, key=lambda row: row[1] / (row[1] + row[2]))
+    shares = [d / (d + p) for _, d, p in sweep]
+    methods = list(dict.fromkeys(m for name, _, _ in sweep for m in results["settings"][name]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, metric in zip(axes, (reward, "kl")):
+        for method in methods:
+            stats = [results["settings"][name].get(method, {}).get(metric) for name, _, _ in sweep]
+            ax.errorbar(shares, [s["mean"] if s else np.nan for s in stats],
+                        yerr=[np.nan_to_num(s["ci95"]) if s else 0.0 for s in stats],
+                        marker="o", capsize=3, label=method)
+        ax.set_xticks(shares, [f"{share:g}\n{d} D\n{p} P" for share, (_, d, p) in zip(shares, sweep)], fontsize=8)
+        ax.set_xlabel("demonstrations' share of the records")
+        ax.set_ylabel(label(results, metric))
+        ax.legend(fontsize=8)
+    caption = interval_caption(_seed_counts({"settings": {n: results["settings"][n] for n, _, _ in sweep}}, "kl", reward))
+    fig.suptitle(f"{label(results, reward)} and {LABELS['kl']} across the ratio sweep ({caption})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_metric_bars(results: dict, metric: str, path: str | Path) -> Path:
     """Grouped bars of one metric: settings on the x axis, one bar per method, 95% CI error
     bars; the title names the metric and says what the bars are."""

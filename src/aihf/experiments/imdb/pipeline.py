@@ -43,7 +43,7 @@ from aihf.eval.gold import GoldScorer, load_gold
 from aihf.eval.judge import Judge, make_judge
 from aihf.eval.generations import write_generations
 from aihf.eval.metrics import generation_metrics, kl_to_reference, summarise_runs
-from aihf.eval.plots import write_outputs
+from aihf.eval.plots import plot_ratio_sweep, write_outputs
 from aihf.experiments.imdb import data, tuning
 from aihf.lm.scratch import base_folder
 from aihf.experiments.imdb.presets import ImdbConfig, RunSpec, load_preset
@@ -385,12 +385,18 @@ def run(config: ImdbConfig, output_dir: str | Path) -> dict:
 
 
 def write_results(config: ImdbConfig, results: dict, out: Path) -> None:
-    """The results files (``plots.write_outputs``) and, for a grid on the validation prompts, each
+    """The results files (``plots.write_outputs``); for a grid on the validation prompts, each
     method's best validation gold reward within KL budgets (``tuning.write_kl_budgets``:
-    kl_budgets.md, kl_frontier.png)."""
+    kl_budgets.md, kl_frontier.png); with two or more of a ratio sweep's settings run, the
+    sweep's gold reward and KL against the demonstrations' share (``plots.plot_ratio_sweep``:
+    ratio_sweep.png)."""
     write_outputs(results, out)
     if config.generation.evaluate_on == "validation" and config.grid:
         tuning.write_kl_budgets(tuning.grid_points(results), out)
+    sweep = [(s.name, s.num_demonstrations, s.num_preferences)
+             for s in (config.ratio_sweep.settings() if config.ratio_sweep else []) if s.name in results["settings"]]
+    if len(sweep) >= 2:
+        plot_ratio_sweep(results, sweep, out / "ratio_sweep.png")
 
 
 def run_from_cli(preset: str, output_dir: str, overrides: list[str]) -> int:
