@@ -14,6 +14,12 @@ methods are independent draws: unpaired, Welch (``aihf.eval.stats.difference_int
 (``stats.paired_difference``), for two variants of one method that share each seed's batches and samples. A
 unit missing for a requested seed is an error, so a table never mixes seed sets silently. With
 ``--settings`` only those settings are compared (a folder may hold others, where a pair's method is not).
+
+``--methods`` puts a table of those methods first: per method and setting the mean ``metric`` over the
+seeds with its 95% t-interval and the mean KL, "-" where the setting has no unit of the method (a
+method that cannot be run there, or was not); ``--pairs`` may then be left out:
+
+    python scripts/imdb_compare.py <folders> --seeds 0 1 2 3 4 5 --methods rlhf aihf-rounds dpo-beta
 """
 
 from __future__ import annotations
@@ -85,10 +91,42 @@ def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: li
             "where the interval excludes 0.\n")
 
 
+def method_table(folders: list[Path], methods: list[str], seeds: list[int], metric: str = "gold_reward",
+                 settings: list[str] | None = None) -> str:
+    """One markdown table: a row per method, a column per setting (``settings`` in their order, else
+    every setting of the folders), each cell the mean ``metric`` ± its 95% t-interval over ``seeds``
+    (mean KL): every requested seed there, or "-" where the setting has no unit of the method."""
+    results = [(folder, read_results(folder)) for folder in folders]
+    values, kls = seed_values(results, metric, seeds), seed_values(results, "kl", seeds)
+    found = list(dict.fromkeys(setting for setting, _ in values))
+    missing = [s for s in settings or [] if s not in found]
+    if missing:
+        raise ValueError(f"no setting {missing} in the folders (they hold {found})")
+    settings = settings or found
+    absent = [m for m in methods if not any((s, m) in values for s in settings)]
+    if absent:
+        raise ValueError(f"no unit of {absent} in settings {settings}")
+    rows = [f"| method | {' | '.join(settings)} |", "|---|" + "---|" * len(settings)]
+    for method in methods:
+        cells = []
+        for setting in settings:
+            if (setting, method) not in values:
+                cells.append("-")
+                continue
+            stat = mean_interval(list(_pick(values, setting, method, seeds).values()))
+            kl = mean_interval(list(_pick(kls, setting, method, seeds).values()))["mean"]
+            cells.append(f"{stat['mean']:.2f} ± {stat['ci95']:.2f} ({kl:.1f})")
+        rows.append(f"| {method} | {' | '.join(cells)} |")
+    seeds_text = ", ".join(str(s) for s in seeds)
+    return ("\n".join(rows) + f"\n\nTest prompts; {metric}, mean over seeds {seeds_text} ± its 95% t-interval "
+            "(mean KL to pi_SFT); -: no unit of the method in that setting.\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", type=Path, help="IMDb run folders (each with results.json)")
-    p.add_argument("--pairs", nargs="+", required=True, help="A:B method pairs")
+    p.add_argument("--pairs", nargs="+", default=[], help="A:B method pairs")
+    p.add_argument("--methods", nargs="+", help="a table of these methods' means per setting first")
     p.add_argument("--seeds", nargs="+", type=int, required=True, help="the seeds to compare (each must be there)")
     p.add_argument("--metric", default="gold_reward", help="a results row's field (default gold_reward)")
     p.add_argument("--paired", action="store_true", help="differences seed by seed (two variants of one method)")
@@ -98,7 +136,12 @@ def main() -> None:
     pairs = [tuple(pair.split(":", 1)) for pair in args.pairs]
     if any(len(pair) != 2 for pair in pairs):
         p.error("--pairs takes A:B")
-    page = comparison_page(args.folders, pairs, args.seeds, args.metric, args.paired, args.settings)
+    if not pairs and not args.methods:
+        p.error("give --pairs, --methods or both")
+    parts = [method_table(args.folders, args.methods, args.seeds, args.metric, args.settings)] if args.methods else []
+    if pairs:
+        parts.append(comparison_page(args.folders, pairs, args.seeds, args.metric, args.paired, args.settings))
+    page = "\n".join(parts)
     if args.out:
         args.out.write_text(page, encoding="utf-8")
         print(f"wrote {args.out}")

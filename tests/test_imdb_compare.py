@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,6 +37,24 @@ def test_page_gives_welch_differences_and_verdicts(tmp_path):
     assert "| few | x | y |" in only and "| balanced |" not in only
     with pytest.raises(ValueError, match=r"no setting \['lq'\] in the folders"):
         compare.comparison_page([a, b], [("x", "y")], seeds=[0, 1, 2], settings=["lq"])
+
+
+def test_method_table_gives_each_methods_mean_per_setting(tmp_path):
+    a = _folder(tmp_path / "a", "balanced", {"x": [1.0, 1.1, 0.9, 5.0], "y": [0.0, 0.2, 0.1]})
+    b = _folder(tmp_path / "b", "few", {"x": [0.0, 0.1, -0.1]}, kl=7.0)
+    table = compare.method_table([a, b], ["x", "y"], seeds=[0, 1, 2])
+    # x in balanced: mean 1.0, s = 0.1, t(0.975, 2) = 4.303: 0.248; seed 3 left out
+    assert "| method | balanced | few |" in table
+    assert "| x | 1.00 ± 0.25 (5.0) | 0.00 ± 0.25 (7.0) |" in table and "| y | 0.10 ± 0.25 (5.0) | - |" in table
+    assert compare.method_table([a, b], ["y"], seeds=[0, 1, 2], settings=["few", "balanced"]).splitlines()[2] == \
+        "| y | - | 0.10 ± 0.25 (5.0) |"
+    with pytest.raises(ValueError, match=r"no unit of \['w'\]"):
+        compare.method_table([a, b], ["x", "w"], seeds=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"balanced/x: no unit for seed\(s\) \[4\]"):
+        compare.method_table([a, b], ["x"], seeds=[0, 4])
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "imdb_compare.py"), str(a), "--seeds", "0", "1", "2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "give --pairs, --methods or both" in done.stderr
 
 
 def test_page_refuses_a_missing_seed_a_missing_method_and_a_method_twice(tmp_path):
