@@ -46,6 +46,18 @@ def seed_values(results: list[tuple[Path, dict]], metric: str, seeds: list[int])
     return values
 
 
+def _read(folders: list[Path], metric: str, seeds: list[int], settings: list[str] | None):
+    """(``seed_values`` of ``metric``, of the KL, the settings to show: ``settings``, each one the
+    folders hold, else every setting of the folders)."""
+    results = [(folder, read_results(folder)) for folder in folders]
+    values, kls = seed_values(results, metric, seeds), seed_values(results, "kl", seeds)
+    found = list(dict.fromkeys(setting for setting, _ in values))
+    missing = [s for s in settings or [] if s not in found]
+    if missing:
+        raise ValueError(f"no setting {missing} in the folders (they hold {found})")
+    return values, kls, settings or found
+
+
 def _pick(values: dict, setting: str, method: str, seeds: list[int]) -> dict[int, float]:
     """A method's {seed: value} in a setting, every requested seed there (else ValueError)."""
     runs = values.get((setting, method))
@@ -67,13 +79,7 @@ def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: li
                     metric: str = "gold_reward", paired: bool = False, settings: list[str] | None = None) -> str:
     """One markdown table: a row per setting and pair; the ``settings`` only (in their order) when given,
     else every setting of the folders."""
-    results = [(folder, read_results(folder)) for folder in folders]
-    values, kls = seed_values(results, metric, seeds), seed_values(results, "kl", seeds)
-    found = list(dict.fromkeys(setting for setting, _ in values))
-    missing = [s for s in settings or [] if s not in found]
-    if missing:
-        raise ValueError(f"no setting {missing} in the folders (they hold {found})")
-    settings = settings or found
+    values, kls, settings = _read(folders, metric, seeds, settings)
     rows = [f"| setting | A | B | A - B, {metric} | verdict | A: mean (KL) | B: mean (KL) |",
             "|---|---|---|---|---|---|---|"]
     for setting in settings:
@@ -96,13 +102,7 @@ def method_table(folders: list[Path], methods: list[str], seeds: list[int], metr
     """One markdown table: a row per method, a column per setting (``settings`` in their order, else
     every setting of the folders), each cell the mean ``metric`` ± its 95% t-interval over ``seeds``
     (mean KL): every requested seed there, or "-" where the setting has no unit of the method."""
-    results = [(folder, read_results(folder)) for folder in folders]
-    values, kls = seed_values(results, metric, seeds), seed_values(results, "kl", seeds)
-    found = list(dict.fromkeys(setting for setting, _ in values))
-    missing = [s for s in settings or [] if s not in found]
-    if missing:
-        raise ValueError(f"no setting {missing} in the folders (they hold {found})")
-    settings = settings or found
+    values, kls, settings = _read(folders, metric, seeds, settings)
     absent = [m for m in methods if not any((s, m) in values for s in settings)]
     if absent:
         raise ValueError(f"no unit of {absent} in settings {settings}")
