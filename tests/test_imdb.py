@@ -632,6 +632,11 @@ def test_pipeline_runs_end_to_end_with_the_tiny_model(reviews, small_gold, tmp_p
 
     said = dry_run(out, "seeds=[0,1]")
     assert f"pi_SFT: {out}/sft/stage-1/final/policy, SHA-256 {state['pi_sft_sha256'][:12]}" in said
+    assert "settings' data: each can be built from them" in said
+    # a setting the saved build answers cannot fill: the run's error, before any unit, from the dry run too
+    assert main(["experiment", "imdb", "--preset", "tiny", "--output-dir", str(out), "--dry-run", *overrides,
+                 "settings=[{name: big, num_demonstrations: 4, num_preferences: 400}]"]) == 2
+    assert "setting 'big': 400 preferences and 0 held-out ones need as many prompts" in capsys.readouterr().err
     assert "tiny / aihf: seed 0: reused; seed 1: to train" in said and "in all: 2 reused, 2 to train" in said
     said = dry_run(tmp_path / "export")  # no pi_SFT there: whether it is the same is known once it is trained
     assert "SFT stage stage-1: 2 steps, to train" in said

@@ -38,7 +38,7 @@ import yaml
 from aihf import logs, run_folder
 from aihf.config import ConfigError, save_config, to_dict
 from aihf.data import DataError, PromptRecord, write_jsonl
-from aihf.data.builders import BuildConfig, ScoredResponse, build_datasets
+from aihf.data.builders import BuildConfig, BuiltData, ScoredResponse, build_datasets
 from aihf.eval.gold import GoldScorer, load_gold
 from aihf.eval.judge import Judge, make_judge
 from aihf.eval.generations import write_generations
@@ -203,6 +203,17 @@ class SettingData:
     eval_preferences: Path | None
 
 
+def setting_data(samples: list[ScoredResponse], setting: BuildConfig) -> BuiltData:
+    """D, P and the held-out preferences of ``setting`` from the build answers
+    (``builders.build_datasets``); a setting they cannot fill is a ConfigError naming it."""
+    try:
+        return build_datasets(samples, setting)
+    except ValueError as err:
+        raise ConfigError(
+            f"setting {setting.name!r}: {err}; raise generation.num_build_prompts or lower its counts"
+        ) from err
+
+
 def write_setting_data(
     samples: list[ScoredResponse], setting: BuildConfig, folder: Path, build: dict[str, float] | None = None
 ) -> SettingData:
@@ -211,14 +222,9 @@ def write_setting_data(
     The report is :func:`~aihf.data.builders.build_datasets`'s (shares of
     finished demonstrations, chosen and rejected responses included) with the build
     answers' ``response_ids_round_trip`` share from ``build`` (:func:`build_report`).
-    A setting that the build answers cannot fill is a ConfigError naming it.
+    A setting that the build answers cannot fill is a ConfigError naming it (``setting_data``).
     """
-    try:
-        built = build_datasets(samples, setting)
-    except ValueError as err:
-        raise ConfigError(
-            f"setting {setting.name!r}: {err}; raise generation.num_build_prompts or lower its counts"
-        ) from err
+    built = setting_data(samples, setting)
     if build and "response_ids_round_trip" in build:
         built.report["response_ids_round_trip"] = build["response_ids_round_trip"]
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,9 @@ for each unit (setting, run, seed) one of
   the run would refuse (``units.reuse_check``).
 
 Nothing is written and no model is loaded; the reviews are read (and the split made in
-memory when none is saved) to know the evaluation prompts.
+memory when none is saved) to know the evaluation prompts. With the build answers saved, each
+setting's data is built from them in memory: one they cannot fill is the error the run would
+stop with (before any unit), given now.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from pathlib import Path
 from aihf.config import ConfigError
 from aihf.data import DataError
 from aihf.experiments.imdb import data
-from aihf.experiments.imdb.pipeline import check_output_dir, evaluation_prompts, sft_stage_dir, unit_key
+from aihf.experiments.imdb.pipeline import (check_output_dir, evaluation_prompts, read_build_samples, setting_data,
+                                            sft_stage_dir, unit_key)
 from aihf.experiments.imdb.presets import ImdbConfig
 from aihf.experiments.runs import RunSpec
 from aihf.experiments.units import final_policy, reuse_check, stale_because
@@ -128,8 +131,13 @@ def describe(config: ImdbConfig, preset: str, out: Path) -> str:
             pi_sft_sha256 = weights_sha256(folder)
             lines.append(f"pi_SFT: {folder}, SHA-256 {pi_sft_sha256[:12]}...")
     key = unit_key(config, evaluation_prompts(config, reviews, split, validation), pi_sft_sha256)
-    lines.append(f"build answers: {'saved' if (out / 'build_samples.jsonl').is_file() else 'to sample'} "
-                 f"(build_samples.jsonl)")
+    answers = out / "build_samples.jsonl"
+    lines.append(f"build answers: {'saved' if answers.is_file() else 'to sample'} (build_samples.jsonl)")
+    if answers.is_file():  # a setting they cannot fill stops the run before its units: say so now (ConfigError)
+        samples = read_build_samples(answers)
+        for setting in config.settings_to_run():
+            setting_data(samples, setting)
+        lines.append("settings' data: each can be built from them")
     units = plan_units(config, out, key)
     lines.append(f"units: {len(units)} ({len(config.seeds)} seed(s) each), "
                  f"{sum(u.status in TRAINS for u in units)} to train:")
