@@ -86,6 +86,12 @@ def test_choice_takes_the_best_validation_gold_and_makes_a_test_preset(tmp_path)
     assert "| tiny | dpo | learning_rate=0.0003,max_steps=50 | 0.700 | 1.00 |" in (tmp_path / "tuned.md").read_text()
     with pytest.raises(ValueError, match="validation"):
         tuning.choose(_results(config, gold, evaluate_on="test"))
+    # a setting of the tuning config that no run tuned (run_settings) has no choice: not in the test preset
+    two = _results(config, gold)
+    two["config"]["settings"].append({**two["config"]["settings"][0], "name": "untuned"})
+    (tmp_path / "two.json").write_text(json.dumps(two))
+    made = tuning.write_choice([tmp_path / "two.json"], tmp_path / "two.yaml", seeds=[0])
+    assert [s["name"] for s in made["settings"]] == ["tiny"] and list(made["setting_variants"]) == ["tiny"]
 
 
 def test_a_kl_budget_takes_the_best_gold_within_it():

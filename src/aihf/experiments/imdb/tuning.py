@@ -120,8 +120,11 @@ def choose(results: dict[str, Any], criterion: str = CRITERION,
 
 def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
     """The tuning run's config as a test preset: no grid, the test prompts, ``seeds``, and per
-    setting the chosen variants (named like the ``methods`` entries they came from)."""
+    setting the chosen variants (named like the ``methods`` entries they came from). A setting of
+    the config that no tuning run ran has no choice, so it is left out (a test run of it would
+    train the variants' untuned values)."""
     preset = copy.deepcopy(tuning_config)
+    preset["settings"] = [setting for setting in preset["settings"] if setting["name"] in chosen]
     preset["grid"] = {}
     preset["run_settings"] = None
     preset["generation"]["evaluate_on"] = "test"
