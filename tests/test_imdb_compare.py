@@ -191,3 +191,48 @@ def test_committed_kl10_pages():
                                      settings=["balanced"])
     assert twelve == (here / "algorithm-1-twelve.md").read_text(encoding="utf-8")  # the second look, H51
     assert "| balanced | aihf-rounds | rlhf | +0.23 ± 0.15 | aihf-rounds ahead |" in twelve
+
+
+def test_committed_kl10_pages_of_the_rest_of_the_methods():
+    """docs/results/imdb-scratch-cpu-tuned-kl10/{rest-balanced,rest-low-quality-demos,all-methods}.md ("The rest of
+    the methods at 10 nats on IMDb" in docs/results.md, H52-H56, H66) are the script's pages of the committed units."""
+    here = ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned-kl10"
+    seeds = [0, 1, 2, 3, 4, 5]
+    balanced = compare.comparison_page(
+        [here / n for n in ("rlhf", "aihf", "self-play-aihf", "dpo-beta", "aihf-dpo-beta", "spin-beta")],
+        [("aihf", "rlhf"), ("self-play-aihf", "dpo-beta"), ("aihf-dpo-beta", "self-play-aihf"), ("self-play-aihf", "spin-beta")],
+        seeds, settings=["balanced"])
+    assert balanced == (here / "rest-balanced.md").read_text(encoding="utf-8")
+    assert "| balanced | self-play-aihf | dpo-beta | +0.37 ± 0.12 | self-play-aihf ahead |" in balanced
+    low = compare.comparison_page(
+        [here / n for n in ("rlhf-lq", "aihf-rounds-lq", "aihf", "self-play-aihf-lq", "dpo-beta", "aihf-dpo-beta")],
+        [("aihf-rounds", "rlhf"), ("aihf", "rlhf"), ("self-play-aihf", "dpo-beta"), ("aihf-dpo-beta", "self-play-aihf")],
+        seeds, settings=["low-quality-demos"])
+    assert low == (here / "rest-low-quality-demos.md").read_text(encoding="utf-8")
+    assert "| low-quality-demos | aihf-rounds | rlhf | -0.08 ± 0.22 | neither |" in low
+    folders = [here / n for n in ("rlhf", "aihf-rounds", "aihf", "aihf-dpo-beta", "aihf-dpo-beta-few", "dpo-beta",
+                                  "dpo-beta-few", "ipo-beta", "ipo-beta-few", "self-play-aihf", "self-play-aihf-lq",
+                                  "spin-beta", "rlhf-lq", "aihf-rounds-lq")]
+    table = compare.method_table(folders + [ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned-six" / "few-preferences"],
+                                 ["rlhf", "aihf-rounds", "aihf", "dpo-beta", "ipo-beta", "aihf-dpo-beta", "self-play-aihf",
+                                  "spin-beta"], seeds, settings=["balanced", "few-preferences", "low-quality-demos"])
+    assert table == (here / "all-methods.md").read_text(encoding="utf-8")
+    assert "| aihf-dpo-beta | 1.03 ± 0.04 (8.1) | 0.97 ± 0.09 (9.0) | 0.54 ± 0.08 (7.7) |" in table
+
+
+def test_committed_spin_beta_and_ratio_pages():
+    """docs/results/imdb-scratch-cpu-tuned-spin-beta/spin-beta.md ("SPIN's own beta on IMDb", H64, H65) and
+    docs/results/imdb-scratch-cpu-ratio-kl10/ratio.md ("AIHF-DPO and DPO across the demonstration/preference
+    ratio", H58-H61) are the script's pages of the committed units."""
+    results = ROOT / "docs" / "results"
+    seeds = [0, 1, 2, 3, 4, 5]
+    spin = compare.comparison_page([results / "imdb-scratch-cpu-tuned-spin-beta" / "spin-beta",
+                                    results / "imdb-scratch-cpu-tuned-six" / "balanced"],
+                                   [("spin-beta", "spin"), ("self-play-aihf", "spin-beta")], seeds, settings=["balanced"])
+    assert spin == (results / "imdb-scratch-cpu-tuned-spin-beta" / "spin-beta.md").read_text(encoding="utf-8")
+    assert "| balanced | spin-beta | spin | +0.15 ± 0.33 | neither |" in spin
+    sweep = [results / "imdb-scratch-cpu-ratio-kl10" / "ratio-sweep"]
+    ratio = (compare.method_table(sweep, ["aihf-dpo-beta", "dpo-beta"], seeds) + "\n"
+             + compare.comparison_page(sweep, [("aihf-dpo-beta", "dpo-beta")], seeds))
+    assert ratio == (results / "imdb-scratch-cpu-ratio-kl10" / "ratio.md").read_text(encoding="utf-8")
+    assert "| ratio-0.75 | aihf-dpo-beta | dpo-beta | +0.39 ± 0.06 | aihf-dpo-beta ahead |" in ratio
