@@ -212,7 +212,7 @@ def test_committed_kl10_pages_of_the_rest_of_the_methods():
     assert "| low-quality-demos | aihf-rounds | rlhf | -0.08 ± 0.22 | neither |" in low
     folders = [here / n for n in ("rlhf", "aihf-rounds", "aihf", "aihf-dpo-beta", "aihf-dpo-beta-few", "dpo-beta",
                                   "dpo-beta-few", "ipo-beta", "ipo-beta-few", "self-play-aihf", "self-play-aihf-lq",
-                                  "spin-beta", "rlhf-lq", "aihf-rounds-lq")]
+                                  "spin-beta", "rlhf-lq", "aihf-rounds-lq", "spin-beta-lq")]
     table = compare.method_table(folders + [ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned-six" / "few-preferences"],
                                  ["rlhf", "aihf-rounds", "aihf", "dpo-beta", "ipo-beta", "aihf-dpo-beta", "self-play-aihf",
                                   "spin-beta"], seeds, settings=["balanced", "few-preferences", "low-quality-demos"])
@@ -236,3 +236,13 @@ def test_committed_spin_beta_and_ratio_pages():
              + compare.comparison_page(sweep, [("aihf-dpo-beta", "dpo-beta")], seeds))
     assert ratio == (results / "imdb-scratch-cpu-ratio-kl10" / "ratio.md").read_text(encoding="utf-8")
     assert "| ratio-0.75 | aihf-dpo-beta | dpo-beta | +0.39 ± 0.06 | aihf-dpo-beta ahead |" in ratio
+    low = compare.comparison_page([results / "imdb-scratch-cpu-tuned-spin-beta" / "spin-beta-lq",
+                                   results / "imdb-scratch-cpu-tuned-six" / "low-quality-demos"],
+                                  [("self-play-aihf", "spin-beta"), ("spin-beta", "spin")], seeds,
+                                  settings=["low-quality-demos"])  # H68
+    assert low == (results / "imdb-scratch-cpu-tuned-spin-beta" / "spin-beta-lq.md").read_text(encoding="utf-8")
+    kl10 = results / "imdb-scratch-cpu-tuned-kl10"
+    low10 = compare.comparison_page([kl10 / "spin-beta-lq", kl10 / "self-play-aihf-lq"], [("self-play-aihf", "spin-beta")],
+                                    seeds, settings=["low-quality-demos"])  # H69
+    assert low10 == (kl10 / "spin-beta-lq.md").read_text(encoding="utf-8")
+    assert "| low-quality-demos | self-play-aihf | spin-beta | +0.39 ± 0.06 | self-play-aihf ahead |" in low10
