@@ -195,21 +195,23 @@ def test_committed_kl10_pages():
 
 def test_committed_kl10_pages_of_the_rest_of_the_methods():
     """docs/results/imdb-scratch-cpu-tuned-kl10/{rest-balanced,rest-low-quality-demos,all-methods}.md ("The rest of
-    the methods at 10 nats on IMDb" in docs/results.md, H52-H56, H66) are the script's pages of the committed units."""
+    the methods at 10 nats on IMDb" in docs/results.md, H52-H56, H66) and spin-beta-lq.md (H69) are the script's pages of the committed units."""
     here = ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned-kl10"
     seeds = [0, 1, 2, 3, 4, 5]
-    balanced = compare.comparison_page(
-        [here / n for n in ("rlhf", "aihf", "self-play-aihf", "dpo-beta", "aihf-dpo-beta", "spin-beta")],
-        [("aihf", "rlhf"), ("self-play-aihf", "dpo-beta"), ("aihf-dpo-beta", "self-play-aihf"), ("self-play-aihf", "spin-beta")],
-        seeds, settings=["balanced"])
-    assert balanced == (here / "rest-balanced.md").read_text(encoding="utf-8")
-    assert "| balanced | self-play-aihf | dpo-beta | +0.37 ± 0.12 | self-play-aihf ahead |" in balanced
-    low = compare.comparison_page(
-        [here / n for n in ("rlhf-lq", "aihf-rounds-lq", "aihf", "self-play-aihf-lq", "dpo-beta", "aihf-dpo-beta")],
-        [("aihf-rounds", "rlhf"), ("aihf", "rlhf"), ("self-play-aihf", "dpo-beta"), ("aihf-dpo-beta", "self-play-aihf")],
-        seeds, settings=["low-quality-demos"])
-    assert low == (here / "rest-low-quality-demos.md").read_text(encoding="utf-8")
-    assert "| low-quality-demos | aihf-rounds | rlhf | -0.08 ± 0.22 | neither |" in low
+    pages = [  # page, setting, folders, pairs, a row it must hold
+        ("rest-balanced", "balanced", ("rlhf", "aihf", "self-play-aihf", "dpo-beta", "aihf-dpo-beta", "spin-beta"),
+         [("aihf", "rlhf"), ("self-play-aihf", "dpo-beta"), ("aihf-dpo-beta", "self-play-aihf"), ("self-play-aihf", "spin-beta")],
+         "| balanced | self-play-aihf | dpo-beta | +0.37 ± 0.12 | self-play-aihf ahead |"),
+        ("rest-low-quality-demos", "low-quality-demos",
+         ("rlhf-lq", "aihf-rounds-lq", "aihf", "self-play-aihf-lq", "dpo-beta", "aihf-dpo-beta"),
+         [("aihf-rounds", "rlhf"), ("aihf", "rlhf"), ("self-play-aihf", "dpo-beta"), ("aihf-dpo-beta", "self-play-aihf")],
+         "| low-quality-demos | aihf-rounds | rlhf | -0.08 ± 0.22 | neither |"),
+        ("spin-beta-lq", "low-quality-demos", ("spin-beta-lq", "self-play-aihf-lq"), [("self-play-aihf", "spin-beta")],
+         "| low-quality-demos | self-play-aihf | spin-beta | +0.39 ± 0.06 | self-play-aihf ahead |"),  # H69
+    ]
+    for name, setting, names, pairs, row in pages:
+        page = compare.comparison_page([here / n for n in names], pairs, seeds, settings=[setting])
+        assert page == (here / f"{name}.md").read_text(encoding="utf-8") and row in page, name
     folders = [here / n for n in ("rlhf", "aihf-rounds", "aihf", "aihf-dpo-beta", "aihf-dpo-beta-few", "dpo-beta",
                                   "dpo-beta-few", "ipo-beta", "ipo-beta-few", "self-play-aihf", "self-play-aihf-lq",
                                   "spin-beta", "rlhf-lq", "aihf-rounds-lq", "spin-beta-lq")]
@@ -241,8 +243,3 @@ def test_committed_spin_beta_and_ratio_pages():
                                   [("self-play-aihf", "spin-beta"), ("spin-beta", "spin")], seeds,
                                   settings=["low-quality-demos"])  # H68
     assert low == (results / "imdb-scratch-cpu-tuned-spin-beta" / "spin-beta-lq.md").read_text(encoding="utf-8")
-    kl10 = results / "imdb-scratch-cpu-tuned-kl10"
-    low10 = compare.comparison_page([kl10 / "spin-beta-lq", kl10 / "self-play-aihf-lq"], [("self-play-aihf", "spin-beta")],
-                                    seeds, settings=["low-quality-demos"])  # H69
-    assert low10 == (kl10 / "spin-beta-lq.md").read_text(encoding="utf-8")
-    assert "| low-quality-demos | self-play-aihf | spin-beta | +0.39 ± 0.06 | self-play-aihf ahead |" in low10
