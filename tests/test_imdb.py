@@ -795,6 +795,18 @@ def test_no_sft_stage_takes_a_base_sft_ed_already_as_pi_sft(reviews, small_gold,
     best = max(points, key=lambda p: p[1])
     assert "| dpo | 2 | " in page and page.rstrip().endswith(f"| {best[1]:.3f} ({best[0]:.1f}) |")  # any KL: the best
     assert (tmp_path / "grid" / "kl_frontier.png").stat().st_size > 10_000
+    # its best point again on two seeds, in the grid's folder: the grid's seed-0 unit is reused, seed 1 trained
+    from aihf.experiments.imdb.tuning import write_confirm
+
+    top = max(("0.0001", "0.003"), key=lambda lr: rows[f"dpo@learning_rate={lr}"]["gold_reward"]["mean"])
+    unit = tmp_path / "grid" / "runs" / "tiny" / f"dpo@learning_rate={top}"
+    trained = (unit / "seed-0" / "evaluation.json").stat().st_mtime_ns
+    write_confirm([tmp_path / "grid" / "results.json"], tmp_path / "confirm.yaml", top=1, seeds=[0, 1])
+    assert run_from_cli(str(tmp_path / "confirm.yaml"), str(tmp_path / "grid"), []) == 0
+    confirmed = json.loads((tmp_path / "grid" / "results.json").read_text())["settings"]["tiny"]
+    assert list(confirmed) == ["pi_sft", f"dpo@learning_rate={top}"]
+    assert [run["seed"] for run in confirmed[f"dpo@learning_rate={top}"]["runs"]] == [0, 1]
+    assert (unit / "seed-0" / "evaluation.json").stat().st_mtime_ns == trained and (unit / "seed-1" / "evaluation.json").is_file()
     assert not (tmp_path / "grid" / "ratio_sweep.png").exists()  # no ratio sweep: no plot of one
     sweep = [*overrides, "settings=[]", "ratio_sweep={total: 8, demo_fractions: [0.5, 0.25]}", "seeds=[0, 1]"]
     assert run_from_cli("tiny", str(tmp_path / "sweep"), sweep) == 0  # gold and KL against the demonstrations' share

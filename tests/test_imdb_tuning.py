@@ -109,6 +109,43 @@ def test_a_kl_budget_takes_the_best_gold_within_it():
     assert tuning.choose(_results(config, gold, kl=kl))["tiny"]["dpo"]["value"] == 0.7  # no budget: the best
 
 
+def test_a_confirmation_reruns_each_methods_best_points_and_its_means_make_the_choice(tmp_path):
+    """Within 10 nats dpo's two best one-seed points are 0.3 (8 nats) and 0.2 (3 nats; 0.7 is over the
+    budget), aihf-rounds' 0.5 and 0.4 are both within it, rlhf has one point, over it (its lowest-KL point,
+    as the choice falls back to). The confirmation preset runs those points, named as in the grid, on seeds
+    0 and 1; choosing from its results takes the best two-seed mean, and the test preset lists base names."""
+    config = load_preset("tiny", GRID)
+    names = [r.name for r in config.runs()]
+    gold = dict(zip(names, [0.1, 0.3, 0.7, 0.2, 0.5, 0.4, 0.0]))
+    kl = dict(zip(names, [5.0, 8.0, 40.0, 3.0, 9.0, 12.0, 30.0]))
+    kl["aihf-rounds@beta=0.2"] = 6.0
+    (tmp_path / "grid.json").write_text(json.dumps(_results(config, gold, kl=kl)))
+    made = tuning.write_confirm([tmp_path / "grid.json"], tmp_path / "confirm.yaml", top=2, seeds=[0, 1], max_kl=10.0)
+    picked = ["dpo@learning_rate=0.0001,max_steps=150", "dpo@learning_rate=0.0003,max_steps=150",
+              "aihf-rounds@beta=0.05", "aihf-rounds@beta=0.2", "rlhf"]
+    assert made["methods"] == picked and list(made["setting_variants"]["tiny"]) == picked
+    confirm = from_dict(ImdbConfig, yaml.safe_load((tmp_path / "confirm.yaml").read_text()))
+    assert confirm.seeds == [0, 1] and not confirm.grid and confirm.generation.evaluate_on == "validation"
+    grid_specs = {spec.name: spec for spec in config.runs()}
+    for spec in confirm.setting_runs("tiny"):  # the same run names and values as the grid's points: units reused
+        assert (spec.recipe, spec.method, spec.loop) == (grid_specs[spec.name].recipe, grid_specs[spec.name].method,
+                                                         grid_specs[spec.name].loop)
+    table = (tmp_path / "confirm.md").read_text()
+    assert "| tiny | dpo | learning_rate=0.0003,max_steps=150 | 0.200 | 3.00 |" in table
+    assert "| tiny | rlhf | (no grid) (none within the KL budget: its lowest-KL point) | 0.000 | 30.00 |" in table
+    # two seeds: dpo's one-seed best (0.3) falls back to 0.15, the runner-up holds at 0.25
+    means = {picked[0]: 0.15, picked[1]: 0.25, picked[2]: 0.45, picked[3]: 0.48, picked[4]: 0.1}
+    confirmed = _results(confirm, means, kl={**kl, picked[2]: 11.0})
+    (tmp_path / "confirmed.json").write_text(json.dumps(confirmed))
+    tuned = tuning.write_choice([tmp_path / "confirmed.json"], tmp_path / "tuned.yaml", seeds=[0, 1, 2], max_kl=10.0)
+    assert tuned["methods"] == ["dpo", "aihf-rounds", "rlhf"] and list(tuned["variants"]) == ["rlhf"]  # grid names gone
+    runs = {r.name: r for r in from_dict(ImdbConfig, yaml.safe_load((tmp_path / "tuned.yaml").read_text())).setting_runs("tiny")}
+    assert (runs["dpo"].loop.learning_rate, runs["dpo"].loop.max_steps) == (0.0003, 150)
+    assert runs["aihf-rounds"].method.beta == 0.2  # beta 0.05's two-seed KL left the budget
+    with pytest.raises(ValueError, match="top must be >= 1"):
+        tuning.top_points([{"value": 1.0, "kl": 1.0}], 0, None)
+
+
 def test_the_kl_frontier_is_the_choice_at_every_budget():
     """The frontier's last point within a budget has the best value within it (a brute-force max over the
     points for 200 random grids, ties in value and KL included); each frontier point beats every point of

@@ -157,7 +157,9 @@ class ImdbConfig:
             raise ValueError(f"setting names must be unique, got {names}")
         if not names:
             raise ValueError("no settings: give `settings` or `ratio_sweep`")
-        check_methods(self.methods, self.variants)
+        # a methods entry names a recipe, a variant, or some setting's own variant (a tuned preset's)
+        check_methods(self.methods, {**self.variants, **{name: variant for variants in self.setting_variants.values()
+                                                         for name, variant in variants.items()}})
         if not self.seeds:
             raise ValueError("seeds is empty")
         if not self.sft.stage_steps and self.model.name_or_path == SCRATCH:

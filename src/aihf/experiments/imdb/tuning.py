@@ -10,6 +10,8 @@ KL its best gold reward happened to need: a method with no point within the budg
 reported with its lowest-KL point, marked); :func:`tuned_preset` writes a preset that runs
 every setting with its own chosen values (``setting_variants``), on the test prompts, over
 the seeds given. The test prompts and seeds of that run are never seen by the choice.
+:func:`confirm_preset` re-runs each method's few best one-seed points on more seeds first, so
+that the choice is made on their means rather than on one seed's luck.
 :func:`kl_frontier` gives the choice at every budget at once (the grid's reward-KL frontier),
 to compare methods at a like KL (``scripts/imdb_kl_frontier.py``).
 """
@@ -56,6 +58,16 @@ def best_within(candidates: list[dict[str, Any]], max_kl: float | None) -> dict[
     (all when None); None when none is within it."""
     allowed = [c for c in candidates if max_kl is None or c["kl"] <= max_kl]
     return max(allowed, key=lambda c: c["value"]) if allowed else None
+
+
+def top_points(candidates: list[dict[str, Any]], top: int, max_kl: float | None) -> list[dict[str, Any]]:
+    """The ``top`` candidates with the highest ``value`` among those with ``kl`` <= ``max_kl`` (all when
+    None), best first (ties: grid order, as :func:`best_within`); when none is within it, the lowest-KL
+    candidate alone (the point :func:`choose` falls back to)."""
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    allowed = sorted((c for c in candidates if max_kl is None or c["kl"] <= max_kl), key=lambda c: -c["value"])
+    return allowed[:top] if allowed else [min(candidates, key=lambda c: c["kl"])]
 
 
 def kl_frontier(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,9 +132,10 @@ def choose(results: dict[str, Any], criterion: str = CRITERION,
 
 def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
     """The tuning run's config as a test preset: no grid, the test prompts, ``seeds``, and per
-    setting the chosen variants (named like the ``methods`` entries they came from). A setting of
-    the config that no tuning run ran has no choice, so it is left out (a test run of it would
-    train the variants' untuned values)."""
+    setting the chosen variants (named like the ``methods`` entries they came from, which
+    ``methods`` lists, and only those of ``variants`` kept). A setting of the config that no
+    tuning run ran has no choice, so it is left out (a test run of it would train the variants'
+    untuned values)."""
     preset = copy.deepcopy(tuning_config)
     preset["settings"] = [setting for setting in preset["settings"] if setting["name"] in chosen]
     preset["grid"] = {}
@@ -132,16 +145,49 @@ def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict
     preset["setting_variants"] = {
         setting: {name: copy.deepcopy(pick["spec"]) for name, pick in picks.items()} for setting, picks in chosen.items()
     }
+    preset["methods"] = list(dict.fromkeys(name for picks in chosen.values() for name in picks))
+    preset["variants"] = {name: v for name, v in preset.get("variants", {}).items() if name in preset["methods"]}
+    return preset
+
+
+def confirm_points(results: dict[str, Any], top: int, max_kl: float | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """{setting: {run name: grid point with ``within_kl``}}: each ``methods`` entry's :func:`top_points`."""
+    return {setting: {point["run"]: {**point, "within_kl": max_kl is None or point["kl"] <= max_kl}
+                      for candidates in per_method.values() for point in top_points(candidates, top, max_kl)}
+            for setting, per_method in grid_points(results).items()}
+
+
+def confirm_preset(tuning_config: dict[str, Any], results: dict[str, Any], top: int, seeds: list[int],
+                   max_kl: float | None = None) -> dict[str, Any]:
+    """A second validation run that checks a one-seed grid's choice on more ``seeds``: per setting and
+    ``methods`` entry, the ``top`` best grid points within ``max_kl`` (:func:`top_points`) as that
+    setting's variants, each named as its grid point (``dpo@learning_rate=0.0003``). The best of many
+    one-seed points is chosen for its seed's luck as well as its values, so its validation score
+    overstates it; the mean over more seeds of the few best shrinks that part. Run in (a copy of) the
+    grid's folder, it reuses the units the grid trained (same run names, same values) and trains the
+    other seeds; :func:`write_choice` on its results then chooses among those points by their means."""
+    picks = {setting: {run: copy.deepcopy(point["spec"]) for run, point in points.items()}
+             for setting, points in confirm_points(results, top, max_kl).items()}
+    preset = copy.deepcopy(tuning_config)
+    preset["settings"] = [setting for setting in preset["settings"] if setting["name"] in picks]
+    preset["grid"] = {}
+    preset["run_settings"] = None
+    preset["seeds"] = list(seeds)
+    preset["setting_variants"] = picks
+    preset["variants"] = {run: spec for variants in picks.values() for run, spec in variants.items()}
+    preset["methods"] = list(preset["variants"])
     return preset
 
 
 def chosen_table(chosen: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """A markdown table of the choice: setting, method, chosen grid point, validation gold
-    reward and KL (a point outside the KL budget, the lowest-KL one, marked)."""
+    """A markdown table of the choice ({setting: {key: pick}}, :func:`choose`, or several picks per
+    method, :func:`write_confirm`): setting, method, grid point, validation gold reward and KL (a
+    point outside the KL budget, the lowest-KL one, marked)."""
     lines = ["| setting | method | chosen | validation gold reward | validation KL |", "|---|---|---|---|---|"]
     for setting, picks in chosen.items():
-        for name, pick in picks.items():
-            point = pick["run"].partition("@")[2] or "(no grid)"
+        for pick in picks.values():
+            name, _, point = pick["run"].partition("@")
+            point = point or "(no grid)"
             mark = "" if pick["within_kl"] else " (none within the KL budget: its lowest-KL point)"
             lines.append(f"| {setting} | {name} | {point}{mark} | {pick['value']:.3f} | {pick['kl']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -173,23 +219,51 @@ def merge_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def read_tuning_runs(results_paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Tuning runs' results.json files as one results dict (:func:`merge_runs`)."""
+    import json
+
+    return merge_runs([json.loads(Path(path).read_text(encoding="utf-8")) for path in results_paths])
+
+
+def _write_preset(preset: dict[str, Any], table: str, out_preset: str | Path, header: str) -> None:
+    """``preset`` as YAML under the comment ``header`` and ``table`` beside it (``.md``)."""
+    out = Path(out_preset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + yaml.safe_dump(preset, sort_keys=False), encoding="utf-8")
+    out.with_suffix(".md").write_text(table, encoding="utf-8")
+
+
+def _rule(max_kl: float | None) -> str:
+    return f"highest mean {CRITERION}{'' if max_kl is None else f' with mean KL <= {max_kl}'}"
+
+
 def write_choice(results_paths: list[str | Path], out_preset: str | Path, seeds: list[int],
                  max_kl: float | None = None) -> dict[str, Any]:
     """Read tuning runs' results.json files, write the tuned preset YAML and the choice as a
     markdown table beside it (``.md``), choosing within the KL budget ``max_kl`` if given."""
-    import json
-
-    results = merge_runs([json.loads(Path(path).read_text(encoding="utf-8")) for path in results_paths])
+    results = read_tuning_runs(results_paths)
     chosen = choose(results, max_kl=max_kl)
     preset = tuned_preset(results["config"], chosen, seeds)
-    out = Path(out_preset)
-    out.parent.mkdir(parents=True, exist_ok=True)
     sources = ", ".join(str(path) for path in results_paths)
     header = (
         f"# Written by aihf.experiments.imdb.tuning.write_choice from {sources}: each method's values\n"
-        f"# chosen on the validation prompts (highest mean {CRITERION}"
-        f"{'' if max_kl is None else f' with mean KL <= {max_kl}'}); test prompts, seeds {seeds}.\n"
+        f"# chosen on the validation prompts ({_rule(max_kl)}); test prompts, seeds {seeds}.\n"
     )
-    out.write_text(header + yaml.safe_dump(preset, sort_keys=False), encoding="utf-8")
-    out.with_suffix(".md").write_text(chosen_table(chosen), encoding="utf-8")
+    _write_preset(preset, chosen_table(chosen), out_preset, header)
+    return preset
+
+
+def write_confirm(results_paths: list[str | Path], out_preset: str | Path, top: int, seeds: list[int],
+                  max_kl: float | None = None) -> dict[str, Any]:
+    """Read tuning runs' results.json files, write the confirmation run's preset YAML
+    (:func:`confirm_preset`) and its points with their grid scores as a markdown table (``.md``)."""
+    results = read_tuning_runs(results_paths)
+    preset = confirm_preset(results["config"], results, top, seeds, max_kl)
+    sources = ", ".join(str(path) for path in results_paths)
+    header = (
+        f"# Written by aihf.experiments.imdb.tuning.write_confirm from {sources}: each method's {top} best\n"
+        f"# grid points ({_rule(max_kl)}), on the validation prompts again, seeds {seeds}.\n"
+    )
+    _write_preset(preset, chosen_table(confirm_points(results, top, max_kl)), out_preset, header)
     return preset
