@@ -20,6 +20,13 @@ seeds with its 95% t-interval and the mean KL, "-" where the setting has no unit
 method that cannot be run there, or was not); ``--pairs`` may then be left out:
 
     python scripts/imdb_compare.py <folders> --seeds 0 1 2 3 4 5 --methods rlhf aihf-rounds dpo-beta
+
+``--as SETTING=NAME`` shows a folder's setting under another name, and ``--ratio-plot PNG`` draws the
+``--methods`` across the settings shown as one ratio sweep (gold and KL against the demonstrations' share),
+e.g. a sweep's folders with the 1,000 + 1,000 balanced setting of another run as its f = 0.5:
+
+    python scripts/imdb_compare.py <sweep folders> <balanced folders> --seeds 0 1 2 3 4 5 --methods aihf-rounds rlhf \\
+        --settings ratio-0.1 ratio-0.25 ratio-0.5 ratio-0.75 --as balanced=ratio-0.5 --ratio-plot ratio.png
 """
 
 from __future__ import annotations
@@ -46,10 +53,23 @@ def seed_values(results: list[tuple[Path, dict]], metric: str, seeds: list[int])
     return values
 
 
-def _read(folders: list[Path], metric: str, seeds: list[int], settings: list[str] | None):
+def _load(folders: list[Path], aliases: dict[str, str] | None = None) -> list[tuple[Path, dict]]:
+    """Each folder's results, a setting named in ``aliases`` renamed ({name: shown as}) in its rows and
+    data report (the balanced setting shown as a ratio sweep's ratio-0.5: the same data)."""
+    loaded = []
+    for folder in folders:
+        result = read_results(folder)
+        for part in ("settings", "data"):
+            result[part] = {(aliases or {}).get(name, name): rows for name, rows in result.get(part, {}).items()}
+        loaded.append((folder, result))
+    return loaded
+
+
+def _read(folders: list[Path], metric: str, seeds: list[int], settings: list[str] | None,
+          aliases: dict[str, str] | None = None):
     """(``seed_values`` of ``metric``, of the KL, the settings to show: ``settings``, each one the
     folders hold, else every setting of the folders)."""
-    results = [(folder, read_results(folder)) for folder in folders]
+    results = _load(folders, aliases)
     values, kls = seed_values(results, metric, seeds), seed_values(results, "kl", seeds)
     found = list(dict.fromkeys(setting for setting, _ in values))
     missing = [s for s in settings or [] if s not in found]
@@ -76,10 +96,11 @@ def verdict(difference: dict[str, float], first: str, second: str) -> str:
 
 
 def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: list[int],
-                    metric: str = "gold_reward", paired: bool = False, settings: list[str] | None = None) -> str:
+                    metric: str = "gold_reward", paired: bool = False, settings: list[str] | None = None,
+                    aliases: dict[str, str] | None = None) -> str:
     """One markdown table: a row per setting and pair; the ``settings`` only (in their order) when given,
     else every setting of the folders."""
-    values, kls, settings = _read(folders, metric, seeds, settings)
+    values, kls, settings = _read(folders, metric, seeds, settings, aliases)
     rows = [f"| setting | A | B | A - B, {metric} | verdict | A: mean (KL) | B: mean (KL) |",
             "|---|---|---|---|---|---|---|"]
     for setting in settings:
@@ -98,11 +119,11 @@ def comparison_page(folders: list[Path], pairs: list[tuple[str, str]], seeds: li
 
 
 def method_table(folders: list[Path], methods: list[str], seeds: list[int], metric: str = "gold_reward",
-                 settings: list[str] | None = None) -> str:
+                 settings: list[str] | None = None, aliases: dict[str, str] | None = None) -> str:
     """One markdown table: a row per method, a column per setting (``settings`` in their order, else
     every setting of the folders), each cell the mean ``metric`` ± its 95% t-interval over ``seeds``
     (mean KL): every requested seed there, or "-" where the setting has no unit of the method."""
-    values, kls, settings = _read(folders, metric, seeds, settings)
+    values, kls, settings = _read(folders, metric, seeds, settings, aliases)
     absent = [m for m in methods if not any((s, m) in values for s in settings)]
     if absent:
         raise ValueError(f"no unit of {absent} in settings {settings}")
@@ -122,6 +143,32 @@ def method_table(folders: list[Path], methods: list[str], seeds: list[int], metr
             "(mean KL to pi_SFT); -: no unit of the method in that setting.\n")
 
 
+def ratio_figure(folders: list[Path], methods: list[str], seeds: list[int], out: Path, metric: str = "gold_reward",
+                 settings: list[str] | None = None, aliases: dict[str, str] | None = None) -> Path:
+    """Ratio-sweep settings of several folders in one figure (``plots.plot_ratio_sweep``: ``metric`` and KL
+    against the demonstrations' share): per setting (``settings``, else every setting of the folders) its
+    demonstrations and preferences from the folders' data reports (which must agree where two folders
+    hold it), and each of ``methods`` there as its mean ± 95% t-interval over ``seeds`` (every one there).
+    pi_SFT's rows are left out."""
+    from aihf.eval.plots import plot_ratio_sweep
+
+    values, kls, settings = _read(folders, metric, seeds, settings, aliases)
+    counts: dict[str, tuple[int, int]] = {}
+    for folder, result in _load(folders, aliases):
+        for setting in settings:
+            report = result["data"].get(setting)
+            if report is None:
+                continue
+            made = (report["demonstrations"], report["preferences"])
+            if counts.setdefault(setting, made) != made:
+                raise ValueError(f"{setting}: {folder} reports {made[0]} demonstrations and {made[1]} preferences, "
+                                 f"another folder {counts[setting][0]} and {counts[setting][1]}")
+    rows = {setting: {method: {metric: mean_interval(list(_pick(values, setting, method, seeds).values())),
+                               "kl": mean_interval(list(_pick(kls, setting, method, seeds).values()))}
+                      for method in methods if (setting, method) in values} for setting in settings}
+    return plot_ratio_sweep({"settings": rows}, [(name, *counts[name]) for name in settings], out, reward=metric)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", type=Path, help="IMDb run folders (each with results.json)")
@@ -132,15 +179,25 @@ def main() -> None:
     p.add_argument("--paired", action="store_true", help="differences seed by seed (two variants of one method)")
     p.add_argument("--settings", nargs="+", help="compare in these settings only (default: every setting of the folders)")
     p.add_argument("--out", type=Path, help="write the table here (default: print it)")
+    p.add_argument("--ratio-plot", type=Path, help="also draw --methods across the settings as a ratio sweep (PNG)")
+    p.add_argument("--as", dest="aliases", nargs="+", default=[], metavar="SETTING=NAME",
+                   help="show a folder's setting under another name (balanced=ratio-0.5: the same data)")
     args = p.parse_args()
+    aliases = dict(alias.split("=", 1) for alias in args.aliases if "=" in alias)
+    if len(aliases) != len(args.aliases):
+        p.error("--as takes SETTING=NAME")
+    if args.ratio_plot and not args.methods:
+        p.error("--ratio-plot draws the --methods")
     pairs = [tuple(pair.split(":", 1)) for pair in args.pairs]
     if any(len(pair) != 2 for pair in pairs):
         p.error("--pairs takes A:B")
     if not pairs and not args.methods:
         p.error("give --pairs, --methods or both")
-    parts = [method_table(args.folders, args.methods, args.seeds, args.metric, args.settings)] if args.methods else []
+    parts = [method_table(args.folders, args.methods, args.seeds, args.metric, args.settings, aliases)] if args.methods else []
     if pairs:
-        parts.append(comparison_page(args.folders, pairs, args.seeds, args.metric, args.paired, args.settings))
+        parts.append(comparison_page(args.folders, pairs, args.seeds, args.metric, args.paired, args.settings, aliases))
+    if args.ratio_plot:
+        print(f"wrote {ratio_figure(args.folders, args.methods, args.seeds, args.ratio_plot, args.metric, args.settings, aliases)}")
     page = "\n".join(parts)
     if args.out:
         args.out.write_text(page, encoding="utf-8")

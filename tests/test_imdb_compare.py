@@ -243,3 +243,27 @@ def test_committed_spin_beta_and_ratio_pages():
                                   [("self-play-aihf", "spin-beta"), ("spin-beta", "spin")], seeds,
                                   settings=["low-quality-demos"])  # H68
     assert low == (results / "imdb-scratch-cpu-tuned-spin-beta" / "spin-beta-lq.md").read_text(encoding="utf-8")
+
+
+def test_an_alias_shows_the_balanced_units_as_the_sweeps_even_split_and_the_figure_joins_folders(tmp_path):
+    """The balanced 10-nat DPO and AIHF-DPO units, shown as ratio-0.5 (``--as balanced=ratio-0.5``), are the
+    sweep's ratio-0.5 units (the same 1,000 + 1,000 records: every seed's gold and KL equal); both in one
+    figure is one method in two folders (refused); the figure of the sweep's other ratios with the balanced
+    folders as f = 0.5 is drawn, and a setting whose counts disagree between folders is refused."""
+    results = ROOT / "docs" / "results"
+    seeds, sweep = [0, 1, 2, 3, 4, 5], [results / "imdb-scratch-cpu-ratio-kl10" / "ratio-sweep"]
+    balanced = [results / "imdb-scratch-cpu-tuned-kl10" / name for name in ("aihf-dpo-beta", "dpo-beta")]
+    methods, alias = ["aihf-dpo-beta", "dpo-beta"], {"balanced": "ratio-0.5"}
+    even = compare.method_table(sweep, methods, seeds, settings=["ratio-0.5"])
+    assert compare.method_table(balanced, methods, seeds, settings=["ratio-0.5"], aliases=alias) == even
+    with pytest.raises(ValueError, match="ratio-0.5/aihf-dpo-beta is in both"):
+        compare.ratio_figure(sweep + balanced, methods, seeds, tmp_path / "both.png", aliases=alias)
+    out = compare.ratio_figure(sweep + balanced, methods, seeds, tmp_path / "sweep.png",
+                               settings=["ratio-0.1", "ratio-0.25", "ratio-0.5", "ratio-0.75"],
+                               aliases={"balanced": "ratio-0.5", "ratio-0.5": "unused"})
+    assert out.stat().st_size > 10_000
+    rlhf = [results / "imdb-scratch-cpu-tuned-kl10" / "rlhf"]  # 1,000 + 1,000 records shown as 200 + 1,800
+    with pytest.raises(ValueError, match="ratio-0.1: .*rlhf reports 1000 demonstrations and 1000 preferences, "
+                                         "another folder 200 and 1800"):
+        compare.ratio_figure(sweep + rlhf, ["dpo-beta", "rlhf"], seeds, tmp_path / "wrong.png", settings=["ratio-0.1"],
+                             aliases={"balanced": "ratio-0.1"})
