@@ -154,16 +154,19 @@ def plot_ratio_sweep(results: dict, sweep: Sequence[tuple[str, int, int]], path:
     """A ratio sweep (docs/imdb.md: one budget of records split between demonstrations and
     preferences), ``sweep`` its settings as (name, demonstrations D, preferences P): two panels
     against the demonstrations' share D / (D + P), each method's mean ``reward`` and its mean KL
-    to pi_SFT with 95% CI bars, one line per method; the ticks give the counts."""
+    to pi_SFT with 95% CI bars, one line per method (set a little apart at each share); the ticks give
+    the counts."""
     plt = _pyplot()
     sweep = sorted(sweep, key=lambda row: row[1] / (row[1] + row[2]))
     shares = [d / (d + p) for _, d, p in sweep]
     methods = list(dict.fromkeys(m for name, _, _ in sweep for m in results["settings"][name]))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    dodge = 0.015 * (max(shares) - min(shares) or 1.0)  # methods side by side at each share, so bars do not hide
     for ax, metric in zip(axes, (reward, "kl")):
-        for method in methods:
+        for i, method in enumerate(methods):
             stats = [results["settings"][name].get(method, {}).get(metric) for name, _, _ in sweep]
-            ax.errorbar(shares, [s["mean"] if s else np.nan for s in stats],
+            offset = (i - (len(methods) - 1) / 2) * dodge
+            ax.errorbar([share + offset for share in shares], [s["mean"] if s else np.nan for s in stats],
                         yerr=[np.nan_to_num(s["ci95"]) if s else 0.0 for s in stats],
                         marker="o", capsize=3, label=method)
         ax.set_xticks(shares, [f"{share:g}\n{d} D\n{p} P" for share, (_, d, p) in zip(shares, sweep)], fontsize=8)
