@@ -1,6 +1,6 @@
-"""scripts/imdb_compare.py: Welch differences between methods of IMDb test runs, by setting."""
+"""aihf compare (aihf.eval.compare; scripts/imdb_compare.py): Welch differences between methods of
+IMDb test runs, by setting."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from aihf.eval import compare
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("imdb_compare", ROOT / "scripts" / "imdb_compare.py")
-compare = importlib.util.module_from_spec(spec)
-sys.modules["imdb_compare"] = compare
-spec.loader.exec_module(compare)
 
 
 def _folder(path: Path, setting: str, methods: dict[str, list[float]], kl: float = 5.0) -> Path:
@@ -55,6 +53,18 @@ def test_method_table_gives_each_methods_mean_per_setting(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "imdb_compare.py"), str(a), "--seeds", "0", "1", "2"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "give --pairs, --methods or both" in done.stderr
+
+
+def test_aihf_compare_is_the_command_and_says_what_the_folders_lack(tmp_path, capsys):
+    from aihf.cli import main
+
+    a = _folder(tmp_path / "a", "balanced", {"x": [1.0, 1.1, 0.9], "y": [0.0, 0.1, -0.1]})
+    assert main(["compare", str(a), "--seeds", "0", "1", "2", "--pairs", "x:y", "--out", str(tmp_path / "page.md")]) == 0
+    assert (tmp_path / "page.md").read_text() == compare.comparison_page([a], [("x", "y")], [0, 1, 2])
+    assert main(["compare", str(a), "--seeds", "0", "5", "--methods", "x"]) == 2
+    assert "aihf: config error: balanced/x: no unit for seed(s) [5]" in capsys.readouterr().err
+    assert main(["compare", str(a), "--seeds", "0", "--pairs", "x:y", "--as", "balanced"]) == 2
+    assert "--as takes SETTING=NAME" in capsys.readouterr().err
 
 
 def test_page_refuses_a_missing_seed_a_missing_method_and_a_method_twice(tmp_path):

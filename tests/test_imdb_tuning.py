@@ -144,6 +144,15 @@ def test_a_confirmation_reruns_each_methods_best_points_and_its_means_make_the_c
     assert runs["aihf-rounds"].method.beta == 0.2  # beta 0.05's two-seed KL left the budget
     with pytest.raises(ValueError, match="top must be >= 1"):
         tuning.top_points([{"value": 1.0, "kl": 1.0}], 0, None)
+    # the commands: aihf tune confirm / choose write the same presets
+    from aihf.cli import main
+
+    assert main(["tune", "confirm", str(tmp_path / "cli.yaml"), str(tmp_path / "grid.json"), "--top", "2",
+                 "--max-kl", "10"]) == 0
+    assert yaml.safe_load((tmp_path / "cli.yaml").read_text()) == made
+    assert main(["tune", "choose", str(tmp_path / "cli-tuned.yaml"), str(tmp_path / "confirmed.json"),
+                 "--seeds", "0", "1", "2", "--max-kl", "10"]) == 0
+    assert yaml.safe_load((tmp_path / "cli-tuned.yaml").read_text()) == tuned
 
 
 def test_the_kl_frontier_is_the_choice_at_every_budget():

@@ -187,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "stages and units the run would train and which it would reuse")
     experiment.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
+    from aihf.eval import compare as compare_command
+    from aihf.experiments.imdb import tune_cli
+
+    for name, module, text in (
+        ("compare", compare_command, "differences between methods of experiment runs over seeds: means, 95%% "
+         "intervals, verdicts"),
+        ("tune", tune_cli, "choose each method's values on the validation prompts of IMDb grids (choose, confirm)"),
+    ):  # commands that read results files: their modules give the arguments and the description
+        module.add_arguments(commands.add_parser(name, help=text, description=module.__doc__,
+                                                 formatter_class=argparse.RawDescriptionHelpFormatter))
+
     quickstart = commands.add_parser(
         "quickstart",
         help="the README's main job: the IMDb experiment at a size 2 CPU cores finish in minutes",
@@ -247,6 +258,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "export-reward":
         export = _lazy("aihf.lm.reward_export", "export_reward_from_cli")
         return export(args.reward, args.out, args.dtype, args.trust_remote_code)
+    if args.command == "compare":
+        return _lazy("aihf.eval.compare", "run")(args)
+    if args.command == "tune":
+        return _lazy("aihf.experiments.imdb.tune_cli", "run")(args)
     if args.command == "quickstart":
         return _lazy("aihf.experiments.imdb", "run_quickstart")(args.output_dir, args.overrides)
     if args.dry_run and args.setting == "toy":
@@ -279,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     from aihf.runtime import NonFiniteLossError, TrainingInterrupted, end_processes, set_torch_threads
 
     args = parse_args(argv)
-    set_torch_threads()  # the cores this process may use, unless OMP_NUM_THREADS says otherwise
+    if args.command not in ("compare", "tune"):  # those read results files, no model
+        set_torch_threads()  # the cores this process may use, unless OMP_NUM_THREADS says otherwise
     try:
         return _dispatch(args)
     except Exception as err:
