@@ -153,6 +153,13 @@ def test_a_confirmation_reruns_each_methods_best_points_and_its_means_make_the_c
     assert main(["tune", "choose", str(tmp_path / "cli-tuned.yaml"), str(tmp_path / "confirmed.json"),
                  "--seeds", "0", "1", "2", "--max-kl", "10"]) == 0
     assert yaml.safe_load((tmp_path / "cli-tuned.yaml").read_text()) == tuned
+    # --suffix names the choices apart from another choice of the same methods
+    assert main(["tune", "choose", str(tmp_path / "two.yaml"), str(tmp_path / "confirmed.json"), "--max-kl", "10",
+                 "--suffix=-2seed"]) == 0  # (a value starting with - needs the = form)
+    two = from_dict(ImdbConfig, yaml.safe_load((tmp_path / "two.yaml").read_text()))
+    assert two.methods == ["dpo-2seed", "aihf-rounds-2seed", "rlhf-2seed"] and not two.variants
+    assert {r.name: (r.recipe, r.method, r.loop) for r in two.setting_runs("tiny")} == {
+        name + "-2seed": (r.recipe, r.method, r.loop) for name, r in runs.items()}
 
 
 def test_the_kl_frontier_is_the_choice_at_every_budget():

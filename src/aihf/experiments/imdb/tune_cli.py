@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     choose = actions.add_parser("choose", help="write the test preset of each method's choice on the validation prompts")
     choose.add_argument("preset", help="where to write the test preset (YAML)")
+    choose.add_argument("--suffix", default="", help="append to each chosen variant's name (e.g. to test a choice "
+                        "beside another of the same method, compared with aihf compare)")
     confirm = actions.add_parser("confirm", help="write a validation run of each method's best grid points on more seeds")
     confirm.add_argument("preset", help="where to write the confirmation run's preset (YAML)")
     confirm.add_argument("--top", type=int, default=3, help="grid points per method and setting (default 3)")
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     table = args.preset.rsplit(".", 1)[0] + ".md"
     if args.action == "choose":
-        write_choice(args.results, args.preset, args.seeds, args.max_kl)
+        write_choice(args.results, args.preset, args.seeds, args.max_kl, args.suffix)
         print(f"test preset {args.preset}; the choice in {table}")
     else:
         write_confirm(args.results, args.preset, args.top, args.seeds, args.max_kl)

@@ -130,12 +130,13 @@ def choose(results: dict[str, Any], criterion: str = CRITERION,
     return chosen
 
 
-def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
+def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict[str, Any]]], seeds: list[int],
+                 suffix: str = "") -> dict[str, Any]:
     """The tuning run's config as a test preset: no grid, the test prompts, ``seeds``, and per
-    setting the chosen variants (named like the ``methods`` entries they came from, which
-    ``methods`` lists, and only those of ``variants`` kept). A setting of the config that no
-    tuning run ran has no choice, so it is left out (a test run of it would train the variants'
-    untuned values)."""
+    setting the chosen variants (named like the ``methods`` entries they came from, ``suffix``
+    appended, e.g. to test one method's choice by two rules side by side; ``methods`` lists them,
+    and only those of ``variants`` are kept). A setting of the config that no tuning run ran has
+    no choice, so it is left out (a test run of it would train the variants' untuned values)."""
     preset = copy.deepcopy(tuning_config)
     preset["settings"] = [setting for setting in preset["settings"] if setting["name"] in chosen]
     preset["grid"] = {}
@@ -143,9 +144,10 @@ def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict
     preset["generation"]["evaluate_on"] = "test"
     preset["seeds"] = list(seeds)
     preset["setting_variants"] = {
-        setting: {name: copy.deepcopy(pick["spec"]) for name, pick in picks.items()} for setting, picks in chosen.items()
+        setting: {name + suffix: copy.deepcopy(pick["spec"]) for name, pick in picks.items()}
+        for setting, picks in chosen.items()
     }
-    preset["methods"] = list(dict.fromkeys(name for picks in chosen.values() for name in picks))
+    preset["methods"] = list(dict.fromkeys(name for variants in preset["setting_variants"].values() for name in variants))
     preset["variants"] = {name: v for name, v in preset.get("variants", {}).items() if name in preset["methods"]}
     return preset
 
@@ -239,12 +241,13 @@ def _rule(max_kl: float | None) -> str:
 
 
 def write_choice(results_paths: list[str | Path], out_preset: str | Path, seeds: list[int],
-                 max_kl: float | None = None) -> dict[str, Any]:
-    """Read tuning runs' results.json files, write the tuned preset YAML and the choice as a
-    markdown table beside it (``.md``), choosing within the KL budget ``max_kl`` if given."""
+                 max_kl: float | None = None, suffix: str = "") -> dict[str, Any]:
+    """Read tuning runs' results.json files, write the tuned preset YAML (its variants' names
+    ``suffix``-ed, :func:`tuned_preset`) and the choice as a markdown table beside it (``.md``),
+    choosing within the KL budget ``max_kl`` if given."""
     results = read_tuning_runs(results_paths)
     chosen = choose(results, max_kl=max_kl)
-    preset = tuned_preset(results["config"], chosen, seeds)
+    preset = tuned_preset(results["config"], chosen, seeds, suffix)
     sources = ", ".join(str(path) for path in results_paths)
     header = (
         f"# Written by aihf.experiments.imdb.tuning.write_choice from {sources}: each method's values\n"
