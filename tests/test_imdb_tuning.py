@@ -258,6 +258,22 @@ def test_the_committed_confirmations_are_what_the_script_writes_from_the_committ
         "balanced": 3, "low-quality-demos": 3}
 
 
+@pytest.mark.parametrize(("budget", "max_kl", "preset"), [("kl25", 25.0, "spin-beta"), ("kl10", 10.0, "kl10-spin-beta")])
+def test_the_confirmations_kept_spins_one_seed_choices(tmp_path, budget, max_kl, preset):
+    """docs/results/imdb-scratch-cpu-confirm-spin-beta/{kl25,kl10} (docs/results.md, "Confirming SPIN's one-seed
+    choices on a second seed", H76, H77): every confirmed point ran seeds 0 and 1, and the choice on their means
+    is the committed one-seed choice in both settings; ``tuned.md`` is that choice's table."""
+    root = Path(__file__).resolve().parent.parent
+    folder = root / "docs" / "results" / "imdb-scratch-cpu-confirm-spin-beta" / budget
+    results = json.loads((folder / "results.json").read_text())
+    points = [entry for rows in results["settings"].values() for entry in rows.values() if "spec" in entry]
+    assert len(points) == 6 and all([run["seed"] for run in entry["runs"]] == [0, 1] for entry in points)
+    made = tuning.write_choice([folder / "results.json"], tmp_path / "tuned.yaml", [0, 1, 2, 3, 4, 5], max_kl=max_kl)
+    committed = yaml.safe_load((root / "configs" / "imdb" / f"scratch-cpu-tuned-{preset}.yaml").read_text())
+    assert made["setting_variants"] == committed["setting_variants"]
+    assert (tmp_path / "tuned.md").read_text() == (folder / "tuned.md").read_text()
+
+
 @pytest.mark.parametrize(("name", "grid_name", "max_kl", "balanced_method"), [
     ("ipo-beta", "ipo-beta", 25.0, {"beta": 0.03}), ("dpo-beta", "dpo-beta", 25.0, {}),
     ("aihf-dpo-beta", "aihf-dpo-beta", 25.0, {"beta": 0.3, "w_demo": 0.3}),
