@@ -243,19 +243,26 @@ def test_a_finished_unit_is_skipped_from_its_result_file_alone(tmp_path):
     assert pipeline.finished_unit(evaluator, spec, tmp_path / "none", 0, key) is None
 
 
-@pytest.mark.parametrize(("name", "max_kl"), [("spin-beta", 25.0), ("kl10-spin-beta", 10.0)])
-def test_the_committed_confirmations_are_what_the_script_writes_from_the_committed_grid(tmp_path, name, max_kl):
+@pytest.mark.parametrize(("name", "grid_name", "max_kl", "settings"), [
+    ("spin-beta", "spin-beta", 25.0, ["balanced", "low-quality-demos"]),
+    ("kl10-spin-beta", "spin-beta", 10.0, ["balanced", "low-quality-demos"]),
+    ("kl10-dpo-beta", "dpo-beta", 10.0, ["balanced", "few-preferences"]),
+    ("kl10-aihf-dpo-beta", "aihf-dpo-beta", 10.0, ["balanced", "few-preferences", "low-quality-demos"]),
+    ("kl10-ipo-beta", "ipo-beta", 10.0, ["balanced", "few-preferences"]),
+])
+def test_the_committed_confirmations_are_what_the_script_writes_from_the_committed_grid(tmp_path, name, grid_name,
+                                                                                       max_kl, settings):
     """configs/imdb/scratch-cpu-confirm-{NAME}.{yaml,md} (docs/results.md, "Confirming SPIN's one-seed choices on
-    a second seed"): ``scripts/imdb_confirm.py --top 3 --seeds 0 1 --max-kl`` of SPIN's exported validation grids."""
+    a second seed", "Confirming the implicit-reward methods' 10-nat choices"): ``aihf tune confirm --top 3 --seeds
+    0 1 --max-kl`` of the exported validation grids, three points per setting."""
     root = Path(__file__).resolve().parent.parent
-    grid = root / "docs" / "results" / "imdb-scratch-cpu-tune-spin-beta"
-    sources = [grid / "imdb-tune-spin-beta" / "results.json", grid / "imdb-tune-spin-beta-lq" / "results.json"]
+    grid = root / "docs" / "results" / f"imdb-scratch-cpu-tune-{grid_name}"
+    sources = sorted(grid.glob(f"imdb-tune-{grid_name}*/results.json"))
     made = tuning.write_confirm(sources, tmp_path / "confirm.yaml", top=3, seeds=[0, 1], max_kl=max_kl)
     committed = root / "configs" / "imdb" / f"scratch-cpu-confirm-{name}.yaml"
     assert yaml.safe_load(committed.read_text()) == made
     assert (tmp_path / "confirm.md").read_text() == committed.with_suffix(".md").read_text()
-    assert {setting: len(points) for setting, points in made["setting_variants"].items()} == {
-        "balanced": 3, "low-quality-demos": 3}
+    assert {setting: len(points) for setting, points in made["setting_variants"].items()} == dict.fromkeys(settings, 3)
 
 
 @pytest.mark.parametrize(("budget", "max_kl", "preset"), [("kl25", 25.0, "spin-beta"), ("kl10", 10.0, "kl10-spin-beta")])
