@@ -168,6 +168,10 @@ def confirm_preset(tuning_config: dict[str, Any], results: dict[str, Any], top: 
     overstates it; the mean over more seeds of the few best shrinks that part. Run in (a copy of) the
     grid's folder, it reuses the units the grid trained (same run names, same values) and trains the
     other seeds; :func:`write_choice` on its results then chooses among those points by their means."""
+    missing = [seed for seed in tuning_config["seeds"] if seed not in seeds]
+    if missing:
+        raise ValueError(f"the grid ran seed(s) {missing}, which --seeds {list(seeds)} leaves out: give them among "
+                         "the seeds, so that the grid's units are reused and the confirmation adds to them")
     picks = {setting: {run: copy.deepcopy(point["spec"]) for run, point in points.items()}
              for setting, points in confirm_points(results, top, max_kl).items()}
     preset = copy.deepcopy(tuning_config)
@@ -237,6 +241,7 @@ def _write_preset(preset: dict[str, Any], table: str, out_preset: str | Path, he
 
 
 def _rule(max_kl: float | None) -> str:
+    """The choice rule in words, for a preset's header."""
     return f"highest mean {CRITERION}{'' if max_kl is None else f' with mean KL <= {max_kl}'}"
 
 
