@@ -284,6 +284,27 @@ def test_the_confirmations_kept_spins_one_seed_choices(tmp_path, budget, max_kl,
     assert (tmp_path / "tuned.md").read_text() == (folder / "tuned.md").read_text()
 
 
+@pytest.mark.parametrize(("grid", "changed"), [("dpo-beta", {"few-preferences": {"beta": 0.3}}),
+                                              ("aihf-dpo-beta", {"balanced": {"beta": 0.03, "w_demo": 0.3}})])
+def test_the_confirmed_10_nat_choices_are_what_their_two_seed_units_give(tmp_path, grid, changed):
+    """configs/imdb/scratch-cpu-confirmed-kl10-{GRID}.{yaml,md} (docs/results.md, "Confirming the implicit-reward
+    methods' 10-nat choices on a second seed"): ``aihf tune choose --max-kl 10 --suffix=-2seed`` of the exported
+    confirmation; the settings in ``changed`` moved off the one-seed choice (to those method values), the
+    others kept it."""
+    root = Path(__file__).resolve().parent.parent
+    folder = root / "docs" / "results" / "imdb-scratch-cpu-confirm-kl10" / grid
+    made = tuning.write_choice([folder / "results.json"], tmp_path / "tuned.yaml", [0, 1, 2, 3, 4, 5], max_kl=10.0,
+                               suffix="-2seed")
+    confirmed = root / "configs" / "imdb" / f"scratch-cpu-confirmed-kl10-{grid}.yaml"
+    assert yaml.safe_load(confirmed.read_text())["setting_variants"] == made["setting_variants"]
+    assert (tmp_path / "tuned.md").read_text() == confirmed.with_suffix(".md").read_text()
+    one_seed = yaml.safe_load((root / "configs" / "imdb" / f"scratch-cpu-tuned-kl10-{grid}.yaml").read_text())
+    for setting, variants in made["setting_variants"].items():
+        before = one_seed["setting_variants"][setting][grid]
+        after = variants[f"{grid}-2seed"]
+        assert (after["method"] == changed[setting]) if setting in changed else (after == before)
+
+
 @pytest.mark.parametrize(("name", "grid_name", "max_kl", "balanced_method"), [
     ("ipo-beta", "ipo-beta", 25.0, {"beta": 0.03}), ("dpo-beta", "dpo-beta", 25.0, {}),
     ("aihf-dpo-beta", "aihf-dpo-beta", 25.0, {"beta": 0.3, "w_demo": 0.3}),
