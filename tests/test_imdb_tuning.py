@@ -285,7 +285,8 @@ def test_the_confirmations_kept_spins_one_seed_choices(tmp_path, budget, max_kl,
 
 
 @pytest.mark.parametrize(("grid", "changed"), [("dpo-beta", {"few-preferences": {"beta": 0.3}}),
-                                              ("aihf-dpo-beta", {"balanced": {"beta": 0.03, "w_demo": 0.3}})])
+                                              ("aihf-dpo-beta", {"balanced": {"beta": 0.03, "w_demo": 0.3}}),
+                                              ("ipo-beta", {})])
 def test_the_confirmed_10_nat_choices_are_what_their_two_seed_units_give(tmp_path, grid, changed):
     """configs/imdb/scratch-cpu-confirmed-kl10-{GRID}.{yaml,md} (docs/results.md, "Confirming the implicit-reward
     methods' 10-nat choices on a second seed"): ``aihf tune choose --max-kl 10 --suffix=-2seed`` of the exported
