@@ -277,3 +277,21 @@ def test_an_alias_shows_the_balanced_units_as_the_sweeps_even_split_and_the_figu
                                          "another folder 200 and 1800"):
         compare.ratio_figure(sweep + rlhf, ["dpo-beta", "rlhf"], seeds, tmp_path / "wrong.png", settings=["ratio-0.1"],
                              aliases={"balanced": "ratio-0.1"})
+
+
+def test_committed_confirmed_10_nat_page():
+    """docs/results/imdb-scratch-cpu-confirm-kl10/confirmed.md ("Confirming the implicit-reward methods' 10-nat
+    choices on a second seed", H81, H82) is the script's page of the committed test units."""
+    kl10 = ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned-kl10"
+    folders = [kl10 / name for name in ("aihf-dpo-beta-2seed", "aihf-dpo-beta", "aihf-dpo-beta-few", "dpo-beta",
+                                        "dpo-beta-few", "dpo-beta-2seed-few")]
+    seeds = [0, 1, 2, 3, 4, 5]
+    page = (compare.method_table(folders, ["aihf-dpo-beta-2seed", "aihf-dpo-beta", "dpo-beta-2seed", "dpo-beta"], seeds,
+                                 settings=["balanced", "few-preferences", "low-quality-demos"]) + "\n"
+            + compare.comparison_page(folders, [("aihf-dpo-beta-2seed", "aihf-dpo-beta"), ("aihf-dpo-beta-2seed", "dpo-beta")],
+                                      seeds, settings=["balanced"]) + "\n"
+            + compare.comparison_page(folders, [("dpo-beta-2seed", "dpo-beta"), ("aihf-dpo-beta", "dpo-beta-2seed")], seeds,
+                                      settings=["few-preferences"]))
+    assert page == (ROOT / "docs" / "results" / "imdb-scratch-cpu-confirm-kl10" / "confirmed.md").read_text(encoding="utf-8")
+    assert "| balanced | aihf-dpo-beta-2seed | aihf-dpo-beta | +0.05 ± 0.09 | neither |" in page
+    assert "| few-preferences | dpo-beta-2seed | dpo-beta | -0.02 ± 0.10 | neither |" in page
