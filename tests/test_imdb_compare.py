@@ -295,3 +295,21 @@ def test_committed_confirmed_10_nat_page():
     assert page == (ROOT / "docs" / "results" / "imdb-scratch-cpu-confirm-kl10" / "confirmed.md").read_text(encoding="utf-8")
     assert "| balanced | aihf-dpo-beta-2seed | aihf-dpo-beta | +0.05 ± 0.09 | neither |" in page
     assert "| few-preferences | dpo-beta-2seed | dpo-beta | -0.02 ± 0.10 | neither |" in page
+
+
+def test_committed_explicit_ratio_pages():
+    """docs/results/imdb-scratch-cpu-ratio-kl10-explicit/{ratio,all-four}.md ("Algorithm 1 and RLHF across the
+    demonstration/preference ratio", H70-H74) are the script's pages of the committed units, the balanced 10-nat
+    units shown as ratio-0.5."""
+    results = ROOT / "docs" / "results"
+    sweep, kl10 = results / "imdb-scratch-cpu-ratio-kl10-explicit", results / "imdb-scratch-cpu-tuned-kl10"
+    folders = [sweep / "rlhf", sweep / "aihf-rounds", sweep / "aihf-rounds-b", kl10 / "aihf-rounds", kl10 / "rlhf"]
+    seeds, settings = [0, 1, 2, 3, 4, 5], ["ratio-0.1", "ratio-0.25", "ratio-0.5", "ratio-0.75"]
+    alias = {"balanced": "ratio-0.5"}
+    page = (compare.method_table(folders, ["aihf-rounds", "rlhf"], seeds, settings=settings, aliases=alias) + "\n"
+            + compare.comparison_page(folders, [("aihf-rounds", "rlhf")], seeds, settings=settings, aliases=alias))
+    assert page == (sweep / "ratio.md").read_text(encoding="utf-8")
+    assert "| ratio-0.75 | aihf-rounds | rlhf | +0.27 ± 0.26 | aihf-rounds ahead |" in page
+    four = compare.method_table([results / "imdb-scratch-cpu-ratio-kl10" / "ratio-sweep", *folders],
+                                ["aihf-dpo-beta", "dpo-beta", "aihf-rounds", "rlhf"], seeds, settings=settings, aliases=alias)
+    assert four == (sweep / "all-four.md").read_text(encoding="utf-8")
