@@ -270,7 +270,7 @@ def test_an_alias_shows_the_balanced_units_as_the_sweeps_even_split_and_the_figu
         compare.ratio_figure(sweep + balanced, methods, seeds, tmp_path / "both.png", aliases=alias)
     out = compare.ratio_figure(sweep + balanced, methods, seeds, tmp_path / "sweep.png",
                                settings=["ratio-0.1", "ratio-0.25", "ratio-0.5", "ratio-0.75"],
-                               aliases={"balanced": "ratio-0.5", "ratio-0.5": "unused"})
+                               aliases={"balanced": "ratio-0.5", "ratio-0.5": "unused"})  # the sweep's own f = 0.5 set aside
     assert out.stat().st_size > 10_000
     rlhf = [results / "imdb-scratch-cpu-tuned-kl10" / "rlhf"]  # 1,000 + 1,000 records shown as 200 + 1,800
     with pytest.raises(ValueError, match="ratio-0.1: .*rlhf reports 1000 demonstrations and 1000 preferences, "

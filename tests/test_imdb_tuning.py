@@ -143,8 +143,8 @@ def test_a_confirmation_reruns_each_methods_best_points_and_its_means_make_the_c
     assert (runs["dpo"].loop.learning_rate, runs["dpo"].loop.max_steps) == (0.0003, 150)
     assert runs["aihf-rounds"].method.beta == 0.2  # beta 0.05's two-seed KL left the budget
     with pytest.raises(ValueError, match=r"the grid ran seed\(s\) \[0\], which --seeds \[1, 2\] leaves out"):
-        tuning.confirm_preset(json.loads((tmp_path / "grid.json").read_text())["config"],
-                              json.loads((tmp_path / "grid.json").read_text()), top=2, seeds=[1, 2])
+        grid = json.loads((tmp_path / "grid.json").read_text())
+        tuning.confirm_preset(grid["config"], tuning.confirm_points(grid, 2, 10.0), seeds=[1, 2])
     with pytest.raises(ValueError, match="top must be >= 1"):
         tuning.top_points([{"value": 1.0, "kl": 1.0}], 0, None)
     # the commands: aihf tune confirm / choose write the same presets

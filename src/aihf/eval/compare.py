@@ -70,9 +70,13 @@ def _load(folders: list[Path], aliases: dict[str, str] | None = None) -> list[tu
 
 def _read(folders: list[Path], metric: str, seeds: list[int], settings: list[str] | None,
           aliases: dict[str, str] | None = None):
+    """:func:`_values` of the folders' results (:func:`_load`)."""
+    return _values(_load(folders, aliases), metric, seeds, settings)
+
+
+def _values(results: list[tuple[Path, dict]], metric: str, seeds: list[int], settings: list[str] | None):
     """(``seed_values`` of ``metric``, of the KL, the settings to show: ``settings``, each one the
     folders hold, else every setting of the folders)."""
-    results = _load(folders, aliases)
     values, kls = seed_values(results, metric, seeds), seed_values(results, "kl", seeds)
     found = list(dict.fromkeys(setting for setting, _ in values))
     missing = [s for s in settings or [] if s not in found]
@@ -155,9 +159,10 @@ def ratio_figure(folders: list[Path], methods: list[str], seeds: list[int], out:
     pi_SFT's rows are left out."""
     from aihf.eval.plots import plot_ratio_sweep
 
-    values, kls, settings = _read(folders, metric, seeds, settings, aliases)
+    results = _load(folders, aliases)
+    values, kls, settings = _values(results, metric, seeds, settings)
     counts: dict[str, tuple[int, int]] = {}
-    for folder, result in _load(folders, aliases):
+    for folder, result in results:
         for setting in settings:
             report = result["data"].get(setting)
             if report is None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the preset and its table; print where."""
     from aihf.experiments.imdb.tuning import write_choice, write_confirm  # plots and metrics: not for --help
 
-    table = args.preset.rsplit(".", 1)[0] + ".md"
+    table = Path(args.preset).with_suffix(".md")  # where the writers put it
     if args.action == "choose":
         write_choice(args.results, args.preset, args.seeds, args.max_kl, args.suffix)
         print(f"test preset {args.preset}; the choice in {table}")

@@ -159,11 +159,11 @@ def confirm_points(results: dict[str, Any], top: int, max_kl: float | None) -> d
             for setting, per_method in grid_points(results).items()}
 
 
-def confirm_preset(tuning_config: dict[str, Any], results: dict[str, Any], top: int, seeds: list[int],
-                   max_kl: float | None = None) -> dict[str, Any]:
-    """A second validation run that checks a one-seed grid's choice on more ``seeds``: per setting and
-    ``methods`` entry, the ``top`` best grid points within ``max_kl`` (:func:`top_points`) as that
-    setting's variants, each named as its grid point (``dpo@learning_rate=0.0003``). The best of many
+def confirm_preset(tuning_config: dict[str, Any], points: dict[str, dict[str, dict[str, Any]]],
+                   seeds: list[int]) -> dict[str, Any]:
+    """A second validation run that checks a one-seed grid's choice on more ``seeds``: ``points``
+    (:func:`confirm_points`: per setting and ``methods`` entry its best grid points within the budget)
+    as that setting's variants, each named as its grid point (``dpo@learning_rate=0.0003``). The best of many
     one-seed points is chosen for its seed's luck as well as its values, so its validation score
     overstates it; the mean over more seeds of the few best shrinks that part. Run in (a copy of) the
     grid's folder, it reuses the units the grid trained (same run names, same values) and trains the
@@ -172,14 +172,16 @@ def confirm_preset(tuning_config: dict[str, Any], results: dict[str, Any], top: 
     if missing:
         raise ValueError(f"the grid ran seed(s) {missing}, which --seeds {list(seeds)} leaves out: give them among "
                          "the seeds, so that the grid's units are reused and the confirmation adds to them")
-    picks = {setting: {run: copy.deepcopy(point["spec"]) for run, point in points.items()}
-             for setting, points in confirm_points(results, top, max_kl).items()}
+    picks = {setting: {run: copy.deepcopy(point["spec"]) for run, point in runs.items()}
+             for setting, runs in points.items()}
     preset = copy.deepcopy(tuning_config)
     preset["settings"] = [setting for setting in preset["settings"] if setting["name"] in picks]
     preset["grid"] = {}
     preset["run_settings"] = None
     preset["seeds"] = list(seeds)
     preset["setting_variants"] = picks
+    # every name also as a plain variant, so that a setting of the config without picks (a ratio sweep's
+    # untuned ratio) still loads; a run name means the same values in every setting
     preset["variants"] = {run: spec for variants in picks.values() for run, spec in variants.items()}
     preset["methods"] = list(preset["variants"])
     return preset
@@ -267,11 +269,12 @@ def write_confirm(results_paths: list[str | Path], out_preset: str | Path, top: 
     """Read tuning runs' results.json files, write the confirmation run's preset YAML
     (:func:`confirm_preset`) and its points with their grid scores as a markdown table (``.md``)."""
     results = read_tuning_runs(results_paths)
-    preset = confirm_preset(results["config"], results, top, seeds, max_kl)
+    points = confirm_points(results, top, max_kl)
+    preset = confirm_preset(results["config"], points, seeds)
     sources = ", ".join(str(path) for path in results_paths)
     header = (
         f"# Written by aihf.experiments.imdb.tuning.write_confirm from {sources}: each method's {top} best\n"
         f"# grid points ({_rule(max_kl)}), on the validation prompts again, seeds {seeds}.\n"
     )
-    _write_preset(preset, chosen_table(confirm_points(results, top, max_kl)), out_preset, header)
+    _write_preset(preset, chosen_table(points), out_preset, header)
     return preset
