@@ -147,12 +147,21 @@ def test_a_confirmation_reruns_each_methods_best_points_and_its_means_make_the_c
         tuning.confirm_preset(grid["config"], tuning.confirm_points(grid, 2, 10.0), seeds=[1, 2])
     with pytest.raises(ValueError, match="top must be >= 1"):
         tuning.top_points([{"value": 1.0, "kl": 1.0}], 0, None)
+    # --methods: only those entries' points; a name the grid lacks is named with the ones it has
+    only = tuning.confirm_points(grid, 2, 10.0, methods=["rlhf", "dpo"])
+    assert list(only["tiny"]) == [picked[0], picked[1], picked[4]]
+    with pytest.raises(ValueError, match=r"no grid points of method\(s\) \['ppo'\] in the tuning runs; they have "
+                                         r"\['aihf-rounds', 'dpo', 'rlhf'\]"):
+        tuning.confirm_points(grid, 2, 10.0, methods=["rlhf", "ppo"])
     # the commands: aihf tune confirm / choose write the same presets
     from aihf.cli import main
 
     assert main(["tune", "confirm", str(tmp_path / "cli.yaml"), str(tmp_path / "grid.json"), "--top", "2",
                  "--max-kl", "10"]) == 0
     assert yaml.safe_load((tmp_path / "cli.yaml").read_text()) == made
+    assert main(["tune", "confirm", str(tmp_path / "rlhf.yaml"), str(tmp_path / "grid.json"), "--methods", "rlhf",
+                 "--max-kl", "10"]) == 0
+    assert yaml.safe_load((tmp_path / "rlhf.yaml").read_text())["methods"] == ["rlhf"]
     assert main(["tune", "choose", str(tmp_path / "cli-tuned.yaml"), str(tmp_path / "confirmed.json"),
                  "--seeds", "0", "1", "2", "--max-kl", "10"]) == 0
     assert yaml.safe_load((tmp_path / "cli-tuned.yaml").read_text()) == tuned
@@ -246,26 +255,37 @@ def test_a_finished_unit_is_skipped_from_its_result_file_alone(tmp_path):
     assert pipeline.finished_unit(evaluator, spec, tmp_path / "none", 0, key) is None
 
 
-@pytest.mark.parametrize(("name", "grid_name", "max_kl", "settings"), [
-    ("spin-beta", "spin-beta", 25.0, ["balanced", "low-quality-demos"]),
-    ("kl10-spin-beta", "spin-beta", 10.0, ["balanced", "low-quality-demos"]),
-    ("kl10-dpo-beta", "dpo-beta", 10.0, ["balanced", "few-preferences"]),
-    ("kl10-aihf-dpo-beta", "aihf-dpo-beta", 10.0, ["balanced", "few-preferences", "low-quality-demos"]),
-    ("kl10-ipo-beta", "ipo-beta", 10.0, ["balanced", "few-preferences"]),
+MODEL_BASED = ["rlhf", "aihf-rounds", "aihf", "self-play-aihf"]
+
+
+@pytest.mark.parametrize(("name", "grid", "methods", "max_kl", "points"), [
+    ("spin-beta", "tune-spin-beta/imdb-tune-spin-beta", None, 25.0, {"balanced": 3, "low-quality-demos": 3}),
+    ("kl10-spin-beta", "tune-spin-beta/imdb-tune-spin-beta", None, 10.0, {"balanced": 3, "low-quality-demos": 3}),
+    ("kl10-dpo-beta", "tune-dpo-beta/imdb-tune-dpo-beta", None, 10.0, {"balanced": 3, "few-preferences": 3}),
+    ("kl10-aihf-dpo-beta", "tune-aihf-dpo-beta/imdb-tune-aihf-dpo-beta", None, 10.0,
+     {"balanced": 3, "few-preferences": 3, "low-quality-demos": 3}),
+    ("kl10-ipo-beta", "tune-ipo-beta/imdb-tune-ipo-beta", None, 10.0, {"balanced": 3, "few-preferences": 3}),
+    # the main grid's model-based methods: rlhf has two points within 10 nats, self-play-aihf none with 100
+    # preferences (its lowest-KL point alone)
+    ("kl10-model-based", "tune/imdb-tune", MODEL_BASED, 10.0,
+     {"balanced": 11, "few-preferences": 9, "low-quality-demos": 10}),
 ])
-def test_the_committed_confirmations_are_what_the_script_writes_from_the_committed_grid(tmp_path, name, grid_name,
-                                                                                       max_kl, settings):
+def test_the_committed_confirmations_are_what_the_script_writes_from_the_committed_grid(tmp_path, name, grid, methods,
+                                                                                       max_kl, points):
     """configs/imdb/scratch-cpu-confirm-{NAME}.{yaml,md} (docs/results.md, "Confirming SPIN's one-seed choices on
-    a second seed", "Confirming the implicit-reward methods' 10-nat choices"): ``aihf tune confirm --top 3 --seeds
-    0 1 --max-kl`` of the exported validation grids, three points per setting."""
+    a second seed", "Confirming the implicit-reward methods' 10-nat choices", "Confirming the model-based methods'
+    10-nat choices"): ``aihf tune confirm --top 3 --seeds 0 1 --max-kl`` (``--methods``) of the exported
+    validation grids, up to three points per method and setting."""
     root = Path(__file__).resolve().parent.parent
-    grid = root / "docs" / "results" / f"imdb-scratch-cpu-tune-{grid_name}"
-    sources = sorted(grid.glob(f"imdb-tune-{grid_name}*/results.json"))
-    made = tuning.write_confirm(sources, tmp_path / "confirm.yaml", top=3, seeds=[0, 1], max_kl=max_kl)
+    folder, _, prefix = grid.partition("/")
+    sources = sorted((root / "docs" / "results" / f"imdb-scratch-cpu-{folder}").glob(f"{prefix}*/results.json"))
+    made = tuning.write_confirm(sources, tmp_path / "confirm.yaml", top=3, seeds=[0, 1], max_kl=max_kl, methods=methods)
     committed = root / "configs" / "imdb" / f"scratch-cpu-confirm-{name}.yaml"
     assert yaml.safe_load(committed.read_text()) == made
     assert (tmp_path / "confirm.md").read_text() == committed.with_suffix(".md").read_text()
-    assert {setting: len(points) for setting, points in made["setting_variants"].items()} == dict.fromkeys(settings, 3)
+    assert {setting: len(picks) for setting, picks in made["setting_variants"].items()} == points
+    if methods:
+        assert {run.partition("@")[0] for run in made["methods"]} == set(methods)
 
 
 @pytest.mark.parametrize(("budget", "max_kl", "preset"), [("kl25", 25.0, "spin-beta"), ("kl10", 10.0, "kl10-spin-beta")])

@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     confirm = actions.add_parser("confirm", help="write a validation run of each method's best grid points on more seeds")
     confirm.add_argument("preset", help="where to write the confirmation run's preset (YAML)")
     confirm.add_argument("--top", type=int, default=3, help="grid points per method and setting (default 3)")
+    confirm.add_argument("--methods", nargs="+", help="only these methods entries of the grid (default: all)")
     for action, seeds, text in ((choose, [0, 1, 2], "seeds of the test run"),
                                 (confirm, [0, 1], "seeds of the confirmation run, the grid's among them")):
         action.add_argument("results", nargs="+", help="results.json of tuning runs (generation.evaluate_on: "
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         write_choice(args.results, args.preset, args.seeds, args.max_kl, args.suffix)
         print(f"test preset {args.preset}; the choice in {table}")
     else:
-        write_confirm(args.results, args.preset, args.top, args.seeds, args.max_kl)
+        write_confirm(args.results, args.preset, args.top, args.seeds, args.max_kl, args.methods)
         print(f"confirmation preset {args.preset}; its points in {table}")
     return 0
 

@@ -152,11 +152,21 @@ def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict
     return preset
 
 
-def confirm_points(results: dict[str, Any], top: int, max_kl: float | None) -> dict[str, dict[str, dict[str, Any]]]:
-    """{setting: {run name: grid point with ``within_kl``}}: each ``methods`` entry's :func:`top_points`."""
+def confirm_points(results: dict[str, Any], top: int, max_kl: float | None,
+                   methods: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """{setting: {run name: grid point with ``within_kl``}}: each ``methods`` entry's :func:`top_points`
+    (with ``methods``, only those entries; a name that no setting's grid has is an error naming the ones it has)."""
+    grids = grid_points(results)
+    if methods is not None:
+        known = {method for per_method in grids.values() for method in per_method}
+        unknown = [method for method in methods if method not in known]
+        if unknown:
+            raise ValueError(f"no grid points of method(s) {unknown} in the tuning runs; they have {sorted(known)}")
+        grids = {setting: {method: points for method, points in per_method.items() if method in methods}
+                 for setting, per_method in grids.items()}
     return {setting: {point["run"]: {**point, "within_kl": max_kl is None or point["kl"] <= max_kl}
                       for candidates in per_method.values() for point in top_points(candidates, top, max_kl)}
-            for setting, per_method in grid_points(results).items()}
+            for setting, per_method in grids.items() if per_method}
 
 
 def confirm_preset(tuning_config: dict[str, Any], points: dict[str, dict[str, dict[str, Any]]],
@@ -265,11 +275,12 @@ def write_choice(results_paths: list[str | Path], out_preset: str | Path, seeds:
 
 
 def write_confirm(results_paths: list[str | Path], out_preset: str | Path, top: int, seeds: list[int],
-                  max_kl: float | None = None) -> dict[str, Any]:
+                  max_kl: float | None = None, methods: Sequence[str] | None = None) -> dict[str, Any]:
     """Read tuning runs' results.json files, write the confirmation run's preset YAML
-    (:func:`confirm_preset`) and its points with their grid scores as a markdown table (``.md``)."""
+    (:func:`confirm_preset`; with ``methods``, of those ``methods`` entries only) and its points with
+    their grid scores as a markdown table (``.md``)."""
     results = read_tuning_runs(results_paths)
-    points = confirm_points(results, top, max_kl)
+    points = confirm_points(results, top, max_kl, methods)
     preset = confirm_preset(results["config"], points, seeds)
     sources = ", ".join(str(path) for path in results_paths)
     header = (
