@@ -2,6 +2,7 @@
 IMDb test runs, by setting."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,9 +47,11 @@ def test_method_table_gives_each_methods_mean_per_setting(tmp_path):
     assert "| x | 1.00 ± 0.25 (5.0) | 0.00 ± 0.25 (7.0) |" in table and "| y | 0.10 ± 0.25 (5.0) | - |" in table
     assert compare.method_table([a, b], ["y"], seeds=[0, 1, 2], settings=["few", "balanced"]).splitlines()[2] == \
         "| y | - | 0.10 ± 0.25 (5.0) |"
-    with pytest.raises(ValueError, match=r"no unit of \['w'\]"):
+    with pytest.raises(ValueError, match=r"no unit of \['w'\] in settings \['balanced', 'few'\] \(the folders have "
+                                         r"\['x', 'y'\] there\)"):
         compare.method_table([a, b], ["x", "w"], seeds=[0, 1, 2])
-    with pytest.raises(ValueError, match=r"balanced/x: no unit for seed\(s\) \[4\]"):
+    with pytest.raises(ValueError, match=rf"--seeds asks for seed\(s\) \[4\], which {re.escape(str(a))} has no unit of balanced/x for "
+                                         r"\(it has seeds \[0, 1, 2, 3\]\)"):
         compare.method_table([a, b], ["x"], seeds=[0, 4])
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "imdb_compare.py"), str(a), "--seeds", "0", "1", "2"],
                           capture_output=True, text=True)
@@ -62,16 +65,17 @@ def test_aihf_compare_is_the_command_and_says_what_the_folders_lack(tmp_path, ca
     assert main(["compare", str(a), "--seeds", "0", "1", "2", "--pairs", "x:y", "--out", str(tmp_path / "page.md")]) == 0
     assert (tmp_path / "page.md").read_text() == compare.comparison_page([a], [("x", "y")], [0, 1, 2])
     assert main(["compare", str(a), "--seeds", "0", "5", "--methods", "x"]) == 2
-    assert "aihf: config error: balanced/x: no unit for seed(s) [5]" in capsys.readouterr().err
+    assert (f"aihf: config error: --seeds asks for seed(s) [5], which {a} has no unit of balanced/x for (it has seeds "
+            "[0, 1, 2])") in capsys.readouterr().err
     assert main(["compare", str(a), "--seeds", "0", "--pairs", "x:y", "--as", "balanced"]) == 2
     assert "--as takes SETTING=NAME" in capsys.readouterr().err
 
 
 def test_page_refuses_a_missing_seed_a_missing_method_and_a_method_twice(tmp_path):
     a = _folder(tmp_path / "a", "balanced", {"x": [1.0, 2.0], "y": [0.0, 1.0, 2.0]})
-    with pytest.raises(ValueError, match=r"balanced/x: no unit for seed\(s\) \[2\]"):
+    with pytest.raises(ValueError, match=r"--seeds asks for seed\(s\) \[2\], which .* has no unit of balanced/x"):
         compare.comparison_page([a], [("x", "y")], seeds=[0, 1, 2])
-    with pytest.raises(ValueError, match="no method 'w' in setting 'balanced'"):
+    with pytest.raises(ValueError, match=r"no method 'w' in setting 'balanced' of the folders \(it has \['x', 'y'\]\)"):
         compare.comparison_page([a], [("w", "y")], seeds=[0, 1])
     b = _folder(tmp_path / "b", "balanced", {"x": [1.0, 2.0]})
     with pytest.raises(ValueError, match="balanced/x is in both"):

@@ -35,24 +35,30 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NamedTuple
 
 from aihf.config import ConfigError
 from aihf.eval.stats import difference_interval, mean_interval, paired_difference, read_results, seed_scores
 
 
-def seed_values(results: list[tuple[Path, dict]], metric: str, seeds: list[int]) -> dict[tuple[str, str], dict[int, float]]:
-    """{(setting, method): {seed: value of ``metric``}} over the folders' results (``stats.seed_scores``),
-    the requested seeds only (pi_SFT's rows left out); a method of a setting in two folders is an error."""
-    values: dict[tuple[str, str], dict[int, float]] = {}
-    seen: dict[tuple[str, str], Path] = {}
+class Units(NamedTuple):
+    """One method's units in one setting: the folder that holds them and {seed: value} of every seed there."""
+
+    folder: Path
+    by_seed: dict[int, float]
+
+
+def seed_values(results: list[tuple[Path, dict]], metric: str) -> dict[tuple[str, str], Units]:
+    """{(setting, method): :class:`Units` of ``metric``} over the folders' results (``stats.seed_scores``),
+    pi_SFT's rows left out; a method of a setting in two folders is an error."""
+    values: dict[tuple[str, str], Units] = {}
     for folder, result in results:
         for key, runs in seed_scores(result, metric).items():
             if key[1] == "pi_sft":  # every folder's shared start, not a method
                 continue
-            if key in seen:
-                raise ValueError(f"{key[0]}/{key[1]} is in both {seen[key]} and {folder}")
-            seen[key] = folder
-            values[key] = {seed: value for seed, value in runs.items() if seed in seeds}
+            if key in values:
+                raise ValueError(f"{key[0]}/{key[1]} is in both {values[key].folder} and {folder}")
+            values[key] = Units(folder, dict(runs))
     return values
 
 
@@ -77,7 +83,7 @@ def _read(folders: list[Path], metric: str, seeds: list[int], settings: list[str
 def _values(results: list[tuple[Path, dict]], metric: str, seeds: list[int], settings: list[str] | None):
     """(``seed_values`` of ``metric``, of the KL, the settings to show: ``settings``, each one the
     folders hold, else every setting of the folders)."""
-    values, kls = seed_values(results, metric, seeds), seed_values(results, "kl", seeds)
+    values, kls = seed_values(results, metric), seed_values(results, "kl")
     found = list(dict.fromkeys(setting for setting, _ in values))
     missing = [s for s in settings or [] if s not in found]
     if missing:
@@ -85,15 +91,18 @@ def _values(results: list[tuple[Path, dict]], metric: str, seeds: list[int], set
     return values, kls, settings or found
 
 
-def _pick(values: dict, setting: str, method: str, seeds: list[int]) -> dict[int, float]:
-    """A method's {seed: value} in a setting, every requested seed there (else ValueError)."""
-    runs = values.get((setting, method))
-    if runs is None:
-        raise ValueError(f"no method {method!r} in setting {setting!r}")
-    missing = [s for s in seeds if s not in runs]
+def _pick(values: dict[tuple[str, str], Units], setting: str, method: str, seeds: list[int]) -> dict[int, float]:
+    """A method's {seed: value} in a setting over ``seeds``; a ValueError that names what the folders hold
+    when the setting has no such method or its folder no unit for one of the seeds."""
+    units = values.get((setting, method))
+    if units is None:
+        held = [name for where, name in values if where == setting]
+        raise ValueError(f"no method {method!r} in setting {setting!r} of the folders (it has {held})")
+    missing = [s for s in seeds if s not in units.by_seed]
     if missing:
-        raise ValueError(f"{setting}/{method}: no unit for seed(s) {missing}")
-    return runs
+        raise ValueError(f"--seeds asks for seed(s) {missing}, which {units.folder} has no unit of {setting}/{method} "
+                         f"for (it has seeds {sorted(units.by_seed)})")
+    return {seed: units.by_seed[seed] for seed in seeds}
 
 
 def verdict(difference: dict[str, float], first: str, second: str) -> str:
@@ -133,7 +142,8 @@ def method_table(folders: list[Path], methods: list[str], seeds: list[int], metr
     values, kls, settings = _read(folders, metric, seeds, settings, aliases)
     absent = [m for m in methods if not any((s, m) in values for s in settings)]
     if absent:
-        raise ValueError(f"no unit of {absent} in settings {settings}")
+        held = list(dict.fromkeys(name for where, name in values if where in settings))
+        raise ValueError(f"no unit of {absent} in settings {settings} (the folders have {held} there)")
     rows = [f"| method | {' | '.join(settings)} |", "|---|" + "---|" * len(settings)]
     for method in methods:
         cells = []
