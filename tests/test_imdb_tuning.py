@@ -3,6 +3,7 @@ prompts (aihf.experiments.imdb.presets, aihf.experiments.imdb.tuning)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -226,12 +227,37 @@ def test_tuning_runs_of_different_settings_merge():
     merged = tuning.merge_runs([first, second])
     assert merged["config"]["methods"] == first["config"]["methods"]
     assert list(merged["settings"]) == ["tiny", "other"] and [s["name"] for s in merged["config"]["settings"]] == ["tiny", "other"]
-    with pytest.raises(ValueError, match="tuned twice"):
+    with pytest.raises(ValueError, match=r"tiny/dpo@learning_rate=0.0001,max_steps=50 tuned twice"):
         tuning.merge_runs([first, first])
     third = _results(config, gold)
     third["config"]["seeds"] = [5]
     with pytest.raises(ValueError, match="different configs .* differ in seeds"):
         tuning.merge_runs([first, third])
+
+
+def test_tuning_runs_of_different_methods_merge():
+    """One process per group of grid points (a ``methods=[...]`` override each) in the same settings: the
+    rows of a setting are joined, pi_SFT's once; the choice sees every method."""
+    config = load_preset("tiny", GRID)
+    names = [r.name for r in config.runs()]
+    gold = dict(zip(names, [0.1, 0.3, 0.7, 0.2, 0.5, 0.4, 0.0]))
+    full = _results(config, gold)
+    full["settings"]["tiny"]["pi_sft"] = {"runs": [{"seed": 0, "gold_reward": 0.03}], "gold_reward": {"mean": 0.03},
+                                          "kl": {"mean": 0.0}}
+    dpo, rest = copy.deepcopy(full), copy.deepcopy(full)
+    dpo["config"]["methods"], rest["config"]["methods"] = ["dpo"], ["aihf-rounds", "rlhf"]
+    for part, keep in ((dpo, "dpo"), (rest, ("aihf-rounds", "rlhf"))):
+        part["settings"]["tiny"] = {name: row for name, row in part["settings"]["tiny"].items()
+                                    if "spec" not in row or name.partition("@")[0] in keep}
+    merged = tuning.merge_runs([dpo, rest])
+    assert merged["config"]["methods"] == ["dpo", "aihf-rounds", "rlhf"]
+    assert merged["settings"]["tiny"] == {"pi_sft": full["settings"]["tiny"]["pi_sft"],
+                                          **{k: v for k, v in full["settings"]["tiny"].items() if k != "pi_sft"}}
+    assert tuning.choose(merged) == tuning.choose(full)
+    other_start = copy.deepcopy(rest)
+    other_start["settings"]["tiny"]["pi_sft"]["runs"][0]["gold_reward"] = 0.04
+    with pytest.raises(ValueError, match="tiny: pi_SFT's rows differ between the runs .* different pi_SFTs"):
+        tuning.merge_runs([dpo, other_start])
 
 
 def test_a_finished_unit_is_skipped_from_its_result_file_alone(tmp_path):

@@ -5,7 +5,7 @@ comparison is two runs").
     aihf tune choose configs/imdb/scratch-cpu-tuned.yaml runs/imdb-tune/results.json --seeds 0 1 2 --max-kl 25
 
 Per setting and per ``methods`` entry of the tuning runs (validation grids, ``generation.evaluate_on:
-validation``; several runs of one config, each with some of its settings, are merged), the grid point
+validation``; several runs of one config, each with some of its settings or methods, are merged), the grid point
 with the highest mean validation gold reward (with ``--max-kl``: among the points whose mean validation
 KL to pi_SFT is within it); it writes a preset that runs every setting with its own choice on the test
 prompts over ``--seeds``, and the choice as a markdown table beside it (``.md``).

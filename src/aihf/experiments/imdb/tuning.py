@@ -212,28 +212,40 @@ def chosen_table(chosen: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def merge_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Tuning runs of different settings (e.g. one process per setting) as one results dict:
-    their configs must agree but for ``settings``, whose lists are joined in order, ``run_settings``
-    and the order of ``methods`` (the order a run trains them in; the first run's order is kept)."""
+    """Tuning runs of one config split between processes, by setting (one process per setting) or by
+    method (one process per group of grid points, a ``methods=[...]`` override each), as one results dict:
+    their configs must agree but for ``settings`` and ``methods`` (each joined in order, the first run's
+    first) and ``run_settings``. A setting's rows are joined; pi_SFT's row must be the same in every run
+    that has the setting (else they started from different pi_SFTs), and a grid point in two runs is an error."""
     if not results:
         raise ValueError("no results to merge")
     merged = copy.deepcopy(results[0])
 
     def comparable(config: dict[str, Any]) -> dict[str, Any]:
-        return {k: sorted(v) if k == "methods" else v for k, v in config.items() if k not in ("settings", "run_settings")}
+        return {k: v for k, v in config.items() if k not in ("settings", "run_settings", "methods")}
 
     for other in results[1:]:
         difference = sorted(k for k in comparable(other["config"]).keys() | comparable(merged["config"]).keys()
                             if comparable(other["config"]).get(k) != comparable(merged["config"]).get(k))
         if difference:
-            raise ValueError(f"tuning runs made with different configs (other than settings) cannot be merged: "
-                             f"they differ in {', '.join(difference)}")
-        clash = set(other["settings"]) & set(merged["settings"])
-        if clash:
-            raise ValueError(f"settings tuned twice: {sorted(clash)}")
-        known = {setting["name"] for setting in merged["config"]["settings"]}
-        merged["config"]["settings"] += [s for s in other["config"]["settings"] if s["name"] not in known]
-        merged["settings"].update(other["settings"])
+            raise ValueError(f"tuning runs made with different configs (other than settings and methods) cannot be "
+                             f"merged: they differ in {', '.join(difference)}")
+        for setting, rows in other["settings"].items():
+            joined = merged["settings"].setdefault(setting, {})
+            for name, entry in rows.items():
+                if name not in joined:
+                    joined[name] = copy.deepcopy(entry)
+                elif "spec" in entry:
+                    raise ValueError(f"{setting}/{name} tuned twice")
+                elif entry["runs"] != joined[name]["runs"]:
+                    raise ValueError(f"{setting}: pi_SFT's rows differ between the runs ({joined[name]['runs']} and "
+                                     f"{entry['runs']}): they started from different pi_SFTs")
+        for setting, report in other.get("data", {}).items():  # each setting's data report
+            merged.setdefault("data", {}).setdefault(setting, report)
+        config = merged["config"]
+        known = {setting["name"] for setting in config["settings"]}
+        config["settings"] += [s for s in other["config"]["settings"] if s["name"] not in known]
+        config["methods"] += [m for m in other["config"]["methods"] if m not in config["methods"]]
     return merged
 
 
