@@ -16,6 +16,10 @@ and run the same command; the base, SFT and build stages are recomputed there an
 the same pi_SFT (``state.json``): a unit is skipped only when its ``evaluation.json`` names
 that pi_SFT (``pipeline.finished_unit``).
 
+``--reported-only`` exports only the units results.json reports (its settings' runs and seeds): a folder
+started from a copy of a grid (a confirmation, ``aihf tune confirm``) also holds the grid's other units,
+which their own export already has.
+
 ``--with-sft`` also exports what the pipeline reuses instead of recomputing it: every SFT
 stage's saved policy and config (``sft/stage-<k>/config.yaml`` and ``final/policy/``, pi_SFT
 the last) and the build answers (``build_samples.jsonl``), 12.5 MB for the scratch model.
@@ -62,14 +66,24 @@ def export_sft(src: Path, dest: Path) -> None:
     shutil.copy2(src / "build_samples.jsonl", dest / "build_samples.jsonl")
 
 
+def reported_units(src: Path) -> set[tuple[str, str, str]]:
+    """(setting, run, ``seed-<n>``) of every unit the run folder's results.json reports."""
+    results = json.loads((src / "results.json").read_text(encoding="utf-8"))
+    return {(setting, run, f"seed-{unit['seed']}") for setting, rows in results["settings"].items()
+            for run, row in rows.items() for unit in row["runs"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="an aihf experiment imdb output folder")
     p.add_argument("dest", type=Path, help="where to write the export")
     p.add_argument("--with-sft", action="store_true", help="also the SFT stages' policies and the build answers, so "
                    "that a continuation on another kind of CPU reuses them (and the finished units)")
+    p.add_argument("--reported-only", action="store_true", help="only the units results.json reports (not the "
+                   "other units of a grid the folder was started from)")
     args = p.parse_args()
     src, dest = args.run, args.dest
+    reported = reported_units(src) if args.reported_only else None
     dest.mkdir(parents=True, exist_ok=True)
     if args.with_sft:
         export_sft(src, dest)
@@ -83,6 +97,8 @@ def main() -> None:
              "units": 0, "versions": provenance()}  # pi_SFT depends on them: a continuation needs the same
     for evaluation in sorted(src.glob("runs/*/*/seed-*/evaluation.json")):
         unit = evaluation.parent
+        if reported is not None and unit.relative_to(src / "runs").parts not in reported:
+            continue
         out = dest / unit.relative_to(src)
         out.mkdir(parents=True, exist_ok=True)
         saved = json.loads(evaluation.read_text(encoding="utf-8"))

@@ -807,6 +807,13 @@ def test_no_sft_stage_takes_a_base_sft_ed_already_as_pi_sft(reviews, small_gold,
     assert list(confirmed) == ["pi_sft", f"dpo@learning_rate={top}"]
     assert [run["seed"] for run in confirmed[f"dpo@learning_rate={top}"]["runs"]] == [0, 1]
     assert (unit / "seed-0" / "evaluation.json").stat().st_mtime_ns == trained and (unit / "seed-1" / "evaluation.json").is_file()
+    # its export with --reported-only: the confirmed point's two units, not the grid's other point
+    subprocess.run([sys.executable, str(script), "--reported-only", str(tmp_path / "grid"), str(tmp_path / "confirmed")],
+                   check=True, capture_output=True)
+    exported = sorted(str(f.parent.relative_to(tmp_path / "confirmed" / "runs")) for f in
+                      (tmp_path / "confirmed" / "runs").glob("*/*/seed-*/evaluation.json"))
+    assert exported == [f"tiny/dpo@learning_rate={top}/seed-0", f"tiny/dpo@learning_rate={top}/seed-1"]
+    assert len(list((tmp_path / "grid" / "runs" / "tiny").iterdir())) == 2  # the folder holds both grid points
     assert not (tmp_path / "grid" / "ratio_sweep.png").exists()  # no ratio sweep: no plot of one
     sweep = [*overrides, "settings=[]", "ratio_sweep={total: 8, demo_fractions: [0.5, 0.25]}", "seeds=[0, 1]"]
     assert run_from_cli("tiny", str(tmp_path / "sweep"), sweep) == 0  # gold and KL against the demonstrations' share
