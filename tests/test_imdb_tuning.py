@@ -352,6 +352,42 @@ def test_the_confirmed_10_nat_choices_are_what_their_two_seed_units_give(tmp_pat
         assert (after["method"] == changed[setting]) if setting in changed else (after == before)
 
 
+def test_the_model_based_10_nat_confirmation_is_what_its_two_seed_units_give(tmp_path):
+    """docs/results/imdb-scratch-cpu-confirm-kl10/model-based-{a,b} (docs/results.md, "Confirming the model-based
+    methods' 10-nat choices on a second seed", H83, H84, H87): two processes' runs, merged; every point ran seeds 0
+    and 1; the choice on the means (configs/imdb/scratch-cpu-confirmed-kl10-model-based.{yaml,md}) moved in two
+    cells only, and every one of the twelve one-seed choices scored less on two seeds; RLHF's seed-1 units are the
+    same in balanced and low-quality-demos (the same preferences)."""
+    root = Path(__file__).resolve().parent.parent
+    folder = root / "docs" / "results" / "imdb-scratch-cpu-confirm-kl10"
+    sources = [folder / "model-based-a" / "results.json", folder / "model-based-b" / "results.json"]
+    confirmed = tuning.read_tuning_runs(sources)
+    points = [entry for rows in confirmed["settings"].values() for entry in rows.values() if "spec" in entry]
+    assert len(points) == 30 and all([run["seed"] for run in entry["runs"]] == [0, 1] for entry in points)
+    made = tuning.write_choice(sources, tmp_path / "tuned.yaml", [0, 1, 2, 3, 4, 5], max_kl=10.0, suffix="-2seed")
+    committed = root / "configs" / "imdb" / "scratch-cpu-confirmed-kl10-model-based.yaml"
+    assert yaml.safe_load(committed.read_text())["setting_variants"] == made["setting_variants"]
+    assert (tmp_path / "tuned.md").read_text() == committed.with_suffix(".md").read_text()
+    grid = root / "docs" / "results" / "imdb-scratch-cpu-tune"
+    one_seed = tuning.choose(tuning.read_tuning_runs([grid / f"imdb-tune{part}" / "results.json"
+                                                      for part in ("", "-few", "-lq")]), max_kl=10.0)
+    two_seed = tuning.choose(confirmed, max_kl=10.0)
+    means = {(setting, point["run"]): point["value"] for setting, per_method in tuning.grid_points(confirmed).items()
+             for candidates in per_method.values() for point in candidates}
+    moved, fell = [], 0
+    for setting, picks in two_seed.items():
+        for method, pick in picks.items():
+            before = one_seed[setting][method]
+            if pick["run"] != before["run"]:
+                moved.append((setting, method))
+            fell += means[(setting, before["run"])] < before["value"]
+    assert moved == [("balanced", "aihf-rounds"), ("balanced", "aihf")] and fell == 12
+    for run in ("rlhf@learning_rate=0.001,beta=0.2", "rlhf@learning_rate=0.0003,beta=0.2"):
+        rows = [json.loads((folder / "model-based-a" / "runs" / setting / run / "seed-1" / "evaluation.json").read_text())["row"]
+                for setting in ("balanced", "low-quality-demos")]
+        assert rows[0] == rows[1]
+
+
 @pytest.mark.parametrize(("name", "grid_name", "max_kl", "balanced_method"), [
     ("ipo-beta", "ipo-beta", 25.0, {"beta": 0.03}), ("dpo-beta", "dpo-beta", 25.0, {}),
     ("aihf-dpo-beta", "aihf-dpo-beta", 25.0, {"beta": 0.3, "w_demo": 0.3}),
