@@ -301,6 +301,19 @@ def test_committed_confirmed_10_nat_page():
     assert "| few-preferences | dpo-beta-2seed | dpo-beta | -0.02 ± 0.10 | neither |" in page
 
 
+def test_committed_confirmed_model_based_10_nat_page():
+    """docs/results/imdb-scratch-cpu-confirm-kl10/confirmed-model-based.md ("Confirming the model-based methods'
+    10-nat choices on a second seed", H85, H86) is the command's page of the committed test units: both changed
+    choices level with the one-seed ones, and Algorithm 1 with rounds no longer ahead of RLHF."""
+    kl10 = ROOT / "docs" / "results" / "imdb-scratch-cpu-tuned-kl10"
+    folders = [kl10 / name for name in ("aihf-rounds-2seed", "aihf-2seed", "aihf-rounds", "aihf", "rlhf")]
+    page = compare.comparison_page(folders, [("aihf-rounds-2seed", "aihf-rounds"), ("aihf-2seed", "aihf"),
+                                             ("aihf-rounds-2seed", "rlhf")], [0, 1, 2, 3, 4, 5], settings=["balanced"])
+    assert page == (ROOT / "docs" / "results" / "imdb-scratch-cpu-confirm-kl10" / "confirmed-model-based.md").read_text(
+        encoding="utf-8")
+    assert "| balanced | aihf-rounds-2seed | rlhf | +0.20 ± 0.22 | neither |" in page
+
+
 def test_committed_explicit_ratio_pages():
     """docs/results/imdb-scratch-cpu-ratio-kl10-explicit/{ratio,all-four}.md ("Algorithm 1 and RLHF across the
     demonstration/preference ratio", H70-H74) are the script's pages of the committed units, the balanced 10-nat
