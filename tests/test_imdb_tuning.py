@@ -223,6 +223,25 @@ def test_a_finished_run_is_reused_only_for_its_own_variant(tmp_path):
         pipeline.train_stage(config, other, "tiny", run_dir, 0, None, None)
 
 
+def test_the_presets_from_a_ratio_sweeps_grid_run_only_the_ratios_it_tuned():
+    """A ratio sweep's settings are not in ``settings``: a grid that ran some of its ratios (``run_settings``)
+    gives test and confirmation presets that run those ratios only (an untuned ratio would run the variants'
+    untuned values, a confirmation every point there)."""
+    config = load_preset("tiny", [*GRID, "settings=[]", "ratio_sweep={total: 8, demo_fractions: [0.25, 0.5, 0.75]}",
+                                  "run_settings=[ratio-0.25, ratio-0.75]"])
+    names = [r.name for r in config.runs()]
+    results = _results(config, dict(zip(names, [0.1, 0.3, 0.7, 0.2, 0.5, 0.4, 0.0])))
+    rows = results["settings"].pop("tiny")
+    results["settings"] = {"ratio-0.25": rows, "ratio-0.75": copy.deepcopy(rows)}
+    tuned = from_dict(ImdbConfig, tuning.tuned_preset(results["config"], tuning.choose(results), [0, 1]))
+    assert [setting.name for setting in tuned.settings_to_run()] == ["ratio-0.25", "ratio-0.75"]
+    confirm = from_dict(ImdbConfig, tuning.confirm_preset(results["config"], tuning.confirm_points(results, 2, None), [0, 1]))
+    assert [setting.name for setting in confirm.settings_to_run()] == ["ratio-0.25", "ratio-0.75"]
+    every = copy.deepcopy(results)
+    every["settings"]["ratio-0.5"] = copy.deepcopy(rows)
+    assert tuning.tuned_preset(every["config"], tuning.choose(every), [0])["run_settings"] is None  # all tuned
+
+
 def test_tuning_runs_of_different_settings_merge():
     config = load_preset("tiny", GRID)
     gold = {r.name: 0.1 for r in config.runs()}

@@ -24,7 +24,9 @@ from typing import Any, Sequence
 
 import yaml
 
+from aihf.config import from_dict
 from aihf.eval.plots import plot_kl_frontiers
+from aihf.experiments.imdb.presets import ImdbConfig
 
 CRITERION = "gold_reward"
 KL = "kl"
@@ -138,9 +140,7 @@ def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict
     and only those of ``variants`` are kept). A setting of the config that no tuning run ran has
     no choice, so it is left out (a test run of it would train the variants' untuned values)."""
     preset = copy.deepcopy(tuning_config)
-    preset["settings"] = [setting for setting in preset["settings"] if setting["name"] in chosen]
     preset["grid"] = {}
-    preset["run_settings"] = None
     preset["generation"]["evaluate_on"] = "test"
     preset["seeds"] = list(seeds)
     preset["setting_variants"] = {
@@ -149,7 +149,17 @@ def tuned_preset(tuning_config: dict[str, Any], chosen: dict[str, dict[str, dict
     }
     preset["methods"] = list(dict.fromkeys(name for variants in preset["setting_variants"].values() for name in variants))
     preset["variants"] = {name: v for name, v in preset.get("variants", {}).items() if name in preset["methods"]}
+    _run_only(preset, list(chosen))
     return preset
+
+
+def _run_only(preset: dict[str, Any], settings: list[str]) -> None:
+    """Leave the settings of ``preset`` that ``settings`` does not name (no choice or points there) out of it:
+    out of its ``settings`` list and, for a ratio sweep's ratios (not listed there), by ``run_settings`` (None
+    when every setting is named). A setting left in would run the variants' untuned values."""
+    preset["settings"] = [setting for setting in preset["settings"] if setting["name"] in settings]
+    names = [setting.name for setting in from_dict(ImdbConfig, {**preset, "run_settings": None}).all_settings()]
+    preset["run_settings"] = None if set(names) <= set(settings) else [name for name in names if name in settings]
 
 
 def confirm_points(results: dict[str, Any], top: int, max_kl: float | None,
@@ -185,15 +195,14 @@ def confirm_preset(tuning_config: dict[str, Any], points: dict[str, dict[str, di
     picks = {setting: {run: copy.deepcopy(point["spec"]) for run, point in runs.items()}
              for setting, runs in points.items()}
     preset = copy.deepcopy(tuning_config)
-    preset["settings"] = [setting for setting in preset["settings"] if setting["name"] in picks]
     preset["grid"] = {}
-    preset["run_settings"] = None
     preset["seeds"] = list(seeds)
     preset["setting_variants"] = picks
     # every name also as a plain variant, so that a setting of the config without picks (a ratio sweep's
     # untuned ratio) still loads; a run name means the same values in every setting
     preset["variants"] = {run: spec for variants in picks.values() for run, spec in variants.items()}
     preset["methods"] = list(preset["variants"])
+    _run_only(preset, list(picks))
     return preset
 
 
