@@ -320,6 +320,8 @@ MODEL_BASED = ["rlhf", "aihf-rounds", "aihf", "self-play-aihf"]
     # preferences (its lowest-KL point alone)
     ("kl10-model-based", "tune/imdb-tune", MODEL_BASED, 10.0,
      {"balanced": 11, "few-preferences": 9, "low-quality-demos": 10}),
+    # the per-ratio grid's finished ratios (RLHF has one point within 10 nats at ratio-0.1, two at ratio-0.75)
+    ("ratio", "tune-ratio/imdb-tune-ratio", None, 10.0, {"ratio-0.1": 4, "ratio-0.75": 5}),
 ])
 def test_the_committed_confirmations_are_what_the_script_writes_from_the_committed_grid(tmp_path, name, grid, methods,
                                                                                        max_kl, points):
