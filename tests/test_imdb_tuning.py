@@ -309,29 +309,30 @@ def test_a_finished_unit_is_skipped_from_its_result_file_alone(tmp_path):
 MODEL_BASED = ["rlhf", "aihf-rounds", "aihf", "self-play-aihf"]
 
 
-@pytest.mark.parametrize(("name", "grid", "methods", "max_kl", "points"), [
-    ("spin-beta", "tune-spin-beta/imdb-tune-spin-beta", None, 25.0, {"balanced": 3, "low-quality-demos": 3}),
-    ("kl10-spin-beta", "tune-spin-beta/imdb-tune-spin-beta", None, 10.0, {"balanced": 3, "low-quality-demos": 3}),
-    ("kl10-dpo-beta", "tune-dpo-beta/imdb-tune-dpo-beta", None, 10.0, {"balanced": 3, "few-preferences": 3}),
-    ("kl10-aihf-dpo-beta", "tune-aihf-dpo-beta/imdb-tune-aihf-dpo-beta", None, 10.0,
+@pytest.mark.parametrize(("name", "grids", "methods", "max_kl", "points"), [
+    ("spin-beta", ["tune-spin-beta/imdb-tune-spin-beta*"], None, 25.0, {"balanced": 3, "low-quality-demos": 3}),
+    ("kl10-spin-beta", ["tune-spin-beta/imdb-tune-spin-beta*"], None, 10.0, {"balanced": 3, "low-quality-demos": 3}),
+    ("kl10-dpo-beta", ["tune-dpo-beta/imdb-tune-dpo-beta*"], None, 10.0, {"balanced": 3, "few-preferences": 3}),
+    ("kl10-aihf-dpo-beta", ["tune-aihf-dpo-beta/imdb-tune-aihf-dpo-beta*"], None, 10.0,
      {"balanced": 3, "few-preferences": 3, "low-quality-demos": 3}),
-    ("kl10-ipo-beta", "tune-ipo-beta/imdb-tune-ipo-beta", None, 10.0, {"balanced": 3, "few-preferences": 3}),
+    ("kl10-ipo-beta", ["tune-ipo-beta/imdb-tune-ipo-beta*"], None, 10.0, {"balanced": 3, "few-preferences": 3}),
     # the main grid's model-based methods: rlhf has two points within 10 nats, self-play-aihf none with 100
     # preferences (its lowest-KL point alone)
-    ("kl10-model-based", "tune/imdb-tune", MODEL_BASED, 10.0,
+    ("kl10-model-based", ["tune/imdb-tune*"], MODEL_BASED, 10.0,
      {"balanced": 11, "few-preferences": 9, "low-quality-demos": 10}),
-    # the per-ratio grid's finished ratios (RLHF has one point within 10 nats at ratio-0.1, two at ratio-0.75)
-    ("ratio", "tune-ratio/imdb-tune-ratio", None, 10.0, {"ratio-0.1": 4, "ratio-0.75": 5}),
+    # the per-ratio grid's first two finished ratios (RLHF has one point within 10 nats at ratio-0.1, two at 0.75)
+    ("ratio", ["tune-ratio/imdb-tune-ratio-01", "tune-ratio/imdb-tune-ratio-075"], None, 10.0,
+     {"ratio-0.1": 4, "ratio-0.75": 5}),
 ])
-def test_the_committed_confirmations_are_what_the_script_writes_from_the_committed_grid(tmp_path, name, grid, methods,
+def test_the_committed_confirmations_are_what_the_script_writes_from_the_committed_grid(tmp_path, name, grids, methods,
                                                                                        max_kl, points):
     """configs/imdb/scratch-cpu-confirm-{NAME}.{yaml,md} (docs/results.md, "Confirming SPIN's one-seed choices on
     a second seed", "Confirming the implicit-reward methods' 10-nat choices", "Confirming the model-based methods'
     10-nat choices"): ``aihf tune confirm --top 3 --seeds 0 1 --max-kl`` (``--methods``) of the exported
     validation grids, up to three points per method and setting."""
     root = Path(__file__).resolve().parent.parent
-    folder, _, prefix = grid.partition("/")
-    sources = sorted((root / "docs" / "results" / f"imdb-scratch-cpu-{folder}").glob(f"{prefix}*/results.json"))
+    sources = [path for pattern in grids  # each folder pattern's results.json files, in name order
+               for path in sorted((root / "docs" / "results").glob(f"imdb-scratch-cpu-{pattern}/results.json"))]
     made = tuning.write_confirm(sources, tmp_path / "confirm.yaml", top=3, seeds=[0, 1], max_kl=max_kl, methods=methods)
     committed = root / "configs" / "imdb" / f"scratch-cpu-confirm-{name}.yaml"
     assert yaml.safe_load(committed.read_text()) == made
