@@ -124,3 +124,21 @@ def test_cli_eval_reads_a_saved_dataset_as_it_reads_the_file(saved, tmp_path):
                      "--preferences", str(source), "--output", str(out)]) == 0
         outputs.append(json.loads(out.read_text()))
     assert outputs[0] == outputs[1] and outputs[0]["pairs"] == 3
+
+
+def test_cli_eval_reads_renamed_columns_as_it_reads_aihfs(saved, tmp_path, capsys):
+    """--columns (as aihf train's data.columns): held-out rows under other column names give the
+    metrics of the rows under aihf's; a bad mapping is one error naming the flag."""
+    root, _, prefs, demos = saved
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text("".join(json.dumps({"q": p.prompt, "a": p.chosen, "b": p.rejected}) + "\n" for p in prefs))
+    outputs = []
+    for source, columns in ((root / "prefs.jsonl", []), (renamed, ["--columns", "{preferences: {prompt: q, chosen: a, rejected: b}}"])):
+        out = tmp_path / f"{source.stem}.json"
+        assert main(["eval", "--model", str(root / "policy"), "--reference", str(root / "reference"),
+                     "--preferences", str(source), "--output", str(out), *columns]) == 0
+        outputs.append(json.loads(out.read_text()))
+    assert outputs[0] == outputs[1] and outputs[0]["pairs"] == 3
+    assert main(["eval", "--model", str(root / "policy"), "--preferences", str(renamed),
+                 "--columns", "{prefs: {prompt: q}}"]) == 2
+    assert "--columns: 'prefs' is not a data key" in capsys.readouterr().err

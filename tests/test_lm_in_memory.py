@@ -208,3 +208,72 @@ def test_a_reward_model_object_trains_the_run_its_folder_trains(tmp_path, cache)
     assert len(as_trl.history) == 2
     with pytest.raises(ConfigError, match=r"reward_model=\.\.\., reward_tokenizer=\.\.\."):
         train("rlhf", config(tmp_path), reward_model=reward)
+
+
+RENAMED = {"prompt": "question", "chosen": "better", "rejected": "worse"}
+
+
+def renamed_rows() -> list[dict]:
+    """The preference rows under other column names, with a column aihf does not read."""
+    return [{RENAMED[key]: value for key, value in row.items()} | {"source": "x"} for row in preference_rows()]
+
+
+def test_renamed_columns_train_the_run_that_aihfs_names_train(tmp_path, cache):
+    """``data.columns`` (train.DataConfig): a file or a dataset whose columns have other names
+    trains the run that the rows under aihf's names train; the run's config names the stored file
+    of those records, with ``columns`` empty, so the command line reruns it (and finds it finished)."""
+    args = ("loop.max_steps=3", "data.eval_fraction=0")
+    canonical = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'canonical'}", *args))
+    path = tmp_path / "renamed.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in renamed_rows()), encoding="utf-8")
+    columns = "data.columns={preferences: {prompt: question, chosen: better, rejected: worse}}"
+    from_file = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'file'}", f"data.preferences={path}",
+                                    columns, *args))
+    assert [h["loss"] for h in from_file.history] == [h["loss"] for h in canonical.history]
+    saved = yaml.safe_load((tmp_path / "file" / "config.yaml").read_text())["data"]
+    assert saved["columns"] == {} and Path(saved["preferences"]).parent == cache / "data"
+    assert [json.loads(line) for line in Path(saved["preferences"]).read_text().splitlines()] == preference_rows()
+    # the demonstrations file, which columns does not name, is named as it is
+    assert saved["demonstrations"] == config(tmp_path).data.demonstrations
+    from_dataset = train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'file'}", columns, *args),
+                         preferences=datasets.Dataset.from_list(renamed_rows()))
+    assert from_dataset.history == from_file.history  # the same records: the same (finished) run
+    assert train_from_cli("dpo", str(tmp_path / "file" / "config.yaml"), []) == 0
+
+
+def test_an_eval_key_takes_its_kinds_columns_unless_it_has_its_own(tmp_path):
+    rows = renamed_rows()
+    base = config(tmp_path, "data.columns={preferences: {prompt: question, chosen: better, rejected: worse}}")
+    given = with_stored_data(base, {"preferences": rows, "eval_preferences": rows[:2]}, tmp_path)
+    held = [json.loads(line) for line in Path(given.data.eval_preferences).read_text().splitlines()]
+    assert held == preference_rows()[:2]
+    own = config(tmp_path, "data.columns={preferences: {prompt: question, chosen: better, rejected: worse}, "
+                           "eval_preferences: {}}")  # an entry of its own, even empty, is used
+    given = with_stored_data(own, {"preferences": rows, "eval_preferences": preference_rows()[:2]}, tmp_path)
+    held = [json.loads(line) for line in Path(given.data.eval_preferences).read_text().splitlines()]
+    assert held == preference_rows()[:2]
+    with pytest.raises(DataError) as caught:
+        with_stored_data(own, {"preferences": rows, "eval_preferences": rows[:2]}, tmp_path)
+    assert (caught.value.row, caught.value.field) == (0, "chosen")  # aihf's name, as the entry is empty
+
+
+def test_a_renamed_column_missing_from_the_data_is_named_in_the_error(tmp_path):
+    rows = renamed_rows()
+    del rows[1]["worse"]
+    base = config(tmp_path, "data.columns={preferences: {prompt: question, chosen: better, rejected: worse}}")
+    with pytest.raises(DataError) as caught:
+        with_stored_data(base, {"preferences": rows}, tmp_path)
+    assert (caught.value.row, caught.value.field) == (1, "worse")
+    with pytest.raises(ConfigError, match="data.preferences: .*missing.jsonl is not a file"):
+        with_stored_data(base, {"preferences": str(tmp_path / "missing.jsonl")}, tmp_path)
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    ("{prefs: {prompt: q}}", "'prefs' is not a data key; the keys are demonstrations, preferences"),
+    ("{prompts: {response: a}}", "columns.prompts: 'response' is not a column aihf reads there; those are prompt"),
+    ("{preferences: question}", "columns.preferences: expected a mapping"),
+    ("{demonstrations: {prompt: ''}}", "columns.demonstrations.prompt must name a column"),
+])
+def test_bad_columns_are_config_errors_that_say_what_is_allowed(tmp_path, columns, message):
+    with pytest.raises(ConfigError, match=message):
+        config(tmp_path, f"data.columns={columns}")

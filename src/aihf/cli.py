@@ -154,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--preferences", help="held-out preferences (JSONL or Parquet; or a save_to_disk "
                           "folder or hub dataset NAME[:SPLIT])")
     evaluate.add_argument("--demonstrations", help="held-out demonstrations (JSONL or Parquet; or a dataset, as above)")
+    evaluate.add_argument("--columns", help="the data's own column names, as aihf train's data.columns: a YAML "
+                          "mapping, e.g. '{preferences: {prompt: question, chosen: better, rejected: worse}}'")
     evaluate.add_argument("--output", help="write the metrics as JSON here")
 
     export = commands.add_parser(

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -23,7 +25,7 @@ import yaml
 from aihf import objective
 from aihf.config import ConfigError
 from aihf.lm.batching import Encoder, Sequence, collate
-from aihf.lm.in_memory import named_dataset
+from aihf.lm.in_memory import check_columns, field_columns, named_dataset, read_records
 from aihf.lm.models import RewardModel, is_saved_reward_model, load_causal_lm, load_reward_model
 
 
@@ -78,10 +80,11 @@ def evaluate(
     max_length: int = 512,
     max_prompt_length: int = 256,
     batch_size: int = 8,
+    columns: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, float]:
-    """The metrics of this module's docstring for a policy or reward model at ``model_path``."""
-    from aihf.data import read_demonstrations, read_preferences
-
+    """The metrics of this module's docstring for a policy or reward model at ``model_path``.
+    ``columns``: the data's own column names, as ``DataConfig.columns`` gives them (keys
+    ``preferences``, ``demonstrations`` or their ``eval_`` forms)."""
     if preferences is None and demonstrations is None:
         raise ValueError("give held-out preferences, demonstrations or both")
     is_reward = is_saved_reward_model(model_path)
@@ -91,7 +94,8 @@ def evaluate(
     pad = tokenizer.pad_token_id
     metrics: dict[str, float] = {}
     if preferences is not None:
-        pairs = [encoder.preference(p) for p in read_preferences(preferences)]
+        held = read_records("eval_preferences", preferences, field_columns(columns or {}, "eval_preferences"))
+        pairs = [encoder.preference(p) for p in held]
         sequences = [c for c, _ in pairs] + [r for _, r in pairs]
         scores, _ = sequence_scores(model, sequences, pad, batch_size)
         if reference_path is not None and not is_reward:
@@ -101,7 +105,8 @@ def evaluate(
     if demonstrations is not None:
         if is_reward:
             raise ValueError("a reward model has no likelihood: demonstrations need a policy")
-        sequences = [encoder.demonstration(d) for d in read_demonstrations(demonstrations)]
+        held = read_records("eval_demonstrations", demonstrations, field_columns(columns or {}, "eval_demonstrations"))
+        sequences = [encoder.demonstration(d) for d in held]
         metrics.update(demonstration_metrics(*sequence_scores(model, sequences, pad, batch_size)))
     metrics["truncated_sequences"] = encoder.stats.prompts_truncated + encoder.stats.responses_truncated
     return metrics
@@ -136,6 +141,20 @@ def check_model_path(model: str) -> None:
     raise ConfigError(f"--model {model}: no config.json (not a saved model folder)")
 
 
+def parse_columns(text: str | None) -> dict[str, Any]:
+    """``aihf eval --columns``: a YAML mapping as ``DataConfig.columns`` takes it, checked."""
+    if not text:
+        return {}
+    columns = yaml.safe_load(text)
+    if not isinstance(columns, dict):
+        raise ConfigError(f"--columns: expected a mapping such as '{{preferences: {{prompt: question}}}}', got {text!r}")
+    try:
+        check_columns(columns)
+    except ValueError as err:
+        raise ConfigError(f"--{err}") from err
+    return columns
+
+
 def evaluate_from_cli(args: argparse.Namespace) -> int:
     """Entry point of ``aihf eval``."""
     check_model_path(args.model)
@@ -152,7 +171,8 @@ def evaluate_from_cli(args: argparse.Namespace) -> int:
         beta = run_beta(args.model)
         print(f"beta {beta} (from the run's config.yaml)" if beta is not None else "beta 0.1 (no run config found)")
         beta = 0.1 if beta is None else beta
-    metrics = evaluate(args.model, held_out["--preferences"], held_out["--demonstrations"], args.reference, beta)
+    metrics = evaluate(args.model, held_out["--preferences"], held_out["--demonstrations"], args.reference, beta,
+                       columns=parse_columns(args.columns))
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")

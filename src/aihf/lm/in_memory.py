@@ -24,6 +24,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,8 @@ from aihf.config import ConfigError
 from aihf.data import Demonstration, Preference, PromptRecord, read_demonstrations, read_preferences, read_prompts
 from aihf.data.sources import Source
 
+log = logging.getLogger(__name__)
+
 # data kind (the ``DataConfig`` field, also with ``eval_``) -> (reader, record type)
 KINDS = {
     "demonstrations": (read_demonstrations, Demonstration),
@@ -43,24 +46,56 @@ KINDS = {
 }
 FIELDS = (*KINDS, *(f"eval_{kind}" for kind in KINDS))
 Data = Union[Source, Sequence[Demonstration], Sequence[Preference], Sequence[PromptRecord]]
+# the columns each kind's reader finds by name (its ``<column>_field`` argument), which ``DataConfig.columns`` renames
+KIND_COLUMNS = {"demonstrations": ("prompt", "response", "messages"), "preferences": ("prompt", "chosen", "rejected"),
+                "prompts": ("prompt",)}
 
 
-def encoded(field: str, data: Data) -> bytes:
-    """The records of ``data`` for ``DataConfig`` field ``field`` as JSONL bytes (one
-    ``record.to_dict()`` per line, as ``write_jsonl`` writes them). A list of records of the
-    field's type is taken as it is; anything else goes through the field's reader."""
+def check_columns(columns: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first entry of ``DataConfig.columns`` that is not a data key
+    (``FIELDS``) mapped to {a column its kind reads (``KIND_COLUMNS``): a non-empty name}."""
+    for field, names in columns.items():
+        if field not in FIELDS:
+            raise ValueError(f"columns: {field!r} is not a data key; the keys are {', '.join(FIELDS)}")
+        known = KIND_COLUMNS[field.removeprefix("eval_")]
+        if not isinstance(names, Mapping):
+            raise ValueError(f"columns.{field}: expected a mapping of aihf's column names to the data's, e.g. "
+                             f"{{{known[0]}: question}}, got {names!r}")
+        for ours, theirs in names.items():
+            if ours not in known:
+                raise ValueError(f"columns.{field}: {ours!r} is not a column aihf reads there; "
+                                 f"those are {', '.join(known)}")
+            if not isinstance(theirs, str) or not theirs:
+                raise ValueError(f"columns.{field}.{ours} must name a column (a non-empty string), got {theirs!r}")
+
+
+def field_columns(columns: Mapping[str, Mapping[str, str]], field: str) -> Mapping[str, str]:
+    """The renames ``DataConfig.columns`` gives data key ``field``: its own entry, else (an
+    ``eval_`` key) its kind's, else none."""
+    return columns.get(field, columns.get(field.removeprefix("eval_"), {}))
+
+
+def read_records(field: str, data: Data, columns: Mapping[str, str] | None = None) -> Sequence[Any]:
+    """The records of ``data`` for ``DataConfig`` field ``field``: a list of records of the
+    field's type as it is; anything else through the field's reader, which finds aihf's columns
+    under the names ``columns`` gives (aihf's name -> the data's, :func:`field_columns`)."""
     read, record_type = KINDS[field.removeprefix("eval_")]
     if isinstance(data, Sequence) and data and all(isinstance(r, record_type) for r in data):
-        records: Sequence[Any] = data
-    else:
-        records = read(data)
+        return data
+    return read(data, **{f"{ours}_field": theirs for ours, theirs in (columns or {}).items()})
+
+
+def encoded(field: str, data: Data, columns: Mapping[str, str] | None = None) -> bytes:
+    """The records of ``data`` for ``DataConfig`` field ``field`` (:func:`read_records`) as JSONL
+    bytes (one ``record.to_dict()`` per line, as ``write_jsonl`` writes them)."""
+    records = read_records(field, data, columns)
     return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
-def store(field: str, data: Data, directory: Path) -> Path:
-    """The content-addressed JSONL file holding ``data``'s records (module docstring), written
-    atomically unless it exists already."""
-    body = encoded(field, data)
+def store(field: str, data: Data, directory: Path, columns: Mapping[str, str] | None = None) -> Path:
+    """The content-addressed JSONL file holding ``data``'s records (module docstring; read under
+    ``columns``' names, :func:`encoded`), written atomically unless it exists already."""
+    body = encoded(field, data, columns)
     path = Path(directory) / f"{field.removeprefix('eval_')}-{hashlib.sha256(body).hexdigest()[:16]}.jsonl"
     if not path.is_file():
         with runtime.atomic_file(path) as tmp:
@@ -99,20 +134,32 @@ def named_dataset(key: str, value: str) -> Any:
 def with_stored_data(config: Any, data: Mapping[str, Data | None], directory: Path) -> Any:
     """A copy of the ``TrainConfig`` ``config`` whose ``data.<field>`` names a file for every
     field: given in ``data`` (a path as it is, in-memory rows stored), or named in ``config.data``
-    as a dataset rather than a file (``named_dataset``: its rows stored)."""
+    as a dataset rather than a file (``named_dataset``: its rows stored). A field that
+    ``data.columns`` renames (:func:`field_columns`) is read under those names and stored, a file
+    too; the copy's ``data.columns`` is empty, as its files hold aihf's columns."""
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise TypeError(f"unknown data field(s) {', '.join(unknown)}; expected {', '.join(FIELDS)}")
     config = copy.deepcopy(config)
+    columns, config.data.columns = config.data.columns, {}
     for field in FIELDS:
         value = data.get(field)
         if value is None:
             value = getattr(config.data, field)
         if isinstance(value, (str, Path)) and (dataset := named_dataset(f"data.{field}", str(value))) is not None:
             value = dataset
-        if value is not None:
-            path = value if isinstance(value, (str, Path)) else store(field, value, directory)
-            setattr(config.data, field, str(path))
+        if value is None:
+            continue
+        renames = field_columns(columns, field)
+        if isinstance(value, (str, Path)) and not renames:
+            setattr(config.data, field, str(value))
+            continue
+        if isinstance(value, (str, Path)) and not Path(value).is_file():
+            raise ConfigError(f"data.{field}: {value} is not a file")
+        path = store(field, value, directory, renames)
+        if renames:
+            log.info("data.%s: read with the columns %s, stored as %s", field, dict(renames), path)
+        setattr(config.data, field, str(path))
     return config
 
 

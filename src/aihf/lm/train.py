@@ -35,7 +35,7 @@ from aihf import logs, run_folder, runtime, shipped
 from aihf.config import ConfigError, Settings, load_config, setting
 from aihf.data import read_demonstrations, read_preferences, read_prompts, split_without_leaks
 from aihf.lm.batching import Encoder
-from aihf.lm.in_memory import Data, with_stored_data, with_stored_model
+from aihf.lm.in_memory import Data, check_columns, with_stored_data, with_stored_model
 from aihf.lm.methods import RECIPES, ExplicitRewardMethod, ImplicitRewardMethod, MethodConfig
 from aihf.lm.model_card import model_card
 from aihf.lm.models import (
@@ -90,6 +90,13 @@ class DataConfig(Settings):
     ``NAME[:SPLIT]`` (split ``train`` by default), whose rows ``train`` stores as a JSONL file
     named by their hash (``aihf.lm.in_memory``); the run's config then names that file.
 
+    ``columns``: per data key, the data's own names for the columns aihf reads
+    (``in_memory.KIND_COLUMNS``), e.g. ``{demonstrations: {prompt: question, response:
+    answer}}``; an ``eval_`` key without an entry of its own takes its kind's. Those keys' files
+    or datasets are read under those names and their records stored (as a dataset's are), and the
+    run's config names the stored files with ``columns`` empty: the same records are the same run
+    whatever their columns were called.
+
     ``prompts``: the RL prompt set (rows with a ``prompt``; ``read_prompts``), where
     ``rlhf``'s policy stage and ``aihf`` draw their RLOO samples (docs/method.md section 6).
     Unset, they sample on the preferences' (``rlhf``) or demonstrations' (``aihf``) prompts.
@@ -106,11 +113,14 @@ class DataConfig(Settings):
                            "every copy on one side of the train/eval split")
     max_length: int = setting(512, ge=2, help="tokens of prompt + response")
     max_prompt_length: int = setting(256, ge=1, help="tokens of the prompt (kept from its end)")
+    columns: dict[str, dict[str, str]] = setting(factory=dict, help="per data key, the data's own names of aihf's "
+                                                 "columns, e.g. {demonstrations: {prompt: question, response: answer}}")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_prompt_length >= self.max_length:
             raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})")
+        check_columns(self.columns)
 
 
 @dataclass
