@@ -240,6 +240,14 @@ def test_the_presets_from_a_ratio_sweeps_grid_run_only_the_ratios_it_tuned():
     every = copy.deepcopy(results)
     every["settings"]["ratio-0.5"] = copy.deepcopy(rows)
     assert tuning.tuned_preset(every["config"], tuning.choose(every), [0])["run_settings"] is None  # all tuned
+    # chosen from a confirmation (its variants are grid points) or named with a suffix: the names are no recipe
+    # or shared variant, so the untuned ratio has no runs at all; the preset loads, as that ratio is not run
+    suffixed = tuning.tuned_preset(results["config"], tuning.choose(results), [0], suffix="-tuned")
+    loaded = from_dict(ImdbConfig, suffixed)
+    assert [setting.name for setting in loaded.settings_to_run()] == ["ratio-0.25", "ratio-0.75"]
+    assert [spec.name for spec in loaded.setting_runs("ratio-0.75")] == ["dpo-tuned", "aihf-rounds-tuned", "rlhf-tuned"]
+    with pytest.raises(ConfigError, match="'ratio-0.5' has no setting_variants of its own.*ratio-0.25, ratio-0.75"):
+        from_dict(ImdbConfig, {**suffixed, "run_settings": ["ratio-0.5"]})
 
 
 def test_tuning_runs_of_different_settings_merge():

@@ -174,11 +174,17 @@ class ImdbConfig:
             if unknown_runs or not self.run_settings or len(set(self.run_settings)) != len(self.run_settings):
                 raise ValueError(f"run_settings must name distinct settings of the config, got {self.run_settings} "
                                  f"(settings: {names})")
-        try:
-            for name in names:
-                self.setting_runs(name)
-        except ConfigError as err:
-            raise ValueError(str(err)) from err
+        # the settings to run resolve their runs; one that is not run need not (a tuned preset's untuned ratio)
+        for setting in self.settings_to_run():
+            try:
+                self.setting_runs(setting.name)
+            except ConfigError as err:
+                hint = ""
+                if self.setting_variants and setting.name not in self.setting_variants:
+                    hint = (f" (setting {setting.name!r} has no setting_variants of its own, so it runs methods with "
+                            f"the shared variants; a tuned preset runs only the settings it chose values for: "
+                            f"{', '.join(self.setting_variants)})")
+                raise ValueError(f"{err}{hint}") from err
 
     def setting_runs(self, setting: str) -> list[RunSpec]:
         """The runs of one setting: its own ``setting_variants`` (e.g. values chosen on the
