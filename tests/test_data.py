@@ -273,6 +273,25 @@ def test_ultrachat_messages_form_and_custom_fields():
     ]
 
 
+def test_sharegpt_turns_read_as_the_chat_messages_they_stand_for():
+    """ShareGPT's ``{"from", "value"}`` turns (human, gpt, system), e.g. a ``conversations`` column:
+    the records of the same chat in ``{"role", "content"}`` form, as demonstrations and as preferences."""
+    sharegpt = [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Capital of France?"},
+                {"from": "gpt", "value": "Paris."}]
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"},
+            {"role": "assistant", "content": "Paris."}]
+    assert read_demonstrations([{"conversations": sharegpt}], messages_field="conversations") == read_demonstrations(
+        [{"messages": chat}])
+    pair = {"chosen": sharegpt, "rejected": [*sharegpt[:2], {"from": "gpt", "value": "Lyon."}]}
+    assert read_preferences([pair]) == [Preference(tuple(Message(**m) for m in chat[:2]), "Paris.", "Lyon.")]
+    for turn, field, message in (({"from": "bot", "value": "x"}, "messages[0].from", "unknown speaker 'bot'"),
+                                 ({"from": "human"}, "messages[0].value", "ShareGPT turn has no 'value'"),
+                                 ({"from": "human", "value": " "}, "messages[0].value", "message content is empty")):
+        with pytest.raises(DataError, match=message) as caught:
+            read_demonstrations([{"messages": [turn, *sharegpt[2:]]}])
+        assert caught.value.field == field
+
+
 def test_ultrafeedback_conversations_split_on_shared_prefix():
     history = messages("user", "q1", "assistant", "a1", "user", "q2")
     row = {

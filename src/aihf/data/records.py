@@ -33,6 +33,8 @@ from typing import Any, Union
 from aihf.data.errors import DataError
 
 ROLES = ("system", "user", "assistant")
+# ShareGPT's turns ({"from", "value"}, as in its hub datasets' "conversations" column): its speaker names as roles
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
 
 
 @dataclass(frozen=True)
@@ -58,20 +60,25 @@ def _text(value: Any, field: str, what: str) -> str:
 
 
 def to_message(value: Any, field: str) -> Message:
-    """A :class:`Message` from a ``{"role", "content"}`` mapping (extra keys such as ``name`` are ignored)."""
+    """A :class:`Message` from a ``{"role", "content"}`` mapping (extra keys such as ``name`` are
+    ignored), or from a ShareGPT turn ``{"from", "value"}`` whose ``from`` is ``human``, ``gpt`` or
+    ``system`` (:data:`SHAREGPT_ROLES`) when the mapping has neither ``role`` nor ``content``."""
     if isinstance(value, Message):
         value = value.as_dict()
     if not isinstance(value, Mapping):
         raise DataError(
             f"a chat message must be a mapping with 'role' and 'content', got {type(value).__name__}", field=field
         )
-    for key in ("role", "content"):
+    sharegpt = "role" not in value and "content" not in value and ("from" in value or "value" in value)
+    speaker_key, text_key, roles, what, who = (("from", "value", SHAREGPT_ROLES, "ShareGPT turn", "speaker") if sharegpt
+                                               else ("role", "content", {r: r for r in ROLES}, "chat message", "role"))
+    for key in (speaker_key, text_key):
         if key not in value:
-            raise DataError(f"chat message has no '{key}'", field=f"{field}.{key}")
-    role = value["role"]
-    if role not in ROLES:
-        raise DataError(f"unknown role {role!r}; expected one of {list(ROLES)}", field=f"{field}.role")
-    return Message(role, _text(value["content"], f"{field}.content", "message content"))
+            raise DataError(f"{what} has no '{key}'", field=f"{field}.{key}")
+    speaker = value[speaker_key]
+    if not isinstance(speaker, str) or speaker not in roles:
+        raise DataError(f"unknown {who} {speaker!r}; expected one of {list(roles)}", field=f"{field}.{speaker_key}")
+    return Message(roles[speaker], _text(value[text_key], f"{field}.{text_key}", "message content"))
 
 
 def to_messages(value: Any, field: str) -> tuple[Message, ...]:
