@@ -142,6 +142,28 @@ def test_a_dataset_named_in_the_config_trains_the_run_its_file_trains(tmp_path, 
     assert [h["loss"] for h in from_dataset.history] == [h["loss"] for h in from_file.history]
 
 
+def test_a_dataset_of_several_configurations_is_named_name_config_split(tmp_path):
+    """``NAME:CONFIG:SPLIT``: one configuration (subset) of a dataset that has several, as a hub
+    dataset's card declares them; here a folder of data files with such a card, which
+    datasets.load_dataset reads as it reads the hub's (offline)."""
+    rows = preference_rows()
+    folder = tmp_path / "ds"
+    for config_name, subset in (("first", rows[:3]), ("rest", rows[3:])):
+        (folder / config_name).mkdir(parents=True)
+        for split, part in (("train", subset), ("test", subset[:1])):
+            (folder / config_name / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    (folder / "README.md").write_text("---\nconfigs:\n" + "".join(
+        f"- config_name: {name}\n  data_files:\n  - split: train\n    path: {name}/train.jsonl\n"
+        f"  - split: test\n    path: {name}/test.jsonl\n" for name in ("first", "rest")) + "---\n")
+    stored = with_stored_data(config(tmp_path, f"data.preferences={folder}:rest:train",
+                                     f"data.eval_preferences={folder}:first:test"), {}, tmp_path / "cache")
+    assert [json.loads(line) for line in Path(stored.data.preferences).read_text().splitlines()] == rows[3:]
+    assert [json.loads(line) for line in Path(stored.data.eval_preferences).read_text().splitlines()] == rows[:1]
+    datasets.Dataset.from_list(rows).save_to_disk(tmp_path / "saved")
+    with pytest.raises(ConfigError, match="a save_to_disk folder has no configurations"):
+        with_stored_data(config(tmp_path, f"data.preferences={tmp_path / 'saved'}:rest:train"), {}, tmp_path)
+
+
 def test_a_name_datasets_cannot_load_is_one_config_error_naming_the_key(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

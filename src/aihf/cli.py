@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "read from its config.yaml; 0.1 when there is none)",
     )
     evaluate.add_argument("--preferences", help="held-out preferences (JSONL or Parquet; or a save_to_disk "
-                          "folder or hub dataset NAME[:SPLIT])")
+                          "folder or hub dataset NAME[:SPLIT] or NAME:CONFIG:SPLIT)")
     evaluate.add_argument("--demonstrations", help="held-out demonstrations (JSONL or Parquet; or a dataset, as above)")
     evaluate.add_argument("--columns", help="the data's own column names, as aihf train's data.columns: a YAML "
                           "mapping, e.g. '{preferences: {prompt: question, chosen: better, rejected: worse}}'")

@@ -109,23 +109,29 @@ DATA_SUFFIXES = (".jsonl", ".gz", ".bz2", ".xz", ".parquet")  # a missing file, 
 def named_dataset(key: str, value: str) -> Any:
     """The ``datasets.Dataset`` that the value of ``key`` (``data.preferences``, ``--preferences``)
     names when it is not a file: a ``save_to_disk`` folder (of a ``DatasetDict``: ``FOLDER:SPLIT``,
-    split ``train`` by default), another folder of data files, or a hub dataset ``NAME`` or
-    ``NAME:SPLIT`` (``datasets.load_dataset``); None for a file, or a missing one (reported later
-    as such)."""
+    split ``train`` by default), another folder of data files, or a hub dataset ``NAME``,
+    ``NAME:SPLIT`` or, for a dataset of several configurations (subsets), ``NAME:CONFIG:SPLIT``
+    (``datasets.load_dataset(NAME, CONFIG, split=SPLIT)``; a folder of data files takes them too);
+    None for a file, or a missing one (reported later as such)."""
     if Path(value).is_file():
         return None
-    name, _, split = (value, "", "") if Path(value).exists() else value.partition(":")
+    name, _, rest = (value, "", "") if Path(value).exists() else value.partition(":")
+    subset, _, split = rest.rpartition(":")  # "CONFIG:SPLIT" or "SPLIT"
     folder = Path(name)
     if not folder.is_dir() and ("/" not in name or name.endswith(DATA_SUFFIXES)):
         return None
     import datasets
 
+    saved = (folder / "dataset_dict.json").is_file() or (folder / "dataset_info.json").is_file()
+    if saved and subset:
+        raise ConfigError(f"{key}: {value!r}: a save_to_disk folder has no configurations; name it as FOLDER or "
+                          "FOLDER:SPLIT")
     try:
         if (folder / "dataset_dict.json").is_file():
             return datasets.load_from_disk(name)[split or "train"]
-        if (folder / "dataset_info.json").is_file():
+        if saved:
             return datasets.load_from_disk(name)
-        return datasets.load_dataset(name, split=split or "train")
+        return datasets.load_dataset(name, subset or None, split=split or "train")
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds; each becomes one line naming the key
         raise ConfigError(f"{key}: {value!r} is not a file, and datasets cannot load it as a dataset "
                           f"({type(err).__name__}: {err})") from err

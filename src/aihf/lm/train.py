@@ -87,7 +87,8 @@ class ModelConfig(Settings):
 class DataConfig(Settings):
     """Record files (JSONL, Parquet) and token limits. Each file key also takes a dataset that
     ``datasets`` loads: a ``save_to_disk`` folder, a folder of data files or a hub dataset
-    ``NAME[:SPLIT]`` (split ``train`` by default), whose rows ``train`` stores as a JSONL file
+    ``NAME[:SPLIT]`` (split ``train`` by default; ``NAME:CONFIG:SPLIT`` for a dataset of several
+    configurations), whose rows ``train`` stores as a JSONL file
     named by their hash (``aihf.lm.in_memory``); the run's config then names that file.
 
     ``columns``: per data key, the data's own names for the columns aihf reads
