@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true",
         help="replace a run folder that holds another run (default: refuse; the same run resumes)",
     )
+    train.add_argument("--dry-run", action="store_true",
+                       help="read and check the data, say what the run folder would do; train nothing (aihf.lm.train_plan)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
     evaluate = commands.add_parser(
@@ -253,7 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
-        train = _lazy("aihf.lm.train", "train_from_cli")
+        train = _lazy(*(("aihf.lm.train_plan", "dry_run_from_cli") if args.dry_run else ("aihf.lm.train", "train_from_cli")))
         return train(args.method, args.config, args.overrides, args.output_dir, args.overwrite)
     if args.command == "eval":
         return _lazy("aihf.lm.evaluate", "evaluate_from_cli")(args)

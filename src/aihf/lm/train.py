@@ -404,11 +404,10 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
     return result
 
 
-def train_from_cli(method: str, config_path: str | None, overrides: list[str],
-                   output_dir: str | None = None, overwrite: bool = False) -> int:
-    """``aihf train METHOD --config FILE key=value ...``; returns the exit status (errors
-    propagate to ``aihf.cli``, which prints them as one line). ``config_path`` is a YAML file
-    or the name of a shipped ``configs/lm/`` config (``tiny``), as for experiment presets."""
+def cli_config(method: str, config_path: str | None, overrides: list[str], output_dir: str | None = None) -> TrainConfig:
+    """The config of ``aihf train METHOD --config FILE [--output-dir DIR] key=value ...``:
+    ``config_path`` is a YAML file or the name of a shipped ``configs/lm/`` config (``tiny``), as
+    for experiment presets; the log is set up for the command."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     logs.setup(logging.INFO)
@@ -423,7 +422,14 @@ def train_from_cli(method: str, config_path: str | None, overrides: list[str],
         config.loop.output_dir = output_dir
     if config_path is None and config.model.name_or_path == "tiny":
         log.warning("no --config and no model.name_or_path: training the random tiny model (aihf.lm.tiny)")
-    result = train(method, config, overwrite=overwrite)
+    return config
+
+
+def train_from_cli(method: str, config_path: str | None, overrides: list[str],
+                   output_dir: str | None = None, overwrite: bool = False) -> int:
+    """``aihf train METHOD --config FILE key=value ...`` (:func:`cli_config`); returns the exit
+    status (errors propagate to ``aihf.cli``, which prints them as one line)."""
+    result = train(method, cli_config(method, config_path, overrides, output_dir), overwrite=overwrite)
     last = result.history[-1] if result.history else {}
     trained = "policy" if RECIPES[method].train_policy else "reward"
     print(f"{method}: {len(result.history)} steps, final loss {last.get('loss', float('nan')):.4f}; "
@@ -431,4 +437,5 @@ def train_from_cli(method: str, config_path: str | None, overrides: list[str],
     return 0
 
 
-__all__ = ["METHODS", "ModelConfig", "DataConfig", "TrainConfig", "build_method", "train", "train_from_cli"]
+__all__ = ["METHODS", "ModelConfig", "DataConfig", "TrainConfig", "build_method", "cli_config", "train",
+           "train_from_cli"]
