@@ -68,3 +68,26 @@ def test_a_dry_run_reads_renamed_columns(tmp_path, capsys, cache):
                         "data.columns={preferences: {prompt: q, chosen: a, rejected: b}}")
     assert code == 0 and f"preferences: {renamed} (stored as {cache / 'data'}/preferences-" in out
     assert ": 6 to train on, held out: 2" in out
+
+
+def test_a_dry_run_of_rlhf_says_what_its_reward_stage_would_do(tmp_path, capsys):
+    """rlhf trains the preference-only reward stage into output_dir/reward first: the dry run plans both."""
+    args = [f"--output-dir={tmp_path / 'run'}", *_files(tmp_path), "loop.max_steps=2", "method.max_new_tokens=4"]
+    assert main(["train", "rlhf", "--dry-run", *args]) == 0
+    out = capsys.readouterr().out
+    assert f"reward stage: run folder {tmp_path / 'run' / 'reward'}: starts at step 0" in out
+    assert main(["train", "rlhf", *args]) == 0
+    capsys.readouterr()
+    assert main(["train", "rlhf", "--dry-run", *args]) == 0
+    out = capsys.readouterr().out
+    assert f"reward stage: run folder {tmp_path / 'run' / 'reward'}: finished already" in out
+    assert f"policy stage: run folder {tmp_path / 'run' / 'policy'}: finished already" in out
+    assert main(["train", "rlhf", "--dry-run", *args, "reward_stage_steps=3"]) == 2  # the stage's folder refuses
+    assert "reward stage: run folder: refused:" in capsys.readouterr().out
+    assert main(["train", "rlhf", "--dry-run", *args, "method.beta=0.5"]) == 2  # both stages' folders refuse
+    out = capsys.readouterr().out
+    assert "reward stage: run folder: refused:" in out and "policy stage: run folder: refused:" in out
+    train("dpo", config(tmp_path, f"loop.output_dir={tmp_path / 'dpo'}", "loop.max_steps=2"))
+    assert main(["train", "rlhf", "--dry-run", *args, f"--output-dir={tmp_path / 'dpo'}"]) == 2
+    out = capsys.readouterr().out  # output_dir itself holds another method's run: refused before its stages
+    assert "\n  run folder: refused:" in out and "'dpo' -> 'rlhf'" in out and "stage" not in out

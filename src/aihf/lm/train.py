@@ -262,16 +262,47 @@ def _save_final(trainer: Trainer, tokenizer, directory: Path, name: str, config:
             (tmp / kind / "README.md").write_text(card, encoding="utf-8")
 
 
-def _reward_stage(config: TrainConfig, overwrite: bool) -> Path:
-    """Train the preference-only ``reward`` method into ``output_dir/reward`` (a finished stage
-    of the same config is reused: ``resume_from=auto``) and return the saved reward model's
-    directory. It reads no prompt set and runs ``reward_stage_steps`` steps (default
-    ``loop.max_steps``)."""
+def trains_reward_stage(name: str, config: TrainConfig) -> bool:
+    """Whether method ``name`` first trains the preference-only reward stage (:func:`reward_stage_config`):
+    ``rlhf`` unless ``model.reward_model`` is a saved reward model, ``aihf`` with
+    ``method.reward_init: preferences`` and no ``model.reward_model``."""
+    if name == "rlhf":
+        return not (bool(config.model.reward_model) and is_saved_reward_model(config.model.reward_model))
+    return name == "aihf" and config.method.reward_init == "preferences" and not config.model.reward_model
+
+
+def reward_stage_config(config: TrainConfig) -> TrainConfig:
+    """The config of the preference-only ``reward`` stage of ``config``'s run: in
+    ``output_dir/reward``, no prompt set, ``reward_stage_steps`` steps (default ``loop.max_steps``)."""
     stage = copy.deepcopy(config)
     stage.data.prompts = stage.data.eval_prompts = None
     stage.loop.output_dir = str(Path(config.loop.output_dir) / "reward")
     stage.loop.max_steps = config.reward_stage_steps or config.loop.max_steps
+    return stage
+
+
+def policy_stage_config(config: TrainConfig, reward_model: Path) -> TrainConfig:
+    """The config of ``rlhf``'s policy stage after its reward stage: in ``output_dir/policy`` (the
+    run's result folder), with that stage's ``reward_model``; with a prompt set it reads no
+    preferences (they served the reward stage)."""
+    stage = copy.deepcopy(config)
+    stage.model.reward_model = str(reward_model)
+    if stage.data.prompts:
+        stage.data.preferences = stage.data.eval_preferences = None
+    stage.loop.output_dir = str(Path(config.loop.output_dir) / "policy")
+    return stage
+
+
+def _reward_stage(config: TrainConfig, overwrite: bool) -> Path:
+    """Train the reward stage (:func:`reward_stage_config`; a finished stage of the same config is
+    reused: ``resume_from=auto``) and return the saved reward model's directory."""
+    stage = reward_stage_config(config)
     train("reward", stage, report_ignored=False, overwrite=overwrite)
+    return reward_stage_model(stage)
+
+
+def reward_stage_model(stage: TrainConfig) -> Path:
+    """Where the reward stage of config ``stage`` (:func:`reward_stage_config`) saves its reward model."""
     return Path(stage.loop.output_dir) / "final" / "reward"
 
 
@@ -383,16 +414,11 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
         plan = _claim(folder, name, config, overwrite, state, held)
         if plan.action == "finished":
             return _finished_result(folder, run_folder.read_record(folder))
-        given = bool(config.model.reward_model) and is_saved_reward_model(config.model.reward_model)
         stage = config
-        if name == "rlhf" and not given:
-            stage = copy.deepcopy(config)
-            stage.model.reward_model = str(_reward_stage(config, overwrite))
-            if stage.data.prompts:  # the preferences served the reward stage
-                stage.data.preferences = stage.data.eval_preferences = None
-            stage.loop.output_dir = str(folder / "policy")
+        if name == "rlhf" and trains_reward_stage(name, config):
+            stage = policy_stage_config(config, _reward_stage(config, overwrite))
             result = train(name, stage, report_ignored=False, overwrite=overwrite)
-        elif name == "aihf" and config.method.reward_init == "preferences" and not config.model.reward_model:
+        elif name == "aihf" and trains_reward_stage(name, config):
             stage = copy.deepcopy(config)
             stage.model.reward_model = str(_reward_stage(config, overwrite))  # the joint run stays in output_dir
             result = _fit(name, stage, plan)

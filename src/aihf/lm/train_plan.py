@@ -9,7 +9,8 @@ dataset, or data whose columns ``data.columns`` renames, is read and stored in t
 the run would store it), every data file the method uses read, checked and split into training
 and held-out records (``train.read_data``, the same errors naming the file, the row and the field),
 and the run folder's decision (``run_folder.plan``: start, resume from a checkpoint, finished, or
-refused because it holds another run). Settings the method does not read are listed
+refused because it holds another run), for the preference-only reward stage too where the method
+trains one first (``rlhf``, ``aihf`` with ``reward_init: preferences``). Settings the method does not read are listed
 (``Recipe.ignored``). Nothing is trained and the run folder is neither created nor changed.
 """
 
@@ -21,15 +22,16 @@ from aihf import run_folder
 from aihf.lm.in_memory import with_stored_data
 from aihf.lm.methods import RECIPES
 from aihf.lm.models import aihf_cache_dir
-from aihf.lm.train import TrainConfig, cli_config, read_data
+from aihf.lm.train import (TrainConfig, cli_config, policy_stage_config, read_data, reward_stage_config,
+                           reward_stage_model, trains_reward_stage)
 from aihf.lm.trainer import latest_checkpoint
 
 KINDS = ("demonstrations", "preferences", "prompts")
 
 
 def folder_line(name: str, config: TrainConfig, overwrite: bool) -> tuple[str, bool]:
-    """(the run folder and what the run would do there, whether the run would be refused)."""
-    folder = Path(config.loop.output_dir or run_folder.default_output_dir(name, config))
+    """(the run folder ``loop.output_dir`` and what method ``name`` would do there, whether it would be refused)."""
+    folder = Path(config.loop.output_dir)
     try:
         plan = run_folder.plan(folder, name, config, overwrite=False, latest=latest_checkpoint(folder))
     except run_folder.RunFolderError as err:
@@ -58,8 +60,22 @@ def describe(name: str, config: TrainConfig, overwrite: bool = False) -> tuple[l
             lines.append(f"{kind}: {source}: {len(split['train'])} to train on, {held}")
         elif given or eval_given:
             lines.append(f"{kind}: {given or eval_given}: not read by {name}")
-    line, refused = folder_line(name, stored, overwrite)
-    lines.append(line)
+    if stored.loop.output_dir is None:
+        stored.loop.output_dir = run_folder.default_output_dir(name, stored)
+    stages = [("", name, stored)]
+    if trains_reward_stage(name, stored):  # the preference-only reward stage in output_dir/reward comes first
+        reward = reward_stage_config(stored)
+        stages.insert(0, ("reward stage: ", "reward", reward))
+        if name == "rlhf":  # whose policy stage, in output_dir/policy, is the run's result
+            line, refused = folder_line(name, stored, overwrite)  # output_dir itself holds the stages only
+            stages[-1] = ("policy stage: ", name, policy_stage_config(stored, reward_stage_model(reward)))
+            if refused:
+                return [*lines, line], True
+    refused = False
+    for label, method, stage in stages:
+        line, refused_here = folder_line(method, stage, overwrite)
+        lines.append(label + line)
+        refused = refused or refused_here
     lines.append(f"steps: loop.max_steps {stored.loop.max_steps}, micro-batches of {stored.loop.micro_batch_size}"
                  f" x {stored.loop.gradient_accumulation_steps} per step and process")
     ignored = RECIPES[name].ignored(stored.method)
