@@ -330,3 +330,19 @@ def test_committed_explicit_ratio_pages():
     four = compare.method_table([results / "imdb-scratch-cpu-ratio-kl10" / "ratio-sweep", *folders],
                                 ["aihf-dpo-beta", "dpo-beta", "aihf-rounds", "rlhf"], seeds, settings=settings, aliases=alias)
     assert four == (sweep / "all-four.md").read_text(encoding="utf-8")
+
+
+def test_committed_per_ratio_tuning_page():
+    """docs/results/imdb-scratch-cpu-tuned-ratio/tuned-ratio.md ("Algorithm 1 and RLHF tuned at each ratio", H90,
+    H91) is the script's page of the committed units: each method re-tuned per ratio beside its balanced-values
+    units of the ratio sweep."""
+    results = ROOT / "docs" / "results"
+    tuned, sweep = results / "imdb-scratch-cpu-tuned-ratio", results / "imdb-scratch-cpu-ratio-kl10-explicit"
+    folders = [tuned / "ratio-01", tuned / "ratio-075", tuned / "ratio-025-aihf-rounds", tuned / "ratio-025-rlhf",
+               sweep / "rlhf", sweep / "aihf-rounds", sweep / "aihf-rounds-b"]
+    seeds, settings = [0, 1, 2, 3, 4, 5], ["ratio-0.1", "ratio-0.25", "ratio-0.75"]
+    pairs = [("aihf-rounds-tuned", "rlhf-tuned"), ("aihf-rounds-tuned", "aihf-rounds"), ("rlhf-tuned", "rlhf")]
+    page = (compare.method_table(folders, ["aihf-rounds-tuned", "rlhf-tuned", "aihf-rounds", "rlhf"], seeds,
+                                 settings=settings) + "\n" + compare.comparison_page(folders, pairs, seeds, settings=settings))
+    assert page == (tuned / "tuned-ratio.md").read_text(encoding="utf-8")
+    assert "| ratio-0.25 | rlhf-tuned | rlhf | -0.34 ± 0.28 | rlhf ahead |" in page  # H91 not held for RLHF
