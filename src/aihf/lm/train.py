@@ -463,5 +463,5 @@ def train_from_cli(method: str, config_path: str | None, overrides: list[str],
     return 0
 
 
-__all__ = ["METHODS", "ModelConfig", "DataConfig", "TrainConfig", "build_method", "cli_config", "train",
-           "train_from_cli"]
+__all__ = ["METHODS", "ModelConfig", "DataConfig", "TrainConfig", "build_method", "cli_config", "policy_stage_config",
+           "reward_stage_config", "reward_stage_model", "train", "train_from_cli", "trains_reward_stage"]

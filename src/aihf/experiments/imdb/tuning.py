@@ -158,7 +158,8 @@ def _run_only(preset: dict[str, Any], settings: list[str]) -> None:
     out of its ``settings`` list and, for a ratio sweep's ratios (not listed there), by ``run_settings`` (None
     when every setting is named). A setting left in would run the variants' untuned values."""
     preset["settings"] = [setting for setting in preset["settings"] if setting["name"] in settings]
-    names = [setting.name for setting in from_dict(ImdbConfig, {**preset, "run_settings": list(settings)}).all_settings()]
+    loaded = from_dict(ImdbConfig, {**preset, "run_settings": list(settings)})  # only the settings run must resolve
+    names = [setting.name for setting in loaded.all_settings()]
     preset["run_settings"] = None if set(names) <= set(settings) else [name for name in names if name in settings]
 
 
