@@ -110,7 +110,7 @@ def test_a_kl_budget_takes_the_best_gold_within_it():
     assert tuning.choose(_results(config, gold, kl=kl))["tiny"]["dpo"]["value"] == 0.7  # no budget: the best
 
 
-def test_a_confirmation_reruns_each_methods_best_points_and_its_means_make_the_choice(tmp_path, capsys):
+def test_a_confirmation_reruns_each_methods_best_points_and_its_means_make_the_choice(tmp_path, caplog):
     """Within 10 nats dpo's two best one-seed points are 0.3 (8 nats) and 0.2 (3 nats; 0.7 is over the
     budget), aihf-rounds' 0.5 and 0.4 are both within it, rlhf has one point, over it (its lowest-KL point,
     as the choice falls back to). The confirmation preset runs those points, named as in the grid, on seeds
@@ -166,12 +166,12 @@ def test_a_confirmation_reruns_each_methods_best_points_and_its_means_make_the_c
     assert main(["tune", "choose", str(tmp_path / "cli-tuned.yaml"), str(tmp_path / "confirmed.json"),
                  "--seeds", "0", "1", "2", "--max-kl", "10"]) == 0
     assert yaml.safe_load((tmp_path / "cli-tuned.yaml").read_text()) == tuned
-    assert "aihf tune confirm" not in capsys.readouterr().out  # two seeds per point: no advice to confirm
+    assert "aihf tune confirm" not in caplog.text  # two seeds per point: no advice to confirm
     one_seed = json.loads((tmp_path / "grid.json").read_text())
     one_seed["config"]["seeds"] = [0]
     (tmp_path / "one-seed.json").write_text(json.dumps(one_seed))
     assert main(["tune", "choose", str(tmp_path / "one-seed.yaml"), str(tmp_path / "one-seed.json"), "--max-kl", "10"]) == 0
-    assert "chosen on one seed per grid point" in capsys.readouterr().out
+    assert "chosen on one seed per grid point" in caplog.text  # a logged warning
     # --suffix names the choices apart from another choice of the same methods
     assert main(["tune", "choose", str(tmp_path / "two.yaml"), str(tmp_path / "confirmed.json"), "--max-kl", "10",
                  "--suffix=-2seed"]) == 0  # (a value starting with - needs the = form)

@@ -91,3 +91,14 @@ def test_a_dry_run_of_rlhf_says_what_its_reward_stage_would_do(tmp_path, capsys)
     assert main(["train", "rlhf", "--dry-run", *args, f"--output-dir={tmp_path / 'dpo'}"]) == 2
     out = capsys.readouterr().out  # output_dir itself holds another method's run: refused before its stages
     assert "\n  run folder: refused:" in out and "'dpo' -> 'rlhf'" in out and "stage" not in out
+
+
+def test_a_dry_run_of_aihf_plans_its_reward_stage_and_its_own_folder(tmp_path, capsys):
+    """aihf with reward_init: preferences trains the reward stage in output_dir/reward, then itself in output_dir."""
+    code, out = dry_run(tmp_path, capsys)  # dpo: one folder, no stage
+    assert code == 0 and "stage" not in out
+    code = main(["train", "aihf", "--dry-run", f"--output-dir={tmp_path / 'run'}", *_files(tmp_path),
+                 "method.reward_init=preferences"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"reward stage: run folder {tmp_path / 'run' / 'reward'}: starts at step 0" in out
+    assert f"\n  run folder {tmp_path / 'run'}: starts at step 0" in out

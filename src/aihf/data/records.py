@@ -35,6 +35,9 @@ from aihf.data.errors import DataError
 ROLES = ("system", "user", "assistant")
 # ShareGPT's turns ({"from", "value"}, as in its hub datasets' "conversations" column): its speaker names as roles
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+# a chat turn's two forms: (speaker key, text key, speaker -> role, the form's name, the speaker's name)
+CHAT_FORM = ("role", "content", {role: role for role in ROLES}, "chat message", "role")
+SHAREGPT_FORM = ("from", "value", SHAREGPT_ROLES, "ShareGPT turn", "speaker")
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,7 @@ def to_message(value: Any, field: str) -> Message:
             f"a chat message must be a mapping with 'role' and 'content', got {type(value).__name__}", field=field
         )
     sharegpt = "role" not in value and "content" not in value and ("from" in value or "value" in value)
-    speaker_key, text_key, roles, what, who = (("from", "value", SHAREGPT_ROLES, "ShareGPT turn", "speaker") if sharegpt
-                                               else ("role", "content", {r: r for r in ROLES}, "chat message", "role"))
+    speaker_key, text_key, roles, what, who = SHAREGPT_FORM if sharegpt else CHAT_FORM
     for key in (speaker_key, text_key):
         if key not in value:
             raise DataError(f"{what} has no '{key}'", field=f"{field}.{key}")

@@ -94,7 +94,7 @@ def evaluate(
     pad = tokenizer.pad_token_id
     metrics: dict[str, float] = {}
     if preferences is not None:
-        held = read_records("eval_preferences", preferences, field_columns(columns or {}, "eval_preferences"))
+        held = read_records("eval_preferences", preferences, field_columns(columns, "eval_preferences"))
         pairs = [encoder.preference(p) for p in held]
         sequences = [c for c, _ in pairs] + [r for _, r in pairs]
         scores, _ = sequence_scores(model, sequences, pad, batch_size)
@@ -105,7 +105,7 @@ def evaluate(
     if demonstrations is not None:
         if is_reward:
             raise ValueError("a reward model has no likelihood: demonstrations need a policy")
-        held = read_records("eval_demonstrations", demonstrations, field_columns(columns or {}, "eval_demonstrations"))
+        held = read_records("eval_demonstrations", demonstrations, field_columns(columns, "eval_demonstrations"))
         sequences = [encoder.demonstration(d) for d in held]
         metrics.update(demonstration_metrics(*sequence_scores(model, sequences, pad, batch_size)))
     metrics["truncated_sequences"] = encoder.stats.prompts_truncated + encoder.stats.responses_truncated

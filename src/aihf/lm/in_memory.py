@@ -69,9 +69,10 @@ def check_columns(columns: Mapping[str, Any]) -> None:
                 raise ValueError(f"columns.{field}.{ours} must name a column (a non-empty string), got {theirs!r}")
 
 
-def field_columns(columns: Mapping[str, Mapping[str, str]], field: str) -> Mapping[str, str]:
+def field_columns(columns: Mapping[str, Mapping[str, str]] | None, field: str) -> Mapping[str, str]:
     """The renames ``DataConfig.columns`` gives data key ``field``: its own entry, else (an
     ``eval_`` key) its kind's, else none."""
+    columns = columns or {}
     return columns.get(field, columns.get(field.removeprefix("eval_"), {}))
 
 

@@ -415,13 +415,15 @@ def train(name: str, config: TrainConfig, report_ignored: bool = True, overwrite
         if plan.action == "finished":
             return _finished_result(folder, run_folder.read_record(folder))
         stage = config
-        if name == "rlhf" and trains_reward_stage(name, config):
-            stage = policy_stage_config(config, _reward_stage(config, overwrite))
-            result = train(name, stage, report_ignored=False, overwrite=overwrite)
-        elif name == "aihf" and trains_reward_stage(name, config):
-            stage = copy.deepcopy(config)
-            stage.model.reward_model = str(_reward_stage(config, overwrite))  # the joint run stays in output_dir
-            result = _fit(name, stage, plan)
+        if trains_reward_stage(name, config):
+            reward = _reward_stage(config, overwrite)
+            if name == "rlhf":  # its policy stage in output_dir/policy
+                stage = policy_stage_config(config, reward)
+                result = train(name, stage, report_ignored=False, overwrite=overwrite)
+            else:  # aihf's joint run stays in output_dir, its reward warm-started from the stage's
+                stage = copy.deepcopy(config)
+                stage.model.reward_model = str(reward)
+                result = _fit(name, stage, plan)
         else:
             result = _fit(name, config, plan)
         if state.is_main_process:

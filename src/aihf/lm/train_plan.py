@@ -43,6 +43,18 @@ def folder_line(name: str, config: TrainConfig, overwrite: bool) -> tuple[str, b
     return f"run folder {folder}: {what}", False
 
 
+def run_stages(name: str, config: TrainConfig) -> list[tuple[str, str, TrainConfig]]:
+    """(label, method, config) of each folder the run of ``name`` trains in, in order: the preference-only
+    reward stage first where the method trains one, then ``config`` itself, or for ``rlhf`` its policy stage
+    (``output_dir`` then holds the two stages only)."""
+    if not trains_reward_stage(name, config):
+        return [("", name, config)]
+    reward = reward_stage_config(config)
+    last = (("policy stage: ", name, policy_stage_config(config, reward_stage_model(reward))) if name == "rlhf"
+            else ("", name, config))
+    return [("reward stage: ", "reward", reward), last]
+
+
 def describe(name: str, config: TrainConfig, overwrite: bool = False) -> tuple[list[str], bool]:
     """(the dry run's lines, whether the run would be refused) for method ``name`` and ``config``."""
     stored = with_stored_data(config, {}, aihf_cache_dir() / "data")
@@ -62,18 +74,11 @@ def describe(name: str, config: TrainConfig, overwrite: bool = False) -> tuple[l
             lines.append(f"{kind}: {given or eval_given}: not read by {name}")
     if stored.loop.output_dir is None:
         stored.loop.output_dir = run_folder.default_output_dir(name, stored)
-    stages = [("", name, stored)]
-    if trains_reward_stage(name, stored):  # the preference-only reward stage in output_dir/reward comes first
-        reward = reward_stage_config(stored)
-        stages.insert(0, ("reward stage: ", "reward", reward))
-        if name == "rlhf":  # whose policy stage, in output_dir/policy, is the run's result
-            line, refused = folder_line(name, stored, overwrite)  # output_dir itself holds the stages only
-            stages[-1] = ("policy stage: ", name, policy_stage_config(stored, reward_stage_model(reward)))
-            if refused:
-                return [*lines, line], True
-    refused = False
-    for label, method, stage in stages:
-        line, refused_here = folder_line(method, stage, overwrite)
+    own, refused = folder_line(name, stored, overwrite)  # the run claims output_dir first
+    if refused:
+        return [*lines, own], True
+    for label, method, stage in run_stages(name, stored):
+        line, refused_here = (own, False) if stage is stored else folder_line(method, stage, overwrite)
         lines.append(label + line)
         refused = refused or refused_here
     lines.append(f"steps: loop.max_steps {stored.loop.max_steps}, micro-batches of {stored.loop.micro_batch_size}"

@@ -52,15 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the preset and its table; print where."""
-    from aihf.experiments.imdb.tuning import read_tuning_runs, write_choice, write_confirm  # not for --help
+    from aihf.experiments.imdb.tuning import write_choice, write_confirm  # plots and metrics: not for --help
 
     table = Path(args.preset).with_suffix(".md")  # where the writers put it
     if args.action == "choose":
         write_choice(args.results, args.preset, args.seeds, args.max_kl, args.suffix)
         print(f"test preset {args.preset}; the choice in {table}")
-        if len(read_tuning_runs(args.results)["config"]["seeds"]) == 1:
-            print("chosen on one seed per grid point: the best point's score includes that seed's luck, so it "
-                  "overstates the point; 'aihf tune confirm' re-scores the best few on more seeds first (docs/imdb.md)")
     else:
         write_confirm(args.results, args.preset, args.top, args.seeds, args.max_kl, args.methods)
         print(f"confirmation preset {args.preset}; its points in {table}")

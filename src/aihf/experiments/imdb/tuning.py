@@ -19,6 +19,7 @@ to compare methods at a like KL (``scripts/imdb_kl_frontier.py``).
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +28,8 @@ import yaml
 from aihf.config import from_dict
 from aihf.eval.plots import plot_kl_frontiers
 from aihf.experiments.imdb.presets import ImdbConfig
+
+log = logging.getLogger(__name__)
 
 CRITERION = "gold_reward"
 KL = "kl"
@@ -283,8 +286,12 @@ def write_choice(results_paths: list[str | Path], out_preset: str | Path, seeds:
                  max_kl: float | None = None, suffix: str = "") -> dict[str, Any]:
     """Read tuning runs' results.json files, write the tuned preset YAML (its variants' names
     ``suffix``-ed, :func:`tuned_preset`) and the choice as a markdown table beside it (``.md``),
-    choosing within the KL budget ``max_kl`` if given."""
+    choosing within the KL budget ``max_kl`` if given. A choice among one-seed grid points is
+    logged as a warning (the best point's score includes its seed's luck: :func:`confirm_preset`)."""
     results = read_tuning_runs(results_paths)
+    if len(results["config"]["seeds"]) == 1:
+        log.warning("chosen on one seed per grid point: the best point's score includes that seed's luck, so it "
+                    "overstates the point; 'aihf tune confirm' re-scores the best few on more seeds first (docs/imdb.md)")
     chosen = choose(results, max_kl=max_kl)
     preset = tuned_preset(results["config"], chosen, seeds, suffix)
     sources = ", ".join(str(path) for path in results_paths)
